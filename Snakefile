@@ -1,0 +1,51 @@
+# promptscape: prompts on binary sequence predictors, as a Snakemake workflow.
+#
+# results/ layout (every artifact is a Parquet file with a schema in docs/artifacts.md):
+#   results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet    task datasets D_N
+#   results/{experiment}/evaluation/{task}.parquet                           evaluation set
+#   results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet
+#   results/{experiment}/landscape/{predictor}/{task}.parquet
+#   results/{experiment}/aggregate/{selections,reliability,choices}.parquet
+#   results/{experiment}/figures/{reliability,landscape,choices}.{svg,png,html}
+# logs/{rule}/... holds one log per job.
+#
+# Targets: all (default), aggregates (tables only), figures.
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/landscape.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        get_aggregates(),
+        get_figures(),
+    default_target: True
+    localrule: True
+
+
+rule aggregates:
+    input:
+        get_aggregates(),
+    localrule: True
+
+
+rule figures:
+    input:
+        get_figures(),
+    localrule: True

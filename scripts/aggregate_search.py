@@ -1,0 +1,13 @@
+"""Snakemake entry point of rule aggregate_search."""
+from promptscape import logs
+from promptscape.stages import aggregate
+
+logs.setup(snakemake.log[0])
+aggregate.aggregate_search(
+    searches=list(snakemake.input.searches),
+    landscapes=list(snakemake.input.landscapes),
+    selections=snakemake.output.selections,
+    reliability=snakemake.output.reliability,
+    choices=snakemake.output.choices,
+    in_meta_distribution=snakemake.params.imd,
+)

@@ -1,0 +1,11 @@
+"""Snakemake entry point of rule compute_landscape."""
+from promptscape import logs
+from promptscape.stages import landscape
+
+logs.setup(snakemake.log[0])
+landscape.compute_landscape(
+    evaluation=snakemake.input.evaluation,
+    model=snakemake.input.get("model"),
+    output=snakemake.output.landscape,
+    **snakemake.params.args,
+)

@@ -1,0 +1,11 @@
+"""Snakemake entry point of rule search_prompts."""
+from promptscape import logs
+from promptscape.stages import search
+
+logs.setup(snakemake.log[0])
+search.search_prompts(
+    datasets=snakemake.input.datasets,
+    model=snakemake.input.get("model"),
+    output=snakemake.output.search,
+    **snakemake.params.args,
+)

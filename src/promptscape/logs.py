@@ -1,0 +1,40 @@
+"""Logging for Snakemake jobs: everything a job says goes to its log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+
+def setup(path: str | None) -> logging.Logger:
+    """Send logging and stderr to `path` (the rule's log) and return the package logger."""
+    if path:
+        stream = open(path, "w", buffering=1)
+        sys.stderr = stream
+    else:
+        stream = sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    return logging.getLogger("promptscape")
+
+
+class Progress:
+    """Logs `done/total`, rate and time left at most every `every` seconds."""
+
+    def __init__(self, logger: logging.Logger, total: int, what: str, every: float = 10.0):
+        self.logger, self.total, self.what, self.every = logger, total, what, every
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int, extra: str = "") -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        self.logger.info("%s %d/%d (%.1f/s, %.0f s left)%s", self.what, done, self.total,
+                         rate, left, f" {extra}" if extra else "")

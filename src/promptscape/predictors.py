@@ -1,0 +1,104 @@
+"""Predictors: maps from a context to a distribution over the next symbol.
+
+Every predictor answers one question for the search and the landscapes::
+
+    prompt_losses(prompts, seqs) -> (P, B)   l(s, x) = -sum_t log q(x_t | s, x_<t)
+
+the loss of each prompt on each sequence, summed over the T symbols of the sequence only
+(the prompt's own symbols are never scored). The base class computes it from
+``log_predictive`` on the concatenation prompt + sequence, one prompt length at a time;
+predictors with a cheaper route override it (exchangeable Bayes: counts; neural: the prompt
+prefix is computed once and reused).
+
+`PREDICTORS` is the one registry of predictor families: ``bayes`` here, ``lstm`` and
+``transformer`` in `promptscape.models`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from promptscape import prompts as prompts_lib
+from promptscape.sources import Source
+
+PREDICTORS: dict[str, type["Predictor"]] = {}
+NEURAL_FAMILIES = ("lstm", "transformer")
+# Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
+MAX_SYMBOLS_PER_BATCH = 2_000_000
+
+
+def register(cls):
+    PREDICTORS[cls.family] = cls
+    return cls
+
+
+class Predictor:
+    """Base class: subclasses implement `log_predictive`."""
+
+    family: ClassVar[str] = "predictor"
+
+    def log_predictive(self, seqs: np.ndarray) -> np.ndarray:
+        """``log q(x_t = v | x_<t)`` for every position of each sequence: ``(B, T, V)``."""
+        raise NotImplementedError
+
+    def sequence_losses(self, seqs: np.ndarray) -> np.ndarray:
+        """Summed log loss of each sequence with no prompt: ``(B,)``."""
+        return self.prompt_losses([""], seqs)[0]
+
+    def prompt_losses(self, prompts: list[str], seqs: np.ndarray) -> np.ndarray:
+        """Loss of every prompt on every sequence, ``(P, B)`` float64 (see module doc)."""
+        seqs = np.asarray(seqs, dtype=np.uint8)
+        B, T = seqs.shape
+        out = np.empty((len(prompts), B))
+        for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
+            chunk = max(1, MAX_SYMBOLS_PER_BATCH // max(1, (length + T) * len(idx)))
+            for start in range(0, B, chunk):
+                part = seqs[start:start + chunk]
+                b = part.shape[0]
+                # (P_l, b, length + T): every prompt of this length before every sequence.
+                tokens = np.concatenate(
+                    [np.broadcast_to(arr[:, None, :], (len(idx), b, length)),
+                     np.broadcast_to(part[None, :, :], (len(idx), b, T))], axis=2,
+                ).reshape(len(idx) * b, length + T)
+                logp = self.log_predictive(tokens)[:, length:]  # (P_l * b, T, V): drop prompt
+                picked = np.take_along_axis(
+                    logp, tokens[:, length:, None].astype(np.int64), axis=-1)[..., 0]
+                out[idx, start:start + b] = -picked.sum(axis=1).reshape(len(idx), b)
+        return out
+
+
+@register
+class BayesPredictor(Predictor):
+    """The exact Bayes predictor of a pretraining source (the source's own predictive)."""
+
+    family = "bayes"
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def log_predictive(self, seqs):
+        return self.source.log_predictive(seqs)
+
+    def prompt_losses(self, prompts, seqs):
+        if not self.source.exchangeable:
+            return super().prompt_losses(prompts, seqs)
+        # l(s, x) = -log P(s x) / P(s) = lm(c(s)) - lm(c(s) + c(x)), with lm the log
+        # probability of one sequence with those counts: only counts matter.
+        seqs = np.asarray(seqs)
+        T = seqs.shape[1]
+        p_ones = np.array([p.count("1") for p in prompts], dtype=np.int64)
+        p_zeros = np.array([len(p) for p in prompts], dtype=np.int64) - p_ones
+        k_ones = seqs.sum(axis=1, dtype=np.int64)
+        k_zeros = T - k_ones
+        lm = self.source.log_marginal
+        return lm(p_ones, p_zeros)[:, None] - lm(
+            p_ones[:, None] + k_ones[None, :], p_zeros[:, None] + k_zeros[None, :]
+        )
+
+    def count_losses(self, prompt_ones, prompt_zeros, ones, zeros) -> np.ndarray:
+        """Exchangeable only: loss of any prompt with the given counts on any sequence with
+        the given counts (broadcast); the count classes of the efficiency stage use it."""
+        lm = self.source.log_marginal
+        return lm(prompt_ones, prompt_zeros) - lm(prompt_ones + ones, prompt_zeros + zeros)

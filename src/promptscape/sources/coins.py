@@ -1,0 +1,118 @@
+"""Exchangeable coin sources: `coin`, `coin_mixture`, `beta_coin`.
+
+For an exchangeable source the probability of a sequence depends only on its counts, so
+each kind states ``_log_marginal(n1, n0)`` = log P(one particular sequence with n1 ones and
+n0 zeros); the base class derives the sequential predictive from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from promptscape import special, validation
+from promptscape.sources.base import Source, bernoulli_log, register
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Coin(Source):
+    """i.i.d. Bernoulli(theta) flips."""
+
+    kind = "coin"
+    exchangeable = True
+    theta: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "theta", validation.check_probability(self.theta, "coin.theta"))
+
+    def _sample(self, n, length, rng):
+        return rng.random((n, length)) < self.theta
+
+    def _log_marginal(self, ones, zeros):
+        # Likelihood of a particular sequence: theta^n1 (1 - theta)^n0.
+        log_t, log_1mt = bernoulli_log(self.theta)
+        return ones * log_t + zeros * log_1mt
+
+    def count_moments(self, length):
+        return length * self.theta, length * self.theta * (1 - self.theta)
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CoinMixture(Source):
+    """One coin drawn per sequence from `thetas` with `weights`, then i.i.d. flips.
+
+    The paper's BernMix(0.2, 0.7) is ``thetas=(0.2, 0.7)`` with equal weights (the default
+    when `weights` is omitted).
+    """
+
+    kind = "coin_mixture"
+    exchangeable = True
+    thetas: tuple[float, ...]
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        thetas = validation.check_probabilities(self.thetas, "coin_mixture.thetas")
+        weights = self.weights
+        if weights is None:
+            weights = tuple(1.0 / len(thetas) for _ in thetas)
+        weights = validation.check_weights(weights, "coin_mixture.weights", len(thetas))
+        object.__setattr__(self, "thetas", thetas)
+        object.__setattr__(self, "weights", weights)
+
+    def _sample(self, n, length, rng):
+        coin = rng.choice(len(self.thetas), size=n, p=np.asarray(self.weights))
+        theta = np.asarray(self.thetas)[coin]
+        return rng.random((n, length)) < theta[:, None]
+
+    def _log_marginal(self, ones, zeros):
+        # Evidence: sum_k w_k theta_k^n1 (1 - theta_k)^n0, in log space over the K axis.
+        log_t, log_1mt = bernoulli_log(self.thetas)  # (K,)
+        log_w = np.log(np.asarray(self.weights))
+        ones = np.asarray(ones)[..., None]
+        zeros = np.asarray(zeros)[..., None]
+        return special.logsumexp(log_w + ones * log_t + zeros * log_1mt, axis=-1)
+
+    def count_moments(self, length):
+        w, t = np.asarray(self.weights), np.asarray(self.thetas)
+        mean_theta = float(w @ t)
+        var_theta = float(w @ t**2) - mean_theta**2
+        # Total variance: within-coin binomial variance plus between-coin variance.
+        within = length * float(w @ (t * (1 - t)))
+        return length * mean_theta, within + length**2 * var_theta
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BetaCoin(Source):
+    """theta ~ Beta(alpha, beta) once per sequence, then i.i.d. flips."""
+
+    kind = "beta_coin"
+    exchangeable = True
+    alpha: float
+    beta: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "alpha", validation.check_positive(self.alpha, "beta_coin.alpha"))
+        object.__setattr__(self, "beta", validation.check_positive(self.beta, "beta_coin.beta"))
+
+    def _sample(self, n, length, rng):
+        theta = rng.beta(self.alpha, self.beta, size=n)
+        return rng.random((n, length)) < theta[:, None]
+
+    def _log_marginal(self, ones, zeros):
+        # Integrate theta^n1 (1 - theta)^n0 against the Beta(alpha, beta) density:
+        # B(alpha + n1, beta + n0) / B(alpha, beta) (prior virtual counts plus observed).
+        return special.betaln(self.alpha + ones, self.beta + zeros) - special.betaln(
+            self.alpha, self.beta
+        )
+
+    def count_moments(self, length):
+        a, b = self.alpha, self.beta
+        mean = a / (a + b)
+        var_theta = a * b / ((a + b) ** 2 * (a + b + 1))
+        within = length * (mean - (var_theta + mean**2))  # T E[theta (1 - theta)]
+        return length * mean, within + length**2 * var_theta
+
+

@@ -1,0 +1,54 @@
+"""Stage `compute_landscape`: theoretical loss, KL, rank and optimal class of every prompt."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from promptscape import landscape, tables
+from promptscape import prompts as prompts_lib
+from promptscape.sources import build_source
+from promptscape.stages.common import load_predictor
+
+log = logging.getLogger("promptscape")
+
+
+def compute_landscape(*, evaluation: str, output: str, predictor: str, pretraining: dict,
+                      experiment: str, task_name: str, task: dict, task_length: int,
+                      max_prompt_length: int, max_enumeration_length: int,
+                      model: str | None = None) -> None:
+    """The landscape of one (predictor, experiment, task)."""
+    prompts = prompts_lib.all_prompts(max_prompt_length)
+    pred = load_predictor(predictor, pretraining, model)
+    task_source = build_source(task, where=f"task {task_name}")
+    method = landscape.choose_method(pred, task_source, task_length, max_enumeration_length)
+
+    eval_frame = tables.read_table(evaluation, "evaluation_set")
+    eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
+    eval_losses = pred.prompt_losses(prompts, eval_seqs)  # (P, M), paired across prompts
+    mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs))
+    if method == "monte_carlo":
+        loss, loss_se, kl, kl_se, entropy = mc
+        ranks = landscape.dense_ranks(loss)
+        optimal = landscape.optimal_class_estimated(eval_losses)
+    else:
+        loss, loss_se, entropy = landscape.theoretical_losses(pred, prompts, task_source,
+                                                              task_length, method)
+        kl, kl_se = loss - entropy, np.zeros_like(loss)
+        ranks = landscape.dense_ranks(loss)
+        optimal = ranks == 0
+        z = np.abs(kl - mc[2]) / np.maximum(mc[3], 1e-300)
+        log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompts",
+                 float(z.max()), len(prompts))
+    best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
+    log.info("%s %s %s: method %s; optimal class %s, KL %.6g nats", predictor, experiment,
+             task_name, method, best, float(kl[optimal].min()))
+    frame = {
+        "predictor": predictor, "experiment": experiment, "task": task_name,
+        "prompt": prompts, "prompt_length": [len(p) for p in prompts],
+        "prompt_ones": [p.count("1") for p in prompts], "method": method,
+        "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
+        "rank": ranks, "optimal": optimal, "mc_kl": mc[2], "mc_kl_se": mc[3],
+    }
+    tables.write(frame, "landscape", output)

@@ -1,0 +1,232 @@
+"""One Parquet schema per artifact, declared once, and the one writer that enforces it.
+
+Each artifact has a pyarrow schema whose fields carry a description, and a sort key. The
+writer (`write`) names any missing or extra column, casts to the schema, sorts by the key
+(canonical row order), writes no timestamps, and replaces the target atomically, so a
+crash never leaves a partial file under the artifact's name. Two runs of the same config
+therefore write bit-identical files.
+
+``python -m promptscape.tables`` prints the schemas as Markdown (docs/artifacts.md).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: str  # path pattern under results/, as the workflow writes it
+    doc: str
+    fields: tuple  # (name, pyarrow type, description)
+    sort_key: tuple[str, ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([
+            pa.field(name, typ, nullable=False, metadata={"description": desc})
+            for name, typ, desc in self.fields
+        ])
+
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+_PREDICTOR = ("predictor", _S, "predictor family: bayes, lstm or transformer")
+_EXPERIMENT = ("experiment", _S, "experiment name (config key experiments.<name>)")
+_TASK = ("task", _S, "task name: the config source the task sequences come from")
+_N = ("N", _I, "number of task sequences in the dataset D_N")
+_SEED = ("seed", _I, "seed index of the dataset (0..num_seeds-1)")
+_PROMPT = ("prompt", _S, "prompt as a string of 0/1 symbols; '' is the empty prompt")
+_PLEN = ("prompt_length", _I, "number of symbols in the prompt")
+
+ARTIFACTS = {a.name: a for a in [
+    Artifact(
+        "task_data", "{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
+        "Task datasets D_N, one per seed, drawn from the task source; the seed of each is a "
+        "stable hash of (task source, T, N, seed), so identical tasks share datasets across "
+        "experiments and a seed's data does not depend on the block it is stored in.",
+        (_TASK, _N, _SEED,
+         ("index", _I, "position of the sequence in D_N"),
+         ("sequence", _S, "the task sequence, T symbols 0/1")),
+        ("seed", "index")),
+    Artifact(
+        "evaluation_set", "{experiment}/evaluation/{task}.parquet",
+        "Evaluation set of M task sequences per task, never seen by any search; it estimates "
+        "theoretical losses where no exact sum exists and cross-checks them where one does.",
+        (_TASK, ("index", _I, "position in the evaluation set"),
+         ("sequence", _S, "the task sequence, T symbols 0/1")),
+        ("index",)),
+    Artifact(
+        "search", "{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
+        "seed block, and which prompt is the empirical optimum s_hat of each seed.",
+        (_PREDICTOR, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
+         ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats)"),
+         ("chosen", _B, "true for s_hat: least L_N, ties to the shorter then lexicographically "
+                        "first prompt")),
+        ("seed", "prompt_length", "prompt")),
+    Artifact(
+        "landscape", "{experiment}/landscape/{predictor}/{task}.parquet",
+        "Landscape: the theoretical loss of every prompt, its KL to the task, dense rank and "
+        "membership of the optimal class.",
+        (_PREDICTOR, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
+         ("prompt_ones", _I, "number of 1 symbols in the prompt"),
+         ("method", _S, "exact_counts, exact_enumeration or monte_carlo (see docs/science.md)"),
+         ("loss", _F, "L(s) = E_task l(s, x), summed over the T task symbols (nats)"),
+         ("loss_se", _F, "standard error of loss (0 when exact)"),
+         ("entropy", _F, "H_T(task), the task's entropy over T symbols (nats)"),
+         ("kl", _F, "KL(s) = L(s) - H_T(task) (nats)"),
+         ("kl_se", _F, "standard error of kl, paired per sequence (0 when exact)"),
+         ("rank", _I, "dense rank of loss: tied prompts share a rank, 0 is the optimal class"),
+         ("optimal", _B, "member of the optimal class S* (relative 1e-9 for exact values, "
+                         "paired z <= 1.96 for estimates)"),
+         ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
+         ("mc_kl_se", _F, "standard error of mc_kl")),
+        ("prompt_length", "prompt")),
+    Artifact(
+        "selections", "{experiment}/aggregate/selections.parquet",
+        "One row per (predictor, task, N, seed): the prompt the search chose and what it costs.",
+        (_PREDICTOR, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
+         ("empirical_loss", _F, "L_N(s_hat)"),
+         ("kl", _F, "KL(s_hat) from the landscape"),
+         ("regret", _F, "KL(s_hat) - KL(s*) >= 0, the cost of choosing on a finite dataset"),
+         ("rank", _I, "dense rank of s_hat in the landscape"),
+         ("correct", _B, "s_hat is in the optimal class")),
+        ("predictor", "task", "N", "seed")),
+    Artifact(
+        "reliability", "{experiment}/aggregate/reliability.parquet",
+        "Per (predictor, task, N): proportion of seeds whose s_hat is optimal, with a Wilson "
+        "95% interval, and the distribution of regret and rank of s_hat.",
+        (_PREDICTOR, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
+                                      "(from the config)"),
+         _N,
+         ("seeds", _I, "number of datasets (seeds)"),
+         ("correct", _I, "number of seeds whose s_hat is in the optimal class"),
+         ("proportion_correct", _F, "correct / seeds"),
+         ("ci_low", _F, "Wilson 95% interval, lower bound"),
+         ("ci_high", _F, "Wilson 95% interval, upper bound"),
+         ("regret_mean", _F, "mean regret KL(s_hat) - KL(s*) over seeds (nats)"),
+         ("regret_median", _F, "median regret"),
+         ("regret_q25", _F, "25th percentile of regret"),
+         ("regret_q75", _F, "75th percentile of regret"),
+         ("rank_mean", _F, "mean rank of s_hat"),
+         ("rank_median", _F, "median rank of s_hat")),
+        ("predictor", "task", "N")),
+    Artifact(
+        "choices", "{experiment}/aggregate/choices.parquet",
+        "Per (predictor, task, N, prompt): how often the search chose the prompt.",
+        (_PREDICTOR, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         _N, _PROMPT, _PLEN,
+         ("count", _I, "number of seeds that chose the prompt"),
+         ("frequency", _F, "count / seeds"),
+         ("kl", _F, "KL of the prompt from the landscape"),
+         ("rank", _I, "dense rank of the prompt"),
+         ("optimal", _B, "the prompt is in the optimal class")),
+        ("predictor", "task", "N", "prompt_length", "prompt")),
+]}
+
+
+def write(frame, artifact: str, path: str | os.PathLike) -> None:
+    """Validate `frame` (a DataFrame or a mapping of column arrays) against the artifact's
+    schema, sort it by the artifact's key and write it atomically."""
+    spec = ARTIFACTS[artifact]
+    schema = spec.schema
+    columns = list(frame.keys()) if isinstance(frame, dict) else list(frame.columns)
+    missing = [n for n in schema.names if n not in columns]
+    extra = [c for c in columns if c not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{artifact} table for {path}: missing columns {missing}, "
+                         f"extra columns {extra}")
+    if isinstance(frame, dict):
+        table = _from_columns(frame, schema, artifact, path)
+    else:
+        if frame[schema.names].isna().to_numpy().any():
+            bad = [n for n in schema.names if frame[n].isna().any()]
+            raise ValueError(f"{artifact} table for {path}: missing values in columns {bad}")
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
+    table = table.sort_by([(k, "ascending") for k in spec.sort_key])
+    table = table.replace_schema_metadata({"artifact": artifact})
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _from_columns(columns: dict, schema: pa.Schema, artifact: str, path) -> pa.Table:
+    """A table from column arrays; scalars are broadcast to the length of the others."""
+    lengths = {len(v) for v in columns.values() if not _is_scalar(v)}
+    if len(lengths) != 1:
+        raise ValueError(f"{artifact} table for {path}: columns of different lengths {lengths}")
+    (n,) = lengths
+    arrays = []
+    for field in schema:
+        value = columns[field.name]
+        if _is_scalar(value):
+            value = [value] * n
+        try:
+            arrays.append(pa.array(value, type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+            raise ValueError(f"{artifact} table for {path}: column {field.name!r}: {error}") from None
+        if arrays[-1].null_count:
+            raise ValueError(f"{artifact} table for {path}: column {field.name!r} has missing values")
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (str, int, float, bool)) or getattr(value, "ndim", 1) == 0
+
+
+def read_table(path, artifact: str | None = None) -> pa.Table:
+    """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise ValueError(f"no {artifact or 'artifact'} files to read")
+    parts = [pq.read_table(p) for p in paths]
+    if artifact is not None:
+        expected = ARTIFACTS[artifact].schema.names
+        for p, part in zip(paths, parts):
+            if part.schema.names != expected:
+                raise ValueError(f"{p} is not a {artifact} table: columns {part.schema.names}, "
+                                 f"expected {expected}")
+    return pa.concat_tables(parts)
+
+
+def read(path, artifact: str | None = None):
+    """Like `read_table`, as a pandas DataFrame."""
+    return read_table(path, artifact).to_pandas()
+
+
+def markdown() -> str:
+    """The artifact schemas as Markdown, for docs/artifacts.md."""
+    lines = ["# Artifacts", "",
+             "Every artifact is one Parquet file under `results/`, written by "
+             "`promptscape.tables.write` (schema enforced, rows sorted by the sort key, no "
+             "timestamps, atomic replace). This page is generated by "
+             "`python -m promptscape.tables`; a test keeps it in sync.", ""]
+    for spec in ARTIFACTS.values():
+        lines += [f"## `{spec.name}`", "", f"`results/{spec.path}`", "", spec.doc, "",
+                  f"Sort key: {', '.join(f'`{k}`' for k in spec.sort_key)}.", "",
+                  "| column | type | description |", "| --- | --- | --- |"]
+        lines += [f"| `{n}` | {t} | {d} |" for n, t, d in spec.fields]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown(), end="")

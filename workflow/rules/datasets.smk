@@ -1,0 +1,37 @@
+# Task datasets D_N per (experiment, task, N, seed block), and one evaluation set per task.
+
+
+rule simulate_tasks:
+    output:
+        data="results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
+    log:
+        "logs/simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log",
+    params:
+        args=lambda w: dict(
+            task_name=w.task,
+            task=get_task(w).source.to_dict(),
+            task_length=get_experiment(w).task_length,
+            N=int(w.N),
+            first=int(w.first),
+            last=int(w.last),
+        ),
+        code=code("datasets"),
+    script:
+        "../../scripts/simulate_tasks.py"
+
+
+rule simulate_evaluation:
+    output:
+        data="results/{experiment}/evaluation/{task}.parquet",
+    log:
+        "logs/simulate_evaluation/{experiment}/{task}.log",
+    params:
+        args=lambda w: dict(
+            task_name=w.task,
+            task=get_task(w).source.to_dict(),
+            task_length=get_experiment(w).task_length,
+            size=get_experiment(w).evaluation_size,
+        ),
+        code=code("datasets"),
+    script:
+        "../../scripts/simulate_evaluation.py"

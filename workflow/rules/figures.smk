@@ -1,0 +1,22 @@
+# Figures per experiment: reliability, landscape and choices, as SVG, PNG and HTML.
+
+
+rule plot_figure:
+    input:
+        tables=get_figure_tables,
+    output:
+        svg=report(
+            "results/{experiment}/figures/{figure}.svg",
+            caption="../report/figure.rst",
+            category="{experiment}",
+            subcategory="{figure}",
+        ),
+        png="results/{experiment}/figures/{figure}.png",
+        html="results/{experiment}/figures/{figure}.html",
+    log:
+        "logs/plot_figure/{experiment}/{figure}.log",
+    params:
+        args=get_figure_args,
+        code=code("figures"),
+    script:
+        "../../scripts/plot_figure.py"

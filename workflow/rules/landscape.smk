@@ -1,0 +1,15 @@
+# The landscape of every prompt per (predictor, experiment, task).
+
+
+rule compute_landscape:
+    input:
+        evaluation="results/{experiment}/evaluation/{task}.parquet",
+    output:
+        landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",
+    log:
+        "logs/compute_landscape/{experiment}/{predictor}/{task}.log",
+    params:
+        args=get_landscape_args,
+        code=code("landscape"),
+    script:
+        "../../scripts/compute_landscape.py"
