@@ -17,7 +17,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config. A --configfile given on the command line replaces it rather than
+# being merged into it (a merge would silently mix the default experiments into yours);
+# --config KEY=VALUE still overrides single keys of whichever config is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -32,10 +37,10 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_aggregates(),
         get_figures(),
-    default_target: True
     localrule: True
 
 

@@ -11,7 +11,7 @@ WILSON_Z = 1.959963984540054  # two-sided 95%
 def wilson_interval(successes, trials, z: float = WILSON_Z):
     """Wilson score interval for a binomial proportion (vectorised).
 
-    >>> [round(v, 4) for v in wilson_interval(0, 10)]
+    >>> [round(float(v), 4) for v in wilson_interval(0, 10)]
     [0.0, 0.2775]
     """
     successes = np.asarray(successes, dtype=np.float64)
@@ -20,7 +20,11 @@ def wilson_interval(successes, trials, z: float = WILSON_Z):
     denom = 1 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denom
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # At k = 0 and k = n the bound is exactly 0 or 1; rounding in centre -/+ half would
+    # otherwise leave the interval just short of the observed proportion (1 - 1e-16).
+    low = np.where(successes == 0, 0.0, np.clip(centre - half, 0, 1))[()]
+    high = np.where(successes == trials, 1.0, np.clip(centre + half, 0, 1))[()]
+    return low, high
 
 
 def selections(search: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:

@@ -108,6 +108,9 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     shown = data["prompt"].where(data["prompt"] != "", "∅")
     data["prompt_label"] = shown + np.where(data["optimal"], " ★", "")
     data = data.sort_values(["rank", "prompt_length", "prompt"])
+    # A fixed height (14 px a row of the fullest panel): Vega-Lite's step sizing fails to
+    # render with faceted, independent y scales and conditional strokes.
+    rows = int(data.groupby(["predictor", "task"])["prompt"].nunique().max())
     rects = alt.Chart(data).mark_rect().encode(
         x=alt.X("N:O", sort=sorted(data["N"].unique()), title="dataset size N"),
         y=alt.Y("prompt_label:N", sort=alt.EncodingSortField("rank", op="min"),
@@ -118,7 +121,7 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
         strokeWidth=alt.condition("datum.optimal", alt.value(1.5), alt.value(0)),
         tooltip=["predictor", "task", "N", "prompt_label", "count",
                  alt.Tooltip("frequency:Q", format=".2f"), "rank", alt.Tooltip("kl:Q", format=".3e")],
-    ).properties(width=style["panel_width"], height=alt.Step(14))
+    ).properties(width=style["panel_width"], height=max(60, 14 * rows))
     chart = rects.facet(
         column=alt.Column("task_label:N", sort=order, title=None,
                           header=alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")),

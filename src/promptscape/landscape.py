@@ -16,8 +16,8 @@ named in the ``method`` column:
     prompts, so differences between prompts are paired), with its standard error.
 
 KL(s) = L(s) - H_T(task). Under monte_carlo, KL is estimated per sequence as
-l(s, x) + log P_task(x), whose mean is unbiased and whose standard error is much smaller
-than that of L(s) (the task's own entropy noise cancels).
+l(s, x) + log P_task(x), an unbiased paired estimate; its standard error is usually smaller
+than that of L(s) for good prompts (the task's own entropy noise cancels), not always.
 
 The evaluation-set estimate of KL and its standard error is kept beside the exact value in
 every landscape (``mc_kl``, ``mc_kl_se``) as a built-in check that the exact sums, the

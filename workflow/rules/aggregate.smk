@@ -14,5 +14,7 @@ rule aggregate_search:
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         code=code("aggregate"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/aggregate_search.py"

@@ -16,6 +16,8 @@ rule simulate_tasks:
             last=int(w.last),
         ),
         code=code("datasets"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/simulate_tasks.py"
 
@@ -33,5 +35,7 @@ rule simulate_evaluation:
             size=get_experiment(w).evaluation_size,
         ),
         code=code("datasets"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/simulate_evaluation.py"

@@ -18,5 +18,7 @@ rule plot_figure:
     params:
         args=get_figure_args,
         code=code("figures"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/plot_figure.py"

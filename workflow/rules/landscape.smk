@@ -11,5 +11,7 @@ rule compute_landscape:
     params:
         args=get_landscape_args,
         code=code("landscape"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/compute_landscape.py"

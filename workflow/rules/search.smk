@@ -11,5 +11,7 @@ rule search_prompts:
     params:
         args=get_search_args,
         code=code("search"),
+    conda:
+        "../envs/promptscape.yaml"
     script:
         "../../scripts/search_prompts.py"

@@ -1,0 +1,259 @@
+"""Reliability of the search: Wilson intervals, selections, regret, correctness, choices."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from promptscape import aggregate, tables
+from promptscape.prompts import all_prompts
+from promptscape.stages.aggregate import aggregate_search
+from promptscape.stages.datasets import simulate_evaluation, simulate_tasks
+from promptscape.stages.landscape import compute_landscape
+from promptscape.stages.search import search_prompts
+
+Z95 = stats.norm.ppf(0.975)
+
+
+# ------------------------------------------------------------------ Wilson interval
+def reference_wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson interval as the set of p with (p_hat - p)^2 <= z^2 p (1 - p) / n: the two
+    roots of (1 + z^2/n) p^2 - (2 p_hat + z^2/n) p + p_hat^2 = 0."""
+    p_hat = k / n
+    a = 1 + z * z / n
+    b = 2 * p_hat + z * z / n
+    c = p_hat * p_hat
+    root = math.sqrt(b * b - 4 * a * c)
+    return (b - root) / (2 * a), (b + root) / (2 * a)
+
+
+WILSON_TABLE = [(0, 1), (1, 1), (0, 10), (10, 10), (1, 10), (5, 10), (3, 7), (0, 100),
+                (1, 100), (50, 100), (99, 100), (100, 100), (17, 1000), (999, 1000)]
+
+
+def test_wilson_z_is_the_two_sided_95_percent_normal_quantile():
+    assert math.isclose(aggregate.WILSON_Z, Z95, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("k, n", WILSON_TABLE, ids=[f"{k}of{n}" for k, n in WILSON_TABLE])
+def test_wilson_interval_matches_the_closed_form_and_contains_the_proportion(k, n):
+    low, high = aggregate.wilson_interval(k, n)
+    ref_low, ref_high = reference_wilson(k, n)
+    assert math.isclose(float(low), ref_low, rel_tol=1e-10, abs_tol=1e-14)
+    assert math.isclose(float(high), ref_high, rel_tol=1e-10, abs_tol=1e-14)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    if k == 0:
+        assert low == 0.0 and high > 0.0
+    if k == n:
+        assert high == 1.0 and low < 1.0
+
+
+def test_wilson_interval_known_values_and_vectorisation():
+    # Published score intervals (Newcombe 1998, Stat. Med. 17:857, table II, method 3) and
+    # the module's doctest value for 0/10, to 4 places.
+    k = np.array([81, 15, 0, 1, 0])
+    n = np.array([263, 148, 20, 29, 10])
+    low, high = aggregate.wilson_interval(k, n)
+    np.testing.assert_allclose(low, [0.2553, 0.0624, 0.0, 0.0061, 0.0], atol=5e-5)
+    np.testing.assert_allclose(high, [0.3662, 0.1605, 0.1611, 0.1718, 0.2775], atol=5e-5)
+    assert low.shape == (5,)
+
+
+def test_wilson_interval_narrows_with_more_trials():
+    widths = [np.subtract(*aggregate.wilson_interval(n // 2, n)[::-1]) for n in (10, 100, 1000)]
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+# ------------------------------------------------------------------ synthetic study
+PROMPTS = all_prompts(2)  # '', '0', '1', '00', '01', '10', '11'
+KL = {
+    # task a: a unique optimum '11'; task b: '0' and '00' tied at the optimum.
+    "a": dict(zip(PROMPTS, [0.5, 0.4, 0.3, 0.35, 0.2, 0.2, 0.1])),
+    "b": dict(zip(PROMPTS, [0.3, 0.1, 0.5, 0.1, 0.2, 0.2, 0.4])),
+}
+CHOSEN = {  # (task, N): the prompt each seed 0..3 picked
+    ("a", 5): ["", "11", "1", "11"],
+    ("a", 50): ["11", "11", "11", "11"],
+    ("b", 5): ["0", "00", "1", "10"],
+    ("b", 50): ["0", "0", "0", "00"],
+}
+ENTROPY = 4.0
+
+
+def _dense_rank(values: dict) -> dict:
+    levels = sorted(set(values.values()))
+    return {p: levels.index(v) for p, v in values.items()}
+
+
+def synthetic_landscape() -> pd.DataFrame:
+    rows = []
+    for task, kl in KL.items():
+        rank = _dense_rank(kl)
+        for p in PROMPTS:
+            rows.append({"predictor": "bayes", "experiment": "exp", "task": task, "prompt": p,
+                         "prompt_length": len(p), "prompt_ones": p.count("1"),
+                         "method": "exact_counts", "loss": kl[p] + ENTROPY, "loss_se": 0.0,
+                         "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0, "rank": rank[p],
+                         "optimal": rank[p] == 0, "mc_kl": kl[p], "mc_kl_se": 0.01})
+    return pd.DataFrame(rows)
+
+
+def synthetic_search() -> pd.DataFrame:
+    rows = []
+    for (task, N), picks in CHOSEN.items():
+        for seed, pick in enumerate(picks):
+            for i, p in enumerate(PROMPTS):
+                rows.append({"predictor": "bayes", "experiment": "exp", "task": task, "N": N,
+                             "seed": seed, "prompt": p, "prompt_length": len(p),
+                             "empirical_loss": 1.0 if p == pick else 2.0 + i,
+                             "chosen": p == pick})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def synthetic():
+    land = synthetic_landscape()
+    sel = aggregate.selections(synthetic_search(), land)
+    return land, sel
+
+
+def test_selections_one_row_per_seed_with_regret_rank_and_correctness(synthetic):
+    _, sel = synthetic
+    assert len(sel) == sum(len(v) for v in CHOSEN.values())
+    assert not sel.duplicated(["predictor", "task", "N", "seed"]).any()
+    for row in sel.itertuples():
+        pick = CHOSEN[(row.task, row.N)][row.seed]
+        kl = KL[row.task]
+        assert row.prompt == pick and row.prompt_length == len(pick)
+        assert row.empirical_loss == 1.0
+        assert row.kl == kl[pick]
+        assert math.isclose(row.regret, kl[pick] - min(kl.values()), rel_tol=0, abs_tol=1e-15)
+        assert row.regret >= 0
+        assert row.rank == _dense_rank(kl)[pick]
+        assert row.correct == (kl[pick] == min(kl.values()))
+        assert row.correct == (row.rank == 0)
+    # Tied optima are all correct, at zero regret.
+    tied = sel[(sel["task"] == "b") & sel["prompt"].isin(["0", "00"])]
+    assert len(tied) == 6 and tied["correct"].all() and (tied["regret"] == 0).all()
+
+
+def test_reliability_proportion_counts_interval_and_regret_summary(synthetic):
+    _, sel = synthetic
+    rel = aggregate.reliability(sel)
+    assert len(rel) == len(CHOSEN)
+    for row in rel.itertuples():
+        picks = CHOSEN[(row.task, row.N)]
+        kl = KL[row.task]
+        best = min(kl.values())
+        correct = sum(kl[p] == best for p in picks)
+        regrets = np.array([kl[p] - best for p in picks])
+        ranks = np.array([_dense_rank(kl)[p] for p in picks])
+        assert row.seeds == len(picks) and row.correct == correct
+        assert row.proportion_correct == correct / len(picks)
+        ref_low, ref_high = reference_wilson(correct, len(picks))
+        assert math.isclose(row.ci_low, ref_low, rel_tol=1e-10, abs_tol=1e-14)
+        assert math.isclose(row.ci_high, ref_high, rel_tol=1e-10, abs_tol=1e-14)
+        assert row.ci_low <= row.proportion_correct <= row.ci_high
+        np.testing.assert_allclose(
+            [row.regret_mean, row.regret_median, row.regret_q25, row.regret_q75],
+            [regrets.mean(), np.median(regrets), np.quantile(regrets, 0.25),
+             np.quantile(regrets, 0.75)], rtol=0, atol=1e-15)
+        assert row.rank_mean == ranks.mean() and row.rank_median == np.median(ranks)
+    by_key = rel.set_index(["task", "N"])["proportion_correct"]
+    assert by_key[("a", 5)] == 0.5 and by_key[("a", 50)] == 1.0
+    assert by_key[("b", 5)] == 0.5 and by_key[("b", 50)] == 1.0
+
+
+def test_choices_counts_and_frequencies_sum_to_one(synthetic):
+    land, sel = synthetic
+    cho = aggregate.choices(sel, land)
+    for (task, N), picks in CHOSEN.items():
+        part = cho[(cho["task"] == task) & (cho["N"] == N)]
+        expected = pd.Series(picks).value_counts()
+        assert dict(zip(part["prompt"], part["count"])) == expected.to_dict()
+        np.testing.assert_allclose(part["frequency"], part["count"] / len(picks), rtol=0)
+        assert math.isclose(part["frequency"].sum(), 1.0, rel_tol=1e-12)
+        for row in part.itertuples():
+            assert row.kl == KL[task][row.prompt]
+            assert row.optimal == (row.rank == 0) == (KL[task][row.prompt] == min(KL[task].values()))
+    assert cho.groupby(["predictor", "task", "N"])["frequency"].sum().between(
+        1 - 1e-12, 1 + 1e-12).all()
+
+
+def test_selections_refuses_a_chosen_prompt_missing_from_the_landscape():
+    land = synthetic_landscape()
+    land = land[~((land["task"] == "a") & (land["prompt"] == "11"))]
+    with pytest.raises(ValueError, match="missing from the landscape"):
+        aggregate.selections(synthetic_search(), land)
+
+
+# ------------------------------------------------------------------ the stages end to end
+PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
+TASKS = {"imd": {"kind": "coin", "theta": 0.7}, "oomd": {"kind": "coin", "theta": 0.5}}
+IMD = {"imd": True, "oomd": False}
+T, L_MAX, SEEDS = 6, 3, 12
+
+
+def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path):
+    searches, landscapes = [], []
+    for name, task in TASKS.items():
+        evaluation = tmp_path / f"eval-{name}.parquet"
+        simulate_evaluation(output=str(evaluation), task_name=name, task=task, task_length=T,
+                            size=2000)
+        land = tmp_path / f"land-{name}.parquet"
+        compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
+                          pretraining=PRETRAINING, experiment="exp", task_name=name, task=task,
+                          task_length=T, max_prompt_length=L_MAX, max_enumeration_length=20)
+        landscapes.append(str(land))
+        for N in (1, 30):
+            data = tmp_path / f"data-{name}-{N}.parquet"
+            simulate_tasks(output=str(data), task_name=name, task=task, task_length=T, N=N,
+                           first=0, last=SEEDS - 1)
+            out = tmp_path / f"search-{name}-{N}.parquet"
+            search_prompts(datasets=str(data), output=str(out), predictor="bayes",
+                           pretraining=PRETRAINING, experiment="exp", task_name=name,
+                           task_length=T, N=N, max_prompt_length=L_MAX,
+                           max_enumeration_length=20)
+            searches.append(str(out))
+    paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
+    aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
+                     **{k: str(v) for k, v in paths.items()})
+
+    land = tables.read(landscapes, "landscape")
+    sel = tables.read(paths["selections"], "selections")
+    rel = tables.read(paths["reliability"], "reliability")
+    cho = tables.read(paths["choices"], "choices")
+    assert len(sel) == len(TASKS) * 2 * SEEDS
+    assert (sel["regret"] >= 0).all()
+    optimal = set(map(tuple, land.loc[land["optimal"], ["task", "prompt"]].to_numpy()))
+    assert (sel["correct"] == [(t, p) in optimal for t, p in zip(sel["task"], sel["prompt"])]).all()
+    assert ((sel["regret"] == 0) == sel["correct"]).all()
+    # The headline of the study at this scale: the IMD optimum '111' is the unique optimum.
+    assert sorted(land.loc[land["optimal"] & (land["task"] == "imd"), "prompt"]) == ["111"]
+    assert rel["in_meta_distribution"].tolist() == [IMD[t] for t in rel["task"]]
+    assert (rel["seeds"] == SEEDS).all()
+    np.testing.assert_allclose(rel["proportion_correct"], rel["correct"] / rel["seeds"], rtol=0)
+    assert cho.groupby(["task", "N"])["count"].sum().eq(SEEDS).all()
+    np.testing.assert_allclose(cho.groupby(["task", "N"])["frequency"].sum(), 1.0, rtol=1e-12)
+    # Rows come back in each artifact's sort key order.
+    assert sel.equals(sel.sort_values(["predictor", "task", "N", "seed"], kind="stable")
+                      .reset_index(drop=True))
+
+
+def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
+    land = synthetic_landscape()
+    search = synthetic_search()
+    tables.write(land[land["task"] == "a"], "landscape", tmp_path / "land-a.parquet")
+    tables.write(land[land["task"] == "b"], "landscape", tmp_path / "land-b.parquet")
+    tables.write(search, "search", tmp_path / "search.parquet")
+    with pytest.raises(ValueError, match=r"without an IMD/OOMD label: \['b'\]"):
+        aggregate_search(searches=[str(tmp_path / "search.parquet")],
+                         landscapes=[str(tmp_path / "land-a.parquet"),
+                                     str(tmp_path / "land-b.parquet")],
+                         selections=str(tmp_path / "s.parquet"),
+                         reliability=str(tmp_path / "r.parquet"),
+                         choices=str(tmp_path / "c.parquet"), in_meta_distribution={"a": True})

@@ -1,0 +1,246 @@
+"""The artifact tables: schema enforcement, canonical row order, determinism, atomic writes
+and the generated documentation."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from promptscape import tables
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = list(tables.ARTIFACTS)
+ROWS = 24
+
+_KEY_VALUES = {  # small value sets for sort-key columns (their product holds >= ROWS combos)
+    pa.string(): ["", "0", "01", "1", "10", "bayes", "lstm"],
+    pa.int64(): [*range(30), 100, 1000],  # 2 < 10 < 100: numeric, not string, order
+    pa.float64(): [0.0, 0.5, 1.0],
+    pa.bool_(): [False, True],
+}
+
+
+def valid_frame(artifact: str, seed: int = 0) -> pd.DataFrame:
+    """ROWS rows of plausible values for every column, with a unique sort key per row."""
+    spec = tables.ARTIFACTS[artifact]
+    rng = np.random.default_rng(seed)
+    types = dict((name, typ) for name, typ, _ in spec.fields)
+    combos = list(itertools.product(*(_KEY_VALUES[types[k]] for k in spec.sort_key)))
+    assert len(combos) >= ROWS, artifact
+    picks = rng.choice(len(combos), size=ROWS, replace=False)
+    frame = {}
+    for name, typ, _ in spec.fields:
+        if name in spec.sort_key:
+            frame[name] = [combos[i][spec.sort_key.index(name)] for i in picks]
+        elif typ == pa.string():
+            frame[name] = [str(v) for v in rng.integers(0, 3, size=ROWS)]
+        elif typ == pa.int64():
+            frame[name] = rng.integers(0, 50, size=ROWS)
+        elif typ == pa.float64():
+            frame[name] = rng.normal(size=ROWS)
+        elif typ == pa.bool_():
+            frame[name] = rng.random(ROWS) < 0.5
+        else:  # pragma: no cover - a new type needs a generator here
+            raise AssertionError(f"no generator for {typ}")
+    return pd.DataFrame(frame)
+
+
+def _as_input(frame: pd.DataFrame, kind: str):
+    if kind == "dataframe":
+        return frame
+    return {c: frame[c].tolist() for c in frame.columns}
+
+
+INPUTS = ["dataframe", "dict"]
+
+
+# ------------------------------------------------------------------ schema enforcement
+def _first_non_key_column(artifact: str) -> str:
+    return tables.ARTIFACTS[artifact].fields[-1][0]
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_write_with_a_missing_column_names_artifact_path_and_column(tmp_path, artifact, kind):
+    column = _first_non_key_column(artifact)
+    frame = valid_frame(artifact).drop(columns=column)
+    path = tmp_path / "out" / "table.parquet"
+    with pytest.raises(ValueError) as info:
+        tables.write(_as_input(frame, kind), artifact, path)
+    message = str(info.value)
+    assert artifact in message and str(path) in message
+    assert re.search(r"missing columns \[" + re.escape(repr(column)) + r"\]", message), message
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_write_with_an_extra_column_names_artifact_path_and_column(tmp_path, artifact, kind):
+    frame = valid_frame(artifact).assign(surplus_column=1.0)
+    path = tmp_path / "table.parquet"
+    with pytest.raises(ValueError) as info:
+        tables.write(_as_input(frame, kind), artifact, path)
+    message = str(info.value)
+    assert artifact in message and str(path) in message
+    assert re.search(r"extra columns \['surplus_column'\]", message), message
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+@pytest.mark.parametrize("which", ["key", "last"])
+def test_write_with_a_null_names_artifact_path_and_column(tmp_path, artifact, kind, which):
+    spec = tables.ARTIFACTS[artifact]
+    column = spec.sort_key[0] if which == "key" else _first_non_key_column(artifact)
+    frame = valid_frame(artifact)
+    frame[column] = frame[column].astype(object)
+    frame.loc[3, column] = None
+    path = tmp_path / "table.parquet"
+    with pytest.raises(ValueError) as info:
+        tables.write(_as_input(frame, kind), artifact, path)
+    message = str(info.value)
+    assert artifact in message and str(path) in message and repr(column) in message, message
+    assert not path.exists()
+
+
+def test_write_with_a_value_of_the_wrong_type_names_the_column(tmp_path):
+    frame = _as_input(valid_frame("task_data"), "dict")
+    frame["sequence"] = list(range(ROWS))
+    path = tmp_path / "t.parquet"
+    with pytest.raises(ValueError, match=r"task_data table for .*t\.parquet: column 'sequence'"):
+        tables.write(frame, "task_data", path)
+    assert not path.exists()
+
+
+def test_write_with_columns_of_different_lengths_is_refused(tmp_path):
+    frame = _as_input(valid_frame("task_data"), "dict")
+    frame["index"] = frame["index"][:-1]
+    with pytest.raises(ValueError, match="columns of different lengths"):
+        tables.write(frame, "task_data", tmp_path / "t.parquet")
+
+
+# ------------------------------------------------------------------ canonical, deterministic files
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_rows_are_written_in_sort_key_order_whatever_the_input_order(tmp_path, artifact, kind):
+    spec = tables.ARTIFACTS[artifact]
+    frame = valid_frame(artifact)
+    expected = frame.sort_values(list(spec.sort_key), kind="stable").reset_index(drop=True)
+    written = []
+    for i, order in enumerate([np.arange(ROWS), np.arange(ROWS)[::-1],
+                               np.random.default_rng(1).permutation(ROWS)]):
+        path = tmp_path / f"t{i}.parquet"
+        tables.write(_as_input(frame.iloc[order].reset_index(drop=True), kind), artifact, path)
+        back = tables.read(path, artifact)
+        pd.testing.assert_frame_equal(back, expected, check_dtype=False, check_exact=True)
+        written.append(path.read_bytes())
+    assert written[0] == written[1] == written[2]
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_written_file_has_the_schema_and_no_pandas_metadata(tmp_path, artifact):
+    spec = tables.ARTIFACTS[artifact]
+    path = tmp_path / "t.parquet"
+    tables.write(valid_frame(artifact), artifact, path)  # a DataFrame: pandas would add metadata
+    schema = pq.read_schema(path)
+    assert schema.metadata == {b"artifact": artifact.encode()}
+    assert b"pandas" not in (schema.metadata or {})
+    assert schema.names == [name for name, _, _ in spec.fields]
+    for field, (name, typ, desc) in zip(schema, spec.fields):
+        assert field.type == typ and not field.nullable, name
+        assert field.metadata == {b"description": desc.encode()}, name
+    # The file's key-value metadata: the Arrow schema and the artifact name, nothing else
+    # (no pandas index metadata, no timestamps).
+    file_meta = pq.ParquetFile(path).metadata.metadata
+    assert set(file_meta) == {b"ARROW:schema", b"artifact"}
+    assert file_meta[b"artifact"] == artifact.encode()
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_writing_twice_gives_identical_bytes(tmp_path, artifact, kind):
+    frame = valid_frame(artifact, seed=4)
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    tables.write(_as_input(frame, kind), artifact, first)
+    tables.write(_as_input(frame, kind), artifact, second)
+    assert first.read_bytes() == second.read_bytes()
+    tables.write(_as_input(frame, kind), artifact, first)  # replacing an existing file
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_scalar_columns_are_broadcast(tmp_path):
+    path = tmp_path / "t.parquet"
+    tables.write({"task": "coin", "N": 3, "seed": [2, 0, 1], "index": np.zeros(3, dtype=int),
+                  "sequence": ["01", "10", "11"]}, "task_data", path)
+    back = tables.read(path, "task_data")
+    assert back["task"].tolist() == ["coin"] * 3 and back["N"].tolist() == [3] * 3
+    assert back["seed"].tolist() == [0, 1, 2] and back["sequence"].tolist() == ["10", "11", "01"]
+
+
+def test_read_refuses_a_file_of_another_artifact(tmp_path):
+    path = tmp_path / "t.parquet"
+    tables.write(valid_frame("task_data"), "task_data", path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r" is not a search table"):
+        tables.read(path, "search")
+    with pytest.raises(ValueError, match="no search files to read"):
+        tables.read([], "search")
+
+
+# ------------------------------------------------------------------ docs
+def test_docs_artifacts_md_is_in_sync_with_the_schemas():
+    docs = ROOT / "docs" / "artifacts.md"
+    assert docs.exists(), "run: python -m promptscape.tables > docs/artifacts.md"
+    assert docs.read_text(encoding="utf-8") == tables.markdown(), (
+        "docs/artifacts.md is stale; run: python -m promptscape.tables > docs/artifacts.md")
+
+
+def test_markdown_documents_every_column_of_every_artifact():
+    text = tables.markdown()
+    for name, spec in tables.ARTIFACTS.items():
+        assert f"## `{name}`" in text and f"`results/{spec.path}`" in text
+        for column, _, desc in spec.fields:
+            assert f"| `{column}` |" in text and desc in text
+
+
+# ------------------------------------------------------------------ atomic replace
+def _failing_write_table(error):
+    def write_table(table, where, *args, **kwargs):
+        # Write the beginning of a Parquet file, as a crash midway would leave it.
+        with open(where, "wb") as handle:
+            handle.write(b"PAR1" + b"\0" * 100)
+        raise error
+    return write_table
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()],
+                         ids=["OSError", "KeyboardInterrupt"])
+def test_failed_write_leaves_the_previous_file_untouched_and_no_temp_file(
+        tmp_path, monkeypatch, error):
+    path = tmp_path / "t.parquet"
+    tables.write(valid_frame("task_data", seed=1), "task_data", path)
+    before = path.read_bytes()
+    monkeypatch.setattr(pq, "write_table", _failing_write_table(error))
+    with pytest.raises(type(error)):
+        tables.write(valid_frame("task_data", seed=2), "task_data", path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["t.parquet"]
+    monkeypatch.undo()
+    expected = valid_frame("task_data", seed=1).sort_values(["seed", "index"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(tables.read(path, "task_data"), expected, check_dtype=False)
+
+
+def test_failed_first_write_leaves_nothing_under_the_artifact_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(pq, "write_table", _failing_write_table(OSError("disk full")))
+    target = tmp_path / "sub" / "t.parquet"
+    with pytest.raises(OSError, match="disk full"):
+        tables.write(valid_frame("task_data"), "task_data", target)
+    assert not target.exists()
+    assert os.listdir(target.parent) == []

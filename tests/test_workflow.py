@@ -1,0 +1,94 @@
+"""The workflow through the Snakemake CLI, on the tiny scenario (tests/data/tiny)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from workflow_helpers import (REPO, TINY, digests, load_config, planned_jobs, snakemake,
+                              write_config)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One complete run of the tiny config; tests copy it before changing anything."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, TINY)
+    return workdir
+
+
+def copy_run(tiny_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target, symlinks=True)
+    return target
+
+
+def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
+    for experiment in ("bernmix", "switching"):
+        for figure in ("reliability", "landscape", "choices"):
+            for ext in ("svg", "png", "html"):
+                path = tiny_run / "results" / experiment / "figures" / f"{figure}.{ext}"
+                assert path.stat().st_size > 1000, path
+        rel = pd.read_parquet(tiny_run / "results" / experiment / "aggregate" / "reliability.parquet")
+        assert (rel["seeds"] == load_config()["experiments"][experiment]["num_seeds"]).all()
+        assert rel["proportion_correct"].between(0, 1).all()
+    html = (tiny_run / "results" / "bernmix" / "figures" / "landscape.html").read_text()
+    assert "cdn.jsdelivr" not in html and "vegaEmbed" in html  # standalone, scripts inlined
+
+
+def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
+    assert planned_jobs(tiny_run, TINY) == {}
+
+
+def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
+    snakemake(tmp_path, TINY)
+    first, second = digests(tiny_run), digests(tmp_path)
+    assert len(first) == 9 + 3 + 9 + 3 + 6  # datasets, evaluation, search, landscape, aggregates
+    assert first == second
+
+
+def test_figure_style_change_reruns_only_figure_jobs(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    config = load_config()
+    config["figures"]["panel_width"] = 150
+    jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
+    assert jobs == {"plot_figure": 6, "all": 1}
+
+
+def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    config = load_config()
+    bernmix = config["experiments"]["bernmix"]
+    bernmix["num_seeds"] = 12  # one new block of 4 seeds (8-11)
+    bernmix["dataset_sizes"] = [1, 10, 20]  # one new N
+    jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
+    # New (task, N, block) units: 2 tasks x (2 old N x 1 new block + 1 new N x 3 blocks).
+    assert jobs == {"simulate_tasks": 10, "search_prompts": 10, "aggregate_search": 1,
+                    "plot_figure": 2, "all": 1}  # the landscape figure does not read searches
+
+
+def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    config = load_config()
+    config["sources"]["switching"]["switch_prob"] = 0.2
+    jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
+    # Datasets depend on the task only; searches, landscape, aggregate and figures rerun.
+    assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
+                    "plot_figure": 3, "all": 1}
+
+
+def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
+    config = load_config()
+    config["sources"]["coin_0.7"]["theta"] = 1.5
+    proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", config), "-n", check=False)
+    assert proc.returncode != 0
+    assert "sources.coin_0.7: coin.theta == 1.5, must be < 1." in proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_passes():
+    proc = snakemake(REPO, REPO / "config" / "config.yaml", "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
