@@ -5,8 +5,9 @@
 #   results/{experiment}/evaluation/{task}.parquet                           evaluation set
 #   results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet
 #   results/{experiment}/landscape/{predictor}/{task}.parquet
-#   results/{experiment}/aggregate/{selections,reliability,choices}.parquet
-#   results/{experiment}/figures/{reliability,landscape,choices}.{svg,png,html}
+#   results/{experiment}/efficiency/{predictor}/{task}.parquet
+#   results/{experiment}/aggregate/{selections,reliability,choices,token_efficiency}.parquet
+#   results/{experiment}/figures/{reliability,landscape,choices,efficiency}.{svg,png,html}
 # logs/{rule}/... holds one log per job.
 #
 # Targets: all (default), aggregates (tables only), figures.
@@ -30,8 +31,10 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
+include: "workflow/rules/training.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/landscape.smk"
+include: "workflow/rules/efficiency.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 

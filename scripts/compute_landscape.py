@@ -6,6 +6,7 @@ logs.setup(snakemake.log[0])
 landscape.compute_landscape(
     evaluation=snakemake.input.evaluation,
     model=snakemake.input.get("model"),
+    table=snakemake.input.get("table"),
     output=snakemake.output.landscape,
     **snakemake.params.args,
 )

@@ -6,6 +6,7 @@ logs.setup(snakemake.log[0])
 search.search_prompts(
     datasets=snakemake.input.datasets,
     model=snakemake.input.get("model"),
+    table=snakemake.input.get("table"),
     output=snakemake.output.search,
     **snakemake.params.args,
 )

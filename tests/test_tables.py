@@ -32,12 +32,12 @@ def valid_frame(artifact: str, seed: int = 0) -> pd.DataFrame:
     """ROWS rows of plausible values for every column, with a unique sort key per row."""
     spec = tables.ARTIFACTS[artifact]
     rng = np.random.default_rng(seed)
-    types = dict((name, typ) for name, typ, _ in spec.fields)
+    types = dict((name, typ) for name, typ, *_ in spec.fields)
     combos = list(itertools.product(*(_KEY_VALUES[types[k]] for k in spec.sort_key)))
     assert len(combos) >= ROWS, artifact
     picks = rng.choice(len(combos), size=ROWS, replace=False)
     frame = {}
-    for name, typ, _ in spec.fields:
+    for name, typ, *_ in spec.fields:
         if name in spec.sort_key:
             frame[name] = [combos[i][spec.sort_key.index(name)] for i in picks]
         elif typ == pa.string():
@@ -64,7 +64,9 @@ INPUTS = ["dataframe", "dict"]
 
 # ------------------------------------------------------------------ schema enforcement
 def _first_non_key_column(artifact: str) -> str:
-    return tables.ARTIFACTS[artifact].fields[-1][0]
+    """The last non-nullable column (nullable columns accept missing values)."""
+    spec = tables.ARTIFACTS[artifact]
+    return [field[0] for field in spec.fields if field[0] not in spec.nullable][-1]
 
 
 @pytest.mark.parametrize("kind", INPUTS)
@@ -111,6 +113,33 @@ def test_write_with_a_null_names_artifact_path_and_column(tmp_path, artifact, ki
     assert not path.exists()
 
 
+NULLABLE_ARTIFACTS = [name for name, spec in tables.ARTIFACTS.items() if spec.nullable]
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("artifact", NULLABLE_ARTIFACTS)
+def test_nullable_columns_accept_none_and_nan_as_null(tmp_path, artifact, kind):
+    spec = tables.ARTIFACTS[artifact]
+    frame = valid_frame(artifact)
+    floats = {c for c in spec.nullable if pa.types.is_floating(spec.schema.field(c).type)}
+    for column in spec.nullable:
+        frame[column] = frame[column].astype(object)
+        frame.loc[3, column] = None
+        if column in floats:
+            frame.loc[5, column] = float("nan")  # NaN means missing where nulls are allowed
+    path = tmp_path / "table.parquet"
+    tables.write(_as_input(frame, kind), artifact, path)
+    table = pq.read_table(path)
+    for column in spec.nullable:
+        assert table.column(column).null_count == (2 if column in floats else 1), column
+
+
+def test_a_nullable_sort_key_column_is_refused():
+    with pytest.raises(ValueError, match="sort-key columns \\['a'\\] are nullable"):
+        tables.Artifact("x", "x.parquet", "doc", (("a", pa.int64(), "a", tables.NULLABLE),),
+                        ("a",))
+
+
 def test_write_with_a_value_of_the_wrong_type_names_the_column(tmp_path):
     frame = _as_input(valid_frame("task_data"), "dict")
     frame["sequence"] = list(range(ROWS))
@@ -153,9 +182,9 @@ def test_written_file_has_the_schema_and_no_pandas_metadata(tmp_path, artifact):
     schema = pq.read_schema(path)
     assert schema.metadata == {b"artifact": artifact.encode()}
     assert b"pandas" not in (schema.metadata or {})
-    assert schema.names == [name for name, _, _ in spec.fields]
-    for field, (name, typ, desc) in zip(schema, spec.fields):
-        assert field.type == typ and not field.nullable, name
+    assert schema.names == [name for name, *_ in spec.fields]
+    for field, (name, typ, desc, *_) in zip(schema, spec.fields):
+        assert field.type == typ and field.nullable == (name in spec.nullable), name
         assert field.metadata == {b"description": desc.encode()}, name
     # The file's key-value metadata: the Arrow schema and the artifact name, nothing else
     # (no pandas index metadata, no timestamps).
@@ -206,7 +235,7 @@ def test_markdown_documents_every_column_of_every_artifact():
     text = tables.markdown()
     for name, spec in tables.ARTIFACTS.items():
         assert f"## `{name}`" in text and f"`results/{spec.path}`" in text
-        for column, _, desc in spec.fields:
+        for column, _, desc, *_ in spec.fields:
             assert f"| `{column}` |" in text and desc in text
 
 

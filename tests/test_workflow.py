@@ -29,7 +29,7 @@ def copy_run(tiny_run, tmp_path):
 
 def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
     for experiment in ("bernmix", "switching"):
-        for figure in ("reliability", "landscape", "choices"):
+        for figure in ("reliability", "landscape", "choices", "efficiency"):
             for ext in ("svg", "png", "html"):
                 path = tiny_run / "results" / experiment / "figures" / f"{figure}.{ext}"
                 assert path.stat().st_size > 1000, path
@@ -47,7 +47,8 @@ def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
 def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     snakemake(tmp_path, TINY)
     first, second = digests(tiny_run), digests(tmp_path)
-    assert len(first) == 9 + 3 + 9 + 3 + 6  # datasets, evaluation, search, landscape, aggregates
+    # datasets, evaluation, search, landscape, efficiency, aggregates (3 + token efficiency)
+    assert len(first) == 9 + 3 + 9 + 3 + 3 + 8
     assert first == second
 
 
@@ -56,7 +57,7 @@ def test_figure_style_change_reruns_only_figure_jobs(tiny_run, tmp_path):
     config = load_config()
     config["figures"]["panel_width"] = 150
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    assert jobs == {"plot_figure": 6, "all": 1}
+    assert jobs == {"plot_figure": 8, "all": 1}
 
 
 def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_path):
@@ -76,9 +77,23 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
     config = load_config()
     config["sources"]["switching"]["switch_prob"] = 0.2
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    # Datasets depend on the task only; searches, landscape, aggregate and figures rerun.
+    # Datasets depend on the task only; searches, landscape, efficiency, aggregates and
+    # figures rerun.
     assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
-                    "plot_figure": 3, "all": 1}
+                    "measure_efficiency": 1, "summarize_efficiency": 1, "plot_figure": 4,
+                    "all": 1}
+
+
+@pytest.mark.parametrize("change", ["num_typical", "max_length"])
+def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp_path, change):
+    run = copy_run(tiny_run, tmp_path)
+    config = load_config()
+    config["efficiency"][change] += 1  # more typical prompts, or one more length
+    jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
+    # 3 (predictor, task) pairs; the token-efficiency table and efficiency figure of each
+    # of the 2 experiments.
+    assert jobs == {"measure_efficiency": 3, "summarize_efficiency": 2, "plot_figure": 2,
+                    "all": 1}
 
 
 def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
@@ -92,3 +107,21 @@ def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
 def test_snakemake_lint_passes():
     proc = snakemake(REPO, REPO / "config" / "config.yaml", "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+NEURAL = REPO / "tests" / "data" / "neural" / "config.yaml"
+
+
+def test_neural_scenario_trains_scores_and_searches_through_the_cli(tmp_path):
+    snakemake(tmp_path, NEURAL)
+    results = tmp_path / "results"
+    land = pd.concat(pd.read_parquet(p) for p in (results / "bernmix" / "landscape").rglob("*.parquet"))
+    assert set(land["predictor"]) == {"bayes", "lstm", "transformer"}
+    # Networks' landscapes are exact sums over all 2^T sequences of their tabulated losses.
+    assert set(land.loc[land["predictor"] != "bayes", "method"]) == {"exact_enumeration"}
+    for family in ("lstm", "transformer"):
+        curve = pd.read_parquet(results / "models" / "bernmix" / family / "training_curve.parquet")
+        assert list(curve["step"]) == list(range(20))
+    for figure in ("training", "neural_vs_bayes"):
+        assert (results / "bernmix" / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert planned_jobs(tmp_path, NEURAL) == {}

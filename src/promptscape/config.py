@@ -66,6 +66,32 @@ class Study:
     def max_enumeration_length(self) -> int:
         return self.raw["landscape"]["max_enumeration_length"]
 
+    @property
+    def training(self) -> dict:
+        """The `training` section: device, threads, gpus, heldout_size."""
+        return dict(self.raw["training"])
+
+    def model_settings(self, family: str, source_name: str) -> dict:
+        """PredictorConfig fields (less `family`) of the network of `family` trained on
+        `source_name`: the config's overrides, the training device, and a sequence length
+        that covers every prompted task of the experiments using the source."""
+        settings = dict(self.raw["models"][family])
+        settings.setdefault("device", self.training["device"])
+        needed = max((e.max_prompt_length + e.task_length for e in self.experiments.values()
+                      if e.pretraining_name == source_name and family in e.predictors),
+                     default=1)
+        settings.setdefault("sequence_length", needed)
+        if settings["sequence_length"] < needed:
+            raise ConfigError(f"models.{family}.sequence_length == {settings['sequence_length']}, "
+                              f"must be >= {needed} (L_max + T of an experiment pretrained on "
+                              f"{source_name!r})")
+        return settings
+
+    @property
+    def efficiency(self) -> dict:
+        """The efficiency stage's settings: ``max_length`` and ``num_typical`` (K)."""
+        return dict(self.raw["efficiency"])
+
 
 def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     """Validate `config` (a copy; defaults filled in) and build the study."""
@@ -80,7 +106,21 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         experiments[name] = _experiment(name, exp, sources, where)
-    return Study(raw=config, sources=sources, experiments=experiments)
+    study = Study(raw=config, sources=sources, experiments=experiments)
+    _check_models(study)
+    return study
+
+
+def _check_models(study: Study) -> None:
+    """Build every network config the study will train, so a bad model key fails at load."""
+    from promptscape import model_config
+
+    for name, exp in study.experiments.items():
+        for family in exp.predictors:
+            if family in model_config.FAMILY_DEFAULTS:
+                model_config.PredictorConfig.from_dict(
+                    {"family": family, **study.model_settings(family, exp.pretraining_name)},
+                    where=f"models.{family}")
 
 
 def _experiment(name, exp, sources, where) -> Experiment:

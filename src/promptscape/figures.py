@@ -137,3 +137,110 @@ def save(chart: alt.Chart, *, svg: str, png: str, html: str, scale: float) -> No
     chart.save(svg)
     chart.save(png, scale_factor=scale)
     chart.save(html, inline=True)
+
+
+EFFICIENCY_CURVES = {"median_plot": "typical prompts: median, 25–75% band",
+                     "optimal_plot": "optimal prompt of length ≤ l"}
+
+
+def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """KL (log axis) against prompt length: typical prompts drawn from the task (median line,
+    interquartile band) and the optimal prompt of length at most l (dashed), a panel per
+    task, a colour per predictor."""
+    data = frame.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    for column, source in (("median_plot", "typical_kl_median"), ("q25_plot", "typical_kl_q25"),
+                           ("q75_plot", "typical_kl_q75"), ("optimal_plot", "optimal_upto_kl")):
+        data[column] = np.maximum(data[source].astype(float), KL_FLOOR)  # null stays null
+    data["optimal_shown"] = data["optimal_prompt"].where(data["optimal_prompt"] != "", "∅")
+    color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
+    x = alt.X("prompt_length:Q", title="prompt length l (symbols)",
+              scale=alt.Scale(domain=[0, int(data["prompt_length"].max())], nice=False))
+    y_title = f"KL(task ‖ prompted) (nats, floor {KL_FLOOR:g})"
+    band = alt.Chart().mark_area(opacity=0.18).encode(
+        x=x, y=alt.Y("q25_plot:Q", scale=alt.Scale(type="log"), title=y_title),
+        y2="q75_plot:Q", color=color)
+    curves = list(EFFICIENCY_CURVES.values())
+    lines = alt.Chart().transform_fold(
+        list(EFFICIENCY_CURVES), as_=["curve_key", "kl_value"],
+    ).transform_calculate(
+        curve=f"datum.curve_key == 'median_plot' ? '{curves[0]}' : '{curves[1]}'",
+    ).mark_line(strokeWidth=2, clip=True).encode(
+        x=x, y=alt.Y("kl_value:Q", scale=alt.Scale(type="log"), title=y_title), color=color,
+        strokeDash=alt.StrokeDash("curve:N", title="curve", legend=alt.Legend(labelLimit=400),
+                                  scale=alt.Scale(domain=curves, range=[[1, 0], [6, 3]])),
+        tooltip=["predictor", "task", "prompt_length", "curve:N",
+                 alt.Tooltip("kl_value:Q", title="KL", format=".3e"),
+                 alt.Tooltip("typical_kl_q25:Q", format=".3e"),
+                 alt.Tooltip("typical_kl_q75:Q", format=".3e"),
+                 alt.Tooltip("optimal_shown:N", title="optimal prompt"), "method"])
+    layered = alt.layer(band, lines, data=data).properties(
+        width=style["panel_width"], height=style["panel_height"])
+    return _configure(_facet(layered, order, len(tasks), style), style, title)
+
+
+def training_chart(frames: dict, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Training curves (regret against Bayes, moving average) and per-position regret on
+    held-out pretraining sequences, one colour per network."""
+    curve = frames["training_curve"].sort_values(["predictor", "step"]).copy()
+    window = max(1, int(curve["step"].max() + 1) // 50)
+    curve["regret_smooth"] = (curve.groupby("predictor")["regret"]
+                              .transform(lambda r: r.rolling(window, min_periods=1).mean()))
+    neural = [p for p in predictors if p in set(curve["predictor"])]
+    color = alt.Color("predictor:N", scale=_predictor_scale(style, neural), title="predictor")
+    width, height = style["panel_width"] * 3 // 2, style["panel_height"]
+    curves = alt.Chart(curve).mark_line().encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("regret_smooth:Q", title="regret (nats/symbol)"),
+        color=color,
+        tooltip=["predictor", "step", alt.Tooltip("regret_smooth:Q", format=".4f")],
+    ).properties(width=width, height=height,
+                 title=f"training: batch regret vs Bayes, moving mean of {window} steps")
+    regret = frames["predictor_regret"]
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+    by_position = alt.Chart(regret).mark_line(point=True).encode(
+        x=alt.X("position:O", title="position t (0: predicted from BOS alone)"),
+        y=alt.Y("regret:Q", title="regret (nats)"),
+        color=color,
+        tooltip=["predictor", "position", alt.Tooltip("regret:Q", format=".5f"),
+                 alt.Tooltip("neural_loss:Q", format=".4f"), alt.Tooltip("bayes_loss:Q", format=".4f")],
+    )
+    right = alt.layer(zero, by_position).properties(
+        width=width, height=height, title="held-out regret vs Bayes by position")
+    return _configure(alt.hconcat(curves, right), style, title)
+
+
+def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """KL of every prompt under each neural predictor against its KL under the Bayes
+    predictor (log-log; on the diagonal the network's landscape is the ideal one)."""
+    keys = ["task", "prompt"]
+    bayes = land[land["predictor"] == "bayes"][keys + ["kl"]].rename(columns={"kl": "kl_bayes"})
+    data = land[land["predictor"] != "bayes"].merge(bayes, on=keys, validate="m:1")
+    data["task_label"], order = task_labels(data, tasks, imd)
+    for column in ("kl", "kl_bayes"):
+        data[column + "_plot"] = np.maximum(data[column], KL_FLOOR)
+    data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
+    low = float(min(data["kl_plot"].min(), data["kl_bayes_plot"].min()))
+    high = float(max(data["kl_plot"].max(), data["kl_bayes_plot"].max()))
+    diagonal = pd.DataFrame({"kl_bayes_plot": [low, high], "kl_plot": [low, high]})
+    neural = [p for p in predictors if p != "bayes"]
+    log_scale = alt.Scale(type="log", domain=[low, high])
+    points = alt.Chart().mark_point(filled=True, size=30, opacity=0.7).encode(
+        x=alt.X("kl_bayes_plot:Q", scale=log_scale, title="KL under the Bayes predictor (nats)"),
+        y=alt.Y("kl_plot:Q", scale=log_scale, title="KL under the network (nats)"),
+        color=alt.Color("predictor:N", scale=_predictor_scale(style, neural), title="predictor"),
+        shape=alt.Shape("optimal:N", title="optimal for the network"),
+        tooltip=["predictor", "prompt_shown", alt.Tooltip("kl:Q", format=".3e"),
+                 alt.Tooltip("kl_bayes:Q", format=".3e"), "rank"])
+    # The diagonal has no task: repeat it in every panel, in the same data as the points
+    # (a faceted layer needs one data source).
+    diagonal = pd.concat([diagonal.assign(task_label=label) for label in order])
+    combined = pd.concat([data.assign(layer="prompt"), diagonal.assign(layer="diagonal")],
+                         ignore_index=True)
+    points = points.transform_filter("datum.layer == 'prompt'")
+    line = (alt.Chart().transform_filter("datum.layer == 'diagonal'")
+            .mark_line(color="#888", strokeDash=[4, 4])
+            .encode(x=alt.X("kl_bayes_plot:Q", scale=log_scale), y=alt.Y("kl_plot:Q", scale=log_scale)))
+    chart = alt.layer(line, points, data=combined).properties(
+        width=style["panel_width"], height=style["panel_width"])
+    return _configure(_facet(chart, order, len(tasks), style), style, title)

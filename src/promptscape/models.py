@@ -1,7 +1,9 @@
 """Neural sequence predictors (LSTM and decoder-only transformer), in one file.
 
-After nanoGPT's ``model.py`` (karpathy/nanoGPT): a frozen config, then the modules in
-dependency order, then training and the `Predictor` that the search uses. References:
+After nanoGPT's ``model.py`` (karpathy/nanoGPT): the modules in dependency order, then the
+`Predictor` that the search uses, then training and checkpoints. The frozen
+`PredictorConfig` lives in `promptscape.model_config` (importable without torch, for the
+workflow's parse) and is re-exported here. References:
 Hochreiter & Schmidhuber (1997) for the LSTM; Radford et al. (2019, GPT-2) for the
 pre-norm transformer block and its initialisation.
 
@@ -23,7 +25,6 @@ exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import numbers
@@ -40,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from promptscape import predictors, seeding, validation
+from promptscape.model_config import (  # noqa: F401  (re-exported)
+    DEVICES, FAMILY_DEFAULTS, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
 from promptscape.sources import V, Source, build_source
 
@@ -47,153 +50,6 @@ logger = logging.getLogger(__name__)
 
 BOS = V  # token id of the start-of-sequence token: symbols are 0..V-1, BOS is V
 VOCAB_SIZE = V + 1
-DEVICES = ("auto", "cpu", "cuda")
-LR_SCHEDULES = ("cosine", "constant")
-
-# Defaults per family, tuned on 2 CPU cores for sequences of 16 symbols (a prompt of up to 5
-# plus a task of 10, and one spare): each reaches a mean per-symbol regret against the exact
-# Bayes predictor of at most 0.005 nats on coin_mixture(0.2, 0.7) and beta_coin(1, 1), and at
-# most 0.01 on switching(0.2, 0.7; 0.05), in about a minute of training (see the models note
-# in the README for the measured figures).
-FAMILY_DEFAULTS: dict[str, dict] = {
-    "lstm": dict(
-        embedding_dim=16,
-        hidden_size=64,
-        num_layers=1,
-        steps=2000,
-        batch_size=256,
-        learning_rate=3e-3,
-        warmup_steps=0,
-    ),
-    "transformer": dict(
-        hidden_size=64,
-        num_layers=2,
-        num_heads=4,
-        steps=2000,
-        batch_size=256,
-        learning_rate=1e-3,
-        warmup_steps=100,
-    ),
-}
-
-
-# --------------------------------------------------------------------------- config
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PredictorConfig:
-    """Architecture and training of one neural predictor; flat, frozen, keyword-only.
-
-    Fields left as None take the family's default (`FAMILY_DEFAULTS`), so after construction
-    every field that applies to the family holds a number, and fields that do not apply
-    (an LSTM has no heads and no position table) hold None. Serialises to a flat mapping
-    (`to_dict`, `from_dict`) that round-trips through YAML.
-    """
-
-    family: str  # "lstm" or "transformer"
-    # LSTM: width of the token embedding fed to the LSTM. Transformer: always hidden_size
-    # (tokens are embedded at the model width); leave it unset.
-    embedding_dim: int | None = None
-    hidden_size: int | None = None  # LSTM state width; transformer model width C
-    num_layers: int | None = None
-    num_heads: int | None = None  # transformer only; must divide hidden_size
-    # Transformer only: rows of the learned position table, the most symbols (prompt plus
-    # task) one sequence may have. Defaults to sequence_length: positions never trained on
-    # would hold their random initial embeddings.
-    max_context_length: int | None = None
-    steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None  # peak learning rate of Adam
-    lr_schedule: str = "cosine"  # "cosine": decay to 0 at the last step; or "constant"
-    warmup_steps: int | None = None  # linear warm-up from 0 to learning_rate
-    grad_clip: float = 1.0  # max global gradient norm (of the summed per-sequence loss)
-    sequence_length: int = 16  # symbols per training sequence
-    model_seed: int = 0
-    device: str = "auto"  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
-
-    def __post_init__(self):
-        family = self.family
-        if family not in predictors.NEURAL_FAMILIES:
-            known = ", ".join(repr(f) for f in predictors.NEURAL_FAMILIES)
-            raise ValueError(f"predictor.family == {family!r}, must be one of {known}.")
-        for name, value in FAMILY_DEFAULTS[family].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        transformer = family == "transformer"
-        if transformer:
-            if self.max_context_length is None:
-                object.__setattr__(self, "max_context_length", self.sequence_length)
-            if self.embedding_dim is None:
-                object.__setattr__(self, "embedding_dim", self.hidden_size)
-
-        def positive_int(name, minimum=0, boundaries="right"):
-            validation.check_scalar(getattr(self, name), f"{family}.{name}", numbers.Integral,
-                                    min_val=minimum, include_boundaries=boundaries)
-
-        for name in ("embedding_dim", "hidden_size", "num_layers", "steps", "batch_size",
-                     "sequence_length"):
-            positive_int(name)
-        positive_int("warmup_steps", boundaries="both")
-        positive_int("model_seed", boundaries="both")
-        for name in ("learning_rate", "grad_clip"):
-            validation.check_scalar(getattr(self, name), f"{family}.{name}", numbers.Real,
-                                    min_val=0, include_boundaries="neither")
-        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("device", DEVICES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{family}.{name} == {getattr(self, name)!r}, must be one of "
-                                 + ", ".join(repr(a) for a in allowed) + ".")
-        if transformer:
-            positive_int("num_heads")
-            positive_int("max_context_length")
-            if self.hidden_size % self.num_heads:
-                raise ValueError(f"transformer.hidden_size == {self.hidden_size}, must be "
-                                 f"divisible by transformer.num_heads ({self.num_heads}).")
-            if self.embedding_dim != self.hidden_size:
-                raise ValueError(f"transformer.embedding_dim == {self.embedding_dim}, must be "
-                                 f"unset or equal transformer.hidden_size ({self.hidden_size}).")
-            if self.max_context_length < self.sequence_length:
-                raise ValueError(f"transformer.max_context_length == {self.max_context_length}, "
-                                 f"must be >= transformer.sequence_length "
-                                 f"({self.sequence_length}).")
-        else:
-            for name in ("num_heads", "max_context_length"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"lstm.{name} == {getattr(self, name)!r}, must be unset: "
-                                     "only the transformer has it.")
-
-    def to_dict(self) -> dict:
-        """Flat mapping of every field, the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: dict, where: str = "predictor") -> "PredictorConfig":
-        """Build from a config mapping; errors are ConfigError naming `where` and the key."""
-        if not isinstance(spec, dict):
-            raise validation.ConfigError(f"{where}: must be a mapping with a 'family', "
-                                         f"not {spec!r}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(spec) - set(names))
-        if unknown:
-            raise validation.ConfigError(f"{where}: unknown key(s) {unknown}; the keys of a "
-                                         f"predictor config are {names}")
-        if "family" not in spec:
-            raise validation.ConfigError(f"{where}.family is required: one of "
-                                         f"{list(predictors.NEURAL_FAMILIES)}")
-        try:
-            return cls(**spec)
-        except (TypeError, ValueError) as error:
-            raise validation.located(where, error) from None
-
-    def seed_identity(self) -> dict:
-        """What identifies a trained model for seeding: every field but the device, so that
-        a model trained on cpu or cuda draws the same data and starts from the same weights."""
-        out = self.to_dict()
-        del out["device"]
-        return out
-
-    def architecture(self) -> dict:
-        """The fields that shape the network (what the initialisation seed hangs on)."""
-        keys = ("family", "embedding_dim", "hidden_size", "num_layers", "num_heads",
-                "max_context_length", "model_seed")
-        return {k: getattr(self, k) for k in keys}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -457,6 +313,8 @@ class NeuralPredictor(predictors.Predictor):
         self.device = resolve_device(device or config.device)
         self.model = model.to(self.device).eval()
         self.max_tokens = int(max_tokens)
+        # The most symbols (prompt plus task) it was trained to condition on.
+        self.max_context = config.sequence_length
 
     @classmethod
     def from_model(cls, model: nn.Module, config: PredictorConfig, **kwargs) -> "NeuralPredictor":
@@ -467,6 +325,8 @@ class NeuralPredictor(predictors.Predictor):
         seqs = np.asarray(seqs)
         if seqs.ndim != 2:
             raise ValueError(f"sequences must be a 2-d array (B, T), got shape {seqs.shape}")
+        if seqs.size and (seqs.min() < 0 or seqs.max() >= V):
+            raise ValueError(f"sequences must hold symbols 0..{V - 1}")
         return torch.as_tensor(seqs.astype(np.int64), device=self.device)
 
     @torch.no_grad()
@@ -572,7 +432,8 @@ def _reporter(progress) -> Callable[[str], None]:
         return progress.info
     if callable(progress):
         return progress
-    raise TypeError(f"progress must be a logging.Logger or a callable, not {type(progress).__name__}")
+    raise TypeError("progress must be a logging.Logger or a callable, "
+                    f"not {type(progress).__name__}")
 
 
 def train(
@@ -620,6 +481,8 @@ def train(
     """
     report = _reporter(progress)
     progress_every = progress_every or max(1, config.steps // 20)
+    validation.check_scalar(progress_every, "progress_every", numbers.Integral, min_val=1)
+    validation.check_scalar(checkpoint_every, "checkpoint_every", numbers.Integral, min_val=1)
     device = resolve_device(config.device)
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -628,14 +491,20 @@ def train(
     start = 0
     if resume_from is not None:
         checkpoint = load_checkpoint(resume_from, map_location=device)
-        if checkpoint["config"] != config.to_dict() or checkpoint["source"] != pretraining_source.to_dict():
+        made_for = (PredictorConfig.from_dict(checkpoint["config"]).seed_identity(),
+                    checkpoint["source"])
+        if made_for != (config.seed_identity(), pretraining_source.to_dict()):
             raise ValueError(f"checkpoint {os.fspath(resume_from)!r} was made for another config "
-                             f"or source: {checkpoint['config']}, {checkpoint['source']}")
+                             f"or source: {made_for}")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start = checkpoint["step"]
         curve = {name: list(checkpoint["curve"][name]) for name in CURVE_COLUMNS}
         report(f"resumed from {os.fspath(resume_from)} at step {start}")
+
+    def save(step):
+        save_checkpoint(checkpoint_path, model=model, config=config, source=pretraining_source,
+                        step=step, curve=curve, optimizer=optimizer)
 
     T = config.sequence_length
     model.train()
@@ -661,17 +530,16 @@ def train(
                                                    per_symbol - bayes_loss)):
                 curve[name].append(value)
             done = step + 1
+            if checkpoint_path is not None and done % checkpoint_every == 0 and done < config.steps:
+                save(done)
             if done % progress_every == 0 or done == config.steps:
                 rate = (done - tic_step) / max(time.perf_counter() - tic, 1e-9)
                 recent = slice(-min(progress_every, len(curve["loss"])), None)
                 report(f"step {done}/{config.steps}  loss {np.mean(curve['loss'][recent]):.4f}"
                        f"  regret {np.mean(curve['regret'][recent]):+.4f} nats/symbol"
                        f"  {rate:.1f} steps/s  {(config.steps - done) / rate:.0f} s left")
-            if checkpoint_path is not None and (done % checkpoint_every == 0
-                                                or done == config.steps):
-                save_checkpoint(checkpoint_path, model=model, config=config,
-                                source=pretraining_source, step=done, curve=curve,
-                                optimizer=optimizer)
+    if checkpoint_path is not None:
+        save(config.steps)
     model.eval()
     return model, curve_frame(curve)
 
@@ -735,3 +603,15 @@ def load_predictor(path: str | os.PathLike, *, device: str | None = None,
 def load_source(path: str | os.PathLike) -> Source:
     """The pretraining source a checkpoint was trained on."""
     return build_source(load_checkpoint(path)["source"])
+
+
+def checkpoint_matches(path: str | os.PathLike, config: PredictorConfig, source: Source) -> bool:
+    """Whether `path` is a readable checkpoint of this config and source (resumable)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        checkpoint = load_checkpoint(path)
+        made_for = PredictorConfig.from_dict(checkpoint["config"]).seed_identity()
+    except Exception:  # a truncated or foreign file is not resumable  # noqa: BLE001
+        return False
+    return made_for == config.seed_identity() and checkpoint["source"] == source.to_dict()

@@ -102,3 +102,39 @@ class BayesPredictor(Predictor):
         the given counts (broadcast); the count classes of the efficiency stage use it."""
         lm = self.source.log_marginal
         return lm(prompt_ones, prompt_zeros) - lm(prompt_ones + ones, prompt_zeros + zeros)
+
+
+class TabulatedPredictor(Predictor):
+    """Losses of a fixed prompt set on every sequence of length T, read from a table.
+
+    When T is small, a predictor's loss of every prompt on every one of the 2**T possible task
+    sequences is computed once (the `prompt_losses` artifact, batched and prefix-cached on the
+    GPU when there is one); searches and landscapes then look losses up instead of loading the
+    model. It answers `prompt_losses` for its own prompts and length-T sequences only.
+    """
+
+    family = "tabulated"
+
+    def __init__(self, prompts: list[str], table: np.ndarray, task_length: int):
+        if table.shape != (len(prompts), 2**task_length):
+            raise ValueError(f"a table of {len(prompts)} prompts on sequences of length "
+                             f"{task_length} must have shape {(len(prompts), 2**task_length)}, "
+                             f"not {table.shape}")
+        self.prompts = list(prompts)
+        self.index = {p: i for i, p in enumerate(self.prompts)}
+        self.table = table
+        self.task_length = task_length
+
+    def prompt_losses(self, prompts, seqs):
+        seqs = np.asarray(seqs)
+        if seqs.shape[1] != self.task_length:
+            raise ValueError(f"this table holds sequences of length {self.task_length}, "
+                             f"not {seqs.shape[1]}")
+        missing = [p for p in prompts if p not in self.index]
+        if missing:
+            raise ValueError(f"prompts not in the table: {missing[:5]}")
+        rows = np.array([self.index[p] for p in prompts], dtype=np.int64)
+        return self.table[np.ix_(rows, prompts_lib.encode(seqs))]
+
+    def log_predictive(self, seqs):
+        raise TypeError("a tabulated predictor has losses of whole sequences only")

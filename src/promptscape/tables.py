@@ -6,6 +6,11 @@ writer (`write`) names any missing or extra column, casts to the schema, sorts b
 crash never leaves a partial file under the artifact's name. Two runs of the same config
 therefore write bit-identical files.
 
+Fields are non-nullable: a missing value is an error naming the column. A field declared
+with a fourth element `NULLABLE` is the exception; there a missing value (None, or NaN,
+which pandas uses for missing) is written as null, meaning "does not apply" (documented in
+the field's description).
+
 ``python -m promptscape.tables`` prints the schemas as Markdown (docs/artifacts.md).
 """
 
@@ -19,19 +24,36 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+# Fourth element of a field tuple: the column may hold nulls.
+NULLABLE = "nullable"
+
+
 @dataclass(frozen=True)
 class Artifact:
     name: str
     path: str  # path pattern under results/, as the workflow writes it
     doc: str
-    fields: tuple  # (name, pyarrow type, description)
+    fields: tuple  # (name, pyarrow type, description) or (name, type, description, NULLABLE)
     sort_key: tuple[str, ...]
+
+    def __post_init__(self):
+        for field in self.fields:
+            if len(field) not in (3, 4) or (len(field) == 4 and field[3] != NULLABLE):
+                raise ValueError(f"artifact {self.name}: bad field {field!r}")
+        keyed = sorted(set(self.sort_key) & self.nullable)
+        if keyed:
+            raise ValueError(f"artifact {self.name}: sort-key columns {keyed} are nullable")
+
+    @property
+    def nullable(self) -> frozenset[str]:
+        """Names of the fields that may hold nulls."""
+        return frozenset(field[0] for field in self.fields if len(field) == 4)
 
     @property
     def schema(self) -> pa.Schema:
         return pa.schema([
-            pa.field(name, typ, nullable=False, metadata={"description": desc})
-            for name, typ, desc in self.fields
+            pa.field(name, typ, nullable=len(rest) == 1, metadata={"description": desc})
+            for name, typ, desc, *rest in self.fields
         ])
 
 
@@ -131,6 +153,76 @@ ARTIFACTS = {a.name: a for a in [
          ("rank", _I, "dense rank of the prompt"),
          ("optimal", _B, "the prompt is in the optimal class")),
         ("predictor", "task", "N", "prompt_length", "prompt")),
+    Artifact(
+        "efficiency", "{experiment}/efficiency/{predictor}/{task}.parquet",
+        "Prompt efficiency by prompt length: the KL of typical prompts (K sequences drawn "
+        "from the task itself) against the optimal prompt of that length. Lengths a neural "
+        "predictor cannot fit in its context together with the task have no row.",
+        (_PREDICTOR, _EXPERIMENT, _TASK, _PLEN,
+         ("typical_prompts", _I, "K, the number of typical prompts drawn from the task at "
+                                 "this length (identical draws are scored once)"),
+         ("typical_kl_median", _F, "median KL of the K typical prompts (nats)"),
+         ("typical_kl_q25", _F, "25th percentile of the typical prompts' KL"),
+         ("typical_kl_q75", _F, "75th percentile of the typical prompts' KL"),
+         ("optimal_exact_kl", _F, "least KL of a prompt of exactly this length: from the "
+                                  "landscape up to L_max, from count classes beyond it "
+                                  "(exchangeable Bayes predictors); null beyond L_max "
+                                  "otherwise", NULLABLE),
+         ("optimal_upto_kl", _F, "KL of optimal_prompt; null where optimal_exact_kl is",
+          NULLABLE),
+         ("optimal_prompt", _S, "the best prompt of length at most prompt_length (ties: "
+                                "shorter, then lexicographically first); null where "
+                                "optimal_exact_kl is", NULLABLE),
+         ("method", _S, "how the typical prompts' KL is computed: exact_counts, "
+                        "exact_enumeration or monte_carlo (see docs/science.md)")),
+        ("predictor", "task", "prompt_length")),
+    Artifact(
+        "token_efficiency", "{experiment}/aggregate/token_efficiency.parquet",
+        "Token efficiency per (predictor, task): how long a typical prompt must be before its "
+        "median KL is no worse than that of the optimal prompt of length at most L_max.",
+        (_PREDICTOR, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         ("max_prompt_length", _I, "L_max, the longest prompt of the landscape"),
+         ("optimal_prompt", _S, "the optimal prompt of length at most L_max (ties: shorter, "
+                                "then lexicographically first); '' is the empty prompt"),
+         ("optimal_length", _I, "length of optimal_prompt"),
+         ("optimal_kl", _F, "KL of optimal_prompt from the landscape (nats)"),
+         ("typical_length", _I, "shortest typical-prompt length whose median KL is at most "
+                                "optimal_kl; null when no measured length qualifies (beyond "
+                                "range)", NULLABLE),
+         ("length_ratio", _F, "typical_length / optimal_length; null when typical_length is "
+                              "null or the optimal prompt is empty", NULLABLE)),
+        ("predictor", "task")),
+    Artifact(
+        "training_curve", "models/{source}/{predictor}/training_curve.parquet",
+        "Training of one neural predictor on its pretraining source: the loss of every step "
+        "and the exact Bayes predictor's loss on the same batch.",
+        (_PREDICTOR, ("source", _S, "name of the pretraining source (config key sources.<name>)"),
+         ("step", _I, "optimisation step (0-based)"),
+         ("loss", _F, "mean per-symbol log loss of the step's batch (nats)"),
+         ("bayes_loss", _F, "the exact Bayes predictor's mean per-symbol loss on the same batch"),
+         ("regret", _F, "loss - bayes_loss (nats per symbol)")),
+        ("step",)),
+    Artifact(
+        "predictor_regret", "models/{source}/{predictor}/regret.parquet",
+        "Where a trained network deviates from the Bayes predictor: mean log loss per position "
+        "on held-out pretraining sequences, neural minus Bayes.",
+        (_PREDICTOR, ("source", _S, "name of the pretraining source"),
+         ("position", _I, "position t in the sequence (0 predicts the first symbol from BOS)"),
+         ("sequences", _I, "number of held-out sequences"),
+         ("neural_loss", _F, "mean log loss of the network at this position (nats)"),
+         ("bayes_loss", _F, "mean log loss of the exact Bayes predictor (nats)"),
+         ("regret", _F, "neural_loss - bayes_loss (nats)")),
+        ("position",)),
+    Artifact(
+        "prompt_losses", "{experiment}/prompt_losses/{predictor}.parquet",
+        "A neural predictor's loss l(s, x) of every prompt on every one of the 2^T task "
+        "sequences (T <= landscape.max_enumeration_length); searches and landscapes read "
+        "it instead of loading the model.",
+        (_PREDICTOR, _EXPERIMENT, _PROMPT, _PLEN,
+         ("sequence", _S, "the task sequence, T symbols 0/1"),
+         ("loss", _F, "l(s, x): summed log loss of the sequence after the prompt (nats)")),
+        ("prompt_length", "prompt", "sequence")),
 ]}
 
 
@@ -148,8 +240,9 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
     if isinstance(frame, dict):
         table = _from_columns(frame, schema, artifact, path)
     else:
-        if frame[schema.names].isna().to_numpy().any():
-            bad = [n for n in schema.names if frame[n].isna().any()]
+        required = [n for n in schema.names if n not in spec.nullable]
+        if frame[required].isna().to_numpy().any():
+            bad = [n for n in required if frame[n].isna().any()]
             raise ValueError(f"{artifact} table for {path}: missing values in columns {bad}")
         table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
@@ -180,10 +273,11 @@ def _from_columns(columns: dict, schema: pa.Schema, artifact: str, path) -> pa.T
         if _is_scalar(value):
             value = [value] * n
         try:
-            arrays.append(pa.array(value, type=field.type))
+            # Where nulls are allowed, NaN means missing too (as in a DataFrame).
+            arrays.append(pa.array(value, type=field.type, from_pandas=field.nullable))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
             raise ValueError(f"{artifact} table for {path}: column {field.name!r}: {error}") from None
-        if arrays[-1].null_count:
+        if arrays[-1].null_count and not field.nullable:
             raise ValueError(f"{artifact} table for {path}: column {field.name!r} has missing values")
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -207,6 +301,11 @@ def read_table(path, artifact: str | None = None) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def artifact_of(path) -> str:
+    """The artifact name a file was written as (from its schema metadata)."""
+    return pq.read_schema(path).metadata[b"artifact"].decode()
+
+
 def read(path, artifact: str | None = None):
     """Like `read_table`, as a pandas DataFrame."""
     return read_table(path, artifact).to_pandas()
@@ -223,7 +322,8 @@ def markdown() -> str:
         lines += [f"## `{spec.name}`", "", f"`results/{spec.path}`", "", spec.doc, "",
                   f"Sort key: {', '.join(f'`{k}`' for k in spec.sort_key)}.", "",
                   "| column | type | description |", "| --- | --- | --- |"]
-        lines += [f"| `{n}` | {t} | {d} |" for n, t, d in spec.fields]
+        lines += [f"| `{n}` | {t}{', nullable' if rest else ''} | {d} |"
+                  for n, t, d, *rest in spec.fields]
         lines.append("")
     return "\n".join(lines)
 

@@ -9,16 +9,17 @@
 #   2. Creates /etc/munge/munge.key if absent (Debian's postinst normally creates it already),
 #      starts munged as user `munge` (socket: /run/munge/munge.socket.2, the default
 #      that Slurm's auth/munge uses; pid + log under $PS_SLURM_DIR/munge).
-#   3. Writes /etc/slurm/slurm.conf (+ an empty-ish cgroup.conf, not used) for ONE node named
-#      `hostname -s` with NodeAddr=127.0.0.1, CPUs=$(nproc), RealMemory = MemAvailable - 512 MiB,
+#   3. Writes /etc/slurm/slurm.conf (and gres.conf only with PS_SLURM_FAKE_GPUS) for ONE node named
+#      `hostname -s` with NodeAddr=127.0.0.1, CPUs=$(nproc), RealMemory = (MemAvailable - 512 MiB) rounded down to GiB,
 #      one partition `debug` (Default=YES), then starts slurmctld and slurmd as plain daemons
 #      (no systemd), waits until `sinfo` reports the node idle.
 #   4. Records "name pid" lines in $PS_SLURM_DIR/pids; stop_cluster.sh kills exactly those.
 #
 # Settings that were needed / chosen (and why)
 #   * ProctrackType=proctrack/linuxproc, TaskPlugin=task/none: this VM has no systemd and only a
-#     tmpfs-backed cgroup-v1 hierarchy; cgroup plugins are avoided entirely. cgroup.conf is
-#     written (CgroupPlugin=disabled is not available in 22.05, so autodetect) but not used.
+#     tmpfs-backed cgroup-v1 hierarchy; cgroup plugins are avoided entirely, and with these two
+#     plugins (and jobacct_gather/none) Slurm 22.05 does not read cgroup.conf, so none is written.
+#     Consequence: no memory/CPU enforcement of jobs (fine for CI).
 #   * AccountingStorageType=accounting_storage/none, JobAcctGatherType=jobacct_gather/none,
 #     JobCompType=jobcomp/none: no slurmdbd. Consequence: `sacct` fails with
 #     "Slurm accounting storage is disabled" and `sacctmgr`/`sshare` do not work either.
@@ -28,9 +29,11 @@
 #     (default 40 s => 120 s), so MinJobAge must be >= that threshold.
 #   * SelectType=select/cons_tres + SelectTypeParameters=CR_Core_Memory: memory is a consumable
 #     resource, so `--mem` requests (snakemake's mem_mb) are honoured/limited by RealMemory.
+#     DefMemPerCPU=RealMemory/CPUs: otherwise a job submitted WITHOUT --mem (plain `sbatch --wrap`)
+#     is given the whole node's memory and such jobs run strictly one after another.
 #   * SlurmctldHost=<hostname -s>(127.0.0.1) and NodeAddr=127.0.0.1: no DNS needed; slurmctld
 #     insists that its own `hostname -s` matches SlurmctldHost, and slurmd derives its NodeName
-#     from `hostname -s` (we also pass -N explicitly).
+#     from `hostname -s` unless given -N (we always pass -N, so PS_SLURM_NODE=localhost works).
 #   * Ports: SlurmctldPort=6817, SlurmdPort=6818 (override with PS_SLURMCTLD_PORT/PS_SLURMD_PORT).
 #   * ReturnToService=2 so a node that was DOWN (e.g. after a restart) comes back by itself.
 #
@@ -40,24 +43,34 @@
 #        With accounting disabled, sacct exits non-zero, the plugin treats every status query as
 #        failed and jobs never finish (the workflow hangs). With `squeue`, status comes from
 #        `squeue --states=all --name <run-uuid>` and works as long as MinJobAge is large enough.
-#   RECOMMENDED: --slurm-init-seconds-before-status-checks 5  (default 40 s => slow CI;
+#   RECOMMENDED: --slurm-init-seconds-before-status-checks 2  (default 40 s => slow CI;
 #        keep 3*value <= MinJobAge) ; --default-resources slurm_partition=debug
-#   Accounts: do NOT set slurm_account. Without it, the plugin guesses via `sacct`, which fails;
-#        it logs "Unable to guess SLURM account. Trying to proceed without." and submits without
-#        -A. That is fine here. Setting slurm_account=<x> triggers validate_account() which calls
-#        `sacctmgr` then `sshare`; both fail without slurmdbd => WorkflowError. `sacctmgr` is never
-#        required otherwise. `--slurm-no-account` exists as a CLI flag in 2.8.0 but the code never
-#        reads it (a no-op), so it neither helps nor hurts.
+#   Accounts: not needed. Without slurm_account the plugin tries to guess one via `sacct`
+#        (fails: "sacct: invalid option -- '1'" -- the plugin passes "| tail -1" as sacct args),
+#        logs "Unable to guess SLURM account. Trying to proceed without." and submits without -A.
+#        With slurm_account=<x> it runs validate_account(): `sacctmgr` fails ("You are not running
+#        a supported accounting_storage plugin"), `sshare` exits 0 with no rows => warning "Both
+#        'sacctmgr' and 'sshare' returned empty results ... Proceeding without account
+#        validation" and `-A <x>` is passed; slurmctld accepts any account string without
+#        accounting. So sacctmgr is never required. `--slurm-no-account` is a CLI flag in 2.8.0,
+#        but the code never reads it (no-op: -A is still passed if slurm_account is set).
+#   Groups: pass `--cores <node CPUs>` (profile: `cores: 2`); otherwise a group of k one-thread
+#        jobs requests --cpus-per-task=k and stays PENDING forever if k > CPUs of the node.
+#   Stopping snakemake: with a hanging status query, SIGTERM/SIGINT do not end snakemake (it
+#        waits for "running" jobs); in CI use `timeout -k 30 <secs> snakemake ...`.
 #   Failure details: for FAILED jobs the plugin only reports the squeue state (it needs sacct for
 #        reasons); see the SLURM log under .snakemake/slurm_logs/ (kept for failed jobs).
 #
 # Environment overrides: PS_SLURM_DIR (default /tmp/promptscape-slurm), PS_SLURM_NODE
 # (default `hostname -s`), PS_SLURMCTLD_PORT, PS_SLURMD_PORT, PS_SLURM_PARTITION (default debug),
-# PS_SLURM_NO_INSTALL=1 (fail instead of apt-get installing).
+# PS_SLURM_NO_INSTALL=1 (fail instead of apt-get installing), PS_SLURM_REALMEM (MB),
+# PS_SLURM_FAKE_GPUS=N (N fake GPUs as gres/gpu, default 0), PS_SLURM_SMOKE=0 (skip the final
+# `srun -n1 true` check). Changing any of them while running restarts slurmctld/slurmd.
 set -euo pipefail
 
 PS_SLURM_DIR="${PS_SLURM_DIR:-/tmp/promptscape-slurm}"
-NODE="${PS_SLURM_NODE:-$(hostname -s)}"
+CTLD_HOST="$(hostname -s)"   # slurmctld refuses to start unless this equals its own `hostname -s`
+NODE="${PS_SLURM_NODE:-$CTLD_HOST}"
 CTLD_PORT="${PS_SLURMCTLD_PORT:-6817}"
 SLURMD_PORT="${PS_SLURMD_PORT:-6818}"
 PARTITION="${PS_SLURM_PARTITION:-debug}"
@@ -77,7 +90,7 @@ alive() {
     [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
 }
 recorded_pid() { # recorded_pid NAME -> pid from $PIDS_FILE (or empty)
-    [ -f "$PIDS_FILE" ] && awk -v n="$1" '$1==n {print $2}' "$PIDS_FILE" | tail -n1 || true
+    if [ -f "$PIDS_FILE" ]; then awk -v n="$1" '$1==n {print $2}' "$PIDS_FILE" | tail -n1; fi
 }
 record_pid() { # record_pid NAME PID
     mkdir -p "$PS_SLURM_DIR"
@@ -106,8 +119,14 @@ if [ "$need_install" = 1 ]; then
     [ "${PS_SLURM_NO_INSTALL:-0}" = 1 ] && die "slurm/munge not installed and PS_SLURM_NO_INSTALL=1"
     log "installing slurm-wlm + munge via apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends slurm-wlm munge
+    # (on hosts WITH systemd the Debian postinst may start munge/slurmd/slurmctld services
+    #  itself; here policy-rc.d denies that. See the port check below.)
+    APT_LOG="$(mktemp /tmp/promptscape-slurm-apt.XXXXXX.log)"
+    if ! { apt-get update -q && apt-get install -y -q --no-install-recommends slurm-wlm munge; } > "$APT_LOG" 2>&1; then
+        tail -n 30 "$APT_LOG" >&2
+        die "apt-get failed (full log: $APT_LOG)"
+    fi
+    rm -f "$APT_LOG"
 fi
 id munge >/dev/null 2>&1 || die "user 'munge' missing (munge package broken?)"
 if id slurm >/dev/null 2>&1; then SLURM_USER=slurm; else SLURM_USER=root; fi
@@ -158,9 +177,18 @@ fi
 
 # ---------------------------------------------------------------- 3. slurm.conf
 CPUS=$(nproc)
+FAKE_GPUS="${PS_SLURM_FAKE_GPUS:-0}"
+if [ "$FAKE_GPUS" -gt 0 ]; then GRES_CONF_LINE="GresTypes=gpu"; NODE_GRES=" Gres=gpu:${FAKE_GPUS}"; else GRES_CONF_LINE=""; NODE_GRES=""; fi
 MEM_AVAIL_MB=$(awk '/^MemAvailable:/ {print int($2/1024)}' /proc/meminfo)
-REAL_MEM=$(( MEM_AVAIL_MB - 512 ))
-[ "$REAL_MEM" -lt 256 ] && REAL_MEM=256
+# a bit below what is available, rounded down to whole GiB so that re-runs produce the same
+# slurm.conf (a changed slurm.conf makes this script restart the daemons)
+REAL_MEM=$(( (MEM_AVAIL_MB - 512) / 1024 * 1024 ))
+[ "$REAL_MEM" -lt 512 ] && REAL_MEM=$(( MEM_AVAIL_MB > 768 ? MEM_AVAIL_MB - 256 : 256 ))
+# while our daemons run (and use memory), keep the RealMemory they were started with
+if alive slurmctld "$(recorded_pid slurmctld)" && grep -q 'promptscape tests/slurm/start_cluster.sh' "$CONF_DIR/slurm.conf" 2>/dev/null; then
+    OLD_MEM=$(sed -n 's/^NodeName=.* RealMemory=\([0-9]*\).*/\1/p' "$CONF_DIR/slurm.conf" | head -n1)
+    [ -n "$OLD_MEM" ] && REAL_MEM=$OLD_MEM
+fi
 [ -n "${PS_SLURM_REALMEM:-}" ] && REAL_MEM=$PS_SLURM_REALMEM
 
 mkdir -p "$CONF_DIR"
@@ -168,7 +196,7 @@ NEW_CONF=$(mktemp)
 cat > "$NEW_CONF" <<EOF
 # Generated by promptscape tests/slurm/start_cluster.sh -- single-node test cluster.
 ClusterName=promptscape
-SlurmctldHost=${NODE}(127.0.0.1)
+SlurmctldHost=${CTLD_HOST}(127.0.0.1)
 SlurmUser=${SLURM_USER}
 SlurmctldPort=${CTLD_PORT}
 SlurmdPort=${SLURMD_PORT}
@@ -193,6 +221,8 @@ JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# without this a job with no --mem gets ALL of RealMemory and jobs run one at a time
+DefMemPerCPU=$(( REAL_MEM / CPUS ))
 # finished jobs stay visible to 'squeue --states=all' for this long (snakemake plugin needs >=120)
 MinJobAge=600
 ReturnToService=2
@@ -201,7 +231,9 @@ SlurmdTimeout=60
 InactiveLimit=0
 KillWait=5
 MpiDefault=none
-NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${REAL_MEM} State=UNKNOWN
+MailProg=/bin/true
+${GRES_CONF_LINE}
+NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${REAL_MEM}${NODE_GRES} State=UNKNOWN
 PartitionName=${PARTITION} Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 EOF
 if ! cmp -s "$NEW_CONF" "$CONF_DIR/slurm.conf"; then
@@ -213,9 +245,26 @@ else
     CONF_CHANGED=0
 fi
 rm -f "$NEW_CONF"
-if false && [ ! -f "$CONF_DIR/cgroup.conf" ]; then
-    printf '# Generated by promptscape start_cluster.sh; cgroups are not used (proctrack/linuxproc, task/none)\nCgroupAutomount=no\n' \
-        > "$CONF_DIR/cgroup.conf"
+# GRES: optional fake GPUs (PS_SLURM_FAKE_GPUS=N) to exercise gpu/gres requests on a CPU-only CI
+# box. A count-only gres.conf entry (no File=) does NOT work in 22.05: slurmd reports 0 GPUs and
+# the node goes INVAL ("gres/gpu count reported lower than configured"). So we create N
+# character-device clones of /dev/null (mknod c 1 3) and list them as File=. Jobs requesting GPUs
+# then get CUDA_VISIBLE_DEVICES=0..N-1 set although there is no real GPU.
+# gres.conf is removed again (only if written by us) when N=0.
+if [ "$FAKE_GPUS" -gt 0 ]; then
+    mkdir -p "$PS_SLURM_DIR/fakedev"
+    for i in $(seq 0 $((FAKE_GPUS - 1))); do
+        [ -c "$PS_SLURM_DIR/fakedev/gpu$i" ] || mknod -m 0666 "$PS_SLURM_DIR/fakedev/gpu$i" c 1 3
+    done
+    printf '# Generated by promptscape tests/slurm/start_cluster.sh (fake GPUs = /dev/null clones)\nNodeName=%s Name=gpu File=%s/fakedev/gpu[0-%s]\n' \
+        "$NODE" "$PS_SLURM_DIR" "$((FAKE_GPUS - 1))" > "$CONF_DIR/gres.conf.new"
+    if ! cmp -s "$CONF_DIR/gres.conf.new" "$CONF_DIR/gres.conf"; then
+        mv "$CONF_DIR/gres.conf.new" "$CONF_DIR/gres.conf"; CONF_CHANGED=1
+    else
+        rm -f "$CONF_DIR/gres.conf.new"
+    fi
+elif [ -f "$CONF_DIR/gres.conf" ] && grep -q 'promptscape tests/slurm/start_cluster.sh' "$CONF_DIR/gres.conf"; then
+    rm -f "$CONF_DIR/gres.conf"; CONF_CHANGED=1
 fi
 
 # ---------------------------------------------------------------- 4. slurmctld / slurmd
@@ -226,8 +275,19 @@ if alive slurmctld "$CTLD_PID" && alive slurmd "$SLURMD_PID" && [ "$CONF_CHANGED
 else
     if [ "$CONF_CHANGED" = 1 ] && { alive slurmctld "$CTLD_PID" || alive slurmd "$SLURMD_PID"; }; then
         log "slurm.conf changed: restarting our slurm daemons"
-        for p in "$SLURMD_PID" "$CTLD_PID"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-        sleep 2
+        alive slurmd "$SLURMD_PID" && kill "$SLURMD_PID"
+        alive slurmctld "$CTLD_PID" && kill "$CTLD_PID"
+        for i in $(seq 1 100); do
+            alive slurmd "$SLURMD_PID" || alive slurmctld "$CTLD_PID" || break
+            sleep 0.1
+        done
+    fi
+    port_busy() { command -v ss >/dev/null 2>&1 && ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+    if ! alive slurmctld "$CTLD_PID" && port_busy "$CTLD_PORT"; then
+        die "port $CTLD_PORT already in use (a slurmctld not started by this script, e.g. a systemd service?); stop it or set PS_SLURMCTLD_PORT"
+    fi
+    if ! alive slurmd "$SLURMD_PID" && port_busy "$SLURMD_PORT"; then
+        die "port $SLURMD_PORT already in use (a slurmd not started by this script?); stop it or set PS_SLURMD_PORT"
     fi
     if ! alive slurmctld "$CTLD_PID"; then
         rm -f "$PS_SLURM_DIR/run/slurmctld.pid"
@@ -254,7 +314,7 @@ for i in $(seq 1 120); do
     state=$(node_state)
     case "$state" in
         idle|mixed|allocated|completing) break ;;
-        down*|drain*|drained*)
+        down*|drain*)
             # e.g. left DOWN from an earlier run: resume it
             scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
     esac
@@ -266,9 +326,15 @@ case "$state" in
        die "node $NODE not idle after 60 s (state '$state'); see $PS_SLURM_DIR/log/" ;;
 esac
 
+# smoke test: a real job step through slurmctld -> slurmd -> slurmstepd (PS_SLURM_SMOKE=0 skips)
+if [ "${PS_SLURM_SMOKE:-1}" = 1 ]; then
+    timeout 60 srun -p "$PARTITION" -n1 -t 1 true \
+        || die "smoke test 'srun -n1 true' failed; see $PS_SLURM_DIR/log/"
+fi
+
 T1=$(date +%s.%N)
 log "cluster up in $(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.1f", b-a}') s"
 log "node=$NODE cpus=$CPUS realmem=${REAL_MEM}MB partition=$PARTITION conf=$CONF_DIR/slurm.conf"
 log "state dir: $PS_SLURM_DIR (pids: $PIDS_FILE)"
-cat "$PIDS_FILE" 2>/dev/null | sed 's/^/[start_cluster]   pid: /'
+if [ -f "$PIDS_FILE" ]; then sed 's/^/[start_cluster]   pid: /' "$PIDS_FILE"; fi
 sinfo

@@ -5,7 +5,7 @@
 # each one whose /proc/<pid>/comm still matches the recorded name (so a recycled PID is never
 # hit), sends SIGTERM, waits up to 15 s, then SIGKILL. Order: slurmd, slurmctld, munged.
 # A munged that start_cluster.sh found already running (not recorded) is left alone.
-# Jobs still running are killed with the slurmd (scancel first if PS_SLURM_SCANCEL=1, default).
+# Jobs still queued/running are scancel'ed first (PS_SLURM_SCANCEL=0 skips) and waited for <=15 s.
 # Set PS_SLURM_PURGE=1 to also delete $PS_SLURM_DIR (state, logs) afterwards.
 set -uo pipefail
 
@@ -24,11 +24,19 @@ if [ ! -f "$PIDS_FILE" ]; then
     exit 0
 fi
 
-# cancel remaining jobs while slurmctld is still up (best effort)
+# cancel remaining jobs while slurmctld is still up (best effort), so that no slurmstepd / job
+# processes outlive slurmd (slurmstepd is not a child of slurmd once started).
 if [ "${PS_SLURM_SCANCEL:-1}" = 1 ] && alive slurmctld "$(awk '$1=="slurmctld"{print $2}' "$PIDS_FILE" | tail -n1)"; then
-    scancel --state=PENDING,RUNNING --full --user="$(id -un)" >/dev/null 2>&1 || true
-    # (jobs of other users: scancel by partition)
-    scancel --partition="${PS_SLURM_PARTITION:-debug}" >/dev/null 2>&1 || true
+    jobs=$(squeue -h -o '%A' 2>/dev/null | tr '\n' ' ')
+    if [ -n "${jobs// /}" ]; then
+        log "cancelling jobs: $jobs"
+        # shellcheck disable=SC2086
+        scancel $jobs 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            [ -z "$(squeue -h -t PD,R,CG,S -o '%A' 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+    fi
 fi
 
 for name in slurmd slurmctld munged; do
@@ -41,7 +49,7 @@ for name in slurmd slurmctld munged; do
         continue
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do
+    for _ in $(seq 1 150); do
         alive "$name" "$pid" || break
         sleep 0.1
     done
@@ -57,8 +65,10 @@ for name in slurmd slurmctld munged; do
     fi
 done
 
-# slurmstepd processes of killed jobs (children of slurmd's jobs) are reparented; stop any that
-# belong to our spool dir only if they survived (they exit on their own normally).
+# slurmstepd is forked by slurmd but detaches; it is not killed here (not started by us directly).
+# Report survivors so a CI log shows them.
+left=$(pgrep -x slurmstepd | tr '\n' ' ' || true)
+[ -n "$left" ] && log "note: slurmstepd still running (pids $left); they exit when their job step ends"
 rm -f "$PIDS_FILE" "$PS_SLURM_DIR/run/slurmctld.pid" "$PS_SLURM_DIR/run/slurmd.pid"
 
 if [ "${PS_SLURM_PURGE:-0}" = 1 ]; then

@@ -1,4 +1,4 @@
-# Figures per experiment: reliability, landscape and choices, as SVG, PNG and HTML.
+# Figures per experiment: reliability, landscape, choices and efficiency, as SVG, PNG and HTML.
 
 
 rule plot_figure:

@@ -3,6 +3,7 @@
 
 rule compute_landscape:
     input:
+        unpack(get_prediction_inputs),
         evaluation="results/{experiment}/evaluation/{task}.parquet",
     output:
         landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",

@@ -3,6 +3,7 @@
 
 rule search_prompts:
     input:
+        unpack(get_prediction_inputs),
         datasets="results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
     output:
         search="results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",

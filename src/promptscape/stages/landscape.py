@@ -17,10 +17,10 @@ log = logging.getLogger("promptscape")
 def compute_landscape(*, evaluation: str, output: str, predictor: str, pretraining: dict,
                       experiment: str, task_name: str, task: dict, task_length: int,
                       max_prompt_length: int, max_enumeration_length: int,
-                      model: str | None = None) -> None:
+                      model: str | None = None, table: str | None = None) -> None:
     """The landscape of one (predictor, experiment, task)."""
     prompts = prompts_lib.all_prompts(max_prompt_length)
-    pred = load_predictor(predictor, pretraining, model)
+    pred = load_predictor(predictor, pretraining, model, table)
     task_source = build_source(task, where=f"task {task_name}")
     method = landscape.choose_method(pred, task_source, task_length, max_enumeration_length)
 

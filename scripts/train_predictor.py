@@ -1,0 +1,11 @@
+"""Snakemake entry point of rule train_predictor."""
+from promptscape import logs
+from promptscape.stages import training
+
+logs.setup(snakemake.log[0])
+training.train_predictor(
+    model=snakemake.output.model,
+    curve=snakemake.output.curve,
+    checkpoint=snakemake.params.checkpoint,
+    **snakemake.params.args,
+)

@@ -1,0 +1,274 @@
+"""Prompt efficiency: typical prompts drawn from the task against optimal prompts.
+
+A *typical prompt* of length l is a sequence of l symbols drawn from the task source itself
+(a demonstration). At every length, K of them are drawn with
+``seeding.numpy_generator("typical_prompts", task, l, K)``: independent of the predictor and
+the experiment, so every predictor is scored on the same prompts (paired comparisons).
+Identical draws are scored once (every length-0 draw is the empty prompt). The median and
+quartiles of the K KLs are kept, computed from the draws with ``np.quantile``; nothing
+assumes they fall with l.
+
+How the KL of a prompt is computed (column ``method``). Every route is a weighted sum over
+task sequences x, ``KL(s) = sum_x w(x) (l(s, x) + log P_task(x))``, as in
+`promptscape.landscape`:
+
+``exact_counts``
+    Bayes predictor of an exchangeable source: l(s, x) depends on s only through its counts
+    (c1, c0) and on x only through its count of ones k, so prompts fall into count classes
+    and ``KL(c1, c0) = sum_k P(k) l((c1, c0), k) - H_T(task)``. P(k) is
+    ``C(T, k) m_task(k, T - k)`` for an exchangeable task, else the 2^T enumerated sequence
+    probabilities binned by count (T <= max_enumeration_length).
+``exact_enumeration``
+    Any other predictor with T <= max_enumeration_length: w(x) = P_task(x) over all 2^T
+    sequences.
+``monte_carlo``
+    Otherwise: w(x) = 1/M over the evaluation set, the same sequences for every prompt (a
+    paired estimate, as in the landscape). An exchangeable Bayes predictor still uses count
+    classes, weighted by the evaluation set's count frequencies.
+
+Optimal prompts by length: up to L_max they come from the exhaustive landscape: the least KL
+of each exact length, and the best prompt of length at most l (ties, as decided by the
+landscape's dense ranks, go to the shorter, then lexicographically first prompt). For an
+exchangeable Bayes predictor count classes give the optimum at every length: the best prompt
+of exact length l is the best class (c1, l - c1), represented by its lexicographically first
+prompt ``0^c0 1^c1``; the best of length at most l is the running best, which moves to a
+longer prompt only when that is better by more than the landscape's tie tolerance. Other
+predictors have no known optimum beyond L_max (null).
+
+Neural predictors condition on at most ``max_context`` symbols (an attribute of the predictor
+object, counting the prompt and the task); lengths l with l + T > max_context are skipped.
+Bayes predictors have no limit.
+
+Token efficiency: the shortest measured typical length whose median KL is no worse than the
+KL of the optimal prompt of length at most L_max, and its ratio to that prompt's length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from promptscape import landscape, seeding, special
+from promptscape import prompts as prompts_lib
+from promptscape.predictors import BayesPredictor, Predictor
+from promptscape.sources import Source
+
+DEFAULT_MAX_LENGTH = 64
+DEFAULT_NUM_TYPICAL = 200
+# Two KLs are equal when they differ by at most the landscape's relative tie tolerance plus
+# this absolute floor (nats), which absorbs floating-point noise for KLs near 0.
+ABSOLUTE_TOLERANCE = 1e-12
+QUANTILES = (0.25, 0.5, 0.75)
+
+
+def no_worse(value: float, target: float) -> bool:
+    """`value` <= `target` up to the tie tolerance."""
+    slack = landscape.EXACT_RELATIVE_TOLERANCE * abs(target) + ABSOLUTE_TOLERANCE
+    return bool(value <= target + slack)
+
+
+def typical_prompts(task: Source, length: int, count: int) -> list[str]:
+    """`count` prompts of `length` symbols drawn from the task (the same for every predictor)."""
+    rng = seeding.numpy_generator("typical_prompts", task.to_dict(), length, count)
+    return prompts_lib.to_strings(task.sample(count, length, rng))
+
+
+def canonical_count_prompt(ones: int, zeros: int) -> str:
+    """The lexicographically first prompt with these counts: ``0^zeros 1^ones``."""
+    return "0" * zeros + "1" * ones
+
+
+class KLScorer:
+    """KL(task ‖ predictor prompted with s) for any prompt of one (predictor, task).
+
+    ``method`` names the route (module doc); ``counts_apply`` says whether count classes
+    apply (exchangeable Bayes predictor), in which case `count_kl` scores a class directly.
+    """
+
+    def __init__(self, predictor: Predictor, task: Source, task_length: int,
+                 max_enumeration_length: int, evaluation: np.ndarray | None = None):
+        T = int(task_length)
+        self.predictor, self.task_length = predictor, T
+        self.counts_apply = isinstance(predictor, BayesPredictor) and predictor.source.exchangeable
+        self._seqs = self._weights = None
+        if self.counts_apply and task.exchangeable:
+            k = np.arange(T + 1)
+            log_m = task.log_marginal(k, T - k)
+            self._count_weights = np.exp(_log_binom(T, k) + log_m)  # P(k)
+            self._offset = float(self._count_weights @ log_m)  # -H_T(task)
+            self.method = "exact_counts"
+            return
+        if T <= max_enumeration_length:
+            seqs = prompts_lib.enumerate_sequences(T)
+            log_p = task.log_prob(seqs)
+            weights = np.exp(log_p)
+            method = "exact_counts" if self.counts_apply else "exact_enumeration"
+        else:
+            if evaluation is None or len(evaluation) == 0:
+                raise ValueError(f"T = {T} > {max_enumeration_length}: Monte Carlo needs the "
+                                 "evaluation set")
+            seqs = np.asarray(evaluation, dtype=np.uint8)
+            log_p = task.log_prob(seqs)
+            weights = np.full(len(seqs), 1.0 / len(seqs))
+            method = "monte_carlo"
+        self.method = method
+        self._offset = float(weights @ log_p)
+        if self.counts_apply:
+            ones = seqs.sum(axis=1, dtype=np.int64)
+            self._count_weights = np.bincount(ones, weights=weights, minlength=T + 1)
+        else:
+            self._seqs, self._weights = seqs, weights
+
+    def count_kl(self, ones, zeros) -> np.ndarray:
+        """KL of every prompt with `ones` ones and `zeros` zeros (arrays, broadcast)."""
+        if not self.counts_apply:
+            raise TypeError(f"count classes need an exchangeable Bayes predictor, not "
+                            f"{type(self.predictor).__name__}")
+        T = self.task_length
+        k = np.arange(T + 1)
+        ones = np.asarray(ones, dtype=np.int64)[..., None]
+        zeros = np.asarray(zeros, dtype=np.int64)[..., None]
+        losses = self.predictor.count_losses(ones, zeros, k, T - k)  # (..., T + 1)
+        return losses @ self._count_weights + self._offset
+
+    def prompt_kl(self, prompts: list[str]) -> np.ndarray:
+        """KL of each prompt, ``(P,)``."""
+        if self.counts_apply:
+            ones = np.array([p.count("1") for p in prompts], dtype=np.int64)
+            return self.count_kl(ones, np.array([len(p) for p in prompts]) - ones)
+        losses = self.predictor.prompt_losses(prompts, self._seqs)  # (P, S)
+        return losses @ self._weights + self._offset
+
+
+def typical_kls(scorer: KLScorer, prompts: list[str]) -> np.ndarray:
+    """KL of each prompt, scoring each distinct prompt once."""
+    unique, inverse = np.unique(np.asarray(prompts, dtype=object), return_inverse=True)
+    return scorer.prompt_kl([str(p) for p in unique])[inverse.ravel()]
+
+
+def measured_lengths(lengths, task_length: int, max_context: int | None) -> tuple[list, list]:
+    """(lengths that fit, lengths skipped): l fits when l + T <= max_context (None: all)."""
+    lengths = sorted(int(length) for length in lengths)
+    if max_context is None:
+        return lengths, []
+    fits = [length for length in lengths if length + task_length <= max_context]
+    return fits, [length for length in lengths if length + task_length > max_context]
+
+
+def typical_curve(scorer: KLScorer, task: Source, lengths, num_typical: int) -> dict:
+    """Median and quartiles of the typical prompts' KL at each length: columns of arrays."""
+    q25, median, q75 = [], [], []
+    for length in lengths:
+        kl = typical_kls(scorer, typical_prompts(task, length, num_typical))
+        a, b, c = np.quantile(kl, QUANTILES)
+        q25.append(a)
+        median.append(b)
+        q75.append(c)
+    return {"prompt_length": np.asarray(lengths, dtype=np.int64),
+            "typical_kl_median": np.asarray(median), "typical_kl_q25": np.asarray(q25),
+            "typical_kl_q75": np.asarray(q75)}
+
+
+def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
+    """Per prompt length 0..L_max of a landscape: ``exact_kl`` (least KL of that length),
+    ``upto_prompt`` and ``upto_kl`` (the best prompt of length at most l and its KL; ties by
+    the landscape's dense rank go to the shorter, then lexicographically first prompt)."""
+    land = land.sort_values(["prompt_length", "prompt"], kind="stable").reset_index(drop=True)
+    rows, best = [], None
+    for length, group in land.groupby("prompt_length", sort=True):
+        first = group.loc[group["rank"].idxmin()]  # idxmin: the first in canonical order
+        if best is None or first["rank"] < best["rank"]:
+            best = first
+        rows.append({"prompt_length": int(length), "exact_kl": float(group["kl"].min()),
+                     "upto_prompt": str(best["prompt"]), "upto_kl": float(best["kl"])})
+    return pd.DataFrame(rows).set_index("prompt_length")
+
+
+def count_class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
+    """Per length 0..max_length (exchangeable Bayes): ``exact_kl`` of the best count class
+    and ``exact_prompt``, its canonical prompt (ties to fewer ones: lexicographically first)."""
+    rows = []
+    for length in range(max_length + 1):
+        ones = np.arange(length + 1)
+        kl = scorer.count_kl(ones, length - ones)
+        best = int(np.argmax([no_worse(v, kl.min()) for v in kl]))
+        rows.append({"prompt_length": length, "exact_kl": float(kl[best]),
+                     "exact_prompt": canonical_count_prompt(best, length - best)})
+    return pd.DataFrame(rows).set_index("prompt_length")
+
+
+def optimal_by_length(land: pd.DataFrame, lengths, counts: pd.DataFrame | None = None) -> dict:
+    """Columns ``optimal_exact_kl``, ``optimal_upto_kl`` and ``optimal_prompt`` for each of
+    `lengths`: from the landscape up to its L_max, from the count-class optima `counts`
+    beyond it (when given), else None."""
+    table = landscape_optima(land)
+    l_max = int(table.index.max())
+    exact = table["exact_kl"].to_dict()
+    upto = {length: (row.upto_prompt, row.upto_kl) for length, row in table.iterrows()}
+    if counts is not None:
+        prompt, kl = upto[l_max]
+        for length in range(l_max + 1, int(counts.index.max()) + 1):
+            row = counts.loc[length]
+            exact[length] = row["exact_kl"]
+            if not no_worse(kl, row["exact_kl"]):  # better by more than the tie tolerance
+                prompt, kl = row["exact_prompt"], row["exact_kl"]
+            upto[length] = (prompt, kl)
+    return {
+        "optimal_exact_kl": [exact.get(length) for length in lengths],
+        "optimal_upto_kl": [upto[length][1] if length in upto else None for length in lengths],
+        "optimal_prompt": [upto[length][0] if length in upto else None for length in lengths],
+    }
+
+
+def shortest_typical_length(lengths, medians, target_kl: float) -> int | None:
+    """The shortest length whose median KL is no worse than `target_kl`; None if none is."""
+    for length, median in sorted(zip(lengths, medians)):
+        if no_worse(median, target_kl):
+            return int(length)
+    return None
+
+
+def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
+                     in_meta_distribution: dict) -> dict:
+    """One row per (predictor, task) of an experiment: columns of the token_efficiency table."""
+    rows = []
+    for (predictor, task), land in landscapes.groupby(["predictor", "task"], sort=True):
+        optimum = landscape_optima(land).iloc[-1]
+        curve = efficiency[(efficiency["predictor"] == predictor) & (efficiency["task"] == task)]
+        if curve.empty:
+            raise ValueError(f"no efficiency rows for predictor {predictor!r}, task {task!r}")
+        typical = shortest_typical_length(curve["prompt_length"], curve["typical_kl_median"],
+                                          optimum["upto_kl"])
+        optimal_length = len(optimum["upto_prompt"])
+        ratio = (typical / optimal_length
+                 if typical is not None and optimal_length > 0 else None)
+        rows.append({"predictor": predictor, "experiment": str(land["experiment"].iloc[0]),
+                     "task": task, "in_meta_distribution": bool(in_meta_distribution[task]),
+                     "max_prompt_length": int(land["prompt_length"].max()),
+                     "optimal_prompt": optimum["upto_prompt"], "optimal_length": optimal_length,
+                     "optimal_kl": float(optimum["upto_kl"]), "typical_length": typical,
+                     "length_ratio": ratio})
+    return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+
+
+def format_token_efficiency(columns: dict, max_length: int | None = None) -> str:
+    """The token-efficiency table as fixed-width text (for logs)."""
+    head = ("predictor", "task", "IMD", "optimal prompt", "len", "KL", "typical len", "ratio")
+    lines = []
+    for i in range(len(columns.get("task", []))):
+        prompt = columns["optimal_prompt"][i] or "(empty)"
+        typical = columns["typical_length"][i]
+        ratio = columns["length_ratio"][i]
+        beyond = f"> {max_length}" if max_length is not None else "beyond range"
+        lines.append((columns["predictor"][i], columns["task"][i],
+                      "IMD" if columns["in_meta_distribution"][i] else "OOMD", prompt,
+                      str(columns["optimal_length"][i]), f"{columns['optimal_kl'][i]:.3e}",
+                      beyond if typical is None else str(typical),
+                      "-" if ratio is None else f"{ratio:.1f}"))
+    widths = [max(len(r[j]) for r in [head, *lines]) for j in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in [head, *lines])
+
+
+def _log_binom(n, k):
+    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)

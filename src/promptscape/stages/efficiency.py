@@ -1,0 +1,78 @@
+"""Stages `measure_efficiency` (typical against optimal prompts per length) and
+`summarize_efficiency` (token efficiency per experiment)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from promptscape import efficiency, tables
+from promptscape import prompts as prompts_lib
+from promptscape.sources import build_source
+from promptscape.stages.common import load_predictor
+
+log = logging.getLogger("promptscape")
+
+
+def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
+                       pretraining: dict, experiment: str, task_name: str, task: dict,
+                       task_length: int, max_enumeration_length: int, max_length: int,
+                       num_typical: int, model: str | None = None) -> None:
+    """Typical prompts of every length 0..max_length against the optimal prompts, for one
+    (predictor, experiment, task)."""
+    pred = load_predictor(predictor, pretraining, model)
+    task_source = build_source(task, where=f"task {task_name}")
+    land = tables.read(landscape, "landscape")
+    eval_frame = tables.read_table(evaluation, "evaluation_set")
+    eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
+    scorer = efficiency.KLScorer(pred, task_source, task_length, max_enumeration_length,
+                                 eval_seqs)
+
+    lengths, skipped = efficiency.measured_lengths(
+        range(max_length + 1), task_length, getattr(pred, "max_context", None))
+    if skipped:
+        log.info("%s conditions on at most %d symbols: lengths %d..%d do not fit with T = %d "
+                 "and are skipped", predictor, pred.max_context, skipped[0], skipped[-1],
+                 task_length)
+    if not lengths:
+        raise ValueError(f"no prompt length fits the context of predictor {predictor!r}")
+    curve = efficiency.typical_curve(scorer, task_source, lengths, num_typical)
+
+    counts = None
+    l_max = int(land["prompt_length"].max())
+    if scorer.counts_apply:
+        counts = efficiency.count_class_optima(scorer, max(lengths[-1], l_max))
+        exhaustive = efficiency.landscape_optima(land)["exact_kl"]
+        gap = np.abs(counts["exact_kl"].loc[exhaustive.index] - exhaustive).max()
+        log.info("count-class cross-check of the landscape optima, lengths 0..%d: "
+                 "max |difference| = %.2e nats", l_max, gap)
+    optimal = efficiency.optimal_by_length(land, lengths, counts)
+
+    log.info("%s %s %s: %d typical prompts per length, KL by %s", predictor, experiment,
+             task_name, num_typical, scorer.method)
+    for i, length in enumerate(lengths):
+        if length in (0, l_max, lengths[-1]) or length % 16 == 0:
+            best = optimal["optimal_upto_kl"][i]
+            log.info("  length %3d: typical median KL %.3e [%.3e, %.3e]; optimal (length <= "
+                     "l) %s", length, curve["typical_kl_median"][i], curve["typical_kl_q25"][i],
+                     curve["typical_kl_q75"][i],
+                     "unknown" if best is None else f"{best:.3e}")
+    frame = {"predictor": predictor, "experiment": experiment, "task": task_name, **curve,
+             "typical_prompts": num_typical, **optimal, "method": scorer.method}
+    tables.write(frame, "efficiency", output)
+
+
+def summarize_efficiency(*, efficiencies: list[str], landscapes: list[str], output: str,
+                         experiment: str, in_meta_distribution: dict) -> None:
+    """The token-efficiency table of one experiment, also logged as text."""
+    eff = tables.read(efficiencies, "efficiency")
+    land = tables.read(landscapes, "landscape")
+    unlabelled = sorted(set(land["task"]) - set(in_meta_distribution))
+    if unlabelled:
+        raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
+    columns = efficiency.token_efficiency(eff, land, in_meta_distribution)
+    tables.write(columns, "token_efficiency", output)
+    log.info("token efficiency of %s (typical lengths 0..%d; ratio = typical / optimal "
+             "length):\n%s", experiment, int(eff["prompt_length"].max()),
+             efficiency.format_token_efficiency(columns, int(eff["prompt_length"].max())))

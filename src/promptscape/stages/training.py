@@ -1,0 +1,85 @@
+"""Stages `train_predictor`, `evaluate_predictor` and `score_prompts`: neural predictors."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from promptscape import models, seeding, tables
+from promptscape import prompts as prompts_lib
+from promptscape.sources import build_source
+
+log = logging.getLogger("promptscape")
+
+
+def train_predictor(*, model: str, curve: str, checkpoint: str, family: str, source_name: str,
+                    pretraining: dict, settings: dict, threads: int = 1) -> None:
+    """Train one network; resume from `checkpoint` when an interrupted run left one."""
+    import torch
+
+    torch.set_num_threads(threads)
+    config = models.PredictorConfig.from_dict({"family": family, **settings},
+                                              where=f"models.{family}")
+    source = build_source(pretraining, where=f"sources.{source_name}")
+    resume = checkpoint if models.checkpoint_matches(checkpoint, config, source) else None
+    if resume is None and os.path.exists(checkpoint):
+        log.info("ignoring %s: it was made for another config or source", checkpoint)
+        os.remove(checkpoint)
+    log.info("training %s on %s (%s) on %s with %d thread(s): %s", family, source_name,
+             source.describe(), models.resolve_device(config.device), threads, config.to_dict())
+    net, frame = models.train(config, source, progress=log, resume_from=resume,
+                              checkpoint_path=checkpoint)
+    models.save_checkpoint(model, model=net, config=config, source=source, step=config.steps,
+                           curve=frame)
+    if os.path.exists(checkpoint):  # the model is saved: nothing left to resume
+        os.remove(checkpoint)
+    frame["predictor"] = family
+    frame["source"] = source_name
+    tables.write(frame, "training_curve", curve)
+    log.info("final regret (mean of the last 10%% of steps): %.5f nats/symbol",
+             float(frame["regret"].iloc[-max(1, len(frame) // 10):].mean()))
+
+
+def evaluate_predictor(*, model: str, output: str, family: str, source_name: str,
+                       pretraining: dict, size: int, threads: int = 1) -> None:
+    """Per-position regret of a trained network against Bayes on held-out sequences."""
+    import torch
+
+    torch.set_num_threads(threads)
+    source = build_source(pretraining, where=f"sources.{source_name}")
+    predictor = models.load_predictor(model)
+    length = predictor.config.sequence_length
+    rng = seeding.numpy_generator("heldout", pretraining, length, size)
+    seqs = source.sample(size, length, rng)
+    target = seqs[..., None].astype(np.int64)
+    neural = -np.take_along_axis(predictor.log_predictive(seqs), target, -1)[..., 0].mean(0)
+    bayes = -np.take_along_axis(source.log_predictive(seqs), target, -1)[..., 0].mean(0)
+    tables.write({"predictor": family, "source": source_name, "position": np.arange(length),
+                  "sequences": size, "neural_loss": neural, "bayes_loss": bayes,
+                  "regret": neural - bayes}, "predictor_regret", output)
+    log.info("%s on %s: mean per-symbol regret against Bayes %.5f nats on %d held-out "
+             "sequences of %d symbols; largest at position %d (%.5f)", family, source_name,
+             float((neural - bayes).mean()), size, length, int(np.argmax(neural - bayes)),
+             float((neural - bayes).max()))
+
+
+def score_prompts(*, model: str, output: str, family: str, experiment: str, task_length: int,
+                  max_prompt_length: int, threads: int = 1) -> None:
+    """The loss of every prompt on every sequence of length T under a trained network."""
+    import torch
+
+    torch.set_num_threads(threads)
+    predictor = models.load_predictor(model)
+    prompts = prompts_lib.all_prompts(max_prompt_length)
+    seqs = prompts_lib.enumerate_sequences(task_length)
+    losses = predictor.prompt_losses(prompts, seqs)  # (P, 2^T)
+    P, S = losses.shape
+    tables.write({"predictor": family, "experiment": experiment,
+                  "prompt": [p for p in prompts for _ in range(S)],
+                  "prompt_length": np.repeat([len(p) for p in prompts], S),
+                  "sequence": prompts_lib.to_strings(seqs) * P,
+                  "loss": losses.reshape(-1)}, "prompt_losses", output)
+    log.info("scored %d prompts on all %d sequences of length %d with %s on %s", P, S,
+             task_length, family, predictor.device)

@@ -1,0 +1,267 @@
+"""Neural predictors: alignment, prefix caching, reproducible training, config errors."""
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from promptscape import models, predictors, prompts, seeding, validation
+from promptscape.sources import build_source
+
+FAMILIES = predictors.NEURAL_FAMILIES
+BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
+# Tiny models: every test below trains or runs in well under a second on one core.
+TINY = {
+    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
+    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
+}
+
+
+def tiny_config(family, **overrides):
+    fields = dict(TINY[family], steps=12, batch_size=8, sequence_length=8,
+                  warmup_steps=2, device="cpu")
+    return models.PredictorConfig(family=family, **{**fields, **overrides})
+
+
+def scrambled_predictor(family, **config_overrides):
+    """An untrained model with large random weights, so that its predictions vary with the
+    context (a freshly initialised model predicts about 1/2 everywhere, which would make
+    every comparison below pass trivially)."""
+    config = tiny_config(family, **config_overrides)
+    model = models.build_model(config)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
+    return models.NeuralPredictor.from_model(model, config)
+
+
+def task_sequences(n, length, seed=0):
+    return BERNMIX.sample(n, length, seeding.numpy_generator("test_models", n, length, seed))
+
+
+def picked_losses(log_predictive, seqs):
+    """-log q(x_t | ...) at each position: (B, T)."""
+    return -np.take_along_axis(log_predictive, seqs[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_matches_prefix_by_prefix_reference(family):
+    predictor = scrambled_predictor(family)
+    seqs = task_sequences(16, 8)
+    full = predictor.log_predictive(seqs)
+    assert full.shape == (16, 8, 2) and full.dtype == np.float64
+    assert full[..., 1].std() > 0.05, "predictions must vary for this test to mean anything"
+    np.testing.assert_allclose(np.exp(full).sum(-1), 1.0, rtol=1e-6)
+    for t in range(8):
+        # Predict x_t from BOS + x_<t alone: the model sees x_1..x_t, of which x_t is the
+        # target and never an input.
+        step = predictor.log_predictive(seqs[:, :t + 1])[:, t]
+        np.testing.assert_allclose(full[:, t], step, atol=1e-5)
+    # Position 0 reads BOS only, so it is the same for every sequence.
+    np.testing.assert_allclose(full[:, 0], np.broadcast_to(full[:1, 0], (16, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prompt_symbols_are_never_scored(family):
+    predictor = scrambled_predictor(family, sequence_length=16)
+    seqs = task_sequences(5, 5)
+    for prompt in ["", "1", "0110"]:
+        L = len(prompt)
+        joined = np.concatenate(
+            [np.broadcast_to(prompts.to_array(prompt), (5, L)), seqs], axis=1)
+        expected = picked_losses(predictor.log_predictive(joined), joined)[:, L:].sum(1)
+        got = predictor.prompt_losses([prompt], seqs)[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        # Flipping the prompt's first symbol changes the context, not what is scored: the
+        # loss must still equal the sum over the task positions of the flipped joint sequence.
+        if L:
+            flipped = joined.copy()
+            flipped[:, 0] ^= 1
+            alt = "".join("01"[b] for b in flipped[0, :L])
+            expected = picked_losses(predictor.log_predictive(flipped), flipped)[:, L:].sum(1)
+            np.testing.assert_allclose(predictor.prompt_losses([alt], seqs)[0], expected,
+                                       rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_tokens", [1 << 17, 40])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefix_caching_matches_full_concatenation(family, max_tokens):
+    predictor = scrambled_predictor(family, sequence_length=16)
+    predictor.max_tokens = max_tokens  # 40 forces chunks over both prompts and sequences
+    all_prompts = prompts.all_prompts(5)
+    seqs = task_sequences(24, 10)
+    cached = predictor.prompt_losses(all_prompts, seqs)
+    full = predictors.Predictor.prompt_losses(predictor, all_prompts, seqs)
+    assert cached.shape == (63, 24) and cached.dtype == np.float64
+    assert cached.std(axis=0).mean() > 0.05, "prompts must matter for this test to mean anything"
+    np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predictor.sequence_losses(seqs), full[0], rtol=1e-5, atol=1e-5)
+
+
+def test_transformer_rejects_contexts_longer_than_its_position_table():
+    predictor = scrambled_predictor("transformer")  # max_context_length 8
+    with pytest.raises(ValueError, match=re.escape("must be <= max_context_length (8)")):
+        predictor.prompt_losses(["000"], task_sequences(2, 6))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cpu_training_is_bit_reproducible(family):
+    config = tiny_config(family)
+    model_a, curve_a = models.train(config, BERNMIX, progress=lambda line: None)
+    model_b, curve_b = models.train(config, BERNMIX, progress=lambda line: None)
+    pd.testing.assert_frame_equal(curve_a, curve_b, check_exact=True)
+    state_b = model_b.state_dict()
+    for name, value in model_a.state_dict().items():
+        assert torch.equal(value, state_b[name]), name
+    assert list(curve_a.columns) == ["step", "loss", "bayes_loss", "regret"]
+    assert curve_a.dtypes.tolist() == [np.int64, np.float64, np.float64, np.float64]
+    np.testing.assert_allclose(curve_a.regret, curve_a.loss - curve_a.bayes_loss, atol=1e-15)
+
+
+def test_training_leaves_the_global_rng_alone():
+    before = torch.random.get_rng_state()
+    models.train(tiny_config("transformer", steps=2), BERNMIX, progress=lambda line: None)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
+    config = tiny_config(family)
+    model_full, curve_full = models.train(config, BERNMIX, progress=lambda line: None)
+
+    def crash(line):
+        raise Interrupt(line)
+
+    path = tmp_path / "model.pt"
+    # The run dies right after its checkpoint at step 5 (progress reports after saving).
+    with pytest.raises(Interrupt):
+        models.train(config, BERNMIX, progress=crash, progress_every=5,
+                     checkpoint_path=path, checkpoint_every=5)
+    assert models.load_checkpoint(path)["step"] == 5
+    lines = []
+    model, curve = models.train(config, BERNMIX, progress=lines.append, resume_from=path,
+                                checkpoint_path=path, checkpoint_every=5)
+    assert lines[0].startswith(f"resumed from {path} at step 5")
+    pd.testing.assert_frame_equal(curve, curve_full, check_exact=True)
+    state_full = model_full.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state_full[name]), name
+    # The final checkpoint holds the finished model, loadable as a predictor.
+    assert models.load_checkpoint(path)["step"] == config.steps
+    loaded = models.load_predictor(path)
+    assert type(loaded) is predictors.PREDICTORS[family] and loaded.family == family
+    seqs = task_sequences(4, 6)
+    reference = models.NeuralPredictor.from_model(model_full, config)
+    np.testing.assert_array_equal(loaded.log_predictive(seqs), reference.log_predictive(seqs))
+    assert models.load_source(path) == BERNMIX
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    path = tmp_path / "model.pt"
+    models.train(tiny_config("lstm", steps=2), BERNMIX, progress=lambda line: None,
+                 checkpoint_path=path)
+    with pytest.raises(ValueError, match="made for another config"):
+        models.train(tiny_config("lstm", steps=3), BERNMIX, progress=lambda line: None,
+                     resume_from=path)
+
+
+def test_training_logs_progress_to_a_logger(caplog):
+    with caplog.at_level(logging.INFO, logger="promptscape.models"):
+        models.train(tiny_config("lstm", steps=4), BERNMIX, progress_every=2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[-1].startswith("step 4/4  loss ")
+    assert "regret" in lines[-1] and "steps/s" in lines[-1] and "s left" in lines[-1]
+
+
+def test_auto_device_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.resolve_device("auto") == torch.device("cpu")
+    predictor = scrambled_predictor("lstm", device="auto")
+    assert predictor.device == torch.device("cpu")
+    assert next(predictor.model.parameters()).device.type == "cpu"
+    assert models.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=re.escape("device == 'tpu', must be one of")):
+        models.resolve_device("tpu")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_trained_model_beats_the_untrained_one_on_held_out_data(family):
+    config = tiny_config(family, steps=60, batch_size=32, learning_rate=1e-2)
+    model, curve = models.train(config, BERNMIX, progress=lambda line: None)
+    trained = models.NeuralPredictor.from_model(model, config)
+    untrained = models.NeuralPredictor.from_model(models.build_model(config), config)
+    held_out = task_sequences(2000, 8, seed=1)
+    regret_trained = models.regret_by_position(trained, BERNMIX, held_out)
+    regret_untrained = models.regret_by_position(untrained, BERNMIX, held_out)
+    assert regret_trained.shape == (8,)
+    # An untrained model predicts about 1/2: about 0.07 nats/symbol worse than Bayes here.
+    assert regret_untrained.mean() > 0.05
+    assert regret_trained.mean() < regret_untrained.mean() - 0.03
+    assert (regret_trained > -0.01).all()  # nothing beats Bayes beyond sampling noise
+    # The curve's Bayes column is the exact Bayes loss of each step's batch.
+    batch = models.training_batch(config, BERNMIX, 3)
+    bayes = picked_losses(BERNMIX.log_predictive(batch), batch).mean()
+    assert curve.bayes_loss[3] == pytest.approx(bayes, rel=1e-12)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_config_round_trips_through_dict(family):
+    config = tiny_config(family)
+    assert models.PredictorConfig.from_dict(config.to_dict()) == config
+    default = models.PredictorConfig(family=family)
+    assert all(default.to_dict()[k] == v for k, v in models.FAMILY_DEFAULTS[family].items())
+    assert predictors.PREDICTORS[family].family == family
+
+
+@pytest.mark.parametrize(
+    "fields, error, message",
+    [
+        (dict(family="gru"), ValueError,
+         "predictor.family == 'gru', must be one of 'lstm', 'transformer'."),
+        (dict(family="lstm", hidden_size=0), ValueError, "lstm.hidden_size == 0, must be > 0."),
+        (dict(family="transformer", num_layers=-1), ValueError,
+         "transformer.num_layers == -1, must be > 0."),
+        (dict(family="lstm", batch_size=2.5), TypeError,
+         "lstm.batch_size must be Integral, not float (2.5)."),
+        (dict(family="transformer", learning_rate=0.0), ValueError,
+         "transformer.learning_rate == 0.0, must be > 0."),
+        (dict(family="lstm", grad_clip=float("nan")), ValueError,
+         "lstm.grad_clip == nan, must be finite."),
+        (dict(family="lstm", warmup_steps=-1), ValueError,
+         "lstm.warmup_steps == -1, must be >= 0."),
+        (dict(family="lstm", device="tpu"), ValueError,
+         "lstm.device == 'tpu', must be one of 'auto', 'cpu', 'cuda'."),
+        (dict(family="lstm", lr_schedule="linear"), ValueError,
+         "lstm.lr_schedule == 'linear', must be one of 'cosine', 'constant'."),
+        (dict(family="transformer", hidden_size=30, num_heads=4), ValueError,
+         "transformer.hidden_size == 30, must be divisible by transformer.num_heads (4)."),
+        (dict(family="transformer", embedding_dim=16, hidden_size=32), ValueError,
+         "transformer.embedding_dim == 16, must be unset or equal transformer.hidden_size (32)."),
+        (dict(family="transformer", max_context_length=8), ValueError,
+         "transformer.max_context_length == 8, must be >= transformer.sequence_length (16)."),
+        (dict(family="lstm", num_heads=2), ValueError,
+         "lstm.num_heads == 2, must be unset: only the transformer has it."),
+    ],
+)
+def test_invalid_config_error_names_field(fields, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        models.PredictorConfig(**fields)
+    # From a config mapping, the same message comes prefixed by where the config sits.
+    with pytest.raises(validation.ConfigError, match=re.escape(f"model: {message}")):
+        models.PredictorConfig.from_dict(fields, where="model")
+
+
+def test_config_mapping_errors_name_the_key():
+    with pytest.raises(validation.ConfigError,
+                       match=re.escape("predictor: unknown key(s) ['hiden_size']")):
+        models.PredictorConfig.from_dict({"family": "lstm", "hiden_size": 8})
+    with pytest.raises(validation.ConfigError, match=re.escape("predictor.family is required")):
+        models.PredictorConfig.from_dict({"hidden_size": 8})

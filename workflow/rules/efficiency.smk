@@ -1,0 +1,39 @@
+# Prompt efficiency per (predictor, experiment, task): typical prompts drawn from the task
+# against the optimal prompt of each length; token efficiency per experiment. The
+# `efficiency` config reaches these rules only, so changing it reruns this stage and its
+# figure and nothing else.
+
+
+rule measure_efficiency:
+    input:
+        landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",
+        evaluation="results/{experiment}/evaluation/{task}.parquet",
+        model=get_efficiency_model,
+    output:
+        efficiency="results/{experiment}/efficiency/{predictor}/{task}.parquet",
+    log:
+        "logs/measure_efficiency/{experiment}/{predictor}/{task}.log",
+    params:
+        args=get_efficiency_args,
+        code=code("efficiency"),
+    conda:
+        "../envs/promptscape.yaml"
+    script:
+        "../../scripts/measure_efficiency.py"
+
+
+rule summarize_efficiency:
+    input:
+        efficiencies=lambda w: get_efficiency_outputs(get_experiment(w)),
+        landscapes=lambda w: get_landscape_outputs(get_experiment(w)),
+    output:
+        token_efficiency="results/{experiment}/aggregate/token_efficiency.parquet",
+    log:
+        "logs/summarize_efficiency/{experiment}.log",
+    params:
+        args=get_efficiency_summary_args,
+        code=code("efficiency"),
+    conda:
+        "../envs/promptscape.yaml"
+    script:
+        "../../scripts/summarize_efficiency.py"
