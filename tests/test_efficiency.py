@@ -235,8 +235,9 @@ def test_token_efficiency_reports_ratio_and_nulls(tmp_path):
     tables.write(columns, "token_efficiency", path)
     back = tables.read(path, "token_efficiency").set_index("task")
     assert back["typical_length"].isna().tolist() == [False, False, True]  # bimodal, 0.7, 0.9
-    text = efficiency.format_token_efficiency(columns, 5)
-    assert "(empty)" in text and "> 5" in text and "OOMD" in text
+    assert columns["max_typical_length"] == [2, 5, 2]  # bimodal, coin_0.7, coin_0.9
+    text = efficiency.format_token_efficiency(columns)
+    assert "(empty)" in text and "> 2" in text and "OOMD" in text
 
 
 # ------------------------------------------------------------------ the stage
@@ -277,3 +278,28 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
     efficiency_stage.measure_efficiency(landscape=str(land_path), evaluation=str(evaluation),
                                         output=str(out), max_length=5, num_typical=7, **common)
     assert tables.read(out, "efficiency")["prompt_length"].tolist() == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------ the figure
+def test_efficiency_chart_layers_a_band_and_two_curves_per_task_panel():
+    from promptscape import figures
+
+    task = build_source(coin(0.7))
+    land = exhaustive_landscape(SWITCHING, coin(0.7), 2)
+    curve = efficiency.typical_curve(scorer(SWITCHING, coin(0.7)), task, range(5), 10)
+    frame = pd.DataFrame({"predictor": "bayes", "experiment": "e", "task": "coin_0.7", **curve,
+                          "typical_prompts": 10, **efficiency.optimal_by_length(land, range(5)),
+                          "method": "exact_enumeration"})
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#000000"}}
+    spec = figures.efficiency_chart(frame, tasks=["coin_0.7"], imd={"coin_0.7": True},
+                                    predictors=["bayes"], style=style, title="t").to_dict()
+    layers = spec["spec"]["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["area", "line"]
+    assert layers[0]["encoding"]["y"]["scale"]["type"] == "log"
+    assert layers[1]["encoding"]["strokeDash"]["field"] == "curve"
+    assert spec["facet"]["field"] == "task_label"
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert {r["task_label"] for r in rows} == {"coin_0.7 (IMD)"}
+    # Beyond L_max the optimum of a non-exchangeable predictor is unknown: null, not floored.
+    assert [r["optimal_plot"] is None for r in rows] == [False] * 3 + [True] * 2

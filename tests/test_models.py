@@ -87,16 +87,17 @@ def test_prompt_symbols_are_never_scored(family):
                                        rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("max_tokens", [1 << 17, 40])
+@pytest.mark.parametrize("max_tokens, n_seqs", [(1 << 17, 24), (50, 8)])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_prefix_caching_matches_full_concatenation(family, max_tokens):
+def test_prefix_caching_matches_full_concatenation(family, max_tokens, n_seqs):
     predictor = scrambled_predictor(family, sequence_length=16)
-    predictor.max_tokens = max_tokens  # 40 forces chunks over both prompts and sequences
+    # 50 tokens are 5 (prompt, sequence) pairs of 10 symbols: chunks over prompts and sequences.
+    predictor.max_tokens = max_tokens
     all_prompts = prompts.all_prompts(5)
-    seqs = task_sequences(24, 10)
+    seqs = task_sequences(n_seqs, 10)
     cached = predictor.prompt_losses(all_prompts, seqs)
     full = predictors.Predictor.prompt_losses(predictor, all_prompts, seqs)
-    assert cached.shape == (63, 24) and cached.dtype == np.float64
+    assert cached.shape == (63, n_seqs) and cached.dtype == np.float64
     assert cached.std(axis=0).mean() > 0.05, "prompts must matter for this test to mean anything"
     np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(predictor.sequence_losses(seqs), full[0], rtol=1e-5, atol=1e-5)

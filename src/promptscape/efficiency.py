@@ -246,20 +246,23 @@ def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
                      "task": task, "in_meta_distribution": bool(in_meta_distribution[task]),
                      "max_prompt_length": int(land["prompt_length"].max()),
                      "optimal_prompt": optimum["upto_prompt"], "optimal_length": optimal_length,
-                     "optimal_kl": float(optimum["upto_kl"]), "typical_length": typical,
+                     "optimal_kl": float(optimum["upto_kl"]),
+                     "max_typical_length": int(curve["prompt_length"].max()),
+                     "typical_length": typical,
                      "length_ratio": ratio})
     return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
 
 
-def format_token_efficiency(columns: dict, max_length: int | None = None) -> str:
-    """The token-efficiency table as fixed-width text (for logs)."""
+def format_token_efficiency(columns: dict) -> str:
+    """The token-efficiency table as fixed-width text (for logs); a typical length beyond the
+    measured range shows as "> longest measured length"."""
     head = ("predictor", "task", "IMD", "optimal prompt", "len", "KL", "typical len", "ratio")
     lines = []
     for i in range(len(columns.get("task", []))):
         prompt = columns["optimal_prompt"][i] or "(empty)"
         typical = columns["typical_length"][i]
         ratio = columns["length_ratio"][i]
-        beyond = f"> {max_length}" if max_length is not None else "beyond range"
+        beyond = f"> {columns['max_typical_length'][i]}"
         lines.append((columns["predictor"][i], columns["task"][i],
                       "IMD" if columns["in_meta_distribution"][i] else "OOMD", prompt,
                       str(columns["optimal_length"][i]), f"{columns['optimal_kl'][i]:.3e}",

@@ -146,19 +146,31 @@ EFFICIENCY_CURVES = {"median_plot": "typical prompts: median, 25–75% band",
 def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
     """KL (log axis) against prompt length: typical prompts drawn from the task (median line,
     interquartile band) and the optimal prompt of length at most l (dashed), a panel per
-    task, a colour per predictor."""
+    task, a colour per predictor. The length axis is symlog, so the short lengths (the
+    exhaustive range, and all a neural context holds) stay legible beside long ones."""
     data = frame.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     for column, source in (("median_plot", "typical_kl_median"), ("q25_plot", "typical_kl_q25"),
                            ("q75_plot", "typical_kl_q75"), ("optimal_plot", "optimal_upto_kl")):
         data[column] = np.maximum(data[source].astype(float), KL_FLOOR)  # null stays null
     data["optimal_shown"] = data["optimal_prompt"].where(data["optimal_prompt"] != "", "∅")
-    color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
-    x = alt.X("prompt_length:Q", title="prompt length l (symbols)",
-              scale=alt.Scale(domain=[0, int(data["prompt_length"].max())], nice=False))
-    y_title = f"KL(task ‖ prompted) (nats, floor {KL_FLOOR:g})"
+    legend = alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)
+    color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor",
+                      legend=legend)
+    longest = int(data["prompt_length"].max())
+    ticks = [t for t in (0, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500, 1000) if t <= longest]
+    x = alt.X("prompt_length:Q", title="prompt length l (symlog axis)",
+              scale=alt.Scale(type="symlog", domain=[0, longest], nice=False),
+              axis=alt.Axis(values=ticks, labelAngle=0))
+    plotted = data[["q25_plot", "q75_plot", "median_plot", "optimal_plot"]].to_numpy(float)
+    low, high = np.nanmin(plotted), np.nanmax(plotted)
+    decades = [10.0**k for k in range(int(np.floor(np.log10(low))),
+                                      int(np.ceil(np.log10(high))) + 1)]
+    y_axis = alt.Axis(values=decades, format="~e")
+    y_scale = alt.Scale(type="log", domain=[decades[0], decades[-1]])
+    y_title = f"KL(task ‖ prompted) (nats; floor 1e{int(np.log10(KL_FLOOR))})"
     band = alt.Chart().mark_area(opacity=0.18).encode(
-        x=x, y=alt.Y("q25_plot:Q", scale=alt.Scale(type="log"), title=y_title),
+        x=x, y=alt.Y("q25_plot:Q", scale=y_scale, axis=y_axis, title=y_title),
         y2="q75_plot:Q", color=color)
     curves = list(EFFICIENCY_CURVES.values())
     lines = alt.Chart().transform_fold(
@@ -166,7 +178,7 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
     ).transform_calculate(
         curve=f"datum.curve_key == 'median_plot' ? '{curves[0]}' : '{curves[1]}'",
     ).mark_line(strokeWidth=2, clip=True).encode(
-        x=x, y=alt.Y("kl_value:Q", scale=alt.Scale(type="log"), title=y_title), color=color,
+        x=x, y=alt.Y("kl_value:Q", scale=y_scale, axis=y_axis, title=y_title), color=color,
         strokeDash=alt.StrokeDash("curve:N", title="curve", legend=alt.Legend(labelLimit=400),
                                   scale=alt.Scale(domain=curves, range=[[1, 0], [6, 3]])),
         tooltip=["predictor", "task", "prompt_length", "curve:N",

@@ -363,7 +363,6 @@ class NeuralPredictor(predictors.Predictor):
         return out
 
 
-
 @predictors.register
 class LSTMNeuralPredictor(NeuralPredictor):
     family = "lstm"

@@ -187,6 +187,9 @@ ARTIFACTS = {a.name: a for a in [
                                 "then lexicographically first); '' is the empty prompt"),
          ("optimal_length", _I, "length of optimal_prompt"),
          ("optimal_kl", _F, "KL of optimal_prompt from the landscape (nats)"),
+         ("max_typical_length", _I, "longest typical-prompt length measured: "
+                                    "efficiency.max_length, or less where a neural "
+                                    "predictor's context is full"),
          ("typical_length", _I, "shortest typical-prompt length whose median KL is at most "
                                 "optimal_kl; null when no measured length qualifies (beyond "
                                 "range)", NULLABLE),

@@ -148,11 +148,9 @@ def get_efficiency_outputs(exp):
 
 
 def get_efficiency_model(wildcards):
-    """A neural predictor's trained checkpoint (get_model, where the training rules define
-    it); the Bayes predictor needs none."""
-    if wildcards.predictor == "bayes":
-        return []
-    return get_model(wildcards)
+    """A neural predictor's trained checkpoint; the Bayes predictor needs none. Never the
+    prompt-loss table: typical prompts are random and longer than L_max."""
+    return get_model(wildcards) if is_neural(wildcards.predictor) else []
 
 
 def get_efficiency_args(wildcards):

@@ -73,6 +73,6 @@ def summarize_efficiency(*, efficiencies: list[str], landscapes: list[str], outp
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
     columns = efficiency.token_efficiency(eff, land, in_meta_distribution)
     tables.write(columns, "token_efficiency", output)
-    log.info("token efficiency of %s (typical lengths 0..%d; ratio = typical / optimal "
-             "length):\n%s", experiment, int(eff["prompt_length"].max()),
-             efficiency.format_token_efficiency(columns, int(eff["prompt_length"].max())))
+    log.info("token efficiency of %s (typical len: shortest typical-prompt length whose median "
+             "KL is at most that of the optimal prompt; ratio = typical / optimal length):\n%s",
+             experiment, efficiency.format_token_efficiency(columns))
