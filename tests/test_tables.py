@@ -273,3 +273,19 @@ def test_failed_first_write_leaves_nothing_under_the_artifact_name(tmp_path, mon
         tables.write(valid_frame("task_data"), "task_data", target)
     assert not target.exists()
     assert os.listdir(target.parent) == []
+
+
+def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
+    import os
+    import stat
+
+    from promptscape import tables as tables_lib
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "eval.parquet"
+        tables_lib.write({"task": "t", "index": [0, 1], "sequence": ["01", "10"]},
+                         "evaluation_set", path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

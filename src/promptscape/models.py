@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from promptscape import predictors, seeding, validation
+from promptscape import predictors, seeding, tables, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
     DEVICES, FAMILY_DEFAULTS, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
@@ -574,6 +574,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, config: Predic
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    os.chmod(tmp, tables.default_mode())  # mkstemp's 0600 would hide it from collaborators
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(checkpoint, file)

@@ -255,6 +255,7 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=os.path.dirname(path) or ".")
     os.close(fd)
+    os.chmod(tmp, default_mode())  # mkstemp's 0600 would hide results from collaborators
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
@@ -262,6 +263,13 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def default_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _from_columns(columns: dict, schema: pa.Schema, artifact: str, path) -> pa.Table:

@@ -10,6 +10,12 @@ rule plot_figure:
             caption="../report/figure.rst",
             category="{experiment}",
             subcategory="{figure}",
+            # Columns of the report's results table; "config": the config file(s) of the run.
+            labels={
+                "experiment": "{experiment}",
+                "figure": "{figure}",
+                "config": ", ".join(map(str, workflow.configfiles)),
+            },
         ),
         png="results/{experiment}/figures/{figure}.png",
         html="results/{experiment}/figures/{figure}.html",

@@ -15,8 +15,12 @@ log = logging.getLogger("promptscape")
 
 
 def train_predictor(*, model: str, curve: str, checkpoint: str, family: str, source_name: str,
-                    pretraining: dict, settings: dict, threads: int = 1) -> None:
-    """Train one network; resume from `checkpoint` when an interrupted run left one."""
+                    pretraining: dict, settings: dict, threads: int = 1,
+                    checkpoint_every: int = 500) -> None:
+    """Train one network; resume from `checkpoint` when an interrupted run left one.
+
+    A checkpoint is written every `checkpoint_every` steps (`models.train`) and removed once
+    the model is saved."""
     import torch
 
     torch.set_num_threads(threads)
@@ -30,7 +34,7 @@ def train_predictor(*, model: str, curve: str, checkpoint: str, family: str, sou
     log.info("training %s on %s (%s) on %s with %d thread(s): %s", family, source_name,
              source.describe(), models.resolve_device(config.device), threads, config.to_dict())
     net, frame = models.train(config, source, progress=log, resume_from=resume,
-                              checkpoint_path=checkpoint)
+                              checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
     models.save_checkpoint(model, model=net, config=config, source=source, step=config.steps,
                            curve=frame)
     if os.path.exists(checkpoint):  # the model is saved: nothing left to resume

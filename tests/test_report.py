@@ -1,0 +1,88 @@
+"""`snakemake --report`: one self-contained HTML file with every figure and its caption."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.parse
+
+import pytest
+
+from workflow_helpers import REPO, TINY, load_config, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def expected_figures(config: dict) -> list[str]:
+    """results/{experiment}/figures/{figure}.svg of every figure the config's `all` makes."""
+    from promptscape import config as config_lib
+    from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
+
+    study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return [f"results/{name}/figures/{figure}.svg"
+            for name, exp in study.experiments.items()
+            for figure in FIGURES
+            if figure not in NEURAL_FIGURES
+            or any(p in ("lstm", "transformer") for p in exp.predictors)]
+
+
+def report_results(html: str) -> dict:
+    """The report's `results` object: one entry per file marked for the report."""
+    match = re.search(r'<script id="results">\s*var results = (.*?);?\s*</script>', html, re.S)
+    assert match, "no results block in the report"
+    return json.loads(match.group(1))
+
+
+def decode(data_uri: str) -> bytes:
+    header, _, payload = data_uri.partition(",")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload)
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("report")
+    snakemake(workdir, TINY)
+    path = workdir / "report.html"
+    snakemake(workdir, TINY, "--report", str(path))
+    return workdir, path
+
+
+def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
+    workdir, path = report
+    html = path.read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    results = report_results(html)
+    config = load_config()
+    figures = expected_figures(config)
+    assert len(figures) == 8  # 4 figures x 2 experiments, no networks in the tiny config
+    assert sorted(results) == sorted(figures)
+    for target in figures:
+        entry = results[target]
+        experiment, figure = target.split("/")[1], target.split("/")[3].removesuffix(".svg")
+        # the figure itself, embedded (no link to results/)
+        assert entry["mime_type"] == "image/svg+xml"
+        assert decode(entry["data_uri"]) == (workdir / target).read_bytes(), target
+        # labels: which figure, which experiment, which config file
+        assert entry["labels"] == {"experiment": experiment, "figure": figure,
+                                   "config": str(TINY)}
+        # caption: what it shows and the configuration that produced it
+        caption = entry["caption"]
+        assert f"Figure <strong>{figure}</strong> of experiment <strong>{experiment}</strong>" \
+            in caption
+        assert "{{" not in caption and "{%" not in caption
+        exp = config["experiments"][experiment]
+        assert f"pretraining source\n{exp['pretraining']} = " in caption
+        for task in exp["tasks"]:
+            imd = "IMD" if task["in_meta_distribution"] else "OOMD"
+            assert f"{task['source']} ({imd})" in caption
+        assert f"dataset_sizes = {exp['dataset_sizes']}" in caption
+        assert f"num_seeds = {exp['num_seeds']}" in caption
+    shows = {"reliability": "Wilson 95% intervals", "landscape": "dense rank",
+             "choices": "how often each prompt is chosen", "efficiency": "typical prompts"}
+    for figure, words in shows.items():
+        assert words in results[f"results/bernmix/figures/{figure}.svg"]["caption"]
+    # the workflow description of workflow/report/workflow.rst
+    assert "Why is prompting hard?" in html
