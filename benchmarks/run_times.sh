@@ -32,7 +32,7 @@ run() {  # run DIR ARGS...: time one snakemake invocation in DIR
 
 for copy in a b; do
     mkdir -p "$work/$copy"
-    git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$work/$copy")
+    git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp -P --parents -t "$work/$copy")
     # Uncommitted changes count too: copy the working tree's versions of tracked files.
     if [[ $bayes_only == 1 ]]; then
         python3 - "$work/$copy/config/config.yaml" <<'PY'

@@ -83,6 +83,8 @@ class BayesPredictor(Predictor):
 
     def prompt_losses(self, prompts, seqs):
         if not self.source.exchangeable:
+            if hasattr(self.source, "filter_states"):
+                return self._hidden_state_losses(prompts, seqs)
             return super().prompt_losses(prompts, seqs)
         # l(s, x) = -log P(s x) / P(s) = lm(c(s)) - lm(c(s) + c(x)), with lm the log
         # probability of one sequence with those counts: only counts matter.
@@ -96,6 +98,26 @@ class BayesPredictor(Predictor):
         return lm(p_ones, p_zeros)[:, None] - lm(
             p_ones[:, None] + k_ones[None, :], p_zeros[:, None] + k_zeros[None, :]
         )
+
+    def _hidden_state_losses(self, prompts, seqs):
+        """Hidden-state sources: filter each prompt once, then run every sequence forward
+        from the prompt's filtered state (the same recursion as scoring the concatenation,
+        without re-reading the prompt for every sequence)."""
+        seqs = np.asarray(seqs, dtype=np.uint8)
+        B, T = seqs.shape
+        out = np.empty((len(prompts), B))
+        for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
+            states = self.source.filter_states(arr)[:, -1]  # (P_l, K): state after the prompt
+            chunk = max(1, MAX_SYMBOLS_PER_BATCH // max(1, T * len(idx)))
+            for start in range(0, B, chunk):
+                part = seqs[start:start + chunk]
+                b = part.shape[0]
+                logp = self.source.log_predictive_from(
+                    np.repeat(states, b, axis=0), np.tile(part, (len(idx), 1)))  # (P_l * b, T, V)
+                picked = np.take_along_axis(
+                    logp, np.tile(part, (len(idx), 1))[..., None].astype(np.int64), axis=-1)[..., 0]
+                out[idx, start:start + b] = -picked.sum(axis=1).reshape(len(idx), b)
+        return out
 
     def count_losses(self, prompt_ones, prompt_zeros, ones, zeros) -> np.ndarray:
         """Exchangeable only: loss of any prompt with the given counts on any sequence with

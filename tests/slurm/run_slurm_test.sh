@@ -172,8 +172,8 @@ for name in $CONFIGS; do
              die "[$name] SLURM run failed (exit $rc); log $WORK/slurm-$name.log, job logs $dir/.snakemake/slurm_logs/"; }
     T_SLURM[$name]=$(secs "$t")
     NSUB[$name]=$(grep -c 'has been submitted with SLURM jobid' "$WORK/slurm-$name.log" || true)
-    NJOBS[$name]=$(grep -c '^Finished jobid' "$WORK/slurm-$name.log" || true)
-    log "[$name] SLURM run ok in ${T_SLURM[$name]} s: ${NJOBS[$name]} jobs in ${NSUB[$name]} SLURM submissions"
+    NJOBS[$name]=$(grep '^Finished jobid' "$WORK/slurm-$name.log" | grep -vc '(Rule: all)' || true)
+    log "[$name] SLURM run ok in ${T_SLURM[$name]} s: ${NJOBS[$name]} jobs in ${NSUB[$name]} SLURM submissions (+ localrule all)"
     grep -q 'has been submitted with SLURM jobid' "$WORK/slurm-$name.log" || die "[$name] no job went through SLURM"
     [ "${NSUB[$name]}" -lt "${NJOBS[$name]}" ] || die "[$name] the small jobs were not grouped (${NSUB[$name]} submissions for ${NJOBS[$name]} jobs)"
     if [ "$name" = neural ] && [ "$GPUS" = 1 ]; then
