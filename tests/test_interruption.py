@@ -112,7 +112,7 @@ def cmdline(pid: int) -> str:
 
 def leftovers(workdir: Path) -> list[str]:
     """Temporary files of interrupted writers (tables.write, save_checkpoint)."""
-    return sorted(str(p.relative_to(workdir)) for p in (workdir / "results").rglob(".tmp-*"))
+    return sorted(str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*.tmp"))
 
 
 @pytest.fixture(scope="module")

@@ -573,7 +573,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, config: Predic
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".pt.tmp")
     os.chmod(tmp, tables.default_mode())  # mkstemp's 0600 would hide it from collaborators
     try:
         with os.fdopen(handle, "wb") as file:

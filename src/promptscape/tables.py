@@ -253,7 +253,7 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
     table = table.replace_schema_metadata({"artifact": artifact})
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=os.path.dirname(path) or ".")
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".parquet.tmp", dir=os.path.dirname(path) or ".")
     os.close(fd)
     os.chmod(tmp, default_mode())  # mkstemp's 0600 would hide results from collaborators
     try:

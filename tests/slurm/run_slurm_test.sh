@@ -31,7 +31,8 @@
 # PS_SLURM_TEST_KEEP_CLUSTER=1, PS_SLURM_PARTITION (debug), PS_SLURM_FAKE_GPUS (1) and the
 # other PS_SLURM_* variables of start_cluster.sh.
 #
-# Measured on a 2-vCPU VM (shared): ~9-10 min in all (see tests/slurm/README.md).
+# Measured on a 2-vCPU VM shared with other jobs: 9.4-10.8 min in all (tests/slurm/README.md);
+# PS_SLURM_TEST_CONFIGS=tiny alone takes about 6 min.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,6 +53,13 @@ secs() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN{printf "%.0f", b-a}'; }
 
 # ---------------------------------------------------------------- preconditions
 [ -n "$PYTHON" ] || die "no python found (activate the environment or set PYTHON)"
+PYTHON_GIVEN="$PYTHON"
+case "$PYTHON" in  # absolute, so that it still works after `cd` (PYTHON=.venv/bin/python)
+    /*) ;;
+    */*) PYTHON="$PWD/$PYTHON" ;;
+    *) PYTHON="$(command -v "$PYTHON" || true)" ;;
+esac
+[ -x "$PYTHON" ] || die "python '$PYTHON_GIVEN' not found or not executable"
 "$PYTHON" - <<'EOF' || die "$PYTHON lacks snakemake, snakemake-executor-plugin-slurm or promptscape; install the project with: pip install -e '.[test,slurm]'"
 import promptscape, snakemake, snakemake_executor_plugin_slurm  # noqa: F401
 EOF
