@@ -164,6 +164,18 @@ class Source:
         raise NotImplementedError
 
 
+def validate_coins(source: "Source") -> None:
+    """Validate and normalise `thetas` and `weights` (equal when omitted) of a source made of
+    a finite set of coins, in place on the frozen dataclass."""
+    thetas = validation.check_probabilities(source.thetas, f"{source.kind}.thetas")
+    weights = source.weights
+    if weights is None:
+        weights = tuple(1.0 / len(thetas) for _ in thetas)
+    weights = validation.check_weights(weights, f"{source.kind}.weights", len(thetas))
+    object.__setattr__(source, "thetas", thetas)
+    object.__setattr__(source, "weights", weights)
+
+
 def _as_sequences(seqs) -> np.ndarray:
     seqs = np.asarray(seqs)
     if seqs.ndim != 2:

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 from promptscape import special, validation
-from promptscape.sources.base import Source, bernoulli_log, register
+from promptscape.sources.base import Source, bernoulli_log, register, validate_coins
 
 
 @register
@@ -53,13 +53,7 @@ class CoinMixture(Source):
     weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        thetas = validation.check_probabilities(self.thetas, "coin_mixture.thetas")
-        weights = self.weights
-        if weights is None:
-            weights = tuple(1.0 / len(thetas) for _ in thetas)
-        weights = validation.check_weights(weights, "coin_mixture.weights", len(thetas))
-        object.__setattr__(self, "thetas", thetas)
-        object.__setattr__(self, "weights", weights)
+        validate_coins(self)
 
     def _sample(self, n, length, rng):
         coin = rng.choice(len(self.thetas), size=n, p=np.asarray(self.weights))

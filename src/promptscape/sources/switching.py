@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from promptscape import validation
-from promptscape.sources.base import Source, V, register
+from promptscape.sources.base import Source, V, register, validate_coins
 
 
 @register
@@ -32,14 +32,8 @@ class Switching(Source):
     weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        thetas = validation.check_probabilities(self.thetas, "switching.thetas")
-        weights = self.weights
-        if weights is None:
-            weights = tuple(1.0 / len(thetas) for _ in thetas)
-        weights = validation.check_weights(weights, "switching.weights", len(thetas))
+        validate_coins(self)
         rho = validation.check_probability(self.switch_prob, "switching.switch_prob")
-        object.__setattr__(self, "thetas", thetas)
-        object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "switch_prob", rho)
 
     def _sample(self, n, length, rng):
