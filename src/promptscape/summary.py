@@ -68,7 +68,8 @@ def experiment_tables(root: Path, experiment: str) -> str:
         out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | ratio |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for r in te.itertuples():
-            typical = "beyond range" if pd.isna(r.typical_length) else int(r.typical_length)
+            typical = (f"> {int(r.max_typical_length)} (none in range)" if pd.isna(r.typical_length)
+                       else int(r.typical_length))
             ratio = "" if pd.isna(r.length_ratio) else f"{r.length_ratio:.1f}"
             out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
                        f"{r.optimal_kl:.4g} | {typical} | {ratio} |")
