@@ -44,7 +44,7 @@ from promptscape import predictors, seeding, tables, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
     DEVICES, FAMILY_DEFAULTS, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
-from promptscape.sources import V, Source, build_source
+from promptscape.sources import V, Source, build_source, symbol_losses
 
 logger = logging.getLogger(__name__)
 
@@ -373,18 +373,22 @@ class TransformerNeuralPredictor(NeuralPredictor):
     family = "transformer"
 
 
+def losses_by_position(predictor: predictors.Predictor, source: Source,
+                       seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean log loss of `predictor` and of the exact Bayes predictor of `source` at each
+    position of `seqs` (nats): two ``(T,)`` arrays."""
+    seqs = np.asarray(seqs, dtype=np.uint8)
+    bayes = predictors.BayesPredictor(source)
+    return (symbol_losses(predictor.log_predictive(seqs), seqs).mean(0),
+            symbol_losses(bayes.log_predictive(seqs), seqs).mean(0))
+
+
 def regret_by_position(predictor: predictors.Predictor, source: Source,
                        seqs: np.ndarray) -> np.ndarray:
     """Mean log loss of `predictor` minus that of the exact Bayes predictor of `source`, at
     each position of `seqs` (nats): ``(T,)``."""
-    seqs = np.asarray(seqs, dtype=np.uint8)
-    target = seqs[..., None].astype(np.int64)
-
-    def losses(log_predictive):  # (B, T, V) -> (B, T)
-        return -np.take_along_axis(log_predictive, target, axis=-1)[..., 0]
-
-    bayes = predictors.BayesPredictor(source)
-    return (losses(predictor.log_predictive(seqs)) - losses(bayes.log_predictive(seqs))).mean(0)
+    neural, bayes = losses_by_position(predictor, source, seqs)
+    return neural - bayes
 
 
 # --------------------------------------------------------------------------- training
@@ -511,8 +515,7 @@ def train(
     with _deterministic_algorithms():
         for step in range(start, config.steps):
             seqs = training_batch(config, pretraining_source, step)
-            bayes_logp = np.take_along_axis(bayes.log_predictive(seqs),
-                                            seqs[..., None].astype(np.int64), axis=-1)
+            bayes_losses = symbol_losses(bayes.log_predictive(seqs), seqs)  # (B, T)
             tokens = torch.as_tensor(seqs.astype(np.int64), device=device)
             logp = model(tokens).gather(-1, tokens[..., None])[..., 0]  # (B, T)
             loss = -logp.sum(dim=1).mean()
@@ -524,7 +527,7 @@ def train(
             optimizer.step()
 
             per_symbol = loss.item() / T
-            bayes_loss = -float(bayes_logp.sum(axis=1).mean()) / T
+            bayes_loss = float(bayes_losses.sum(axis=1).mean()) / T
             for name, value in zip(CURVE_COLUMNS, (step, per_symbol, bayes_loss,
                                                    per_symbol - bayes_loss)):
                 curve[name].append(value)

@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from promptscape import prompts as prompts_lib
-from promptscape.sources import Source
+from promptscape.sources import Source, symbol_losses
 
 PREDICTORS: dict[str, type["Predictor"]] = {}
 NEURAL_FAMILIES = ("lstm", "transformer")
@@ -63,9 +63,8 @@ class Predictor:
                      np.broadcast_to(part[None, :, :], (len(idx), b, T))], axis=2,
                 ).reshape(len(idx) * b, length + T)
                 logp = self.log_predictive(tokens)[:, length:]  # (P_l * b, T, V): drop prompt
-                picked = np.take_along_axis(
-                    logp, tokens[:, length:, None].astype(np.int64), axis=-1)[..., 0]
-                out[idx, start:start + b] = -picked.sum(axis=1).reshape(len(idx), b)
+                losses = symbol_losses(logp, tokens[:, length:])  # (P_l * b, T)
+                out[idx, start:start + b] = losses.sum(axis=1).reshape(len(idx), b)
         return out
 
 
@@ -112,11 +111,9 @@ class BayesPredictor(Predictor):
             for start in range(0, B, chunk):
                 part = seqs[start:start + chunk]
                 b = part.shape[0]
-                logp = self.source.log_predictive_from(
-                    np.repeat(states, b, axis=0), np.tile(part, (len(idx), 1)))  # (P_l * b, T, V)
-                picked = np.take_along_axis(
-                    logp, np.tile(part, (len(idx), 1))[..., None].astype(np.int64), axis=-1)[..., 0]
-                out[idx, start:start + b] = -picked.sum(axis=1).reshape(len(idx), b)
+                tiled = np.tile(part, (len(idx), 1))  # (P_l * b, T)
+                logp = self.source.log_predictive_from(np.repeat(states, b, axis=0), tiled)
+                out[idx, start:start + b] = symbol_losses(logp, tiled).sum(axis=1).reshape(len(idx), b)
         return out
 
     def count_losses(self, prompt_ones, prompt_zeros, ones, zeros) -> np.ndarray:

@@ -137,8 +137,7 @@ class Source:
         if self.exchangeable:
             ones = seqs.sum(axis=1, dtype=np.int64)
             return self._log_marginal(ones, seqs.shape[1] - ones)
-        logp = self.log_predictive(seqs)
-        return np.take_along_axis(logp, seqs[..., None].astype(np.int64), axis=-1)[..., 0].sum(1)
+        return -symbol_losses(self.log_predictive(seqs), seqs).sum(1)
 
     def log_marginal(self, ones, zeros) -> np.ndarray:
         """Exchangeable kinds only: log P(one particular sequence with these counts)."""
@@ -162,6 +161,13 @@ class Source:
 
     def _log_marginal(self, ones: np.ndarray, zeros: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def symbol_losses(log_predictive: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """Log loss of each symbol, ``-log q(x_t | ...)``: ``(B, T, V)`` predictive and ``(B, T)``
+    symbols -> ``(B, T)`` nats. The one place every loss is read off a predictive."""
+    target = np.asarray(seqs)[..., None].astype(np.int64)
+    return -np.take_along_axis(log_predictive, target, axis=-1)[..., 0]
 
 
 def validate_coins(source: "Source") -> None:

@@ -57,9 +57,7 @@ def evaluate_predictor(*, model: str, output: str, family: str, source_name: str
     length = predictor.config.sequence_length
     rng = seeding.numpy_generator("heldout", pretraining, length, size)
     seqs = source.sample(size, length, rng)
-    target = seqs[..., None].astype(np.int64)
-    neural = -np.take_along_axis(predictor.log_predictive(seqs), target, -1)[..., 0].mean(0)
-    bayes = -np.take_along_axis(source.log_predictive(seqs), target, -1)[..., 0].mean(0)
+    neural, bayes = models.losses_by_position(predictor, source, seqs)  # (T,) each
     tables.write({"predictor": family, "source": source_name, "position": np.arange(length),
                   "sequences": size, "neural_loss": neural, "bayes_loss": bayes,
                   "regret": neural - bayes}, "predictor_regret", output)
