@@ -1,5 +1,6 @@
 """Snakemake entry point of rule compute_landscape."""
 from promptscape import logs
+from promptscape.stages.common import training_device
 from promptscape.stages import landscape
 
 logs.setup(snakemake.log[0])
@@ -8,5 +9,6 @@ landscape.compute_landscape(
     model=snakemake.input.get("model"),
     table=snakemake.input.get("table"),
     output=snakemake.output.landscape,
+    device=training_device(snakemake.config),
     **snakemake.params.args,
 )

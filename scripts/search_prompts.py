@@ -1,5 +1,6 @@
 """Snakemake entry point of rule search_prompts."""
 from promptscape import logs
+from promptscape.stages.common import training_device
 from promptscape.stages import search
 
 logs.setup(snakemake.log[0])
@@ -8,5 +9,6 @@ search.search_prompts(
     model=snakemake.input.get("model"),
     table=snakemake.input.get("table"),
     output=snakemake.output.search,
+    device=training_device(snakemake.config),
     **snakemake.params.args,
 )

@@ -1,5 +1,6 @@
 """Snakemake entry point of rule train_predictor."""
 from promptscape import logs
+from promptscape.stages.common import training_device
 from promptscape.stages import training
 
 logs.setup(snakemake.log[0])
@@ -7,5 +8,6 @@ training.train_predictor(
     model=snakemake.output.model,
     curve=snakemake.output.curve,
     checkpoint=snakemake.params.checkpoint,
+    device=training_device(snakemake.config),
     **snakemake.params.args,
 )

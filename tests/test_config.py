@@ -94,7 +94,47 @@ BAD = [
                                _DELETE),
      "experiments.bernmix.tasks[1]: 'in_meta_distribution' is a required property"),
     ("unknown predictor", _set(["experiments", "bernmix", "predictors"], ["bayes", "gpt"]),
-     "experiments.bernmix.predictors[1]: 'gpt' is not one of ['bayes', 'lstm', 'transformer']"),
+     "experiments.bernmix.predictors[1] == 'gpt': not 'bayes' and not a model of `models`; "
+     "models: lstm, transformer"),
+    # Named models: a name and a family that disagree never produce an artifact.
+    ("lstm that is a transformer", _set(["models"], {"lstm": {"family": "transformer"}}),
+     "models.lstm.family == 'transformer', but 'lstm' names the lstm family"),
+    ("model without a family", _set(["models"], {"lstm_small": {"hidden_size": 32}}),
+     "models.lstm_small: 'family' is a required property"),
+    ("model of an unknown family", _set(["models"], {"gru": {"family": "gru"}}),
+     "models.gru.family == 'gru', must be a network family: one of lstm, transformer"),
+    ("model of the bayes family", _set(["models"], {"exact": {"family": "bayes"}}),
+     "models.exact.family == 'bayes', must be a network family"),
+    ("device in a model (training.device is the one place)",
+     _set(["models"], {"lstm": {"family": "lstm", "device": "cuda"}}),
+     "models.lstm: unknown key(s) ['device']"),
+    ("bad field of an unused model", _set(["models"], {"wide": {"family": "lstm", "hidden_size": 0}}),
+     "models.wide: lstm.hidden_size == 0, must be > 0."),
+    ("experiment named like a results folder",
+     _set(["experiments", "models"], {"pretraining": "bernmix", "tasks": [
+         {"source": "coin_0.7", "in_meta_distribution": True}]}),
+     "experiments.models: the name 'models' is reserved for a folder of results_dir"),
+    # Whole-number floats are not integers: rejected at load, naming the key.
+    ("task_length 8.0", _set(["experiments", "bernmix", "task_length"], 8.0),
+     "experiments.bernmix.task_length: 8.0 is not of type 'integer'"),
+    ("dataset size 1.0", _set(["experiments", "bernmix", "dataset_sizes"], [1.0]),
+     "experiments.bernmix.dataset_sizes[0]: 1.0 is not of type 'integer'"),
+    ("max_prompt_length 5.0", _set(["experiments", "bernmix", "max_prompt_length"], 5.0),
+     "experiments.bernmix.max_prompt_length: 5.0 is not of type 'integer'"),
+    ("num_seeds 100.0", _set(["experiments", "bernmix", "num_seeds"], 100.0),
+     "experiments.bernmix.num_seeds: 100.0 is not of type 'integer'"),
+    ("seeds_per_job 10.0", _set(["experiments", "bernmix", "seeds_per_job"], 10.0),
+     "experiments.bernmix.seeds_per_job: 10.0 is not of type 'integer'"),
+    ("evaluation_size 1e4", _set(["experiments", "bernmix", "evaluation_size"], 1e4),
+     "experiments.bernmix.evaluation_size: 10000.0 is not of type 'integer'"),
+    ("efficiency length 64.0", _set(["efficiency"], {"max_length": 64.0}),
+     "efficiency.max_length: 64.0 is not of type 'integer'"),
+    ("training steps 1000.0", _set(["models"], {"lstm": {"family": "lstm", "steps": 1000.0}}),
+     "models.lstm: lstm.steps must be Integral, not float (1000.0)."),
+    ("network size 32.0", _set(["models"], {"lstm": {"family": "lstm", "hidden_size": 32.0}}),
+     "models.lstm: lstm.hidden_size must be Integral, not float (32.0)."),
+    ("heldout size 2e4", _set(["training"], {"heldout_size": 2e4}),
+     "training.heldout_size: 20000.0 is not of type 'integer'"),
     ("unknown source field", _set(["sources", "coin_0.2", "bias"], 0.3),
      "sources.coin_0.2: unknown field(s) ['bias'] for source kind 'coin'"),
     ("missing source field", _set(["sources", "coin_0.2", "theta"], _DELETE),
@@ -110,3 +150,57 @@ def test_bad_config_error_names_the_key(change, message):
     change(raw)
     with pytest.raises(ConfigError, match=re.escape(message)):
         config_lib.load(raw)
+
+
+def test_models_are_named_and_referred_to_by_name():
+    raw = copy.deepcopy(DEFAULT)
+    raw["models"] = {"lstm_small": {"family": "lstm", "hidden_size": 32}}
+    raw["experiments"]["bernmix"]["predictors"] = ["bayes", "lstm", "lstm_small"]
+    study = config_lib.load(raw)
+    assert study.family("lstm_small") == "lstm" and study.family("bayes") == "bayes"
+    small, default = (study.network(name, "bernmix") for name in ("lstm_small", "lstm"))
+    assert (small.family, small.hidden_size, default.hidden_size) == ("lstm", 32, 64)
+    assert study.model_identity("lstm_small", "bernmix") != study.model_identity("lstm", "bernmix")
+    colors = study.predictor_colors()
+    assert colors["lstm"] == "#d95f02" and colors["lstm_small"] not in (colors["lstm"],
+                                                                        colors["bayes"])
+
+
+def test_model_identity_is_canonical():
+    """Reordering a model's keys, stating a default, or writing 1 for 1.0 keeps its identity;
+    a real change (a field, the source's parameters, the sequence length) changes it."""
+    def identity(models=None, **experiment):
+        raw = copy.deepcopy(DEFAULT)
+        if models is not None:
+            raw["models"] = models
+        raw["experiments"]["bernmix"].update(experiment)
+        return config_lib.load(raw).model_identity("lstm", "bernmix")
+
+    base = identity()
+    assert identity({"lstm": {"family": "lstm"}}) == base
+    assert identity({"lstm": {"hidden_size": 64, "family": "lstm", "steps": 1000}}) == base
+    assert identity({"lstm": {"family": "lstm", "grad_clip": 1}}) == base
+    assert identity({"lstm": {"family": "lstm", "hidden_size": 32}}) != base
+    assert identity(max_prompt_length=8) != base  # longer prompts: a longer training length
+
+
+def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n"
+                    "  coin_0.7: {kind: coin, theta: 0.7}\n"
+                    "  coin_0.7: {kind: coin, theta: 0.3}\n"
+                    "experiments: {}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:3: key 'coin_0.7' is given twice "
+                                                    "in one mapping (first on line 2)")):
+        config_lib.check_config_files([path])
+    with pytest.raises(ConfigError, match="given twice"):
+        config_lib.load_file(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("sources:\n  c: {kind: coin, theta: 0.7, theta: 0.2}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{nested}:2: key 'theta' is given twice")):
+        config_lib.check_config_files([nested])
+
+
+@pytest.mark.parametrize("name", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_reads_strictly_and_loads(name):
+    config_lib.load_file(name)

@@ -183,11 +183,13 @@ def test_sigkill_of_a_search_job_fails_the_run_and_the_rerun_completes(reference
 
 # ------------------------------------------------------------------------------ (c) training
 TRAINING = dict(
-    family="lstm",
+    name="lstm",
+    identity="0123456789",
     source_name="bernmix",
     pretraining={"kind": "coin_mixture", "thetas": [0.2, 0.7]},
-    settings={"steps": 30, "batch_size": 16, "hidden_size": 8, "embedding_dim": 4,
-              "sequence_length": 6, "device": "cpu"},
+    settings={"family": "lstm", "steps": 30, "batch_size": 16, "hidden_size": 8,
+              "embedding_dim": 4, "sequence_length": 6},
+    device="cpu",
     checkpoint_every=5,
 )
 KILL_AT = 13  # the run is killed while computing step 13: the last checkpoint is at 10

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from promptscape import models, predictors, prompts, seeding, validation
+from promptscape import model_config, models, predictors, prompts, seeding, validation
 from promptscape.sources import build_source
 
-FAMILIES = predictors.NEURAL_FAMILIES
+FAMILIES = model_config.NEURAL_FAMILIES
 BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
 # Tiny models: every test below trains or runs in well under a second on one core.
 TINY = {
@@ -22,7 +22,7 @@ TINY = {
 
 def tiny_config(family, **overrides):
     fields = dict(TINY[family], steps=12, batch_size=8, sequence_length=8,
-                  warmup_steps=2, device="cpu")
+                  warmup_steps=2)
     return models.PredictorConfig(family=family, **{**fields, **overrides})
 
 
@@ -36,7 +36,7 @@ def scrambled_predictor(family, **config_overrides):
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.7)
-    return models.NeuralPredictor.from_model(model, config)
+    return models.NeuralPredictor(model, config)
 
 
 def task_sequences(n, length, seed=0):
@@ -158,9 +158,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
     # The final checkpoint holds the finished model, loadable as a predictor.
     assert models.load_checkpoint(path)["step"] == config.steps
     loaded = models.load_predictor(path)
-    assert type(loaded) is predictors.PREDICTORS[family] and loaded.family == family
+    assert type(loaded) is models.NeuralPredictor and loaded.family == family
     seqs = task_sequences(4, 6)
-    reference = models.NeuralPredictor.from_model(model_full, config)
+    reference = models.NeuralPredictor(model_full, config)
     np.testing.assert_array_equal(loaded.log_predictive(seqs), reference.log_predictive(seqs))
     assert models.load_source(path) == BERNMIX
 
@@ -185,20 +185,28 @@ def test_training_logs_progress_to_a_logger(caplog):
 def test_auto_device_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert models.resolve_device("auto") == torch.device("cpu")
-    predictor = scrambled_predictor("lstm", device="auto")
+    predictor = scrambled_predictor("lstm")
     assert predictor.device == torch.device("cpu")
     assert next(predictor.model.parameters()).device.type == "cpu"
     assert models.resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match=re.escape("device == 'tpu', must be one of")):
+    with pytest.raises(validation.ConfigError,
+                       match=re.escape("training.device == 'tpu', must be one of")):
         models.resolve_device("tpu")
+
+
+def test_cuda_without_cuda_is_a_named_error_before_any_work(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(validation.ConfigError,
+                       match=re.escape("training.device == 'cuda', but torch sees no CUDA")):
+        models.resolve_device("cuda")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_trained_model_beats_the_untrained_one_on_held_out_data(family):
     config = tiny_config(family, steps=60, batch_size=32, learning_rate=1e-2)
     model, curve = models.train(config, BERNMIX, progress=lambda line: None)
-    trained = models.NeuralPredictor.from_model(model, config)
-    untrained = models.NeuralPredictor.from_model(models.build_model(config), config)
+    trained = models.NeuralPredictor(model, config)
+    untrained = models.NeuralPredictor(models.build_model(config), config)
     held_out = task_sequences(2000, 8, seed=1)
     regret_trained = models.regret_by_position(trained, BERNMIX, held_out)
     regret_untrained = models.regret_by_position(untrained, BERNMIX, held_out)
@@ -218,15 +226,17 @@ def test_config_round_trips_through_dict(family):
     config = tiny_config(family)
     assert models.PredictorConfig.from_dict(config.to_dict()) == config
     default = models.PredictorConfig(family=family)
-    assert all(default.to_dict()[k] == v for k, v in models.FAMILY_DEFAULTS[family].items())
-    assert predictors.PREDICTORS[family].family == family
+    assert all(default.to_dict()[k] == v for k, v in models.FAMILIES[family].defaults.items())
+    assert models.model_class(family) is models.build_model(default).__class__
 
 
 @pytest.mark.parametrize(
     "fields, error, message",
     [
         (dict(family="gru"), ValueError,
-         "predictor.family == 'gru', must be one of 'lstm', 'transformer'."),
+         "family == 'gru', must be a network family: one of 'lstm', 'transformer'."),
+        (dict(family="bayes"), ValueError,
+         "family == 'bayes', must be a network family: one of 'lstm', 'transformer'."),
         (dict(family="lstm", hidden_size=0), ValueError, "lstm.hidden_size == 0, must be > 0."),
         (dict(family="transformer", num_layers=-1), ValueError,
          "transformer.num_layers == -1, must be > 0."),
@@ -238,8 +248,6 @@ def test_config_round_trips_through_dict(family):
          "lstm.grad_clip == nan, must be finite."),
         (dict(family="lstm", warmup_steps=-1), ValueError,
          "lstm.warmup_steps == -1, must be >= 0."),
-        (dict(family="lstm", device="tpu"), ValueError,
-         "lstm.device == 'tpu', must be one of 'auto', 'cpu', 'cuda'."),
         (dict(family="lstm", lr_schedule="linear"), ValueError,
          "lstm.lr_schedule == 'linear', must be one of 'cosine', 'constant'."),
         (dict(family="transformer", hidden_size=30, num_heads=4), ValueError,
@@ -249,7 +257,7 @@ def test_config_round_trips_through_dict(family):
         (dict(family="transformer", max_context_length=8), ValueError,
          "transformer.max_context_length == 8, must be >= transformer.sequence_length (16)."),
         (dict(family="lstm", num_heads=2), ValueError,
-         "lstm.num_heads == 2, must be unset: only the transformer has it."),
+         "lstm.num_heads == 2, must be unset: the lstm family has no num_heads."),
     ],
 )
 def test_invalid_config_error_names_field(fields, error, message):

@@ -1,18 +1,27 @@
 """The study's configuration: schema validation with defaults, then the semantic checks a
-schema cannot express (sources build and validate themselves, tasks name defined sources).
+schema cannot express (sources build and validate themselves, tasks name defined sources,
+predictors name defined models).
 
 `load` is what the Snakefile calls at parse time; it imports nothing heavier than numpy and
 scipy.special, and every error is a ConfigError that starts with the config key at fault.
+`check_config_files` reads the config files themselves once more, strictly: YAML allows a
+key twice (the last wins, silently), this project does not.
+
+Identities are canonical: a source or a model is identified by its complete parameters (the
+dataclass with every default filled in), never by the order or the spelling of the config
+mapping, so reordering keys or stating a default changes no artifact and reruns nothing.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from pathlib import Path
 
 import yaml
 
+from promptscape import model_config, seeding
 from promptscape.sources import Source, build_source
 from promptscape.validation import ConfigError
 
@@ -53,14 +62,49 @@ class Experiment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Model:
+    """A named neural model of the config (`models.<name>`): a family and its overrides."""
+
+    name: str
+    family: str
+    settings: dict  # the config's fields, less `family`
+
+
+# Models that exist without being configured: one per network family, named after it.
+DEFAULT_MODELS = {name: {"family": name} for name in model_config.NEURAL_FAMILIES}
+# Folders directly under results_dir that are not experiments.
+RESERVED_NAMES = ("models", "logs", "benchmarks", "figures")
+
+
+@dataclasses.dataclass(frozen=True)
 class Study:
     raw: dict  # the validated config with defaults filled in
     sources: dict[str, Source]
     experiments: dict[str, Experiment]
+    models: dict[str, Model]
+
+    @property
+    def results_dir(self) -> str:
+        """Where every artifact of this config goes (`results_dir`, default ``results``)."""
+        return self.raw["results_dir"]
 
     @property
     def figures(self) -> dict:
         return self.raw["figures"]
+
+    def family(self, predictor: str) -> str:
+        """The family of a predictor name: ``bayes``, or the family of the named model."""
+        return "bayes" if predictor == "bayes" else self.models[predictor].family
+
+    def is_neural(self, predictor: str) -> bool:
+        return model_config.FAMILIES[self.family(predictor)].neural
+
+    def predictor_colors(self) -> dict[str, str]:
+        """A colour for every predictor name: the configured one, else its family's when it
+        is the family's default model, else the next of a fixed palette."""
+        configured = self.figures["predictor_colors"]
+        spare = itertools.cycle([c for c in PALETTE if c not in configured.values()])
+        return {name: configured.get(name) or next(spare) for name in ["bayes", *self.models]}
 
     @property
     def max_enumeration_length(self) -> int:
@@ -71,21 +115,30 @@ class Study:
         """The `training` section: device, threads, gpus, heldout_size."""
         return dict(self.raw["training"])
 
-    def model_settings(self, family: str, source_name: str) -> dict:
-        """PredictorConfig fields (less `family`) of the network of `family` trained on
-        `source_name`: the config's overrides, the training device, and a sequence length
-        that covers every prompted task of the experiments using the source."""
-        settings = dict(self.raw["models"][family])
-        settings.setdefault("device", self.training["device"])
+    def network(self, name: str, source_name: str) -> model_config.PredictorConfig:
+        """The complete config of model `name` trained on `source_name`: the config's
+        overrides, the family's defaults, and a sequence length that covers every prompted
+        task of the experiments using the model on this source."""
+        model = self.models[name]
+        settings = dict(model.settings)
         needed = max((e.max_prompt_length + e.task_length for e in self.experiments.values()
-                      if e.pretraining_name == source_name and family in e.predictors),
+                      if e.pretraining_name == source_name and name in e.predictors),
                      default=1)
         settings.setdefault("sequence_length", needed)
         if settings["sequence_length"] < needed:
-            raise ConfigError(f"models.{family}.sequence_length == {settings['sequence_length']}, "
+            raise ConfigError(f"models.{name}.sequence_length == {settings['sequence_length']}, "
                               f"must be >= {needed} (L_max + T of an experiment pretrained on "
                               f"{source_name!r})")
-        return settings
+        return model_config.PredictorConfig.from_dict({"family": model.family, **settings},
+                                                      where=f"models.{name}")
+
+    def model_identity(self, name: str, source_name: str) -> str:
+        """A short stable hash of everything that makes the trained network what it is: its
+        complete config and its pretraining source's parameters (not their names, not the
+        device). Model folders carry it, so configs never overwrite each other's networks."""
+        seed = seeding.stable_seed("model", self.sources[source_name].to_dict(),
+                                   self.network(name, source_name).seed_identity())
+        return f"{seed:016x}"[:10]
 
     @property
     def efficiency(self) -> dict:
@@ -102,28 +155,96 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     sources = {}
     for name, spec in config["sources"].items():
         sources[name] = build_source(spec, where=f"sources.{name}")
+    models = _models(config["models"])
     experiments = {}
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
-        experiments[name] = _experiment(name, exp, sources, where)
-    study = Study(raw=config, sources=sources, experiments=experiments)
-    _check_models(study)
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{where}: the name {name!r} is reserved for a folder of "
+                              f"results_dir; reserved: {', '.join(RESERVED_NAMES)}")
+        experiments[name] = _experiment(name, exp, sources, models, where)
+    study = Study(raw=config, sources=sources, experiments=experiments, models=models)
+    _check_networks(study)
     return study
 
 
-def _check_models(study: Study) -> None:
-    """Build every network config the study will train, so a bad model key fails at load."""
-    from promptscape import model_config
-
-    for name, exp in study.experiments.items():
-        for family in exp.predictors:
-            if family in model_config.FAMILY_DEFAULTS:
-                model_config.PredictorConfig.from_dict(
-                    {"family": family, **study.model_settings(family, exp.pretraining_name)},
-                    where=f"models.{family}")
+def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
+    """`load` of a config file, read strictly (`check_config_files`)."""
+    return load(check_config_files([path])[0], schema_path)
 
 
-def _experiment(name, exp, sources, where) -> Experiment:
+def _models(spec: dict) -> dict[str, Model]:
+    """Named models: the defaults (one per network family, named after it) and the config's."""
+    models = {}
+    for name, entry in {**DEFAULT_MODELS, **spec}.items():
+        where = f"models.{name}"
+        if "family" not in entry:
+            raise ConfigError(f"{where}.family is required: one of "
+                              f"{', '.join(model_config.NEURAL_FAMILIES)}")
+        family = entry["family"]
+        if family not in model_config.NEURAL_FAMILIES:
+            raise ConfigError(f"{where}.family == {family!r}, must be a network family: one "
+                              f"of {', '.join(model_config.NEURAL_FAMILIES)}")
+        if name in model_config.FAMILIES and name != family:
+            raise ConfigError(f"{where}.family == {family!r}, but {name!r} names the "
+                              f"{name} family: a model named after a family must be of that "
+                              "family; give this model another name")
+        models[name] = Model(name, family, {k: v for k, v in entry.items() if k != "family"})
+    return models
+
+
+def _check_networks(study: Study) -> None:
+    """Build every network config the study will train, and every other model's with the
+    default length, so that a bad model key fails at load whether or not it is used."""
+    used = set()
+    for exp in study.experiments.values():
+        for name in exp.predictors:
+            if study.is_neural(name):
+                study.network(name, exp.pretraining_name)
+                used.add(name)
+    for name, model in study.models.items():
+        if name not in used:
+            model_config.PredictorConfig.from_dict({"family": model.family, **model.settings},
+                                                   where=f"models.{name}")
+
+
+def check_config_files(paths) -> list[dict]:
+    """Read each YAML config file strictly: a key given twice in one mapping is a
+    ConfigError naming the file, the line and the key (plain YAML keeps the last silently).
+    Returns the parsed mappings."""
+    return [_read_strict(Path(path)) for path in paths]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: key {key!r} is "
+                              f"given twice in one mapping (first on line {seen[key]}); YAML "
+                              "would silently keep the last")
+        seen[key] = key_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_strict(path: Path) -> dict:
+    with open(path) as handle:
+        loader = _StrictLoader(handle)
+        loader.name = str(path)
+        try:
+            return loader.get_single_data() or {}
+        finally:
+            loader.dispose()
+
+
+def _experiment(name, exp, sources, models, where) -> Experiment:
     def source(key_where, source_name):
         if source_name not in sources:
             raise ConfigError(f"{key_where} == {source_name!r}, not a defined source; "
@@ -139,6 +260,10 @@ def _experiment(name, exp, sources, where) -> Experiment:
         seen.add(task["source"])
         tasks.append(Task(task["source"], source(task_where, task["source"]),
                           task["in_meta_distribution"]))
+    for i, predictor in enumerate(exp["predictors"]):
+        if predictor != "bayes" and predictor not in models:
+            raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
+                              f"a model of `models`; models: {', '.join(models)}")
     return Experiment(
         name=name, pretraining_name=exp["pretraining"], pretraining=pretraining,
         tasks=tuple(tasks), predictors=tuple(exp["predictors"]),
@@ -154,7 +279,7 @@ def validate_schema(config: dict, schema: dict) -> None:
     import jsonschema
 
     _fill_defaults(config, schema, schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         error = errors[0]
@@ -164,6 +289,24 @@ def validate_schema(config: dict, schema: dict) -> None:
         if hint and error.validator not in ("additionalProperties", "required"):
             message += f" ({' '.join(hint.split())})"
         raise ConfigError(message)
+
+
+def _strict_integer(checker, instance) -> bool:
+    """JSON Schema counts 8.0 as an integer; a config that says 8.0 means something else."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _validator_class():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    return jsonschema.validators.extend(
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _strict_integer))
+
+
+# Colours of predictors with none configured (colour-blind-safe, Okabe and Ito).
+PALETTE = ("#009e73", "#e69f00", "#56b4e9", "#cc79a7", "#0072b2", "#f0e442", "#d55e00",
+           "#999999")
 
 
 def _dotted(path) -> str:

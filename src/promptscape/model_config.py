@@ -1,19 +1,63 @@
-"""Configuration of neural predictors, importable without torch.
+"""Predictor families and the configuration of neural predictors, importable without torch.
 
-`PredictorConfig` is validated when the workflow parses its config (the Snakefile must stay
-cheap to parse: cluster jobs re-parse it), so it lives here rather than in `models`, which
-imports torch; `models` re-exports it.
+`FAMILIES` is the one registry of predictor families: the exact ``bayes`` predictor and
+the network families. A network family's entry holds its config defaults, the fields only
+it has, its own checks, and where its torch module lives (resolved lazily by
+`promptscape.models`, so the workflow can validate every model at parse time without
+importing torch: cluster jobs re-parse it). A new network family is its entry here, its
+``nn.Module`` (with ``prefix`` and ``extend``) in `promptscape.models`, and its tests.
+
+`PredictorConfig` is the flat, frozen config of one network; fields a family does not have
+hold None.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Callable
 
-from promptscape import predictors, validation
+from promptscape import validation
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One predictor family.
+
+    name: the family's name (``family:`` of a model in the config).
+    neural: whether it is a trained network (else the exact Bayes predictor, no config).
+    defaults: PredictorConfig fields the family fills when the config leaves them unset.
+    own_fields: PredictorConfig fields only some families have; a family that does not list
+        a field requires it unset.
+    module: ``"module:attribute"`` of its torch ``nn.Module`` class (networks only).
+    check: extra checks of a complete config (raise ValueError naming the field).
+    """
+
+    name: str
+    neural: bool
+    defaults: dict = dataclasses.field(default_factory=dict)
+    own_fields: tuple[str, ...] = ()
+    module: str | None = None
+    check: Callable[["PredictorConfig"], None] | None = None
+
+
+def _check_transformer(config: "PredictorConfig") -> None:
+    if config.hidden_size % config.num_heads:
+        raise ValueError(f"transformer.hidden_size == {config.hidden_size}, must be "
+                         f"divisible by transformer.num_heads ({config.num_heads}).")
+    if config.embedding_dim != config.hidden_size:
+        raise ValueError(f"transformer.embedding_dim == {config.embedding_dim}, must be "
+                         f"unset or equal transformer.hidden_size ({config.hidden_size}).")
+    if config.max_context_length < config.sequence_length:
+        raise ValueError(f"transformer.max_context_length == {config.max_context_length}, "
+                         f"must be >= transformer.sequence_length ({config.sequence_length}).")
+
+
+# Fields that only some network families have (every other field applies to all).
+OPTIONAL_FIELDS = ("num_heads", "max_context_length")
 
 # Defaults per family, for sequences of 16 symbols (a prompt of up to 5, a task of 10 and one
 # spare) on 2 CPU cores. Measured on 20,000 held-out sequences of 16 symbols, the mean
@@ -21,26 +65,25 @@ LR_SCHEDULES = ("cosine", "constant")
 # less for both families on coin_mixture(0.2, 0.7), beta_coin(1, 1) and switching(0.2, 0.7;
 # 0.05), far inside the 0.005 (0.01 for switching) the study needs, in about 30 s (LSTM) or
 # 60 s (transformer) of training. Longer training buys little (LSTM, 2000 steps: 2e-5).
-FAMILY_DEFAULTS: dict[str, dict] = {
-    "lstm": dict(
-        embedding_dim=16,
-        hidden_size=64,
-        num_layers=1,
-        steps=1000,
-        batch_size=256,
-        learning_rate=3e-3,
-        warmup_steps=0,
-    ),
-    "transformer": dict(
-        hidden_size=64,
-        num_layers=2,
-        num_heads=4,
-        steps=1000,
-        batch_size=256,
-        learning_rate=1e-3,
-        warmup_steps=100,
-    ),
-}
+FAMILIES: dict[str, Family] = {f.name: f for f in [
+    Family("bayes", neural=False),
+    Family("lstm", neural=True, module="promptscape.models:LSTMPredictor", defaults=dict(
+        embedding_dim=16, hidden_size=64, num_layers=1, steps=1000, batch_size=256,
+        learning_rate=3e-3, warmup_steps=0)),
+    Family("transformer", neural=True, module="promptscape.models:TransformerPredictor",
+           own_fields=("num_heads", "max_context_length"), check=_check_transformer,
+           defaults=dict(hidden_size=64, num_layers=2, num_heads=4, steps=1000,
+                         batch_size=256, learning_rate=1e-3, warmup_steps=100)),
+]}
+NEURAL_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.neural)
+
+
+def family(name: str, where: str = "family") -> Family:
+    """The registered family `name`; a ConfigError naming `where` otherwise."""
+    if name not in FAMILIES:
+        raise validation.ConfigError(f"{where} == {name!r}, unknown predictor family; known "
+                                     f"families: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 # --------------------------------------------------------------------------- config
@@ -48,13 +91,14 @@ FAMILY_DEFAULTS: dict[str, dict] = {
 class PredictorConfig:
     """Architecture and training of one neural predictor; flat, frozen, keyword-only.
 
-    Fields left as None take the family's default (`FAMILY_DEFAULTS`), so after construction
-    every field that applies to the family holds a number, and fields that do not apply
-    (an LSTM has no heads and no position table) hold None. Serialises to a flat mapping
-    (`to_dict`, `from_dict`) that round-trips through YAML.
+    Fields left as None take the family's default (`Family.defaults`), so after
+    construction every field that applies to the family holds a number, and fields that do
+    not apply (an LSTM has no heads and no position table) hold None. Serialises to a flat
+    mapping (`to_dict`, `from_dict`) that round-trips through YAML. The device a network
+    runs on is not part of it: it is `training.device` of the config, passed to each job.
     """
 
-    family: str  # "lstm" or "transformer"
+    family: str  # a neural family of FAMILIES
     # LSTM: width of the token embedding fed to the LSTM. Transformer: always hidden_size
     # (tokens are embedded at the model width); leave it unset.
     embedding_dim: int | None = None
@@ -73,57 +117,44 @@ class PredictorConfig:
     grad_clip: float = 1.0  # max global gradient norm (of the summed per-sequence loss)
     sequence_length: int = 16  # symbols per training sequence
     model_seed: int = 0
-    device: str = "auto"  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
 
     def __post_init__(self):
-        family = self.family
-        if family not in predictors.NEURAL_FAMILIES:
-            known = ", ".join(repr(f) for f in predictors.NEURAL_FAMILIES)
-            raise ValueError(f"predictor.family == {family!r}, must be one of {known}.")
-        for name, value in FAMILY_DEFAULTS[family].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        transformer = family == "transformer"
-        if transformer:
-            if self.max_context_length is None:
-                object.__setattr__(self, "max_context_length", self.sequence_length)
-            if self.embedding_dim is None:
-                object.__setattr__(self, "embedding_dim", self.hidden_size)
+        name = self.family
+        spec = FAMILIES.get(name)
+        if spec is None or not spec.neural:
+            known = ", ".join(repr(f) for f in NEURAL_FAMILIES)
+            raise ValueError(f"family == {name!r}, must be a network family: one of {known}.")
+        for field, value in spec.defaults.items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, value)
+        if "max_context_length" in spec.own_fields and self.max_context_length is None:
+            object.__setattr__(self, "max_context_length", self.sequence_length)
+        if self.embedding_dim is None:
+            object.__setattr__(self, "embedding_dim", self.hidden_size)
+        for field in OPTIONAL_FIELDS:
+            if field not in spec.own_fields and getattr(self, field) is not None:
+                raise ValueError(f"{name}.{field} == {getattr(self, field)!r}, must be unset: "
+                                 f"the {name} family has no {field}.")
 
-        def positive_int(name, minimum=0, boundaries="right"):
-            validation.check_scalar(getattr(self, name), f"{family}.{name}", numbers.Integral,
-                                    min_val=minimum, include_boundaries=boundaries)
+        def positive_int(field, boundaries="right"):
+            validation.check_scalar(getattr(self, field), f"{name}.{field}", numbers.Integral,
+                                    min_val=0, include_boundaries=boundaries)
 
-        for name in ("embedding_dim", "hidden_size", "num_layers", "steps", "batch_size",
-                     "sequence_length"):
-            positive_int(name)
+        for field in ("embedding_dim", "hidden_size", "num_layers", "steps", "batch_size",
+                      "sequence_length", *spec.own_fields):
+            positive_int(field)
         positive_int("warmup_steps", boundaries="both")
         positive_int("model_seed", boundaries="both")
-        for name in ("learning_rate", "grad_clip"):
-            validation.check_scalar(getattr(self, name), f"{family}.{name}", numbers.Real,
+        for field in ("learning_rate", "grad_clip"):
+            validation.check_scalar(getattr(self, field), f"{name}.{field}", numbers.Real,
                                     min_val=0, include_boundaries="neither")
-        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("device", DEVICES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{family}.{name} == {getattr(self, name)!r}, must be one of "
-                                 + ", ".join(repr(a) for a in allowed) + ".")
-        if transformer:
-            positive_int("num_heads")
-            positive_int("max_context_length")
-            if self.hidden_size % self.num_heads:
-                raise ValueError(f"transformer.hidden_size == {self.hidden_size}, must be "
-                                 f"divisible by transformer.num_heads ({self.num_heads}).")
-            if self.embedding_dim != self.hidden_size:
-                raise ValueError(f"transformer.embedding_dim == {self.embedding_dim}, must be "
-                                 f"unset or equal transformer.hidden_size ({self.hidden_size}).")
-            if self.max_context_length < self.sequence_length:
-                raise ValueError(f"transformer.max_context_length == {self.max_context_length}, "
-                                 f"must be >= transformer.sequence_length "
-                                 f"({self.sequence_length}).")
-        else:
-            for name in ("num_heads", "max_context_length"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"lstm.{name} == {getattr(self, name)!r}, must be unset: "
-                                     "only the transformer has it.")
+            # 1 and 1.0 are one setting: store floats so identities do not tell them apart.
+            object.__setattr__(self, field, float(getattr(self, field)))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"{name}.lr_schedule == {self.lr_schedule!r}, must be one of "
+                             + ", ".join(repr(a) for a in LR_SCHEDULES) + ".")
+        if spec.check is not None:
+            spec.check(self)
 
     def to_dict(self) -> dict:
         """Flat mapping of every field, the inverse of `from_dict`."""
@@ -142,18 +173,17 @@ class PredictorConfig:
                                          f"predictor config are {names}")
         if "family" not in spec:
             raise validation.ConfigError(f"{where}.family is required: one of "
-                                         f"{list(predictors.NEURAL_FAMILIES)}")
+                                         f"{list(NEURAL_FAMILIES)}")
         try:
             return cls(**spec)
         except (TypeError, ValueError) as error:
             raise validation.located(where, error) from None
 
     def seed_identity(self) -> dict:
-        """What identifies a trained model for seeding: every field but the device, so that
-        a model trained on cpu or cuda draws the same data and starts from the same weights."""
-        out = self.to_dict()
-        del out["device"]
-        return out
+        """What identifies a trained model for seeding and caching: every field (the device
+        is not one), so a model trained on cpu or cuda draws the same data and starts from
+        the same weights."""
+        return self.to_dict()
 
     def architecture(self) -> dict:
         """The fields that shape the network (what the initialisation seed hangs on)."""

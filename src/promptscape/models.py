@@ -25,6 +25,7 @@ exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import numbers
@@ -32,7 +33,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ from torch import nn
 
 from promptscape import predictors, seeding, tables, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
-    DEVICES, FAMILY_DEFAULTS, LR_SCHEDULES, PredictorConfig)
+    DEVICES, FAMILIES, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
 from promptscape.sources import V, Source, build_source, symbol_losses
 
@@ -52,13 +53,20 @@ BOS = V  # token id of the start-of-sequence token: symbols are 0..V-1, BOS is V
 VOCAB_SIZE = V + 1
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when torch sees a GPU, else cpu; 'cpu' and 'cuda' as named."""
+def resolve_device(name: str, where: str = "training.device") -> torch.device:
+    """'auto' -> cuda when torch sees a GPU, else cpu; 'cpu' and 'cuda' as named.
+
+    Jobs call it before any work, so 'cuda' on a machine without one is a ConfigError
+    naming the config key (`where`), not a failure deep inside training."""
     if name not in DEVICES:
-        raise ValueError(f"device == {name!r}, must be one of "
-                         + ", ".join(repr(d) for d in DEVICES) + ".")
+        raise validation.ConfigError(f"{where} == {name!r}, must be one of "
+                                     + ", ".join(repr(d) for d in DEVICES) + ".")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise validation.ConfigError(f"{where} == 'cuda', but torch sees no CUDA device on "
+                                     "this machine; use 'auto' (CUDA when there is one) or "
+                                     "'cpu'.")
     return torch.device(name)
 
 
@@ -283,7 +291,10 @@ class TransformerPredictor(nn.Module):
         return torch.cat([first, self._unembed(x)], dim=2)
 
 
-MODELS: dict[str, type[nn.Module]] = {"lstm": LSTMPredictor, "transformer": TransformerPredictor}
+def model_class(family: str) -> type[nn.Module]:
+    """The ``nn.Module`` class of a network family (`FAMILIES[family].module`)."""
+    module, attribute = FAMILIES[family].module.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def build_model(config: PredictorConfig) -> nn.Module:
@@ -293,7 +304,7 @@ def build_model(config: PredictorConfig) -> nn.Module:
     # PyTorch's own default initialisation draws from the global RNG before `_init_weights`
     # overwrites every parameter from `generator`; fork_rng puts the global state back.
     with torch.random.fork_rng(devices=[]):
-        return MODELS[config.family](config, generator)
+        return model_class(config.family)(config, generator)
 
 
 # --------------------------------------------------------------------------- predictor
@@ -305,21 +316,15 @@ class NeuralPredictor(predictors.Predictor):
     `max_tokens` model inputs.
     """
 
-    family: ClassVar[str] = "neural"
-
     def __init__(self, model: nn.Module, config: PredictorConfig, *,
-                 device: str | None = None, max_tokens: int = 1 << 17):
+                 device: str = "auto", max_tokens: int = 1 << 17):
         self.config = config
-        self.device = resolve_device(device or config.device)
+        self.family = config.family
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.max_tokens = int(max_tokens)
         # The most symbols (prompt plus task) it was trained to condition on.
         self.max_context = config.sequence_length
-
-    @classmethod
-    def from_model(cls, model: nn.Module, config: PredictorConfig, **kwargs) -> "NeuralPredictor":
-        """Wrap `model` in the registered predictor class of its family."""
-        return predictors.PREDICTORS[config.family](model, config, **kwargs)
 
     def _tensor(self, seqs: np.ndarray) -> torch.Tensor:
         seqs = np.asarray(seqs)
@@ -361,16 +366,6 @@ class NeuralPredictor(predictors.Predictor):
                     picked = logp.gather(-1, target)[..., 0].double()  # (P, b, T)
                     out[rows, b0:b0 + part.shape[0]] = -picked.sum(-1).cpu().numpy()
         return out
-
-
-@predictors.register
-class LSTMNeuralPredictor(NeuralPredictor):
-    family = "lstm"
-
-
-@predictors.register
-class TransformerNeuralPredictor(NeuralPredictor):
-    family = "transformer"
 
 
 def losses_by_position(predictor: predictors.Predictor, source: Source,
@@ -448,13 +443,14 @@ def train(
     resume_from: str | os.PathLike | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 500,
+    device: str = "auto",
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train a predictor on fresh sequences of `pretraining_source` by minimising log loss.
 
     Parameters
     ----------
     config : PredictorConfig
-        Architecture, optimisation and seed; its `device` says where to train.
+        Architecture, optimisation and seed.
     pretraining_source : Source
         Each step draws `batch_size` new sequences of `sequence_length` symbols from it.
     progress : logging.Logger or callable(str), optional
@@ -466,6 +462,8 @@ def train(
         from its step and ends exactly where an uninterrupted run would.
     checkpoint_path : path, optional
         Where to save a checkpoint every `checkpoint_every` steps and after the last step.
+    device : str
+        Where to train: 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'.
 
     Returns
     -------
@@ -486,7 +484,7 @@ def train(
     progress_every = progress_every or max(1, config.steps // 20)
     validation.check_scalar(progress_every, "progress_every", numbers.Integral, min_val=1)
     validation.check_scalar(checkpoint_every, "checkpoint_every", numbers.Integral, min_val=1)
-    device = resolve_device(config.device)
+    device = resolve_device(device)
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     bayes = predictors.BayesPredictor(pretraining_source)
@@ -593,14 +591,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return torch.load(os.fspath(path), map_location=map_location, weights_only=True)
 
 
-def load_predictor(path: str | os.PathLike, *, device: str | None = None,
+def load_predictor(path: str | os.PathLike, *, device: str = "auto",
                    max_tokens: int = 1 << 17) -> NeuralPredictor:
-    """The trained predictor of a checkpoint, on `device` (default: the config's)."""
+    """The trained predictor of a checkpoint, on `device` (`training.device`)."""
     checkpoint = load_checkpoint(path)
     config = PredictorConfig.from_dict(checkpoint["config"])
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
-    return NeuralPredictor.from_model(model, config, device=device, max_tokens=max_tokens)
+    return NeuralPredictor(model, config, device=device, max_tokens=max_tokens)
 
 
 def load_source(path: str | os.PathLike) -> Source:

@@ -10,8 +10,8 @@ the loss of each prompt on each sequence, summed over the T symbols of the seque
 predictors with a cheaper route override it (exchangeable Bayes: counts; neural: the prompt
 prefix is computed once and reused).
 
-`PREDICTORS` is the one registry of predictor families: ``bayes`` here, ``lstm`` and
-``transformer`` in `promptscape.models`.
+The registry of predictor families is `promptscape.model_config.FAMILIES`: ``bayes`` is
+`BayesPredictor` here, the networks are `promptscape.models.NeuralPredictor`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,8 @@ import numpy as np
 from promptscape import prompts as prompts_lib
 from promptscape.sources import Source, symbol_losses
 
-PREDICTORS: dict[str, type["Predictor"]] = {}
-NEURAL_FAMILIES = ("lstm", "transformer")
 # Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
 MAX_SYMBOLS_PER_BATCH = 2_000_000
-
-
-def register(cls):
-    PREDICTORS[cls.family] = cls
-    return cls
 
 
 class Predictor:
@@ -68,7 +61,6 @@ class Predictor:
         return out
 
 
-@register
 class BayesPredictor(Predictor):
     """The exact Bayes predictor of a pretraining source (the source's own predictive)."""
 

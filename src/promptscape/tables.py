@@ -59,7 +59,10 @@ class Artifact:
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-_PREDICTOR = ("predictor", _S, "predictor family: bayes, lstm or transformer")
+_PREDICTOR = ("predictor", _S, "predictor: bayes, or the name of a model (config key "
+                            "models.<name>; lstm and transformer by default)")
+_IDENTITY = ("identity", _S, "the model's identity: a hash of its complete config and its "
+                             "pretraining source's parameters (the model folder's suffix)")
 _EXPERIMENT = ("experiment", _S, "experiment name (config key experiments.<name>)")
 _TASK = ("task", _S, "task name: the config source the task sequences come from")
 _N = ("N", _I, "number of task sequences in the dataset D_N")
@@ -197,20 +200,21 @@ ARTIFACTS = {a.name: a for a in [
                               "null or the optimal prompt is empty", NULLABLE)),
         ("predictor", "task")),
     Artifact(
-        "training_curve", "models/{source}/{predictor}/training_curve.parquet",
+        "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
         "Training of one neural predictor on its pretraining source: the loss of every step "
         "and the exact Bayes predictor's loss on the same batch.",
         (_PREDICTOR, ("source", _S, "name of the pretraining source (config key sources.<name>)"),
+         _IDENTITY,
          ("step", _I, "optimisation step (0-based)"),
          ("loss", _F, "mean per-symbol log loss of the step's batch (nats)"),
          ("bayes_loss", _F, "the exact Bayes predictor's mean per-symbol loss on the same batch"),
          ("regret", _F, "loss - bayes_loss (nats per symbol)")),
         ("step",)),
     Artifact(
-        "predictor_regret", "models/{source}/{predictor}/regret.parquet",
+        "predictor_regret", "models/{source}/{predictor}-{identity}/regret.parquet",
         "Where a trained network deviates from the Bayes predictor: mean log loss per position "
         "on held-out pretraining sequences, neural minus Bayes.",
-        (_PREDICTOR, ("source", _S, "name of the pretraining source"),
+        (_PREDICTOR, ("source", _S, "name of the pretraining source"), _IDENTITY,
          ("position", _I, "position t in the sequence (0 predicts the first symbol from BOS)"),
          ("sequences", _I, "number of held-out sequences"),
          ("neural_loss", _F, "mean log loss of the network at this position (nats)"),

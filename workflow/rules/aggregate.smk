@@ -6,11 +6,11 @@ rule aggregate_search:
         searches=lambda w: get_search_outputs(get_experiment(w)),
         landscapes=lambda w: get_landscape_outputs(get_experiment(w)),
     output:
-        selections="results/{experiment}/aggregate/selections.parquet",
-        reliability="results/{experiment}/aggregate/reliability.parquet",
-        choices="results/{experiment}/aggregate/choices.parquet",
+        selections=out("selections"),
+        reliability=out("reliability"),
+        choices=out("choices"),
     log:
-        "logs/aggregate_search/{experiment}.log",
+        LOGS + "/aggregate_search/{experiment}.log",
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         code=code("aggregate"),

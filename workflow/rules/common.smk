@@ -4,11 +4,25 @@
 import re
 
 from promptscape import config as config_lib
+from promptscape import layout
 from promptscape import provenance
 from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
 
+# Each config file once more, strictly (a key given twice is an error naming file and line),
+# then the schema and semantic checks. The defaults are written back into `config`, so jobs
+# read the settings that are no identity (training.device) from snakemake.config.
+config_lib.check_config_files(workflow.configfiles)
 STUDY = config_lib.load(config, workflow.source_path("../schemas/config.schema.yaml"))
+config.update(STUDY.raw)
 EXPERIMENTS = STUDY.experiments
+RESULTS = STUDY.results_dir
+LOGS = f"{RESULTS}/logs"
+MODEL_DIR = layout.model_dir_pattern(STUDY)
+
+
+def out(artifact):
+    """The output pattern of an artifact (tables.ARTIFACTS) under results_dir."""
+    return layout.pattern(STUDY, artifact)
 
 
 def _alternatives(values):
@@ -21,6 +35,7 @@ wildcard_constraints:
     predictor=_alternatives(p for e in EXPERIMENTS.values() for p in e.predictors),
     figure=_alternatives(FIGURES),
     source=_alternatives(STUDY.sources),
+    identity=r"[0-9a-f]{10}",
     N=r"\d+",
     first=r"\d+",
     last=r"\d+",
@@ -39,40 +54,21 @@ def get_task(wildcards):
     return get_experiment(wildcards).task(wildcards.task)
 
 
-def block_name(first, last):
-    return f"seeds{first}-{last}"
-
-
 def get_search_outputs(exp):
-    """Every search artifact of an experiment: predictor x task x N x seed block."""
-    return [
-        f"results/{exp.name}/search/{predictor}/{task.name}/N{N}/{block_name(a, b)}.parquet"
-        for predictor in exp.predictors
-        for task in exp.tasks
-        for N in exp.dataset_sizes
-        for a, b in exp.seed_blocks()
-    ]
+    return layout.search_outputs(STUDY, exp)
 
 
 def get_landscape_outputs(exp):
-    return [
-        f"results/{exp.name}/landscape/{predictor}/{task.name}.parquet"
-        for predictor in exp.predictors
-        for task in exp.tasks
-    ]
+    return layout.per_task(STUDY, exp, "landscape")
 
 
 def get_aggregates():
-    return [
-        f"results/{name}/aggregate/{table}.parquet"
-        for name in EXPERIMENTS
-        for table in ("selections", "reliability", "choices", "token_efficiency")
-    ]
+    return layout.aggregates(STUDY)
 
 
 def get_figures():
     return [
-        f"results/{name}/figures/{figure}.{ext}"
+        f"{RESULTS}/{name}/figures/{figure}.{ext}"
         for name, exp in EXPERIMENTS.items()
         for figure in FIGURES
         if figure not in NEURAL_FIGURES or any(map(is_neural, exp.predictors))
@@ -84,6 +80,7 @@ def get_search_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
         task_name=task.name,
@@ -98,6 +95,7 @@ def get_landscape_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
         task_name=task.name,
@@ -117,7 +115,7 @@ def get_figure_args(wildcards):
         tasks=[t.name for t in exp.tasks],
         imd={t.name: t.in_meta_distribution for t in exp.tasks},
         predictors=list(exp.predictors),
-        style=STUDY.figures,
+        style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
     )
 
 
@@ -131,7 +129,7 @@ def get_figure_tables(wildcards):
         return get_training_tables(exp)
     if wildcards.figure == "neural_vs_bayes":
         return get_landscape_outputs(exp)
-    return [f"results/{exp.name}/aggregate/{wildcards.figure}.parquet"]
+    return [layout.aggregate(STUDY, exp, wildcards.figure)]
 
 
 # The efficiency rules' helpers (here, not in efficiency.smk: the linter wants rules files
@@ -140,11 +138,7 @@ def get_figure_tables(wildcards):
 
 
 def get_efficiency_outputs(exp):
-    return [
-        f"results/{exp.name}/efficiency/{predictor}/{task.name}.parquet"
-        for predictor in exp.predictors
-        for task in exp.tasks
-    ]
+    return layout.per_task(STUDY, exp, "efficiency")
 
 
 def get_efficiency_model(wildcards):
@@ -157,6 +151,7 @@ def get_efficiency_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
         task_name=task.name,
@@ -175,18 +170,18 @@ def get_efficiency_summary_args(wildcards):
     )
 
 
-# Neural predictors: one trained network per (pretraining source, family), shared by every
-# experiment that uses the source. Only the training rules see `models` and `training`.
+# Neural predictors: one trained network per (pretraining source, model), shared by every
+# experiment that uses the model on the source; its folder carries the model's identity.
+# Only the training rules see `models` and `training`.
 
 
 def is_neural(predictor):
-    return predictor in ("lstm", "transformer")
+    return STUDY.is_neural(predictor)
 
 
 def get_model(wildcards):
     """The trained checkpoint a neural predictor of this experiment uses."""
-    exp = get_experiment(wildcards)
-    return f"results/models/{exp.pretraining_name}/{wildcards.predictor}/model.pt"
+    return f"{layout.model_dir(STUDY, get_experiment(wildcards), wildcards.predictor)}/model.pt"
 
 
 def is_tabulated(exp):
@@ -201,23 +196,39 @@ def get_prediction_inputs(wildcards):
         return {}
     exp = get_experiment(wildcards)
     if is_tabulated(exp):
-        return {"table": f"results/{exp.name}/prompt_losses/{wildcards.predictor}.parquet"}
+        return {"table": layout.prompt_losses(STUDY, exp, wildcards.predictor)}
     return {"model": get_model(wildcards)}
+
+
+def get_network(wildcards):
+    """The complete config of the model a training-rule job builds; the path's identity
+    must be the model's (a stale path of an older config is refused, never trained)."""
+    network = STUDY.network(wildcards.predictor, wildcards.source)
+    identity = STUDY.model_identity(wildcards.predictor, wildcards.source)
+    if identity != wildcards.identity:
+        raise ValueError(
+            f"{wildcards.predictor}-{wildcards.identity} is not the identity of model "
+            f"{wildcards.predictor!r} on {wildcards.source!r} in this config ({identity})"
+        )
+    return network
 
 
 def get_training_args(wildcards):
     return dict(
-        family=wildcards.predictor,
+        name=wildcards.predictor,
+        identity=wildcards.identity,
         source_name=wildcards.source,
         pretraining=STUDY.sources[wildcards.source].to_dict(),
-        settings=STUDY.model_settings(wildcards.predictor, wildcards.source),
+        settings=get_network(wildcards).to_dict(),
         threads=STUDY.training["threads"],
     )
 
 
 def get_evaluation_args(wildcards):
+    get_network(wildcards)
     return dict(
-        family=wildcards.predictor,
+        name=wildcards.predictor,
+        identity=wildcards.identity,
         source_name=wildcards.source,
         pretraining=STUDY.sources[wildcards.source].to_dict(),
         size=STUDY.training["heldout_size"],
@@ -228,7 +239,7 @@ def get_evaluation_args(wildcards):
 def get_scoring_args(wildcards):
     exp = get_experiment(wildcards)
     return dict(
-        family=wildcards.predictor,
+        name=wildcards.predictor,
         experiment=exp.name,
         task_length=exp.task_length,
         max_prompt_length=exp.max_prompt_length,
@@ -237,10 +248,4 @@ def get_scoring_args(wildcards):
 
 
 def get_training_tables(exp):
-    """Training curves and regret tables of an experiment's networks."""
-    return [
-        f"results/models/{exp.pretraining_name}/{predictor}/{table}.parquet"
-        for predictor in exp.predictors
-        if is_neural(predictor)
-        for table in ("training_curve", "regret")
-    ]
+    return layout.training_tables(STUDY, exp)

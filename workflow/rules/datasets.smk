@@ -3,9 +3,9 @@
 
 rule simulate_tasks:
     output:
-        data="results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
+        data=out("task_data"),
     log:
-        "logs/simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log",
+        LOGS + "/simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log",
     params:
         args=lambda w: dict(
             task_name=w.task,
@@ -24,9 +24,9 @@ rule simulate_tasks:
 
 rule simulate_evaluation:
     output:
-        data="results/{experiment}/evaluation/{task}.parquet",
+        data=out("evaluation_set"),
     log:
-        "logs/simulate_evaluation/{experiment}/{task}.log",
+        LOGS + "/simulate_evaluation/{experiment}/{task}.log",
     params:
         args=lambda w: dict(
             task_name=w.task,

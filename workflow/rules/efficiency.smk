@@ -6,13 +6,13 @@
 
 rule measure_efficiency:
     input:
-        landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",
-        evaluation="results/{experiment}/evaluation/{task}.parquet",
+        landscape=out("landscape"),
+        evaluation=out("evaluation_set"),
         model=get_efficiency_model,
     output:
-        efficiency="results/{experiment}/efficiency/{predictor}/{task}.parquet",
+        efficiency=out("efficiency"),
     log:
-        "logs/measure_efficiency/{experiment}/{predictor}/{task}.log",
+        LOGS + "/measure_efficiency/{experiment}/{predictor}/{task}.log",
     params:
         args=get_efficiency_args,
         code=code("efficiency"),
@@ -27,9 +27,9 @@ rule summarize_efficiency:
         efficiencies=lambda w: get_efficiency_outputs(get_experiment(w)),
         landscapes=lambda w: get_landscape_outputs(get_experiment(w)),
     output:
-        token_efficiency="results/{experiment}/aggregate/token_efficiency.parquet",
+        token_efficiency=out("token_efficiency"),
     log:
-        "logs/summarize_efficiency/{experiment}.log",
+        LOGS + "/summarize_efficiency/{experiment}.log",
     params:
         args=get_efficiency_summary_args,
         code=code("efficiency"),

@@ -6,7 +6,7 @@ rule plot_figure:
         tables=get_figure_tables,
     output:
         svg=report(
-            "results/{experiment}/figures/{figure}.svg",
+            RESULTS + "/{experiment}/figures/{figure}.svg",
             caption="../report/figure.rst",
             category="{experiment}",
             subcategory="{figure}",
@@ -17,10 +17,10 @@ rule plot_figure:
                 "config": ", ".join(map(str, workflow.configfiles)),
             },
         ),
-        png="results/{experiment}/figures/{figure}.png",
-        html="results/{experiment}/figures/{figure}.html",
+        png=RESULTS + "/{experiment}/figures/{figure}.png",
+        html=RESULTS + "/{experiment}/figures/{figure}.html",
     log:
-        "logs/plot_figure/{experiment}/{figure}.log",
+        LOGS + "/plot_figure/{experiment}/{figure}.log",
     params:
         args=get_figure_args,
         code=code("figures"),

@@ -4,11 +4,11 @@
 rule compute_landscape:
     input:
         unpack(get_prediction_inputs),
-        evaluation="results/{experiment}/evaluation/{task}.parquet",
+        evaluation=out("evaluation_set"),
     output:
-        landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",
+        landscape=out("landscape"),
     log:
-        "logs/compute_landscape/{experiment}/{predictor}/{task}.log",
+        LOGS + "/compute_landscape/{experiment}/{predictor}/{task}.log",
     params:
         args=get_landscape_args,
         code=code("landscape"),

@@ -4,11 +4,11 @@
 rule search_prompts:
     input:
         unpack(get_prediction_inputs),
-        datasets="results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
+        datasets=out("task_data"),
     output:
-        search="results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        search=out("search"),
     log:
-        "logs/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
+        LOGS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
     params:
         args=get_search_args,
         code=code("search"),

@@ -1,16 +1,17 @@
-# Neural predictors: training per (pretraining source, family), evaluation against the
-# exact Bayes predictor, and the table of prompt losses per (experiment, family).
+# Neural predictors: training per (pretraining source, model), evaluation against the
+# exact Bayes predictor, and the table of prompt losses per (experiment, model). A model's
+# folder carries its identity (layout.model_dir), so configs never overwrite each other's.
 
 
 rule train_predictor:
     output:
-        model="results/models/{source}/{predictor}/model.pt",
-        curve="results/models/{source}/{predictor}/training_curve.parquet",
+        model=MODEL_DIR + "/model.pt",
+        curve=out("training_curve"),
     log:
-        "logs/train_predictor/{source}/{predictor}.log",
+        LOGS + "/train_predictor/{source}/{predictor}-{identity}.log",
     params:
         # Not an output: it survives an interrupted run, which the next run resumes from.
-        checkpoint="results/models/{source}/{predictor}/checkpoint.pt",
+        checkpoint=MODEL_DIR + "/checkpoint.pt",
         args=get_training_args,
         code=code("training"),
     threads: STUDY.training["threads"]
@@ -24,11 +25,11 @@ rule train_predictor:
 
 rule evaluate_predictor:
     input:
-        model="results/models/{source}/{predictor}/model.pt",
+        model=MODEL_DIR + "/model.pt",
     output:
-        regret="results/models/{source}/{predictor}/regret.parquet",
+        regret=out("predictor_regret"),
     log:
-        "logs/evaluate_predictor/{source}/{predictor}.log",
+        LOGS + "/evaluate_predictor/{source}/{predictor}-{identity}.log",
     params:
         args=get_evaluation_args,
         code=code("training"),
@@ -43,9 +44,9 @@ rule score_prompts:
     input:
         model=get_model,
     output:
-        table="results/{experiment}/prompt_losses/{predictor}.parquet",
+        table=out("prompt_losses"),
     log:
-        "logs/score_prompts/{experiment}/{predictor}.log",
+        LOGS + "/score_prompts/{experiment}/{predictor}.log",
     params:
         args=get_scoring_args,
         code=code("training"),

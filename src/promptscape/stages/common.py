@@ -4,26 +4,34 @@ from __future__ import annotations
 
 from promptscape import prompts as prompts_lib
 from promptscape import tables
-from promptscape.predictors import NEURAL_FAMILIES, BayesPredictor, Predictor, TabulatedPredictor
+from promptscape.model_config import FAMILIES
+from promptscape.predictors import BayesPredictor, Predictor, TabulatedPredictor
 from promptscape.sources import build_source
 
 
 def load_predictor(family: str, pretraining: dict, model: str | None = None,
-                   table: str | None = None) -> Predictor:
+                   table: str | None = None, device: str = "auto") -> Predictor:
     """The predictor of `family` for a pretraining source: the exact Bayes predictor, a
-    neural one's table of prompt losses when there is one (no torch needed), or a neural
-    one from its checkpoint."""
+    network's table of prompt losses when there is one (no torch needed), or a network
+    from its checkpoint on `device` (`training.device`)."""
     if table:
         return load_prompt_losses(table)
-    if family == "bayes":
+    if family not in FAMILIES:
+        raise ValueError(f"unknown predictor family {family!r}")
+    if not FAMILIES[family].neural:
         return BayesPredictor(build_source(pretraining, where="pretraining"))
-    if family in NEURAL_FAMILIES:
-        if not model:
-            raise ValueError(f"predictor {family!r} needs a trained model checkpoint")
-        from promptscape import models  # torch only where a neural predictor is used
+    if not model:
+        raise ValueError(f"a {family} predictor needs a trained model checkpoint")
+    from promptscape import models  # torch only where a network is used
 
-        return models.load_predictor(model)
-    raise ValueError(f"unknown predictor family {family!r}")
+    return models.load_predictor(model, device=device)
+
+
+def training_device(config: dict) -> str:
+    """`training.device` of a job's Snakemake config (the workflow fills in its default).
+    Jobs read it here rather than from their params: the device is no part of any
+    artifact's identity, so changing it reruns nothing."""
+    return config["training"]["device"]
 
 
 def load_prompt_losses(path: str) -> TabulatedPredictor:

@@ -14,74 +14,82 @@ from promptscape.sources import build_source
 log = logging.getLogger("promptscape")
 
 
-def train_predictor(*, model: str, curve: str, checkpoint: str, family: str, source_name: str,
-                    pretraining: dict, settings: dict, threads: int = 1,
-                    checkpoint_every: int = 500) -> None:
-    """Train one network; resume from `checkpoint` when an interrupted run left one.
+def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, identity: str,
+                    source_name: str, pretraining: dict, settings: dict, threads: int = 1,
+                    device: str = "auto", checkpoint_every: int = 500) -> None:
+    """Train model `name` (complete config `settings`); resume from `checkpoint` when an
+    interrupted run left one.
 
     A checkpoint is written every `checkpoint_every` steps (`models.train`) and removed once
     the model is saved."""
     import torch
 
+    torch_device = models.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
-    config = models.PredictorConfig.from_dict({"family": family, **settings},
-                                              where=f"models.{family}")
+    config = models.PredictorConfig.from_dict(settings, where=f"models.{name}")
     source = build_source(pretraining, where=f"sources.{source_name}")
     resume = checkpoint if models.checkpoint_matches(checkpoint, config, source) else None
     if resume is None and os.path.exists(checkpoint):
         log.info("ignoring %s: it was made for another config or source", checkpoint)
         os.remove(checkpoint)
-    log.info("training %s on %s (%s) on %s with %d thread(s): %s", family, source_name,
-             source.describe(), models.resolve_device(config.device), threads, config.to_dict())
+    log.info("training %s (%s, identity %s) on %s (%s) on %s with %d thread(s): %s", name,
+             config.family, identity, source_name, source.describe(), torch_device, threads,
+             config.to_dict())
     net, frame = models.train(config, source, progress=log, resume_from=resume,
-                              checkpoint_path=checkpoint, checkpoint_every=checkpoint_every)
+                              checkpoint_path=checkpoint, checkpoint_every=checkpoint_every,
+                              device=device)
     models.save_checkpoint(model, model=net, config=config, source=source, step=config.steps,
                            curve=frame)
     if os.path.exists(checkpoint):  # the model is saved: nothing left to resume
         os.remove(checkpoint)
-    frame["predictor"] = family
+    frame["predictor"] = name
     frame["source"] = source_name
+    frame["identity"] = identity
     tables.write(frame, "training_curve", curve)
     log.info("final regret (mean of the last 10%% of steps): %.5f nats/symbol",
              float(frame["regret"].iloc[-max(1, len(frame) // 10):].mean()))
 
 
-def evaluate_predictor(*, model: str, output: str, family: str, source_name: str,
-                       pretraining: dict, size: int, threads: int = 1) -> None:
+def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
+                       source_name: str, pretraining: dict, size: int, threads: int = 1,
+                       device: str = "auto") -> None:
     """Per-position regret of a trained network against Bayes on held-out sequences."""
     import torch
 
+    models.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
     source = build_source(pretraining, where=f"sources.{source_name}")
-    predictor = models.load_predictor(model)
+    predictor = models.load_predictor(model, device=device)
     length = predictor.config.sequence_length
     rng = seeding.numpy_generator("heldout", pretraining, length, size)
     seqs = source.sample(size, length, rng)
     neural, bayes = models.losses_by_position(predictor, source, seqs)  # (T,) each
-    tables.write({"predictor": family, "source": source_name, "position": np.arange(length),
+    tables.write({"predictor": name, "source": source_name, "identity": identity,
+                  "position": np.arange(length),
                   "sequences": size, "neural_loss": neural, "bayes_loss": bayes,
                   "regret": neural - bayes}, "predictor_regret", output)
     log.info("%s on %s: mean per-symbol regret against Bayes %.5f nats on %d held-out "
-             "sequences of %d symbols; largest at position %d (%.5f)", family, source_name,
+             "sequences of %d symbols; largest at position %d (%.5f)", name, source_name,
              float((neural - bayes).mean()), size, length, int(np.argmax(neural - bayes)),
              float((neural - bayes).max()))
 
 
-def score_prompts(*, model: str, output: str, family: str, experiment: str, task_length: int,
-                  max_prompt_length: int, threads: int = 1) -> None:
+def score_prompts(*, model: str, output: str, name: str, experiment: str, task_length: int,
+                  max_prompt_length: int, threads: int = 1, device: str = "auto") -> None:
     """The loss of every prompt on every sequence of length T under a trained network."""
     import torch
 
+    models.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
-    predictor = models.load_predictor(model)
+    predictor = models.load_predictor(model, device=device)
     prompts = prompts_lib.all_prompts(max_prompt_length)
     seqs = prompts_lib.enumerate_sequences(task_length)
     losses = predictor.prompt_losses(prompts, seqs)  # (P, 2^T)
     P, S = losses.shape
-    tables.write({"predictor": family, "experiment": experiment,
+    tables.write({"predictor": name, "experiment": experiment,
                   "prompt": [p for p in prompts for _ in range(S)],
                   "prompt_length": np.repeat([len(p) for p in prompts], S),
                   "sequence": prompts_lib.to_strings(seqs) * P,
                   "loss": losses.reshape(-1)}, "prompt_losses", output)
     log.info("scored %d prompts on all %d sequences of length %d with %s on %s", P, S,
-             task_length, family, predictor.device)
+             task_length, name, predictor.device)

@@ -1,0 +1,77 @@
+"""Where every artifact of a study lives: one function per kind of path, read by the
+workflow's rules and by `promptscape.summary`, so both list exactly the same files.
+
+Path patterns come from the artifacts' declarations (`tables.ARTIFACTS[...].path`), under
+the config's `results_dir`. Trained networks live at
+``{results_dir}/models/{source}/{model}-{identity}/``, where the identity hashes the
+model's complete config and its pretraining source's parameters
+(`config.Study.model_identity`): a config with another sequence length or another source
+under the same name trains its own network beside, never over, another config's.
+"""
+
+from __future__ import annotations
+
+from promptscape import tables
+from promptscape.config import Experiment, Study
+
+AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency")
+
+
+def pattern(study: Study, artifact: str) -> str:
+    """The path pattern of `artifact` (Snakemake wildcards in braces) under results_dir."""
+    return f"{study.results_dir}/{tables.ARTIFACTS[artifact].path}"
+
+
+def model_dir_pattern(study: Study) -> str:
+    """The folder pattern of a trained network (its checkpoint and its tables)."""
+    return f"{study.results_dir}/models/{{source}}/{{predictor}}-{{identity}}"
+
+
+def model_dir(study: Study, exp: Experiment, predictor: str) -> str:
+    """The folder of the network `predictor` trained on `exp`'s pretraining source."""
+    source = exp.pretraining_name
+    identity = study.model_identity(predictor, source)
+    return f"{study.results_dir}/models/{source}/{predictor}-{identity}"
+
+
+def block_name(first: int, last: int) -> str:
+    return f"seeds{first}-{last}"
+
+
+def search_outputs(study: Study, exp: Experiment) -> list[str]:
+    """Every search artifact of an experiment: predictor x task x N x seed block."""
+    return [
+        pattern(study, "search").format(experiment=exp.name, predictor=predictor,
+                                        task=task.name, N=N, first=a, last=b)
+        for predictor in exp.predictors
+        for task in exp.tasks
+        for N in exp.dataset_sizes
+        for a, b in exp.seed_blocks()
+    ]
+
+
+def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:
+    """One artifact per (predictor, task) of an experiment (landscape, efficiency)."""
+    return [pattern(study, artifact).format(experiment=exp.name, predictor=predictor,
+                                            task=task.name)
+            for predictor in exp.predictors for task in exp.tasks]
+
+
+def aggregate(study: Study, exp: Experiment, table: str) -> str:
+    return pattern(study, table).format(experiment=exp.name)
+
+
+def aggregates(study: Study) -> list[str]:
+    return [aggregate(study, exp, table) for exp in study.experiments.values()
+            for table in AGGREGATE_TABLES]
+
+
+def training_tables(study: Study, exp: Experiment) -> list[str]:
+    """Training curves and regret tables of an experiment's networks."""
+    return [f"{model_dir(study, exp, predictor)}/{name}.parquet"
+            for predictor in exp.predictors if study.is_neural(predictor)
+            for name in ("training_curve", "regret")]
+
+
+def prompt_losses(study: Study, exp: Experiment, predictor: str) -> str:
+    return pattern(study, "prompt_losses").format(experiment=exp.name, predictor=predictor)
