@@ -112,16 +112,82 @@ def test_snakemake_lint_passes():
 NEURAL = REPO / "tests" / "data" / "neural" / "config.yaml"
 
 
-def test_neural_scenario_trains_scores_and_searches_through_the_cli(tmp_path):
-    snakemake(tmp_path, NEURAL)
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def neural_run(tmp_path_factory):
+    """One complete run of the neural scenario; tests copy it before changing anything."""
+    workdir = tmp_path_factory.mktemp("neural")
+    snakemake(workdir, NEURAL)
+    return workdir
+
+
+def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run):
+    results = neural_run / "results"
     land = pd.concat(pd.read_parquet(p) for p in (results / "bernmix" / "landscape").rglob("*.parquet"))
     assert set(land["predictor"]) == {"bayes", "lstm", "transformer"}
     # Networks' landscapes are exact sums over all 2^T sequences of their tabulated losses.
     assert set(land.loc[land["predictor"] != "bayes", "method"]) == {"exact_enumeration"}
-    for family in ("lstm", "transformer"):
-        curve = pd.read_parquet(results / "models" / "bernmix" / family / "training_curve.parquet")
+    for name in ("lstm", "transformer"):
+        # The model folder is named by the model and its identity (a 10-hex-digit hash).
+        (folder,) = (results / "models" / "bernmix").glob(f"{name}-*")
+        assert len(folder.name) == len(name) + 11
+        curve = pd.read_parquet(folder / "training_curve.parquet")
         assert list(curve["step"]) == list(range(20))
+        assert set(curve["identity"]) == {folder.name[len(name) + 1:]}
     for figure in ("training", "neural_vs_bayes"):
         assert (results / "bernmix" / "figures" / f"{figure}.png").stat().st_size > 1000
-    assert planned_jobs(tmp_path, NEURAL) == {}
+    assert planned_jobs(neural_run, NEURAL) == {}
+
+
+def test_reordered_keys_stated_defaults_and_the_device_rerun_nothing(neural_run, tmp_path):
+    """Artifacts are identified by canonical parameters: the order of a source's or a
+    model's keys, a default written out, 1 for 1.0, or the device change no identity."""
+    run = copy_run(neural_run, tmp_path)
+    config = load_config(NEURAL)
+    config["sources"]["bernmix"] = {"weights": [0.5, 0.5], "thetas": [0.2, 0.7],
+                                    "kind": "coin_mixture"}
+    lstm = config["models"]["lstm"]
+    config["models"]["lstm"] = {**dict(reversed(list(lstm.items()))), "learning_rate": 0.003,
+                                "num_layers": 1, "grad_clip": 1, "model_seed": 0}
+    config["models"] = dict(reversed(list(config["models"].items())))
+    config["training"]["device"] = "auto"
+    assert planned_jobs(run, write_config(tmp_path / "config.yaml", config)) == {}
+    # A real change of a model reruns that model's jobs and what reads them.
+    config["models"]["lstm"]["hidden_size"] = 6
+    jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
+    assert jobs["train_predictor"] == 1 and "compute_landscape" in jobs
+    assert "simulate_tasks" not in jobs
+
+
+def test_a_second_config_leaves_the_first_ones_artifacts_untouched(neural_run, tmp_path):
+    run = copy_run(neural_run, tmp_path)
+    before = digests(run)
+    # (a) Same results_dir, another experiment on the same source with longer prompts: its
+    # networks need a longer training length, so they are other models (other folders).
+    longer = load_config(NEURAL)
+    longer["experiments"] = {"bernmix_long": {**longer["experiments"]["bernmix"],
+                                              "max_prompt_length": 3}}
+    snakemake(run, write_config(tmp_path / "longer.yaml", longer))
+    # (b) Its own results_dir, the same experiment names and other settings.
+    other = load_config(NEURAL)
+    other["results_dir"] = "results_other"
+    other["experiments"]["bernmix"]["num_seeds"] = 2
+    snakemake(run, write_config(tmp_path / "other.yaml", other))
+    after = digests(run)
+    assert {k: after[k] for k in before} == before
+    assert len(list((run / "results" / "models" / "bernmix").iterdir())) == 4
+    assert (run / "results_other" / "bernmix" / "aggregate" / "reliability.parquet").exists()
+    assert planned_jobs(run, NEURAL) == {}
+
+
+def test_cuda_on_a_machine_without_it_fails_at_the_job_start_naming_the_key(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU for the jobs, on any machine
+    config = load_config(NEURAL)
+    config["training"]["device"] = "cuda"
+    proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", config),
+                     "--until", "train_predictor", check=False)
+    assert proc.returncode != 0
+    logs = "".join(p.read_text() for p in (tmp_path / "results" / "logs" / "train_predictor")
+                   .rglob("*.log"))
+    assert "training.device == 'cuda', but torch sees no CUDA device" in logs
+    assert not list((tmp_path / "results" / "models").rglob("*.pt"))
