@@ -13,6 +13,8 @@ rule measure_efficiency:
         efficiency="results/{experiment}/efficiency/{predictor}/{task}.parquet",
     log:
         "logs/measure_efficiency/{experiment}/{predictor}/{task}.log",
+    benchmark:
+        "results/benchmarks/measure_efficiency/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_efficiency_args,
         code=code("efficiency"),

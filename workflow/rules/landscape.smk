@@ -9,6 +9,8 @@ rule compute_landscape:
         landscape="results/{experiment}/landscape/{predictor}/{task}.parquet",
     log:
         "logs/compute_landscape/{experiment}/{predictor}/{task}.log",
+    benchmark:
+        "results/benchmarks/compute_landscape/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_landscape_args,
         code=code("landscape"),

@@ -9,6 +9,8 @@ rule search_prompts:
         search="results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
     log:
         "logs/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
+    benchmark:
+        "results/benchmarks/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv",
     params:
         args=get_search_args,
         code=code("search"),

@@ -8,6 +8,8 @@ rule train_predictor:
         curve="results/models/{source}/{predictor}/training_curve.parquet",
     log:
         "logs/train_predictor/{source}/{predictor}.log",
+    benchmark:
+        "results/benchmarks/train_predictor/{source}/{predictor}.tsv",
     params:
         # Not an output: it survives an interrupted run, which the next run resumes from.
         checkpoint="results/models/{source}/{predictor}/checkpoint.pt",
@@ -29,6 +31,8 @@ rule evaluate_predictor:
         regret="results/models/{source}/{predictor}/regret.parquet",
     log:
         "logs/evaluate_predictor/{source}/{predictor}.log",
+    benchmark:
+        "results/benchmarks/evaluate_predictor/{source}/{predictor}.tsv",
     params:
         args=get_evaluation_args,
         code=code("training"),
@@ -46,6 +50,8 @@ rule score_prompts:
         table="results/{experiment}/prompt_losses/{predictor}.parquet",
     log:
         "logs/score_prompts/{experiment}/{predictor}.log",
+    benchmark:
+        "results/benchmarks/score_prompts/{experiment}/{predictor}.tsv",
     params:
         args=get_scoring_args,
         code=code("training"),
