@@ -1,16 +1,13 @@
 # promptscape: prompts on binary sequence predictors, as a Snakemake workflow.
 #
-# results/ layout (every artifact is a Parquet file with a schema in docs/artifacts.md):
-#   results/{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet    task datasets D_N
-#   results/{experiment}/evaluation/{task}.parquet                           evaluation set
-#   results/{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet
-#   results/{experiment}/landscape/{predictor}/{task}.parquet
-#   results/{experiment}/efficiency/{predictor}/{task}.parquet
-#   results/{experiment}/aggregate/{selections,reliability,choices,token_efficiency}.parquet
-#   results/{experiment}/figures/{reliability,landscape,choices,efficiency}.{svg,png,html}
-# logs/{rule}/... holds one log per job.
+# Every table is a Parquet file under the results directory (results/), one per job;
+# docs/artifacts.md lists them with their paths and schemas (generated from
+# promptscape.tables). Figures are in each experiment's figures/ folder; the rules, one file
+# per stage, in workflow/rules/. logs/{rule}/... holds one log per job, and
+# results/benchmarks/{rule}/... the run time and memory of each job of the heavy rules.
 #
-# Targets: all (default), aggregates (tables only), figures.
+# Targets: all (default: every aggregate table and figure), aggregates (tables only),
+# figures.
 
 
 from snakemake.utils import min_version

@@ -202,7 +202,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
     searches, landscapes = [], []
     for name, task in TASKS.items():
         evaluation = tmp_path / f"eval-{name}.parquet"
-        simulate_evaluation(output=str(evaluation), task_name=name, task=task, task_length=T,
+        simulate_evaluation(output=str(evaluation), experiment="exp", task_name=name, task=task, task_length=T,
                             size=2000)
         land = tmp_path / f"land-{name}.parquet"
         compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
@@ -211,7 +211,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
         landscapes.append(str(land))
         for N in (1, 30):
             data = tmp_path / f"data-{name}-{N}.parquet"
-            simulate_tasks(output=str(data), task_name=name, task=task, task_length=T, N=N,
+            simulate_tasks(output=str(data), experiment="exp", task_name=name, task=task, task_length=T, N=N,
                            first=0, last=SEEDS - 1)
             out = tmp_path / f"search-{name}-{N}.parquet"
             search_prompts(datasets=str(data), output=str(out), predictor="bayes",

@@ -246,7 +246,8 @@ def test_token_efficiency_reports_ratio_and_nulls(tmp_path):
 def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, expect_beyond):
     task = coin(0.7)
     evaluation = tmp_path / "evaluation.parquet"
-    datasets_stage.simulate_evaluation(output=str(evaluation), task_name="coin_0.7", task=task,
+    datasets_stage.simulate_evaluation(output=str(evaluation), experiment="e",
+                                       task_name="coin_0.7", task=task,
                                        task_length=T, size=50)
     land_path = tmp_path / "landscape.parquet"
     common = dict(predictor="bayes", pretraining=pre, experiment="e", task_name="coin_0.7",

@@ -274,3 +274,19 @@ def test_config_mapping_errors_name_the_key():
         models.PredictorConfig.from_dict({"family": "lstm", "hiden_size": 8})
     with pytest.raises(validation.ConfigError, match=re.escape("predictor.family is required")):
         models.PredictorConfig.from_dict({"hidden_size": 8})
+
+
+def test_prompt_losses_log_progress_on_long_runs(monkeypatch, caplog):
+    """Scoring many prompts with a network (score_prompts, searches past L_max) takes
+    minutes: it logs its progress (here every chunk, with the interval set to 0)."""
+    from promptscape import logs
+
+    monkeypatch.setattr(logs.Progress.__init__, "__defaults__", (0.0,))
+    caplog.set_level(logging.INFO, logger="promptscape")
+    predictor = scrambled_predictor("lstm")
+    predictor.max_tokens = 8 * 4  # 8 (prompt, sequence) pairs of T = 4 per chunk
+    all_prompts = prompts.all_prompts(3)
+    predictor.prompt_losses(all_prompts, task_sequences(4, 4))
+    messages = [r.getMessage() for r in caplog.records if r.name == "promptscape.models"]
+    assert messages and messages[-1].startswith(f"prompts scored on 4 sequences: "
+                                                f"{len(all_prompts)}/{len(all_prompts)} (")

@@ -86,3 +86,27 @@ def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
         assert words in results[f"results/bernmix/figures/{figure}.svg"]["caption"]
     # the workflow description of workflow/report/workflow.rst
     assert "Why is prompting hard?" in html
+
+
+def test_zip_report_groups_figures_by_experiment_and_kind_and_shows_run_times(report):
+    import zipfile
+
+    workdir, _ = report
+    path = workdir / "report.zip"
+    snakemake(workdir, TINY, "--report", str(path))
+    with zipfile.ZipFile(path) as archive:
+        html = archive.read("report/report.html").decode()
+    # category = experiment, subcategory = figure kind
+    match = re.search(r"var categories = (\{.*?\});\n", html, re.S)
+    assert match, "no categories in the report"
+    figures = expected_figures(load_config())
+    grouped = {}
+    for target in figures:
+        experiment, figure = target.split("/")[1], target.split("/")[3].removesuffix(".svg")
+        grouped.setdefault(experiment, {})[figure] = [target]
+    assert json.loads(match.group(1)) == grouped
+    # per-rule run times (the rules with benchmark files among them)
+    match = re.search(r"var runtimes_spec = (\{.*?\});\n", html, re.S)
+    assert match, "no run times in the report"
+    rules = {row["rule"] for row in json.loads(match.group(1))["data"]["values"]}
+    assert {"search_prompts", "compute_landscape", "measure_efficiency"} <= rules

@@ -126,7 +126,7 @@ BLOCKINGS = {"one": [(0, 9)], "two": [(0, 4), (5, 9)]}
 
 def _simulate(directory, first, last, name=None):
     out = directory / (name or f"seeds{first}-{last}.parquet")
-    simulate_tasks(output=str(out), task_name=TASK_NAME, task=TASK, task_length=STAGE_T,
+    simulate_tasks(output=str(out), experiment="exp", task_name=TASK_NAME, task=TASK, task_length=STAGE_T,
                    N=STAGE_N, first=first, last=last)
     return out
 

@@ -207,7 +207,7 @@ def test_writing_twice_gives_identical_bytes(tmp_path, artifact, kind):
 
 def test_scalar_columns_are_broadcast(tmp_path):
     path = tmp_path / "t.parquet"
-    tables.write({"task": "coin", "N": 3, "seed": [2, 0, 1], "index": np.zeros(3, dtype=int),
+    tables.write({"experiment": "e", "task": "coin", "N": 3, "seed": [2, 0, 1], "index": np.zeros(3, dtype=int),
                   "sequence": ["01", "10", "11"]}, "task_data", path)
     back = tables.read(path, "task_data")
     assert back["task"].tolist() == ["coin"] * 3 and back["N"].tolist() == [3] * 3
@@ -262,7 +262,8 @@ def test_failed_write_leaves_the_previous_file_untouched_and_no_temp_file(
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["t.parquet"]
     monkeypatch.undo()
-    expected = valid_frame("task_data", seed=1).sort_values(["seed", "index"]).reset_index(drop=True)
+    key = list(tables.ARTIFACTS["task_data"].sort_key)
+    expected = valid_frame("task_data", seed=1).sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(tables.read(path, "task_data"), expected, check_dtype=False)
 
 
@@ -284,8 +285,40 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
     old = os.umask(0o022)
     try:
         path = tmp_path / "eval.parquet"
-        tables_lib.write({"task": "t", "index": [0, 1], "sequence": ["01", "10"]},
+        tables_lib.write({"experiment": "e", "task": "t", "index": [0, 1],
+                          "sequence": ["01", "10"]},
                          "evaluation_set", path)
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------------------ dimensions convention
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_dimension_columns_lead_the_sort_key_and_path_wildcards_are_columns(artifact):
+    spec = tables.ARTIFACTS[artifact]
+    columns = [field[0] for field in spec.fields]
+    assert spec.sort_key[:len(spec.dimensions)] == spec.dimensions
+    for name in spec.dimensions:
+        assert spec.fields[columns.index(name)] == tables.DIMENSIONS[name]
+    for wildcard in spec.wildcards:
+        assert wildcard in columns or tables.PATH_RANGES[wildcard] in columns
+
+
+@pytest.mark.parametrize("fields, key, message", [
+    ((tables.DIMENSIONS["task"], ("index", pa.int64(), "i")), ("index",),
+     "must start with its dimension columns"),
+    ((tables.DIMENSIONS["task"], ("index", pa.int64(), "i")), ("index", "task"),
+     "must start with its dimension columns"),
+    ((("task", pa.string(), "another description"),), ("task",), "must be DIMENSIONS"),
+    ((tables.DIMENSIONS["task"],), ("task", "index"), "not columns"),
+])
+def test_artifact_declarations_breaking_the_convention_are_refused(fields, key, message):
+    with pytest.raises(ValueError, match=message):
+        tables.Artifact("bad", "{task}.parquet", "", fields, key)
+
+
+def test_a_path_wildcard_must_be_a_column():
+    with pytest.raises(ValueError, match=r"path wildcard \{experiment\}"):
+        tables.Artifact("bad", "{experiment}/{task}.parquet", "", (tables.DIMENSIONS["task"],),
+                        ("task",))

@@ -49,11 +49,6 @@ def choose_method(predictor: Predictor, task: Source, task_length: int,
     return "monte_carlo"
 
 
-def loss_table(predictor: Predictor, prompts: list[str], task_length: int) -> np.ndarray:
-    """``(P, 2**T)``: loss of every prompt on every sequence of length T, in code order."""
-    return predictor.prompt_losses(prompts, prompts_lib.enumerate_sequences(task_length))
-
-
 def theoretical_losses(predictor, prompts, task, task_length, method):
     """``(loss (P,), loss_se (P,), entropy)`` of the task over T symbols, by `method`.
 

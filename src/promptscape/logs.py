@@ -23,17 +23,21 @@ def setup(path: str | None) -> logging.Logger:
 
 
 class Progress:
-    """Logs `done/total`, rate and time left at most every `every` seconds."""
+    """Logs `done/total`, rate and time left at most every `every` seconds.
+
+    A loop that finishes within `every` seconds logs nothing; one that has logged also logs
+    its completion."""
 
     def __init__(self, logger: logging.Logger, total: int, what: str, every: float = 10.0):
         self.logger, self.total, self.what, self.every = logger, total, what, every
         self.start = self.last = time.monotonic()
+        self.reported = False
 
     def update(self, done: int, extra: str = "") -> None:
         now = time.monotonic()
-        if now - self.last < self.every and done < self.total:
+        if now - self.last < self.every and (done < self.total or not self.reported):
             return
-        self.last = now
+        self.last, self.reported = now, True
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate > 0 else float("inf")
         self.logger.info("%s %d/%d (%.1f/s, %.0f s left)%s", self.what, done, self.total,

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from promptscape import predictors, seeding, tables, validation
+from promptscape import logs, predictors, seeding, tables, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
     DEVICES, FAMILIES, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
@@ -352,6 +352,8 @@ class NeuralPredictor(predictors.Predictor):
         if T == 0 or B == 0:
             return out
         pairs = max(1, self.max_tokens // T)  # (prompt, sequence) pairs per chunk
+        progress = logs.Progress(logger, len(prompts), f"prompts scored on {B} sequences:")
+        done = 0
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
             arr = torch.as_tensor(arr.astype(np.int64), device=self.device)
             p_chunk = min(len(idx), pairs)
@@ -365,6 +367,8 @@ class NeuralPredictor(predictors.Predictor):
                     target = part[None, :, :, None].expand(*logp.shape[:-1], 1)
                     picked = logp.gather(-1, target)[..., 0].double()  # (P, b, T)
                     out[rows, b0:b0 + part.shape[0]] = -picked.sum(-1).cpu().numpy()
+                done += len(rows)
+                progress.update(done)
         return out
 
 

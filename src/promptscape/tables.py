@@ -11,12 +11,21 @@ with a fourth element `NULLABLE` is the exception; there a missing value (None, 
 which pandas uses for missing) is written as null, meaning "does not apply" (documented in
 the field's description).
 
+Dimensions: the axes of the study a row belongs to (predictor, experiment, task, N, seed,
+...) are declared once in `DIMENSIONS`; artifacts draw those columns from there. Each
+dimension an artifact varies over is a column of its schema and part of its sort key (first,
+in `DIMENSIONS` order, before the row key such as prompt_length and prompt), so the files of
+an artifact concatenate into one table without losing where each row came from; it is a
+wildcard of the path only where the workflow splits jobs by it. Every ``{wildcard}`` of a
+path is a column, or a range of one (`PATH_RANGES`). `Artifact` checks all of this.
+
 ``python -m promptscape.tables`` prints the schemas as Markdown (docs/artifacts.md).
 """
 
 from __future__ import annotations
 
 import os
+import string
 import tempfile
 from dataclasses import dataclass
 
@@ -31,7 +40,7 @@ NULLABLE = "nullable"
 @dataclass(frozen=True)
 class Artifact:
     name: str
-    path: str  # path pattern under results/, as the workflow writes it
+    path: str  # path pattern under the config's results_dir, as the workflow writes it
     doc: str
     fields: tuple  # (name, pyarrow type, description) or (name, type, description, NULLABLE)
     sort_key: tuple[str, ...]
@@ -40,9 +49,35 @@ class Artifact:
         for field in self.fields:
             if len(field) not in (3, 4) or (len(field) == 4 and field[3] != NULLABLE):
                 raise ValueError(f"artifact {self.name}: bad field {field!r}")
+            if field[0] in DIMENSIONS and field != DIMENSIONS[field[0]]:
+                raise ValueError(f"artifact {self.name}: dimension column {field[0]!r} must be "
+                                 f"DIMENSIONS[{field[0]!r}], not {field!r}")
         keyed = sorted(set(self.sort_key) & self.nullable)
         if keyed:
             raise ValueError(f"artifact {self.name}: sort-key columns {keyed} are nullable")
+        columns = [field[0] for field in self.fields]
+        unknown = [k for k in self.sort_key if k not in columns]
+        if unknown:
+            raise ValueError(f"artifact {self.name}: sort-key columns {unknown} are not columns")
+        dims = self.dimensions
+        if self.sort_key[:len(dims)] != dims or set(self.sort_key[len(dims):]) & set(DIMENSIONS):
+            raise ValueError(f"artifact {self.name}: sort key {self.sort_key} must start with "
+                             f"its dimension columns {dims}, in DIMENSIONS order")
+        for wildcard in self.wildcards:
+            if wildcard not in columns and PATH_RANGES.get(wildcard) not in columns:
+                raise ValueError(f"artifact {self.name}: path wildcard {{{wildcard}}} of "
+                                 f"{self.path} is not a column")
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """Its dimension columns, in `DIMENSIONS` order."""
+        columns = {field[0] for field in self.fields}
+        return tuple(d for d in DIMENSIONS if d in columns)
+
+    @property
+    def wildcards(self) -> tuple[str, ...]:
+        """The ``{wildcard}`` names of its path pattern."""
+        return tuple(name for _, name, _, _ in string.Formatter().parse(self.path) if name)
 
     @property
     def nullable(self) -> frozenset[str]:
@@ -59,14 +94,28 @@ class Artifact:
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-_PREDICTOR = ("predictor", _S, "predictor: bayes, or the name of a model (config key "
-                            "models.<name>; lstm and transformer by default)")
-_IDENTITY = ("identity", _S, "the model's identity: a hash of its complete config and its "
-                             "pretraining source's parameters (the model folder's suffix)")
-_EXPERIMENT = ("experiment", _S, "experiment name (config key experiments.<name>)")
-_TASK = ("task", _S, "task name: the config source the task sequences come from")
-_N = ("N", _I, "number of task sequences in the dataset D_N")
-_SEED = ("seed", _I, "seed index of the dataset (0..num_seeds-1)")
+# The dimensions of the study, in sort-key order: the column each artifact that varies over
+# the dimension holds (name, type, description). A new dimension (vocabulary size, search
+# strategy, network replicate, ...) is declared here, then added to the fields and sort key
+# of every artifact that varies over it.
+DIMENSIONS = {d[0]: d for d in [
+    ("predictor", _S, "predictor: bayes, or the name of a model (config key models.<name>; "
+                      "lstm and transformer by default)"),
+    ("source", _S, "name of the pretraining source (config key sources.<name>)"),
+    ("identity", _S, "a network's identity: a hash of its complete config and its "
+                     "pretraining source's parameters (the model folder's suffix)"),
+    ("experiment", _S, "experiment name (config key experiments.<name>)"),
+    ("task", _S, "task name: the config source the task sequences come from"),
+    ("N", _I, "number of task sequences in the dataset D_N"),
+    ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
+]}
+
+# Path wildcards that are not columns but bound the range of one: a file holds a block of
+# seeds, seeds{first}-{last}.
+PATH_RANGES = {"first": "seed", "last": "seed"}
+
+_PREDICTOR, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
+    DIMENSIONS[d] for d in ("predictor", "source", "identity", "experiment", "task", "N", "seed"))
 _PROMPT = ("prompt", _S, "prompt as a string of 0/1 symbols; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
@@ -76,17 +125,17 @@ ARTIFACTS = {a.name: a for a in [
         "Task datasets D_N, one per seed, drawn from the task source; the seed of each is a "
         "stable hash of (task source, T, N, seed), so identical tasks share datasets across "
         "experiments and a seed's data does not depend on the block it is stored in.",
-        (_TASK, _N, _SEED,
+        (_EXPERIMENT, _TASK, _N, _SEED,
          ("index", _I, "position of the sequence in D_N"),
          ("sequence", _S, "the task sequence, T symbols 0/1")),
-        ("seed", "index")),
+        ("experiment", "task", "N", "seed", "index")),
     Artifact(
         "evaluation_set", "{experiment}/evaluation/{task}.parquet",
         "Evaluation set of M task sequences per task, never seen by any search; it estimates "
         "theoretical losses where no exact sum exists and cross-checks them where one does.",
-        (_TASK, ("index", _I, "position in the evaluation set"),
+        (_EXPERIMENT, _TASK, ("index", _I, "position in the evaluation set"),
          ("sequence", _S, "the task sequence, T symbols 0/1")),
-        ("index",)),
+        ("experiment", "task", "index")),
     Artifact(
         "search", "{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
         "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
@@ -95,7 +144,7 @@ ARTIFACTS = {a.name: a for a in [
          ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats)"),
          ("chosen", _B, "true for s_hat: least L_N, ties to the shorter then lexicographically "
                         "first prompt")),
-        ("seed", "prompt_length", "prompt")),
+        ("predictor", "experiment", "task", "N", "seed", "prompt_length", "prompt")),
     Artifact(
         "landscape", "{experiment}/landscape/{predictor}/{task}.parquet",
         "Landscape: the theoretical loss of every prompt, its KL to the task, dense rank and "
@@ -113,7 +162,7 @@ ARTIFACTS = {a.name: a for a in [
                          "paired z <= 1.96 for estimates)"),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
-        ("prompt_length", "prompt")),
+        ("predictor", "experiment", "task", "prompt_length", "prompt")),
     Artifact(
         "selections", "{experiment}/aggregate/selections.parquet",
         "One row per (predictor, task, N, seed): the prompt the search chose and what it costs.",
@@ -123,7 +172,7 @@ ARTIFACTS = {a.name: a for a in [
          ("regret", _F, "KL(s_hat) - KL(s*) >= 0, the cost of choosing on a finite dataset"),
          ("rank", _I, "dense rank of s_hat in the landscape"),
          ("correct", _B, "s_hat is in the optimal class")),
-        ("predictor", "task", "N", "seed")),
+        ("predictor", "experiment", "task", "N", "seed")),
     Artifact(
         "reliability", "{experiment}/aggregate/reliability.parquet",
         "Per (predictor, task, N): proportion of seeds whose s_hat is optimal, with a Wilson "
@@ -143,7 +192,7 @@ ARTIFACTS = {a.name: a for a in [
          ("regret_q75", _F, "75th percentile of regret"),
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
-        ("predictor", "task", "N")),
+        ("predictor", "experiment", "task", "N")),
     Artifact(
         "choices", "{experiment}/aggregate/choices.parquet",
         "Per (predictor, task, N, prompt): how often the search chose the prompt.",
@@ -155,7 +204,7 @@ ARTIFACTS = {a.name: a for a in [
          ("kl", _F, "KL of the prompt from the landscape"),
          ("rank", _I, "dense rank of the prompt"),
          ("optimal", _B, "the prompt is in the optimal class")),
-        ("predictor", "task", "N", "prompt_length", "prompt")),
+        ("predictor", "experiment", "task", "N", "prompt_length", "prompt")),
     Artifact(
         "efficiency", "{experiment}/efficiency/{predictor}/{task}.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (K sequences drawn "
@@ -178,7 +227,7 @@ ARTIFACTS = {a.name: a for a in [
                                 "optimal_exact_kl is", NULLABLE),
          ("method", _S, "how the typical prompts' KL is computed: exact_counts, "
                         "exact_enumeration or monte_carlo (see docs/science.md)")),
-        ("predictor", "task", "prompt_length")),
+        ("predictor", "experiment", "task", "prompt_length")),
     Artifact(
         "token_efficiency", "{experiment}/aggregate/token_efficiency.parquet",
         "Token efficiency per (predictor, task): how long a typical prompt must be before its "
@@ -198,29 +247,28 @@ ARTIFACTS = {a.name: a for a in [
                                 "range)", NULLABLE),
          ("length_ratio", _F, "typical_length / optimal_length; null when typical_length is "
                               "null or the optimal prompt is empty", NULLABLE)),
-        ("predictor", "task")),
+        ("predictor", "experiment", "task")),
     Artifact(
         "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
         "Training of one neural predictor on its pretraining source: the loss of every step "
         "and the exact Bayes predictor's loss on the same batch.",
-        (_PREDICTOR, ("source", _S, "name of the pretraining source (config key sources.<name>)"),
-         _IDENTITY,
+        (_PREDICTOR, _SOURCE, _IDENTITY,
          ("step", _I, "optimisation step (0-based)"),
          ("loss", _F, "mean per-symbol log loss of the step's batch (nats)"),
          ("bayes_loss", _F, "the exact Bayes predictor's mean per-symbol loss on the same batch"),
          ("regret", _F, "loss - bayes_loss (nats per symbol)")),
-        ("step",)),
+        ("predictor", "source", "identity", "step")),
     Artifact(
         "predictor_regret", "models/{source}/{predictor}-{identity}/regret.parquet",
         "Where a trained network deviates from the Bayes predictor: mean log loss per position "
         "on held-out pretraining sequences, neural minus Bayes.",
-        (_PREDICTOR, ("source", _S, "name of the pretraining source"), _IDENTITY,
+        (_PREDICTOR, _SOURCE, _IDENTITY,
          ("position", _I, "position t in the sequence (0 predicts the first symbol from BOS)"),
          ("sequences", _I, "number of held-out sequences"),
          ("neural_loss", _F, "mean log loss of the network at this position (nats)"),
          ("bayes_loss", _F, "mean log loss of the exact Bayes predictor (nats)"),
          ("regret", _F, "neural_loss - bayes_loss (nats)")),
-        ("position",)),
+        ("predictor", "source", "identity", "position")),
     Artifact(
         "prompt_losses", "{experiment}/prompt_losses/{predictor}.parquet",
         "A neural predictor's loss l(s, x) of every prompt on every one of the 2^T task "
@@ -229,7 +277,7 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _EXPERIMENT, _PROMPT, _PLEN,
          ("sequence", _S, "the task sequence, T symbols 0/1"),
          ("loss", _F, "l(s, x): summed log loss of the sequence after the prompt (nats)")),
-        ("prompt_length", "prompt", "sequence")),
+        ("predictor", "experiment", "prompt_length", "prompt", "sequence")),
 ]}
 
 
@@ -329,12 +377,32 @@ def read(path, artifact: str | None = None):
 def markdown() -> str:
     """The artifact schemas as Markdown, for docs/artifacts.md."""
     lines = ["# Artifacts", "",
-             "Every artifact is one Parquet file under `results/`, written by "
+             "Every artifact is one Parquet file under the config's `results_dir` (default "
+             "`results/`), written by "
              "`promptscape.tables.write` (schema enforced, rows sorted by the sort key, no "
              "timestamps, atomic replace). This page is generated by "
-             "`python -m promptscape.tables`; a test keeps it in sync.", ""]
+             "`python -m promptscape.tables`; a test keeps it in sync.", "",
+             "## Dimensions", "",
+             "The axes of the study a row belongs to are declared once, in "
+             "`promptscape.tables.DIMENSIONS`, and follow one convention (checked when an "
+             "artifact is declared):", "",
+             "- each dimension an artifact varies over is a column of its schema, with the "
+             "type and description below, and part of its sort key: first, in the order "
+             "below, then the row key (such as `prompt_length`, `prompt`); so the files of "
+             "an artifact concatenate into one table that still says where each row came "
+             "from;",
+             "- a dimension is a `{wildcard}` of the path only where the workflow splits "
+             "jobs by it, and every wildcard of a path is a column, or bounds a range of one "
+             "(" + ", ".join(f"`{{{w}}}` of `{c}`" for w, c in PATH_RANGES.items()) + ");",
+             "- a new dimension (vocabulary size, search strategy and budget, dataset "
+             "selection, network replicate, ...) is added to `DIMENSIONS`, then to the "
+             "columns and sort key of every artifact that varies over it.", "",
+             "| dimension | type | description |", "| --- | --- | --- |"]
+    lines += [f"| `{n}` | {t} | {d} |" for n, t, d in DIMENSIONS.values()]
+    lines.append("")
     for spec in ARTIFACTS.values():
-        lines += [f"## `{spec.name}`", "", f"`results/{spec.path}`", "", spec.doc, "",
+        lines += [f"## `{spec.name}`", "", f"`{{results_dir}}/{spec.path}`", "", spec.doc, "",
+                  f"Dimensions: {', '.join(f'`{k}`' for k in spec.dimensions)}. "
                   f"Sort key: {', '.join(f'`{k}`' for k in spec.sort_key)}.", "",
                   "| column | type | description |", "| --- | --- | --- |"]
         lines += [f"| `{n}` | {t}{', nullable' if rest else ''} | {d} |"

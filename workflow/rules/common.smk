@@ -17,6 +17,7 @@ config.update(STUDY.raw)
 EXPERIMENTS = STUDY.experiments
 RESULTS = STUDY.results_dir
 LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
 MODEL_DIR = layout.model_dir_pattern(STUDY)
 
 

@@ -8,6 +8,7 @@ rule simulate_tasks:
         LOGS + "/simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log",
     params:
         args=lambda w: dict(
+            experiment=w.experiment,
             task_name=w.task,
             task=get_task(w).source.to_dict(),
             task_length=get_experiment(w).task_length,
@@ -29,6 +30,7 @@ rule simulate_evaluation:
         LOGS + "/simulate_evaluation/{experiment}/{task}.log",
     params:
         args=lambda w: dict(
+            experiment=w.experiment,
             task_name=w.task,
             task=get_task(w).source.to_dict(),
             task_length=get_experiment(w).task_length,

@@ -13,6 +13,8 @@ rule measure_efficiency:
         efficiency=out("efficiency"),
     log:
         LOGS + "/measure_efficiency/{experiment}/{predictor}/{task}.log",
+    benchmark:
+        BENCHMARKS + "/measure_efficiency/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_efficiency_args,
         code=code("efficiency"),

@@ -1,4 +1,5 @@
-# Figures per experiment: reliability, landscape, choices and efficiency, as SVG, PNG and HTML.
+# Figures per experiment, as SVG, PNG and HTML: those of promptscape.stages.figures.FIGURES,
+# the neural ones (training, neural_vs_bayes) only for experiments with a network.
 
 
 rule plot_figure:

@@ -9,6 +9,8 @@ rule compute_landscape:
         landscape=out("landscape"),
     log:
         LOGS + "/compute_landscape/{experiment}/{predictor}/{task}.log",
+    benchmark:
+        BENCHMARKS + "/compute_landscape/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_landscape_args,
         code=code("landscape"),

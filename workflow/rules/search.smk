@@ -9,6 +9,8 @@ rule search_prompts:
         search=out("search"),
     log:
         LOGS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
+    benchmark:
+        BENCHMARKS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv",
     params:
         args=get_search_args,
         code=code("search"),

@@ -9,6 +9,8 @@ rule train_predictor:
         curve=out("training_curve"),
     log:
         LOGS + "/train_predictor/{source}/{predictor}-{identity}.log",
+    benchmark:
+        BENCHMARKS + "/train_predictor/{source}/{predictor}-{identity}.tsv",
     params:
         # Not an output: it survives an interrupted run, which the next run resumes from.
         checkpoint=MODEL_DIR + "/checkpoint.pt",
@@ -30,6 +32,8 @@ rule evaluate_predictor:
         regret=out("predictor_regret"),
     log:
         LOGS + "/evaluate_predictor/{source}/{predictor}-{identity}.log",
+    benchmark:
+        BENCHMARKS + "/evaluate_predictor/{source}/{predictor}-{identity}.tsv",
     params:
         args=get_evaluation_args,
         code=code("training"),
@@ -47,6 +51,8 @@ rule score_prompts:
         table=out("prompt_losses"),
     log:
         LOGS + "/score_prompts/{experiment}/{predictor}.log",
+    benchmark:
+        BENCHMARKS + "/score_prompts/{experiment}/{predictor}.tsv",
     params:
         args=get_scoring_args,
         code=code("training"),

@@ -18,8 +18,8 @@ def task_data_generator(task: dict, task_length: int, N: int, seed: int) -> np.r
     return seeding.numpy_generator("task_data", task, task_length, N, seed)
 
 
-def simulate_tasks(*, output: str, task_name: str, task: dict, task_length: int, N: int,
-                   first: int, last: int) -> None:
+def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
+                   task_length: int, N: int, first: int, last: int) -> None:
     """Datasets D_N for seeds first..last of one task."""
     source = build_source(task, where=f"task {task_name}")
     seeds = np.arange(first, last + 1)
@@ -27,18 +27,18 @@ def simulate_tasks(*, output: str, task_name: str, task: dict, task_length: int,
         source.sample(N, task_length, task_data_generator(task, task_length, N, int(seed)))
         for seed in seeds
     ])  # (S * N, T), seed-major
-    tables.write({"task": task_name, "N": N, "seed": np.repeat(seeds, N),
+    tables.write({"experiment": experiment, "task": task_name, "N": N, "seed": np.repeat(seeds, N),
                   "index": np.tile(np.arange(N), len(seeds)),
                   "sequence": prompts_lib.to_strings(seqs)}, "task_data", output)
     log.info("wrote %d datasets of %d sequences of task %s", last - first + 1, N, task_name)
 
 
-def simulate_evaluation(*, output: str, task_name: str, task: dict, task_length: int,
-                        size: int) -> None:
+def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,
+                        task_length: int, size: int) -> None:
     """The evaluation set of one task: M sequences no search ever sees."""
     source = build_source(task, where=f"task {task_name}")
     rng = seeding.numpy_generator("evaluation", task, task_length, size)
     seqs = source.sample(size, task_length, rng)
-    tables.write({"task": task_name, "index": np.arange(size),
+    tables.write({"experiment": experiment, "task": task_name, "index": np.arange(size),
                   "sequence": prompts_lib.to_strings(seqs)}, "evaluation_set", output)
     log.info("wrote %d evaluation sequences of task %s", size, task_name)
