@@ -275,7 +275,8 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
         max_context = T + 3
 
     monkeypatch.setattr(efficiency_stage, "load_predictor",
-                        lambda family, pretraining, model=None: Limited(build_source(pretraining)))
+                        lambda family, pretraining, model=None, device="auto":
+                        Limited(build_source(pretraining)))
     efficiency_stage.measure_efficiency(landscape=str(land_path), evaluation=str(evaluation),
                                         output=str(out), max_length=5, num_typical=7, **common)
     assert tables.read(out, "efficiency")["prompt_length"].tolist() == [0, 1, 2, 3]

@@ -16,13 +16,13 @@ log = logging.getLogger("promptscape")
 
 
 def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
-                       family: str, pretraining: dict, experiment: str, task_name: str,
-                       task: dict, task_length: int, max_enumeration_length: int,
+                       family: str | None = None, pretraining: dict, experiment: str,
+                       task_name: str, task: dict, task_length: int, max_enumeration_length: int,
                        max_length: int, num_typical: int, model: str | None = None,
                        device: str = "auto") -> None:
     """Typical prompts of every length 0..max_length against the optimal prompts, for one
     (predictor, experiment, task)."""
-    pred = load_predictor(family, pretraining, model, device=device)
+    pred = load_predictor(family or predictor, pretraining, model, device=device)
     task_source = build_source(task, where=f"task {task_name}")
     land = tables.read(landscape, "landscape")
     eval_frame = tables.read_table(evaluation, "evaluation_set")

@@ -14,7 +14,8 @@ from promptscape.stages.common import load_predictor
 log = logging.getLogger("promptscape")
 
 
-def compute_landscape(*, evaluation: str, output: str, predictor: str, family: str,
+def compute_landscape(*, evaluation: str, output: str, predictor: str,
+                      family: str | None = None,
                       pretraining: dict,
                       experiment: str, task_name: str, task: dict, task_length: int,
                       max_prompt_length: int, max_enumeration_length: int,
@@ -22,7 +23,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str, family: s
                       device: str = "auto") -> None:
     """The landscape of one (predictor, experiment, task)."""
     prompts = prompts_lib.all_prompts(max_prompt_length)
-    pred = load_predictor(family, pretraining, model, table, device)
+    pred = load_predictor(family or predictor, pretraining, model, table, device)
     task_source = build_source(task, where=f"task {task_name}")
     method = landscape.choose_method(pred, task_source, task_length, max_enumeration_length)
 

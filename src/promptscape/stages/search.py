@@ -13,7 +13,8 @@ from promptscape.stages.common import load_predictor
 log = logging.getLogger("promptscape")
 
 
-def search_prompts(*, datasets: str, output: str, predictor: str, family: str,
+def search_prompts(*, datasets: str, output: str, predictor: str,
+                   family: str | None = None,
                    pretraining: dict, experiment: str, task_name: str, task_length: int,
                    N: int, max_prompt_length: int, max_enumeration_length: int,
                    model: str | None = None, table: str | None = None,
@@ -24,7 +25,7 @@ def search_prompts(*, datasets: str, output: str, predictor: str, family: str,
     seqs = prompts_lib.to_arrays(data["sequence"].to_pylist(), task_length)
     seqs = seqs.reshape(len(seeds), N, task_length)  # (S, N, T): rows sorted by seed, index
     prompts = prompts_lib.all_prompts(max_prompt_length)
-    pred = load_predictor(family, pretraining, model, table, device)
+    pred = load_predictor(family or predictor, pretraining, model, table, device)
     losses = search.empirical_losses(pred, prompts, seqs, max_enumeration_length)  # (S, P)
     chosen = search.choose(losses)
     S, P = losses.shape
