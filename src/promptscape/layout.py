@@ -50,6 +50,15 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
     ]
 
 
+def search_grid(exp: Experiment) -> dict:
+    """What an experiment's search files must hold between them: every (predictor, task,
+    N, seed) once, in blocks of seeds_per_job (read by the aggregate_search stage)."""
+    return {"experiment": exp.name, "predictors": list(exp.predictors),
+            "tasks": [task.name for task in exp.tasks],
+            "dataset_sizes": list(exp.dataset_sizes), "num_seeds": exp.num_seeds,
+            "seeds_per_job": exp.seeds_per_job}
+
+
 def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:
     """One artifact per (predictor, task) of an experiment (landscape, efficiency)."""
     return [pattern(study, artifact).format(experiment=exp.name, predictor=predictor,
