@@ -82,5 +82,16 @@ def training_tables(study: Study, exp: Experiment) -> list[str]:
             for name in ("training_curve", "regret")]
 
 
+def network_tables(study: Study, exp: Experiment, predictor: str) -> dict[str, str]:
+    """The training curve and the regret table of the network `predictor` trained on
+    `exp`'s pretraining source, by artifact name (``training_curve``,
+    ``predictor_regret``); the same files as `training_tables` lists."""
+    source = exp.pretraining_name
+    identity = study.model_identity(predictor, source)
+    return {artifact: pattern(study, artifact).format(source=source, predictor=predictor,
+                                                      identity=identity)
+            for artifact in ("training_curve", "predictor_regret")}
+
+
 def prompt_losses(study: Study, exp: Experiment, predictor: str) -> str:
     return pattern(study, "prompt_losses").format(experiment=exp.name, predictor=predictor)
