@@ -15,24 +15,27 @@ from promptscape import layout, summary, tables
 from workflow_helpers import REPO, TINY, load_config, snakemake, write_config
 
 SRC = REPO / "src"
+# The subprocesses import this tree's promptscape, as the tests do.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC),
+                                                                 os.environ.get("PYTHONPATH")]))}
 
 
-def study_config(tmp_path: Path, **changes) -> Path:
+def study_config(tmp_path: Path, edit=None) -> Path:
     """The tiny config with a network under a name of no family (listed before bayes, so the
     config's order is not the alphabetical one) and results under tmp_path/results."""
     config = load_config(TINY)
     config["results_dir"] = str(tmp_path / "results")
     config["models"] = {"small_net": {"family": "lstm", "hidden_size": 8}}
     config["experiments"]["bernmix"]["predictors"] = ["small_net", "bayes"]
-    for key, value in changes.items():
-        value(config) if callable(value) else config.update({key: value})
+    if edit is not None:
+        edit(config)
     return write_config(tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml", config)
 
 
 PROMPTS = ["", "0", "1"]
 
 
-def _frame(artifact: str, path: str) -> pd.DataFrame:
+def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
     """Small, valid contents for the artifact at `path` (its wildcards from the path)."""
     if artifact in ("training_curve", "predictor_regret"):
         parts = Path(path).parent.name.rsplit("-", 1)
@@ -43,7 +46,7 @@ def _frame(artifact: str, path: str) -> pd.DataFrame:
         return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
                              "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
     exp_name = Path(path).parents[2 if artifact == "landscape" else 1].name
-    exp = STUDY.experiments[exp_name]
+    exp = study.experiments[exp_name]
     if artifact == "landscape":
         predictor, task = Path(path).parent.name, Path(path).stem
         kl = [0.3, 0.1, 0.2] if predictor == "bayes" else [0.35, 0.12, 0.2]
@@ -69,16 +72,12 @@ def _frame(artifact: str, path: str) -> pd.DataFrame:
         for p, t, imd in rows])
 
 
-STUDY: config_lib.Study
-
-
 def write_artifacts(configfile: Path) -> config_lib.Study:
     """Every artifact the summary reads for the config, with small valid contents."""
-    global STUDY
-    STUDY = config_lib.load_file(configfile)
-    for path, artifact in summary.required(STUDY):
-        tables.write(_frame(artifact, path), artifact, path)
-    return STUDY
+    study = config_lib.load_file(configfile)
+    for path, artifact in summary.required(study):
+        tables.write(_frame(study, artifact, path), artifact, path)
+    return study
 
 
 def run(args, capsys) -> tuple[int, str, str]:
@@ -130,9 +129,11 @@ def test_output_file_holds_what_standard_output_shows(built, tmp_path, capsys):
 def test_an_experiment_or_predictor_removed_from_the_config_does_not_appear(built, tmp_path,
                                                                              capsys):
     configfile, _ = built
-    smaller = study_config(
-        tmp_path, experiments=lambda c: (c["experiments"].pop("switching"),
-                                         c["experiments"]["bernmix"].update(predictors=["bayes"])))
+    def drop(config):
+        del config["experiments"]["switching"]
+        config["experiments"]["bernmix"]["predictors"] = ["bayes"]
+
+    smaller = study_config(tmp_path, drop)
     code, out, err = run(["--configfile", smaller], capsys)
     assert code == 0 and err == ""
     # Its files are still there, but the config no longer lists them.
@@ -190,11 +191,9 @@ def test_a_missing_or_invalid_config_is_an_error(tmp_path, capsys):
 
 def test_a_closed_output_pipe_ends_quietly(built):
     configfile, _ = built
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "promptscape.summary", "--configfile",
                              str(configfile)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
+                            env=ENV)
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == summary.EXIT_BROKEN_PIPE
@@ -203,10 +202,8 @@ def test_a_closed_output_pipe_ends_quietly(built):
 
 def test_piped_into_head_prints_its_first_line_quietly(built):
     configfile, _ = built
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(f"{sys.executable} -m promptscape.summary --configfile {configfile} "
-                          "| head -1", shell=True, capture_output=True, text=True, env=env,
+                          "| head -1", shell=True, capture_output=True, text=True, env=ENV,
                           timeout=120)
     assert proc.stdout.startswith("| pretraining source |") and proc.stderr == ""
 
@@ -214,10 +211,8 @@ def test_piped_into_head_prints_its_first_line_quietly(built):
 @pytest.mark.slow
 def test_summary_of_a_real_run_of_the_tiny_scenario(tmp_path):
     snakemake(tmp_path, TINY, "aggregates")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "promptscape.summary", "--configfile",
-                           str(TINY)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                           str(TINY)], cwd=tmp_path, capture_output=True, text=True, env=ENV,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "### `bernmix`" in proc.stdout and "### `switching`" in proc.stdout
