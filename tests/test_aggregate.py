@@ -207,17 +207,19 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
         simulate_evaluation(output=str(evaluation), task_name=name, task=task, task_length=T,
                             size=2000)
         land = tmp_path / "exp" / "landscape" / "bayes" / f"{name}.parquet"
-        compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes", family="bayes",
-                          pretraining=PRETRAINING, experiment="exp", task_name=name, task=task,
-                          task_length=T, max_prompt_length=L_MAX, max_enumeration_length=20)
+        compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
+                          family="bayes", pretraining=PRETRAINING, experiment="exp",
+                          task_name=name, task=task, task_length=T, max_prompt_length=L_MAX,
+                          max_enumeration_length=20)
         landscapes.append(str(land))
         for N in (1, 30):
             data = tmp_path / f"data-{name}-{N}.parquet"
             simulate_tasks(output=str(data), task_name=name, task=task, task_length=T, N=N,
                            first=0, last=SEEDS - 1)
-            out = tmp_path / "exp" / "search" / "bayes" / name / f"N{N}" / f"seeds0-{SEEDS - 1}.parquet"
-            search_prompts(datasets=str(data), output=str(out), predictor="bayes", family="bayes",
-                           pretraining=PRETRAINING, experiment="exp", task_name=name,
+            out = search_path(tmp_path, name, N, 0, SEEDS - 1)
+            search_prompts(datasets=str(data), output=str(out), predictor="bayes",
+                           family="bayes", pretraining=PRETRAINING, experiment="exp",
+                           task_name=name,
                            task_length=T, N=N, max_prompt_length=L_MAX,
                            max_enumeration_length=20)
             searches.append(str(out))
@@ -261,7 +263,8 @@ GRID = {"experiment": "exp", "predictors": ["bayes"], "tasks": ["a", "b"],
 
 
 def search_path(root, task, N, first, last, experiment="exp", predictor="bayes"):
-    return root / experiment / "search" / predictor / task / f"N{N}" / f"seeds{first}-{last}.parquet"
+    return (root / experiment / "search" / predictor / task / f"N{N}"
+            / f"seeds{first}-{last}.parquet")
 
 
 def land_path(root, task, experiment="exp", predictor="bayes"):
