@@ -10,4 +10,5 @@ aggregate.aggregate_search(
     reliability=snakemake.output.reliability,
     choices=snakemake.output.choices,
     in_meta_distribution=snakemake.params.imd,
+    expected=snakemake.params.expected,
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -204,24 +206,28 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
         evaluation = tmp_path / f"eval-{name}.parquet"
         simulate_evaluation(output=str(evaluation), experiment="exp", task_name=name, task=task, task_length=T,
                             size=2000)
-        land = tmp_path / f"land-{name}.parquet"
+        land = tmp_path / "exp" / "landscape" / "bayes" / f"{name}.parquet"
         compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
-                          pretraining=PRETRAINING, experiment="exp", task_name=name, task=task,
-                          task_length=T, max_prompt_length=L_MAX, max_enumeration_length=20)
+                          family="bayes", pretraining=PRETRAINING, experiment="exp",
+                          task_name=name, task=task, task_length=T, max_prompt_length=L_MAX,
+                          max_enumeration_length=20)
         landscapes.append(str(land))
         for N in (1, 30):
             data = tmp_path / f"data-{name}-{N}.parquet"
             simulate_tasks(output=str(data), experiment="exp", task_name=name, task=task, task_length=T, N=N,
                            first=0, last=SEEDS - 1)
-            out = tmp_path / f"search-{name}-{N}.parquet"
+            out = search_path(tmp_path, name, N, 0, SEEDS - 1)
             search_prompts(datasets=str(data), output=str(out), predictor="bayes",
-                           pretraining=PRETRAINING, experiment="exp", task_name=name,
+                           family="bayes", pretraining=PRETRAINING, experiment="exp",
+                           task_name=name,
                            task_length=T, N=N, max_prompt_length=L_MAX,
                            max_enumeration_length=20)
             searches.append(str(out))
     paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
+    expected = {"experiment": "exp", "predictors": ["bayes"], "tasks": list(TASKS),
+                "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seeds_per_job": SEEDS}
     aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
-                     **{k: str(v) for k, v in paths.items()})
+                     expected=expected, **{k: str(v) for k, v in paths.items()})
 
     land = tables.read(landscapes, "landscape")
     sel = tables.read(paths["selections"], "selections")
@@ -245,15 +251,217 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
 
 
 def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
-    land = synthetic_landscape()
-    search = synthetic_search()
-    tables.write(land[land["task"] == "a"], "landscape", tmp_path / "land-a.parquet")
-    tables.write(land[land["task"] == "b"], "landscape", tmp_path / "land-b.parquet")
-    tables.write(search, "search", tmp_path / "search.parquet")
+    searches, landscapes = write_synthetic(tmp_path)
     with pytest.raises(ValueError, match=r"without an IMD/OOMD label: \['b'\]"):
-        aggregate_search(searches=[str(tmp_path / "search.parquet")],
-                         landscapes=[str(tmp_path / "land-a.parquet"),
-                                     str(tmp_path / "land-b.parquet")],
-                         selections=str(tmp_path / "s.parquet"),
-                         reliability=str(tmp_path / "r.parquet"),
-                         choices=str(tmp_path / "c.parquet"), in_meta_distribution={"a": True})
+        run_stage(tmp_path, searches, landscapes, imd={"a": True})
+
+
+# ------------------------------------------------------------------ verification of the inputs
+SYN_SEEDS, SYN_BLOCK = 4, 2
+GRID = {"experiment": "exp", "predictors": ["bayes"], "tasks": ["a", "b"],
+        "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS, "seeds_per_job": SYN_BLOCK}
+
+
+def search_path(root, task, N, first, last, experiment="exp", predictor="bayes"):
+    return (root / experiment / "search" / predictor / task / f"N{N}"
+            / f"seeds{first}-{last}.parquet")
+
+
+def land_path(root, task, experiment="exp", predictor="bayes"):
+    return root / experiment / "landscape" / predictor / f"{task}.parquet"
+
+
+def write_synthetic(root, search=None, land=None):
+    """The synthetic study as the workflow lays it out: one search file per (task, N, seed
+    block), one landscape per task. Returns (search paths, landscape paths) as strings."""
+    search = synthetic_search() if search is None else search
+    land = synthetic_landscape() if land is None else land
+    searches, landscapes = [], []
+    for task in GRID["tasks"]:
+        path = land_path(root, task)
+        tables.write(land[land["task"] == task], "landscape", path)
+        landscapes.append(str(path))
+        for N in GRID["dataset_sizes"]:
+            for first in range(0, SYN_SEEDS, SYN_BLOCK):
+                last = first + SYN_BLOCK - 1
+                part = search[(search["task"] == task) & (search["N"] == N)
+                              & search["seed"].between(first, last)]
+                path = search_path(root, task, N, first, last)
+                tables.write(part, "search", path)
+                searches.append(str(path))
+    return searches, landscapes
+
+
+def run_stage(root, searches, landscapes, imd=None, expected=GRID):
+    aggregate_search(searches=searches, landscapes=landscapes,
+                     selections=str(root / "s.parquet"), reliability=str(root / "r.parquet"),
+                     choices=str(root / "c.parquet"),
+                     in_meta_distribution=imd or {"a": True, "b": False}, expected=expected)
+
+
+def rewrite(path, change):
+    """Rewrite one search or landscape file with `change` applied to its rows."""
+    artifact = tables.artifact_of(path)
+    frame = tables.read(path, artifact)
+    tables.write(change(frame), artifact, path)
+
+
+def test_a_complete_consistent_set_of_files_passes(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    run_stage(tmp_path, searches, landscapes)
+    assert len(tables.read(tmp_path / "s.parquet", "selections")) == 2 * 2 * SYN_SEEDS
+
+
+def _set(column, value):
+    return lambda frame: frame.assign(**{column: value})
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("N", 10, r"holds N=10 rows, its path says N=5"),
+    ("task", "b", r"holds task=b rows, its path says task=a"),
+    ("predictor", "lstm", r"holds predictor=lstm rows, its path says predictor=bayes"),
+    ("experiment", "other", r"holds experiment=other rows, its path says experiment=exp"),
+])
+def test_a_search_file_holding_other_rows_than_its_path_says_is_refused(tmp_path, column,
+                                                                        value, message):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(search_path(tmp_path, "a", 5, 2, 3))
+    rewrite(bad, _set(column, value))
+    with pytest.raises(ValueError, match=re.escape(bad) + ": .*" + message):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_search_file_missing_a_seed_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(search_path(tmp_path, "b", 50, 2, 3))
+    rewrite(bad, lambda f: f[f["seed"] != 3])
+    with pytest.raises(ValueError, match=re.escape(bad) + r": seed 3 missing"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_search_file_holding_a_seed_twice_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(search_path(tmp_path, "a", 50, 2, 3))
+    rewrite(bad, lambda f: pd.concat([f, f[f["seed"] == 2]]))
+    with pytest.raises(ValueError, match=re.escape(bad) + r": .*seed 2 appears twice"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_seed_covered_by_two_files_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    # A second copy of block 2-3 under a block path 2-2 that overlaps it.
+    search = synthetic_search()
+    extra = search_path(tmp_path, "a", 5, 2, 2)
+    tables.write(search[(search["task"] == "a") & (search["N"] == 5) & (search["seed"] == 2)],
+                 "search", extra)
+    expected = {**GRID, "seeds_per_job": 1}
+    with pytest.raises(ValueError, match=re.escape(str(extra)) + r": seed 2 appears twice: "
+                       + re.escape(str(search_path(tmp_path, "a", 5, 2, 3)))):
+        aggregate.verify_search_coverage(searches + [str(extra)], expected)
+
+
+def test_a_seed_no_file_covers_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    gone = str(search_path(tmp_path, "b", 5, 2, 3))
+    searches.remove(gone)
+    with pytest.raises(ValueError, match=r"no search file of experiment exp holds seeds 2-3 "
+                                         r"of predictor bayes, task b, N=5"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_search_file_at_another_block_path_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    # Block 0-1's rows saved under the path of block 2-3.
+    good = search_path(tmp_path, "a", 5, 0, 1)
+    bad = search_path(tmp_path, "a", 5, 2, 3)
+    tables.write(tables.read(good, "search"), "search", bad)
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + r": seed 2 missing .*seed 3 "
+                       r"missing .*holds seed 0, outside its block seeds 2-3"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_search_file_at_a_block_path_of_another_seeds_per_job_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    search = synthetic_search()
+    odd = search_path(tmp_path, "a", 5, 1, 2)
+    tables.write(search[(search["task"] == "a") & (search["N"] == 5)
+                        & search["seed"].between(1, 2)], "search", odd)
+    with pytest.raises(ValueError, match=re.escape(str(odd)) + r": its path's seed block 1-2 "
+                       r"is not a block of 2 seeds per job"):
+        run_stage(tmp_path, searches + [str(odd)], landscapes)
+
+
+@pytest.mark.parametrize("where, message", [
+    (dict(experiment="other"), r"its path names experiment other, this aggregation is of exp"),
+    (dict(predictor="lstm"), r"its path names predictor=lstm, not one of the experiment's "
+                             r"predictors \['bayes'\]"),
+    (dict(N=7), r"its path names N=7, not one of the experiment's dataset_sizes"),
+    (dict(first=4, last=5), r"its path's seed block 4-5 is not within seeds 0-3"),
+])
+def test_a_search_file_outside_the_experiment_grid_is_refused(tmp_path, where, message):
+    searches, landscapes = write_synthetic(tmp_path)
+    search = synthetic_search()
+    part = search[(search["task"] == "a") & (search["N"] == 5) & search["seed"].between(0, 1)]
+    fields = {**dict(experiment="exp", predictor="bayes", N=5, first=0, last=1), **where}
+    part = part.assign(experiment=fields["experiment"], predictor=fields["predictor"],
+                       N=fields["N"], seed=part["seed"] + fields["first"])
+    stray = search_path(tmp_path, "a", fields["N"], fields["first"], fields["last"],
+                        experiment=fields["experiment"], predictor=fields["predictor"])
+    tables.write(part, "search", stray)
+    with pytest.raises(ValueError, match=re.escape(str(stray)) + ": " + message):
+        run_stage(tmp_path, searches + [str(stray)], landscapes)
+
+
+def test_a_search_file_at_a_path_that_is_no_search_path_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    moved = tmp_path / "search.parquet"
+    Path(searches[0]).rename(moved)
+    searches[0] = str(moved)
+    with pytest.raises(ValueError, match=re.escape(str(moved)) + ": not a search file path"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+@pytest.mark.parametrize("chosen, message", [(0, r"seed 1 has 0 chosen prompts"),
+                                             (2, r"seed 1 has 2 chosen prompts")])
+def test_a_seed_without_exactly_one_chosen_prompt_is_refused(tmp_path, chosen, message):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(search_path(tmp_path, "b", 5, 0, 1))
+
+    def change(frame):
+        frame = frame.copy()
+        rows = frame.index[frame["seed"] == 1]
+        frame.loc[rows, "chosen"] = [i < chosen for i in range(len(rows))]
+        return frame
+
+    rewrite(bad, change)
+    with pytest.raises(ValueError, match=re.escape(bad) + ": .*" + message):
+        run_stage(tmp_path, searches, landscapes)
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("task", "b", r"holds task=b rows, its path says task=a"),
+    ("predictor", "lstm", r"holds predictor=lstm rows, its path says predictor=bayes"),
+    ("experiment", "other", r"holds experiment=other rows, its path says experiment=exp"),
+])
+def test_a_landscape_holding_other_rows_than_its_path_says_is_refused(tmp_path, column, value,
+                                                                      message):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(land_path(tmp_path, "a"))
+    rewrite(bad, _set(column, value))
+    with pytest.raises(ValueError, match=re.escape(bad) + ": .*" + message):
+        run_stage(tmp_path, searches, landscapes)
+
+
+def test_a_missing_landscape_is_refused(tmp_path):
+    searches, landscapes = write_synthetic(tmp_path)
+    with pytest.raises(ValueError, match=r"no landscape file of predictor bayes, task b"):
+        run_stage(tmp_path, searches, landscapes[:1])
+
+
+def test_path_fields_parse_the_artifact_patterns():
+    assert aggregate.path_fields("search", "/r/x/search/m-1/coin_0.7/N10/seeds4-7.parquet") == {
+        "experiment": "x", "predictor": "m-1", "task": "coin_0.7", "N": 10, "first": 4,
+        "last": 7}
+    assert aggregate.path_fields("landscape", "x/landscape/bayes/t.parquet") == {
+        "experiment": "x", "predictor": "bayes", "task": "t"}
+    assert aggregate.path_fields("search", "x/search/bayes/t/N10/seeds4.parquet") is None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 import pandas as pd
+
+from promptscape import tables
 
 WILSON_Z = 1.959963984540054  # two-sided 95%
 
@@ -71,3 +76,185 @@ def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     land = landscape[["predictor", "task", "prompt", "prompt_length", "kl", "rank", "optimal"]]
     out = counts.merge(land, on=["predictor", "task", "prompt"], how="left", validate="m:1")
     return out.drop(columns="total")
+
+
+# ------------------------------------------------------------------ what aggregation reads
+_NUMERIC_WILDCARDS = ("N", "first", "last")
+
+
+def path_fields(artifact: str, path) -> dict | None:
+    """The wildcards of an artifact file's path, parsed with the artifact's path pattern
+    (`tables.ARTIFACTS[artifact].path`, matched at the end of the path, whatever folder it
+    lies under); None when the path does not fit the pattern.
+
+    >>> path_fields("search", "results/x/search/bayes/coin_0.7/N5/seeds0-3.parquet")
+    {'experiment': 'x', 'predictor': 'bayes', 'task': 'coin_0.7', 'N': 5, 'first': 0, 'last': 3}
+    """
+    regex = _path_regex(artifact)
+    match = regex.search(os.fspath(path))
+    if match is None:
+        return None
+    return {k: int(v) if k in _NUMERIC_WILDCARDS else v for k, v in match.groupdict().items()}
+
+
+def _path_regex(artifact: str) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", tables.ARTIFACTS[artifact].path)
+    regex = ""
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            regex += re.escape(part)
+        else:
+            regex += fr"(?P<{part}>\d+)" if part in _NUMERIC_WILDCARDS else fr"(?P<{part}>[^/]+)"
+    return re.compile(fr"(?:^|/){regex}$")
+
+
+def _column_mismatches(frame: pd.DataFrame, fields: dict, columns) -> list[str]:
+    """What the file's columns hold where its path says otherwise."""
+    problems = []
+    for column in columns:
+        held = sorted(pd.unique(frame[column]).tolist())
+        if held != [fields[column]]:
+            shown = ", ".join(f"{column}={v}" for v in held) or "no"
+            problems.append(f"holds {shown} rows, its path says {column}={fields[column]}")
+    return problems
+
+
+def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
+    """Check one search file against its path and the experiment's grid.
+
+    `expected` holds ``experiment``, ``predictors``, ``tasks``, ``dataset_sizes`` and
+    ``num_seeds``. The file must lie at a search path of that grid and hold exactly what the
+    path says: its experiment, predictor, task and N, every seed of its block and no other,
+    each seed with the same prompts once each and exactly one chosen prompt. Raises a
+    ValueError naming the file and every problem found.
+    """
+    fields = path_fields("search", path)
+    if fields is None:
+        raise ValueError(f"{path}: not a search file path (expected .../"
+                         f"{tables.ARTIFACTS['search'].path})")
+    problems = _grid_problems(fields, expected)
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "task", "N"))
+    seeds = set(frame["seed"].tolist())
+    block = set(range(fields["first"], fields["last"] + 1))
+    for seed in sorted(block - seeds):
+        problems.append(f"seed {seed} missing (its block is seeds "
+                        f"{fields['first']}-{fields['last']})")
+    for seed in sorted(seeds - block):
+        problems.append(f"holds seed {seed}, outside its block seeds "
+                        f"{fields['first']}-{fields['last']}")
+    repeated = frame.duplicated(["seed", "prompt"], keep=False)
+    for seed in sorted(set(frame.loc[repeated, "seed"].tolist())):
+        times = int(frame.loc[frame["seed"] == seed, "prompt"].value_counts().max())
+        problems.append(f"seed {seed} appears {_times(times)} (its prompts repeat)")
+    prompts = frame.groupby("seed")["prompt"].nunique()
+    if len(prompts) and prompts.nunique() > 1:
+        counts = ", ".join(f"seed {s}: {n}" for s, n in prompts.items())
+        problems.append(f"seeds hold different numbers of prompts ({counts})")
+    chosen = frame.groupby("seed")["chosen"].sum()
+    for seed, count in chosen.items():
+        if count != 1:
+            problems.append(f"seed {seed} has {int(count)} chosen prompts, not exactly one")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+
+
+def verify_search_coverage(paths, expected: dict) -> None:
+    """Every (predictor, task, N, seed) of the grid is covered by exactly one of the search
+    files (by their paths' seed blocks)."""
+    owner: dict[tuple, str] = {}
+    problems = []
+    for path in paths:
+        f = path_fields("search", path)
+        for seed in range(f["first"], f["last"] + 1):
+            key = (f["predictor"], f["task"], f["N"], seed)
+            if key in owner:
+                problems.append(f"{path}: seed {seed} appears twice: {owner[key]} covers it too")
+            else:
+                owner[key] = str(path)
+    for predictor in expected["predictors"]:
+        for task in expected["tasks"]:
+            for N in expected["dataset_sizes"]:
+                missing = [s for s in range(expected["num_seeds"])
+                           if (predictor, task, N, s) not in owner]
+                if missing:
+                    problems.append(
+                        f"no search file of experiment {expected['experiment']} holds seeds "
+                        f"{_ranges(missing)} of predictor {predictor}, task {task}, N={N}")
+    if problems:
+        raise ValueError("search files do not cover the experiment's seeds exactly once: "
+                         + "; ".join(problems))
+
+
+def verify_landscape_file(frame: pd.DataFrame, path, expected: dict) -> None:
+    """Check one landscape file against its path and the experiment's grid: its experiment,
+    predictor and task, each prompt once."""
+    fields = path_fields("landscape", path)
+    if fields is None:
+        raise ValueError(f"{path}: not a landscape file path (expected .../"
+                         f"{tables.ARTIFACTS['landscape'].path})")
+    problems = _grid_problems(fields, expected)
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "task"))
+    repeated = sorted(set(frame.loc[frame.duplicated("prompt"), "prompt"].tolist()))
+    if repeated:
+        problems.append(f"prompts appear more than once: {repeated[:5]}")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+
+
+def verify_landscape_coverage(paths, expected: dict) -> None:
+    """Exactly one landscape per (predictor, task) of the grid."""
+    owner: dict[tuple, str] = {}
+    problems = []
+    for path in paths:
+        f = path_fields("landscape", path)
+        key = (f["predictor"], f["task"])
+        if key in owner:
+            problems.append(f"{path}: the landscape of {key[0]} on {key[1]} appears twice: "
+                            f"{owner[key]} holds it too")
+        owner[key] = str(path)
+    for predictor in expected["predictors"]:
+        for task in expected["tasks"]:
+            if (predictor, task) not in owner:
+                problems.append(f"no landscape file of predictor {predictor}, task {task}")
+    if problems:
+        raise ValueError("landscape files do not cover the experiment exactly once: "
+                         + "; ".join(problems))
+
+
+def _grid_problems(fields: dict, expected: dict) -> list[str]:
+    problems = []
+    if fields["experiment"] != expected["experiment"]:
+        problems.append(f"its path names experiment {fields['experiment']}, this aggregation "
+                        f"is of {expected['experiment']}")
+    for key, plural in (("predictor", "predictors"), ("task", "tasks"), ("N", "dataset_sizes")):
+        if key in fields and fields[key] not in expected[plural]:
+            problems.append(f"its path names {key}={fields[key]}, not one of the experiment's "
+                            f"{plural} {list(expected[plural])}")
+    if "first" in fields:
+        first, last = fields["first"], fields["last"]
+        if not 0 <= first <= last < expected["num_seeds"]:
+            problems.append(f"its path's seed block {first}-{last} is not within seeds "
+                            f"0-{expected['num_seeds'] - 1}")
+        elif "seeds_per_job" in expected:
+            size = expected["seeds_per_job"]
+            block = (first, min(first + size, expected["num_seeds"]) - 1)
+            if first % size or (first, last) != block:
+                problems.append(f"its path's seed block {first}-{last} is not a block of "
+                                f"{size} seeds per job")
+    return problems
+
+
+def _times(n: int) -> str:
+    return {2: "twice", 3: "three times"}.get(n, f"{n} times")
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)

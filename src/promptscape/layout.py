@@ -50,6 +50,15 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
     ]
 
 
+def search_grid(exp: Experiment) -> dict:
+    """What an experiment's search files must hold between them: every (predictor, task,
+    N, seed) once, in blocks of seeds_per_job (read by the aggregate_search stage)."""
+    return {"experiment": exp.name, "predictors": list(exp.predictors),
+            "tasks": [task.name for task in exp.tasks],
+            "dataset_sizes": list(exp.dataset_sizes), "num_seeds": exp.num_seeds,
+            "seeds_per_job": exp.seeds_per_job}
+
+
 def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:
     """One artifact per (predictor, task) of an experiment (landscape, efficiency)."""
     return [pattern(study, artifact).format(experiment=exp.name, predictor=predictor,
@@ -71,6 +80,17 @@ def training_tables(study: Study, exp: Experiment) -> list[str]:
     return [f"{model_dir(study, exp, predictor)}/{name}.parquet"
             for predictor in exp.predictors if study.is_neural(predictor)
             for name in ("training_curve", "regret")]
+
+
+def network_tables(study: Study, exp: Experiment, predictor: str) -> dict[str, str]:
+    """The training curve and the regret table of the network `predictor` trained on
+    `exp`'s pretraining source, by artifact name (``training_curve``,
+    ``predictor_regret``); the same files as `training_tables` lists."""
+    source = exp.pretraining_name
+    identity = study.model_identity(predictor, source)
+    return {artifact: pattern(study, artifact).format(source=source, predictor=predictor,
+                                                      identity=identity)
+            for artifact in ("training_curve", "predictor_regret")}
 
 
 def prompt_losses(study: Study, exp: Experiment, predictor: str) -> str:

@@ -1,44 +1,104 @@
 """Markdown tables of a finished run, read from its artifacts (the README's results).
 
-    python -m promptscape.summary [results]
+    python -m promptscape.summary [--configfile config/config.yaml] [-o docs/results.md]
 
-prints, per experiment: the optimal prompt of each task under each predictor with its KL,
-the proportion correct at the largest N, the largest KL difference between each network's
-landscape and the Bayes one, each network's regret against Bayes, and token efficiency.
+prints, per experiment of the config: the optimal prompt of each task under each predictor
+with its KL, the proportion correct at the largest N, the largest KL difference between each
+network's landscape and the Bayes one, each network's regret against Bayes, and token
+efficiency.
+
+The files read are the config's, listed by `promptscape.layout` exactly as the workflow
+lists them, never found by globbing the results directory: an experiment, a task or a
+predictor removed from the config does not appear, whatever its old files. A missing
+results directory or artifact is an error naming it and the command that builds it (exit
+status 1); output into a pipe that closes early (``| head``) ends quietly.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from promptscape import tables
+from promptscape import config as config_lib
+from promptscape import layout, tables
+from promptscape.validation import ConfigError
+
+DEFAULT_CONFIG = "config/config.yaml"
+# The rule of the workflow that writes each artifact the summary reads.
+RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
+         "token_efficiency": "summarize_efficiency", "training_curve": "train_predictor",
+         "predictor_regret": "evaluate_predictor"}
+# Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
+EXIT_BROKEN_PIPE = 141
 
 
-def _read(paths, artifact):
-    paths = sorted(paths)
-    return tables.read(paths, artifact) if paths else None
+class SummaryError(Exception):
+    """A problem the user can fix (missing results, a bad config): reported without a
+    traceback, exit status 1."""
+
+
+def required(study: config_lib.Study) -> list[tuple[str, str]]:
+    """Every (path, artifact) the summary reads for `study`, in reading order."""
+    out = [(path, artifact) for _, _, tabs in networks(study)
+           for artifact, path in tabs.items()]
+    for exp in study.experiments.values():
+        out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
+        out += [(layout.aggregate(study, exp, table), table)
+                for table in ("reliability", "token_efficiency")]
+    return out
+
+
+def networks(study: config_lib.Study) -> list[tuple[str, str, dict[str, str]]]:
+    """(source, predictor, its tables) of every network the config trains, once each, in
+    the config's order of experiments and predictors."""
+    seen, out = set(), []
+    for exp in study.experiments.values():
+        for predictor in exp.predictors:
+            if study.is_neural(predictor) and (exp.pretraining_name, predictor) not in seen:
+                seen.add((exp.pretraining_name, predictor))
+                out.append((exp.pretraining_name, predictor,
+                            layout.network_tables(study, exp, predictor)))
+    return out
 
 
 def _shown(prompt: str) -> str:
     return f"`{prompt}`" if prompt else "(empty)"
 
 
-def experiment_tables(root: Path, experiment: str) -> str:
-    base = root / experiment
-    land = _read(base.glob("landscape/*/*.parquet"), "landscape")
-    rel = _read([base / "aggregate" / "reliability.parquet"], "reliability")
-    out = [f"### `{experiment}`", ""]
-    tasks = list(dict.fromkeys(rel["task"])) if rel is not None else sorted(land["task"].unique())
-    rel_top = rel[rel["N"] == rel["N"].max()] if rel is not None else None
+def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> pd.DataFrame:
+    """The rows of the config's predictors and tasks, in the config's predictor order; an
+    error when the file lacks one (it is older than the config)."""
+    tasks = [t.name for t in exp.tasks]
+    present = set(zip(frame["predictor"], frame["task"]))
+    lacking = [f"{p}/{t}" for p in exp.predictors for t in tasks if (p, t) not in present]
+    if lacking:
+        raise SummaryError(f"{path} is older than the config: it has no rows of "
+                           f"{', '.join(lacking)}; rebuild it with snakemake")
+    frame = frame[frame["predictor"].isin(exp.predictors) & frame["task"].isin(tasks)]
+    order = frame["predictor"].map(exp.predictors.index)
+    return frame.assign(_order=order).sort_values(["_order", "task"], kind="stable").drop(
+        columns="_order")
+
+
+def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> str:
+    land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
+    rel_path = layout.aggregate(study, exp, "reliability")
+    rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    out = [f"### `{exp.name}`", ""]
+    tasks = sorted(t.name for t in exp.tasks)
+    imd = {t.name: t.in_meta_distribution for t in exp.tasks}
+    top_n = int(rel["N"].max())
+    rel_top = rel[rel["N"] == top_n]
     lines = ["| task | predictor | optimal class | KL(s*) (nats) | method | proportion correct at "
-             f"N={int(rel['N'].max())} [95% CI] | mean regret (nats) |",
+             f"N={top_n} [95% CI] | mean regret (nats) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    imd = dict(zip(rel["task"], rel["in_meta_distribution"])) if rel is not None else {}
     for task in tasks:
-        for predictor in sorted(land["predictor"].unique(), key=["bayes", "lstm", "transformer"].index):
+        for predictor in exp.predictors:
             sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
             best = sub[sub["optimal"]].sort_values(["prompt_length", "prompt"])
             names = ", ".join(_shown(p) for p in best["prompt"][:6]) + (" ..." if len(best) > 6 else "")
@@ -46,43 +106,44 @@ def experiment_tables(root: Path, experiment: str) -> str:
             correct = (f"{row['proportion_correct'].iloc[0]:.2f} [{row['ci_low'].iloc[0]:.2f}, "
                        f"{row['ci_high'].iloc[0]:.2f}]" if len(row) else "")
             regret = f"{row['regret_mean'].iloc[0]:.2e}" if len(row) else ""
-            label = f"{task} ({'IMD' if imd.get(task) else 'OOMD'})"
+            label = f"{task} ({'IMD' if imd[task] else 'OOMD'})"
             lines.append(f"| {label} | {predictor} | {names} | {best['kl'].min():.4g} | "
                          f"{sub['method'].iloc[0]} | {correct} | {regret} |")
     out += lines + [""]
-    bayes = land[land["predictor"] == "bayes"].set_index(["task", "prompt"])["kl"]
     neural = land[land["predictor"] != "bayes"]
-    if len(neural):
+    if "bayes" in exp.predictors and len(neural):
+        bayes = land[land["predictor"] == "bayes"].set_index(["task", "prompt"])["kl"]
         diff = neural.assign(bayes_kl=bayes.reindex(pd.MultiIndex.from_frame(neural[["task", "prompt"]])).to_numpy())
         diff["gap"] = (diff["kl"] - diff["bayes_kl"]).abs()
         top = diff.loc[diff.groupby(["task", "predictor"])["gap"].idxmax()]
+        top = top.assign(_order=top["predictor"].map(exp.predictors.index)).sort_values(
+            ["task", "_order"], kind="stable")
         out += ["| task | network | largest abs(KL_network - KL_bayes) over prompts (nats) | at prompt | KL network / Bayes |",
                 "| --- | --- | --- | --- | --- |"]
         for r in top.itertuples():
             out.append(f"| {r.task} | {r.predictor} | {r.gap:.4g} | {_shown(r.prompt)} | "
                        f"{r.kl:.4g} / {r.bayes_kl:.4g} |")
         out.append("")
-    eff = base / "aggregate" / "token_efficiency.parquet"
-    if eff.exists():
-        te = tables.read(eff)
-        out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | ratio |",
-                "| --- | --- | --- | --- | --- | --- |"]
-        for r in te.itertuples():
-            typical = (f"> {int(r.max_typical_length)} (none in range)" if pd.isna(r.typical_length)
-                       else int(r.typical_length))
-            ratio = "" if pd.isna(r.length_ratio) else f"{r.length_ratio:.1f}"
-            out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
-                       f"{r.optimal_kl:.4g} | {typical} | {ratio} |")
-        out.append("")
+    te_path = layout.aggregate(study, exp, "token_efficiency")
+    te = _configured(tables.read(te_path, "token_efficiency"), exp, te_path)
+    out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | ratio |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for r in te.itertuples():
+        typical = (f"> {int(r.max_typical_length)} (none in range)" if pd.isna(r.typical_length)
+                   else int(r.typical_length))
+        ratio = "" if pd.isna(r.length_ratio) else f"{r.length_ratio:.1f}"
+        out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
+                   f"{r.optimal_kl:.4g} | {typical} | {ratio} |")
+    out.append("")
     return "\n".join(out)
 
 
-def regret_table(root: Path) -> str:
+def regret_table(study: config_lib.Study) -> str:
     rows = []
-    for path in sorted((root / "models").glob("*/*/regret.parquet")):
-        frame = tables.read(path, "predictor_regret")
-        curve = tables.read(path.parent / "training_curve.parquet", "training_curve")
-        rows.append(f"| {frame['source'].iloc[0]} | {frame['predictor'].iloc[0]} | "
+    for source, predictor, paths in networks(study):
+        frame = tables.read(paths["predictor_regret"], "predictor_regret")
+        curve = tables.read(paths["training_curve"], "training_curve")
+        rows.append(f"| {source} | {predictor} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "
                     f"{int(curve['step'].max()) + 1} |")
     if not rows:
@@ -92,13 +153,69 @@ def regret_table(root: Path) -> str:
                       "| --- | --- | --- | --- | --- |", *rows, ""])
 
 
-def main(argv=None) -> None:
-    root = Path((argv or sys.argv[1:] or ["results"])[0])
-    experiments = sorted(p.parent.name for p in root.glob("*/aggregate"))
-    print(regret_table(root))
-    for experiment in experiments:
-        print(experiment_tables(root, experiment))
+def summary(study: config_lib.Study, configfile: str = DEFAULT_CONFIG) -> str:
+    """The Markdown of the whole study; a SummaryError when an artifact is missing."""
+    build = f"snakemake --cores 2 --configfile {configfile}"
+    results = study.results_dir
+    if not os.path.isdir(results):
+        raise SummaryError(f"results directory {results!r} (results_dir of {configfile}) does "
+                           f"not exist in {os.getcwd()}; build the results with: {build}")
+    missing = [(path, artifact) for path, artifact in required(study) if not os.path.exists(path)]
+    if missing:
+        shown = [f"  {path} (rule {RULES[artifact]})" for path, artifact in missing[:20]]
+        if len(missing) > 20:
+            shown.append(f"  ... and {len(missing) - 20} more")
+        raise SummaryError(f"{len(missing)} artifact(s) of {configfile} missing:\n"
+                           + "\n".join(shown) + f"\nbuild them with: {build}")
+    parts = [regret_table(study)] + [experiment_tables(study, exp)
+                                     for exp in study.experiments.values()]
+    return "".join(part + "\n" for part in parts)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m promptscape.summary",
+        description="Markdown tables of a finished run (docs/results.md), read from the "
+                    "artifacts the config lists under its results_dir.")
+    p.add_argument("--configfile", default=DEFAULT_CONFIG, metavar="PATH",
+                   help=f"the workflow's config file (default: {DEFAULT_CONFIG})")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="write the Markdown to PATH (default: standard output)")
+    p.add_argument("--results-dir", metavar="DIR",
+                   help="read the artifacts under DIR instead of the config's results_dir")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if not os.path.exists(args.configfile):
+            raise SummaryError(f"config file {args.configfile} not found")
+        try:
+            study = config_lib.load_file(args.configfile)
+        except ConfigError as error:
+            raise SummaryError(f"{args.configfile}: {error}") from None
+        if args.results_dir is not None:
+            study = dataclasses.replace(study, raw={**study.raw, "results_dir": args.results_dir})
+        text = summary(study, args.configfile)
+    except SummaryError as error:
+        print(f"promptscape.summary: {error}", file=sys.stderr)
+        return 1
+    if args.output is not None:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        return 0
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader closed the pipe (| head): stop quietly. Point stdout at devnull so that
+        # the interpreter's final flush does not report the closed pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())

@@ -13,6 +13,7 @@ rule aggregate_search:
         LOGS + "/aggregate_search/{experiment}.log",
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
+        expected=lambda w: layout.search_grid(get_experiment(w)),
         code=code("aggregate"),
     conda:
         "../envs/promptscape.yaml"

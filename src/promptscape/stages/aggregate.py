@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
+
 from promptscape import aggregate, tables
 
 log = logging.getLogger("promptscape")
 
 
 def aggregate_search(*, searches: list[str], landscapes: list[str], selections: str,
-                     reliability: str, choices: str, in_meta_distribution: dict) -> None:
-    found = tables.read(searches, "search")
-    land = tables.read(landscapes, "landscape")
+                     reliability: str, choices: str, in_meta_distribution: dict,
+                     expected: dict) -> None:
+    """Aggregate one experiment's searches against its landscapes.
+
+    `expected` is the experiment's grid (`layout.search_grid`): ``experiment``,
+    ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seeds_per_job``.
+    Every file read is verified against its own path and the grid first
+    (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
+    together must cover every (predictor, task, N, seed) exactly once: anything else is a
+    ValueError naming the file.
+    """
+    found = _read_verified(searches, "search", aggregate.verify_search_file, expected)
+    aggregate.verify_search_coverage(searches, expected)
+    land = _read_verified(landscapes, "landscape", aggregate.verify_landscape_file, expected)
+    aggregate.verify_landscape_coverage(landscapes, expected)
     unlabelled = sorted(set(found["task"]) - set(in_meta_distribution))
     if unlabelled:
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
@@ -29,3 +43,14 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], selections: 
         log.info("%s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e nats",
                  row.predictor, row.task, row.N, row.proportion_correct, row.ci_low,
                  row.ci_high, row.regret_mean)
+
+
+def _read_verified(paths: list[str], artifact: str, verify, expected: dict):
+    if not paths:
+        raise ValueError(f"no {artifact} files to aggregate")
+    frames = []
+    for path in paths:
+        frame = tables.read(path, artifact)
+        verify(frame, path, expected)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

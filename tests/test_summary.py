@@ -1,0 +1,219 @@
+"""`python -m promptscape.summary`: the config's artifacts, a real command line, clean errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from promptscape import config as config_lib
+from promptscape import layout, summary, tables
+from workflow_helpers import REPO, TINY, load_config, snakemake, write_config
+
+SRC = REPO / "src"
+# The subprocesses import this tree's promptscape, as the tests do.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC),
+                                                                 os.environ.get("PYTHONPATH")]))}
+
+
+def study_config(tmp_path: Path, edit=None) -> Path:
+    """The tiny config with a network under a name of no family (listed before bayes, so the
+    config's order is not the alphabetical one) and results under tmp_path/results."""
+    config = load_config(TINY)
+    config["results_dir"] = str(tmp_path / "results")
+    config["models"] = {"small_net": {"family": "lstm", "hidden_size": 8}}
+    config["experiments"]["bernmix"]["predictors"] = ["small_net", "bayes"]
+    if edit is not None:
+        edit(config)
+    return write_config(tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml", config)
+
+
+PROMPTS = ["", "0", "1"]
+
+
+def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
+    """Small, valid contents for the artifact at `path` (its wildcards from the path)."""
+    if artifact in ("training_curve", "predictor_regret"):
+        parts = Path(path).parent.name.rsplit("-", 1)
+        ids = dict(predictor=parts[0], source=Path(path).parent.parent.name, identity=parts[1])
+        if artifact == "training_curve":
+            return pd.DataFrame({**ids, "step": range(5), "loss": 0.7, "bayes_loss": 0.69,
+                                 "regret": 0.01})
+        return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
+                             "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
+    exp_name = Path(path).parents[2 if artifact == "landscape" else 1].name
+    exp = study.experiments[exp_name]
+    if artifact == "landscape":
+        predictor, task = Path(path).parent.name, Path(path).stem
+        kl = [0.3, 0.1, 0.2] if predictor == "bayes" else [0.35, 0.12, 0.2]
+        return pd.DataFrame({"predictor": predictor, "experiment": exp.name, "task": task,
+                             "prompt": PROMPTS, "prompt_length": [len(p) for p in PROMPTS],
+                             "prompt_ones": [p.count("1") for p in PROMPTS],
+                             "method": "exact_counts", "loss": [k + 4 for k in kl],
+                             "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
+                             "rank": [2, 0, 1], "optimal": [False, True, False], "mc_kl": kl,
+                             "mc_kl_se": 0.01})
+    rows = [(p, t.name, t.in_meta_distribution) for p in exp.predictors for t in exp.tasks]
+    if artifact == "reliability":
+        return pd.DataFrame([
+            {"predictor": p, "experiment": exp.name, "task": t, "in_meta_distribution": imd,
+             "N": N, "seeds": 4, "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
+             "ci_high": 0.95, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
+             "regret_q75": 0.02, "rank_mean": 0.25, "rank_median": 0.0}
+            for p, t, imd in rows for N in exp.dataset_sizes])
+    return pd.DataFrame([
+        {"predictor": p, "experiment": exp.name, "task": t, "in_meta_distribution": imd,
+         "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,
+         "max_typical_length": 8, "typical_length": 3, "length_ratio": 3.0}
+        for p, t, imd in rows])
+
+
+def write_artifacts(configfile: Path) -> config_lib.Study:
+    """Every artifact the summary reads for the config, with small valid contents."""
+    study = config_lib.load_file(configfile)
+    for path, artifact in summary.required(study):
+        tables.write(_frame(study, artifact, path), artifact, path)
+    return study
+
+
+def run(args, capsys) -> tuple[int, str, str]:
+    code = summary.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def built(tmp_path):
+    configfile = study_config(tmp_path)
+    return configfile, write_artifacts(configfile)
+
+
+def test_help_describes_the_command_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        summary.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--configfile", "--output", "-o", "--results-dir"):
+        assert option in out
+
+
+def test_the_tables_of_every_experiment_and_network_of_the_config(built, capsys):
+    configfile, study = built
+    code, out, err = run(["--configfile", configfile], capsys)
+    assert code == 0 and err == ""
+    assert "### `bernmix`" in out and "### `switching`" in out
+    # The network's regret table, read from the model folder of the config's model.
+    assert "| bernmix | small_net | 1.50e-02 | 3.00e-02 (t=1) | 5 |" in out
+    # The config's predictor order (small_net before bayes), tasks sorted, IMD from config.
+    bernmix = out.split("### `bernmix`")[1].split("### ")[0]
+    assert bernmix.index("| coin_0.5 (OOMD) | small_net |") < bernmix.index(
+        "| coin_0.5 (OOMD) | bayes |") < bernmix.index("| coin_0.7 (IMD) | small_net |")
+    assert "proportion correct at N=10" in bernmix
+    assert "| coin_0.5 | small_net | 0.05 | (empty) | 0.35 / 0.3 |" in bernmix
+    assert "| coin_0.7 | small_net | `0` | 0.1 | 3 | 3.0 |" in bernmix
+
+
+def test_output_file_holds_what_standard_output_shows(built, tmp_path, capsys):
+    configfile, _ = built
+    _, shown, _ = run(["--configfile", configfile], capsys)
+    target = tmp_path / "docs" / "results.md"
+    code, out, err = run(["--configfile", configfile, "-o", target], capsys)
+    assert code == 0 and out == "" and err == ""
+    assert target.read_text() == shown
+
+
+def test_an_experiment_or_predictor_removed_from_the_config_does_not_appear(built, tmp_path,
+                                                                             capsys):
+    configfile, _ = built
+    def drop(config):
+        del config["experiments"]["switching"]
+        config["experiments"]["bernmix"]["predictors"] = ["bayes"]
+
+    smaller = study_config(tmp_path, drop)
+    code, out, err = run(["--configfile", smaller], capsys)
+    assert code == 0 and err == ""
+    # Its files are still there, but the config no longer lists them.
+    assert (tmp_path / "results" / "switching" / "aggregate" / "reliability.parquet").exists()
+    assert "switching" not in out and "small_net" not in out
+    assert "### `bernmix`" in out and "| coin_0.7 (IMD) | bayes |" in out
+
+
+def test_a_missing_results_directory_is_an_error_naming_it(tmp_path, capsys):
+    configfile = study_config(tmp_path)
+    code, out, err = run(["--configfile", configfile], capsys)
+    assert code == 1 and out == ""
+    assert f"results directory '{tmp_path / 'results'}'" in err and "does not exist" in err
+    assert f"snakemake --cores 2 --configfile {configfile}" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_artifact_is_an_error_naming_it_and_its_rule(built, capsys):
+    configfile, study = built
+    gone = layout.aggregate(study, study.experiments["switching"], "reliability")
+    os.unlink(gone)
+    code, out, err = run(["--configfile", configfile], capsys)
+    assert code == 1 and out == ""
+    assert f"{gone} (rule aggregate_search)" in err
+    assert f"build them with: snakemake --cores 2 --configfile {configfile}" in err
+
+
+def test_an_aggregate_older_than_the_config_is_an_error(built, tmp_path, capsys):
+    configfile, study = built
+    # A task added to the config that the (old) aggregate does not hold yet.
+    path = layout.aggregate(study, study.experiments["switching"], "token_efficiency")
+    frame = tables.read(path, "token_efficiency")
+    tables.write(frame[frame["task"] != "coin_0.7"], "token_efficiency", path)
+    code, _, err = run(["--configfile", configfile], capsys)
+    assert code == 1 and f"{path} is older than the config" in err and "bayes/coin_0.7" in err
+
+
+def test_results_dir_option_reads_another_folder(built, tmp_path, capsys):
+    configfile, _ = built
+    (tmp_path / "results").rename(tmp_path / "elsewhere")
+    assert run(["--configfile", configfile], capsys)[0] == 1
+    code, out, _ = run(["--configfile", configfile, "--results-dir", tmp_path / "elsewhere"],
+                       capsys)
+    assert code == 0 and "### `bernmix`" in out
+
+
+def test_a_missing_or_invalid_config_is_an_error(tmp_path, capsys):
+    code, _, err = run(["--configfile", tmp_path / "none.yaml"], capsys)
+    assert code == 1 and "none.yaml not found" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiments: {}\nexperiments: {}\n")
+    code, _, err = run(["--configfile", bad], capsys)
+    assert code == 1 and "given twice" in err and "Traceback" not in err
+
+
+def test_a_closed_output_pipe_ends_quietly(built):
+    configfile, _ = built
+    proc = subprocess.Popen([sys.executable, "-m", "promptscape.summary", "--configfile",
+                             str(configfile)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=ENV)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == summary.EXIT_BROKEN_PIPE
+    assert err == b""
+
+
+def test_piped_into_head_prints_its_first_line_quietly(built):
+    configfile, _ = built
+    proc = subprocess.run(f"{sys.executable} -m promptscape.summary --configfile {configfile} "
+                          "| head -1", shell=True, capture_output=True, text=True, env=ENV,
+                          timeout=120)
+    assert proc.stdout.startswith("| pretraining source |") and proc.stderr == ""
+
+
+@pytest.mark.slow
+def test_summary_of_a_real_run_of_the_tiny_scenario(tmp_path):
+    snakemake(tmp_path, TINY, "aggregates")
+    proc = subprocess.run([sys.executable, "-m", "promptscape.summary", "--configfile",
+                           str(TINY)], cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "### `bernmix`" in proc.stdout and "### `switching`" in proc.stdout
+    assert "| coin_0.7 (IMD) | bayes | `111` |" in proc.stdout
