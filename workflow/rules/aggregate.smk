@@ -13,7 +13,7 @@ rule aggregate_search:
         "logs/aggregate_search/{experiment}.log",
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
-        code=code("aggregate"),
+        code=code("aggregate_search"),
     conda:
         "../envs/promptscape.yaml"
     script:

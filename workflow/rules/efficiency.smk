@@ -15,7 +15,7 @@ rule measure_efficiency:
         "logs/measure_efficiency/{experiment}/{predictor}/{task}.log",
     params:
         args=get_efficiency_args,
-        code=code("efficiency"),
+        code=code("measure_efficiency"),
     conda:
         "../envs/promptscape.yaml"
     script:
@@ -32,7 +32,7 @@ rule summarize_efficiency:
         "logs/summarize_efficiency/{experiment}.log",
     params:
         args=get_efficiency_summary_args,
-        code=code("efficiency"),
+        code=code("summarize_efficiency"),
     conda:
         "../envs/promptscape.yaml"
     script:

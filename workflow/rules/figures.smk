@@ -23,7 +23,7 @@ rule plot_figure:
         "logs/plot_figure/{experiment}/{figure}.log",
     params:
         args=get_figure_args,
-        code=code("figures"),
+        code=code("plot_figure"),
     conda:
         "../envs/promptscape.yaml"
     script:

@@ -11,7 +11,7 @@ rule compute_landscape:
         "logs/compute_landscape/{experiment}/{predictor}/{task}.log",
     params:
         args=get_landscape_args,
-        code=code("landscape"),
+        code=code("compute_landscape"),
     conda:
         "../envs/promptscape.yaml"
     script:

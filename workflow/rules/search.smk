@@ -11,7 +11,7 @@ rule search_prompts:
         "logs/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
     params:
         args=get_search_args,
-        code=code("search"),
+        code=code("search_prompts"),
     conda:
         "../envs/promptscape.yaml"
     script:

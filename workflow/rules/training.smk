@@ -12,7 +12,7 @@ rule train_predictor:
         # Not an output: it survives an interrupted run, which the next run resumes from.
         checkpoint="results/models/{source}/{predictor}/checkpoint.pt",
         args=get_training_args,
-        code=code("training"),
+        code=code("train_predictor"),
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],
@@ -31,7 +31,7 @@ rule evaluate_predictor:
         "logs/evaluate_predictor/{source}/{predictor}.log",
     params:
         args=get_evaluation_args,
-        code=code("training"),
+        code=code("evaluate_predictor"),
     threads: STUDY.training["threads"]
     conda:
         "../envs/promptscape.yaml"
@@ -48,7 +48,7 @@ rule score_prompts:
         "logs/score_prompts/{experiment}/{predictor}.log",
     params:
         args=get_scoring_args,
-        code=code("training"),
+        code=code("score_prompts"),
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],
