@@ -282,3 +282,21 @@ def test_trace_calls_records_promptscape_functions_only():
     assert result == "promptscape.sources.coins:Coin"
     assert ("promptscape.provenance", "source_kind_entry") in executed
     assert all(module.startswith("promptscape") for module, _ in executed)
+
+
+@pytest.mark.parametrize("rule", sorted(provenance.JOBS))
+def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
+    """No wider: dropping any member a rule declares leaves code some traced job ran
+    outside the identity."""
+    stage, declared = provenance.JOBS[rule]
+    for member in declared:
+        needed = False
+        for r, members, executed in traced:
+            if r != rule:
+                continue
+            full = provenance.job_entries(rule, **members)
+            extra = (provenance.FAMILIES[members["family"]] if member == "family"
+                     else (provenance.source_kind_entry(members[member]),))
+            dropped = [e for e in full if e not in extra or e == stage]
+            needed |= bool(provenance.uncovered(executed, dropped))
+        assert needed, f"{rule} declares {member!r} but no traced job needs it"

@@ -56,7 +56,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "simulate_evaluation": ("promptscape.stages.datasets:simulate_evaluation", ("task",)),
     "train_predictor": ("promptscape.stages.training:train_predictor", ("pretraining",)),
     "evaluate_predictor": ("promptscape.stages.training:evaluate_predictor", ("pretraining",)),
-    "score_prompts": ("promptscape.stages.training:score_prompts", ("pretraining", "family")),
+    "score_prompts": ("promptscape.stages.training:score_prompts", ()),
     "search_prompts": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
     "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
                           ("pretraining", "task", "family")),
