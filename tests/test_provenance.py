@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,28 +74,27 @@ def test_every_stage_the_scripts_call_is_a_declared_job():
     assert {entry.split(":")[0] for entry in called} == stage_modules
 
 
+def _clear_caches():
+    for cached in (provenance._module, provenance._references, provenance._closure,
+                   provenance._identity):
+        cached.cache_clear()
+
+
 def _identity_after(tmp_path, monkeypatch, path, old, new, *entries):
     """The identity of `entries` computed on a copy of the library with one edit."""
     copy = tmp_path / "promptscape"
-    import shutil
     shutil.copytree(provenance.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
     target = copy / path
     text = target.read_text()
     assert old in text
     target.write_text(text.replace(old, new, 1))
-    provenance._module.cache_clear()
-    provenance._references.cache_clear()
-    provenance._closure.cache_clear()
-    provenance._identity.cache_clear()
+    _clear_caches()
     monkeypatch.setattr(provenance, "ROOT", copy)
     try:
         return provenance.code_identity(*entries)
     finally:
         monkeypatch.undo()
-        provenance._module.cache_clear()
-        provenance._references.cache_clear()
-        provenance._closure.cache_clear()
-        provenance._identity.cache_clear()
+        _clear_caches()
 
 
 SEARCH = provenance.job_entries("search_prompts", pretraining="coin_mixture", family="bayes")

@@ -184,5 +184,5 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(tmp_path):
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 2,
         "compute_landscape": 2, "measure_efficiency": 2, "summarize_efficiency": 1,
         "aggregate_search": 1, "plot_figure": 6, "all": 1}
-    assert planned_jobs(tmp_path, NEURAL, library=edited_library(
-        tmp_path / "unused", "models.py", None, "\n\ndef unused_helper():\n    return 1\n")) == {}
+    unused = edited_library(tmp_path / "unused", "models.py", None, UNUSED)
+    assert planned_jobs(tmp_path, NEURAL, library=unused) == {}
