@@ -7,8 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from workflow_helpers import (REPO, TINY, digests, load_config, planned_jobs, snakemake,
-                              write_config)
+from workflow_helpers import (REPO, TINY, digests, edited_library, load_config, planned_jobs,
+                              snakemake, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,57 @@ def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp
                     "all": 1}
 
 
+UNUSED = "\n\ndef unused_helper():\n    return 1\n"
+EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
+    "simulate_tasks": 9, "simulate_evaluation": 3, "search_prompts": 9, "compute_landscape": 3,
+    "measure_efficiency": 3, "summarize_efficiency": 2, "aggregate_search": 2,
+    "plot_figure": 8, "all": 1}
+BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
+    "search_prompts": 8, "compute_landscape": 2, "measure_efficiency": 2,
+    "summarize_efficiency": 1, "aggregate_search": 1, "plot_figure": 4, "all": 1}
+SWITCHING_EXPERIMENT = {
+    "search_prompts": 1, "compute_landscape": 1, "measure_efficiency": 1,
+    "summarize_efficiency": 1, "aggregate_search": 1, "plot_figure": 4, "all": 1}
+CODE_EDITS = {
+    # Unused functions, comments and docstrings rerun nothing.
+    "unused network function": ("models.py", None, UNUSED, {}),
+    "unused figure function": ("figures.py", None, UNUSED, {}),
+    "unused table function": ("tables.py", None, UNUSED, {}),
+    "comment": ("search.py", "def choose(", "# a comment\ndef choose(", {}),
+    "docstring": ("sources/base.py", '"""Build a source from a config mapping',
+                  '"""Build a source, at last, from a config mapping', {}),
+    # Network code: network jobs only; the tiny scenario has none, so nothing reruns.
+    "network code": ("models.py", "    bos = torch.full(",
+                     "    assert tokens.ndim >= 1\n    bos = torch.full(", {}),
+    # Figure code: figures only.
+    "figure code": ("figures.py", "    data = rel.copy()\n",
+                    "    data = rel.copy()\n    data = data.copy()\n",
+                    {"plot_figure": 8, "all": 1}),
+    # A source kind: the jobs whose task or pretraining source is of that kind.
+    "coin kind": ("sources/coins.py", "class Coin(Source):\n",
+                  "class Coin(Source):\n    unused = 1\n", EVERYTHING_WITH_COIN_TASKS),
+    "coin_mixture kind": ("sources/coins.py", "class CoinMixture(Source):\n",
+                          "class CoinMixture(Source):\n    unused = 1\n", BERNMIX_EXPERIMENT),
+    "switching sampler": ("sources/switching.py", "    def _sample(self, n, length, rng):\n",
+                          "    def _sample(self, n, length, rng):\n        assert n >= 0\n",
+                          SWITCHING_EXPERIMENT),
+    # Library logic every search runs.
+    "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
+                     "\n\n\ndef _choose(", {
+                         "search_prompts": 9, "aggregate_search": 2, "plot_figure": 4,
+                         "all": 1}),
+}
+
+
+@pytest.mark.parametrize("edit", CODE_EDITS)
+def test_library_edit_reruns_exactly_the_jobs_that_run_the_edited_code(tiny_run, tmp_path,
+                                                                       edit):
+    """Each job's `code` param is the identity of the code it runs (docs/caching.md)."""
+    path, old, new, expected = CODE_EDITS[edit]
+    library = edited_library(tmp_path, path, old, new)
+    assert planned_jobs(tiny_run, TINY, library=library) == expected
+
+
 def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
     config = load_config()
     config["sources"]["coin_0.7"]["theta"] = 1.5
@@ -120,7 +171,7 @@ def neural_run(tmp_path_factory):
     return workdir
 
 
-def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run):
+def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, tmp_path):
     results = neural_run / "results"
     land = pd.concat(pd.read_parquet(p) for p in (results / "bernmix" / "landscape").rglob("*.parquet"))
     assert set(land["predictor"]) == {"bayes", "lstm", "transformer"}
@@ -136,6 +187,16 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run):
     for figure in ("training", "neural_vs_bayes"):
         assert (results / "bernmix" / "figures" / f"{figure}.png").stat().st_size > 1000
     assert planned_jobs(neural_run, NEURAL) == {}
+    # Editing network code reruns the networks and every job that uses one, no Bayes job:
+    # one search, landscape and efficiency measurement per network.
+    library = edited_library(tmp_path, "models.py", "    bos = torch.full(",
+                             "    assert tokens.ndim >= 1\n    bos = torch.full(")
+    assert planned_jobs(neural_run, NEURAL, library=library) == {
+        "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 2,
+        "compute_landscape": 2, "measure_efficiency": 2, "summarize_efficiency": 1,
+        "aggregate_search": 1, "plot_figure": 6, "all": 1}
+    unused = edited_library(tmp_path / "unused", "models.py", None, UNUSED)
+    assert planned_jobs(neural_run, NEURAL, library=unused) == {}
 
 
 def test_reordered_keys_stated_defaults_and_the_device_rerun_nothing(neural_run, tmp_path):

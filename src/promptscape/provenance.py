@@ -1,11 +1,31 @@
-"""Code fingerprints: what a stage's result depends on in the library.
+"""Code identities: the library code a workflow job runs, as a short hash.
 
-A stage's fingerprint hashes the abstract syntax tree of its module and of every
-promptscape module it imports, transitively (imports inside functions included), with
-docstrings removed. Comments are not in the tree either. The workflow passes it to the rule
-as a param, so Snakemake reruns a stage when its logic changes and never when only a
-comment or a docstring does. It reads and parses a few files; the Snakefile calls it at
-parse time.
+A job's code identity hashes the definitions its stage function reaches, function by
+function, rather than whole modules (docs/caching.md has the rules and how to keep them
+right). The workflow passes it to the rule as a param, so Snakemake reruns a job when code
+it runs changes, and not when unrelated code, a comment or a docstring does.
+
+Static closure. Starting from entries ``"module:name"`` (a top-level function, class or
+assignment of a promptscape module), the walk follows every name a definition's body uses
+that resolves to another promptscape definition: a module-level name of the same module, a
+name imported ``from promptscape.x import y``, and attribute chains through an imported
+promptscape module (``tables.write``). A class counts as a whole: every method, its
+decorators and bases. Annotations are not followed (they are never evaluated). The
+identity hashes the docstring-free AST of every definition reached.
+
+What the walk does not follow, and the workflow adds per job instead (`JOBS`):
+
+* registries, dispatched on config: a source's kind (`sources.SOURCES` via
+  `build_source`; `source_kind_entry`) and a predictor family (`model_config.FAMILIES[...].code`);
+* promptscape modules imported inside a function body: such an import is how the library
+  defers code that only some jobs run (``stages.common.load_predictor`` imports
+  `promptscape.models` for networks only), so references through it are left to the job's
+  family entries.
+
+`trace_calls` records the promptscape functions a call really executes; the tests hold
+every stage to its declared identity with it, so a declaration cannot go stale silently.
+The static part reads and parses a few files (cached); the Snakefile calls it at parse
+time and it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -13,12 +33,39 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import sys
 from pathlib import Path
 
 PACKAGE = "promptscape"
 ROOT = Path(__file__).resolve().parent
 
 
+# Per workflow rule: (its stage function, the registry members its jobs run). Members:
+# "pretraining" (the kind of the experiment's or network's pretraining source), "task" (the
+# kind of the job's task source), "family" (the job's predictor family: the entries of
+# `model_config.FAMILIES[family].code`, what `stages.common.load_predictor` and
+# `models.build_model` dispatch to), "figure" (the figure's chart builder and what
+# `stages.figures.plot_figure` runs through its deferred imports, `Figure.code`).
+JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "simulate_tasks": ("promptscape.stages.datasets:simulate_tasks", ("task",)),
+    "simulate_evaluation": ("promptscape.stages.datasets:simulate_evaluation", ("task",)),
+    "train_predictor": ("promptscape.stages.training:train_predictor",
+                        ("pretraining", "family")),
+    "evaluate_predictor": ("promptscape.stages.training:evaluate_predictor",
+                           ("pretraining", "family")),
+    "score_prompts": ("promptscape.stages.training:score_prompts", ("family",)),
+    "search_prompts": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
+    "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
+                          ("pretraining", "task", "family")),
+    "measure_efficiency": ("promptscape.stages.efficiency:measure_efficiency",
+                           ("pretraining", "task", "family")),
+    "summarize_efficiency": ("promptscape.stages.efficiency:summarize_efficiency", ()),
+    "aggregate_search": ("promptscape.stages.aggregate:aggregate_search", ()),
+    "plot_figure": ("promptscape.stages.figures:plot_figure", ("figure",)),
+}
+
+
+# ------------------------------------------------------------------------ modules
 def _module_path(name: str) -> Path | None:
     parts = name.split(".")
     if parts[0] != PACKAGE:
@@ -30,54 +77,279 @@ def _module_path(name: str) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def _parsed(name: str) -> tuple[str, tuple[str, ...]]:
-    """(hash of the docstring-free AST, promptscape modules it imports) of one module."""
-    path = _module_path(name)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    imports = set()
+def _strip_docstrings(tree: ast.AST) -> None:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                     and isinstance(body[0].value.value, str):
                 body[0] = ast.Pass()
-        if isinstance(node, ast.Import):
-            imports.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imports.add(node.module)
-            imports.update(f"{node.module}.{alias.name}" for alias in node.names)
-    # Parents of a module are imported with it.
-    closure = set()
-    for imp in imports:
-        parts = imp.split(".")
-        for i in range(1, len(parts) + 1):
-            closure.add(".".join(parts[:i]))
-    local = tuple(sorted(m for m in closure if _module_path(m) is not None and m != name))
-    digest = hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
-    return digest, local
+
+
+def _import_bindings(node: ast.Import | ast.ImportFrom) -> dict[str, tuple]:
+    """Names an import statement binds to promptscape modules or their members:
+    ("module", name) or ("member", module, attribute)."""
+    out = {}
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.split(".")[0] != PACKAGE:
+                continue
+            if alias.asname:
+                out[alias.asname] = ("module", alias.name)
+            else:
+                out[alias.name.split(".")[0]] = ("module", PACKAGE)
+    elif node.module and node.level == 0 and node.module.split(".")[0] == PACKAGE:
+        for alias in node.names:
+            out[alias.asname or alias.name] = ("member", node.module, alias.name)
+    return out
+
+
+class _Module:
+    """One parsed promptscape module: its top-level definitions and import bindings."""
+
+    def __init__(self, name: str):
+        path = _module_path(name)
+        if path is None:
+            raise LookupError(f"{name} is not a promptscape module")
+        self.name = name
+        tree = ast.parse(path.read_text(), filename=str(path))
+        _strip_docstrings(tree)
+        self.defs: dict[str, list[ast.AST]] = {}
+        self.imports: dict[str, tuple] = {}
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.defs.setdefault(node.name, []).append(node)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for sub in ast.walk(target):
+                        if isinstance(sub, ast.Name):
+                            self.defs.setdefault(sub.id, []).append(node)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                self.imports.update(_import_bindings(node))
+        self.dumps = {name: "\n".join(ast.dump(n, include_attributes=False) for n in nodes)
+                      for name, nodes in self.defs.items()}
 
 
 @functools.lru_cache(maxsize=None)
-def fingerprint(module: str) -> str:
-    """A short hash of `module` and every promptscape module it reaches."""
-    seen, todo = {}, [module]
+def _module(name: str) -> _Module:
+    return _Module(name)
+
+
+def _is_module(name: str) -> bool:
+    return _module_path(name) is not None
+
+
+def _resolve(binding: tuple, seen: frozenset = frozenset()) -> tuple:
+    """A binding -> ("module", name) or ("def", module, name)."""
+    if binding[0] == "module":
+        return binding
+    _, module, attr = binding
+    if f"{module}.{attr}" in seen:
+        raise LookupError(f"import cycle resolving {module}.{attr}")
+    info = _module(module)
+    if attr in info.defs:
+        return ("def", module, attr)
+    if attr in info.imports:
+        return _resolve(info.imports[attr], seen | {f"{module}.{attr}"})
+    if _is_module(f"{module}.{attr}"):
+        return ("module", f"{module}.{attr}")
+    raise LookupError(f"{module} has no top-level definition {attr!r}")
+
+
+class _References(ast.NodeVisitor):
+    """The promptscape definitions (and whole modules) one definition refers to."""
+
+    def __init__(self, module: _Module, deferred: set[str]):
+        self.module = module
+        self.deferred = deferred  # names bound by imports inside function bodies
+        self.found: set[tuple] = set()
+
+    def _binding(self, name: str) -> tuple | None:
+        if name in self.deferred:
+            return None
+        if name in self.module.defs:
+            return ("def", self.module.name, name)
+        if name in self.module.imports:
+            return _resolve(self.module.imports[name])
+        return None
+
+    def visit_Name(self, node):
+        target = self._binding(node.id)
+        if target:
+            self.found.add(target)
+
+    def visit_Attribute(self, node):
+        chain, base = [], node
+        while isinstance(base, ast.Attribute):
+            chain.append(base.attr)
+            base = base.value
+        if not isinstance(base, ast.Name):
+            self.generic_visit(node)
+            return
+        target = self._binding(base.id)
+        for attr in reversed(chain):
+            if target is None or target[0] != "module":
+                break
+            target = _resolve(("member", target[1], attr))
+        if target:
+            self.found.add(target)
+
+    def visit_arg(self, node):  # annotations are never evaluated
+        pass
+
+    def _function(self, node):
+        for expr in node.decorator_list:
+            self.visit(expr)
+        self.visit(node.args)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+
+def _deferred_names(nodes: list[ast.AST]) -> set[str]:
+    """Names bound by promptscape imports inside function bodies (see the module doc)."""
+    names = set()
+    for top in nodes:
+        for node in ast.walk(top):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        names.update(_import_bindings(sub))
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _references(module: str, name: str) -> frozenset[tuple]:
+    info = _module(module)
+    nodes = info.defs[name]
+    visitor = _References(info, _deferred_names(nodes))
+    for node in nodes:
+        visitor.visit(node)
+    return frozenset(visitor.found)
+
+
+def _parse_entry(entry: str) -> tuple[str, str]:
+    module, _, qualname = entry.partition(":")
+    name = qualname.split(".")[0]
+    if not name or name not in _module(module).defs:
+        raise LookupError(f"{entry!r}: no top-level definition {name!r} in {module}")
+    return module, name
+
+
+# ------------------------------------------------------------------------ public API
+@functools.lru_cache(maxsize=None)
+def _closure(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    seen: set[tuple[str, str]] = set()
+    todo = [_parse_entry(e) for e in entries]
     while todo:
-        name = todo.pop()
-        if name in seen:
+        key = todo.pop()
+        if key in seen:
             continue
-        seen[name], deps = _parsed(name)
-        todo.extend(deps)
-    payload = "\n".join(f"{k} {v}" for k, v in sorted(seen.items()))
+        seen.add(key)
+        for target in _references(*key):
+            if target[0] == "def":
+                todo.append(target[1:])
+            else:  # a module used as a value: all of it
+                todo.extend((target[1], n) for n in _module(target[1]).defs)
+    return tuple(sorted(seen))
+
+
+def closure(*entries: str) -> list[str]:
+    """Every promptscape definition ``"module:name"`` that `entries` reach statically."""
+    return [f"{m}:{n}" for m, n in _closure(tuple(sorted(set(entries))))]
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(entries: tuple[str, ...]) -> str:
+    payload = "\n".join(f"{m}:{n}\n{_module(m).dumps[n]}" for m, n in _closure(entries))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def modules(module: str) -> list[str]:
-    """The promptscape modules `module` reaches (for documentation and tests)."""
-    seen, todo = set(), [module]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(_parsed(name)[1])
-    return sorted(seen)
+def code_identity(*entries: str) -> str:
+    """A short hash of the definitions `entries` reach (comments and docstrings excluded)."""
+    return _identity(tuple(sorted(set(entries))))
+
+
+def source_kind_entry(kind: str) -> str:
+    """The entry of a registered source kind, e.g. ``"promptscape.sources.coins:Coin"``."""
+    from promptscape.sources import SOURCES  # numpy only
+
+    cls = SOURCES[kind]
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def job_entries(rule: str, *, pretraining: str | None = None, task: str | None = None,
+                family: str | None = None, figure: str | None = None) -> tuple[str, ...]:
+    """The entries of one job of `rule` (`JOBS`): its stage function, plus the source kinds
+    (`pretraining`, `task`: kind names) and predictor `family` the rule declares; the
+    others are ignored, so a caller may pass whatever the job's wildcards name."""
+    stage, members = JOBS[rule]
+    given = {"pretraining": pretraining, "task": task, "family": family, "figure": figure}
+    entries = [stage]
+    for member in members:
+        value = given[member]
+        if value is None:
+            raise ValueError(f"a {rule} job's code identity needs its {member}")
+        if member == "family":
+            from promptscape.model_config import FAMILIES
+
+            entries.extend(FAMILIES[value].code)
+        elif member == "figure":
+            from promptscape.stages.figures import FIGURES
+
+            entries.extend(FIGURES[value].code)
+        else:
+            entries.append(source_kind_entry(value))
+    return tuple(sorted(set(entries)))
+
+
+def job_identity(rule: str, **members: str | None) -> str:
+    """The code identity of one job of `rule` (see `job_entries`)."""
+    return code_identity(*job_entries(rule, **members))
+
+
+# ------------------------------------------------------------------------ tracing
+def trace_calls(fn, *args, **kwargs) -> tuple[object, set[tuple[str, str]]]:
+    """Call `fn`; return its result and the (module, qualname) of every promptscape
+    function that ran in this thread meanwhile (nested functions, lambdas and
+    comprehensions under the qualname of their enclosing definition's code object)."""
+    root = str(ROOT) + "/"
+    seen: dict[object, tuple[str, str] | None] = {}
+
+    def profile(frame, event, arg):
+        if event != "call":
+            return
+        code = frame.f_code
+        if code in seen:
+            return
+        path = code.co_filename
+        if not path.startswith(root):
+            seen[code] = None
+            return
+        rel = Path(path[len(root):]).with_suffix("")
+        parts = [PACKAGE, *rel.parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        seen[code] = (".".join(parts), code.co_qualname)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    return result, {v for v in seen.values() if v is not None}
+
+
+def uncovered(executed: set[tuple[str, str]], entries) -> list[str]:
+    """The executed functions (from `trace_calls`) outside the static closure of `entries`."""
+    reach = set(closure(*entries))
+    out = []
+    for module, qualname in executed:
+        top = qualname.split(".")[0]
+        if qualname == "<module>" or f"{module}:{top}" in reach:
+            continue
+        out.append(f"{module}:{qualname}")
+    return sorted(out)

@@ -14,7 +14,7 @@ rule aggregate_search:
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         expected=lambda w: layout.search_grid(get_experiment(w)),
-        code=code("aggregate"),
+        code=code("aggregate_search"),
     conda:
         "../envs/promptscape.yaml"
     script:

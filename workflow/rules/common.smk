@@ -42,9 +42,29 @@ wildcard_constraints:
     last=r"\d+",
 
 
-def code(stage):
-    """The code fingerprint of a stage (promptscape.provenance), passed as a param."""
-    return provenance.fingerprint(f"promptscape.stages.{stage}")
+def code(rule_name):
+    """The code identity of a job of rule `rule_name` (promptscape.provenance,
+    docs/caching.md), as a params function: the rule's stage function plus the source
+    kinds and predictor family the job's wildcards name, of those `provenance.JOBS`
+    declares for the rule."""
+
+    def identity(wildcards):
+        names = wildcards.keys()
+        if "source" in names:
+            pretraining = STUDY.sources[wildcards.source]
+        elif "experiment" in names:
+            pretraining = get_experiment(wildcards).pretraining
+        else:
+            pretraining = None
+        return provenance.job_identity(
+            rule_name,
+            pretraining=pretraining and pretraining.kind,
+            task=get_task(wildcards).source.kind if "task" in names else None,
+            family=STUDY.family(wildcards.predictor) if "predictor" in names else None,
+            figure=wildcards.figure if "figure" in names else None,
+        )
+
+    return identity
 
 
 def get_experiment(wildcards):

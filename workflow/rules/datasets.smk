@@ -16,7 +16,7 @@ rule simulate_tasks:
             first=int(w.first),
             last=int(w.last),
         ),
-        code=code("datasets"),
+        code=code("simulate_tasks"),
     conda:
         "../envs/promptscape.yaml"
     script:
@@ -36,7 +36,7 @@ rule simulate_evaluation:
             task_length=get_experiment(w).task_length,
             size=get_experiment(w).evaluation_size,
         ),
-        code=code("datasets"),
+        code=code("simulate_evaluation"),
     conda:
         "../envs/promptscape.yaml"
     script:

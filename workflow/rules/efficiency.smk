@@ -17,7 +17,7 @@ rule measure_efficiency:
         BENCHMARKS + "/measure_efficiency/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_efficiency_args,
-        code=code("efficiency"),
+        code=code("measure_efficiency"),
     conda:
         "../envs/promptscape.yaml"
     script:
@@ -34,7 +34,7 @@ rule summarize_efficiency:
         LOGS + "/summarize_efficiency/{experiment}.log",
     params:
         args=get_efficiency_summary_args,
-        code=code("efficiency"),
+        code=code("summarize_efficiency"),
     conda:
         "../envs/promptscape.yaml"
     script:

@@ -24,7 +24,7 @@ rule plot_figure:
         LOGS + "/plot_figure/{experiment}/{figure}.log",
     params:
         args=get_figure_args,
-        code=code("figures"),
+        code=code("plot_figure"),
     conda:
         "../envs/promptscape.yaml"
     script:

@@ -13,7 +13,7 @@ rule compute_landscape:
         BENCHMARKS + "/compute_landscape/{experiment}/{predictor}/{task}.tsv",
     params:
         args=get_landscape_args,
-        code=code("landscape"),
+        code=code("compute_landscape"),
     conda:
         "../envs/promptscape.yaml"
     script:

@@ -13,7 +13,7 @@ rule search_prompts:
         BENCHMARKS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv",
     params:
         args=get_search_args,
-        code=code("search"),
+        code=code("search_prompts"),
     conda:
         "../envs/promptscape.yaml"
     script:

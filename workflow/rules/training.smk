@@ -15,7 +15,7 @@ rule train_predictor:
         # Not an output: it survives an interrupted run, which the next run resumes from.
         checkpoint=MODEL_DIR + "/checkpoint.pt",
         args=get_training_args,
-        code=code("training"),
+        code=code("train_predictor"),
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],
@@ -36,7 +36,7 @@ rule evaluate_predictor:
         BENCHMARKS + "/evaluate_predictor/{source}/{predictor}-{identity}.tsv",
     params:
         args=get_evaluation_args,
-        code=code("training"),
+        code=code("evaluate_predictor"),
     threads: STUDY.training["threads"]
     conda:
         "../envs/promptscape.yaml"
@@ -55,7 +55,7 @@ rule score_prompts:
         BENCHMARKS + "/score_prompts/{experiment}/{predictor}.tsv",
     params:
         args=get_scoring_args,
-        code=code("training"),
+        code=code("score_prompts"),
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],

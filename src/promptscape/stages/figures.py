@@ -20,6 +20,13 @@ class Figure:
     headline: str
     neural: bool = False  # only for experiments with a neural predictor
 
+    @property
+    def code(self) -> tuple[str, ...]:
+        """The entries of what `plot_figure` runs for this figure through its deferred
+        imports (its code identity's per-job member; promptscape.provenance)."""
+        return (f"promptscape.figures:{self.builder}", "promptscape.figures:save",
+                "promptscape.tables:read", "promptscape.tables:artifact_of")
+
 
 FIGURES = {
     "reliability": Figure("reliability_chart", "reliability",

@@ -1,0 +1,321 @@
+"""Code identities (promptscape.provenance): static closures, their hash, and a tracing
+check that every stage runs only code inside its job's declared identity."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+
+from promptscape import config as config_lib
+from promptscape import model_config
+from promptscape import provenance, tables
+from promptscape.stages import aggregate as aggregate_stage
+from promptscape.stages import datasets as datasets_stage
+from promptscape.stages import efficiency as efficiency_stage
+from promptscape.stages import figures as figures_stage
+from promptscape.stages import landscape as landscape_stage
+from promptscape.stages import search as search_stage
+from promptscape.stages import training as training_stage
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = REPO / "src" / "promptscape" / "stages"
+
+
+# ------------------------------------------------------------------ static closure
+def test_closure_follows_functions_not_modules():
+    reach = provenance.closure("promptscape.stages.search:search_prompts")
+    assert "promptscape.search:empirical_losses" in reach
+    assert "promptscape.tables:write" in reach
+    assert "promptscape.stages.common:load_predictor" in reach
+    # Neither unused functions of the modules it imports, nor the network code that
+    # load_predictor imports inside its body (a family entry), nor any source kind.
+    assert "promptscape.tables:read" not in reach
+    assert not any(e.startswith("promptscape.models:") for e in reach)
+    assert not any(e.startswith(("promptscape.sources.coins:", "promptscape.sources.switching:"))
+                   for e in reach)
+
+
+def test_a_class_counts_whole_with_its_promptscape_bases():
+    reach = provenance.closure(provenance.source_kind_entry("switching"))
+    assert provenance.source_kind_entry("switching") == "promptscape.sources.switching:Switching"
+    for name in ("promptscape.sources.base:Source", "promptscape.sources.base:validate_coins",
+                 "promptscape.sources.base:register", "promptscape.validation:check_probability"):
+        assert name in reach
+
+
+def test_job_entries_add_the_declared_kinds_and_family_only():
+    entries = provenance.job_entries("search_prompts", pretraining="coin_mixture", task="coin",
+                                     family="bayes")
+    assert entries == ("promptscape.predictors:BayesPredictor",
+                       "promptscape.sources.coins:CoinMixture",
+                       "promptscape.stages.search:search_prompts")
+    with pytest.raises(ValueError, match="needs its task"):
+        provenance.job_entries("simulate_tasks")
+
+
+def test_every_stage_the_scripts_call_is_a_declared_job():
+    """The Snakemake scripts call exactly the stage functions `provenance.JOBS` declares."""
+    called = set()
+    for script in (REPO / "scripts").glob("*.py"):
+        tree = ast.parse(script.read_text())
+        aliases = {a.asname or a.name: f"promptscape.stages.{a.name}" for node in tree.body
+                   if isinstance(node, ast.ImportFrom) and node.module == "promptscape.stages"
+                   for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in aliases:
+                called.add(f"{aliases[node.func.value.id]}:{node.func.attr}")
+    assert called == {stage for stage, _ in provenance.JOBS.values()}
+    stage_modules = {f"promptscape.stages.{p.stem}" for p in STAGES.glob("*.py")
+                     if p.stem not in ("__init__", "common")}
+    assert {entry.split(":")[0] for entry in called} == stage_modules
+
+
+def _clear_caches():
+    for cached in (provenance._module, provenance._references, provenance._closure,
+                   provenance._identity):
+        cached.cache_clear()
+
+
+def _identity_after(tmp_path, monkeypatch, path, old, new, *entries):
+    """The identity of `entries` computed on a copy of the library with one edit."""
+    copy = tmp_path / "promptscape"
+    shutil.copytree(provenance.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / path
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new, 1))
+    _clear_caches()
+    monkeypatch.setattr(provenance, "ROOT", copy)
+    try:
+        return provenance.code_identity(*entries)
+    finally:
+        monkeypatch.undo()
+        _clear_caches()
+
+
+SEARCH = provenance.job_entries("search_prompts", pretraining="coin_mixture", family="bayes")
+EDITS = [
+    # (file, old, new, whether the Bayes search's identity changes)
+    ("search.py", "def choose(", "def unused():\n    return 1\n\n\ndef choose(", False),
+    ("models.py", "def load_source(", "def unused():\n    return 1\n\n\ndef load_source(", False),
+    ("figures.py", "def save(", "def unused():\n    return 1\n\n\ndef save(", False),
+    ("sources/coins.py", "class Coin(Source):\n", "class Coin(Source):\n    unused = 1\n", False),
+    ("sources/coins.py", "class CoinMixture(Source):\n",
+     "class CoinMixture(Source):\n    unused = 1\n", True),
+    ("search.py", "def choose(", "# a comment\ndef choose(", False),
+    ("sources/base.py", '"""Build a source from a config mapping',
+     '"""Build a source, any docstring, from a config mapping', False),
+    ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)  # a comment\n", False),
+    ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)\n    spec = dict(spec)\n",
+     True),
+    ("tables.py", "def write(", "def unused():\n    return 1\n\n\ndef write(", False),
+    ("stages/common.py", "    from promptscape import models  #",
+     "    from promptscape import models, figures  #", True),  # its own body
+]
+
+
+@pytest.mark.parametrize("path, old, new, changes", EDITS)
+def test_identity_changes_exactly_with_the_code_reached(tmp_path, monkeypatch, path, old, new,
+                                                        changes):
+    before = provenance.code_identity(*SEARCH)
+    after = _identity_after(tmp_path, monkeypatch, path, old, new, *SEARCH)
+    assert (after != before) == changes
+
+
+# ------------------------------------------------------------------ tracing
+SOURCES = {
+    "bernmix": {"kind": "coin_mixture", "thetas": [0.2, 0.7]},
+    "switching": {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.1},
+    "beta": {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0},
+    "coin": {"kind": "coin", "theta": 0.7},
+}
+T, L_MAX = 4, 2
+CONFIG = {
+    "sources": SOURCES,
+    "experiments": {
+        "e": {"pretraining": "bernmix", "predictors": ["bayes", "lstm", "transformer"],
+              "tasks": [{"source": "coin", "in_meta_distribution": True},
+                        {"source": "switching", "in_meta_distribution": False}],
+              "max_prompt_length": L_MAX, "task_length": T, "dataset_sizes": [3],
+              "num_seeds": 2, "evaluation_size": 40},
+    },
+    "training": {"device": "cpu", "heldout_size": 100},
+    "models": {"lstm": {"family": "lstm", "steps": 2, "batch_size": 4, "hidden_size": 4, "embedding_dim": 2},
+               "transformer": {"family": "transformer", "steps": 2, "batch_size": 4, "hidden_size": 4, "num_heads": 1,
+                               "num_layers": 1, "warmup_steps": 1}},
+    "efficiency": {"max_length": 4, "num_typical": 3},
+    "figures": {"panel_width": 60, "panel_height": 50, "png_scale": 1},
+}
+KIND = {name: spec["kind"] for name, spec in SOURCES.items()}
+
+
+class Traced:
+    """Runs stage functions in a scratch directory and keeps what each executed."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.runs: list[tuple[str, dict, set]] = []  # (rule, members, executed)
+
+    def __call__(self, rule: str, fn, members: dict, **kwargs):
+        _, executed = provenance.trace_calls(fn, **kwargs)
+        self.runs.append((rule, members, executed))
+
+    def path(self, name: str) -> str:
+        target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(target)
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory):
+    """Every rule's stage function on tiny inputs (Bayes on an exchangeable and a hidden
+    state pretraining source; both networks trained for 2 steps, used through their
+    checkpoint and through their prompt-loss table), each traced."""
+    study = config_lib.load(copy.deepcopy(CONFIG))
+    run = Traced(tmp_path_factory.mktemp("traced"))
+    p = run.path
+    tasks = {"coin": SOURCES["coin"], "switching": SOURCES["switching"]}
+    for name, spec in tasks.items():
+        members = {"task": KIND[name]}
+        run("simulate_tasks", datasets_stage.simulate_tasks, members,
+            output=p(f"data/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T, N=3,
+            first=0, last=1)
+        run("simulate_evaluation", datasets_stage.simulate_evaluation, members,
+            output=p(f"evaluation/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T,
+            size=40)
+    for family in ("lstm", "transformer"):
+        members = {"pretraining": "coin_mixture", "family": family}
+        run("train_predictor", training_stage.train_predictor, members,
+            model=p(f"models/{family}/model.pt"), curve=p(f"models/{family}/curve.parquet"),
+            checkpoint=p(f"models/{family}/checkpoint.pt"), name=family,
+            identity=study.model_identity(family, "bernmix"), source_name="bernmix",
+            pretraining=SOURCES["bernmix"], settings=study.network(family, "bernmix").to_dict(),
+            device="cpu", checkpoint_every=1)
+        run("evaluate_predictor", training_stage.evaluate_predictor, members,
+            model=p(f"models/{family}/model.pt"), output=p(f"models/{family}/regret.parquet"),
+            name=family, identity=study.model_identity(family, "bernmix"), source_name="bernmix",
+            pretraining=SOURCES["bernmix"], size=20, device="cpu")
+        run("score_prompts", training_stage.score_prompts, members,
+            model=p(f"models/{family}/model.pt"), output=p(f"prompt_losses/{family}.parquet"),
+            name=family, experiment="e", task_length=T, max_prompt_length=L_MAX, device="cpu")
+
+    # (predictor, pretraining source, extra inputs): Bayes on two kinds; networks via
+    # their table and via their checkpoint.
+    predictors = [("bayes", "bernmix", {}), ("bayes", "switching", {}), ("bayes", "beta", {})]
+    for family in ("lstm", "transformer"):
+        predictors += [(family, "bernmix", {"table": p(f"prompt_losses/{family}.parquet")}),
+                       (family, "bernmix", {"model": p(f"models/{family}/model.pt")})]
+    searches, landscapes, efficiencies = [], [], []
+    for i, (family, pre, inputs) in enumerate(predictors):
+        for task in tasks:
+            members = {"pretraining": KIND[pre], "task": KIND[task], "family": family}
+            common = dict(predictor=family, pretraining=SOURCES[pre], experiment="e",
+                          task_name=task, task_length=T, max_enumeration_length=12)
+            searches.append(p(f"search/{i}/{task}.parquet"))
+            run("search_prompts", search_stage.search_prompts, members, **common, **inputs,
+                datasets=p(f"data/{task}.parquet"), output=searches[-1], N=3,
+                max_prompt_length=L_MAX)
+            landscapes.append(p(f"landscape/{i}/{task}.parquet"))
+            run("compute_landscape", landscape_stage.compute_landscape, members, **common,
+                **inputs, evaluation=p(f"evaluation/{task}.parquet"), output=landscapes[-1],
+                task=tasks[task], max_prompt_length=L_MAX)
+            if "table" in inputs:  # the workflow measures networks from their checkpoint
+                continue
+            efficiencies.append(p(f"efficiency/{i}/{task}.parquet"))
+            run("measure_efficiency", efficiency_stage.measure_efficiency, members, **common,
+                **inputs, landscape=landscapes[-1], evaluation=p(f"evaluation/{task}.parquet"),
+                output=efficiencies[-1], task=tasks[task], **study.efficiency)
+    # Downstream tables read one predictor per (predictor, task): Bayes on bernmix and the
+    # networks through their tables, as in the workflow.
+    keep = [j for j, (family, pre, inputs) in enumerate(predictors)
+            if (family == "bayes" and pre == "bernmix") or "table" in inputs]
+    pick = lambda paths: [x for x in paths if int(Path(x).parent.name) in keep]  # noqa: E731
+    imd = {"coin": True, "switching": False}
+    # Aggregation checks each file against its path: put the kept ones where the workflow would.
+    placed = {"search": [], "landscape": []}
+    for j in keep:
+        family = predictors[j][0]
+        for task in tasks:
+            for artifact, folder in (("search", "search"), ("landscape", "landscape")):
+                target = p(tables.ARTIFACTS[artifact].path.format(
+                    experiment="e", predictor=family, task=task, N=3, first=0, last=1))
+                shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
+                placed[artifact].append(target)
+    grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
+            "tasks": list(tasks), "dataset_sizes": [3], "num_seeds": 2, "seeds_per_job": 2}
+    run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
+        landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
+        reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
+        in_meta_distribution=imd, expected=grid)
+    # Efficiency: Bayes on bernmix and the networks from their checkpoints.
+    measured = [x for x in efficiencies if int(Path(x).parent.name) in (0, 4, 6)]
+    run("summarize_efficiency", efficiency_stage.summarize_efficiency, {},
+        efficiencies=measured, landscapes=[x for x in landscapes
+                                           if int(Path(x).parent.name) in (0, 4, 6)],
+        output=p("aggregate/token_efficiency.parquet"), experiment="e", in_meta_distribution=imd)
+    tables_of = {
+        "reliability": [p("aggregate/reliability.parquet")],
+        "choices": [p("aggregate/choices.parquet")],
+        "landscape": pick(landscapes),
+        "neural_vs_bayes": pick(landscapes),
+        "efficiency": measured,
+        "training": [p(f"models/{f}/{t}.parquet") for f in ("lstm", "transformer")
+                     for t in ("curve", "regret")],
+    }
+    for figure in figures_stage.FIGURES:
+        out = f"figures/{figure}"
+        run("plot_figure", figures_stage.plot_figure, {"figure": figure}, figure=figure,
+            tables_in=tables_of[figure], svg=p(f"{out}.svg"), png=p(f"{out}.png"),
+            html=p(f"{out}.html"), experiment="e", pretraining="bernmix", tasks=list(tasks),
+            imd=imd, predictors=["bayes", "lstm", "transformer"], style=study.figures)
+    return run.runs
+
+
+def test_tracing_covers_every_rule(traced):
+    assert {rule for rule, _, _ in traced} == set(provenance.JOBS)
+
+
+@pytest.mark.parametrize("rule", sorted(provenance.JOBS))
+def test_each_job_runs_only_code_inside_its_identity(traced, rule):
+    """The hand-declared members of a rule (provenance.JOBS, model_config.FAMILIES) cover everything its
+    stage function really executes, on every kind and family traced."""
+    runs = [(members, executed) for r, members, executed in traced if r == rule]
+    assert runs
+    for members, executed in runs:
+        assert any(m.startswith(provenance.JOBS[rule][0].split(":")[0]) for m, _ in executed)
+        missing = provenance.uncovered(executed, provenance.job_entries(rule, **members))
+        assert not missing, f"{rule} {members} ran code outside its identity: {missing}"
+
+
+def test_trace_calls_records_promptscape_functions_only():
+    result, executed = provenance.trace_calls(provenance.source_kind_entry, "coin")
+    assert result == "promptscape.sources.coins:Coin"
+    assert ("promptscape.provenance", "source_kind_entry") in executed
+    assert all(module.startswith("promptscape") for module, _ in executed)
+
+
+@pytest.mark.parametrize("rule", sorted(provenance.JOBS))
+def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
+    """No wider: dropping any member a rule declares leaves code some traced job ran
+    outside the identity."""
+    stage, declared = provenance.JOBS[rule]
+    for member in declared:
+        needed = False
+        for r, members, executed in traced:
+            if r != rule:
+                continue
+            full = provenance.job_entries(rule, **members)
+            if member == "family":
+                extra = model_config.FAMILIES[members["family"]].code
+            elif member == "figure":
+                extra = figures_stage.FIGURES[members["figure"]].code
+            else:
+                extra = (provenance.source_kind_entry(members[member]),)
+            dropped = [e for e in full if e not in extra or e == stage]
+            needed |= bool(provenance.uncovered(executed, dropped))
+        assert needed, f"{rule} declares {member!r} but no traced job needs it"
