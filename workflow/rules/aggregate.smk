@@ -10,12 +10,12 @@ rule aggregate_search:
         reliability=out("reliability"),
         choices=out("choices"),
     log:
-        LOGS + "/aggregate_search/{experiment}.log",
+        logged("aggregate_search/{experiment}.log"),
+    conda:
+        "../envs/promptscape.yaml"
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         expected=lambda w: layout.search_grid(get_experiment(w)),
         code=code("aggregate_search"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/aggregate_search.py"

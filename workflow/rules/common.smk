@@ -26,6 +26,26 @@ def out(artifact):
     return layout.pattern(STUDY, artifact)
 
 
+def results(path):
+    """A path pattern under results_dir."""
+    return f"{RESULTS}/{path}"
+
+
+def logged(path):
+    """A job's log under results_dir/logs."""
+    return f"{LOGS}/{path}"
+
+
+def benchmarked(path):
+    """A job's benchmark record under results_dir/benchmarks."""
+    return f"{BENCHMARKS}/{path}"
+
+
+def in_model_dir(name):
+    """A file of a trained network's folder (layout.model_dir_pattern)."""
+    return f"{MODEL_DIR}/{name}"
+
+
 def _alternatives(values):
     return "|".join(re.escape(v) for v in sorted(set(values)))
 

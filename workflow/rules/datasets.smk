@@ -5,7 +5,9 @@ rule simulate_tasks:
     output:
         data=out("task_data"),
     log:
-        LOGS + "/simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log",
+        logged("simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log"),
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=lambda w: dict(
             experiment=w.experiment,
@@ -17,8 +19,6 @@ rule simulate_tasks:
             last=int(w.last),
         ),
         code=code("simulate_tasks"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/simulate_tasks.py"
 
@@ -27,7 +27,9 @@ rule simulate_evaluation:
     output:
         data=out("evaluation_set"),
     log:
-        LOGS + "/simulate_evaluation/{experiment}/{task}.log",
+        logged("simulate_evaluation/{experiment}/{task}.log"),
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=lambda w: dict(
             experiment=w.experiment,
@@ -37,7 +39,5 @@ rule simulate_evaluation:
             size=get_experiment(w).evaluation_size,
         ),
         code=code("simulate_evaluation"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/simulate_evaluation.py"

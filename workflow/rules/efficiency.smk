@@ -12,14 +12,14 @@ rule measure_efficiency:
     output:
         efficiency=out("efficiency"),
     log:
-        LOGS + "/measure_efficiency/{experiment}/{predictor}/{task}.log",
+        logged("measure_efficiency/{experiment}/{predictor}/{task}.log"),
     benchmark:
-        BENCHMARKS + "/measure_efficiency/{experiment}/{predictor}/{task}.tsv",
+        benchmarked("measure_efficiency/{experiment}/{predictor}/{task}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=get_efficiency_args,
         code=code("measure_efficiency"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/measure_efficiency.py"
 
@@ -31,11 +31,11 @@ rule summarize_efficiency:
     output:
         token_efficiency=out("token_efficiency"),
     log:
-        LOGS + "/summarize_efficiency/{experiment}.log",
+        logged("summarize_efficiency/{experiment}.log"),
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=get_efficiency_summary_args,
         code=code("summarize_efficiency"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/summarize_efficiency.py"

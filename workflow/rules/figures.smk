@@ -7,7 +7,7 @@ rule plot_figure:
         tables=get_figure_tables,
     output:
         svg=report(
-            RESULTS + "/{experiment}/figures/{figure}.svg",
+            results("{experiment}/figures/{figure}.svg"),
             caption="../report/figure.rst",
             category="{experiment}",
             subcategory="{figure}",
@@ -18,14 +18,14 @@ rule plot_figure:
                 "config": ", ".join(map(str, workflow.configfiles)),
             },
         ),
-        png=RESULTS + "/{experiment}/figures/{figure}.png",
-        html=RESULTS + "/{experiment}/figures/{figure}.html",
+        png=results("{experiment}/figures/{figure}.png"),
+        html=results("{experiment}/figures/{figure}.html"),
     log:
-        LOGS + "/plot_figure/{experiment}/{figure}.log",
+        logged("plot_figure/{experiment}/{figure}.log"),
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=get_figure_args,
         code=code("plot_figure"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/plot_figure.py"

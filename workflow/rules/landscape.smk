@@ -8,13 +8,13 @@ rule compute_landscape:
     output:
         landscape=out("landscape"),
     log:
-        LOGS + "/compute_landscape/{experiment}/{predictor}/{task}.log",
+        logged("compute_landscape/{experiment}/{predictor}/{task}.log"),
     benchmark:
-        BENCHMARKS + "/compute_landscape/{experiment}/{predictor}/{task}.tsv",
+        benchmarked("compute_landscape/{experiment}/{predictor}/{task}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=get_landscape_args,
         code=code("compute_landscape"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/compute_landscape.py"

@@ -8,13 +8,17 @@ rule search_prompts:
     output:
         search=out("search"),
     log:
-        LOGS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log",
+        logged(
+            "search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log"
+        ),
     benchmark:
-        BENCHMARKS + "/search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv",
+        benchmarked(
+            "search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv"
+        )
+    conda:
+        "../envs/promptscape.yaml"
     params:
         args=get_search_args,
         code=code("search_prompts"),
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/search_prompts.py"

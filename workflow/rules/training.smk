@@ -5,41 +5,41 @@
 
 rule train_predictor:
     output:
-        model=MODEL_DIR + "/model.pt",
+        model=in_model_dir("model.pt"),
         curve=out("training_curve"),
     log:
-        LOGS + "/train_predictor/{source}/{predictor}-{identity}.log",
+        logged("train_predictor/{source}/{predictor}-{identity}.log"),
     benchmark:
-        BENCHMARKS + "/train_predictor/{source}/{predictor}-{identity}.tsv",
-    params:
-        # Not an output: it survives an interrupted run, which the next run resumes from.
-        checkpoint=MODEL_DIR + "/checkpoint.pt",
-        args=get_training_args,
-        code=code("train_predictor"),
+        benchmarked("train_predictor/{source}/{predictor}-{identity}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],
-    conda:
-        "../envs/promptscape.yaml"
+    params:
+        # Not an output: it survives an interrupted run, which the next run resumes from.
+        checkpoint=in_model_dir("checkpoint.pt"),
+        args=get_training_args,
+        code=code("train_predictor"),
     script:
         "../../scripts/train_predictor.py"
 
 
 rule evaluate_predictor:
     input:
-        model=MODEL_DIR + "/model.pt",
+        model=in_model_dir("model.pt"),
     output:
         regret=out("predictor_regret"),
     log:
-        LOGS + "/evaluate_predictor/{source}/{predictor}-{identity}.log",
+        logged("evaluate_predictor/{source}/{predictor}-{identity}.log"),
     benchmark:
-        BENCHMARKS + "/evaluate_predictor/{source}/{predictor}-{identity}.tsv",
+        benchmarked("evaluate_predictor/{source}/{predictor}-{identity}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
+    threads: STUDY.training["threads"]
     params:
         args=get_evaluation_args,
         code=code("evaluate_predictor"),
-    threads: STUDY.training["threads"]
-    conda:
-        "../envs/promptscape.yaml"
     script:
         "../../scripts/evaluate_predictor.py"
 
@@ -50,16 +50,16 @@ rule score_prompts:
     output:
         table=out("prompt_losses"),
     log:
-        LOGS + "/score_prompts/{experiment}/{predictor}.log",
+        logged("score_prompts/{experiment}/{predictor}.log"),
     benchmark:
-        BENCHMARKS + "/score_prompts/{experiment}/{predictor}.tsv",
-    params:
-        args=get_scoring_args,
-        code=code("score_prompts"),
+        benchmarked("score_prompts/{experiment}/{predictor}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
     resources:
         gpu=STUDY.training["gpus"],
-    conda:
-        "../envs/promptscape.yaml"
+    params:
+        args=get_scoring_args,
+        code=code("score_prompts"),
     script:
         "../../scripts/score_prompts.py"
