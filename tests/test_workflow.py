@@ -118,10 +118,11 @@ CODE_EDITS = {
     # Network code: network jobs only; the tiny scenario has none, so nothing reruns.
     "network code": ("models.py", "    bos = torch.full(",
                      "    assert tokens.ndim >= 1\n    bos = torch.full(", {}),
-    # Figure code: figures only.
+    # Figure code: only the figures drawn by the edited chart builder (reliability, one
+    # per experiment).
     "figure code": ("figures.py", "    data = rel.copy()\n",
                     "    data = rel.copy()\n    data = data.copy()\n",
-                    {"plot_figure": 8, "all": 1}),
+                    {"plot_figure": 2, "all": 1}),
     # A source kind: the jobs whose task or pretraining source is of that kind.
     "coin kind": ("sources/coins.py", "class Coin(Source):\n",
                   "class Coin(Source):\n    unused = 1\n", EVERYTHING_WITH_COIN_TASKS),
