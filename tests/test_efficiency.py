@@ -1,8 +1,10 @@
 """Prompt efficiency: typical prompts against optimal prompts, and token efficiency.
 
 Optimal prompts are checked against exhaustive landscapes computed with
-`promptscape.landscape` (by enumerating the task, not by count classes); typical-prompt
-quantiles against KLs recomputed independently for the same drawn prompts.
+`promptscape.landscape` (by enumerating the task, not by count classes). Exact typical-prompt
+quantiles are checked against brute force over every prompt of each length (weighted by its
+task probability); sampled ones against KLs recomputed independently for the same drawn
+prompts, and their confidence intervals by their coverage over redraws.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from promptscape import efficiency, landscape, seeding, tables
 from promptscape.predictors import BayesPredictor
@@ -24,6 +27,7 @@ L_MAX = 3
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 BETA11 = {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
+BIMODAL = {"kind": "coin_mixture", "thetas": [0.2, 0.8]}
 
 
 def coin(theta):
@@ -111,24 +115,197 @@ def test_a_typical_prompt_of_length_zero_has_exactly_the_empty_prompts_kl(pre, t
     assert efficiency.typical_prompts(build_source(task), 0, 50) == [""] * 50
 
 
-@pytest.mark.parametrize("pre", [BETA11, SWITCHING], ids=["beta", "switching"])
-def test_the_typical_curve_is_the_quantiles_of_the_drawn_prompts_kls(pre):
-    task = build_source(coin(0.5))
-    lengths, K = range(9), 30
-    curve = efficiency.typical_curve(scorer(pre, coin(0.5)), task, lengths, K)
+def brute_force_distribution(pre: dict, task: dict, length: int, task_length: int = T):
+    """(KL, probability) of every prompt of `length`: all 2^l strings, each weighted by its
+    task probability, the KL by enumerating the task (no count classes)."""
+    prompts = all_prompts(length)[-(2 ** length):]
+    assert all(len(p) == length for p in prompts)
+    source = build_source(task)
     pred = BayesPredictor(build_source(pre))
+    loss, _, entropy = landscape.theoretical_losses(pred, prompts, source, task_length,
+                                                    "exact_enumeration")
+    seqs = np.zeros((len(prompts), length), dtype=np.uint8)
+    for i, prompt in enumerate(prompts):
+        seqs[i] = [int(c) for c in prompt]
+    return loss - entropy, np.exp(source.log_prob(seqs)), prompts
+
+
+def brute_force_lower_quantile(kl, prob, q):
+    """The least v among the KLs with P(KL <= v) >= q, KLs within the tie tolerance equal."""
+    for v in np.sort(kl):
+        slack = landscape.EXACT_RELATIVE_TOLERANCE * abs(v) + efficiency.ABSOLUTE_TOLERANCE
+        if prob[kl <= v + slack].sum() >= q - 1e-12:  # efficiency.no_worse(kl, v)
+            return v
+    raise AssertionError("probabilities do not reach q")
+
+
+EXACT_CASES = [(BERNMIX, coin(0.2)), (BERNMIX, BIMODAL), (BETA11, coin(0.2)),
+               (BETA11, BIMODAL)]
+EXACT_IDS = ["bernmix-coin", "bernmix-mixture", "beta-coin", "beta-mixture"]
+
+
+@pytest.mark.parametrize("pre, task", EXACT_CASES, ids=EXACT_IDS)
+def test_exact_typical_quantiles_equal_brute_force_over_every_prompt(pre, task):
+    lengths = range(13)
+    sc = scorer(pre, task)
+    curve = efficiency.typical_curve(sc, build_source(task), lengths, 50)
+    assert curve["typical_method"] == ["exact_counts"] * 13
+    assert curve["typical_prompts"] == [None] * 13
+    for column in ("median", "q25", "q75"):
+        assert curve[f"typical_kl_{column}_low"] == [None] * 13
+        assert curve[f"typical_kl_{column}_high"] == [None] * 13
+    for length in lengths:
+        kl, prob, _ = brute_force_distribution(pre, task, length)
+        assert prob.sum() == pytest.approx(1.0, abs=1e-12)
+        expected = [brute_force_lower_quantile(kl, prob, q) for q in (0.25, 0.5, 0.75)]
+        got = [curve[c][length] for c in ("typical_kl_q25", "typical_kl_median",
+                                          "typical_kl_q75")]
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-13)
+        # The median is the lower median: P(KL <= median) >= 1/2, and less below it.
+        at_most = prob[kl <= got[1] * (1 + 1e-9) + 1e-12].sum()
+        below = prob[kl < got[1] * (1 - 1e-9) - 1e-12].sum()
+        assert at_most >= 0.5 - 1e-12 and below < 0.5
+
+
+def test_lower_quantiles_take_the_least_value_reaching_q_and_merge_ties():
+    values, weights = np.array([3.0, 1.0, 2.0, 4.0]), np.array([1, 1, 1, 1])
+    # P(X <= 2) = 1/2 exactly: 2 is the lower median (np.quantile's default would say 2.5).
+    np.testing.assert_array_equal(efficiency.lower_quantiles(values, weights), [1.0, 2.0, 3.0])
+    # Values equal up to the tie tolerance count as one: 1 and 1 + 1e-12 carry 2/4.
+    near = np.array([1.0 + 1e-12, 1.0, 5.0, 6.0])
+    assert efficiency.lower_quantiles(near, weights, [0.5])[0] == 1.0
+    # Cumulative sums that miss q by rounding still reach it (0.1 + 0.2 + 0.2 != 0.5).
+    probs = np.array([0.1, 0.2, 0.2, 0.5])
+    assert efficiency.lower_quantiles([1.0, 2.0, 3.0, 4.0], probs, [0.5])[0] == 3.0
+
+
+def test_exact_typical_quantiles_guard_their_probabilities():
+    class Leaky(type(build_source(coin(0.2)))):
+        def _log_marginal(self, ones, zeros):
+            return super()._log_marginal(ones, zeros) + 1e-6
+
+    leaky = Leaky(theta=0.2)
+    with pytest.raises(ArithmeticError, match="sum to"):
+        efficiency.exact_typical_quantiles(scorer(BERNMIX, coin(0.2)), leaky, 5)
+    with pytest.raises(TypeError, match="exchangeable"):
+        efficiency.exact_typical_quantiles(scorer(SWITCHING, coin(0.2)),
+                                           build_source(coin(0.2)), 5)
+
+
+def test_exact_typical_quantiles_cost_nothing_at_long_lengths():
+    sc = scorer(BERNMIX, coin(0.7))
+    curve = efficiency.typical_curve(sc, build_source(coin(0.7)), [64, 500], 200)
+    # By 500 symbols the posterior is certain of the 0.7 coin: the median KL is tiny.
+    assert curve["typical_kl_median"][1] < curve["typical_kl_median"][0] < 1e-3
+    assert curve["typical_kl_q25"][1] <= curve["typical_kl_median"][1] <= \
+        curve["typical_kl_q75"][1]
+
+
+def test_bernmix_coin_02_typical_length_is_exact_where_200_samples_miss_it():
+    # The default study: T = 10, L_max = 5, bernmix pretraining, the coin(0.2) task.
+    task_length, l_max = 10, 5
+    task = build_source(coin(0.2))
+    land = exhaustive_landscape(BERNMIX, coin(0.2), l_max, task_length)
+    target = efficiency.landscape_optima(land).iloc[-1]
+    assert target["upto_prompt"] == "00000"
+    lengths = range(13)
+    sc = scorer(BERNMIX, coin(0.2), task_length)
+    curve = efficiency.typical_curve(sc, task, lengths, 200)
+    typical = efficiency.shortest_typical_length(lengths, curve["typical_kl_median"],
+                                                 target["upto_kl"])
+    assert typical == 8
+    # Brute force over every prompt of lengths 7 and 8: the lower median crosses the optimum
+    # at 8 (the count classes k <= 1 of 8 symbols carry more than half the probability).
+    for length, qualifies in ((7, False), (8, True)):
+        kl, prob, _ = brute_force_distribution(BERNMIX, coin(0.2), length, task_length)
+        median = brute_force_lower_quantile(kl, prob, 0.5)
+        assert efficiency.no_worse(median, target["upto_kl"]) == qualifies
+    # The old statistic, np.quantile over the 200 drawn prompts, lands on the wrong side of
+    # the class boundary at 8 and says 10.
+    old = [np.quantile(efficiency.typical_kls(sc, efficiency.typical_prompts(task, n, 200)),
+                       0.5) for n in lengths]
+    assert not efficiency.no_worse(old[8], target["upto_kl"])
+    assert efficiency.shortest_typical_length(lengths, old, target["upto_kl"]) == 10
+
+
+@pytest.mark.parametrize("task", [coin(0.5), coin(0.7)], ids=["coin-0.5", "coin-0.7"])
+def test_the_sampled_curve_is_the_lower_quantiles_of_the_drawn_prompts_kls(task):
+    source = build_source(task)
+    lengths, K = range(9), 30
+    curve = efficiency.typical_curve(scorer(SWITCHING, task), source, lengths, K)
+    assert curve["typical_method"] == ["sampled"] * 9
+    assert curve["typical_prompts"] == [K] * 9
+    pred = BayesPredictor(build_source(SWITCHING))
     for i, length in enumerate(lengths):
-        prompts = efficiency.typical_prompts(task, length, K)
-        loss, _, entropy = landscape.theoretical_losses(pred, prompts, task, T,
+        prompts = efficiency.typical_prompts(source, length, K)
+        loss, _, entropy = landscape.theoretical_losses(pred, prompts, source, T,
                                                         "exact_enumeration")
-        expected = np.quantile(loss - entropy, [0.25, 0.5, 0.75])
-        got = [curve["typical_kl_q25"][i], curve["typical_kl_median"][i],
-               curve["typical_kl_q75"][i]]
-        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-14)
+        kl = np.sort(loss - entropy)
+        for q, column in zip((0.25, 0.5, 0.75), ("q25", "median", "q75")):
+            expected = np.quantile(kl, q, method="inverted_cdf")  # X_(ceil(qK))
+            assert curve[f"typical_kl_{column}"][i] == pytest.approx(expected, rel=1e-9,
+                                                                     abs=1e-14)
+            # Ranks of the equal-tailed 95% interval, from scipy's binomial.
+            r = int(stats.binom.ppf(0.025, K, q))  # P(B <= r - 1) <= 0.025 < P(B <= r)
+            if stats.binom.cdf(r, K, q) <= 0.025:
+                r += 1
+            s_ = int(stats.binom.isf(0.025, K, q)) + 1  # P(B >= s) <= 0.025
+            low, high = curve[f"typical_kl_{column}_low"][i], curve[f"typical_kl_{column}_high"][i]
+            assert (low is None) == (r < 1) and (high is None) == (s_ > K)
+            if low is not None:
+                assert low == pytest.approx(kl[r - 1], rel=1e-9, abs=1e-14)
+            if high is not None:
+                assert high == pytest.approx(kl[s_ - 1], rel=1e-9, abs=1e-14)
+
+
+@pytest.mark.parametrize("pre", [BETA11, SWITCHING], ids=["beta-exact", "switching-sampled"])
+def test_typical_medians_are_not_monotone_in_the_length(pre):
     # A fair-coin task on these predictors: odd lengths cannot balance the counts, so the
     # median curve is not monotone in the length and nothing may assume it is.
+    curve = efficiency.typical_curve(scorer(pre, coin(0.5)), build_source(coin(0.5)),
+                                     range(9), 30)
     steps = np.sign(np.diff(curve["typical_kl_median"]))
     assert (steps > 0).any() and (steps < 0).any()
+
+
+@pytest.mark.parametrize("count, q", [(30, 0.5), (30, 0.25), (200, 0.75), (7, 0.25), (7, 0.5)])
+def test_order_statistic_ranks_are_the_tightest_equal_tailed_95_percent_ranks(count, q):
+    r, s_ = efficiency.order_statistic_ranks(count, q)
+    binom = stats.binom(count, q)
+    if r is None:
+        assert binom.cdf(0) > 0.025
+    else:
+        assert binom.cdf(r - 1) <= 0.025 < binom.cdf(r)
+    if s_ is None:
+        assert binom.sf(count - 1) > 0.025
+    else:
+        assert binom.sf(s_ - 1) <= 0.025 < binom.sf(s_ - 2)
+    if r is not None and s_ is not None:
+        assert binom.cdf(s_ - 1) - binom.cdf(r - 1) >= 0.95
+
+
+def test_sampled_intervals_cover_the_brute_force_quantiles():
+    # A switching predictor (no count classes) at length 8: the exact lower quantiles from
+    # all 256 prompts, then 200 independent redraws of K = 30 prompts.
+    length, K, redraws = 8, 30, 200
+    kl, prob, prompts = brute_force_distribution(SWITCHING, coin(0.7), length)
+    truth = [brute_force_lower_quantile(kl, prob, q) for q in efficiency.QUANTILES]
+    kl_of = dict(zip(prompts, kl))
+    task = build_source(coin(0.7))
+    covered = np.zeros((redraws, 3), dtype=bool)
+    hit = np.zeros((redraws, 3), dtype=bool)
+    for seed in range(redraws):
+        drawn = task.sample(K, length, np.random.default_rng(seed))
+        kls = [kl_of["".join(map(str, row))] for row in drawn]
+        estimates, lows, highs = efficiency.sampled_typical_quantiles(kls)
+        for j, (v, low, high) in enumerate(zip(truth, lows, highs)):
+            low = -np.inf if low is None else low
+            high = np.inf if high is None else high
+            covered[seed, j] = low - 1e-12 <= v <= high + 1e-12
+            hit[seed, j] = abs(estimates[j] - v) <= 1e-12
+    assert (covered.mean(axis=0) >= 0.9).all(), covered.mean(axis=0)
+    # The test can fail: the point estimates alone, as a zero-width interval, cover far less.
+    assert (hit.mean(axis=0) < 0.9).all(), hit.mean(axis=0)
 
 
 def test_typical_prompts_are_deterministic_task_samples_shared_by_predictors(monkeypatch):
@@ -148,9 +325,12 @@ def test_typical_prompts_are_deterministic_task_samples_shared_by_predictors(mon
         return prompts
 
     monkeypatch.setattr(efficiency, "typical_prompts", spy)
-    for pre in (BERNMIX, BETA11, SWITCHING):
+    # Predictors without an exact typical distribution (here two switching sources) draw;
+    # exchangeable Bayes predictors on a coin task draw nothing.
+    for pre in (BERNMIX, SWITCHING, {**SWITCHING, "switch_prob": 0.3}, BETA11):
         efficiency.typical_curve(scorer(pre, coin(0.7)), task, [3, 12], 40)
-    assert all(len(v) == 3 and v[0] == v[1] == v[2] for v in seen.values())
+    assert sorted(seen) == [3, 12]
+    assert all(len(v) == 2 and v[0] == v[1] for v in seen.values())
     assert seen[12][0] == first
 
 
@@ -202,7 +382,8 @@ def test_shortest_typical_length_is_the_first_qualifying_length():
 def _curve(task, medians):
     n = len(medians)
     return pd.DataFrame({"predictor": "bayes", "task": task, "prompt_length": range(n),
-                         "typical_kl_median": medians})
+                         "typical_kl_median": medians,
+                         "typical_method": "sampled" if task == "coin_0.9" else "exact_counts"})
 
 
 def test_token_efficiency_reports_ratio_and_nulls(tmp_path):
@@ -231,13 +412,15 @@ def test_token_efficiency_reports_ratio_and_nulls(tmp_path):
     assert rows["bimodal"]["typical_length"] == 0 and rows["bimodal"]["length_ratio"] is None
     assert rows["coin_0.9"]["typical_length"] is None  # beyond range
     assert rows["coin_0.9"]["length_ratio"] is None
+    assert [rows[t]["typical_method"] for t in ("coin_0.7", "bimodal", "coin_0.9")] == \
+        ["exact_counts", "exact_counts", "sampled"]
     path = tmp_path / "token_efficiency.parquet"
     tables.write(columns, "token_efficiency", path)
     back = tables.read(path, "token_efficiency").set_index("task")
     assert back["typical_length"].isna().tolist() == [False, False, True]  # bimodal, 0.7, 0.9
     assert columns["max_typical_length"] == [2, 5, 2]  # bimodal, coin_0.7, coin_0.9
     text = efficiency.format_token_efficiency(columns)
-    assert "(empty)" in text and "> 2" in text and "OOMD" in text
+    assert "(empty)" in text and "> 2" in text and "OOMD" in text and "sampled" in text
 
 
 # ------------------------------------------------------------------ the stage
@@ -259,7 +442,13 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
                                         output=str(out), max_length=5, num_typical=7, **common)
     eff = tables.read(out, "efficiency")
     assert eff["prompt_length"].tolist() == list(range(6))
-    assert (eff["typical_prompts"] == 7).all()
+    # bernmix on a coin task: exact typical quantiles (nothing drawn, no interval);
+    # switching: 7 drawn prompts per length, with their intervals where 7 suffice.
+    exact = pre is BERNMIX
+    assert (eff["typical_method"] == ("exact_counts" if exact else "sampled")).all()
+    assert eff["typical_prompts"].isna().all() if exact else (eff["typical_prompts"] == 7).all()
+    assert eff["typical_kl_median_low"].isna().all() == exact
+    assert eff["typical_kl_q25_low"].isna().all()  # exact, or 7 draws are too few
     assert eff["optimal_prompt"].iloc[:3].tolist() == ["", "1", "11"]
     assert eff["optimal_exact_kl"].iloc[3:].notna().all() == expect_beyond
     assert eff["optimal_exact_kl"].iloc[3:].isna().all() == (not expect_beyond)
@@ -269,6 +458,7 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
                                           in_meta_distribution={"coin_0.7": True})
     row = tables.read(summary, "token_efficiency").iloc[0]
     assert row["optimal_prompt"] == "11" and row["max_prompt_length"] == 2
+    assert row["typical_method"] == ("exact_counts" if exact else "sampled")
 
     # A predictor with a context limit (as neural ones have) skips what does not fit.
     class Limited(BayesPredictor):
@@ -290,7 +480,7 @@ def test_efficiency_chart_layers_a_band_and_two_curves_per_task_panel():
     land = exhaustive_landscape(SWITCHING, coin(0.7), 2)
     curve = efficiency.typical_curve(scorer(SWITCHING, coin(0.7)), task, range(5), 10)
     frame = pd.DataFrame({"predictor": "bayes", "experiment": "e", "task": "coin_0.7", **curve,
-                          "typical_prompts": 10, **efficiency.optimal_by_length(land, range(5)),
+                          **efficiency.optimal_by_length(land, range(5)),
                           "method": "exact_enumeration"})
     style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
              "predictor_colors": {"bayes": "#000000"}}

@@ -1,12 +1,24 @@
 """Prompt efficiency: typical prompts drawn from the task against optimal prompts.
 
 A *typical prompt* of length l is a sequence of l symbols drawn from the task source itself
-(a demonstration). At every length, K of them are drawn with
-``seeding.numpy_generator("typical_prompts", task, l, K)``: independent of the predictor and
-the experiment, so every predictor is scored on the same prompts (paired comparisons).
-Identical draws are scored once (every length-0 draw is the empty prompt). The median and
-quartiles of the K KLs are kept, computed from the draws with ``np.quantile``; nothing
-assumes they fall with l.
+(a demonstration). Its KL is summarised by quantiles of the task's distribution of prompts:
+the q-quantile is the *lower* quantile, the least KL value v with P(KL <= v) >= q (KLs
+equal up to the tie tolerance of `no_worse` count as equal), so the median is the lower
+median. Nothing assumes the quantiles fall with l. Two routes (column ``typical_method``):
+
+``exact_counts``
+    Bayes predictor of an exchangeable source on an exchangeable task: a prompt's KL depends
+    only on its count of ones k, and k has probability ``C(l, k) m_task(k, l - k)`` (a
+    binomial, or a mixture of binomials for a mixture task). The quantiles are those of this
+    exact distribution over the l + 1 count classes; any length costs nothing.
+``sampled``
+    Otherwise (networks, non-exchangeable predictors or tasks): K prompts are drawn with
+    ``seeding.numpy_generator("typical_prompts", task, l, K)``, independent of the predictor
+    and the experiment, so every predictor is scored on the same prompts (paired
+    comparisons). Identical draws are scored once (every length-0 draw is the empty prompt).
+    The quantiles are the same lower quantiles of the K draws' empirical distribution, and
+    each has a distribution-free 95% confidence interval from order statistics
+    (`order_statistic_ranks`), valid for discrete distributions too (conservative there).
 
 How the KL of a prompt is computed (column ``method``). Every route is a weighted sum over
 task sequences x, ``KL(s) = sum_x w(x) (l(s, x) + log P_task(x))``, as in
@@ -40,7 +52,9 @@ object, counting the prompt and the task); lengths l with l + T > max_context ar
 Bayes predictors have no limit.
 
 Token efficiency: the shortest measured typical length whose median KL is no worse than the
-KL of the optimal prompt of length at most L_max, and its ratio to that prompt's length.
+KL of the optimal prompt of length at most L_max, and its ratio to that prompt's length; the
+median is exact where ``typical_method`` is ``exact_counts``, else the sampled median (its
+confidence interval is in the efficiency table).
 """
 
 from __future__ import annotations
@@ -59,6 +73,14 @@ DEFAULT_NUM_TYPICAL = 200
 # this absolute floor (nats), which absorbs floating-point noise for KLs near 0.
 ABSOLUTE_TOLERANCE = 1e-12
 QUANTILES = (0.25, 0.5, 0.75)
+QUANTILE_COLUMNS = ("typical_kl_q25", "typical_kl_median", "typical_kl_q75")
+CONFIDENCE = 0.95  # of the order-statistic interval of each sampled quantile
+# Cumulative probabilities are compared with this relative slack, so that P(KL <= v) = q
+# exactly (e.g. 1/2) qualifies v despite rounding in the sums.
+CUMULATIVE_TOLERANCE = 1e-12
+# The exact count-class probabilities must sum to 1 within this.
+PROBABILITY_TOLERANCE = 1e-9
+TYPICAL_METHODS = ("exact_counts", "sampled")
 
 
 def no_worse(value: float, target: float) -> bool:
@@ -155,18 +177,118 @@ def measured_lengths(lengths, task_length: int, max_context: int | None) -> tupl
     return fits, [length for length in lengths if length + task_length > max_context]
 
 
+def lower_quantiles(values, weights, quantiles=QUANTILES) -> np.ndarray:
+    """Lower quantiles of the distribution putting `weights` (any positive scale) on `values`:
+    for each q the least value v with P(X <= v) >= q, where X <= v means `no_worse(X, v)`
+    (values equal up to the tie tolerance count as equal) and the cumulative probability is
+    compared with a relative slack of CUMULATIVE_TOLERANCE."""
+    values = np.asarray(values, dtype=float).ravel()
+    weights = np.asarray(weights, dtype=float).ravel()
+    if values.shape != weights.shape or values.size == 0:
+        raise ValueError(f"need as many weights as values, at least one: {values.shape}, "
+                         f"{weights.shape}")
+    if not np.isfinite(values).all() or (weights < 0).any():
+        raise ValueError("values must be finite and weights non-negative")
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    total = float(w.sum())
+    slack = landscape.EXACT_RELATIVE_TOLERANCE * np.abs(v) + ABSOLUTE_TOLERANCE
+    # P(X no worse than v_i): the mass of every value <= v_i + slack_i (v is sorted).
+    upto = np.searchsorted(v, v + slack, side="right")
+    at_most = np.concatenate([[0.0], np.cumsum(w)])[upto]  # non-decreasing in i
+    out = []
+    for q in quantiles:
+        qualifies = at_most >= (q - CUMULATIVE_TOLERANCE) * total
+        if not qualifies.any():
+            raise ArithmeticError(f"no value reaches cumulative probability {q}")
+        out.append(v[int(np.argmax(qualifies))])
+    return np.asarray(out)
+
+
+def count_class_distribution(scorer: KLScorer, task: Source, length: int):
+    """(KL, probability) of each count class k = 0..length of a typical prompt: the classes
+    of an exchangeable Bayes predictor, their probabilities ``C(l, k) m_task(k, l - k)``."""
+    if not (scorer.counts_apply and task.exchangeable):
+        raise TypeError("exact typical quantiles need an exchangeable Bayes predictor and an "
+                        "exchangeable task")
+    ones = np.arange(length + 1)
+    prob = np.exp(_log_binom(length, ones) + task.log_marginal(ones, length - ones))
+    if abs(float(prob.sum()) - 1.0) > PROBABILITY_TOLERANCE:
+        raise ArithmeticError(f"count-class probabilities of length {length} sum to "
+                              f"{prob.sum()!r}, not 1")
+    return scorer.count_kl(ones, length - ones), prob
+
+
+def exact_typical_quantiles(scorer: KLScorer, task: Source, length: int,
+                            quantiles=QUANTILES) -> np.ndarray:
+    """The lower quantiles of the exact KL distribution of a typical prompt of `length`."""
+    kl, prob = count_class_distribution(scorer, task, length)
+    return lower_quantiles(kl, prob, quantiles)
+
+
+def order_statistic_ranks(count: int, q: float, confidence: float = CONFIDENCE):
+    """1-based ranks (r, s) such that [X_(r), X_(s)] of `count` i.i.d. draws covers the lower
+    q-quantile with probability >= `confidence` (equal tails; B ~ Binomial(count, q) gives
+    P(B < r) <= (1 - confidence) / 2 and P(B >= s) <= (1 - confidence) / 2). A side with no
+    such rank is None (too few draws for that bound). Valid for discrete distributions."""
+    alpha = (1.0 - confidence) / 2.0
+    k = np.arange(count + 1)
+    with np.errstate(divide="ignore"):
+        log_pmf = _log_binom(count, k) + k * np.log(q) + (count - k) * np.log1p(-q)
+    pmf = np.exp(log_pmf)
+    cdf = np.cumsum(pmf)  # P(B <= j)
+    sf = np.cumsum(pmf[::-1])[::-1]  # P(B >= j)
+    below = np.flatnonzero(cdf <= alpha)  # j with P(B <= j) <= alpha: r = j + 1 works
+    r = int(below[-1]) + 1 if below.size else None
+    above = np.flatnonzero(sf <= alpha)  # j with P(B >= j) <= alpha: s = j works
+    s = int(above[0]) if above.size and above[0] >= 1 else None
+    return r, s
+
+
+def sampled_typical_quantiles(kls, quantiles=QUANTILES, confidence: float = CONFIDENCE):
+    """(estimates, lows, highs) from the KLs of K drawn prompts: the lower quantiles of their
+    empirical distribution and each one's order-statistic confidence interval (None where a
+    bound needs more draws)."""
+    kls = np.asarray(kls, dtype=float).ravel()
+    estimates = lower_quantiles(kls, np.ones_like(kls), quantiles)
+    ordered = np.sort(kls)
+    lows, highs = [], []
+    for q in quantiles:
+        r, s = order_statistic_ranks(kls.size, q, confidence)
+        lows.append(None if r is None else float(ordered[r - 1]))
+        highs.append(None if s is None else float(ordered[s - 1]))
+    return estimates, lows, highs
+
+
+def typical_method(scorer: KLScorer, task: Source) -> str:
+    """``exact_counts`` where the typical KL distribution is exact, else ``sampled``."""
+    return "exact_counts" if scorer.counts_apply and task.exchangeable else "sampled"
+
+
 def typical_curve(scorer: KLScorer, task: Source, lengths, num_typical: int) -> dict:
-    """Median and quartiles of the typical prompts' KL at each length: columns of arrays."""
-    q25, median, q75 = [], [], []
+    """Lower median and quartiles of the typical prompts' KL at each length: columns of
+    arrays, with ``typical_method``, the 95% interval of each sampled quantile
+    (``<column>_low``/``_high``, None where exact) and K (``typical_prompts``, None where
+    exact)."""
+    method = typical_method(scorer, task)
+    columns = {name: [] for name in QUANTILE_COLUMNS}
+    bounds = {f"{name}_{side}": [] for name in QUANTILE_COLUMNS for side in ("low", "high")}
     for length in lengths:
-        kl = typical_kls(scorer, typical_prompts(task, length, num_typical))
-        a, b, c = np.quantile(kl, QUANTILES)
-        q25.append(a)
-        median.append(b)
-        q75.append(c)
-    return {"prompt_length": np.asarray(lengths, dtype=np.int64),
-            "typical_kl_median": np.asarray(median), "typical_kl_q25": np.asarray(q25),
-            "typical_kl_q75": np.asarray(q75)}
+        if method == "exact_counts":
+            values = exact_typical_quantiles(scorer, task, length)
+            lows = highs = [None] * len(QUANTILES)
+        else:
+            kl = typical_kls(scorer, typical_prompts(task, length, num_typical))
+            values, lows, highs = sampled_typical_quantiles(kl)
+        for name, value, low, high in zip(QUANTILE_COLUMNS, values, lows, highs):
+            columns[name].append(float(value))
+            bounds[f"{name}_low"].append(low)
+            bounds[f"{name}_high"].append(high)
+    n = len(columns["typical_kl_median"])
+    return {"prompt_length": np.asarray(list(lengths), dtype=np.int64),
+            **{name: np.asarray(values) for name, values in columns.items()},
+            **bounds, "typical_method": [method] * n,
+            "typical_prompts": [None if method == "exact_counts" else int(num_typical)] * n}
 
 
 def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +361,11 @@ def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
             raise ValueError(f"no efficiency rows for predictor {predictor!r}, task {task!r}")
         typical = shortest_typical_length(curve["prompt_length"], curve["typical_kl_median"],
                                           optimum["upto_kl"])
+        # The method of the median the answer rests on: at the typical length, else at the
+        # longest measured length (the last one compared).
+        lengths = curve["prompt_length"].to_numpy()
+        at = int(np.argmax(lengths) if typical is None else np.flatnonzero(lengths == typical)[0])
+        method = str(curve["typical_method"].iloc[at])
         optimal_length = len(optimum["upto_prompt"])
         ratio = (typical / optimal_length
                  if typical is not None and optimal_length > 0 else None)
@@ -248,7 +375,7 @@ def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
                      "optimal_prompt": optimum["upto_prompt"], "optimal_length": optimal_length,
                      "optimal_kl": float(optimum["upto_kl"]),
                      "max_typical_length": int(curve["prompt_length"].max()),
-                     "typical_length": typical,
+                     "typical_length": typical, "typical_method": method,
                      "length_ratio": ratio})
     return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
 
@@ -256,7 +383,8 @@ def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
 def format_token_efficiency(columns: dict) -> str:
     """The token-efficiency table as fixed-width text (for logs); a typical length beyond the
     measured range shows as "> longest measured length"."""
-    head = ("predictor", "task", "IMD", "optimal prompt", "len", "KL", "typical len", "ratio")
+    head = ("predictor", "task", "IMD", "optimal prompt", "len", "KL", "typical len", "median",
+            "ratio")
     lines = []
     for i in range(len(columns.get("task", []))):
         prompt = columns["optimal_prompt"][i] or "(empty)"
@@ -267,6 +395,7 @@ def format_token_efficiency(columns: dict) -> str:
                       "IMD" if columns["in_meta_distribution"][i] else "OOMD", prompt,
                       str(columns["optimal_length"][i]), f"{columns['optimal_kl'][i]:.3e}",
                       beyond if typical is None else str(typical),
+                      "exact" if columns["typical_method"][i] == "exact_counts" else "sampled",
                       "-" if ratio is None else f"{ratio:.1f}"))
     widths = [max(len(r[j]) for r in [head, *lines]) for j in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()

@@ -207,15 +207,31 @@ ARTIFACTS = {a.name: a for a in [
         ("predictor", "experiment", "task", "N", "prompt_length", "prompt")),
     Artifact(
         "efficiency", "{experiment}/efficiency/{predictor}/{task}.parquet",
-        "Prompt efficiency by prompt length: the KL of typical prompts (K sequences drawn "
-        "from the task itself) against the optimal prompt of that length. Lengths a neural "
-        "predictor cannot fit in its context together with the task have no row.",
+        "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "
+        "task itself) against the optimal prompt of that length. Typical-prompt quantiles are "
+        "lower quantiles (the q-quantile is the least KL value v with P(KL <= v) >= q), exact "
+        "or sampled as typical_method says. Lengths a neural predictor cannot fit in its "
+        "context together with the task have no row.",
         (_PREDICTOR, _EXPERIMENT, _TASK, _PLEN,
+         ("typical_method", _S, "how the typical-prompt quantiles are obtained: exact_counts "
+                                "(exchangeable Bayes predictor on an exchangeable task: the "
+                                "exact distribution of the prompt's count of ones, a binomial "
+                                "or a mixture of binomials, with each count class's KL) or "
+                                "sampled (the empirical distribution of K prompts drawn from "
+                                "the task, with 95% intervals in the _low/_high columns)"),
          ("typical_prompts", _I, "K, the number of typical prompts drawn from the task at "
-                                 "this length (identical draws are scored once)"),
-         ("typical_kl_median", _F, "median KL of the K typical prompts (nats)"),
-         ("typical_kl_q25", _F, "25th percentile of the typical prompts' KL"),
-         ("typical_kl_q75", _F, "75th percentile of the typical prompts' KL"),
+                                 "this length (identical draws are scored once); null where "
+                                 "typical_method is exact_counts (nothing is drawn)", NULLABLE),
+         ("typical_kl_median", _F, "lower median of the typical prompts' KL (nats): exact, or "
+                                   "of the K drawn prompts"),
+         ("typical_kl_q25", _F, "lower 25% quantile of the typical prompts' KL"),
+         ("typical_kl_q75", _F, "lower 75% quantile of the typical prompts' KL"),
+         *((f"typical_kl_{name}_{side}", _F,
+            f"{'lower' if side == 'low' else 'upper'} end of the distribution-free 95% "
+            f"confidence interval of typical_kl_{name} (order statistics of the K draws with "
+            f"binomial(K, q) ranks); null where typical_method is exact_counts, or where K is "
+            f"too small for a 95% bound on this side", NULLABLE)
+           for name in ("median", "q25", "q75") for side in ("low", "high")),
          ("optimal_exact_kl", _F, "least KL of a prompt of exactly this length: from the "
                                   "landscape up to L_max, from count classes beyond it "
                                   "(exchangeable Bayes predictors); null beyond L_max "
@@ -242,9 +258,14 @@ ARTIFACTS = {a.name: a for a in [
          ("max_typical_length", _I, "longest typical-prompt length measured: "
                                     "efficiency.max_length, or less where a neural "
                                     "predictor's context is full"),
-         ("typical_length", _I, "shortest typical-prompt length whose median KL is at most "
-                                "optimal_kl; null when no measured length qualifies (beyond "
-                                "range)", NULLABLE),
+         ("typical_length", _I, "shortest typical-prompt length whose median KL "
+                                "(typical_kl_median) is at most optimal_kl; null when no "
+                                "measured length qualifies (beyond range)", NULLABLE),
+         ("typical_method", _S, "the typical_method of the median typical_length rests on (at "
+                                "typical_length, or at max_typical_length when null): "
+                                "exact_counts (the exact median), or sampled (the median of "
+                                "the K drawn prompts; its 95% interval is in the efficiency "
+                                "table)"),
          ("length_ratio", _F, "typical_length / optimal_length; null when typical_length is "
                               "null or the optimal prompt is empty", NULLABLE)),
         ("predictor", "experiment", "task")),

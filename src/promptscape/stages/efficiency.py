@@ -50,17 +50,22 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
                  "max |difference| = %.2e nats", l_max, gap)
     optimal = efficiency.optimal_by_length(land, lengths, counts)
 
-    log.info("%s %s %s: %d typical prompts per length, KL by %s", predictor, experiment,
-             task_name, num_typical, scorer.method)
+    sampled = curve["typical_method"][0] == "sampled"
+    log.info("%s %s %s: typical-prompt quantiles %s, KL by %s", predictor, experiment,
+             task_name, f"of {num_typical} prompts drawn per length (95% intervals from order "
+             "statistics)" if sampled else "exact (count classes)", scorer.method)
     for i, length in enumerate(lengths):
         if length in (0, l_max, lengths[-1]) or length % 16 == 0:
             best = optimal["optimal_upto_kl"][i]
-            log.info("  length %3d: typical median KL %.3e [%.3e, %.3e]; optimal (length <= "
-                     "l) %s", length, curve["typical_kl_median"][i], curve["typical_kl_q25"][i],
-                     curve["typical_kl_q75"][i],
+            low, high = curve["typical_kl_median_low"][i], curve["typical_kl_median_high"][i]
+            interval = (f" (95% CI {'-inf' if low is None else f'{low:.3e}'} .. "
+                        f"{'inf' if high is None else f'{high:.3e}'})" if sampled else "")
+            log.info("  length %3d: typical median KL %.3e%s, quartiles [%.3e, %.3e]; optimal "
+                     "(length <= l) %s", length, curve["typical_kl_median"][i], interval,
+                     curve["typical_kl_q25"][i], curve["typical_kl_q75"][i],
                      "unknown" if best is None else f"{best:.3e}")
     frame = {"predictor": predictor, "experiment": experiment, "task": task_name, **curve,
-             "typical_prompts": num_typical, **optimal, "method": scorer.method}
+             **optimal, "method": scorer.method}
     tables.write(frame, "efficiency", output)
 
 
@@ -74,6 +79,7 @@ def summarize_efficiency(*, efficiencies: list[str], landscapes: list[str], outp
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
     columns = efficiency.token_efficiency(eff, land, in_meta_distribution)
     tables.write(columns, "token_efficiency", output)
-    log.info("token efficiency of %s (typical len: shortest typical-prompt length whose median "
-             "KL is at most that of the optimal prompt; ratio = typical / optimal length):\n%s",
+    log.info("token efficiency of %s (typical len: shortest typical-prompt length whose lower "
+             "median KL is at most that of the optimal prompt, exact or sampled as the "
+             "method column says; ratio = typical / optimal length):\n%s",
              experiment, efficiency.format_token_efficiency(columns))
