@@ -68,7 +68,8 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
     return pd.DataFrame([
         {"predictor": p, "experiment": exp.name, "task": t, "in_meta_distribution": imd,
          "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,
-         "max_typical_length": 8, "typical_length": 3, "length_ratio": 3.0}
+         "max_typical_length": 8, "typical_length": 3,
+         "typical_method": "exact_counts" if p == "bayes" else "sampled", "length_ratio": 3.0}
         for p, t, imd in rows])
 
 
@@ -114,7 +115,9 @@ def test_the_tables_of_every_experiment_and_network_of_the_config(built, capsys)
         "| coin_0.5 (OOMD) | bayes |") < bernmix.index("| coin_0.7 (IMD) | small_net |")
     assert "proportion correct at N=10" in bernmix
     assert "| coin_0.5 | small_net | 0.05 | (empty) | 0.35 / 0.3 |" in bernmix
-    assert "| coin_0.7 | small_net | `0` | 0.1 | 3 | 3.0 |" in bernmix
+    # Token efficiency says whether the typical length rests on an exact or sampled median.
+    assert "| coin_0.7 | small_net | `0` | 0.1 | 3 | sampled | 3.0 |" in bernmix
+    assert "| coin_0.7 | bayes | `0` | 0.1 | 3 | exact | 3.0 |" in bernmix
 
 
 def test_output_file_holds_what_standard_output_shows(built, tmp_path, capsys):

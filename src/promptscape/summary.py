@@ -126,14 +126,15 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out.append("")
     te_path = layout.aggregate(study, exp, "token_efficiency")
     te = _configured(tables.read(te_path, "token_efficiency"), exp, te_path)
-    out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | ratio |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | median | ratio |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in te.itertuples():
         typical = (f"> {int(r.max_typical_length)} (none in range)" if pd.isna(r.typical_length)
                    else int(r.typical_length))
         ratio = "" if pd.isna(r.length_ratio) else f"{r.length_ratio:.1f}"
+        median = "exact" if r.typical_method == "exact_counts" else "sampled"
         out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
-                   f"{r.optimal_kl:.4g} | {typical} | {ratio} |")
+                   f"{r.optimal_kl:.4g} | {typical} | {median} | {ratio} |")
     out.append("")
     return "\n".join(out)
 
