@@ -80,7 +80,6 @@ CONFIDENCE = 0.95  # of the order-statistic interval of each sampled quantile
 CUMULATIVE_TOLERANCE = 1e-12
 # The exact count-class probabilities must sum to 1 within this.
 PROBABILITY_TOLERANCE = 1e-9
-TYPICAL_METHODS = ("exact_counts", "sampled")
 
 
 def no_worse(value: float, target: float) -> bool:
