@@ -45,10 +45,12 @@ KL of the optimal prompt of length at most L_max, and its ratio to that prompt's
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from promptscape import landscape, seeding, special
+from promptscape import landscape, logs, seeding, special
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.sources import Source
@@ -158,8 +160,10 @@ def measured_lengths(lengths, task_length: int, max_context: int | None) -> tupl
 def typical_curve(scorer: KLScorer, task: Source, lengths, num_typical: int) -> dict:
     """Median and quartiles of the typical prompts' KL at each length: columns of arrays."""
     q25, median, q75 = [], [], []
-    for length in lengths:
+    progress = logs.Progress(logging.getLogger("promptscape"), len(lengths), "prompt lengths:")
+    for done, length in enumerate(lengths, 1):
         kl = typical_kls(scorer, typical_prompts(task, length, num_typical))
+        progress.update(done)
         a, b, c = np.quantile(kl, QUANTILES)
         q25.append(a)
         median.append(b)

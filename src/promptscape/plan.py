@@ -365,7 +365,8 @@ def _message(job: Job, cap: int, count: int) -> str:
     others = f" ({count - 1} more job(s) over it)" if count > 1 else ""
     prompts = (f"shorter prompts: experiments.{e}.max_prompt_length; "
                if job.rule not in ("train_predictor", "evaluate_predictor") else "")
-    return (f"{job.rule} of {where} ({job.describe()}): estimated peak memory "
+    detail = ", ".join(f"{k} {v}" for k, v in w.items() if k != "experiment")
+    return (f"{job.rule} of {where} ({detail}): estimated peak memory "
             f"{job.peak_bytes / GIB:.1f} GiB ({job.evaluations:,} prompt-sequence "
             f"evaluations, {job.note or 'see promptscape.plan'}) exceeds {CAP_KEY} = {cap} MB"
             f"{others}. Refused before any work. Lower it with {hint}; {prompts}or allow more "
