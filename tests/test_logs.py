@@ -22,5 +22,5 @@ def test_progress_reports_each_interval_and_the_end(caplog):
         progress.update(done)
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3
-    assert messages[-1].startswith("items 3/3 (")
+    assert messages[-1].startswith("items 3/3 (100%, ")
 

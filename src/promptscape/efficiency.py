@@ -59,10 +59,12 @@ confidence interval is in the efficiency table).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from promptscape import landscape, seeding, special
+from promptscape import landscape, logs, seeding, special
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.sources import Source
@@ -272,13 +274,15 @@ def typical_curve(scorer: KLScorer, task: Source, lengths, num_typical: int) -> 
     method = typical_method(scorer, task)
     columns = {name: [] for name in QUANTILE_COLUMNS}
     bounds = {f"{name}_{side}": [] for name in QUANTILE_COLUMNS for side in ("low", "high")}
-    for length in lengths:
+    progress = logs.Progress(logging.getLogger("promptscape"), len(lengths), "prompt lengths:")
+    for done, length in enumerate(lengths, 1):
         if method == "exact_counts":
             values = exact_typical_quantiles(scorer, task, length)
             lows = highs = [None] * len(QUANTILES)
         else:
             kl = typical_kls(scorer, typical_prompts(task, length, num_typical))
             values, lows, highs = sampled_typical_quantiles(kl)
+        progress.update(done)
         for name, value, low, high in zip(QUANTILE_COLUMNS, values, lows, highs):
             columns[name].append(float(value))
             bounds[f"{name}_low"].append(low)

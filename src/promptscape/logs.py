@@ -23,7 +23,7 @@ def setup(path: str | None) -> logging.Logger:
 
 
 class Progress:
-    """Logs `done/total`, rate and time left at most every `every` seconds.
+    """Logs `done/total`, the fraction done, rate and time left at most every `every` seconds.
 
     A loop that finishes within `every` seconds logs nothing; one that has logged also logs
     its completion."""
@@ -40,5 +40,6 @@ class Progress:
         self.last, self.reported = now, True
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate > 0 else float("inf")
-        self.logger.info("%s %d/%d (%.1f/s, %.0f s left)%s", self.what, done, self.total,
-                         rate, left, f" {extra}" if extra else "")
+        self.logger.info("%s %d/%d (%.0f%%, %.1f/s, %.0f s left)%s", self.what, done,
+                         self.total, 100.0 * done / max(self.total, 1), rate, left,
+                         f" {extra}" if extra else "")

@@ -16,15 +16,19 @@ The registry of predictor families is `promptscape.model_config.FAMILIES`: ``bay
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import numpy as np
 
+from promptscape import logs
 from promptscape import prompts as prompts_lib
 from promptscape.sources import Source, symbol_losses
 
 # Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
 MAX_SYMBOLS_PER_BATCH = 2_000_000
+
+logger = logging.getLogger("promptscape")
 
 
 class Predictor:
@@ -45,6 +49,8 @@ class Predictor:
         seqs = np.asarray(seqs, dtype=np.uint8)
         B, T = seqs.shape
         out = np.empty((len(prompts), B))
+        progress = logs.Progress(logger, len(prompts) * B, "prompt-sequence losses:")
+        done = 0
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
             chunk = max(1, MAX_SYMBOLS_PER_BATCH // max(1, (length + T) * len(idx)))
             for start in range(0, B, chunk):
@@ -58,6 +64,8 @@ class Predictor:
                 logp = self.log_predictive(tokens)[:, length:]  # (P_l * b, T, V): drop prompt
                 losses = symbol_losses(logp, tokens[:, length:])  # (P_l * b, T)
                 out[idx, start:start + b] = losses.sum(axis=1).reshape(len(idx), b)
+                done += len(idx) * b
+                progress.update(done)
         return out
 
 
@@ -97,6 +105,8 @@ class BayesPredictor(Predictor):
         seqs = np.asarray(seqs, dtype=np.uint8)
         B, T = seqs.shape
         out = np.empty((len(prompts), B))
+        progress = logs.Progress(logger, len(prompts) * B, "prompt-sequence losses:")
+        done = 0
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
             states = self.source.filter_states(arr)[:, -1]  # (P_l, K): state after the prompt
             chunk = max(1, MAX_SYMBOLS_PER_BATCH // max(1, T * len(idx)))
@@ -106,6 +116,8 @@ class BayesPredictor(Predictor):
                 tiled = np.tile(part, (len(idx), 1))  # (P_l * b, T)
                 logp = self.source.log_predictive_from(np.repeat(states, b, axis=0), tiled)
                 out[idx, start:start + b] = symbol_losses(logp, tiled).sum(axis=1).reshape(len(idx), b)
+                done += len(idx) * b
+                progress.update(done)
         return out
 
     def count_losses(self, prompt_ones, prompt_zeros, ones, zeros) -> np.ndarray:

@@ -5,6 +5,7 @@ import re
 
 from promptscape import config as config_lib
 from promptscape import layout
+from promptscape import plan
 from promptscape import provenance
 from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
 
@@ -14,6 +15,9 @@ from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
 config_lib.check_config_files(workflow.configfiles)
 STUDY = config_lib.load(config, workflow.source_path("../schemas/config.schema.yaml"))
 config.update(STUDY.raw)
+# Every job's estimated peak memory against resources.max_mem_mb, before any work: an
+# oversized config is a MemoryEstimateError naming the stage, experiment and keys (docs/plan.md).
+plan.check(STUDY)
 EXPERIMENTS = STUDY.experiments
 RESULTS = STUDY.results_dir
 LOGS = f"{RESULTS}/logs"
@@ -60,6 +64,16 @@ wildcard_constraints:
     N=r"\d+",
     first=r"\d+",
     last=r"\d+",
+
+
+def mem_mb(rule_name):
+    """The `mem_mb` resource of a heavy rule: the job's estimated peak memory
+    (promptscape.plan) with a margin, at most resources.max_mem_mb."""
+
+    def estimate(wildcards):
+        return plan.mem_mb(STUDY, rule_name, dict(wildcards.items()))
+
+    return estimate
 
 
 def code(rule_name):

@@ -17,6 +17,8 @@ rule measure_efficiency:
         benchmarked("measure_efficiency/{experiment}/{predictor}/{task}.tsv")
     conda:
         "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("measure_efficiency"),
     params:
         args=get_efficiency_args,
         code=code("measure_efficiency"),

@@ -13,6 +13,8 @@ rule compute_landscape:
         benchmarked("compute_landscape/{experiment}/{predictor}/{task}.tsv")
     conda:
         "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("compute_landscape"),
     params:
         args=get_landscape_args,
         code=code("compute_landscape"),

@@ -17,6 +17,8 @@ rule search_prompts:
         )
     conda:
         "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("search_prompts"),
     params:
         args=get_search_args,
         code=code("search_prompts"),

@@ -15,6 +15,7 @@ rule train_predictor:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
     resources:
+        mem_mb=mem_mb("train_predictor"),
         gpu=STUDY.training["gpus"],
     params:
         # Not an output: it survives an interrupted run, which the next run resumes from.
@@ -37,6 +38,8 @@ rule evaluate_predictor:
     conda:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
+    resources:
+        mem_mb=mem_mb("evaluate_predictor"),
     params:
         args=get_evaluation_args,
         code=code("evaluate_predictor"),
@@ -57,6 +60,7 @@ rule score_prompts:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
     resources:
+        mem_mb=mem_mb("score_prompts"),
         gpu=STUDY.training["gpus"],
     params:
         args=get_scoring_args,

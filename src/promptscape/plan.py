@@ -1,0 +1,453 @@
+"""Costs before running: jobs, prompt-sequence evaluations and peak memory of every stage.
+
+`python -m promptscape.plan [--configfile config/config.yaml]` prints, per stage, the
+number of jobs, the prompt-sequence evaluations per job and in total, the estimated peak
+memory of the largest job and the `mem_mb` its rule declares (docs/plan.md). The workflow
+calls the same code: every heavy rule declares ``resources: mem_mb`` from `mem_mb`, and at
+parse time (`snakemake -n` included) `check` raises `MemoryEstimateError`, naming the stage,
+the experiment and the keys to change, when any job's estimate exceeds
+``resources.max_mem_mb``: before any work, instead of an allocation error hours in.
+
+The job grid mirrors the workflow's (`promptscape.layout`): searches per experiment x
+predictor x task x N x seed block; landscapes and efficiencies per experiment x predictor x
+task; one network per (pretraining source, model) used; prompt-loss tables per experiment x
+network when T is enumerated.
+
+An *evaluation* is the loss of one prompt on one distinct task sequence, l(s, x), computed
+or (for a network's prompt-loss table) looked up; Bayes predictors of exchangeable sources
+score count classes instead, (T + 1) per prompt, and those are what is counted for them.
+
+A memory estimate is the process's baseline (measured: a Snakemake script job importing
+numpy, scipy, pandas and pyarrow; torch for networks) plus the arrays the stage's code
+allocates, at their sizes and dtypes: an upper bound on what is live at once (sums, not
+maxima), documented per stage below. docs/plan.md compares them with measured peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+
+from promptscape import config as config_lib
+from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
+from promptscape.validation import ConfigError
+
+MB = 2**20
+GIB = 2**30
+V = 2  # binary vocabulary
+F64 = 8
+# Resident memory of a Snakemake script job before any work (Python, snakemake's script
+# preamble, numpy, scipy, pandas, pyarrow, promptscape), and with torch and a model loaded.
+# Measured (results/benchmarks max_rss of the smallest jobs of the default config).
+BASELINE_BYTES = 150 * MB
+TORCH_BASELINE_BYTES = 400 * MB
+FIGURE_BASELINE_BYTES = 250 * MB  # altair, vl-convert
+# Working set of one chunk of the predictors' generic paths (`Predictor.prompt_losses`,
+# hidden-state Bayes): MAX_SYMBOLS_PER_BATCH symbols of log-probabilities and filter states.
+CHUNK_BYTES = 3 * MAX_SYMBOLS_PER_BATCH * V * F64
+# Exchangeable Bayes `prompt_losses` on (P, B): counts, their sums and log-marginal
+# temporaries, about this many (P, B) float64 arrays at once.
+COUNT_TEMPORARIES = 6
+# Bytes of one row of a table of strings: pyarrow (offsets and characters), the Python
+# objects a stage builds for it (str and list slot), and pyarrow's sorted copy on write.
+ROW_OVERHEAD = 120
+# Networks: NeuralPredictor scores `max_tokens` model inputs at a time; activations per
+# token and layer, float32, calibrated on the default models (docs/plan.md).
+NEURAL_MAX_TOKENS = 1 << 17
+# Margin of a rule's mem_mb over the estimate (and a floor for tiny jobs).
+MARGIN = 1.25
+FLOOR_MB = 500
+
+STAGES = ("simulate_tasks", "simulate_evaluation", "train_predictor", "evaluate_predictor",
+          "score_prompts", "search_prompts", "compute_landscape", "measure_efficiency",
+          "aggregate_search", "summarize_efficiency", "plot_figure")
+# Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
+HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
+         "compute_landscape", "measure_efficiency")
+CAP_KEY = "resources.max_mem_mb"
+
+
+class MemoryEstimateError(ConfigError):
+    """A job's estimated peak memory exceeds ``resources.max_mem_mb``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: dict
+    evaluations: int  # prompt-sequence evaluations (count classes for exchangeable Bayes)
+    peak_bytes: int
+    note: str = ""  # how it is computed (method) or what it reads
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / MB
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.wildcards.items())
+
+
+def num_prompts(exp) -> int:
+    """P = 2^(L_max + 1) - 1, every prompt of length 0..L_max."""
+    return 2 ** (exp.max_prompt_length + 1) - 1
+
+
+def enumerates(study, exp) -> bool:
+    """Whether the stages enumerate all 2^T task sequences of `exp` (exact losses, and a
+    network's prompt-loss table) or fall back to the evaluation set / the distinct
+    sequences of the datasets. The one enumeration decision of the cost code; the stages
+    make the same one (`landscape.choose_method`, `search.empirical_losses`,
+    `efficiency.KLScorer`, the workflow's `is_tabulated`)."""
+    return exp.task_length <= study.max_enumeration_length
+
+
+def counts_apply(study, exp, predictor: str) -> bool:
+    """Bayes predictor of an exchangeable pretraining source: losses by count classes."""
+    return study.family(predictor) == "bayes" and exp.pretraining.exchangeable
+
+
+def landscape_method(study, exp, predictor: str, task) -> str:
+    """The method `landscape.choose_method` picks for this job, from the config alone."""
+    if counts_apply(study, exp, predictor) and task.source.exchangeable:
+        return "exact_counts"
+    return "exact_enumeration" if enumerates(study, exp) else "monte_carlo"
+
+
+def _strings(rows: int, length: int) -> int:
+    """A column of `rows` strings of `length` characters, through Python and pyarrow."""
+    return rows * (ROW_OVERHEAD + 2 * length)
+
+
+def _neural_working_set(study, exp, predictor: str) -> int:
+    """Activations of one NeuralPredictor chunk (`max_tokens` inputs), float32: per token
+    and layer, an LSTM keeps its gates and states (~3 H), a transformer its projections,
+    MLP and attention row (~8 C + heads x context)."""
+    net = study.network(predictor, exp.pretraining_name)
+    width, layers = net.hidden_size, net.num_layers
+    if net.family == "transformer":
+        per_token = 8 * width + net.num_heads * net.sequence_length
+    else:
+        per_token = 3 * width
+    return NEURAL_MAX_TOKENS * layers * per_token * 4
+
+
+def _predictor_cost(study, exp, predictor: str, P: int, B: int,
+                    tabulated: bool = False) -> tuple[int, int]:
+    """(evaluations, bytes) of `prompt_losses(P prompts, B sequences)` with its (P, B)
+    float64 result, by the predictor's route (`tabulated`: lookups in a network's
+    prompt-loss table, the result and its index)."""
+    T = exp.task_length
+    if tabulated:
+        return P * B, 2 * P * B * F64
+    if counts_apply(study, exp, predictor):
+        # One (P, B) result plus the count temporaries; the losses depend on counts only.
+        return P * min(B, T + 1), COUNT_TEMPORARIES * P * B * F64
+    if study.is_neural(predictor):
+        return P * B, P * B * F64 + _neural_working_set(study, exp, predictor)
+    return P * B, P * B * F64 + CHUNK_BYTES
+
+
+def _baseline(study, predictor: str | None, tabulated: bool = False) -> int:
+    neural = predictor is not None and study.is_neural(predictor) and not tabulated
+    return TORCH_BASELINE_BYTES if neural else BASELINE_BYTES
+
+
+def _table_bytes(exp) -> int:
+    """A network's prompt-loss table read back (`stages.common.load_prompt_losses`):
+    P x 2^T rows of prompt and sequence strings, the prompts as Python strings, and the
+    (P, 2^T) float64 losses."""
+    rows = num_prompts(exp) * 2**exp.task_length
+    return _strings(rows, exp.max_prompt_length + exp.task_length) + rows * F64
+
+
+def estimate(study, rule: str, w: dict) -> Job:
+    """The cost of one job of `rule` with wildcards `w` (the workflow's names)."""
+    if rule in ("train_predictor", "evaluate_predictor"):
+        return _network_job(study, rule, w)
+    exp = study.experiments[w["experiment"]]
+    P, T, M = num_prompts(exp), exp.task_length, exp.evaluation_size
+    L = exp.max_prompt_length
+    predictor = w.get("predictor")
+    # Searches and landscapes of a network read its prompt-loss table when T is
+    # enumerated (no torch); every other network job loads the checkpoint.
+    tabulated = (rule in ("search_prompts", "compute_landscape") and predictor is not None
+                 and study.is_neural(predictor) and enumerates(study, exp))
+    base = _baseline(study, predictor, tabulated)
+    if rule == "simulate_tasks":
+        rows = (int(w["last"]) - int(w["first"]) + 1) * int(w["N"])
+        return Job(rule, w, 0, base + _strings(rows, T))
+    if rule == "simulate_evaluation":
+        return Job(rule, w, 0, base + _strings(M, T))
+    if rule == "score_prompts":
+        # (P, 2^T) losses, then the table: P x 2^T rows of prompt and sequence strings.
+        B = 2**T
+        evals, work = _predictor_cost(study, exp, predictor, P, B)
+        return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all 2^T sequences")
+    if rule == "search_prompts":
+        S = int(w["last"]) - int(w["first"]) + 1
+        N = int(w["N"])
+        # Losses of every prompt on every distinct sequence (all 2^T when enumerated), the
+        # gathered (P, S, N) float64 per-dataset losses, the S x N sequences read, and the
+        # S x P rows written.
+        B = 2**T if enumerates(study, exp) else min(S * N, 2**T)
+        evals, work = _predictor_cost(study, exp, predictor, P, B, tabulated)
+        if tabulated:
+            work += _table_bytes(exp)
+            note = "lookups in the prompt-loss table"
+        else:
+            note = "all 2^T sequences" if enumerates(study, exp) else "distinct sequences"
+        work += P * S * N * F64 + _strings(S * N, T) + _strings(S * P, L)
+        return Job(rule, w, evals, base + work, note)
+    if rule == "compute_landscape":
+        task = exp.task(w["task"])
+        method = landscape_method(study, exp, predictor, task)
+        # The (P, M) evaluation-set losses and the paired estimates' temporaries (three more
+        # (P, M) arrays), plus the exact method's own table.
+        evals, work = _predictor_cost(study, exp, predictor, P, M, tabulated)
+        work += 3 * P * M * F64 + _strings(M, T)
+        if tabulated:
+            work += _table_bytes(exp)
+        if method == "exact_enumeration":
+            more, table = _predictor_cost(study, exp, predictor, P, 2**T, tabulated)
+            evals, work = evals + more, work + table
+        elif method == "exact_counts":
+            evals += P * (T + 1)
+        return Job(rule, w, evals, base + work, method)
+    if rule == "measure_efficiency":
+        return _efficiency_job(study, exp, w, base)
+    if rule == "aggregate_search":
+        # Every search row of the experiment, as pandas (object columns), concatenated.
+        rows = (len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes)
+                * exp.num_seeds * P)
+        return Job(rule, w, 0, base + 2 * _strings(rows, L))
+    if rule == "summarize_efficiency":
+        return Job(rule, w, 0, base)
+    if rule == "plot_figure":
+        return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
+    raise ValueError(f"no cost model for rule {rule!r}")
+
+
+def _network_job(study, rule: str, w: dict) -> Job:
+    net = study.network(w["predictor"], w["source"])
+    exp = next(e for e in study.experiments.values()
+               if e.pretraining_name == w["source"] and w["predictor"] in e.predictors)
+    work = _neural_working_set(study, exp, w["predictor"])
+    if rule == "train_predictor":
+        # Batches of batch_size x sequence_length tokens with autograd (x3), plus the
+        # optimizer, the autograd graph and the Bayes losses of each batch (~32 MB measured).
+        tokens = net.batch_size * net.sequence_length
+        work = 3 * work * tokens // NEURAL_MAX_TOKENS + 32 * MB
+        return Job(rule, w, 0, TORCH_BASELINE_BYTES + work,
+                   f"{net.steps} steps of {net.batch_size} sequences")
+    size = study.training["heldout_size"]
+    # Neural and Bayes (B, T, V) float64 log-probabilities of the held-out sequences.
+    work += 2 * size * net.sequence_length * V * F64 + _strings(size, net.sequence_length)
+    return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
+
+
+def _efficiency_job(study, exp, w: dict, base: int) -> Job:
+    """Typical prompts: K per length 0..max_length (those that fit a network's context),
+    each scored on all 2^T sequences (enumerated) or the M evaluation sequences; an
+    exchangeable Bayes predictor scores count classes (l + 1 per length) instead."""
+    predictor = w["predictor"]
+    T, M = exp.task_length, exp.evaluation_size
+    K, max_length = study.efficiency["num_typical"], study.efficiency["max_length"]
+    lengths = range(max_length + 1)
+    if study.is_neural(predictor):
+        context = study.network(predictor, exp.pretraining_name).sequence_length
+        lengths = [length for length in lengths if length + T <= context]
+    B = 2**T if enumerates(study, exp) else M
+    work = _strings(M, T) + _strings(num_prompts(exp), exp.max_prompt_length)
+    evals = 0
+    if counts_apply(study, exp, predictor):
+        evals = sum((length + 1) * (T + 1) for length in range(max(lengths, default=0) + 1))
+        return Job("measure_efficiency", w, evals, base + work, "count classes")
+    peak = 0
+    for length in lengths:
+        k = min(K, 2**length)
+        e, b = _predictor_cost(study, exp, predictor, k, B)
+        evals, peak = evals + e, max(peak, b)
+    note = "all 2^T sequences" if enumerates(study, exp) else "evaluation set"
+    return Job("measure_efficiency", w, evals, base + work + peak, note)
+
+
+def jobs(study) -> list[Job]:
+    """Every job of the default target, as the workflow's grid lays them out."""
+    out = []
+    for exp in study.experiments.values():
+        e = {"experiment": exp.name}
+        for task in exp.tasks:
+            for N in exp.dataset_sizes:
+                for a, b in exp.seed_blocks():
+                    out.append(estimate(study, "simulate_tasks",
+                                        {**e, "task": task.name, "N": N, "first": a, "last": b}))
+            out.append(estimate(study, "simulate_evaluation", {**e, "task": task.name}))
+    networks = {(exp.pretraining_name, p) for exp in study.experiments.values()
+                for p in exp.predictors if study.is_neural(p)}
+    for source, predictor in sorted(networks):
+        w = {"source": source, "predictor": predictor,
+             "identity": study.model_identity(predictor, source)}
+        out += [estimate(study, "train_predictor", w), estimate(study, "evaluate_predictor", w)]
+    for exp in study.experiments.values():
+        e = {"experiment": exp.name}
+        for predictor in exp.predictors:
+            p = {**e, "predictor": predictor}
+            if study.is_neural(predictor) and enumerates(study, exp):
+                out.append(estimate(study, "score_prompts", p))
+            for task in exp.tasks:
+                t = {**p, "task": task.name}
+                for N in exp.dataset_sizes:
+                    for a, b in exp.seed_blocks():
+                        out.append(estimate(study, "search_prompts",
+                                            {**t, "N": N, "first": a, "last": b}))
+                out.append(estimate(study, "compute_landscape", t))
+                out.append(estimate(study, "measure_efficiency", t))
+        out.append(estimate(study, "aggregate_search", e))
+        out.append(estimate(study, "summarize_efficiency", e))
+        neural = any(study.is_neural(p) for p in exp.predictors)
+        from promptscape.stages.figures import FIGURES
+
+        for figure, spec in FIGURES.items():
+            if neural or not spec.neural:
+                out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
+    return out
+
+
+def max_mem_mb(study) -> int:
+    return int(study.raw["resources"]["max_mem_mb"])
+
+
+def job_mem_mb(study, job: Job) -> int:
+    """The mem_mb a heavy rule declares: the estimate with a margin, at least FLOOR_MB,
+    at most the cap (a job whose estimate exceeds the cap is refused by `check`)."""
+    want = max(FLOOR_MB, math.ceil(job.peak_mb * MARGIN))
+    return min(want, max_mem_mb(study))
+
+
+def mem_mb(study, rule: str, wildcards: dict) -> int:
+    """`job_mem_mb` of one job (the rules' ``resources: mem_mb``)."""
+    return job_mem_mb(study, estimate(study, rule, dict(wildcards)))
+
+
+HINTS = {
+    "search_prompts": ("fewer evaluation sequences: experiments.{e}.dataset_sizes or "
+                       "experiments.{e}.seeds_per_job"),
+    "compute_landscape": "fewer evaluation sequences: experiments.{e}.evaluation_size",
+    "measure_efficiency": ("fewer evaluation sequences: experiments.{e}.evaluation_size or "
+                           "efficiency.num_typical"),
+    "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (2^T sequences)",
+    "train_predictor": "a smaller network: models.{p}.batch_size or hidden_size",
+    "evaluate_predictor": "fewer evaluation sequences: training.heldout_size",
+}
+
+
+def check(study, plan: list[Job] | None = None) -> list[Job]:
+    """Every job's estimate against ``resources.max_mem_mb``: a MemoryEstimateError for the
+    largest job over it, naming its stage, experiment, estimate and the keys that lower it.
+    Returns the jobs."""
+    plan = jobs(study) if plan is None else plan
+    cap = max_mem_mb(study)
+    over = [job for job in plan if job.rule in HEAVY and job.peak_mb > cap]
+    if over:
+        job = max(over, key=lambda j: j.peak_bytes)
+        raise MemoryEstimateError(_message(job, cap, len(over)))
+    return plan
+
+
+def _message(job: Job, cap: int, count: int) -> str:
+    w = job.wildcards
+    e = w.get("experiment", "<experiment>")
+    where = (f"experiment {e!r}" if "experiment" in w
+             else f"network {w['predictor']!r} on source {w['source']!r}")
+    hint = HINTS[job.rule].format(e=e, p=w.get("predictor"))
+    others = f" ({count - 1} more job(s) over it)" if count > 1 else ""
+    prompts = (f"shorter prompts: experiments.{e}.max_prompt_length; "
+               if job.rule not in ("train_predictor", "evaluate_predictor") else "")
+    detail = ", ".join(f"{k} {v}" for k, v in w.items() if k != "experiment")
+    return (f"{job.rule} of {where} ({detail}): estimated peak memory "
+            f"{job.peak_bytes / GIB:.1f} GiB ({job.evaluations:,} prompt-sequence "
+            f"evaluations, {job.note or 'see promptscape.plan'}) exceeds {CAP_KEY} = {cap} MB"
+            f"{others}. Refused before any work. Lower it with {hint}; {prompts}or allow more "
+            f"memory: {CAP_KEY} (docs/plan.md)")
+
+
+# --------------------------------------------------------------------------- report
+def summary(study, plan: list[Job]) -> list[dict]:
+    """One row per stage: jobs, evaluations per job (largest) and in total, the largest
+    estimated peak and the largest mem_mb declared (heavy rules)."""
+    rows = []
+    for rule in STAGES:
+        members = [job for job in plan if job.rule == rule]
+        if not members:
+            continue
+        top = max(members, key=lambda j: j.peak_bytes)
+        rows.append({
+            "stage": rule, "jobs": len(members),
+            "evals_per_job": max(j.evaluations for j in members),
+            "evals_total": sum(j.evaluations for j in members),
+            "peak_mb": top.peak_mb,
+            "mem_mb": max(job_mem_mb(study, j) for j in members) if rule in HEAVY else None,
+            "largest": top.describe(), "note": top.note,
+        })
+    return rows
+
+
+def _count(n: int) -> str:
+    if n == 0:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def format_plan(study, plan: list[Job]) -> str:
+    rows = summary(study, plan)
+    head = ("stage", "jobs", "evals/job", "evals total", "peak MB/job", "mem_mb", "largest job")
+    table = [head] + [
+        (r["stage"], str(r["jobs"]), _count(r["evals_per_job"]), _count(r["evals_total"]),
+         f"{r['peak_mb']:.0f}", "-" if r["mem_mb"] is None else str(r["mem_mb"]),
+         r["largest"] + (f" [{r['note']}]" if r["note"] else ""))
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
+    lines = []
+    for row in table:
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells + [row[-1]]))
+    total = sum(r["evals_total"] for r in rows)
+    lines.append(f"{len(plan)} jobs, {_count(total)} prompt-sequence evaluations; "
+                 f"{CAP_KEY} = {max_mem_mb(study)}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m promptscape.plan",
+        description="Costs of a config before running: per stage the number of jobs, the "
+                    "prompt-sequence evaluations per job and in total, the estimated peak "
+                    "memory of the largest job and the mem_mb its rule declares. Exits 1 "
+                    f"naming the stage and experiment when an estimate exceeds {CAP_KEY}.")
+    parser.add_argument("--configfile", default="config/config.yaml",
+                        help="the config file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        study = config_lib.load_file(args.configfile)
+    except ConfigError as error:
+        print(f"ConfigError: {error}", file=sys.stderr)
+        return 2
+    plan = jobs(study)
+    print(f"plan of {args.configfile} (results_dir {study.results_dir}):")
+    print(format_plan(study, plan))
+    try:
+        check(study, plan)
+    except MemoryEstimateError as error:
+        print(f"MemoryEstimateError: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""`promptscape.plan`: costs before running, the memory cap, and progress of long loops."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptscape import config, efficiency, layout, logs, plan, predictors
+from promptscape.sources import build_source
+from workflow_helpers import REPO, TINY, load_config, planned_jobs, snakemake, write_config
+
+DEFAULT = REPO / "config" / "config.yaml"
+
+
+def oversized(tmp_path: Path) -> Path:
+    """The tiny config with one experiment of 8,191 prompts, T = 30 and M = 100,000."""
+    cfg = load_config()
+    cfg["experiments"]["bernmix"].update(max_prompt_length=12, task_length=30,
+                                         evaluation_size=100_000)
+    return write_config(tmp_path / "oversized.yaml", cfg)
+
+
+def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
+    study = config.load_file(DEFAULT)
+    jobs = plan.jobs(study)
+    counts = {rule: sum(j.rule == rule for j in jobs) for rule in plan.STAGES}
+    exps = study.experiments.values()
+    assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
+    assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
+                                              for e in exps)
+    assert counts["train_predictor"] == 6  # 3 pretraining sources x 2 networks
+    assert counts["score_prompts"] == 6  # T = 10 is enumerated: one table per network
+    search = next(j for j in jobs if j.rule == "search_prompts"
+                  and study.family(j.wildcards["predictor"]) == "lstm")
+    assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences
+    # Every heavy job fits its mem_mb, which is within the cap.
+    for job in jobs:
+        if job.rule in plan.HEAVY:
+            assert job.peak_mb <= plan.job_mem_mb(study, job) <= plan.max_mem_mb(study)
+    plan.check(study, jobs)
+
+
+def test_the_cli_prints_a_table_per_stage(capsys):
+    assert plan.main(["--configfile", str(DEFAULT)]) == 0
+    out = capsys.readouterr().out
+    for stage in ("search_prompts", "compute_landscape", "score_prompts", "mem_mb"):
+        assert stage in out
+
+
+def test_an_oversized_config_is_a_named_error_with_the_keys_that_lower_it(tmp_path, capsys):
+    study = config.load_file(oversized(tmp_path))
+    with pytest.raises(plan.MemoryEstimateError) as error:
+        plan.check(study)
+    message = str(error.value)
+    assert message.startswith("compute_landscape of experiment 'bernmix'")
+    for key in ("GiB", "experiments.bernmix.evaluation_size",
+                "experiments.bernmix.max_prompt_length", "resources.max_mem_mb"):
+        assert key in message
+    assert plan.main(["--configfile", str(tmp_path / "oversized.yaml")]) == 1
+    assert "MemoryEstimateError: compute_landscape" in capsys.readouterr().err
+
+
+def test_raising_the_cap_admits_the_oversized_config(tmp_path):
+    cfg = load_config(oversized(tmp_path))
+    cfg["resources"] = {"max_mem_mb": 200_000}
+    plan.check(config.load(cfg))
+
+
+@pytest.mark.slow
+def test_snakemake_refuses_an_oversized_config_before_any_work(tmp_path):
+    proc = snakemake(tmp_path, oversized(tmp_path), "-n", check=False)
+    assert proc.returncode != 0
+    assert "MemoryEstimateError" in proc.stderr + proc.stdout
+    assert "experiments.bernmix.evaluation_size" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_the_plan_counts_the_jobs_of_a_dry_run(tmp_path):
+    study = config.load_file(TINY)
+    jobs = plan.jobs(study)
+    expected = {rule: n for rule in plan.STAGES
+                if (n := sum(j.rule == rule for j in jobs))}
+    assert planned_jobs(tmp_path, TINY) == {**expected, "all": 1}
+
+
+def _quick_progress(monkeypatch, module):
+    monkeypatch.setattr(module.logs, "Progress", functools.partial(logs.Progress, every=0))
+
+
+def test_hidden_state_bayes_losses_log_their_progress(monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    _quick_progress(monkeypatch, predictors)
+    source = build_source({"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.1})
+    seqs = np.random.default_rng(0).integers(0, 2, (50, 6)).astype(np.uint8)
+    predictors.BayesPredictor(source).prompt_losses(["", "0", "01"], seqs)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("prompt-sequence losses: 150/150 (100%") for m in lines), lines
+
+
+def test_the_generic_prompt_losses_log_their_progress(monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    _quick_progress(monkeypatch, predictors)
+    source = build_source({"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.1})
+
+    class Generic(predictors.Predictor):
+        def log_predictive(self, seqs):
+            return source.log_predictive(seqs)
+
+    Generic().prompt_losses(["", "1"], np.zeros((10, 4), dtype=np.uint8))
+    assert any("prompt-sequence losses: 20/20 (100%" in r.getMessage() for r in caplog.records)
+
+
+def test_the_typical_curve_logs_its_progress_over_lengths(monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    _quick_progress(monkeypatch, efficiency)
+    pre = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
+    task = build_source({"kind": "coin", "theta": 0.7})
+    scorer = efficiency.KLScorer(predictors.BayesPredictor(pre), task, 5, 14)
+    efficiency.typical_curve(scorer, task, [0, 1, 2], 4)
+    assert any(r.getMessage().startswith("prompt lengths: 3/3 (100%") for r in caplog.records)
