@@ -107,8 +107,10 @@ class Study:
         return {name: configured.get(name) or next(spare) for name in ["bayes", *self.models]}
 
     @property
-    def max_enumeration_length(self) -> int:
-        return self.raw["landscape"]["max_enumeration_length"]
+    def enumeration_budget(self) -> int:
+        """`landscape.enumeration_budget`: prompts times distinct task sequences that may be
+        scored exhaustively (`promptscape.landscape.enumerates` decides with it)."""
+        return self.raw["landscape"]["enumeration_budget"]
 
     @property
     def training(self) -> dict:
@@ -151,6 +153,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     config = copy.deepcopy(config)
+    _refuse_replaced_keys(config)
     validate_schema(config, schema)
     sources = {}
     for name, spec in config["sources"].items():
@@ -166,6 +169,27 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     study = Study(raw=config, sources=sources, experiments=experiments, models=models)
     _check_networks(study)
     return study
+
+
+# Keys of older configs and what replaced them: a named error, never a bare schema message.
+REPLACED_KEYS = {
+    ("landscape", "max_enumeration_length"): (
+        "landscape.max_enumeration_length was replaced by landscape.enumeration_budget: "
+        "exhaustive enumeration is now used wherever P prompts x 2^T task sequences fit "
+        "the budget (default 2^27 = 134,217,728, e.g. 131,071 prompts x 1,024 sequences); "
+        "remove max_enumeration_length and set enumeration_budget if the default does not suit"),
+}
+
+
+def _refuse_replaced_keys(config: dict) -> None:
+    for path, message in REPLACED_KEYS.items():
+        node = config
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            raise ConfigError(message)
 
 
 def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
