@@ -288,6 +288,14 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         if predictor != "bayes" and predictor not in models:
             raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
                               f"a model of `models`; models: {', '.join(models)}")
+    from promptscape.landscape import MIN_PER_STRATUM
+
+    needed = MIN_PER_STRATUM * (exp["task_length"] + 1)
+    if any(t.source.exchangeable for t in tasks) and exp["evaluation_size"] < needed:
+        raise ConfigError(f"{where}.evaluation_size == {exp['evaluation_size']}, must be >= "
+                          f"{needed}: the evaluation set of an exchangeable task is stratified "
+                          f"by the count of ones, {MIN_PER_STRATUM} sequences at least for each "
+                          f"of the T + 1 = {exp['task_length'] + 1} counts")
     return Experiment(
         name=name, pretraining_name=exp["pretraining"], pretraining=pretraining,
         tasks=tuple(tasks), predictors=tuple(exp["predictors"]),
