@@ -210,7 +210,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
         compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
                           family="bayes", pretraining=PRETRAINING, experiment="exp",
                           task_name=name, task=task, task_length=T, max_prompt_length=L_MAX,
-                          max_enumeration_length=20)
+                          enumeration_budget=2 ** 27)
         landscapes.append(str(land))
         for N in (1, 30):
             data = tmp_path / f"data-{name}-{N}.parquet"
@@ -221,7 +221,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
                            family="bayes", pretraining=PRETRAINING, experiment="exp",
                            task_name=name,
                            task_length=T, N=N, max_prompt_length=L_MAX,
-                           max_enumeration_length=20)
+                           enumeration_budget=2 ** 27)
             searches.append(str(out))
     paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
     expected = {"experiment": "exp", "predictors": ["bayes"], "tasks": list(TASKS),

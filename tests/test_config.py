@@ -43,7 +43,7 @@ def test_defaults_are_filled_without_changing_the_input():
     study = config_lib.load(raw)
     assert raw == DEFAULT
     assert study.raw["figures"]["png_scale"] == 2
-    assert study.raw["landscape"]["max_enumeration_length"] == 14
+    assert study.raw["landscape"]["enumeration_budget"] == 2 ** 27 >= 131_071 * 1_024
     assert study.experiments["bernmix"].seed_blocks() == [(0, 99)]
 
 
@@ -139,6 +139,13 @@ BAD = [
      "sources.coin_0.2: unknown field(s) ['bias'] for source kind 'coin'"),
     ("missing source field", _set(["sources", "coin_0.2", "theta"], _DELETE),
      "sources.coin_0.2: missing field(s) ['theta'] for source kind 'coin'"),
+    ("evaluation set smaller than its strata",
+     _set(["experiments", "bernmix", "evaluation_size"], 15),
+     "experiments.bernmix.evaluation_size == 15, must be >= 22: the evaluation set"),
+    ("old enumeration key", _set(["landscape"], {"max_enumeration_length": 14}),
+     "landscape.max_enumeration_length was replaced by landscape.enumeration_budget"),
+    ("enumeration budget 1e8", _set(["landscape"], {"enumeration_budget": 1e8}),
+     "landscape.enumeration_budget: 100000000.0 is not of type 'integer'"),
     ("source name unusable in paths", _set(["sources", "coin/0.2"], {"kind": "coin", "theta": 0.2}),
      "sources: 'coin/0.2' does not match"),
 ]

@@ -47,7 +47,7 @@ def exhaustive_landscape(pre: dict, task: dict, max_length: int, task_length: in
 
 def scorer(pre: dict, task: dict, task_length: int = T) -> efficiency.KLScorer:
     return efficiency.KLScorer(BayesPredictor(build_source(pre)), build_source(task),
-                               task_length, max_enumeration_length=14)
+                               task_length, num_prompts=100, enumeration_budget=2 ** 27)
 
 
 COUNT_CASES = [(BERNMIX, coin(0.7)), (BERNMIX, coin(0.5)), (BERNMIX, coin(0.9)),
@@ -342,7 +342,7 @@ def test_identical_typical_prompts_are_scored_once():
             calls.append(list(prompts))
             return super().prompt_kl(prompts)
 
-    sc = Counting(BayesPredictor(build_source(SWITCHING)), build_source(coin(0.7)), T, 14)
+    sc = Counting(BayesPredictor(build_source(SWITCHING)), build_source(coin(0.7)), T, 5, 2 ** 27)
     prompts = ["", "", "01", "1", "01"]
     kl = efficiency.typical_kls(sc, prompts)
     assert sorted(calls[0]) == ["", "01", "1"]
@@ -357,7 +357,8 @@ def test_monte_carlo_scorer_matches_the_landscapes_paired_estimate():
     prompts = all_prompts(2)
     for pre in (BERNMIX, SWITCHING):
         pred = BayesPredictor(build_source(pre))
-        sc = efficiency.KLScorer(pred, task, T, max_enumeration_length=4, evaluation=evaluation)
+        sc = efficiency.KLScorer(pred, task, T, num_prompts=7, enumeration_budget=1,
+                                 evaluation=evaluation)
         assert sc.method == "monte_carlo"
         mc = landscape.monte_carlo_kl(pred.prompt_losses(prompts, evaluation),
                                       task.log_prob(evaluation))
@@ -434,7 +435,7 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
                                        task_length=T, size=50)
     land_path = tmp_path / "landscape.parquet"
     common = dict(predictor="bayes", pretraining=pre, experiment="e", task_name="coin_0.7",
-                  task=task, task_length=T, max_enumeration_length=14)
+                  task=task, task_length=T, enumeration_budget=2 ** 27)
     landscape_stage.compute_landscape(evaluation=str(evaluation), output=str(land_path),
                                       max_prompt_length=2, **common)
     out = tmp_path / "efficiency.parquet"

@@ -18,10 +18,11 @@ import pytest
 
 from promptscape import landscape
 from promptscape.predictors import BayesPredictor, Predictor
-from promptscape.prompts import MAX_ENUMERATION_LENGTH, all_prompts, enumerate_sequences
+from promptscape.prompts import all_prompts, enumerate_sequences
 from promptscape.sources import build_source
 
 T_SMALL = 6
+BUDGET = landscape.DEFAULT_ENUMERATION_BUDGET
 L_SMALL = 3
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
@@ -180,7 +181,7 @@ def test_choose_method_picks_the_exact_method_for_the_study_cases(pre, task):
     pred = BayesPredictor(build_source(pre))
     task_src = build_source(task)
     expected = "exact_counts" if pred.source.exchangeable else "exact_enumeration"
-    assert landscape.choose_method(pred, task_src, T_SMALL, MAX_ENUMERATION_LENGTH) == expected
+    assert landscape.choose_method(pred, task_src, T_SMALL, 15, BUDGET) == expected
 
 
 @pytest.mark.parametrize("task, best", [(coin(0.7), "11111"), (coin(0.2), "00000")],
@@ -189,7 +190,7 @@ def test_bernmix_unique_optimal_prompt_is_the_constant_prompt_of_the_task_coin(t
     prompts = all_prompts(5)
     pred = BayesPredictor(build_source(BERNMIX))
     task_src = build_source(task)
-    method = landscape.choose_method(pred, task_src, 10, MAX_ENUMERATION_LENGTH)
+    method = landscape.choose_method(pred, task_src, 10, len(prompts), BUDGET)
     assert method == "exact_counts"
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_src, 10, method)
     ranks = landscape.dense_ranks(loss)
@@ -212,7 +213,7 @@ def test_exact_kl_agrees_with_monte_carlo_estimate_within_four_standard_errors(i
     prompts = all_prompts(L_SMALL)
     pred = BayesPredictor(build_source(pre))
     task_src = build_source(task)
-    method = landscape.choose_method(pred, task_src, T_SMALL, MAX_ENUMERATION_LENGTH)
+    method = landscape.choose_method(pred, task_src, T_SMALL, 15, BUDGET)
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_src, T_SMALL, method)
     kl_exact = loss - entropy
 
@@ -314,7 +315,7 @@ LIMIT = 8
 ], ids=lambda v: v if isinstance(v, (str, int)) else None)
 def test_choose_method_first_exact_method_that_applies(pre, task, T, expected):
     pred = BayesPredictor(build_source(pre))
-    assert landscape.choose_method(pred, build_source(task), T, LIMIT) == expected
+    assert landscape.choose_method(pred, build_source(task), T, 1, 2 ** LIMIT) == expected
 
 
 def test_choose_method_never_uses_counts_for_a_non_bayes_predictor():
@@ -323,8 +324,8 @@ def test_choose_method_never_uses_counts_for_a_non_bayes_predictor():
         source = build_source(BERNMIX)  # looks exchangeable, but is not a Bayes predictor
 
     task_src = build_source(coin(0.7))
-    assert landscape.choose_method(Opaque(), task_src, LIMIT, LIMIT) == "exact_enumeration"
-    assert landscape.choose_method(Opaque(), task_src, LIMIT + 1, LIMIT) == "monte_carlo"
+    assert landscape.choose_method(Opaque(), task_src, LIMIT, 1, 2 ** LIMIT) == "exact_enumeration"
+    assert landscape.choose_method(Opaque(), task_src, LIMIT + 1, 1, 2 ** LIMIT) == "monte_carlo"
 
 
 def test_theoretical_losses_refuses_monte_carlo():

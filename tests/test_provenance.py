@@ -215,7 +215,7 @@ def traced(tmp_path_factory):
         for task in tasks:
             members = {"pretraining": KIND[pre], "task": KIND[task], "family": family}
             common = dict(predictor=family, pretraining=SOURCES[pre], experiment="e",
-                          task_name=task, task_length=T, max_enumeration_length=12)
+                          task_name=task, task_length=T, enumeration_budget=2 ** 27)
             searches.append(p(f"search/{i}/{task}.parquet"))
             run("search_prompts", search_stage.search_prompts, members, **common, **inputs,
                 datasets=p(f"data/{task}.parquet"), output=searches[-1], N=3,

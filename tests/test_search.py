@@ -69,8 +69,8 @@ def test_choose_works_row_by_row():
 # ------------------------------------------------------------------ empirical losses
 PREDICTORS = {"bernmix": BERNMIX, "switching": SWITCHING}
 T = 6
-# max_enumeration_length >= T: table over all 2**T sequences; < T: unique sequences only.
-PATHS = {"enumerated": 8, "unique": T - 1}
+# Enumeration budget large enough: table over all 2**T sequences; 1: unique sequences only.
+PATHS = {"enumerated": 2 ** 27, "unique": 1}
 
 
 def _datasets(S: int, N: int, seed: int) -> np.ndarray:
@@ -171,12 +171,12 @@ def _search(datasets, output, pretraining, limit, predictor="bayes"):
     search_prompts(datasets=str(datasets), output=str(output), predictor=predictor,
                    pretraining=pretraining, experiment="exp", task_name=TASK_NAME,
                    task_length=STAGE_T, N=STAGE_N, max_prompt_length=3,
-                   max_enumeration_length=limit)
+                   enumeration_budget=limit)
     return output
 
 
-SEARCH_CASES = {"bernmix-enumerated": (BERNMIX, 20), "switching-enumerated": (SWITCHING, 20),
-                "switching-unique": (SWITCHING, STAGE_T - 1)}
+SEARCH_CASES = {"bernmix-enumerated": (BERNMIX, 2 ** 27),
+                "switching-enumerated": (SWITCHING, 2 ** 27), "switching-unique": (SWITCHING, 1)}
 
 
 @pytest.mark.parametrize("case", SEARCH_CASES)

@@ -286,7 +286,8 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
     try:
         path = tmp_path / "eval.parquet"
         tables_lib.write({"experiment": "e", "task": "t", "index": [0, 1],
-                          "sequence": ["01", "10"]},
+                          "sequence": ["01", "10"], "stratum": [0, 0],
+                          "weight": [0.5, 0.5]},
                          "evaluation_set", path)
     finally:
         os.umask(old)

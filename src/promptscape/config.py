@@ -107,8 +107,10 @@ class Study:
         return {name: configured.get(name) or next(spare) for name in ["bayes", *self.models]}
 
     @property
-    def max_enumeration_length(self) -> int:
-        return self.raw["landscape"]["max_enumeration_length"]
+    def enumeration_budget(self) -> int:
+        """`landscape.enumeration_budget`: prompts times distinct task sequences that may be
+        scored exhaustively (`promptscape.landscape.enumerates` decides with it)."""
+        return self.raw["landscape"]["enumeration_budget"]
 
     @property
     def training(self) -> dict:
@@ -151,6 +153,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     config = copy.deepcopy(config)
+    _refuse_replaced_keys(config)
     validate_schema(config, schema)
     sources = {}
     for name, spec in config["sources"].items():
@@ -166,6 +169,27 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     study = Study(raw=config, sources=sources, experiments=experiments, models=models)
     _check_networks(study)
     return study
+
+
+# Keys of older configs and what replaced them: a named error, never a bare schema message.
+REPLACED_KEYS = {
+    ("landscape", "max_enumeration_length"): (
+        "landscape.max_enumeration_length was replaced by landscape.enumeration_budget: "
+        "exhaustive enumeration is now used wherever P prompts x 2^T task sequences fit "
+        "the budget (default 2^27 = 134,217,728, e.g. 131,071 prompts x 1,024 sequences); "
+        "remove max_enumeration_length and set enumeration_budget if the default does not suit"),
+}
+
+
+def _refuse_replaced_keys(config: dict) -> None:
+    for path, message in REPLACED_KEYS.items():
+        node = config
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            raise ConfigError(message)
 
 
 def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
@@ -264,6 +288,14 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         if predictor != "bayes" and predictor not in models:
             raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
                               f"a model of `models`; models: {', '.join(models)}")
+    from promptscape.landscape import MIN_PER_STRATUM
+
+    needed = MIN_PER_STRATUM * (exp["task_length"] + 1)
+    if any(t.source.exchangeable for t in tasks) and exp["evaluation_size"] < needed:
+        raise ConfigError(f"{where}.evaluation_size == {exp['evaluation_size']}, must be >= "
+                          f"{needed}: the evaluation set of an exchangeable task is stratified "
+                          f"by the count of ones, {MIN_PER_STRATUM} sequences at least for each "
+                          f"of the T + 1 = {exp['task_length'] + 1} counts")
     return Experiment(
         name=name, pretraining_name=exp["pretraining"], pretraining=pretraining,
         tasks=tuple(tasks), predictors=tuple(exp["predictors"]),

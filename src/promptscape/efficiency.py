@@ -29,14 +29,15 @@ task sequences x, ``KL(s) = sum_x w(x) (l(s, x) + log P_task(x))``, as in
     (c1, c0) and on x only through its count of ones k, so prompts fall into count classes
     and ``KL(c1, c0) = sum_k P(k) l((c1, c0), k) - H_T(task)``. P(k) is
     ``C(T, k) m_task(k, T - k)`` for an exchangeable task, else the 2^T enumerated sequence
-    probabilities binned by count (T <= max_enumeration_length).
+    probabilities binned by count (when the enumeration fits the budget).
 ``exact_enumeration``
-    Any other predictor with T <= max_enumeration_length: w(x) = P_task(x) over all 2^T
-    sequences.
+    Any other predictor when `landscape.enumerates` the scored prompts on all 2^T sequences
+    within ``landscape.enumeration_budget``: w(x) = P_task(x) over all 2^T sequences.
 ``monte_carlo``
-    Otherwise: w(x) = 1/M over the evaluation set, the same sequences for every prompt (a
-    paired estimate, as in the landscape). An exchangeable Bayes predictor still uses count
-    classes, weighted by the evaluation set's count frequencies.
+    Otherwise: w(x) = the evaluation set's stored weights (stratified by count for an
+    exchangeable task, else 1/M), the same sequences for every prompt (a paired estimate, as
+    in the landscape). An exchangeable Bayes predictor still uses count classes, weighted by
+    the evaluation set's weights binned by count (exactly P(k) when the set is stratified).
 
 Optimal prompts by length: up to L_max they come from the exhaustive landscape: the least KL
 of each exact length, and the best prompt of length at most l (ties, as decided by the
@@ -109,7 +110,12 @@ class KLScorer:
     """
 
     def __init__(self, predictor: Predictor, task: Source, task_length: int,
-                 max_enumeration_length: int, evaluation: np.ndarray | None = None):
+                 num_prompts: int, enumeration_budget: int,
+                 evaluation: np.ndarray | None = None,
+                 evaluation_weights: np.ndarray | None = None):
+        """`num_prompts`: how many prompts will be scored (it decides, with T, whether
+        enumeration fits the budget); `evaluation_weights`: the evaluation set's stored
+        weights (default 1/M)."""
         T = int(task_length)
         self.predictor, self.task_length = predictor, T
         self.counts_apply = isinstance(predictor, BayesPredictor) and predictor.source.exchangeable
@@ -121,18 +127,20 @@ class KLScorer:
             self._offset = float(self._count_weights @ log_m)  # -H_T(task)
             self.method = "exact_counts"
             return
-        if T <= max_enumeration_length:
+        if landscape.enumerates(num_prompts, T, enumeration_budget):
             seqs = prompts_lib.enumerate_sequences(T)
             log_p = task.log_prob(seqs)
             weights = np.exp(log_p)
             method = "exact_counts" if self.counts_apply else "exact_enumeration"
         else:
             if evaluation is None or len(evaluation) == 0:
-                raise ValueError(f"T = {T} > {max_enumeration_length}: Monte Carlo needs the "
-                                 "evaluation set")
+                raise ValueError(f"{num_prompts} prompts x 2^{T} sequences exceed the "
+                                 f"enumeration budget {enumeration_budget}: Monte Carlo needs "
+                                 "the evaluation set")
             seqs = np.asarray(evaluation, dtype=np.uint8)
             log_p = task.log_prob(seqs)
-            weights = np.full(len(seqs), 1.0 / len(seqs))
+            weights = (np.full(len(seqs), 1.0 / len(seqs)) if evaluation_weights is None
+                       else np.asarray(evaluation_weights, dtype=float))
             method = "monte_carlo"
         self.method = method
         self._offset = float(weights @ log_p)

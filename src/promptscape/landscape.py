@@ -8,12 +8,28 @@ named in the ``method`` column:
     and coin mixtures): l(s, x) depends on x only through its count of ones k, and the task
     gives P(k) = C(T, k) m_task(k, T - k), so L(s) is a sum over k = 0..T.
 ``exact_enumeration``
-    Any predictor, any task, when T <= the enumeration limit: L(s) = sum over all 2**T
-    sequences x of P_task(x) l(s, x). Every source here has an exact log-probability, so this
-    is exact too (for a neural predictor: exact up to float32 arithmetic).
+    Any predictor, any task, when the enumeration fits the budget (`enumerates`: P prompts
+    times 2**T distinct sequences at most ``landscape.enumeration_budget``): L(s) = sum over
+    all 2**T sequences x of P_task(x) l(s, x). Every source here has an exact
+    log-probability, so this is exact too (for a neural predictor: up to float32 arithmetic).
 ``monte_carlo``
-    Otherwise: the mean over the shared evaluation set (M task sequences, the same for all
-    prompts, so differences between prompts are paired), with its standard error.
+    Otherwise: the stratified estimate over the shared evaluation set (M task sequences, the
+    same for all prompts, so differences between prompts are paired), with its standard error.
+
+`enumerates` is the one place where enumeration is chosen; searches, prompt-loss tables of
+networks, landscapes and prompt efficiency all ask it.
+
+The evaluation set (`evaluation_strata`, `draw_evaluation`) is stratified wherever the task's
+distribution of a statistic is known exactly: for an exchangeable task, by the count of ones
+k, with P(k) = C(T, k) m_task(k, T - k). Every stratum is drawn on its own (at least
+`MIN_PER_STRATUM` sequences, the rest allocated in proportion to sqrt(P(k)) so that rare
+counts, which carry most of the KL at long T, are well sampled), and within a stratum the
+sequence is uniform among those with k ones, which is the task's own conditional law. Each
+sequence carries its stratum and its weight P(k) / n_k. The estimate of E f(x) is
+``sum_i w_i f(x_i)`` and its variance ``sum_k P(k)^2 s_k^2 / n_k`` (s_k^2 the within-stratum
+sample variance). For an exchangeable Bayes predictor f is constant within a stratum, so the
+estimate is exact and its standard error 0. Other tasks: one stratum, weights 1/M (the plain
+mean and its standard error).
 
 KL(s) = L(s) - H_T(task). Under monte_carlo, KL is estimated per sequence as
 l(s, x) + log P_task(x), an unbiased paired estimate; its standard error is usually smaller
@@ -32,6 +48,13 @@ from promptscape import special
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.sources import Source
 
+# The default of `landscape.enumeration_budget`: prompts times distinct task sequences that
+# may be scored exhaustively (>= 131,071 prompts, L_max = 16, times 1,024 sequences, T = 10).
+DEFAULT_ENUMERATION_BUDGET = 2 ** 27
+# Every stratum of a stratified evaluation set gets at least this many sequences (two, so
+# that its within-stratum variance can be estimated).
+MIN_PER_STRATUM = 2
+
 # Exact values: prompts within this relative distance of the optimum's loss are tied.
 EXACT_RELATIVE_TOLERANCE = 1e-9
 # Estimated values: a prompt is in the optimal class when its paired loss difference to the
@@ -39,12 +62,20 @@ EXACT_RELATIVE_TOLERANCE = 1e-9
 ESTIMATE_Z = 1.96
 
 
-def choose_method(predictor: Predictor, task: Source, task_length: int,
-                  max_enumeration_length: int) -> str:
+def enumerates(num_prompts: int, task_length: int, budget: int) -> bool:
+    """Whether scoring `num_prompts` prompts on all 2**T task sequences fits the enumeration
+    budget (and T is within what sequences can be encoded as). The only place this choice is
+    made."""
+    return (int(task_length) <= prompts_lib.MAX_ENUMERATION_LENGTH
+            and int(num_prompts) * 2 ** int(task_length) <= int(budget))
+
+
+def choose_method(predictor: Predictor, task: Source, task_length: int, num_prompts: int,
+                  enumeration_budget: int) -> str:
     """The first exact method that applies, else ``monte_carlo`` (see module doc)."""
     if isinstance(predictor, BayesPredictor) and predictor.source.exchangeable and task.exchangeable:
         return "exact_counts"
-    if task_length <= max_enumeration_length:
+    if enumerates(num_prompts, task_length, enumeration_budget):
         return "exact_enumeration"
     return "monte_carlo"
 
@@ -73,18 +104,97 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
     raise ValueError(f"theoretical_losses has no exact method {method!r}")
 
 
-def monte_carlo_kl(losses: np.ndarray, task_log_prob: np.ndarray):
-    """Paired estimates from per-sequence losses ``(P, M)`` on the evaluation set.
+# ------------------------------------------------------------------ evaluation sets
+def evaluation_strata(task: Source, task_length: int) -> np.ndarray | None:
+    """Exact stratum probabilities ``(T + 1,)`` by count of ones for an exchangeable task,
+    else None (the task is sampled plainly, one stratum)."""
+    if not task.exchangeable:
+        return None
+    T = int(task_length)
+    k = np.arange(T + 1)
+    p = np.exp(_log_binom(T, k) + task.log_marginal(k, T - k))
+    return p / p.sum()  # sums to 1 up to rounding; renormalised so weights sum to 1 exactly
+
+
+def allocate(probabilities: np.ndarray, size: int, minimum: int = MIN_PER_STRATUM) -> np.ndarray:
+    """Sample sizes per stratum summing to `size`: `minimum` each, the rest in proportion to
+    sqrt(probability) (largest remainders). Strata of probability 0 get none."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    live = probabilities > 0
+    base = np.where(live, minimum, 0)
+    rest = int(size) - int(base.sum())
+    if rest < 0:
+        raise ValueError(f"an evaluation set of {size} sequences cannot give {minimum} to each "
+                         f"of its {int(live.sum())} strata; raise evaluation_size to at least "
+                         f"{int(base.sum())}")
+    share = np.sqrt(probabilities) * live
+    quota = rest * share / share.sum()
+    extra = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - extra), kind="stable")
+    extra[order[:rest - int(extra.sum())]] += 1
+    return base + extra
+
+
+def draw_evaluation(task: Source, task_length: int, size: int, rng: np.random.Generator):
+    """``(sequences (M, T) uint8, stratum (M,) int64, weight (M,) float64)`` (module doc)."""
+    T = int(task_length)
+    strata = evaluation_strata(task, T)
+    if strata is None:
+        seqs = task.sample(size, T, rng)
+        return seqs, np.zeros(size, dtype=np.int64), np.full(size, 1.0 / size)
+    counts = allocate(strata, size)
+    stratum = np.repeat(np.arange(T + 1), counts)
+    # A uniformly random arrangement of k ones among T positions: the k smallest of T
+    # independent uniform keys.
+    ranks = np.argsort(np.argsort(rng.random((size, T)), axis=1), axis=1)
+    seqs = (ranks < stratum[:, None]).astype(np.uint8)
+    weight = (strata / np.maximum(counts, 1))[stratum]
+    return seqs, stratum, weight
+
+
+def stratified_mean(values: np.ndarray, weights: np.ndarray, strata: np.ndarray):
+    """Stratified estimate of the mean of each row of `values` ``(P, M)`` and its standard
+    error: ``sum_i w_i v_i`` and ``sqrt(sum_k W_k^2 s_k^2 / n_k)`` with W_k = sum of the
+    stratum's weights. Weights 1/M in one stratum give the plain mean and std / sqrt(M)."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    weights = np.asarray(weights, dtype=float)
+    strata = np.asarray(strata)
+    mean = values @ weights
+    variance = np.zeros(values.shape[0])
+    for k in np.unique(strata):
+        members = strata == k
+        n = int(members.sum())
+        if n < 2:
+            raise ValueError(f"stratum {k} has {n} sequence; a standard error needs >= 2")
+        W = float(weights[members].sum())
+        variance += W ** 2 * values[:, members].var(axis=1, ddof=1) / n
+    return mean, np.sqrt(variance)
+
+
+def monte_carlo_kl(losses: np.ndarray, task_log_prob: np.ndarray,
+                   weights: np.ndarray | None = None, strata: np.ndarray | None = None):
+    """Paired stratified estimates from per-sequence losses ``(P, M)`` on the evaluation set
+    (weights and strata as stored with it; default: plain draws, 1/M each, one stratum).
 
     Returns (loss, loss_se, kl, kl_se, entropy) with (P,) arrays and a scalar entropy.
     """
     M = losses.shape[1]
+    weights = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=float)
+    strata = np.zeros(M, dtype=np.int64) if strata is None else np.asarray(strata)
     per_kl = losses + task_log_prob[None, :]  # l(s, x) - (-log P_task(x))
-    loss = losses.mean(axis=1)
-    loss_se = losses.std(axis=1, ddof=1) / np.sqrt(M)
-    kl = per_kl.mean(axis=1)
-    kl_se = per_kl.std(axis=1, ddof=1) / np.sqrt(M)
-    return loss, loss_se, kl, kl_se, -float(task_log_prob.mean())
+    loss, loss_se = stratified_mean(losses, weights, strata)
+    kl, kl_se = stratified_mean(per_kl, weights, strata)
+    return loss, loss_se, kl, kl_se, -float(task_log_prob @ weights)
+
+
+def paired_differences(losses: np.ndarray, reference: int, weights: np.ndarray | None = None,
+                       strata: np.ndarray | None = None):
+    """Stratified estimate of L(s) - L(reference) for every prompt, and its paired standard
+    error, from per-sequence losses ``(P, M)``."""
+    M = losses.shape[1]
+    weights = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=float)
+    strata = np.zeros(M, dtype=np.int64) if strata is None else np.asarray(strata)
+    return stratified_mean(losses - losses[reference][None, :], weights, strata)
 
 
 def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_TOLERANCE) -> np.ndarray:
@@ -111,6 +221,15 @@ def optimal_class_estimated(losses: np.ndarray, z: float = ESTIMATE_Z) -> np.nda
     diff = losses - losses[best][None, :]
     se = diff.std(axis=1, ddof=1) / np.sqrt(losses.shape[1])
     return diff.mean(axis=1) <= z * se
+
+
+def optimal_class_stratified(losses: np.ndarray, weights: np.ndarray, strata: np.ndarray,
+                             z: float = ESTIMATE_Z) -> np.ndarray:
+    """`optimal_class_estimated` on a stratified evaluation set: prompts whose stratified
+    paired difference to the best stratified estimate is within `z` standard errors."""
+    loss, _ = stratified_mean(losses, weights, strata)
+    diff, se = paired_differences(losses, int(np.argmin(loss)), weights, strata)
+    return diff <= z * se
 
 
 def _log_binom(n, k):

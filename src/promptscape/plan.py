@@ -94,13 +94,16 @@ def num_prompts(exp) -> int:
     return 2 ** (exp.max_prompt_length + 1) - 1
 
 
-def enumerates(study, exp) -> bool:
+def enumerates(study, exp, scored: int | None = None) -> bool:
     """Whether the stages enumerate all 2^T task sequences of `exp` (exact losses, and a
     network's prompt-loss table) or fall back to the evaluation set / the distinct
-    sequences of the datasets. The one enumeration decision of the cost code; the stages
-    make the same one (`landscape.choose_method`, `search.empirical_losses`,
-    `efficiency.KLScorer`, the workflow's `is_tabulated`)."""
-    return exp.task_length <= study.max_enumeration_length
+    sequences of the datasets, for `scored` prompts (default: all P of the experiment).
+    The stages ask the same function (`landscape.enumerates`, the one place the choice is
+    made, on `landscape.enumeration_budget`)."""
+    from promptscape import landscape
+
+    return landscape.enumerates(num_prompts(exp) if scored is None else scored,
+                                exp.task_length, study.enumeration_budget)
 
 
 def counts_apply(study, exp, predictor: str) -> bool:
@@ -258,7 +261,8 @@ def _efficiency_job(study, exp, w: dict, base: int) -> Job:
     if study.is_neural(predictor):
         context = study.network(predictor, exp.pretraining_name).sequence_length
         lengths = [length for length in lengths if length + T <= context]
-    B = 2**T if enumerates(study, exp) else M
+    scored = K * len(lengths)  # the efficiency stage decides on the prompts it scores
+    B = 2**T if enumerates(study, exp, scored) else M
     work = _strings(M, T) + _strings(num_prompts(exp), exp.max_prompt_length)
     evals = 0
     if counts_apply(study, exp, predictor):
@@ -269,7 +273,7 @@ def _efficiency_job(study, exp, w: dict, base: int) -> Job:
         k = min(K, 2**length)
         e, b = _predictor_cost(study, exp, predictor, k, B)
         evals, peak = evals + e, max(peak, b)
-    note = "all 2^T sequences" if enumerates(study, exp) else "evaluation set"
+    note = "all 2^T sequences" if enumerates(study, exp, scored) else "evaluation set"
     return Job("measure_efficiency", w, evals, base + work + peak, note)
 
 

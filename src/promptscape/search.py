@@ -5,8 +5,8 @@ empirical optimum ``s_hat`` is its argmin; ties break towards the shorter prompt
 lexicographically, which is the canonical prompt order, so the first minimum wins.
 
 A batch of datasets (one per seed) is scored at once: every distinct sequence of the batch
-is scored once against every prompt. When T is small enough that the whole sequence space
-is enumerated, the table of losses covers every sequence, so a seed's losses do not depend
+is scored once against every prompt. When the whole sequence space fits the enumeration
+budget (`landscape.enumerates`, the same decision as the landscape's), the table of losses covers every sequence, so a seed's losses do not depend
 on which other seeds share its job (bit-for-bit, for any predictor).
 """
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from promptscape import landscape
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import Predictor
 
 
 def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndarray,
-                     max_enumeration_length: int) -> np.ndarray:
+                     enumeration_budget: int) -> np.ndarray:
     """Empirical loss of every prompt on every dataset.
 
     Parameters
@@ -33,7 +34,7 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
     """
     S, N, T = datasets.shape
     flat = datasets.reshape(S * N, T)
-    if T <= max_enumeration_length:
+    if landscape.enumerates(len(prompts), T, enumeration_budget):
         table = predictor.prompt_losses(prompts, prompts_lib.enumerate_sequences(T))  # (P, 2^T)
         index = prompts_lib.encode(flat)
     else:

@@ -132,9 +132,15 @@ ARTIFACTS = {a.name: a for a in [
     Artifact(
         "evaluation_set", "{experiment}/evaluation/{task}.parquet",
         "Evaluation set of M task sequences per task, never seen by any search; it estimates "
-        "theoretical losses where no exact sum exists and cross-checks them where one does.",
+        "theoretical losses where no exact sum exists and cross-checks them where one does. "
+        "Stratified by the count of ones for an exchangeable task (each count drawn on its "
+        "own, uniformly among its sequences); estimates are sum_i weight_i f(x_i).",
         (_EXPERIMENT, _TASK, ("index", _I, "position in the evaluation set"),
-         ("sequence", _S, "the task sequence, T symbols 0/1")),
+         ("sequence", _S, "the task sequence, T symbols 0/1"),
+         ("stratum", _I, "its stratum: the count of ones k for an exchangeable task, else 0 "
+                         "(one stratum, plain draws)"),
+         ("weight", _F, "exact stratum probability / stratum sample size (1/M for plain "
+                        "draws); the weights sum to 1")),
         ("experiment", "task", "index")),
     Artifact(
         "search", "{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
@@ -293,7 +299,7 @@ ARTIFACTS = {a.name: a for a in [
     Artifact(
         "prompt_losses", "{experiment}/prompt_losses/{predictor}.parquet",
         "A neural predictor's loss l(s, x) of every prompt on every one of the 2^T task "
-        "sequences (T <= landscape.max_enumeration_length); searches and landscapes read "
+        "sequences (when P x 2^T fits landscape.enumeration_budget); searches and landscapes read "
         "it instead of loading the model.",
         (_PREDICTOR, _EXPERIMENT, _PROMPT, _PLEN,
          ("sequence", _S, "the task sequence, T symbols 0/1"),

@@ -4,6 +4,7 @@
 import re
 
 from promptscape import config as config_lib
+from promptscape import landscape
 from promptscape import layout
 from promptscape import plan
 from promptscape import provenance
@@ -142,7 +143,7 @@ def get_search_args(wildcards):
         task_length=exp.task_length,
         N=int(wildcards.N),
         max_prompt_length=exp.max_prompt_length,
-        max_enumeration_length=STUDY.max_enumeration_length,
+        enumeration_budget=STUDY.enumeration_budget,
     )
 
 
@@ -157,7 +158,7 @@ def get_landscape_args(wildcards):
         task=task.source.to_dict(),
         task_length=exp.task_length,
         max_prompt_length=exp.max_prompt_length,
-        max_enumeration_length=STUDY.max_enumeration_length,
+        enumeration_budget=STUDY.enumeration_budget,
     )
 
 
@@ -212,7 +213,7 @@ def get_efficiency_args(wildcards):
         task_name=task.name,
         task=task.source.to_dict(),
         task_length=exp.task_length,
-        max_enumeration_length=STUDY.max_enumeration_length,
+        enumeration_budget=STUDY.enumeration_budget,
         **STUDY.efficiency,  # max_length, num_typical
     )
 
@@ -241,7 +242,9 @@ def get_model(wildcards):
 
 def is_tabulated(exp):
     """Neural losses of every prompt on all 2^T sequences are computed once, then looked up."""
-    return exp.task_length <= STUDY.max_enumeration_length
+    return landscape.enumerates(
+        2 ** (exp.max_prompt_length + 1) - 1, exp.task_length, STUDY.enumeration_budget
+    )
 
 
 def get_prediction_inputs(wildcards):

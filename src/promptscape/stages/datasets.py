@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from promptscape import seeding, tables
+from promptscape import landscape, seeding, tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 
@@ -35,10 +35,13 @@ def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
 
 def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,
                         task_length: int, size: int) -> None:
-    """The evaluation set of one task: M sequences no search ever sees."""
+    """The evaluation set of one task: M sequences no search ever sees, stratified by the
+    count of ones where the task is exchangeable (`landscape.draw_evaluation`)."""
     source = build_source(task, where=f"task {task_name}")
     rng = seeding.numpy_generator("evaluation", task, task_length, size)
-    seqs = source.sample(size, task_length, rng)
+    seqs, stratum, weight = landscape.draw_evaluation(source, task_length, size, rng)
     tables.write({"experiment": experiment, "task": task_name, "index": np.arange(size),
-                  "sequence": prompts_lib.to_strings(seqs)}, "evaluation_set", output)
-    log.info("wrote %d evaluation sequences of task %s", size, task_name)
+                  "sequence": prompts_lib.to_strings(seqs), "stratum": stratum,
+                  "weight": weight}, "evaluation_set", output)
+    log.info("wrote %d evaluation sequences of task %s in %d strata", size, task_name,
+             len(np.unique(stratum)))

@@ -17,7 +17,7 @@ log = logging.getLogger("promptscape")
 
 def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
                        family: str | None = None, pretraining: dict, experiment: str,
-                       task_name: str, task: dict, task_length: int, max_enumeration_length: int,
+                       task_name: str, task: dict, task_length: int, enumeration_budget: int,
                        max_length: int, num_typical: int, model: str | None = None,
                        device: str = "auto") -> None:
     """Typical prompts of every length 0..max_length against the optimal prompts, for one
@@ -27,11 +27,12 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
     land = tables.read(landscape, "landscape")
     eval_frame = tables.read_table(evaluation, "evaluation_set")
     eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
-    scorer = efficiency.KLScorer(pred, task_source, task_length, max_enumeration_length,
-                                 eval_seqs)
-
     lengths, skipped = efficiency.measured_lengths(
         range(max_length + 1), task_length, getattr(pred, "max_context", None))
+    # Enumeration is decided on the prompts scored here: K typical prompts per length.
+    scorer = efficiency.KLScorer(pred, task_source, task_length, num_typical * len(lengths),
+                                 enumeration_budget, eval_seqs, eval_frame["weight"].to_numpy())
+
     if skipped:
         log.info("%s conditions on at most %d symbols: lengths %d..%d do not fit with T = %d "
                  "and are skipped", predictor, pred.max_context, skipped[0], skipped[-1],

@@ -18,32 +18,38 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
                       family: str | None = None,
                       pretraining: dict,
                       experiment: str, task_name: str, task: dict, task_length: int,
-                      max_prompt_length: int, max_enumeration_length: int,
+                      max_prompt_length: int, enumeration_budget: int,
                       model: str | None = None, table: str | None = None,
                       device: str = "auto") -> None:
     """The landscape of one (predictor, experiment, task)."""
     prompts = prompts_lib.all_prompts(max_prompt_length)
     pred = load_predictor(family or predictor, pretraining, model, table, device)
     task_source = build_source(task, where=f"task {task_name}")
-    method = landscape.choose_method(pred, task_source, task_length, max_enumeration_length)
+    method = landscape.choose_method(pred, task_source, task_length, len(prompts),
+                                     enumeration_budget)
 
     eval_frame = tables.read_table(evaluation, "evaluation_set")
     eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
+    weights = eval_frame["weight"].to_numpy()
+    strata = eval_frame["stratum"].to_numpy()
     eval_losses = pred.prompt_losses(prompts, eval_seqs)  # (P, M), paired across prompts
-    mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs))
+    mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs), weights, strata)
     if method == "monte_carlo":
         loss, loss_se, kl, kl_se, entropy = mc
         ranks = landscape.dense_ranks(loss)
-        optimal = landscape.optimal_class_estimated(eval_losses)
+        optimal = landscape.optimal_class_stratified(eval_losses, weights, strata)
     else:
         loss, loss_se, entropy = landscape.theoretical_losses(pred, prompts, task_source,
                                                               task_length, method)
         kl, kl_se = loss - entropy, np.zeros_like(loss)
         ranks = landscape.dense_ranks(loss)
         optimal = ranks == 0
-        z = np.abs(kl - mc[2]) / np.maximum(mc[3], 1e-300)
-        log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompts",
-                 float(z.max()), len(prompts))
+        # A stratified estimate can be exact (standard error 0): floor the error at the
+        # floating-point resolution of a KL, so agreement to rounding reads as |z| ~ 0.
+        floor = landscape.EXACT_RELATIVE_TOLERANCE * np.abs(loss) + 1e-12
+        z = np.abs(kl - mc[2]) / np.maximum(mc[3], floor)
+        log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompts "
+                 "(%d strata)", float(z.max()), len(prompts), len(np.unique(strata)))
     best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
     log.info("%s %s %s: method %s; optimal class %s, KL %.6g nats", predictor, experiment,
              task_name, method, best, float(kl[optimal].min()))

@@ -16,7 +16,7 @@ log = logging.getLogger("promptscape")
 def search_prompts(*, datasets: str, output: str, predictor: str,
                    family: str | None = None,
                    pretraining: dict, experiment: str, task_name: str, task_length: int,
-                   N: int, max_prompt_length: int, max_enumeration_length: int,
+                   N: int, max_prompt_length: int, enumeration_budget: int,
                    model: str | None = None, table: str | None = None,
                    device: str = "auto") -> None:
     """Empirical loss of every prompt on every dataset of the block, and each seed's s_hat."""
@@ -26,7 +26,7 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
     seqs = seqs.reshape(len(seeds), N, task_length)  # (S, N, T): rows sorted by seed, index
     prompts = prompts_lib.all_prompts(max_prompt_length)
     pred = load_predictor(family or predictor, pretraining, model, table, device)
-    losses = search.empirical_losses(pred, prompts, seqs, max_enumeration_length)  # (S, P)
+    losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget)  # (S, P)
     chosen = search.choose(losses)
     S, P = losses.shape
     frame = {
