@@ -490,3 +490,40 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
     else:
         assert land["resolved"].all()
         np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(land["loss"].to_numpy()))
+
+
+# ------------------------------------------------------------------ figures mark unresolved prompts
+def _figure_frame(resolved):
+    prompts = ["", "0", "1", "00"]
+    return {"predictor": "bayes", "experiment": "exp", "task": "c5", "prompt": prompts,
+            "prompt_length": [len(p) for p in prompts], "kl": [0.1, 0.12, 0.3, 0.5],
+            "kl_se": 0.01, "rank": [0, 0, 1, 2], "optimal": [True, True, False, False],
+            "resolved": resolved, "method": "monte_carlo"}
+
+
+@pytest.mark.parametrize("resolved", [[True, False, True, True], [True, True, True, True]],
+                         ids=["estimated", "exact"])
+def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(resolved):
+    import pandas as pd
+
+    from promptscape import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    land = pd.DataFrame(_figure_frame(resolved))
+    spec = figures.landscape_chart(land, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                   style=style, title="t").to_dict()
+    points = spec["spec"]["layer"][1]["encoding"]
+    marked = not all(resolved)
+    expected = [figures.OPTIMAL] + [figures.UNRESOLVED] * marked + [figures.OTHER]
+    assert points["shape"]["scale"]["domain"] == expected
+    fill = dict(zip(points["fillOpacity"]["scale"]["domain"],
+                    points["fillOpacity"]["scale"]["range"]))
+    assert fill.get(figures.UNRESOLVED, 0.0) == 0.0 and fill[figures.OPTIMAL] > 0  # hollow
+    cho = land.assign(N=5, count=1, frequency=0.25)
+    data = figures.choices_chart(cho, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                 style=style, title="t").to_dict()
+    rows = next(iter(data["datasets"].values()))
+    labels = {r["prompt"]: r["prompt_label"] for r in rows}
+    assert labels[""] == "∅ ★" and labels["1"] == "1" and labels["00"] == "00"
+    assert labels["0"] == ("0 ☆" if marked else "0 ★")

@@ -69,10 +69,13 @@ def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title
 
 
 # The landscape's point classes: S* (ties with the best, exact or equal estimates), members of
-# S* only because the evaluation set cannot resolve them from the best, and the rest.
+# S* only because the evaluation set cannot resolve them from the best (hollow), the rest;
+# each with its (shape, fill opacity, size).
 OPTIMAL = "optimal class S*"
 UNRESOLVED = "S*: not resolved from the best at 95% (Bonferroni)"
 OTHER = "other prompts"
+CLASS_MARKS = {OPTIMAL: ("diamond", 0.85, 140), UNRESOLVED: ("triangle-up", 0.0, 90),
+               OTHER: ("circle", 0.75, 22)}
 
 
 def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
@@ -86,7 +89,9 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     data["class"] = np.where(~data["resolved"], UNRESOLVED,
                              np.where(data["optimal"], OPTIMAL, OTHER))
-    classes = [OPTIMAL, UNRESOLVED, OTHER]
+    # Only the classes present: an exact landscape's legend has no unresolved entry.
+    classes = [c for c in CLASS_MARKS if (data["class"] == c).any()]
+    shapes, fills, sizes = ([CLASS_MARKS[c][i] for c in classes] for i in range(3))
     data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0})
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
     base = alt.Chart().encode(
@@ -98,13 +103,13 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
         stroke=color,
         # Ordinal scales: Vega-Lite's default point scale would interpolate the ranges.
         fillOpacity=alt.FillOpacity("class:N", scale=alt.Scale(type="ordinal", domain=classes,
-                                                               range=[0.85, 0.0, 0.75]),
+                                                               range=fills),
                                     title=None),
         shape=alt.Shape("class:N", scale=alt.Scale(domain=classes,
-                                                   range=["diamond", "triangle-up", "circle"]),
+                                                   range=shapes),
                         title=None, legend=alt.Legend(labelLimit=400)),
         size=alt.Size("class:N", scale=alt.Scale(type="ordinal", domain=classes,
-                                                 range=[140, 90, 22]),
+                                                 range=sizes),
                       title=None),
         order=alt.Order("class_order:Q"),  # the optimal class drawn on top of the rest
         tooltip=["predictor", "prompt_shown", "rank", alt.Tooltip("kl:Q", format=".3e"),
