@@ -100,7 +100,8 @@ def synthetic_landscape() -> pd.DataFrame:
                          "prompt_length": len(p), "prompt_ones": p.count("1"),
                          "method": "exact_counts", "loss": kl[p] + ENTROPY, "loss_se": 0.0,
                          "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0, "rank": rank[p],
-                         "optimal": rank[p] == 0, "mc_kl": kl[p], "mc_kl_se": 0.01})
+                         "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
+                         "mc_kl_se": 0.01})
     return pd.DataFrame(rows)
 
 

@@ -298,6 +298,133 @@ def test_optimal_class_estimated_keeps_identical_best_rows_together():
     assert not optimal[0] and not optimal[2] and not optimal[4]
 
 
+# ------------------------------------------------------------------ one tie rule: classify
+def paired_rows(gaps, zs, M=400, seed=0, base=5.0):
+    """Per-sequence losses ``(P, M)`` whose row 0 is the best and whose row i differs from it
+    by exactly ``gaps[i]`` on average with a paired standard error ``gaps[i] / zs[i]``."""
+    rng = np.random.default_rng(seed)
+    first = base + rng.normal(0.0, 1.0, size=M)
+    rows = [first]
+    for gap, z in zip(gaps, zs):
+        noise = rng.normal(0.0, 1.0, size=M)
+        noise = (noise - noise.mean()) / noise.std(ddof=1)  # mean 0, sd 1 exactly
+        rows.append(first + gap + noise * (gap / z) * np.sqrt(M))
+    return np.array(rows)
+
+
+def paired_z(losses, best):
+    """Paired z of each row's difference from row `best` (0 for the best row itself)."""
+    d = losses - losses[best]
+    se = d.std(axis=1, ddof=1) / np.sqrt(losses.shape[1])
+    return np.divide(d.mean(axis=1), se, out=np.zeros(len(d)), where=se > 0)
+
+
+def test_classify_rank_zero_is_the_optimal_class_where_separate_rules_disagreed():
+    # Prompt 1 is slightly worse than the best (paired z = 1), prompt 2 clearly worse.
+    losses = paired_rows(gaps=[0.01, 0.5], zs=[1.0, 40.0])
+    loss = losses.mean(axis=1)
+    np.testing.assert_allclose(paired_z(losses, 0)[1:], [1.0, 40.0], rtol=1e-9)
+    # The rules used apart before: dense ranks of the estimates put prompt 1 at rank 1, the
+    # paired test put it in the optimal class.
+    assert landscape.dense_ranks(loss).tolist() == [0, 1, 2]
+    assert landscape.optimal_class_estimated(losses).tolist() == [True, True, False]
+    rank, optimal, resolved = landscape.classify(loss, losses)
+    assert rank.tolist() == [0, 0, 1]
+    assert optimal.tolist() == [True, True, False]
+    assert resolved.tolist() == [True, False, True]  # prompt 1: not resolved from the best
+
+
+def test_classify_corrects_for_the_comparisons_with_the_best_by_bonferroni():
+    # z = 2.2 resolves one comparison at 95% (one-sided 1.645, even 1.96), not fourteen.
+    assert landscape.estimate_critical_z(2) == pytest.approx(1.6449, abs=1e-4)
+    assert landscape.estimate_critical_z(15) == pytest.approx(2.6901, abs=1e-4)
+    two = paired_rows(gaps=[0.05], zs=[2.2])
+    assert landscape.classify(two.mean(axis=1), two)[1].tolist() == [True, False]
+    # The same comparison among 15 prompts (13 others clearly worse): unresolved, in S*.
+    many = paired_rows(gaps=[0.05] + [1.0] * 13, zs=[2.2] + [50.0] * 13)
+    rank, optimal, resolved = landscape.classify(many.mean(axis=1), many)
+    assert optimal.tolist() == [True, True] + [False] * 13
+    assert not resolved[1] and resolved[[0] + list(range(2, 15))].all()
+    # Just past the corrected critical value, resolved again.
+    past = paired_rows(gaps=[0.05] + [1.0] * 13, zs=[2.72] + [50.0] * 13)
+    assert landscape.classify(past.mean(axis=1), past)[1].tolist() == [True] + [False] * 14
+
+
+def test_classify_equal_and_zero_variance_differences():
+    rng = np.random.default_rng(7)
+    first = rng.normal(5.0, 1.0, size=300)
+    losses = np.array([
+        first + 0.2 + rng.normal(0, 0.01, 300),  # clearly worse
+        first,  # the best
+        first.copy(),  # identical to the best (e.g. a permutation): tied, zero variance
+        first + 0.05,  # worse by a constant: zero variance, resolved, not in S*
+        first + 0.05,  # identical to the previous: shares its rank
+        first * (1 + 1e-14),  # the best up to rounding noise: an equal estimate, tied
+    ])
+    rank, optimal, resolved = landscape.classify(losses.mean(axis=1), losses)
+    assert optimal.tolist() == [False, True, True, False, False, True]
+    assert resolved.all()  # every member of S* equals the best; no difference is noise
+    assert rank.tolist() == [2, 0, 0, 1, 1, 0]
+
+
+def test_classify_exact_values_are_dense_ranks_within_relative_tolerance():
+    loss = np.array([3.0, 1.0, 1.0 + 1e-12, 2.0, 1.0 + 1e-6, 3.0 * (1 + 1e-13)])
+    rank, optimal, resolved = landscape.classify(loss)
+    assert rank.tolist() == [3, 0, 0, 2, 1, 3]
+    assert optimal.tolist() == [False, True, True, False, False, False]
+    assert resolved.all()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_classify_rank_zero_is_the_optimal_class_for_exact_and_estimated_values(seed):
+    rng = np.random.default_rng(1000 + seed)
+    P, M = int(rng.integers(1, 40)), int(rng.integers(2, 300))
+    levels = rng.choice([0.0, 0.001, 0.01, 0.03, 0.1, 1.0], size=P)  # repeated levels
+    common = rng.normal(5.0, 1.0, size=M)
+    losses = common + levels[:, None] + rng.normal(0, rng.uniform(0, 0.3), size=(P, M))
+    duplicate = rng.integers(0, P, size=P // 4)
+    losses[duplicate] = losses[rng.integers(0, P, size=duplicate.size)]  # identical rows
+    for rank, optimal, resolved, loss in (
+            (*landscape.classify(levels), levels),
+            (*landscape.classify(losses.mean(axis=1), losses), losses.mean(axis=1))):
+        assert rank.dtype == np.int64 and optimal.dtype == bool and resolved.dtype == bool
+        np.testing.assert_array_equal(rank == 0, optimal)
+        assert optimal[int(np.argmin(loss))]
+        assert not (~resolved & ~optimal).any()  # only members of S* are unresolved
+        assert sorted(set(rank.tolist())) == list(range(rank.max() + 1))  # dense
+        # Outside S*: ranked by estimate, tied only at equal estimates.
+        out = np.flatnonzero(~optimal)
+        for i in out:
+            for j in out:
+                if loss[i] < loss[j] * (1 - 1e-9):
+                    assert rank[i] < rank[j]
+                elif loss[i] == loss[j]:
+                    assert rank[i] == rank[j]
+    np.testing.assert_array_equal(landscape.classify(levels)[0], landscape.dense_ranks(levels))
+
+
+def test_classify_keeps_the_true_optimum_at_95_percent_though_the_best_is_chosen_from_data():
+    # Eight prompts of equal expected loss: each is an optimum. The data pick a best; the
+    # class must keep prompt 0 in at least 95% of evaluation sets (Bonferroni's union bound
+    # over its comparisons). An uncorrected 1.96 would keep it in only about 86%.
+    rng = np.random.default_rng(2024)
+    P, M, R = 8, 200, 1000
+    kept = uncorrected = 0
+    for _ in range(R):
+        losses = rng.normal(0, 1, size=(P, M)) + rng.normal(0, 1, size=M)[None, :]
+        kept += landscape.classify(losses.mean(axis=1), losses)[1][0]
+        uncorrected += paired_z(losses, int(np.argmin(losses.mean(axis=1))))[0] <= 1.96
+    assert kept / R >= 0.94
+    assert uncorrected / R < 0.9
+
+
+def test_classify_refuses_mismatched_or_too_few_paired_losses():
+    with pytest.raises(ValueError, match="3 estimates but 2 rows"):
+        landscape.classify(np.zeros(3), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="at least 2"):
+        landscape.classify(np.zeros(2), np.zeros((2, 1)))
+
+
 # ------------------------------------------------------------------ choose_method
 LIMIT = 8
 
@@ -332,3 +459,72 @@ def test_theoretical_losses_refuses_monte_carlo():
     pred = BayesPredictor(build_source(BERNMIX))
     with pytest.raises(ValueError, match="monte_carlo"):
         landscape.theoretical_losses(pred, [""], build_source(coin(0.5)), 4, "monte_carlo")
+
+
+# ------------------------------------------------------------------ the stage: one rule
+@pytest.mark.parametrize("max_enumeration_length, method", [(3, "monte_carlo"),
+                                                            (20, "exact_enumeration")])
+def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_class(
+        tmp_path, max_enumeration_length, method):
+    from promptscape import tables
+    from promptscape.stages.datasets import simulate_evaluation
+    from promptscape.stages.landscape import compute_landscape
+
+    T = 5
+    evaluation = tmp_path / "eval.parquet"
+    simulate_evaluation(output=str(evaluation), experiment="exp", task_name="c5",
+                        task=coin(0.5), task_length=T, size=300)
+    out = tmp_path / "exp" / "landscape" / "bayes" / "c5.parquet"
+    compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
+                      family="bayes", pretraining=SWITCHING, experiment="exp",
+                      task_name="c5", task=coin(0.5), task_length=T, max_prompt_length=L_SMALL,
+                      max_enumeration_length=max_enumeration_length)
+    land = tables.read(str(out), "landscape")
+    assert (land["method"] == method).all()
+    assert ((land["rank"] == 0) == land["optimal"]).all()
+    assert land.loc[~land["resolved"], "optimal"].all()
+    if method == "monte_carlo":
+        # The case separate rules got wrong: the estimates leave several prompts unresolved
+        # from the best, which dense ranks of the estimates alone would rank 1, 2, ...
+        assert (~land["resolved"]).sum() >= 2
+        assert (landscape.dense_ranks(land["loss"].to_numpy()) == 0).sum() < land["optimal"].sum()
+    else:
+        assert land["resolved"].all()
+        np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(land["loss"].to_numpy()))
+
+
+# ------------------------------------------------------------------ figures mark unresolved prompts
+def _figure_frame(resolved):
+    prompts = ["", "0", "1", "00"]
+    return {"predictor": "bayes", "experiment": "exp", "task": "c5", "prompt": prompts,
+            "prompt_length": [len(p) for p in prompts], "kl": [0.1, 0.12, 0.3, 0.5],
+            "kl_se": 0.01, "rank": [0, 0, 1, 2], "optimal": [True, True, False, False],
+            "resolved": resolved, "method": "monte_carlo"}
+
+
+@pytest.mark.parametrize("resolved", [[True, False, True, True], [True, True, True, True]],
+                         ids=["estimated", "exact"])
+def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(resolved):
+    import pandas as pd
+
+    from promptscape import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    land = pd.DataFrame(_figure_frame(resolved))
+    spec = figures.landscape_chart(land, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                   style=style, title="t").to_dict()
+    points = spec["spec"]["layer"][1]["encoding"]
+    marked = not all(resolved)
+    expected = [figures.OPTIMAL] + [figures.UNRESOLVED] * marked + [figures.OTHER]
+    assert points["shape"]["scale"]["domain"] == expected
+    fill = dict(zip(points["fillOpacity"]["scale"]["domain"],
+                    points["fillOpacity"]["scale"]["range"]))
+    assert fill.get(figures.UNRESOLVED, 0.0) == 0.0 and fill[figures.OPTIMAL] > 0  # hollow
+    cho = land.assign(N=5, count=1, frequency=0.25)
+    data = figures.choices_chart(cho, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                 style=style, title="t").to_dict()
+    rows = next(iter(data["datasets"].values()))
+    labels = {r["prompt"]: r["prompt_label"] for r in rows}
+    assert labels[""] == "∅ ★" and labels["1"] == "1" and labels["00"] == "00"
+    assert labels["0"] == ("0 ☆" if marked else "0 ★")

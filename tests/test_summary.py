@@ -55,7 +55,8 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                              "prompt_ones": [p.count("1") for p in PROMPTS],
                              "method": "exact_counts", "loss": [k + 4 for k in kl],
                              "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
-                             "rank": [2, 0, 1], "optimal": [False, True, False], "mc_kl": kl,
+                             "rank": [2, 0, 1], "optimal": [False, True, False],
+                             "resolved": True, "mc_kl": kl,
                              "mc_kl_se": 0.01})
     rows = [(p, t.name, t.in_meta_distribution) for p in exp.predictors for t in exp.tasks]
     if artifact == "reliability":

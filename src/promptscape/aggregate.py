@@ -36,6 +36,8 @@ def selections(search: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     """One row per (predictor, task, N, seed): the chosen prompt, its KL, regret and rank."""
     chosen = search[search["chosen"]]
     land = landscape[["predictor", "task", "prompt", "kl", "rank", "optimal"]]
+    # KL(s*): the least KL of the optimal class (rank 0), which holds the best estimate, so
+    # regret >= 0; an unresolved member of the class is correct with a small positive regret.
     best = landscape.loc[landscape["rank"] == 0].groupby(["predictor", "task"])["kl"].min()
     out = chosen.merge(land, on=["predictor", "task", "prompt"], how="left", validate="m:1")
     if out["kl"].isna().any():
@@ -73,7 +75,8 @@ def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     totals = sel.groupby(["predictor", "task", "N"]).size().rename("total").reset_index()
     counts = counts.merge(totals, on=["predictor", "task", "N"])
     counts["frequency"] = counts["count"] / counts["total"]
-    land = landscape[["predictor", "task", "prompt", "prompt_length", "kl", "rank", "optimal"]]
+    land = landscape[["predictor", "task", "prompt", "prompt_length", "kl", "rank", "optimal",
+                      "resolved"]]
     out = counts.merge(land, on=["predictor", "task", "prompt"], how="left", validate="m:1")
     return out.drop(columns="total")
 

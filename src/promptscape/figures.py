@@ -68,30 +68,56 @@ def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title
     return _configure(_facet(layered, order, len(tasks), style), style, title)
 
 
+# The landscape's point classes: S* (ties with the best, exact or equal estimates), members of
+# S* only because the evaluation set cannot resolve them from the best (hollow), the rest;
+# each with its (shape, fill opacity, size).
+OPTIMAL = "optimal class S*"
+UNRESOLVED = "S*: not resolved from the best at 95% (Bonferroni)"
+OTHER = "other prompts"
+CLASS_MARKS = {OPTIMAL: ("diamond", 0.85, 140), UNRESOLVED: ("triangle-up", 0.0, 90),
+               OTHER: ("circle", 0.75, 22)}
+
+
 def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
-    """KL (log axis) against dense rank for every prompt; the optimal class marked."""
+    """KL (log axis) against rank for every prompt; the optimal class marked, and among it the
+    prompts not resolved from the best estimate (Monte Carlo landscapes) marked apart."""
     data = land.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
-    data["class"] = np.where(data["optimal"], "optimal class S*", "other prompts")
+    data["class"] = np.where(~data["resolved"], UNRESOLVED,
+                             np.where(data["optimal"], OPTIMAL, OTHER))
+    # Only the classes present: an exact landscape's legend has no unresolved entry.
+    classes = [c for c in CLASS_MARKS if (data["class"] == c).any()]
+    shapes, fills, sizes = ([CLASS_MARKS[c][i] for c in classes] for i in range(3))
+    data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0})
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
     base = alt.Chart().encode(
-        x=alt.X("rank:Q", title="dense rank of L(s) (0 = optimal class)"),
+        x=alt.X("rank:Q", title="rank of L(s) (0 = optimal class S*)"),
         y=alt.Y("kl_plot:Q", scale=alt.Scale(type="log"), title="KL(task ‖ prompted) (nats)"),
         color=color)
-    points = base.mark_point(filled=True, size=28, opacity=0.75).encode(
-        shape=alt.Shape("class:N", scale=alt.Scale(domain=["optimal class S*", "other prompts"],
-                                                   range=["diamond", "circle"]), title=None),
-        size=alt.Size("class:N", scale=alt.Scale(domain=["optimal class S*", "other prompts"],
-                                                 range=[140, 22]), legend=None),
+    # Unresolved members hollow, so that the class's stacked points at rank 0 all show.
+    points = base.mark_point(filled=True, size=28, strokeWidth=1.5).encode(
+        stroke=color,
+        # Ordinal scales: Vega-Lite's default point scale would interpolate the ranges.
+        fillOpacity=alt.FillOpacity("class:N", scale=alt.Scale(type="ordinal", domain=classes,
+                                                               range=fills),
+                                    title=None),
+        shape=alt.Shape("class:N", scale=alt.Scale(domain=classes,
+                                                   range=shapes),
+                        title=None, legend=alt.Legend(labelLimit=400)),
+        size=alt.Size("class:N", scale=alt.Scale(type="ordinal", domain=classes,
+                                                 range=sizes),
+                      title=None),
+        order=alt.Order("class_order:Q"),  # the optimal class drawn on top of the rest
         tooltip=["predictor", "prompt_shown", "rank", alt.Tooltip("kl:Q", format=".3e"),
-                 alt.Tooltip("kl_se:Q", format=".1e"), "method"])
+                 alt.Tooltip("kl_se:Q", format=".1e"), "resolved", "method"])
     errors = base.mark_rule(opacity=0.5).encode(y="kl_low:Q", y2="kl_high:Q")
     best = (alt.Chart().transform_filter("datum.optimal").transform_window(
-                row="row_number()", groupby=["task_label", "predictor"])
+                row="row_number()", groupby=["task_label", "predictor"],
+                sort=[alt.SortField("kl"), alt.SortField("prompt_length"), alt.SortField("prompt")])
             .transform_filter("datum.row == 1")
             .mark_text(align="left", dx=8, dy=-8, fontSize=style["font_size"])
             .encode(x="rank:Q", y="kl_plot:Q", text="prompt_shown:N", color=color))
@@ -102,11 +128,16 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
 
 def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
     """Frequency of each chosen prompt per N (rows: prompts by rank); optimal class outlined
-    and starred."""
+    and starred; its members not resolved from the best estimate with a hollow star and an
+    orange outline."""
     data = cho.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     shown = data["prompt"].where(data["prompt"] != "", "∅")
-    data["prompt_label"] = shown + np.where(data["optimal"], " ★", "")
+    data["prompt_label"] = shown + np.where(~data["resolved"], " ☆",
+                                            np.where(data["optimal"], " ★", ""))
+    # Outlines: red for S*, orange for its members not resolved from the best.
+    data["outline"] = np.where(~data["resolved"], "#ff7f0e",
+                               np.where(data["optimal"], "#d62728", "transparent"))
     data = data.sort_values(["rank", "prompt_length", "prompt"])
     # A fixed height (14 px a row of the fullest panel): Vega-Lite's step sizing fails to
     # render with faceted, independent y scales and conditional strokes.
@@ -114,10 +145,10 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     rects = alt.Chart(data).mark_rect().encode(
         x=alt.X("N:O", sort=sorted(data["N"].unique()), title="dataset size N"),
         y=alt.Y("prompt_label:N", sort=alt.EncodingSortField("rank", op="min"),
-                title="chosen prompt (by rank; ★ optimal)"),
+                title="chosen prompt (★ optimal, ☆ unresolved)"),
         color=alt.Color("frequency:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
                         title="frequency"),
-        stroke=alt.condition("datum.optimal", alt.value("#d62728"), alt.value(None)),
+        stroke=alt.Stroke("outline:N", scale=None),
         strokeWidth=alt.condition("datum.optimal", alt.value(1.5), alt.value(0)),
         tooltip=["predictor", "task", "N", "prompt_label", "count",
                  alt.Tooltip("frequency:Q", format=".2f"), "rank", alt.Tooltip("kl:Q", format=".3e")],

@@ -38,9 +38,18 @@ than that of L(s) for good prompts (the task's own entropy noise cancels), not a
 The evaluation-set estimate of KL and its standard error is kept beside the exact value in
 every landscape (``mc_kl``, ``mc_kl_se``) as a built-in check that the exact sums, the
 sampler and the predictor agree.
+
+Ties: one rule, `classify`, gives both the rank and the optimal class, so rank 0 is exactly
+the optimal class in every landscape. Exact values tie within a relative 1e-9. Estimated
+values: the optimal class is the best estimate and every prompt whose paired difference from
+it is not resolved by a one-sided z-test at family-wise 95% (Bonferroni over the P - 1
+comparisons with the best); the other prompts are dense-ranked from 1 by their estimate
+(docs/science.md, "Ties").
 """
 
 from __future__ import annotations
+
+from statistics import NormalDist
 
 import numpy as np
 from promptscape import prompts as prompts_lib
@@ -55,11 +64,12 @@ DEFAULT_ENUMERATION_BUDGET = 2 ** 27
 # that its within-stratum variance can be estimated).
 MIN_PER_STRATUM = 2
 
-# Exact values: prompts within this relative distance of the optimum's loss are tied.
+# Exact values: prompts within this relative distance of the optimum's loss are tied. The
+# same tolerance decides when two estimates are equal (floating-point noise, not evidence).
 EXACT_RELATIVE_TOLERANCE = 1e-9
-# Estimated values: a prompt is in the optimal class when its paired loss difference to the
-# best estimate is within this many standard errors (one-sided 97.5%).
-ESTIMATE_Z = 1.96
+# Estimated values: the family-wise level at which a prompt must be shown worse than the best
+# estimate to leave the optimal class (one-sided paired z-tests, Bonferroni over P - 1).
+ESTIMATE_ALPHA = 0.05
 
 
 def enumerates(num_prompts: int, task_length: int, budget: int) -> bool:
@@ -213,23 +223,74 @@ def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_T
     return ranks
 
 
-def optimal_class_estimated(losses: np.ndarray, z: float = ESTIMATE_Z) -> np.ndarray:
-    """Optimal class from paired per-sequence losses ``(P, M)``: prompts whose mean loss
-    difference to the best prompt is within `z` standard errors of that difference."""
-    mean = losses.mean(axis=1)
-    best = int(np.argmin(mean))
-    diff = losses - losses[best][None, :]
-    se = diff.std(axis=1, ddof=1) / np.sqrt(losses.shape[1])
-    return diff.mean(axis=1) <= z * se
+def estimate_critical_z(num_prompts: int, alpha: float = ESTIMATE_ALPHA) -> float:
+    """One-sided critical z of each paired comparison with the best estimate: Bonferroni over
+    the ``num_prompts - 1`` comparisons, so that all of them together hold at level `alpha`.
+
+    >>> round(estimate_critical_z(2), 3), round(estimate_critical_z(15), 3)
+    (1.645, 2.69)
+    """
+    return NormalDist().inv_cdf(1.0 - alpha / max(num_prompts - 1, 1))
 
 
-def optimal_class_stratified(losses: np.ndarray, weights: np.ndarray, strata: np.ndarray,
-                             z: float = ESTIMATE_Z) -> np.ndarray:
-    """`optimal_class_estimated` on a stratified evaluation set: prompts whose stratified
-    paired difference to the best stratified estimate is within `z` standard errors."""
-    loss, _ = stratified_mean(losses, weights, strata)
-    diff, se = paired_differences(losses, int(np.argmin(loss)), weights, strata)
-    return diff <= z * se
+def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
+             alpha: float = ESTIMATE_ALPHA, weights: np.ndarray | None = None,
+             strata: np.ndarray | None = None):
+    """Rank, optimal class and resolution of every prompt, by one tie rule.
+
+    Returns ``(rank (P,) int64, optimal (P,) bool, resolved (P,) bool)``, with
+    ``optimal == (rank == 0)`` always.
+
+    Exact values (`paired_losses` None): dense ranks of `loss` with a relative tolerance of
+    `EXACT_RELATIVE_TOLERANCE`; the optimal class is rank 0; every prompt is resolved.
+
+    Estimated values: `loss` holds the estimates and `paired_losses` ``(P, M)`` the
+    per-sequence losses on the shared evaluation set they come from (with its stratum
+    `weights` and `strata`, as stored with it; default plain draws): the standard error of
+    each difference from the best is the stratified paired one (`paired_differences`). The best prompt b has
+    the least estimate (the first in canonical order among equals). A prompt is in the
+    optimal class when its estimate equals b's (within the relative tolerance: floating-point
+    noise, such as permutations of a prompt that the predictor treats alike, or identical
+    per-sequence losses), or when the one-sided paired z-test of ``L(s) > L(b)`` does not
+    reject at the Bonferroni level ``alpha / (P - 1)`` (`estimate_critical_z`): its
+    difference from the best is *unresolved* (``resolved`` false). A zero-variance difference
+    with unequal estimates is resolved. Rank 0 is that class; the other prompts are
+    dense-ranked from 1 by their estimate, tied only where their estimates are equal. A
+    prompt outside the class may thus have a smaller estimate than an unresolved member
+    whose difference from the best is noisier.
+
+    Bonferroni rather than Holm: b is chosen by the data, and the union bound over all P - 1
+    possible comparisons of the true optimum s* with another prompt keeps s* in the class
+    with probability at least 1 - alpha (normal approximation) whichever prompt the data
+    make best; Holm's step-down gains its power relative to a fixed family of hypotheses,
+    which a data-chosen reference does not give.
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    if paired_losses is None:
+        rank = dense_ranks(loss)
+        return rank, rank == 0, np.ones(len(loss), dtype=bool)
+    paired_losses = np.asarray(paired_losses, dtype=np.float64)
+    P, M = paired_losses.shape
+    if P != len(loss):
+        raise ValueError(f"{len(loss)} estimates but {P} rows of paired losses")
+    if M < 2:
+        raise ValueError(f"a paired standard error needs at least 2 evaluation sequences, got {M}")
+    best = int(np.argmin(loss))
+    gap = loss - loss[best]
+    equal = gap <= EXACT_RELATIVE_TOLERANCE * max(abs(loss[best]), 1e-300)
+    se = paired_differences(paired_losses, best, weights, strata)[1]
+    unresolved = ~equal & (gap <= estimate_critical_z(P, alpha) * se)
+    optimal = equal | unresolved
+    rank = np.zeros(P, dtype=np.int64)
+    rank[~optimal] = 1 + dense_ranks(loss[~optimal])
+    return rank, optimal, ~unresolved
+
+
+def optimal_class_estimated(losses: np.ndarray, alpha: float = ESTIMATE_ALPHA) -> np.ndarray:
+    """Optimal class from paired per-sequence losses ``(P, M)`` alone (estimates: their
+    means): `classify`'s rule."""
+    losses = np.asarray(losses, dtype=np.float64)
+    return classify(losses.mean(axis=1), losses, alpha)[1]
 
 
 def _log_binom(n, k):

@@ -163,9 +163,16 @@ ARTIFACTS = {a.name: a for a in [
          ("entropy", _F, "H_T(task), the task's entropy over T symbols (nats)"),
          ("kl", _F, "KL(s) = L(s) - H_T(task) (nats)"),
          ("kl_se", _F, "standard error of kl, paired per sequence (0 when exact)"),
-         ("rank", _I, "dense rank of loss: tied prompts share a rank, 0 is the optimal class"),
-         ("optimal", _B, "member of the optimal class S* (relative 1e-9 for exact values, "
-                         "paired z <= 1.96 for estimates)"),
+         ("rank", _I, "0 for the optimal class, exactly; the other prompts dense-ranked from 1 "
+                      "by loss, tied only where their losses are equal (relative 1e-9)"),
+         ("optimal", _B, "member of the optimal class S*: loss within relative 1e-9 of the "
+                         "least (exact values); for estimates, the best estimate and every "
+                         "prompt not shown worse than it by a one-sided paired z-test at "
+                         "family-wise 95%, Bonferroni over the P - 1 comparisons "
+                         "(docs/science.md)"),
+         ("resolved", _B, "false only for a member of S* under monte_carlo whose difference "
+                          "from the best estimate is not resolved at family-wise 95% (its "
+                          "estimate is not equal to the best's); true otherwise"),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
         ("predictor", "experiment", "task", "prompt_length", "prompt")),
@@ -176,7 +183,7 @@ ARTIFACTS = {a.name: a for a in [
          ("empirical_loss", _F, "L_N(s_hat)"),
          ("kl", _F, "KL(s_hat) from the landscape"),
          ("regret", _F, "KL(s_hat) - KL(s*) >= 0, the cost of choosing on a finite dataset"),
-         ("rank", _I, "dense rank of s_hat in the landscape"),
+         ("rank", _I, "rank of s_hat in the landscape (0: the optimal class)"),
          ("correct", _B, "s_hat is in the optimal class")),
         ("predictor", "experiment", "task", "N", "seed")),
     Artifact(
@@ -208,8 +215,10 @@ ARTIFACTS = {a.name: a for a in [
          ("count", _I, "number of seeds that chose the prompt"),
          ("frequency", _F, "count / seeds"),
          ("kl", _F, "KL of the prompt from the landscape"),
-         ("rank", _I, "dense rank of the prompt"),
-         ("optimal", _B, "the prompt is in the optimal class")),
+         ("rank", _I, "rank of the prompt in the landscape (0: the optimal class)"),
+         ("optimal", _B, "the prompt is in the optimal class"),
+         ("resolved", _B, "as in the landscape: false for a member of the optimal class not "
+                          "resolved from the best estimate")),
         ("predictor", "experiment", "task", "N", "prompt_length", "prompt")),
     Artifact(
         "efficiency", "{experiment}/efficiency/{predictor}/{task}.parquet",

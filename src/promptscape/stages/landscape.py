@@ -36,14 +36,13 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs), weights, strata)
     if method == "monte_carlo":
         loss, loss_se, kl, kl_se, entropy = mc
-        ranks = landscape.dense_ranks(loss)
-        optimal = landscape.optimal_class_stratified(eval_losses, weights, strata)
+        ranks, optimal, resolved = landscape.classify(loss, eval_losses, weights=weights,
+                                                      strata=strata)
     else:
         loss, loss_se, entropy = landscape.theoretical_losses(pred, prompts, task_source,
                                                               task_length, method)
         kl, kl_se = loss - entropy, np.zeros_like(loss)
-        ranks = landscape.dense_ranks(loss)
-        optimal = ranks == 0
+        ranks, optimal, resolved = landscape.classify(loss)
         # A stratified estimate can be exact (standard error 0): floor the error at the
         # floating-point resolution of a KL, so agreement to rounding reads as |z| ~ 0.
         floor = landscape.EXACT_RELATIVE_TOLERANCE * np.abs(loss) + 1e-12
@@ -51,13 +50,14 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompts "
                  "(%d strata)", float(z.max()), len(prompts), len(np.unique(strata)))
     best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
-    log.info("%s %s %s: method %s; optimal class %s, KL %.6g nats", predictor, experiment,
-             task_name, method, best, float(kl[optimal].min()))
+    log.info("%s %s %s: method %s; optimal class %s (%d not resolved from the best), KL %.6g "
+             "nats", predictor, experiment, task_name, method, best, int((~resolved).sum()),
+             float(kl[optimal].min()))
     frame = {
         "predictor": predictor, "experiment": experiment, "task": task_name,
         "prompt": prompts, "prompt_length": [len(p) for p in prompts],
         "prompt_ones": [p.count("1") for p in prompts], "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
-        "rank": ranks, "optimal": optimal, "mc_kl": mc[2], "mc_kl_se": mc[3],
+        "rank": ranks, "optimal": optimal, "resolved": resolved, "mc_kl": mc[2], "mc_kl_se": mc[3],
     }
     tables.write(frame, "landscape", output)
