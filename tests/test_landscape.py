@@ -462,10 +462,10 @@ def test_theoretical_losses_refuses_monte_carlo():
 
 
 # ------------------------------------------------------------------ the stage: one rule
-@pytest.mark.parametrize("max_enumeration_length, method", [(3, "monte_carlo"),
-                                                            (20, "exact_enumeration")])
+@pytest.mark.parametrize("enumeration_budget, method", [(1, "monte_carlo"),
+                                                        (10**6, "exact_enumeration")])
 def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_class(
-        tmp_path, max_enumeration_length, method):
+        tmp_path, enumeration_budget, method):
     from promptscape import tables
     from promptscape.stages.datasets import simulate_evaluation
     from promptscape.stages.landscape import compute_landscape
@@ -478,7 +478,7 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
     compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
                       family="bayes", pretraining=SWITCHING, experiment="exp",
                       task_name="c5", task=coin(0.5), task_length=T, max_prompt_length=L_SMALL,
-                      max_enumeration_length=max_enumeration_length)
+                      enumeration_budget=enumeration_budget)
     land = tables.read(str(out), "landscape")
     assert (land["method"] == method).all()
     assert ((land["rank"] == 0) == land["optimal"]).all()
@@ -486,7 +486,7 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
     if method == "monte_carlo":
         # The case separate rules got wrong: the estimates leave several prompts unresolved
         # from the best, which dense ranks of the estimates alone would rank 1, 2, ...
-        assert (~land["resolved"]).sum() >= 2
+        assert (~land["resolved"]).sum() >= 1
         assert (landscape.dense_ranks(land["loss"].to_numpy()) == 0).sum() < land["optimal"].sum()
     else:
         assert land["resolved"].all()

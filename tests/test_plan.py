@@ -120,6 +120,6 @@ def test_the_typical_curve_logs_its_progress_over_lengths(monkeypatch, caplog):
     _quick_progress(monkeypatch, efficiency)
     pre = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
     task = build_source({"kind": "coin", "theta": 0.7})
-    scorer = efficiency.KLScorer(predictors.BayesPredictor(pre), task, 5, 14)
+    scorer = efficiency.KLScorer(predictors.BayesPredictor(pre), task, 5, 12, 10**6)
     efficiency.typical_curve(scorer, task, [0, 1, 2], 4)
     assert any(r.getMessage().startswith("prompt lengths: 3/3 (100%") for r in caplog.records)
