@@ -13,12 +13,16 @@ from workflow_helpers import (REPO, TINY, digests, edited_library, load_config, 
 pytestmark = pytest.mark.slow
 
 
+def completed_run(tmp_path_factory, name, config):
+    """One complete run of `config`; tests copy it before changing anything."""
+    workdir = tmp_path_factory.mktemp(name)
+    snakemake(workdir, config)
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One complete run of the tiny config; tests copy it before changing anything."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, TINY)
-    return workdir
+    return completed_run(tmp_path_factory, "tiny", TINY)
 
 
 def copy_run(tiny_run, tmp_path):
@@ -166,10 +170,7 @@ NEURAL = REPO / "tests" / "data" / "neural" / "config.yaml"
 
 @pytest.fixture(scope="module")
 def neural_run(tmp_path_factory):
-    """One complete run of the neural scenario; tests copy it before changing anything."""
-    workdir = tmp_path_factory.mktemp("neural")
-    snakemake(workdir, NEURAL)
-    return workdir
+    return completed_run(tmp_path_factory, "neural", NEURAL)
 
 
 def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, tmp_path):

@@ -15,8 +15,7 @@ log = logging.getLogger("promptscape")
 
 
 def compute_landscape(*, evaluation: str, output: str, predictor: str,
-                      family: str | None = None,
-                      pretraining: dict,
+                      family: str | None = None, pretraining: dict,
                       experiment: str, task_name: str, task: dict, task_length: int,
                       max_prompt_length: int, enumeration_budget: int,
                       model: str | None = None, table: str | None = None,
@@ -58,6 +57,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         "prompt": prompts, "prompt_length": [len(p) for p in prompts],
         "prompt_ones": [p.count("1") for p in prompts], "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
-        "rank": ranks, "optimal": optimal, "resolved": resolved, "mc_kl": mc[2], "mc_kl_se": mc[3],
+        "rank": ranks, "optimal": optimal, "resolved": resolved,
+        "mc_kl": mc[2], "mc_kl_se": mc[3],
     }
     tables.write(frame, "landscape", output)
