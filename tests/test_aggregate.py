@@ -226,7 +226,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
             searches.append(str(out))
     paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
     expected = {"experiment": "exp", "predictors": ["bayes"], "tasks": list(TASKS),
-                "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seeds_per_job": SEEDS}
+                "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seed_blocks": [[0, SEEDS - 1]]}
     aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
                      expected=expected, **{k: str(v) for k, v in paths.items()})
 
@@ -260,7 +260,8 @@ def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
 # ------------------------------------------------------------------ verification of the inputs
 SYN_SEEDS, SYN_BLOCK = 4, 2
 GRID = {"experiment": "exp", "predictors": ["bayes"], "tasks": ["a", "b"],
-        "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS, "seeds_per_job": SYN_BLOCK}
+        "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS,
+        "seed_blocks": [[a, a + SYN_BLOCK - 1] for a in range(0, SYN_SEEDS, SYN_BLOCK)]}
 
 
 def search_path(root, task, N, first, last, experiment="exp", predictor="bayes"):
@@ -355,7 +356,7 @@ def test_a_seed_covered_by_two_files_is_refused(tmp_path):
     extra = search_path(tmp_path, "a", 5, 2, 2)
     tables.write(search[(search["task"] == "a") & (search["N"] == 5) & (search["seed"] == 2)],
                  "search", extra)
-    expected = {**GRID, "seeds_per_job": 1}
+    expected = {**GRID, "seed_blocks": [[s, s] for s in range(SYN_SEEDS)]}
     with pytest.raises(ValueError, match=re.escape(str(extra)) + r": seed 2 appears twice: "
                        + re.escape(str(search_path(tmp_path, "a", 5, 2, 3)))):
         aggregate.verify_search_coverage(searches + [str(extra)], expected)
@@ -381,14 +382,14 @@ def test_a_search_file_at_another_block_path_is_refused(tmp_path):
         run_stage(tmp_path, searches, landscapes)
 
 
-def test_a_search_file_at_a_block_path_of_another_seeds_per_job_is_refused(tmp_path):
+def test_a_search_file_at_a_path_that_is_not_one_of_the_seed_blocks_is_refused(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
     search = synthetic_search()
     odd = search_path(tmp_path, "a", 5, 1, 2)
     tables.write(search[(search["task"] == "a") & (search["N"] == 5)
                         & search["seed"].between(1, 2)], "search", odd)
     with pytest.raises(ValueError, match=re.escape(str(odd)) + r": its path's seed block 1-2 "
-                       r"is not a block of 2 seeds per job"):
+                       r"is not one of the experiment's seed blocks \(0-1, 2-3\)"):
         run_stage(tmp_path, searches + [str(odd)], landscapes)
 
 

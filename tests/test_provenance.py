@@ -247,7 +247,7 @@ def traced(tmp_path_factory):
                 shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
                 placed[artifact].append(target)
     grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
-            "tasks": list(tasks), "dataset_sizes": [3], "num_seeds": 2, "seeds_per_job": 2}
+            "tasks": list(tasks), "dataset_sizes": [3], "num_seeds": 2, "seed_blocks": [[0, 1]]}
     run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
         reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),

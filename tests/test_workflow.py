@@ -88,6 +88,13 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
                     "all": 1}
 
 
+def test_a_seeds_per_job_that_leaves_the_blocks_as_they_are_reruns_nothing(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    config = load_config()
+    config["experiments"]["switching"]["seeds_per_job"] = 16  # 4 seeds: still one block 0-3
+    assert planned_jobs(run, write_config(tmp_path / "config.yaml", config)) == {}
+
+
 @pytest.mark.parametrize("change", ["num_typical", "max_length"])
 def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp_path, change):
     run = copy_run(tiny_run, tmp_path)

@@ -238,12 +238,10 @@ def _grid_problems(fields: dict, expected: dict) -> list[str]:
         if not 0 <= first <= last < expected["num_seeds"]:
             problems.append(f"its path's seed block {first}-{last} is not within seeds "
                             f"0-{expected['num_seeds'] - 1}")
-        elif "seeds_per_job" in expected:
-            size = expected["seeds_per_job"]
-            block = (first, min(first + size, expected["num_seeds"]) - 1)
-            if first % size or (first, last) != block:
-                problems.append(f"its path's seed block {first}-{last} is not a block of "
-                                f"{size} seeds per job")
+        elif "seed_blocks" in expected and [first, last] not in expected["seed_blocks"]:
+            blocks = ", ".join(f"{a}-{b}" for a, b in expected["seed_blocks"])
+            problems.append(f"its path's seed block {first}-{last} is not one of the "
+                            f"experiment's seed blocks ({blocks})")
     return problems
 
 

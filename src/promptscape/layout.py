@@ -52,11 +52,12 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
 
 def search_grid(exp: Experiment) -> dict:
     """What an experiment's search files must hold between them: every (predictor, task,
-    N, seed) once, in blocks of seeds_per_job (read by the aggregate_search stage)."""
+    N, seed) once, in the experiment's seed blocks (read by the aggregate_search stage; the
+    blocks, not seeds_per_job, so a setting that leaves the blocks as they are reruns nothing)."""
     return {"experiment": exp.name, "predictors": list(exp.predictors),
             "tasks": [task.name for task in exp.tasks],
             "dataset_sizes": list(exp.dataset_sizes), "num_seeds": exp.num_seeds,
-            "seeds_per_job": exp.seeds_per_job}
+            "seed_blocks": [list(block) for block in exp.seed_blocks()]}
 
 
 def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:

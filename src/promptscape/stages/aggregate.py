@@ -17,7 +17,7 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], selections: 
     """Aggregate one experiment's searches against its landscapes.
 
     `expected` is the experiment's grid (`layout.search_grid`): ``experiment``,
-    ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seeds_per_job``.
+    ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seed_blocks``.
     Every file read is verified against its own path and the grid first
     (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
     together must cover every (predictor, task, N, seed) exactly once: anything else is a
