@@ -330,3 +330,16 @@ def test_switching_filter_state_conditions_what_follows_like_concatenation(src):
             src.log_predictive_from(states[code, -1], TASK_SEQS),
             src.log_predictive(joined)[:, 5:], rtol=0, atol=1e-12,
         )
+
+
+def test_count_log_probabilities_match_enumeration():
+    """log P(k ones in n symbols) of an exchangeable source equals the enumerated sum."""
+    import itertools
+
+    for spec in ({"kind": "coin", "theta": 0.3}, {"kind": "beta_coin", "alpha": 2.0, "beta": 0.5},
+                 {"kind": "coin_mixture", "thetas": [0.2, 0.7]}):
+        source = build_source(spec)
+        n = 6
+        seqs = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.uint8)
+        brute = np.bincount(seqs.sum(axis=1), weights=np.exp(source.log_prob(seqs)), minlength=n + 1)
+        np.testing.assert_allclose(np.exp(source.count_log_probabilities(n)), brute, rtol=1e-12)

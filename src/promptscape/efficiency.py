@@ -123,7 +123,7 @@ class KLScorer:
         if self.counts_apply and task.exchangeable:
             k = np.arange(T + 1)
             log_m = task.log_marginal(k, T - k)
-            self._count_weights = np.exp(_log_binom(T, k) + log_m)  # P(k)
+            self._count_weights = np.exp(task.count_log_probabilities(T))  # P(k)
             self._offset = float(self._count_weights @ log_m)  # -H_T(task)
             self.method = "exact_counts"
             return
@@ -221,7 +221,7 @@ def count_class_distribution(scorer: KLScorer, task: Source, length: int):
         raise TypeError("exact typical quantiles need an exchangeable Bayes predictor and an "
                         "exchangeable task")
     ones = np.arange(length + 1)
-    prob = np.exp(_log_binom(length, ones) + task.log_marginal(ones, length - ones))
+    prob = np.exp(task.count_log_probabilities(length))
     if abs(float(prob.sum()) - 1.0) > PROBABILITY_TOLERANCE:
         raise ArithmeticError(f"count-class probabilities of length {length} sum to "
                               f"{prob.sum()!r}, not 1")
@@ -243,7 +243,7 @@ def order_statistic_ranks(count: int, q: float, confidence: float = CONFIDENCE):
     alpha = (1.0 - confidence) / 2.0
     k = np.arange(count + 1)
     with np.errstate(divide="ignore"):
-        log_pmf = _log_binom(count, k) + k * np.log(q) + (count - k) * np.log1p(-q)
+        log_pmf = special.log_binom(count, k) + k * np.log(q) + (count - k) * np.log1p(-q)
     pmf = np.exp(log_pmf)
     cdf = np.cumsum(pmf)  # P(B <= j)
     sf = np.cumsum(pmf[::-1])[::-1]  # P(B >= j)
@@ -412,6 +412,3 @@ def format_token_efficiency(columns: dict) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                      for row in [head, *lines])
 
-
-def _log_binom(n, k):
-    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)

@@ -53,7 +53,6 @@ from statistics import NormalDist
 
 import numpy as np
 from promptscape import prompts as prompts_lib
-from promptscape import special
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.sources import Source
 
@@ -98,8 +97,7 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
     T = task_length
     if method == "exact_counts":
         k = np.arange(T + 1)
-        log_pk = _log_binom(T, k) + task.log_marginal(k, T - k)  # (T + 1,)
-        pk = np.exp(log_pk)
+        pk = np.exp(task.count_log_probabilities(T))  # (T + 1,)
         ones = np.array([p.count("1") for p in prompts])
         zeros = np.array([len(p) for p in prompts]) - ones
         per_k = predictor.count_losses(ones[:, None], zeros[:, None], k[None, :], T - k[None, :])
@@ -120,9 +118,7 @@ def evaluation_strata(task: Source, task_length: int) -> np.ndarray | None:
     else None (the task is sampled plainly, one stratum)."""
     if not task.exchangeable:
         return None
-    T = int(task_length)
-    k = np.arange(T + 1)
-    p = np.exp(_log_binom(T, k) + task.log_marginal(k, T - k))
+    p = np.exp(task.count_log_probabilities(int(task_length)))
     return p / p.sum()  # sums to 1 up to rounding; renormalised so weights sum to 1 exactly
 
 
@@ -292,6 +288,3 @@ def optimal_class_estimated(losses: np.ndarray, alpha: float = ESTIMATE_ALPHA) -
     losses = np.asarray(losses, dtype=np.float64)
     return classify(losses.mean(axis=1), losses, alpha)[1]
 
-
-def _log_binom(n, k):
-    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)

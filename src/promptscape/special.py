@@ -25,6 +25,11 @@ def betaln(a, b) -> np.ndarray:
     return gammaln(a) + gammaln(b) - gammaln(a + b)
 
 
+def log_binom(n, k) -> np.ndarray:
+    """log C(n, k), elementwise, float64."""
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
 def logsumexp(x, axis: int = -1) -> np.ndarray:
     """log(sum(exp(x))) along `axis`, shifted by the maximum for stability."""
     x = np.asarray(x, dtype=np.float64)

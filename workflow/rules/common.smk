@@ -4,7 +4,6 @@
 import re
 
 from promptscape import config as config_lib
-from promptscape import landscape
 from promptscape import layout
 from promptscape import plan
 from promptscape import provenance
@@ -242,9 +241,7 @@ def get_model(wildcards):
 
 def is_tabulated(exp):
     """Neural losses of every prompt on all 2^T sequences are computed once, then looked up."""
-    return landscape.enumerates(
-        2 ** (exp.max_prompt_length + 1) - 1, exp.task_length, STUDY.enumeration_budget
-    )
+    return plan.enumerates(STUDY, exp)
 
 
 def get_prediction_inputs(wildcards):

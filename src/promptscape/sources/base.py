@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from promptscape import validation
+from promptscape import special, validation
 
 V = 2  # alphabet size; every source here is binary
 
@@ -144,6 +144,12 @@ class Source:
         if not self.exchangeable:
             raise TypeError(f"source kind {self.kind!r} is not exchangeable")
         return self._log_marginal(np.asarray(ones, dtype=np.int64), np.asarray(zeros, dtype=np.int64))
+
+    def count_log_probabilities(self, length: int) -> np.ndarray:
+        """Exchangeable kinds only: log P(k ones in `length` symbols) for k = 0..length,
+        ``log C(length, k) + log_marginal(k, length - k)``: ``(length + 1,)``."""
+        k = np.arange(length + 1)
+        return special.log_binom(length, k) + self.log_marginal(k, length - k)
 
     def count_moments(self, length: int) -> tuple[float, float]:
         """Mean and variance of the number of ones in a sequence of `length` symbols.
