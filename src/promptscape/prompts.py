@@ -1,11 +1,14 @@
-"""The prompt space and the encoding of binary sequences.
+"""The prompt space and the encoding of sequences over V symbols.
 
-Prompts are strings over {'0', '1'}; the empty prompt is ``""``. The canonical order is by
-length, then lexicographically, which is also the search's tie-break order (shorter first,
-then lexicographic), so ``argmin`` over prompts in this order is deterministic.
+Prompts are strings of the digits 0..V-1 (V <= 10, `sources.base.MAX_VOCAB_SIZE`); the empty
+prompt is ``""``. The canonical order is by length, then lexicographically, which is also the
+search's tie-break order (shorter first, then lexicographic), so ``argmin`` over prompts in
+this order is deterministic. There are ``(V^(L_max + 1) - 1) / (V - 1)`` prompts of length at
+most L_max.
 
-Sequences of T symbols are also encoded as integers, big-endian (``code("0110") == 6``), so
-that code order equals lexicographic order and ``2**T`` codes enumerate every sequence.
+Sequences of T symbols are also encoded as integers in base V, big-endian
+(``encode([[0, 1, 1, 0]], 2) == [6]``), so that code order equals lexicographic order and the
+``V**T`` codes enumerate every sequence.
 """
 
 from __future__ import annotations
@@ -14,26 +17,47 @@ import itertools
 
 import numpy as np
 
-# The search scores every prompt of length 0..L_max: 2**(L_max + 1) - 1 prompts. With
-# L_max = 12 that is 8,191 prompts per (task, N, seed); each further unit doubles it, and a
-# neural predictor must evaluate every prompt on every distinct task sequence, so 12 is the
-# limit a 2-core machine serves in minutes.
+from promptscape.sources.base import MAX_VOCAB_SIZE, symbol_counts
+
+# The search scores every prompt of length 0..L_max: 2**(L_max + 1) - 1 binary prompts. With
+# L_max = 12 that is 8,191 prompts per (task, N, seed); each further unit multiplies it by V,
+# and a neural predictor must evaluate every prompt on every distinct task sequence, so 12 is
+# the limit a 2-core machine serves in minutes.
 MAX_PROMPT_LENGTH = 12
-# Sequences are enumerated (and codes held in int64) up to this many symbols.
-MAX_ENUMERATION_LENGTH = 20
+# Codes are held in int64: V**T must stay below 2**63.
+MAX_CODE = 2**63
 
 
-def all_prompts(max_length: int) -> list[str]:
-    """Every binary prompt of length 0..max_length, in canonical order.
+def num_prompts(max_length: int, vocab_size: int) -> int:
+    """Prompts of length 0..max_length over V symbols: sum_l V**l."""
+    return sum(int(vocab_size) ** length for length in range(int(max_length) + 1))
 
-    >>> all_prompts(2)
+
+def all_prompts(max_length: int, vocab_size: int) -> list[str]:
+    """Every prompt of length 0..max_length over V symbols, in canonical order.
+
+    >>> all_prompts(2, 2)
     ['', '0', '1', '00', '01', '10', '11']
+    >>> all_prompts(1, 3)
+    ['', '0', '1', '2']
     """
-    return [
-        "".join(bits)
-        for length in range(max_length + 1)
-        for bits in itertools.product("01", repeat=length)
-    ]
+    digits = _digits(vocab_size)
+    return ["".join(symbols) for length in range(max_length + 1)
+            for symbols in itertools.product(digits, repeat=length)]
+
+
+def prompt_counts(prompts: list[str], vocab_size: int) -> np.ndarray:
+    """Count of each symbol in each prompt: ``(P, V)`` int64 (binary: [zeros, ones])."""
+    _digits(vocab_size)
+    out = np.zeros((len(prompts), vocab_size), dtype=np.int64)
+    for length, (idx, arr) in group_by_length(prompts).items():
+        out[idx] = symbol_counts(arr, vocab_size)
+    return out
+
+
+def canonical_prompt(counts) -> str:
+    """The lexicographically first prompt with these symbol counts: ``0^c0 1^c1 ...``."""
+    return "".join(str(v) * int(c) for v, c in enumerate(counts))
 
 
 def to_array(text: str) -> np.ndarray:
@@ -53,8 +77,10 @@ def to_arrays(texts: list[str], length: int) -> np.ndarray:
 
 
 def to_strings(seqs: np.ndarray) -> list[str]:
-    """``(B, T)`` symbols -> list of strings."""
+    """``(B, T)`` symbols -> list of strings of digits."""
     seqs = np.asarray(seqs, dtype=np.uint8)
+    if seqs.size and seqs.max() >= MAX_VOCAB_SIZE:
+        raise ValueError(f"symbols above {MAX_VOCAB_SIZE - 1} have no digit")
     if seqs.shape[1] == 0:
         return [""] * seqs.shape[0]
     chars = (seqs + ord("0")).astype(np.uint8)
@@ -63,23 +89,30 @@ def to_strings(seqs: np.ndarray) -> list[str]:
     return [raw[i * T:(i + 1) * T].decode("ascii") for i in range(seqs.shape[0])]
 
 
-def encode(seqs: np.ndarray) -> np.ndarray:
-    """``(B, T)`` symbols -> int64 codes, big-endian (first symbol is the top bit)."""
+def can_encode(length: int, vocab_size: int) -> bool:
+    """Whether sequences of `length` symbols over V have int64 codes (V**T < 2**63)."""
+    return int(vocab_size) ** int(length) < MAX_CODE
+
+
+def encode(seqs: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``(B, T)`` symbols -> int64 codes in base V, big-endian (the first symbol is the most
+    significant digit)."""
     seqs = np.asarray(seqs)
     T = seqs.shape[1]
-    if T > MAX_ENUMERATION_LENGTH:
-        raise ValueError(f"cannot encode sequences longer than {MAX_ENUMERATION_LENGTH}")
-    weights = (1 << np.arange(T - 1, -1, -1, dtype=np.int64))
+    if not can_encode(T, vocab_size):
+        raise ValueError(f"cannot encode sequences of {T} symbols over {vocab_size} in int64")
+    weights = int(vocab_size) ** np.arange(T - 1, -1, -1, dtype=np.int64)
     return seqs.astype(np.int64) @ weights
 
 
-def enumerate_sequences(length: int) -> np.ndarray:
-    """All ``2**length`` sequences in code order: ``(2**length, length)`` uint8."""
-    if length > MAX_ENUMERATION_LENGTH:
-        raise ValueError(f"cannot enumerate sequences longer than {MAX_ENUMERATION_LENGTH}")
-    codes = np.arange(2**length, dtype=np.int64)
-    shifts = np.arange(length - 1, -1, -1, dtype=np.int64)
-    return ((codes[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+def enumerate_sequences(length: int, vocab_size: int) -> np.ndarray:
+    """All ``V**length`` sequences in code order: ``(V**length, length)`` uint8."""
+    if not can_encode(length, vocab_size):
+        raise ValueError(f"cannot enumerate sequences of {length} symbols over {vocab_size}")
+    V = int(vocab_size)
+    codes = np.arange(V**length, dtype=np.int64)
+    powers = V ** np.arange(length - 1, -1, -1, dtype=np.int64)
+    return ((codes[:, None] // powers[None, :]) % V).astype(np.uint8)
 
 
 def group_by_length(prompts: list[str]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -91,3 +124,10 @@ def group_by_length(prompts: list[str]) -> dict[int, tuple[np.ndarray, np.ndarra
         length: (np.asarray(idx), to_arrays([prompts[i] for i in idx], length))
         for length, idx in sorted(groups.items())
     }
+
+
+def _digits(vocab_size: int) -> str:
+    if not 2 <= int(vocab_size) <= MAX_VOCAB_SIZE:
+        raise ValueError(f"an alphabet of {vocab_size} symbols; 2 to {MAX_VOCAB_SIZE} are "
+                         "written as digits")
+    return "0123456789"[:int(vocab_size)]

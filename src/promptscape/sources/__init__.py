@@ -1,9 +1,17 @@
 """Sources (data generators), each with its sampler and its exact Bayes predictor.
 
-Importing this package registers every kind in `SOURCES`.
+Importing this package imports every module in it, which registers every kind in `SOURCES`.
 """
 
-from promptscape.sources.base import SOURCES, V, Source, build_source, register, symbol_losses
-from promptscape.sources import coins, switching  # noqa: F401  (registers the kinds)
+from promptscape.sources.base import (SOURCES, BinarySource, Source, build_source, compositions,
+                                      log_multinomial, register, symbol_counts, symbol_losses)
+import importlib as _importlib
+import pkgutil as _pkgutil
 
-__all__ = ["SOURCES", "V", "Source", "build_source", "register", "symbol_losses"]
+# Every module of this package is a source kind (or the base): importing them all registers
+# every kind, so a new kind is its module alone.
+for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
+    _importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["SOURCES", "BinarySource", "Source", "build_source", "compositions", "log_multinomial",
+           "register", "symbol_counts", "symbol_losses"]

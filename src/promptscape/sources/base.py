@@ -3,8 +3,8 @@
 Shape legend, used across promptscape::
 
     B  batch of sequences          T  sequence length (task length, or context length)
-    L  prompt length               V  alphabet size (2: symbols 0 and 1)
-    K  number of hidden components (coins) of a source
+    L  prompt length               V  alphabet size, the source's `vocab_size` (symbols 0..V-1)
+    K  number of hidden components (coins, categoricals, topics) of a source
 
 A source is its own config: a frozen, keyword-only dataclass whose fields are its
 parameters (tuples of floats, never arrays), so it is hashable, comparable, feeds the
@@ -14,9 +14,14 @@ stable seed hash and round-trips through YAML. Each kind implements two hooks:
 * ``_log_predictive(seqs)`` returns the exact Bayes-optimal sequential predictive
   ``log q(x_t = v | x_<t)`` as ``(B, T, V)``: position t predicts x_t from x_1..x_{t-1}.
 
-Exchangeable kinds implement ``_log_marginal(n1, n0)`` instead of ``_log_predictive``: the
-log probability of *one particular* sequence with n1 ones and n0 zeros. Everything a
-Bayes predictor needs then follows from counts (see `log_predictive`).
+Exchangeable kinds implement ``_log_marginal(counts)`` instead of ``_log_predictive``: the
+log probability of *one particular* sequence whose symbol counts are ``counts`` (``(..., V)``,
+``counts[..., v]`` the number of symbols v; binary: ``[zeros, ones]``). Everything a Bayes
+predictor needs then follows from counts (see `log_predictive`): prompts and sequences fall
+into count classes, the compositions of their length into V parts (`compositions`).
+
+Every source declares its vocabulary size ``vocab_size`` (V, at most `MAX_VOCAB_SIZE`: symbols
+are written as the digits 0..V-1 in artifacts). Binary kinds say 2.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import numpy as np
 
 from promptscape import special, validation
 
-V = 2  # alphabet size; every source here is binary
+# Symbols are written as single digits in artifacts (readable strings such as "0120"), so a
+# source has at most ten; a larger alphabet is a named config error.
+MAX_VOCAB_SIZE = 10
 
 SOURCES: dict[str, type["Source"]] = {}
 
@@ -69,11 +76,21 @@ def build_source(spec: dict, where: str = "source") -> "Source":
     if absent:
         raise validation.ConfigError(f"{where}: missing field(s) {absent} for source kind {kind!r}")
     try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        source = cls(**{k: _frozen(v) for k, v in spec.items()})
     except TypeError as error:
         raise validation.ConfigError(f"{where}: {error}") from None
     except ValueError as error:
         raise validation.ConfigError(f"{where}: {error}") from None
+    if not 2 <= source.vocab_size <= MAX_VOCAB_SIZE:
+        raise validation.ConfigError(
+            f"{where}: a {kind} source over {source.vocab_size} symbols; promptscape writes "
+            f"symbols as the digits 0..9, so a source has 2 to {MAX_VOCAB_SIZE} symbols")
+    return source
+
+
+def _frozen(value):
+    """Config lists (nested too) -> tuples, so sources stay hashable."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,12 +100,16 @@ class Source:
     kind: ClassVar[str] = "source"
     exchangeable: ClassVar[bool] = False  # sequence probability depends on counts only
 
+    @property
+    def vocab_size(self) -> int:
+        """V: the source emits symbols 0..V-1. Every kind declares it (binary kinds: 2)."""
+        raise NotImplementedError(f"source kind {self.kind!r} does not declare its vocab_size")
+
     def to_dict(self) -> dict:
         """Plain config mapping, the inverse of `build_source`."""
         out = {"kind": self.kind}
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            out[field.name] = list(value) if isinstance(value, tuple) else value
+            out[field.name] = _listed(getattr(self, field.name))
         return out
 
     def describe(self) -> str:
@@ -100,7 +121,7 @@ class Source:
 
     # ----------------------------------------------------------------- public API
     def sample(self, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw `n` sequences of `length` symbols; returns uint8 ``(n, length)``."""
+        """Draw `n` sequences of `length` symbols 0..V-1; returns uint8 ``(n, length)``."""
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"{self.kind}.sample needs a numpy Generator, not {type(rng).__name__}")
         seqs = self._sample(int(n), int(length), rng)
@@ -114,17 +135,18 @@ class Source:
         Position t predicts symbol t from the symbols before it, so position 0 is the prior
         predictive. The last symbol's own prediction is included; nothing after it is.
         """
-        seqs = _as_sequences(seqs)
+        seqs = self.check_sequences(seqs)
+        V = self.vocab_size
         if self.exchangeable:
-            # Counts of ones and zeros strictly before each position: (B, T).
-            ones = np.cumsum(seqs, axis=1, dtype=np.int64) - seqs
-            zeros = np.arange(seqs.shape[1])[None, :] - ones
-            base = self._log_marginal(ones, zeros)
-            # q(1 | n1, n0) = m(n1 + 1, n0) / m(n1, n0), where m is the probability of one
-            # particular sequence with those counts (exchangeability makes order irrelevant).
-            log_one = self._log_marginal(ones + 1, zeros) - base
-            log_zero = self._log_marginal(ones, zeros + 1) - base
-            out = np.stack([log_zero, log_one], axis=-1)  # (B, T, V)
+            # Counts of each symbol strictly before each position: (B, T, V).
+            onehot = (seqs[..., None] == np.arange(V)).astype(np.int64)
+            before = np.cumsum(onehot, axis=1) - onehot
+            base = self._log_marginal(before)
+            # q(v | c) = m(c + e_v) / m(c), where m is the probability of one particular
+            # sequence with those counts (exchangeability makes order irrelevant).
+            unit = np.eye(V, dtype=np.int64)
+            out = np.stack([self._log_marginal(before + unit[v]) - base for v in range(V)],
+                           axis=-1)  # (B, T, V)
         else:
             out = self._log_predictive(seqs)
         if out.shape != seqs.shape + (V,):
@@ -133,26 +155,41 @@ class Source:
 
     def log_prob(self, seqs: np.ndarray) -> np.ndarray:
         """Log probability of each whole sequence under the source: ``(B,)``."""
-        seqs = _as_sequences(seqs)
+        seqs = self.check_sequences(seqs)
         if self.exchangeable:
-            ones = seqs.sum(axis=1, dtype=np.int64)
-            return self._log_marginal(ones, seqs.shape[1] - ones)
+            return self._log_marginal(symbol_counts(seqs, self.vocab_size))
         return -symbol_losses(self.log_predictive(seqs), seqs).sum(1)
 
-    def log_marginal(self, ones, zeros) -> np.ndarray:
-        """Exchangeable kinds only: log P(one particular sequence with these counts)."""
+    def log_marginal(self, counts) -> np.ndarray:
+        """Exchangeable kinds only: log P(one particular sequence with these symbol counts),
+        ``counts`` ``(..., V)`` -> ``(...)``."""
         if not self.exchangeable:
             raise TypeError(f"source kind {self.kind!r} is not exchangeable")
-        return self._log_marginal(np.asarray(ones, dtype=np.int64), np.asarray(zeros, dtype=np.int64))
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape[-1:] != (self.vocab_size,):
+            raise ValueError(f"{self.kind}: counts must end in an axis of V = "
+                             f"{self.vocab_size} symbols, got shape {counts.shape}")
+        return self._log_marginal(counts)
 
     def count_log_probabilities(self, length: int) -> np.ndarray:
-        """Exchangeable kinds only: log P(k ones in `length` symbols) for k = 0..length,
-        ``log C(length, k) + log_marginal(k, length - k)``: ``(length + 1,)``."""
-        k = np.arange(length + 1)
-        return special.log_binom(length, k) + self.log_marginal(k, length - k)
+        """Exchangeable kinds only: log P(the count vector of `length` symbols is c) for each
+        composition c of `compositions(length, V)` (binary: k ones, k = 0..length), the
+        multinomial coefficient times `log_marginal(c)`: ``(C,)``."""
+        counts = compositions(length, self.vocab_size)
+        return log_multinomial(counts) + self.log_marginal(counts)
 
-    def count_moments(self, length: int) -> tuple[float, float]:
-        """Mean and variance of the number of ones in a sequence of `length` symbols.
+    def check_sequences(self, seqs) -> np.ndarray:
+        """`seqs` as ``(B, T)`` uint8, or a ValueError when not 2-d or not over 0..V-1."""
+        seqs = np.asarray(seqs)
+        if seqs.ndim != 2:
+            raise ValueError(f"sequences must be a 2-d array (B, T), got shape {seqs.shape}")
+        if seqs.size and (seqs.min() < 0 or seqs.max() >= self.vocab_size):
+            raise ValueError(f"{self.kind}: sequences must hold symbols 0..{self.vocab_size - 1}")
+        return seqs.astype(np.uint8, copy=False)
+
+    def count_moments(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``(V,)`` and covariance ``(V, V)`` of the symbol counts of a sequence of
+        `length` symbols.
 
         The sampler's stated moments; tests hold every sampler to them.
         """
@@ -165,8 +202,27 @@ class Source:
     def _log_predictive(self, seqs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _log_marginal(self, ones: np.ndarray, zeros: np.ndarray) -> np.ndarray:
+    def _log_marginal(self, counts: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BinarySource(Source):
+    """Base of the binary kinds (symbols 0 and 1): V = 2, and their moments are stated for
+    the count of ones (`ones_moments`)."""
+
+    @property
+    def vocab_size(self) -> int:
+        return 2
+
+    def ones_moments(self, length: int) -> tuple[float, float]:
+        """Mean and variance of the number of ones in `length` symbols."""
+        raise NotImplementedError
+
+    def count_moments(self, length):
+        mean, var = self.ones_moments(length)
+        return (np.array([length - mean, mean]),
+                np.array([[var, -var], [-var, var]]))
 
 
 def symbol_losses(log_predictive: np.ndarray, seqs: np.ndarray) -> np.ndarray:
@@ -188,13 +244,36 @@ def validate_coins(source: "Source") -> None:
     object.__setattr__(source, "weights", weights)
 
 
-def _as_sequences(seqs) -> np.ndarray:
+def _listed(value):
+    """Tuples (nested too) -> lists, the config's form."""
+    return [_listed(v) for v in value] if isinstance(value, tuple) else value
+
+
+def symbol_counts(seqs: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Count of each symbol in each row: ``(..., T)`` symbols -> ``(..., V)`` int64."""
     seqs = np.asarray(seqs)
-    if seqs.ndim != 2:
-        raise ValueError(f"sequences must be a 2-d array (B, T), got shape {seqs.shape}")
-    if seqs.size and (seqs.min() < 0 or seqs.max() >= V):
-        raise ValueError(f"sequences must hold symbols 0..{V - 1}")
-    return seqs.astype(np.uint8, copy=False)
+    return (seqs[..., None] == np.arange(vocab_size)).sum(axis=-2, dtype=np.int64)
+
+
+def compositions(n: int, parts: int) -> np.ndarray:
+    """Every count vector of `n` symbols over `parts` symbols, ``(C(n + parts - 1, parts - 1),
+    parts)`` int64, ordered by the count of the last symbol, then of the one before it, and
+    so on (binary: ``[[n, 0], [n - 1, 1], ..., [0, n]]``, k ones for k = 0..n)."""
+    n, parts = int(n), int(parts)
+    if parts == 1:
+        return np.array([[n]], dtype=np.int64)
+    rows = [np.concatenate([rest, np.full((len(rest), 1), last, dtype=np.int64)], axis=1)
+            for last in range(n + 1) for rest in [compositions(n - last, parts - 1)]]
+    return np.concatenate(rows, axis=0)
+
+
+def log_multinomial(counts) -> np.ndarray:
+    """log of the multinomial coefficient n! / prod_v c_v!, ``(..., V)`` -> ``(...)``: the
+    number of sequences with these counts."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape[-1] == 2:  # log C(n, k), as the binary kinds always computed it
+        return special.log_binom(counts.sum(-1), counts[..., 1])
+    return special.gammaln(counts.sum(-1) + 1) - special.gammaln(counts + 1).sum(-1)
 
 
 def bernoulli_log(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,8 @@
 """Exchangeable coin sources: `coin`, `coin_mixture`, `beta_coin`.
 
 For an exchangeable source the probability of a sequence depends only on its counts, so
-each kind states ``_log_marginal(n1, n0)`` = log P(one particular sequence with n1 ones and
-n0 zeros); the base class derives the sequential predictive from it.
+each kind states ``_log_marginal(counts)`` = log P(one particular sequence with counts
+``[n0, n1]``: n0 zeros and n1 ones); the base class derives the sequential predictive from it.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import dataclasses
 
 import numpy as np
 from promptscape import special, validation
-from promptscape.sources.base import Source, bernoulli_log, register, validate_coins
+from promptscape.sources.base import BinarySource, bernoulli_log, register, validate_coins
 
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Coin(Source):
+class Coin(BinarySource):
     """i.i.d. Bernoulli(theta) flips."""
 
     kind = "coin"
@@ -29,18 +29,19 @@ class Coin(Source):
     def _sample(self, n, length, rng):
         return rng.random((n, length)) < self.theta
 
-    def _log_marginal(self, ones, zeros):
+    def _log_marginal(self, counts):
         # Likelihood of a particular sequence: theta^n1 (1 - theta)^n0.
+        zeros, ones = counts[..., 0], counts[..., 1]
         log_t, log_1mt = bernoulli_log(self.theta)
         return ones * log_t + zeros * log_1mt
 
-    def count_moments(self, length):
+    def ones_moments(self, length):
         return length * self.theta, length * self.theta * (1 - self.theta)
 
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CoinMixture(Source):
+class CoinMixture(BinarySource):
     """One coin drawn per sequence from `thetas` with `weights`, then i.i.d. flips.
 
     The paper's BernMix(0.2, 0.7) is ``thetas=(0.2, 0.7)`` with equal weights (the default
@@ -60,15 +61,14 @@ class CoinMixture(Source):
         theta = np.asarray(self.thetas)[coin]
         return rng.random((n, length)) < theta[:, None]
 
-    def _log_marginal(self, ones, zeros):
+    def _log_marginal(self, counts):
         # Evidence: sum_k w_k theta_k^n1 (1 - theta_k)^n0, in log space over the K axis.
         log_t, log_1mt = bernoulli_log(self.thetas)  # (K,)
         log_w = np.log(np.asarray(self.weights))
-        ones = np.asarray(ones)[..., None]
-        zeros = np.asarray(zeros)[..., None]
+        zeros, ones = counts[..., 0, None], counts[..., 1, None]
         return special.logsumexp(log_w + ones * log_t + zeros * log_1mt, axis=-1)
 
-    def count_moments(self, length):
+    def ones_moments(self, length):
         w, t = np.asarray(self.weights), np.asarray(self.thetas)
         mean_theta = float(w @ t)
         var_theta = float(w @ t**2) - mean_theta**2
@@ -79,7 +79,7 @@ class CoinMixture(Source):
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BetaCoin(Source):
+class BetaCoin(BinarySource):
     """theta ~ Beta(alpha, beta) once per sequence, then i.i.d. flips."""
 
     kind = "beta_coin"
@@ -95,14 +95,15 @@ class BetaCoin(Source):
         theta = rng.beta(self.alpha, self.beta, size=n)
         return rng.random((n, length)) < theta[:, None]
 
-    def _log_marginal(self, ones, zeros):
+    def _log_marginal(self, counts):
+        zeros, ones = counts[..., 0], counts[..., 1]
         # Integrate theta^n1 (1 - theta)^n0 against the Beta(alpha, beta) density:
         # B(alpha + n1, beta + n0) / B(alpha, beta) (prior virtual counts plus observed).
         return special.betaln(self.alpha + ones, self.beta + zeros) - special.betaln(
             self.alpha, self.beta
         )
 
-    def count_moments(self, length):
+    def ones_moments(self, length):
         a, b = self.alpha, self.beta
         mean = a / (a + b)
         var_theta = a * b / ((a + b) ** 2 * (a + b + 1))

@@ -17,12 +17,12 @@ import dataclasses
 import numpy as np
 
 from promptscape import validation
-from promptscape.sources.base import Source, V, register, validate_coins
+from promptscape.sources.base import BinarySource, register, validate_coins
 
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Switching(Source):
+class Switching(BinarySource):
     """A coin redrawn from `weights` before each flip after the first, w.p. `switch_prob`."""
 
     kind = "switching"
@@ -82,7 +82,7 @@ class Switching(Source):
         theta = np.asarray(self.thetas)
         w = np.asarray(self.weights)
         state = np.broadcast_to(np.asarray(state, dtype=np.float64), (B, len(theta))).copy()
-        out = np.empty((B, T, V))
+        out = np.empty((B, T, 2))
         for t in range(T):
             p_one = state @ theta  # (B,) predictive mixture of the coins
             out[:, t, 1] = np.log(p_one)
@@ -96,7 +96,7 @@ class Switching(Source):
     def _log_predictive(self, seqs):
         return self.log_predictive_from(np.asarray(self.weights), seqs)
 
-    def count_moments(self, length):
+    def ones_moments(self, length):
         w, t = np.asarray(self.weights), np.asarray(self.thetas)
         m = float(w @ t)
         var_theta = float(w @ t**2) - m**2
