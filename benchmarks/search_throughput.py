@@ -64,8 +64,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
-    prompt_list = prompts.all_prompts(args.max_prompt_length)
-    seqs = prompts.enumerate_sequences(args.task_length)  # (1024, 10) for length 10
+    prompt_list = prompts.all_prompts(args.max_prompt_length, 2)
+    seqs = prompts.enumerate_sequences(args.task_length, 2)  # (1024, 10) for length 10
     P, (B, T) = len(prompt_list), seqs.shape
     evaluations = P * B * T
     seq_tensor = torch.as_tensor(seqs.astype(np.int64))

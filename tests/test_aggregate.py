@@ -71,7 +71,7 @@ def test_wilson_interval_narrows_with_more_trials():
 
 
 # ------------------------------------------------------------------ synthetic study
-PROMPTS = all_prompts(2)  # '', '0', '1', '00', '01', '10', '11'
+PROMPTS = all_prompts(2, 2)  # '', '0', '1', '00', '01', '10', '11'
 KL = {
     # task a: a unique optimum '11'; task b: '0' and '00' tied at the optimum.
     "a": dict(zip(PROMPTS, [0.5, 0.4, 0.3, 0.35, 0.2, 0.2, 0.1])),
@@ -97,7 +97,7 @@ def synthetic_landscape() -> pd.DataFrame:
         rank = _dense_rank(kl)
         for p in PROMPTS:
             rows.append({"predictor": "bayes", "experiment": "exp", "task": task, "prompt": p,
-                         "prompt_length": len(p), "prompt_ones": p.count("1"),
+                         "prompt_length": len(p), "prompt_counts": [p.count("0"), p.count("1")],
                          "method": "exact_counts", "loss": kl[p] + ENTROPY, "loss_se": 0.0,
                          "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0, "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],

@@ -36,9 +36,9 @@ PROMPT_FLOOR = 0.8
 def redraw_coverage(table, task, T, M, redraws=REDRAWS, se_scale=1.0, stratified=True):
     """Coverage of the exact KL, and of the exact paired difference to the optimum, by the
     95% intervals over `redraws` evaluation sets of M sequences. `table` is l(s, x) ``(P,
-    2^T)`` over `prompts_lib.enumerate_sequences(T)`. Returns (kl coverage (P,), difference
+    2^T)`` over `prompts_lib.enumerate_sequences(T, 2)`. Returns (kl coverage (P,), difference
     coverage (P,) with NaN at the optimum)."""
-    log_p = task.log_prob(prompts_lib.enumerate_sequences(T))
+    log_p = task.log_prob(prompts_lib.enumerate_sequences(T, 2))
     p = np.exp(log_p)
     kl = table @ p + p @ log_p
     best = int(np.argmin(kl))
@@ -51,7 +51,7 @@ def redraw_coverage(table, task, T, M, redraws=REDRAWS, se_scale=1.0, stratified
             seqs, strata, weights = landscape.draw_evaluation(task, T, M, rng)
         else:
             seqs, strata, weights = task.sample(M, T, rng), np.zeros(M, int), np.full(M, 1 / M)
-        index = prompts_lib.encode(seqs)
+        index = prompts_lib.encode(seqs, 2)
         losses = table[:, index]
         _, _, est, se, _ = landscape.monte_carlo_kl(losses, log_p[index], weights, strata)
         hits += np.abs(est - kl) <= Z95 * se * se_scale
@@ -75,8 +75,8 @@ SWITCH_T, SWITCH_L, SWITCH_M = 14, 3, 1000
 @pytest.fixture(scope="module")
 def switching_table():
     pred = BayesPredictor(build_source(SWITCHING))  # hidden-state forward algorithm
-    prompts = prompts_lib.all_prompts(SWITCH_L)
-    return pred.prompt_losses(prompts, prompts_lib.enumerate_sequences(SWITCH_T))
+    prompts = prompts_lib.all_prompts(SWITCH_L, 2)
+    return pred.prompt_losses(prompts, prompts_lib.enumerate_sequences(SWITCH_T, 2))
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -106,8 +106,8 @@ def network_table():
                                     learning_rate=1e-2)
     model, _ = models.train(config, build_source(BERNMIX), progress=lambda line: None)
     pred = models.NeuralPredictor(model, config, device="cpu")
-    prompts = prompts_lib.all_prompts(NET_L)
-    return pred.prompt_losses(prompts, prompts_lib.enumerate_sequences(NET_T))
+    prompts = prompts_lib.all_prompts(NET_L, 2)
+    return pred.prompt_losses(prompts, prompts_lib.enumerate_sequences(NET_T, 2))
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -126,7 +126,7 @@ def test_long_task_exact_landscape_is_within_the_stratified_error_bars(pre, task
     # The default pretraining sources' exact landscapes (count sums) against the stratified
     # evaluation-set estimate: for an exchangeable Bayes predictor the stratified estimate is
     # exact (standard error 0), so they must agree to rounding, draw after draw.
-    prompts = prompts_lib.all_prompts(LONG_L)
+    prompts = prompts_lib.all_prompts(LONG_L, 2)
     pred = BayesPredictor(build_source(pre))
     task_src = build_source(TASKS[task])
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_src, LONG_T,
@@ -146,7 +146,7 @@ def test_long_task_exact_landscape_is_within_the_stratified_error_bars(pre, task
 def test_plain_draws_fail_the_long_task_cross_check():
     # Why stratify: at T = 50 rare sequences carry most of the KL, and plain draws of the
     # same size put the exact value outside the estimate's error bars by many standard errors.
-    prompts = prompts_lib.all_prompts(LONG_L)
+    prompts = prompts_lib.all_prompts(LONG_L, 2)
     pred = BayesPredictor(build_source(BERNMIX))
     task_src = build_source(TASKS["coin(0.7)"])
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_src, LONG_T,
@@ -174,7 +174,7 @@ def test_stratified_evaluation_set_weights_are_the_exact_count_probabilities():
     assert counts.sum() == M and counts.min() >= landscape.MIN_PER_STRATUM
     # The entropy estimate is exact: log P_task is constant within a stratum.
     log_p = task.log_prob(seqs)
-    all_seqs = prompts_lib.enumerate_sequences(T)
+    all_seqs = prompts_lib.enumerate_sequences(T, 2)
     exact = -np.exp(task.log_prob(all_seqs)) @ task.log_prob(all_seqs)
     assert -(weights @ log_p) == pytest.approx(exact, rel=1e-12)
 

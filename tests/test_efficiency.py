@@ -36,7 +36,7 @@ def coin(theta):
 
 def exhaustive_landscape(pre: dict, task: dict, max_length: int, task_length: int = T):
     """A landscape frame (prompt, prompt_length, kl, rank, ...) by enumerating the task."""
-    prompts = all_prompts(max_length)
+    prompts = all_prompts(max_length, 2)
     pred = BayesPredictor(build_source(pre))
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, build_source(task),
                                                     task_length, "exact_enumeration")
@@ -118,7 +118,7 @@ def test_a_typical_prompt_of_length_zero_has_exactly_the_empty_prompts_kl(pre, t
 def brute_force_distribution(pre: dict, task: dict, length: int, task_length: int = T):
     """(KL, probability) of every prompt of `length`: all 2^l strings, each weighted by its
     task probability, the KL by enumerating the task (no count classes)."""
-    prompts = all_prompts(length)[-(2 ** length):]
+    prompts = all_prompts(length, 2)[-(2 ** length):]
     assert all(len(p) == length for p in prompts)
     source = build_source(task)
     pred = BayesPredictor(build_source(pre))
@@ -181,8 +181,8 @@ def test_lower_quantiles_take_the_least_value_reaching_q_and_merge_ties():
 
 def test_exact_typical_quantiles_guard_their_probabilities():
     class Leaky(type(build_source(coin(0.2)))):
-        def _log_marginal(self, ones, zeros):
-            return super()._log_marginal(ones, zeros) + 1e-6
+        def _log_marginal(self, counts):
+            return super()._log_marginal(counts) + 1e-6
 
     leaky = Leaky(theta=0.2)
     with pytest.raises(ArithmeticError, match="sum to"):
@@ -354,7 +354,7 @@ def test_monte_carlo_scorer_matches_the_landscapes_paired_estimate():
     # set's count frequencies; other predictors score every evaluation sequence.
     task = build_source({**SWITCHING, "switch_prob": 0.3})
     evaluation = task.sample(300, T, np.random.default_rng(0))
-    prompts = all_prompts(2)
+    prompts = all_prompts(2, 2)
     for pre in (BERNMIX, SWITCHING):
         pred = BayesPredictor(build_source(pre))
         sc = efficiency.KLScorer(pred, task, T, num_prompts=7, enumeration_budget=1,

@@ -161,7 +161,7 @@ def brute_force_landscape(pre: dict, task: dict, prompts: list[str], T: int):
 # ------------------------------------------------------------------ exact losses
 @pytest.mark.parametrize("pre, task, method", METHOD_CASES, ids=METHOD_IDS)
 def test_exact_theoretical_kl_matches_independent_brute_force(pre, task, method):
-    prompts = all_prompts(L_SMALL)
+    prompts = all_prompts(L_SMALL, 2)
     pred = BayesPredictor(build_source(pre))
     task_src = build_source(task)
     loss, loss_se, entropy = landscape.theoretical_losses(pred, prompts, task_src, T_SMALL,
@@ -187,7 +187,7 @@ def test_choose_method_picks_the_exact_method_for_the_study_cases(pre, task):
 @pytest.mark.parametrize("task, best", [(coin(0.7), "11111"), (coin(0.2), "00000")],
                          ids=["coin(0.7)", "coin(0.2)"])
 def test_bernmix_unique_optimal_prompt_is_the_constant_prompt_of_the_task_coin(task, best):
-    prompts = all_prompts(5)
+    prompts = all_prompts(5, 2)
     pred = BayesPredictor(build_source(BERNMIX))
     task_src = build_source(task)
     method = landscape.choose_method(pred, task_src, 10, len(prompts), BUDGET)
@@ -210,7 +210,7 @@ MC_SIZE = 20_000
 @pytest.mark.parametrize("index", range(len(CASES)), ids=CASE_IDS)
 def test_exact_kl_agrees_with_monte_carlo_estimate_within_four_standard_errors(index):
     pre, task = CASES[index]
-    prompts = all_prompts(L_SMALL)
+    prompts = all_prompts(L_SMALL, 2)
     pred = BayesPredictor(build_source(pre))
     task_src = build_source(task)
     method = landscape.choose_method(pred, task_src, T_SMALL, 15, BUDGET)
@@ -229,10 +229,10 @@ def test_exact_kl_agrees_with_monte_carlo_estimate_within_four_standard_errors(i
 
 # ------------------------------------------------------------------ dense ranks
 def test_dense_ranks_permutations_of_a_prompt_share_a_rank_under_an_exchangeable_predictor():
-    prompts = all_prompts(4)
+    prompts = all_prompts(4, 2)
     pred = BayesPredictor(build_source(BERNMIX))
     task_src = build_source(coin(0.7))
-    seqs = enumerate_sequences(8)
+    seqs = enumerate_sequences(8, 2)
     p = np.exp(task_src.log_prob(seqs))
     # Score by concatenation (the generic route), not by counts, so that permutations of a
     # prompt come out equal only up to floating-point noise.

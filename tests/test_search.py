@@ -19,7 +19,7 @@ from promptscape.stages.search import search_prompts
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
-PROMPTS = all_prompts(3)
+PROMPTS = all_prompts(3, 2)
 
 
 # ------------------------------------------------------------------ tie-breaking
@@ -84,17 +84,17 @@ def test_seed_empirical_losses_do_not_depend_on_the_other_seeds_of_its_block(nam
     pred = BayesPredictor(build_source(PREDICTORS[name]))
     limit = PATHS[path]
     data = _datasets(S=5, N=40, seed=17)
-    together = search.empirical_losses(pred, PROMPTS, data, limit)
+    together = search.empirical_losses(pred, PROMPTS, data, limit, 2)
     assert together.shape == (5, len(PROMPTS)) and together.dtype == np.float64
     for s in range(5):
-        alone = search.empirical_losses(pred, PROMPTS, data[s:s + 1], limit)
+        alone = search.empirical_losses(pred, PROMPTS, data[s:s + 1], limit, 2)
         assert np.array_equal(alone[0], together[s]), (name, path, s)
     # Any regrouping of the seeds, too (a different block and other neighbours).
-    regrouped = search.empirical_losses(pred, PROMPTS, data[[3, 1, 4]], limit)
+    regrouped = search.empirical_losses(pred, PROMPTS, data[[3, 1, 4]], limit, 2)
     assert np.array_equal(regrouped, together[[3, 1, 4]])
     # A block that shares the seed with unrelated datasets (new unique sequences).
     mixed = np.concatenate([data[2:3], _datasets(S=3, N=40, seed=99)])
-    assert np.array_equal(search.empirical_losses(pred, PROMPTS, mixed, limit)[0], together[2])
+    assert np.array_equal(search.empirical_losses(pred, PROMPTS, mixed, limit, 2)[0], together[2])
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -102,7 +102,7 @@ def test_seed_empirical_losses_do_not_depend_on_the_other_seeds_of_its_block(nam
 def test_empirical_loss_is_the_mean_prompt_loss_over_the_dataset(name, path):
     pred = BayesPredictor(build_source(PREDICTORS[name]))
     data = _datasets(S=3, N=25, seed=23)
-    losses = search.empirical_losses(pred, PROMPTS, data, PATHS[path])
+    losses = search.empirical_losses(pred, PROMPTS, data, PATHS[path], 2)
     for s in range(3):
         direct = pred.prompt_losses(PROMPTS, data[s]).mean(axis=1)
         np.testing.assert_allclose(losses[s], direct, rtol=1e-12, atol=0)
@@ -111,8 +111,8 @@ def test_empirical_loss_is_the_mean_prompt_loss_over_the_dataset(name, path):
 def test_enumerated_and_unique_paths_agree():
     pred = BayesPredictor(build_source(SWITCHING))
     data = _datasets(S=4, N=30, seed=29)
-    np.testing.assert_allclose(search.empirical_losses(pred, PROMPTS, data, 8),
-                               search.empirical_losses(pred, PROMPTS, data, T - 1),
+    np.testing.assert_allclose(search.empirical_losses(pred, PROMPTS, data, 8, 2),
+                               search.empirical_losses(pred, PROMPTS, data, T - 1, 2),
                                rtol=1e-12, atol=0)
 
 

@@ -52,7 +52,7 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
         kl = [0.3, 0.1, 0.2] if predictor == "bayes" else [0.35, 0.12, 0.2]
         return pd.DataFrame({"predictor": predictor, "experiment": exp.name, "task": task,
                              "prompt": PROMPTS, "prompt_length": [len(p) for p in PROMPTS],
-                             "prompt_ones": [p.count("1") for p in PROMPTS],
+                             "prompt_counts": [[p.count("0"), p.count("1")] for p in PROMPTS],
                              "method": "exact_counts", "loss": [k + 4 for k in kl],
                              "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
                              "rank": [2, 0, 1], "optimal": [False, True, False],

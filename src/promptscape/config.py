@@ -49,6 +49,11 @@ class Experiment:
     seeds_per_job: int
     evaluation_size: int
 
+    @property
+    def vocab_size(self) -> int:
+        """V of the experiment: its pretraining source's, which every task shares."""
+        return self.pretraining.vocab_size
+
     def task(self, name: str) -> Task:
         for task in self.tasks:
             if task.name == name:
@@ -282,20 +287,31 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         if task["source"] in seen:
             raise ConfigError(f"{task_where} == {task['source']!r} is listed twice")
         seen.add(task["source"])
-        tasks.append(Task(task["source"], source(task_where, task["source"]),
-                          task["in_meta_distribution"]))
+        task_source = source(task_where, task["source"])
+        if task_source.vocab_size != pretraining.vocab_size:
+            raise ConfigError(
+                f"{task_where} == {task['source']!r}: a source over {task_source.vocab_size} "
+                f"symbols, but experiment {name!r} is pretrained on {exp['pretraining']!r} "
+                f"over {pretraining.vocab_size}; a task must share its pretraining source's "
+                "alphabet")
+        tasks.append(Task(task["source"], task_source, task["in_meta_distribution"]))
     for i, predictor in enumerate(exp["predictors"]):
         if predictor != "bayes" and predictor not in models:
             raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
                               f"a model of `models`; models: {', '.join(models)}")
     from promptscape.landscape import MIN_PER_STRATUM
 
-    needed = MIN_PER_STRATUM * (exp["task_length"] + 1)
+    import math
+
+    classes = math.comb(exp["task_length"] + pretraining.vocab_size - 1,
+                        pretraining.vocab_size - 1)
+    needed = MIN_PER_STRATUM * classes
     if any(t.source.exchangeable for t in tasks) and exp["evaluation_size"] < needed:
         raise ConfigError(f"{where}.evaluation_size == {exp['evaluation_size']}, must be >= "
                           f"{needed}: the evaluation set of an exchangeable task is stratified "
-                          f"by the count of ones, {MIN_PER_STRATUM} sequences at least for each "
-                          f"of the T + 1 = {exp['task_length'] + 1} counts")
+                          f"by its symbol counts, {MIN_PER_STRATUM} sequences at least for "
+                          f"each of the {classes} count vectors of T = {exp['task_length']} "
+                          f"symbols over {pretraining.vocab_size}")
     return Experiment(
         name=name, pretraining_name=exp["pretraining"], pretraining=pretraining,
         tasks=tuple(tasks), predictors=tuple(exp["predictors"]),

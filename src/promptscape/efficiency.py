@@ -8,9 +8,10 @@ median. Nothing assumes the quantiles fall with l. Two routes (column ``typical_
 
 ``exact_counts``
     Bayes predictor of an exchangeable source on an exchangeable task: a prompt's KL depends
-    only on its count of ones k, and k has probability ``C(l, k) m_task(k, l - k)`` (a
-    binomial, or a mixture of binomials for a mixture task). The quantiles are those of this
-    exact distribution over the l + 1 count classes; any length costs nothing.
+    only on its symbol counts c, and c has probability ``multinomial(l; c) m_task(c)`` (a
+    multinomial, or a mixture of them for a mixture task; binary: k ones with probability
+    ``C(l, k) m_task(k, l - k)``). The quantiles are those of this exact distribution over the
+    C(l + V - 1, V - 1) count classes (l + 1 when binary); any length costs little.
 ``sampled``
     Otherwise (networks, non-exchangeable predictors or tasks): K prompts are drawn with
     ``seeding.numpy_generator("typical_prompts", task, l, K)``, independent of the predictor
@@ -25,14 +26,14 @@ task sequences x, ``KL(s) = sum_x w(x) (l(s, x) + log P_task(x))``, as in
 `promptscape.landscape`:
 
 ``exact_counts``
-    Bayes predictor of an exchangeable source: l(s, x) depends on s only through its counts
-    (c1, c0) and on x only through its count of ones k, so prompts fall into count classes
-    and ``KL(c1, c0) = sum_k P(k) l((c1, c0), k) - H_T(task)``. P(k) is
-    ``C(T, k) m_task(k, T - k)`` for an exchangeable task, else the 2^T enumerated sequence
-    probabilities binned by count (when the enumeration fits the budget).
+    Bayes predictor of an exchangeable source: l(s, x) depends on s only through its symbol
+    counts c(s) and on x only through its counts k, so prompts fall into count classes and
+    ``KL(c) = sum_k P(k) l(c, k) - H_T(task)``. P(k) is ``multinomial(T; k) m_task(k)`` for an
+    exchangeable task, else the V^T enumerated sequence probabilities binned by counts (when
+    the enumeration fits the budget).
 ``exact_enumeration``
-    Any other predictor when `landscape.enumerates` the scored prompts on all 2^T sequences
-    within ``landscape.enumeration_budget``: w(x) = P_task(x) over all 2^T sequences.
+    Any other predictor when `landscape.enumerates` the scored prompts on all V^T sequences
+    within ``landscape.enumeration_budget``: w(x) = P_task(x) over all V^T sequences.
 ``monte_carlo``
     Otherwise: w(x) = the evaluation set's stored weights (stratified by count for an
     exchangeable task, else 1/M), the same sequences for every prompt (a paired estimate, as
@@ -43,10 +44,11 @@ Optimal prompts by length: up to L_max they come from the exhaustive landscape: 
 of each exact length, and the best prompt of length at most l (ties, as decided by the
 landscape's dense ranks, go to the shorter, then lexicographically first prompt). For an
 exchangeable Bayes predictor count classes give the optimum at every length: the best prompt
-of exact length l is the best class (c1, l - c1), represented by its lexicographically first
-prompt ``0^c0 1^c1``; the best of length at most l is the running best, which moves to a
-longer prompt only when that is better by more than the landscape's tie tolerance. Other
-predictors have no known optimum beyond L_max (null).
+of exact length l is the best class c (a composition of l into V parts), represented by its
+lexicographically first prompt ``0^c0 1^c1 ...`` (among tied classes, the one whose
+representative is lexicographically first); the best of length at most l is the running
+best, which moves to a longer prompt only when that is better by more than the landscape's
+tie tolerance. Other predictors have no known optimum beyond L_max (null).
 
 Neural predictors condition on at most ``max_context`` symbols (an attribute of the predictor
 object, counting the prompt and the task); lengths l with l + T > max_context are skipped.
@@ -68,7 +70,7 @@ import pandas as pd
 from promptscape import landscape, logs, seeding, special
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
-from promptscape.sources import Source
+from promptscape.sources import Source, compositions, symbol_counts
 
 DEFAULT_MAX_LENGTH = 64
 DEFAULT_NUM_TYPICAL = 200
@@ -97,11 +99,6 @@ def typical_prompts(task: Source, length: int, count: int) -> list[str]:
     return prompts_lib.to_strings(task.sample(count, length, rng))
 
 
-def canonical_count_prompt(ones: int, zeros: int) -> str:
-    """The lexicographically first prompt with these counts: ``0^zeros 1^ones``."""
-    return "0" * zeros + "1" * ones
-
-
 class KLScorer:
     """KL(task ‖ predictor prompted with s) for any prompt of one (predictor, task).
 
@@ -117,24 +114,25 @@ class KLScorer:
         enumeration fits the budget); `evaluation_weights`: the evaluation set's stored
         weights (default 1/M)."""
         T = int(task_length)
+        V = self.vocab_size = task.vocab_size
         self.predictor, self.task_length = predictor, T
         self.counts_apply = isinstance(predictor, BayesPredictor) and predictor.source.exchangeable
         self._seqs = self._weights = None
+        self._classes = compositions(T, V)  # (C, V): the task sequences' count classes
         if self.counts_apply and task.exchangeable:
-            k = np.arange(T + 1)
-            log_m = task.log_marginal(k, T - k)
+            log_m = task.log_marginal(self._classes)
             self._count_weights = np.exp(task.count_log_probabilities(T))  # P(k)
             self._offset = float(self._count_weights @ log_m)  # -H_T(task)
             self.method = "exact_counts"
             return
-        if landscape.enumerates(num_prompts, T, enumeration_budget):
-            seqs = prompts_lib.enumerate_sequences(T)
+        if landscape.enumerates(num_prompts, T, enumeration_budget, V):
+            seqs = prompts_lib.enumerate_sequences(T, V)
             log_p = task.log_prob(seqs)
             weights = np.exp(log_p)
             method = "exact_counts" if self.counts_apply else "exact_enumeration"
         else:
             if evaluation is None or len(evaluation) == 0:
-                raise ValueError(f"{num_prompts} prompts x 2^{T} sequences exceed the "
+                raise ValueError(f"{num_prompts} prompts x {V}^{T} sequences exceed the "
                                  f"enumeration budget {enumeration_budget}: Monte Carlo needs "
                                  "the evaluation set")
             seqs = np.asarray(evaluation, dtype=np.uint8)
@@ -145,30 +143,41 @@ class KLScorer:
         self.method = method
         self._offset = float(weights @ log_p)
         if self.counts_apply:
-            ones = seqs.sum(axis=1, dtype=np.int64)
-            self._count_weights = np.bincount(ones, weights=weights, minlength=T + 1)
+            classes = class_index(symbol_counts(seqs, V), self._classes)
+            self._count_weights = np.bincount(classes, weights=weights,
+                                              minlength=len(self._classes))
         else:
             self._seqs, self._weights = seqs, weights
 
-    def count_kl(self, ones, zeros) -> np.ndarray:
-        """KL of every prompt with `ones` ones and `zeros` zeros (arrays, broadcast)."""
+    def count_kl(self, counts) -> np.ndarray:
+        """KL of every prompt with symbol counts `counts` ``(..., V)`` -> ``(...)``."""
         if not self.counts_apply:
             raise TypeError(f"count classes need an exchangeable Bayes predictor, not "
                             f"{type(self.predictor).__name__}")
-        T = self.task_length
-        k = np.arange(T + 1)
-        ones = np.asarray(ones, dtype=np.int64)[..., None]
-        zeros = np.asarray(zeros, dtype=np.int64)[..., None]
-        losses = self.predictor.count_losses(ones, zeros, k, T - k)  # (..., T + 1)
+        counts = np.asarray(counts, dtype=np.int64)[..., None, :]  # (..., 1, V)
+        losses = self.predictor.count_losses(counts, self._classes)  # (..., C)
         return losses @ self._count_weights + self._offset
 
     def prompt_kl(self, prompts: list[str]) -> np.ndarray:
         """KL of each prompt, ``(P,)``."""
         if self.counts_apply:
-            ones = np.array([p.count("1") for p in prompts], dtype=np.int64)
-            return self.count_kl(ones, np.array([len(p) for p in prompts]) - ones)
+            return self.count_kl(prompts_lib.prompt_counts(prompts, self.vocab_size))
         losses = self.predictor.prompt_losses(prompts, self._seqs)  # (P, S)
         return losses @ self._weights + self._offset
+
+
+def class_index(counts: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index into `classes` (``(C, V)`` distinct count vectors) of each row of `counts`
+    ``(B, V)``; every row must be one of the classes."""
+    base = int(max(classes.max(initial=0), counts.max(initial=0))) + 1
+    weights = base ** np.arange(classes.shape[1], dtype=np.int64)
+    keys = classes @ weights
+    order = np.argsort(keys)
+    at = np.searchsorted(keys[order], counts @ weights)
+    at = np.minimum(at, len(order) - 1)
+    if not np.array_equal(keys[order][at], counts @ weights):
+        raise ValueError("count vectors outside the given classes")
+    return order[at]
 
 
 def typical_kls(scorer: KLScorer, prompts: list[str]) -> np.ndarray:
@@ -215,17 +224,18 @@ def lower_quantiles(values, weights, quantiles=QUANTILES) -> np.ndarray:
 
 
 def count_class_distribution(scorer: KLScorer, task: Source, length: int):
-    """(KL, probability) of each count class k = 0..length of a typical prompt: the classes
-    of an exchangeable Bayes predictor, their probabilities ``C(l, k) m_task(k, l - k)``."""
+    """(KL, probability) of each count class (composition of `length` into V parts) of a
+    typical prompt: the classes of an exchangeable Bayes predictor, their probabilities
+    ``multinomial(l; c) m_task(c)``."""
     if not (scorer.counts_apply and task.exchangeable):
         raise TypeError("exact typical quantiles need an exchangeable Bayes predictor and an "
                         "exchangeable task")
-    ones = np.arange(length + 1)
+    classes = compositions(length, task.vocab_size)
     prob = np.exp(task.count_log_probabilities(length))
     if abs(float(prob.sum()) - 1.0) > PROBABILITY_TOLERANCE:
         raise ArithmeticError(f"count-class probabilities of length {length} sum to "
                               f"{prob.sum()!r}, not 1")
-    return scorer.count_kl(ones, length - ones), prob
+    return scorer.count_kl(classes), prob
 
 
 def exact_typical_quantiles(scorer: KLScorer, task: Source, length: int,
@@ -319,14 +329,16 @@ def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
 
 def count_class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
     """Per length 0..max_length (exchangeable Bayes): ``exact_kl`` of the best count class
-    and ``exact_prompt``, its canonical prompt (ties to fewer ones: lexicographically first)."""
+    and ``exact_prompt``, its canonical prompt (ties between classes: the lexicographically
+    first canonical prompt; binary: fewer ones)."""
     rows = []
     for length in range(max_length + 1):
-        ones = np.arange(length + 1)
-        kl = scorer.count_kl(ones, length - ones)
-        best = int(np.argmax([no_worse(v, kl.min()) for v in kl]))
+        classes = compositions(length, scorer.vocab_size)
+        kl = scorer.count_kl(classes)
+        names = [prompts_lib.canonical_prompt(c) for c in classes]
+        best = min((i for i, v in enumerate(kl) if no_worse(v, kl.min())), key=names.__getitem__)
         rows.append({"prompt_length": length, "exact_kl": float(kl[best]),
-                     "exact_prompt": canonical_count_prompt(best, length - best)})
+                     "exact_prompt": names[best]})
     return pd.DataFrame(rows).set_index("prompt_length")
 
 

@@ -4,13 +4,15 @@ Three ways to compute ``L(s) = E_{x ~ task} l(s, x)``, the first that applies is
 named in the ``method`` column:
 
 ``exact_counts``
-    Bayes predictor of an exchangeable source and an exchangeable task (every i.i.d. coin,
-    and coin mixtures): l(s, x) depends on x only through its count of ones k, and the task
-    gives P(k) = C(T, k) m_task(k, T - k), so L(s) is a sum over k = 0..T.
+    Bayes predictor of an exchangeable source and an exchangeable task (i.i.d. coins and
+    categoricals, their mixtures, Dirichlet and topic mixtures): l(s, x) depends on x only
+    through its symbol counts c (a composition of T into V parts; binary: the count of ones
+    k), and the task gives P(c) = multinomial(T; c) m_task(c), so L(s) is a sum over the
+    C(T + V - 1, V - 1) compositions (T + 1 when binary).
 ``exact_enumeration``
     Any predictor, any task, when the enumeration fits the budget (`enumerates`: P prompts
-    times 2**T distinct sequences at most ``landscape.enumeration_budget``): L(s) = sum over
-    all 2**T sequences x of P_task(x) l(s, x). Every source here has an exact
+    times V**T distinct sequences at most ``landscape.enumeration_budget``): L(s) = sum over
+    all V**T sequences x of P_task(x) l(s, x). Every source here has an exact
     log-probability, so this is exact too (for a neural predictor: up to float32 arithmetic).
 ``monte_carlo``
     Otherwise: the stratified estimate over the shared evaluation set (M task sequences, the
@@ -20,12 +22,13 @@ named in the ``method`` column:
 networks, landscapes and prompt efficiency all ask it.
 
 The evaluation set (`evaluation_strata`, `draw_evaluation`) is stratified wherever the task's
-distribution of a statistic is known exactly: for an exchangeable task, by the count of ones
-k, with P(k) = C(T, k) m_task(k, T - k). Every stratum is drawn on its own (at least
-`MIN_PER_STRATUM` sequences, the rest allocated in proportion to sqrt(P(k)) so that rare
+distribution of a statistic is known exactly: for an exchangeable task, by its symbol counts
+c (stratum k is the k-th composition of `sources.compositions(T, V)`; binary: k ones), with
+P(c) = multinomial(T; c) m_task(c). Every stratum is drawn on its own (at least
+`MIN_PER_STRATUM` sequences, the rest allocated in proportion to sqrt(P(c)) so that rare
 counts, which carry most of the KL at long T, are well sampled), and within a stratum the
-sequence is uniform among those with k ones, which is the task's own conditional law. Each
-sequence carries its stratum and its weight P(k) / n_k. The estimate of E f(x) is
+sequence is uniform among those with counts c, which is the task's own conditional law. Each
+sequence carries its stratum and its weight P(c) / n_c. The estimate of E f(x) is
 ``sum_i w_i f(x_i)`` and its variance ``sum_k P(k)^2 s_k^2 / n_k`` (s_k^2 the within-stratum
 sample variance). For an exchangeable Bayes predictor f is constant within a stratum, so the
 estimate is exact and its standard error 0. Other tasks: one stratum, weights 1/M (the plain
@@ -54,10 +57,11 @@ from statistics import NormalDist
 import numpy as np
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
-from promptscape.sources import Source
+from promptscape.sources import Source, compositions
 
 # The default of `landscape.enumeration_budget`: prompts times distinct task sequences that
-# may be scored exhaustively (>= 131,071 prompts, L_max = 16, times 1,024 sequences, T = 10).
+# may be scored exhaustively (>= 131,071 binary prompts, L_max = 16, times 1,024 sequences,
+# T = 10).
 DEFAULT_ENUMERATION_BUDGET = 2 ** 27
 # Every stratum of a stratified evaluation set gets at least this many sequences (two, so
 # that its within-stratum variance can be estimated).
@@ -71,12 +75,11 @@ EXACT_RELATIVE_TOLERANCE = 1e-9
 ESTIMATE_ALPHA = 0.05
 
 
-def enumerates(num_prompts: int, task_length: int, budget: int) -> bool:
-    """Whether scoring `num_prompts` prompts on all 2**T task sequences fits the enumeration
-    budget (and T is within what sequences can be encoded as). The only place this choice is
-    made."""
-    return (int(task_length) <= prompts_lib.MAX_ENUMERATION_LENGTH
-            and int(num_prompts) * 2 ** int(task_length) <= int(budget))
+def enumerates(num_prompts: int, task_length: int, budget: int, vocab_size: int) -> bool:
+    """Whether scoring `num_prompts` prompts on all V**T task sequences fits the enumeration
+    budget (and the sequences have int64 codes). The only place this choice is made."""
+    return (prompts_lib.can_encode(task_length, vocab_size)
+            and int(num_prompts) * int(vocab_size) ** int(task_length) <= int(budget))
 
 
 def choose_method(predictor: Predictor, task: Source, task_length: int, num_prompts: int,
@@ -84,7 +87,7 @@ def choose_method(predictor: Predictor, task: Source, task_length: int, num_prom
     """The first exact method that applies, else ``monte_carlo`` (see module doc)."""
     if isinstance(predictor, BayesPredictor) and predictor.source.exchangeable and task.exchangeable:
         return "exact_counts"
-    if enumerates(num_prompts, task_length, enumeration_budget):
+    if enumerates(num_prompts, task_length, enumeration_budget, task.vocab_size):
         return "exact_enumeration"
     return "monte_carlo"
 
@@ -95,16 +98,16 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
     Not for monte_carlo, which `monte_carlo_kl` handles from per-sequence losses.
     """
     T = task_length
+    V = task.vocab_size
     if method == "exact_counts":
-        k = np.arange(T + 1)
-        pk = np.exp(task.count_log_probabilities(T))  # (T + 1,)
-        ones = np.array([p.count("1") for p in prompts])
-        zeros = np.array([len(p) for p in prompts]) - ones
-        per_k = predictor.count_losses(ones[:, None], zeros[:, None], k[None, :], T - k[None, :])
-        entropy = -float(pk @ task.log_marginal(k, T - k))
-        return per_k @ pk, np.zeros(len(prompts)), entropy
+        counts = compositions(T, V)  # (C, V)
+        pc = np.exp(task.count_log_probabilities(T))  # (C,)
+        classes = prompts_lib.prompt_counts(prompts, V)  # (P, V)
+        per_class = predictor.count_losses(classes[:, None, :], counts[None, :, :])  # (P, C)
+        entropy = -float(pc @ task.log_marginal(counts))
+        return per_class @ pc, np.zeros(len(prompts)), entropy
     if method == "exact_enumeration":
-        seqs = prompts_lib.enumerate_sequences(T)
+        seqs = prompts_lib.enumerate_sequences(T, V)
         log_p = task.log_prob(seqs)
         p = np.exp(log_p)
         table = predictor.prompt_losses(prompts, seqs)
@@ -114,8 +117,9 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
 
 # ------------------------------------------------------------------ evaluation sets
 def evaluation_strata(task: Source, task_length: int) -> np.ndarray | None:
-    """Exact stratum probabilities ``(T + 1,)`` by count of ones for an exchangeable task,
-    else None (the task is sampled plainly, one stratum)."""
+    """Exact stratum probabilities ``(C,)`` by symbol counts for an exchangeable task (one
+    per composition of `sources.compositions(T, V)`; binary: k ones, k = 0..T), else None
+    (the task is sampled plainly, one stratum)."""
     if not task.exchangeable:
         return None
     p = np.exp(task.count_log_probabilities(int(task_length)))
@@ -148,13 +152,16 @@ def draw_evaluation(task: Source, task_length: int, size: int, rng: np.random.Ge
     if strata is None:
         seqs = task.sample(size, T, rng)
         return seqs, np.zeros(size, dtype=np.int64), np.full(size, 1.0 / size)
-    counts = allocate(strata, size)
-    stratum = np.repeat(np.arange(T + 1), counts)
-    # A uniformly random arrangement of k ones among T positions: the k smallest of T
-    # independent uniform keys.
+    sizes = allocate(strata, size)
+    stratum = np.repeat(np.arange(len(strata)), sizes)
+    counts = compositions(T, task.vocab_size)[stratum]  # (M, V)
+    # A uniformly random arrangement of the counts over T positions: rank T independent
+    # uniform keys; the c_{V-1} smallest ranks get symbol V-1, the next c_{V-2} symbol V-2,
+    # and so on (binary: the k smallest are the ones).
     ranks = np.argsort(np.argsort(rng.random((size, T)), axis=1), axis=1)
-    seqs = (ranks < stratum[:, None]).astype(np.uint8)
-    weight = (strata / np.maximum(counts, 1))[stratum]
+    above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # (M, V): ranks held by symbols >= v
+    seqs = (ranks[:, :, None] < above[:, None, 1:]).sum(axis=2).astype(np.uint8)
+    weight = (strata / np.maximum(sizes, 1))[stratum]
     return seqs, stratum, weight
 
 

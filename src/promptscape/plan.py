@@ -15,7 +15,8 @@ network when T is enumerated.
 
 An *evaluation* is the loss of one prompt on one distinct task sequence, l(s, x), computed
 or (for a network's prompt-loss table) looked up; Bayes predictors of exchangeable sources
-score count classes instead, (T + 1) per prompt, and those are what is counted for them.
+score count classes instead, C(T + V - 1, V - 1) per prompt (binary: T + 1), and those are
+what is counted for them.
 
 A memory estimate is the process's baseline (measured: a Snakemake script job importing
 numpy, scipy, pandas and pyarrow; torch for networks) plus the arrays the stage's code
@@ -36,7 +37,6 @@ from promptscape.validation import ConfigError
 
 MB = 2**20
 GIB = 2**30
-V = 2  # binary vocabulary
 F64 = 8
 # Resident memory of a Snakemake script job before any work (Python, snakemake's script
 # preamble, numpy, scipy, pandas, pyarrow, promptscape), and with torch and a model loaded.
@@ -46,7 +46,11 @@ TORCH_BASELINE_BYTES = 400 * MB
 FIGURE_BASELINE_BYTES = 250 * MB  # altair, vl-convert
 # Working set of one chunk of the predictors' generic paths (`Predictor.prompt_losses`,
 # hidden-state Bayes): MAX_SYMBOLS_PER_BATCH symbols of log-probabilities and filter states.
-CHUNK_BYTES = 3 * MAX_SYMBOLS_PER_BATCH * V * F64
+def chunk_bytes(exp) -> int:
+    return 3 * MAX_SYMBOLS_PER_BATCH * exp.vocab_size * F64
+
+
+
 # Exchangeable Bayes `prompt_losses` on (P, B): counts, their sums and log-marginal
 # temporaries, about this many (P, B) float64 arrays at once.
 COUNT_TEMPORARIES = 6
@@ -90,12 +94,26 @@ class Job:
 
 
 def num_prompts(exp) -> int:
-    """P = 2^(L_max + 1) - 1, every prompt of length 0..L_max."""
-    return 2 ** (exp.max_prompt_length + 1) - 1
+    """P = sum_l V^l, every prompt of length 0..L_max (binary: 2^(L_max + 1) - 1)."""
+    from promptscape import prompts
+
+    return prompts.num_prompts(exp.max_prompt_length, exp.vocab_size)
+
+
+def num_sequences(exp) -> int:
+    """V^T, every task sequence."""
+    return exp.vocab_size ** exp.task_length
+
+
+def num_classes(exp, length: int) -> int:
+    """Count classes of `length` symbols: C(length + V - 1, V - 1) (binary: length + 1)."""
+    import math
+
+    return math.comb(length + exp.vocab_size - 1, exp.vocab_size - 1)
 
 
 def enumerates(study, exp, scored: int | None = None) -> bool:
-    """Whether the stages enumerate all 2^T task sequences of `exp` (exact losses, and a
+    """Whether the stages enumerate all V^T task sequences of `exp` (exact losses, and a
     network's prompt-loss table) or fall back to the evaluation set / the distinct
     sequences of the datasets, for `scored` prompts (default: all P of the experiment).
     The stages ask the same function (`landscape.enumerates`, the one place the choice is
@@ -103,7 +121,7 @@ def enumerates(study, exp, scored: int | None = None) -> bool:
     from promptscape import landscape
 
     return landscape.enumerates(num_prompts(exp) if scored is None else scored,
-                                exp.task_length, study.enumeration_budget)
+                                exp.task_length, study.enumeration_budget, exp.vocab_size)
 
 
 def counts_apply(study, exp, predictor: str) -> bool:
@@ -146,10 +164,10 @@ def _predictor_cost(study, exp, predictor: str, P: int, B: int,
         return P * B, 2 * P * B * F64
     if counts_apply(study, exp, predictor):
         # One (P, B) result plus the count temporaries; the losses depend on counts only.
-        return P * min(B, T + 1), COUNT_TEMPORARIES * P * B * F64
+        return P * min(B, num_classes(exp, T)), COUNT_TEMPORARIES * P * B * F64
     if study.is_neural(predictor):
         return P * B, P * B * F64 + _neural_working_set(study, exp, predictor)
-    return P * B, P * B * F64 + CHUNK_BYTES
+    return P * B, P * B * F64 + chunk_bytes(exp)
 
 
 def _baseline(study, predictor: str | None, tabulated: bool = False) -> int:
@@ -159,9 +177,9 @@ def _baseline(study, predictor: str | None, tabulated: bool = False) -> int:
 
 def _table_bytes(exp) -> int:
     """A network's prompt-loss table read back (`stages.common.load_prompt_losses`):
-    P x 2^T rows of prompt and sequence strings, the prompts as Python strings, and the
-    (P, 2^T) float64 losses."""
-    rows = num_prompts(exp) * 2**exp.task_length
+    P x V^T rows of prompt and sequence strings, the prompts as Python strings, and the
+    (P, V^T) float64 losses."""
+    rows = num_prompts(exp) * num_sequences(exp)
     return _strings(rows, exp.max_prompt_length + exp.task_length) + rows * F64
 
 
@@ -184,23 +202,23 @@ def estimate(study, rule: str, w: dict) -> Job:
     if rule == "simulate_evaluation":
         return Job(rule, w, 0, base + _strings(M, T))
     if rule == "score_prompts":
-        # (P, 2^T) losses, then the table: P x 2^T rows of prompt and sequence strings.
-        B = 2**T
+        # (P, V^T) losses, then the table: P x V^T rows of prompt and sequence strings.
+        B = num_sequences(exp)
         evals, work = _predictor_cost(study, exp, predictor, P, B)
-        return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all 2^T sequences")
+        return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all V^T sequences")
     if rule == "search_prompts":
         S = int(w["last"]) - int(w["first"]) + 1
         N = int(w["N"])
-        # Losses of every prompt on every distinct sequence (all 2^T when enumerated), the
+        # Losses of every prompt on every distinct sequence (all V^T when enumerated), the
         # gathered (P, S, N) float64 per-dataset losses, the S x N sequences read, and the
         # S x P rows written.
-        B = 2**T if enumerates(study, exp) else min(S * N, 2**T)
+        B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
         evals, work = _predictor_cost(study, exp, predictor, P, B, tabulated)
         if tabulated:
             work += _table_bytes(exp)
             note = "lookups in the prompt-loss table"
         else:
-            note = "all 2^T sequences" if enumerates(study, exp) else "distinct sequences"
+            note = "all V^T sequences" if enumerates(study, exp) else "distinct sequences"
         work += P * S * N * F64 + _strings(S * N, T) + _strings(S * P, L)
         return Job(rule, w, evals, base + work, note)
     if rule == "compute_landscape":
@@ -213,10 +231,11 @@ def estimate(study, rule: str, w: dict) -> Job:
         if tabulated:
             work += _table_bytes(exp)
         if method == "exact_enumeration":
-            more, table = _predictor_cost(study, exp, predictor, P, 2**T, tabulated)
+            more, table = _predictor_cost(study, exp, predictor, P, num_sequences(exp),
+                                          tabulated)
             evals, work = evals + more, work + table
         elif method == "exact_counts":
-            evals += P * (T + 1)
+            evals += P * num_classes(exp, T)
         return Job(rule, w, evals, base + work, method)
     if rule == "measure_efficiency":
         return _efficiency_job(study, exp, w, base)
@@ -246,14 +265,16 @@ def _network_job(study, rule: str, w: dict) -> Job:
                    f"{net.steps} steps of {net.batch_size} sequences")
     size = study.training["heldout_size"]
     # Neural and Bayes (B, T, V) float64 log-probabilities of the held-out sequences.
-    work += 2 * size * net.sequence_length * V * F64 + _strings(size, net.sequence_length)
+    work += (2 * size * net.sequence_length * exp.vocab_size * F64
+             + _strings(size, net.sequence_length))
     return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
 
 
 def _efficiency_job(study, exp, w: dict, base: int) -> Job:
     """Typical prompts: K per length 0..max_length (those that fit a network's context),
-    each scored on all 2^T sequences (enumerated) or the M evaluation sequences; an
-    exchangeable Bayes predictor scores count classes (l + 1 per length) instead."""
+    each scored on all V^T sequences (enumerated) or the M evaluation sequences; an
+    exchangeable Bayes predictor scores count classes (C(l + V - 1, V - 1) per length)
+    instead."""
     predictor = w["predictor"]
     T, M = exp.task_length, exp.evaluation_size
     K, max_length = study.efficiency["num_typical"], study.efficiency["max_length"]
@@ -262,18 +283,19 @@ def _efficiency_job(study, exp, w: dict, base: int) -> Job:
         context = study.network(predictor, exp.pretraining_name).sequence_length
         lengths = [length for length in lengths if length + T <= context]
     scored = K * len(lengths)  # the efficiency stage decides on the prompts it scores
-    B = 2**T if enumerates(study, exp, scored) else M
+    B = num_sequences(exp) if enumerates(study, exp, scored) else M
     work = _strings(M, T) + _strings(num_prompts(exp), exp.max_prompt_length)
     evals = 0
     if counts_apply(study, exp, predictor):
-        evals = sum((length + 1) * (T + 1) for length in range(max(lengths, default=0) + 1))
+        evals = sum(num_classes(exp, length) * num_classes(exp, T)
+                    for length in range(max(lengths, default=0) + 1))
         return Job("measure_efficiency", w, evals, base + work, "count classes")
     peak = 0
     for length in lengths:
-        k = min(K, 2**length)
+        k = min(K, exp.vocab_size**length)
         e, b = _predictor_cost(study, exp, predictor, k, B)
         evals, peak = evals + e, max(peak, b)
-    note = "all 2^T sequences" if enumerates(study, exp, scored) else "evaluation set"
+    note = "all V^T sequences" if enumerates(study, exp, scored) else "evaluation set"
     return Job("measure_efficiency", w, evals, base + work + peak, note)
 
 
@@ -341,7 +363,7 @@ HINTS = {
     "compute_landscape": "fewer evaluation sequences: experiments.{e}.evaluation_size",
     "measure_efficiency": ("fewer evaluation sequences: experiments.{e}.evaluation_size or "
                            "efficiency.num_typical"),
-    "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (2^T sequences)",
+    "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (V^T sequences)",
     "train_predictor": "a smaller network: models.{p}.batch_size or hidden_size",
     "evaluate_predictor": "fewer evaluation sequences: training.heldout_size",
 }

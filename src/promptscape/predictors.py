@@ -23,7 +23,7 @@ import numpy as np
 
 from promptscape import logs
 from promptscape import prompts as prompts_lib
-from promptscape.sources import Source, symbol_losses
+from promptscape.sources import Source, symbol_counts, symbol_losses
 
 # Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
 MAX_SYMBOLS_PER_BATCH = 2_000_000
@@ -87,16 +87,10 @@ class BayesPredictor(Predictor):
             return super().prompt_losses(prompts, seqs)
         # l(s, x) = -log P(s x) / P(s) = lm(c(s)) - lm(c(s) + c(x)), with lm the log
         # probability of one sequence with those counts: only counts matter.
-        seqs = np.asarray(seqs)
-        T = seqs.shape[1]
-        p_ones = np.array([p.count("1") for p in prompts], dtype=np.int64)
-        p_zeros = np.array([len(p) for p in prompts], dtype=np.int64) - p_ones
-        k_ones = seqs.sum(axis=1, dtype=np.int64)
-        k_zeros = T - k_ones
-        lm = self.source.log_marginal
-        return lm(p_ones, p_zeros)[:, None] - lm(
-            p_ones[:, None] + k_ones[None, :], p_zeros[:, None] + k_zeros[None, :]
-        )
+        V = self.source.vocab_size
+        prompt_counts = prompts_lib.prompt_counts(prompts, V)  # (P, V)
+        counts = symbol_counts(self.source.check_sequences(seqs), V)  # (B, V)
+        return self.count_losses(prompt_counts[:, None, :], counts[None, :, :])
 
     def _hidden_state_losses(self, prompts, seqs):
         """Hidden-state sources: filter each prompt once, then run every sequence forward
@@ -120,17 +114,19 @@ class BayesPredictor(Predictor):
                 progress.update(done)
         return out
 
-    def count_losses(self, prompt_ones, prompt_zeros, ones, zeros) -> np.ndarray:
-        """Exchangeable only: loss of any prompt with the given counts on any sequence with
-        the given counts (broadcast); the count classes of the efficiency stage use it."""
+    def count_losses(self, prompt_counts, counts) -> np.ndarray:
+        """Exchangeable only: loss of any prompt with symbol counts `prompt_counts` on any
+        sequence with symbol counts `counts` (``(..., V)`` each, broadcast): the count
+        classes of landscapes and prompt efficiency use it."""
+        prompt_counts = np.asarray(prompt_counts, dtype=np.int64)
         lm = self.source.log_marginal
-        return lm(prompt_ones, prompt_zeros) - lm(prompt_ones + ones, prompt_zeros + zeros)
+        return lm(prompt_counts) - lm(prompt_counts + np.asarray(counts, dtype=np.int64))
 
 
 class TabulatedPredictor(Predictor):
     """Losses of a fixed prompt set on every sequence of length T, read from a table.
 
-    When T is small, a predictor's loss of every prompt on every one of the 2**T possible task
+    When T is small, a predictor's loss of every prompt on every one of the V**T possible task
     sequences is computed once (the `prompt_losses` artifact, batched and prefix-cached on the
     GPU when there is one); searches and landscapes then look losses up instead of loading the
     model. It answers `prompt_losses` for its own prompts and length-T sequences only.
@@ -138,11 +134,14 @@ class TabulatedPredictor(Predictor):
 
     family = "tabulated"
 
-    def __init__(self, prompts: list[str], table: np.ndarray, task_length: int):
-        if table.shape != (len(prompts), 2**task_length):
+    def __init__(self, prompts: list[str], table: np.ndarray, task_length: int,
+                 vocab_size: int):
+        shape = (len(prompts), vocab_size**task_length)
+        if table.shape != shape:
             raise ValueError(f"a table of {len(prompts)} prompts on sequences of length "
-                             f"{task_length} must have shape {(len(prompts), 2**task_length)}, "
-                             f"not {table.shape}")
+                             f"{task_length} over {vocab_size} symbols must have shape "
+                             f"{shape}, not {table.shape}")
+        self.vocab_size = vocab_size
         self.prompts = list(prompts)
         self.index = {p: i for i, p in enumerate(self.prompts)}
         self.table = table
@@ -157,7 +156,7 @@ class TabulatedPredictor(Predictor):
         if missing:
             raise ValueError(f"prompts not in the table: {missing[:5]}")
         rows = np.array([self.index[p] for p in prompts], dtype=np.int64)
-        return self.table[np.ix_(rows, prompts_lib.encode(seqs))]
+        return self.table[np.ix_(rows, prompts_lib.encode(seqs, self.vocab_size))]
 
     def log_predictive(self, seqs):
         raise TypeError("a tabulated predictor has losses of whole sequences only")

@@ -20,13 +20,13 @@ from promptscape.predictors import Predictor
 
 
 def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndarray,
-                     enumeration_budget: int) -> np.ndarray:
+                     enumeration_budget: int, vocab_size: int) -> np.ndarray:
     """Empirical loss of every prompt on every dataset.
 
     Parameters
     ----------
     datasets : (S, N, T) uint8
-        S datasets (seeds) of N sequences each.
+        S datasets (seeds) of N sequences each, over `vocab_size` symbols.
 
     Returns
     -------
@@ -34,9 +34,10 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
     """
     S, N, T = datasets.shape
     flat = datasets.reshape(S * N, T)
-    if landscape.enumerates(len(prompts), T, enumeration_budget):
-        table = predictor.prompt_losses(prompts, prompts_lib.enumerate_sequences(T))  # (P, 2^T)
-        index = prompts_lib.encode(flat)
+    if landscape.enumerates(len(prompts), T, enumeration_budget, vocab_size):
+        seqs = prompts_lib.enumerate_sequences(T, vocab_size)
+        table = predictor.prompt_losses(prompts, seqs)  # (P, V^T)
+        index = prompts_lib.encode(flat, vocab_size)
     else:
         unique, index = np.unique(flat, axis=0, return_inverse=True)
         table = predictor.prompt_losses(prompts, unique)  # (P, U)

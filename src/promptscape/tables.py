@@ -116,7 +116,7 @@ PATH_RANGES = {"first": "seed", "last": "seed"}
 
 _PREDICTOR, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
     DIMENSIONS[d] for d in ("predictor", "source", "identity", "experiment", "task", "N", "seed"))
-_PROMPT = ("prompt", _S, "prompt as a string of 0/1 symbols; '' is the empty prompt")
+_PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
 ARTIFACTS = {a.name: a for a in [
@@ -127,18 +127,20 @@ ARTIFACTS = {a.name: a for a in [
         "experiments and a seed's data does not depend on the block it is stored in.",
         (_EXPERIMENT, _TASK, _N, _SEED,
          ("index", _I, "position of the sequence in D_N"),
-         ("sequence", _S, "the task sequence, T symbols 0/1")),
+         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")),
         ("experiment", "task", "N", "seed", "index")),
     Artifact(
         "evaluation_set", "{experiment}/evaluation/{task}.parquet",
         "Evaluation set of M task sequences per task, never seen by any search; it estimates "
         "theoretical losses where no exact sum exists and cross-checks them where one does. "
-        "Stratified by the count of ones for an exchangeable task (each count drawn on its "
-        "own, uniformly among its sequences); estimates are sum_i weight_i f(x_i).",
+        "Stratified by the symbol counts for an exchangeable task (each count vector drawn on "
+        "its own, uniformly among its sequences); estimates are sum_i weight_i f(x_i).",
         (_EXPERIMENT, _TASK, ("index", _I, "position in the evaluation set"),
-         ("sequence", _S, "the task sequence, T symbols 0/1"),
-         ("stratum", _I, "its stratum: the count of ones k for an exchangeable task, else 0 "
-                         "(one stratum, plain draws)"),
+         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
+         ("stratum", _I, "its stratum: for an exchangeable task the index of its symbol-count "
+                         "vector among the compositions of T into V parts "
+                         "(sources.compositions; binary: the count of ones k), else 0 (one "
+                         "stratum, plain draws)"),
          ("weight", _F, "exact stratum probability / stratum sample size (1/M for plain "
                         "draws); the weights sum to 1")),
         ("experiment", "task", "index")),
@@ -156,7 +158,9 @@ ARTIFACTS = {a.name: a for a in [
         "Landscape: the theoretical loss of every prompt, its KL to the task, dense rank and "
         "membership of the optimal class.",
         (_PREDICTOR, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
-         ("prompt_ones", _I, "number of 1 symbols in the prompt"),
+         ("prompt_counts", pa.list_(_I), "count of each symbol in the prompt, symbols 0..V-1 "
+                                         "(binary: [zeros, ones]); an exchangeable "
+                                         "predictor's count class"),
          ("method", _S, "exact_counts, exact_enumeration or monte_carlo (see docs/science.md)"),
          ("loss", _F, "L(s) = E_task l(s, x), summed over the T task symbols (nats)"),
          ("loss_se", _F, "standard error of loss (0 when exact)"),
@@ -230,8 +234,9 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _EXPERIMENT, _TASK, _PLEN,
          ("typical_method", _S, "how the typical-prompt quantiles are obtained: exact_counts "
                                 "(exchangeable Bayes predictor on an exchangeable task: the "
-                                "exact distribution of the prompt's count of ones, a binomial "
-                                "or a mixture of binomials, with each count class's KL) or "
+                                "exact distribution of the prompt's symbol counts, a "
+                                "multinomial or a mixture of multinomials, with each count "
+                                "class's KL) or "
                                 "sampled (the empirical distribution of K prompts drawn from "
                                 "the task, with 95% intervals in the _low/_high columns)"),
          ("typical_prompts", _I, "K, the number of typical prompts drawn from the task at "
@@ -311,7 +316,7 @@ ARTIFACTS = {a.name: a for a in [
         "sequences (when P x 2^T fits landscape.enumeration_budget); searches and landscapes read "
         "it instead of loading the model.",
         (_PREDICTOR, _EXPERIMENT, _PROMPT, _PLEN,
-         ("sequence", _S, "the task sequence, T symbols 0/1"),
+         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
          ("loss", _F, "l(s, x): summed log loss of the sequence after the prompt (nats)")),
         ("predictor", "experiment", "prompt_length", "prompt", "sequence")),
 ]}

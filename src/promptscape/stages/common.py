@@ -15,7 +15,7 @@ def load_predictor(family: str, pretraining: dict, model: str | None = None,
     network's table of prompt losses when there is one (no torch needed), or a network
     from its checkpoint on `device` (`training.device`)."""
     if table:
-        return load_prompt_losses(table)
+        return load_prompt_losses(table, vocab_size(pretraining))
     if family not in FAMILIES:
         raise ValueError(f"unknown predictor family {family!r}")
     if not FAMILIES[family].neural:
@@ -34,16 +34,25 @@ def training_device(config: dict) -> str:
     return config["training"]["device"]
 
 
-def load_prompt_losses(path: str) -> TabulatedPredictor:
+def vocab_size(pretraining: dict) -> int:
+    """V of a pretraining source's config mapping: every prompt and sequence of the
+    experiment is over its symbols (the config checks that the tasks agree)."""
+    return build_source(pretraining, where="pretraining").vocab_size
+
+
+def load_prompt_losses(path: str, vocab_size: int) -> TabulatedPredictor:
     """A `prompt_losses` artifact as a predictor (rows are in canonical prompt order, then
-    sequence code order, so the table reshapes to (P, 2**T))."""
+    sequence code order, so the table reshapes to (P, V**T))."""
     frame = tables.read_table(path, "prompt_losses")
     prompts = frame["prompt"].to_pylist()
     first = frame["sequence"][0].as_py()
     T = len(first)
-    P = len(prompts) // 2**T
-    order = prompts[::2**T]
-    if order != prompts_lib.all_prompts(max(len(p) for p in order)):
-        raise ValueError(f"{path}: prompts are not the canonical prompt set")
-    table = frame["loss"].to_numpy().reshape(P, 2**T)
-    return TabulatedPredictor(order, table, T)
+    S = vocab_size**T
+    P = len(prompts) // S
+    order = prompts[::S]
+    if len(prompts) != P * S or order != prompts_lib.all_prompts(max(len(p) for p in order),
+                                                                 vocab_size):
+        raise ValueError(f"{path}: prompts are not the canonical prompt set over "
+                         f"{vocab_size} symbols on all {S} sequences of length {T}")
+    table = frame["loss"].to_numpy().reshape(P, S)
+    return TabulatedPredictor(order, table, T, vocab_size)

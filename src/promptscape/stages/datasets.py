@@ -36,7 +36,7 @@ def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
 def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,
                         task_length: int, size: int) -> None:
     """The evaluation set of one task: M sequences no search ever sees, stratified by the
-    count of ones where the task is exchangeable (`landscape.draw_evaluation`)."""
+    symbol counts where the task is exchangeable (`landscape.draw_evaluation`)."""
     source = build_source(task, where=f"task {task_name}")
     rng = seeding.numpy_generator("evaluation", task, task_length, size)
     seqs, stratum, weight = landscape.draw_evaluation(source, task_length, size, rng)

@@ -9,7 +9,7 @@ import numpy as np
 from promptscape import landscape, tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
-from promptscape.stages.common import load_predictor
+from promptscape.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 
@@ -21,7 +21,8 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
                       model: str | None = None, table: str | None = None,
                       device: str = "auto") -> None:
     """The landscape of one (predictor, experiment, task)."""
-    prompts = prompts_lib.all_prompts(max_prompt_length)
+    V = vocab_size(pretraining)
+    prompts = prompts_lib.all_prompts(max_prompt_length, V)
     pred = load_predictor(family or predictor, pretraining, model, table, device)
     task_source = build_source(task, where=f"task {task_name}")
     method = landscape.choose_method(pred, task_source, task_length, len(prompts),
@@ -55,7 +56,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     frame = {
         "predictor": predictor, "experiment": experiment, "task": task_name,
         "prompt": prompts, "prompt_length": [len(p) for p in prompts],
-        "prompt_ones": [p.count("1") for p in prompts], "method": method,
+        "prompt_counts": prompts_lib.prompt_counts(prompts, V).tolist(), "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
         "rank": ranks, "optimal": optimal, "resolved": resolved,
         "mc_kl": mc[2], "mc_kl_se": mc[3],

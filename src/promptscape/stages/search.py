@@ -8,7 +8,7 @@ import numpy as np
 
 from promptscape import search, tables
 from promptscape import prompts as prompts_lib
-from promptscape.stages.common import load_predictor
+from promptscape.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 
@@ -24,9 +24,10 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
     seeds = np.unique(data["seed"].to_numpy())
     seqs = prompts_lib.to_arrays(data["sequence"].to_pylist(), task_length)
     seqs = seqs.reshape(len(seeds), N, task_length)  # (S, N, T): rows sorted by seed, index
-    prompts = prompts_lib.all_prompts(max_prompt_length)
+    V = vocab_size(pretraining)
+    prompts = prompts_lib.all_prompts(max_prompt_length, V)
     pred = load_predictor(family or predictor, pretraining, model, table, device)
-    losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget)  # (S, P)
+    losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
     chosen = search.choose(losses)
     S, P = losses.shape
     frame = {
