@@ -1,8 +1,8 @@
 """The science of the sources: every kind's Bayes predictive, sampler and validation.
 
 Each property is checked against an independent computation written here (brute-force
-enumeration of sequences, hidden paths or numerical integration), never against the
-source's own hooks. The example list covers every registered kind; a new kind without
+enumeration of sequences over V symbols, hidden paths, numerical integration or the Polya
+urn's sequential product), never against the source's own hooks. The example list covers every registered kind; a new kind without
 examples fails `test_examples_cover_every_registered_source_kind`.
 """
 
@@ -20,7 +20,7 @@ from scipy import integrate, special
 from promptscape import validation
 from promptscape.predictors import BayesPredictor
 from promptscape.prompts import all_prompts, enumerate_sequences, to_array
-from promptscape.sources import SOURCES, build_source
+from promptscape.sources import SOURCES, build_source, compositions
 
 EXAMPLE_SPECS = [
     {"kind": "coin", "theta": 0.7},
@@ -33,6 +33,18 @@ EXAMPLE_SPECS = [
     {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05},
     {"kind": "switching", "thetas": [0.1, 0.6, 0.9], "weights": [0.5, 0.25, 0.25],
      "switch_prob": 0.3},
+    # V symbols: every exchangeable V-symbol kind for V = 2, 3, 4.
+    {"kind": "categorical", "probs": [0.35, 0.65]},
+    {"kind": "categorical", "probs": [0.2, 0.5, 0.3]},
+    {"kind": "categorical", "probs": [0.1, 0.2, 0.3, 0.4]},
+    {"kind": "categorical_mixture", "probs": [[0.8, 0.2], [0.3, 0.7]], "weights": [0.4, 0.6]},
+    {"kind": "categorical_mixture", "probs": [[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]]},
+    {"kind": "categorical_mixture",
+     "probs": [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4], [0.25, 0.25, 0.25, 0.25]],
+     "weights": [0.2, 0.3, 0.5]},
+    {"kind": "dirichlet_categorical", "alpha": [0.5, 2.0]},
+    {"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]},
+    {"kind": "dirichlet_categorical", "alpha": [0.5, 1.0, 2.0, 0.7]},
 ]
 EXAMPLES = [build_source(spec) for spec in EXAMPLE_SPECS]
 IDS = [src.describe() for src in EXAMPLES]
@@ -46,6 +58,11 @@ Z = 5.0  # tolerance of the statistical tests, in standard errors
 
 def test_examples_cover_every_registered_source_kind():
     assert {src.kind for src in EXAMPLES} == set(SOURCES)
+
+
+def test_examples_cover_vocabulary_sizes_two_to_four():
+    for kind in ("categorical", "categorical_mixture", "dirichlet_categorical"):
+        assert {src.vocab_size for src in EXAMPLES if src.kind == kind} == {2, 3, 4}, kind
 
 
 # ------------------------------------------------------------------ brute force
@@ -99,36 +116,88 @@ def brute_force_probability(src, seqs: np.ndarray) -> np.ndarray:
         th = theta[paths]  # (K^T, T)
         emit = np.where(seqs[:, None, :] == 1, th[None], 1.0 - th[None])  # (B, K^T, T)
         return np.prod(emit, axis=2) @ path_p
+    if src.kind == "categorical":
+        return np.prod(np.asarray(src.probs)[seqs], axis=1)
+    if src.kind == "categorical_mixture":
+        total = np.zeros(B)
+        for w, p in zip(src.weights, src.probs):
+            total += w * np.prod(np.asarray(p)[seqs], axis=1)
+        return total
+    if src.kind == "dirichlet_categorical":
+        # Polya urn, symbol by symbol: x_t = v with probability (alpha_v + #v so far) / (A + t).
+        alpha = np.asarray(src.alpha)
+        seen = np.zeros((B, len(alpha)))
+        total = np.ones(B)
+        rows = np.arange(B)
+        for t in range(T):
+            v = seqs[:, t]
+            total *= (alpha[v] + seen[rows, v]) / (alpha.sum() + t)
+            seen[rows, v] += 1
+        return total
     raise AssertionError(f"no brute force for source kind {src.kind!r}; add one")
 
 
-def _codes(seqs: np.ndarray) -> np.ndarray:
+def _codes(seqs: np.ndarray, V: int) -> np.ndarray:
+    """Base-V big-endian code of each row (the order of `enumerate_sequences`)."""
     T = seqs.shape[1]
-    return seqs.astype(np.int64) @ (1 << np.arange(T - 1, -1, -1, dtype=np.int64))
+    return seqs.astype(np.int64) @ (V ** np.arange(T - 1, -1, -1, dtype=np.int64))
+
+
+def _counts(seqs: np.ndarray, V: int) -> np.ndarray:
+    """Count of each symbol in each row, ``(B, V)``."""
+    return np.stack([(np.asarray(seqs) == v).sum(axis=1) for v in range(V)], axis=1)
 
 
 @pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
 def test_bayes_predictive_matches_brute_force_enumeration(src):
+    V = src.vocab_size
     # P of every sequence of every length 0..MAX, indexed by length then code.
     prob = {
-        T: brute_force_probability(src, enumerate_sequences(T))
+        T: brute_force_probability(src, enumerate_sequences(T, V))
         for T in range(0, MAX_ENUM_LENGTH + 1)
     }
     for T in range(1, MAX_ENUM_LENGTH + 1):
         assert math.isclose(prob[T].sum(), 1.0, rel_tol=1e-10), T
-        seqs = enumerate_sequences(T)
-        # Brute-force predictive q(x_t = 1 | x_<t) = P(x_<t 1) / P(x_<t).
-        expected_one = np.empty((len(seqs), T))
+        seqs = enumerate_sequences(T, V)
+        np.testing.assert_array_equal(_codes(seqs, V), np.arange(V**T))
+        # Brute-force predictive q(x_t = v | x_<t) = P(x_<t v) / P(x_<t).
+        expected = np.empty((len(seqs), T, V))
         for t in range(T):
-            prefix = _codes(seqs[:, :t]) if t else np.zeros(len(seqs), dtype=np.int64)
-            expected_one[:, t] = prob[t + 1][2 * prefix + 1] / prob[t][prefix]
+            prefix = _codes(seqs[:, :t], V) if t else np.zeros(len(seqs), dtype=np.int64)
+            for v in range(V):
+                expected[:, t, v] = prob[t + 1][V * prefix + v] / prob[t][prefix]
         logq = src.log_predictive(seqs)
-        assert logq.shape == (len(seqs), T, 2)
+        assert logq.shape == (len(seqs), T, V)
         q = np.exp(logq)
         np.testing.assert_allclose(q.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(q[..., 1], expected_one, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(q[..., 0], 1.0 - expected_one, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(q, expected, rtol=0, atol=1e-10)
         np.testing.assert_allclose(src.log_prob(seqs), np.log(prob[T]), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
+def test_sequence_probabilities_sum_to_one(src):
+    V = src.vocab_size
+    for T in (1, 2, 5, MAX_ENUM_LENGTH):
+        total = math.fsum(np.exp(src.log_prob(enumerate_sequences(T, V))))
+        assert math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-12), (T, total)
+
+
+@pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
+def test_count_moments_match_brute_force_enumeration(src):
+    """The stated mean and covariance of the counts are exact: compare them with the moments
+    of the brute-force distribution of all V^T sequences (the sampler test then holds the
+    sampler to them)."""
+    V = src.vocab_size
+    for T in (1, 2, 6):
+        seqs = enumerate_sequences(T, V)
+        p = brute_force_probability(src, seqs)
+        counts = _counts(seqs, V).astype(np.float64)
+        mean = p @ counts
+        cov = (counts - mean).T @ ((counts - mean) * p[:, None])
+        stated_mean, stated_cov = src.count_moments(T)
+        assert np.shape(stated_mean) == (V,) and np.shape(stated_cov) == (V, V)
+        np.testing.assert_allclose(stated_mean, mean, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(stated_cov, cov, rtol=0, atol=1e-10)
 
 
 # ------------------------------------------------------------------ sampler
@@ -142,42 +211,57 @@ def _sample_of(src) -> np.ndarray:
     return _big_sample(EXAMPLES.index(src))
 
 
+# Exact per-position marginals come from enumerating all V^T sequences: the longest T up to
+# SAMPLE_LENGTH with at most this many sequences.
+MAX_ENUM_SEQUENCES = 2**16
+
+
 @pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
 def test_sampler_count_moments_within_statistical_tolerance(src):
+    V = src.vocab_size
     seqs = _sample_of(src)
     assert seqs.shape == (SAMPLE_N, SAMPLE_LENGTH) and seqs.dtype == np.uint8
-    mean, var = src.count_moments(SAMPLE_LENGTH)
-    counts = seqs.sum(axis=1, dtype=np.int64).astype(np.float64)
+    mean, cov = src.count_moments(SAMPLE_LENGTH)
+    assert mean.shape == (V,) and cov.shape == (V, V)
+    # The counts sum to the length, so the stated moments must say so.
+    assert math.isclose(mean.sum(), SAMPLE_LENGTH, rel_tol=1e-12)
+    np.testing.assert_allclose(cov, cov.T, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cov.sum(axis=1), 0.0, rtol=0, atol=1e-9)
+    counts = _counts(seqs, V).astype(np.float64)  # (n, V)
     n = len(counts)
-    sample_mean = counts.mean()
+    sample_mean = counts.mean(axis=0)
     centred = counts - sample_mean
-    sample_var = np.mean(centred**2)
-    m4 = np.mean(centred**4)
-    se_mean = math.sqrt(var / n)
-    se_var = math.sqrt((m4 - sample_var**2) / n)
-    assert abs(sample_mean - mean) < Z * se_mean, (sample_mean, mean, se_mean)
-    assert abs(sample_var - var) < Z * se_var, (sample_var, var, se_var)
+    sample_cov = centred.T @ centred / n
+    # Standard error of each sample covariance entry: sd of the products of centred counts.
+    m4 = (centred[:, :, None] * centred[:, None, :]) ** 2
+    se_cov = np.sqrt((m4.mean(axis=0) - sample_cov**2) / n)
+    se_mean = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(sample_mean - mean) < Z * se_mean), (sample_mean, mean, se_mean)
+    assert np.all(np.abs(sample_cov - cov) < Z * se_cov), (sample_cov, cov, se_cov)
 
-    # Per-position marginals P(x_t = 1) at the first and last position. The stated count
+    # Per-position marginals P(x_t = v) at the first and last position. The stated count
     # mean implies a constant marginal mean / T; check that against exact enumeration of
     # the source's own probabilities, then the sampler against it.
     marginal = mean / SAMPLE_LENGTH
-    last = enumerate_sequences(SAMPLE_LENGTH)
-    exact_last = np.exp(src.log_prob(last))[last[:, -1] == 1].sum()
-    assert math.isclose(exact_last, marginal, rel_tol=1e-9)
-    se_pos = math.sqrt(marginal * (1 - marginal) / n)
+    enum_length = max(T for T in range(1, SAMPLE_LENGTH + 1) if V**T <= MAX_ENUM_SEQUENCES)
+    last = enumerate_sequences(enum_length, V)
+    prob_last = np.exp(src.log_prob(last))
+    for v in range(V):
+        exact_last = prob_last[last[:, -1] == v].sum()
+        assert math.isclose(exact_last, marginal[v], rel_tol=1e-9), (v, exact_last, marginal)
+    se_pos = np.sqrt(marginal * (1 - marginal) / n)
     for position in (0, SAMPLE_LENGTH - 1):
-        frac = seqs[:, position].mean()
-        assert abs(frac - marginal) < Z * se_pos, (position, frac, marginal, se_pos)
+        frac = _counts(seqs[:, position:position + 1], V).mean(axis=0)
+        assert np.all(np.abs(frac - marginal) < Z * se_pos), (position, frac, marginal, se_pos)
 
 
 @pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
 def test_sampler_matches_bayes_predictive_at_first_position(src):
     seqs = _sample_of(src)
-    p_one = float(np.exp(src.log_predictive(seqs[:1]))[0, 0, 1])
-    se = math.sqrt(p_one * (1 - p_one) / len(seqs))
-    frac = seqs[:, 0].mean()
-    assert abs(frac - p_one) < Z * se, (frac, p_one, se)
+    prior = np.exp(src.log_predictive(seqs[:1]))[0, 0]  # (V,)
+    se = np.sqrt(prior * (1 - prior) / len(seqs))
+    frac = _counts(seqs[:, :1], src.vocab_size).mean(axis=0)
+    assert np.all(np.abs(frac - prior) < Z * se), (frac, prior, se)
 
 
 # ------------------------------------------------------------------ exchangeability
@@ -188,7 +272,8 @@ def _permutations(text: str) -> np.ndarray:
 @pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
 def test_exchangeable_sources_give_order_invariant_probabilities(src):
     spreads = []
-    for text in ("110100", "1000011", "0110"):
+    texts = ("110100", "1000011", "0110", "210120", "0212", "3102031")
+    for text in (t for t in texts if max(t) < str(src.vocab_size)):
         perms = _permutations(text)
         logp = src.log_prob(perms)
         spreads.append(logp.max() - logp.min())
@@ -212,7 +297,8 @@ def test_sample_is_deterministic_for_a_seeded_generator(src):
     b = src.sample(500, 9, np.random.default_rng(7))
     c = src.sample(500, 9, np.random.default_rng(8))
     assert a.shape == (500, 9) and a.dtype == np.uint8
-    assert set(np.unique(a)) <= {0, 1}
+    # Every symbol 0..V-1 is drawn, and nothing else.
+    assert set(np.unique(a)) == set(range(src.vocab_size))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -262,6 +348,46 @@ INVALID = [
      r"switching\.switch_prob == 0\.0, must be > 0"),
     ({"kind": "switching", "thetas": [0.2, 0.7], "weights": [0.3, 0.3, 0.4],
       "switch_prob": 0.1}, r"switching\.weights has 3 values, must have 2"),
+    ({"kind": "categorical", "probs": [0.2, 0.5, 0.4]},
+     r"categorical\.probs sums to 1\.1, must sum to 1"),
+    ({"kind": "categorical", "probs": [0.2, 0.5, 0.3 - 1e-6]},
+     r"categorical\.probs sums to 0\.999999, must sum to 1"),
+    ({"kind": "categorical", "probs": [0.5, 0.5, 0.0]},
+     r"categorical\.probs\[2\] == 0\.0, must be > 0"),
+    ({"kind": "categorical", "probs": [1.0]}, r"categorical\.probs\[0\] == 1\.0, must be < 1"),
+    ({"kind": "categorical", "probs": [0.5]},
+     r"categorical\.probs has 1 value\(s\), must have at least 2"),
+    ({"kind": "categorical", "probs": []}, r"categorical\.probs is empty"),
+    ({"kind": "categorical", "probs": 0.5}, r"categorical\.probs must be a list"),
+    ({"kind": "categorical", "probs": [0.05] * 20},
+     r"a categorical source over 20 symbols; .* 2 to 10 symbols"),
+    ({"kind": "categorical", "probs": [1 / 11] * 11},
+     r"a categorical source over 11 symbols; .* 2 to 10 symbols"),
+    ({"kind": "categorical_mixture", "probs": [[0.2, 0.8], [0.1, 0.2, 0.7]]},
+     r"categorical_mixture\.probs\[1\] has 3 values, must have 2"),
+    ({"kind": "categorical_mixture", "probs": [[0.2, 0.8], [0.3, 0.6]]},
+     r"categorical_mixture\.probs\[1\] sums to 0\.9, must sum to 1"),
+    ({"kind": "categorical_mixture", "probs": [[0.2, 0.8], [0.3, 0.7]], "weights": [0.5, 0.6]},
+     r"categorical_mixture\.weights sums to 1\.1, must sum to 1"),
+    ({"kind": "categorical_mixture", "probs": [[0.2, 0.8], [0.3, 0.7]], "weights": [1.0]},
+     r"categorical_mixture\.weights has 1 values, must have 2 \(one per row of probs\)"),
+    ({"kind": "categorical_mixture", "probs": [[0.2, 0.8], [0.3, 0.7]], "weights": [1.5, -0.5]},
+     r"categorical_mixture\.weights\[1\] == -0\.5, must be > 0"),
+    ({"kind": "categorical_mixture", "probs": []}, r"categorical_mixture\.probs is empty"),
+    ({"kind": "categorical_mixture", "probs": [0.2, 0.8]},
+     r"categorical_mixture\.probs\[0\] must be a list"),
+    ({"kind": "categorical_mixture", "probs": [[0.5]]},
+     r"categorical_mixture\.probs\[0\] has 1 value\(s\), must have at least 2"),
+    ({"kind": "dirichlet_categorical", "alpha": [1.0, -0.5, 2.0]},
+     r"dirichlet_categorical\.alpha\[1\] == -0\.5, must be > 0"),
+    ({"kind": "dirichlet_categorical", "alpha": [1.0, 0]},
+     r"dirichlet_categorical\.alpha\[1\] == 0, must be > 0"),
+    ({"kind": "dirichlet_categorical", "alpha": [2.0]},
+     r"dirichlet_categorical\.alpha has 1 value\(s\), must have at least 2"),
+    ({"kind": "dirichlet_categorical", "alpha": 2.0},
+     r"dirichlet_categorical\.alpha must be a list"),
+    ({"kind": "dirichlet_categorical", "alpha": [1.0] * 11},
+     r"a dirichlet_categorical source over 11 symbols; .* 2 to 10 symbols"),
     ({"kind": "dirichlet"}, r"unknown source kind"),
     ({"theta": 0.5}, r"unknown source kind"),
 ]
@@ -282,12 +408,20 @@ def test_invalid_source_spec_that_is_not_a_mapping_names_its_key():
 
 
 # ------------------------------------------------------------------ Bayes predictor
-PROMPTS = all_prompts(4)
-TASK_SEQS = enumerate_sequences(6)
+# Prompt and task lengths per vocabulary size: every prompt of length 0..L and every task
+# sequence of length T (binary: 31 prompts x 64 sequences).
+PROMPT_AND_TASK_LENGTHS = {2: (4, 6), 3: (3, 5), 4: (3, 4)}
+
+
+def _prompts_and_tasks(V: int) -> tuple[list[str], np.ndarray]:
+    L, T = PROMPT_AND_TASK_LENGTHS[V]
+    return all_prompts(L, V), enumerate_sequences(T, V)
 
 
 @pytest.mark.parametrize("src", EXAMPLES, ids=IDS)
 def test_bayes_prompt_losses_equal_concatenation_scoring(src):
+    V = src.vocab_size
+    PROMPTS, TASK_SEQS = _prompts_and_tasks(V)
     losses = BayesPredictor(src).prompt_losses(PROMPTS, TASK_SEQS)
     assert losses.shape == (len(PROMPTS), len(TASK_SEQS))
     T = TASK_SEQS.shape[1]
@@ -295,7 +429,7 @@ def test_bayes_prompt_losses_equal_concatenation_scoring(src):
         p = to_array(prompt)
         joined = np.concatenate([np.broadcast_to(p, (len(TASK_SEQS), len(p))), TASK_SEQS], axis=1)
         logq = src.log_predictive(joined)[:, len(p):]  # only the sequence's own positions
-        assert logq.shape == (len(TASK_SEQS), T, 2)
+        assert logq.shape == (len(TASK_SEQS), T, V)
         picked = np.take_along_axis(logq, TASK_SEQS[..., None].astype(np.int64), axis=-1)[..., 0]
         np.testing.assert_allclose(losses[i], -picked.sum(axis=1), rtol=0, atol=1e-10,
                                    err_msg=f"prompt {prompt!r}")
@@ -303,7 +437,9 @@ def test_bayes_prompt_losses_equal_concatenation_scoring(src):
     empty = PROMPTS.index("")
     np.testing.assert_allclose(losses[empty], -src.log_prob(TASK_SEQS), rtol=0, atol=1e-10)
     # With a prompt, the loss is -log P(s x) + log P(s): the prompt's probability is excluded.
-    for prompt in ("1", "0110", "1111"):
+    for prompt in ("1", "0110", "1111", "21", "012"):
+        if prompt not in PROMPTS:  # symbols or length beyond this V's prompt set
+            continue
         p = to_array(prompt)
         joined = np.concatenate([np.broadcast_to(p, (len(TASK_SEQS), len(p))), TASK_SEQS], axis=1)
         expected = -(src.log_prob(joined) - src.log_prob(p[None])[0])
@@ -311,11 +447,12 @@ def test_bayes_prompt_losses_equal_concatenation_scoring(src):
 
 
 SWITCHING = [src for src in EXAMPLES if src.kind == "switching"]
+TASK_SEQS = enumerate_sequences(6, 2)
 
 
 @pytest.mark.parametrize("src", SWITCHING, ids=[s.describe() for s in SWITCHING])
 def test_switching_filter_state_conditions_what_follows_like_concatenation(src):
-    contexts = enumerate_sequences(5)
+    contexts = enumerate_sequences(5, 2)
     states = src.filter_states(contexts)  # (B, T + 1, K)
     assert states.shape == (len(contexts), 6, len(src.thetas))
     np.testing.assert_allclose(states.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
@@ -332,14 +469,99 @@ def test_switching_filter_state_conditions_what_follows_like_concatenation(src):
         )
 
 
-def test_count_log_probabilities_match_enumeration():
-    """log P(k ones in n symbols) of an exchangeable source equals the enumerated sum."""
-    import itertools
+@pytest.mark.parametrize("spec", [
+    {"kind": "coin", "theta": 0.3},
+    {"kind": "beta_coin", "alpha": 2.0, "beta": 0.5},
+    {"kind": "coin_mixture", "thetas": [0.2, 0.7]},
+    {"kind": "categorical", "probs": [0.2, 0.5, 0.3]},
+    {"kind": "categorical_mixture", "probs": [[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]]},
+    {"kind": "dirichlet_categorical", "alpha": [0.5, 1.0, 2.0, 0.7]},
+], ids=lambda spec: spec["kind"])
+def test_count_log_probabilities_match_enumeration(spec):
+    """log P(count vector c of n symbols) of an exchangeable source equals the enumerated
+    sum, in the order of `compositions(n, V)` (binary: k ones, k = 0..n)."""
+    source = build_source(spec)
+    V, n = source.vocab_size, 6
+    seqs = np.array(list(itertools.product(range(V), repeat=n)), dtype=np.uint8)
+    classes = compositions(n, V)
+    assert len(classes) == math.comb(n + V - 1, V - 1)
+    assert len({tuple(c) for c in classes}) == len(classes)
+    np.testing.assert_array_equal(classes.sum(axis=1), n)
+    if V == 2:
+        np.testing.assert_array_equal(classes[:, 1], np.arange(n + 1))
+    index = {tuple(c): i for i, c in enumerate(classes)}
+    which = np.array([index[tuple(c)] for c in _counts(seqs, V)])
+    brute = np.bincount(which, weights=np.exp(source.log_prob(seqs)), minlength=len(classes))
+    np.testing.assert_allclose(np.exp(source.count_log_probabilities(n)), brute, rtol=1e-12)
 
-    for spec in ({"kind": "coin", "theta": 0.3}, {"kind": "beta_coin", "alpha": 2.0, "beta": 0.5},
-                 {"kind": "coin_mixture", "thetas": [0.2, 0.7]}):
-        source = build_source(spec)
-        n = 6
-        seqs = np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.uint8)
-        brute = np.bincount(seqs.sum(axis=1), weights=np.exp(source.log_prob(seqs)), minlength=n + 1)
-        np.testing.assert_allclose(np.exp(source.count_log_probabilities(n)), brute, rtol=1e-12)
+
+# ------------------------------------------------------------------ V-symbol kinds
+# With V = 2 each V-symbol kind is one of the binary kinds: the same predictive, to rounding.
+BINARY_EQUIVALENTS = [
+    ({"kind": "categorical", "probs": [0.7, 0.3]}, {"kind": "coin", "theta": 0.3}),
+    ({"kind": "categorical", "probs": [0.15, 0.85]}, {"kind": "coin", "theta": 0.85}),
+    ({"kind": "categorical_mixture", "probs": [[0.8, 0.2], [0.3, 0.7]]},
+     {"kind": "coin_mixture", "thetas": [0.2, 0.7]}),
+    ({"kind": "categorical_mixture", "probs": [[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]],
+      "weights": [0.2, 0.3, 0.5]},
+     {"kind": "coin_mixture", "thetas": [0.1, 0.5, 0.9], "weights": [0.2, 0.3, 0.5]}),
+    ({"kind": "dirichlet_categorical", "alpha": [2.0, 0.5]},
+     {"kind": "beta_coin", "alpha": 0.5, "beta": 2.0}),
+    ({"kind": "dirichlet_categorical", "alpha": [1.0, 1.0]},
+     {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0}),
+    ({"kind": "dirichlet_categorical", "alpha": [2.0, 3.0]},
+     {"kind": "beta_coin", "alpha": 3.0, "beta": 2.0}),
+]
+
+
+@pytest.mark.parametrize("spec, binary_spec", BINARY_EQUIVALENTS,
+                         ids=[f"{a['kind']}-{b['kind']}-{i}"
+                              for i, (a, b) in enumerate(BINARY_EQUIVALENTS)])
+def test_two_symbol_kinds_equal_their_binary_kinds(spec, binary_spec):
+    source, binary = build_source(spec), build_source(binary_spec)
+    assert source.vocab_size == binary.vocab_size == 2
+    seqs = enumerate_sequences(8, 2)
+    np.testing.assert_allclose(source.log_predictive(seqs), binary.log_predictive(seqs),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(source.log_prob(seqs), binary.log_prob(seqs), rtol=0, atol=1e-12)
+    for length in (1, 8, 12):
+        for a, b in zip(source.count_moments(length), binary.count_moments(length)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_categorical_probabilities_within_tolerance_are_normalised():
+    source = build_source({"kind": "categorical", "probs": [0.2, 0.5, 0.3 + 5e-10]})
+    assert math.isclose(math.fsum(source.probs), 1.0, rel_tol=0, abs_tol=1e-15)
+    np.testing.assert_allclose(source.probs, np.array([0.2, 0.5, 0.3 + 5e-10]) / (1 + 5e-10),
+                               rtol=1e-15)
+    # Normalised once: building it again from its own config changes nothing.
+    assert build_source(source.to_dict()) == source
+    mixture = build_source({"kind": "categorical_mixture",
+                            "probs": [[0.2, 0.8 - 4e-10], [0.25, 0.75 + 1e-10]]})
+    for row in mixture.probs:
+        assert math.isclose(math.fsum(row), 1.0, rel_tol=0, abs_tol=1e-15)
+    assert build_source(mixture.to_dict()) == mixture
+
+
+@functools.lru_cache(maxsize=None)
+def _dirichlet3_integral(alpha: tuple[float, float, float], counts: tuple[int, int, int]) -> float:
+    """int over the simplex of prod_v theta_v^c_v Dirichlet(theta; alpha) dtheta, by 2-d
+    quadrature over (theta_0, theta_1), theta_2 = 1 - theta_0 - theta_1."""
+    a = np.asarray(alpha) + np.asarray(counts) - 1.0
+    value, _ = integrate.dblquad(
+        lambda t1, t0: t0 ** a[0] * t1 ** a[1] * max(1.0 - t0 - t1, 0.0) ** a[2],
+        0.0, 1.0, 0.0, lambda t0: 1.0 - t0, epsabs=0.0, epsrel=1e-11)
+    log_norm = special.gammaln(sum(alpha)) - sum(special.gammaln(x) for x in alpha)
+    return value * math.exp(log_norm)
+
+
+@pytest.mark.parametrize("alpha", [(1.0, 1.0, 1.0), (2.0, 1.5, 3.0)])
+def test_dirichlet_polya_urn_brute_force_matches_integral_over_the_simplex(alpha):
+    """The brute force of `dirichlet_categorical` (the Polya urn) is the generative
+    definition: P(x) = E_theta[prod_t theta_{x_t}] under Dirichlet(alpha)."""
+    source = build_source({"kind": "dirichlet_categorical", "alpha": list(alpha)})
+    for seq in ([0, 0, 1], [2, 1, 0, 2], [1, 1, 1, 1], [0, 2, 2, 2, 1]):
+        seqs = np.array([seq], dtype=np.uint8)
+        counts = tuple(int(c) for c in _counts(seqs, 3)[0])
+        urn = brute_force_probability(source, seqs)[0]
+        assert math.isclose(urn, _dirichlet3_integral(alpha, counts), rel_tol=1e-8), seq
