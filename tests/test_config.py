@@ -18,7 +18,7 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
-    assert set(study.experiments) == {"bernmix", "betacoin", "switching"}
+    assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics"}
     expected = {
         "bernmix": ("coin_mixture", {"coin_0.7": True, "coin_0.2": True, "coin_0.5": False,
                                      "coin_0.9": False}),
@@ -34,6 +34,14 @@ def test_default_config_is_the_study():
         assert min(exp.dataset_sizes) == 1 and max(exp.dataset_sizes) >= 1000
         assert len(exp.dataset_sizes) >= 8 and exp.num_seeds >= 100
         assert "bayes" in exp.predictors
+    # Beyond binary: V = 3, T = 6, L_max = 4 (121 prompts), Bayes and both networks.
+    for name, kind in (("dirichlet", "dirichlet_categorical"), ("topics", "topic_mixture")):
+        exp = study.experiments[name]
+        assert exp.pretraining.kind == kind and exp.vocab_size == 3
+        assert (exp.task_length, exp.max_prompt_length) == (6, 4)
+        assert exp.predictors == ("bayes", "lstm", "transformer")
+        labels = {t.in_meta_distribution for t in exp.tasks}
+        assert labels == {True, False}
     assert study.experiments["bernmix"].pretraining.thetas == (0.2, 0.7)
     assert study.experiments["bernmix"].pretraining.weights == (0.5, 0.5)
 
@@ -71,7 +79,8 @@ _DELETE = object()
 BAD = [
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
-     "coin, coin_mixture, switching"),
+     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, "
+     "switching, topic_mixture"),
     ("theta 1.5", _set(["sources", "coin_0.7", "theta"], 1.5),
      "sources.coin_0.7: coin.theta == 1.5, must be < 1."),
     ("weights summing to 0.9", _set(["sources", "bernmix", "weights"], [0.5, 0.4]),
@@ -84,8 +93,7 @@ BAD = [
      "experiments.betacoin.pretraining == 'beta', not a defined source"),
     ("L_max 30", _set(["experiments", "bernmix", "max_prompt_length"], 30),
      "experiments.bernmix.max_prompt_length: 30 is greater than the maximum of 12 (L_max, "
-     "the longest prompt of the exhaustive search. The search scores all 2^(L_max+1)-1 "
-     "prompts on every task sequence, so the limit is 12 (8,191 prompts).)"),
+     "the longest prompt of the exhaustive search."),
     ("misspelt experiment key", _set(["experiments", "bernmix", "num_seed"], 10),
      "experiments.bernmix: Additional properties are not allowed ('num_seed' was unexpected)"),
     ("N of 0", _set(["experiments", "bernmix", "dataset_sizes"], [0, 10]),
@@ -146,6 +154,43 @@ BAD = [
      "landscape.max_enumeration_length was replaced by landscape.enumeration_budget"),
     ("enumeration budget 1e8", _set(["landscape"], {"enumeration_budget": 1e8}),
      "landscape.enumeration_budget: 100000000.0 is not of type 'integer'"),
+    # Alphabets: a task over other symbols than its pretraining source's is refused.
+    ("ternary task of a binary experiment",
+     _set(["experiments", "bernmix", "tasks", 0, "source"], "cat_0.6_0.3_0.1"),
+     "experiments.bernmix.tasks[0].source == 'cat_0.6_0.3_0.1': a source over 3 symbols, but "
+     "experiment 'bernmix' is pretrained on 'bernmix' over 2; a task must share"),
+    ("binary task of a ternary experiment",
+     _set(["experiments", "dirichlet", "tasks", 2, "source"], "coin_0.5"),
+     "experiments.dirichlet.tasks[2].source == 'coin_0.5': a source over 2 symbols"),
+    ("ternary evaluation set smaller than its strata",
+     _set(["experiments", "dirichlet", "evaluation_size"], 50),
+     "experiments.dirichlet.evaluation_size == 50, must be >= 56: the evaluation set of an "
+     "exchangeable task is stratified by its symbol counts, 2 sequences at least for each "
+     "of the 28 count vectors of T = 6 symbols over 3"),
+    ("eleven symbols", _set(["sources", "cat_0.6_0.3_0.1", "probs"], [1 / 11] * 11),
+     "sources.cat_0.6_0.3_0.1: a categorical source over 11 symbols; promptscape writes "
+     "symbols as the digits 0..9"),
+    # The meta-distribution label is checked against the prior's support where the kind
+    # says what its support is.
+    ("IMD label of a coin outside BernMix's coins",
+     _set(["experiments", "bernmix", "tasks", 2, "in_meta_distribution"], True),
+     "experiments.bernmix.tasks[2].in_meta_distribution == True, but task 'coin_0.5' "
+     "(coin(theta=0.5)) lies outside the support of the pretraining prior 'bernmix'"),
+    ("OOMD label of a coin under a uniform Beta",
+     _set(["experiments", "betacoin", "tasks", 1, "in_meta_distribution"], False),
+     "experiments.betacoin.tasks[1].in_meta_distribution == False, but task 'coin_0.8' "
+     "(coin(theta=0.8)) lies inside the support"),
+    ("IMD label of a two-mode task under a Dirichlet",
+     _set(["experiments", "dirichlet", "tasks", 2, "in_meta_distribution"], True),
+     "experiments.dirichlet.tasks[2].in_meta_distribution == True, but task 'twomode_0_2'"),
+    ("IMD label of a categorical off the topics' segment",
+     _set(["experiments", "topics", "tasks", 1, "in_meta_distribution"], True),
+     "experiments.topics.tasks[1].in_meta_distribution == True, but task 'cat_0.2_0.6_0.2' "
+     "(categorical(probs=[0.2, 0.6, 0.2])) lies outside the support"),
+    ("OOMD label of a categorical on the topics' segment",
+     _set(["experiments", "topics", "tasks", 0, "in_meta_distribution"], False),
+     "experiments.topics.tasks[0].in_meta_distribution == False, but task 'cat_0.5_0.2_0.3' "
+     "(categorical(probs=[0.5, 0.2, 0.3])) lies inside the support"),
     ("source name unusable in paths", _set(["sources", "coin/0.2"], {"kind": "coin", "theta": 0.2}),
      "sources: 'coin/0.2' does not match"),
 ]

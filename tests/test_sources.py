@@ -565,3 +565,38 @@ def test_dirichlet_polya_urn_brute_force_matches_integral_over_the_simplex(alpha
         counts = tuple(int(c) for c in _counts(seqs, 3)[0])
         urn = brute_force_probability(source, seqs)[0]
         assert math.isclose(urn, _dirichlet3_integral(alpha, counts), rel_tol=1e-8), seq
+
+
+def test_docs_sources_md_is_in_sync_with_the_registered_kinds():
+    from pathlib import Path
+
+    from promptscape.sources.base import markdown
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
+    assert path.read_text() == markdown(), "regenerate: python -m promptscape.sources > docs/sources.md"
+
+
+def test_in_meta_distribution_follows_the_priors_support():
+    from promptscape.sources.base import in_meta_distribution
+
+    def src(**spec):
+        return build_source(spec)
+
+    bernmix = src(kind="coin_mixture", thetas=[0.2, 0.7])
+    assert in_meta_distribution(bernmix, src(kind="coin", theta=0.7)) is True
+    assert in_meta_distribution(bernmix, src(kind="coin", theta=0.5)) is False
+    # Not i.i.d.: a mixture task is no member of any exchangeable prior here.
+    assert in_meta_distribution(bernmix, src(kind="coin_mixture", thetas=[0.2, 0.7])) is False
+    uniform = src(kind="beta_coin", alpha=1.0, beta=1.0)
+    assert in_meta_distribution(uniform, src(kind="coin", theta=0.999)) is True
+    assert in_meta_distribution(uniform, src(kind="categorical", probs=[0.4, 0.6])) is True
+    dirichlet = src(kind="dirichlet_categorical", alpha=[1.0, 1.0, 1.0])
+    assert in_meta_distribution(dirichlet, src(kind="categorical", probs=[0.6, 0.3, 0.1]))
+    assert not in_meta_distribution(
+        dirichlet, src(kind="categorical_mixture", probs=[[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]))
+    rows = src(kind="categorical_mixture", probs=[[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+    assert in_meta_distribution(rows, src(kind="categorical", probs=[0.1, 0.1, 0.8])) is True
+    assert in_meta_distribution(rows, src(kind="categorical", probs=[0.1, 0.8, 0.1])) is False
+    # Switching says nothing: the config's label is taken as given.
+    switching = src(kind="switching", thetas=[0.2, 0.7], switch_prob=0.05)
+    assert in_meta_distribution(switching, src(kind="coin", theta=0.5)) is None

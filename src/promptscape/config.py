@@ -23,6 +23,7 @@ import yaml
 
 from promptscape import model_config, seeding
 from promptscape.sources import Source, build_source
+from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -294,6 +295,13 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
                 f"symbols, but experiment {name!r} is pretrained on {exp['pretraining']!r} "
                 f"over {pretraining.vocab_size}; a task must share its pretraining source's "
                 "alphabet")
+        inside = in_meta_distribution(pretraining, task_source)
+        if inside is not None and inside != task["in_meta_distribution"]:
+            raise ConfigError(
+                f"{where}.tasks[{i}].in_meta_distribution == {task['in_meta_distribution']}, "
+                f"but task {task['source']!r} ({task_source.describe()}) lies "
+                f"{'inside' if inside else 'outside'} the support of the pretraining prior "
+                f"{exp['pretraining']!r} ({pretraining.describe()})")
         tasks.append(Task(task["source"], task_source, task["in_meta_distribution"]))
     for i, predictor in enumerate(exp["predictors"]):
         if predictor != "bayes" and predictor not in models:

@@ -11,7 +11,8 @@ import pkgutil as _pkgutil
 # Every module of this package is a source kind (or the base): importing them all registers
 # every kind, so a new kind is its module alone.
 for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
-    _importlib.import_module(f"{__name__}.{_module}")
+    if not _module.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["SOURCES", "BinarySource", "Source", "build_source", "compositions", "log_multinomial",
            "register", "symbol_counts", "symbol_losses"]

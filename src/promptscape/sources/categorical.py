@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptscape import special, validation
-from promptscape.sources.base import Source, register
+from promptscape.sources.base import Source, register, same_distribution
 
 # A distribution given in config must sum to 1 within this; it is then normalised exactly.
 SUM_TOLERANCE = 1e-9
@@ -70,6 +70,12 @@ class Categorical(Source):
     """
 
     kind = "categorical"
+
+    def iid_distribution(self):
+        return tuple(self.probs)
+
+    def supports(self, probs):
+        return same_distribution(probs, self.probs)
     exchangeable = True
     probs: tuple[float, ...]
 
@@ -107,6 +113,13 @@ class CategoricalMixture(Source):
     """
 
     kind = "categorical_mixture"
+
+    def iid_distribution(self):
+        return tuple(self.probs[0]) if len(set(self.probs)) == 1 else None
+
+    def supports(self, probs):
+        # The support is the K categoricals themselves.
+        return any(same_distribution(probs, row) for row in self.probs)
     exchangeable = True
     probs: tuple[tuple[float, ...], ...]
     weights: tuple[float, ...] | None = None

@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 from promptscape import special, validation
-from promptscape.sources.base import BinarySource, bernoulli_log, register, validate_coins
+from promptscape.sources.base import (BinarySource, bernoulli_log, register, same_distribution,
+                                      validate_coins)
 
 
 @register
@@ -25,6 +26,12 @@ class Coin(BinarySource):
 
     def __post_init__(self):
         object.__setattr__(self, "theta", validation.check_probability(self.theta, "coin.theta"))
+
+    def iid_distribution(self):
+        return (1.0 - self.theta, self.theta)
+
+    def supports(self, probs):
+        return same_distribution(probs, self.iid_distribution())
 
     def _sample(self, n, length, rng):
         return rng.random((n, length)) < self.theta
@@ -55,6 +62,13 @@ class CoinMixture(BinarySource):
 
     def __post_init__(self):
         validate_coins(self)
+
+    def iid_distribution(self):
+        return (1.0 - self.thetas[0], self.thetas[0]) if len(set(self.thetas)) == 1 else None
+
+    def supports(self, probs):
+        # The support is the K coins themselves.
+        return any(same_distribution(probs, (1.0 - t, t)) for t in self.thetas)
 
     def _sample(self, n, length, rng):
         coin = rng.choice(len(self.thetas), size=n, p=np.asarray(self.weights))
@@ -90,6 +104,9 @@ class BetaCoin(BinarySource):
     def __post_init__(self):
         object.__setattr__(self, "alpha", validation.check_positive(self.alpha, "beta_coin.alpha"))
         object.__setattr__(self, "beta", validation.check_positive(self.beta, "beta_coin.beta"))
+
+    def supports(self, probs):
+        return len(probs) == 2 and all(0.0 < p < 1.0 for p in probs)  # all of (0, 1)
 
     def _sample(self, n, length, rng):
         theta = rng.beta(self.alpha, self.beta, size=n)

@@ -32,6 +32,10 @@ class DirichletCategorical(Source):
     """
 
     kind = "dirichlet_categorical"
+
+    def supports(self, probs):
+        # The open simplex: every categorical with positive probabilities.
+        return len(probs) == len(self.alpha) and all(p > 0.0 for p in probs)
     exchangeable = True
     alpha: tuple[float, ...]
 
