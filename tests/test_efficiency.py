@@ -36,8 +36,8 @@ def coin(theta):
 
 def exhaustive_landscape(pre: dict, task: dict, max_length: int, task_length: int = T):
     """A landscape frame (prompt, prompt_length, kl, rank, ...) by enumerating the task."""
-    prompts = all_prompts(max_length, 2)
     pred = BayesPredictor(build_source(pre))
+    prompts = all_prompts(max_length, pred.source.vocab_size)
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, build_source(task),
                                                     task_length, "exact_enumeration")
     return pd.DataFrame({"predictor": "bayes", "experiment": "e", "task": "t",
@@ -52,13 +52,20 @@ def scorer(pre: dict, task: dict, task_length: int = T) -> efficiency.KLScorer:
 
 COUNT_CASES = [(BERNMIX, coin(0.7)), (BERNMIX, coin(0.5)), (BERNMIX, coin(0.9)),
                (BETA11, coin(0.5)), (BETA11, coin(0.8))]
-COUNT_IDS = [f"{p['kind']}-{t['theta']}" for p, t in COUNT_CASES]
+# Three symbols: a Dirichlet prior, a skewed categorical and a two-mode task.
+DIRICHLET3 = {"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]}
+SKEWED3 = {"kind": "categorical", "probs": [0.6, 0.3, 0.1]}
+TWOMODE3 = {"kind": "categorical_mixture", "probs": [[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]}
+TERNARY_CASES = [(DIRICHLET3, SKEWED3), (DIRICHLET3, TWOMODE3)]
+TERNARY_IDS = ["dirichlet-skewed", "dirichlet-twomode"]
+COUNT_IDS = [f"{p['kind']}-{t['theta']}" for p, t in COUNT_CASES] + TERNARY_IDS
+COUNT_CASES = COUNT_CASES + TERNARY_CASES
 
 
 # ------------------------------------------------------------------ optimal prompts
 @pytest.mark.parametrize("pre, task", COUNT_CASES, ids=COUNT_IDS)
 def test_count_class_optimum_equals_the_exhaustive_optimum(pre, task):
-    big = 7
+    big = 7 if build_source(pre).vocab_size == 2 else 5
     land = exhaustive_landscape(pre, task, big)
     exhaustive = efficiency.landscape_optima(land)
     counts = efficiency.count_class_optima(scorer(pre, task), big)
@@ -116,11 +123,12 @@ def test_a_typical_prompt_of_length_zero_has_exactly_the_empty_prompts_kl(pre, t
 
 
 def brute_force_distribution(pre: dict, task: dict, length: int, task_length: int = T):
-    """(KL, probability) of every prompt of `length`: all 2^l strings, each weighted by its
+    """(KL, probability) of every prompt of `length`: all V^l strings, each weighted by its
     task probability, the KL by enumerating the task (no count classes)."""
-    prompts = all_prompts(length, 2)[-(2 ** length):]
-    assert all(len(p) == length for p in prompts)
     source = build_source(task)
+    V = source.vocab_size
+    prompts = all_prompts(length, V)[-(V ** length):]
+    assert all(len(p) == length for p in prompts)
     pred = BayesPredictor(build_source(pre))
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, source, task_length,
                                                     "exact_enumeration")
@@ -141,19 +149,21 @@ def brute_force_lower_quantile(kl, prob, q):
 
 EXACT_CASES = [(BERNMIX, coin(0.2)), (BERNMIX, BIMODAL), (BETA11, coin(0.2)),
                (BETA11, BIMODAL)]
-EXACT_IDS = ["bernmix-coin", "bernmix-mixture", "beta-coin", "beta-mixture"]
+EXACT_IDS = ["bernmix-coin", "bernmix-mixture", "beta-coin", "beta-mixture"] + TERNARY_IDS
+EXACT_CASES = EXACT_CASES + TERNARY_CASES
 
 
 @pytest.mark.parametrize("pre, task", EXACT_CASES, ids=EXACT_IDS)
 def test_exact_typical_quantiles_equal_brute_force_over_every_prompt(pre, task):
-    lengths = range(13)
+    n = 13 if build_source(task).vocab_size == 2 else 7  # 3^6 = 729 prompts of length 6
+    lengths = range(n)
     sc = scorer(pre, task)
     curve = efficiency.typical_curve(sc, build_source(task), lengths, 50)
-    assert curve["typical_method"] == ["exact_counts"] * 13
-    assert curve["typical_prompts"] == [None] * 13
+    assert curve["typical_method"] == ["exact_counts"] * n
+    assert curve["typical_prompts"] == [None] * n
     for column in ("median", "q25", "q75"):
-        assert curve[f"typical_kl_{column}_low"] == [None] * 13
-        assert curve[f"typical_kl_{column}_high"] == [None] * 13
+        assert curve[f"typical_kl_{column}_low"] == [None] * n
+        assert curve[f"typical_kl_{column}_high"] == [None] * n
     for length in lengths:
         kl, prob, _ = brute_force_distribution(pre, task, length)
         assert prob.sum() == pytest.approx(1.0, abs=1e-12)

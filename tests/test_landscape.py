@@ -528,3 +528,113 @@ def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(r
     labels = {r["prompt"]: r["prompt_label"] for r in rows}
     assert labels[""] == "∅ ★" and labels["1"] == "1" and labels["00"] == "00"
     assert labels["0"] == ("0 ☆" if marked else "0 ★")
+
+
+# ------------------------------------------------------------------ beyond binary
+def _ternary_brute_force(pre: dict, task: dict, prompts: list[str], T: int):
+    """KL of every prompt by enumeration, written from scratch for a Dirichlet prior and
+    categorical(-mixture) tasks over V symbols: P(x | s) by the Polya urn run over s then x,
+    P_task(x) as a product (or a sum over the task's components)."""
+    alpha = np.asarray(pre["alpha"], dtype=float)
+    V = len(alpha)
+    seqs = [tuple(s) for s in itertools.product(range(V), repeat=T)]
+
+    def urn(prefix, seq):
+        counts, total, p = alpha.copy(), alpha.sum(), 1.0
+        for v in prefix:
+            counts[v] += 1
+            total += 1
+        for v in seq:
+            p *= counts[v] / total
+            counts[v] += 1
+            total += 1
+        return p
+
+    rows = task["probs"] if task["kind"] == "categorical_mixture" else [task["probs"]]
+    weights = [1.0 / len(rows)] * len(rows)
+    p_task = np.array([sum(w * math.prod(r[v] for v in x) for w, r in zip(weights, rows))
+                       for x in seqs])
+    entropy = -float(p_task @ np.log(p_task))
+    kl = []
+    for prompt in prompts:
+        prefix = [int(c) for c in prompt]
+        loss = -np.log([urn(prefix, x) for x in seqs])
+        kl.append(float(p_task @ loss) - entropy)
+    return np.array(kl)
+
+
+DIRICHLET3 = {"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]}
+TERNARY_TASKS = [{"kind": "categorical", "probs": [0.6, 0.3, 0.1]},
+                 {"kind": "categorical_mixture", "probs": [[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]}]
+
+
+@pytest.mark.parametrize("task", TERNARY_TASKS, ids=["skewed", "two-mode"])
+@pytest.mark.parametrize("method", ["exact_counts", "exact_enumeration"])
+def test_ternary_exact_kl_matches_independent_brute_force(task, method):
+    pre, T = DIRICHLET3, 4
+    prompts = all_prompts(2, 3)
+    pred = BayesPredictor(build_source(pre))
+    if method == "exact_enumeration":  # the generic path: every (prompt, sequence) scored
+        pred = _Plain(pred)
+    loss, _, entropy = landscape.theoretical_losses(pred, prompts, build_source(task), T, method)
+    np.testing.assert_allclose(loss - entropy, _ternary_brute_force(pre, task, prompts, T),
+                               rtol=1e-10, atol=1e-13)
+
+
+class _Plain(Predictor):
+    """A predictor with no count shortcut: the base class scores prompt + sequence."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def log_predictive(self, seqs):
+        return self.inner.log_predictive(seqs)
+
+
+BINARY_EQUIVALENTS = [
+    # (binary prior, its categorical form, binary task, its categorical form)
+    ({"kind": "coin_mixture", "thetas": [0.2, 0.7]},
+     {"kind": "categorical_mixture", "probs": [[0.8, 0.2], [0.3, 0.7]]},
+     coin(0.7), {"kind": "categorical", "probs": [0.3, 0.7]}),
+    ({"kind": "beta_coin", "alpha": 2.0, "beta": 0.5},
+     {"kind": "dirichlet_categorical", "alpha": [0.5, 2.0]},
+     {"kind": "coin_mixture", "thetas": [0.2, 0.8]},
+     {"kind": "categorical_mixture", "probs": [[0.8, 0.2], [0.2, 0.8]]}),
+]
+
+
+@pytest.mark.parametrize("pre, pre_cat, task, task_cat", BINARY_EQUIVALENTS,
+                         ids=["bernmix", "beta"])
+def test_binary_kinds_and_their_categorical_forms_have_identical_landscapes(
+        pre, pre_cat, task, task_cat):
+    prompts = all_prompts(5, 2)
+    out = []
+    for p, t in ((pre, task), (pre_cat, task_cat)):
+        pred, source = BayesPredictor(build_source(p)), build_source(t)
+        method = landscape.choose_method(pred, source, 10, len(prompts), BUDGET)
+        loss, _, entropy = landscape.theoretical_losses(pred, prompts, source, 10, method)
+        out.append((loss - entropy, landscape.classify(loss)[0]))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(out[0][1], out[1][1])  # ranks and optimal class
+
+
+@pytest.mark.parametrize("task", TERNARY_TASKS[:1] + [{"kind": "topic_mixture",
+                         "topics": [[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], "alpha": [1.0, 2.0]}],
+                         ids=["categorical", "topics"])
+def test_ternary_evaluation_strata_hold_their_count_vectors_with_exact_weights(task):
+    from promptscape.sources import compositions, symbol_counts
+
+    source, T = build_source(task), 5
+    seqs, stratum, weight = landscape.draw_evaluation(source, T, 600,
+                                                      np.random.default_rng(3))
+    classes = compositions(T, 3)
+    np.testing.assert_array_equal(symbol_counts(seqs, 3), classes[stratum])
+    assert len(np.unique(stratum)) == len(classes) == 21
+    np.testing.assert_allclose(np.bincount(stratum, weights=weight),
+                               np.exp(source.count_log_probabilities(T)), rtol=1e-12)
+    # Within a stratum every arrangement is equally likely: each position's symbol
+    # frequencies match the stratum's counts / T (pooled over strata, weighted by size).
+    expected = (classes[stratum] / T).mean(0)
+    for t in range(T):
+        np.testing.assert_allclose(np.bincount(seqs[:, t], minlength=3) / len(seqs),
+                                   expected, atol=0.06)
