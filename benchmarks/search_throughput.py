@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(2)
 
     prompt_list = prompts.all_prompts(args.max_prompt_length, 2)
-    seqs = prompts.enumerate_sequences(args.task_length, 2)  # (1024, 10) for length 10
+    seqs = prompts.enumerate_sequences(args.task_length, 2, 2)  # (1024, 10) for length 10
     P, (B, T) = len(prompt_list), seqs.shape
     evaluations = P * B * T
     seq_tensor = torch.as_tensor(seqs.astype(np.int64))
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     for family in model_config.NEURAL_FAMILIES:
         config = models.PredictorConfig(family=family)
         # Weights do not change the cost: an untrained model of the default size will do.
-        predictor = models.NeuralPredictor(models.build_model(config), config, device="cpu")
+        predictor = models.NeuralPredictor(models.build_model(config, 2), config, device="cpu")
         model = predictor.model
         n_params = sum(p.numel() for p in model.parameters())
 

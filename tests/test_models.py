@@ -31,7 +31,7 @@ def scrambled_predictor(family, **config_overrides):
     context (a freshly initialised model predicts about 1/2 everywhere, which would make
     every comparison below pass trivially)."""
     config = tiny_config(family, **config_overrides)
-    model = models.build_model(config)
+    model = models.build_model(config, 2)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for param in model.parameters():
@@ -93,7 +93,7 @@ def test_prefix_caching_matches_full_concatenation(family, max_tokens, n_seqs):
     predictor = scrambled_predictor(family, sequence_length=16)
     # 50 tokens are 5 (prompt, sequence) pairs of 10 symbols: chunks over prompts and sequences.
     predictor.max_tokens = max_tokens
-    all_prompts = prompts.all_prompts(5)
+    all_prompts = prompts.all_prompts(5, 2)
     seqs = task_sequences(n_seqs, 10)
     cached = predictor.prompt_losses(all_prompts, seqs)
     full = predictors.Predictor.prompt_losses(predictor, all_prompts, seqs)
@@ -206,7 +206,7 @@ def test_trained_model_beats_the_untrained_one_on_held_out_data(family):
     config = tiny_config(family, steps=60, batch_size=32, learning_rate=1e-2)
     model, curve = models.train(config, BERNMIX, progress=lambda line: None)
     trained = models.NeuralPredictor(model, config)
-    untrained = models.NeuralPredictor(models.build_model(config), config)
+    untrained = models.NeuralPredictor(models.build_model(config, 2), config)
     held_out = task_sequences(2000, 8, seed=1)
     regret_trained = models.regret_by_position(trained, BERNMIX, held_out)
     regret_untrained = models.regret_by_position(untrained, BERNMIX, held_out)
@@ -227,7 +227,7 @@ def test_config_round_trips_through_dict(family):
     assert models.PredictorConfig.from_dict(config.to_dict()) == config
     default = models.PredictorConfig(family=family)
     assert all(default.to_dict()[k] == v for k, v in models.FAMILIES[family].defaults.items())
-    assert models.model_class(family) is models.build_model(default).__class__
+    assert models.model_class(family) is models.build_model(default, 2).__class__
 
 
 @pytest.mark.parametrize(
@@ -285,8 +285,55 @@ def test_prompt_losses_log_progress_on_long_runs(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="promptscape")
     predictor = scrambled_predictor("lstm")
     predictor.max_tokens = 8 * 4  # 8 (prompt, sequence) pairs of T = 4 per chunk
-    all_prompts = prompts.all_prompts(3)
+    all_prompts = prompts.all_prompts(3, 2)
     predictor.prompt_losses(all_prompts, task_sequences(4, 4))
     messages = [r.getMessage() for r in caplog.records if r.name == "promptscape.models"]
     assert messages and messages[-1].startswith(f"prompts scored on 4 sequences: "
                                                 f"{len(all_prompts)}/{len(all_prompts)} (")
+
+
+# ------------------------------------------------------------------ beyond binary
+DIRICHLET3 = build_source({"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]})
+
+# sha256 (first 16 hex digits) of the initial parameters of the default binary networks,
+# computed with the code before networks took the vocabulary size as an argument: a binary
+# network keeps its identity, its seed and its exact initialisation.
+BINARY_INIT = {"lstm": "93fcc7a582aabe23", "transformer": "f07b903b2e626269"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_binary_networks_keep_their_exact_initialisation(family):
+    import hashlib
+
+    config = model_config.PredictorConfig.from_dict({"family": family, "sequence_length": 15})
+    digest = hashlib.sha256()
+    for name, value in models.build_model(config, 2).state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.numpy().tobytes())
+    assert digest.hexdigest()[:16] == BINARY_INIT[family]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_ternary_network_trains_scores_and_round_trips(family, tmp_path):
+    config = tiny_config(family, steps=60, batch_size=32, sequence_length=8,
+                         learning_rate=1e-2)
+    path = tmp_path / "model.pt"
+    model, curve = models.train(config, DIRICHLET3, progress=lambda line: None,
+                                checkpoint_path=path)
+    assert model.embed.num_embeddings == 4 and model.unembed.out_features == 3
+    # It learns: the regret against the exact Bayes predictor falls.
+    assert curve["regret"].iloc[-10:].mean() < curve["regret"].iloc[:10].mean()
+    predictor = models.load_predictor(path)
+    assert predictor.vocab_size == 3
+    seqs = DIRICHLET3.sample(12, 6, seeding.numpy_generator("test_models", "ternary"))
+    logp = predictor.log_predictive(seqs)
+    assert logp.shape == (12, 6, 3)
+    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(logp, models.NeuralPredictor(model, config).log_predictive(seqs))
+    # Prefix caching over three symbols equals scoring every concatenation.
+    some = prompts.all_prompts(2, 3)
+    np.testing.assert_allclose(predictor.prompt_losses(some, seqs),
+                               predictors.Predictor.prompt_losses(predictor, some, seqs),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=re.escape("sequences must hold symbols 0..2")):
+        predictor.log_predictive(np.full((1, 3), 3, dtype=np.uint8))

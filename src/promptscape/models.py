@@ -8,7 +8,8 @@ Hochreiter & Schmidhuber (1997) for the LSTM; Radford et al. (2019, GPT-2) for t
 pre-norm transformer block and its initialisation.
 
 Shapes (legend in `promptscape.sources.base`): B sequences, T symbols, L prompt symbols,
-P prompts, V = 2 symbols, C model width, nh heads, hs = C / nh head size.
+P prompts, V symbols (the pretraining source's vocab_size), C model width, nh heads,
+hs = C / nh head size.
 
 Alignment: a model reads a start-of-sequence token (``BOS``) first, so ``forward(x)`` with
 ``x = x_1..x_T`` feeds ``BOS, x_1..x_{T-1}`` and returns ``(B, T, V)`` log-probs where
@@ -45,12 +46,14 @@ from promptscape import logs, predictors, seeding, tables, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
     DEVICES, FAMILIES, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
-from promptscape.sources import V, Source, build_source, symbol_losses
+from promptscape.sources import Source, build_source, symbol_losses
 
 logger = logging.getLogger(__name__)
 
-BOS = V  # token id of the start-of-sequence token: symbols are 0..V-1, BOS is V
-VOCAB_SIZE = V + 1
+# Tokens: symbols are 0..V-1 and the start-of-sequence token BOS is V, so a model embeds
+# V + 1 tokens and predicts V symbols. V is a constructor argument, not a config field: it is
+# the pretraining source's (stored with every checkpoint), and at V = 2 the parameter shapes
+# and initial draws are those of the binary networks.
 
 
 def resolve_device(name: str, where: str = "training.device") -> torch.device:
@@ -84,9 +87,9 @@ class Prefix(NamedTuple):
     length: int
 
 
-def _with_bos(tokens: torch.Tensor) -> torch.Tensor:
-    """(..., T) symbols -> (..., T + 1) tokens starting with BOS."""
-    bos = torch.full((*tokens.shape[:-1], 1), BOS, dtype=torch.long, device=tokens.device)
+def _with_bos(tokens: torch.Tensor, bos: int) -> torch.Tensor:
+    """(..., T) symbols -> (..., T + 1) tokens starting with the token `bos` (= V)."""
+    bos = torch.full((*tokens.shape[:-1], 1), bos, dtype=torch.long, device=tokens.device)
     return torch.cat([bos, tokens.long()], dim=-1)
 
 
@@ -113,13 +116,14 @@ def _init_weights(module: nn.Module, generator: torch.Generator) -> None:
 class LSTMPredictor(nn.Module):
     """Embed, LSTM torso, unembed."""
 
-    def __init__(self, config: PredictorConfig, generator: torch.Generator):
+    def __init__(self, config: PredictorConfig, generator: torch.Generator, vocab_size: int):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(VOCAB_SIZE, config.embedding_dim)
+        self.vocab_size = int(vocab_size)
+        self.embed = nn.Embedding(self.vocab_size + 1, config.embedding_dim)
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers,
                             batch_first=True)
-        self.unembed = nn.Linear(config.hidden_size, V)
+        self.unembed = nn.Linear(config.hidden_size, self.vocab_size)
         self.apply(lambda m: _init_weights(m, generator))
         # Forget-gate bias 1 (Jozefowicz et al., 2015): remember by default early in training.
         H = config.hidden_size
@@ -131,13 +135,13 @@ class LSTMPredictor(nn.Module):
         """(B, T) symbols -> (B, T, V) log-probs; position t predicts x_t from BOS + x_<t."""
         B, T = tokens.shape
         if T == 0:
-            return torch.zeros(B, 0, V, device=tokens.device)
-        out, _ = self.lstm(self.embed(_with_bos(tokens)[:, :-1]))  # (B, T, H)
+            return torch.zeros(B, 0, self.vocab_size, device=tokens.device)
+        out, _ = self.lstm(self.embed(_with_bos(tokens, self.vocab_size)[:, :-1]))  # (B, T, H)
         return F.log_softmax(self.unembed(out), dim=-1)
 
     def prefix(self, prompts: torch.Tensor) -> Prefix:
         """Read BOS + each of the (P, L) prompts once; keep the final (h, c)."""
-        out, (h, c) = self.lstm(self.embed(_with_bos(prompts)))  # (P, L + 1, H)
+        out, (h, c) = self.lstm(self.embed(_with_bos(prompts, self.vocab_size)))  # (P, L + 1, H)
         log_probs = F.log_softmax(self.unembed(out[:, -1]), dim=-1)  # (P, V)
         return Prefix((h, c), log_probs, prompts.shape[1] + 1)
 
@@ -145,7 +149,7 @@ class LSTMPredictor(nn.Module):
         """Every (B, T) sequence after every prompt of `prefix`: (P, B, T, V) log-probs."""
         h, c = prefix.cache  # (layers, P, H) each
         P, (B, T) = prefix.log_probs.shape[0], seqs.shape
-        first = prefix.log_probs[:, None, None, :].expand(P, B, 1, V)
+        first = prefix.log_probs[:, None, None, :].expand(P, B, 1, self.vocab_size)
         if T == 1:
             return first
         # The LSTM needs one state row per (prompt, sequence) pair: (layers, P * B, H).
@@ -153,7 +157,7 @@ class LSTMPredictor(nn.Module):
         inputs = self.embed(seqs[:, :-1].long())  # (B, T - 1, E), the same for every prompt
         inputs = inputs.expand(P, B, T - 1, inputs.shape[-1]).reshape(P * B, T - 1, -1)
         out, _ = self.lstm(inputs, state)  # (P * B, T - 1, H)
-        rest = F.log_softmax(self.unembed(out), dim=-1).view(P, B, T - 1, V)
+        rest = F.log_softmax(self.unembed(out), dim=-1).view(P, B, T - 1, self.vocab_size)
         return torch.cat([first, rest], dim=2)
 
 
@@ -230,15 +234,16 @@ class TransformerPredictor(nn.Module):
     """Decoder-only causal transformer: token + learned position embeddings, pre-norm
     blocks, final LayerNorm, unembed."""
 
-    def __init__(self, config: PredictorConfig, generator: torch.Generator):
+    def __init__(self, config: PredictorConfig, generator: torch.Generator, vocab_size: int):
         super().__init__()
         self.config = config
+        self.vocab_size = int(vocab_size)
         C = config.hidden_size
-        self.embed = nn.Embedding(VOCAB_SIZE, C)
+        self.embed = nn.Embedding(self.vocab_size + 1, C)
         self.positions = nn.Embedding(config.max_context_length, C)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.ln_final = nn.LayerNorm(C)
-        self.unembed = nn.Linear(C, V)
+        self.unembed = nn.Linear(C, self.vocab_size)
         self.apply(lambda m: _init_weights(m, generator))
         # GPT-2: scale the residual projections by 1/sqrt(2 * layers), so that the residual
         # stream's variance does not grow with depth.
@@ -262,14 +267,14 @@ class TransformerPredictor(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) symbols -> (B, T, V) log-probs; position t predicts x_t from BOS + x_<t."""
-        x = self._embed(_with_bos(tokens)[:, :-1], 0)  # (B, T, C)
+        x = self._embed(_with_bos(tokens, self.vocab_size)[:, :-1], 0)  # (B, T, C)
         for block in self.blocks:
             x, _ = block(x)
         return self._unembed(x)
 
     def prefix(self, prompts: torch.Tensor) -> Prefix:
         """Read BOS + each of the (P, L) prompts once; keep every layer's keys and values."""
-        tokens = _with_bos(prompts)  # (P, L + 1)
+        tokens = _with_bos(prompts, self.vocab_size)  # (P, L + 1)
         x = self._embed(tokens, 0)
         cache = []
         for block in self.blocks:
@@ -280,7 +285,7 @@ class TransformerPredictor(nn.Module):
     def extend(self, prefix: Prefix, seqs: torch.Tensor) -> torch.Tensor:
         """Every (B, T) sequence after every prompt of `prefix`: (P, B, T, V) log-probs."""
         P, (B, T) = prefix.log_probs.shape[0], seqs.shape
-        first = prefix.log_probs[:, None, None, :].expand(P, B, 1, V)
+        first = prefix.log_probs[:, None, None, :].expand(P, B, 1, self.vocab_size)
         if T == 1:
             return first
         # Inputs x_1..x_{T-1} sit at positions L+1..L+T-1; until the first attention mixes in
@@ -297,14 +302,15 @@ def model_class(family: str) -> type[nn.Module]:
     return getattr(importlib.import_module(module), attribute)
 
 
-def build_model(config: PredictorConfig) -> nn.Module:
-    """A freshly initialised model on cpu, seeded by the config's architecture and seed."""
+def build_model(config: PredictorConfig, vocab_size: int) -> nn.Module:
+    """A freshly initialised model over `vocab_size` symbols on cpu, seeded by the config's
+    architecture and seed."""
     generator = torch.Generator().manual_seed(
         seeding.stable_seed("init", config.architecture()) % 2**63)
     # PyTorch's own default initialisation draws from the global RNG before `_init_weights`
     # overwrites every parameter from `generator`; fork_rng puts the global state back.
     with torch.random.fork_rng(devices=[]):
-        return model_class(config.family)(config, generator)
+        return model_class(config.family)(config, generator, vocab_size)
 
 
 # --------------------------------------------------------------------------- predictor
@@ -322,6 +328,7 @@ class NeuralPredictor(predictors.Predictor):
         self.family = config.family
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.vocab_size = model.vocab_size
         self.max_tokens = int(max_tokens)
         # The most symbols (prompt plus task) it was trained to condition on.
         self.max_context = config.sequence_length
@@ -330,15 +337,15 @@ class NeuralPredictor(predictors.Predictor):
         seqs = np.asarray(seqs)
         if seqs.ndim != 2:
             raise ValueError(f"sequences must be a 2-d array (B, T), got shape {seqs.shape}")
-        if seqs.size and (seqs.min() < 0 or seqs.max() >= V):
-            raise ValueError(f"sequences must hold symbols 0..{V - 1}")
+        if seqs.size and (seqs.min() < 0 or seqs.max() >= self.vocab_size):
+            raise ValueError(f"sequences must hold symbols 0..{self.vocab_size - 1}")
         return torch.as_tensor(seqs.astype(np.int64), device=self.device)
 
     @torch.no_grad()
     def log_predictive(self, seqs: np.ndarray) -> np.ndarray:
         tokens = self._tensor(seqs)
         B, T = tokens.shape
-        out = np.empty((B, T, V))
+        out = np.empty((B, T, self.vocab_size))
         chunk = max(1, self.max_tokens // max(1, T))
         for start in range(0, B, chunk):
             out[start:start + chunk] = self.model(tokens[start:start + chunk]).double().cpu()
@@ -489,7 +496,7 @@ def train(
     validation.check_scalar(progress_every, "progress_every", numbers.Integral, min_val=1)
     validation.check_scalar(checkpoint_every, "checkpoint_every", numbers.Integral, min_val=1)
     device = resolve_device(device)
-    model = build_model(config).to(device)
+    model = build_model(config, pretraining_source.vocab_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     bayes = predictors.BayesPredictor(pretraining_source)
     curve = {name: [] for name in CURVE_COLUMNS}
@@ -600,7 +607,7 @@ def load_predictor(path: str | os.PathLike, *, device: str = "auto",
     """The trained predictor of a checkpoint, on `device` (`training.device`)."""
     checkpoint = load_checkpoint(path)
     config = PredictorConfig.from_dict(checkpoint["config"])
-    model = build_model(config)
+    model = build_model(config, build_source(checkpoint["source"]).vocab_size)
     model.load_state_dict(checkpoint["model"])
     return NeuralPredictor(model, config, device=device, max_tokens=max_tokens)
 

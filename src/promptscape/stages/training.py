@@ -82,9 +82,9 @@ def score_prompts(*, model: str, output: str, name: str, experiment: str, task_l
     models.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
     predictor = models.load_predictor(model, device=device)
-    prompts = prompts_lib.all_prompts(max_prompt_length)
-    seqs = prompts_lib.enumerate_sequences(task_length)
-    losses = predictor.prompt_losses(prompts, seqs)  # (P, 2^T)
+    prompts = prompts_lib.all_prompts(max_prompt_length, predictor.vocab_size)
+    seqs = prompts_lib.enumerate_sequences(task_length, predictor.vocab_size)
+    losses = predictor.prompt_losses(prompts, seqs)  # (P, V^T)
     P, S = losses.shape
     tables.write({"predictor": name, "experiment": experiment,
                   "prompt": [p for p in prompts for _ in range(S)],
