@@ -45,6 +45,10 @@ EXAMPLE_SPECS = [
     {"kind": "dirichlet_categorical", "alpha": [0.5, 2.0]},
     {"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]},
     {"kind": "dirichlet_categorical", "alpha": [0.5, 1.0, 2.0, 0.7]},
+    {"kind": "topic_mixture", "topics": [[0.8, 0.2], [0.3, 0.7]], "alpha": [0.5, 2.0]},
+    {"kind": "topic_mixture", "topics": [[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], "alpha": [1.0, 1.0]},
+    {"kind": "topic_mixture", "topics": [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4]],
+     "alpha": [0.5, 2.0]},
 ]
 EXAMPLES = [build_source(spec) for spec in EXAMPLE_SPECS]
 IDS = [src.describe() for src in EXAMPLES]
@@ -61,7 +65,7 @@ def test_examples_cover_every_registered_source_kind():
 
 
 def test_examples_cover_vocabulary_sizes_two_to_four():
-    for kind in ("categorical", "categorical_mixture", "dirichlet_categorical"):
+    for kind in ("categorical", "categorical_mixture", "dirichlet_categorical", "topic_mixture"):
         assert {src.vocab_size for src in EXAMPLES if src.kind == kind} == {2, 3, 4}, kind
 
 
@@ -134,7 +138,30 @@ def brute_force_probability(src, seqs: np.ndarray) -> np.ndarray:
             total *= (alpha[v] + seen[rows, v]) / (alpha.sum() + t)
             seen[rows, v] += 1
         return total
+    if src.kind == "topic_mixture":
+        return _topic_assignments_probability(src, seqs)
     raise AssertionError(f"no brute force for source kind {src.kind!r}; add one")
+
+
+def _topic_assignments_probability(src, seqs: np.ndarray) -> np.ndarray:
+    """Topic mixture: the sum over all K^T topic assignments z of P(z) prod_t topic_{z_t}(x_t),
+    with P(z) the Dirichlet-multinomial probability of z's topic counts m,
+    Gamma(A) / Gamma(A + T) prod_k Gamma(alpha_k + m_k) / Gamma(alpha_k)."""
+    B, T = seqs.shape
+    if T == 0:
+        return np.ones(B)
+    topics, alpha = np.asarray(src.topics), np.asarray(src.alpha)
+    K = len(alpha)
+    paths = np.array(list(itertools.product(range(K), repeat=T)), dtype=np.int64)
+    m = np.stack([(paths == k).sum(axis=1) for k in range(K)], axis=1)  # (K^T, K)
+    log_pz = (special.gammaln(alpha.sum()) - special.gammaln(alpha.sum() + T)
+              + (special.gammaln(alpha + m) - special.gammaln(alpha)).sum(axis=1))
+    out = np.empty(B)
+    for start in range(0, B, 1024):  # (b, K^T, T) emissions a chunk of sequences at a time
+        part = seqs[start:start + 1024]
+        emit = topics[paths[None, :, :], part[:, None, :]]
+        out[start:start + len(part)] = np.prod(emit, axis=2) @ np.exp(log_pz)
+    return out
 
 
 def _codes(seqs: np.ndarray, V: int) -> np.ndarray:
@@ -476,6 +503,10 @@ def test_switching_filter_state_conditions_what_follows_like_concatenation(src):
     {"kind": "categorical", "probs": [0.2, 0.5, 0.3]},
     {"kind": "categorical_mixture", "probs": [[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]]},
     {"kind": "dirichlet_categorical", "alpha": [0.5, 1.0, 2.0, 0.7]},
+    {"kind": "topic_mixture", "topics": [[0.8, 0.2], [0.3, 0.7]], "alpha": [0.5, 2.0]},
+    {"kind": "topic_mixture", "topics": [[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], "alpha": [1.0, 1.0]},
+    {"kind": "topic_mixture", "topics": [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4]],
+     "alpha": [0.5, 2.0]},
 ], ids=lambda spec: spec["kind"])
 def test_count_log_probabilities_match_enumeration(spec):
     """log P(count vector c of n symbols) of an exchangeable source equals the enumerated

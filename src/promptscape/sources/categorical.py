@@ -71,11 +71,6 @@ class Categorical(Source):
 
     kind = "categorical"
 
-    def iid_distribution(self):
-        return tuple(self.probs)
-
-    def supports(self, probs):
-        return same_distribution(probs, self.probs)
     exchangeable = True
     probs: tuple[float, ...]
 
@@ -85,6 +80,12 @@ class Categorical(Source):
     @property
     def vocab_size(self) -> int:
         return len(self.probs)
+
+    def iid_distribution(self):
+        return tuple(self.probs)
+
+    def supports(self, probs):
+        return same_distribution(probs, self.probs)
 
     def _sample(self, n, length, rng):
         probs = np.broadcast_to(np.asarray(self.probs), (n, self.vocab_size))
@@ -114,12 +115,6 @@ class CategoricalMixture(Source):
 
     kind = "categorical_mixture"
 
-    def iid_distribution(self):
-        return tuple(self.probs[0]) if len(set(self.probs)) == 1 else None
-
-    def supports(self, probs):
-        # The support is the K categoricals themselves.
-        return any(same_distribution(probs, row) for row in self.probs)
     exchangeable = True
     probs: tuple[tuple[float, ...], ...]
     weights: tuple[float, ...] | None = None
@@ -152,6 +147,13 @@ class CategoricalMixture(Source):
     @property
     def vocab_size(self) -> int:
         return len(self.probs[0])
+
+    def iid_distribution(self):
+        return tuple(self.probs[0]) if len(set(self.probs)) == 1 else None
+
+    def supports(self, probs):
+        # The support is the K categoricals themselves.
+        return any(same_distribution(probs, row) for row in self.probs)
 
     def _sample(self, n, length, rng):
         component = rng.choice(len(self.probs), size=n, p=np.asarray(self.weights))

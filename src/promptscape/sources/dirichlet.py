@@ -33,9 +33,6 @@ class DirichletCategorical(Source):
 
     kind = "dirichlet_categorical"
 
-    def supports(self, probs):
-        # The open simplex: every categorical with positive probabilities.
-        return len(probs) == len(self.alpha) and all(p > 0.0 for p in probs)
     exchangeable = True
     alpha: tuple[float, ...]
 
@@ -53,6 +50,10 @@ class DirichletCategorical(Source):
     @property
     def vocab_size(self) -> int:
         return len(self.alpha)
+
+    def supports(self, probs):
+        # The open simplex: every categorical with positive probabilities.
+        return len(probs) == len(self.alpha) and all(p > 0.0 for p in probs)
 
     def _sample(self, n, length, rng):
         theta = rng.dirichlet(np.asarray(self.alpha), size=n)  # (n, V)
