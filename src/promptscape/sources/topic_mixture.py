@@ -1,9 +1,9 @@
 """The `topic_mixture` source: an LDA-like admixture of K fixed topics over V symbols.
 
 Its exact marginal sums over how many of the sequence's symbols each topic produced, by a
-dynamic programme over topic-count vectors (polynomial in the length for fixed K), memoised
-per count vector: the predictive of a batch asks for few distinct count vectors, and the
-same ones again at every training step.
+dynamic programme over topic-count vectors (polynomial in the length for fixed K and V),
+computed for every count vector of a length at once and memoised: the predictive of a batch
+asks for few distinct count vectors, and the same ones again at every training step.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from promptscape import special, validation
+from promptscape import validation
 from promptscape.sources.base import Source, compositions, register
 from promptscape.sources.categorical import check_distribution, draw_symbols
 
@@ -76,6 +76,8 @@ class TopicMixture(Source):
         object.__setattr__(self, "topics", tuple(rows))
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "_memo", {})  # count vector -> log marginal
+        # Per number of symbols n: (count vectors, posterior over topic counts, log P).
+        object.__setattr__(self, "_levels", [])
 
     @property
     def vocab_size(self) -> int:
@@ -104,53 +106,55 @@ class TopicMixture(Source):
     def _log_marginal(self, counts):
         counts = np.asarray(counts, dtype=np.int64)
         flat = counts.reshape(-1, counts.shape[-1])
-        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
-        values = np.array([self._one(tuple(int(c) for c in row)) for row in unique])
-        return values[inverse.ravel()].reshape(counts.shape[:-1])
-
-    def _one(self, counts: tuple[int, ...]) -> float:
-        """log P(one particular sequence with symbol counts `counts`), memoised."""
+        self._extend(int(flat.sum(axis=1).max(initial=0)))
         memo = self._memo
-        if counts not in memo:
-            memo[counts] = self._dynamic_programme(counts)
-        return memo[counts]
+        values = np.array([memo[row] for row in map(tuple, flat.tolist())])
+        return values.reshape(counts.shape[:-1])
 
-    def _dynamic_programme(self, counts: tuple[int, ...]) -> float:
-        """Sum over topic-count vectors, one symbol value at a time.
+    def _extend(self, n: int) -> None:
+        """Compute log P for every count vector of up to `n` symbols (memoised in `_memo`).
 
-        A state is a topic-count vector m (how many of the symbols seen so far each topic
-        produced) with its log weight. Symbol v's c_v occurrences (at fixed positions) are
-        split among the topics as a composition a of c_v: c_v! / prod_k a_k! ways, each
-        with probability prod_k topics[k][v]^a_k, and the Dirichlet-multinomial factor of
-        the topic counts grows by the Polya-urn ratio prod_k [alpha_k + m_k]^(a_k) /
-        [A + |m|]^(c_v) (rising factorials). At the end the log weights sum to
-        log P(x) = log E_w[prod_v theta_v^c_v].
+        Level by level in the number of symbols: for every count vector c of a level, the
+        posterior over the topic-count vectors m (how many of the symbols each topic
+        produced; compositions of the level into K parts) after one particular sequence with
+        counts c, and log P of that sequence. A vector c' of the next level extends one of
+        the level's (c' minus one symbol v; exchangeability makes the choice irrelevant):
+        the symbol came from topic k with probability proportional to
+        P(m) topics[k][v] (alpha_k + m_k) / (A + |m|) (the Polya urn of the topic weights),
+        which moves m to m + e_k; the normaliser is the predictive q(v | c), and
+        log P(c') = log P(c) + log q(v | c). Exact: it sums over every topic assignment.
         """
+        levels = self._levels
+        if len(levels) > n:
+            return
+        V, K = self.vocab_size, len(self.alpha)
         alpha = np.asarray(self.alpha)
         total = float(alpha.sum())
-        log_topics = np.log(np.asarray(self.topics))  # (K, V)
-        K = len(alpha)
-        states = np.zeros((1, K), dtype=np.int64)
-        log_w = np.zeros(1)
-        seen = 0
-        for v, c in enumerate(counts):
-            if c == 0:
-                continue
-            splits = compositions(c, K)  # (A, K)
-            split_w = (special.gammaln(c + 1) - special.gammaln(splits + 1).sum(1)
-                       + splits @ log_topics[:, v])  # (A,)
-            new = states[:, None, :] + splits[None, :, :]  # (S, A, K)
-            urn = (special.gammaln(alpha + new) - special.gammaln(alpha + states[:, None, :])
-                   ).sum(-1) - (special.gammaln(total + seen + c) - special.gammaln(total + seen))
-            weights = (log_w[:, None] + split_w[None, :] + urn).ravel()
-            new = new.reshape(-1, K)
-            states, index = np.unique(new, axis=0, return_inverse=True)
-            top = weights.max()
-            summed = np.zeros(len(states))
-            np.add.at(summed, index.ravel(), np.exp(weights - top))
-            log_w = np.log(summed) + top
-            seen += c
-        return float(special.logsumexp(log_w))
+        topics = np.asarray(self.topics)  # (K, V)
+        if not levels:
+            levels.append((np.zeros((1, V), dtype=np.int64), np.ones((1, 1)), np.zeros(1)))
+            self._memo[(0,) * V] = 0.0
+        while len(levels) <= n:
+            level = len(levels) - 1  # extend level -> level + 1
+            counts, posterior, log_p = levels[-1]
+            new_counts = compositions(level + 1, V)  # (C', V)
+            # The symbol to remove: the last one present (any would do).
+            v = V - 1 - np.argmax(new_counts[:, ::-1] > 0, axis=1)  # (C',)
+            previous = new_counts - np.eye(V, dtype=np.int64)[v]
+            rows = _rank(previous, counts)  # (C',) index into the level
+            states = compositions(level, K)  # (S, K): the level's topic-count vectors
+            new_states = compositions(level + 1, K)  # (S', K)
+            prior = posterior[rows]  # (C', S)
+            out = np.zeros((len(new_counts), len(new_states)))
+            for k in range(K):
+                moved = _rank(states + np.eye(K, dtype=np.int64)[k], new_states)  # (S,)
+                urn = (alpha[k] + states[:, k]) / (total + level)  # (S,)
+                out[:, moved] += prior * urn[None, :] * topics[k, v][:, None]
+            predictive = out.sum(axis=1)  # q(v | c)
+            out /= predictive[:, None]
+            new_log_p = log_p[rows] + np.log(predictive)
+            levels.append((new_counts, out, new_log_p))
+            self._memo.update(zip(map(tuple, new_counts.tolist()), new_log_p.tolist()))
 
     def count_moments(self, length):
         alpha = np.asarray(self.alpha)
@@ -163,3 +167,12 @@ class TopicMixture(Source):
         # Within: n (diag E theta - E theta theta^T); between: n^2 Cov(theta).
         within = length * (np.diag(mean_theta) - second)
         return length * mean_theta, within + length**2 * cov_theta
+
+
+def _rank(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Index in `table` (distinct non-negative integer rows) of each row of `rows`."""
+    base = int(max(table.max(initial=0), rows.max(initial=0))) + 1
+    weights = base ** np.arange(table.shape[1], dtype=np.int64)
+    keys = table @ weights
+    order = np.argsort(keys)
+    return order[np.searchsorted(keys[order], rows @ weights)]
