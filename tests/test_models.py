@@ -337,3 +337,6 @@ def test_a_ternary_network_trains_scores_and_round_trips(family, tmp_path):
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=re.escape("sequences must hold symbols 0..2")):
         predictor.log_predictive(np.full((1, 3), 3, dtype=np.uint8))
+    # A prompt symbol equal to V would be read as the start token: refused by name.
+    with pytest.raises(ValueError, match=re.escape("prompts must hold symbols 0..2")):
+        predictor.prompt_losses(["13"], seqs)

@@ -333,12 +333,15 @@ class NeuralPredictor(predictors.Predictor):
         # The most symbols (prompt plus task) it was trained to condition on.
         self.max_context = config.sequence_length
 
-    def _tensor(self, seqs: np.ndarray) -> torch.Tensor:
+    def _tensor(self, seqs: np.ndarray, what: str = "sequences") -> torch.Tensor:
+        """(B, T) symbols 0..V-1 as a long tensor on the device, or a ValueError naming the
+        range (a symbol >= V would be read as BOS, or index past the embedding)."""
         seqs = np.asarray(seqs)
         if seqs.ndim != 2:
-            raise ValueError(f"sequences must be a 2-d array (B, T), got shape {seqs.shape}")
+            raise ValueError(f"{what} must be a 2-d array (B, T), got shape {seqs.shape}")
         if seqs.size and (seqs.min() < 0 or seqs.max() >= self.vocab_size):
-            raise ValueError(f"sequences must hold symbols 0..{self.vocab_size - 1}")
+            raise ValueError(f"{what} must hold symbols 0..{self.vocab_size - 1} "
+                             f"(the network's V = {self.vocab_size})")
         return torch.as_tensor(seqs.astype(np.int64), device=self.device)
 
     @torch.no_grad()
@@ -362,7 +365,7 @@ class NeuralPredictor(predictors.Predictor):
         progress = logs.Progress(logger, len(prompts), f"prompts scored on {B} sequences:")
         done = 0
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
-            arr = torch.as_tensor(arr.astype(np.int64), device=self.device)
+            arr = self._tensor(arr, "prompts")
             p_chunk = min(len(idx), pairs)
             b_chunk = max(1, pairs // p_chunk)
             for p0 in range(0, len(idx), p_chunk):
