@@ -45,6 +45,11 @@ EXAMPLE_SPECS = [
     {"kind": "dirichlet_categorical", "alpha": [0.5, 2.0]},
     {"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]},
     {"kind": "dirichlet_categorical", "alpha": [0.5, 1.0, 2.0, 0.7]},
+    # Order-1 binary chains: fixed, and with Beta priors on both transitions.
+    {"kind": "markov", "transition": [0.2, 0.9]},
+    {"kind": "markov", "transition": [0.7, 0.3], "initial": 0.2},
+    {"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]},
+    {"kind": "markov_beta", "alpha": [0.5, 3.0], "beta": [2.0, 0.7], "initial": 0.3},
     {"kind": "topic_mixture", "topics": [[0.8, 0.2], [0.3, 0.7]], "alpha": [0.5, 2.0]},
     {"kind": "topic_mixture", "topics": [[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], "alpha": [1.0, 1.0]},
     {"kind": "topic_mixture", "topics": [[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4]],
@@ -140,7 +145,42 @@ def brute_force_probability(src, seqs: np.ndarray) -> np.ndarray:
         return total
     if src.kind == "topic_mixture":
         return _topic_assignments_probability(src, seqs)
+    if src.kind == "markov":
+        return np.array([_chain_probability(src.initial, src.transition, x) for x in seqs])
+    if src.kind == "markov_beta":
+        return np.array([_markov_beta_probability(src, x) for x in seqs])
     raise AssertionError(f"no brute force for source kind {src.kind!r}; add one")
+
+
+def _chain_probability(initial, transition, x) -> float:
+    """A fixed chain, symbol by symbol from its definition."""
+    if len(x) == 0:
+        return 1.0
+    p = initial if x[0] == 1 else 1.0 - initial
+    for a, b in zip(x[:-1], x[1:]):
+        p *= transition[a] if b == 1 else 1.0 - transition[a]
+    return p
+
+
+@functools.lru_cache(maxsize=None)
+def _beta_transition_integral(a: float, b: float, ones: int, zeros: int) -> float:
+    """int_0^1 p^ones (1 - p)^zeros Beta(p; a, b) dp by quadrature (as for beta_coin)."""
+    return _beta_coin_integral(a, b, ones, zeros)
+
+
+def _markov_beta_probability(src, x) -> float:
+    """P(x) of a Beta-prior chain: the first symbol from `initial`, then, the two transition
+    probabilities being independent a priori, the product over the previous symbol a of the
+    integral of the chain likelihood of the transitions out of a against its Beta prior
+    (numerical quadrature)."""
+    if len(x) == 0:
+        return 1.0
+    p = src.initial if x[0] == 1 else 1.0 - src.initial
+    for a in (0, 1):
+        after = [b for prev, b in zip(x[:-1], x[1:]) if prev == a]
+        p *= _beta_transition_integral(src.alpha[a], src.beta[a], int(sum(after)),
+                                       len(after) - int(sum(after)))
+    return p
 
 
 def _topic_assignments_probability(src, seqs: np.ndarray) -> np.ndarray:
@@ -266,18 +306,20 @@ def test_sampler_count_moments_within_statistical_tolerance(src):
     assert np.all(np.abs(sample_mean - mean) < Z * se_mean), (sample_mean, mean, se_mean)
     assert np.all(np.abs(sample_cov - cov) < Z * se_cov), (sample_cov, cov, se_cov)
 
-    # Per-position marginals P(x_t = v) at the first and last position. The stated count
-    # mean implies a constant marginal mean / T; check that against exact enumeration of
-    # the source's own probabilities, then the sampler against it.
-    marginal = mean / SAMPLE_LENGTH
+    # Per-position marginals P(x_t = v), exactly from the source's own probabilities of
+    # every sequence of `enum_length` symbols: they must add up to the stated count mean of
+    # that length, and the sampler must match them at the first and last of those positions
+    # (chains that start off their stationary law have marginals that move with t).
     enum_length = max(T for T in range(1, SAMPLE_LENGTH + 1) if V**T <= MAX_ENUM_SEQUENCES)
-    last = enumerate_sequences(enum_length, V)
-    prob_last = np.exp(src.log_prob(last))
-    for v in range(V):
-        exact_last = prob_last[last[:, -1] == v].sum()
-        assert math.isclose(exact_last, marginal[v], rel_tol=1e-9), (v, exact_last, marginal)
-    se_pos = np.sqrt(marginal * (1 - marginal) / n)
-    for position in (0, SAMPLE_LENGTH - 1):
+    every = enumerate_sequences(enum_length, V)
+    prob = np.exp(src.log_prob(every))
+    exact = np.array([[prob[every[:, t] == v].sum() for v in range(V)]
+                      for t in range(enum_length)])  # (T, V)
+    np.testing.assert_allclose(exact.sum(axis=0), src.count_moments(enum_length)[0],
+                               rtol=1e-9)
+    for position in (0, enum_length - 1):
+        marginal = exact[position]
+        se_pos = np.sqrt(marginal * (1 - marginal) / n)
         frac = _counts(seqs[:, position:position + 1], V).mean(axis=0)
         assert np.all(np.abs(frac - marginal) < Z * se_pos), (position, frac, marginal, se_pos)
 
@@ -631,3 +673,41 @@ def test_in_meta_distribution_follows_the_priors_support():
     # Switching says nothing: the config's label is taken as given.
     switching = src(kind="switching", thetas=[0.2, 0.7], switch_prob=0.05)
     assert in_meta_distribution(switching, src(kind="coin", theta=0.5)) is None
+
+
+def test_markov_beta_prompts_act_only_through_their_transition_class():
+    from promptscape.sources.markov import transition_class
+
+    src = build_source({"kind": "markov_beta", "alpha": [0.5, 3.0], "beta": [2.0, 0.7],
+                        "initial": 0.3})
+    prompts = all_prompts(6, 2)
+    tasks = enumerate_sequences(4, 2)
+    losses = BayesPredictor(src).prompt_losses(prompts, tasks)  # (P, 16), generic path
+    classes = {}
+    for prompt, row in zip(prompts, losses):
+        classes.setdefault(transition_class(prompt), []).append(row)
+    for key, rows in classes.items():
+        np.testing.assert_allclose(rows, np.broadcast_to(rows[0], np.shape(rows)),
+                                   rtol=1e-12, err_msg=str(key))
+    # Different classes differ (the class is not coarser than the predictor).
+    firsts = np.array([rows[0] for rows in classes.values()])
+    assert len(np.unique(firsts.round(9), axis=0)) == len(classes)
+    # The boundary: the task's first symbol is predicted through the transition from the
+    # prompt's last symbol. After "0" the first task symbol is 1 w.p. alpha0/(alpha0+beta0),
+    # after "1" w.p. alpha1/(alpha1+beta1).
+    first = BayesPredictor(src).prompt_losses(["0", "1"], np.array([[1]], dtype=np.uint8))
+    np.testing.assert_allclose(np.exp(-first[:, 0]), [0.5 / 2.5, 3.0 / 3.7], rtol=1e-12)
+
+
+def test_markov_tasks_in_the_meta_distribution():
+    from promptscape.sources.base import in_meta_distribution
+
+    prior = build_source({"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]})
+    sticky = build_source({"kind": "markov", "transition": [0.1, 0.9]})
+    assert in_meta_distribution(prior, sticky) is True
+    late = build_source({"kind": "markov", "transition": [0.1, 0.9], "initial": 0.3})
+    assert in_meta_distribution(prior, late) is False  # starts unlike the prior's chains
+    assert in_meta_distribution(prior, build_source({"kind": "coin", "theta": 0.5})) is True
+    assert in_meta_distribution(prior, build_source({"kind": "coin", "theta": 0.7})) is False
+    two_coins = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.8]})
+    assert in_meta_distribution(prior, two_coins) is False  # no single chain is a mixture

@@ -124,6 +124,18 @@ class Source:
         taken as given)."""
         return None
 
+    def supports_task(self, task: "Source") -> bool | None:
+        """As a prior: whether `task` lies in its support (the config's
+        ``in_meta_distribution``), or None where the kind does not say. By default a task is
+        in it when its symbols are i.i.d. from a categorical the prior `supports`; a task
+        that is not i.i.d. is in the support of no exchangeable prior (whose members are all
+        i.i.d.). Kinds whose members are not i.i.d. override this."""
+        probs = task.iid_distribution()
+        if probs is None:
+            says = type(self).supports is not Source.supports
+            return False if self.exchangeable and says else None
+        return self.supports(tuple(probs))
+
     def describe(self) -> str:
         """Short human-readable form such as ``coin_mixture(thetas=[0.2, 0.7])``."""
         fields = ", ".join(
@@ -249,15 +261,8 @@ def same_distribution(p, q) -> bool:
 
 def in_meta_distribution(prior: "Source", task: "Source") -> bool | None:
     """Whether `task` lies in the support of `prior` (the config's ``in_meta_distribution``
-    label): a task is in it when its symbols are i.i.d. from a categorical the prior
-    supports. None where the prior's kind does not say (`Source.supports`). A task that is
-    not i.i.d. (a mixture, a Beta or Dirichlet prior used as a task) is in the support of
-    no exchangeable prior here, whose members are all i.i.d. sources."""
-    probs = task.iid_distribution()
-    if probs is None:
-        says = type(prior).supports is not Source.supports
-        return False if prior.exchangeable and says else None
-    return prior.supports(tuple(probs))
+    label), or None where the prior's kind does not say (`Source.supports_task`)."""
+    return prior.supports_task(task)
 
 
 def markdown() -> str:

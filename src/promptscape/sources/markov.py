@@ -1,0 +1,209 @@
+"""Order-1 binary Markov chains: the fixed chain `markov` (tasks) and `markov_beta`, a chain
+whose two transition probabilities are drawn from Beta priors once per sequence.
+
+Both are order-sensitive (not exchangeable). The Bayes predictor of `markov_beta` depends on
+a context only through its four transition counts and its last symbol, so a prompt acts on
+it only through those (its *transition class*, `transition_class`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from promptscape import validation
+from promptscape.sources.base import BinarySource, register, same_distribution
+
+
+def _pair(values, name: str, check) -> tuple[float, float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 2:
+        raise ValueError(f"{name} must be a list of two numbers (for previous symbol 0 and "
+                         f"previous symbol 1), not {values!r}.")
+    return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(values))
+
+
+def chain_moments(initial: float, transition, length: int) -> tuple[float, float]:
+    """Mean and variance of the number of ones in `length` symbols of a fixed chain."""
+    p10, p11 = transition
+    P = np.array([[1 - p10, p10], [1 - p11, p11]])  # P[a, b] = P(next = b | previous = a)
+    marginals = [np.array([1 - initial, initial])]
+    for _ in range(1, length):
+        marginals.append(marginals[-1] @ P)
+    ones = np.array([m[1] for m in marginals])
+    variance = float(np.sum(ones * (1 - ones)))
+    # cov(x_s, x_t) = P(x_s = 1) (P(x_t = 1 | x_s = 1) - P(x_t = 1)) for s < t.
+    for s in range(length):
+        state = np.array([0.0, 1.0])
+        for t in range(s + 1, length):
+            state = state @ P
+            variance += 2 * ones[s] * (state[1] - ones[t])
+    return float(ones.sum()), variance
+
+
+def transition_counts(seqs: np.ndarray) -> np.ndarray:
+    """Counts of the transitions a -> b strictly before each position, ``(B, T, 2, 2)``:
+    entry [i, t, a, b] counts the pairs (x_{s-1}, x_s) = (a, b) with 1 <= s < t."""
+    seqs = np.asarray(seqs, dtype=np.int64)
+    B, T = seqs.shape
+    out = np.zeros((B, T, 2, 2), dtype=np.int64)
+    if T < 2:
+        return out
+    pair = 2 * seqs[:, :-1] + seqs[:, 1:]  # (B, T - 1) codes of (a, b)
+    onehot = (pair[..., None] == np.arange(4)).astype(np.int64)  # (B, T - 1, 4)
+    cumulative = np.cumsum(onehot, axis=1)  # transitions up to and including position s
+    out[:, 2:] = cumulative[:, :-1].reshape(B, T - 2, 2, 2)
+    return out
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Markov(BinarySource):
+    """A fixed order-1 binary Markov chain.
+
+    Generative process: ``x_1 ~ Bernoulli(initial)``; then ``x_t = 1`` with probability
+    ``transition[x_{t-1}]``: ``transition = [p(1 | 0), p(1 | 1)]``.
+
+    Parameters: ``transition``, the two probabilities of a 1 after a 0 and after a 1, each
+    in (0, 1); ``initial`` (default 0.5), the probability that the first symbol is 1. A chain
+    with p(1 | 0) = p(1 | 1) = initial is the coin of that bias.
+    """
+
+    kind = "markov"
+    exchangeable = False
+    transition: tuple[float, float]
+    initial: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "transition", _pair(self.transition, "markov.transition",
+                                                     validation.check_probability))
+        object.__setattr__(self, "initial",
+                           validation.check_probability(self.initial, "markov.initial"))
+
+    def iid_distribution(self):
+        p10, p11 = self.transition
+        if p10 == p11 == self.initial:
+            return (1.0 - p10, p10)
+        return None
+
+    def supports(self, probs):
+        return same_distribution(probs, (1.0 - self.initial, self.initial)) and (
+            self.transition[0] == self.transition[1] == self.initial)
+
+    def _sample(self, n, length, rng):
+        out = np.empty((n, length), dtype=np.uint8)
+        if length:
+            out[:, 0] = rng.random(n) < self.initial
+        p = np.asarray(self.transition)
+        for t in range(1, length):
+            out[:, t] = rng.random(n) < p[out[:, t - 1]]
+        return out
+
+    def _log_predictive(self, seqs):
+        B, T = seqs.shape
+        p_one = np.empty((B, T))
+        p_one[:, :1] = self.initial
+        p_one[:, 1:] = np.asarray(self.transition)[seqs[:, :-1]]
+        return np.stack([np.log1p(-p_one), np.log(p_one)], axis=-1)
+
+    def ones_moments(self, length):
+        return chain_moments(self.initial, self.transition, length)
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MarkovBeta(BinarySource):
+    """A binary Markov chain whose transition probabilities are drawn once per sequence.
+
+    Generative process: ``p(1 | 0) ~ Beta(alpha[0], beta[0])`` and
+    ``p(1 | 1) ~ Beta(alpha[1], beta[1])``, independent, once per sequence;
+    ``x_1 ~ Bernoulli(initial)``; then ``x_t = 1`` with probability ``p(1 | x_{t-1})``.
+
+    Parameters: ``alpha`` and ``beta``, the two Beta priors' parameters (positive), one per
+    previous symbol; ``initial`` (default 0.5). Exact Bayes through transition counts: after
+    n_{a1} ones and n_{a0} zeros that followed symbol a, the next symbol after an a is 1 with
+    probability (alpha[a] + n_{a1}) / (alpha[a] + beta[a] + n_{a0} + n_{a1}). A context acts
+    on the predictor only through its four transition counts and its last symbol.
+
+    A task is in the meta-distribution when it is a chain with the same ``initial`` whose
+    transitions lie in (0, 1) (every such chain has positive prior density), or a coin of
+    bias ``initial`` (the chain with both transitions equal to it).
+    """
+
+    kind = "markov_beta"
+    exchangeable = False
+    alpha: tuple[float, float]
+    beta: tuple[float, float]
+    initial: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "alpha", _pair(self.alpha, "markov_beta.alpha",
+                                                validation.check_positive))
+        object.__setattr__(self, "beta", _pair(self.beta, "markov_beta.beta",
+                                               validation.check_positive))
+        object.__setattr__(self, "initial",
+                           validation.check_probability(self.initial, "markov_beta.initial"))
+
+    def supports(self, probs):
+        # An i.i.d. task is the chain with both transitions equal to its bias; it starts
+        # like the prior's chains only when that bias is `initial`.
+        return len(probs) == 2 and same_distribution(probs, (1.0 - self.initial, self.initial))
+
+    def supports_task(self, task) -> bool | None:
+        if isinstance(task, Markov):
+            return task.initial == self.initial  # any transitions in (0, 1)
+        probs = task.iid_distribution()
+        # Not a chain and not i.i.d. (a mixture): no single chain of the prior is the task.
+        return False if probs is None else self.supports(tuple(probs))
+
+    def _sample(self, n, length, rng):
+        p = np.stack([rng.beta(self.alpha[a], self.beta[a], size=n) for a in (0, 1)], axis=1)
+        out = np.empty((n, length), dtype=np.uint8)
+        if length:
+            out[:, 0] = rng.random(n) < self.initial
+        rows = np.arange(n)
+        for t in range(1, length):
+            out[:, t] = rng.random(n) < p[rows, out[:, t - 1]]
+        return out
+
+    def _log_predictive(self, seqs):
+        B, T = seqs.shape
+        counts = transition_counts(seqs)  # (B, T, 2, 2)
+        p_one = np.empty((B, T))
+        p_one[:, :1] = self.initial
+        if T > 1:
+            previous = seqs[:, :-1].astype(np.int64)  # (B, T - 1)
+            rows = np.arange(B)[:, None]
+            cols = np.arange(1, T)[None, :]
+            after = counts[rows, cols, previous]  # (B, T - 1, 2): zeros, ones after it
+            a = np.asarray(self.alpha)[previous]
+            b = np.asarray(self.beta)[previous]
+            p_one[:, 1:] = (a + after[..., 1]) / (a + b + after.sum(-1))
+        return np.stack([np.log1p(-p_one), np.log(p_one)], axis=-1)
+
+    def ones_moments(self, length):
+        """Exact, from the Beta moments: E over the transitions of the chain's moments is not
+        closed-form, so the mean and variance are taken from the exact distribution of the
+        count of ones, summing the Bayes marginal over all 2^length sequences (length <= 16
+        here; the sampler tests use 12)."""
+        if length > 16:
+            raise NotImplementedError("markov_beta moments are enumerated up to 16 symbols")
+        codes = np.arange(2**length, dtype=np.int64)
+        seqs = ((codes[:, None] >> np.arange(length - 1, -1, -1)) & 1).astype(np.uint8)
+        p = np.exp(self.log_prob(seqs))
+        ones = seqs.sum(axis=1)
+        mean = float(p @ ones)
+        return mean, float(p @ (ones - mean) ** 2)
+
+
+def transition_class(prompt: str) -> tuple[int, int, int, int, int] | tuple[()]:
+    """The class of a prompt for `markov_beta`'s Bayes predictor: its four transition counts
+    (n_00, n_01, n_10, n_11) and its last symbol; the empty prompt is its own class ``()``.
+    Prompts of one class condition the predictor identically."""
+    if not prompt:
+        return ()
+    n = [0, 0, 0, 0]
+    for a, b in zip(prompt, prompt[1:]):
+        n[2 * int(a) + int(b)] += 1
+    return (*n, int(prompt[-1]))
