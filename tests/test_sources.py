@@ -33,6 +33,10 @@ EXAMPLE_SPECS = [
     {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05},
     {"kind": "switching", "thetas": [0.1, 0.6, 0.9], "weights": [0.5, 0.25, 0.25],
      "switch_prob": 0.3},
+    # A switch rate drawn once per sequence.
+    {"kind": "switching", "thetas": [0.2, 0.7], "switch_probs": [0.02, 0.3]},
+    {"kind": "switching", "thetas": [0.1, 0.6, 0.9], "switch_probs": [0.05, 0.2, 0.5],
+     "switch_weights": [0.5, 0.3, 0.2]},
     # V symbols: every exchangeable V-symbol kind for V = 2, 3, 4.
     {"kind": "categorical", "probs": [0.35, 0.65]},
     {"kind": "categorical", "probs": [0.2, 0.5, 0.3]},
@@ -110,6 +114,12 @@ def brute_force_probability(src, seqs: np.ndarray) -> np.ndarray:
         return np.array([
             _beta_coin_integral(src.alpha, src.beta, int(n1), int(T - n1)) for n1 in ones
         ])
+    if src.kind == "switching" and src.switch_probs is not None:
+        # A rate drawn once per sequence: the rate-weighted sum of fixed-rate sources.
+        return sum(u * brute_force_probability(
+            build_source({"kind": "switching", "thetas": list(src.thetas),
+                          "weights": list(src.weights), "switch_prob": rho}), seqs)
+            for rho, u in zip(src.switch_probs, src.switch_weights))
     if src.kind == "switching":
         w, theta, rho = _weights(src), np.asarray(src.thetas), src.switch_prob
         K = len(w)
@@ -522,12 +532,14 @@ TASK_SEQS = enumerate_sequences(6, 2)
 @pytest.mark.parametrize("src", SWITCHING, ids=[s.describe() for s in SWITCHING])
 def test_switching_filter_state_conditions_what_follows_like_concatenation(src):
     contexts = enumerate_sequences(5, 2)
-    states = src.filter_states(contexts)  # (B, T + 1, K)
-    assert states.shape == (len(contexts), 6, len(src.thetas))
+    states = src.filter_states(contexts)  # (B, T + 1, K * R): (coin, rate) pairs
+    R = 1 if src.switch_probs is None else len(src.switch_probs)
+    assert states.shape == (len(contexts), 6, len(src.thetas) * R)
     np.testing.assert_allclose(states.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
     # The state before each symbol gives that symbol's predictive.
     q_one = np.exp(src.log_predictive(contexts))[..., 1]
-    np.testing.assert_allclose(states[:, :-1] @ np.asarray(src.thetas), q_one, rtol=0, atol=1e-12)
+    coin_of_state = np.repeat(np.asarray(src.thetas), R)
+    np.testing.assert_allclose(states[:, :-1] @ coin_of_state, q_one, rtol=0, atol=1e-12)
     # The state after a whole prompt conditions a continuation as the concatenation would.
     for code in (0, 5, 22, 31):
         prompt = contexts[code]
@@ -711,3 +723,26 @@ def test_markov_tasks_in_the_meta_distribution():
     assert in_meta_distribution(prior, build_source({"kind": "coin", "theta": 0.7})) is False
     two_coins = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.8]})
     assert in_meta_distribution(prior, two_coins) is False  # no single chain is a mixture
+
+
+def test_a_single_switch_rate_keeps_the_switching_identity():
+    fixed = build_source({"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05})
+    assert fixed.to_dict() == {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05,
+                               "weights": [0.5, 0.5]}
+    # One rate in the list form is the same process (a different config, a different name).
+    listed = build_source({"kind": "switching", "thetas": [0.2, 0.7], "switch_probs": [0.05]})
+    seqs = enumerate_sequences(6, 2)
+    np.testing.assert_allclose(listed.log_predictive(seqs), fixed.log_predictive(seqs),
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"switch_prob": 0.1, "switch_probs": [0.1, 0.2]}, "give exactly one of switch_prob"),
+    ({}, "give exactly one of switch_prob"),
+    ({"switch_prob": 0.1, "switch_weights": [1.0]}, "switching.switch_weights weighs"),
+    ({"switch_probs": [0.1, 0.2], "switch_weights": [0.5]}, "switching.switch_weights"),
+    ({"switch_probs": [0.1, 1.2]}, "switching.switch_probs"),
+])
+def test_bad_switch_rates_are_named_errors(spec, message):
+    with pytest.raises(validation.ConfigError, match=re.escape(message)):
+        build_source({"kind": "switching", "thetas": [0.2, 0.7], **spec})

@@ -109,7 +109,10 @@ class Source:
         """Plain config mapping, the inverse of `build_source`."""
         out = {"kind": self.kind}
         for field in dataclasses.fields(self):
-            out[field.name] = _listed(getattr(self, field.name))
+            value = getattr(self, field.name)
+            if value is None and field.default is None:
+                continue  # an unused optional parameter: absent, as in the config
+            out[field.name] = _listed(value)
         return out
 
     # ------------------------------------------------------- the meta-distribution
