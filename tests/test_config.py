@@ -79,8 +79,8 @@ _DELETE = object()
 BAD = [
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
-     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, "
-     "switching, topic_mixture"),
+     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, markov, "
+     "markov_beta, switching, topic_mixture"),
     ("theta 1.5", _set(["sources", "coin_0.7", "theta"], 1.5),
      "sources.coin_0.7: coin.theta == 1.5, must be < 1."),
     ("weights summing to 0.9", _set(["sources", "bernmix", "weights"], [0.5, 0.4]),
