@@ -32,8 +32,8 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
-    assert counts["train_predictor"] == 6  # 3 pretraining sources x 2 networks
-    assert counts["score_prompts"] == 6  # T = 10 is enumerated: one table per network
+    assert counts["train_predictor"] == 10  # 5 pretraining sources x 2 networks
+    assert counts["score_prompts"] == 10  # V^T is enumerated: one table per network
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and study.family(j.wildcards["predictor"]) == "lstm")
     assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences

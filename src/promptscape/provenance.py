@@ -53,7 +53,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                         ("pretraining", "family")),
     "evaluate_predictor": ("promptscape.stages.training:evaluate_predictor",
                            ("pretraining", "family")),
-    "score_prompts": ("promptscape.stages.training:score_prompts", ("family",)),
+    "score_prompts": ("promptscape.stages.training:score_prompts", ("pretraining", "family")),
     "search_prompts": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
     "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
                           ("pretraining", "task", "family")),
