@@ -1,8 +1,8 @@
 """Interrupted runs: nothing half-made is trusted later, and training resumes.
 
-(a) SIGINT to Snakemake in the middle of the search stage, (b) SIGKILL to one running search
-job: in both cases the rerun completes and every Parquet artifact is bit-identical to an
-uninterrupted run's. (c) Training killed after a checkpoint resumes from that step and ends
+(a) Ctrl-C (SIGINT to Snakemake's process group) in the middle of the search stage, (b)
+SIGKILL to one running search job: in both cases the rerun completes and every Parquet
+artifact is bit-identical to an uninterrupted run's. (c) Training killed after a checkpoint resumes from that step and ends
 with the weights and curve of an uninterrupted run.
 
 (a) and (b) run the tiny scenario up to its search stage (`--until search_prompts`: the
@@ -130,7 +130,9 @@ def test_sigint_during_the_search_stage_leaves_nothing_a_rerun_trusts(reference,
     proc = start(tmp_path, log)
     done = wait_for(lambda: (lambda found: found if 0 < len(found) < len(SEARCHES) else None)(
         existing_searches(tmp_path)), proc, 300, "the first search output")
-    proc.send_signal(signal.SIGINT)
+    # Ctrl-C as a terminal sends it: SIGINT to Snakemake's whole process group, its running
+    # jobs included.
+    os.killpg(proc.pid, signal.SIGINT)
     try:
         rc = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
