@@ -2,8 +2,8 @@
 
 (a) Ctrl-C (SIGINT to Snakemake's process group) in the middle of the search stage, (b)
 SIGKILL to one running search job: in both cases the rerun completes and every Parquet
-artifact is bit-identical to an uninterrupted run's. (c) Training killed after a checkpoint resumes from that step and ends
-with the weights and curve of an uninterrupted run.
+artifact is bit-identical to an uninterrupted run's. (c) Training killed after a checkpoint
+resumes from that step and ends with the weights and curve of an uninterrupted run.
 
 (a) and (b) run the tiny scenario up to its search stage (`--until search_prompts`: the
 datasets and the searches, 18 jobs), which keeps them to seconds.
