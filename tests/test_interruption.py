@@ -59,11 +59,19 @@ def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT handled by default. A shell starts background commands with SIGINT
+    ignored, and Python keeps an inherited SIG_IGN (no KeyboardInterrupt), so under
+    `.ci/run &` Snakemake would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(workdir: Path, log: Path) -> subprocess.Popen:
     """Snakemake in the background (its own session, so no signal reaches pytest)."""
     handle = open(log, "w")
     return subprocess.Popen(snakemake_cmd(workdir, *UNTIL), stdout=handle,
-                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float, what: str):
