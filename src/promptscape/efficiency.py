@@ -70,7 +70,7 @@ import pandas as pd
 from promptscape import landscape, logs, seeding, special
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
-from promptscape.sources import Source, compositions, symbol_counts
+from promptscape.sources import Source, compositions, row_index, symbol_counts
 
 DEFAULT_MAX_LENGTH = 64
 DEFAULT_NUM_TYPICAL = 200
@@ -143,7 +143,7 @@ class KLScorer:
         self.method = method
         self._offset = float(weights @ log_p)
         if self.counts_apply:
-            classes = class_index(symbol_counts(seqs, V), self._classes)
+            classes = row_index(symbol_counts(seqs, V), self._classes)
             self._count_weights = np.bincount(classes, weights=weights,
                                               minlength=len(self._classes))
         else:
@@ -164,20 +164,6 @@ class KLScorer:
             return self.count_kl(prompts_lib.prompt_counts(prompts, self.vocab_size))
         losses = self.predictor.prompt_losses(prompts, self._seqs)  # (P, S)
         return losses @ self._weights + self._offset
-
-
-def class_index(counts: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Index into `classes` (``(C, V)`` distinct count vectors) of each row of `counts`
-    ``(B, V)``; every row must be one of the classes."""
-    base = int(max(classes.max(initial=0), counts.max(initial=0))) + 1
-    weights = base ** np.arange(classes.shape[1], dtype=np.int64)
-    keys = classes @ weights
-    order = np.argsort(keys)
-    at = np.searchsorted(keys[order], counts @ weights)
-    at = np.minimum(at, len(order) - 1)
-    if not np.array_equal(keys[order][at], counts @ weights):
-        raise ValueError("count vectors outside the given classes")
-    return order[at]
 
 
 def typical_kls(scorer: KLScorer, prompts: list[str]) -> np.ndarray:

@@ -4,7 +4,8 @@ Importing this package imports every module in it, which registers every kind in
 """
 
 from promptscape.sources.base import (SOURCES, BinarySource, Source, build_source, compositions,
-                                      log_multinomial, register, symbol_counts, symbol_losses)
+                                      log_multinomial, register, row_index, symbol_counts,
+                                      symbol_losses)
 import importlib as _importlib
 import pkgutil as _pkgutil
 
@@ -15,4 +16,4 @@ for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
         _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["SOURCES", "BinarySource", "Source", "build_source", "compositions", "log_multinomial",
-           "register", "symbol_counts", "symbol_losses"]
+           "register", "row_index", "symbol_counts", "symbol_losses"]

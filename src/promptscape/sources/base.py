@@ -337,6 +337,20 @@ def compositions(n: int, parts: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+def row_index(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Index in `table` (``(C, V)`` distinct non-negative integer rows, e.g. count vectors)
+    of each row of `rows` ``(B, V)``; every row must be one of the table's."""
+    base = int(max(table.max(initial=0), rows.max(initial=0))) + 1
+    weights = base ** np.arange(table.shape[1], dtype=np.int64)
+    keys = table @ weights
+    order = np.argsort(keys)
+    wanted = rows @ weights
+    at = np.minimum(np.searchsorted(keys[order], wanted), len(order) - 1)
+    if not np.array_equal(keys[order][at], wanted):
+        raise ValueError("rows outside the given table")
+    return order[at]
+
+
 def log_multinomial(counts) -> np.ndarray:
     """log of the multinomial coefficient n! / prod_v c_v!, ``(..., V)`` -> ``(...)``: the
     number of sequences with these counts."""

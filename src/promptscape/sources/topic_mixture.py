@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptscape import special, validation
-from promptscape.sources.base import Source, compositions, register
+from promptscape.sources.base import Source, compositions, register, row_index
 from promptscape.sources.categorical import draw_symbols
 
 _ROW_SUM_ATOL = 1e-9  # each topic sums to 1 within this
@@ -199,13 +199,13 @@ class TopicMixture(Source):
             counts, posterior, log_p = levels[-1]
             new_counts = compositions(level + 1, V)  # (C', V)
             v = V - 1 - np.argmax(new_counts[:, ::-1] > 0, axis=1)  # the last symbol present
-            rows = _rank(new_counts - np.eye(V, dtype=np.int64)[v], counts)  # (C',)
+            rows = row_index(new_counts - np.eye(V, dtype=np.int64)[v], counts)  # (C',)
             states = compositions(level, K)  # (S, K): the level's topic-count vectors
             new_states = compositions(level + 1, K)  # (S', K)
             prior = posterior[rows]  # (C', S)
             out = np.zeros((len(new_counts), len(new_states)))
             for k in range(K):
-                moved = _rank(states + np.eye(K, dtype=np.int64)[k], new_states)  # (S,)
+                moved = row_index(states + np.eye(K, dtype=np.int64)[k], new_states)  # (S,)
                 urn = (alpha[k] + states[:, k]) / (total + level)  # (S,)
                 out[:, moved] += prior * urn[None, :] * topics[k, v][:, None]
             predictive = out.sum(axis=1)  # q(v | c)
@@ -213,15 +213,6 @@ class TopicMixture(Source):
             new_log_p = log_p[rows] + np.log(predictive)
             levels.append((new_counts, out, new_log_p))
             self._memo.update(zip(map(tuple, new_counts.tolist()), new_log_p.tolist()))
-
-
-def _rank(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Index in `table` (distinct non-negative integer rows) of each row of `rows`."""
-    base = int(max(table.max(initial=0), rows.max(initial=0))) + 1
-    weights = base ** np.arange(table.shape[1], dtype=np.int64)
-    keys = table @ weights
-    order = np.argsort(keys)
-    return order[np.searchsorted(keys[order], rows @ weights)]
 
 
 def _distinct_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
