@@ -96,10 +96,12 @@ def synthetic_landscape() -> pd.DataFrame:
     for task, kl in KL.items():
         rank = _dense_rank(kl)
         for p in PROMPTS:
-            rows.append({"predictor": "bayes", "experiment": "exp", "task": task, "prompt": p,
+            rows.append({"predictor": "bayes", "replicate": 0, "experiment": "exp", "task": task,
+                         "prompt": p,
                          "prompt_length": len(p), "prompt_counts": [p.count("0"), p.count("1")],
                          "method": "exact_counts", "loss": kl[p] + ENTROPY, "loss_se": 0.0,
-                         "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0, "rank": rank[p],
+                         "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0,
+                         "first_symbol_kl": kl[p] / 2, "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
                          "mc_kl_se": 0.01})
     return pd.DataFrame(rows)
@@ -110,7 +112,8 @@ def synthetic_search() -> pd.DataFrame:
     for (task, N), picks in CHOSEN.items():
         for seed, pick in enumerate(picks):
             for i, p in enumerate(PROMPTS):
-                rows.append({"predictor": "bayes", "experiment": "exp", "task": task, "N": N,
+                rows.append({"predictor": "bayes", "replicate": 0, "experiment": "exp",
+                             "task": task, "N": N,
                              "seed": seed, "prompt": p, "prompt_length": len(p),
                              "empirical_loss": 1.0 if p == pick else 2.0 + i,
                              "chosen": p == pick})
@@ -207,7 +210,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
         evaluation = tmp_path / f"eval-{name}.parquet"
         simulate_evaluation(output=str(evaluation), experiment="exp", task_name=name, task=task, task_length=T,
                             size=2000)
-        land = tmp_path / "exp" / "landscape" / "bayes" / f"{name}.parquet"
+        land = land_path(tmp_path, name)
         compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
                           family="bayes", pretraining=PRETRAINING, experiment="exp",
                           task_name=name, task=task, task_length=T, max_prompt_length=L_MAX,
@@ -225,7 +228,8 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
                            enumeration_budget=2 ** 27)
             searches.append(str(out))
     paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
-    expected = {"experiment": "exp", "predictors": ["bayes"], "tasks": list(TASKS),
+    expected = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1},
+                "tasks": list(TASKS),
                 "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seed_blocks": [[0, SEEDS - 1]]}
     aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
                      expected=expected, **{k: str(v) for k, v in paths.items()})
@@ -259,18 +263,19 @@ def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
 
 # ------------------------------------------------------------------ verification of the inputs
 SYN_SEEDS, SYN_BLOCK = 4, 2
-GRID = {"experiment": "exp", "predictors": ["bayes"], "tasks": ["a", "b"],
+GRID = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1},
+        "tasks": ["a", "b"],
         "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS,
         "seed_blocks": [[a, a + SYN_BLOCK - 1] for a in range(0, SYN_SEEDS, SYN_BLOCK)]}
 
 
-def search_path(root, task, N, first, last, experiment="exp", predictor="bayes"):
-    return (root / experiment / "search" / predictor / task / f"N{N}"
+def search_path(root, task, N, first, last, experiment="exp", predictor="bayes", replicate=0):
+    return (root / experiment / "search" / predictor / f"r{replicate}" / task / f"N{N}"
             / f"seeds{first}-{last}.parquet")
 
 
-def land_path(root, task, experiment="exp", predictor="bayes"):
-    return root / experiment / "landscape" / predictor / f"{task}.parquet"
+def land_path(root, task, experiment="exp", predictor="bayes", replicate=0):
+    return root / experiment / "landscape" / predictor / f"r{replicate}" / f"{task}.parquet"
 
 
 def write_synthetic(root, search=None, land=None):
@@ -367,7 +372,7 @@ def test_a_seed_no_file_covers_is_refused(tmp_path):
     gone = str(search_path(tmp_path, "b", 5, 2, 3))
     searches.remove(gone)
     with pytest.raises(ValueError, match=r"no search file of experiment exp holds seeds 2-3 "
-                                         r"of predictor bayes, task b, N=5"):
+                                         r"of predictor bayes \(replicate 0\), task b, N=5"):
         run_stage(tmp_path, searches, landscapes)
 
 
@@ -456,14 +461,17 @@ def test_a_landscape_holding_other_rows_than_its_path_says_is_refused(tmp_path, 
 
 def test_a_missing_landscape_is_refused(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
-    with pytest.raises(ValueError, match=r"no landscape file of predictor bayes, task b"):
+    with pytest.raises(ValueError, match=r"no landscape file of predictor bayes \(replicate 0\), "
+                                         r"task b"):
         run_stage(tmp_path, searches, landscapes[:1])
 
 
 def test_path_fields_parse_the_artifact_patterns():
-    assert aggregate.path_fields("search", "/r/x/search/m-1/coin_0.7/N10/seeds4-7.parquet") == {
-        "experiment": "x", "predictor": "m-1", "task": "coin_0.7", "N": 10, "first": 4,
-        "last": 7}
-    assert aggregate.path_fields("landscape", "x/landscape/bayes/t.parquet") == {
-        "experiment": "x", "predictor": "bayes", "task": "t"}
-    assert aggregate.path_fields("search", "x/search/bayes/t/N10/seeds4.parquet") is None
+    assert aggregate.path_fields("search",
+                                 "/r/x/search/m-1/r3/coin_0.7/N10/seeds4-7.parquet") == {
+        "experiment": "x", "predictor": "m-1", "replicate": 3, "task": "coin_0.7", "N": 10,
+        "first": 4, "last": 7}
+    assert aggregate.path_fields("landscape", "x/landscape/bayes/r0/t.parquet") == {
+        "experiment": "x", "predictor": "bayes", "replicate": 0, "task": "t"}
+    assert aggregate.path_fields("search", "x/search/bayes/r0/t/N10/seeds4.parquet") is None
+    assert aggregate.path_fields("search", "x/search/bayes/t/N10/seeds4-7.parquet") is None

@@ -18,7 +18,8 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
-    assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics"}
+    assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics",
+                                      "markov"}
     expected = {
         "bernmix": ("coin_mixture", {"coin_0.7": True, "coin_0.2": True, "coin_0.5": False,
                                      "coin_0.9": False}),
@@ -42,6 +43,14 @@ def test_default_config_is_the_study():
         assert exp.predictors == ("bayes", "lstm", "transformer")
         labels = {t.in_meta_distribution for t in exp.tasks}
         assert labels == {True, False}
+    # A two-dimensional latent: sticky, alternating and memoryless chains in the
+    # meta-distribution, a mixture of two coins outside it; Bayes and both networks.
+    markov = study.experiments["markov"]
+    assert markov.pretraining.kind == "markov_beta" and markov.vocab_size == 2
+    assert {t.name: (t.source.kind, t.in_meta_distribution) for t in markov.tasks} == {
+        "sticky": ("markov", True), "alternating": ("markov", True),
+        "memoryless": ("markov", True), "bimodal_0.2_0.8": ("coin_mixture", False)}
+    assert markov.predictors == ("bayes", "lstm", "transformer")
     assert study.experiments["bernmix"].pretraining.thetas == (0.2, 0.7)
     assert study.experiments["bernmix"].pretraining.weights == (0.5, 0.5)
 
@@ -256,3 +265,40 @@ def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
 @pytest.mark.parametrize("name", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_reads_strictly_and_loads(name):
     config_lib.load_file(name)
+
+
+def test_replicates_keep_replicate_zero_and_give_the_others_their_own_identity():
+    raw = copy.deepcopy(DEFAULT)
+    plain = config_lib.load(raw)
+    raw["models"] = {"lstm": {"family": "lstm", "replicates": 4}}
+    study = config_lib.load(raw)
+    assert study.replicates("lstm") == 4 and study.replicates("bayes") == 1
+    assert study.replicates("transformer") == 1
+    # Replicate 0 is the network of the config without replicates: same config, identity
+    # and seeds (its config does not even mention the replicate).
+    assert study.network("lstm", "bernmix", 0) == plain.network("lstm", "bernmix")
+    assert "replicate" not in study.network("lstm", "bernmix", 0).to_dict()
+    assert study.model_identity("lstm", "bernmix", 0) == plain.model_identity("lstm", "bernmix")
+    identities = {study.model_identity("lstm", "bernmix", r) for r in range(4)}
+    assert len(identities) == 4
+    # Replicate r > 0 seeds its initialisation from the architecture and r.
+    assert study.network("lstm", "bernmix", 2).architecture()["replicate"] == 2
+    assert "replicate" not in study.network("lstm", "bernmix", 0).architecture()
+    with pytest.raises(ValueError, match="replicates 0..3, not 4"):
+        study.network("lstm", "bernmix", 4)
+    exp = study.experiments["bernmix"]
+    assert study.predictor_replicates(exp) == [("bayes", 0), ("lstm", 0), ("lstm", 1),
+                                               ("lstm", 2), ("lstm", 3), ("transformer", 0)]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"family": "lstm", "replicates": 0}, r"models.lstm.replicates: 0 is less than the minimum"),
+    ({"family": "lstm", "replicates": 2.5}, r"models.lstm.replicates: 2.5 is not of type"),
+    ({"family": "lstm", "replicates": True}, r"models.lstm.replicates: True is not of type"),
+    ({"family": "lstm", "replicate": 1}, r"models.lstm.replicate is set by the workflow"),
+])
+def test_bad_replicates_are_named_config_errors(entry, message):
+    raw = copy.deepcopy(DEFAULT)
+    raw["models"] = {"lstm": entry}
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(raw)

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from promptscape import efficiency, landscape, seeding, tables
-from promptscape.predictors import BayesPredictor
+from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source
 from promptscape.stages import datasets as datasets_stage
@@ -34,13 +34,21 @@ def coin(theta):
     return {"kind": "coin", "theta": theta}
 
 
+class ConcatenatingBayes(BayesPredictor):
+    """The Bayes predictor scored the generic way, on every prompt + sequence concatenation
+    (no count or transition classes): the independent reference of the class routes."""
+
+    prompt_losses = Predictor.prompt_losses
+
+
 def exhaustive_landscape(pre: dict, task: dict, max_length: int, task_length: int = T):
-    """A landscape frame (prompt, prompt_length, kl, rank, ...) by enumerating the task."""
-    pred = BayesPredictor(build_source(pre))
+    """A landscape frame (prompt, prompt_length, kl, rank, ...) by enumerating the task and
+    scoring every prompt on every sequence by concatenation."""
+    pred = ConcatenatingBayes(build_source(pre))
     prompts = all_prompts(max_length, pred.source.vocab_size)
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, build_source(task),
                                                     task_length, "exact_enumeration")
-    return pd.DataFrame({"predictor": "bayes", "experiment": "e", "task": "t",
+    return pd.DataFrame({"predictor": "bayes", "replicate": 0, "experiment": "e", "task": "t",
                          "prompt": prompts, "prompt_length": [len(p) for p in prompts],
                          "kl": loss - entropy, "rank": landscape.dense_ranks(loss)})
 
@@ -60,21 +68,30 @@ TERNARY_CASES = [(DIRICHLET3, SKEWED3), (DIRICHLET3, TWOMODE3)]
 TERNARY_IDS = ["dirichlet-skewed", "dirichlet-twomode"]
 COUNT_IDS = [f"{p['kind']}-{t['theta']}" for p, t in COUNT_CASES] + TERNARY_IDS
 COUNT_CASES = COUNT_CASES + TERNARY_CASES
+# markov_beta: transition classes (an order-sensitive predictor), on chain and i.i.d. tasks.
+MARKOV_BETA = {"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]}
+SKEWED_MARKOV_BETA = {"kind": "markov_beta", "alpha": [0.5, 3.0], "beta": [2.0, 0.7],
+                      "initial": 0.3}
+STICKY = {"kind": "markov", "transition": [0.1, 0.9]}
+ALTERNATING = {"kind": "markov", "transition": [0.9, 0.1], "initial": 0.3}
+CLASS_CASES = [(MARKOV_BETA, STICKY), (MARKOV_BETA, BIMODAL), (SKEWED_MARKOV_BETA, ALTERNATING),
+               (SKEWED_MARKOV_BETA, coin(0.7))]
+CLASS_IDS = ["uniform-sticky", "uniform-bimodal", "skewed-alternating", "skewed-coin0.7"]
 
 
 # ------------------------------------------------------------------ optimal prompts
-@pytest.mark.parametrize("pre, task", COUNT_CASES, ids=COUNT_IDS)
-def test_count_class_optimum_equals_the_exhaustive_optimum(pre, task):
+@pytest.mark.parametrize("pre, task", COUNT_CASES + CLASS_CASES, ids=COUNT_IDS + CLASS_IDS)
+def test_class_optimum_equals_the_exhaustive_optimum(pre, task):
     big = 7 if build_source(pre).vocab_size == 2 else 5
     land = exhaustive_landscape(pre, task, big)
     exhaustive = efficiency.landscape_optima(land)
-    counts = efficiency.count_class_optima(scorer(pre, task), big)
+    counts = efficiency.class_optima(scorer(pre, task), big)
     np.testing.assert_allclose(counts["exact_kl"], exhaustive["exact_kl"], rtol=1e-9, atol=1e-14)
     # The canonical prompt of the best class is a best prompt of its length.
     kl = dict(zip(land["prompt"], land["kl"]))
     np.testing.assert_allclose([kl[p] for p in counts["exact_prompt"]], exhaustive["exact_kl"],
                                rtol=1e-9, atol=1e-14)
-    # Beyond a small landscape (L_max = 3) count classes extend the optimum: the result for
+    # Beyond a small landscape (L_max = 3) prompt classes extend the optimum: the result for
     # lengths 4..7 is what the exhaustive landscape of length 7 says.
     small = land[land["prompt_length"] <= L_MAX]
     lengths = list(range(big + 1))
@@ -85,9 +102,9 @@ def test_count_class_optimum_equals_the_exhaustive_optimum(pre, task):
                                rtol=1e-9, atol=1e-14)
     for length, prompt in zip(lengths, extended["optimal_prompt"]):
         assert len(prompt) <= length
-        # The best of length <= l, up to ties (a permutation of the exhaustive choice).
-        best = exhaustive.loc[length, "upto_prompt"]
-        assert sorted(prompt) == sorted(best) or np.isclose(kl[prompt], kl[best], rtol=1e-9)
+        # The best of length <= l is the exhaustive choice itself: class representatives
+        # are their classes' first prompts, and ties go to the first representative.
+        assert prompt == exhaustive.loc[length, "upto_prompt"]
 
 
 def test_landscape_optima_break_ties_to_the_shorter_then_lexicographic_prompt():
@@ -392,7 +409,8 @@ def test_shortest_typical_length_is_the_first_qualifying_length():
 
 def _curve(task, medians):
     n = len(medians)
-    return pd.DataFrame({"predictor": "bayes", "task": task, "prompt_length": range(n),
+    return pd.DataFrame({"predictor": "bayes", "replicate": 0, "task": task,
+                         "prompt_length": range(n),
                          "typical_kl_median": medians,
                          "typical_method": "sampled" if task == "coin_0.9" else "exact_counts"})
 
@@ -490,7 +508,8 @@ def test_efficiency_chart_layers_a_band_and_two_curves_per_task_panel():
     task = build_source(coin(0.7))
     land = exhaustive_landscape(SWITCHING, coin(0.7), 2)
     curve = efficiency.typical_curve(scorer(SWITCHING, coin(0.7)), task, range(5), 10)
-    frame = pd.DataFrame({"predictor": "bayes", "experiment": "e", "task": "coin_0.7", **curve,
+    frame = pd.DataFrame({"predictor": "bayes", "replicate": 0, "experiment": "e",
+                          "task": "coin_0.7", **curve,
                           **efficiency.optimal_by_length(land, range(5)),
                           "method": "exact_enumeration"})
     style = {"panel_width": 100, "panel_height": 80, "font_size": 10,

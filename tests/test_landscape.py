@@ -496,7 +496,8 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
 # ------------------------------------------------------------------ figures mark unresolved prompts
 def _figure_frame(resolved):
     prompts = ["", "0", "1", "00"]
-    return {"predictor": "bayes", "experiment": "exp", "task": "c5", "prompt": prompts,
+    return {"predictor": "bayes", "replicate": 0, "experiment": "exp", "task": "c5",
+            "prompt": prompts,
             "prompt_length": [len(p) for p in prompts], "kl": [0.1, 0.12, 0.3, 0.5],
             "kl_se": 0.01, "rank": [0, 0, 1, 2], "optimal": [True, True, False, False],
             "resolved": resolved, "method": "monte_carlo"}
@@ -638,3 +639,41 @@ def test_ternary_evaluation_strata_hold_their_count_vectors_with_exact_weights(t
     for t in range(T):
         np.testing.assert_allclose(np.bincount(seqs[:, t], minlength=3) / len(seqs),
                                    expected, atol=0.06)
+
+
+# ------------------------------------------------------------------ the first task symbol
+@pytest.mark.parametrize("pre, task", [
+    ({"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]},
+     {"kind": "markov", "transition": [0.1, 0.9]}),
+    ({"kind": "markov_beta", "alpha": [0.5, 3.0], "beta": [2.0, 0.7], "initial": 0.3},
+     {"kind": "markov", "transition": [0.9, 0.1], "initial": 0.3}),
+    (BERNMIX, coin(0.7)),
+    (SWITCHING, coin(0.5)),
+    ({"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]},
+     {"kind": "categorical", "probs": [0.6, 0.3, 0.1]}),
+], ids=["markov-sticky", "markov-alternating", "bernmix", "switching", "dirichlet"])
+def test_first_symbol_kl_is_the_first_term_of_the_chain_rule(pre, task):
+    """first_symbol_kl against its definition (the predictive after the prompt, from the
+    generic concatenation route), from a tabulated predictor's whole-sequence losses, and
+    as a part of the exact KL: 0 <= first_symbol_kl <= kl, with equality at T = 1."""
+    from promptscape.predictors import TabulatedPredictor
+
+    pred = BayesPredictor(build_source(pre))
+    task_source = build_source(task)
+    V = task_source.vocab_size
+    prompts = all_prompts(3, V)
+    got = landscape.first_symbol_kl(pred, prompts, task_source)
+    p = np.exp(task_source.log_prob(np.arange(V, dtype=np.uint8)[:, None]))
+    q = np.exp(-Predictor.prompt_losses(pred, prompts, np.arange(V, dtype=np.uint8)[:, None]))
+    np.testing.assert_allclose(got, (p * np.log(p / q)).sum(axis=1), rtol=1e-10, atol=1e-15)
+    T = 4
+    seqs = enumerate_sequences(T, V)
+    table = TabulatedPredictor(prompts, pred.prompt_losses(prompts, seqs), T, V)
+    np.testing.assert_allclose(landscape.first_symbol_kl(table, prompts, task_source), got,
+                               rtol=1e-9, atol=1e-14)
+    loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_source, T,
+                                                    "exact_enumeration")
+    assert (got >= 0).all() and (got <= loss - entropy + 1e-12).all()
+    loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_source, 1,
+                                                    "exact_enumeration")
+    np.testing.assert_allclose(got, loss - entropy, rtol=1e-9, atol=1e-14)

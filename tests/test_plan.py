@@ -32,8 +32,8 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
-    assert counts["train_predictor"] == 10  # 5 pretraining sources x 2 networks
-    assert counts["score_prompts"] == 10  # V^T is enumerated: one table per network
+    assert counts["train_predictor"] == 12  # 6 pretraining sources x 2 networks
+    assert counts["score_prompts"] == 12  # V^T is enumerated: one table per network
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and study.family(j.wildcards["predictor"]) == "lstm")
     assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences
@@ -42,6 +42,19 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
         if job.rule in plan.HEAVY:
             assert job.peak_mb <= plan.job_mem_mb(study, job) <= plan.max_mem_mb(study)
     plan.check(study, jobs)
+
+
+def test_the_plan_counts_every_replicate_as_the_workflow_does():
+    study = config.load_file(DEFAULT.parent / "replicates.yaml")
+    jobs = plan.jobs(study)
+    counts = {rule: sum(j.rule == rule for j in jobs) for rule in plan.STAGES}
+    exps = study.experiments.values()
+    assert counts["train_predictor"] == 20  # 2 sources x 2 families x 5 replicates
+    assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
+    # Per experiment: bayes and 5 + 5 network replicates, each searched on every (task, N).
+    assert counts["search_prompts"] == 11 * (4 + 3) * 10
+    trained = {j.wildcards["identity"] for j in jobs if j.rule == "train_predictor"}
+    assert len(trained) == 20
 
 
 def test_the_cli_prints_a_table_per_stage(capsys):

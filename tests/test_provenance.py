@@ -243,10 +243,12 @@ def traced(tmp_path_factory):
         for task in tasks:
             for artifact, folder in (("search", "search"), ("landscape", "landscape")):
                 target = p(tables.ARTIFACTS[artifact].path.format(
-                    experiment="e", predictor=family, task=task, N=3, first=0, last=1))
+                    experiment="e", predictor=family, replicate=0, task=task, N=3, first=0,
+                    last=1))
                 shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
                 placed[artifact].append(target)
     grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
+            "replicates": {"bayes": 1, "lstm": 1, "transformer": 1},
             "tasks": list(tasks), "dataset_sizes": [3], "num_seeds": 2, "seed_blocks": [[0, 1]]}
     run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
@@ -260,6 +262,7 @@ def traced(tmp_path_factory):
         output=p("aggregate/token_efficiency.parquet"), experiment="e", in_meta_distribution=imd)
     tables_of = {
         "reliability": [p("aggregate/reliability.parquet")],
+        "replicates": [p("aggregate/reliability.parquet")],
         "choices": [p("aggregate/choices.parquet")],
         "landscape": pick(landscapes),
         "neural_vs_bayes": pick(landscapes),

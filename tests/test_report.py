@@ -17,14 +17,16 @@ pytestmark = pytest.mark.slow
 def expected_figures(config: dict) -> list[str]:
     """results/{experiment}/figures/{figure}.svg of every figure the config's `all` makes."""
     from promptscape import config as config_lib
-    from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
+    from promptscape.stages.figures import FIGURES, NEURAL_FIGURES, REPLICATED_FIGURES
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"results/{name}/figures/{figure}.svg"
             for name, exp in study.experiments.items()
             for figure in FIGURES
             if figure not in NEURAL_FIGURES
-            or any(p in ("lstm", "transformer") for p in exp.predictors)]
+            or any(p in ("lstm", "transformer") for p in exp.predictors)
+            if figure not in REPLICATED_FIGURES
+            or any(study.replicates(p) > 1 for p in exp.predictors)]
 
 
 def report_results(html: str) -> dict:

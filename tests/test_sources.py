@@ -18,7 +18,7 @@ import pytest
 from scipy import integrate, special
 
 from promptscape import validation
-from promptscape.predictors import BayesPredictor
+from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts, enumerate_sequences, to_array
 from promptscape.sources import SOURCES, build_source, compositions
 
@@ -694,7 +694,9 @@ def test_markov_beta_prompts_act_only_through_their_transition_class():
                         "initial": 0.3})
     prompts = all_prompts(6, 2)
     tasks = enumerate_sequences(4, 2)
-    losses = BayesPredictor(src).prompt_losses(prompts, tasks)  # (P, 16), generic path
+    # (P, 16) by the generic route (every concatenation through the predictive), not the
+    # class route that assumes what is tested here.
+    losses = Predictor.prompt_losses(BayesPredictor(src), prompts, tasks)
     classes = {}
     for prompt, row in zip(prompts, losses):
         classes.setdefault(transition_class(prompt), []).append(row)
@@ -709,6 +711,40 @@ def test_markov_beta_prompts_act_only_through_their_transition_class():
     # after "1" w.p. alpha1/(alpha1+beta1).
     first = BayesPredictor(src).prompt_losses(["0", "1"], np.array([[1]], dtype=np.uint8))
     np.testing.assert_allclose(np.exp(-first[:, 0]), [0.5 / 2.5, 3.0 / 3.7], rtol=1e-12)
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]},
+    {"kind": "markov_beta", "alpha": [0.5, 3.0], "beta": [2.0, 0.7], "initial": 0.3},
+])
+def test_markov_beta_class_losses_equal_brute_force(spec):
+    """The closed-form class route (transition counts, the boundary transition, the empty
+    prompt's initial symbol) against -log P(s x) / P(s) by quadrature, on every prompt up to
+    length 5 (order-sensitive prompts such as 0011 and 0101) and every task of length 4."""
+    src = build_source(spec)
+    prompts = all_prompts(5, 2)
+    tasks = enumerate_sequences(4, 2)
+    got = BayesPredictor(src).prompt_losses(prompts, tasks)
+    for i, prompt in enumerate(prompts):
+        s = [int(c) for c in prompt]
+        denominator = _markov_beta_probability(src, s)
+        want = [-np.log(_markov_beta_probability(src, s + list(x)) / denominator)
+                for x in tasks]
+        np.testing.assert_allclose(got[i], want, rtol=1e-9, err_msg=prompt or "(empty)")
+
+
+def test_transition_classes_are_the_classes_of_all_prompts():
+    from promptscape.sources.markov import transition_class, transition_classes
+
+    for length in range(9):
+        classes, representatives = transition_classes(length)
+        first: dict = {}
+        for prompt in (p for p in all_prompts(length, 2) if len(p) == length):
+            first.setdefault(transition_class(prompt), prompt)  # canonical order: lexicographic
+        assert dict(zip(classes, representatives)) == first, length
+        assert representatives == sorted(representatives)
+    # Far fewer classes than prompts: 4,034 classes of the 2^64 prompts of length 64.
+    assert len(transition_classes(64)[0]) < 5_000
 
 
 def test_markov_tasks_in_the_meta_distribution():

@@ -39,36 +39,39 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
     """Small, valid contents for the artifact at `path` (its wildcards from the path)."""
     if artifact in ("training_curve", "predictor_regret"):
         parts = Path(path).parent.name.rsplit("-", 1)
-        ids = dict(predictor=parts[0], source=Path(path).parent.parent.name, identity=parts[1])
+        ids = dict(predictor=parts[0], replicate=0, source=Path(path).parent.parent.name,
+                   identity=parts[1])
         if artifact == "training_curve":
             return pd.DataFrame({**ids, "step": range(5), "loss": 0.7, "bayes_loss": 0.69,
                                  "regret": 0.01})
         return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
                              "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
-    exp_name = Path(path).parents[2 if artifact == "landscape" else 1].name
+    exp_name = Path(path).parents[3 if artifact == "landscape" else 1].name
     exp = study.experiments[exp_name]
     if artifact == "landscape":
-        predictor, task = Path(path).parent.name, Path(path).stem
+        predictor, task = Path(path).parent.parent.name, Path(path).stem
         kl = [0.3, 0.1, 0.2] if predictor == "bayes" else [0.35, 0.12, 0.2]
-        return pd.DataFrame({"predictor": predictor, "experiment": exp.name, "task": task,
+        return pd.DataFrame({"predictor": predictor, "replicate": 0, "experiment": exp.name,
+                             "task": task,
                              "prompt": PROMPTS, "prompt_length": [len(p) for p in PROMPTS],
                              "prompt_counts": [[p.count("0"), p.count("1")] for p in PROMPTS],
                              "method": "exact_counts", "loss": [k + 4 for k in kl],
                              "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
-                             "rank": [2, 0, 1], "optimal": [False, True, False],
+                             "first_symbol_kl": [k / 2 for k in kl], "rank": [2, 0, 1],
+                             "optimal": [False, True, False],
                              "resolved": True, "mc_kl": kl,
                              "mc_kl_se": 0.01})
     rows = [(p, t.name, t.in_meta_distribution) for p in exp.predictors for t in exp.tasks]
     if artifact == "reliability":
         return pd.DataFrame([
-            {"predictor": p, "experiment": exp.name, "task": t, "in_meta_distribution": imd,
-             "N": N, "seeds": 4, "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
+            {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
+             "in_meta_distribution": imd, "N": N, "seeds": 4, "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
              "ci_high": 0.95, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
              "regret_q75": 0.02, "rank_mean": 0.25, "rank_median": 0.0}
             for p, t, imd in rows for N in exp.dataset_sizes])
     return pd.DataFrame([
-        {"predictor": p, "experiment": exp.name, "task": t, "in_meta_distribution": imd,
-         "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,
+        {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
+         "in_meta_distribution": imd, "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,
          "max_typical_length": 8, "typical_length": 3,
          "typical_method": "exact_counts" if p == "bayes" else "sampled", "length_ratio": 3.0}
         for p, t, imd in rows])

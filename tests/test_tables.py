@@ -3,7 +3,7 @@ and the generated documentation."""
 
 from __future__ import annotations
 
-import itertools
+import math
 import os
 import re
 from pathlib import Path
@@ -33,13 +33,22 @@ def valid_frame(artifact: str, seed: int = 0) -> pd.DataFrame:
     spec = tables.ARTIFACTS[artifact]
     rng = np.random.default_rng(seed)
     types = dict((name, typ) for name, typ, *_ in spec.fields)
-    combos = list(itertools.product(*(_KEY_VALUES[types[k]] for k in spec.sort_key)))
-    assert len(combos) >= ROWS, artifact
-    picks = rng.choice(len(combos), size=ROWS, replace=False)
+    # ROWS distinct sort keys, drawn as mixed-radix indices into the product of the value
+    # sets (never materialised: a long sort key has billions of combinations).
+    values = [_KEY_VALUES[types[k]] for k in spec.sort_key]
+    sizes = [len(v) for v in values]
+    assert math.prod(sizes) >= ROWS, artifact
+    picks: list[int] = []
+    while len(picks) < ROWS:
+        pick = int(rng.integers(math.prod(sizes)))
+        if pick not in picks:
+            picks.append(pick)
+    digits = np.unravel_index(picks, sizes)  # one index array per sort-key column
     frame = {}
     for name, typ, *_ in spec.fields:
         if name in spec.sort_key:
-            frame[name] = [combos[i][spec.sort_key.index(name)] for i in picks]
+            column = spec.sort_key.index(name)
+            frame[name] = [values[column][i] for i in digits[column]]
         elif typ == pa.string():
             frame[name] = [str(v) for v in rng.integers(0, 3, size=ROWS)]
         elif typ == pa.int64():

@@ -261,3 +261,36 @@ def test_cuda_on_a_machine_without_it_fails_at_the_job_start_naming_the_key(tmp_
                    .rglob("*.log"))
     assert "training.device == 'cuda', but torch sees no CUDA device" in logs
     assert not list((tmp_path / "results" / "models").rglob("*.pt"))
+
+
+def test_replicates_train_new_networks_beside_replicate_zero(neural_run, tmp_path):
+    """`models.lstm.replicates: 3` trains replicates 1 and 2 only (replicate 0 is the
+    network of the config without replicates, identity and files unchanged); each replicate
+    is searched, landscaped and aggregated like a predictor, with a `replicate` column, and
+    the replicates figure appears."""
+    run = copy_run(neural_run, tmp_path)
+    before = digests(run)
+    config = load_config(NEURAL)
+    config["models"]["lstm"]["replicates"] = 3
+    configfile = write_config(tmp_path / "config.yaml", config)
+    jobs = planned_jobs(run, configfile)
+    assert jobs["train_predictor"] == 2 and jobs["evaluate_predictor"] == 2
+    assert jobs["score_prompts"] == 2 and jobs["search_prompts"] == 2
+    assert jobs["compute_landscape"] == 2 and jobs["measure_efficiency"] == 2
+    snakemake(run, configfile)
+    after = digests(run)
+    kept = [k for k in before if "/aggregate/" not in k and "/figures/" not in k]
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    results = run / "results"
+    rel = pd.read_parquet(results / "bernmix" / "aggregate" / "reliability.parquet")
+    assert sorted(zip(rel["predictor"], rel["replicate"])) == [
+        ("bayes", 0), ("lstm", 0), ("lstm", 1), ("lstm", 2), ("transformer", 0)]
+    folders = sorted((results / "models" / "bernmix").glob("lstm-*"))
+    assert len(folders) == 3
+    import torch
+
+    weights = [torch.load(f / "model.pt", weights_only=False)["model"] for f in folders]
+    first = next(iter(weights[0]))
+    assert not torch.equal(weights[0][first], weights[1][first])  # independent initialisations
+    assert (results / "bernmix" / "figures" / "replicates.png").stat().st_size > 1000
+    assert planned_jobs(run, configfile) == {}

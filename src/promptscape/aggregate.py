@@ -32,27 +32,33 @@ def wilson_interval(successes, trials, z: float = WILSON_Z):
     return low, high
 
 
+# What one searched predictor is: a predictor name and which trained replicate of it.
+UNIT = ["predictor", "replicate"]
+
+
 def selections(search: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
-    """One row per (predictor, task, N, seed): the chosen prompt, its KL, regret and rank."""
+    """One row per (predictor, replicate, task, N, seed): the chosen prompt, its KL, regret
+    and rank (each replicate against its own landscape)."""
     chosen = search[search["chosen"]]
-    land = landscape[["predictor", "task", "prompt", "kl", "rank", "optimal"]]
+    land = landscape[[*UNIT, "task", "prompt", "kl", "rank", "optimal"]]
     # KL(s*): the least KL of the optimal class (rank 0), which holds the best estimate, so
     # regret >= 0; an unresolved member of the class is correct with a small positive regret.
-    best = landscape.loc[landscape["rank"] == 0].groupby(["predictor", "task"])["kl"].min()
-    out = chosen.merge(land, on=["predictor", "task", "prompt"], how="left", validate="m:1")
+    best = landscape.loc[landscape["rank"] == 0].groupby([*UNIT, "task"])["kl"].min()
+    out = chosen.merge(land, on=[*UNIT, "task", "prompt"], how="left", validate="m:1")
     if out["kl"].isna().any():
-        missing = out.loc[out["kl"].isna(), ["predictor", "task", "prompt"]].drop_duplicates()
+        missing = out.loc[out["kl"].isna(), [*UNIT, "task", "prompt"]].drop_duplicates()
         raise ValueError(f"chosen prompts missing from the landscape: {missing.to_dict('records')}")
-    out["regret"] = out["kl"] - best.reindex(pd.MultiIndex.from_frame(out[["predictor", "task"]])).to_numpy()
+    keys = pd.MultiIndex.from_frame(out[[*UNIT, "task"]])
+    out["regret"] = out["kl"] - best.reindex(keys).to_numpy()
     out = out.rename(columns={"optimal": "correct"})
-    return out[["predictor", "experiment", "task", "N", "seed", "prompt", "prompt_length",
+    return out[[*UNIT, "experiment", "task", "N", "seed", "prompt", "prompt_length",
                 "empirical_loss", "kl", "regret", "rank", "correct"]]
 
 
 def reliability(sel: pd.DataFrame) -> pd.DataFrame:
-    """Per (predictor, task, N): proportion correct with a Wilson 95% interval, regret and
-    rank of s_hat."""
-    g = sel.groupby(["predictor", "experiment", "task", "N"], sort=True)
+    """Per (predictor, replicate, task, N): proportion correct with a Wilson 95% interval,
+    regret and rank of s_hat."""
+    g = sel.groupby([*UNIT, "experiment", "task", "N"], sort=True)
     out = g.agg(
         seeds=("seed", "size"),
         correct=("correct", "sum"),
@@ -69,20 +75,20 @@ def reliability(sel: pd.DataFrame) -> pd.DataFrame:
 
 
 def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
-    """Per (predictor, task, N, prompt): how often the search picked it."""
-    counts = (sel.groupby(["predictor", "experiment", "task", "N", "prompt"], sort=True)
+    """Per (predictor, replicate, task, N, prompt): how often the search picked it."""
+    counts = (sel.groupby([*UNIT, "experiment", "task", "N", "prompt"], sort=True)
               .size().rename("count").reset_index())
-    totals = sel.groupby(["predictor", "task", "N"]).size().rename("total").reset_index()
-    counts = counts.merge(totals, on=["predictor", "task", "N"])
+    totals = sel.groupby([*UNIT, "task", "N"]).size().rename("total").reset_index()
+    counts = counts.merge(totals, on=[*UNIT, "task", "N"])
     counts["frequency"] = counts["count"] / counts["total"]
-    land = landscape[["predictor", "task", "prompt", "prompt_length", "kl", "rank", "optimal",
+    land = landscape[[*UNIT, "task", "prompt", "prompt_length", "kl", "rank", "optimal",
                       "resolved"]]
-    out = counts.merge(land, on=["predictor", "task", "prompt"], how="left", validate="m:1")
+    out = counts.merge(land, on=[*UNIT, "task", "prompt"], how="left", validate="m:1")
     return out.drop(columns="total")
 
 
 # ------------------------------------------------------------------ what aggregation reads
-_NUMERIC_WILDCARDS = ("N", "first", "last")
+_NUMERIC_WILDCARDS = ("N", "first", "last", "replicate")
 
 
 def path_fields(artifact: str, path) -> dict | None:
@@ -90,8 +96,9 @@ def path_fields(artifact: str, path) -> dict | None:
     (`tables.ARTIFACTS[artifact].path`, matched at the end of the path, whatever folder it
     lies under); None when the path does not fit the pattern.
 
-    >>> path_fields("search", "results/x/search/bayes/coin_0.7/N5/seeds0-3.parquet")
-    {'experiment': 'x', 'predictor': 'bayes', 'task': 'coin_0.7', 'N': 5, 'first': 0, 'last': 3}
+    >>> path_fields("search", "results/x/search/bayes/r0/coin_0.7/N5/seeds0-3.parquet")
+    {'experiment': 'x', 'predictor': 'bayes', 'replicate': 0, 'task': 'coin_0.7', 'N': 5, \
+'first': 0, 'last': 3}
     """
     regex = _path_regex(artifact)
     match = regex.search(os.fspath(path))
@@ -136,7 +143,8 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
         raise ValueError(f"{path}: not a search file path (expected .../"
                          f"{tables.ARTIFACTS['search'].path})")
     problems = _grid_problems(fields, expected)
-    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "task", "N"))
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
+                                                   "task", "N"))
     seeds = set(frame["seed"].tolist())
     block = set(range(fields["first"], fields["last"] + 1))
     for seed in sorted(block - seeds):
@@ -162,27 +170,28 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
 
 
 def verify_search_coverage(paths, expected: dict) -> None:
-    """Every (predictor, task, N, seed) of the grid is covered by exactly one of the search
-    files (by their paths' seed blocks)."""
+    """Every (predictor, replicate, task, N, seed) of the grid is covered by exactly one of
+    the search files (by their paths' seed blocks)."""
     owner: dict[tuple, str] = {}
     problems = []
     for path in paths:
         f = path_fields("search", path)
         for seed in range(f["first"], f["last"] + 1):
-            key = (f["predictor"], f["task"], f["N"], seed)
+            key = (f["predictor"], f["replicate"], f["task"], f["N"], seed)
             if key in owner:
                 problems.append(f"{path}: seed {seed} appears twice: {owner[key]} covers it too")
             else:
                 owner[key] = str(path)
-    for predictor in expected["predictors"]:
+    for predictor, r in _units(expected):
         for task in expected["tasks"]:
             for N in expected["dataset_sizes"]:
                 missing = [s for s in range(expected["num_seeds"])
-                           if (predictor, task, N, s) not in owner]
+                           if (predictor, r, task, N, s) not in owner]
                 if missing:
                     problems.append(
                         f"no search file of experiment {expected['experiment']} holds seeds "
-                        f"{_ranges(missing)} of predictor {predictor}, task {task}, N={N}")
+                        f"{_ranges(missing)} of predictor {predictor} (replicate {r}), task "
+                        f"{task}, N={N}")
     if problems:
         raise ValueError("search files do not cover the experiment's seeds exactly once: "
                          + "; ".join(problems))
@@ -196,7 +205,8 @@ def verify_landscape_file(frame: pd.DataFrame, path, expected: dict) -> None:
         raise ValueError(f"{path}: not a landscape file path (expected .../"
                          f"{tables.ARTIFACTS['landscape'].path})")
     problems = _grid_problems(fields, expected)
-    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "task"))
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
+                                                   "task"))
     repeated = sorted(set(frame.loc[frame.duplicated("prompt"), "prompt"].tolist()))
     if repeated:
         problems.append(f"prompts appear more than once: {repeated[:5]}")
@@ -205,20 +215,21 @@ def verify_landscape_file(frame: pd.DataFrame, path, expected: dict) -> None:
 
 
 def verify_landscape_coverage(paths, expected: dict) -> None:
-    """Exactly one landscape per (predictor, task) of the grid."""
+    """Exactly one landscape per (predictor, replicate, task) of the grid."""
     owner: dict[tuple, str] = {}
     problems = []
     for path in paths:
         f = path_fields("landscape", path)
-        key = (f["predictor"], f["task"])
+        key = (f["predictor"], f["replicate"], f["task"])
         if key in owner:
-            problems.append(f"{path}: the landscape of {key[0]} on {key[1]} appears twice: "
-                            f"{owner[key]} holds it too")
+            problems.append(f"{path}: the landscape of {key[0]} (replicate {key[1]}) on "
+                            f"{key[2]} appears twice: {owner[key]} holds it too")
         owner[key] = str(path)
-    for predictor in expected["predictors"]:
+    for predictor, r in _units(expected):
         for task in expected["tasks"]:
-            if (predictor, task) not in owner:
-                problems.append(f"no landscape file of predictor {predictor}, task {task}")
+            if (predictor, r, task) not in owner:
+                problems.append(f"no landscape file of predictor {predictor} (replicate {r}), "
+                                f"task {task}")
     if problems:
         raise ValueError("landscape files do not cover the experiment exactly once: "
                          + "; ".join(problems))
@@ -233,6 +244,11 @@ def _grid_problems(fields: dict, expected: dict) -> list[str]:
         if key in fields and fields[key] not in expected[plural]:
             problems.append(f"its path names {key}={fields[key]}, not one of the experiment's "
                             f"{plural} {list(expected[plural])}")
+    if fields.get("predictor") in expected["predictors"] and "replicate" in fields:
+        k = expected["replicates"][fields["predictor"]]
+        if not 0 <= fields["replicate"] < k:
+            problems.append(f"its path names replicate {fields['replicate']} of predictor "
+                            f"{fields['predictor']}, which has replicates 0..{k - 1}")
     if "first" in fields:
         first, last = fields["first"], fields["last"]
         if not 0 <= first <= last < expected["num_seeds"]:
@@ -243,6 +259,11 @@ def _grid_problems(fields: dict, expected: dict) -> list[str]:
             problems.append(f"its path's seed block {first}-{last} is not one of the "
                             f"experiment's seed blocks ({blocks})")
     return problems
+
+
+def _units(expected: dict) -> list[tuple[str, int]]:
+    """Every (predictor, replicate) of the grid."""
+    return [(p, r) for p in expected["predictors"] for r in range(expected["replicates"][p])]
 
 
 def _times(n: int) -> str:

@@ -73,7 +73,8 @@ class Model:
 
     name: str
     family: str
-    settings: dict  # the config's fields, less `family`
+    settings: dict  # the config's fields, less `family` and `replicates`
+    replicates: int = 1  # independently trained networks (`models.<name>.replicates`)
 
 
 # Models that exist without being configured: one per network family, named after it.
@@ -105,6 +106,16 @@ class Study:
     def is_neural(self, predictor: str) -> bool:
         return model_config.FAMILIES[self.family(predictor)].neural
 
+    def replicates(self, predictor: str) -> int:
+        """How many independently trained networks a predictor has (1 for bayes): its
+        replicates are 0..k-1 (`models.<name>.replicates`)."""
+        return 1 if predictor == "bayes" else self.models[predictor].replicates
+
+    def predictor_replicates(self, exp: "Experiment") -> list[tuple[str, int]]:
+        """Every (predictor, replicate) of an experiment, in config order: the units that
+        are searched, landscaped and aggregated (bayes has replicate 0 only)."""
+        return [(p, r) for p in exp.predictors for r in range(self.replicates(p))]
+
     def predictor_colors(self) -> dict[str, str]:
         """A colour for every predictor name: the configured one, else its family's when it
         is the family's default model, else the next of a fixed palette."""
@@ -123,12 +134,18 @@ class Study:
         """The `training` section: device, threads, gpus, heldout_size."""
         return dict(self.raw["training"])
 
-    def network(self, name: str, source_name: str) -> model_config.PredictorConfig:
-        """The complete config of model `name` trained on `source_name`: the config's
-        overrides, the family's defaults, and a sequence length that covers every prompted
-        task of the experiments using the model on this source."""
+    def network(self, name: str, source_name: str,
+                replicate: int = 0) -> model_config.PredictorConfig:
+        """The complete config of replicate `replicate` of model `name` trained on
+        `source_name`: the config's overrides, the family's defaults, and a sequence length
+        that covers every prompted task of the experiments using the model on this source."""
         model = self.models[name]
+        if not 0 <= replicate < model.replicates:
+            raise ValueError(f"model {name!r} has replicates 0..{model.replicates - 1}, not "
+                             f"{replicate}")
         settings = dict(model.settings)
+        if replicate:
+            settings["replicate"] = replicate
         needed = max((e.max_prompt_length + e.task_length for e in self.experiments.values()
                       if e.pretraining_name == source_name and name in e.predictors),
                      default=1)
@@ -140,12 +157,13 @@ class Study:
         return model_config.PredictorConfig.from_dict({"family": model.family, **settings},
                                                       where=f"models.{name}")
 
-    def model_identity(self, name: str, source_name: str) -> str:
+    def model_identity(self, name: str, source_name: str, replicate: int = 0) -> str:
         """A short stable hash of everything that makes the trained network what it is: its
-        complete config and its pretraining source's parameters (not their names, not the
-        device). Model folders carry it, so configs never overwrite each other's networks."""
+        complete config (with its replicate, when not 0) and its pretraining source's
+        parameters (not their names, not the device). Model folders carry it, so configs
+        never overwrite each other's networks."""
         seed = seeding.stable_seed("model", self.sources[source_name].to_dict(),
-                                   self.network(name, source_name).seed_identity())
+                                   self.network(name, source_name, replicate).seed_identity())
         return f"{seed:016x}"[:10]
 
     @property
@@ -219,7 +237,11 @@ def _models(spec: dict) -> dict[str, Model]:
             raise ConfigError(f"{where}.family == {family!r}, but {name!r} names the "
                               f"{name} family: a model named after a family must be of that "
                               "family; give this model another name")
-        models[name] = Model(name, family, {k: v for k, v in entry.items() if k != "family"})
+        if "replicate" in entry:
+            raise ConfigError(f"{where}.replicate is set by the workflow, one per trained "
+                              f"network; ask for k networks with {where}.replicates: k")
+        settings = {k: v for k, v in entry.items() if k not in ("family", "replicates")}
+        models[name] = Model(name, family, settings, entry.get("replicates", 1))  # schema-checked
     return models
 
 

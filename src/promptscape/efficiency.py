@@ -158,6 +158,21 @@ class KLScorer:
         losses = self.predictor.count_losses(counts, self._classes)  # (..., C)
         return losses @ self._count_weights + self._offset
 
+    @property
+    def classes_apply(self) -> bool:
+        """Whether prompts fall into classes (`BayesPredictor.classes_apply`), so that
+        `class_kl` scores a class directly and optima are known at every length."""
+        return isinstance(self.predictor, BayesPredictor) and self.predictor.classes_apply
+
+    def class_kl(self, classes: list) -> np.ndarray:
+        """KL of a prompt of each class (`Source.prompt_class`), ``(C,)``."""
+        if self.counts_apply:
+            return self.count_kl(np.asarray(classes, dtype=np.int64).reshape(-1, self.vocab_size))
+        if not self.classes_apply:
+            raise TypeError(f"{type(self.predictor).__name__} states no prompt classes")
+        losses = self.predictor.source.class_losses(classes, self._seqs)  # (C, S)
+        return losses @ self._weights + self._offset
+
     def prompt_kl(self, prompts: list[str]) -> np.ndarray:
         """KL of each prompt, ``(P,)``."""
         if self.counts_apply:
@@ -313,15 +328,20 @@ def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("prompt_length")
 
 
-def count_class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
-    """Per length 0..max_length (exchangeable Bayes): ``exact_kl`` of the best count class
-    and ``exact_prompt``, its canonical prompt (ties between classes: the lexicographically
-    first canonical prompt; binary: fewer ones)."""
+def class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
+    """Per length 0..max_length (a Bayes predictor whose source states prompt classes):
+    ``exact_kl`` of the best class of prompts of that length and ``exact_prompt``, its
+    representative, the class's lexicographically first prompt (count classes: the
+    canonical prompt ``0^c0 1^c1 ...``; ties between classes: the lexicographically first
+    representative; binary counts: fewer ones)."""
+    if not scorer.classes_apply:
+        raise TypeError(f"prompt classes need a Bayes predictor whose source states them, not "
+                        f"{type(scorer.predictor).__name__}")
+    source = scorer.predictor.source
     rows = []
     for length in range(max_length + 1):
-        classes = compositions(length, scorer.vocab_size)
-        kl = scorer.count_kl(classes)
-        names = [prompts_lib.canonical_prompt(c) for c in classes]
+        classes, names = source.length_classes(length)
+        kl = scorer.class_kl(classes)
         best = min((i for i, v in enumerate(kl) if no_worse(v, kl.min())), key=names.__getitem__)
         rows.append({"prompt_length": length, "exact_kl": float(kl[best]),
                      "exact_prompt": names[best]})
@@ -361,13 +381,17 @@ def shortest_typical_length(lengths, medians, target_kl: float) -> int | None:
 
 def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
                      in_meta_distribution: dict) -> dict:
-    """One row per (predictor, task) of an experiment: columns of the token_efficiency table."""
+    """One row per (predictor, replicate, task) of an experiment: columns of the
+    token_efficiency table."""
     rows = []
-    for (predictor, task), land in landscapes.groupby(["predictor", "task"], sort=True):
+    for (predictor, replicate, task), land in landscapes.groupby(["predictor", "replicate",
+                                                                  "task"], sort=True):
         optimum = landscape_optima(land).iloc[-1]
-        curve = efficiency[(efficiency["predictor"] == predictor) & (efficiency["task"] == task)]
+        curve = efficiency[(efficiency["predictor"] == predictor)
+                           & (efficiency["replicate"] == replicate) & (efficiency["task"] == task)]
         if curve.empty:
-            raise ValueError(f"no efficiency rows for predictor {predictor!r}, task {task!r}")
+            raise ValueError(f"no efficiency rows for predictor {predictor!r} (replicate "
+                             f"{replicate}), task {task!r}")
         typical = shortest_typical_length(curve["prompt_length"], curve["typical_kl_median"],
                                           optimum["upto_kl"])
         # The method of the median the answer rests on: at the typical length, else at the
@@ -378,7 +402,8 @@ def token_efficiency(efficiency: pd.DataFrame, landscapes: pd.DataFrame,
         optimal_length = len(optimum["upto_prompt"])
         ratio = (typical / optimal_length
                  if typical is not None and optimal_length > 0 else None)
-        rows.append({"predictor": predictor, "experiment": str(land["experiment"].iloc[0]),
+        rows.append({"predictor": predictor, "replicate": int(replicate),
+                     "experiment": str(land["experiment"].iloc[0]),
                      "task": task, "in_meta_distribution": bool(in_meta_distribution[task]),
                      "max_prompt_length": int(land["prompt_length"].max()),
                      "optimal_prompt": optimum["upto_prompt"], "optimal_length": optimal_length,

@@ -68,6 +68,51 @@ def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title
     return _configure(_facet(layered, order, len(tasks), style), style, title)
 
 
+def replicates_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Proportion correct against N for every trained replicate of each network (thin
+    lines), the range across a network's replicates (a band), and the Bayes predictor with
+    its Wilson 95% interval: is a network's failure its family's or one training run's?"""
+    data = rel.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    data["unit"] = data["predictor"] + " r" + data["replicate"].astype(str)
+    spread = (data.groupby(["predictor", "task_label", "N"], as_index=False)
+              .agg(low=("proportion_correct", "min"), high=("proportion_correct", "max"),
+                   replicates=("replicate", "nunique")))
+    x = alt.X("N:Q", scale=alt.Scale(type="log"), title="dataset size N (sequences)",
+              axis=alt.Axis(values=sorted(int(n) for n in data["N"].unique()),
+                            labelOverlap="greedy", labelAngle=0))
+    color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor",
+                      legend=alt.Legend(symbolOpacity=1))
+    y = alt.Y("proportion_correct:Q", title="proportion correct", scale=alt.Scale(domain=[0, 1]))
+    band = alt.Chart(spread).mark_area(opacity=0.18).encode(
+        x=x, y=alt.Y("low:Q", title="proportion correct", scale=alt.Scale(domain=[0, 1])),
+        y2="high:Q", color=color,
+        tooltip=["predictor", "N", "replicates", alt.Tooltip("low:Q", format=".2f"),
+                 alt.Tooltip("high:Q", format=".2f")])
+    lines = alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.2,
+                                      opacity=0.8).encode(
+        x=x, y=y, color=color, detail="unit:N",
+        tooltip=["predictor", "replicate", "task", "N",
+                 alt.Tooltip("proportion_correct:Q", format=".2f"),
+                 alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f")])
+    bayes = data[data["predictor"] == "bayes"]
+    interval = alt.Chart(bayes).mark_rule(strokeWidth=1.5, opacity=0.6).encode(
+        x=x, y=alt.Y("ci_low:Q", title="proportion correct", scale=alt.Scale(domain=[0, 1])),
+        y2="ci_high:Q", color=color)
+    # The layers hold different tables (range, Bayes, every replicate), so the panels are
+    # filtered per task and concatenated rather than faceted.
+    panels = []
+    for label in order:
+        panel = alt.layer(
+            band.transform_filter(alt.datum.task_label == label),
+            interval.transform_filter(alt.datum.task_label == label),
+            lines.transform_filter(alt.datum.task_label == label),
+        ).properties(width=style["panel_width"], height=style["panel_height"], title=label)
+        panels.append(panel)
+    rows = [alt.hconcat(*panels[i:i + 4]) for i in range(0, len(panels), 4)]
+    return _configure(alt.vconcat(*rows), style, title)
+
+
 # The landscape's point classes: S* (ties with the best, exact or equal estimates), members of
 # S* only because the evaluation set cannot resolve them from the best (hollow), the rest;
 # each with its (shape, fill opacity, size).

@@ -56,7 +56,7 @@ from statistics import NormalDist
 
 import numpy as np
 from promptscape import prompts as prompts_lib
-from promptscape.predictors import BayesPredictor, Predictor
+from promptscape.predictors import BayesPredictor, Predictor, TabulatedPredictor
 from promptscape.sources import Source, compositions
 
 # The default of `landscape.enumeration_budget`: prompts times distinct task sequences that
@@ -113,6 +113,27 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
         table = predictor.prompt_losses(prompts, seqs)
         return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
     raise ValueError(f"theoretical_losses has no exact method {method!r}")
+
+
+def first_symbol_kl(predictor: Predictor, prompts: list[str], task: Source) -> np.ndarray:
+    """KL of the first task symbol alone, ``sum_v p(v) log(p(v) / q(v | s))`` for each prompt
+    s, ``(P,)``, with p the task's law of x_1 and q the predictor's prediction after s. By
+    the chain rule of KL it is the part of KL(s) spent on the first task symbol (the rest is
+    the expected KL of the later symbols given x_1), so 0 <= first_symbol_kl <= kl.
+
+    A tabulated predictor holds losses of whole task sequences only; q(v | s) is then the sum
+    of exp(-l(s, x)) over the V^(T-1) sequences x that start with v (the predictor's
+    probabilities of the continuations sum to one)."""
+    V = task.vocab_size
+    p = np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))  # (V,)
+    if isinstance(predictor, TabulatedPredictor):
+        rows = np.array([predictor.index[s] for s in prompts], dtype=np.int64)
+        whole = np.exp(-predictor.table[rows])  # (P, V^T) in code order: x_1 most significant
+        log_q = np.log(whole.reshape(len(prompts), V, -1).sum(axis=2))
+    else:
+        log_q = -predictor.prompt_losses(prompts, np.arange(V, dtype=np.uint8)[:, None])
+    terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - log_q), 0.0)
+    return np.maximum(terms.sum(axis=1), 0.0)  # >= 0; rounding may leave -1e-17
 
 
 # ------------------------------------------------------------------ evaluation sets

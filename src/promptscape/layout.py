@@ -27,10 +27,11 @@ def model_dir_pattern(study: Study) -> str:
     return f"{study.results_dir}/models/{{source}}/{{predictor}}-{{identity}}"
 
 
-def model_dir(study: Study, exp: Experiment, predictor: str) -> str:
-    """The folder of the network `predictor` trained on `exp`'s pretraining source."""
+def model_dir(study: Study, exp: Experiment, predictor: str, replicate: int = 0) -> str:
+    """The folder of replicate `replicate` of the network `predictor` trained on `exp`'s
+    pretraining source (each replicate has its own identity, so its own folder)."""
     source = exp.pretraining_name
-    identity = study.model_identity(predictor, source)
+    identity = study.model_identity(predictor, source, replicate)
     return f"{study.results_dir}/models/{source}/{predictor}-{identity}"
 
 
@@ -42,29 +43,32 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
     """Every search artifact of an experiment: predictor x task x N x seed block."""
     return [
         pattern(study, "search").format(experiment=exp.name, predictor=predictor,
-                                        task=task.name, N=N, first=a, last=b)
-        for predictor in exp.predictors
+                                        replicate=r, task=task.name, N=N, first=a, last=b)
+        for predictor, r in study.predictor_replicates(exp)
         for task in exp.tasks
         for N in exp.dataset_sizes
         for a, b in exp.seed_blocks()
     ]
 
 
-def search_grid(exp: Experiment) -> dict:
-    """What an experiment's search files must hold between them: every (predictor, task,
-    N, seed) once, in the experiment's seed blocks (read by the aggregate_search stage; the
-    blocks, not seeds_per_job, so a setting that leaves the blocks as they are reruns nothing)."""
+def search_grid(study: Study, exp: Experiment) -> dict:
+    """What an experiment's search files must hold between them: every (predictor,
+    replicate, task, N, seed) once, in the experiment's seed blocks (read by the
+    aggregate_search stage; the blocks, not seeds_per_job, so a setting that leaves the
+    blocks as they are reruns nothing)."""
     return {"experiment": exp.name, "predictors": list(exp.predictors),
+            "replicates": {p: study.replicates(p) for p in exp.predictors},
             "tasks": [task.name for task in exp.tasks],
             "dataset_sizes": list(exp.dataset_sizes), "num_seeds": exp.num_seeds,
             "seed_blocks": [list(block) for block in exp.seed_blocks()]}
 
 
 def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:
-    """One artifact per (predictor, task) of an experiment (landscape, efficiency)."""
+    """One artifact per (predictor, replicate, task) of an experiment (landscape,
+    efficiency)."""
     return [pattern(study, artifact).format(experiment=exp.name, predictor=predictor,
-                                            task=task.name)
-            for predictor in exp.predictors for task in exp.tasks]
+                                            replicate=r, task=task.name)
+            for predictor, r in study.predictor_replicates(exp) for task in exp.tasks]
 
 
 def aggregate(study: Study, exp: Experiment, table: str) -> str:
@@ -77,22 +81,24 @@ def aggregates(study: Study) -> list[str]:
 
 
 def training_tables(study: Study, exp: Experiment) -> list[str]:
-    """Training curves and regret tables of an experiment's networks."""
-    return [f"{model_dir(study, exp, predictor)}/{name}.parquet"
-            for predictor in exp.predictors if study.is_neural(predictor)
+    """Training curves and regret tables of an experiment's networks (every replicate)."""
+    return [f"{model_dir(study, exp, predictor, r)}/{name}.parquet"
+            for predictor, r in study.predictor_replicates(exp) if study.is_neural(predictor)
             for name in ("training_curve", "regret")]
 
 
-def network_tables(study: Study, exp: Experiment, predictor: str) -> dict[str, str]:
-    """The training curve and the regret table of the network `predictor` trained on
-    `exp`'s pretraining source, by artifact name (``training_curve``,
-    ``predictor_regret``); the same files as `training_tables` lists."""
+def network_tables(study: Study, exp: Experiment, predictor: str,
+                   replicate: int = 0) -> dict[str, str]:
+    """The training curve and the regret table of replicate `replicate` of the network
+    `predictor` trained on `exp`'s pretraining source, by artifact name
+    (``training_curve``, ``predictor_regret``); the same files as `training_tables` lists."""
     source = exp.pretraining_name
-    identity = study.model_identity(predictor, source)
+    identity = study.model_identity(predictor, source, replicate)
     return {artifact: pattern(study, artifact).format(source=source, predictor=predictor,
                                                       identity=identity)
             for artifact in ("training_curve", "predictor_regret")}
 
 
-def prompt_losses(study: Study, exp: Experiment, predictor: str) -> str:
-    return pattern(study, "prompt_losses").format(experiment=exp.name, predictor=predictor)
+def prompt_losses(study: Study, exp: Experiment, predictor: str, replicate: int = 0) -> str:
+    return pattern(study, "prompt_losses").format(experiment=exp.name, predictor=predictor,
+                                                  replicate=replicate)

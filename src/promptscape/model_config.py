@@ -125,6 +125,11 @@ class PredictorConfig:
     grad_clip: float = 1.0  # max global gradient norm (of the summed per-sequence loss)
     sequence_length: int = 16  # symbols per training sequence
     model_seed: int = 0
+    # Which independently trained network of the model this is (the workflow sets it from
+    # `models.<name>.replicates`, 0..k-1). Replicate r > 0 seeds its initialisation and data
+    # order from the other fields and r; replicate 0 leaves both, and the identity, as they
+    # are without replicates (`to_dict` omits a 0).
+    replicate: int = 0
 
     def __post_init__(self):
         name = self.family
@@ -153,6 +158,7 @@ class PredictorConfig:
             positive_int(field)
         positive_int("warmup_steps", boundaries="both")
         positive_int("model_seed", boundaries="both")
+        positive_int("replicate", boundaries="both")
         for field in ("learning_rate", "grad_clip"):
             validation.check_scalar(getattr(self, field), f"{name}.{field}", numbers.Real,
                                     min_val=0, include_boundaries="neither")
@@ -165,8 +171,12 @@ class PredictorConfig:
             spec.check(self)
 
     def to_dict(self) -> dict:
-        """Flat mapping of every field, the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
+        """Flat mapping of every field, the inverse of `from_dict` (``replicate`` only when
+        it is not 0, so that replicate 0 is the network of a model without replicates)."""
+        out = dataclasses.asdict(self)
+        if not out["replicate"]:
+            del out["replicate"]
+        return out
 
     @classmethod
     def from_dict(cls, spec: dict, where: str = "predictor") -> "PredictorConfig":
@@ -197,4 +207,7 @@ class PredictorConfig:
         """The fields that shape the network (what the initialisation seed hangs on)."""
         keys = ("family", "embedding_dim", "hidden_size", "num_layers", "num_heads",
                 "max_context_length", "model_seed")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.replicate:
+            out["replicate"] = self.replicate
+        return out

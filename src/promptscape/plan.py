@@ -241,8 +241,8 @@ def estimate(study, rule: str, w: dict) -> Job:
         return _efficiency_job(study, exp, w, base)
     if rule == "aggregate_search":
         # Every search row of the experiment, as pandas (object columns), concatenated.
-        rows = (len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes)
-                * exp.num_seeds * P)
+        units = sum(study.replicates(p) for p in exp.predictors)
+        rows = units * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * P
         return Job(rule, w, 0, base + 2 * _strings(rows, L))
     if rule == "summarize_efficiency":
         return Job(rule, w, 0, base)
@@ -310,16 +310,17 @@ def jobs(study) -> list[Job]:
                     out.append(estimate(study, "simulate_tasks",
                                         {**e, "task": task.name, "N": N, "first": a, "last": b}))
             out.append(estimate(study, "simulate_evaluation", {**e, "task": task.name}))
-    networks = {(exp.pretraining_name, p) for exp in study.experiments.values()
-                for p in exp.predictors if study.is_neural(p)}
-    for source, predictor in sorted(networks):
+    networks = {(exp.pretraining_name, p, r) for exp in study.experiments.values()
+                for p in exp.predictors if study.is_neural(p)
+                for r in range(study.replicates(p))}
+    for source, predictor, r in sorted(networks):
         w = {"source": source, "predictor": predictor,
-             "identity": study.model_identity(predictor, source)}
+             "identity": study.model_identity(predictor, source, r)}
         out += [estimate(study, "train_predictor", w), estimate(study, "evaluate_predictor", w)]
     for exp in study.experiments.values():
         e = {"experiment": exp.name}
-        for predictor in exp.predictors:
-            p = {**e, "predictor": predictor}
+        for predictor, r in study.predictor_replicates(exp):
+            p = {**e, "predictor": predictor, "replicate": str(r)}
             if study.is_neural(predictor) and enumerates(study, exp):
                 out.append(estimate(study, "score_prompts", p))
             for task in exp.tasks:
@@ -335,8 +336,9 @@ def jobs(study) -> list[Job]:
         neural = any(study.is_neural(p) for p in exp.predictors)
         from promptscape.stages.figures import FIGURES
 
+        replicated = any(study.replicates(p) > 1 for p in exp.predictors)
         for figure, spec in FIGURES.items():
-            if neural or not spec.neural:
+            if (neural or not spec.neural) and (replicated or not spec.replicated):
                 out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     return out
 

@@ -80,8 +80,20 @@ class BayesPredictor(Predictor):
     def log_predictive(self, seqs):
         return self.source.log_predictive(seqs)
 
+    @property
+    def classes_apply(self) -> bool:
+        """Whether the source states prompt classes (`Source.prompt_class`): exchangeable
+        kinds (symbol counts) and markov_beta (transition counts and last symbol)."""
+        return self.source.prompt_class("") is not None
+
     def prompt_losses(self, prompts, seqs):
         if not self.source.exchangeable:
+            if self.classes_apply:
+                # One row per class, in order of first appearance, then one per prompt.
+                keys = [self.source.prompt_class(p) for p in prompts]
+                row = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+                losses = self.source.class_losses(list(row), seqs)
+                return losses[np.array([row[key] for key in keys], dtype=np.int64)]
             if hasattr(self.source, "filter_states"):
                 return self._hidden_state_losses(prompts, seqs)
             return super().prompt_losses(prompts, seqs)

@@ -17,7 +17,8 @@ import itertools
 
 import numpy as np
 
-from promptscape.sources.base import MAX_VOCAB_SIZE, symbol_counts
+from promptscape.sources.base import (  # noqa: F401 (canonical_prompt: re-exported)
+    MAX_VOCAB_SIZE, canonical_prompt, symbol_counts)
 
 # The search scores every prompt of length 0..L_max: 2**(L_max + 1) - 1 binary prompts. With
 # L_max = 12 that is 8,191 prompts per (task, N, seed); each further unit multiplies it by V,
@@ -53,11 +54,6 @@ def prompt_counts(prompts: list[str], vocab_size: int) -> np.ndarray:
     for length, (idx, arr) in group_by_length(prompts).items():
         out[idx] = symbol_counts(arr, vocab_size)
     return out
-
-
-def canonical_prompt(counts) -> str:
-    """The lexicographically first prompt with these symbol counts: ``0^c0 1^c1 ...``."""
-    return "".join(str(v) * int(c) for v, c in enumerate(counts))
 
 
 def to_array(text: str) -> np.ndarray:

@@ -5,7 +5,8 @@
 prints, per experiment of the config: the optimal prompt of each task under each predictor
 with its KL, the proportion correct at the largest N, the largest KL difference between each
 network's landscape and the Bayes one, each network's regret against Bayes, and token
-efficiency.
+efficiency; these are of replicate 0 of every network. A model with `replicates: k > 1`
+adds a table of every replicate's optimal prompt and proportion correct.
 
 The files read are the config's, listed by `promptscape.layout` exactly as the workflow
 lists them, never found by globbing the results directory: an experiment, a task or a
@@ -44,7 +45,7 @@ class SummaryError(Exception):
 
 def required(study: config_lib.Study) -> list[tuple[str, str]]:
     """Every (path, artifact) the summary reads for `study`, in reading order."""
-    out = [(path, artifact) for _, _, tabs in networks(study)
+    out = [(path, artifact) for _, _, _, tabs in networks(study)
            for artifact, path in tabs.items()]
     for exp in study.experiments.values():
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
@@ -53,16 +54,16 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
     return out
 
 
-def networks(study: config_lib.Study) -> list[tuple[str, str, dict[str, str]]]:
-    """(source, predictor, its tables) of every network the config trains, once each, in
-    the config's order of experiments and predictors."""
+def networks(study: config_lib.Study) -> list[tuple[str, str, int, dict[str, str]]]:
+    """(source, predictor, replicate, its tables) of every network the config trains, once
+    each, in the config's order of experiments, predictors and replicates."""
     seen, out = set(), []
     for exp in study.experiments.values():
-        for predictor in exp.predictors:
-            if study.is_neural(predictor) and (exp.pretraining_name, predictor) not in seen:
-                seen.add((exp.pretraining_name, predictor))
-                out.append((exp.pretraining_name, predictor,
-                            layout.network_tables(study, exp, predictor)))
+        for predictor, r in study.predictor_replicates(exp):
+            if study.is_neural(predictor) and (exp.pretraining_name, predictor, r) not in seen:
+                seen.add((exp.pretraining_name, predictor, r))
+                out.append((exp.pretraining_name, predictor, r,
+                            layout.network_tables(study, exp, predictor, r)))
     return out
 
 
@@ -86,9 +87,10 @@ def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> p
 
 
 def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> str:
-    land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
+    all_land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
-    rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    all_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    land, rel = _first(all_land), _first(all_rel)
     out = [f"### `{exp.name}`", ""]
     tasks = sorted(t.name for t in exp.tasks)
     imd = {t.name: t.in_meta_distribution for t in exp.tasks}
@@ -125,7 +127,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
                        f"{r.kl:.4g} / {r.bayes_kl:.4g} |")
         out.append("")
     te_path = layout.aggregate(study, exp, "token_efficiency")
-    te = _configured(tables.read(te_path, "token_efficiency"), exp, te_path)
+    te = _first(_configured(tables.read(te_path, "token_efficiency"), exp, te_path))
     out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | median | ratio |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in te.itertuples():
@@ -136,15 +138,51 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
                    f"{r.optimal_kl:.4g} | {typical} | {median} | {ratio} |")
     out.append("")
+    out += replicate_lines(exp, all_land, all_rel)
     return "\n".join(out)
+
+
+def _first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replicate 0 of every predictor (bayes has no other)."""
+    return frame[frame["replicate"] == 0]
+
+
+def replicate_lines(exp: config_lib.Experiment, land: pd.DataFrame,
+                    rel: pd.DataFrame) -> list[str]:
+    """Per (task, predictor) with more than one replicate: each replicate's optimal prompt
+    (its least canonical member) and proportion correct at the largest N, and their range.
+    Nothing when every predictor has one replicate."""
+    if land["replicate"].max() == 0:
+        return []
+    top_n = int(rel["N"].max())
+    rel_top = rel[rel["N"] == top_n]
+    out = [f"| task | predictor | replicates | optimal prompt of each replicate | proportion "
+           f"correct at N={top_n}, each replicate | range |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for task in sorted(t.name for t in exp.tasks):
+        for predictor in exp.predictors:
+            sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
+            if sub["replicate"].nunique() < 2:
+                continue
+            best = (sub[sub["optimal"]].sort_values(["replicate", "prompt_length", "prompt"])
+                    .groupby("replicate")["prompt"].first())
+            shares = (rel_top[(rel_top["task"] == task) & (rel_top["predictor"] == predictor)]
+                      .sort_values("replicate")["proportion_correct"])
+            out.append(f"| {task} | {predictor} | {len(best)} | "
+                       f"{', '.join(_shown(p) for p in best)} | "
+                       f"{', '.join(f'{v:.2f}' for v in shares)} | "
+                       f"{shares.min():.2f}-{shares.max():.2f} |")
+    return out + [""]
 
 
 def regret_table(study: config_lib.Study) -> str:
     rows = []
-    for source, predictor, paths in networks(study):
+    replicated = any(r for _, _, r, _ in networks(study))
+    for source, predictor, r, paths in networks(study):
         frame = tables.read(paths["predictor_regret"], "predictor_regret")
         curve = tables.read(paths["training_curve"], "training_curve")
-        rows.append(f"| {source} | {predictor} | "
+        name = f"{predictor} (replicate {r})" if replicated else predictor
+        rows.append(f"| {source} | {name} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "
                     f"{int(curve['step'].max()) + 1} |")
     if not rows:

@@ -101,6 +101,9 @@ _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 DIMENSIONS = {d[0]: d for d in [
     ("predictor", _S, "predictor: bayes, or the name of a model (config key models.<name>; "
                       "lstm and transformer by default)"),
+    ("replicate", _I, "which independently trained network of the model: 0..k-1 for "
+                      "models.<name>.replicates = k (replicate 0 is the model's one network "
+                      "when k = 1); always 0 for bayes"),
     ("source", _S, "name of the pretraining source (config key sources.<name>)"),
     ("identity", _S, "a network's identity: a hash of its complete config and its "
                      "pretraining source's parameters (the model folder's suffix)"),
@@ -114,8 +117,9 @@ DIMENSIONS = {d[0]: d for d in [
 # seeds, seeds{first}-{last}.
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
-_PREDICTOR, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
-    DIMENSIONS[d] for d in ("predictor", "source", "identity", "experiment", "task", "N", "seed"))
+_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
+    DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
+                            "N", "seed"))
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
@@ -145,19 +149,19 @@ ARTIFACTS = {a.name: a for a in [
                         "draws); the weights sum to 1")),
         ("experiment", "task", "index")),
     Artifact(
-        "search", "{experiment}/search/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "search", "{experiment}/search/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.parquet",
         "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
         "seed block, and which prompt is the empirical optimum s_hat of each seed.",
-        (_PREDICTOR, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
          ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats)"),
          ("chosen", _B, "true for s_hat: least L_N, ties to the shorter then lexicographically "
                         "first prompt")),
-        ("predictor", "experiment", "task", "N", "seed", "prompt_length", "prompt")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "prompt_length", "prompt")),
     Artifact(
-        "landscape", "{experiment}/landscape/{predictor}/{task}.parquet",
+        "landscape", "{experiment}/landscape/{predictor}/r{replicate}/{task}.parquet",
         "Landscape: the theoretical loss of every prompt, its KL to the task, dense rank and "
         "membership of the optimal class.",
-        (_PREDICTOR, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
          ("prompt_counts", pa.list_(_I), "count of each symbol in the prompt, symbols 0..V-1 "
                                          "(binary: [zeros, ones]); an exchangeable "
                                          "predictor's count class"),
@@ -167,6 +171,10 @@ ARTIFACTS = {a.name: a for a in [
          ("entropy", _F, "H_T(task), the task's entropy over T symbols (nats)"),
          ("kl", _F, "KL(s) = L(s) - H_T(task) (nats)"),
          ("kl_se", _F, "standard error of kl, paired per sequence (0 when exact)"),
+         ("first_symbol_kl", _F, "KL of the first task symbol alone: from the task's law of "
+                                 "x_1 to the predictor's prediction of x_1 after the prompt "
+                                 "(nats, exact). The part of kl spent at the prompt-task "
+                                 "boundary; kl minus it is the expected KL of the later symbols"),
          ("rank", _I, "0 for the optimal class, exactly; the other prompts dense-ranked from 1 "
                       "by loss, tied only where their losses are equal (relative 1e-9)"),
          ("optimal", _B, "member of the optimal class S*: loss within relative 1e-9 of the "
@@ -179,22 +187,22 @@ ARTIFACTS = {a.name: a for a in [
                           "estimate is not equal to the best's); true otherwise"),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
-        ("predictor", "experiment", "task", "prompt_length", "prompt")),
+        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
     Artifact(
         "selections", "{experiment}/aggregate/selections.parquet",
         "One row per (predictor, task, N, seed): the prompt the search chose and what it costs.",
-        (_PREDICTOR, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
          ("empirical_loss", _F, "L_N(s_hat)"),
          ("kl", _F, "KL(s_hat) from the landscape"),
          ("regret", _F, "KL(s_hat) - KL(s*) >= 0, the cost of choosing on a finite dataset"),
          ("rank", _I, "rank of s_hat in the landscape (0: the optimal class)"),
          ("correct", _B, "s_hat is in the optimal class")),
-        ("predictor", "experiment", "task", "N", "seed")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed")),
     Artifact(
         "reliability", "{experiment}/aggregate/reliability.parquet",
         "Per (predictor, task, N): proportion of seeds whose s_hat is optimal, with a Wilson "
         "95% interval, and the distribution of regret and rank of s_hat.",
-        (_PREDICTOR, _EXPERIMENT, _TASK,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
                                       "(from the config)"),
          _N,
@@ -209,11 +217,11 @@ ARTIFACTS = {a.name: a for a in [
          ("regret_q75", _F, "75th percentile of regret"),
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
-        ("predictor", "experiment", "task", "N")),
+        ("predictor", "replicate", "experiment", "task", "N")),
     Artifact(
         "choices", "{experiment}/aggregate/choices.parquet",
         "Per (predictor, task, N, prompt): how often the search chose the prompt.",
-        (_PREDICTOR, _EXPERIMENT, _TASK,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          _N, _PROMPT, _PLEN,
          ("count", _I, "number of seeds that chose the prompt"),
@@ -223,15 +231,15 @@ ARTIFACTS = {a.name: a for a in [
          ("optimal", _B, "the prompt is in the optimal class"),
          ("resolved", _B, "as in the landscape: false for a member of the optimal class not "
                           "resolved from the best estimate")),
-        ("predictor", "experiment", "task", "N", "prompt_length", "prompt")),
+        ("predictor", "replicate", "experiment", "task", "N", "prompt_length", "prompt")),
     Artifact(
-        "efficiency", "{experiment}/efficiency/{predictor}/{task}.parquet",
+        "efficiency", "{experiment}/efficiency/{predictor}/r{replicate}/{task}.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "
         "task itself) against the optimal prompt of that length. Typical-prompt quantiles are "
         "lower quantiles (the q-quantile is the least KL value v with P(KL <= v) >= q), exact "
         "or sampled as typical_method says. Lengths a neural predictor cannot fit in its "
         "context together with the task have no row.",
-        (_PREDICTOR, _EXPERIMENT, _TASK, _PLEN,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _PLEN,
          ("typical_method", _S, "how the typical-prompt quantiles are obtained: exact_counts "
                                 "(exchangeable Bayes predictor on an exchangeable task: the "
                                 "exact distribution of the prompt's symbol counts, a "
@@ -253,9 +261,10 @@ ARTIFACTS = {a.name: a for a in [
             f"too small for a 95% bound on this side", NULLABLE)
            for name in ("median", "q25", "q75") for side in ("low", "high")),
          ("optimal_exact_kl", _F, "least KL of a prompt of exactly this length: from the "
-                                  "landscape up to L_max, from count classes beyond it "
-                                  "(exchangeable Bayes predictors); null beyond L_max "
-                                  "otherwise", NULLABLE),
+                                  "landscape up to L_max, from prompt classes beyond it "
+                                  "(Bayes predictors whose source states them: count classes "
+                                  "of exchangeable sources, transition classes of "
+                                  "markov_beta); null beyond L_max otherwise", NULLABLE),
          ("optimal_upto_kl", _F, "KL of optimal_prompt; null where optimal_exact_kl is",
           NULLABLE),
          ("optimal_prompt", _S, "the best prompt of length at most prompt_length (ties: "
@@ -263,12 +272,12 @@ ARTIFACTS = {a.name: a for a in [
                                 "optimal_exact_kl is", NULLABLE),
          ("method", _S, "how the typical prompts' KL is computed: exact_counts, "
                         "exact_enumeration or monte_carlo (see docs/science.md)")),
-        ("predictor", "experiment", "task", "prompt_length")),
+        ("predictor", "replicate", "experiment", "task", "prompt_length")),
     Artifact(
         "token_efficiency", "{experiment}/aggregate/token_efficiency.parquet",
         "Token efficiency per (predictor, task): how long a typical prompt must be before its "
         "median KL is no worse than that of the optimal prompt of length at most L_max.",
-        (_PREDICTOR, _EXPERIMENT, _TASK,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          ("max_prompt_length", _I, "L_max, the longest prompt of the landscape"),
          ("optimal_prompt", _S, "the optimal prompt of length at most L_max (ties: shorter, "
@@ -288,37 +297,37 @@ ARTIFACTS = {a.name: a for a in [
                                 "table)"),
          ("length_ratio", _F, "typical_length / optimal_length; null when typical_length is "
                               "null or the optimal prompt is empty", NULLABLE)),
-        ("predictor", "experiment", "task")),
+        ("predictor", "replicate", "experiment", "task")),
     Artifact(
         "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
         "Training of one neural predictor on its pretraining source: the loss of every step "
         "and the exact Bayes predictor's loss on the same batch.",
-        (_PREDICTOR, _SOURCE, _IDENTITY,
+        (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY,
          ("step", _I, "optimisation step (0-based)"),
          ("loss", _F, "mean per-symbol log loss of the step's batch (nats)"),
          ("bayes_loss", _F, "the exact Bayes predictor's mean per-symbol loss on the same batch"),
          ("regret", _F, "loss - bayes_loss (nats per symbol)")),
-        ("predictor", "source", "identity", "step")),
+        ("predictor", "replicate", "source", "identity", "step")),
     Artifact(
         "predictor_regret", "models/{source}/{predictor}-{identity}/regret.parquet",
         "Where a trained network deviates from the Bayes predictor: mean log loss per position "
         "on held-out pretraining sequences, neural minus Bayes.",
-        (_PREDICTOR, _SOURCE, _IDENTITY,
+        (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY,
          ("position", _I, "position t in the sequence (0 predicts the first symbol from BOS)"),
          ("sequences", _I, "number of held-out sequences"),
          ("neural_loss", _F, "mean log loss of the network at this position (nats)"),
          ("bayes_loss", _F, "mean log loss of the exact Bayes predictor (nats)"),
          ("regret", _F, "neural_loss - bayes_loss (nats)")),
-        ("predictor", "source", "identity", "position")),
+        ("predictor", "replicate", "source", "identity", "position")),
     Artifact(
-        "prompt_losses", "{experiment}/prompt_losses/{predictor}.parquet",
+        "prompt_losses", "{experiment}/prompt_losses/{predictor}/r{replicate}.parquet",
         "A neural predictor's loss l(s, x) of every prompt on every one of the 2^T task "
         "sequences (when P x 2^T fits landscape.enumeration_budget); searches and landscapes read "
         "it instead of loading the model.",
-        (_PREDICTOR, _EXPERIMENT, _PROMPT, _PLEN,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _PROMPT, _PLEN,
          ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
          ("loss", _F, "l(s, x): summed log loss of the sequence after the prompt (nats)")),
-        ("predictor", "experiment", "prompt_length", "prompt", "sequence")),
+        ("predictor", "replicate", "experiment", "prompt_length", "prompt", "sequence")),
 ]}
 
 

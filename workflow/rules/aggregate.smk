@@ -15,7 +15,7 @@ rule aggregate_search:
         "../envs/promptscape.yaml"
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
-        expected=lambda w: layout.search_grid(get_experiment(w)),
+        expected=lambda w: layout.search_grid(STUDY, get_experiment(w)),
         code=code("aggregate_search"),
     script:
         "../../scripts/aggregate_search.py"

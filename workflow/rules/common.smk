@@ -7,7 +7,7 @@ from promptscape import config as config_lib
 from promptscape import layout
 from promptscape import plan
 from promptscape import provenance
-from promptscape.stages.figures import FIGURES, NEURAL_FIGURES
+from promptscape.stages.figures import FIGURES, NEURAL_FIGURES, REPLICATED_FIGURES
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -61,6 +61,7 @@ wildcard_constraints:
     figure=_alternatives(FIGURES),
     source=_alternatives(STUDY.sources),
     identity=r"[0-9a-f]{10}",
+    replicate=r"\d+",
     N=r"\d+",
     first=r"\d+",
     last=r"\d+",
@@ -127,14 +128,21 @@ def get_figures():
         for name, exp in EXPERIMENTS.items()
         for figure in FIGURES
         if figure not in NEURAL_FIGURES or any(map(is_neural, exp.predictors))
+        if figure not in REPLICATED_FIGURES or is_replicated(exp)
         for ext in ("svg", "png", "html")
     ]
+
+
+def is_replicated(exp):
+    """Whether a model of the experiment has more than one trained replicate."""
+    return any(STUDY.replicates(p) > 1 for p in exp.predictors)
 
 
 def get_search_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        replicate=get_replicate(wildcards),
         family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
@@ -150,6 +158,7 @@ def get_landscape_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        replicate=get_replicate(wildcards),
         family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
@@ -184,7 +193,7 @@ def get_figure_tables(wildcards):
         return get_training_tables(exp)
     if wildcards.figure == "neural_vs_bayes":
         return get_landscape_outputs(exp)
-    return [layout.aggregate(STUDY, exp, wildcards.figure)]
+    return [layout.aggregate(STUDY, exp, FIGURES[wildcards.figure].artifacts)]
 
 
 # The efficiency rules' helpers (here, not in efficiency.smk: the linter wants rules files
@@ -206,6 +215,7 @@ def get_efficiency_args(wildcards):
     exp, task = get_experiment(wildcards), get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,
+        replicate=get_replicate(wildcards),
         family=STUDY.family(wildcards.predictor),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
@@ -234,9 +244,23 @@ def is_neural(predictor):
     return STUDY.is_neural(predictor)
 
 
+def get_replicate(wildcards):
+    """The job's replicate, checked against its predictor's `replicates`: a path of a
+    replicate the config does not have is refused by name."""
+    replicate = int(wildcards.replicate)
+    if replicate >= STUDY.replicates(wildcards.predictor):
+        raise ValueError(
+            f"predictor {wildcards.predictor!r} has replicates "
+            f"0..{STUDY.replicates(wildcards.predictor) - 1} in this config, not {replicate}"
+        )
+    return replicate
+
+
 def get_model(wildcards):
-    """The trained checkpoint a neural predictor of this experiment uses."""
-    return f"{layout.model_dir(STUDY, get_experiment(wildcards), wildcards.predictor)}/model.pt"
+    """The trained checkpoint the job's neural predictor and replicate use."""
+    exp = get_experiment(wildcards)
+    folder = layout.model_dir(STUDY, exp, wildcards.predictor, get_replicate(wildcards))
+    return f"{folder}/model.pt"
 
 
 def is_tabulated(exp):
@@ -251,26 +275,42 @@ def get_prediction_inputs(wildcards):
         return {}
     exp = get_experiment(wildcards)
     if is_tabulated(exp):
-        return {"table": layout.prompt_losses(STUDY, exp, wildcards.predictor)}
+        return {
+            "table": layout.prompt_losses(
+                STUDY, exp, wildcards.predictor, get_replicate(wildcards)
+            )
+        }
     return {"model": get_model(wildcards)}
 
 
-def get_network(wildcards):
-    """The complete config of the model a training-rule job builds; the path's identity
-    must be the model's (a stale path of an older config is refused, never trained)."""
-    network = STUDY.network(wildcards.predictor, wildcards.source)
-    identity = STUDY.model_identity(wildcards.predictor, wildcards.source)
-    if identity != wildcards.identity:
+def get_network_replicate(wildcards):
+    """The replicate of the model whose identity a training-rule job's path carries; the
+    identity must be one of the model's (a stale path of an older config is refused, never
+    trained)."""
+    predictor, source = wildcards.predictor, wildcards.source
+    identities = [
+        STUDY.model_identity(predictor, source, r)
+        for r in range(STUDY.replicates(predictor))
+    ]
+    if wildcards.identity not in identities:
         raise ValueError(
-            f"{wildcards.predictor}-{wildcards.identity} is not the identity of model "
-            f"{wildcards.predictor!r} on {wildcards.source!r} in this config ({identity})"
+            f"{predictor}-{wildcards.identity} is not the identity of model {predictor!r} "
+            f"on {source!r} in this config ({', '.join(identities)})"
         )
-    return network
+    return identities.index(wildcards.identity)
+
+
+def get_network(wildcards):
+    """The complete config of the network a training-rule job builds."""
+    return STUDY.network(
+        wildcards.predictor, wildcards.source, get_network_replicate(wildcards)
+    )
 
 
 def get_training_args(wildcards):
     return dict(
         name=wildcards.predictor,
+        replicate=get_network_replicate(wildcards),
         identity=wildcards.identity,
         source_name=wildcards.source,
         pretraining=STUDY.sources[wildcards.source].to_dict(),
@@ -280,9 +320,9 @@ def get_training_args(wildcards):
 
 
 def get_evaluation_args(wildcards):
-    get_network(wildcards)
     return dict(
         name=wildcards.predictor,
+        replicate=get_network_replicate(wildcards),
         identity=wildcards.identity,
         source_name=wildcards.source,
         pretraining=STUDY.sources[wildcards.source].to_dict(),
@@ -295,6 +335,7 @@ def get_scoring_args(wildcards):
     exp = get_experiment(wildcards)
     return dict(
         name=wildcards.predictor,
+        replicate=get_replicate(wildcards),
         experiment=exp.name,
         task_length=exp.task_length,
         max_prompt_length=exp.max_prompt_length,

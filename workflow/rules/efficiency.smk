@@ -12,9 +12,11 @@ rule measure_efficiency:
     output:
         efficiency=out("efficiency"),
     log:
-        logged("measure_efficiency/{experiment}/{predictor}/{task}.log"),
+        logged("measure_efficiency/{experiment}/{predictor}/r{replicate}/{task}.log"),
     benchmark:
-        benchmarked("measure_efficiency/{experiment}/{predictor}/{task}.tsv")
+        benchmarked(
+            "measure_efficiency/{experiment}/{predictor}/r{replicate}/{task}.tsv"
+        )
     conda:
         "../envs/promptscape.yaml"
     resources:

@@ -8,9 +8,11 @@ rule compute_landscape:
     output:
         landscape=out("landscape"),
     log:
-        logged("compute_landscape/{experiment}/{predictor}/{task}.log"),
+        logged("compute_landscape/{experiment}/{predictor}/r{replicate}/{task}.log"),
     benchmark:
-        benchmarked("compute_landscape/{experiment}/{predictor}/{task}.tsv")
+        benchmarked(
+            "compute_landscape/{experiment}/{predictor}/r{replicate}/{task}.tsv"
+        )
     conda:
         "../envs/promptscape.yaml"
     resources:

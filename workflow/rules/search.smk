@@ -9,11 +9,11 @@ rule search_prompts:
         search=out("search"),
     log:
         logged(
-            "search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log"
+            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.log"
         ),
     benchmark:
         benchmarked(
-            "search_prompts/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv"
+            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.tsv"
         )
     conda:
         "../envs/promptscape.yaml"

@@ -53,9 +53,9 @@ rule score_prompts:
     output:
         table=out("prompt_losses"),
     log:
-        logged("score_prompts/{experiment}/{predictor}.log"),
+        logged("score_prompts/{experiment}/{predictor}/r{replicate}.log"),
     benchmark:
-        benchmarked("score_prompts/{experiment}/{predictor}.tsv")
+        benchmarked("score_prompts/{experiment}/{predictor}/r{replicate}.tsv")
     conda:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]

@@ -205,6 +205,37 @@ class Source:
         counts = compositions(length, self.vocab_size)
         return log_multinomial(counts) + self.log_marginal(counts)
 
+    # ------------------------------------------------------------ prompt classes
+    # A prompt acts on a Bayes predictor only through a sufficient statistic of it: its
+    # *class*. Prompts of one class condition the predictor identically, so landscapes,
+    # searches and prompt efficiency score one representative per class and exact ties are
+    # ties by construction. Exchangeable kinds: the symbol counts (`compositions`, their
+    # representative `prompts.canonical_prompt`). Other kinds opt in by overriding the
+    # three methods below (markov_beta: transition counts and last symbol).
+    def prompt_class(self, prompt: str):
+        """The class of `prompt` (hashable), or None where the kind states no classes."""
+        if self.exchangeable:
+            return tuple(prompt.count(str(v)) for v in range(self.vocab_size))
+        return None
+
+    def length_classes(self, length: int) -> tuple[list, list[str]]:
+        """Every class of prompts of exactly `length` symbols and its representative, the
+        lexicographically first prompt of the class: ``(classes, representatives)``."""
+        if self.exchangeable:
+            counts = compositions(length, self.vocab_size)
+            return [tuple(int(v) for v in c) for c in counts], [canonical_prompt(c)
+                                                                 for c in counts]
+        raise NotImplementedError(f"source kind {self.kind!r} states no prompt classes")
+
+    def class_losses(self, classes: list, seqs: np.ndarray) -> np.ndarray:
+        """Loss ``-log P(x | s)`` of a prompt of each class on each sequence, ``(C, B)``."""
+        if self.exchangeable:
+            prompt_counts = np.asarray(classes, dtype=np.int64).reshape(-1, self.vocab_size)
+            counts = symbol_counts(self.check_sequences(seqs), self.vocab_size)
+            return (self.log_marginal(prompt_counts[:, None, :])
+                    - self.log_marginal(prompt_counts[:, None, :] + counts[None, :, :]))
+        raise NotImplementedError(f"source kind {self.kind!r} states no prompt classes")
+
     def check_sequences(self, seqs) -> np.ndarray:
         """`seqs` as ``(B, T)`` uint8, or a ValueError when not 2-d or not over 0..V-1."""
         seqs = np.asarray(seqs)
@@ -323,6 +354,12 @@ def symbol_counts(seqs: np.ndarray, vocab_size: int) -> np.ndarray:
     """Count of each symbol in each row: ``(..., T)`` symbols -> ``(..., V)`` int64."""
     seqs = np.asarray(seqs)
     return (seqs[..., None] == np.arange(vocab_size)).sum(axis=-2, dtype=np.int64)
+
+
+def canonical_prompt(counts) -> str:
+    """The lexicographically first prompt with these symbol counts: ``0^c0 1^c1 ...`` (the
+    representative of an exchangeable source's count class)."""
+    return "".join(str(v) * int(c) for v, c in enumerate(counts))
 
 
 def compositions(n: int, parts: int) -> np.ndarray:

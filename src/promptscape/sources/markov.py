@@ -9,11 +9,12 @@ it only through those (its *transition class*, `transition_class`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 
-from promptscape import validation
+from promptscape import special, validation
 from promptscape.sources.base import BinarySource, register, same_distribution
 
 
@@ -182,6 +183,59 @@ class MarkovBeta(BinarySource):
             p_one[:, 1:] = (a + after[..., 1]) / (a + b + after.sum(-1))
         return np.stack([np.log1p(-p_one), np.log(p_one)], axis=-1)
 
+    # Prompt classes: transition counts and last symbol (module doc).
+    def prompt_class(self, prompt):
+        return transition_class(prompt)
+
+    def length_classes(self, length):
+        return transition_classes(length)
+
+    def class_losses(self, classes, seqs):
+        """``-log P(x | s)`` in closed form: a prompt of class (n, last) and a sequence x
+        with first symbol f and transition counts m give
+        ``sum_a log B(alpha_a + n_a1, beta_a + n_a0) - log B(alpha_a + t_a1, beta_a + t_a0)``
+        with t = n + m + the boundary transition (last, f); the empty prompt gives
+        ``-log P(x)``, whose first symbol is predicted by `initial`."""
+        seqs = self.check_sequences(seqs)
+        first, counts = transition_statistics(seqs)  # (B,), (B, 2, 2)
+        # Sequences with equal statistics have equal losses: score each distinct one once.
+        stats = np.concatenate([first[:, None], counts.reshape(-1, 4)], axis=1)
+        unique, inverse = np.unique(stats, axis=0, return_inverse=True)
+        first, counts = unique[:, 0], unique[:, 1:].reshape(-1, 2, 2)
+        empty = np.array([len(c) == 0 for c in classes], dtype=bool)
+        full = np.array([c if c else (0, 0, 0, 0, 0) for c in classes],
+                        dtype=np.int64).reshape(-1, 5)
+        n, last = full[:, :4].reshape(-1, 2, 2), full[:, 4]
+        evidence = self._log_evidence
+        boundary = np.zeros((len(full), len(unique), 2, 2), dtype=np.int64)
+        boundary[:, :, 0, 0] = (last[:, None] == 0) & (first[None, :] == 0)
+        boundary[:, :, 0, 1] = (last[:, None] == 0) & (first[None, :] == 1)
+        boundary[:, :, 1, 0] = (last[:, None] == 1) & (first[None, :] == 0)
+        boundary[:, :, 1, 1] = (last[:, None] == 1) & (first[None, :] == 1)
+        total = n[:, None] + counts[None, :] + boundary
+        out = evidence(n)[:, None] - evidence(total)  # (C, U)
+        initial = np.where(first == 1, np.log(self.initial), np.log1p(-self.initial))
+        out[empty] = -(initial + evidence(counts))[None, :]
+        return out[:, inverse.ravel()]
+
+    def _log_evidence(self, counts: np.ndarray) -> np.ndarray:
+        """``sum_a log B(alpha_a + n_a1, beta_a + n_a0) - log B(alpha_a, beta_a)`` for
+        transition counts ``(..., 2, 2)`` (log P of the transitions given the first symbol),
+        by table lookup of log-gamma at the integer-shifted parameters."""
+        counts = np.asarray(counts, dtype=np.int64)
+        top = int(counts.sum(axis=-1).max(initial=0)) + 1
+        k = np.arange(top + 1)
+        out = 0.0
+        for a in (0, 1):
+            alpha, beta = self.alpha[a], self.beta[a]
+            lg_alpha = special.gammaln(alpha + k)
+            lg_beta = special.gammaln(beta + k)
+            lg_both = special.gammaln(alpha + beta + k)
+            ones, zeros = counts[..., a, 1], counts[..., a, 0]
+            out = out + (lg_alpha[ones] + lg_beta[zeros] - lg_both[ones + zeros]
+                         - (lg_alpha[0] + lg_beta[0] - lg_both[0]))
+        return out
+
     def ones_moments(self, length):
         """Exact, from the Beta moments: E over the transitions of the chain's moments is not
         closed-form, so the mean and variance are taken from the exact distribution of the
@@ -207,3 +261,43 @@ def transition_class(prompt: str) -> tuple[int, int, int, int, int] | tuple[()]:
     for a, b in zip(prompt, prompt[1:]):
         n[2 * int(a) + int(b)] += 1
     return (*n, int(prompt[-1]))
+
+
+def transition_statistics(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First symbol ``(B,)`` and counts of all transitions a -> b ``(B, 2, 2)`` of each
+    sequence ``(B, T)``, T >= 1: what a chain's probability depends on."""
+    seqs = np.asarray(seqs, dtype=np.int64)
+    pair = 2 * seqs[:, :-1] + seqs[:, 1:]
+    counts = np.stack([(pair == code).sum(axis=1) for code in range(4)], axis=1)
+    return seqs[:, 0], counts.reshape(-1, 2, 2)
+
+
+def transition_classes(length: int) -> tuple[list, list[str]]:
+    """Every transition class of prompts of exactly `length` symbols, and each one's
+    representative, its lexicographically first prompt: ``(classes, representatives)`` in
+    the order of the representatives. Built by extending the classes of length - 1 by one
+    symbol: every prompt of a class extends a prompt of some shorter class, so the least
+    extension of the shorter representatives is the least member."""
+    best = _least_members(int(length))
+    ordered = sorted(best.items(), key=lambda item: item[1])
+    return [c for c, _ in ordered], [r for _, r in ordered]
+
+
+@functools.lru_cache(maxsize=None)
+def _least_members(length: int) -> dict:
+    """{class: lexicographically first prompt} of the prompts of exactly `length` symbols
+    (memoised: the classes of every length up to `length` are built once)."""
+    if length == 0:
+        return {(): ""}
+    if length == 1:
+        return {transition_class("0"): "0", transition_class("1"): "1"}
+    grown: dict = {}
+    for (n00, n01, n10, n11, last), rep in _least_members(length - 1).items():
+        for symbol in (0, 1):
+            n = [n00, n01, n10, n11]
+            n[2 * last + symbol] += 1
+            key = (*n, symbol)
+            candidate = rep + str(symbol)
+            if key not in grown or candidate < grown[key]:
+                grown[key] = candidate
+    return grown

@@ -16,7 +16,7 @@ log = logging.getLogger("promptscape")
 
 
 def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
-                       family: str | None = None, pretraining: dict, experiment: str,
+                       family: str | None = None, replicate: int = 0, pretraining: dict, experiment: str,
                        task_name: str, task: dict, task_length: int, enumeration_budget: int,
                        max_length: int, num_typical: int, model: str | None = None,
                        device: str = "auto") -> None:
@@ -43,11 +43,11 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
 
     counts = None
     l_max = int(land["prompt_length"].max())
-    if scorer.counts_apply:
-        counts = efficiency.count_class_optima(scorer, max(lengths[-1], l_max))
+    if scorer.classes_apply:
+        counts = efficiency.class_optima(scorer, max(lengths[-1], l_max))
         exhaustive = efficiency.landscape_optima(land)["exact_kl"]
         gap = np.abs(counts["exact_kl"].loc[exhaustive.index] - exhaustive).max()
-        log.info("count-class cross-check of the landscape optima, lengths 0..%d: "
+        log.info("prompt-class cross-check of the landscape optima, lengths 0..%d: "
                  "max |difference| = %.2e nats", l_max, gap)
     optimal = efficiency.optimal_by_length(land, lengths, counts)
 
@@ -65,7 +65,8 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
                      "(length <= l) %s", length, curve["typical_kl_median"][i], interval,
                      curve["typical_kl_q25"][i], curve["typical_kl_q75"][i],
                      "unknown" if best is None else f"{best:.3e}")
-    frame = {"predictor": predictor, "experiment": experiment, "task": task_name, **curve,
+    frame = {"predictor": predictor, "replicate": replicate, "experiment": experiment,
+             "task": task_name, **curve,
              **optimal, "method": scorer.method}
     tables.write(frame, "efficiency", output)
 

@@ -19,6 +19,10 @@ class Figure:
     artifacts: str | tuple[str, ...]  # artifact(s) it reads; a tuple gives a dict of frames
     headline: str
     neural: bool = False  # only for experiments with a neural predictor
+    replicated: bool = False  # only for experiments with a model of several replicates
+    # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
+    # model without replicates), which is what every other figure shows.
+    all_replicates: bool = False
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -41,8 +45,12 @@ FIGURES = {
     "neural_vs_bayes": Figure("neural_vs_bayes_chart", "landscape",
                               "How far the networks' prompt landscapes are from the Bayes one",
                               neural=True),
+    "replicates": Figure("replicates_chart", "reliability",
+                         "Proportion correct of every independently trained network",
+                         neural=True, replicated=True, all_replicates=True),
 }
 NEURAL_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.neural)
+REPLICATED_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.replicated)
 
 
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
@@ -57,6 +65,9 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
                  for name in spec.artifacts}
     else:
         frame = tables.read(tables_in, spec.artifacts)
+    if not spec.all_replicates:
+        frame = ({name: f[f["replicate"] == 0] for name, f in frame.items()}
+                 if isinstance(frame, dict) else frame[frame["replicate"] == 0])
     title = {"text": spec.headline,
              "subtitle": f"experiment {experiment}: pretraining {pretraining}"}
     chart = build(frame, tasks=tasks, imd=imd, predictors=predictors, style=style, title=title)

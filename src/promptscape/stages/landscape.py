@@ -15,7 +15,7 @@ log = logging.getLogger("promptscape")
 
 
 def compute_landscape(*, evaluation: str, output: str, predictor: str,
-                      family: str | None = None, pretraining: dict,
+                      family: str | None = None, replicate: int = 0, pretraining: dict,
                       experiment: str, task_name: str, task: dict, task_length: int,
                       max_prompt_length: int, enumeration_budget: int,
                       model: str | None = None, table: str | None = None,
@@ -54,10 +54,11 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
              "nats", predictor, experiment, task_name, method, best, int((~resolved).sum()),
              float(kl[optimal].min()))
     frame = {
-        "predictor": predictor, "experiment": experiment, "task": task_name,
-        "prompt": prompts, "prompt_length": [len(p) for p in prompts],
+        "predictor": predictor, "replicate": replicate, "experiment": experiment,
+        "task": task_name, "prompt": prompts, "prompt_length": [len(p) for p in prompts],
         "prompt_counts": prompts_lib.prompt_counts(prompts, V).tolist(), "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
+        "first_symbol_kl": landscape.first_symbol_kl(pred, prompts, task_source),
         "rank": ranks, "optimal": optimal, "resolved": resolved,
         "mc_kl": mc[2], "mc_kl_se": mc[3],
     }

@@ -14,7 +14,7 @@ log = logging.getLogger("promptscape")
 
 
 def search_prompts(*, datasets: str, output: str, predictor: str,
-                   family: str | None = None,
+                   family: str | None = None, replicate: int = 0,
                    pretraining: dict, experiment: str, task_name: str, task_length: int,
                    N: int, max_prompt_length: int, enumeration_budget: int,
                    model: str | None = None, table: str | None = None,
@@ -31,7 +31,8 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
     chosen = search.choose(losses)
     S, P = losses.shape
     frame = {
-        "predictor": predictor, "experiment": experiment, "task": task_name, "N": N,
+        "predictor": predictor, "replicate": replicate, "experiment": experiment,
+        "task": task_name, "N": N,
         "seed": np.repeat(seeds, P), "prompt": prompts * S,
         "prompt_length": np.tile([len(p) for p in prompts], S),
         "empirical_loss": losses.reshape(-1),

@@ -15,7 +15,7 @@ log = logging.getLogger("promptscape")
 
 
 def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, identity: str,
-                    source_name: str, pretraining: dict, settings: dict, threads: int = 1,
+                    source_name: str, replicate: int = 0, pretraining: dict, settings: dict, threads: int = 1,
                     device: str = "auto", checkpoint_every: int = 500) -> None:
     """Train model `name` (complete config `settings`); resume from `checkpoint` when an
     interrupted run left one.
@@ -43,6 +43,7 @@ def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, ident
     if os.path.exists(checkpoint):  # the model is saved: nothing left to resume
         os.remove(checkpoint)
     frame["predictor"] = name
+    frame["replicate"] = replicate
     frame["source"] = source_name
     frame["identity"] = identity
     tables.write(frame, "training_curve", curve)
@@ -52,7 +53,7 @@ def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, ident
 
 def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
                        source_name: str, pretraining: dict, size: int, threads: int = 1,
-                       device: str = "auto") -> None:
+                       device: str = "auto", replicate: int = 0) -> None:
     """Per-position regret of a trained network against Bayes on held-out sequences."""
     import torch
 
@@ -64,8 +65,8 @@ def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
     rng = seeding.numpy_generator("heldout", pretraining, length, size)
     seqs = source.sample(size, length, rng)
     neural, bayes = models.losses_by_position(predictor, source, seqs)  # (T,) each
-    tables.write({"predictor": name, "source": source_name, "identity": identity,
-                  "position": np.arange(length),
+    tables.write({"predictor": name, "replicate": replicate, "source": source_name,
+                  "identity": identity, "position": np.arange(length),
                   "sequences": size, "neural_loss": neural, "bayes_loss": bayes,
                   "regret": neural - bayes}, "predictor_regret", output)
     log.info("%s on %s: mean per-symbol regret against Bayes %.5f nats on %d held-out "
@@ -75,7 +76,8 @@ def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
 
 
 def score_prompts(*, model: str, output: str, name: str, experiment: str, task_length: int,
-                  max_prompt_length: int, threads: int = 1, device: str = "auto") -> None:
+                  max_prompt_length: int, threads: int = 1, device: str = "auto",
+                  replicate: int = 0) -> None:
     """The loss of every prompt on every sequence of length T under a trained network."""
     import torch
 
@@ -86,7 +88,7 @@ def score_prompts(*, model: str, output: str, name: str, experiment: str, task_l
     seqs = prompts_lib.enumerate_sequences(task_length, predictor.vocab_size)
     losses = predictor.prompt_losses(prompts, seqs)  # (P, V^T)
     P, S = losses.shape
-    tables.write({"predictor": name, "experiment": experiment,
+    tables.write({"predictor": name, "replicate": replicate, "experiment": experiment,
                   "prompt": [p for p in prompts for _ in range(S)],
                   "prompt_length": np.repeat([len(p) for p in prompts], S),
                   "sequence": prompts_lib.to_strings(seqs) * P,
