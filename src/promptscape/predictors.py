@@ -130,9 +130,7 @@ class BayesPredictor(Predictor):
         """Exchangeable only: loss of any prompt with symbol counts `prompt_counts` on any
         sequence with symbol counts `counts` (``(..., V)`` each, broadcast): the count
         classes of landscapes and prompt efficiency use it."""
-        prompt_counts = np.asarray(prompt_counts, dtype=np.int64)
-        lm = self.source.log_marginal
-        return lm(prompt_counts) - lm(prompt_counts + np.asarray(counts, dtype=np.int64))
+        return self.source.count_losses(prompt_counts, counts)
 
 
 class TabulatedPredictor(Predictor):

@@ -96,9 +96,10 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     imd = {t.name: t.in_meta_distribution for t in exp.tasks}
     top_n = int(rel["N"].max())
     rel_top = rel[rel["N"] == top_n]
-    lines = ["| task | predictor | optimal class | KL(s*) (nats) | method | proportion correct at "
+    lines = ["| task | predictor | optimal class | KL(s*) (nats) | of which the first task symbol "
+             "| method | proportion correct at "
              f"N={top_n} [95% CI] | mean regret (nats) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task in tasks:
         for predictor in exp.predictors:
             sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
@@ -109,7 +110,10 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
                        f"{row['ci_high'].iloc[0]:.2f}]" if len(row) else "")
             regret = f"{row['regret_mean'].iloc[0]:.2e}" if len(row) else ""
             label = f"{task} ({'IMD' if imd[task] else 'OOMD'})"
-            lines.append(f"| {label} | {predictor} | {names} | {best['kl'].min():.4g} | "
+            top = best.loc[best["kl"].idxmin()]
+            share = top["first_symbol_kl"] / top["kl"] if top["kl"] > 0 else 0.0
+            lines.append(f"| {label} | {predictor} | {names} | {top['kl']:.4g} | "
+                         f"{top['first_symbol_kl']:.3g} ({share:.0%}) | "
                          f"{sub['method'].iloc[0]} | {correct} | {regret} |")
     out += lines + [""]
     neural = land[land["predictor"] != "bayes"]

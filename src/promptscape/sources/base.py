@@ -232,9 +232,16 @@ class Source:
         if self.exchangeable:
             prompt_counts = np.asarray(classes, dtype=np.int64).reshape(-1, self.vocab_size)
             counts = symbol_counts(self.check_sequences(seqs), self.vocab_size)
-            return (self.log_marginal(prompt_counts[:, None, :])
-                    - self.log_marginal(prompt_counts[:, None, :] + counts[None, :, :]))
+            return self.count_losses(prompt_counts[:, None, :], counts[None, :, :])
         raise NotImplementedError(f"source kind {self.kind!r} states no prompt classes")
+
+    def count_losses(self, prompt_counts, counts) -> np.ndarray:
+        """Exchangeable kinds only: the loss of any prompt with symbol counts
+        `prompt_counts` on any sequence with symbol counts `counts` (``(..., V)`` each,
+        broadcast): ``lm(c(s)) - lm(c(s) + c(x))``, with lm = `log_marginal`."""
+        prompt_counts = np.asarray(prompt_counts, dtype=np.int64)
+        return (self.log_marginal(prompt_counts)
+                - self.log_marginal(prompt_counts + np.asarray(counts, dtype=np.int64)))
 
     def check_sequences(self, seqs) -> np.ndarray:
         """`seqs` as ``(B, T)`` uint8, or a ValueError when not 2-d or not over 0..V-1."""
