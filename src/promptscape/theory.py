@@ -1,0 +1,214 @@
+"""Why search fails, predicted: the probability that search on D_N returns an optimal prompt.
+
+(The library half of "Why search fails, predicted": the workflow artifact
+`reliability_prediction` and its figures are not built yet.)
+
+The empirical loss of a prompt on a dataset of N task sequences is a weighted sum over the
+distinct outcomes x of the task (its distinct sequences, or, for an exchangeable Bayes
+predictor, its count values)::
+
+    L_N(s) = sum_x f_x l(s, x),    N f ~ Multinomial(N, p),
+
+with p the task's probability of each outcome. Prompts that are identical for the predictor
+(a class: equal loss rows) are collapsed first; rows are in the canonical order of their
+first prompts, so the search's tie rule (the first minimum in canonical prompt order) is the
+first minimum over rows. Search is correct when the chosen row is in the optimal class S*,
+which may hold several rows (mirror-image prompts, say). Three ways to compute
+``P(correct)``:
+
+``exact``
+    The finite sum over every multinomial outcome (the compositions of N into X parts),
+    enumerated in blocks; feasible while C(N + X - 1, X - 1) is at most
+    `EXACT_MAX_OUTCOMES` (N <= 20 over the 11 count values of a binary task of length 10:
+    30 million outcomes, about 8 s and 0.6 GB on one core; only tiny N over 1,024
+    sequences).
+``normal``
+    The variance theory: f approximately normal with mean p and covariance
+    (diag(p) - p p^T) / N, pushed through the loss matrix; the probability is estimated by
+    Monte Carlo over that normal in frequency space (which handles the singular covariance),
+    with its binomial standard error. It fails at small N where the losses take few values
+    (an extreme optimal prompt): the multinomial is far from normal there.
+``simulated``
+    Monte Carlo over the multinomial itself, many more replicates than the pipeline's seeds:
+    the numerical reference of both (a check, not a theory).
+
+Ties between rows within `TIE_RELATIVE_TOLERANCE` (floating-point noise of equal sums) go to
+the first row, the search's rule in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from promptscape import special
+
+# The exact sum enumerates at most this many multinomial outcomes.
+EXACT_MAX_OUTCOMES = 40_000_000
+# Outcomes per block of the exact sum (bounds its memory: rows x (X + C) float64).
+EXACT_BLOCK = 500_000
+# Empirical losses within this relative distance tie (then the first row wins).
+TIE_RELATIVE_TOLERANCE = 1e-12
+
+
+def collapse(losses: np.ndarray, optimal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows identical for the predictor, merged: ``(unique losses (R, X), optimal (R,),
+    first (R,))`` with `first` the index of each unique row's first prompt, rows kept in the
+    order of those first prompts (the canonical order when the input is in it). Prompts of
+    one class must agree on `optimal`."""
+    losses = np.asarray(losses, dtype=np.float64)
+    optimal = np.asarray(optimal, dtype=bool)
+    _, first, inverse = np.unique(losses, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if np.any(optimal != optimal[first][inverse]):
+        raise ValueError("prompts with identical losses disagree on membership of S*")
+    order = np.argsort(first)
+    return losses[first[order]], optimal[first[order]], first[order]
+
+
+def chosen_correct(empirical: np.ndarray, optimal: np.ndarray) -> np.ndarray:
+    """Whether the first minimum of each row of `empirical` ``(B, R)`` is an optimal column
+    (ties within the relative tolerance go to the first column)."""
+    least = empirical.min(axis=1, keepdims=True)
+    slack = TIE_RELATIVE_TOLERANCE * np.maximum(np.abs(least), 1e-300)
+    chosen = np.argmax(empirical <= least + slack, axis=1)
+    return np.asarray(optimal, dtype=bool)[chosen]
+
+
+def num_outcomes(N: int, X: int) -> int:
+    """C(N + X - 1, X - 1): the multinomial outcomes of N draws over X values."""
+    return math.comb(int(N) + int(X) - 1, int(X) - 1)
+
+
+def exact_feasible(N: int, X: int, max_outcomes: int = EXACT_MAX_OUTCOMES) -> bool:
+    return num_outcomes(N, X) <= max_outcomes
+
+
+@functools.lru_cache(maxsize=None)
+def _compositions(n: int, parts: int) -> np.ndarray:
+    """`sources.compositions`, memoised on (n, parts) so that the recursion computes each
+    smaller table once (read-only: callers only concatenate it)."""
+    if parts == 1:
+        out = np.array([[n]], dtype=np.int64)
+    else:
+        out = np.concatenate([
+            np.concatenate([_compositions(n - last, parts - 1),
+                            np.full((num_outcomes(n - last, parts - 1), 1), last,
+                                    dtype=np.int64)], axis=1)
+            for last in range(n + 1)])
+    out.flags.writeable = False
+    return out
+
+
+def _blocks(n: int, parts: int, size: int):
+    """The compositions of n into `parts` parts in blocks of at most about `size` rows."""
+    if num_outcomes(n, parts) <= size or parts == 1:
+        yield _compositions(n, parts)
+        return
+    for last in range(n + 1):
+        for block in _blocks(n - last, parts - 1, size):
+            yield np.concatenate([block, np.full((len(block), 1), last, dtype=np.int64)],
+                                 axis=1)
+
+
+def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
+                             N: int, max_outcomes: int = EXACT_MAX_OUTCOMES) -> float:
+    """P(search on N draws returns an optimal row), summed over every multinomial outcome.
+
+    `losses` ``(R, X)``: the loss of each row on each outcome; `p` ``(X,)``: the outcomes'
+    probabilities; `optimal` ``(R,)``: membership of S*."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    X = len(p)
+    if not exact_feasible(N, X, max_outcomes):
+        raise ValueError(f"{num_outcomes(N, X):,} multinomial outcomes of N = {N} over {X} "
+                         f"values exceed {max_outcomes:,}")
+    live = p > 0
+    log_p = np.log(np.where(live, p, 1.0))
+    log_factorial = special.gammaln(np.arange(int(N) + 1) + 1.0)  # looked up, not recomputed
+    total = 0.0
+    for counts in _blocks(int(N), X, EXACT_BLOCK):
+        possible = ~np.any(counts[:, ~live] > 0, axis=1)
+        counts = counts[possible]
+        # log multinomial(N; counts) + sum_x counts_x log p_x
+        log_prob = log_factorial[N] - log_factorial[counts].sum(axis=1) + counts @ log_p
+        correct = chosen_correct(counts @ losses.T / N, optimal)
+        total += float(np.exp(log_prob[correct]).sum())
+    _compositions.cache_clear()  # the tables of one N are not reused for another
+    return total
+
+
+def _correct_share(draw, losses, optimal, draws, rng, block=20_000):
+    """(estimate, binomial standard error) of P(correct) over `draws` frequency vectors."""
+    hits = 0
+    for start in range(0, draws, block):
+        f = draw(min(block, draws - start), rng)  # (b, X) frequencies
+        hits += int(chosen_correct(f @ losses.T, optimal).sum())
+    q = hits / draws
+    return q, math.sqrt(max(q * (1 - q), 0.25 / draws) / draws)
+
+
+def normal_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, N: int,
+                              draws: int, rng: np.random.Generator) -> tuple[float, float]:
+    """P(correct) under the normal approximation of the frequencies, by Monte Carlo in
+    frequency space: f = p + (g - p sum(g)) / sqrt(N) with g_x ~ Normal(0, p_x) independent,
+    whose covariance is exactly (diag(p) - p p^T) / N. Returns (estimate, its standard
+    error)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    scale = np.sqrt(p)
+
+    def draw(b, rng):
+        g = rng.standard_normal((b, len(p))) * scale
+        return p + (g - g.sum(axis=1, keepdims=True) * p) / math.sqrt(N)
+
+    return _correct_share(draw, losses, optimal, draws, rng)
+
+
+def simulated_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
+                                 N: int, draws: int,
+                                 rng: np.random.Generator) -> tuple[float, float]:
+    """P(correct) by simulating `draws` multinomial datasets of N outcomes: (estimate, its
+    standard error)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+
+    def draw(b, rng):
+        return rng.multinomial(N, p / p.sum(), size=b) / N
+
+    return _correct_share(draw, losses, optimal, draws, rng)
+
+
+def decomposition(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
+                  reference_N: int = 100) -> dict:
+    """Why search is easy or hard for one (predictor, task):
+
+    ``gap``: expected loss (= KL) of the best row outside S* minus that of S*'s best row;
+    ``paired_sd``: the standard deviation, over the task's outcomes, of the per-outcome loss
+    difference between those two rows (what the gap is measured against, divided by
+    sqrt(N)); ``within_2se``: how many rows outside S* have a gap to S*'s best within two
+    paired standard errors at N = `reference_N`. NaN gap when every row is optimal."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64) / np.sum(p)
+    optimal = np.asarray(optimal, dtype=bool)
+    mean = losses @ p
+    best = int(np.flatnonzero(optimal)[np.argmin(mean[optimal])])
+    if optimal.all():
+        return {"gap": math.nan, "paired_sd": math.nan, "within_2se": 0}
+    outside = np.flatnonzero(~optimal)
+    rival = int(outside[np.argmin(mean[outside])])
+    diff = losses - losses[best]  # (R, X)
+    gaps = diff @ p
+    sds = np.sqrt(np.maximum((diff ** 2) @ p - gaps ** 2, 0.0))
+    within = int(np.sum(gaps[outside] <= 2 * sds[outside] / math.sqrt(reference_N)))
+    return {"gap": float(gaps[rival]), "paired_sd": float(sds[rival]), "within_2se": within}
+
+
+def first_reaching(sizes, predictions, level: float):
+    """The least N of `sizes` whose prediction is at least `level`; None if none is."""
+    for N, q in sorted(zip(sizes, predictions)):
+        if q >= level:
+            return int(N)
+    return None
