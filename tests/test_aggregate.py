@@ -475,3 +475,37 @@ def test_path_fields_parse_the_artifact_patterns():
         "experiment": "x", "predictor": "bayes", "replicate": 0, "task": "t"}
     assert aggregate.path_fields("search", "x/search/bayes/r0/t/N10/seeds4.parquet") is None
     assert aggregate.path_fields("search", "x/search/bayes/t/N10/seeds4-7.parquet") is None
+
+
+def test_replicates_chart_shows_every_replicate_their_range_and_bayes():
+    """The replicates figure: one panel per task, a line per (predictor, replicate), the
+    range across a network's replicates as a band, and N labelled at its decades only."""
+    from promptscape import figures
+
+    rows = []
+    for predictor, replicates in (("bayes", 1), ("lstm", 3)):
+        for r in range(replicates):
+            for task in ("a", "b"):
+                for N in (1, 2, 5, 10, 100, 200):
+                    share = 0.9 if predictor == "bayes" else 0.2 * (r + 1)
+                    rows.append({"predictor": predictor, "replicate": r, "experiment": "e",
+                                 "task": task, "N": N, "proportion_correct": share,
+                                 "ci_low": share - 0.05, "ci_high": share + 0.05})
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#000000", "lstm": "#d95f02"}}
+    chart = figures.replicates_chart(pd.DataFrame(rows), tasks=["a", "b"],
+                                     imd={"a": True, "b": False}, predictors=["bayes", "lstm"],
+                                     style=style, title="t")
+    spec = chart.to_dict()
+    panels = [panel for row in spec["vconcat"] for panel in row["hconcat"]]
+    assert [p["title"] for p in panels] == ["a (IMD)", "b (OOMD)"]
+    datasets = list(spec["datasets"].values())
+    units = {(d["predictor"], d["replicate"]) for data in datasets for d in data
+             if "replicate" in d and "unit" in d}
+    assert units == {("bayes", 0), ("lstm", 0), ("lstm", 1), ("lstm", 2)}
+    band = [d for data in datasets for d in data if "low" in d and d["predictor"] == "lstm"]
+    assert len(band) == 12  # 2 tasks x 6 N
+    assert all(d["low"] == pytest.approx(0.2) and d["high"] == pytest.approx(0.6) for d in band)
+    axis = panels[0]["layer"][0]["encoding"]["x"]["axis"]
+    assert axis["values"] == [1, 2, 5, 10, 100, 200]
+    assert "indexof([1, 10, 100]" in axis["labelExpr"]

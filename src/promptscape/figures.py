@@ -45,14 +45,23 @@ def _configure(chart, style, title):
             .configure_title(fontSize=style["font_size"] + 3, anchor="start"))
 
 
+def _n_axis(data: pd.DataFrame) -> alt.X:
+    """The dataset-size axis (log): a tick at every N of the grid, a label at the powers of
+    ten among them (labels at 100 and 200 would overlap in a panel)."""
+    sizes = sorted(int(n) for n in data["N"].unique())
+    decades = [n for n in sizes if 10 ** round(np.log10(n)) == n] or sizes
+    return alt.X("N:Q", scale=alt.Scale(type="log"), title="dataset size N (sequences)",
+                 axis=alt.Axis(values=sizes, labelAngle=0, labelOverlap="greedy",
+                               labelExpr=f"indexof({decades}, datum.value) >= 0 ? "
+                                         f"datum.label : ''"))
+
+
 def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
     """Proportion correct against N (log axis) with Wilson 95% intervals, a panel per task."""
     data = rel.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     base = alt.Chart().encode(
-        x=alt.X("N:Q", scale=alt.Scale(type="log"), title="dataset size N (sequences)",
-                axis=alt.Axis(values=sorted(int(n) for n in data["N"].unique()),
-                              labelOverlap="greedy", labelAngle=0)),
+        x=_n_axis(data),
         color=alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor"),
     )
     band = base.mark_rule(strokeWidth=1.5, opacity=0.6).encode(
@@ -78,9 +87,7 @@ def replicates_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title)
     spread = (data.groupby(["predictor", "task_label", "N"], as_index=False)
               .agg(low=("proportion_correct", "min"), high=("proportion_correct", "max"),
                    replicates=("replicate", "nunique")))
-    x = alt.X("N:Q", scale=alt.Scale(type="log"), title="dataset size N (sequences)",
-              axis=alt.Axis(values=sorted(int(n) for n in data["N"].unique()),
-                            labelOverlap="greedy", labelAngle=0))
+    x = _n_axis(data)
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor",
                       legend=alt.Legend(symbolOpacity=1))
     y = alt.Y("proportion_correct:Q", title="proportion correct", scale=alt.Scale(domain=[0, 1]))
