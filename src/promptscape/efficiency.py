@@ -348,18 +348,18 @@ def class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("prompt_length")
 
 
-def optimal_by_length(land: pd.DataFrame, lengths, counts: pd.DataFrame | None = None) -> dict:
+def optimal_by_length(land: pd.DataFrame, lengths, classes: pd.DataFrame | None = None) -> dict:
     """Columns ``optimal_exact_kl``, ``optimal_upto_kl`` and ``optimal_prompt`` for each of
-    `lengths`: from the landscape up to its L_max, from the count-class optima `counts`
-    beyond it (when given), else None."""
+    `lengths`: from the landscape up to its L_max, from the prompt-class optima `classes`
+    (`class_optima`) beyond it (when given), else None."""
     table = landscape_optima(land)
     l_max = int(table.index.max())
     exact = table["exact_kl"].to_dict()
     upto = {length: (row.upto_prompt, row.upto_kl) for length, row in table.iterrows()}
-    if counts is not None:
+    if classes is not None:
         prompt, kl = upto[l_max]
-        for length in range(l_max + 1, int(counts.index.max()) + 1):
-            row = counts.loc[length]
+        for length in range(l_max + 1, int(classes.index.max()) + 1):
+            row = classes.loc[length]
             exact[length] = row["exact_kl"]
             if not no_worse(kl, row["exact_kl"]):  # better by more than the tie tolerance
                 prompt, kl = row["exact_prompt"], row["exact_kl"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from promptscape import logs
 from promptscape import prompts as prompts_lib
-from promptscape.sources import Source, symbol_counts, symbol_losses
+from promptscape.sources import Source, symbol_losses
 
 # Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
 MAX_SYMBOLS_PER_BATCH = 2_000_000
@@ -87,22 +87,17 @@ class BayesPredictor(Predictor):
         return self.source.prompt_class("") is not None
 
     def prompt_losses(self, prompts, seqs):
-        if not self.source.exchangeable:
-            if self.classes_apply:
-                # One row per class, in order of first appearance, then one per prompt.
-                keys = [self.source.prompt_class(p) for p in prompts]
-                row = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-                losses = self.source.class_losses(list(row), seqs)
-                return losses[np.array([row[key] for key in keys], dtype=np.int64)]
-            if hasattr(self.source, "filter_states"):
-                return self._hidden_state_losses(prompts, seqs)
-            return super().prompt_losses(prompts, seqs)
-        # l(s, x) = -log P(s x) / P(s) = lm(c(s)) - lm(c(s) + c(x)), with lm the log
-        # probability of one sequence with those counts: only counts matter.
-        V = self.source.vocab_size
-        prompt_counts = prompts_lib.prompt_counts(prompts, V)  # (P, V)
-        counts = symbol_counts(self.source.check_sequences(seqs), V)  # (B, V)
-        return self.count_losses(prompt_counts[:, None, :], counts[None, :, :])
+        if self.classes_apply:
+            # A prompt acts only through its class (exchangeable: its symbol counts, with
+            # l(s, x) = lm(c(s)) - lm(c(s) + c(x)); markov_beta: its transition counts and
+            # last symbol): one row per class, in order of first appearance, then per prompt.
+            keys = [self.source.prompt_class(p) for p in prompts]
+            row = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+            losses = self.source.class_losses(list(row), seqs)
+            return losses[np.array([row[key] for key in keys], dtype=np.int64)]
+        if hasattr(self.source, "filter_states"):
+            return self._hidden_state_losses(prompts, seqs)
+        return super().prompt_losses(prompts, seqs)
 
     def _hidden_state_losses(self, prompts, seqs):
         """Hidden-state sources: filter each prompt once, then run every sequence forward

@@ -90,7 +90,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     all_land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
     all_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
-    land, rel = _first(all_land), _first(all_rel)
+    land, rel = tables.first_replicate(all_land), tables.first_replicate(all_rel)
     out = [f"### `{exp.name}`", ""]
     tasks = sorted(t.name for t in exp.tasks)
     imd = {t.name: t.in_meta_distribution for t in exp.tasks}
@@ -131,7 +131,8 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
                        f"{r.kl:.4g} / {r.bayes_kl:.4g} |")
         out.append("")
     te_path = layout.aggregate(study, exp, "token_efficiency")
-    te = _first(_configured(tables.read(te_path, "token_efficiency"), exp, te_path))
+    te = tables.first_replicate(_configured(tables.read(te_path, "token_efficiency"), exp,
+                                                te_path))
     out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | median | ratio |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in te.itertuples():
@@ -144,11 +145,6 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     out.append("")
     out += replicate_lines(exp, all_land, all_rel)
     return "\n".join(out)
-
-
-def _first(frame: pd.DataFrame) -> pd.DataFrame:
-    """Replicate 0 of every predictor (bayes has no other)."""
-    return frame[frame["replicate"] == 0]
 
 
 def replicate_lines(exp: config_lib.Experiment, land: pd.DataFrame,

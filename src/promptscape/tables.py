@@ -149,7 +149,8 @@ ARTIFACTS = {a.name: a for a in [
                         "draws); the weights sum to 1")),
         ("experiment", "task", "index")),
     Artifact(
-        "search", "{experiment}/search/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "search",
+        "{experiment}/search/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.parquet",
         "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
         "seed block, and which prompt is the empirical optimum s_hat of each seed.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
@@ -417,6 +418,13 @@ def read_table(path, artifact: str | None = None) -> pa.Table:
 def artifact_of(path) -> str:
     """The artifact name a file was written as (from its schema metadata)."""
     return pq.read_schema(path).metadata[b"artifact"].decode()
+
+
+def first_replicate(frame):
+    """The rows of replicate 0 of every predictor (the one network of a model without
+    replicates; bayes has no other): what every table and figure but the replicate ones
+    shows."""
+    return frame[frame["replicate"] == 0]
 
 
 def read(path, artifact: str | None = None):

@@ -20,7 +20,7 @@ which may hold several rows (mirror-image prompts, say). Three ways to compute
     The finite sum over every multinomial outcome (the compositions of N into X parts),
     enumerated in blocks; feasible while C(N + X - 1, X - 1) is at most
     `EXACT_MAX_OUTCOMES` (N <= 20 over the 11 count values of a binary task of length 10:
-    30 million outcomes, about 8 s and 0.6 GB on one core; only tiny N over 1,024
+    30 million outcomes, about 10 s and 0.35 GB on one core; only tiny N over 1,024
     sequences).
 ``normal``
     The variance theory: f approximately normal with mean p and covariance
@@ -38,12 +38,12 @@ the first row, the search's rule in exact arithmetic.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 from promptscape import special
+from promptscape.sources import compositions
 
 # The exact sum enumerates at most this many multinomial outcomes.
 EXACT_MAX_OUTCOMES = 40_000_000
@@ -86,26 +86,10 @@ def exact_feasible(N: int, X: int, max_outcomes: int = EXACT_MAX_OUTCOMES) -> bo
     return num_outcomes(N, X) <= max_outcomes
 
 
-@functools.lru_cache(maxsize=None)
-def _compositions(n: int, parts: int) -> np.ndarray:
-    """`sources.compositions`, memoised on (n, parts) so that the recursion computes each
-    smaller table once (read-only: callers only concatenate it)."""
-    if parts == 1:
-        out = np.array([[n]], dtype=np.int64)
-    else:
-        out = np.concatenate([
-            np.concatenate([_compositions(n - last, parts - 1),
-                            np.full((num_outcomes(n - last, parts - 1), 1), last,
-                                    dtype=np.int64)], axis=1)
-            for last in range(n + 1)])
-    out.flags.writeable = False
-    return out
-
-
 def _blocks(n: int, parts: int, size: int):
     """The compositions of n into `parts` parts in blocks of at most about `size` rows."""
     if num_outcomes(n, parts) <= size or parts == 1:
-        yield _compositions(n, parts)
+        yield compositions(n, parts)
         return
     for last in range(n + 1):
         for block in _blocks(n - last, parts - 1, size):
@@ -136,7 +120,6 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
         log_prob = log_factorial[N] - log_factorial[counts].sum(axis=1) + counts @ log_p
         correct = chosen_correct(counts @ losses.T / N, optimal)
         total += float(np.exp(log_prob[correct]).sum())
-    _compositions.cache_clear()  # the tables of one N are not reused for another
     return total
 
 

@@ -374,11 +374,17 @@ def compositions(n: int, parts: int) -> np.ndarray:
     parts)`` int64, ordered by the count of the last symbol, then of the one before it, and
     so on (binary: ``[[n, 0], [n - 1, 1], ..., [0, n]]``, k ones for k = 0..n)."""
     n, parts = int(n), int(parts)
-    if parts == 1:
-        return np.array([[n]], dtype=np.int64)
-    rows = [np.concatenate([rest, np.full((len(rest), 1), last, dtype=np.int64)], axis=1)
-            for last in range(n + 1) for rest in [compositions(n - last, parts - 1)]]
-    return np.concatenate(rows, axis=0)
+    # Built part by part for every total m <= n at once, so each smaller table is made once
+    # (the recursion on (n - last, parts - 1) would remake them exponentially often):
+    # table[m] holds the compositions of m into the parts so far, and the next part's
+    # compositions of m are those of m - last with `last` appended, last = 0..m.
+    table = [np.array([[m]], dtype=np.int64) for m in range(n + 1)]
+    for _ in range(parts - 1):
+        table = [np.concatenate([
+            np.concatenate([table[m - last], np.full((len(table[m - last]), 1), last,
+                                                     dtype=np.int64)], axis=1)
+            for last in range(m + 1)]) for m in range(n + 1)]
+    return table[n]
 
 
 def row_index(rows: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -207,11 +207,10 @@ class MarkovBeta(BinarySource):
                         dtype=np.int64).reshape(-1, 5)
         n, last = full[:, :4].reshape(-1, 2, 2), full[:, 4]
         evidence = self._log_evidence
+        # The boundary transition (prompt's last symbol, sequence's first symbol).
         boundary = np.zeros((len(full), len(unique), 2, 2), dtype=np.int64)
-        boundary[:, :, 0, 0] = (last[:, None] == 0) & (first[None, :] == 0)
-        boundary[:, :, 0, 1] = (last[:, None] == 0) & (first[None, :] == 1)
-        boundary[:, :, 1, 0] = (last[:, None] == 1) & (first[None, :] == 0)
-        boundary[:, :, 1, 1] = (last[:, None] == 1) & (first[None, :] == 1)
+        boundary[np.arange(len(full))[:, None], np.arange(len(unique))[None, :],
+                 last[:, None], first[None, :]] = 1
         total = n[:, None] + counts[None, :] + boundary
         out = evidence(n)[:, None] - evidence(total)  # (C, U)
         initial = np.where(first == 1, np.log(self.initial), np.log1p(-self.initial))

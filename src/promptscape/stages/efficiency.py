@@ -16,10 +16,10 @@ log = logging.getLogger("promptscape")
 
 
 def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
-                       family: str | None = None, replicate: int = 0, pretraining: dict, experiment: str,
-                       task_name: str, task: dict, task_length: int, enumeration_budget: int,
-                       max_length: int, num_typical: int, model: str | None = None,
-                       device: str = "auto") -> None:
+                       family: str | None = None, replicate: int = 0, pretraining: dict,
+                       experiment: str, task_name: str, task: dict, task_length: int,
+                       enumeration_budget: int, max_length: int, num_typical: int,
+                       model: str | None = None, device: str = "auto") -> None:
     """Typical prompts of every length 0..max_length against the optimal prompts, for one
     (predictor, experiment, task)."""
     pred = load_predictor(family or predictor, pretraining, model, device=device)
@@ -41,15 +41,15 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
         raise ValueError(f"no prompt length fits the context of predictor {predictor!r}")
     curve = efficiency.typical_curve(scorer, task_source, lengths, num_typical)
 
-    counts = None
+    classes = None
     l_max = int(land["prompt_length"].max())
     if scorer.classes_apply:
-        counts = efficiency.class_optima(scorer, max(lengths[-1], l_max))
+        classes = efficiency.class_optima(scorer, max(lengths[-1], l_max))
         exhaustive = efficiency.landscape_optima(land)["exact_kl"]
-        gap = np.abs(counts["exact_kl"].loc[exhaustive.index] - exhaustive).max()
+        gap = np.abs(classes["exact_kl"].loc[exhaustive.index] - exhaustive).max()
         log.info("prompt-class cross-check of the landscape optima, lengths 0..%d: "
                  "max |difference| = %.2e nats", l_max, gap)
-    optimal = efficiency.optimal_by_length(land, lengths, counts)
+    optimal = efficiency.optimal_by_length(land, lengths, classes)
 
     sampled = curve["typical_method"][0] == "sampled"
     log.info("%s %s %s: typical-prompt quantiles %s, KL by %s", predictor, experiment,

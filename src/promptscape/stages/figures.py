@@ -29,7 +29,8 @@ class Figure:
         """The entries of what `plot_figure` runs for this figure through its deferred
         imports (its code identity's per-job member; promptscape.provenance)."""
         return (f"promptscape.figures:{self.builder}", "promptscape.figures:save",
-                "promptscape.tables:read", "promptscape.tables:artifact_of")
+                "promptscape.tables:read", "promptscape.tables:artifact_of",
+                "promptscape.tables:first_replicate")
 
 
 FIGURES = {
@@ -66,8 +67,8 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
     else:
         frame = tables.read(tables_in, spec.artifacts)
     if not spec.all_replicates:
-        frame = ({name: f[f["replicate"] == 0] for name, f in frame.items()}
-                 if isinstance(frame, dict) else frame[frame["replicate"] == 0])
+        frame = ({name: tables.first_replicate(f) for name, f in frame.items()}
+                 if isinstance(frame, dict) else tables.first_replicate(frame))
     title = {"text": spec.headline,
              "subtitle": f"experiment {experiment}: pretraining {pretraining}"}
     chart = build(frame, tasks=tasks, imd=imd, predictors=predictors, style=style, title=title)

@@ -15,8 +15,9 @@ log = logging.getLogger("promptscape")
 
 
 def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, identity: str,
-                    source_name: str, replicate: int = 0, pretraining: dict, settings: dict, threads: int = 1,
-                    device: str = "auto", checkpoint_every: int = 500) -> None:
+                    source_name: str, replicate: int = 0, pretraining: dict, settings: dict,
+                    threads: int = 1, device: str = "auto",
+                    checkpoint_every: int = 500) -> None:
     """Train model `name` (complete config `settings`); resume from `checkpoint` when an
     interrupted run left one.
 
