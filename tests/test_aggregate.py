@@ -101,7 +101,8 @@ def synthetic_landscape() -> pd.DataFrame:
                          "prompt_length": len(p), "prompt_counts": [p.count("0"), p.count("1")],
                          "method": "exact_counts", "loss": kl[p] + ENTROPY, "loss_se": 0.0,
                          "entropy": ENTROPY, "kl": kl[p], "kl_se": 0.0,
-                         "first_symbol_kl": kl[p] / 2, "rank": rank[p],
+                         "first_symbol_kl": kl[p] / 2,
+                         "first_symbol_prediction": [0.5, 0.5], "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
                          "mc_kl_se": 0.01})
     return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from promptscape.stages import datasets as datasets_stage
 from promptscape.stages import efficiency as efficiency_stage
 from promptscape.stages import figures as figures_stage
 from promptscape.stages import landscape as landscape_stage
+from promptscape.stages import prediction as prediction_stage
 from promptscape.stages import search as search_stage
 from promptscape.stages import training as training_stage
 
@@ -254,6 +255,33 @@ def traced(tmp_path_factory):
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
         reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
         in_meta_distribution=imd, expected=grid)
+    # Predictions: Bayes on bernmix (count values) and on switching (sequences), networks
+    # through their tables and their checkpoints; then the aggregate of the kept ones.
+    predictions = []
+    for i, (family, pre, inputs) in enumerate(predictors):
+        if family == "bayes" and pre == "beta":
+            continue
+        for task in tasks:
+            members = {"pretraining": KIND[pre], "task": KIND[task], "family": family}
+            predictions.append(p(f"prediction/{i}/{task}.parquet"))
+            run("predict_reliability", prediction_stage.predict_reliability, members,
+                predictor=family, pretraining=SOURCES[pre], experiment="e", task_name=task,
+                task=tasks[task], task_length=T, enumeration_budget=2 ** 27, **inputs,
+                landscape_path=p(f"landscape/{i}/{task}.parquet"),
+                evaluation=p(f"evaluation/{task}.parquet"), output=predictions[-1],
+                max_prompt_length=L_MAX, dataset_sizes=[3], draws=200,
+                exact_max_outcomes=10_000, reference_N=100)
+    placed_predictions = []
+    for j in keep:
+        family = predictors[j][0]
+        for task in tasks:
+            target = p(tables.ARTIFACTS["predicted_reliability"].path.format(
+                experiment="e", predictor=family, replicate=0, task=task))
+            shutil.copy(p(f"prediction/{j}/{task}.parquet"), target)
+            placed_predictions.append(target)
+    run("aggregate_prediction", prediction_stage.aggregate_prediction, {},
+        predictions=placed_predictions, reliability=p("aggregate/reliability.parquet"),
+        output=p("aggregate/reliability_prediction.parquet"), expected=grid)
     # Efficiency: Bayes on bernmix and the networks from their checkpoints.
     measured = [x for x in efficiencies if int(Path(x).parent.name) in (0, 4, 6)]
     run("summarize_efficiency", efficiency_stage.summarize_efficiency, {},
@@ -261,7 +289,9 @@ def traced(tmp_path_factory):
                                            if int(Path(x).parent.name) in (0, 4, 6)],
         output=p("aggregate/token_efficiency.parquet"), experiment="e", in_meta_distribution=imd)
     tables_of = {
-        "reliability": [p("aggregate/reliability.parquet")],
+        "reliability": [p("aggregate/reliability.parquet"),
+                        p("aggregate/reliability_prediction.parquet")],
+        "posterior": pick(landscapes) + measured,
         "replicates": [p("aggregate/reliability.parquet")],
         "choices": [p("aggregate/choices.parquet")],
         "landscape": pick(landscapes),
@@ -276,6 +306,12 @@ def traced(tmp_path_factory):
             tables_in=tables_of[figure], svg=p(f"{out}.svg"), png=p(f"{out}.png"),
             html=p(f"{out}.html"), experiment="e", pretraining="bernmix", tasks=list(tasks),
             imd=imd, predictors=["bayes", "lstm", "transformer"], style=study.figures)
+    for figure in figures_stage.STUDY_FIGURES:
+        out = f"figures/{figure}"
+        run("plot_study_figure", figures_stage.plot_study_figure, {"figure": figure},
+            figure=figure, tables_in=[p("aggregate/reliability_prediction.parquet")],
+            svg=p(f"{out}.svg"), png=p(f"{out}.png"), html=p(f"{out}.html"),
+            experiments=["e"], style=study.figures)
     return run.runs
 
 
@@ -316,7 +352,8 @@ def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
             if member == "family":
                 extra = model_config.FAMILIES[members["family"]].code
             elif member == "figure":
-                extra = figures_stage.FIGURES[members["figure"]].code
+                extra = {**figures_stage.FIGURES,
+                         **figures_stage.STUDY_FIGURES}[members["figure"]].code
             else:
                 extra = (provenance.source_kind_entry(members[member]),)
             dropped = [e for e in full if e not in extra or e == stage]

@@ -57,7 +57,9 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                              "prompt_counts": [[p.count("0"), p.count("1")] for p in PROMPTS],
                              "method": "exact_counts", "loss": [k + 4 for k in kl],
                              "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
-                             "first_symbol_kl": [k / 2 for k in kl], "rank": [2, 0, 1],
+                             "first_symbol_kl": [k / 2 for k in kl],
+                             "first_symbol_prediction": [[0.5, 0.5]] * len(PROMPTS),
+                             "rank": [2, 0, 1],
                              "optimal": [False, True, False],
                              "resolved": True, "mc_kl": kl,
                              "mc_kl_se": 0.01})

@@ -133,3 +133,54 @@ def test_decomposition_against_the_landscape():
     assert parts["paired_sd"] > 0 and parts["within_2se"] >= 1
     assert theory.first_reaching([1, 10, 100], [0.2, 0.6, 0.95], 0.5) == 10
     assert theory.first_reaching([1, 10, 100], [0.2, 0.6, 0.95], 0.99) is None
+
+
+def test_exact_sum_over_multisets_equals_compositions_and_brute_force(monkeypatch):
+    """Where N < X the exact sum enumerates multisets of outcome indices; it equals the sum
+    over count vectors and over ordered draws, in one block and in many."""
+    rng = np.random.default_rng(5)
+    losses = rng.random((4, 6))
+    p = rng.dirichlet(np.ones(6))
+    p[2] = 0.0  # an impossible outcome
+    optimal = np.array([False, True, False, True])
+    for N in (1, 2, 3, 5):
+        want = 0.0
+        for draw in itertools.product(range(6), repeat=N):
+            f = np.bincount(draw, minlength=6) / N
+            if theory.chosen_correct((f @ losses.T)[None, :], optimal)[0]:
+                want += math.prod(p[list(draw)])
+        got = theory.exact_proportion_correct(losses, p, optimal, N)
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+        monkeypatch.setattr(theory, "EXACT_BLOCK", 3)
+        assert theory.exact_proportion_correct(losses, p, optimal, N) == pytest.approx(
+            want, rel=1e-12, abs=1e-15)
+        monkeypatch.undo()
+
+
+def test_collapsing_outcomes_is_exact():
+    """Merging outcomes with identical loss columns (their probabilities added) leaves the
+    exact prediction as it is: the 1,024 sequences of a binary task give the 11 count values
+    under an exchangeable Bayes predictor."""
+    pred = BayesPredictor(build_source(BERNMIX))
+    prompts = all_prompts(3, 2)
+    task = build_source({"kind": "coin", "theta": 0.7})
+    seqs = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.uint8)
+    losses = pred.prompt_losses(prompts, seqs)
+    p = np.exp(task.log_prob(seqs))
+    merged, q = theory.collapse_outcomes(losses, p)
+    assert merged.shape == (len(prompts), T + 1) and q.sum() == pytest.approx(1.0)
+    optimal = landscape.classify(losses @ p)[1]
+    rows, row_optimal, _ = theory.collapse(losses, optimal)
+    small, q_small = theory.collapse_outcomes(rows, p)
+    for N in (1, 2):
+        assert theory.exact_proportion_correct(rows, p, row_optimal, N) == pytest.approx(
+            theory.exact_proportion_correct(small, q_small, row_optimal, N), rel=1e-10)
+
+
+def test_normal_curve_reuses_one_set_of_draws_for_every_n():
+    rows, p, optimal = collapsed({"kind": "coin", "theta": 0.5})
+    curve = theory.normal_curve(rows, p, optimal, [10, 1000], 20_000, np.random.default_rng(1))
+    alone = theory.normal_proportion_correct(rows, p, optimal, 1000, 20_000,
+                                             np.random.default_rng(1))
+    assert curve[1] == alone  # the same draws, the same answer
+    assert curve[0][0] < curve[1][0]

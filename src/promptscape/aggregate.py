@@ -216,23 +216,51 @@ def verify_landscape_file(frame: pd.DataFrame, path, expected: dict) -> None:
 
 def verify_landscape_coverage(paths, expected: dict) -> None:
     """Exactly one landscape per (predictor, replicate, task) of the grid."""
+    _verify_per_task_coverage("landscape", "landscape", paths, expected)
+
+
+def _verify_per_task_coverage(artifact: str, noun: str, paths, expected: dict) -> None:
+    """Exactly one file of a per-(predictor, replicate, task) artifact per unit and task."""
     owner: dict[tuple, str] = {}
     problems = []
     for path in paths:
-        f = path_fields("landscape", path)
+        f = path_fields(artifact, path)
         key = (f["predictor"], f["replicate"], f["task"])
         if key in owner:
-            problems.append(f"{path}: the landscape of {key[0]} (replicate {key[1]}) on "
+            problems.append(f"{path}: the {noun} of {key[0]} (replicate {key[1]}) on "
                             f"{key[2]} appears twice: {owner[key]} holds it too")
         owner[key] = str(path)
     for predictor, r in _units(expected):
         for task in expected["tasks"]:
             if (predictor, r, task) not in owner:
-                problems.append(f"no landscape file of predictor {predictor} (replicate {r}), "
+                problems.append(f"no {noun} file of predictor {predictor} (replicate {r}), "
                                 f"task {task}")
     if problems:
-        raise ValueError("landscape files do not cover the experiment exactly once: "
+        raise ValueError(f"{noun} files do not cover the experiment exactly once: "
                          + "; ".join(problems))
+
+
+def verify_prediction_file(frame: pd.DataFrame, path, expected: dict) -> None:
+    """Check one predicted_reliability file against its path and the experiment's grid:
+    its experiment, predictor, replicate and task, and every N of the grid exactly once."""
+    fields = path_fields("predicted_reliability", path)
+    if fields is None:
+        raise ValueError(f"{path}: not a predicted_reliability file path (expected .../"
+                         f"{tables.ARTIFACTS['predicted_reliability'].path})")
+    problems = _grid_problems(fields, expected)
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
+                                                   "task"))
+    held = sorted(int(N) for N in frame["N"])
+    if held != sorted(int(N) for N in expected["dataset_sizes"]):
+        problems.append(f"holds N = {held}, the experiment's dataset_sizes are "
+                        f"{sorted(expected['dataset_sizes'])}")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+
+
+def verify_prediction_coverage(paths, expected: dict) -> None:
+    """Exactly one prediction per (predictor, replicate, task) of the grid."""
+    _verify_per_task_coverage("predicted_reliability", "prediction", paths, expected)
 
 
 def _grid_problems(fields: dict, expected: dict) -> list[str]:

@@ -171,6 +171,12 @@ class Study:
         """The efficiency stage's settings: ``max_length`` and ``num_typical`` (K)."""
         return dict(self.raw["efficiency"])
 
+    @property
+    def prediction(self) -> dict:
+        """The reliability prediction's settings: ``draws``, ``exact_max_outcomes`` and
+        ``reference_N``."""
+        return dict(self.raw["prediction"])
+
 
 def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     """Validate `config` (a copy; defaults filled in) and build the study."""

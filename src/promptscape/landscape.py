@@ -92,11 +92,16 @@ def choose_method(predictor: Predictor, task: Source, task_length: int, num_prom
     return "monte_carlo"
 
 
-def theoretical_losses(predictor, prompts, task, task_length, method):
-    """``(loss (P,), loss_se (P,), entropy)`` of the task over T symbols, by `method`.
+def loss_table(predictor, prompts, task, task_length, method):
+    """The loss of every prompt on every distinct outcome of the task, with the outcomes'
+    probabilities: ``(losses (P, X), p (X,), log_prob (X,))``, `log_prob` the task's
+    log-probability of one sequence of each outcome.
 
-    Not for monte_carlo, which `monte_carlo_kl` handles from per-sequence losses.
-    """
+    The one table every exact reader reduces: the landscape weights it by p, the predicted
+    reliability treats D_N's frequencies of the outcomes as a multinomial. Outcomes are the
+    count values (compositions of T into V parts) under `exact_counts`, every one of the V**T
+    sequences under `exact_enumeration`; `monte_carlo` has no exact table (the evaluation
+    set stands in for it, `evaluation_table`)."""
     T = task_length
     V = task.vocab_size
     if method == "exact_counts":
@@ -104,34 +109,53 @@ def theoretical_losses(predictor, prompts, task, task_length, method):
         pc = np.exp(task.count_log_probabilities(T))  # (C,)
         classes = prompts_lib.prompt_counts(prompts, V)  # (P, V)
         per_class = predictor.count_losses(classes[:, None, :], counts[None, :, :])  # (P, C)
-        entropy = -float(pc @ task.log_marginal(counts))
-        return per_class @ pc, np.zeros(len(prompts)), entropy
+        return per_class, pc, task.log_marginal(counts)
     if method == "exact_enumeration":
         seqs = prompts_lib.enumerate_sequences(T, V)
         log_p = task.log_prob(seqs)
-        p = np.exp(log_p)
-        table = predictor.prompt_losses(prompts, seqs)
-        return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
-    raise ValueError(f"theoretical_losses has no exact method {method!r}")
+        return predictor.prompt_losses(prompts, seqs), np.exp(log_p), log_p
+    raise ValueError(f"loss_table has no exact method {method!r}")
 
 
-def first_symbol_kl(predictor: Predictor, prompts: list[str], task: Source) -> np.ndarray:
-    """KL of the first task symbol alone, ``sum_v p(v) log(p(v) / q(v | s))`` for each prompt
-    s, ``(P,)``, with p the task's law of x_1 and q the predictor's prediction after s. By
-    the chain rule of KL it is the part of KL(s) spent on the first task symbol (the rest is
-    the expected KL of the later symbols given x_1), so 0 <= first_symbol_kl <= kl.
+def theoretical_losses(predictor, prompts, task, task_length, method):
+    """``(loss (P,), loss_se (P,), entropy)`` of the task over T symbols, by `method`
+    (`loss_table` weighted by the outcomes' probabilities).
+
+    Not for monte_carlo, which `monte_carlo_kl` handles from per-sequence losses.
+    """
+    table, p, log_p = loss_table(predictor, prompts, task, task_length, method)
+    return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
+
+
+def first_symbol_prediction(predictor: Predictor, prompts: list[str],
+                            vocab_size: int) -> np.ndarray:
+    """The predictor's distribution of the first task symbol after each prompt, ``(P, V)``:
+    q(v | s). For an exact Bayes predictor it is the posterior predictive of the prior
+    conditioned on the prompt, the one-dimensional summary of the posterior a prompt
+    induces (binary: q(1 | s)).
 
     A tabulated predictor holds losses of whole task sequences only; q(v | s) is then the sum
     of exp(-l(s, x)) over the V^(T-1) sequences x that start with v (the predictor's
     probabilities of the continuations sum to one)."""
-    V = task.vocab_size
-    p = np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))  # (V,)
+    V = int(vocab_size)
     if isinstance(predictor, TabulatedPredictor):
         rows = np.array([predictor.index[s] for s in prompts], dtype=np.int64)
         whole = np.exp(-predictor.table[rows])  # (P, V^T) in code order: x_1 most significant
-        log_q = np.log(whole.reshape(len(prompts), V, -1).sum(axis=2))
-    else:
-        log_q = -predictor.prompt_losses(prompts, np.arange(V, dtype=np.uint8)[:, None])
+        return whole.reshape(len(prompts), V, -1).sum(axis=2)
+    return np.exp(-predictor.prompt_losses(prompts, np.arange(V, dtype=np.uint8)[:, None]))
+
+
+def first_symbol_kl(predictor: Predictor, prompts: list[str], task: Source,
+                    prediction: np.ndarray | None = None) -> np.ndarray:
+    """KL of the first task symbol alone, ``sum_v p(v) log(p(v) / q(v | s))`` for each prompt
+    s, ``(P,)``, with p the task's law of x_1 and q the predictor's prediction after s
+    (`first_symbol_prediction`, or `prediction` when given). By the chain rule of KL it is
+    the part of KL(s) spent on the first task symbol (the rest is the expected KL of the
+    later symbols given x_1), so 0 <= first_symbol_kl <= kl."""
+    V = task.vocab_size
+    p = np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))  # (V,)
+    q = first_symbol_prediction(predictor, prompts, V) if prediction is None else prediction
+    log_q = np.log(q)
     terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - log_q), 0.0)
     return np.maximum(terms.sum(axis=1), 0.0)  # >= 0; rounding may leave -1e-17
 

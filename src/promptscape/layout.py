@@ -14,7 +14,8 @@ from __future__ import annotations
 from promptscape import tables
 from promptscape.config import Experiment, Study
 
-AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency")
+AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
+                    "reliability_prediction")
 
 
 def pattern(study: Study, artifact: str) -> str:

@@ -66,10 +66,11 @@ FLOOR_MB = 500
 
 STAGES = ("simulate_tasks", "simulate_evaluation", "train_predictor", "evaluate_predictor",
           "score_prompts", "search_prompts", "compute_landscape", "measure_efficiency",
-          "aggregate_search", "summarize_efficiency", "plot_figure")
+          "aggregate_search", "summarize_efficiency", "predict_reliability",
+          "aggregate_prediction", "plot_figure", "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
-         "compute_landscape", "measure_efficiency")
+         "compute_landscape", "measure_efficiency", "predict_reliability")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -187,13 +188,16 @@ def estimate(study, rule: str, w: dict) -> Job:
     """The cost of one job of `rule` with wildcards `w` (the workflow's names)."""
     if rule in ("train_predictor", "evaluate_predictor"):
         return _network_job(study, rule, w)
+    if rule == "plot_study_figure":
+        return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
     exp = study.experiments[w["experiment"]]
     P, T, M = num_prompts(exp), exp.task_length, exp.evaluation_size
     L = exp.max_prompt_length
     predictor = w.get("predictor")
     # Searches and landscapes of a network read its prompt-loss table when T is
     # enumerated (no torch); every other network job loads the checkpoint.
-    tabulated = (rule in ("search_prompts", "compute_landscape") and predictor is not None
+    tabulated = (rule in ("search_prompts", "compute_landscape", "predict_reliability")
+                 and predictor is not None
                  and study.is_neural(predictor) and enumerates(study, exp))
     base = _baseline(study, predictor, tabulated)
     if rule == "simulate_tasks":
@@ -239,12 +243,14 @@ def estimate(study, rule: str, w: dict) -> Job:
         return Job(rule, w, evals, base + work, method)
     if rule == "measure_efficiency":
         return _efficiency_job(study, exp, w, base)
+    if rule == "predict_reliability":
+        return _prediction_job(study, exp, w, base, tabulated)
     if rule == "aggregate_search":
         # Every search row of the experiment, as pandas (object columns), concatenated.
         units = sum(study.replicates(p) for p in exp.predictors)
         rows = units * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * P
         return Job(rule, w, 0, base + 2 * _strings(rows, L))
-    if rule == "summarize_efficiency":
+    if rule in ("summarize_efficiency", "aggregate_prediction"):
         return Job(rule, w, 0, base)
     if rule == "plot_figure":
         return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
@@ -268,6 +274,26 @@ def _network_job(study, rule: str, w: dict) -> Job:
     work += (2 * size * net.sequence_length * exp.vocab_size * F64
              + _strings(size, net.sequence_length))
     return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
+
+
+def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
+    """The loss table of the landscape's method (count values, all V^T sequences, or the
+    evaluation set) with its collapsed copies (three (P, X) float64 arrays), the
+    landscape read back, and the Monte Carlo and exact blocks (promptscape.theory: at most
+    about 2^22 float64 frequencies a block, four such arrays live)."""
+    from promptscape import theory
+
+    task = exp.task(w["task"])
+    method = landscape_method(study, exp, w["predictor"], task)
+    P = num_prompts(exp)
+    X = {"exact_counts": num_classes(exp, exp.task_length),
+         "exact_enumeration": num_sequences(exp)}.get(method, exp.evaluation_size)
+    evals, work = _predictor_cost(study, exp, w["predictor"], P, X, tabulated)
+    if tabulated:
+        work += _table_bytes(exp)
+    work += 3 * P * X * F64 + _strings(P, exp.max_prompt_length) * 4
+    work += 4 * theory.BLOCK_VALUES * F64
+    return Job("predict_reliability", w, evals, base + work, method)
 
 
 def _efficiency_job(study, exp, w: dict, base: int) -> Job:
@@ -331,15 +357,21 @@ def jobs(study) -> list[Job]:
                                             {**t, "N": N, "first": a, "last": b}))
                 out.append(estimate(study, "compute_landscape", t))
                 out.append(estimate(study, "measure_efficiency", t))
+                out.append(estimate(study, "predict_reliability", t))
         out.append(estimate(study, "aggregate_search", e))
         out.append(estimate(study, "summarize_efficiency", e))
-        neural = any(study.is_neural(p) for p in exp.predictors)
-        from promptscape.stages.figures import FIGURES
+        out.append(estimate(study, "aggregate_prediction", e))
+        from promptscape.stages.figures import experiment_figures
 
-        replicated = any(study.replicates(p) > 1 for p in exp.predictors)
-        for figure, spec in FIGURES.items():
-            if (neural or not spec.neural) and (replicated or not spec.replicated):
-                out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
+        for figure in experiment_figures(
+                neural=any(study.is_neural(p) for p in exp.predictors),
+                replicated=any(study.replicates(p) > 1 for p in exp.predictors),
+                bayes="bayes" in exp.predictors):
+            out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
+    from promptscape.stages.figures import STUDY_FIGURES
+
+    for figure in STUDY_FIGURES:
+        out.append(estimate(study, "plot_study_figure", {"figure": figure}))
     return out
 
 

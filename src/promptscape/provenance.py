@@ -61,7 +61,11 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                            ("pretraining", "task", "family")),
     "summarize_efficiency": ("promptscape.stages.efficiency:summarize_efficiency", ()),
     "aggregate_search": ("promptscape.stages.aggregate:aggregate_search", ()),
+    "predict_reliability": ("promptscape.stages.prediction:predict_reliability",
+                            ("pretraining", "task", "family")),
+    "aggregate_prediction": ("promptscape.stages.prediction:aggregate_prediction", ()),
     "plot_figure": ("promptscape.stages.figures:plot_figure", ("figure",)),
+    "plot_study_figure": ("promptscape.stages.figures:plot_study_figure", ("figure",)),
 }
 
 
@@ -297,9 +301,9 @@ def job_entries(rule: str, *, pretraining: str | None = None, task: str | None =
 
             entries.extend(FAMILIES[value].code)
         elif member == "figure":
-            from promptscape.stages.figures import FIGURES
+            from promptscape.stages.figures import FIGURES, STUDY_FIGURES
 
-            entries.extend(FIGURES[value].code)
+            entries.extend({**FIGURES, **STUDY_FIGURES}[value].code)
         else:
             entries.append(source_kind_entry(value))
     return tuple(sorted(set(entries)))

@@ -123,6 +123,50 @@ _PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
+# The predicted proportion correct (promptscape.theory) of one (predictor, task, N), and the
+# variance decomposition of its (predictor, task): shared by the per-predictor table and the
+# experiment's aggregate, which adds the measured values beside it.
+_PREDICTION = (
+    ("outcomes", _S, "what the dataset's frequencies f are over: count_values (an "
+                     "exchangeable Bayes predictor on an exchangeable task), sequences (every "
+                     "one of the V^T task sequences) or evaluation_set (no exact table fits "
+                     "the enumeration budget: the evaluation set's sequences with their "
+                     "stratum weights stand in for the task)"),
+    ("num_outcomes", _I, "distinct outcomes after merging those with identical losses under "
+                         "every prompt (X of N f ~ Multinomial(N, p))"),
+    ("num_classes", _I, "prompt classes: prompts with identical losses on every outcome, "
+                        "merged (count classes of exchangeable Bayes predictors)"),
+    ("optimal_classes", _I, "classes in the optimal class S* (from the landscape)"),
+    ("predicted_proportion_correct", _F, "P(search on D_N returns a prompt of S*), with the "
+                                         "search's tie rule: exact_proportion_correct where "
+                                         "the exact sum ran, normal_proportion_correct "
+                                         "otherwise (method)"),
+    ("method", _S, "exact (the finite sum over every multinomial outcome) or normal"),
+    ("exact_proportion_correct", _F, "the exact multinomial sum (numerical error ~1e-12); "
+                                     "null where its outcomes exceed "
+                                     "prediction.exact_max_outcomes", NULLABLE),
+    ("normal_proportion_correct", _F, "the variance theory: f ~ Normal(p, (diag(p) - p "
+                                      "p^T) / N), by Monte Carlo in frequency space "
+                                      "(prediction.draws draws, the same for every N)"),
+    ("normal_se", _F, "Monte Carlo standard error of normal_proportion_correct (its "
+                      "numerical error; the approximation's own error is not in it)"),
+    ("simulated_proportion_correct", _F, "simulation of the multinomial itself "
+                                         "(prediction.draws datasets): the numerical "
+                                         "reference of both"),
+    ("simulated_se", _F, "binomial standard error of simulated_proportion_correct"),
+    ("gap", _F, "decomposition, per (predictor, task): KL of the best class outside S* "
+                "minus that of S*'s best (nats); null when every class is optimal", NULLABLE),
+    ("paired_sd", _F, "standard deviation over the task of the per-sequence loss "
+                      "difference between those two classes (nats): the gap is resolved "
+                      "at N about (2 paired_sd / gap)^2; null with gap", NULLABLE),
+    ("classes_within_2se", _I, "classes outside S* whose gap to S*'s best is within two "
+                               "paired standard errors at N = prediction.reference_N "
+                               "(default 100)"),
+    ("first_n_half", _I, "the least N of the config's dataset_sizes whose predicted "
+                         "proportion correct is at least 0.5; null where none is", NULLABLE),
+    ("first_n_ninety", _I, "the least such N for 0.9; null where none is", NULLABLE),
+)
+
 ARTIFACTS = {a.name: a for a in [
     Artifact(
         "task_data", "{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
@@ -176,6 +220,10 @@ ARTIFACTS = {a.name: a for a in [
                                  "x_1 to the predictor's prediction of x_1 after the prompt "
                                  "(nats, exact). The part of kl spent at the prompt-task "
                                  "boundary; kl minus it is the expected KL of the later symbols"),
+         ("first_symbol_prediction", pa.list_(_F), "the predictor's distribution of the first "
+                                                   "task symbol after the prompt, q(v | s) for "
+                                                   "v = 0..V-1 (exact; for Bayes the posterior "
+                                                   "predictive the prompt induces)"),
          ("rank", _I, "0 for the optimal class, exactly; the other prompts dense-ranked from 1 "
                       "by loss, tied only where their losses are equal (relative 1e-9)"),
          ("optimal", _B, "member of the optimal class S*: loss within relative 1e-9 of the "
@@ -299,6 +347,29 @@ ARTIFACTS = {a.name: a for a in [
          ("length_ratio", _F, "typical_length / optimal_length; null when typical_length is "
                               "null or the optimal prompt is empty", NULLABLE)),
         ("predictor", "replicate", "experiment", "task")),
+    Artifact(
+        "predicted_reliability",
+        "{experiment}/prediction/{predictor}/r{replicate}/{task}.parquet",
+        "The predicted proportion correct of exhaustive search at every N of one (predictor, "
+        "task) of an experiment (promptscape.theory), with the task's variance "
+        "decomposition; the experiment's reliability_prediction adds the measured values.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, *_PREDICTION),
+        ("predictor", "replicate", "experiment", "task", "N")),
+    Artifact(
+        "reliability_prediction", "{experiment}/aggregate/reliability_prediction.parquet",
+        "Per (predictor, task, N): the predicted proportion correct (exact where the "
+        "multinomial sum ran, the normal theory otherwise; simulation beside both) against "
+        "the measured one of the reliability table, and the variance decomposition of each "
+        "(predictor, task).",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         _N, *_PREDICTION,
+         ("seeds", _I, "datasets (seeds) of the measured proportion"),
+         ("measured_proportion_correct", _F, "proportion_correct of the reliability table"),
+         ("ci_low", _F, "its Wilson 95% interval, lower bound"),
+         ("ci_high", _F, "its Wilson 95% interval, upper bound"),
+         ("inside_interval", _B, "ci_low <= predicted_proportion_correct <= ci_high")),
+        ("predictor", "replicate", "experiment", "task", "N")),
     Artifact(
         "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
         "Training of one neural predictor on its pretraining source: the loss of every step "

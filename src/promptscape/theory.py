@@ -1,7 +1,8 @@
 """Why search fails, predicted: the probability that search on D_N returns an optimal prompt.
 
-(The library half of "Why search fails, predicted": the workflow artifact
-`reliability_prediction` and its figures are not built yet.)
+The workflow's `predict_reliability` stage (`promptscape.stages.prediction`) applies
+`predict` to every (predictor, task) of an experiment and writes the artifact
+`reliability_prediction`.
 
 The empirical loss of a prompt on a dataset of N task sequences is a weighted sum over the
 distinct outcomes x of the task (its distinct sequences, or, for an exchangeable Bayes
@@ -32,12 +33,18 @@ which may hold several rows (mirror-image prompts, say). Three ways to compute
     Monte Carlo over the multinomial itself, many more replicates than the pipeline's seeds:
     the numerical reference of both (a check, not a theory).
 
+Outcomes with identical loss columns are merged too (`collapse_outcomes`; their
+frequencies add), which is exact: the empirical losses depend on the merged frequencies
+only. It turns the 1,024 sequences of a binary task into its 11 count values wherever the
+predictor's losses depend on the counts alone.
+
 Ties between rows within `TIE_RELATIVE_TOLERANCE` (floating-point noise of equal sums) go to
 the first row, the search's rule in exact arithmetic.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -47,8 +54,11 @@ from promptscape.sources import compositions
 
 # The exact sum enumerates at most this many multinomial outcomes.
 EXACT_MAX_OUTCOMES = 40_000_000
-# Outcomes per block of the exact sum (bounds its memory: rows x (X + C) float64).
+# Outcomes per block of the exact sum (at most; bounds its memory with BLOCK_VALUES).
 EXACT_BLOCK = 500_000
+# Values (float64) of one block's largest array: exact outcomes x (X + R), Monte Carlo
+# draws x max(X, R). Bounds every reader's memory whatever the table's size.
+BLOCK_VALUES = 1 << 22
 # Empirical losses within this relative distance tie (then the first row wins).
 TIE_RELATIVE_TOLERANCE = 1e-12
 
@@ -66,6 +76,22 @@ def collapse(losses: np.ndarray, optimal: np.ndarray) -> tuple[np.ndarray, np.nd
         raise ValueError("prompts with identical losses disagree on membership of S*")
     order = np.argsort(first)
     return losses[first[order]], optimal[first[order]], first[order]
+
+
+def collapse_outcomes(losses: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes whose loss columns are identical, merged (their probabilities added), and
+    outcomes of probability 0 dropped: ``(losses (R, X'), p (X',))``, columns in the order
+    of their first outcomes. Exact for every reader of the empirical losses."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    live = p > 0
+    losses, p = losses[:, live], p[live]
+    _, first, inverse = np.unique(losses.T, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    merged = np.bincount(rank[inverse.ravel()], weights=p, minlength=len(first))
+    return losses[:, first[order]], merged
 
 
 def chosen_correct(empirical: np.ndarray, optimal: np.ndarray) -> np.ndarray:
@@ -97,23 +123,54 @@ def _blocks(n: int, parts: int, size: int):
                                  axis=1)
 
 
+def _multiset_blocks(n: int, parts: int, size: int):
+    """The multisets of n of the values 0..parts-1 (sorted index rows ``(b, n)``) in blocks
+    of at most `size`: the outcomes of n draws, sparse where n < parts."""
+    every = itertools.combinations_with_replacement(range(parts), n)
+    while True:
+        block = np.fromiter(itertools.chain.from_iterable(itertools.islice(every, size)),
+                            dtype=np.int64)
+        if not block.size:
+            return
+        yield block.reshape(-1, n)
+
+
 def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
                              N: int, max_outcomes: int = EXACT_MAX_OUTCOMES) -> float:
     """P(search on N draws returns an optimal row), summed over every multinomial outcome.
 
     `losses` ``(R, X)``: the loss of each row on each outcome; `p` ``(X,)``: the outcomes'
-    probabilities; `optimal` ``(R,)``: membership of S*."""
+    probabilities; `optimal` ``(R,)``: membership of S*. Outcomes are enumerated as count
+    vectors (compositions of N into X parts) where N >= X, as multisets of N outcome indices
+    where N < X (the same outcomes, stored sparsely), in blocks of at most `BLOCK_VALUES`."""
     losses = np.asarray(losses, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
-    X = len(p)
+    N, X = int(N), len(p)
+    R = losses.shape[0]
     if not exact_feasible(N, X, max_outcomes):
         raise ValueError(f"{num_outcomes(N, X):,} multinomial outcomes of N = {N} over {X} "
                          f"values exceed {max_outcomes:,}")
     live = p > 0
     log_p = np.log(np.where(live, p, 1.0))
-    log_factorial = special.gammaln(np.arange(int(N) + 1) + 1.0)  # looked up, not recomputed
+    log_factorial = special.gammaln(np.arange(N + 1) + 1.0)  # looked up, not recomputed
     total = 0.0
-    for counts in _blocks(int(N), X, EXACT_BLOCK):
+    if N < X:
+        by_outcome = losses.T  # (X, R)
+        log_N = np.log(np.arange(1, N + 1, dtype=np.float64))
+        size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // max(1, N * R)))
+        for picks in _multiset_blocks(N, X, size):
+            picks = picks[live[picks].all(axis=1)]
+            # log N! - sum log(multiplicity!) + sum log p: within a sorted row, the j-th
+            # repeat of an index contributes log j.
+            run = np.ones(picks.shape, dtype=np.int64)
+            for j in range(1, N):
+                run[:, j] = np.where(picks[:, j] == picks[:, j - 1], run[:, j - 1] + 1, 1)
+            log_prob = log_factorial[N] - log_N[run - 1].sum(axis=1) + log_p[picks].sum(axis=1)
+            correct = chosen_correct(by_outcome[picks].sum(axis=1) / N, optimal)
+            total += float(np.exp(log_prob[correct]).sum())
+        return total
+    size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // (X + R)))
+    for counts in _blocks(N, X, size):
         possible = ~np.any(counts[:, ~live] > 0, axis=1)
         counts = counts[possible]
         # log multinomial(N; counts) + sum_x counts_x log p_x
@@ -123,31 +180,56 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
     return total
 
 
-def _correct_share(draw, losses, optimal, draws, rng, block=20_000):
+def _block_draws(X: int, R: int) -> int:
+    """Monte Carlo draws per block: at most `BLOCK_VALUES` values in its largest array."""
+    return max(1, min(20_000, BLOCK_VALUES // max(X, R, 1)))
+
+
+def _correct_share(draw, losses, optimal, draws, rng):
     """(estimate, binomial standard error) of P(correct) over `draws` frequency vectors."""
+    block = _block_draws(*reversed(losses.shape))
     hits = 0
     for start in range(0, draws, block):
         f = draw(min(block, draws - start), rng)  # (b, X) frequencies
         hits += int(chosen_correct(f @ losses.T, optimal).sum())
+    return _share(hits, draws)
+
+
+def normal_curve(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, sizes,
+                 draws: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """P(correct) under the normal approximation of the frequencies at every N of `sizes`,
+    by Monte Carlo in frequency space: f = p + h / sqrt(N) with h = g - p sum(g) and
+    g_x ~ Normal(0, p_x) independent, whose covariance is exactly (diag(p) - p p^T) / N
+    (the singular covariance of frequencies that sum to one included). The same draws of h
+    serve every N (common random numbers: one product h @ losses^T per draw, and a curve
+    over N free of independent noise). Returns (estimate, its binomial standard error) per
+    N."""
+    losses = np.asarray(losses, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    scale = np.sqrt(p)
+    mean = losses @ p  # (R,)
+    sizes = [int(N) for N in sizes]
+    hits = np.zeros(len(sizes), dtype=np.int64)
+    block = _block_draws(len(p), losses.shape[0])
+    for start in range(0, draws, block):
+        g = rng.standard_normal((min(block, draws - start), len(p))) * scale
+        spread = (g - g.sum(axis=1, keepdims=True) * p) @ losses.T  # (b, R)
+        for i, N in enumerate(sizes):
+            hits[i] += int(chosen_correct(mean + spread / math.sqrt(N), optimal).sum())
+    return [_share(int(h), draws) for h in hits]
+
+
+def _share(hits: int, draws: int) -> tuple[float, float]:
+    """(hits / draws, its binomial standard error, floored at that of one hit in four)."""
     q = hits / draws
     return q, math.sqrt(max(q * (1 - q), 0.25 / draws) / draws)
 
 
 def normal_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, N: int,
                               draws: int, rng: np.random.Generator) -> tuple[float, float]:
-    """P(correct) under the normal approximation of the frequencies, by Monte Carlo in
-    frequency space: f = p + (g - p sum(g)) / sqrt(N) with g_x ~ Normal(0, p_x) independent,
-    whose covariance is exactly (diag(p) - p p^T) / N. Returns (estimate, its standard
-    error)."""
-    losses = np.asarray(losses, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    scale = np.sqrt(p)
-
-    def draw(b, rng):
-        g = rng.standard_normal((b, len(p))) * scale
-        return p + (g - g.sum(axis=1, keepdims=True) * p) / math.sqrt(N)
-
-    return _correct_share(draw, losses, optimal, draws, rng)
+    """P(correct) under the normal approximation at one N (`normal_curve`): (estimate,
+    its standard error)."""
+    return normal_curve(losses, p, optimal, [N], draws, rng)[0]
 
 
 def simulated_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
@@ -158,8 +240,18 @@ def simulated_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.
     losses = np.asarray(losses, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
 
+    p = p / p.sum()
+    cumulative = np.cumsum(p)
+    X = len(p)
+
     def draw(b, rng):
-        return rng.multinomial(N, p / p.sum(), size=b) / N
+        if N >= X:
+            return rng.multinomial(N, p, size=b) / N
+        # Fewer draws than outcomes: N categorical draws per dataset, counted (N per
+        # dataset rather than X binomials).
+        picks = np.minimum(np.searchsorted(cumulative, rng.random((b, N)), side="right"), X - 1)
+        rows = np.repeat(np.arange(b), N) * X
+        return np.bincount(rows + picks.ravel(), minlength=b * X).reshape(b, X) / N
 
     return _correct_share(draw, losses, optimal, draws, rng)
 
@@ -187,6 +279,33 @@ def decomposition(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
     sds = np.sqrt(np.maximum((diff ** 2) @ p - gaps ** 2, 0.0))
     within = int(np.sum(gaps[outside] <= 2 * sds[outside] / math.sqrt(reference_N)))
     return {"gap": float(gaps[rival]), "paired_sd": float(sds[rival]), "within_2se": within}
+
+
+def predict(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, sizes, *, draws: int,
+            normal_rng: np.random.Generator, simulation_rng: np.random.Generator,
+            exact_max_outcomes: int = EXACT_MAX_OUTCOMES) -> list[dict]:
+    """The predicted proportion correct at every N of `sizes` for one loss table over
+    outcomes (rows in canonical prompt order; prompts of one class may repeat: rows and
+    outcomes are collapsed here). One dict per N: ``exact`` (None where the multinomial
+    sum exceeds `exact_max_outcomes`), ``normal`` and ``normal_se``, ``simulated`` and
+    ``simulated_se`` (`draws` draws each), and ``predicted`` with its ``method``: exact
+    where it ran, normal otherwise."""
+    rows, row_optimal, _ = collapse(losses, optimal)
+    rows, p = collapse_outcomes(rows, p)
+    normal = normal_curve(rows, p, row_optimal, sizes, draws, normal_rng)
+    out = []
+    for N, (q_normal, se_normal) in zip(sizes, normal):
+        exact = (exact_proportion_correct(rows, p, row_optimal, N, exact_max_outcomes)
+                 if exact_feasible(N, len(p), exact_max_outcomes) else None)
+        q_sim, se_sim = simulated_proportion_correct(rows, p, row_optimal, N, draws,
+                                                     simulation_rng)
+        out.append({"N": int(N), "exact": exact, "normal": q_normal, "normal_se": se_normal,
+                    "simulated": q_sim, "simulated_se": se_sim,
+                    "predicted": q_normal if exact is None else exact,
+                    "method": "normal" if exact is None else "exact",
+                    "classes": len(rows), "optimal_classes": int(row_optimal.sum()),
+                    "outcomes": len(p)})
+    return out
 
 
 def first_reaching(sizes, predictions, level: float):

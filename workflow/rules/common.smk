@@ -7,7 +7,7 @@ from promptscape import config as config_lib
 from promptscape import layout
 from promptscape import plan
 from promptscape import provenance
-from promptscape.stages.figures import FIGURES, NEURAL_FIGURES, REPLICATED_FIGURES
+from promptscape.stages.figures import FIGURES, STUDY_FIGURES, experiment_figures
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -58,7 +58,7 @@ wildcard_constraints:
     experiment=_alternatives(EXPERIMENTS),
     task=_alternatives(t.name for e in EXPERIMENTS.values() for t in e.tasks),
     predictor=_alternatives(p for e in EXPERIMENTS.values() for p in e.predictors),
-    figure=_alternatives(FIGURES),
+    figure=_alternatives([*FIGURES, *STUDY_FIGURES]),
     source=_alternatives(STUDY.sources),
     identity=r"[0-9a-f]{10}",
     replicate=r"\d+",
@@ -126,9 +126,15 @@ def get_figures():
     return [
         f"{RESULTS}/{name}/figures/{figure}.{ext}"
         for name, exp in EXPERIMENTS.items()
-        for figure in FIGURES
-        if figure not in NEURAL_FIGURES or any(map(is_neural, exp.predictors))
-        if figure not in REPLICATED_FIGURES or is_replicated(exp)
+        for figure in experiment_figures(
+            neural=any(map(is_neural, exp.predictors)),
+            replicated=is_replicated(exp),
+            bayes="bayes" in exp.predictors,
+        )
+        for ext in ("svg", "png", "html")
+    ] + [
+        f"{RESULTS}/figures/{figure}.{ext}"
+        for figure in STUDY_FIGURES
         for ext in ("svg", "png", "html")
     ]
 
@@ -193,7 +199,31 @@ def get_figure_tables(wildcards):
         return get_training_tables(exp)
     if wildcards.figure == "neural_vs_bayes":
         return get_landscape_outputs(exp)
-    return [layout.aggregate(STUDY, exp, FIGURES[wildcards.figure].artifacts)]
+    if wildcards.figure == "posterior":
+        return get_landscape_outputs(exp) + get_efficiency_outputs(exp)
+    artifacts = FIGURES[wildcards.figure].artifacts
+    names = artifacts if isinstance(artifacts, tuple) else (artifacts,)
+    return [layout.aggregate(STUDY, exp, name) for name in names]
+
+
+def get_study_figure_tables(wildcards):
+    """Every experiment's table of a study figure."""
+    artifact = STUDY_FIGURES[wildcards.figure].artifacts
+    return [layout.aggregate(STUDY, exp, artifact) for exp in EXPERIMENTS.values()]
+
+
+def get_prediction_outputs(exp):
+    return layout.per_task(STUDY, exp, "predicted_reliability")
+
+
+def get_reliability_prediction_args(wildcards):
+    """The predict_reliability rule's arguments: the landscape's, the experiment's grid of
+    dataset sizes and the `prediction` settings (draws, exact_max_outcomes, reference_N)."""
+    return dict(
+        get_landscape_args(wildcards),
+        dataset_sizes=list(get_experiment(wildcards).dataset_sizes),
+        **STUDY.prediction,
+    )
 
 
 # The efficiency rules' helpers (here, not in efficiency.smk: the linter wants rules files

@@ -29,3 +29,36 @@ rule plot_figure:
         code=code("plot_figure"),
     script:
         "../../scripts/plot_figure.py"
+
+
+# Figures of the whole study, across experiments (promptscape.stages.figures.STUDY_FIGURES).
+rule plot_study_figure:
+    input:
+        tables=get_study_figure_tables,
+    output:
+        svg=report(
+            results("figures/{figure}.svg"),
+            caption="../report/study_figure.rst",
+            category="study",
+            subcategory="{figure}",
+            labels={
+                "experiment": "all",
+                "figure": "{figure}",
+                "config": ", ".join(map(str, workflow.configfiles)),
+            },
+        ),
+        png=results("figures/{figure}.png"),
+        html=results("figures/{figure}.html"),
+    log:
+        logged("plot_study_figure/{figure}.log"),
+    conda:
+        "../envs/promptscape.yaml"
+    params:
+        args=lambda w: dict(
+            figure=w.figure,
+            experiments=list(EXPERIMENTS),
+            style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
+        ),
+        code=code("plot_study_figure"),
+    script:
+        "../../scripts/plot_study_figure.py"

@@ -20,6 +20,7 @@ class Figure:
     headline: str
     neural: bool = False  # only for experiments with a neural predictor
     replicated: bool = False  # only for experiments with a model of several replicates
+    bayes: bool = False  # only for experiments with the exact Bayes predictor
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
@@ -34,8 +35,9 @@ class Figure:
 
 
 FIGURES = {
-    "reliability": Figure("reliability_chart", "reliability",
-                          "How often exhaustive search finds an optimal prompt"),
+    "reliability": Figure("reliability_chart", ("reliability", "reliability_prediction"),
+                          "How often exhaustive search finds an optimal prompt, measured "
+                          "and predicted"),
     "landscape": Figure("landscape_chart", "landscape",
                         "Prompt landscape: KL of every prompt against its rank"),
     "choices": Figure("choices_chart", "choices", "Which prompts the search picks"),
@@ -49,9 +51,27 @@ FIGURES = {
     "replicates": Figure("replicates_chart", "reliability",
                          "Proportion correct of every independently trained network",
                          neural=True, replicated=True, all_replicates=True),
+    "posterior": Figure("posterior_chart", ("landscape", "efficiency"),
+                        "How a prompt steers the posterior: KL against the posterior "
+                        "predictive it induces (exact Bayes)", bayes=True),
 }
 NEURAL_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.neural)
 REPLICATED_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.replicated)
+BAYES_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.bayes)
+# Figures of the whole study, one each, across experiments (results_dir/figures/).
+STUDY_FIGURES = {
+    "variance_plane": Figure("variance_plane_chart", "reliability_prediction",
+                             "Why search fails: the gap to the best rival prompt against "
+                             "the paired noise of its measurement"),
+}
+
+
+def experiment_figures(*, neural: bool, replicated: bool, bayes: bool) -> list[str]:
+    """The figures of an experiment with (or without) a network, a replicated model and
+    the Bayes predictor: the one rule for the workflow's targets and the cost plan."""
+    return [name for name, spec in FIGURES.items()
+            if (neural or not spec.neural) and (replicated or not spec.replicated)
+            and (bayes or not spec.bayes)]
 
 
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
@@ -74,3 +94,17 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
     chart = build(frame, tasks=tasks, imd=imd, predictors=predictors, style=style, title=title)
     figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
     log.info("wrote the %s figure of %s", figure, experiment)
+
+
+def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
+                      experiments: list[str], style: dict) -> None:
+    """One figure of the whole study (`STUDY_FIGURES`) from every experiment's tables
+    (replicate 0 of each predictor)."""
+    from promptscape import figures, tables  # altair and pyarrow: not at parse time
+
+    spec = STUDY_FIGURES[figure]
+    frame = tables.first_replicate(tables.read(tables_in, spec.artifacts))
+    title = {"text": spec.headline, "subtitle": f"experiments {', '.join(experiments)}"}
+    chart = getattr(figures, spec.builder)(frame, style=style, title=title)
+    figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
+    log.info("wrote the study figure %s", figure)

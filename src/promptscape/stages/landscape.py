@@ -53,12 +53,14 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     log.info("%s %s %s: method %s; optimal class %s (%d not resolved from the best), KL %.6g "
              "nats", predictor, experiment, task_name, method, best, int((~resolved).sum()),
              float(kl[optimal].min()))
+    prediction = landscape.first_symbol_prediction(pred, prompts, V)  # (P, V)
     frame = {
         "predictor": predictor, "replicate": replicate, "experiment": experiment,
         "task": task_name, "prompt": prompts, "prompt_length": [len(p) for p in prompts],
         "prompt_counts": prompts_lib.prompt_counts(prompts, V).tolist(), "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
-        "first_symbol_kl": landscape.first_symbol_kl(pred, prompts, task_source),
+        "first_symbol_kl": landscape.first_symbol_kl(pred, prompts, task_source, prediction),
+        "first_symbol_prediction": prediction.tolist(),
         "rank": ranks, "optimal": optimal, "resolved": resolved,
         "mc_kl": mc[2], "mc_kl_se": mc[3],
     }

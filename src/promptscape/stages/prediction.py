@@ -1,0 +1,148 @@
+"""Stages `predict_reliability` (the predicted proportion correct of every task and N of one
+predictor) and `aggregate_prediction` (an experiment's predictions beside its measured
+reliability)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from promptscape import aggregate, landscape, seeding, tables, theory
+from promptscape import prompts as prompts_lib
+from promptscape.sources import build_source
+from promptscape.stages.common import load_predictor, vocab_size
+
+log = logging.getLogger("promptscape")
+
+# The outcomes the dataset's frequencies are over, by landscape method.
+OUTCOMES = {"exact_counts": "count_values", "exact_enumeration": "sequences",
+            "monte_carlo": "evaluation_set"}
+
+
+def outcome_table(pred, prompts: list[str], task, task_length: int, method: str,
+                  evaluation: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(losses (P, X), p (X,))``: every prompt's loss on every distinct outcome of the task
+    and the outcomes' probabilities, the landscape's own table (`landscape.loss_table`);
+    under monte_carlo the evaluation set's sequences with their stratum weights, a plug-in
+    for the task."""
+    if method != "monte_carlo":
+        losses, p, _ = landscape.loss_table(pred, prompts, task, task_length, method)
+        return losses, p
+    frame = tables.read_table(evaluation, "evaluation_set")
+    seqs = prompts_lib.to_arrays(frame["sequence"].to_pylist(), task_length)
+    return pred.prompt_losses(prompts, seqs), frame["weight"].to_numpy()
+
+
+def predict_reliability(*, landscape_path: str, evaluation: str, output: str, predictor: str,
+                        family: str | None = None, replicate: int = 0, pretraining: dict,
+                        experiment: str, task_name: str, task: dict, task_length: int,
+                        max_prompt_length: int, dataset_sizes: list[int],
+                        enumeration_budget: int, draws: int, exact_max_outcomes: int,
+                        reference_N: int, model: str | None = None, table: str | None = None,
+                        device: str = "auto") -> None:
+    """The predicted proportion correct of one (predictor, replicate, task) of an
+    experiment at every N of its grid, and the task's variance decomposition. The optimal
+    class is the landscape's, the one the measured reliability is judged by."""
+    V = vocab_size(pretraining)
+    prompts = prompts_lib.all_prompts(max_prompt_length, V)
+    pred = load_predictor(family or predictor, pretraining, model, table, device)
+    sizes = sorted(int(N) for N in dataset_sizes)
+    task_source = build_source(task, where=f"task {task_name}")
+    land = tables.read(landscape_path, "landscape")
+    if land["prompt"].tolist() != prompts or set(land["task"]) != {task_name}:
+        raise ValueError(f"{landscape_path}: not the landscape of task {task_name!r} over the "
+                         f"experiment's {len(prompts)} prompts in canonical order")
+    method = landscape.choose_method(pred, task_source, task_length, len(prompts),
+                                     enumeration_budget)
+    losses, p = outcome_table(pred, prompts, task_source, task_length, method, evaluation)
+    optimal = land["optimal"].to_numpy()
+    identity = (experiment, predictor, replicate, task, task_length, max_prompt_length)
+    rows = theory.predict(
+        losses, p, optimal, sizes, draws=draws, exact_max_outcomes=exact_max_outcomes,
+        normal_rng=seeding.numpy_generator("prediction_normal", *identity),
+        simulation_rng=seeding.numpy_generator("prediction_simulated", *identity))
+    classes, class_optimal, _ = theory.collapse(losses, optimal)
+    classes, merged = theory.collapse_outcomes(classes, p)
+    parts = theory.decomposition(classes, merged, class_optimal, reference_N=reference_N)
+    predicted = [row["predicted"] for row in rows]
+    exact_up_to = max((row["N"] for row in rows if row["method"] == "exact"), default=None)
+    log.info("%s %s %s: %d classes (%d optimal) over %d %s; exact up to N = %s; gap %.3g "
+             "nats, paired sd %.3g; predicted %s", predictor, experiment, task_name,
+             rows[0]["classes"], rows[0]["optimal_classes"], rows[0]["outcomes"],
+             OUTCOMES[method], exact_up_to, parts["gap"], parts["paired_sd"],
+             ", ".join(f"N={r['N']}: {r['predicted']:.3f}" for r in rows))
+    columns = {
+        "predictor": predictor, "replicate": replicate, "experiment": experiment,
+        "task": task_name, "N": [r["N"] for r in rows], "outcomes": OUTCOMES[method],
+        "num_outcomes": rows[0]["outcomes"], "num_classes": rows[0]["classes"],
+        "optimal_classes": rows[0]["optimal_classes"],
+        "predicted_proportion_correct": predicted, "method": [r["method"] for r in rows],
+        "exact_proportion_correct": [r["exact"] for r in rows],
+        "normal_proportion_correct": [r["normal"] for r in rows],
+        "normal_se": [r["normal_se"] for r in rows],
+        "simulated_proportion_correct": [r["simulated"] for r in rows],
+        "simulated_se": [r["simulated_se"] for r in rows],
+        "gap": [parts["gap"]] * len(rows), "paired_sd": [parts["paired_sd"]] * len(rows),
+        "classes_within_2se": parts["within_2se"],
+        "first_n_half": [theory.first_reaching(sizes, predicted, 0.5)] * len(rows),
+        "first_n_ninety": [theory.first_reaching(sizes, predicted, 0.9)] * len(rows),
+    }
+    tables.write(columns, "predicted_reliability", output)
+
+
+MEASURED = {"proportion_correct": "measured_proportion_correct"}
+KEY = ["predictor", "replicate", "experiment", "task", "N"]
+
+
+def aggregate_prediction(*, predictions: list[str], reliability: str, output: str,
+                         expected: dict) -> None:
+    """An experiment's predictions (one file per (predictor, replicate, task), each verified
+    against its path and the experiment's grid, together covering the grid once) beside its
+    measured reliability."""
+    if not predictions:
+        raise ValueError("no predicted_reliability files to aggregate")
+    frames = []
+    for path in predictions:
+        frame = tables.read(path, "predicted_reliability")
+        aggregate.verify_prediction_file(frame, path, expected)
+        frames.append(frame)
+    aggregate.verify_prediction_coverage(predictions, expected)
+    predicted = pd.concat(frames, ignore_index=True)
+    measured = tables.read(reliability, "reliability")
+    merged = predicted.merge(
+        measured[KEY + ["in_meta_distribution", "seeds", "proportion_correct", "ci_low",
+                        "ci_high"]].rename(columns=MEASURED),
+        on=KEY, how="outer", indicator=True, validate="one_to_one")
+    unmatched = merged[merged["_merge"] != "both"]
+    if len(unmatched):
+        row = unmatched.iloc[0]
+        side = "prediction" if row["_merge"] == "left_only" else "reliability"
+        raise ValueError(f"{len(unmatched)} (predictor, replicate, task, N) cells only in the "
+                         f"{side} ({reliability} against the predictions), e.g. "
+                         f"{row['predictor']} r{row['replicate']} {row['task']} N={row['N']}")
+    merged = merged.drop(columns="_merge")
+    merged["in_meta_distribution"] = merged["in_meta_distribution"].astype(bool)
+    merged["inside_interval"] = ((merged["ci_low"] <= merged["predicted_proportion_correct"])
+                                 & (merged["predicted_proportion_correct"] <= merged["ci_high"]))
+    tables.write(merged, "reliability_prediction", output)
+    for line in agreement_lines(merged):
+        log.info("%s", line)
+
+
+def agreement_lines(frame: pd.DataFrame) -> list[str]:
+    """Per predictor: how many cells' prediction is inside the measured Wilson interval,
+    over all cells and over the informative ones (measured between 0.05 and 0.95), and by
+    method."""
+    out = []
+    for predictor, part in frame.groupby("predictor", sort=False):
+        informative = part[(part["measured_proportion_correct"] > 0.05)
+                           & (part["measured_proportion_correct"] < 0.95)]
+        by_method = ", ".join(f"{m} {int(g['inside_interval'].sum())}/{len(g)}"
+                              for m, g in part.groupby("method"))
+        out.append(f"{predictor}: prediction inside the measured 95% interval in "
+                   f"{int(part['inside_interval'].sum())}/{len(part)} cells ({by_method}); "
+                   f"{int(informative['inside_interval'].sum())}/{len(informative)} of the "
+                   f"cells measured between 0.05 and 0.95")
+    return out
