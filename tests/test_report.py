@@ -15,18 +15,19 @@ pytestmark = pytest.mark.slow
 
 
 def expected_figures(config: dict) -> list[str]:
-    """results/{experiment}/figures/{figure}.svg of every figure the config's `all` makes."""
+    """results/{experiment}/figures/{figure}.svg of every figure the config's `all` makes,
+    and results/figures/{figure}.svg of every study figure."""
     from promptscape import config as config_lib
-    from promptscape.stages.figures import FIGURES, NEURAL_FIGURES, REPLICATED_FIGURES
+    from promptscape.stages.figures import STUDY_FIGURES, experiment_figures
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"results/{name}/figures/{figure}.svg"
             for name, exp in study.experiments.items()
-            for figure in FIGURES
-            if figure not in NEURAL_FIGURES
-            or any(p in ("lstm", "transformer") for p in exp.predictors)
-            if figure not in REPLICATED_FIGURES
-            or any(study.replicates(p) > 1 for p in exp.predictors)]
+            for figure in experiment_figures(
+                neural=any(p in ("lstm", "transformer") for p in exp.predictors),
+                replicated=any(study.replicates(p) > 1 for p in exp.predictors),
+                bayes="bayes" in exp.predictors)
+            ] + [f"results/figures/{figure}.svg" for figure in STUDY_FIGURES]
 
 
 def report_results(html: str) -> dict:
@@ -59,9 +60,16 @@ def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
     results = report_results(html)
     config = load_config()
     figures = expected_figures(config)
-    assert len(figures) == 8  # 4 figures x 2 experiments, no networks in the tiny config
+    # 5 figures x 2 experiments (no networks in the tiny config), and the study's one.
+    assert len(figures) == 11
     assert sorted(results) == sorted(figures)
+    study = results["results/figures/variance_plane.svg"]
+    assert study["labels"] == {"experiment": "all", "figure": "variance_plane",
+                               "config": str(TINY)}
+    assert "paired" in study["caption"] and "{{" not in study["caption"]
     for target in figures:
+        if target.startswith("results/figures/"):
+            continue
         entry = results[target]
         experiment, figure = target.split("/")[1], target.split("/")[3].removesuffix(".svg")
         # the figure itself, embedded (no link to results/)
@@ -82,7 +90,8 @@ def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
             assert f"{task['source']} ({imd})" in caption
         assert f"dataset_sizes = {exp['dataset_sizes']}" in caption
         assert f"num_seeds = {exp['num_seeds']}" in caption
-    shows = {"reliability": "Wilson 95% intervals", "landscape": "dense rank",
+    shows = {"reliability": "predicted proportion correct", "landscape": "dense rank",
+             "posterior": "posterior predictive",
              "choices": "how often each prompt is chosen", "efficiency": "typical prompts"}
     for figure, words in shows.items():
         assert words in results[f"results/bernmix/figures/{figure}.svg"]["caption"]
@@ -104,6 +113,9 @@ def test_zip_report_groups_figures_by_experiment_and_kind_and_shows_run_times(re
     figures = expected_figures(load_config())
     grouped = {}
     for target in figures:
+        if target.startswith("results/figures/"):  # the study's figures: category "study"
+            grouped.setdefault("study", {})[target.split("/")[2].removesuffix(".svg")] = [target]
+            continue
         experiment, figure = target.split("/")[1], target.split("/")[3].removesuffix(".svg")
         grouped.setdefault(experiment, {})[figure] = [target]
     assert json.loads(match.group(1)) == grouped
@@ -111,4 +123,5 @@ def test_zip_report_groups_figures_by_experiment_and_kind_and_shows_run_times(re
     match = re.search(r"var runtimes_spec = (\{.*?\});\n", html, re.S)
     assert match, "no run times in the report"
     rules = {row["rule"] for row in json.loads(match.group(1))["data"]["values"]}
-    assert {"search_prompts", "compute_landscape", "measure_efficiency"} <= rules
+    assert {"search_prompts", "compute_landscape", "measure_efficiency",
+            "predict_reliability"} <= rules

@@ -56,8 +56,16 @@ def _n_axis(data: pd.DataFrame) -> alt.X:
                                          f"datum.label : ''"))
 
 
-def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
-    """Proportion correct against N (log axis) with Wilson 95% intervals, a panel per task."""
+def reliability_chart(rel, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Proportion correct against N (log axis) with Wilson 95% intervals, a panel per task.
+
+    `rel` is the reliability table, or a dict of it ("reliability") and the experiment's
+    "reliability_prediction": then each predictor's predicted proportion correct is drawn
+    dashed over its measured one (solid, with its Wilson rules)."""
+    prediction = None
+    if isinstance(rel, dict):
+        prediction = rel.get("reliability_prediction")
+        rel = rel["reliability"]
     data = rel.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     base = alt.Chart().encode(
@@ -72,9 +80,60 @@ def reliability_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title
         tooltip=["predictor", "task", "N", alt.Tooltip("proportion_correct:Q", format=".2f"),
                  alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f"),
                  alt.Tooltip("regret_mean:Q", format=".2e")])
-    layered = alt.layer(band, line, data=data).properties(
-        width=style["panel_width"], height=style["panel_height"])
+    if prediction is None:
+        layered = alt.layer(band, line, data=data)
+    else:
+        layered = _with_prediction(data, prediction, band, line, base, tasks, imd)
+    layered = layered.properties(width=style["panel_width"], height=style["panel_height"])
     return _configure(_facet(layered, order, len(tasks), style), style, title)
+
+
+# The reliability figure's two curves: legend labels of the `kind` field's values.
+RELIABILITY_KINDS = {"measured": "measured (rules: Wilson 95%)",
+                     "predicted": "predicted (theory)"}
+
+
+def _with_prediction(data, prediction, band, line, base, tasks, imd):
+    """The reliability panels' layers with the predicted proportion correct (dashed): both
+    tables in one frame (a faceted layer needs one data source), told apart by `kind`."""
+    columns = ["predictor", "task", "N", "predicted_proportion_correct", "method",
+               "exact_proportion_correct", "normal_proportion_correct",
+               "simulated_proportion_correct"]
+    pred = prediction[columns].copy()
+    for column in columns[3:]:
+        if column != "method":
+            pred[column] = pred[column].astype(float)  # nullable: NA to NaN (null in JSON)
+    pred["task_label"], _ = task_labels(pred, tasks, imd)
+    combined = pd.concat([data.assign(kind="measured"), pred.assign(kind="predicted")],
+                         ignore_index=True)
+    kinds = list(RELIABILITY_KINDS)
+    labels = " : ".join(f"datum.label == '{k}' ? '{v}'" for k, v in RELIABILITY_KINDS.items())
+    dash = alt.StrokeDash("kind:N", title="proportion correct",
+                          scale=alt.Scale(domain=kinds, range=[[1, 0], [5, 3]]),
+                          legend=alt.Legend(labelExpr=f"{labels} : datum.label",
+                                            labelLimit=400, symbolType="stroke",
+                                            symbolStrokeColor="#444", symbolStrokeWidth=2,
+                                            symbolSize=400))
+    # The points are layers of their own (no strokeDash): a line's point overlay would turn
+    # the dash legend's symbols into invisible filled points.
+    measured, predicted = "datum.kind == 'measured'", "datum.kind == 'predicted'"
+    measured_line = base.mark_line().encode(y="proportion_correct:Q", strokeDash=dash)
+    measured_points = line.mark_point(filled=True, opacity=1)
+    tooltip = ["predictor", "task", "N",
+               alt.Tooltip("predicted_proportion_correct:Q", format=".3f"), "method",
+               alt.Tooltip("exact_proportion_correct:Q", format=".3f"),
+               alt.Tooltip("normal_proportion_correct:Q", format=".3f"),
+               alt.Tooltip("simulated_proportion_correct:Q", format=".3f")]
+    predicted_line = base.mark_line(strokeWidth=1.8).encode(
+        y="predicted_proportion_correct:Q", strokeDash=dash, tooltip=tooltip)
+    predicted_points = base.mark_point(filled=False, size=16, fill="white", opacity=1).encode(
+        y="predicted_proportion_correct:Q", tooltip=tooltip)
+    return alt.layer(band.transform_filter(measured),
+                     measured_line.transform_filter(measured),
+                     measured_points.transform_filter(measured),
+                     predicted_line.transform_filter(predicted),
+                     predicted_points.transform_filter(predicted),
+                     data=combined)
 
 
 def replicates_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
@@ -339,3 +398,153 @@ def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, 
     chart = alt.layer(line, points, data=combined).properties(
         width=style["panel_width"], height=style["panel_width"])
     return _configure(_facet(chart, order, len(tasks), style), style, title)
+
+
+# Dataset sizes whose resolution line the variance plane draws.
+RESOLUTION_SIZES = (1, 10, 100, 1000)
+
+
+def variance_plane_chart(pred: pd.DataFrame, *, style, title) -> alt.Chart:
+    """Every (experiment, predictor, task) at its KL gap from S*'s best to the best class
+    outside S* (x) and the paired per-sequence sd of that difference (y), coloured by the
+    measured proportion correct at its largest N. On the dashed line of N two paired
+    standard errors at N equal the gap (paired_sd = gap sqrt(N) / 2): above it search at N
+    cannot separate the rival, so the lower right is easy and the upper left impossible."""
+    keys = ["experiment", "predictor", "task"]
+    frame = pred.copy()
+    for column in ("gap", "paired_sd", "measured_proportion_correct",
+                   "predicted_proportion_correct", "first_n_half", "first_n_ninety"):
+        frame[column] = frame[column].astype(float)  # nullable: NA to NaN
+    # The decomposition is per (predictor, task), repeated at each N; the proportions are
+    # those at the largest N.
+    largest = frame.sort_values("N").groupby(keys, as_index=False).tail(1)
+    data = largest.drop(columns=["gap", "paired_sd"]).merge(
+        frame.groupby(keys, as_index=False)[["gap", "paired_sd"]].first(), on=keys)
+    data = data[(data["gap"] > 0) & (data["paired_sd"] > 0)].reset_index(drop=True)
+    data = data[keys + ["N", "gap", "paired_sd", "measured_proportion_correct",
+                        "predicted_proportion_correct", "first_n_half", "first_n_ninety"]]
+    width, height = int(2.5 * style["panel_width"]), int(2.5 * style["panel_height"])
+    if data.empty:
+        raise ValueError("the variance plane needs a row with a positive gap and paired_sd")
+    low, high = float(data["gap"].min()) / 1.5, float(data["gap"].max()) * 1.5
+    lines = pd.DataFrame([{"N": n, "label": f"N = {n}", "end": end, "gap": x,
+                           "paired_sd": x * np.sqrt(n) / 2}
+                          for n in RESOLUTION_SIZES for end, x in (("low", low), ("high", high))])
+    x = alt.X("gap:Q", scale=alt.Scale(type="log", domain=[low, high], nice=False),
+              title="KL gap to the best prompt outside S* (nats)")
+    y = alt.Y("paired_sd:Q", scale=alt.Scale(type="log"),
+              title="paired per-sequence sd of that difference (nats)")
+    rules = alt.Chart(lines).mark_line(color="#888", strokeDash=[5, 4], strokeWidth=1).encode(
+        x=x, y=y, detail="N:O")
+    labels = alt.Chart(lines[lines["end"] == "high"]).mark_text(
+        align="right", baseline="bottom", dx=-4, dy=-4, color="#555",
+        fontSize=style["font_size"]).encode(x=x, y=y, text="label:N")
+    points = alt.Chart(data).mark_point(filled=True, size=90, opacity=0.9, stroke="#333",
+                                        strokeWidth=0.6).encode(
+        x=x, y=y,
+        color=alt.Color("measured_proportion_correct:Q",
+                        scale=alt.Scale(scheme="viridis", domain=[0, 1]),
+                        title=["measured proportion", "correct at largest N"]),
+        shape=alt.Shape("predictor:N", title="predictor"),
+        tooltip=["experiment", "task", "predictor", alt.Tooltip("gap:Q", format=".3e"),
+                 alt.Tooltip("paired_sd:Q", format=".3e"), alt.Tooltip("N:Q", title="largest N"),
+                 alt.Tooltip("measured_proportion_correct:Q", format=".2f"),
+                 alt.Tooltip("predicted_proportion_correct:Q", format=".2f"),
+                 alt.Tooltip("first_n_half:Q", format="d"),
+                 alt.Tooltip("first_n_ninety:Q", format="d")])
+    chart = alt.layer(rules, labels, points).properties(width=width, height=height)
+    return _configure(chart, style, title)
+
+
+def _short(prompt: str, limit: int = 12) -> str:
+    """A prompt for a label: '∅' when empty, cut to `limit` symbols and '…' when long."""
+    if prompt == "":
+        return "∅"
+    return prompt if len(prompt) <= limit else prompt[:limit] + "…"
+
+
+def _sig(values: pd.Series, digits: int = 12) -> pd.Series:
+    """Values rounded to `digits` significant digits (equal up to rounding error: equal)."""
+    return values.map(lambda v: float(f"{v:.{digits}g}"))
+
+
+def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """KL (log axis) of each prompt class under the exact Bayes predictor against the
+    posterior predictive probability q(v* | prompt) of one symbol v* that the prompt
+    induces (binary tasks: v* = 1; else the symbol the best optimal prompt favours), a
+    panel per task; the optimal class starred and named, and a dashed rule at the best KL
+    of any prompt the efficiency stage reached (lengths beyond the landscape's)."""
+    land = frames["landscape"]
+    land = land[land["predictor"] == "bayes"]
+    if land.empty:
+        raise ValueError("the posterior figure needs the bayes predictor's landscape "
+                         "(no rows with predictor == 'bayes')")
+    eff = frames["efficiency"]
+    eff = eff[(eff["predictor"] == "bayes") & eff["optimal_upto_kl"].notna()]
+    lengths = sorted(int(n) for n in land["prompt_length"].unique())
+    color = alt.Color("prompt_length:O", scale=alt.Scale(scheme="viridis", domain=lengths),
+                      title="prompt length")
+    panels = []
+    for task in [t for t in tasks if (land["task"] == t).any()]:
+        rows = land[land["task"] == task].reset_index(drop=True)
+        q = np.array([np.asarray(p, dtype=float) for p in rows["first_symbol_prediction"]])
+        if q.shape[1] == 2:
+            symbol = 1
+        else:
+            best = (rows[rows["optimal"]].assign(row=lambda f: np.arange(len(f)))
+                    .sort_values(["kl", "prompt_length", "row"]).index[0])
+            symbol = int(np.argmax(q[best]))
+        data = pd.DataFrame({
+            "prompt": rows["prompt"], "prompt_length": rows["prompt_length"].astype(int),
+            "kl": rows["kl"].astype(float), "q": q[:, symbol],
+            "first_symbol_kl": rows["first_symbol_kl"].astype(float),
+            "optimal": rows["optimal"].astype(bool)})
+        # One point per prompt class: the first prompt (table order) of equal (KL, q).
+        data = data.loc[~pd.DataFrame({"kl": _sig(data["kl"]), "q": _sig(data["q"])})
+                        .duplicated()].reset_index(drop=True)
+        data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
+        data["prompt_shown"] = data["prompt"].map(_short)
+        reach = eff[eff["task"] == task]
+        rule = None
+        if not reach.empty:
+            row = reach.sort_values("prompt_length").iloc[-1]
+            kl = float(row["optimal_upto_kl"])
+            prompt = row["optimal_prompt"]
+            shown = "" if prompt is None or pd.isna(prompt) else f"\n(prompt {_short(prompt)})"
+            rule = pd.DataFrame({"kl_plot": [max(kl, KL_FLOOR)], "q": [0.0], "label": [
+                f"best with ≤ {int(row['prompt_length'])} symbols: {kl:.3g}" + shown]})
+        # The y range: the prompts, and room below the rule (no prompt lies below the best
+        # of every length) for its label.
+        low = float(data["kl_plot"].min()) / 2
+        if rule is not None:
+            low = min(low, float(rule["kl_plot"].iloc[0]) / 40)
+        y_scale = alt.Scale(type="log", domain=[low, float(data["kl_plot"].max()) * 2],
+                            nice=False)
+        x = alt.X("q:Q", scale=alt.Scale(domain=[0, 1]),
+                  title=f"posterior predictive q(v* | prompt), v* = {symbol}")
+        y = alt.Y("kl_plot:Q", scale=y_scale,
+                  title=f"KL(task ‖ prompted) (nats; floor 1e{int(np.log10(KL_FLOOR))})")
+        tooltip = [alt.Tooltip("prompt_shown:N", title="prompt"), "prompt_length",
+                   alt.Tooltip("kl:Q", format=".3e"),
+                   alt.Tooltip("q:Q", title=f"q(v*={symbol} | prompt)", format=".4f"),
+                   alt.Tooltip("first_symbol_kl:Q", format=".3e")]
+        layers = [alt.Chart(data).mark_point(filled=True, size=30, opacity=0.8).encode(
+            x=x, y=y, color=color, tooltip=tooltip)]
+        optimal = data[data["optimal"]]
+        layers.append(alt.Chart(optimal).mark_point(
+            shape="diamond", filled=True, size=170, stroke="#d62728", strokeWidth=1.5).encode(
+            x=x, y=y, color=color, tooltip=tooltip))
+        layers.append(alt.Chart(optimal).mark_text(
+            align="left", dx=9, dy=-9, fontSize=style["font_size"], color="#d62728").encode(
+            x=x, y=y, text="prompt_shown:N"))
+        if rule is not None:
+            layers.append(alt.Chart(rule).mark_rule(color="#555", strokeDash=[6, 4]).encode(
+                y=y))
+            layers.append(alt.Chart(rule).mark_text(
+                align="left", baseline="top", dx=4, dy=4, color="#555", lineBreak="\n",
+                fontSize=style["font_size"] - 1).encode(x=x, y=y, text="label:N"))
+        label = f"{task} ({'IMD' if imd[task] else 'OOMD'}): v* = {symbol}"
+        panels.append(alt.layer(*layers).properties(
+            width=style["panel_width"], height=style["panel_height"], title=label))
+    rows = [alt.hconcat(*panels[i:i + 4]) for i in range(0, len(panels), 4)]
+    return _configure(alt.vconcat(*rows), style, title)
