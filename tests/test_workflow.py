@@ -33,7 +33,7 @@ def copy_run(tiny_run, tmp_path):
 
 def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
     for experiment in ("bernmix", "switching"):
-        for figure in ("reliability", "landscape", "choices", "efficiency"):
+        for figure in ("reliability", "landscape", "choices", "efficiency", "posterior"):
             for ext in ("svg", "png", "html"):
                 path = tiny_run / "results" / experiment / "figures" / f"{figure}.{ext}"
                 assert path.stat().st_size > 1000, path
@@ -51,8 +51,9 @@ def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
 def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     snakemake(tmp_path, TINY)
     first, second = digests(tiny_run), digests(tmp_path)
-    # datasets, evaluation, search, landscape, efficiency, aggregates (3 + token efficiency)
-    assert len(first) == 9 + 3 + 9 + 3 + 3 + 8
+    # datasets, evaluation, search, landscape, efficiency, aggregates (3 + token efficiency
+    # + reliability prediction), predictions
+    assert len(first) == 9 + 3 + 9 + 3 + 3 + 10 + 3
     assert first == second
 
 
@@ -61,7 +62,7 @@ def test_figure_style_change_reruns_only_figure_jobs(tiny_run, tmp_path):
     config = load_config()
     config["figures"]["panel_width"] = 150
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    assert jobs == {"plot_figure": 8, "all": 1}
+    assert jobs == {"plot_figure": 10, "plot_study_figure": 1, "all": 1}
 
 
 def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_path):
@@ -72,8 +73,10 @@ def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_pat
     bernmix["dataset_sizes"] = [1, 10, 20]  # one new N
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
     # New (task, N, block) units: 2 tasks x (2 old N x 1 new block + 1 new N x 3 blocks).
+    # The landscape figure does not read searches; the new N is predicted per task.
     assert jobs == {"simulate_tasks": 10, "search_prompts": 10, "aggregate_search": 1,
-                    "plot_figure": 2, "all": 1}  # the landscape figure does not read searches
+                    "predict_reliability": 2, "aggregate_prediction": 1, "plot_figure": 2,
+                    "plot_study_figure": 1, "all": 1}
 
 
 def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
@@ -84,8 +87,9 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
     # Datasets depend on the task only; searches, landscape, efficiency, aggregates and
     # figures rerun.
     assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
-                    "measure_efficiency": 1, "summarize_efficiency": 1, "plot_figure": 4,
-                    "all": 1}
+                    "measure_efficiency": 1, "summarize_efficiency": 1,
+                    "predict_reliability": 1, "aggregate_prediction": 1, "plot_figure": 5,
+                    "plot_study_figure": 1, "all": 1}
 
 
 def test_a_seeds_per_job_that_leaves_the_blocks_as_they_are_reruns_nothing(tiny_run, tmp_path):
@@ -101,9 +105,9 @@ def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp
     config = load_config()
     config["efficiency"][change] += 1  # more typical prompts, or one more length
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    # 3 (predictor, task) pairs; the token-efficiency table and efficiency figure of each
-    # of the 2 experiments.
-    assert jobs == {"measure_efficiency": 3, "summarize_efficiency": 2, "plot_figure": 2,
+    # 3 (predictor, task) pairs; the token-efficiency table and the efficiency and
+    # posterior figures of each of the 2 experiments.
+    assert jobs == {"measure_efficiency": 3, "summarize_efficiency": 2, "plot_figure": 4,
                     "all": 1}
 
 
@@ -111,13 +115,16 @@ UNUSED = "\n\ndef unused_helper():\n    return 1\n"
 EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
     "simulate_tasks": 9, "simulate_evaluation": 3, "search_prompts": 9, "compute_landscape": 3,
     "measure_efficiency": 3, "summarize_efficiency": 2, "aggregate_search": 2,
-    "plot_figure": 8, "all": 1}
+    "predict_reliability": 3, "aggregate_prediction": 2, "plot_figure": 10,
+    "plot_study_figure": 1, "all": 1}
 BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
     "search_prompts": 8, "compute_landscape": 2, "measure_efficiency": 2,
-    "summarize_efficiency": 1, "aggregate_search": 1, "plot_figure": 4, "all": 1}
+    "summarize_efficiency": 1, "aggregate_search": 1, "predict_reliability": 2,
+    "aggregate_prediction": 1, "plot_figure": 5, "plot_study_figure": 1, "all": 1}
 SWITCHING_EXPERIMENT = {
     "search_prompts": 1, "compute_landscape": 1, "measure_efficiency": 1,
-    "summarize_efficiency": 1, "aggregate_search": 1, "plot_figure": 4, "all": 1}
+    "summarize_efficiency": 1, "aggregate_search": 1, "predict_reliability": 1,
+    "aggregate_prediction": 1, "plot_figure": 5, "plot_study_figure": 1, "all": 1}
 CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
     "unused network function": ("models.py", None, UNUSED, {}),
@@ -145,8 +152,9 @@ CODE_EDITS = {
     # Library logic every search runs.
     "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
                      "\n\n\ndef _choose(", {
-                         "search_prompts": 9, "aggregate_search": 2, "plot_figure": 4,
-                         "all": 1}),
+                         "search_prompts": 9, "aggregate_search": 2,
+                         "aggregate_prediction": 2, "plot_figure": 4,
+                         "plot_study_figure": 1, "all": 1}),
 }
 
 
@@ -203,7 +211,8 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     assert planned_jobs(neural_run, NEURAL, library=library) == {
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 2,
         "compute_landscape": 2, "measure_efficiency": 2, "summarize_efficiency": 1,
-        "aggregate_search": 1, "plot_figure": 6, "all": 1}
+        "aggregate_search": 1, "predict_reliability": 2, "aggregate_prediction": 1,
+        "plot_figure": 7, "plot_study_figure": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "models.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}
 
@@ -246,7 +255,9 @@ def test_a_second_config_leaves_the_first_ones_artifacts_untouched(neural_run, t
     assert {k: after[k] for k in before} == before
     assert len(list((run / "results" / "models" / "bernmix").iterdir())) == 4
     assert (run / "results_other" / "bernmix" / "aggregate" / "reliability.parquet").exists()
-    assert planned_jobs(run, NEURAL) == {}
+    # Only the study figure of the shared results_dir, which shows the experiments of the
+    # config that drew it last, is drawn again for the first config's experiments.
+    assert planned_jobs(run, NEURAL) == {"plot_study_figure": 1, "all": 1}
 
 
 def test_cuda_on_a_machine_without_it_fails_at_the_job_start_naming_the_key(tmp_path,
