@@ -55,8 +55,31 @@ def test_choose_breaks_exact_ties_towards_shorter_then_lexicographic(tied, winne
 def test_choose_prefers_a_strictly_smaller_loss_over_the_tie_break():
     row = np.full(len(PROMPTS), 2.0)
     row[PROMPTS.index("01")] = 1.0
-    row[PROMPTS.index("111")] = np.nextafter(1.0, 0.0)  # one ulp lower: not a tie
+    row[PROMPTS.index("111")] = 1.0 - 1e-9  # smaller beyond rounding: not a tie
     assert PROMPTS[int(search.choose(row[None, :])[0])] == "111"
+
+
+def test_choose_does_not_let_rounding_break_a_tie():
+    """One ulp is rounding, not evidence: the tie rule (shorter first) decides."""
+    row = np.full(len(PROMPTS), 2.0)
+    row[PROMPTS.index("01")] = 1.0
+    row[PROMPTS.index("111")] = np.nextafter(1.0, 0.0)
+    assert PROMPTS[int(search.choose(row[None, :])[0])] == "01"
+
+
+def test_mathematically_equal_losses_of_different_classes_tie():
+    """Under Dirichlet(1, 1, 1) the prompts 000, 0000, 0001 and 0002 have equal losses on
+    a sequence with counts (4, 1, 1) (P(c | a) is the same for all four count vectors a),
+    which floating-point sums separate by an ulp; the search must choose the shortest, 000,
+    by the tie rule (a plain argmin chose 0001)."""
+    pred = BayesPredictor(build_source({"kind": "dirichlet_categorical",
+                                        "alpha": [1.0, 1.0, 1.0]}))
+    prompts = ["000", "0000", "0001", "0002"]
+    for seq in ([0, 0, 0, 0, 1, 2], [2, 1, 0, 0, 0, 0], [0, 1, 0, 2, 0, 0]):
+        losses = search.empirical_losses(pred, prompts, np.array([[seq]], dtype=np.uint8),
+                                         2 ** 27, 3)
+        assert np.ptp(losses) < 1e-12 * losses.max()
+        assert prompts[int(search.choose(losses)[0])] == "000"
 
 
 def test_choose_works_row_by_row():

@@ -1,8 +1,10 @@
 """Exhaustive prompt search on finite task datasets.
 
 For one dataset D_N the empirical loss of prompt s is ``L_N(s) = mean_x l(s, x)`` and the
-empirical optimum ``s_hat`` is its argmin; ties break towards the shorter prompt, then
-lexicographically, which is the canonical prompt order, so the first minimum wins.
+empirical optimum ``s_hat`` is its argmin; ties (equal within a relative 1e-12, so that
+rounding never decides between mathematically equal losses) break towards the shorter
+prompt, then lexicographically, which is the canonical prompt order, so the first minimum
+wins.
 
 A batch of datasets (one per seed) is scored at once: every distinct sequence of the batch
 is scored once against every prompt. When the whole sequence space fits the enumeration
@@ -45,6 +47,18 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
     return losses.mean(axis=2).T
 
 
+# Empirical losses within this relative distance of the least are tied: floating-point noise
+# of equal sums, such as the mathematically equal losses of different count classes (under
+# Dirichlet(1, 1, 1), prompts 000, 0000, 0001 and 0002 on a sequence with counts (4, 1, 1)),
+# which a plain argmin would break by rounding instead of by the tie rule.
+TIE_RELATIVE_TOLERANCE = 1e-12
+
+
 def choose(losses: np.ndarray) -> np.ndarray:
-    """Index of s_hat for each row of ``(S, P)`` losses (first minimum: canonical order)."""
-    return np.argmin(losses, axis=1)
+    """Index of s_hat for each row of ``(S, P)`` losses: the first prompt (canonical order:
+    shorter, then lexicographically first) whose loss is within `TIE_RELATIVE_TOLERANCE` of
+    the least."""
+    losses = np.asarray(losses, dtype=np.float64)
+    least = losses.min(axis=1, keepdims=True)
+    slack = TIE_RELATIVE_TOLERANCE * np.maximum(np.abs(least), 1e-300)
+    return np.argmax(losses <= least + slack, axis=1)

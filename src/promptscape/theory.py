@@ -38,8 +38,8 @@ frequencies add), which is exact: the empirical losses depend on the merged freq
 only. It turns the 1,024 sequences of a binary task into its 11 count values wherever the
 predictor's losses depend on the counts alone.
 
-Ties between rows within `TIE_RELATIVE_TOLERANCE` (floating-point noise of equal sums) go to
-the first row, the search's rule in exact arithmetic.
+Ties between rows within `search.TIE_RELATIVE_TOLERANCE` (floating-point noise of equal
+sums) go to the first row: the search's own rule (`search.choose`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import math
 
 import numpy as np
 
-from promptscape import special
+from promptscape import search, special
 from promptscape.sources import compositions
 
 # The exact sum enumerates at most this many multinomial outcomes.
@@ -59,8 +59,6 @@ EXACT_BLOCK = 500_000
 # Values (float64) of one block's largest array: exact outcomes x (X + R), Monte Carlo
 # draws x max(X, R). Bounds every reader's memory whatever the table's size.
 BLOCK_VALUES = 1 << 22
-# Empirical losses within this relative distance tie (then the first row wins).
-TIE_RELATIVE_TOLERANCE = 1e-12
 
 
 def collapse(losses: np.ndarray, optimal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,12 +93,10 @@ def collapse_outcomes(losses: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np
 
 
 def chosen_correct(empirical: np.ndarray, optimal: np.ndarray) -> np.ndarray:
-    """Whether the first minimum of each row of `empirical` ``(B, R)`` is an optimal column
-    (ties within the relative tolerance go to the first column)."""
-    least = empirical.min(axis=1, keepdims=True)
-    slack = TIE_RELATIVE_TOLERANCE * np.maximum(np.abs(least), 1e-300)
-    chosen = np.argmax(empirical <= least + slack, axis=1)
-    return np.asarray(optimal, dtype=bool)[chosen]
+    """Whether the row the search chooses from each row of `empirical` ``(B, R)`` is an
+    optimal one: `search.choose`, the pipeline's own tie rule (the first row within its
+    relative tolerance of the least)."""
+    return np.asarray(optimal, dtype=bool)[search.choose(empirical)]
 
 
 def num_outcomes(N: int, X: int) -> int:
