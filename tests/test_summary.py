@@ -71,6 +71,19 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
              "ci_high": 0.95, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
              "regret_q75": 0.02, "rank_mean": 0.25, "rank_median": 0.0}
             for p, t, imd in rows for N in exp.dataset_sizes])
+    if artifact == "reliability_prediction":
+        return pd.DataFrame([
+            {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
+             "in_meta_distribution": imd, "N": N, "outcomes": "count_values",
+             "num_outcomes": 7, "num_classes": 4, "optimal_classes": 1,
+             "predicted_proportion_correct": 0.7, "method": "exact" if N < 5 else "normal",
+             "exact_proportion_correct": 0.7 if N < 5 else None,
+             "normal_proportion_correct": 0.6, "normal_se": 0.005,
+             "simulated_proportion_correct": 0.7, "simulated_se": 0.005, "gap": 0.01,
+             "paired_sd": 0.1, "classes_within_2se": 1, "first_n_half": 1,
+             "first_n_ninety": None, "seeds": 4, "measured_proportion_correct": 0.75,
+             "ci_low": 0.3, "ci_high": 0.95, "inside_interval": True}
+            for p, t, imd in rows for N in exp.dataset_sizes])
     return pd.DataFrame([
         {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
          "in_meta_distribution": imd, "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,

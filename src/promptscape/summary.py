@@ -4,8 +4,9 @@
 
 prints, per experiment of the config: the optimal prompt of each task under each predictor
 with its KL, the proportion correct at the largest N, the largest KL difference between each
-network's landscape and the Bayes one, each network's regret against Bayes, and token
-efficiency; these are of replicate 0 of every network. A model with `replicates: k > 1`
+network's landscape and the Bayes one, each network's regret against Bayes, token
+efficiency, and the predicted proportion correct against the measured one with the variance
+decomposition; these are of replicate 0 of every network. A model with `replicates: k > 1`
 adds a table of every replicate's optimal prompt and proportion correct.
 
 The files read are the config's, listed by `promptscape.layout` exactly as the workflow
@@ -33,6 +34,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 # The rule of the workflow that writes each artifact the summary reads.
 RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "token_efficiency": "summarize_efficiency", "training_curve": "train_predictor",
+         "reliability_prediction": "aggregate_prediction",
          "predictor_regret": "evaluate_predictor"}
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
 EXIT_BROKEN_PIPE = 141
@@ -50,7 +52,7 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
     for exp in study.experiments.values():
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
         out += [(layout.aggregate(study, exp, table), table)
-                for table in ("reliability", "token_efficiency")]
+                for table in ("reliability", "token_efficiency", "reliability_prediction")]
     return out
 
 
@@ -143,8 +145,40 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
                    f"{r.optimal_kl:.4g} | {typical} | {median} | {ratio} |")
     out.append("")
+    out += prediction_lines(study, exp)
     out += replicate_lines(exp, all_land, all_rel)
     return "\n".join(out)
+
+
+def prediction_lines(study: config_lib.Study, exp: config_lib.Experiment) -> list[str]:
+    """Per (task, predictor): the variance decomposition, the first N at which search is
+    predicted right in half and in 90% of datasets, and how many of its N the prediction
+    puts inside the measured Wilson interval (by method), with the largest miss."""
+    path = layout.aggregate(study, exp, "reliability_prediction")
+    pred = tables.first_replicate(_configured(tables.read(path, "reliability_prediction"),
+                                              exp, path))
+    out = ["| task | predictor | gap (nats) | paired sd (nats) | classes within 2 SE at "
+           f"N={study.prediction['reference_N']} | predicted >= 0.5 from N | >= 0.9 from N | "
+           "inside the 95% CI: exact, normal | largest miss (N, predicted vs measured) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def shown(value, fmt="{:.3g}"):
+        return "-" if pd.isna(value) else fmt.format(value)
+
+    for (task, predictor), sub in pred.groupby(["task", "predictor"], sort=False):
+        first = sub.iloc[0]
+        inside = ", ".join(
+            f"{int(part['inside_interval'].sum())}/{len(part)}" if len(part) else "-"
+            for part in (sub[sub["method"] == m] for m in ("exact", "normal")))
+        miss = (sub["predicted_proportion_correct"] - sub["measured_proportion_correct"]).abs()
+        worst = sub.loc[miss.idxmax()]
+        out.append(f"| {task} | {predictor} | {shown(first['gap'])} | "
+                   f"{shown(first['paired_sd'])} | {int(first['classes_within_2se'])} | "
+                   f"{shown(first['first_n_half'], '{:.0f}')} | "
+                   f"{shown(first['first_n_ninety'], '{:.0f}')} | {inside} | "
+                   f"N={int(worst['N'])}: {worst['predicted_proportion_correct']:.2f} vs "
+                   f"{worst['measured_proportion_correct']:.2f} ({worst['method']}) |")
+    return out + [""]
 
 
 def replicate_lines(exp: config_lib.Experiment, land: pd.DataFrame,
