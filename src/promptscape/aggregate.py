@@ -197,16 +197,21 @@ def verify_search_coverage(paths, expected: dict) -> None:
                          + "; ".join(problems))
 
 
+def _per_task_file_problems(artifact: str, frame: pd.DataFrame, path, expected: dict) -> list[str]:
+    """What a file of a per-(predictor, replicate, task) artifact holds against its path and
+    the experiment's grid (a path that is not the artifact's is an error at once)."""
+    fields = path_fields(artifact, path)
+    if fields is None:
+        raise ValueError(f"{path}: not a {artifact} file path (expected .../"
+                         f"{tables.ARTIFACTS[artifact].path})")
+    return _grid_problems(fields, expected) + _column_mismatches(
+        frame, fields, ("experiment", "predictor", "replicate", "task"))
+
+
 def verify_landscape_file(frame: pd.DataFrame, path, expected: dict) -> None:
     """Check one landscape file against its path and the experiment's grid: its experiment,
     predictor and task, each prompt once."""
-    fields = path_fields("landscape", path)
-    if fields is None:
-        raise ValueError(f"{path}: not a landscape file path (expected .../"
-                         f"{tables.ARTIFACTS['landscape'].path})")
-    problems = _grid_problems(fields, expected)
-    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
-                                                   "task"))
+    problems = _per_task_file_problems("landscape", frame, path, expected)
     repeated = sorted(set(frame.loc[frame.duplicated("prompt"), "prompt"].tolist()))
     if repeated:
         problems.append(f"prompts appear more than once: {repeated[:5]}")
@@ -243,13 +248,7 @@ def _verify_per_task_coverage(artifact: str, noun: str, paths, expected: dict) -
 def verify_prediction_file(frame: pd.DataFrame, path, expected: dict) -> None:
     """Check one predicted_reliability file against its path and the experiment's grid:
     its experiment, predictor, replicate and task, and every N of the grid exactly once."""
-    fields = path_fields("predicted_reliability", path)
-    if fields is None:
-        raise ValueError(f"{path}: not a predicted_reliability file path (expected .../"
-                         f"{tables.ARTIFACTS['predicted_reliability'].path})")
-    problems = _grid_problems(fields, expected)
-    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
-                                                   "task"))
+    problems = _per_task_file_problems("predicted_reliability", frame, path, expected)
     held = sorted(int(N) for N in frame["N"])
     if held != sorted(int(N) for N in expected["dataset_sizes"]):
         problems.append(f"holds N = {held}, the experiment's dataset_sizes are "
