@@ -67,6 +67,17 @@ def test_choose_does_not_let_rounding_break_a_tie():
     assert PROMPTS[int(search.choose(row[None, :])[0])] == "01"
 
 
+def test_choose_prompt_by_prompt_equals_choose_row_by_row(monkeypatch):
+    """Many rows of few prompts take the column-wise path; it chooses what the row-wise
+    one does, ties and near-ties included."""
+    rng = np.random.default_rng(4)
+    losses = rng.integers(0, 3, size=(5000, 9)).astype(np.float64)
+    losses[::7, 3] = np.nextafter(losses[::7, 3], -np.inf)  # ties within rounding
+    columnwise = search.choose(losses)
+    monkeypatch.setattr(search, "COLUMNWISE_MAX_PROMPTS", 0)
+    np.testing.assert_array_equal(columnwise, search.choose(losses))
+
+
 def test_mathematically_equal_losses_of_different_classes_tie():
     """Under Dirichlet(1, 1, 1) the prompts 000, 0000, 0001 and 0002 have equal losses on
     a sequence with counts (4, 1, 1) (P(c | a) is the same for all four count vectors a),

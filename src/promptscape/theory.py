@@ -109,14 +109,25 @@ def exact_feasible(N: int, X: int, max_outcomes: int = EXACT_MAX_OUTCOMES) -> bo
 
 
 def _blocks(n: int, parts: int, size: int):
-    """The compositions of n into `parts` parts in blocks of at most about `size` rows."""
+    """The compositions of n into `parts` parts, in blocks of at most about `size` rows (in
+    another order than `compositions`; every composition once). The first k parts (the
+    most whose compositions of n fit a block) vary within a block, the last parts are
+    fixed per block: for each total s of the last parts, the compositions of n - s into k
+    parts, tiled against a run of the compositions of s into the rest."""
     if num_outcomes(n, parts) <= size or parts == 1:
         yield compositions(n, parts)
         return
-    for last in range(n + 1):
-        for block in _blocks(n - last, parts - 1, size):
-            yield np.concatenate([block, np.full((len(block), 1), last, dtype=np.int64)],
-                                 axis=1)
+    k = max(j for j in range(1, parts) if num_outcomes(n, j) <= size)
+    for total in range(n + 1):
+        leaf = compositions(n - total, k)
+        suffixes = compositions(total, parts - k)
+        step = max(1, size // len(leaf))
+        for start in range(0, len(suffixes), step):
+            suffix = suffixes[start:start + step]
+            block = np.empty((len(leaf) * len(suffix), parts), dtype=np.int64)
+            block[:, :k] = np.tile(leaf, (len(suffix), 1))
+            block[:, k:] = np.repeat(suffix, len(leaf), axis=0)
+            yield block
 
 
 def _multiset_blocks(n: int, parts: int, size: int):
@@ -166,13 +177,17 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
             total += float(np.exp(log_prob[correct]).sum())
         return total
     size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // (X + R)))
+    optimal = np.asarray(optimal, dtype=bool)
+    ones = np.ones(X)
     for counts in _blocks(N, X, size):
-        possible = ~np.any(counts[:, ~live] > 0, axis=1)
-        counts = counts[possible]
-        # log multinomial(N; counts) + sum_x counts_x log p_x
-        log_prob = log_factorial[N] - log_factorial[counts].sum(axis=1) + counts @ log_p
-        correct = chosen_correct(counts @ losses.T / N, optimal)
-        total += float(np.exp(log_prob[correct]).sum())
+        if not live.all():
+            counts = counts[~np.any(counts[:, ~live] > 0, axis=1)]
+        frequencies = counts.astype(np.float64)
+        # log multinomial(N; counts) + sum_x counts_x log p_x (sums over x as products:
+        # numpy reduces along a short axis slowly)
+        log_prob = log_factorial[N] - log_factorial[counts] @ ones + frequencies @ log_p
+        chosen = search.choose_by_prompt(losses @ frequencies.T / N)  # (R, B): rows by prompt
+        total += float(np.exp(log_prob[optimal[chosen]]).sum())
     return total
 
 
