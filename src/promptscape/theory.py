@@ -21,7 +21,7 @@ which may hold several rows (mirror-image prompts, say). Three ways to compute
     The finite sum over every multinomial outcome (the compositions of N into X parts),
     enumerated in blocks; feasible while C(N + X - 1, X - 1) is at most
     `EXACT_MAX_OUTCOMES` (N <= 20 over the 11 count values of a binary task of length 10:
-    30 million outcomes, about 10 s and 0.35 GB on one core; only tiny N over 1,024
+    30 million outcomes, about 2.5 s on one core; only tiny N over 1,024
     sequences).
 ``normal``
     The variance theory: f approximately normal with mean p and covariance
