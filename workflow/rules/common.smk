@@ -218,7 +218,8 @@ def get_prediction_outputs(exp):
 
 def get_reliability_prediction_args(wildcards):
     """The predict_reliability rule's arguments: the landscape's, the experiment's grid of
-    dataset sizes and the `prediction` settings (draws, exact_max_outcomes, reference_N)."""
+    dataset sizes and the `prediction` settings (draws, exact_max_outcomes, reference_N).
+    """
     return dict(
         get_landscape_args(wildcards),
         dataset_sizes=list(get_experiment(wildcards).dataset_sizes),
