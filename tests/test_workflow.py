@@ -149,12 +149,13 @@ CODE_EDITS = {
     "switching sampler": ("sources/switching.py", "    def _sample(self, n, length, rng):\n",
                           "    def _sample(self, n, length, rng):\n        assert n >= 0\n",
                           SWITCHING_EXPERIMENT),
-    # Library logic every search runs.
+    # Library logic every search runs, and the prediction with it (its tie rule is the
+    # search's).
     "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
                      "\n\n\ndef _choose(", {
                          "search_prompts": 9, "aggregate_search": 2,
-                         "aggregate_prediction": 2, "plot_figure": 4,
-                         "plot_study_figure": 1, "all": 1}),
+                         "predict_reliability": 3, "aggregate_prediction": 2,
+                         "plot_figure": 4, "plot_study_figure": 1, "all": 1}),
 }
 
 
