@@ -154,3 +154,25 @@ def test_verify_prediction_file_names_a_file_of_another_experiment(tmp_path):
     frame = tables.read(path, "predicted_reliability")
     with pytest.raises(ValueError, match="experiment"):
         aggregate.verify_prediction_file(frame, path, {**GRID, "experiment": "other"})
+
+
+def test_beyond_the_enumeration_budget_the_evaluation_set_stands_in(tmp_path):
+    """Where no exact table fits (here a budget of one evaluation forces monte_carlo on a
+    switching predictor), the outcomes are the evaluation set's sequences with their
+    weights, and the artifact says so."""
+    evaluation = str(tmp_path / "evaluation/coin_0.7.parquet")
+    datasets_stage.simulate_evaluation(output=evaluation, experiment="e", task_name="coin_0.7",
+                                       task=TASKS["coin_0.7"], task_length=T, size=200)
+    land = str(tmp_path / "e/landscape/bayes/r0/coin_0.7.parquet")
+    common = dict(predictor="bayes", pretraining=SWITCHING, experiment="e",
+                  task_name="coin_0.7", task=TASKS["coin_0.7"], task_length=T,
+                  max_prompt_length=L_MAX, enumeration_budget=1)
+    landscape_stage.compute_landscape(evaluation=evaluation, output=land, **common)
+    out = str(tmp_path / "e/prediction/bayes/r0/coin_0.7.parquet")
+    prediction_stage.predict_reliability(landscape_path=land, evaluation=evaluation,
+                                         output=out, dataset_sizes=SIZES, **common, **SETTINGS)
+    frame = tables.read(out, "predicted_reliability")
+    assert set(frame["outcomes"]) == {"evaluation_set"}
+    assert 1 < frame["num_outcomes"].iloc[0] <= 200  # distinct sequences of the 200 drawn
+    assert frame["simulated_proportion_correct"].between(0, 1).all()
+    assert frame["method"].iloc[0] == "exact"  # N = 1 over at most 200 outcomes
