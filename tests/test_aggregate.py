@@ -114,7 +114,7 @@ def synthetic_search() -> pd.DataFrame:
         for seed, pick in enumerate(picks):
             for i, p in enumerate(PROMPTS):
                 rows.append({"predictor": "bayes", "replicate": 0, "experiment": "exp",
-                             "task": task, "N": N,
+                             "task": task, "selection": "random", "N": N,
                              "seed": seed, "prompt": p, "prompt_length": len(p),
                              "empirical_loss": 1.0 if p == pick else 2.0 + i,
                              "chosen": p == pick})
@@ -230,7 +230,7 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
             searches.append(str(out))
     paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
     expected = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1},
-                "tasks": list(TASKS),
+                "tasks": list(TASKS), "selections": ["random"],
                 "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seed_blocks": [[0, SEEDS - 1]]}
     aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
                      expected=expected, **{k: str(v) for k, v in paths.items()})
@@ -252,7 +252,8 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
     assert cho.groupby(["task", "N"])["count"].sum().eq(SEEDS).all()
     np.testing.assert_allclose(cho.groupby(["task", "N"])["frequency"].sum(), 1.0, rtol=1e-12)
     # Rows come back in each artifact's sort key order.
-    assert sel.equals(sel.sort_values(["predictor", "task", "N", "seed"], kind="stable")
+    assert sel.equals(sel.sort_values(["predictor", "task", "selection", "N", "seed"],
+                                      kind="stable")
                       .reset_index(drop=True))
 
 
@@ -265,14 +266,15 @@ def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
 # ------------------------------------------------------------------ verification of the inputs
 SYN_SEEDS, SYN_BLOCK = 4, 2
 GRID = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1},
-        "tasks": ["a", "b"],
+        "tasks": ["a", "b"], "selections": ["random"],
         "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS,
         "seed_blocks": [[a, a + SYN_BLOCK - 1] for a in range(0, SYN_SEEDS, SYN_BLOCK)]}
 
 
-def search_path(root, task, N, first, last, experiment="exp", predictor="bayes", replicate=0):
-    return (root / experiment / "search" / predictor / f"r{replicate}" / task / f"N{N}"
-            / f"seeds{first}-{last}.parquet")
+def search_path(root, task, N, first, last, experiment="exp", predictor="bayes", replicate=0,
+                selection="random"):
+    return (root / experiment / "search" / predictor / f"r{replicate}" / task / selection
+            / f"N{N}" / f"seeds{first}-{last}.parquet")
 
 
 def land_path(root, task, experiment="exp", predictor="bayes", replicate=0):
@@ -373,7 +375,8 @@ def test_a_seed_no_file_covers_is_refused(tmp_path):
     gone = str(search_path(tmp_path, "b", 5, 2, 3))
     searches.remove(gone)
     with pytest.raises(ValueError, match=r"no search file of experiment exp holds seeds 2-3 "
-                                         r"of predictor bayes \(replicate 0\), task b, N=5"):
+                                         r"of predictor bayes \(replicate 0\), task b, "
+                                         r"selection random, N=5"):
         run_stage(tmp_path, searches, landscapes)
 
 
@@ -469,13 +472,14 @@ def test_a_missing_landscape_is_refused(tmp_path):
 
 def test_path_fields_parse_the_artifact_patterns():
     assert aggregate.path_fields("search",
-                                 "/r/x/search/m-1/r3/coin_0.7/N10/seeds4-7.parquet") == {
-        "experiment": "x", "predictor": "m-1", "replicate": 3, "task": "coin_0.7", "N": 10,
-        "first": 4, "last": 7}
+                                 "/r/x/search/m-1/r3/coin_0.7/random/N10/seeds4-7.parquet") == {
+        "experiment": "x", "predictor": "m-1", "replicate": 3, "task": "coin_0.7",
+        "selection": "random", "N": 10, "first": 4, "last": 7}
     assert aggregate.path_fields("landscape", "x/landscape/bayes/r0/t.parquet") == {
         "experiment": "x", "predictor": "bayes", "replicate": 0, "task": "t"}
-    assert aggregate.path_fields("search", "x/search/bayes/r0/t/N10/seeds4.parquet") is None
-    assert aggregate.path_fields("search", "x/search/bayes/t/N10/seeds4-7.parquet") is None
+    assert aggregate.path_fields("search", "x/search/bayes/r0/t/random/N10/seeds4.parquet") is None
+    assert aggregate.path_fields("search", "x/search/bayes/t/random/N10/seeds4-7.parquet") is None
+    assert aggregate.path_fields("search", "x/search/bayes/r0/t/N10/seeds4-7.parquet") is None
 
 
 def test_replicates_chart_shows_every_replicate_their_range_and_bayes():

@@ -61,6 +61,8 @@ def valid_frame(artifact: str, seed: int = 0) -> pd.DataFrame:
             frame[name] = [list(v) for v in rng.integers(0, 5, size=(ROWS, 3))]
         elif typ == pa.list_(pa.float64()):
             frame[name] = [list(v) for v in rng.random(size=(ROWS, 3))]
+        elif typ == pa.list_(pa.string()):
+            frame[name] = [[str(x) for x in v] for v in rng.integers(0, 5, size=(ROWS, 2))]
         else:  # pragma: no cover - a new type needs a generator here
             raise AssertionError(f"no generator for {typ}")
     return pd.DataFrame(frame)

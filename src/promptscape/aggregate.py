@@ -51,14 +51,14 @@ def selections(search: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     keys = pd.MultiIndex.from_frame(out[[*UNIT, "task"]])
     out["regret"] = out["kl"] - best.reindex(keys).to_numpy()
     out = out.rename(columns={"optimal": "correct"})
-    return out[[*UNIT, "experiment", "task", "N", "seed", "prompt", "prompt_length",
-                "empirical_loss", "kl", "regret", "rank", "correct"]]
+    return out[[*UNIT, "experiment", "task", "selection", "N", "seed", "prompt",
+                "prompt_length", "empirical_loss", "kl", "regret", "rank", "correct"]]
 
 
 def reliability(sel: pd.DataFrame) -> pd.DataFrame:
-    """Per (predictor, replicate, task, N): proportion correct with a Wilson 95% interval,
-    regret and rank of s_hat."""
-    g = sel.groupby([*UNIT, "experiment", "task", "N"], sort=True)
+    """Per (predictor, replicate, task, selection, N): proportion correct with a Wilson 95%
+    interval, regret and rank of s_hat."""
+    g = sel.groupby([*UNIT, "experiment", "task", "selection", "N"], sort=True)
     out = g.agg(
         seeds=("seed", "size"),
         correct=("correct", "sum"),
@@ -75,11 +75,13 @@ def reliability(sel: pd.DataFrame) -> pd.DataFrame:
 
 
 def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
-    """Per (predictor, replicate, task, N, prompt): how often the search picked it."""
-    counts = (sel.groupby([*UNIT, "experiment", "task", "N", "prompt"], sort=True)
+    """Per (predictor, replicate, task, selection, N, prompt): how often the search picked
+    it."""
+    cell = [*UNIT, "task", "selection", "N"]
+    counts = (sel.groupby([*UNIT, "experiment", "task", "selection", "N", "prompt"], sort=True)
               .size().rename("count").reset_index())
-    totals = sel.groupby([*UNIT, "task", "N"]).size().rename("total").reset_index()
-    counts = counts.merge(totals, on=[*UNIT, "task", "N"])
+    totals = sel.groupby(cell).size().rename("total").reset_index()
+    counts = counts.merge(totals, on=cell)
     counts["frequency"] = counts["count"] / counts["total"]
     land = landscape[[*UNIT, "task", "prompt", "prompt_length", "kl", "rank", "optimal",
                       "resolved"]]
@@ -96,9 +98,9 @@ def path_fields(artifact: str, path) -> dict | None:
     (`tables.ARTIFACTS[artifact].path`, matched at the end of the path, whatever folder it
     lies under); None when the path does not fit the pattern.
 
-    >>> path_fields("search", "results/x/search/bayes/r0/coin_0.7/N5/seeds0-3.parquet")
-    {'experiment': 'x', 'predictor': 'bayes', 'replicate': 0, 'task': 'coin_0.7', 'N': 5, \
-'first': 0, 'last': 3}
+    >>> path_fields("search", "results/x/search/bayes/r0/coin_0.7/random/N5/seeds0-3.parquet")
+    {'experiment': 'x', 'predictor': 'bayes', 'replicate': 0, 'task': 'coin_0.7', \
+'selection': 'random', 'N': 5, 'first': 0, 'last': 3}
     """
     regex = _path_regex(artifact)
     match = regex.search(os.fspath(path))
@@ -144,7 +146,7 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
                          f"{tables.ARTIFACTS['search'].path})")
     problems = _grid_problems(fields, expected)
     problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
-                                                   "task", "N"))
+                                                   "task", "selection", "N"))
     seeds = set(frame["seed"].tolist())
     block = set(range(fields["first"], fields["last"] + 1))
     for seed in sorted(block - seeds):
@@ -170,28 +172,29 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
 
 
 def verify_search_coverage(paths, expected: dict) -> None:
-    """Every (predictor, replicate, task, N, seed) of the grid is covered by exactly one of
-    the search files (by their paths' seed blocks)."""
+    """Every (predictor, replicate, task, selection, N, seed) of the grid is covered by
+    exactly one of the search files (by their paths' seed blocks)."""
     owner: dict[tuple, str] = {}
     problems = []
     for path in paths:
         f = path_fields("search", path)
         for seed in range(f["first"], f["last"] + 1):
-            key = (f["predictor"], f["replicate"], f["task"], f["N"], seed)
+            key = (f["predictor"], f["replicate"], f["task"], f["selection"], f["N"], seed)
             if key in owner:
                 problems.append(f"{path}: seed {seed} appears twice: {owner[key]} covers it too")
             else:
                 owner[key] = str(path)
     for predictor, r in _units(expected):
         for task in expected["tasks"]:
-            for N in expected["dataset_sizes"]:
-                missing = [s for s in range(expected["num_seeds"])
-                           if (predictor, r, task, N, s) not in owner]
-                if missing:
-                    problems.append(
-                        f"no search file of experiment {expected['experiment']} holds seeds "
-                        f"{_ranges(missing)} of predictor {predictor} (replicate {r}), task "
-                        f"{task}, N={N}")
+            for selection in expected["selections"]:
+                for N in expected["dataset_sizes"]:
+                    missing = [s for s in range(expected["num_seeds"])
+                               if (predictor, r, task, selection, N, s) not in owner]
+                    if missing:
+                        problems.append(
+                            f"no search file of experiment {expected['experiment']} holds "
+                            f"seeds {_ranges(missing)} of predictor {predictor} (replicate "
+                            f"{r}), task {task}, selection {selection}, N={N}")
     if problems:
         raise ValueError("search files do not cover the experiment's seeds exactly once: "
                          + "; ".join(problems))
@@ -267,7 +270,8 @@ def _grid_problems(fields: dict, expected: dict) -> list[str]:
     if fields["experiment"] != expected["experiment"]:
         problems.append(f"its path names experiment {fields['experiment']}, this aggregation "
                         f"is of {expected['experiment']}")
-    for key, plural in (("predictor", "predictors"), ("task", "tasks"), ("N", "dataset_sizes")):
+    for key, plural in (("predictor", "predictors"), ("task", "tasks"),
+                        ("selection", "selections"), ("N", "dataset_sizes")):
         if key in fields and fields[key] not in expected[plural]:
             problems.append(f"its path names {key}={fields[key]}, not one of the experiment's "
                             f"{plural} {list(expected[plural])}")

@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from promptscape import model_config, seeding
+from promptscape import prompts as prompts_lib
+from promptscape import selection as selection_lib
 from promptscape.sources import Source, build_source
 from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError
@@ -49,6 +51,14 @@ class Experiment:
     num_seeds: int
     seeds_per_job: int
     evaluation_size: int
+    # `dataset_selection`: the methods run side by side (promptscape.selection).
+    dataset_selection: "selection_lib.Plan" = None
+
+    @property
+    def selections(self) -> tuple[str, ...]:
+        """The dataset-selection methods of the experiment, in config order (`random`
+        alone by default; `pool` after the pooled methods)."""
+        return self.dataset_selection.names
 
     @property
     def vocab_size(self) -> int:
@@ -354,6 +364,11 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         max_prompt_length=exp["max_prompt_length"], task_length=exp["task_length"],
         dataset_sizes=tuple(sorted(exp["dataset_sizes"])), num_seeds=exp["num_seeds"],
         seeds_per_job=exp["seeds_per_job"], evaluation_size=exp["evaluation_size"],
+        dataset_selection=selection_lib.parse(
+            exp["dataset_selection"], where=f"{where}.dataset_selection",
+            dataset_sizes=exp["dataset_sizes"],
+            num_prompts=prompts_lib.num_prompts(exp["max_prompt_length"],
+                                                pretraining.vocab_size)),
     )
 
 

@@ -179,6 +179,67 @@ def replicates_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title)
     return _configure(alt.vconcat(*rows), style, title)
 
 
+# The dataset-selection methods' colours and labels (promptscape.selection), in legend order.
+SELECTION_STYLE = {
+    "random": ("#444444", "random: D_N drawn from the task"),
+    "high_variance": ("#d55e00", "high_variance: the N of the pool that vary most"),
+    "high_variance_weighted": ("#0072b2", "high_variance_weighted: Horvitz-Thompson"),
+    "pool": ("#999999", "pool: all P pool sequences (the ceiling)"),
+}
+REGRET_FLOOR = 1e-6
+
+
+def selection_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Proportion correct (Wilson 95% rules) and mean regret (log axis, interquartile
+    rules) against N for each dataset-selection method: a column per task, a row per
+    predictor."""
+    data = rel.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    methods = [m for m in SELECTION_STYLE if m in set(data["selection"])]
+    methods += sorted(set(data["selection"]) - set(methods))
+    label = {m: SELECTION_STYLE.get(m, ("#000000", m))[1] for m in methods}
+    data["method"] = data["selection"].map(label)
+    for column in ("regret_mean", "regret_q25", "regret_q75"):
+        data[f"{column}_plot"] = np.maximum(data[column], REGRET_FLOOR)
+    color = alt.Color("method:N", title="dataset selection",
+                      scale=alt.Scale(domain=[label[m] for m in methods],
+                                      range=[SELECTION_STYLE.get(m, ("#000000",))[0]
+                                             for m in methods]),
+                      legend=alt.Legend(labelLimit=500, orient="bottom", columns=2))
+    x = _n_axis(data)
+    tooltip = ["predictor", "task", "selection", "N", "seeds",
+               alt.Tooltip("proportion_correct:Q", format=".2f"),
+               alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f"),
+               alt.Tooltip("regret_mean:Q", format=".2e")]
+    base = alt.Chart().encode(x=x, color=color)
+    correct = alt.layer(
+        base.mark_rule(strokeWidth=1.5, opacity=0.55).encode(
+            y=alt.Y("ci_low:Q", title="proportion correct", scale=alt.Scale(domain=[0, 1])),
+            y2="ci_high:Q"),
+        base.mark_line(point=True).encode(y="proportion_correct:Q", tooltip=tooltip),
+        data=data)
+    y_regret = alt.Y("regret_mean_plot:Q", scale=alt.Scale(type="log"),
+                     title=f"mean regret (nats; floor {REGRET_FLOOR:g})")
+    regret = alt.layer(
+        base.mark_rule(strokeWidth=1.5, opacity=0.4).encode(
+            y=alt.Y("regret_q25_plot:Q", scale=alt.Scale(type="log"),
+                    title=f"mean regret (nats; floor {REGRET_FLOOR:g})"),
+            y2="regret_q75_plot:Q"),
+        base.mark_line(point=True, strokeDash=[4, 2]).encode(y=y_regret, tooltip=tooltip),
+        data=data)
+    header = alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")
+
+    def panels(chart, what):
+        return chart.properties(width=style["panel_width"], height=style["panel_height"]).facet(
+            column=alt.Column("task_label:N", sort=order, title=None, header=header),
+            row=alt.Row("predictor:N", sort=predictors, header=header,
+                        title=f"{what} · predictor"))
+
+    chart = alt.vconcat(panels(correct, "proportion correct (rules: Wilson 95%)"),
+                        panels(regret, "mean regret (rules: 25-75%)"))
+    return _configure(chart, style, title)
+
+
 # The landscape's point classes: S* (ties with the best, exact or equal estimates), members of
 # S* only because the evaluation set cannot resolve them from the best (hollow), the rest;
 # each with its (shape, fill opacity, size).

@@ -41,12 +41,15 @@ def block_name(first: int, last: int) -> str:
 
 
 def search_outputs(study: Study, exp: Experiment) -> list[str]:
-    """Every search artifact of an experiment: predictor x task x N x seed block."""
+    """Every search artifact of an experiment: predictor x task x selection x N x seed
+    block."""
     return [
         pattern(study, "search").format(experiment=exp.name, predictor=predictor,
-                                        replicate=r, task=task.name, N=N, first=a, last=b)
+                                        replicate=r, task=task.name, selection=selection,
+                                        N=N, first=a, last=b)
         for predictor, r in study.predictor_replicates(exp)
         for task in exp.tasks
+        for selection in exp.selections
         for N in exp.dataset_sizes
         for a, b in exp.seed_blocks()
     ]
@@ -60,6 +63,7 @@ def search_grid(study: Study, exp: Experiment) -> dict:
     return {"experiment": exp.name, "predictors": list(exp.predictors),
             "replicates": {p: study.replicates(p) for p in exp.predictors},
             "tasks": [task.name for task in exp.tasks],
+            "selections": list(exp.selections),
             "dataset_sizes": list(exp.dataset_sizes), "num_seeds": exp.num_seeds,
             "seed_blocks": [list(block) for block in exp.seed_blocks()]}
 

@@ -9,7 +9,8 @@ the experiment and the keys to change, when any job's estimate exceeds
 ``resources.max_mem_mb``: before any work, instead of an allocation error hours in.
 
 The job grid mirrors the workflow's (`promptscape.layout`): searches per experiment x
-predictor x task x N x seed block; landscapes and efficiencies per experiment x predictor x
+predictor x task x dataset selection x N x seed block (pools per task x N x block where a
+pooled selection runs); landscapes and efficiencies per experiment x predictor x
 task; one network per (pretraining source, model) used; prompt-loss tables per experiment x
 network when T is enumerated.
 
@@ -64,13 +65,14 @@ NEURAL_MAX_TOKENS = 1 << 17
 MARGIN = 1.25
 FLOOR_MB = 500
 
-STAGES = ("simulate_tasks", "simulate_evaluation", "train_predictor", "evaluate_predictor",
-          "score_prompts", "search_prompts", "compute_landscape", "measure_efficiency",
+STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
+          "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
+          "compute_landscape", "measure_efficiency",
           "aggregate_search", "summarize_efficiency", "predict_reliability",
           "aggregate_prediction", "plot_figure", "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
-         "compute_landscape", "measure_efficiency", "predict_reliability")
+         "search_selected", "compute_landscape", "measure_efficiency", "predict_reliability")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -196,12 +198,16 @@ def estimate(study, rule: str, w: dict) -> Job:
     predictor = w.get("predictor")
     # Searches and landscapes of a network read its prompt-loss table when T is
     # enumerated (no torch); every other network job loads the checkpoint.
-    tabulated = (rule in ("search_prompts", "compute_landscape", "predict_reliability")
+    tabulated = (rule in ("search_prompts", "search_selected", "compute_landscape",
+                          "predict_reliability")
                  and predictor is not None
                  and study.is_neural(predictor) and enumerates(study, exp))
     base = _baseline(study, predictor, tabulated)
     if rule == "simulate_tasks":
         rows = (int(w["last"]) - int(w["first"]) + 1) * int(w["N"])
+        return Job(rule, w, 0, base + _strings(rows, T))
+    if rule == "simulate_pool":
+        rows = (int(w["last"]) - int(w["first"]) + 1) * exp.dataset_selection.pool_size
         return Job(rule, w, 0, base + _strings(rows, T))
     if rule == "simulate_evaluation":
         return Job(rule, w, 0, base + _strings(M, T))
@@ -210,9 +216,11 @@ def estimate(study, rule: str, w: dict) -> Job:
         B = num_sequences(exp)
         evals, work = _predictor_cost(study, exp, predictor, P, B)
         return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all V^T sequences")
-    if rule == "search_prompts":
+    if rule in ("search_prompts", "search_selected"):
         S = int(w["last"]) - int(w["first"]) + 1
-        N = int(w["N"])
+        # A pooled selection reads and scores the block's pools of P sequences (the gathered
+        # losses are (P, S, pool) at most, one seed's pool at a time after the table).
+        N = exp.dataset_selection.pool_size if rule == "search_selected" else int(w["N"])
         # Losses of every prompt on every distinct sequence (all V^T when enumerated), the
         # gathered (P, S, N) float64 per-dataset losses, the S x N sequences read, and the
         # S x P rows written.
@@ -248,7 +256,8 @@ def estimate(study, rule: str, w: dict) -> Job:
     if rule == "aggregate_search":
         # Every search row of the experiment, as pandas (object columns), concatenated.
         units = sum(study.replicates(p) for p in exp.predictors)
-        rows = units * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * P
+        rows = (units * len(exp.tasks) * len(exp.selections) * len(exp.dataset_sizes)
+                * exp.num_seeds * P)
         return Job(rule, w, 0, base + 2 * _strings(rows, L))
     if rule in ("summarize_efficiency", "aggregate_prediction"):
         return Job(rule, w, 0, base)
@@ -333,8 +342,10 @@ def jobs(study) -> list[Job]:
         for task in exp.tasks:
             for N in exp.dataset_sizes:
                 for a, b in exp.seed_blocks():
-                    out.append(estimate(study, "simulate_tasks",
-                                        {**e, "task": task.name, "N": N, "first": a, "last": b}))
+                    block = {**e, "task": task.name, "N": N, "first": a, "last": b}
+                    out.append(estimate(study, "simulate_tasks", block))
+                    if exp.dataset_selection.pooled:
+                        out.append(estimate(study, "simulate_pool", block))
             out.append(estimate(study, "simulate_evaluation", {**e, "task": task.name}))
     networks = {(exp.pretraining_name, p, r) for exp in study.experiments.values()
                 for p in exp.predictors if study.is_neural(p)
@@ -351,10 +362,13 @@ def jobs(study) -> list[Job]:
                 out.append(estimate(study, "score_prompts", p))
             for task in exp.tasks:
                 t = {**p, "task": task.name}
-                for N in exp.dataset_sizes:
-                    for a, b in exp.seed_blocks():
-                        out.append(estimate(study, "search_prompts",
-                                            {**t, "N": N, "first": a, "last": b}))
+                for selection in exp.selections:
+                    rule = ("search_selected" if selection in exp.dataset_selection.pooled
+                            else "search_prompts")
+                    for N in exp.dataset_sizes:
+                        for a, b in exp.seed_blocks():
+                            out.append(estimate(study, rule, {**t, "selection": selection,
+                                                              "N": N, "first": a, "last": b}))
                 out.append(estimate(study, "compute_landscape", t))
                 out.append(estimate(study, "measure_efficiency", t))
                 out.append(estimate(study, "predict_reliability", t))
@@ -366,7 +380,7 @@ def jobs(study) -> list[Job]:
         for figure in experiment_figures(
                 neural=any(study.is_neural(p) for p in exp.predictors),
                 replicated=any(study.replicates(p) > 1 for p in exp.predictors),
-                bayes="bayes" in exp.predictors):
+                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     from promptscape.stages.figures import STUDY_FIGURES
 
@@ -394,6 +408,8 @@ def mem_mb(study, rule: str, wildcards: dict) -> int:
 HINTS = {
     "search_prompts": ("fewer evaluation sequences: experiments.{e}.dataset_sizes or "
                        "experiments.{e}.seeds_per_job"),
+    "search_selected": ("fewer evaluation sequences: the pool_size of "
+                        "experiments.{e}.dataset_selection or experiments.{e}.seeds_per_job"),
     "compute_landscape": "fewer evaluation sequences: experiments.{e}.evaluation_size",
     "measure_efficiency": ("fewer evaluation sequences: experiments.{e}.evaluation_size or "
                            "efficiency.num_typical"),

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent
 # `stages.figures.plot_figure` runs through its deferred imports, `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "simulate_tasks": ("promptscape.stages.datasets:simulate_tasks", ("task",)),
+    "simulate_pool": ("promptscape.stages.datasets:simulate_pool", ("task",)),
     "simulate_evaluation": ("promptscape.stages.datasets:simulate_evaluation", ("task",)),
     "train_predictor": ("promptscape.stages.training:train_predictor",
                         ("pretraining", "family")),
@@ -55,6 +56,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                            ("pretraining", "family")),
     "score_prompts": ("promptscape.stages.training:score_prompts", ("pretraining", "family")),
     "search_prompts": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
+    "search_selected": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
     "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
                           ("pretraining", "task", "family")),
     "measure_efficiency": ("promptscape.stages.efficiency:measure_efficiency",

@@ -22,29 +22,44 @@ from promptscape.predictors import Predictor
 
 
 def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndarray,
-                     enumeration_budget: int, vocab_size: int) -> np.ndarray:
+                     enumeration_budget: int, vocab_size: int,
+                     weights: np.ndarray | None = None) -> np.ndarray:
     """Empirical loss of every prompt on every dataset.
 
     Parameters
     ----------
     datasets : (S, N, T) uint8
         S datasets (seeds) of N sequences each, over `vocab_size` symbols.
+    weights : (S, N) float, optional
+        The weight of each sequence's loss (a selection method's, `promptscape.selection`);
+        None for the plain mean.
 
     Returns
     -------
-    (S, P) float64 mean loss per sequence.
+    (S, P) float64 mean (or weighted sum of the) loss per sequence.
     """
     S, N, T = datasets.shape
-    flat = datasets.reshape(S * N, T)
-    if landscape.enumerates(len(prompts), T, enumeration_budget, vocab_size):
-        seqs = prompts_lib.enumerate_sequences(T, vocab_size)
-        table = predictor.prompt_losses(prompts, seqs)  # (P, V^T)
-        index = prompts_lib.encode(flat, vocab_size)
-    else:
-        unique, index = np.unique(flat, axis=0, return_inverse=True)
-        table = predictor.prompt_losses(prompts, unique)  # (P, U)
+    table, index = sequence_losses(predictor, prompts, datasets.reshape(S * N, T),
+                                   enumeration_budget, vocab_size)
     losses = table[:, index.reshape(S, N)]  # (P, S, N)
-    return losses.mean(axis=2).T
+    if weights is None:
+        return losses.mean(axis=2).T
+    return np.einsum("psn,sn->sp", losses, np.asarray(weights, dtype=np.float64))
+
+
+def sequence_losses(predictor: Predictor, prompts: list[str], seqs: np.ndarray,
+                    enumeration_budget: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The loss of every prompt on every sequence of ``seqs`` (M, T), as a table over the
+    distinct sequences and each row's column in it: ``(table (P, U), index (M,))``. The
+    table covers every one of the V^T sequences when they fit the enumeration budget (so a
+    sequence's loss does not depend on which others share the job), else the distinct rows
+    of ``seqs``."""
+    T = seqs.shape[1]
+    if landscape.enumerates(len(prompts), T, enumeration_budget, vocab_size):
+        table = predictor.prompt_losses(prompts, prompts_lib.enumerate_sequences(T, vocab_size))
+        return table, prompts_lib.encode(seqs, vocab_size)
+    unique, index = np.unique(seqs, axis=0, return_inverse=True)
+    return predictor.prompt_losses(prompts, unique), index.reshape(-1)
 
 
 # Empirical losses within this relative distance of the least are tied: floating-point noise

@@ -91,7 +91,8 @@ def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> p
 def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> str:
     all_land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
-    all_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    every_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    all_rel = tables.random_selection(every_rel)
     land, rel = tables.first_replicate(all_land), tables.first_replicate(all_rel)
     out = [f"### `{exp.name}`", ""]
     tasks = sorted(t.name for t in exp.tasks)
@@ -147,7 +148,32 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     out.append("")
     out += prediction_lines(study, exp)
     out += replicate_lines(exp, all_land, all_rel)
+    out += selection_lines(exp, tables.first_replicate(every_rel))
     return "\n".join(out)
+
+
+def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame) -> list[str]:
+    """Per (task, predictor, N) of an experiment with several dataset-selection methods:
+    each method's proportion correct [95% CI] and mean regret. Nothing with one method."""
+    if len(exp.selections) < 2:
+        return []
+    methods = list(exp.selections)
+    out = ["| task | predictor | N | " + " | ".join(
+               f"{m}: proportion correct [95% CI], mean regret" for m in methods) + " |",
+           "| --- | --- | --- | " + " | ".join("---" for _ in methods) + " |"]
+    for task in sorted(t.name for t in exp.tasks):
+        for predictor in exp.predictors:
+            sub = rel[(rel["task"] == task) & (rel["predictor"] == predictor)]
+            for N in sorted(sub["N"].unique()):
+                cells = []
+                for m in methods:
+                    row = sub[(sub["N"] == N) & (sub["selection"] == m)]
+                    cells.append("" if not len(row) else
+                                 f"{row['proportion_correct'].iloc[0]:.2f} "
+                                 f"[{row['ci_low'].iloc[0]:.2f}, {row['ci_high'].iloc[0]:.2f}], "
+                                 f"{row['regret_mean'].iloc[0]:.2e}")
+                out.append(f"| {task} | {predictor} | {int(N)} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def prediction_lines(study: config_lib.Study, exp: config_lib.Experiment) -> list[str]:

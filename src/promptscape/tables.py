@@ -109,6 +109,10 @@ DIMENSIONS = {d[0]: d for d in [
                      "pretraining source's parameters (the model folder's suffix)"),
     ("experiment", _S, "experiment name (config key experiments.<name>)"),
     ("task", _S, "task name: the config source the task sequences come from"),
+    ("selection", _S, "how the search's N sequences were chosen (config key "
+                      "experiments.<name>.dataset_selection; promptscape.selection): random "
+                      "(D_N drawn from the task, the study's), pool (all P sequences of the "
+                      "pool), high_variance or high_variance_weighted"),
     ("N", _I, "number of task sequences in the dataset D_N"),
     ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
 ]}
@@ -117,9 +121,9 @@ DIMENSIONS = {d[0]: d for d in [
 # seeds, seeds{first}-{last}.
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
-_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _N, _SEED = (
+_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
-                            "N", "seed"))
+                            "selection", "N", "seed"))
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
@@ -193,15 +197,53 @@ ARTIFACTS = {a.name: a for a in [
                         "draws); the weights sum to 1")),
         ("experiment", "task", "index")),
     Artifact(
+        "selection_pool",
+        "{experiment}/pools/{task}/N{N}/seeds{first}-{last}.parquet",
+        "The pool of P task sequences per (task, N, seed) that the pooled dataset-selection "
+        "methods choose from (experiments.<name>.dataset_selection): an independent draw "
+        "from the task, seeded by a stable hash of (task source, T, P, N, seed), so it is "
+        "neither D_N nor shared with another N.",
+        (_EXPERIMENT, _TASK, _N, _SEED,
+         ("index", _I, "position of the sequence in the pool (0..P-1)"),
+         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")),
+        ("experiment", "task", "N", "seed", "index")),
+    Artifact(
+        "selected_data",
+        "{experiment}/selected/{predictor}/r{replicate}/{task}/{selection}/N{N}/"
+        "seeds{first}-{last}.parquet",
+        "The datasets a pooled selection method chose for one predictor: per seed, the N "
+        "pool sequences kept and the weight of each one's loss in the empirical loss (the "
+        "random method's datasets are task_data).",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
+         ("index", _I, "position in the selected dataset (0..N-1, in pool order; "
+                            "0..P-1 for pool, which keeps the whole pool at every N)"),
+         ("pool_index", _I, "position of the sequence in the selection_pool"),
+         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
+         ("weight", _F, "its weight in L_N(s) = sum_i weight_i l(s, x_i): 1/N, or "
+                        "1 / (P pi_i) for high_variance_weighted (Horvitz-Thompson)"),
+         ("inclusion_probability", _F, "pi_i, the probability that the random design "
+                                       "draws the sequence; null for a deterministic "
+                                       "selection", NULLABLE),
+         ("spread", _F, "variance of the sequence's loss across the leading prompts (the K "
+                        "best on the pool; nats^2); null for pool", NULLABLE),
+         ("leading_prompts", pa.list_(_S), "the K prompts best on the pool, best first, that "
+                                           "the spread is taken across (the same for every "
+                                           "row of a seed); empty for pool")),
+        ("predictor", "replicate", "experiment", "task", "selection", "N", "seed", "index")),
+    Artifact(
         "search",
-        "{experiment}/search/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "{experiment}/search/{predictor}/r{replicate}/{task}/{selection}/N{N}/"
+        "seeds{first}-{last}.parquet",
         "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
         "seed block, and which prompt is the empirical optimum s_hat of each seed.",
-        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
-         ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats)"),
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED, _PROMPT, _PLEN,
+         ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats); for "
+                                "high_variance_weighted the Horvitz-Thompson weighted sum "
+                                "(selected_data.weight)"),
          ("chosen", _B, "true for s_hat: least L_N, ties to the shorter then lexicographically "
                         "first prompt")),
-        ("predictor", "replicate", "experiment", "task", "N", "seed", "prompt_length", "prompt")),
+        ("predictor", "replicate", "experiment", "task", "selection", "N", "seed",
+         "prompt_length", "prompt")),
     Artifact(
         "landscape", "{experiment}/landscape/{predictor}/r{replicate}/{task}.parquet",
         "Landscape: the theoretical loss of every prompt, its KL to the task, dense rank and "
@@ -239,22 +281,24 @@ ARTIFACTS = {a.name: a for a in [
         ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
     Artifact(
         "selections", "{experiment}/aggregate/selections.parquet",
-        "One row per (predictor, task, N, seed): the prompt the search chose and what it costs.",
-        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _PROMPT, _PLEN,
+        "One row per (predictor, task, selection, N, seed): the prompt the search chose and "
+        "what it costs.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED, _PROMPT, _PLEN,
          ("empirical_loss", _F, "L_N(s_hat)"),
          ("kl", _F, "KL(s_hat) from the landscape"),
          ("regret", _F, "KL(s_hat) - KL(s*) >= 0, the cost of choosing on a finite dataset"),
          ("rank", _I, "rank of s_hat in the landscape (0: the optimal class)"),
          ("correct", _B, "s_hat is in the optimal class")),
-        ("predictor", "replicate", "experiment", "task", "N", "seed")),
+        ("predictor", "replicate", "experiment", "task", "selection", "N", "seed")),
     Artifact(
         "reliability", "{experiment}/aggregate/reliability.parquet",
-        "Per (predictor, task, N): proportion of seeds whose s_hat is optimal, with a Wilson "
-        "95% interval, and the distribution of regret and rank of s_hat.",
+        "Per (predictor, task, selection, N): proportion of seeds whose s_hat is optimal, "
+        "with a Wilson 95% interval, and the distribution of regret and rank of s_hat; the "
+        "dataset-selection methods side by side.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
                                       "(from the config)"),
-         _N,
+         _SELECTION, _N,
          ("seeds", _I, "number of datasets (seeds)"),
          ("correct", _I, "number of seeds whose s_hat is in the optimal class"),
          ("proportion_correct", _F, "correct / seeds"),
@@ -266,13 +310,13 @@ ARTIFACTS = {a.name: a for a in [
          ("regret_q75", _F, "75th percentile of regret"),
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
-        ("predictor", "replicate", "experiment", "task", "N")),
+        ("predictor", "replicate", "experiment", "task", "selection", "N")),
     Artifact(
         "choices", "{experiment}/aggregate/choices.parquet",
-        "Per (predictor, task, N, prompt): how often the search chose the prompt.",
+        "Per (predictor, task, selection, N, prompt): how often the search chose the prompt.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
-         _N, _PROMPT, _PLEN,
+         _SELECTION, _N, _PROMPT, _PLEN,
          ("count", _I, "number of seeds that chose the prompt"),
          ("frequency", _F, "count / seeds"),
          ("kl", _F, "KL of the prompt from the landscape"),
@@ -280,7 +324,8 @@ ARTIFACTS = {a.name: a for a in [
          ("optimal", _B, "the prompt is in the optimal class"),
          ("resolved", _B, "as in the landscape: false for a member of the optimal class not "
                           "resolved from the best estimate")),
-        ("predictor", "replicate", "experiment", "task", "N", "prompt_length", "prompt")),
+        ("predictor", "replicate", "experiment", "task", "selection", "N", "prompt_length",
+         "prompt")),
     Artifact(
         "efficiency", "{experiment}/efficiency/{predictor}/r{replicate}/{task}.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "
@@ -365,7 +410,9 @@ ARTIFACTS = {a.name: a for a in [
          ("in_meta_distribution", _B, "as in reliability"),
          _N, *_PREDICTION,
          ("seeds", _I, "datasets (seeds) of the measured proportion"),
-         ("measured_proportion_correct", _F, "proportion_correct of the reliability table"),
+         ("measured_proportion_correct", _F, "proportion_correct of the reliability table "
+                                             "under selection random (the theory is of D_N "
+                                             "drawn from the task)"),
          ("ci_low", _F, "its Wilson 95% interval, lower bound"),
          ("ci_high", _F, "its Wilson 95% interval, upper bound"),
          ("inside_interval", _B, "ci_low <= predicted_proportion_correct <= ci_high")),
@@ -496,6 +543,15 @@ def first_replicate(frame):
     replicates; bayes has no other): what every table and figure but the replicate ones
     shows."""
     return frame[frame["replicate"] == 0]
+
+
+def random_selection(frame):
+    """The rows of dataset selection random (D_N drawn from the task; a table without a
+    selection column is returned whole): what the reliability prediction is of, and what
+    every figure but the selection ones shows."""
+    if "selection" not in frame.columns:
+        return frame
+    return frame[frame["selection"] == "random"].drop(columns="selection")
 
 
 def read(path, artifact: str | None = None):

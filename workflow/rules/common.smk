@@ -7,6 +7,7 @@ from promptscape import config as config_lib
 from promptscape import layout
 from promptscape import plan
 from promptscape import provenance
+from promptscape import selection as selection_lib
 from promptscape.stages.figures import FIGURES, STUDY_FIGURES, experiment_figures
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
@@ -62,9 +63,17 @@ wildcard_constraints:
     source=_alternatives(STUDY.sources),
     identity=r"[0-9a-f]{10}",
     replicate=r"\d+",
+    selection=_alternatives(selection_lib.METHODS),
     N=r"\d+",
     first=r"\d+",
     last=r"\d+",
+
+
+# The pooled dataset-selection methods: searched by rule search_selected, the rest (random)
+# by search_prompts.
+POOLED_SELECTIONS = _alternatives(
+    name for name, method in selection_lib.METHODS.items() if method.pooled
+)
 
 
 def mem_mb(rule_name):
@@ -130,6 +139,7 @@ def get_figures():
             neural=any(map(is_neural, exp.predictors)),
             replicated=is_replicated(exp),
             bayes="bayes" in exp.predictors,
+            selections=len(exp.selections) > 1,
         )
         for ext in ("svg", "png", "html")
     ] + [
@@ -157,6 +167,48 @@ def get_search_args(wildcards):
         N=int(wildcards.N),
         max_prompt_length=exp.max_prompt_length,
         enumeration_budget=STUDY.enumeration_budget,
+    )
+
+
+def get_selection(wildcards):
+    """The job's dataset-selection method, checked against the experiment's: a path of a
+    method the config does not run is refused by name."""
+    exp = get_experiment(wildcards)
+    if wildcards.selection not in exp.selections:
+        raise ValueError(
+            f"experiment {exp.name!r} runs dataset_selection {list(exp.selections)}, "
+            f"not {wildcards.selection!r}"
+        )
+    return wildcards.selection
+
+
+def get_selected_search_args(wildcards):
+    """A pooled selection's search: the search's arguments, its method's settings and the
+    task (the design's seed)."""
+    exp, name = get_experiment(wildcards), get_selection(wildcards)
+    return dict(
+        get_search_args(wildcards),
+        selection=name,
+        selection_settings=exp.dataset_selection.settings(name),
+        task=get_task(wildcards).source.to_dict(),
+    )
+
+
+def get_pool_args(wildcards):
+    exp = get_experiment(wildcards)
+    if exp.dataset_selection.pool_size is None:
+        raise ValueError(
+            f"experiment {exp.name!r} runs no pooled dataset selection, so has no pools"
+        )
+    return dict(
+        experiment=exp.name,
+        task_name=wildcards.task,
+        task=get_task(wildcards).source.to_dict(),
+        task_length=exp.task_length,
+        N=int(wildcards.N),
+        pool_size=exp.dataset_selection.pool_size,
+        first=int(wildcards.first),
+        last=int(wildcards.last),
     )
 
 

@@ -1,4 +1,5 @@
-# Task datasets D_N per (experiment, task, N, seed block), and one evaluation set per task.
+# Task datasets D_N per (experiment, task, N, seed block), the pools of the pooled
+# dataset-selection methods, and one evaluation set per task.
 
 
 rule simulate_tasks:
@@ -21,6 +22,20 @@ rule simulate_tasks:
         code=code("simulate_tasks"),
     script:
         "../../scripts/simulate_tasks.py"
+
+
+rule simulate_pool:
+    output:
+        data=out("selection_pool"),
+    log:
+        logged("simulate_pool/{experiment}/{task}/N{N}/seeds{first}-{last}.log"),
+    conda:
+        "../envs/promptscape.yaml"
+    params:
+        args=get_pool_args,
+        code=code("simulate_pool"),
+    script:
+        "../../scripts/simulate_pool.py"
 
 
 rule simulate_evaluation:

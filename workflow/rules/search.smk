@@ -1,4 +1,6 @@
-# Exhaustive prompt search per (predictor, experiment, task, N, seed block).
+# Exhaustive prompt search per (predictor, experiment, task, selection, N, seed block): on
+# the task's D_N (selection random), or on the datasets a pooled selection method keeps from
+# the block's pools (promptscape.selection), which it writes beside the search.
 
 
 rule search_prompts:
@@ -7,13 +9,15 @@ rule search_prompts:
         datasets=out("task_data"),
     output:
         search=out("search"),
+    wildcard_constraints:
+        selection="random",
     log:
         logged(
-            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.log"
+            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
         ),
     benchmark:
         benchmarked(
-            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.tsv"
+            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
         )
     conda:
         "../envs/promptscape.yaml"
@@ -24,3 +28,31 @@ rule search_prompts:
         code=code("search_prompts"),
     script:
         "../../scripts/search_prompts.py"
+
+
+rule search_selected:
+    input:
+        unpack(get_prediction_inputs),
+        pool=out("selection_pool"),
+    output:
+        search=out("search"),
+        selected=out("selected_data"),
+    wildcard_constraints:
+        selection=POOLED_SELECTIONS,
+    log:
+        logged(
+            "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
+        ),
+    benchmark:
+        benchmarked(
+            "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
+        )
+    conda:
+        "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("search_selected"),
+    params:
+        args=get_selected_search_args,
+        code=code("search_selected"),
+    script:
+        "../../scripts/search_selected.py"

@@ -33,6 +33,32 @@ def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
     log.info("wrote %d datasets of %d sequences of task %s", last - first + 1, N, task_name)
 
 
+def pool_generator(task: dict, task_length: int, pool_size: int, N: int,
+                   seed: int) -> np.random.Generator:
+    """The generator of the selection pool of (task, T, P, N, seed): independent of D_N, of
+    the pools of other N and of the experiment and block."""
+    return seeding.numpy_generator("selection_pool", task, task_length, pool_size, N, seed)
+
+
+def simulate_pool(*, output: str, experiment: str, task_name: str, task: dict,
+                  task_length: int, N: int, pool_size: int, first: int, last: int) -> None:
+    """The pools of P task sequences that the pooled selection methods choose the datasets
+    of N sequences from, for seeds first..last of one task (promptscape.selection)."""
+    source = build_source(task, where=f"task {task_name}")
+    seeds = np.arange(first, last + 1)
+    seqs = np.concatenate([
+        source.sample(pool_size, task_length,
+                      pool_generator(task, task_length, pool_size, N, int(seed)))
+        for seed in seeds
+    ])  # (S * P, T), seed-major
+    tables.write({"experiment": experiment, "task": task_name, "N": N,
+                  "seed": np.repeat(seeds, pool_size),
+                  "index": np.tile(np.arange(pool_size), len(seeds)),
+                  "sequence": prompts_lib.to_strings(seqs)}, "selection_pool", output)
+    log.info("wrote %d pools of %d sequences of task %s (N=%d)", last - first + 1, pool_size,
+             task_name, N)
+
+
 def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,
                         task_length: int, size: int) -> None:
     """The evaluation set of one task: M sequences no search ever sees, stratified by the

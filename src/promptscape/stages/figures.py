@@ -21,6 +21,9 @@ class Figure:
     neural: bool = False  # only for experiments with a neural predictor
     replicated: bool = False  # only for experiments with a model of several replicates
     bayes: bool = False  # only for experiments with the exact Bayes predictor
+    # Only for experiments with several dataset-selection methods, and every method's rows;
+    # every other figure shows selection random (D_N drawn from the task).
+    selections: bool = False
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
@@ -31,7 +34,7 @@ class Figure:
         imports (its code identity's per-job member; promptscape.provenance)."""
         return (f"promptscape.figures:{self.builder}", "promptscape.figures:save",
                 "promptscape.tables:read", "promptscape.tables:artifact_of",
-                "promptscape.tables:first_replicate")
+                "promptscape.tables:first_replicate", "promptscape.tables:random_selection")
 
 
 FIGURES = {
@@ -54,10 +57,14 @@ FIGURES = {
     "posterior": Figure("posterior_chart", ("landscape", "efficiency"),
                         "How a prompt steers the posterior: KL against the posterior "
                         "predictive it induces (exact Bayes)", bayes=True),
+    "selection": Figure("selection_chart", "reliability",
+                        "Does choosing D_N by variance make search reliable? Proportion "
+                        "correct and regret per dataset-selection method", selections=True),
 }
 NEURAL_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.neural)
 REPLICATED_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.replicated)
 BAYES_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.bayes)
+SELECTION_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.selections)
 # Figures of the whole study, one each, across experiments (results_dir/figures/).
 STUDY_FIGURES = {
     "variance_plane": Figure("variance_plane_chart", "reliability_prediction",
@@ -66,12 +73,14 @@ STUDY_FIGURES = {
 }
 
 
-def experiment_figures(*, neural: bool, replicated: bool, bayes: bool) -> list[str]:
-    """The figures of an experiment with (or without) a network, a replicated model and
-    the Bayes predictor: the one rule for the workflow's targets and the cost plan."""
+def experiment_figures(*, neural: bool, replicated: bool, bayes: bool,
+                       selections: bool = False) -> list[str]:
+    """The figures of an experiment with (or without) a network, a replicated model, the
+    Bayes predictor and several dataset-selection methods: the one rule for the workflow's
+    targets and the cost plan."""
     return [name for name, spec in FIGURES.items()
             if (neural or not spec.neural) and (replicated or not spec.replicated)
-            and (bayes or not spec.bayes)]
+            and (bayes or not spec.bayes) and (selections or not spec.selections)]
 
 
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
@@ -89,6 +98,9 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
     if not spec.all_replicates:
         frame = ({name: tables.first_replicate(f) for name, f in frame.items()}
                  if isinstance(frame, dict) else tables.first_replicate(frame))
+    if not spec.selections:
+        frame = ({name: tables.random_selection(f) for name, f in frame.items()}
+                 if isinstance(frame, dict) else tables.random_selection(frame))
     title = {"text": spec.headline,
              "subtitle": f"experiment {experiment}: pretraining {pretraining}"}
     chart = build(frame, tasks=tasks, imd=imd, predictors=predictors, style=style, title=title)

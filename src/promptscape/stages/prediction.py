@@ -110,7 +110,7 @@ def aggregate_prediction(*, predictions: list[str], reliability: str, output: st
         frames.append(frame)
     aggregate.verify_prediction_coverage(predictions, expected)
     predicted = pd.concat(frames, ignore_index=True)
-    measured = tables.read(reliability, "reliability")
+    measured = tables.random_selection(tables.read(reliability, "reliability"))
     merged = predicted.merge(
         measured[KEY + ["in_meta_distribution", "seeds", "proportion_correct", "ci_low",
                         "ci_high"]].rename(columns=MEASURED),

@@ -1,0 +1,15 @@
+"""Snakemake entry point of rule search_selected."""
+from promptscape import logs
+from promptscape.stages.common import training_device
+from promptscape.stages import search
+
+logs.setup(snakemake.log[0])
+search.search_prompts(
+    datasets=snakemake.input.pool,
+    model=snakemake.input.get("model"),
+    table=snakemake.input.get("table"),
+    output=snakemake.output.search,
+    selected=snakemake.output.selected,
+    device=training_device(snakemake.config),
+    **snakemake.params.args,
+)
