@@ -29,11 +29,15 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     jobs = plan.jobs(study)
     counts = {rule: sum(j.rule == rule for j in jobs) for rule in plan.STAGES}
     exps = study.experiments.values()
-    assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
+    assert (counts["search_prompts"] + counts["search_selected"]
+            == sum(len(layout.search_outputs(study, e)) for e in exps))
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
     assert counts["train_predictor"] == 12  # 6 pretraining sources x 2 networks
-    assert counts["score_prompts"] == 12  # V^T is enumerated: one table per network
+    # V^T is enumerated: one table per (experiment, network), 6 + the selection experiment's
+    assert counts["score_prompts"] == 13
+    # The selection experiment: 2 predictors x 2 tasks x 3 pooled methods x 2 N, one block.
+    assert counts["search_selected"] == 24 and counts["simulate_pool"] == 4
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and study.family(j.wildcards["predictor"]) == "lstm")
     assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences
@@ -55,6 +59,24 @@ def test_the_plan_counts_every_replicate_as_the_workflow_does():
     assert counts["search_prompts"] == 11 * (4 + 3) * 10
     trained = {j.wildcards["identity"] for j in jobs if j.rule == "train_predictor"}
     assert len(trained) == 20
+
+
+def test_the_plan_counts_the_pooled_selections_as_the_workflow_does():
+    study = config.load_file(DEFAULT.parent / "selection.yaml")
+    jobs = plan.jobs(study)
+    counts = {rule: sum(j.rule == rule for j in jobs) for rule in plan.STAGES}
+    exps = study.experiments.values()
+    # 3 predictors x 14 tasks x 4 N: random, and the 3 pooled methods (pool among them).
+    assert counts["search_prompts"] == 3 * 14 * 4
+    assert counts["search_selected"] == 3 * 3 * 14 * 4
+    assert (counts["search_prompts"] + counts["search_selected"]
+            == sum(len(layout.search_outputs(study, e)) for e in exps))
+    assert counts["simulate_pool"] == counts["simulate_tasks"] == 14 * 4
+    selected = next(j for j in jobs if j.rule == "search_selected")
+    # A pooled search reads its pools of P = 1000: its memory grows with P, not N.
+    assert selected.peak_bytes > next(j for j in jobs if j.rule == "search_prompts"
+                                      and j.wildcards["N"] == 5
+                                      and j.wildcards["predictor"] == "bayes").peak_bytes
 
 
 def test_the_cli_prints_a_table_per_stage(capsys):

@@ -94,7 +94,8 @@ def test_order_sensitive_predictors_predict_over_sequences(tmp_path):
 
 def reliability_file(tmp_path, cells) -> str:
     rows = [{"predictor": "bayes", "replicate": 0, "experiment": "e", "task": task,
-             "in_meta_distribution": task == "coin_0.7", "N": N, "seeds": 4, "correct": 2,
+             "in_meta_distribution": task == "coin_0.7", "selection": "random", "N": N,
+             "seeds": 4, "correct": 2,
              "proportion_correct": 0.5, "ci_low": 0.15, "ci_high": 0.85, "regret_mean": 0.0,
              "regret_median": 0.0, "regret_q25": 0.0, "regret_q75": 0.0, "rank_mean": 0.0,
              "rank_median": 0.0} for task, N in cells]

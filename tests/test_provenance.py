@@ -153,6 +153,11 @@ CONFIG = {
     "figures": {"panel_width": 60, "panel_height": 50, "png_scale": 1},
 }
 KIND = {name: spec["kind"] for name, spec in SOURCES.items()}
+# The pooled dataset-selection methods, each traced on every predictor.
+SELECTIONS = {"pool": {"pool_size": 6},
+              "high_variance": {"pool_size": 6, "leading_prompts": 2},
+              "high_variance_weighted": {"pool_size": 6, "leading_prompts": 2,
+                                         "uniform_share": 0.1}}
 
 
 class Traced:
@@ -186,6 +191,9 @@ def traced(tmp_path_factory):
         run("simulate_tasks", datasets_stage.simulate_tasks, members,
             output=p(f"data/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T, N=3,
             first=0, last=1)
+        run("simulate_pool", datasets_stage.simulate_pool, members,
+            output=p(f"pool/{name}.parquet"), experiment="e", task_name=name, task=spec,
+            task_length=T, N=3, pool_size=6, first=0, last=1)
         run("simulate_evaluation", datasets_stage.simulate_evaluation, members,
             output=p(f"evaluation/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T,
             size=40)
@@ -221,6 +229,12 @@ def traced(tmp_path_factory):
             run("search_prompts", search_stage.search_prompts, members, **common, **inputs,
                 datasets=p(f"data/{task}.parquet"), output=searches[-1], N=3,
                 max_prompt_length=L_MAX)
+            for method, settings in SELECTIONS.items():
+                run("search_selected", search_stage.search_prompts, members, **common,
+                    **inputs, datasets=p(f"pool/{task}.parquet"),
+                    output=p(f"selected_search/{i}/{task}/{method}.parquet"), N=3,
+                    max_prompt_length=L_MAX, selection=method, selection_settings=settings,
+                    task=tasks[task], selected=p(f"selected/{i}/{task}/{method}.parquet"))
             landscapes.append(p(f"landscape/{i}/{task}.parquet"))
             run("compute_landscape", landscape_stage.compute_landscape, members, **common,
                 **inputs, evaluation=p(f"evaluation/{task}.parquet"), output=landscapes[-1],
@@ -244,13 +258,14 @@ def traced(tmp_path_factory):
         for task in tasks:
             for artifact, folder in (("search", "search"), ("landscape", "landscape")):
                 target = p(tables.ARTIFACTS[artifact].path.format(
-                    experiment="e", predictor=family, replicate=0, task=task, N=3, first=0,
-                    last=1))
+                    experiment="e", predictor=family, replicate=0, task=task,
+                    selection="random", N=3, first=0, last=1))
                 shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
                 placed[artifact].append(target)
     grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
             "replicates": {"bayes": 1, "lstm": 1, "transformer": 1},
-            "tasks": list(tasks), "dataset_sizes": [3], "num_seeds": 2, "seed_blocks": [[0, 1]]}
+            "tasks": list(tasks), "selections": ["random"], "dataset_sizes": [3],
+            "num_seeds": 2, "seed_blocks": [[0, 1]]}
     run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
         reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
@@ -293,6 +308,7 @@ def traced(tmp_path_factory):
                         p("aggregate/reliability_prediction.parquet")],
         "posterior": pick(landscapes) + measured,
         "replicates": [p("aggregate/reliability.parquet")],
+        "selection": [p("aggregate/reliability.parquet")],
         "choices": [p("aggregate/choices.parquet")],
         "landscape": pick(landscapes),
         "neural_vs_bayes": pick(landscapes),

@@ -67,10 +67,11 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
     if artifact == "reliability":
         return pd.DataFrame([
             {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
-             "in_meta_distribution": imd, "N": N, "seeds": 4, "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
+             "in_meta_distribution": imd, "selection": selection, "N": N, "seeds": 4,
+             "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
              "ci_high": 0.95, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
              "regret_q75": 0.02, "rank_mean": 0.25, "rank_median": 0.0}
-            for p, t, imd in rows for N in exp.dataset_sizes])
+            for p, t, imd in rows for selection in exp.selections for N in exp.dataset_sizes])
     if artifact == "reliability_prediction":
         return pd.DataFrame([
             {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,

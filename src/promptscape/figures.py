@@ -218,12 +218,20 @@ def selection_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) 
             y2="ci_high:Q"),
         base.mark_line(point=True).encode(y="proportion_correct:Q", tooltip=tooltip),
         data=data)
-    y_regret = alt.Y("regret_mean_plot:Q", scale=alt.Scale(type="log"),
-                     title=f"mean regret (nats; floor {REGRET_FLOOR:g})")
+    low = float(data[["regret_mean_plot", "regret_q25_plot"]].to_numpy().min())
+    high = float(data[["regret_mean_plot", "regret_q75_plot"]].to_numpy().max())
+    decades = [10.0**k for k in range(int(np.floor(np.log10(low))),
+                                      int(np.ceil(np.log10(high))) + 1)]
+    step = max(1, len(decades) // 4)  # at most about five labelled decades
+    regret_axis = alt.Axis(values=decades[::step], format="~e")
+    regret_scale = alt.Scale(type="log", domain=[decades[0], decades[-1]])
+    regret_title = f"mean regret (nats; floor {REGRET_FLOOR:g})"
+    y_regret = alt.Y("regret_mean_plot:Q", scale=regret_scale, axis=regret_axis,
+                     title=regret_title)
     regret = alt.layer(
         base.mark_rule(strokeWidth=1.5, opacity=0.4).encode(
-            y=alt.Y("regret_q25_plot:Q", scale=alt.Scale(type="log"),
-                    title=f"mean regret (nats; floor {REGRET_FLOOR:g})"),
+            y=alt.Y("regret_q25_plot:Q", scale=regret_scale, axis=regret_axis,
+                    title=regret_title),
             y2="regret_q75_plot:Q"),
         base.mark_line(point=True, strokeDash=[4, 2]).encode(y=y_regret, tooltip=tooltip),
         data=data)

@@ -1,0 +1,255 @@
+"""Dataset selection: the designs against their definitions, the Horvitz-Thompson estimate
+against the exact pool mean, the config's named errors, and the search stage on what a
+method keeps (never reading the landscape or the evaluation set; `random` as before)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from promptscape import search, selection, tables
+from promptscape import prompts as prompts_lib
+from promptscape.predictors import BayesPredictor
+from promptscape.sources import build_source
+from promptscape.stages import datasets as datasets_stage
+from promptscape.stages import search as search_stage
+from promptscape.validation import ConfigError
+
+PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
+TASK = {"kind": "coin", "theta": 0.7}
+
+
+def pool_losses(prompts=12, pool=60, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.gamma(2.0, 1.0, size=pool)  # shared part of each sequence's loss
+    return base[None, :] + rng.normal(0, 1, size=(prompts, pool)) ** 2 * rng.random(pool)
+
+
+# ------------------------------------------------------------------ the designs
+def test_inclusion_probabilities_sum_to_n_stay_in_0_1_and_grow_with_size():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        P = int(rng.integers(5, 80))
+        n = int(rng.integers(1, P + 1))
+        size = rng.gamma(0.3, 1.0, size=P) * (rng.random(P) < 0.7)  # zeros and outliers
+        share = float(rng.uniform(0.01, 1))
+        pi = selection.inclusion_probabilities(size, n, share)
+        assert math.isclose(pi.sum(), n, rel_tol=1e-12)
+        assert (pi > 0).all() and (pi <= 1 + 1e-12).all()
+        order = np.argsort(size, kind="stable")
+        assert (np.diff(pi[order]) >= -1e-12).all()  # monotone in the size
+        uncapped = pi < 1 - 1e-12
+        raw = (1 - share) * size / size.sum() + share / P if size.sum() else np.ones(P)
+        if uncapped.any():  # proportional below the cap (n = P takes every unit for sure)
+            ratio = pi[uncapped] / raw[uncapped]
+            np.testing.assert_allclose(ratio, ratio[0], rtol=1e-10)
+
+
+def test_systematic_sampling_draws_n_distinct_units_with_probabilities_pi():
+    pi = selection.inclusion_probabilities(np.array([0.0, 0.1, 0.5, 1.0, 2.0, 8.0, 0.3, 0.05]),
+                                           3, 0.2)
+    rng = np.random.default_rng(2)
+    draws = 20000
+    hits = np.zeros(len(pi))
+    for _ in range(draws):
+        kept = selection.systematic_sample(pi, rng)
+        assert len(kept) == 3 and len(set(kept.tolist())) == 3
+        assert (np.diff(kept) > 0).all()
+        hits[kept] += 1
+    se = np.sqrt(pi * (1 - pi) / draws)
+    assert (np.abs(hits / draws - pi) <= 4.5 * se + 1e-12).all(), (hits / draws, pi)
+
+
+def test_horvitz_thompson_losses_are_unbiased_for_the_pool_mean_of_every_prompt():
+    losses = pool_losses()
+    N, draws = 10, 6000
+    rng = np.random.default_rng(3)
+    settings = {"pool_size": losses.shape[1], "leading_prompts": 4, "uniform_share": 0.1}
+    estimates = np.empty((draws, losses.shape[0]))
+    for d in range(draws):
+        kept = selection.select("high_variance_weighted", losses, N, rng, settings)
+        np.testing.assert_allclose(kept.weights,
+                                   1 / (losses.shape[1] * kept.inclusion_probability))
+        estimates[d] = losses[:, kept.indices] @ kept.weights
+    exact = losses.mean(axis=1)
+    se = estimates.std(axis=0, ddof=1) / np.sqrt(draws)
+    assert (np.abs(estimates.mean(axis=0) - exact) <= 4.5 * se).all()
+    # The unweighted mean of the same sequences is biased towards the high-spread ones.
+    kept = selection.select("high_variance_weighted", losses, N, rng, settings)
+    assert kept.spread is not None and len(kept.leading) == 4
+
+
+def test_high_variance_keeps_the_n_sequences_of_largest_spread_across_the_k_best_prompts():
+    losses = pool_losses()
+    settings = {"pool_size": 60, "leading_prompts": 3}
+    kept = selection.select("high_variance", losses, 7, np.random.default_rng(0), settings)
+    leading = np.argsort(losses.mean(axis=1))[:3]
+    assert kept.leading.tolist() == leading.tolist()
+    spread = losses[leading].var(axis=0)
+    assert sorted(kept.indices.tolist()) == sorted(np.argsort(-spread)[:7].tolist())
+    assert spread[kept.indices].min() >= np.delete(spread, kept.indices).max()
+    np.testing.assert_allclose(kept.spread, spread[kept.indices])
+    np.testing.assert_array_equal(kept.weights, np.full(7, 1 / 7))
+    assert kept.inclusion_probability is None
+
+
+def test_pool_keeps_every_sequence_with_uniform_weights():
+    kept = selection.select("pool", pool_losses(pool=9), 3, np.random.default_rng(0),
+                            {"pool_size": 9})
+    assert kept.indices.tolist() == list(range(9))
+    np.testing.assert_array_equal(kept.weights, np.full(9, 1 / 9))
+
+
+def test_random_is_not_a_pooled_method():
+    with pytest.raises(ValueError, match="random selects no pool sequences"):
+        selection.select("random", pool_losses(), 3, np.random.default_rng(0), {})
+
+
+# ------------------------------------------------------------------ config
+def parse(spec, sizes=(1, 10), prompts=63):
+    return selection.parse(spec, where="experiments.e.dataset_selection",
+                           dataset_sizes=sizes, num_prompts=prompts)
+
+
+def test_the_list_and_the_mapping_forms_give_complete_settings_and_add_the_pool():
+    plan = parse(["random", "high_variance"])
+    assert plan.names == ("random", "high_variance", "pool")
+    assert plan.settings("high_variance") == {"pool_size": 500, "leading_prompts": 5}
+    assert plan.pool_size == 500 and plan.pooled == ("high_variance", "pool")
+    plan = parse({"random": {}, "high_variance_weighted": {"pool_size": 50,
+                                                           "uniform_share": 0.5}})
+    assert plan.settings("high_variance_weighted") == {"pool_size": 50, "leading_prompts": 5,
+                                                       "uniform_share": 0.5}
+    assert plan.settings("pool") == {"pool_size": 50}
+    assert parse(["random"]).names == ("random",) and parse(["random"]).pool_size is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    (["random", "random"], r"dataset_selection\[1\] == 'random' is listed twice"),
+    (["random", "best"], r"dataset_selection.best: unknown dataset-selection method"),
+    (["high_variance"], r"lacks 'random'"),
+    ({"random": {}, "high_variance": {"pool": 3}}, r"high_variance.pool: not a setting"),
+    ({"random": {"pool_size": 3}}, r"random.pool_size: not a setting of random \(its "
+                                   r"settings: none\)"),
+    ({"random": {}, "high_variance": {"pool_size": 5}},
+     r"high_variance.pool_size == 5 is less than the largest dataset size N = 10"),
+    ({"random": {}, "high_variance": {"leading_prompts": 1}},
+     r"high_variance.leading_prompts == 1, must be in 2..63"),
+    ({"random": {}, "high_variance": {"leading_prompts": 64}}, r"must be in 2..63"),
+    ({"random": {}, "high_variance_weighted": {"uniform_share": 0.0}},
+     r"uniform_share == 0.0, must be in \(0, 1\]"),
+    ({"random": {}, "high_variance": {"pool_size": 100},
+      "high_variance_weighted": {"pool_size": 200}}, r"give them one pool_size"),
+])
+def test_a_mistaken_selection_is_a_named_error(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(spec)
+
+
+def test_the_config_schema_and_loader_read_dataset_selection():
+    from promptscape import config as config_lib
+
+    raw = {"sources": {"m": PRETRAINING, "c": TASK},
+           "experiments": {"e": {"pretraining": "m", "max_prompt_length": 2, "task_length": 4,
+                                 "dataset_sizes": [1, 5], "evaluation_size": 100,
+                                 "tasks": [{"source": "c", "in_meta_distribution": True}],
+                                 "dataset_selection": {"random": None,
+                                                       "high_variance": {"pool_size": 20}}}}}
+    exp = config_lib.load(raw).experiments["e"]
+    assert exp.selections == ("random", "high_variance", "pool")
+    assert config_lib.load({**raw, "experiments": {"e": {
+        k: v for k, v in raw["experiments"]["e"].items() if k != "dataset_selection"}}}
+    ).experiments["e"].selections == ("random",)
+    bad = {**raw["experiments"]["e"], "dataset_selection": {"random": {}, "hv": {}}}
+    with pytest.raises(ConfigError, match=r"experiments.e.dataset_selection"):
+        config_lib.load({**raw, "experiments": {"e": bad}})
+
+
+# ------------------------------------------------------------------ the search stage
+T, L_MAX, N, SEEDS = 6, 3, 8, 4
+
+
+def _write_pool_and_data(tmp_path):
+    data, pool = tmp_path / "data.parquet", tmp_path / "pool.parquet"
+    common = dict(experiment="e", task_name="c", task=TASK, task_length=T, N=N, first=0,
+                  last=SEEDS - 1)
+    datasets_stage.simulate_tasks(output=str(data), **common)
+    datasets_stage.simulate_pool(output=str(pool), pool_size=30, **common)
+    return data, pool
+
+
+def _search(tmp_path, datasets, selection_name, settings=None, selected=None):
+    out = tmp_path / f"search_{selection_name}.parquet"
+    search_stage.search_prompts(
+        datasets=str(datasets), output=str(out), predictor="bayes", family="bayes",
+        pretraining=PRETRAINING, experiment="e", task_name="c", task_length=T, N=N,
+        max_prompt_length=L_MAX, enumeration_budget=2**27, selection=selection_name,
+        selection_settings=settings, task=TASK, selected=selected and str(selected))
+    return tables.read(out, "search")
+
+
+def test_random_searches_d_n_exactly_as_the_plain_exhaustive_search(tmp_path):
+    data, _ = _write_pool_and_data(tmp_path)
+    found = _search(tmp_path, data, "random")
+    seqs = prompts_lib.to_arrays(tables.read(data, "task_data")["sequence"].tolist(), T)
+    prompts = prompts_lib.all_prompts(L_MAX, 2)
+    expected = search.empirical_losses(BayesPredictor(build_source(PRETRAINING, where="p")),
+                                       prompts, seqs.reshape(SEEDS, N, T), 2**27, 2)
+    np.testing.assert_array_equal(found["empirical_loss"].to_numpy().reshape(SEEDS, -1),
+                                  expected)
+    assert (found["selection"] == "random").all()
+    chosen = found[found["chosen"]]["prompt"].tolist()
+    assert chosen == [prompts[i] for i in search.choose(expected)]
+
+
+@pytest.mark.parametrize("method", ["high_variance", "high_variance_weighted", "pool"])
+def test_a_pooled_search_reads_only_its_pool_and_writes_what_it_kept(tmp_path, method,
+                                                                     monkeypatch):
+    _, pool = _write_pool_and_data(tmp_path)
+    read = []
+    real = tables.read_table
+    monkeypatch.setattr(tables, "read_table",
+                        lambda path, artifact=None: read.append(artifact) or real(path, artifact))
+    settings = parse(["random", method]).settings(method) | {"pool_size": 30}
+    settings = {k: v for k, v in settings.items()
+                if k in selection.METHODS[method].settings}
+    selected = tmp_path / "selected.parquet"
+    found = _search(tmp_path, pool, method, settings, selected)
+    # The stage read its pool, and nothing else (neither a landscape nor an evaluation
+    # set), before the test read back the search it wrote.
+    assert read == ["selection_pool", "search"]
+    kept = tables.read(selected, "selected_data")
+    pool_rows = tables.read(pool, "selection_pool")
+    prompts = prompts_lib.all_prompts(L_MAX, 2)
+    bayes = BayesPredictor(build_source(PRETRAINING, where="p"))
+    for seed in range(SEEDS):
+        mine = kept[kept["seed"] == seed]
+        seqs = pool_rows[pool_rows["seed"] == seed].set_index("index")["sequence"]
+        assert mine["sequence"].tolist() == seqs[mine["pool_index"]].tolist()
+        assert len(mine) == (30 if method == "pool" else N)
+        table = bayes.prompt_losses(prompts, prompts_lib.to_arrays(mine["sequence"].tolist(), T))
+        weights = mine["weight"].to_numpy()
+        expected = table @ weights if method == "high_variance_weighted" else table.mean(1)
+        got = found[found["seed"] == seed]["empirical_loss"].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # Deterministic: the same job writes the same bytes.
+    again = tmp_path / "again.parquet"
+    _search(tmp_path, pool, method, settings, again)
+    assert again.read_bytes() == selected.read_bytes()
+
+
+def test_the_pool_is_an_independent_draw_seeded_by_its_identity(tmp_path):
+    data, pool = _write_pool_and_data(tmp_path)
+    rows = tables.read(pool, "selection_pool")
+    d = tables.read(data, "task_data")
+    assert len(rows) == SEEDS * 30
+    first = rows[rows["seed"] == 0]["sequence"].tolist()
+    assert first[:N] != d[d["seed"] == 0]["sequence"].tolist()
+    # A block of one seed holds the same pool as the whole block.
+    alone = tmp_path / "alone.parquet"
+    datasets_stage.simulate_pool(output=str(alone), experiment="e", task_name="c", task=TASK,
+                                 task_length=T, N=N, first=2, last=2, pool_size=30)
+    assert (tables.read(alone, "selection_pool")["sequence"].tolist()
+            == rows[rows["seed"] == 2]["sequence"].tolist())

@@ -1,0 +1,94 @@
+"""Dataset selection through the Snakemake CLI (tests/data/selection): what the selection
+jobs read, that `random` is today's search exactly, and what a setting change reruns."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import REPO, digests, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+SELECTION = REPO / "tests" / "data" / "selection" / "config.yaml"
+METHODS = ["high_variance", "high_variance_weighted", "pool", "random"]
+
+
+@pytest.fixture(scope="module")
+def selection_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("selection")
+    snakemake(workdir, SELECTION)
+    return workdir
+
+
+def _config(**changes):
+    config = yaml.safe_load(SELECTION.read_text())
+    config["experiments"]["bernmix"].update(changes)
+    return config
+
+
+def test_every_method_sits_beside_random_in_the_reliability_table_and_figure(selection_run):
+    results = selection_run / "results" / "bernmix"
+    rel = pd.read_parquet(results / "aggregate" / "reliability.parquet")
+    assert sorted(rel["selection"].unique()) == METHODS
+    assert (rel.groupby(["task", "selection"]).size() == 2).all()  # N = 1, 10
+    assert (rel["seeds"] == 8).all()
+    for ext in ("svg", "png", "html"):
+        assert (results / "figures" / f"selection.{ext}").stat().st_size > 1000
+    kept = pd.read_parquet(results / "selected" / "bayes" / "r0" / "coin_0.7"
+                           / "high_variance_weighted" / "N10" / "seeds0-3.parquet")
+    assert len(kept) == 4 * 10 and kept["inclusion_probability"].between(0, 1).all()
+    # The prediction is of random D_N only, and matched cell for cell.
+    pred = pd.read_parquet(results / "aggregate" / "reliability_prediction.parquet")
+    random = rel[rel["selection"] == "random"]
+    assert len(pred) == len(random)
+    assert sorted(pred["measured_proportion_correct"]) == sorted(random["proportion_correct"])
+    assert planned_jobs(selection_run, SELECTION) == {}
+
+
+def test_selection_jobs_read_only_their_pool_never_the_landscape_or_evaluation_set(
+        selection_run):
+    proc = snakemake(selection_run, SELECTION, "--forceall", "--rulegraph")
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', proc.stdout, re.M))
+    edges = re.findall(r"^\s*(\d+) -> (\d+)", proc.stdout, re.M)
+    into = {names[b]: set() for _, b in edges}
+    for a, b in edges:
+        into[names[b]].add(names[a])
+    assert into["search_selected"] == {"simulate_pool"}
+    assert into["search_prompts"] == {"simulate_tasks"}
+    assert "search_selected" in into["aggregate_search"]
+
+
+def test_random_reproduces_the_search_without_any_selection_exactly(selection_run, tmp_path):
+    plain = {k: v for k, v in _config().items()}
+    del plain["experiments"]["bernmix"]["dataset_selection"]
+    config = write_config(tmp_path / "plain.yaml", plain)
+    snakemake(tmp_path, config)
+    mine = {k: v for k, v in digests(selection_run).items()
+            if "/random/" in k or "/datasets/" in k or "/landscape/" in k}
+    theirs = {k: v for k, v in digests(tmp_path).items() if k in mine}
+    assert len(mine) == 2 * 2 * 2 * 2 + 2  # search and datasets: task x N x block; landscapes
+    assert mine == theirs
+    rel = pd.read_parquet(tmp_path / "results" / "bernmix" / "aggregate" / "reliability.parquet")
+    with_selection = pd.read_parquet(selection_run / "results" / "bernmix" / "aggregate"
+                                     / "reliability.parquet")
+    pd.testing.assert_frame_equal(
+        rel.reset_index(drop=True),
+        with_selection[with_selection["selection"] == "random"].reset_index(drop=True))
+
+
+def test_a_method_setting_reruns_only_that_methods_searches(selection_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(selection_run, run, symlinks=True)
+    config = write_config(tmp_path / "c.yaml", _config(dataset_selection={
+        "random": {}, "high_variance": {"pool_size": 40, "leading_prompts": 3},
+        "high_variance_weighted": {"pool_size": 40, "leading_prompts": 3,
+                                   "uniform_share": 0.5}}))
+    jobs = planned_jobs(run, config)
+    assert jobs.pop("search_selected") == 2 * 2 * 2  # task x N x block, the weighted method
+    assert jobs == {"aggregate_search": 1, "aggregate_prediction": 1, "plot_figure": 3,
+                    "plot_study_figure": 1, "all": 1}, jobs
