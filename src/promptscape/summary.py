@@ -148,16 +148,37 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     out.append("")
     out += prediction_lines(study, exp)
     out += replicate_lines(exp, all_land, all_rel)
-    out += selection_lines(exp, tables.first_replicate(every_rel))
+    if len(exp.selections) > 1:
+        cho_path = layout.aggregate(study, exp, "choices")
+        cho = tables.first_replicate(_configured(tables.read(cho_path, "choices"), exp,
+                                                 cho_path))
+        out += selection_lines(exp, tables.first_replicate(every_rel), cho)
     return "\n".join(out)
 
 
-def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame) -> list[str]:
+def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame,
+                    cho: pd.DataFrame) -> list[str]:
     """Per (task, predictor, N) of an experiment with several dataset-selection methods:
-    each method's proportion correct [95% CI] and mean regret. Nothing with one method."""
-    if len(exp.selections) < 2:
-        return []
+    each method's proportion correct [95% CI] and mean regret; then per (task, predictor)
+    the prompt each method chooses most often at the largest N (★: in the optimal class)."""
     methods = list(exp.selections)
+    top_n = int(cho["N"].max())
+    modal = ["| task | predictor | " + " | ".join(
+                 f"{m}: most chosen at N={top_n} (share)" for m in methods) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in methods) + " |"]
+    for task in sorted(t.name for t in exp.tasks):
+        for predictor in exp.predictors:
+            cells = []
+            for m in methods:
+                sub = cho[(cho["task"] == task) & (cho["predictor"] == predictor)
+                          & (cho["selection"] == m) & (cho["N"] == top_n)]
+                if not len(sub):
+                    cells.append("")
+                    continue
+                row = sub.sort_values(["count", "rank"], ascending=[False, True]).iloc[0]
+                star = " ★" if row["optimal"] else ""
+                cells.append(f"{_shown(row['prompt'])}{star} ({row['frequency']:.2f})")
+            modal.append(f"| {task} | {predictor} | " + " | ".join(cells) + " |")
     out = ["| task | predictor | N | " + " | ".join(
                f"{m}: proportion correct [95% CI], mean regret" for m in methods) + " |",
            "| --- | --- | --- | " + " | ".join("---" for _ in methods) + " |"]
@@ -173,7 +194,7 @@ def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame) -> list[str]:
                                  f"[{row['ci_low'].iloc[0]:.2f}, {row['ci_high'].iloc[0]:.2f}], "
                                  f"{row['regret_mean'].iloc[0]:.2e}")
                 out.append(f"| {task} | {predictor} | {int(N)} | " + " | ".join(cells) + " |")
-    return out + [""]
+    return out + [""] + modal + [""]
 
 
 def prediction_lines(study: config_lib.Study, exp: config_lib.Experiment) -> list[str]:

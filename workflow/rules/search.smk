@@ -9,8 +9,6 @@ rule search_prompts:
         datasets=out("task_data"),
     output:
         search=out("search"),
-    wildcard_constraints:
-        selection="random",
     log:
         logged(
             "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
@@ -19,6 +17,8 @@ rule search_prompts:
         benchmarked(
             "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
         )
+    wildcard_constraints:
+        selection="random",
     conda:
         "../envs/promptscape.yaml"
     resources:
@@ -37,8 +37,6 @@ rule search_selected:
     output:
         search=out("search"),
         selected=out("selected_data"),
-    wildcard_constraints:
-        selection=POOLED_SELECTIONS,
     log:
         logged(
             "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
@@ -47,6 +45,8 @@ rule search_selected:
         benchmarked(
             "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
         )
+    wildcard_constraints:
+        selection=POOLED_SELECTIONS,
     conda:
         "../envs/promptscape.yaml"
     resources:
