@@ -92,13 +92,14 @@ def test_order_sensitive_predictors_predict_over_sequences(tmp_path):
     assert frame["gap"].notna().all() and (frame["paired_sd"] > 0).all()
 
 
-def reliability_file(tmp_path, cells) -> str:
+def reliability_file(tmp_path, cells, selections=("random",)) -> str:
     rows = [{"predictor": "bayes", "replicate": 0, "experiment": "e", "task": task,
-             "in_meta_distribution": task == "coin_0.7", "selection": "random", "N": N,
-             "seeds": 4, "correct": 2,
-             "proportion_correct": 0.5, "ci_low": 0.15, "ci_high": 0.85, "regret_mean": 0.0,
+             "in_meta_distribution": task == "coin_0.7", "selection": selection, "N": N,
+             "seeds": 4, "correct": 2 if selection == "random" else 4,
+             "proportion_correct": 0.5 if selection == "random" else 1.0, "ci_low": 0.15,
+             "ci_high": 0.85, "regret_mean": 0.0,
              "regret_median": 0.0, "regret_q25": 0.0, "regret_q75": 0.0, "rank_mean": 0.0,
-             "rank_median": 0.0} for task, N in cells]
+             "rank_median": 0.0} for task, N in cells for selection in selections]
     path = str(tmp_path / "e/aggregate/reliability.parquet")
     tables.write(pd.DataFrame(rows), "reliability", path)
     return path
@@ -117,6 +118,20 @@ def test_aggregate_puts_the_measured_value_beside_the_prediction(tmp_path):
         frame["predicted_proportion_correct"] <= 0.85)
     np.testing.assert_array_equal(frame["inside_interval"], inside)
     assert frame.loc[frame["task"] == "coin_0.7", "in_meta_distribution"].all()
+
+
+def test_the_prediction_is_matched_with_random_d_n_only(tmp_path):
+    """The theory is of D_N drawn from the task: the pooled selections' rows beside it in
+    the reliability table are neither matched nor an error."""
+    paths = [predict(tmp_path, task) for task in TASKS]
+    reliability = reliability_file(tmp_path, [(t, N) for t in TASKS for N in SIZES],
+                                   selections=("random", "high_variance", "pool"))
+    out = str(tmp_path / "e/aggregate/reliability_prediction.parquet")
+    prediction_stage.aggregate_prediction(predictions=paths, reliability=reliability,
+                                          output=out, expected=GRID)
+    frame = tables.read(out, "reliability_prediction")
+    assert len(frame) == len(TASKS) * len(SIZES)
+    assert (frame["measured_proportion_correct"] == 0.5).all()  # random's, not 4 of 4
 
 
 def test_aggregate_refuses_a_missing_cell_or_a_stray_file(tmp_path):

@@ -253,3 +253,33 @@ def test_the_pool_is_an_independent_draw_seeded_by_its_identity(tmp_path):
                                  task_length=T, N=N, first=2, last=2, pool_size=30)
     assert (tables.read(alone, "selection_pool")["sequence"].tolist()
             == rows[rows["seed"] == 2]["sequence"].tolist())
+
+
+def test_the_summary_sets_the_methods_side_by_side_and_names_their_choices():
+    import pandas as pd
+
+    from promptscape import config as config_lib
+    from promptscape import summary
+
+    raw = {"sources": {"m": PRETRAINING, "c": TASK},
+           "experiments": {"e": {"pretraining": "m", "max_prompt_length": 2, "task_length": 4,
+                                 "dataset_sizes": [1, 5], "evaluation_size": 100,
+                                 "tasks": [{"source": "c", "in_meta_distribution": True}],
+                                 "dataset_selection": ["random", "high_variance"]}}}
+    exp = config_lib.load(raw).experiments["e"]
+    rel = pd.DataFrame([{"task": "c", "predictor": "bayes", "selection": m, "N": N,
+                         "proportion_correct": share, "ci_low": share / 2, "ci_high": 1.0,
+                         "regret_mean": 0.1 * (1 - share)}
+                        for m, share in (("random", 0.5), ("high_variance", 0.25),
+                                         ("pool", 1.0)) for N in (1, 5)])
+    cho = pd.DataFrame([{"task": "c", "predictor": "bayes", "selection": m, "N": 5,
+                         "prompt": p, "count": k, "frequency": k / 4, "rank": r,
+                         "optimal": r == 0}
+                        for m, rows in (("random", [("1", 3, 0), ("0", 1, 2)]),
+                                        ("high_variance", [("1", 1, 0), ("00", 3, 1)]),
+                                        ("pool", [("1", 4, 0)]))
+                        for p, k, r in rows])
+    text = "\n".join(summary.selection_lines(exp, rel, cho))
+    assert "| c | bayes | 5 | 0.50 [0.25, 1.00], 5.00e-02 | 0.25 [0.12, 1.00], 7.50e-02 | " \
+           "1.00 [0.50, 1.00], 0.00e+00 |" in text
+    assert "| c | bayes | `1` ★ (0.75) | `00` (0.75) | `1` ★ (1.00) |" in text
