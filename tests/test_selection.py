@@ -283,3 +283,41 @@ def test_the_summary_sets_the_methods_side_by_side_and_names_their_choices():
     assert "| c | bayes | 5 | 0.50 [0.25, 1.00], 5.00e-02 | 0.25 [0.12, 1.00], 7.50e-02 | " \
            "1.00 [0.50, 1.00], 0.00e+00 |" in text
     assert "| c | bayes | `1` ★ (0.75) | `00` (0.75) | `1` ★ (1.00) |" in text
+
+
+def test_the_leading_prompts_are_distinct_for_the_predictor_never_permutations_of_one():
+    """Under an exchangeable predictor the permutations of a count class have the same
+    losses up to rounding (~1e-15): counted apart they fill the leading set, and the
+    spread across them, rounding noise, would decide the selection (a defect of the first
+    version: on betacoin's coin(0.5) all five leading prompts were permutations of 0011)."""
+    rng = np.random.default_rng(4)
+    classes = rng.gamma(2.0, 1.0, size=(4, 50)) + np.array([[0.0], [2.0], [4.0], [6.0]])
+    # Prompts 0-2 one class (noise 1e-15), 3 another, 4-5 a third, 6 the fourth.
+    rows = [0, 0, 0, 1, 2, 2, 3]
+    losses = classes[rows] * (1 + 1e-15 * rng.standard_normal((7, 50)))
+    losses[1] = classes[0] * (1 - 1e-15)  # the best mean of its class, not its first member
+    kept = selection.select("high_variance", losses, 10, rng, {"pool_size": 50,
+                                                              "leading_prompts": 3})
+    assert kept.leading.tolist() == [0, 3, 4]  # one per class, its first member, best first
+    spread = classes[[0, 1, 2]].var(axis=0)
+    assert sorted(kept.indices.tolist()) == sorted(np.argsort(-spread)[:10].tolist())
+    # With the pool unable to tell two prompts apart, the spread is 0: no noise is ranked.
+    same = np.repeat(classes[:1], 5, axis=0) * (1 + 1e-15 * rng.standard_normal((5, 50)))
+    kept = selection.select("high_variance", same, 10, rng, {"pool_size": 50,
+                                                            "leading_prompts": 3})
+    assert kept.leading.tolist() == [0] and (kept.spread == 0).all()
+    assert kept.indices.tolist() == list(range(10))
+
+
+def test_on_the_exact_bayes_predictor_the_leading_set_holds_count_classes():
+    bayes = BayesPredictor(build_source({"kind": "beta_coin", "alpha": 1.0, "beta": 1.0},
+                                        where="p"))
+    prompts = prompts_lib.all_prompts(4, 2)
+    pool = build_source({"kind": "coin", "theta": 0.5}, where="t").sample(
+        200, 10, np.random.default_rng(5))
+    losses = bayes.prompt_losses(prompts, pool)
+    kept = selection.select("high_variance", losses, 20, np.random.default_rng(0),
+                            {"pool_size": 200, "leading_prompts": 5})
+    counts = {(prompts[i].count("0"), prompts[i].count("1")) for i in kept.leading}
+    assert len(counts) == 5  # five count classes, not permutations of one
+    assert (kept.spread > 1e-12).all()

@@ -9,8 +9,10 @@ of its sequences, each with the weight its loss carries in the empirical loss:
 - ``pool``: the whole pool, uniform weights: random selection with N = P, the fair ceiling
   of every method that sees the same P sequences (added by itself beside any pooled method);
 - ``high_variance``: the K prompts with the least mean loss on the pool itself (never the
-  landscape), then the N pool sequences whose losses vary most across those K prompts
-  (population variance; ties to the earlier pool sequence), uniform weights 1/N;
+  landscape; prompts with the same losses on every pool sequence, such as the permutations
+  of a count class, count once), then the N pool sequences whose losses vary most across
+  those K prompts (population variance; ties to the earlier pool sequence), uniform weights
+  1/N;
 - ``high_variance_weighted``: N sequences drawn without replacement with inclusion
   probabilities pi_i that grow with that spread (proportional to a mixture of its standard
   deviation and a uniform share, capped at 1, summing to N; systematic sampling in a random
@@ -56,9 +58,32 @@ class Method:
     weighted: bool = False  # its weights are not uniform: L_N is their weighted sum
 
 
+# Two prompts whose losses on every pool sequence agree within this relative distance are
+# one prompt for the predictor (the permutations of a prompt under an exchangeable one,
+# which floating-point sums separate by ~1e-15): the search's tie tolerance.
+SAME_LOSSES_RELATIVE = 1e-12
+
+
 def _leading(pool_losses: np.ndarray, k: int) -> np.ndarray:
-    """The k prompts of least mean loss on the pool, best first (ties: canonical order)."""
-    return np.argsort(pool_losses.mean(axis=1), kind="stable")[:k]
+    """The k *distinct* prompts of least mean loss on the pool, best first: prompts whose
+    losses agree on every pool sequence count once, as their first member in canonical
+    order. Permutations of one count class would otherwise fill the leading set, and the
+    spread across them would be rounding noise (fewer than k where the pool tells fewer
+    apart)."""
+    order = np.argsort(pool_losses.mean(axis=1), kind="stable")
+    scale = np.maximum(np.abs(pool_losses).max(axis=1), 1e-300)
+    chosen: list[int] = []
+    for j in order:
+        if any(np.abs(pool_losses[j] - pool_losses[c]).max() <= SAME_LOSSES_RELATIVE * scale[c]
+               for c in chosen):
+            continue
+        chosen.append(int(j))
+        if len(chosen) == k:
+            break
+    # Each leading prompt named by the canonical first member of its class.
+    return np.array([int(np.flatnonzero(np.abs(pool_losses - pool_losses[c]).max(axis=1)
+                                        <= SAME_LOSSES_RELATIVE * scale[c])[0])
+                     for c in chosen], dtype=np.int64)
 
 
 def _spread(pool_losses: np.ndarray, leading: np.ndarray) -> np.ndarray:
