@@ -4,7 +4,7 @@ from promptscape.stages.common import training_device
 from promptscape.stages import search
 
 logs.setup(snakemake.log[0])
-search.search_prompts(
+search.search_selected(
     datasets=snakemake.input.pool,
     model=snakemake.input.get("model"),
     table=snakemake.input.get("table"),

@@ -65,6 +65,18 @@ def test_wilson_interval_known_values_and_vectorisation():
     assert low.shape == (5,)
 
 
+def test_newcombe_difference_matches_the_published_intervals():
+    # Newcombe 1998 (Stat. Med. 17:873), table II, method 10, to 4 places.
+    cases = [((56, 70, 48, 80), (0.0524, 0.3339)), ((9, 10, 3, 10), (0.1705, 0.8090)),
+             ((6, 7, 2, 7), (0.0582, 0.8062)), ((5, 56, 0, 29), (-0.0381, 0.1926)),
+             ((0, 10, 0, 20), (-0.1611, 0.2775)), ((10, 10, 0, 20), (0.6791, 1.0))]
+    for (k1, n1, k2, n2), expected in cases:
+        np.testing.assert_allclose(aggregate.newcombe_difference(k1, n1, k2, n2), expected,
+                                   atol=5e-5)
+    low, high = aggregate.newcombe_difference([56, 9], [70, 10], [48, 3], [80, 10])
+    assert low.shape == (2,) and (low < high).all()
+
+
 def test_wilson_interval_narrows_with_more_trials():
     widths = [np.subtract(*aggregate.wilson_interval(n // 2, n)[::-1]) for n in (10, 100, 1000)]
     assert widths[0] > widths[1] > widths[2] > 0

@@ -230,7 +230,7 @@ def traced(tmp_path_factory):
                 datasets=p(f"data/{task}.parquet"), output=searches[-1], N=3,
                 max_prompt_length=L_MAX)
             for method, settings in SELECTIONS.items():
-                run("search_selected", search_stage.search_prompts, members, **common,
+                run("search_selected", search_stage.search_selected, members, **common,
                     **inputs, datasets=p(f"pool/{task}.parquet"),
                     output=p(f"selected_search/{i}/{task}/{method}.parquet"), N=3,
                     max_prompt_length=L_MAX, selection=method, selection_settings=settings,

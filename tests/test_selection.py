@@ -76,9 +76,15 @@ def test_horvitz_thompson_losses_are_unbiased_for_the_pool_mean_of_every_prompt(
     exact = losses.mean(axis=1)
     se = estimates.std(axis=0, ddof=1) / np.sqrt(draws)
     assert (np.abs(estimates.mean(axis=0) - exact) <= 4.5 * se).all()
-    # The unweighted mean of the same sequences is biased towards the high-spread ones.
-    kept = selection.select("high_variance_weighted", losses, N, rng, settings)
-    assert kept.spread is not None and len(kept.leading) == 4
+    # The plain mean of the same draws is not: it over-weights the high-spread sequences,
+    # which the design favours (here, where the spread grows with the loss, upwards).
+    plain = np.empty_like(estimates)
+    rng = np.random.default_rng(3)
+    for d in range(draws):
+        kept = selection.select("high_variance_weighted", losses, N, rng, settings)
+        plain[d] = losses[:, kept.indices].mean(axis=1)
+    bias = plain.mean(axis=0) - exact
+    assert (np.abs(bias) > 10 * plain.std(axis=0, ddof=1) / np.sqrt(draws)).any()
 
 
 def test_high_variance_keeps_the_n_sequences_of_largest_spread_across_the_k_best_prompts():
@@ -182,11 +188,15 @@ def _write_pool_and_data(tmp_path):
 
 def _search(tmp_path, datasets, selection_name, settings=None, selected=None):
     out = tmp_path / f"search_{selection_name}.parquet"
-    search_stage.search_prompts(
-        datasets=str(datasets), output=str(out), predictor="bayes", family="bayes",
-        pretraining=PRETRAINING, experiment="e", task_name="c", task_length=T, N=N,
-        max_prompt_length=L_MAX, enumeration_budget=2**27, selection=selection_name,
-        selection_settings=settings, task=TASK, selected=selected and str(selected))
+    common = dict(datasets=str(datasets), output=str(out), predictor="bayes", family="bayes",
+                  pretraining=PRETRAINING, experiment="e", task_name="c", task_length=T,
+                  N=N, max_prompt_length=L_MAX, enumeration_budget=2**27)
+    if selection_name == "random":
+        search_stage.search_prompts(**common)
+    else:
+        search_stage.search_selected(**common, selection=selection_name,
+                                     selection_settings=settings, task=TASK,
+                                     selected=str(selected))
     return tables.read(out, "search")
 
 
@@ -245,8 +255,17 @@ def test_the_pool_is_an_independent_draw_seeded_by_its_identity(tmp_path):
     rows = tables.read(pool, "selection_pool")
     d = tables.read(data, "task_data")
     assert len(rows) == SEEDS * 30
+    # Not D_N (nor its first N), and independent across seeds and across N.
     first = rows[rows["seed"] == 0]["sequence"].tolist()
     assert first[:N] != d[d["seed"] == 0]["sequence"].tolist()
+    assert first != rows[rows["seed"] == 1]["sequence"].tolist()
+    other = tmp_path / "other.parquet"
+    datasets_stage.simulate_pool(output=str(other), experiment="e", task_name="c", task=TASK,
+                                 task_length=T, N=N + 1, first=0, last=0, pool_size=30)
+    assert tables.read(other, "selection_pool")["sequence"].tolist() != first
+    # Its sequences are the task's: coin(0.7) ones make up 70% of the symbols.
+    ones = np.mean([s.count("1") / T for s in rows["sequence"]])
+    assert abs(ones - 0.7) < 4 * np.sqrt(0.21 / (len(rows) * T))
     # A block of one seed holds the same pool as the whole block.
     alone = tmp_path / "alone.parquet"
     datasets_stage.simulate_pool(output=str(alone), experiment="e", task_name="c", task=TASK,
@@ -268,9 +287,10 @@ def test_the_summary_sets_the_methods_side_by_side_and_names_their_choices():
                                  "dataset_selection": ["random", "high_variance"]}}}
     exp = config_lib.load(raw).experiments["e"]
     rel = pd.DataFrame([{"task": "c", "predictor": "bayes", "selection": m, "N": N,
+                         "seeds": 40, "correct": int(40 * share),
                          "proportion_correct": share, "ci_low": share / 2, "ci_high": 1.0,
                          "regret_mean": 0.1 * (1 - share)}
-                        for m, share in (("random", 0.5), ("high_variance", 0.25),
+                        for m, share in (("random", 0.5), ("high_variance", 0.4),
                                          ("pool", 1.0)) for N in (1, 5)])
     cho = pd.DataFrame([{"task": "c", "predictor": "bayes", "selection": m, "N": 5,
                          "prompt": p, "count": k, "frequency": k / 4, "rank": r,
@@ -280,8 +300,9 @@ def test_the_summary_sets_the_methods_side_by_side_and_names_their_choices():
                                         ("pool", [("1", 4, 0)]))
                         for p, k, r in rows])
     text = "\n".join(summary.selection_lines(exp, rel, cho))
-    assert "| c | bayes | 5 | 0.50 [0.25, 1.00], 5.00e-02 | 0.25 [0.12, 1.00], 7.50e-02 | " \
-           "1.00 [0.50, 1.00], 0.00e+00 |" in text
+    # 16/40 against 20/40: no resolved difference; 40/40 against 20/40: resolved above.
+    assert "| c | bayes | 5 | 0.50 [0.25, 1.00], 5.00e-02 | 0.40 [0.20, 1.00], 6.00e-02 | " \
+           "1.00 [0.50, 1.00] ▲, 0.00e+00 |" in text
     assert "| c | bayes | `1` ★ (0.75) | `00` (0.75) | `1` ★ (1.00) |" in text
 
 

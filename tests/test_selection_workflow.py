@@ -50,16 +50,39 @@ def test_every_method_sits_beside_random_in_the_reliability_table_and_figure(sel
     assert planned_jobs(selection_run, SELECTION) == {}
 
 
-def test_selection_jobs_read_only_their_pool_never_the_landscape_or_evaluation_set(
-        selection_run):
-    proc = snakemake(selection_run, SELECTION, "--forceall", "--rulegraph")
+def _rules_into(workdir, config):
+    """The rule graph of a config (nothing runs): the rules each rule reads from."""
+    proc = snakemake(workdir, config, "--forceall", "--rulegraph")
     names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', proc.stdout, re.M))
-    edges = re.findall(r"^\s*(\d+) -> (\d+)", proc.stdout, re.M)
-    into = {names[b]: set() for _, b in edges}
-    for a, b in edges:
+    into = {name: set() for name in names.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", proc.stdout, re.M):
         into[names[b]].add(names[a])
-    assert into["search_selected"] == {"simulate_pool"}
-    assert into["search_prompts"] == {"simulate_tasks"}
+    return into
+
+
+def _upstream(into, rule):
+    seen, todo = set(), [rule]
+    while todo:
+        for parent in into[todo.pop()]:
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+@pytest.mark.parametrize("predictors", [["bayes"], ["bayes", "lstm"]])
+def test_selection_jobs_read_only_their_pool_never_the_landscape_or_evaluation_set(
+        tmp_path, predictors):
+    config = write_config(tmp_path / "c.yaml", _config(predictors=predictors))
+    into = _rules_into(tmp_path, config)
+    if predictors == ["bayes"]:
+        assert into["search_selected"] == {"simulate_pool"}
+    else:  # a network's losses come from its prompt-loss table
+        assert into["search_selected"] == {"simulate_pool", "score_prompts"}
+    assert into["search_prompts"] <= {"simulate_tasks", "score_prompts"}
+    upstream = _upstream(into, "search_selected")
+    assert not upstream & {"simulate_evaluation", "compute_landscape", "simulate_tasks",
+                           "predict_reliability", "measure_efficiency"}, upstream
     assert "search_selected" in into["aggregate_search"]
 
 

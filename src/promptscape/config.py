@@ -52,7 +52,7 @@ class Experiment:
     seeds_per_job: int
     evaluation_size: int
     # `dataset_selection`: the methods run side by side (promptscape.selection).
-    dataset_selection: "selection_lib.Plan" = None
+    dataset_selection: "selection_lib.Plan" = selection_lib.Plan(((selection_lib.RANDOM, {}),))
 
     @property
     def selections(self) -> tuple[str, ...]:

@@ -184,7 +184,7 @@ SELECTION_STYLE = {
     "random": ("#444444", "random: D_N drawn from the task"),
     "high_variance": ("#d55e00", "high_variance: the N of the pool that vary most"),
     "high_variance_weighted": ("#0072b2", "high_variance_weighted: Horvitz-Thompson"),
-    "pool": ("#999999", "pool: all P pool sequences (the ceiling)"),
+    "pool": ("#999999", "pool: all P pool sequences at every N (the ceiling)"),
 }
 REGRET_FLOOR = 1e-6
 
@@ -221,7 +221,8 @@ def selection_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) 
     low = float(data[["regret_mean_plot", "regret_q25_plot"]].to_numpy().min())
     high = float(data[["regret_mean_plot", "regret_q75_plot"]].to_numpy().max())
     decades = [10.0**k for k in range(int(np.floor(np.log10(low))),
-                                      int(np.ceil(np.log10(high))) + 1)]
+                                      max(int(np.ceil(np.log10(high))),
+                                          int(np.floor(np.log10(low))) + 1) + 1)]
     step = max(1, len(decades) // 4)  # at most about five labelled decades
     regret_axis = alt.Axis(values=decades[::step], format="~e")
     regret_scale = alt.Scale(type="log", domain=[decades[0], decades[-1]])

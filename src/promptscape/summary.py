@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from promptscape import config as config_lib
-from promptscape import layout, tables
+from promptscape import aggregate, layout, tables
 from promptscape.validation import ConfigError
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -92,6 +92,11 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     all_land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
     every_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    lacking = [m for m in exp.selections if m not in set(every_rel["selection"])]
+    if lacking:
+        raise SummaryError(f"{rel_path} is older than the config: it has no rows of "
+                           f"dataset_selection {', '.join(lacking)}; rebuild it with snakemake")
+    every_rel = every_rel[every_rel["selection"].isin(exp.selections)]
     all_rel = tables.random_selection(every_rel)
     land, rel = tables.first_replicate(all_land), tables.first_replicate(all_rel)
     out = [f"### `{exp.name}`", ""]
@@ -159,8 +164,10 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
 def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame,
                     cho: pd.DataFrame) -> list[str]:
     """Per (task, predictor, N) of an experiment with several dataset-selection methods:
-    each method's proportion correct [95% CI] and mean regret; then per (task, predictor)
-    the prompt each method chooses most often at the largest N (★: in the optimal class)."""
+    each method's proportion correct [95% CI] and mean regret, marked ▲ (▼) where the 95%
+    interval of its difference from random's (Newcombe's, for independent samples) lies
+    above (below) 0; then per (task, predictor) the prompt each method chooses most often at
+    the largest N (★: in the optimal class)."""
     methods = list(exp.selections)
     top_n = int(cho["N"].max())
     modal = ["| task | predictor | " + " | ".join(
@@ -187,12 +194,15 @@ def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame,
             sub = rel[(rel["task"] == task) & (rel["predictor"] == predictor)]
             for N in sorted(sub["N"].unique()):
                 cells = []
+                base = sub[(sub["N"] == N) & (sub["selection"] == "random")].iloc[0]
                 for m in methods:
-                    row = sub[(sub["N"] == N) & (sub["selection"] == m)]
-                    cells.append("" if not len(row) else
-                                 f"{row['proportion_correct'].iloc[0]:.2f} "
-                                 f"[{row['ci_low'].iloc[0]:.2f}, {row['ci_high'].iloc[0]:.2f}], "
-                                 f"{row['regret_mean'].iloc[0]:.2e}")
+                    row = sub[(sub["N"] == N) & (sub["selection"] == m)].iloc[0]
+                    low, high = aggregate.newcombe_difference(row["correct"], row["seeds"],
+                                                              base["correct"], base["seeds"])
+                    mark = " ▲" if low > 0 else " ▼" if high < 0 else ""
+                    cells.append(f"{row['proportion_correct']:.2f} "
+                                 f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]{mark}, "
+                                 f"{row['regret_mean']:.2e}")
                 out.append(f"| {task} | {predictor} | {int(N)} | " + " | ".join(cells) + " |")
     return out + [""] + modal + [""]
 

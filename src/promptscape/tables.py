@@ -219,16 +219,20 @@ ARTIFACTS = {a.name: a for a in [
                             "0..P-1 for pool, which keeps the whole pool at every N)"),
          ("pool_index", _I, "position of the sequence in the selection_pool"),
          ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
-         ("weight", _F, "its weight in L_N(s) = sum_i weight_i l(s, x_i): 1/N, or "
-                        "1 / (P pi_i) for high_variance_weighted (Horvitz-Thompson)"),
+         ("weight", _F, "its weight in L_N(s) = sum_i weight_i l(s, x_i): 1/N (1/P for "
+                        "pool), or 1 / (P pi_i) for high_variance_weighted "
+                        "(Horvitz-Thompson)"),
          ("inclusion_probability", _F, "pi_i, the probability that the random design "
                                        "draws the sequence; null for a deterministic "
                                        "selection", NULLABLE),
          ("spread", _F, "variance of the sequence's loss across the leading prompts (the K "
                         "best on the pool; nats^2); null for pool", NULLABLE),
-         ("leading_prompts", pa.list_(_S), "the K prompts best on the pool, best first, that "
-                                           "the spread is taken across (the same for every "
-                                           "row of a seed); empty for pool")),
+         ("leading_prompts", pa.list_(_S), "the prompts best on the pool, best first, that "
+                                           "the spread is taken across: K distinct ones "
+                                           "(prompts with the same losses on every pool "
+                                           "sequence count once, so fewer where the pool "
+                                           "tells fewer apart); the same for every row of "
+                                           "a seed; empty for pool")),
         ("predictor", "replicate", "experiment", "task", "selection", "N", "seed", "index")),
     Artifact(
         "search",

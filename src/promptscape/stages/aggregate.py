@@ -20,8 +20,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], selections: 
     ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seed_blocks``.
     Every file read is verified against its own path and the grid first
     (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
-    together must cover every (predictor, task, N, seed) exactly once: anything else is a
-    ValueError naming the file.
+    together must cover every (predictor, replicate, task, selection, N, seed) exactly once:
+    anything else is a ValueError naming the file.
     """
     found = _read_verified(searches, "search", aggregate.verify_search_file, expected)
     aggregate.verify_search_coverage(searches, expected)
@@ -40,9 +40,9 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], selections: 
     tables.write(cho, "choices", choices)
     top = rel[rel["N"] == rel["N"].max()]
     for row in top.itertuples():
-        log.info("%s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e nats",
-                 row.predictor, row.task, row.N, row.proportion_correct, row.ci_low,
-                 row.ci_high, row.regret_mean)
+        log.info("%s %s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e "
+                 "nats", row.predictor, row.task, row.selection, row.N,
+                 row.proportion_correct, row.ci_low, row.ci_high, row.regret_mean)
 
 
 def _read_verified(paths: list[str], artifact: str, verify, expected: dict):

@@ -1,7 +1,9 @@
-"""Stage `search_prompts`: exhaustive search over every prompt for a block of datasets.
+"""Stages `search_prompts` and `search_selected`: exhaustive search over every prompt for a
+block of datasets.
 
-Under selection `random` the datasets are the task's D_N (task_data). Under a pooled method
-(`promptscape.selection`) the job reads the block's pools (selection_pool), scores every pool
+`search_prompts` searches the task's D_N (task_data, selection random); its code knows
+nothing of selection, so editing a selection method reruns no random search.
+`search_selected`, for a pooled method (`promptscape.selection`), reads the block's pools (selection_pool), scores every pool
 sequence with every prompt once, lets the method keep N sequences per seed with their weights
 (written as selected_data), and searches on them: selection sees the pool's losses and
 nothing else, never the landscape or the evaluation set.
@@ -33,30 +35,62 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
                    family: str | None = None, replicate: int = 0,
                    pretraining: dict, experiment: str, task_name: str, task_length: int,
                    N: int, max_prompt_length: int, enumeration_budget: int,
-                   selection: str = selection_lib.RANDOM, selection_settings: dict | None = None,
-                   task: dict | None = None, selected: str | None = None,
                    model: str | None = None, table: str | None = None,
                    device: str = "auto") -> None:
-    """Empirical loss of every prompt on every dataset of the block, and each seed's s_hat.
+    """Empirical loss of every prompt on every dataset D_N of the block (task_data,
+    selection random), and each seed's s_hat."""
+    seeds, seqs = _read_block(datasets, "task_data", task_length, N)
+    prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
+                                  table, device)
+    losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
+    _write_search(losses, prompts, seeds, output, predictor=predictor, replicate=replicate,
+                  experiment=experiment, task=task_name, selection="random", N=N)
 
-    `datasets` is the block's task_data under `random`, its selection_pool under a pooled
-    method, which also writes the datasets it chose to `selected` (selected_data)."""
-    pooled = selection_lib.METHODS[selection].pooled
-    data = tables.read_table(datasets, "selection_pool" if pooled else "task_data")
-    seeds = np.unique(data["seed"].to_numpy())
-    seqs = prompts_lib.to_arrays(data["sequence"].to_pylist(), task_length)
-    seqs = seqs.reshape(len(seeds), -1, task_length)  # (S, N or P, T): sorted by seed, index
-    V = vocab_size(pretraining)
-    prompts = prompts_lib.all_prompts(max_prompt_length, V)
-    pred = load_predictor(family or predictor, pretraining, model, table, device)
+
+def search_selected(*, datasets: str, output: str, selected: str, predictor: str,
+                    family: str | None = None, replicate: int = 0,
+                    pretraining: dict, experiment: str, task_name: str, task: dict,
+                    task_length: int, N: int, max_prompt_length: int,
+                    enumeration_budget: int, selection: str, selection_settings: dict,
+                    model: str | None = None, table: str | None = None,
+                    device: str = "auto") -> None:
+    """The search on the datasets pooled method `selection` keeps from each seed's pool
+    (`datasets`: the block's selection_pool), which it writes to `selected`
+    (selected_data)."""
+    seeds, pools = _read_block(datasets, "selection_pool", task_length,
+                               selection_settings["pool_size"])
+    prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
+                                  table, device)
     identity = {"predictor": predictor, "replicate": replicate, "experiment": experiment,
                 "task": task_name, "selection": selection, "N": N}
-    if pooled:
-        losses = _search_selected(pred, prompts, seqs, seeds, identity, selection,
-                                  selection_settings or {}, task, task_length,
-                                  enumeration_budget, V, selected)
-    else:
-        losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
+    losses = _search_selected(pred, prompts, pools, seeds, identity, selection,
+                              selection_settings, task, task_length, enumeration_budget, V,
+                              selected)
+    _write_search(losses, prompts, seeds, output, **identity)
+
+
+def _read_block(path: str, artifact: str, task_length: int, size: int):
+    """The seeds of a block and their sequences ``(S, size, T)``; a file whose seeds do not
+    hold `size` sequences each (N of a dataset, P of a pool) is refused by name."""
+    data = tables.read_table(path, artifact)
+    seeds, counts = np.unique(data["seed"].to_numpy(), return_counts=True)
+    if (counts != size).any():
+        bad = ", ".join(f"seed {s}: {c}" for s, c in zip(seeds, counts) if c != size)
+        raise ValueError(f"{path}: every seed of this {artifact} must hold {size} sequences "
+                         f"(its job's {'N' if artifact == 'task_data' else 'pool_size'}); "
+                         f"{bad}")
+    seqs = prompts_lib.to_arrays(data["sequence"].to_pylist(), task_length)
+    return seeds, seqs.reshape(len(seeds), size, task_length)  # rows sorted by seed, index
+
+
+def _predictor(max_prompt_length, pretraining, family, model, table, device):
+    V = vocab_size(pretraining)
+    prompts = prompts_lib.all_prompts(max_prompt_length, V)
+    return prompts, load_predictor(family, pretraining, model, table, device), V
+
+
+def _write_search(losses: np.ndarray, prompts: list[str], seeds, output: str,
+                  **identity) -> None:
     chosen = search.choose(losses)
     S, P = losses.shape
     frame = {
@@ -67,8 +101,9 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
         "chosen": (np.arange(P)[None, :] == chosen[:, None]).reshape(-1),
     }
     tables.write(frame, "search", output)
-    log.info("searched %d prompts on %d datasets of N=%d (%s, %s, %s, selection %s)", P, S, N,
-             predictor, experiment, task_name, selection)
+    log.info("searched %d prompts on %d datasets of N=%d (%s, %s, %s, selection %s)", P, S,
+             identity["N"], identity["predictor"], identity["experiment"], identity["task"],
+             identity["selection"])
 
 
 def _search_selected(pred, prompts, pools, seeds, identity, selection, settings, task,
@@ -81,7 +116,7 @@ def _search_selected(pred, prompts, pools, seeds, identity, selection, settings,
                                           enumeration_budget, V)
     index = index.reshape(S, pool_size)
     losses = np.empty((S, len(prompts)))
-    rows = []
+    rows, short = [], []
     for s, seed in enumerate(seeds):
         pool_losses = table[:, index[s]]  # (prompts, P): all that selection sees
         rng = selection_generator(selection, settings, task, task_length, N, int(seed))
@@ -92,6 +127,8 @@ def _search_selected(pred, prompts, pools, seeds, identity, selection, settings,
         else:  # a plain mean, as for D_N
             losses[s] = chosen_losses.mean(axis=1)
         leading = [] if kept.leading is None else [prompts[i] for i in kept.leading]
+        if "leading_prompts" in settings and len(leading) < settings["leading_prompts"]:
+            short.append(int(seed))
         n = len(kept.indices)
         rows.append({
             "seed": np.full(n, seed), "index": np.arange(n), "pool_index": kept.indices,
@@ -105,6 +142,11 @@ def _search_selected(pred, prompts, pools, seeds, identity, selection, settings,
     lists = ("sequence", "leading_prompts")
     frame = {key: [v for r in rows for v in r[key]] if key in lists
              else np.concatenate([r[key] for r in rows]) for key in rows[0]}
+    if short:
+        log.warning("the pool tells fewer than leading_prompts = %d prompts apart (prompts "
+                    "with the same losses on every pool sequence count once) for seeds %s: "
+                    "the spread is taken across those it does", settings["leading_prompts"],
+                    short)
     tables.write({**identity, **frame}, "selected_data", selected_path)
     log.info("selected %d of %d pool sequences per seed by %s (%s)", N, pool_size, selection,
              ", ".join(f"{k}={v}" for k, v in settings.items()))
