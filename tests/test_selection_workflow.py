@@ -3,6 +3,8 @@ jobs read, that `random` is today's search exactly, and what a setting change re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 
@@ -102,6 +104,28 @@ def test_random_reproduces_the_search_without_any_selection_exactly(selection_ru
     pd.testing.assert_frame_equal(
         rel.reset_index(drop=True),
         with_selection[with_selection["selection"] == "random"].reset_index(drop=True))
+
+
+def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_run):
+    """Today's results: the searches and reliability of this config's random D_N as the
+    release before dataset selection (commit 9a1231f) computed them, without
+    dataset_selection (tests/data/selection/random_9a1231f.json, written by that code)."""
+    reference = json.loads((SELECTION.parent / "random_9a1231f.json").read_text())
+    root = selection_run / "results" / "bernmix"
+    for key, expected in reference["search"].items():
+        task, n, block = key.split("/")
+        frame = pd.read_parquet(root / "search" / "bayes" / "r0" / task / "random" / n / block)
+        digest = hashlib.sha256(frame["empirical_loss"].to_numpy("float64").tobytes())
+        assert digest.hexdigest() == expected["empirical_loss_sha256"], key
+        assert frame.loc[frame["chosen"], "prompt"].tolist() == expected["chosen"], key
+        assert len(frame) == expected["rows"]
+    rel = pd.read_parquet(root / "aggregate" / "reliability.parquet")
+    rel = rel[rel["selection"] == "random"].set_index(["task", "N"])
+    assert len(rel) == len(reference["reliability"])
+    for row in reference["reliability"]:
+        mine = rel.loc[(row["task"], row["N"])]
+        assert (mine["correct"], mine["regret_mean"], mine["rank_mean"]) == (
+            row["correct"], row["regret_mean"], row["rank_mean"])
 
 
 def test_a_method_setting_reruns_only_that_methods_searches(selection_run, tmp_path):
