@@ -19,7 +19,12 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
     assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics",
-                                      "markov"}
+                                      "markov", "selection"}
+    # The study's experiments search random D_N only; `selection` runs every method.
+    assert all(e.selections == ("random",) for n, e in study.experiments.items()
+               if n != "selection")
+    assert study.experiments["selection"].selections == (
+        "random", "high_variance", "high_variance_weighted", "pool")
     expected = {
         "bernmix": ("coin_mixture", {"coin_0.7": True, "coin_0.2": True, "coin_0.5": False,
                                      "coin_0.9": False}),

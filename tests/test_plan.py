@@ -34,10 +34,9 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
     assert counts["train_predictor"] == 12  # 6 pretraining sources x 2 networks
-    # V^T is enumerated: one table per (experiment, network), 6 + the selection experiment's
-    assert counts["score_prompts"] == 13
-    # The selection experiment: 2 predictors x 2 tasks x 3 pooled methods x 2 N, one block.
-    assert counts["search_selected"] == 24 and counts["simulate_pool"] == 4
+    assert counts["score_prompts"] == 12  # V^T is enumerated: one table per network
+    # The selection experiment: Bayes x 2 tasks x 3 pooled methods x 2 N, one block.
+    assert counts["search_selected"] == 12 and counts["simulate_pool"] == 4
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and study.family(j.wildcards["predictor"]) == "lstm")
     assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences
