@@ -124,6 +124,7 @@ PATH_RANGES = {"first": "seed", "last": "seed"}
 _PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
                             "selection", "N", "seed"))
+_SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 
@@ -179,7 +180,7 @@ ARTIFACTS = {a.name: a for a in [
         "experiments and a seed's data does not depend on the block it is stored in.",
         (_EXPERIMENT, _TASK, _N, _SEED,
          ("index", _I, "position of the sequence in D_N"),
-         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")),
+         _SEQUENCE),
         ("experiment", "task", "N", "seed", "index")),
     Artifact(
         "evaluation_set", "{experiment}/evaluation/{task}.parquet",
@@ -188,7 +189,7 @@ ARTIFACTS = {a.name: a for a in [
         "Stratified by the symbol counts for an exchangeable task (each count vector drawn on "
         "its own, uniformly among its sequences); estimates are sum_i weight_i f(x_i).",
         (_EXPERIMENT, _TASK, ("index", _I, "position in the evaluation set"),
-         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
+         _SEQUENCE,
          ("stratum", _I, "its stratum: for an exchangeable task the index of its symbol-count "
                          "vector among the compositions of T into V parts "
                          "(sources.compositions; binary: the count of ones k), else 0 (one "
@@ -205,7 +206,7 @@ ARTIFACTS = {a.name: a for a in [
         "neither D_N nor shared with another N.",
         (_EXPERIMENT, _TASK, _N, _SEED,
          ("index", _I, "position of the sequence in the pool (0..P-1)"),
-         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")),
+         _SEQUENCE),
         ("experiment", "task", "N", "seed", "index")),
     Artifact(
         "selected_data",
@@ -218,7 +219,7 @@ ARTIFACTS = {a.name: a for a in [
          ("index", _I, "position in the selected dataset (0..N-1, in pool order; "
                             "0..P-1 for pool, which keeps the whole pool at every N)"),
          ("pool_index", _I, "position of the sequence in the selection_pool"),
-         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
+         _SEQUENCE,
          ("weight", _F, "its weight in L_N(s) = sum_i weight_i l(s, x_i): 1/N (1/P for "
                         "pool), or 1 / (P pi_i) for high_variance_weighted "
                         "(Horvitz-Thompson)"),
@@ -448,7 +449,7 @@ ARTIFACTS = {a.name: a for a in [
         "sequences (when P x 2^T fits landscape.enumeration_budget); searches and landscapes read "
         "it instead of loading the model.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _PROMPT, _PLEN,
-         ("sequence", _S, "the task sequence: T symbols, digits 0..V-1"),
+         _SEQUENCE,
          ("loss", _F, "l(s, x): summed log loss of the sequence after the prompt (nats)")),
         ("predictor", "replicate", "experiment", "prompt_length", "prompt", "sequence")),
 ]}

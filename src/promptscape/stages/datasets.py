@@ -21,15 +21,8 @@ def task_data_generator(task: dict, task_length: int, N: int, seed: int) -> np.r
 def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
                    task_length: int, N: int, first: int, last: int) -> None:
     """Datasets D_N for seeds first..last of one task."""
-    source = build_source(task, where=f"task {task_name}")
-    seeds = np.arange(first, last + 1)
-    seqs = np.concatenate([
-        source.sample(N, task_length, task_data_generator(task, task_length, N, int(seed)))
-        for seed in seeds
-    ])  # (S * N, T), seed-major
-    tables.write({"experiment": experiment, "task": task_name, "N": N, "seed": np.repeat(seeds, N),
-                  "index": np.tile(np.arange(N), len(seeds)),
-                  "sequence": prompts_lib.to_strings(seqs)}, "task_data", output)
+    _write_draws(output, "task_data", experiment, task_name, task, task_length, N, N, first,
+                 last, lambda seed: task_data_generator(task, task_length, N, seed))
     log.info("wrote %d datasets of %d sequences of task %s", last - first + 1, N, task_name)
 
 
@@ -44,19 +37,25 @@ def simulate_pool(*, output: str, experiment: str, task_name: str, task: dict,
                   task_length: int, N: int, pool_size: int, first: int, last: int) -> None:
     """The pools of P task sequences that the pooled selection methods choose the datasets
     of N sequences from, for seeds first..last of one task (promptscape.selection)."""
-    source = build_source(task, where=f"task {task_name}")
-    seeds = np.arange(first, last + 1)
-    seqs = np.concatenate([
-        source.sample(pool_size, task_length,
-                      pool_generator(task, task_length, pool_size, N, int(seed)))
-        for seed in seeds
-    ])  # (S * P, T), seed-major
-    tables.write({"experiment": experiment, "task": task_name, "N": N,
-                  "seed": np.repeat(seeds, pool_size),
-                  "index": np.tile(np.arange(pool_size), len(seeds)),
-                  "sequence": prompts_lib.to_strings(seqs)}, "selection_pool", output)
+    _write_draws(output, "selection_pool", experiment, task_name, task, task_length, N,
+                 pool_size, first, last,
+                 lambda seed: pool_generator(task, task_length, pool_size, N, seed))
     log.info("wrote %d pools of %d sequences of task %s (N=%d)", last - first + 1, pool_size,
              task_name, N)
+
+
+def _write_draws(output: str, artifact: str, experiment: str, task_name: str, task: dict,
+                 task_length: int, N: int, size: int, first: int, last: int,
+                 generator) -> None:
+    """`size` task sequences per seed first..last, each seed's from ``generator(seed)``,
+    written as `artifact` (task_data, selection_pool), seed-major."""
+    source = build_source(task, where=f"task {task_name}")
+    seeds = np.arange(first, last + 1)
+    seqs = np.concatenate([source.sample(size, task_length, generator(int(seed)))
+                           for seed in seeds])  # (S * size, T)
+    tables.write({"experiment": experiment, "task": task_name, "N": N,
+                  "seed": np.repeat(seeds, size), "index": np.tile(np.arange(size), len(seeds)),
+                  "sequence": prompts_lib.to_strings(seqs)}, artifact, output)
 
 
 def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,
