@@ -13,6 +13,7 @@ import pytest
 from promptscape import config as config_lib
 from promptscape import model_config
 from promptscape import provenance, tables
+from promptscape import strategies as strategies_lib
 from promptscape.stages import aggregate as aggregate_stage
 from promptscape.stages import datasets as datasets_stage
 from promptscape.stages import efficiency as efficiency_stage
@@ -20,6 +21,7 @@ from promptscape.stages import figures as figures_stage
 from promptscape.stages import landscape as landscape_stage
 from promptscape.stages import prediction as prediction_stage
 from promptscape.stages import search as search_stage
+from promptscape.stages import strategies as strategies_stage
 from promptscape.stages import training as training_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,6 +272,31 @@ def traced(tmp_path_factory):
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
         reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
         in_meta_distribution=imd, expected=grid)
+    # Search strategies on the placed searches (every strategy; gradient through the
+    # networks' checkpoints, skipped for Bayes), then their aggregate.
+    plan = {name: {} for name in strategies_lib.STRATEGIES}
+    runs = []
+    for j in keep:
+        family, _, inputs = predictors[j]
+        model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
+        for task in tasks:
+            runs.append(p(tables.ARTIFACTS["strategy_runs"].path.format(
+                experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
+            members = {"pretraining": "coin_mixture", "family": family}
+            run("search_strategies", strategies_stage.search_strategies, members,
+                landscape=p(tables.ARTIFACTS["landscape"].path.format(
+                    experiment="e", predictor=family, replicate=0, task=task)),
+                datasets=p(f"data/{task}.parquet"), output=runs[-1], predictor=family,
+                family=family, replicate=0, pretraining=SOURCES["bernmix"], experiment="e",
+                task_name=task, task=tasks[task], task_length=T, N=3,
+                max_prompt_length=L_MAX, enumeration_budget=2 ** 27, strategies=plan,
+                budgets=[2, 5], device="cpu", **inputs, **model)
+    P = 2 ** (L_MAX + 1) - 1
+    run("aggregate_strategies", aggregate_stage.aggregate_strategies, {}, runs=runs,
+        output=p("aggregate/strategies.parquet"), in_meta_distribution=imd,
+        expected={**grid, "runs": {f: [[n, b] for n in plan if f != "bayes" or n != "gradient"
+                                       for b in ([P] if n == "exhaustive" else [2, 5])]
+                                   for f in ("bayes", "lstm", "transformer")}})
     # Predictions: Bayes on bernmix (count values) and on switching (sequences), networks
     # through their tables and their checkpoints; then the aggregate of the kept ones.
     predictions = []
@@ -310,6 +337,7 @@ def traced(tmp_path_factory):
         "replicates": [p("aggregate/reliability.parquet")],
         "selection": [p("aggregate/reliability.parquet")],
         "choices": [p("aggregate/choices.parquet")],
+        "strategies": [p("aggregate/strategies.parquet")],
         "landscape": pick(landscapes),
         "neural_vs_bayes": pick(landscapes),
         "efficiency": measured,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from promptscape import tables
+from promptscape.strategies import expected_found_best
 
 WILSON_Z = 1.959963984540054  # two-sided 95%
 
@@ -107,6 +108,44 @@ def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="total")
 
 
+def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (predictor, replicate, task, N, strategy, budget) of the strategy_runs: proportion
+    correct and found-best with Wilson 95% intervals, random's exact expectation of
+    found-best, the four cells of found-best x exhaustive-correct, and regret."""
+    data = runs.copy()
+    data["expected"] = [
+        expected_found_best(P, m, used) if name == "random" else np.nan
+        for name, P, m, used in zip(data["strategy"], data["num_prompts"],
+                                    data["optimum_class_size"], data["evaluations"])]
+    found, right = data["found_best"], data["exhaustive_correct"]
+    data["cell_ok"] = found & right
+    data["cell_estimation"] = found & ~right
+    data["cell_search"] = ~found & right
+    data["cell_both"] = ~found & ~right
+    g = data.groupby([*UNIT, "experiment", "task", "N", "strategy", "budget"], sort=True)
+    out = g.agg(
+        seeds=("seed", "size"),
+        correct=("correct", "sum"),
+        found_best=("found_best", "sum"),
+        expected_found_best=("expected", "mean"),
+        found_best_exhaustive_correct=("cell_ok", "sum"),
+        estimation_error=("cell_estimation", "sum"),
+        search_error=("cell_search", "sum"),
+        both_errors=("cell_both", "sum"),
+        regret_mean=("regret", "mean"),
+        regret_median=("regret", "median"),
+        regret_q25=("regret", lambda r: float(np.quantile(r, 0.25))),
+        regret_q75=("regret", lambda r: float(np.quantile(r, 0.75))),
+        evaluations_mean=("evaluations", "mean"),
+    ).reset_index()
+    out["proportion_correct"] = out["correct"] / out["seeds"]
+    out["ci_low"], out["ci_high"] = wilson_interval(out["correct"], out["seeds"])
+    out["proportion_found_best"] = out["found_best"] / out["seeds"]
+    out["found_best_ci_low"], out["found_best_ci_high"] = wilson_interval(out["found_best"],
+                                                                          out["seeds"])
+    return out
+
+
 # ------------------------------------------------------------------ what aggregation reads
 _NUMERIC_WILDCARDS = ("N", "first", "last", "replicate")
 
@@ -187,6 +226,66 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
             problems.append(f"seed {seed} has {int(count)} chosen prompts, not exactly one")
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
+
+
+def verify_strategy_file(frame: pd.DataFrame, path, expected: dict) -> None:
+    """Check one strategy_runs file against its path and the experiment's grid: its
+    experiment, predictor, task and N, replicate 0, every seed of its block and no other,
+    and for each seed every (strategy, budget) of the grid once (`expected["runs"]`:
+    [strategy, budget] pairs; gradient has none for bayes)."""
+    fields = path_fields("strategy_runs", path)
+    if fields is None:
+        raise ValueError(f"{path}: not a strategy_runs file path (expected .../"
+                         f"{tables.ARTIFACTS['strategy_runs'].path})")
+    problems = _grid_problems(fields, expected)
+    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "task", "N"))
+    if set(frame["replicate"].tolist()) - {0}:
+        problems.append("holds a replicate other than 0 (strategies run on replicate 0)")
+    block = range(fields["first"], fields["last"] + 1)
+    runs = {tuple(r) for r in expected["runs"].get(fields["predictor"], [])}
+    held = frame.groupby("seed")[["strategy", "budget"]].apply(
+        lambda f: sorted(zip(f["strategy"], f["budget"].astype(int))))
+    for seed in block:
+        have = held.get(seed, [])
+        if sorted(have) != sorted(runs):
+            missing = sorted(runs - set(have))
+            extra = sorted(set(have) - runs)
+            repeated = len(have) != len(set(have))
+            problems.append(f"seed {seed}: " + "; ".join(
+                part for part in (missing and f"missing runs {missing[:4]}",
+                                  extra and f"runs outside the grid {extra[:4]}",
+                                  repeated and "a run appears twice") if part))
+    for seed in sorted(set(held.index) - set(block)):
+        problems.append(f"holds seed {seed}, outside its block seeds "
+                        f"{fields['first']}-{fields['last']}")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+
+
+def verify_strategy_coverage(paths, expected: dict) -> None:
+    """Every (predictor, task, N, seed) of the grid is covered by exactly one strategy_runs
+    file (replicate 0)."""
+    owner: dict[tuple, str] = {}
+    problems = []
+    for path in paths:
+        f = path_fields("strategy_runs", path)
+        for seed in range(f["first"], f["last"] + 1):
+            key = (f["predictor"], f["task"], f["N"], seed)
+            if key in owner:
+                problems.append(f"{path}: seed {seed} appears twice: {owner[key]} covers it too")
+            owner[key] = str(path)
+    for predictor in expected["predictors"]:
+        for task in expected["tasks"]:
+            for N in expected["dataset_sizes"]:
+                missing = [s for s in range(expected["num_seeds"])
+                           if (predictor, task, N, s) not in owner]
+                if missing:
+                    problems.append(f"no strategy_runs file of experiment "
+                                    f"{expected['experiment']} holds seeds {_ranges(missing)} "
+                                    f"of predictor {predictor}, task {task}, N={N}")
+    if problems:
+        raise ValueError("strategy_runs files do not cover the experiment's seeds exactly "
+                         "once: " + "; ".join(problems))
 
 
 def verify_search_coverage(paths, expected: dict) -> None:

@@ -24,6 +24,7 @@ import yaml
 from promptscape import model_config, seeding
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
+from promptscape import strategies as strategies_lib
 from promptscape.sources import Source, build_source
 from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError
@@ -53,12 +54,25 @@ class Experiment:
     evaluation_size: int
     # `dataset_selection`: the methods run side by side (promptscape.selection).
     dataset_selection: "selection_lib.Plan" = selection_lib.Plan(((selection_lib.RANDOM, {}),))
+    # `strategies` and `strategy_budgets`: the search strategies (promptscape.strategies).
+    search_strategies: "strategies_lib.Plan" = strategies_lib.Plan()
 
     @property
     def selections(self) -> tuple[str, ...]:
         """The dataset-selection methods of the experiment, in config order (`random`
         alone by default; `pool` after the pooled methods)."""
         return self.dataset_selection.names
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The search strategies of the experiment, in config order (`exhaustive` alone by
+        default)."""
+        return self.search_strategies.names
+
+    @property
+    def runs_strategies(self) -> bool:
+        """Whether a strategy besides exhaustive runs, so the strategy stage has work."""
+        return self.strategies != (strategies_lib.EXHAUSTIVE,)
 
     @property
     def vocab_size(self) -> int:
@@ -345,6 +359,12 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         if predictor != "bayes" and predictor not in models:
             raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
                               f"a model of `models`; models: {', '.join(models)}")
+    search_strategies = strategies_lib.parse(exp["strategies"], exp["strategy_budgets"],
+                                             where=where)
+    if search_strategies.needs_gradient and set(exp["predictors"]) <= {"bayes"}:
+        raise ConfigError(f"{where}.strategies names gradient, but every predictor of "
+                          f"{where}.predictors {exp['predictors']} is the exact Bayes "
+                          "predictor, which has no gradient: add a network or drop gradient")
     from promptscape.landscape import MIN_PER_STRATUM
 
     import math
@@ -369,6 +389,7 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
             dataset_sizes=exp["dataset_sizes"],
             num_prompts=prompts_lib.num_prompts(exp["max_prompt_length"],
                                                 pretraining.vocab_size)),
+        search_strategies=search_strategies,
     )
 
 

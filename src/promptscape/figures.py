@@ -249,6 +249,166 @@ def selection_chart(rel: pd.DataFrame, *, tasks, imd, predictors, style, title) 
     return _configure(chart, style, title)
 
 
+# The prompt-search strategies' colours and labels (promptscape.strategies), in legend order;
+# a strategy not named here is drawn black under its own name.
+STRATEGY_STYLE = {
+    "exhaustive": ("#7f7f7f", "exhaustive: all P prompts (the ceiling: dashed rule; diamond "
+                              "at budget P)"),
+    "random": ("#e69f00", "random: uniform without replacement"),
+    "beam": ("#0072b2", "beam: extend symbol by symbol, keep the best"),
+    "hill_climb": ("#009e73", "hill_climb: steepest descent, restarts"),
+    "annealing": ("#cc79a7", "annealing: simulated annealing"),
+    "evolutionary": ("#d55e00", "evolutionary: (mu + lambda)"),
+    "gradient": ("#56b4e9", "gradient: greedy coordinate gradient (GCG)"),
+}
+# The legend label of random search's exact found-best probability (strategies_chart).
+RANDOM_THEORY = "random, exact: 1 − C(P−m, B) / C(P, B)"
+# Strategies at one budget are spread by up to this many decades either side on the log
+# budget axis, so that their interval rules do not hide one another.
+STRATEGY_DODGE = 0.04
+
+
+def _log_decades(values: np.ndarray) -> list[float]:
+    """The powers of ten spanning positive `values` (at least two)."""
+    low = int(np.floor(np.log10(float(np.min(values)))))
+    high = max(int(np.ceil(np.log10(float(np.max(values))))), low + 1)
+    return [10.0**k for k in range(low, high + 1)]
+
+
+def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
+                     title) -> alt.Chart:
+    """Prompt-search strategies against their budget (evaluations, log axis), a column per
+    task and a row per (predictor, N): proportion correct (Wilson 95% rules), mean regret
+    (log axis, interquartile rules) and the proportion of datasets on which the strategy
+    found the empirical optimum (Wilson 95% rules), a colour per strategy. Exhaustive search
+    is the ceiling: a dashed rule across the panel at its value (its Wilson interval shaded
+    in the first block), and a diamond at its cost, budget P. Over random search's found-best
+    proportion, a thin black dashed line gives its exact expectation, the mean over seeds of
+    1 - C(P - m, B) / C(P, B). Exhaustive search always finds the empirical optimum, so the
+    third block leaves it out. The searched strategies at one budget are spread a little
+    along the budget axis (at most `STRATEGY_DODGE` decades; random's expectation with
+    random's points), so that their interval rules stay apart; the tooltips give the
+    budget itself."""
+    data = frame.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    present = set(data["strategy"])
+    names = [s for s in STRATEGY_STYLE if s in present] + sorted(present - set(STRATEGY_STYLE))
+    label = {s: STRATEGY_STYLE.get(s, ("#000000", s))[1] for s in names}
+    data["strategy_label"] = data["strategy"].map(label)
+    # Rows: predictors in the config's order (any other after, by name), then N.
+    rank = {p: i for i, p in enumerate(predictors)}
+    cells = sorted({(p, int(n)) for p, n in zip(data["predictor"], data["N"])},
+                   key=lambda c: (rank.get(c[0], len(rank)), c[0], c[1]))
+    data["row_label"] = data["predictor"] + " · N=" + data["N"].astype(int).astype(str)
+    rows = [f"{p} · N={n}" for p, n in cells]
+    searched = [s for s in names if s != "exhaustive"]
+    offset = {s: STRATEGY_DODGE * (2 * i / (len(searched) - 1) - 1) if len(searched) > 1 else 0.0
+              for i, s in enumerate(searched)}
+    data["budget_plot"] = data["budget"] * 10.0 ** data["strategy"].map(offset).fillna(0.0)
+    data["expected_found_best"] = data["expected_found_best"].astype(float)  # NA to NaN
+    for column in ("regret_mean", "regret_q25", "regret_q75"):
+        data[f"{column}_plot"] = np.maximum(data[column].astype(float), REGRET_FLOOR)
+
+    color = alt.Color("strategy_label:N", title="search strategy",
+                      scale=alt.Scale(domain=[label[s] for s in names],
+                                      range=[STRATEGY_STYLE.get(s, ("#000000",))[0]
+                                             for s in names]),
+                      legend=alt.Legend(labelLimit=500, orient="bottom", columns=2,
+                                        symbolType="stroke", symbolStrokeWidth=3,
+                                        symbolOpacity=1))
+    budgets = sorted(int(b) for b in data["budget"].unique())
+    decades = [b for b in budgets if 10 ** round(np.log10(b)) == b] or budgets
+    spread = 10.0 ** (STRATEGY_DODGE + 0.08)
+    x = alt.X("budget_plot:Q", title="budget (evaluations)",
+              scale=alt.Scale(type="log", nice=False,
+                              domain=[budgets[0] / spread, budgets[-1] * spread]),
+              axis=alt.Axis(values=budgets, labelAngle=0, labelOverlap="greedy",
+                            labelExpr=f"indexof({decades}, datum.value) >= 0 ? "
+                                      f"datum.label : ''"))
+    tooltip = ["predictor", "task", "N", "strategy", "budget",
+               alt.Tooltip("evaluations_mean:Q", format=".1f"), "seeds",
+               alt.Tooltip("proportion_correct:Q", format=".2f"),
+               alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f"),
+               alt.Tooltip("proportion_found_best:Q", format=".2f"),
+               alt.Tooltip("expected_found_best:Q", format=".3f"),
+               alt.Tooltip("regret_mean:Q", format=".2e"),
+               alt.Tooltip("regret_median:Q", format=".2e"),
+               "search_error", "estimation_error", "both_errors"]
+    exhaustive, others = "datum.strategy == 'exhaustive'", "datum.strategy != 'exhaustive'"
+    base = alt.Chart().encode(color=color)
+
+    def block(y, low, high, title, scale, axis=None, ceiling=True, band=False):
+        """A block's layers: the searched strategies' interval rules and lines, and (if
+        `ceiling`) exhaustive search's dashed rule (its interval shaded if `band`) and its
+        diamond at budget P."""
+        def enc(field):
+            return alt.Y(f"{field}:Q", title=title, scale=scale,
+                         **({} if axis is None else {"axis": axis}))
+        layers = []
+        if ceiling and band:
+            layers.append(base.mark_rect(opacity=0.12).encode(y=enc(low), y2=f"{high}:Q")
+                          .transform_filter(exhaustive))
+        if ceiling:
+            layers += [
+                base.mark_rule(strokeDash=[6, 4], strokeWidth=1.5).encode(y=enc(y))
+                .transform_filter(exhaustive),
+                base.mark_point(shape="diamond", filled=True, size=60, opacity=1).encode(
+                    x=x, y=enc(y), tooltip=tooltip).transform_filter(exhaustive)]
+        layers += [
+            base.mark_rule(strokeWidth=1.5, opacity=0.55).encode(x=x, y=enc(low),
+                                                                 y2=f"{high}:Q")
+            .transform_filter(others),
+            base.mark_line(point=alt.OverlayMarkDef(size=24, filled=True), strokeWidth=1.6)
+            .encode(x=x, y=enc(y), detail="strategy:N", tooltip=tooltip)
+            .transform_filter(others)]
+        return layers
+
+    unit = alt.Scale(domain=[0, 1])
+    correct = block("proportion_correct", "ci_low", "ci_high", "proportion correct", unit,
+                    band=True)
+    regret_values = data[["regret_mean_plot", "regret_q25_plot",
+                          "regret_q75_plot"]].to_numpy(float)
+    regret_decades = _log_decades(regret_values)
+    step = max(1, len(regret_decades) // 4)  # at most about five labelled decades
+    regret = block("regret_mean_plot", "regret_q25_plot", "regret_q75_plot",
+                   "mean regret (nats)",
+                   alt.Scale(type="log", domain=[regret_decades[0], regret_decades[-1]]),
+                   axis=alt.Axis(values=regret_decades[::step], format="~e"))
+    found_title = "proportion found best"
+    found = block("proportion_found_best", "found_best_ci_low", "found_best_ci_high",
+                  found_title, unit, ceiling=False)
+    theory = alt.StrokeDash("theory:N", title="expected found best",
+                            scale=alt.Scale(domain=[RANDOM_THEORY], range=[[4, 3]]),
+                            legend=alt.Legend(labelLimit=500, orient="bottom",
+                                              symbolType="stroke", symbolStrokeColor="black",
+                                              symbolStrokeWidth=1.5, symbolSize=400))
+    found.append(
+        alt.Chart().transform_filter(
+            "datum.strategy == 'random' && isValid(datum.expected_found_best)")
+        .transform_calculate(theory=f"'{RANDOM_THEORY}'")
+        .mark_line(color="black", strokeWidth=1.1, opacity=0.9)
+        .encode(x=x, y=alt.Y("expected_found_best:Q", scale=unit, title=found_title),
+                strokeDash=theory,
+                tooltip=["predictor", "task", "N", "budget",
+                         alt.Tooltip("expected_found_best:Q", format=".3f"),
+                         alt.Tooltip("proportion_found_best:Q", format=".2f")]))
+    header = alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")
+    row_header = alt.Header(labelFontSize=style["font_size"], labelFontWeight="bold",
+                            labelAngle=0, labelAlign="left", titleFontSize=style["font_size"])
+
+    def panels(layers, what):
+        return alt.layer(*layers, data=data).properties(
+            width=style["panel_width"], height=style["panel_height"]).facet(
+            column=alt.Column("task_label:N", sort=order, title=None, header=header),
+            row=alt.Row("row_label:N", sort=rows, header=row_header, title=what))
+
+    chart = alt.vconcat(panels(correct, "proportion correct (rules: Wilson 95%)"),
+                        panels(regret, f"mean regret (log axis, floor "
+                                       f"1e{int(np.log10(REGRET_FLOOR))}; rules: 25–75%)"),
+                        panels(found, "found the empirical optimum (rules: Wilson 95%)"))
+    return _configure(chart, style, title)
+
+
 # The landscape's point classes: S* (ties with the best, exact or equal estimates), members of
 # S* only because the evaluation set cannot resolve them from the best (hollow), the rest;
 # each with its (shape, fill opacity, size).

@@ -81,8 +81,41 @@ def aggregate(study: Study, exp: Experiment, table: str) -> str:
 
 
 def aggregates(study: Study) -> list[str]:
+    """Every experiment's aggregate tables (`strategies` only where a strategy besides
+    exhaustive runs)."""
     return [aggregate(study, exp, table) for exp in study.experiments.values()
-            for table in AGGREGATE_TABLES]
+            for table in AGGREGATE_TABLES + (("strategies",) if exp.runs_strategies else ())]
+
+
+def strategy_outputs(study: Study, exp: Experiment) -> list[str]:
+    """Every strategy_runs artifact of an experiment: predictor x task x N x seed block
+    (replicate 0 of a network; none unless a strategy besides exhaustive runs)."""
+    if not exp.runs_strategies:
+        return []
+    return [
+        pattern(study, "strategy_runs").format(experiment=exp.name, predictor=predictor,
+                                               task=task.name, N=N, first=a, last=b)
+        for predictor in exp.predictors
+        for task in exp.tasks
+        for N in exp.dataset_sizes
+        for a, b in exp.seed_blocks()
+    ]
+
+
+def strategy_grid(study: Study, exp: Experiment) -> dict:
+    """What an experiment's strategy_runs files must hold between them (read by the
+    aggregate_strategies stage): `search_grid`'s keys, and per predictor every (strategy,
+    budget) run of each seed (gradient none for bayes)."""
+    from promptscape import prompts as prompts_lib
+    from promptscape.strategies import STRATEGIES
+
+    plan = exp.search_strategies
+    P = prompts_lib.num_prompts(exp.max_prompt_length, exp.vocab_size)
+    runs = {p: [[name, b] for name in plan.names
+                if study.is_neural(p) or not STRATEGIES[name].needs_gradient
+                for b in plan.budgets_of(name, P)]
+            for p in exp.predictors}
+    return {**search_grid(study, exp), "runs": runs}
 
 
 def training_tables(study: Study, exp: Experiment) -> list[str]:

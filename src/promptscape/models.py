@@ -141,9 +141,14 @@ class LSTMPredictor(nn.Module):
 
     def prefix(self, prompts: torch.Tensor) -> Prefix:
         """Read BOS + each of the (P, L) prompts once; keep the final (h, c)."""
-        out, (h, c) = self.lstm(self.embed(_with_bos(prompts, self.vocab_size)))  # (P, L + 1, H)
+        return self.prefix_embedded(self.embed(_with_bos(prompts, self.vocab_size)))
+
+    def prefix_embedded(self, inputs: torch.Tensor) -> Prefix:
+        """`prefix` from the (P, L + 1, E) input embeddings of BOS + prompt (relaxed prompts
+        of `NeuralPredictor.prompt_gradient`)."""
+        out, (h, c) = self.lstm(inputs)  # (P, L + 1, H)
         log_probs = F.log_softmax(self.unembed(out[:, -1]), dim=-1)  # (P, V)
-        return Prefix((h, c), log_probs, prompts.shape[1] + 1)
+        return Prefix((h, c), log_probs, inputs.shape[1])
 
     def extend(self, prefix: Prefix, seqs: torch.Tensor) -> torch.Tensor:
         """Every (B, T) sequence after every prompt of `prefix`: (P, B, T, V) log-probs."""
@@ -254,13 +259,16 @@ class TransformerPredictor(nn.Module):
 
     def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """(..., T) tokens at positions start..start+T-1 -> (..., T, C)."""
-        T = tokens.shape[-1]
+        return self._place(self.embed(tokens), start)
+
+    def _place(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """(..., T, C) token embeddings at positions start..start+T-1, plus their positions'."""
+        T = x.shape[-2]
         if start + T > self.config.max_context_length:
             raise ValueError(
                 f"transformer context of {start + T} symbols, must be <= "
                 f"max_context_length ({self.config.max_context_length}).")
-        pos = torch.arange(start, start + T, device=tokens.device)
-        return self.embed(tokens) + self.positions(pos)
+        return x + self.positions(torch.arange(start, start + T, device=x.device))
 
     def _unembed(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.unembed(self.ln_final(x)), dim=-1)
@@ -274,13 +282,17 @@ class TransformerPredictor(nn.Module):
 
     def prefix(self, prompts: torch.Tensor) -> Prefix:
         """Read BOS + each of the (P, L) prompts once; keep every layer's keys and values."""
-        tokens = _with_bos(prompts, self.vocab_size)  # (P, L + 1)
-        x = self._embed(tokens, 0)
+        return self.prefix_embedded(self.embed(_with_bos(prompts, self.vocab_size)))
+
+    def prefix_embedded(self, inputs: torch.Tensor) -> Prefix:
+        """`prefix` from the (P, L + 1, C) token embeddings of BOS + prompt (relaxed prompts
+        of `NeuralPredictor.prompt_gradient`); positions are added here."""
+        x = self._place(inputs, 0)
         cache = []
         for block in self.blocks:
             x, kv = block(x)
             cache.append(kv)  # (P, nh, L + 1, hs) each
-        return Prefix(cache, self._unembed(x[:, -1]), tokens.shape[1])
+        return Prefix(cache, self._unembed(x[:, -1]), inputs.shape[1])
 
     def extend(self, prefix: Prefix, seqs: torch.Tensor) -> torch.Tensor:
         """Every (B, T) sequence after every prompt of `prefix`: (P, B, T, V) log-probs."""
@@ -380,6 +392,70 @@ class NeuralPredictor(predictors.Predictor):
                 done += len(rows)
                 progress.update(done)
         return out
+
+    def prompt_gradient(self, prompt: str, seqs: np.ndarray,
+                        weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Empirical loss of `prompt` on `seqs` and its gradient in the prompt's one-hot
+        encoding (GCG, Zou et al. 2023): the `gradient` search strategy ranks candidate token
+        swaps by it, each call counting as one evaluation of the budget.
+
+        Parameters
+        ----------
+        prompt : str
+            L symbols.
+        seqs : (N, T) uint8
+            Task sequences.
+        weights : (N,) array, optional
+            Loss weights; the default is the mean, 1 / N each.
+
+        Returns
+        -------
+        loss : float
+            ``sum_i weights_i l(prompt, x_i)``, as `prompt_losses` computes l.
+        grad : (L, V) float64
+            d loss / d onehot[i, v], where the prompt's input embeddings are onehot @ the
+            symbols' embedding rows (BOS and the task sequences are embedded as usual):
+            ``grad[i, v] - grad[i, prompt[i]]`` is the first-order change of the loss when
+            symbol i is swapped to v.
+
+        Notes
+        -----
+        Batched over sequences in chunks of at most `max_tokens` inputs, the prompt re-read
+        for each; the gradient is taken by `torch.autograd.grad` (parameters' ``.grad`` are
+        untouched) and the model stays in eval mode.
+        """
+        tokens = self._tensor(seqs)
+        symbols = self._tensor(prompts_lib.to_array(prompt)[None], "prompts")[0]
+        (B, T), L = tokens.shape, len(prompt)
+        if weights is None:
+            weights = np.full(B, 1.0 / max(B, 1))
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (B,):
+            raise ValueError(f"weights must have shape ({B},), got {weights.shape}")
+        weights = torch.as_tensor(weights, device=self.device)
+        dtype = self.model.embed.weight.dtype
+        onehot = F.one_hot(symbols, self.vocab_size).to(dtype).requires_grad_()
+        loss, grad = 0.0, torch.zeros(L, self.vocab_size, dtype=torch.float64, device=self.device)
+        chunk = max(1, self.max_tokens // max(1, L + T))
+        # cuDNN's LSTM backward runs in training mode only; the native kernels run in eval.
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False), \
+                _deterministic_algorithms():
+            for b0 in range(0, B if T else 0, chunk):
+                part = self._relaxed_prompt_losses(onehot, tokens[b0:b0 + chunk])
+                part = (part * weights[b0:b0 + chunk]).sum()
+                if L:
+                    grad += torch.autograd.grad(part, onehot)[0]
+                loss += part.item()
+        return loss, grad.cpu().numpy()
+
+    def _relaxed_prompt_losses(self, onehot: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        """l(prompt, x) of each (B, T) sequence after a relaxed prompt, (B,) float64: `onehot`
+        (L, V) weighs the V symbols' embeddings at each prompt position (a one-hot row is
+        that symbol; `prompt_gradient` differentiates in it)."""
+        table = self.model.embed.weight  # (V + 1, E): symbols, then BOS
+        inputs = torch.cat([table[self.vocab_size:], onehot @ table[:self.vocab_size]])
+        logp = self.model.extend(self.model.prefix_embedded(inputs[None]), seqs)[0]  # (B, T, V)
+        return -logp.gather(-1, seqs[..., None])[..., 0].double().sum(-1)
 
 
 def losses_by_position(predictor: predictors.Predictor, source: Source,

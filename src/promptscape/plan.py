@@ -67,12 +67,12 @@ FLOOR_MB = 500
 
 STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
-          "compute_landscape", "measure_efficiency",
-          "aggregate_search", "summarize_efficiency", "predict_reliability",
-          "aggregate_prediction", "plot_figure", "plot_study_figure")
+          "search_strategies", "compute_landscape", "measure_efficiency",
+          "aggregate_search", "aggregate_strategies", "summarize_efficiency",
+          "predict_reliability", "aggregate_prediction", "plot_figure", "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
-         "search_selected", "compute_landscape", "measure_efficiency", "predict_reliability")
+         "search_selected", "search_strategies", "compute_landscape", "measure_efficiency", "predict_reliability")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -233,6 +233,17 @@ def estimate(study, rule: str, w: dict) -> Job:
             note = "all V^T sequences" if enumerates(study, exp) else "distinct sequences"
         work += P * S * N * F64 + _strings(S * N, T) + _strings(S * P, L)
         return Job(rule, w, evals, base + work, note)
+    if rule == "search_strategies":
+        # The block's search rows read back (S x P strings and losses), the landscape, and
+        # per run the evaluator's (P,) flags and trail; a network's checkpoint and one
+        # gradient chunk where gradient runs (the D_N of the block as strings).
+        S = int(w["last"]) - int(w["first"]) + 1
+        work = 2 * _strings(S * P, L) + 2 * _strings(P, L) + 4 * P * F64
+        evals = 0
+        if exp.search_strategies.needs_gradient and study.is_neural(predictor):
+            base = TORCH_BASELINE_BYTES
+            work += _neural_working_set(study, exp, predictor) * 3 + _strings(S * int(w["N"]), T)
+        return Job(rule, w, evals, base + work, "lookups in the block's search table")
     if rule == "compute_landscape":
         task = exp.task(w["task"])
         method = landscape_method(study, exp, predictor, task)
@@ -258,6 +269,11 @@ def estimate(study, rule: str, w: dict) -> Job:
         units = sum(study.replicates(p) for p in exp.predictors)
         rows = (units * len(exp.tasks) * len(exp.selections) * len(exp.dataset_sizes)
                 * exp.num_seeds * P)
+        return Job(rule, w, 0, base + 2 * _strings(rows, L))
+    if rule == "aggregate_strategies":
+        runs = sum(len(exp.search_strategies.budgets_of(name, P))
+                   for name in exp.strategies)
+        rows = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * runs
         return Job(rule, w, 0, base + 2 * _strings(rows, L))
     if rule in ("summarize_efficiency", "aggregate_prediction"):
         return Job(rule, w, 0, base)
@@ -369,10 +385,19 @@ def jobs(study) -> list[Job]:
                         for a, b in exp.seed_blocks():
                             out.append(estimate(study, rule, {**t, "selection": selection,
                                                               "N": N, "first": a, "last": b}))
+                if exp.runs_strategies and r == 0:
+                    for N in exp.dataset_sizes:
+                        for a, b in exp.seed_blocks():
+                            out.append(estimate(study, "search_strategies",
+                                                {**e, "predictor": predictor,
+                                                 "task": task.name, "N": N, "first": a,
+                                                 "last": b}))
                 out.append(estimate(study, "compute_landscape", t))
                 out.append(estimate(study, "measure_efficiency", t))
                 out.append(estimate(study, "predict_reliability", t))
         out.append(estimate(study, "aggregate_search", e))
+        if exp.runs_strategies:
+            out.append(estimate(study, "aggregate_strategies", e))
         out.append(estimate(study, "summarize_efficiency", e))
         out.append(estimate(study, "aggregate_prediction", e))
         from promptscape.stages.figures import experiment_figures
@@ -380,7 +405,8 @@ def jobs(study) -> list[Job]:
         for figure in experiment_figures(
                 neural=any(study.is_neural(p) for p in exp.predictors),
                 replicated=any(study.replicates(p) > 1 for p in exp.predictors),
-                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1):
+                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
+                strategies=exp.runs_strategies):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     from promptscape.stages.figures import STUDY_FIGURES
 
@@ -410,6 +436,7 @@ HINTS = {
                        "experiments.{e}.seeds_per_job"),
     "search_selected": ("fewer evaluation sequences: the pool_size of "
                         "experiments.{e}.dataset_selection or experiments.{e}.seeds_per_job"),
+    "search_strategies": "fewer seeds per job: experiments.{e}.seeds_per_job",
     "compute_landscape": "fewer evaluation sequences: experiments.{e}.evaluation_size",
     "measure_efficiency": ("fewer evaluation sequences: experiments.{e}.evaluation_size or "
                            "efficiency.num_typical"),

@@ -47,6 +47,19 @@ def all_prompts(max_length: int, vocab_size: int) -> list[str]:
             for symbols in itertools.product(digits, repeat=length)]
 
 
+def prompt_index(prompt: str, vocab_size: int) -> int:
+    """Position of a prompt in the canonical order of `all_prompts` (any L_max).
+
+    >>> [prompt_index(p, 2) for p in all_prompts(2, 2)]
+    [0, 1, 2, 3, 4, 5, 6]
+    >>> prompt_index("21", 3)
+    11
+    """
+    V, length = int(vocab_size), len(prompt)
+    offset = (V**length - 1) // (V - 1)  # prompts shorter than this one
+    return offset + (int(prompt, V) if length else 0)
+
+
 def prompt_counts(prompts: list[str], vocab_size: int) -> np.ndarray:
     """Count of each symbol in each prompt: ``(P, V)`` int64 (binary: [zeros, ones])."""
     _digits(vocab_size)

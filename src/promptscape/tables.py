@@ -115,15 +115,23 @@ DIMENSIONS = {d[0]: d for d in [
                       "pool), high_variance or high_variance_weighted"),
     ("N", _I, "number of task sequences in the dataset D_N"),
     ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
+    ("strategy", _S, "the prompt-search strategy (config key experiments.<name>.strategies; "
+                     "promptscape.strategies): exhaustive, random, beam, hill_climb, "
+                     "annealing, evolutionary or gradient"),
+    ("budget", _I, "evaluations allowed: distinct prompts whose empirical loss on D_N the "
+                   "strategy computed, each gradient computation counting as one "
+                   "(experiments.<name>.strategy_budgets); for exhaustive, the number of "
+                   "prompts"),
 ]}
 
 # Path wildcards that are not columns but bound the range of one: a file holds a block of
 # seeds, seeds{first}-{last}.
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
-_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED = (
+(_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
+ _STRATEGY, _BUDGET) = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
-                            "selection", "N", "seed"))
+                            "selection", "N", "seed", "strategy", "budget"))
 _SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
@@ -331,6 +339,66 @@ ARTIFACTS = {a.name: a for a in [
                           "resolved from the best estimate")),
         ("predictor", "replicate", "experiment", "task", "selection", "N", "prompt_length",
          "prompt")),
+    Artifact(
+        "strategy_runs", "{experiment}/strategies/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "Search strategies on the task's D_N (selection random; replicate 0 of a network): "
+        "per seed, strategy and budget, the best prompt the strategy found within that many "
+        "evaluations (one run per seed, so budgets are nested), scored against the "
+        "exhaustive ground truth of the same D_N and against the landscape.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _STRATEGY, _BUDGET, _PROMPT,
+         _PLEN,
+         ("empirical_loss", _F, "L_N of the chosen prompt (nats)"),
+         ("found_best", _B, "the chosen prompt attains the empirical minimum over all prompts "
+                            "(within the search's relative tie tolerance 1e-12)"),
+         ("correct", _B, "the chosen prompt is in the optimal class of the landscape"),
+         ("regret", _F, "KL(chosen) - KL(s*) (nats), as in selections"),
+         ("rank", _I, "rank of the chosen prompt in the landscape (0: the optimal class)"),
+         ("evaluations", _I, "evaluations the strategy used up to this budget (at most the "
+                             "budget; fewer where it stopped early, e.g. every prompt seen)"),
+         ("optimum_class_size", _I, "m: prompts attaining the empirical minimum on this D_N"),
+         ("num_prompts", _I, "P: prompts of length 0..L_max"),
+         ("exhaustive_correct", _B, "exhaustive search's choice s_hat on this D_N is in the "
+                                    "optimal class (so a failure here with found_best is "
+                                    "estimation error, without it search error)")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
+    Artifact(
+        "strategies", "{experiment}/aggregate/strategies.parquet",
+        "Per (predictor, task, N, strategy, budget), over seeds: how often the strategy's "
+        "prompt is optimal, how often it finds the empirical optimum, failures split into "
+        "search error and estimation error, and regret. The exhaustive rows equal the "
+        "reliability table's random rows.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         _N, _STRATEGY, _BUDGET,
+         ("seeds", _I, "number of datasets (seeds)"),
+         ("correct", _I, "seeds whose chosen prompt is in the optimal class"),
+         ("proportion_correct", _F, "correct / seeds"),
+         ("ci_low", _F, "Wilson 95% interval of proportion_correct, lower bound"),
+         ("ci_high", _F, "Wilson 95% interval of proportion_correct, upper bound"),
+         ("found_best", _I, "seeds whose chosen prompt attains the empirical minimum"),
+         ("proportion_found_best", _F, "found_best / seeds"),
+         ("found_best_ci_low", _F, "Wilson 95% interval of proportion_found_best, lower bound"),
+         ("found_best_ci_high", _F, "Wilson 95% interval of proportion_found_best, upper "
+                                    "bound"),
+         ("expected_found_best", _F, "random only: the mean over seeds of 1 - C(P - m, B) / "
+                                     "C(P, B), the exact probability that B prompts drawn "
+                                     "without replacement include one of the m empirical "
+                                     "optima (B the evaluations used); null for the other "
+                                     "strategies", NULLABLE),
+         ("found_best_exhaustive_correct", _I, "seeds where the strategy found the empirical "
+                                               "optimum and that optimum is correct"),
+         ("estimation_error", _I, "seeds where the strategy found the empirical optimum but "
+                                  "exhaustive search's choice is not optimal: D_N misleads"),
+         ("search_error", _I, "seeds where the strategy missed the empirical optimum and "
+                              "exhaustive search's choice is optimal: the search failed"),
+         ("both_errors", _I, "seeds where the strategy missed the empirical optimum and "
+                             "exhaustive search's choice is not optimal either"),
+         ("regret_mean", _F, "mean regret over seeds (nats)"),
+         ("regret_median", _F, "median regret"),
+         ("regret_q25", _F, "25th percentile of regret"),
+         ("regret_q75", _F, "75th percentile of regret"),
+         ("evaluations_mean", _F, "mean evaluations used")),
+        ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
         "efficiency", "{experiment}/efficiency/{predictor}/r{replicate}/{task}.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "

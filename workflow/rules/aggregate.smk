@@ -19,3 +19,22 @@ rule aggregate_search:
         code=code("aggregate_search"),
     script:
         "../../scripts/aggregate_search.py"
+
+
+# Search strategies per experiment: the strategies table (only where a strategy besides
+# exhaustive runs).
+rule aggregate_strategies:
+    input:
+        runs=lambda w: get_strategy_outputs(get_experiment(w)),
+    output:
+        strategies=out("strategies"),
+    log:
+        logged("aggregate_strategies/{experiment}.log"),
+    conda:
+        "../envs/promptscape.yaml"
+    params:
+        imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
+        expected=lambda w: layout.strategy_grid(STUDY, get_experiment(w)),
+        code=code("aggregate_strategies"),
+    script:
+        "../../scripts/aggregate_strategies.py"

@@ -140,6 +140,7 @@ def get_figures():
             replicated=is_replicated(exp),
             bayes="bayes" in exp.predictors,
             selections=len(exp.selections) > 1,
+            strategies=exp.runs_strategies,
         )
         for ext in ("svg", "png", "html")
     ] + [
@@ -428,3 +429,67 @@ def get_scoring_args(wildcards):
 
 def get_training_tables(exp):
     return layout.training_tables(STUDY, exp)
+
+
+# The search_strategies rule's helpers: replicate 0 of a network (the strategy_runs path
+# has no replicate), on the task's D_N (selection random), scored as the search scores.
+
+
+def get_strategy_outputs(exp):
+    return layout.strategy_outputs(STUDY, exp)
+
+
+def _strategy_experiment(wildcards):
+    exp = get_experiment(wildcards)
+    if not exp.runs_strategies:
+        raise ValueError(
+            f"experiment {exp.name!r} runs no search strategy besides exhaustive "
+            "(experiments.<name>.strategies)"
+        )
+    return exp
+
+
+def get_strategy_landscape(wildcards):
+    exp = _strategy_experiment(wildcards)
+    return layout.pattern(STUDY, "landscape").format(
+        experiment=exp.name,
+        predictor=wildcards.predictor,
+        replicate=0,
+        task=wildcards.task,
+    )
+
+
+def get_strategy_inputs(wildcards):
+    """A network's prompt-loss table when T is enumerable (else its checkpoint), as the
+    search reads; and its checkpoint where a strategy needs gradients. Nothing for Bayes.
+    """
+    exp = _strategy_experiment(wildcards)
+    if not is_neural(wildcards.predictor):
+        return {}
+    folder = layout.model_dir(STUDY, exp, wildcards.predictor, 0)
+    inputs = {}
+    if is_tabulated(exp):
+        inputs["table"] = layout.prompt_losses(STUDY, exp, wildcards.predictor, 0)
+    if exp.search_strategies.needs_gradient or not is_tabulated(exp):
+        inputs["model"] = f"{folder}/model.pt"
+    return inputs
+
+
+def get_strategy_args(wildcards):
+    exp = _strategy_experiment(wildcards)
+    task = get_task(wildcards)
+    return dict(
+        predictor=wildcards.predictor,
+        replicate=0,
+        family=STUDY.family(wildcards.predictor),
+        pretraining=exp.pretraining.to_dict(),
+        experiment=exp.name,
+        task_name=task.name,
+        task=task.source.to_dict(),
+        task_length=exp.task_length,
+        N=int(wildcards.N),
+        max_prompt_length=exp.max_prompt_length,
+        enumeration_budget=STUDY.enumeration_budget,
+        strategies=exp.search_strategies.to_dict(),
+        budgets=list(exp.search_strategies.budgets),
+    )

@@ -56,3 +56,32 @@ rule search_selected:
         code=code("search_selected"),
     script:
         "../../scripts/search_selected.py"
+
+
+# Search strategies per (predictor, experiment, task, N, seed block) on the task's D_N
+# (replicate 0), scored against exhaustive search on the same D_N and the landscape
+# (promptscape.strategies).
+rule search_strategies:
+    input:
+        unpack(get_strategy_inputs),
+        landscape=get_strategy_landscape,
+        datasets=out("task_data"),
+    output:
+        runs=out("strategy_runs"),
+    log:
+        logged(
+            "search_strategies/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log"
+        ),
+    benchmark:
+        benchmarked(
+            "search_strategies/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.tsv"
+        )
+    conda:
+        "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("search_strategies"),
+    params:
+        args=get_strategy_args,
+        code=code("search_strategies"),
+    script:
+        "../../scripts/search_strategies.py"

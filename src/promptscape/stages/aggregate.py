@@ -54,3 +54,22 @@ def _read_verified(paths: list[str], artifact: str, verify, expected: dict):
         verify(frame, path, expected)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def aggregate_strategies(*, runs: list[str], output: str, in_meta_distribution: dict,
+                         expected: dict) -> None:
+    """The strategies table of one experiment from its strategy_runs files, each verified
+    against its path and the grid (`layout.strategy_grid`), which together must cover every
+    (predictor, task, N, seed) once."""
+    found = _read_verified(runs, "strategy_runs", aggregate.verify_strategy_file, expected)
+    aggregate.verify_strategy_coverage(runs, expected)
+    table = aggregate.strategy_table(found)
+    table["in_meta_distribution"] = table["task"].map(in_meta_distribution).astype(bool)
+    tables.write(table, "strategies", output)
+    top = table[(table["N"] == table["N"].max())
+                & (table["budget"] == table.groupby("strategy")["budget"].transform("max"))]
+    for row in top.itertuples():
+        log.info("%s %s N=%d %s at %d evaluations: proportion correct %.2f [%.2f, %.2f], "
+                 "found the empirical optimum %.2f, mean regret %.2e nats", row.predictor,
+                 row.task, row.N, row.strategy, row.budget, row.proportion_correct,
+                 row.ci_low, row.ci_high, row.proportion_found_best, row.regret_mean)

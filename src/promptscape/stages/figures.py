@@ -24,6 +24,9 @@ class Figure:
     # Only for experiments with several dataset-selection methods, and every method's rows;
     # every other figure shows selection random (D_N drawn from the task).
     selections: bool = False
+    # Only for experiments that run a prompt-search strategy besides exhaustive (config key
+    # experiments.<name>.strategies).
+    strategies: bool = False
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
@@ -60,11 +63,15 @@ FIGURES = {
     "selection": Figure("selection_chart", "reliability",
                         "Does choosing D_N by variance make search reliable? Proportion "
                         "correct and regret per dataset-selection method", selections=True),
+    "strategies": Figure("strategies_chart", "strategies",
+                         "Which search strategy finds the optimal prompt, with how many "
+                         "evaluations", strategies=True),
 }
 NEURAL_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.neural)
 REPLICATED_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.replicated)
 BAYES_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.bayes)
 SELECTION_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.selections)
+STRATEGY_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.strategies)
 # Figures of the whole study, one each, across experiments (results_dir/figures/).
 STUDY_FIGURES = {
     "variance_plane": Figure("variance_plane_chart", "reliability_prediction",
@@ -74,13 +81,14 @@ STUDY_FIGURES = {
 
 
 def experiment_figures(*, neural: bool, replicated: bool, bayes: bool,
-                       selections: bool = False) -> list[str]:
+                       selections: bool = False, strategies: bool = False) -> list[str]:
     """The figures of an experiment with (or without) a network, a replicated model, the
-    Bayes predictor and several dataset-selection methods: the one rule for the workflow's
-    targets and the cost plan."""
+    Bayes predictor, several dataset-selection methods and a search strategy besides
+    exhaustive: the one rule for the workflow's targets and the cost plan."""
     return [name for name, spec in FIGURES.items()
             if (neural or not spec.neural) and (replicated or not spec.replicated)
-            and (bayes or not spec.bayes) and (selections or not spec.selections)]
+            and (bayes or not spec.bayes) and (selections or not spec.selections)
+            and (strategies or not spec.strategies)]
 
 
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,

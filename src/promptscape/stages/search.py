@@ -39,7 +39,7 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
                    device: str = "auto") -> None:
     """Empirical loss of every prompt on every dataset D_N of the block (task_data,
     selection random), and each seed's s_hat."""
-    seeds, seqs = _read_block(datasets, "task_data", task_length, N)
+    seeds, seqs = read_block(datasets, "task_data", task_length, N)
     prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
                                   table, device)
     losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
@@ -57,7 +57,7 @@ def search_selected(*, datasets: str, output: str, selected: str, predictor: str
     """The search on the datasets pooled method `selection` keeps from each seed's pool
     (`datasets`: the block's selection_pool), which it writes to `selected`
     (selected_data)."""
-    seeds, pools = _read_block(datasets, "selection_pool", task_length,
+    seeds, pools = read_block(datasets, "selection_pool", task_length,
                                selection_settings["pool_size"])
     prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
                                   table, device)
@@ -69,7 +69,7 @@ def search_selected(*, datasets: str, output: str, selected: str, predictor: str
     _write_search(losses, prompts, seeds, output, **identity)
 
 
-def _read_block(path: str, artifact: str, task_length: int, size: int):
+def read_block(path: str, artifact: str, task_length: int, size: int):
     """The seeds of a block and their sequences ``(S, size, T)``; a file whose seeds do not
     hold `size` sequences each (N of a dataset, P of a pool) is refused by name."""
     data = tables.read_table(path, artifact)

@@ -1,0 +1,15 @@
+"""Snakemake entry point of rule search_strategies."""
+from promptscape import logs
+from promptscape.stages.common import training_device
+from promptscape.stages import strategies
+
+logs.setup(snakemake.log[0])
+strategies.search_strategies(
+    datasets=snakemake.input.datasets,
+    landscape=snakemake.input.landscape,
+    model=snakemake.input.get("model"),
+    table=snakemake.input.get("table"),
+    output=snakemake.output.runs,
+    device=training_device(snakemake.config),
+    **snakemake.params.args,
+)

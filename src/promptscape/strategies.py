@@ -1,0 +1,471 @@
+"""Prompt-search strategies, scored against the exhaustive ground truth.
+
+A strategy searches the prompts of length 0..L_max over V symbols for the least empirical
+loss L_N(s) on one dataset D_N. It sees only an evaluation function (`Evaluator`: prompt to
+L_N), the vocabulary size and L_max, and a random generator seeded from (task, T, N, seed,
+strategy); `gradient` also gets a function giving the gradient of L_N with respect to the
+one-hot prompt tokens (networks only). A *budget* counts evaluations: distinct prompts whose
+L_N was computed (a repeat is free and not counted) and gradient computations (one each).
+
+Each strategy runs once per dataset up to the largest budget it is given; the `Evaluator`
+keeps the order of its evaluations, so the best prompt within every smaller budget is read
+off the same run (budgets are nested). "Best" uses the exhaustive search's tie rule
+(`search.choose`): the least L_N, ties within a relative 1e-12 to the first prompt in
+canonical order (shorter, then lexicographic), so `exhaustive` returns exactly s_hat.
+
+A strategy stops when the budget is spent (the evaluator raises `BudgetSpent`), when every
+prompt has been evaluated, or when its own procedure ends (a step limit guards the
+stochastic ones, which may revisit prompts for free).
+
+The registry is `STRATEGIES` (`Strategy`: name, description, settings with defaults,
+search function); `parse` reads the config keys ``strategies`` and ``strategy_budgets``
+into a `Plan`, naming every error by its key. Every strategy accepts ``max_budget`` (no
+limit by default): budgets above it are not run for it (``gradient: {max_budget: 1000}``
+keeps the costly gradient runs short on a CPU).
+
+Members (docs/science.md, "Search strategies"):
+
+``exhaustive``
+    Every prompt in canonical order, once, at the budget of all prompts.
+``random``
+    Uniform over all prompts of length 0..L_max, without replacement.
+``beam``
+    From the empty prompt, extend every prompt of the beam by one symbol at the end and keep
+    the ``width`` best; after L_max levels, double the width and search again (repeats are
+    free), so that it uses any budget and ends as exhaustive search.
+``hill_climb``
+    Steepest descent over the neighbourhood (`neighbours`: one symbol changed, inserted or
+    deleted), from a random start (a uniform length, then uniform symbols); at a local
+    optimum it restarts from a new random start.
+``annealing``
+    Simulated annealing over the same neighbourhood: a uniformly random neighbour is accepted
+    with probability min(1, exp(-delta / temperature)); the temperature falls geometrically
+    from ``initial_temperature`` to ``final_temperature`` (nats) as the budget is used.
+``evolutionary``
+    A (mu + lambda) evolutionary search: ``population`` prompts; each generation makes as
+    many children by binary-tournament parents, one-point crossover (with probability
+    ``crossover``: the first parent's head and the second's tail, cut at independent
+    points, truncated to L_max) and a random neighbour move (with probability
+    ``mutation``); the best ``population`` distinct prompts of parents and children survive.
+``gradient``
+    Greedy coordinate gradient (GCG; Zou et al. 2023): from a random non-empty start, the
+    gradient of L_N with respect to the one-hot prompt tokens ranks the ``top_k`` most
+    promising replacement symbols per position; ``candidates`` of those single-symbol swaps,
+    drawn uniformly, are evaluated exactly and the best is taken if it improves; after
+    ``patience`` steps without improvement it restarts. Each gradient computation counts as
+    one evaluation. Bayes predictors have no gradient: the workflow skips it for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from collections.abc import Callable
+
+import numpy as np
+
+from promptscape import prompts as prompts_lib
+from promptscape.search import TIE_RELATIVE_TOLERANCE
+from promptscape.validation import ConfigError
+
+
+class BudgetSpent(Exception):
+    """Raised by the evaluator when a new evaluation would exceed the budget."""
+
+
+class Evaluator:
+    """L_N by prompt, counting distinct prompts (and gradient computations) against a budget.
+
+    `losses` ``(P,)`` holds L_N of every prompt in canonical order (the exhaustive table the
+    strategy is scored against; the strategy reads it only through this object, paying for
+    each prompt it has not seen). `trail` lists the evaluations in order: a prompt's
+    canonical index, or -1 for a gradient computation.
+    """
+
+    def __init__(self, losses: np.ndarray, vocab_size: int, max_length: int, budget: int):
+        self.losses = np.asarray(losses, dtype=np.float64)
+        self.vocab_size = int(vocab_size)
+        self.max_length = int(max_length)
+        self.num_prompts = prompts_lib.num_prompts(max_length, vocab_size)
+        if len(self.losses) != self.num_prompts:
+            raise ValueError(f"{len(self.losses)} losses for {self.num_prompts} prompts")
+        self.budget = int(budget)
+        self.seen = np.zeros(self.num_prompts, dtype=bool)
+        self.trail: list[int] = []
+        self.prompts_seen = 0
+
+    @property
+    def used(self) -> int:
+        return len(self.trail)
+
+    @property
+    def exhausted(self) -> bool:
+        """Every prompt evaluated: nothing is left to find."""
+        return self.prompts_seen == self.num_prompts
+
+    def index(self, prompt: str) -> int:
+        return prompts_lib.prompt_index(prompt, self.vocab_size)
+
+    def __call__(self, prompt: str) -> float:
+        """L_N(prompt); a prompt not seen before costs one evaluation."""
+        return self.at(self.index(prompt))
+
+    def at(self, i: int) -> float:
+        if not self.seen[i]:
+            if self.used >= self.budget:
+                raise BudgetSpent
+            self.seen[i] = True
+            self.prompts_seen += 1
+            self.trail.append(int(i))
+        return float(self.losses[i])
+
+    def many(self, prompts: list[str]) -> np.ndarray:
+        """L_N of each prompt, in order; raises `BudgetSpent` at the first that does not fit
+        (the ones before it are evaluated and kept in the trail)."""
+        return np.array([self(p) for p in prompts], dtype=np.float64)
+
+    def charge(self) -> None:
+        """One evaluation that is not a prompt's L_N (a gradient computation)."""
+        if self.used >= self.budget:
+            raise BudgetSpent
+        self.trail.append(-1)
+
+    def best_within(self, budget: int) -> tuple[int, int]:
+        """(canonical index of the best prompt among the first `budget` evaluations, the
+        evaluations used), by the exhaustive search's tie rule."""
+        trail = np.asarray(self.trail[:budget], dtype=np.int64)
+        found = np.sort(trail[trail >= 0])
+        if not len(found):
+            raise ValueError(f"no prompt evaluated within a budget of {budget}")
+        return int(found[first_minimum(self.losses[found])]), int(len(trail))
+
+
+def first_minimum(losses: np.ndarray) -> int:
+    """Position of the first value within `search.TIE_RELATIVE_TOLERANCE` of the least."""
+    least = losses.min()
+    return int(np.argmax(losses <= least + TIE_RELATIVE_TOLERANCE * max(abs(least), 1e-300)))
+
+
+def optimum_class(losses: np.ndarray) -> np.ndarray:
+    """Which prompts attain the empirical minimum (within the tie tolerance)."""
+    least = losses.min()
+    return losses <= least + TIE_RELATIVE_TOLERANCE * max(abs(least), 1e-300)
+
+
+# ------------------------------------------------------------------ moves on prompts
+def random_prompt(rng: np.random.Generator, vocab_size: int, max_length: int,
+                  min_length: int = 0) -> str:
+    """A uniform length in min_length..L_max, then uniform symbols."""
+    length = int(rng.integers(min_length, max_length + 1))
+    return "".join(map(str, rng.integers(0, vocab_size, length)))
+
+
+def neighbours(prompt: str, vocab_size: int, max_length: int) -> list[str]:
+    """Every prompt one edit away: a symbol changed, inserted (below L_max) or deleted;
+    distinct, in a fixed order.
+
+    >>> neighbours("01", 2, 2)
+    ['11', '00', '1', '0']
+    """
+    digits = "0123456789"[:vocab_size]
+    out = [prompt[:i] + v + prompt[i + 1:] for i in range(len(prompt))
+           for v in digits if v != prompt[i]]
+    if len(prompt) < max_length:
+        out += [prompt[:i] + v + prompt[i:] for i in range(len(prompt) + 1) for v in digits]
+    out += [prompt[:i] + prompt[i + 1:] for i in range(len(prompt))]
+    return [p for p in dict.fromkeys(out) if p != prompt]
+
+
+def _better(a: float, b: float) -> bool:
+    """a is less than b by more than the tie tolerance."""
+    return a < b - TIE_RELATIVE_TOLERANCE * max(abs(b), 1e-300)
+
+
+def _step_limit(evaluate: Evaluator) -> int:
+    """Proposals a stochastic strategy may make: repeats are free, so a walk in a region
+    it has seen could otherwise go on for ever."""
+    return 5 * min(evaluate.budget, evaluate.num_prompts) + 100
+
+
+# ------------------------------------------------------------------ the strategies
+def exhaustive(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    for i in range(evaluate.num_prompts):
+        evaluate.at(i)
+
+
+def random_search(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    for i in rng.permutation(evaluate.num_prompts):
+        evaluate.at(int(i))
+
+
+def beam(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    digits = "0123456789"[:vocab_size]
+    width = int(settings["width"])
+    while not evaluate.exhausted:
+        frontier = [""]
+        evaluate("")
+        for _ in range(max_length):
+            children = [p + v for p in frontier for v in digits]
+            losses = evaluate.many(children)
+            # Keep the `width` best, ties to canonical order (the children are generated
+            # in canonical order, and a stable sort keeps it).
+            order = np.argsort(losses, kind="stable")[:width]
+            frontier = [children[i] for i in sorted(order)]
+        width *= 2
+
+
+def hill_climb(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    for _ in range(_step_limit(evaluate)):
+        if evaluate.exhausted:
+            return
+        current = random_prompt(rng, vocab_size, max_length)
+        loss = evaluate(current)
+        while True:
+            near = neighbours(current, vocab_size, max_length)
+            if not near:
+                break
+            losses = evaluate.many(near)
+            j = first_minimum(losses)
+            if not _better(losses[j], loss):
+                break  # a local optimum: restart
+            current, loss = near[j], float(losses[j])
+
+
+def annealing(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    t0, t1 = float(settings["initial_temperature"]), float(settings["final_temperature"])
+    span = min(evaluate.budget, evaluate.num_prompts)
+    current = random_prompt(rng, vocab_size, max_length)
+    loss = evaluate(current)
+    for _ in range(_step_limit(evaluate)):
+        if evaluate.exhausted:
+            return
+        near = neighbours(current, vocab_size, max_length)
+        proposal = near[int(rng.integers(len(near)))]
+        new = evaluate(proposal)
+        temperature = t0 * (t1 / t0) ** min(1.0, evaluate.used / span)
+        if new <= loss or rng.random() < math.exp(-(new - loss) / temperature):
+            current, loss = proposal, new
+
+
+def evolutionary(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
+    size = int(settings["population"])
+    crossover, mutation = float(settings["crossover"]), float(settings["mutation"])
+    population = list(dict.fromkeys(random_prompt(rng, vocab_size, max_length)
+                                    for _ in range(size)))
+    fitness = evaluate.many(population)
+    for _ in range(_step_limit(evaluate) // size + 1):
+        if evaluate.exhausted:
+            return
+        children = []
+        for _ in range(size):
+            a, b = (_tournament(population, fitness, rng) for _ in range(2))
+            child = a
+            if rng.random() < crossover:
+                child = (a[:int(rng.integers(len(a) + 1))]
+                         + b[int(rng.integers(len(b) + 1)):])[:max_length]
+            if rng.random() < mutation:
+                near = neighbours(child, vocab_size, max_length)
+                child = near[int(rng.integers(len(near)))]
+            children.append(child)
+        pool = list(dict.fromkeys(population + children))
+        losses = evaluate.many(pool)  # the parents are repeats, free
+        keep = np.argsort(losses, kind="stable")[:size]
+        population, fitness = [pool[i] for i in keep], losses[keep]
+
+
+def _tournament(population, fitness, rng) -> str:
+    i, j = rng.integers(len(population), size=2)
+    return population[i] if fitness[i] <= fitness[j] else population[j]
+
+
+def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
+                    gradient: Callable[[str], np.ndarray] | None = None):
+    if gradient is None:
+        raise ValueError("the gradient strategy needs a differentiable predictor")
+    if max_length == 0:
+        return evaluate("")
+    top_k = min(int(settings["top_k"]), vocab_size - 1)
+    width, patience = int(settings["candidates"]), int(settings["patience"])
+    for _ in range(_step_limit(evaluate)):
+        if evaluate.exhausted:
+            return
+        current = random_prompt(rng, vocab_size, max_length, min_length=1)
+        loss, stale = evaluate(current), 0
+        while stale < patience:
+            evaluate.charge()
+            grad = np.asarray(gradient(current), dtype=np.float64)  # (L, V)
+            own = grad[np.arange(len(current)), [int(c) for c in current]]
+            # First-order change of L_N of each swap; the current symbol is no candidate.
+            change = grad - own[:, None]
+            change[np.arange(len(current)), [int(c) for c in current]] = np.inf
+            ranked = np.argsort(change, axis=1, kind="stable")[:, :top_k]  # (L, top_k)
+            swaps = [(i, int(v)) for i in range(len(current)) for v in ranked[i]]
+            picks = rng.choice(len(swaps), size=min(width, len(swaps)), replace=False)
+            candidates = [current[:i] + str(v) + current[i + 1:]
+                          for i, v in (swaps[k] for k in sorted(picks))]
+            losses = evaluate.many(candidates)
+            j = first_minimum(losses)
+            if _better(losses[j], loss):
+                current, loss, stale = candidates[j], float(losses[j]), 0
+            else:
+                stale += 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    name: str
+    doc: str
+    settings: dict  # name -> default
+    search: Callable
+    needs_gradient: bool = False
+    exhaustive: bool = False  # runs once, at the budget of all prompts
+
+
+# Checks of each setting's value: (test, what it must be).
+_POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 "an integer >= 1")
+_PROBABILITY = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                and 0 <= v <= 1, "a number in [0, 1]")
+_TEMPERATURE = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+                "a number > 0 (nats)")
+CHECKS = {"width": _POSITIVE_INT, "population": _POSITIVE_INT, "top_k": _POSITIVE_INT,
+          "candidates": _POSITIVE_INT, "patience": _POSITIVE_INT,
+          "crossover": _PROBABILITY, "mutation": _PROBABILITY,
+          "initial_temperature": _TEMPERATURE, "final_temperature": _TEMPERATURE,
+          "max_budget": (lambda v: v is None or _POSITIVE_INT[0](v), "null or an integer >= 1")}
+
+EXHAUSTIVE = "exhaustive"
+STRATEGIES = {s.name: s for s in [
+    Strategy(EXHAUSTIVE, "every prompt once, in canonical order", {}, exhaustive,
+             exhaustive=True),
+    Strategy("random", "uniform over all prompts, without replacement", {}, random_search),
+    Strategy("beam", "extend symbol by symbol, keep the width best; widen and repeat",
+             {"width": 4}, beam),
+    Strategy("hill_climb", "steepest descent over one-symbol edits, random restarts", {},
+             hill_climb),
+    Strategy("annealing", "simulated annealing over one-symbol edits",
+             {"initial_temperature": 0.5, "final_temperature": 0.001}, annealing),
+    Strategy("evolutionary", "(mu + lambda) with crossover and mutation",
+             {"population": 16, "crossover": 0.5, "mutation": 0.8}, evolutionary),
+    Strategy("gradient", "greedy coordinate gradient (GCG) token swaps",
+             {"top_k": 4, "candidates": 8, "patience": 2}, gradient_search,
+             needs_gradient=True),
+]}
+COMMON_SETTINGS = {"max_budget": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The strategies of an experiment, in config order, with their settings, and the
+    budgets."""
+    strategies: tuple[tuple[str, dict], ...] = ((EXHAUSTIVE, {}),)
+    budgets: tuple[int, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.strategies)
+
+    def settings(self, name: str) -> dict:
+        """The strategy's settings, every default filled in."""
+        given = dict(self.strategies)[name]
+        return {**COMMON_SETTINGS, **STRATEGIES[name].settings, **given}
+
+    def budgets_of(self, name: str, num_prompts: int) -> tuple[int, ...]:
+        """The budgets a strategy runs at: all prompts for exhaustive; the plan's budgets up
+        to its max_budget otherwise."""
+        if STRATEGIES[name].exhaustive:
+            return (int(num_prompts),)
+        cap = self.settings(name)["max_budget"]
+        return tuple(b for b in self.budgets if cap is None or b <= cap)
+
+    @property
+    def needs_gradient(self) -> bool:
+        return any(STRATEGIES[name].needs_gradient for name in self.names)
+
+    def to_dict(self) -> dict:
+        return {name: self.settings(name) for name in self.names}
+
+
+def parse(strategies, budgets, where: str) -> Plan:
+    """`experiments.<name>.strategies` (a list of names, or a mapping of names to settings)
+    and `strategy_budgets` (a list of positive integers) as a `Plan`, or a `ConfigError`
+    naming the key."""
+    key = f"{where}.strategies"
+    if strategies is None:
+        strategies = [EXHAUSTIVE]
+    if isinstance(strategies, dict):
+        items = list(strategies.items())
+    else:
+        items = [(name, None) for name in strategies]
+        repeated = sorted({n for n in strategies if list(strategies).count(n) > 1})
+        if repeated:
+            raise ConfigError(f"{key} lists {', '.join(repeated)} more than once")
+    if not items:
+        raise ConfigError(f"{key} is empty; name at least one of {', '.join(STRATEGIES)}")
+    out = []
+    for name, settings in items:
+        if name not in STRATEGIES:
+            raise ConfigError(f"{key} names {name!r}, not a strategy; strategies: "
+                              f"{', '.join(STRATEGIES)}")
+        settings = dict(settings or {})
+        allowed = {**COMMON_SETTINGS, **STRATEGIES[name].settings}
+        for setting, value in settings.items():
+            if setting not in allowed:
+                raise ConfigError(f"{key}.{name}.{setting} is not a setting of {name}; its "
+                                  f"settings: {', '.join(allowed)}")
+            test, what = CHECKS[setting]
+            if not test(value):
+                raise ConfigError(f"{key}.{name}.{setting} == {value!r}, must be {what}")
+        if name == "annealing":
+            merged = {**allowed, **settings}
+            if merged["final_temperature"] > merged["initial_temperature"]:
+                raise ConfigError(f"{key}.annealing: final_temperature "
+                                  f"{merged['final_temperature']} is above initial_temperature "
+                                  f"{merged['initial_temperature']}")
+        out.append((name, settings))
+    budget_key = f"{where}.strategy_budgets"
+    budgets = [] if budgets is None else list(budgets)
+    for b in budgets:
+        if not _POSITIVE_INT[0](b):
+            raise ConfigError(f"{budget_key} holds {b!r}; budgets are integers >= 1")
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(f"{budget_key} lists a budget more than once: {budgets}")
+    searching = [n for n, _ in out if not STRATEGIES[n].exhaustive]
+    if searching and not budgets:
+        raise ConfigError(f"{key} names {', '.join(searching)}, which run at budgets: give "
+                          f"{budget_key}")
+    plan = Plan(tuple(out), tuple(sorted(budgets)))
+    for name in searching:
+        if not plan.budgets_of(name, 0):
+            raise ConfigError(f"{key}.{name}.max_budget == {plan.settings(name)['max_budget']} "
+                              f"is below every budget of {budget_key} {sorted(budgets)}")
+    return plan
+
+
+def run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
+        budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
+        gradient: Callable[[str], np.ndarray] | None = None) -> list[tuple[int, int, int]]:
+    """One run of strategy `name` on one dataset, whose prompts' L_N are `losses` (canonical
+    order), up to the largest budget: ``[(budget, index of the best prompt within it,
+    evaluations used), ...]`` in the order of `budgets`."""
+    strategy = STRATEGIES[name]
+    evaluate = Evaluator(losses, vocab_size, max_length, max(budgets))
+    try:
+        strategy.search(evaluate, vocab_size, max_length, rng, settings, gradient)
+    except BudgetSpent:
+        pass
+    return [(b, *evaluate.best_within(b)) for b in budgets]
+
+
+def expected_found_best(num_prompts: int, optimum_size: int, budget: int) -> float:
+    """P(B prompts drawn uniformly without replacement include one of the m empirical
+    optima): 1 - C(P - m, B) / C(P, B), exactly (integer binomials, one rounding).
+
+    >>> expected_found_best(10, 1, 3)
+    0.3
+    >>> expected_found_best(10, 2, 9)
+    1.0
+    """
+    P, m, B = int(num_prompts), int(optimum_size), min(int(budget), int(num_prompts))
+    return float(1 - Fraction(math.comb(P - m, B), math.comb(P, B)))

@@ -1,0 +1,223 @@
+"""Search strategies: the evaluator's budget, each strategy against the exhaustive ground
+truth, random search against its exact hypergeometric law, and the config's errors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from promptscape import prompts as prompts_lib
+from promptscape import search
+from promptscape import strategies as st
+from promptscape.validation import ConfigError
+
+V, L = 2, 5
+PROMPTS = prompts_lib.all_prompts(L, V)
+P = len(PROMPTS)
+
+
+def bowl(target_ones=3.5, length_cost=0.01, noise=0.0, seed=0):
+    """A landscape whose best prompts have about `target_ones` ones, cheapest first."""
+    rng = np.random.default_rng(seed)
+    return np.array([abs(p.count("1") - target_ones) + length_cost * len(p)
+                     + noise * rng.normal() for p in PROMPTS])
+
+
+def test_prompt_index_is_the_canonical_position():
+    for vocab, length in ((2, 6), (3, 4), (5, 2)):
+        prompts = prompts_lib.all_prompts(length, vocab)
+        assert [prompts_lib.prompt_index(p, vocab) for p in prompts] == list(range(len(prompts)))
+
+
+def test_evaluator_counts_distinct_prompts_and_gradients():
+    losses = bowl()
+    ev = st.Evaluator(losses, V, L, budget=3)
+    assert ev("01") == losses[PROMPTS.index("01")]
+    ev("01")  # a repeat is free
+    ev.charge()
+    assert ev.used == 2 and ev.trail == [PROMPTS.index("01"), -1]
+    ev("1")
+    with pytest.raises(st.BudgetSpent):
+        ev("0")
+    with pytest.raises(st.BudgetSpent):
+        ev.charge()
+    ev("1")  # repeats stay free after the budget is spent
+    assert ev.best_within(1) == (PROMPTS.index("01"), 1)
+
+
+def test_best_within_uses_the_exhaustive_tie_rule():
+    losses = np.ones(P)
+    losses[[9, 20, 40]] = 0.5  # three equal optima
+    losses[20] -= 1e-14  # rounding noise below the tie tolerance
+    ev = st.Evaluator(losses, V, L, budget=P)
+    for i in (40, 20, 9, 3):
+        ev.at(i)
+    assert ev.best_within(2)[0] == 20  # 40 and 20 are tied: the canonical first
+    assert ev.best_within(4)[0] == 9
+    assert search.choose(losses[None, :])[0] == 9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exhaustive_returns_s_hat(seed):
+    rng = np.random.default_rng(seed)
+    losses = np.round(rng.random(P), 2)  # many exact ties
+    (budget, chosen, used), = st.run("exhaustive", losses, V, L, (P,), rng, {})
+    assert (budget, used) == (P, P)
+    assert chosen == search.choose(losses[None, :])[0]
+
+
+def _plan(names=None, budgets=(5, 20, 60, 200)):
+    return st.parse(names or list(st.STRATEGIES), list(budgets), "experiments.x")
+
+
+def _gradient_for(losses):
+    """A synthetic gradient: the first-order loss change of each symbol swap read off the
+    table (exact for single swaps), standing in for a network's."""
+    def gradient(prompt):
+        grad = np.zeros((len(prompt), V))
+        for i in range(len(prompt)):
+            for v in range(V):
+                swapped = prompt[:i] + str(v) + prompt[i + 1:]
+                grad[i, v] = losses[prompts_lib.prompt_index(swapped, V)]
+        return grad
+    return gradient
+
+
+@pytest.mark.parametrize("name", list(st.STRATEGIES))
+def test_strategies_are_reproducible_nested_and_within_budget(name):
+    plan = _plan()
+    losses = bowl(noise=0.05)
+    budgets = plan.budgets_of(name, P)
+    grad = _gradient_for(losses) if st.STRATEGIES[name].needs_gradient else None
+    runs = [st.run(name, losses, V, L, budgets, np.random.default_rng(7), plan.settings(name),
+                   grad) for _ in range(2)]
+    assert runs[0] == runs[1]
+    best = [losses[i] for _, i, _ in runs[0]]
+    assert all(b2 <= b1 for b1, b2 in zip(best, best[1:]))  # nested budgets
+    for budget, i, used in runs[0]:
+        assert used <= budget and used <= P + (budget if grad else 0)
+    other = st.run(name, losses, V, L, budgets, np.random.default_rng(8), plan.settings(name),
+                   grad)
+    if name != "exhaustive" and name != "beam":
+        assert other != runs[0]  # another seed, another run
+
+
+@pytest.mark.parametrize("name", [n for n in st.STRATEGIES if n != "gradient"])
+def test_every_strategy_finds_the_optimum_when_the_budget_covers_all_prompts(name):
+    losses = bowl(noise=0.05, seed=3)
+    plan = _plan(budgets=(100 * P,))
+    (_, i, used), = st.run(name, losses, V, L, plan.budgets_of(name, P),
+                           np.random.default_rng(1), plan.settings(name))
+    if name in ("exhaustive", "random", "beam", "hill_climb"):
+        assert used == P  # they stop once every prompt is seen
+    assert i == int(np.argmin(losses))
+
+
+def test_local_searches_beat_random_on_a_smooth_landscape():
+    """On a bowl (one basin, unique optimum) the local searches find the optimum within a
+    budget where random search mostly does not."""
+    losses = bowl(target_ones=4, length_cost=0.3)
+    best = int(np.argmin(losses))
+    assert PROMPTS[best] == "1111"
+    plan = _plan(budgets=(25,))
+    hits = {}
+    for name in ("random", "hill_climb", "beam", "annealing", "evolutionary"):
+        hits[name] = sum(
+            st.run(name, losses, V, L, (25,), np.random.default_rng(s), plan.settings(name))[0][1]
+            == best for s in range(40))
+    assert hits["hill_climb"] >= 36 and hits["beam"] == 40
+    assert hits["random"] < 30  # expected 40 * 25 / 63 = 16
+    assert hits["annealing"] > hits["random"] and hits["evolutionary"] > hits["random"]
+
+
+def test_gradient_follows_an_exact_gradient_to_the_optimum():
+    """With the exact effect of every swap as its gradient, GCG reaches the best prompt of
+    its length from any start: a separable landscape over the symbols of 5-symbol prompts."""
+    weight = np.random.default_rng(0).normal(size=(L, V))
+    losses = np.array([sum(weight[i, int(c)] for i, c in enumerate(p)) if len(p) == L
+                       else 100.0 for p in PROMPTS])
+    plan = _plan(["gradient"], budgets=(300,))
+    settings = {**plan.settings("gradient"), "candidates": 5, "top_k": 1}
+    (_, i, used), = st.run("gradient", losses, V, L, (300,), np.random.default_rng(2),
+                           settings, _gradient_for(losses))
+    assert i == int(np.argmin(losses))
+
+
+def test_neighbours_are_every_one_symbol_edit():
+    for prompt in ("", "0", "012", "2102"):
+        near = st.neighbours(prompt, 3, 4)
+        assert len(near) == len(set(near)) and prompt not in near
+        # Brute force: prompts at edit distance 1 (change, insertion or deletion).
+        every = prompts_lib.all_prompts(4, 3)
+        assert set(near) == {q for q in every if _edit_distance(prompt, q) == 1}
+
+
+def _edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def test_expected_found_best_against_enumeration():
+    Pn, m = 9, 2
+    optima = set(range(m))
+    for B in range(1, Pn + 1):
+        subsets = list(itertools.combinations(range(Pn), B))
+        exact = sum(bool(optima & set(c)) for c in subsets) / len(subsets)
+        assert st.expected_found_best(Pn, m, B) == pytest.approx(exact, abs=1e-15)
+    assert st.expected_found_best(131071, 1, 10000) == pytest.approx(10000 / 131071, rel=1e-12)
+
+
+def test_random_search_found_best_follows_the_hypergeometric_law():
+    """Over many seeds, random search's found-best rate at each budget is 1 - C(P - m, B) /
+    C(P, B) within binomial error (m = 3 tied optima)."""
+    losses = bowl(noise=0.0)
+    losses[[11, 30, 50]] = -1.0
+    m = int(st.optimum_class(losses).sum())
+    assert m == 3
+    budgets = (1, 5, 20, 40)
+    runs = 3000
+    found = np.zeros(len(budgets))
+    for s in range(runs):
+        out = st.run("random", losses, V, L, budgets, np.random.default_rng(s), {})
+        found += [st.optimum_class(losses)[i] for _, i, _ in out]
+    for k, B in enumerate(budgets):
+        p = st.expected_found_best(P, m, B)
+        se = math.sqrt(p * (1 - p) / runs)
+        assert abs(found[k] / runs - p) <= 4 * se + 1e-12, (B, found[k] / runs, p)
+
+
+@pytest.mark.parametrize("strategies, budgets, message", [
+    (["exhaustive", "nope"], [1], "experiments.x.strategies names 'nope', not a strategy"),
+    (["random", "random"], [1], "lists random more than once"),
+    ({"beam": {"depth": 2}}, [1], "experiments.x.strategies.beam.depth is not a setting"),
+    ({"beam": {"width": 0}}, [1], "experiments.x.strategies.beam.width == 0, must be"),
+    ({"annealing": {"initial_temperature": 0.1, "final_temperature": 1.0}}, [1],
+     "final_temperature 1.0 is above initial_temperature"),
+    (["random"], [], "give experiments.x.strategy_budgets"),
+    (["random"], [5, 5], "lists a budget more than once"),
+    (["random"], [0], "budgets are integers >= 1"),
+    ({"gradient": {"max_budget": 10}}, [100, 1000], "max_budget == 10 is below every budget"),
+    ([], [1], "is empty"),
+])
+def test_config_errors_name_the_key(strategies, budgets, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        st.parse(strategies, budgets, "experiments.x")
+
+
+def test_plan_settings_and_budgets():
+    plan = st.parse({"exhaustive": None, "beam": {"width": 8}, "gradient": {"max_budget": 100}},
+                    [1000, 10, 100], "experiments.x")
+    assert plan.names == ("exhaustive", "beam", "gradient")
+    assert plan.settings("beam") == {"max_budget": None, "width": 8}
+    assert plan.budgets == (10, 100, 1000)
+    assert plan.budgets_of("exhaustive", 63) == (63,)
+    assert plan.budgets_of("gradient", 63) == (10, 100)
+    assert plan.needs_gradient
+    assert st.parse(None, None, "x").names == ("exhaustive",)

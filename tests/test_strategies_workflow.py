@@ -1,0 +1,127 @@
+"""Search strategies through the Snakemake CLI (tests/data/strategies): exhaustive equals
+the reliability table, random search follows its exact law, the runs are reproducible, and a
+strategy's setting reruns only the strategy jobs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from promptscape import strategies as strategies_lib
+from workflow_helpers import REPO, digests, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+CONFIG = REPO / "tests" / "data" / "strategies" / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("strategies")
+    snakemake(workdir, CONFIG)
+    return workdir
+
+
+def _results(workdir):
+    return workdir / "results" / "bernmix"
+
+
+def _runs(workdir):
+    files = sorted((_results(workdir) / "strategies").rglob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def test_exhaustive_rows_equal_the_reliability_table(run):
+    table = pd.read_parquet(_results(run) / "aggregate" / "strategies.parquet")
+    rel = pd.read_parquet(_results(run) / "aggregate" / "reliability.parquet")
+    rel = rel[rel["selection"] == "random"]
+    exhaustive = table[table["strategy"] == "exhaustive"]
+    assert (exhaustive["budget"] == 31).all()  # every prompt of length 0..4
+    keys = ["predictor", "task", "N"]
+    merged = exhaustive.merge(rel, on=keys, suffixes=("", "_rel"), validate="1:1")
+    assert len(merged) == len(rel) == 2 * 2 * 2
+    for column in ("seeds", "correct", "proportion_correct", "ci_low", "ci_high",
+                   "regret_mean", "regret_median", "regret_q25", "regret_q75"):
+        assert (merged[column] == merged[f"{column}_rel"]).all(), column
+    assert (exhaustive["proportion_found_best"] == 1).all()
+    assert (exhaustive["search_error"] == 0).all() and (exhaustive["both_errors"] == 0).all()
+    # Every strategy at every budget on every (predictor, task, N); gradient for the
+    # network only.
+    per_cell = table.groupby(["predictor", "strategy"]).size()
+    assert "gradient" not in table.loc[table["predictor"] == "bayes", "strategy"].tolist()
+    assert per_cell[("lstm", "gradient")] == 2 * 2 * 3
+    assert per_cell[("bayes", "random")] == 2 * 2 * 3
+    for ext in ("svg", "png", "html"):
+        assert (_results(run) / "figures" / f"strategies.{ext}").stat().st_size > 1000
+    assert planned_jobs(run, CONFIG) == {}
+
+
+def test_failure_cells_partition_the_seeds(run):
+    table = pd.read_parquet(_results(run) / "aggregate" / "strategies.parquet")
+    cells = table[["found_best_exhaustive_correct", "estimation_error", "search_error",
+                   "both_errors"]].sum(axis=1)
+    assert (cells == table["seeds"]).all()
+    assert (table["found_best_exhaustive_correct"] + table["estimation_error"]
+            == table["found_best"]).all()
+
+
+def test_runs_are_consistent_with_the_exhaustive_ground_truth(run):
+    runs = _runs(run)
+    assert set(runs["replicate"]) == {0}
+    assert (runs["evaluations"] <= runs["budget"]).all()
+    # Budgets are nested: a larger budget never returns a worse prompt.
+    for _, group in runs.groupby(["predictor", "task", "N", "seed", "strategy"]):
+        losses = group.sort_values("budget")["empirical_loss"].to_numpy()
+        assert (np.diff(losses) <= 1e-12 * np.abs(losses[:-1])).all()
+    exhaustive = runs[runs["strategy"] == "exhaustive"]
+    assert exhaustive["found_best"].all()
+    assert (exhaustive["correct"] == exhaustive["exhaustive_correct"]).all()
+    # found_best means attaining the least L_N, which exhaustive search's choice holds.
+    least = exhaustive.set_index(["predictor", "task", "N", "seed"])["empirical_loss"]
+    keyed = runs.set_index(["predictor", "task", "N", "seed"])
+    gap = keyed["empirical_loss"] - least.reindex(keyed.index)
+    assert (gap[keyed["found_best"]].abs() <= 1e-12 * least.abs().max()).all()
+    assert (gap[~keyed["found_best"]] > 0).all()
+
+
+def test_random_search_found_best_agrees_with_the_hypergeometric_law(run):
+    """Pooled over every (predictor, task, N, seed) at each budget, the number of random
+    runs that found the empirical optimum is a Poisson-binomial with the exact per-seed
+    probabilities 1 - C(P - m, B) / C(P, B): within 4 standard deviations."""
+    runs = _runs(run)
+    rnd = runs[runs["strategy"] == "random"]
+    for budget, group in rnd.groupby("budget"):
+        p = np.array([strategies_lib.expected_found_best(P, m, used) for P, m, used in
+                      zip(group["num_prompts"], group["optimum_class_size"],
+                          group["evaluations"])])
+        found = int(group["found_best"].sum())
+        sd = math.sqrt(float((p * (1 - p)).sum()))
+        assert abs(found - p.sum()) <= 4 * sd + 1e-9, (budget, found, p.sum(), sd)
+
+
+def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
+    before = digests(run)
+    config = yaml.safe_load(CONFIG.read_text())
+    exp = config["experiments"]["bernmix"]
+    exp["strategies"] = {name: None for name in exp["strategies"]}
+    exp["strategies"]["beam"] = {"width": 2}
+    changed = write_config(tmp_path / "c.yaml", config)
+    jobs = planned_jobs(run, changed)
+    assert jobs == {"search_strategies": 2 * 2 * 2 * 2, "aggregate_strategies": 1,
+                    "plot_figure": 1, "all": 1}
+    # A rerun of the same config rebuilds bit-identical strategy runs.
+    snakemake(run, CONFIG, "--forcerun", "search_strategies")
+    assert digests(run) == before
+
+
+def test_gradient_without_a_network_is_a_named_error(tmp_path):
+    config = yaml.safe_load(CONFIG.read_text())
+    config["experiments"]["bernmix"]["predictors"] = ["bayes"]
+    proc = snakemake(tmp_path, write_config(tmp_path / "c.yaml", config), "-n", check=False)
+    assert proc.returncode != 0
+    assert ("experiments.bernmix.strategies names gradient, but every predictor"
+            in proc.stdout + proc.stderr)
