@@ -128,6 +128,7 @@ def synthetic_search() -> pd.DataFrame:
                 rows.append({"predictor": "bayes", "replicate": 0, "experiment": "exp",
                              "task": task, "selection": "random", "N": N,
                              "seed": seed, "prompt": p, "prompt_length": len(p),
+                             "class_size": 1, "empirical_rank": i,
                              "empirical_loss": 1.0 if p == pick else 2.0 + i,
                              "chosen": p == pick})
     return pd.DataFrame(rows)

@@ -106,7 +106,7 @@ BAD = [
     ("undefined pretraining source", _set(["experiments", "betacoin", "pretraining"], "beta"),
      "experiments.betacoin.pretraining == 'beta', not a defined source"),
     ("L_max 30", _set(["experiments", "bernmix", "max_prompt_length"], 30),
-     "experiments.bernmix.max_prompt_length: 30 is greater than the maximum of 12 (L_max, "
+     "experiments.bernmix.max_prompt_length: 30 is greater than the maximum of 16 (L_max, "
      "the longest prompt of the exhaustive search."),
     ("misspelt experiment key", _set(["experiments", "bernmix", "num_seed"], 10),
      "experiments.bernmix: Additional properties are not allowed ('num_seed' was unexpected)"),

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from search_helpers import assert_keeps_best_classes
 
 from promptscape import search, selection, tables
 from promptscape import prompts as prompts_lib
@@ -207,8 +208,9 @@ def test_random_searches_d_n_exactly_as_the_plain_exhaustive_search(tmp_path):
     prompts = prompts_lib.all_prompts(L_MAX, 2)
     expected = search.empirical_losses(BayesPredictor(build_source(PRETRAINING, where="p")),
                                        prompts, seqs.reshape(SEEDS, N, T), 2**27, 2)
-    np.testing.assert_array_equal(found["empirical_loss"].to_numpy().reshape(SEEDS, -1),
-                                  expected)
+    assert_keeps_best_classes(found, expected, prompts,
+                              BayesPredictor(build_source(PRETRAINING, where="p")),
+                              range(SEEDS))
     assert (found["selection"] == "random").all()
     chosen = found[found["chosen"]]["prompt"].tolist()
     assert chosen == [prompts[i] for i in search.choose(expected)]
@@ -242,8 +244,12 @@ def test_a_pooled_search_reads_only_its_pool_and_writes_what_it_kept(tmp_path, m
         table = bayes.prompt_losses(prompts, prompts_lib.to_arrays(mine["sequence"].tolist(), T))
         weights = mine["weight"].to_numpy()
         expected = table @ weights if method == "high_variance_weighted" else table.mean(1)
-        got = found[found["seed"] == seed]["empirical_loss"].to_numpy()
-        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        got = found[found["seed"] == seed]
+        index = [prompts.index(p) for p in got["prompt"]]
+        np.testing.assert_allclose(got["empirical_loss"].to_numpy(), expected[index],
+                                   rtol=1e-12)
+        assert got.loc[got["chosen"], "prompt"].item() == prompts[
+            search.choose(expected[None, :])[0]]
     # Deterministic: the same job writes the same bytes.
     again = tmp_path / "again.parquet"
     _search(tmp_path, pool, method, settings, again)

@@ -8,10 +8,14 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from promptscape.predictors import BayesPredictor
+from promptscape.sources import build_source
+from search_helpers import assert_keeps_best_classes
 from workflow_helpers import REPO, digests, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -109,16 +113,26 @@ def test_random_reproduces_the_search_without_any_selection_exactly(selection_ru
 def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_run):
     """Today's results: the searches and reliability of this config's random D_N as the
     release before dataset selection (commit 9a1231f) computed them, without
-    dataset_selection (tests/data/selection/random_9a1231f.json, written by that code)."""
+    dataset_selection (tests/data/selection/random_9a1231f.json, written by that code), and
+    every kept empirical loss as the release before the search kept only its best classes
+    (ca821fc, which wrote every prompt's: tests/data/selection/random_ca821fc.json), bit for
+    bit."""
     reference = json.loads((SELECTION.parent / "random_9a1231f.json").read_text())
+    full = json.loads((SELECTION.parent / "random_ca821fc.json").read_text())["search"]
     root = selection_run / "results" / "bernmix"
+    bayes = BayesPredictor(build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]}))
+    assert sorted(full) == sorted(reference["search"])
     for key, expected in reference["search"].items():
         task, n, block = key.split("/")
         frame = pd.read_parquet(root / "search" / "bayes" / "r0" / task / "random" / n / block)
-        digest = hashlib.sha256(frame["empirical_loss"].to_numpy("float64").tobytes())
-        assert digest.hexdigest() == expected["empirical_loss_sha256"], key
         assert frame.loc[frame["chosen"], "prompt"].tolist() == expected["chosen"], key
-        assert len(frame) == expected["rows"]
+        seeds = sorted(int(s) for s in full[key])
+        prompts = full[key][str(seeds[0])]["prompts"]
+        table = np.array([[float.fromhex(v) for v in full[key][str(s)]["empirical_loss"]]
+                          for s in seeds])
+        digest = hashlib.sha256(table.reshape(-1).tobytes()).hexdigest()
+        assert digest == expected["empirical_loss_sha256"], key  # ca821fc == 9a1231f
+        assert_keeps_best_classes(frame, table, prompts, bayes, seeds)
     rel = pd.read_parquet(root / "aggregate" / "reliability.parquet")
     rel = rel[rel["selection"] == "random"].set_index(["task", "N"])
     assert len(rel) == len(reference["reliability"])

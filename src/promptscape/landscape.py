@@ -283,7 +283,7 @@ def estimate_critical_z(num_prompts: int, alpha: float = ESTIMATE_ALPHA) -> floa
 
 def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
              alpha: float = ESTIMATE_ALPHA, weights: np.ndarray | None = None,
-             strata: np.ndarray | None = None):
+             strata: np.ndarray | None = None, comparisons: int | None = None):
     """Rank, optimal class and resolution of every prompt, by one tie rule.
 
     Returns ``(rank (P,) int64, optimal (P,) bool, resolved (P,) bool)``, with
@@ -312,6 +312,10 @@ def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
     with probability at least 1 - alpha (normal approximation) whichever prompt the data
     make best; Holm's step-down gains its power relative to a fixed family of hypotheses,
     which a data-chosen reference does not give.
+
+    `comparisons` is the number of prompts the Bonferroni correction is over (default: the
+    rows given); a caller that scores one representative per prompt class passes the number
+    of prompts, so the rule is the same as on the expanded table.
     """
     loss = np.asarray(loss, dtype=np.float64)
     if paired_losses is None:
@@ -327,7 +331,7 @@ def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
     gap = loss - loss[best]
     equal = gap <= EXACT_RELATIVE_TOLERANCE * max(abs(loss[best]), 1e-300)
     se = paired_differences(paired_losses, best, weights, strata)[1]
-    unresolved = ~equal & (gap <= estimate_critical_z(P, alpha) * se)
+    unresolved = ~equal & (gap <= estimate_critical_z(comparisons or P, alpha) * se)
     optimal = equal | unresolved
     rank = np.zeros(P, dtype=np.int64)
     rank[~optimal] = 1 + dense_ranks(loss[~optimal])

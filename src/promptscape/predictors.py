@@ -44,6 +44,15 @@ class Predictor:
         """Summed log loss of each sequence with no prompt: ``(B,)``."""
         return self.prompt_losses([""], seqs)[0]
 
+    def prompt_classes(self, prompts: list[str]) -> tuple[list[str], np.ndarray]:
+        """Prompts that act alike on every sequence, merged: ``(representatives, inverse)``
+        with ``prompts[i]`` in the class of ``representatives[inverse[i]]``, each class
+        represented by its first member in `prompts` (the canonical first, for prompts in
+        canonical order). Every reader that scores all prompts (search, landscape, the
+        predicted reliability) scores the representatives and expands by `inverse`. Here
+        every prompt is its own class; Bayes predictors whose source states classes merge."""
+        return list(prompts), np.arange(len(prompts), dtype=np.int64)
+
     def prompt_losses(self, prompts: list[str], seqs: np.ndarray) -> np.ndarray:
         """Loss of every prompt on every sequence, ``(P, B)`` float64 (see module doc)."""
         seqs = np.asarray(seqs, dtype=np.uint8)
@@ -86,15 +95,30 @@ class BayesPredictor(Predictor):
         kinds (symbol counts) and markov_beta (transition counts and last symbol)."""
         return self.source.prompt_class("") is not None
 
+    def prompt_classes(self, prompts):
+        """A prompt acts only through its class where the source states classes
+        (exchangeable: its symbol counts, with l(s, x) = lm(c(s)) - lm(c(s) + c(x));
+        markov_beta: its transition counts and last symbol): 153 binary classes for the
+        131,071 prompts of length <= 16."""
+        if not self.classes_apply:
+            return super().prompt_classes(prompts)
+        keys = [self.source.prompt_class(p) for p in prompts]
+        row: dict = {}
+        first = []
+        inverse = np.empty(len(prompts), dtype=np.int64)
+        for i, key in enumerate(keys):
+            if key not in row:
+                row[key] = len(first)
+                first.append(prompts[i])
+            inverse[i] = row[key]
+        return first, inverse
+
     def prompt_losses(self, prompts, seqs):
         if self.classes_apply:
-            # A prompt acts only through its class (exchangeable: its symbol counts, with
-            # l(s, x) = lm(c(s)) - lm(c(s) + c(x)); markov_beta: its transition counts and
-            # last symbol): one row per class, in order of first appearance, then per prompt.
-            keys = [self.source.prompt_class(p) for p in prompts]
-            row = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-            losses = self.source.class_losses(list(row), seqs)
-            return losses[np.array([row[key] for key in keys], dtype=np.int64)]
+            # One row per class, in order of first appearance, then per prompt.
+            first, inverse = self.prompt_classes(prompts)
+            keys = [self.source.prompt_class(p) for p in first]
+            return self.source.class_losses(keys, seqs)[inverse]
         if hasattr(self.source, "filter_states"):
             return self._hidden_state_losses(prompts, seqs)
         return super().prompt_losses(prompts, seqs)

@@ -247,9 +247,17 @@ ARTIFACTS = {a.name: a for a in [
         "search",
         "{experiment}/search/{predictor}/r{replicate}/{task}/{selection}/N{N}/"
         "seeds{first}-{last}.parquet",
-        "Exhaustive search: the empirical loss L_N(s) of every prompt on every dataset of the "
-        "seed block, and which prompt is the empirical optimum s_hat of each seed.",
+        "Exhaustive search over every prompt of length 0..L_max on every dataset of the seed "
+        "block: per seed, the best prompt classes by empirical loss L_N (search.KEPT_CLASSES, "
+        "10, each by its canonical first prompt; a class is the prompts the predictor treats "
+        "alike, Predictor.prompt_classes: a count class of an exchangeable Bayes predictor, "
+        "else one prompt), the empirical optimum s_hat among them. Not a row per prompt, so "
+        "that 131,071 prompts cost as little to store as 63; KL and rank of s_hat are joined "
+        "from the landscape in selections.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED, _PROMPT, _PLEN,
+         ("class_size", _I, "prompts in the prompt's class (identical L_N on every dataset)"),
+         ("empirical_rank", _I, "position of the class by L_N among the seed's kept classes "
+                                "(0: least; ties to the canonical first)"),
          ("empirical_loss", _F, "L_N(s): mean over D_N of the summed log loss (nats); for "
                                 "high_variance_weighted the Horvitz-Thompson weighted sum "
                                 "(selected_data.weight)"),

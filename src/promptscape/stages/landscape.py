@@ -28,40 +28,49 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     method = landscape.choose_method(pred, task_source, task_length, len(prompts),
                                      enumeration_budget)
 
+    # Prompts the predictor treats alike are scored once (`Predictor.prompt_classes`: 153
+    # count classes for the 131,071 binary prompts of length <= 16) and expanded.
+    first, inverse = pred.prompt_classes(prompts)
     eval_frame = tables.read_table(evaluation, "evaluation_set")
     eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
     weights = eval_frame["weight"].to_numpy()
     strata = eval_frame["stratum"].to_numpy()
-    eval_losses = pred.prompt_losses(prompts, eval_seqs)  # (P, M), paired across prompts
+    eval_losses = pred.prompt_losses(first, eval_seqs)  # (C, M), paired across prompts
     mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs), weights, strata)
     if method == "monte_carlo":
         loss, loss_se, kl, kl_se, entropy = mc
         ranks, optimal, resolved = landscape.classify(loss, eval_losses, weights=weights,
-                                                      strata=strata)
+                                                      strata=strata, comparisons=len(prompts))
+        ranks, optimal, resolved = ranks[inverse], optimal[inverse], resolved[inverse]
     else:
-        loss, loss_se, entropy = landscape.theoretical_losses(pred, prompts, task_source,
+        loss, loss_se, entropy = landscape.theoretical_losses(pred, first, task_source,
                                                               task_length, method)
         kl, kl_se = loss - entropy, np.zeros_like(loss)
-        ranks, optimal, resolved = landscape.classify(loss)
         # A stratified estimate can be exact (standard error 0): floor the error at the
         # floating-point resolution of a KL, so agreement to rounding reads as |z| ~ 0.
         floor = landscape.EXACT_RELATIVE_TOLERANCE * np.abs(loss) + 1e-12
         z = np.abs(kl - mc[2]) / np.maximum(mc[3], floor)
-        log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompts "
-                 "(%d strata)", float(z.max()), len(prompts), len(np.unique(strata)))
+        log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompt "
+                 "classes (%d strata)", float(z.max()), len(first), len(np.unique(strata)))
+        ranks, optimal, resolved = landscape.classify(loss[inverse])
+    loss, loss_se, kl, kl_se = (v[inverse] for v in (loss, loss_se, kl, kl_se))
+    mc_kl, mc_kl_se = mc[2][inverse], mc[3][inverse]
     best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
-    log.info("%s %s %s: method %s; optimal class %s (%d not resolved from the best), KL %.6g "
-             "nats", predictor, experiment, task_name, method, best, int((~resolved).sum()),
-             float(kl[optimal].min()))
-    prediction = landscape.first_symbol_prediction(pred, prompts, V)  # (P, V)
+    log.info("%s %s %s: method %s over %d prompts (%d classes); optimal class %s%s (%d not "
+             "resolved from the best), KL %.6g nats", predictor, experiment, task_name, method,
+             len(prompts), len(first), best[:10], " ..." if len(best) > 10 else "",
+             int((~resolved).sum()), float(kl[optimal].min()))
+    prediction = landscape.first_symbol_prediction(pred, first, V)  # (C, V)
+    first_kl = landscape.first_symbol_kl(pred, first, task_source, prediction)[inverse]
+    prediction = prediction[inverse]
     frame = {
         "predictor": predictor, "replicate": replicate, "experiment": experiment,
         "task": task_name, "prompt": prompts, "prompt_length": [len(p) for p in prompts],
         "prompt_counts": prompts_lib.prompt_counts(prompts, V).tolist(), "method": method,
         "loss": loss, "loss_se": loss_se, "entropy": entropy, "kl": kl, "kl_se": kl_se,
-        "first_symbol_kl": landscape.first_symbol_kl(pred, prompts, task_source, prediction),
+        "first_symbol_kl": first_kl,
         "first_symbol_prediction": prediction.tolist(),
         "rank": ranks, "optimal": optimal, "resolved": resolved,
-        "mc_kl": mc[2], "mc_kl_se": mc[3],
+        "mc_kl": mc_kl, "mc_kl_se": mc_kl_se,
     }
     tables.write(frame, "landscape", output)

@@ -56,8 +56,14 @@ def predict_reliability(*, landscape_path: str, evaluation: str, output: str, pr
                          f"experiment's {len(prompts)} prompts in canonical order")
     method = landscape.choose_method(pred, task_source, task_length, len(prompts),
                                      enumeration_budget)
-    losses, p = outcome_table(pred, prompts, task_source, task_length, method, evaluation)
+    # One representative per prompt class (`Predictor.prompt_classes`): theory merges
+    # prompts with identical losses anyway, so this is exact and bounds the table.
+    first, inverse = pred.prompt_classes(prompts)
+    losses, p = outcome_table(pred, first, task_source, task_length, method, evaluation)
     optimal = land["optimal"].to_numpy()
+    if np.any(optimal != optimal[np.unique(inverse, return_index=True)[1]][inverse]):
+        raise ValueError(f"{landscape_path}: prompts of one class disagree on optimal")
+    optimal = optimal[np.unique(inverse, return_index=True)[1]]
     identity = (experiment, predictor, replicate, task, task_length, max_prompt_length)
     rows = theory.predict(
         losses, p, optimal, sizes, draws=draws, exact_max_outcomes=exact_max_outcomes,

@@ -43,7 +43,7 @@ def search_prompts(*, datasets: str, output: str, predictor: str,
     prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
                                   table, device)
     losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
-    _write_search(losses, prompts, seeds, output, predictor=predictor, replicate=replicate,
+    _write_search(losses, prompts, seeds, output, pred, predictor=predictor, replicate=replicate,
                   experiment=experiment, task=task_name, selection="random", N=N)
 
 
@@ -66,7 +66,7 @@ def search_selected(*, datasets: str, output: str, selected: str, predictor: str
     losses = _search_selected(pred, prompts, pools, seeds, identity, selection,
                               selection_settings, task, task_length, enumeration_budget, V,
                               selected)
-    _write_search(losses, prompts, seeds, output, **identity)
+    _write_search(losses, prompts, seeds, output, pred, **identity)
 
 
 def read_block(path: str, artifact: str, task_length: int, size: int):
@@ -89,20 +89,26 @@ def _predictor(max_prompt_length, pretraining, family, model, table, device):
     return prompts, load_predictor(family, pretraining, model, table, device), V
 
 
-def _write_search(losses: np.ndarray, prompts: list[str], seeds, output: str,
+def _write_search(losses: np.ndarray, prompts: list[str], seeds, output: str, pred,
                   **identity) -> None:
+    """Each seed's `search.KEPT_CLASSES` best prompt classes, s_hat among them."""
     chosen = search.choose(losses)
-    S, P = losses.shape
+    first, inverse = pred.prompt_classes(prompts)
+    kept, ranks = search.best_classes(losses, inverse, chosen)  # (S, K) prompt indices
+    S, K = kept.shape
+    sizes = np.bincount(inverse, minlength=len(first))
     frame = {
         **identity,
-        "seed": np.repeat(seeds, P), "prompt": prompts * S,
-        "prompt_length": np.tile([len(p) for p in prompts], S),
-        "empirical_loss": losses.reshape(-1),
-        "chosen": (np.arange(P)[None, :] == chosen[:, None]).reshape(-1),
+        "seed": np.repeat(seeds, K), "prompt": [prompts[i] for i in kept.reshape(-1)],
+        "prompt_length": [len(prompts[i]) for i in kept.reshape(-1)],
+        "class_size": sizes[inverse[kept.reshape(-1)]], "empirical_rank": ranks.reshape(-1),
+        "empirical_loss": np.take_along_axis(losses, kept, axis=1).reshape(-1),
+        "chosen": (kept == chosen[:, None]).reshape(-1),
     }
     tables.write(frame, "search", output)
-    log.info("searched %d prompts on %d datasets of N=%d (%s, %s, %s, selection %s)", P, S,
-             identity["N"], identity["predictor"], identity["experiment"], identity["task"],
+    log.info("searched %d prompts (%d classes) on %d datasets of N=%d (%s, %s, %s, "
+             "selection %s)", len(prompts), len(first), S, identity["N"],
+             identity["predictor"], identity["experiment"], identity["task"],
              identity["selection"])
 
 
