@@ -17,10 +17,12 @@ DEFAULT = REPO / "config" / "config.yaml"
 
 
 def oversized(tmp_path: Path) -> Path:
-    """The tiny config with one experiment of 8,191 prompts, T = 30 and M = 100,000."""
+    """The tiny config with one experiment of 8,191 prompts, T = 30 and M = 100,000, under
+    a hidden-state Bayes predictor, which scores every prompt (an exchangeable one would
+    score its 91 count classes)."""
     cfg = load_config()
-    cfg["experiments"]["bernmix"].update(max_prompt_length=12, task_length=30,
-                                         evaluation_size=100_000)
+    cfg["experiments"]["bernmix"].update(pretraining="switching", max_prompt_length=12,
+                                         task_length=30, evaluation_size=100_000)
     return write_config(tmp_path / "oversized.yaml", cfg)
 
 
@@ -90,12 +92,19 @@ def test_an_oversized_config_is_a_named_error_with_the_keys_that_lower_it(tmp_pa
     with pytest.raises(plan.MemoryEstimateError) as error:
         plan.check(study)
     message = str(error.value)
-    assert message.startswith("compute_landscape of experiment 'bernmix'")
+    # The largest job: a landscape's or a prediction's (P, M) evaluation-set table.
+    rule = message.split(" of ")[0]
+    assert rule in ("compute_landscape", "predict_reliability")
+    assert message.startswith(f"{rule} of experiment 'bernmix'")
     for key in ("GiB", "experiments.bernmix.evaluation_size",
                 "experiments.bernmix.max_prompt_length", "resources.max_mem_mb"):
         assert key in message
     assert plan.main(["--configfile", str(tmp_path / "oversized.yaml")]) == 1
-    assert "MemoryEstimateError: compute_landscape" in capsys.readouterr().err
+    assert f"MemoryEstimateError: {rule}" in capsys.readouterr().err
+
+
+def test_every_heavy_rule_names_the_keys_that_lower_it():
+    assert set(plan.HEAVY) <= set(plan.HINTS)
 
 
 def test_raising_the_cap_admits_the_oversized_config(tmp_path):

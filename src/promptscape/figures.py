@@ -419,10 +419,62 @@ CLASS_MARKS = {OPTIMAL: ("diamond", 0.85, 140), UNRESOLVED: ("triangle-up", 0.0,
                OTHER: ("circle", 0.75, 22)}
 
 
+# A landscape panel draws at most this many points per (predictor, task): beyond it, the
+# TOP_POINTS best and an even thinning of the rest by rank (`landscape_points`).
+MAX_POINTS = 1500
+TOP_POINTS = 300
+
+
+def landscape_points(land: pd.DataFrame, limit: int = MAX_POINTS,
+                     top: int = TOP_POINTS) -> tuple[pd.DataFrame, str]:
+    """The rows a landscape figure draws and a note saying what they stand for.
+
+    Per (predictor, replicate, task): prompts of equal rank and KL (a count class of an
+    exact Bayes predictor) are one point, the first prompt in table order (canonical) with
+    `members`, the prompts it stands for; where more than `limit` points remain, the `top`
+    best by rank and `limit` - `top` evenly spaced by rank among the rest, so that the
+    curve of KL against rank keeps its shape with 131,071 prompts. The note is empty where
+    every prompt is drawn."""
+    keys = [k for k in ("predictor", "replicate", "task") if k in land.columns]
+    parts, notes = [], set()
+    for _, group in land.groupby(keys, sort=False):
+        sig = pd.DataFrame({"rank": group["rank"].to_numpy(), "kl": _sig(group["kl"]).to_numpy()})
+        members = sig.groupby(["rank", "kl"], sort=False)["rank"].transform("size").to_numpy()
+        first = ~sig.duplicated().to_numpy()
+        rows = group.loc[first].assign(members=members[first])
+        merged = len(rows) < len(group)
+        if len(rows) > limit:
+            rows = rows.sort_values("rank", kind="stable")
+            keep = np.unique(np.concatenate([
+                np.arange(top), np.linspace(top, len(rows) - 1, limit - top).round()
+            ]).astype(int))
+            rows = rows.iloc[keep]
+            notes.add(f"{len(group):,} prompts: the {top} best and {limit - top} evenly "
+                      "spaced by rank shown" + (", prompts of equal KL as one" if merged else ""))
+        elif merged:
+            notes.add(f"{len(group):,} prompts as {len(rows):,} points (prompts of equal rank "
+                      "and KL, one class, as one)")
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True), "; ".join(sorted(notes))
+
+
+def _noted(title, note: str):
+    """The figure's title with `note` appended to its subtitle."""
+    if not note:
+        return title
+    if isinstance(title, dict):
+        return {**title, "subtitle": [*np.atleast_1d(title.get("subtitle", [])).tolist(),
+                                      note]}
+    return {"text": title, "subtitle": note}
+
+
 def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
     """KL (log axis) against rank for every prompt; the optimal class marked, and among it the
-    prompts not resolved from the best estimate (Monte Carlo landscapes) marked apart."""
-    data = land.copy()
+    prompts not resolved from the best estimate (Monte Carlo landscapes) marked apart. Long
+    prompts: `landscape_points` (count classes as one point; beyond MAX_POINTS a panel
+    shows the best and an even thinning of the rest)."""
+    data, note = landscape_points(land)
+    title = _noted(title, note)
     data["task_label"], order = task_labels(data, tasks, imd)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
@@ -453,7 +505,7 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
                                                  range=sizes),
                       title=None),
         order=alt.Order("class_order:Q"),  # the optimal class drawn on top of the rest
-        tooltip=["predictor", "prompt_shown", "rank", alt.Tooltip("kl:Q", format=".3e"),
+        tooltip=["predictor", "prompt_shown", "members", "rank", alt.Tooltip("kl:Q", format=".3e"),
                  alt.Tooltip("kl_se:Q", format=".1e"), "resolved", "method"])
     errors = base.mark_rule(opacity=0.5).encode(y="kl_low:Q", y2="kl_high:Q")
     best = (alt.Chart().transform_filter("datum.optimal").transform_window(
@@ -599,7 +651,9 @@ def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, 
     predictor (log-log; on the diagonal the network's landscape is the ideal one)."""
     keys = ["task", "prompt"]
     bayes = land[land["predictor"] == "bayes"][keys + ["kl"]].rename(columns={"kl": "kl_bayes"})
-    data = land[land["predictor"] != "bayes"].merge(bayes, on=keys, validate="m:1")
+    networks, note = landscape_points(land[land["predictor"] != "bayes"])
+    title = _noted(title, note)
+    data = networks.merge(bayes, on=keys, validate="m:1")
     data["task_label"], order = task_labels(data, tasks, imd)
     for column in ("kl", "kl_bayes"):
         data[column + "_plot"] = np.maximum(data[column], KL_FLOOR)

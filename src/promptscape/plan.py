@@ -127,6 +127,16 @@ def enumerates(study, exp, scored: int | None = None) -> bool:
                                 exp.task_length, study.enumeration_budget, exp.vocab_size)
 
 
+def num_prompt_classes(study, exp, predictor: str) -> int:
+    """Rows the stages score for all P prompts (`Predictor.prompt_classes`): the count
+    classes of lengths 0..L_max for an exchangeable Bayes predictor (sum_l C(l + V - 1,
+    V - 1): 153 binary classes at L_max = 16), else P (an upper bound for transition
+    classes)."""
+    if counts_apply(study, exp, predictor):
+        return sum(num_classes(exp, length) for length in range(exp.max_prompt_length + 1))
+    return num_prompts(exp)
+
+
 def counts_apply(study, exp, predictor: str) -> bool:
     """Bayes predictor of an exchangeable pretraining source: losses by count classes."""
     return study.family(predictor) == "bayes" and exp.pretraining.exchangeable
@@ -216,60 +226,80 @@ def estimate(study, rule: str, w: dict) -> Job:
         B = num_sequences(exp)
         evals, work = _predictor_cost(study, exp, predictor, P, B)
         return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all V^T sequences")
+    C = num_prompt_classes(study, exp, predictor) if predictor is not None else P
     if rule in ("search_prompts", "search_selected"):
         S = int(w["last"]) - int(w["first"]) + 1
         # A pooled selection reads and scores the block's pools of P sequences (the gathered
         # losses are (P, S, pool) at most, one seed's pool at a time after the table).
         N = exp.dataset_selection.pool_size if rule == "search_selected" else int(w["N"])
-        # Losses of every prompt on every distinct sequence (all V^T when enumerated), the
-        # gathered (P, S, N) float64 per-dataset losses, the S x N sequences read, and the
-        # S x P rows written.
+        # Losses of every prompt class on every distinct sequence (all V^T when
+        # enumerated), the gathered (C, S, N) float64 per-dataset losses (at most
+        # search.GATHER_BYTES at once; whole for a pooled selection), the (S, P) expanded
+        # losses and their ranking, the S x N sequences read, and the kept rows written.
+        from promptscape import search
+
         B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
-        evals, work = _predictor_cost(study, exp, predictor, P, B, tabulated)
+        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
         if tabulated:
             work += _table_bytes(exp)
             note = "lookups in the prompt-loss table"
         else:
             note = "all V^T sequences" if enumerates(study, exp) else "distinct sequences"
-        work += P * S * N * F64 + _strings(S * N, T) + _strings(S * P, L)
+        gathered = C * S * N * F64
+        if rule == "search_prompts":
+            gathered = min(gathered, max(search.GATHER_BYTES, C * N * F64))
+        work += (gathered + 3 * S * P * F64 + _strings(S * N, T) + _strings(P, L)
+                 + _strings(S * search.KEPT_CLASSES, L))
         return Job(rule, w, evals, base + work, note)
     if rule == "search_strategies":
-        # The block's search rows read back (S x P strings and losses), the landscape, and
-        # per run the evaluator's (P,) flags and trail; a network's checkpoint and one
-        # gradient chunk where gradient runs (the D_N of the block as strings).
-        S = int(w["last"]) - int(w["first"]) + 1
-        work = 2 * _strings(S * P, L) + 2 * _strings(P, L) + 4 * P * F64
-        evals = 0
+        # The search's own computation of L_N for every prompt of the block (as
+        # search_prompts, its table and gathered losses), the landscape read back, and per
+        # run the evaluator's (P,) flags and trail; a network's checkpoint and one gradient
+        # chunk where gradient runs.
+        S, N = int(w["last"]) - int(w["first"]) + 1, int(w["N"])
+        B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
+        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
+        from promptscape import search
+
+        work += (min(C * S * N * F64, max(search.GATHER_BYTES, C * N * F64))
+                 + 3 * S * P * F64 + _strings(S * N, T) + 6 * _strings(P, L) + 4 * P * F64)
+        if tabulated:
+            work += _table_bytes(exp)
         if exp.search_strategies.needs_gradient and study.is_neural(predictor):
             base = TORCH_BASELINE_BYTES
-            work += _neural_working_set(study, exp, predictor) * 3 + _strings(S * int(w["N"]), T)
-        return Job(rule, w, evals, base + work, "lookups in the block's search table")
+            work += 3 * _neural_working_set(study, exp, predictor)
+        return Job(rule, w, evals, base + work, "L_N of every prompt, then lookups")
     if rule == "compute_landscape":
         task = exp.task(w["task"])
         method = landscape_method(study, exp, predictor, task)
-        # The (P, M) evaluation-set losses and the paired estimates' temporaries (three more
-        # (P, M) arrays), plus the exact method's own table.
-        evals, work = _predictor_cost(study, exp, predictor, P, M, tabulated)
-        work += 3 * P * M * F64 + _strings(M, T)
+        # The (C, M) evaluation-set losses of the prompt classes and the paired estimates'
+        # temporaries (three more (C, M) arrays), plus the exact method's own table, and the
+        # P rows written (prompt strings and list columns).
+        evals, work = _predictor_cost(study, exp, predictor, C, M, tabulated)
+        work += 3 * C * M * F64 + _strings(M, T) + 4 * _strings(P, L + 2 * exp.vocab_size)
         if tabulated:
             work += _table_bytes(exp)
         if method == "exact_enumeration":
-            more, table = _predictor_cost(study, exp, predictor, P, num_sequences(exp),
+            more, table = _predictor_cost(study, exp, predictor, C, num_sequences(exp),
                                           tabulated)
             evals, work = evals + more, work + table
         elif method == "exact_counts":
-            evals += P * num_classes(exp, T)
+            evals += C * num_classes(exp, T)
         return Job(rule, w, evals, base + work, method)
     if rule == "measure_efficiency":
         return _efficiency_job(study, exp, w, base)
     if rule == "predict_reliability":
         return _prediction_job(study, exp, w, base, tabulated)
     if rule == "aggregate_search":
-        # Every search row of the experiment, as pandas (object columns), concatenated.
+        # Every search row of the experiment (the kept classes of each seed), as pandas
+        # (object columns), concatenated, and every landscape (P rows each).
+        from promptscape import search
+
         units = sum(study.replicates(p) for p in exp.predictors)
         rows = (units * len(exp.tasks) * len(exp.selections) * len(exp.dataset_sizes)
-                * exp.num_seeds * P)
-        return Job(rule, w, 0, base + 2 * _strings(rows, L))
+                * exp.num_seeds * min(P, search.KEPT_CLASSES))
+        lands = units * len(exp.tasks) * P
+        return Job(rule, w, 0, base + 2 * _strings(rows, L) + 4 * _strings(lands, L))
     if rule == "aggregate_strategies":
         runs = sum(len(exp.search_strategies.budgets_of(name, P))
                    for name in exp.strategies)
@@ -303,7 +333,8 @@ def _network_job(study, rule: str, w: dict) -> Job:
 
 def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     """The loss table of the landscape's method (count values, all V^T sequences, or the
-    evaluation set) with its collapsed copies (three (P, X) float64 arrays), the
+    evaluation set) over the prompt classes with its collapsed copies (three (C, X) float64
+    arrays), the
     landscape read back, and the Monte Carlo and exact blocks (promptscape.theory: at most
     about 2^22 float64 frequencies a block, four such arrays live)."""
     from promptscape import theory
@@ -311,12 +342,13 @@ def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     task = exp.task(w["task"])
     method = landscape_method(study, exp, w["predictor"], task)
     P = num_prompts(exp)
+    C = num_prompt_classes(study, exp, w["predictor"])
     X = {"exact_counts": num_classes(exp, exp.task_length),
          "exact_enumeration": num_sequences(exp)}.get(method, exp.evaluation_size)
-    evals, work = _predictor_cost(study, exp, w["predictor"], P, X, tabulated)
+    evals, work = _predictor_cost(study, exp, w["predictor"], C, X, tabulated)
     if tabulated:
         work += _table_bytes(exp)
-    work += 3 * P * X * F64 + _strings(P, exp.max_prompt_length) * 4
+    work += 3 * C * X * F64 + _strings(P, exp.max_prompt_length) * 4
     work += 4 * theory.BLOCK_VALUES * F64
     return Job("predict_reliability", w, evals, base + work, method)
 
@@ -438,6 +470,8 @@ HINTS = {
                         "experiments.{e}.dataset_selection or experiments.{e}.seeds_per_job"),
     "search_strategies": "fewer seeds per job: experiments.{e}.seeds_per_job",
     "compute_landscape": "fewer evaluation sequences: experiments.{e}.evaluation_size",
+    "predict_reliability": ("fewer evaluation sequences: experiments.{e}.evaluation_size "
+                            "(the table of a monte_carlo landscape)"),
     "measure_efficiency": ("fewer evaluation sequences: experiments.{e}.evaluation_size or "
                            "efficiency.num_typical"),
     "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (V^T sequences)",

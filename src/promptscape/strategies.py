@@ -185,7 +185,7 @@ def _better(a: float, b: float) -> bool:
 def _step_limit(evaluate: Evaluator) -> int:
     """Proposals a stochastic strategy may make: repeats are free, so a walk in a region
     it has seen could otherwise go on for ever."""
-    return 5 * min(evaluate.budget, evaluate.num_prompts) + 100
+    return 2 * min(evaluate.budget, evaluate.num_prompts) + 100
 
 
 # ------------------------------------------------------------------ the strategies
