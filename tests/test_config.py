@@ -19,7 +19,11 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
     assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics",
-                                      "markov", "selection"}
+                                      "markov", "selection", "strategies"}
+    # Only `strategies` runs search strategies besides exhaustive search.
+    assert [n for n, e in study.experiments.items() if e.runs_strategies] == ["strategies"]
+    assert study.experiments["strategies"].strategies == (
+        "exhaustive", "random", "beam", "hill_climb", "annealing", "evolutionary", "gradient")
     # The study's experiments search random D_N only; `selection` runs every method.
     assert all(e.selections == ("random",) for n, e in study.experiments.items()
                if n != "selection")
@@ -91,6 +95,18 @@ def _set(path, value):
 _DELETE = object()
 
 BAD = [
+    ("unknown strategy", _set(["experiments", "bernmix", "strategies"], ["exhaustive", "gcg"]),
+     "experiments.bernmix.strategies: ['exhaustive', 'gcg'] is not valid"),
+    ("strategies without budgets", _set(["experiments", "bernmix", "strategies"], ["random"]),
+     "experiments.bernmix.strategies names random, which run at budgets: give "
+     "experiments.bernmix.strategy_budgets"),
+    ("gradient on Bayes alone", _set(["experiments", "selection"], {
+        **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
+        "strategy_budgets": [10]}),
+     "experiments.selection.strategies names gradient, but every predictor"),
+    ("misspelt strategy setting", _set(["experiments", "bernmix", "strategies"],
+                                       {"beam": {"widht": 4}}),
+     "experiments.bernmix.strategies"),
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
      "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, markov, "

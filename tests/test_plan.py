@@ -36,9 +36,15 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
     assert counts["train_predictor"] == 12  # 6 pretraining sources x 2 networks
-    assert counts["score_prompts"] == 12  # V^T is enumerated: one table per network
+    # V^T is enumerated: one table per (experiment, network); the strategies experiment's
+    # LSTM is bernmix's network with its own prompts.
+    assert counts["score_prompts"] == 13
     # The selection experiment: Bayes x 2 tasks x 3 pooled methods x 2 N, one block.
     assert counts["search_selected"] == 12 and counts["simulate_pool"] == 4
+    # The strategies experiment: (Bayes, LSTM) x 2 tasks x 2 N, one block; one aggregate.
+    assert counts["search_strategies"] == 8 and counts["aggregate_strategies"] == 1
+    assert counts["search_strategies"] == sum(len(layout.strategy_outputs(study, e))
+                                              for e in exps)
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and study.family(j.wildcards["predictor"]) == "lstm")
     assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences

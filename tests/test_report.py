@@ -26,7 +26,8 @@ def expected_figures(config: dict) -> list[str]:
             for figure in experiment_figures(
                 neural=any(p in ("lstm", "transformer") for p in exp.predictors),
                 replicated=any(study.replicates(p) > 1 for p in exp.predictors),
-                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1)
+                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
+                strategies=exp.runs_strategies)
             ] + [f"results/figures/{figure}.svg" for figure in STUDY_FIGURES]
 
 
