@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from promptscape import config as config_lib
@@ -52,7 +53,8 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
     for exp in study.experiments.values():
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
         out += [(layout.aggregate(study, exp, table), table)
-                for table in ("reliability", "token_efficiency", "reliability_prediction")]
+                for table in ("reliability", "token_efficiency", "reliability_prediction")
+                + (("strategies",) if exp.runs_strategies else ())]
     return out
 
 
@@ -158,7 +160,48 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         cho = tables.first_replicate(_configured(tables.read(cho_path, "choices"), exp,
                                                  cho_path))
         out += selection_lines(exp, tables.first_replicate(every_rel), cho)
+    if exp.runs_strategies:
+        path = layout.aggregate(study, exp, "strategies")
+        out += strategy_lines(exp, _configured(tables.read(path, "strategies"), exp, path))
     return "\n".join(out)
+
+
+def strategy_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
+    """Per (task, predictor, N) of an experiment with search strategies: each strategy's
+    proportion correct and proportion that found the empirical optimum at its largest
+    budget (exhaustive: at all prompts), and its search and estimation errors; then random
+    search's found-best count against its exact expectation, per budget."""
+    names = [n for n in exp.strategies if n in set(table["strategy"])]
+    top = table[table["budget"] == table.groupby("strategy")["budget"].transform("max")]
+    budgets = {n: int(top.loc[top["strategy"] == n, "budget"].iloc[0]) for n in names}
+    out = ["Search strategies at their largest budget: proportion correct / proportion that "
+           "found the empirical optimum (search errors, estimation errors, of the seeds).", "",
+           "| task | predictor | N | " + " | ".join(f"{n} ({budgets[n]:,})" for n in names)
+           + " |", "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for task in [t.name for t in exp.tasks]:
+        for predictor in exp.predictors:
+            for N in sorted(top.loc[top["task"] == task, "N"].unique()):
+                sub = top[(top["task"] == task) & (top["predictor"] == predictor)
+                          & (top["N"] == N)].set_index("strategy")
+                cells = [f"{sub.at[n, 'proportion_correct']:.2f} / "
+                         f"{sub.at[n, 'proportion_found_best']:.2f} "
+                         f"({int(sub.at[n, 'search_error'])}, "
+                         f"{int(sub.at[n, 'estimation_error'])})" if n in sub.index else ""
+                         for n in names]
+                out.append(f"| {task} | {predictor} | {int(N)} | " + " | ".join(cells) + " |")
+    rnd = table[table["strategy"] == "random"]
+    if len(rnd):
+        out += ["", "Random search against its exact law 1 - C(P - m, B) / C(P, B), summed "
+                "over every (task, predictor, N): runs that found the empirical optimum, "
+                "the expected number and its standard deviation (at most the binomial one "
+                "of each cell's mean probability; the seeds' own m vary).", "",
+                "| budget | found | expected | sd at most |", "| --- | --- | --- | --- |"]
+        for budget, group in rnd.groupby("budget"):
+            p, n = group["expected_found_best"], group["seeds"]
+            sd = float(np.sqrt((n * p * (1 - p)).sum()))
+            out.append(f"| {int(budget):,} | {int(group['found_best'].sum())} of "
+                       f"{int(n.sum())} | {float((p * n).sum()):.1f} | {sd:.1f} |")
+    return out + [""]
 
 
 def selection_lines(exp: config_lib.Experiment, rel: pd.DataFrame,
