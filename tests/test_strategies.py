@@ -105,15 +105,28 @@ def test_strategies_are_reproducible_nested_and_within_budget(name):
         assert other != runs[0]  # another seed, another run
 
 
-@pytest.mark.parametrize("name", [n for n in st.STRATEGIES if n != "gradient"])
-def test_every_strategy_finds_the_optimum_when_the_budget_covers_all_prompts(name):
+@pytest.mark.parametrize("name", ["exhaustive", "random", "beam", "hill_climb"])
+def test_complete_strategies_find_the_optimum_when_the_budget_covers_all_prompts(name):
+    """Exhaustive, random, beam (widening) and hill climbing (restarting) evaluate every
+    prompt when the budget allows, then stop."""
     losses = bowl(noise=0.05, seed=3)
     plan = _plan(budgets=(100 * P,))
     (_, i, used), = st.run(name, losses, V, L, plan.budgets_of(name, P),
                            np.random.default_rng(1), plan.settings(name))
-    if name in ("exhaustive", "random", "beam", "hill_climb"):
-        assert used == P  # they stop once every prompt is seen
+    assert used == P
     assert i == int(np.argmin(losses))
+
+
+@pytest.mark.parametrize("name", ["annealing", "evolutionary"])
+def test_walks_stop_at_their_step_limit_when_repeats_are_all_that_is_left(name):
+    """Annealing and evolutionary search revisit prompts for free; a run on a budget above
+    P ends at the step limit (twice the prompts, plus 100) with what it has seen."""
+    losses = bowl(noise=0.05, seed=3)
+    plan = _plan(budgets=(100 * P,))
+    (_, i, used), = st.run(name, losses, V, L, plan.budgets_of(name, P),
+                           np.random.default_rng(1), plan.settings(name))
+    assert used <= P
+    assert losses[i] <= np.quantile(losses, 0.1)  # among the best tenth of the prompts
 
 
 def test_local_searches_beat_random_on_a_smooth_landscape():
@@ -221,3 +234,17 @@ def test_plan_settings_and_budgets():
     assert plan.budgets_of("gradient", 63) == (10, 100)
     assert plan.needs_gradient
     assert st.parse(None, None, "x").names == ("exhaustive",)
+
+
+def test_random_neighbour_proposes_every_edit_and_nothing_else():
+    rng = np.random.default_rng(0)
+    for prompt, vocab, max_length in (("", 3, 2), ("01", 2, 3), ("210", 3, 3)):
+        edits = st.neighbours(prompt, vocab, max_length)
+        drawn = {st.random_neighbour(prompt, rng, vocab, max_length) for _ in range(2000)}
+        assert drawn == set(edits)
+
+
+def test_prompt_at_inverts_prompt_index():
+    for vocab, length in ((2, 5), (3, 3)):
+        prompts = prompts_lib.all_prompts(length, vocab)
+        assert [prompts_lib.prompt_at(i, vocab) for i in range(len(prompts))] == prompts

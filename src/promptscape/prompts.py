@@ -60,6 +60,25 @@ def prompt_index(prompt: str, vocab_size: int) -> int:
     return offset + (int(prompt, V) if length else 0)
 
 
+def prompt_at(index: int, vocab_size: int) -> str:
+    """The prompt at a position of the canonical order (`prompt_index`'s inverse).
+
+    >>> [prompt_at(i, 2) for i in range(7)] == all_prompts(2, 2)
+    True
+    >>> prompt_at(11, 3)
+    '21'
+    """
+    V, index, length = int(vocab_size), int(index), 0
+    while index >= V**length:
+        index -= V**length
+        length += 1
+    digits = []
+    for _ in range(length):
+        index, digit = divmod(index, V)
+        digits.append("0123456789"[digit])
+    return "".join(reversed(digits))
+
+
 def prompt_counts(prompts: list[str], vocab_size: int) -> np.ndarray:
     """Count of each symbol in each prompt: ``(P, V)`` int64 (binary: [zeros, ones])."""
     _digits(vocab_size)

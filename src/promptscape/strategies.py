@@ -35,17 +35,18 @@ Members (docs/science.md, "Search strategies"):
     free), so that it uses any budget and ends as exhaustive search.
 ``hill_climb``
     Steepest descent over the neighbourhood (`neighbours`: one symbol changed, inserted or
-    deleted), from a random start (a uniform length, then uniform symbols); at a local
-    optimum it restarts from a new random start.
+    deleted), from a random start (a uniform length, then uniform symbols; redrawn while it
+    has been evaluated, then uniform among the prompts not evaluated: `fresh_start`); at a
+    local optimum it restarts from a new one.
 ``annealing``
-    Simulated annealing over the same neighbourhood: a uniformly random neighbour is accepted
+    Simulated annealing over the same neighbourhood: a random edit (`random_neighbour`) is accepted
     with probability min(1, exp(-delta / temperature)); the temperature falls geometrically
     from ``initial_temperature`` to ``final_temperature`` (nats) as the budget is used.
 ``evolutionary``
     A (mu + lambda) evolutionary search: ``population`` prompts; each generation makes as
     many children by binary-tournament parents, one-point crossover (with probability
     ``crossover``: the first parent's head and the second's tail, cut at independent
-    points, truncated to L_max) and a random neighbour move (with probability
+    points, truncated to L_max) and a random edit (with probability
     ``mutation``); the best ``population`` distinct prompts of parents and children survive.
 ``gradient``
     Greedy coordinate gradient (GCG; Zou et al. 2023): from a random non-empty start, the
@@ -94,6 +95,9 @@ class Evaluator:
         self.seen = np.zeros(self.num_prompts, dtype=bool)
         self.trail: list[int] = []
         self.prompts_seen = 0
+        # Prompts shorter than each length: the canonical index of its first prompt.
+        self._offsets = [prompts_lib.prompt_index("0" * n, vocab_size)
+                         for n in range(self.max_length + 1)]
 
     @property
     def used(self) -> int:
@@ -122,8 +126,24 @@ class Evaluator:
 
     def many(self, prompts: list[str]) -> np.ndarray:
         """L_N of each prompt, in order; raises `BudgetSpent` at the first that does not fit
-        (the ones before it are evaluated and kept in the trail)."""
-        return np.array([self(p) for p in prompts], dtype=np.float64)
+        (the ones before it are evaluated and kept in the trail). Vectorised: the same as
+        calling the evaluator on each in turn."""
+        V = self.vocab_size
+        offsets = self._offsets
+        idx = np.fromiter((offsets[len(p)] + (int(p, V) if p else 0) for p in prompts),
+                          dtype=np.int64, count=len(prompts))
+        fresh = np.flatnonzero(~self.seen[idx])
+        if len(fresh):
+            _, first = np.unique(idx[fresh], return_index=True)
+            fresh = fresh[np.sort(first)]  # each new prompt once, in order of appearance
+            room = self.budget - self.used
+            take = idx[fresh[:room]]
+            self.seen[take] = True
+            self.prompts_seen += len(take)
+            self.trail.extend(take.tolist())
+            if len(fresh) > room:
+                raise BudgetSpent
+        return self.losses[idx]
 
     def charge(self) -> None:
         """One evaluation that is not a prompt's L_N (a gradient computation)."""
@@ -161,6 +181,22 @@ def random_prompt(rng: np.random.Generator, vocab_size: int, max_length: int,
     return "".join(map(str, rng.integers(0, vocab_size, length)))
 
 
+def fresh_start(evaluate: "Evaluator", rng: np.random.Generator, vocab_size: int,
+                max_length: int, min_length: int = 0, tries: int = 3) -> str:
+    """A restart: `random_prompt`, redrawn (up to `tries` times) while it has been
+    evaluated already, then uniform among the prompts of at least `min_length` symbols not
+    yet evaluated, so that a restart late in a run does not climb a hill it has seen."""
+    for _ in range(tries):
+        prompt = random_prompt(rng, vocab_size, max_length, min_length)
+        if not evaluate.seen[evaluate.index(prompt)]:
+            return prompt
+    unseen = np.flatnonzero(~evaluate.seen[evaluate._offsets[min_length]:])
+    if not len(unseen):
+        return prompt
+    return prompts_lib.prompt_at(evaluate._offsets[min_length] + int(rng.choice(unseen)),
+                                 vocab_size)
+
+
 def neighbours(prompt: str, vocab_size: int, max_length: int) -> list[str]:
     """Every prompt one edit away: a symbol changed, inserted (below L_max) or deleted;
     distinct, in a fixed order.
@@ -175,6 +211,27 @@ def neighbours(prompt: str, vocab_size: int, max_length: int) -> list[str]:
         out += [prompt[:i] + v + prompt[i:] for i in range(len(prompt) + 1) for v in digits]
     out += [prompt[:i] + prompt[i + 1:] for i in range(len(prompt))]
     return [p for p in dict.fromkeys(out) if p != prompt]
+
+
+def random_neighbour(prompt: str, rng: np.random.Generator, vocab_size: int,
+                     max_length: int) -> str:
+    """One random one-symbol edit of `prompt`: each of its L (V - 1) changes, (L + 1) V
+    insertions (below L_max) and L deletions equally likely (so a neighbour that two edits
+    reach, such as an insertion beside an equal symbol, is proposed more often);
+    never `prompt` itself. The proposal of `annealing` and `evolutionary`."""
+    L, V = len(prompt), int(vocab_size)
+    changes, inserts = L * (V - 1), (L + 1) * V if L < max_length else 0
+    k = int(rng.integers(changes + inserts + L))
+    if k < changes:
+        i, step = divmod(k, V - 1)
+        symbol = (int(prompt[i]) + 1 + step) % V
+        return prompt[:i] + str(symbol) + prompt[i + 1:]
+    k -= changes
+    if k < inserts:
+        i, symbol = divmod(k, V)
+        return prompt[:i] + str(symbol) + prompt[i:]
+    i = k - inserts
+    return prompt[:i] + prompt[i + 1:]
 
 
 def _better(a: float, b: float) -> bool:
@@ -219,7 +276,7 @@ def hill_climb(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradi
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
             return
-        current = random_prompt(rng, vocab_size, max_length)
+        current = fresh_start(evaluate, rng, vocab_size, max_length)
         loss = evaluate(current)
         while True:
             near = neighbours(current, vocab_size, max_length)
@@ -240,8 +297,7 @@ def annealing(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradie
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
             return
-        near = neighbours(current, vocab_size, max_length)
-        proposal = near[int(rng.integers(len(near)))]
+        proposal = random_neighbour(current, rng, vocab_size, max_length)
         new = evaluate(proposal)
         temperature = t0 * (t1 / t0) ** min(1.0, evaluate.used / span)
         if new <= loss or rng.random() < math.exp(-(new - loss) / temperature):
@@ -265,8 +321,7 @@ def evolutionary(evaluate: Evaluator, vocab_size, max_length, rng, settings, gra
                 child = (a[:int(rng.integers(len(a) + 1))]
                          + b[int(rng.integers(len(b) + 1)):])[:max_length]
             if rng.random() < mutation:
-                near = neighbours(child, vocab_size, max_length)
-                child = near[int(rng.integers(len(near)))]
+                child = random_neighbour(child, rng, vocab_size, max_length)
             children.append(child)
         pool = list(dict.fromkeys(population + children))
         losses = evaluate.many(pool)  # the parents are repeats, free
@@ -290,7 +345,7 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
             return
-        current = random_prompt(rng, vocab_size, max_length, min_length=1)
+        current = fresh_start(evaluate, rng, vocab_size, max_length, min_length=1)
         loss, stale = evaluate(current), 0
         while stale < patience:
             evaluate.charge()
