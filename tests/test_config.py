@@ -323,3 +323,17 @@ def test_bad_replicates_are_named_config_errors(entry, message):
     raw["models"] = {"lstm": entry}
     with pytest.raises(ConfigError, match=message):
         config_lib.load(raw)
+
+
+def test_the_strategies_experiment_shares_the_bernmix_networks():
+    """Its L_max + T is bernmix's, so the default LSTM on bernmix is one network of
+    unchanged identity (a longer context would retrain it and move bernmix's results)."""
+    study = config_lib.load(DEFAULT)
+    strategies, bernmix = study.experiments["strategies"], study.experiments["bernmix"]
+    assert strategies.pretraining_name == bernmix.pretraining_name
+    assert (strategies.max_prompt_length + strategies.task_length
+            <= bernmix.max_prompt_length + bernmix.task_length)
+    others = {n: e for n, e in DEFAULT["experiments"].items() if n != "strategies"}
+    alone = config_lib.load({**DEFAULT, "experiments": others})
+    assert (study.model_identity("lstm", "bernmix")
+            == alone.model_identity("lstm", "bernmix"))
