@@ -14,8 +14,11 @@ hs = C / nh head size.
 Alignment: a model reads a start-of-sequence token (``BOS``) first, so ``forward(x)`` with
 ``x = x_1..x_T`` feeds ``BOS, x_1..x_{T-1}`` and returns ``(B, T, V)`` log-probs where
 position t predicts x_t from ``BOS + x_<t`` (the last symbol is a target, never an input).
-The search scores a prompt ``s`` by running ``BOS + s`` once (`prefix`), then every task
-sequence after it (`extend`); the prompt's own symbols are never scored.
+The search scores prompts by two prefix tries (`NeuralPredictor.prompt_losses`): each
+prompt prefix ``BOS + s`` is read once, one token from its parent's state (`trie_step`), and
+after each prompt every distinct task-sequence prefix is one more step (`trie_losses`); the
+prompt's own symbols are never scored. `prefix` and `extend` read a whole prompt and continue
+it with whole sequences (the prompt gradient, and the reference the tries are tested against).
 
 Randomness is an argument: initialisation draws from a torch Generator seeded by
 ``seeding.stable_seed("init", ...)``, training data from numpy Generators seeded by
@@ -93,6 +96,119 @@ def _with_bos(tokens: torch.Tensor, bos: int) -> torch.Tensor:
     return torch.cat([bos, tokens.long()], dim=-1)
 
 
+# --------------------------------------------------------------------------- tries
+# `NeuralPredictor.prompt_losses` walks two prefix tries (module doc of that method): the
+# prompts', whose nodes are read once each from their parent's state, and the task
+# sequences', walked after every prompt.
+class _Trie(NamedTuple):
+    """The prefix trie of N rows of symbols (prompts of mixed lengths, or task sequences).
+
+    Level l (0..depth) holds the distinct prefixes of length l of the rows, sorted
+    lexicographically; level 0 is the empty prefix alone. ``parents[l]`` (n_l,) indexes each
+    level-l node's parent in level l - 1, ``symbols[l]`` (n_l,) is its last symbol (both
+    empty at l = 0), and the children of node i of level l - 1 are the level-l nodes
+    ``starts[l][i]`` to ``starts[l][i + 1] - 1``. ``nodes`` (N,) is each row's own node, at
+    the level of its length.
+    """
+
+    parents: list[np.ndarray]
+    symbols: list[np.ndarray]
+    starts: list[np.ndarray]
+    nodes: np.ndarray
+
+
+def _build_trie(rows: np.ndarray, lengths: np.ndarray, vocab_size: int) -> _Trie:
+    """The `_Trie` of the (N, depth) symbols `rows`, row i of `lengths[i]` symbols (the rest
+    padding), level by level: a level-l node is a distinct (parent, symbol) pair."""
+    rows, lengths = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    ids = np.zeros(rows.shape[0], dtype=np.int64)  # each live row's node at the last level
+    nodes = np.zeros(rows.shape[0], dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    parents, symbols, starts = [empty], [empty], [empty]
+    for level in range(1, int(lengths.max(initial=0)) + 1):
+        live = np.flatnonzero(lengths >= level)
+        keys, inverse = np.unique(ids[live] * vocab_size + rows[live, level - 1],
+                                  return_inverse=True)
+        parents.append(keys // vocab_size)
+        symbols.append(keys % vocab_size)
+        starts.append(np.searchsorted(parents[-1], np.arange(max(len(parents[-2]), 1) + 1)))
+        ids[live] = inverse.reshape(-1)
+        ends = live[lengths[live] == level]
+        nodes[ends] = ids[ends]
+    return _Trie(parents, symbols, starts, nodes)
+
+
+class SequenceTrie:
+    """The prefix trie of B task sequences of T symbols, on a device, for `trie_losses`.
+
+    Depth t (1..T) holds the ``sizes[t]`` distinct prefixes x_1..x_t; ``parents[t]`` and
+    ``symbols[t]`` are long tensors as in `_Trie`. The *internal* nodes, depths 1..T - 1, are
+    the inputs a model reads (a leaf's last symbol is a target only): ``internal`` of them,
+    numbered depth by depth from ``offsets[t]``; ``ancestors[t]`` (n_t, t - 1) holds, for a
+    depth-t node, the numbers of its ancestors at depths 1..t - 1 (a transformer's keys and
+    values after the prompt). ``leaves`` (B,) is each row's leaf and ``unique`` (n_T, T) the
+    distinct sequences in leaf order.
+    """
+
+    def __init__(self, seqs: np.ndarray, vocab_size: int, device: torch.device):
+        seqs = np.asarray(seqs, dtype=np.int64)
+        B, T = seqs.shape
+        trie = _build_trie(seqs, np.full(B, T), vocab_size)
+        self.depth = T
+
+        def tensor(a):
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64), device=device)
+
+        self.parents = [tensor(p) for p in trie.parents]
+        self.symbols = [tensor(s) for s in trie.symbols]
+        self.sizes = [1] + [len(p) for p in trie.parents[1:]]
+        self.offsets = np.concatenate([[0, 0], np.cumsum(self.sizes[1:T])]).astype(int)
+        self.internal = int(sum(self.sizes[1:T]))
+        ancestors = [np.zeros((self.sizes[t], max(t - 1, 0)), np.int64) for t in range(T)]
+        for t in range(2, T):
+            par = trie.parents[t]
+            ancestors[t] = np.concatenate([ancestors[t - 1][par],
+                                           (self.offsets[t - 1] + par)[:, None]], axis=1)
+        self.ancestors = [tensor(a) for a in ancestors]
+        # complete[t]: depths 1..t hold every prefix, in order (node j's parent is j // V).
+        self.complete = [True]
+        for t in range(1, T + 1):
+            self.complete.append(self.complete[-1] and np.array_equal(
+                trie.parents[t], np.arange(vocab_size * self.sizes[t - 1]) // vocab_size))
+        self.vocab_size = vocab_size
+        # Where each node's symbol's log-prob sits in its depth's flattened (n_{t-1} V) row.
+        self.picks = [tensor(p * vocab_size + s) for p, s in zip(trie.parents, trie.symbols)]
+        self.leaves = tensor(trie.nodes)
+        first = np.unique(trie.nodes, return_index=True)[1]
+        self.unique = tensor(seqs[first])
+
+    def losses(self, t: int, loss: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+        """(P, n_t) losses of the depth-t nodes from their parents' (P, n_{t-1}) losses and
+        (P, n_{t-1}, V) log-probs: a parent's loss minus the log-prob of the node's symbol."""
+        log_probs = log_probs.reshape(loss.shape[0], -1)  # (P, n_{t-1} V)
+        if self.complete[t]:  # nodes are (parent, symbol) in order: nothing to gather
+            return loss.repeat_interleave(self.vocab_size, dim=1) - log_probs.double()
+        return (loss.index_select(1, self.parents[t])
+                - log_probs.index_select(1, self.picks[t]).double())
+
+    def ancestors_of(self, t: int, a: int, b: int, k_store: torch.Tensor,
+                     v_store: torch.Tensor) -> _Ancestors:
+        """The keys and values of the ancestors of depth-t nodes a..b - 1, from the
+        (P or 1, nh, internal, hs) keys and values of the internal nodes: in place where
+        depths 1..t are complete and a..b - 1 are whole subtrees of depth-1 nodes."""
+        block = self.sizes[t] // self.sizes[1]
+        if self.complete[t] and a % block == 0 and (b - a) % block == 0:
+            spans = [slice(self.offsets[d] + a * self.sizes[d] // self.sizes[t],
+                           self.offsets[d] + b * self.sizes[d] // self.sizes[t])
+                     for d in range(1, t)]
+            return _Ancestors([k_store[:, :, s] for s in spans],
+                              [v_store[:, :, s] for s in spans], True)
+        index = self.ancestors[t][a:b]  # (b - a, t - 1)
+        P, nh, _, hs = k_store.shape
+        return _Ancestors(*(s.index_select(2, index.reshape(-1)).view(P, nh, *index.shape, hs)
+                            for s in (k_store, v_store)), False)
+
+
 def _init_weights(module: nn.Module, generator: torch.Generator) -> None:
     """The one initialisation of both families (GPT-2's normal(0, 0.02) for linear maps and
     embeddings; PyTorch's uniform(+-1/sqrt(H)) for LSTM weights); exceptions are in the
@@ -165,6 +281,74 @@ class LSTMPredictor(nn.Module):
         rest = F.log_softmax(self.unembed(out), dim=-1).view(P, B, T - 1, self.vocab_size)
         return torch.cat([first, rest], dim=2)
 
+    # Trie walks (`NeuralPredictor.prompt_losses`): a node's state is its parent's (h, c)
+    # after one more symbol. (prompt, node) inputs per step of a sequence-trie walk on a cpu:
+    # the fastest of 2048..8192 on 1 and 2 cores (2048 rows of gates stay in cache).
+    cpu_step_inputs = 1 << 11
+
+    def check_context(self, length: int) -> None:
+        """An LSTM reads contexts of any length."""
+
+    def cache_positions(self, length: int) -> int:
+        """State held per prompt node, in token positions: (h, c), whatever its length."""
+        return 1
+
+    def trie_root(self, device: torch.device) -> Prefix:
+        """The state after BOS alone (the empty prompt), for one node."""
+        return self.prefix(torch.zeros(1, 0, dtype=torch.long, device=device))
+
+    def trie_select(self, prefix: Prefix, index: torch.Tensor) -> Prefix:
+        """The nodes `index` of `prefix`."""
+        h, c = prefix.cache
+        return Prefix((h.index_select(1, index), c.index_select(1, index)),
+                      prefix.log_probs.index_select(0, index), prefix.length)
+
+    def trie_step(self, prefix: Prefix, parents: torch.Tensor, symbols: torch.Tensor) -> Prefix:
+        """The (n,) children of nodes `parents` of `prefix`, each reading one of `symbols`."""
+        h, c = prefix.cache
+        out, state = self.lstm(self.embed(symbols)[:, None],
+                               (h.index_select(1, parents), c.index_select(1, parents)))
+        return Prefix(state, F.log_softmax(self.unembed(out[:, 0]), dim=-1), prefix.length + 1)
+
+    def trie_losses(self, prefix: Prefix, trie: SequenceTrie, step_inputs: int,
+                    max_positions: int) -> torch.Tensor:
+        """Log loss of every leaf of `trie` after every prompt of `prefix`: (P, n_T) float64.
+
+        Depth by depth: the loss of a depth-t node is its parent's plus -log q(its symbol)
+        read off the parent's output, and each internal node's state is one step from its
+        parent's, for all (prompt, node) pairs of a depth at once. Where a depth has more
+        than `step_inputs` pairs, the prompts go on in groups (depth first), so that a
+        step's working set stays small (in cache, on a cpu). `max_positions` is for the
+        transformer's signature: an LSTM's state does not grow with its context."""
+        P = prefix.log_probs.shape[0]
+        loss = torch.zeros(P, 1, dtype=torch.float64, device=prefix.log_probs.device)
+        return self._walk(prefix.cache, prefix.log_probs[:, None], loss, trie, 1, step_inputs)
+
+    def _walk(self, state, log_probs: torch.Tensor, loss: torch.Tensor, trie: SequenceTrie,
+              t: int, step_inputs: int) -> torch.Tensor:
+        """`trie_losses` from depth t - 1: its (h, c) `state` (layers, P n_{t-1}, H), its
+        (P, n_{t-1}, V) `log_probs` and (P, n_{t-1}) `loss`; returns (P, n_T)."""
+        (P, n_prev, V), (h, c) = log_probs.shape, state
+        for t in range(t, trie.depth + 1):
+            par, sym = trie.parents[t], trie.symbols[t]
+            n = len(sym)
+            if t < trie.depth and P > 1 and P * n > step_inputs:
+                g = max(1, step_inputs // n)  # prompts per group
+                return torch.cat([
+                    self._walk((h[:, p0 * n_prev:(p0 + g) * n_prev],
+                                c[:, p0 * n_prev:(p0 + g) * n_prev]),
+                               log_probs[p0:p0 + g], loss[p0:p0 + g], trie, t, step_inputs)
+                    for p0 in range(0, P, g)])
+            loss = trie.losses(t, loss, log_probs)  # (P, n_t)
+            if t == trie.depth:
+                break
+            rows = (torch.arange(P, device=par.device)[:, None] * n_prev + par).reshape(-1)
+            out, (h, c) = self.lstm(self.embed(sym).repeat(P, 1)[:, None],
+                                    (h.index_select(1, rows), c.index_select(1, rows)))
+            log_probs = F.log_softmax(self.unembed(out[:, 0]), dim=-1).view(P, n, V)
+            n_prev = n
+        return loss
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: PredictorConfig):
@@ -235,6 +419,67 @@ class Block(nn.Module):
         return x, cache
 
 
+def _trie_block(block: Block, x: torch.Tensor, k_past: torch.Tensor, v_past: torch.Tensor,
+                ancestors: "_Ancestors | None" = None):
+    """`Block` on one new token of each of n trie nodes after P cached prefixes.
+
+    x (Q, n, C), Q = P or 1 (1: the inputs are the same for every prefix); ``k_past``,
+    ``v_past`` (P, nh, Lp, hs): the prefixes' cached keys and values, which all n nodes
+    attend to; `ancestors`, optional: the keys and values of each node's own A earlier tokens
+    after the prefix (its ancestors in a sequence trie). Returns the block's output
+    (P, n, C) and the new tokens' keys and values (Q, nh, n, hs).
+    """
+    attn = block.attn
+    (Q, n, C), P, nh, Lp = x.shape, k_past.shape[0], attn.num_heads, k_past.shape[2]
+    q, k, v = attn.qkv(block.ln_attn(x)).view(Q, n, 3, nh, C // nh).permute(2, 0, 3, 1, 4)
+    q = q * (1.0 / math.sqrt(C // nh))  # (Q, nh, n, hs), as are k and v
+    scores = [q @ k_past.transpose(-1, -2)]  # (P, nh, n, Lp); Q = 1 broadcasts
+    if ancestors is not None:
+        scores.append(ancestors.scores(q))  # (Q or P, nh, n, A)
+    scores.append((q * k).sum(-1, keepdim=True))  # the token itself
+    logits = torch.cat([s.expand(P, nh, n, -1) for s in scores], dim=-1)
+    # softmax, spelled out: torch's is several times slower over rows this short on a cpu.
+    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    y = weights[..., :Lp] @ v_past + weights[..., -1:] * v  # (P, nh, n, hs)
+    if ancestors is not None:
+        y = y + ancestors.mix(weights[..., Lp:-1])
+    x = x + attn.proj(y.transpose(1, 2).reshape(P, n, C))
+    return x + block.mlp(block.ln_mlp(x)), k, v
+
+
+class _Ancestors(NamedTuple):
+    """Keys and values of the A = t - 1 ancestors of n depth-t nodes of a sequence trie.
+
+    Gathered: ``keys`` and ``values`` are (P or 1, nh, n, A, hs). Blocks (a complete V-ary
+    trie, nodes in order): the lists of the (P or 1, nh, n_d, hs) keys and values of depths
+    d = 1..A, node j's ancestor at depth d being entry ``j // (n / n_d)``, so that nothing is
+    copied per node."""
+
+    keys: object
+    values: object
+    blocks: bool
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """(Q, nh, n, hs) scaled queries -> (., nh, n, A) scores."""
+        if not self.blocks:
+            return (q[..., None, :] * self.keys).sum(-1)
+        Q, nh, n, hs = q.shape
+        return torch.stack([(q.view(Q, nh, k.shape[2], -1, hs) * k[:, :, :, None]).sum(-1)
+                            .view(-1, nh, n) for k in self.keys], dim=-1)
+
+    def mix(self, weights: torch.Tensor) -> torch.Tensor:
+        """(P, nh, n, A) attention weights -> (P, nh, n, hs), their mix of the values."""
+        if not self.blocks:
+            return (weights[..., None] * self.values).sum(-2)
+        P, nh, n, _ = weights.shape
+        out = 0
+        for d, v in enumerate(self.values):
+            part = weights[..., d].reshape(P, nh, v.shape[2], -1, 1) * v[:, :, :, None]
+            out = out + part.view(P, nh, n, -1)
+        return out
+
+
 class TransformerPredictor(nn.Module):
     """Decoder-only causal transformer: token + learned position embeddings, pre-norm
     blocks, final LayerNorm, unembed."""
@@ -264,10 +509,7 @@ class TransformerPredictor(nn.Module):
     def _place(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """(..., T, C) token embeddings at positions start..start+T-1, plus their positions'."""
         T = x.shape[-2]
-        if start + T > self.config.max_context_length:
-            raise ValueError(
-                f"transformer context of {start + T} symbols, must be <= "
-                f"max_context_length ({self.config.max_context_length}).")
+        self.check_context(start + T)
         return x + self.positions(torch.arange(start, start + T, device=x.device))
 
     def _unembed(self, x: torch.Tensor) -> torch.Tensor:
@@ -307,6 +549,109 @@ class TransformerPredictor(nn.Module):
             x, _ = block(x, past)  # (P, B, T - 1, C)
         return torch.cat([first, self._unembed(x)], dim=2)
 
+    # Trie walks (`NeuralPredictor.prompt_losses`): a node's state is its parent's keys and
+    # values plus those of one more symbol. (prompt, node) inputs per step of a sequence-trie
+    # walk on a cpu: the fastest of 2048..16384 on 1 and 2 cores.
+    cpu_step_inputs = 1 << 12
+
+    def check_context(self, length: int) -> None:
+        """A ValueError if `length` symbols (BOS excluded: BOS + prompt + task, the last one a
+        target only) would read past the position table."""
+        if length > self.config.max_context_length:
+            raise ValueError(
+                f"transformer context of {length} symbols, must be <= "
+                f"max_context_length ({self.config.max_context_length}).")
+
+    def cache_positions(self, length: int) -> int:
+        """State held per prompt node, in token positions: a key and value per token read."""
+        return length
+
+    def trie_root(self, device: torch.device) -> Prefix:
+        """The state after BOS alone (the empty prompt), for one node."""
+        return self.prefix(torch.zeros(1, 0, dtype=torch.long, device=device))
+
+    def trie_select(self, prefix: Prefix, index: torch.Tensor) -> Prefix:
+        """The nodes `index` of `prefix`."""
+        return Prefix([(k[index], v[index]) for k, v in prefix.cache],
+                      prefix.log_probs[index], prefix.length)
+
+    def trie_step(self, prefix: Prefix, parents: torch.Tensor, symbols: torch.Tensor) -> Prefix:
+        """The (n,) children of nodes `parents` of `prefix`, each reading one of `symbols`:
+        the new token attends to its parent's cache, which it extends by one position."""
+        x = self._embed(symbols[:, None], prefix.length)  # (n, 1, C)
+        cache = []
+        for block, (k_past, v_past) in zip(self.blocks, prefix.cache):
+            k_past, v_past = k_past.index_select(0, parents), v_past.index_select(0, parents)
+            x, k, v = _trie_block(block, x, k_past, v_past)  # k, v: (n, nh, 1, hs)
+            cache.append((torch.cat([k_past, k], dim=2), torch.cat([v_past, v], dim=2)))
+        return Prefix(cache, self._unembed(x[:, 0]), prefix.length + 1)
+
+    def trie_losses(self, prefix: Prefix, trie: SequenceTrie, step_inputs: int,
+                    max_positions: int) -> torch.Tensor:
+        """Log loss of every leaf of `trie` after every prompt of `prefix` (P prompts of one
+        length): (P, n_T) float64.
+
+        Depth by depth, as the LSTM's. A depth-t node's token sits at position L + t and
+        attends to its prompt's cache (shared by all the prompt's nodes, never copied) and to
+        the keys and values of its t - 1 ancestors, kept per internal node (P x internal
+        positions a layer; the first layer's are the same for every prompt), gathered per
+        node, or read in place where the trie is complete (`_Ancestors`). Where a depth
+        has more than `step_inputs` (prompt, node) pairs, or their attention contexts more
+        than `max_positions` positions, the prompts go on in groups (depth first), and a
+        single prompt reads the depth in slices of nodes.
+        """
+        (P, V), Lp, T = prefix.log_probs.shape, prefix.length, trie.depth
+        self.check_context(Lp - 1 + T)
+        C, nh = self.config.hidden_size, self.config.num_heads
+        device = prefix.log_probs.device
+        store = [tuple(torch.empty(1 if i == 0 else P, nh, trie.internal, C // nh,
+                                   device=device) for _ in "kv")
+                 for i in range(len(self.blocks))]
+        loss = torch.zeros(P, 1, dtype=torch.float64, device=device)
+        return self._walk(prefix, store, prefix.log_probs[:, None], loss, trie, 1,
+                          (step_inputs, max_positions))
+
+    def _walk(self, prefix: Prefix, store: list, log_probs: torch.Tensor, loss: torch.Tensor,
+              trie: SequenceTrie, t: int, budget: tuple[int, int]) -> torch.Tensor:
+        """`trie_losses` from depth t - 1: the prompts' `prefix`, the keys and values of the
+        internal nodes so far (`store`), the (P, n_{t-1}, V) `log_probs` and (P, n_{t-1})
+        `loss` of depth t - 1; `budget` is (step_inputs, max_positions); returns (P, n_T)."""
+        (P, _, V), Lp, (inputs, positions) = log_probs.shape, prefix.length, budget
+        for t in range(t, trie.depth + 1):
+            sym = trie.symbols[t]
+            n = len(sym)
+            context = n * (Lp + t)  # positions one prompt's depth-t nodes attend to
+            if t < trie.depth and P > 1 and (P * n > inputs or P * context > positions):
+                g = max(1, min(inputs // n, positions // context))  # prompts per group
+                return torch.cat([
+                    self._walk(Prefix([(k[p0:p0 + g], v[p0:p0 + g]) for k, v in prefix.cache],
+                                      None, Lp),
+                               [(k[p0:p0 + g], v[p0:p0 + g]) if k.shape[0] > 1 else (k, v)
+                                for k, v in store],
+                               log_probs[p0:p0 + g], loss[p0:p0 + g], trie, t, budget)
+                    for p0 in range(0, P, g)])
+            loss = trie.losses(t, loss, log_probs)  # (P, n_t)
+            if t == trie.depth:
+                break
+            log_probs = torch.empty(P, n, V, device=log_probs.device)
+            # Inputs at position L + t: the same for every prompt until the first attention.
+            x_all = self.embed(sym) + self.positions.weight[Lp - 1 + t]  # (n, C)
+            step = max(1, min(inputs // P, positions // (P * (Lp + t))))  # nodes per slice
+            block_size = n // trie.sizes[1]  # descendants of a depth-1 node, if complete
+            if trie.complete[t] and step >= block_size:
+                step -= step % block_size  # slices of whole subtrees: ancestors in place
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                ids = slice(trie.offsets[t] + a, trie.offsets[t] + b)
+                x = x_all[None, a:b]
+                for block, (k_past, v_past), (k_store, v_store) in zip(
+                        self.blocks, prefix.cache, store):
+                    x, k_store[:, :, ids], v_store[:, :, ids] = _trie_block(
+                        block, x, k_past, v_past,
+                        trie.ancestors_of(t, a, b, k_store, v_store) if t > 1 else None)
+                log_probs[:, a:b] = self._unembed(x)
+        return loss
+
 
 def model_class(family: str) -> type[nn.Module]:
     """The ``nn.Module`` class of a network family (`FAMILIES[family].module`)."""
@@ -329,9 +674,8 @@ def build_model(config: PredictorConfig, vocab_size: int) -> nn.Module:
 class NeuralPredictor(predictors.Predictor):
     """A trained model as a `Predictor`: float32 inside, float64 numpy outside.
 
-    `prompt_losses` reads each prompt once (`model.prefix`) and continues it with every task
-    sequence (`model.extend`), batched over prompts and sequences in chunks of at most
-    `max_tokens` model inputs.
+    `prompt_losses` walks the trie of the prompts and, after each, the trie of the task
+    sequences, within `max_tokens` model inputs (and token positions held) at a time.
     """
 
     def __init__(self, model: nn.Module, config: PredictorConfig, *,
@@ -342,6 +686,14 @@ class NeuralPredictor(predictors.Predictor):
         self.model = model.to(self.device).eval()
         self.vocab_size = model.vocab_size
         self.max_tokens = int(max_tokens)
+        # prompt_losses continues each prompt by walking the trie of the task sequences;
+        # False: by `model.extend` on every distinct sequence (to measure against).
+        self.sequence_trie = True
+        # The most (prompt, sequence prefix) inputs of one step of that walk: small on a cpu,
+        # whose caches its working set should fit (the model's `cpu_step_inputs`, fastest
+        # measured); None: max_tokens.
+        self.step_inputs = (getattr(model, "cpu_step_inputs", 1 << 11)
+                            if self.device.type == "cpu" else None)
         # The most symbols (prompt plus task) it was trained to condition on.
         self.max_context = config.sequence_length
 
@@ -368,29 +720,104 @@ class NeuralPredictor(predictors.Predictor):
 
     @torch.no_grad()
     def prompt_losses(self, prompts: list[str], seqs: np.ndarray) -> np.ndarray:
+        """l(s, x) of every prompt on every sequence, (P, B) float64, by two tries.
+
+        The prompt trie: the prompts and every prefix they need (an arbitrary list: its
+        missing ancestors are internal nodes) are read depth first, each node once by
+        `model.trie_step` from its parent's state, a level's nodes in chunks; the states
+        held along the current path cover at most `max_tokens` token positions. The sequence
+        trie (`SequenceTrie`, of the distinct rows of `seqs`): after each requested prompt,
+        `model.trie_losses` walks it depth by depth, one step per distinct sequence prefix
+        of length 1..T - 1 (all V^T sequences: (V^T - V) / (V - 1) steps, against T - 1 per
+        sequence), in batches of prompts of one length with at most `max_tokens` inputs in
+        all, each step at most `step_inputs` of them. With ``sequence_trie = False`` the
+        prompt states are continued by `model.extend` on every distinct sequence instead
+        (kept to measure against). Rows of `seqs` may repeat and come in any order; the
+        result equals scoring each concatenation prompt + sequence (float32 rounding aside).
+        """
         tokens = self._tensor(seqs)
-        B, T = tokens.shape
-        out = np.zeros((len(prompts), B))
-        if T == 0 or B == 0:
+        (B, T), P, V = tokens.shape, len(prompts), self.vocab_size
+        out = np.zeros((P, B))
+        if T == 0 or B == 0 or P == 0:
             return out
-        pairs = max(1, self.max_tokens // T)  # (prompt, sequence) pairs per chunk
-        progress = logs.Progress(logger, len(prompts), f"prompts scored on {B} sequences:")
-        done = 0
+        lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=P)
+        padded = np.zeros((P, int(lengths.max())), dtype=np.uint8)
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
-            arr = self._tensor(arr, "prompts")
-            p_chunk = min(len(idx), pairs)
-            b_chunk = max(1, pairs // p_chunk)
-            for p0 in range(0, len(idx), p_chunk):
-                prefix = self.model.prefix(arr[p0:p0 + p_chunk])
-                rows = idx[p0:p0 + p_chunk]
-                for b0 in range(0, B, b_chunk):
-                    part = tokens[b0:b0 + b_chunk]
-                    logp = self.model.extend(prefix, part)  # (P, b, T, V)
+            padded[idx, :length] = arr
+        self._tensor(padded, "prompts")  # symbols 0..V-1, or a ValueError naming them
+        self.model.check_context(padded.shape[1] + T)
+        tree = _build_trie(padded, lengths, V)
+        depth = len(tree.parents) - 1
+        seq_trie = SequenceTrie(tokens.cpu().numpy(), V, self.device)
+        leaves = seq_trie.leaves
+        step_inputs = min(self.max_tokens, self.step_inputs or self.max_tokens)
+        if self.sequence_trie:
+            batch = max(1, self.max_tokens // max(1, seq_trie.internal))
+        else:
+            pairs = max(1, self.max_tokens // T)
+            batch = max(1, pairs // len(seq_trie.unique))
+            b_chunk = max(1, pairs // batch)
+
+        def continued(prefix: Prefix) -> np.ndarray:
+            """(p, B) losses of the prompts of `prefix` on the rows of `seqs`."""
+            if self.sequence_trie:
+                losses = self.model.trie_losses(prefix, seq_trie, step_inputs,
+                                                self.max_tokens)
+            else:
+                parts = []
+                for b0 in range(0, len(seq_trie.unique), b_chunk):
+                    part = seq_trie.unique[b0:b0 + b_chunk]
+                    logp = self.model.extend(prefix, part)  # (p, b, T, V)
                     target = part[None, :, :, None].expand(*logp.shape[:-1], 1)
-                    picked = logp.gather(-1, target)[..., 0].double()  # (P, b, T)
-                    out[rows, b0:b0 + part.shape[0]] = -picked.sum(-1).cpu().numpy()
-                done += len(rows)
+                    parts.append(-logp.gather(-1, target)[..., 0].double().sum(-1))
+                losses = torch.cat(parts, dim=1)
+            return losses[:, leaves].cpu().numpy()
+
+        # Per level: the rows of `prompts` of that length sorted by node, and their nodes.
+        requested = []
+        for level in range(depth + 1):
+            rows = np.flatnonzero(lengths == level)
+            rows = rows[np.argsort(tree.nodes[rows], kind="stable")]
+            requested.append((rows, tree.nodes[rows], np.unique(tree.nodes[rows])))
+        progress = logs.Progress(logger, P, f"prompts scored on {B} sequences:")
+        done = 0
+
+        def score(level: int, lo: int, state: Prefix) -> None:
+            """Score the requested prompts among nodes lo.. of `level` (states `state`)."""
+            nonlocal done
+            rows, nodes, wanted = requested[level]
+            a, b = np.searchsorted(wanted, [lo, lo + len(state.log_probs)])
+            for a0 in range(a, b, batch):
+                chosen = wanted[a0:min(a0 + batch, b)]
+                index = torch.as_tensor(chosen - lo, device=self.device)
+                losses = continued(self.model.trie_select(state, index))  # (p, B)
+                r0, r1 = np.searchsorted(nodes, [chosen[0], chosen[-1] + 1])
+                out[rows[r0:r1]] = losses[np.searchsorted(chosen, nodes[r0:r1])]
+                done += r1 - r0
                 progress.update(done)
+
+        # Nodes per chunk of a level: their states cover max_tokens / (depth + 1) positions
+        # (a multiple of the scoring batch where that fits).
+        caps = []
+        for level in range(depth + 1):
+            cap = max(1, self.max_tokens
+                      // (self.model.cache_positions(level + 1) * (depth + 1)))
+            caps.append(cap // batch * batch if cap >= batch else cap)
+
+        def visit(level: int, lo: int, state: Prefix) -> None:
+            """Score nodes lo.. of `level`, then their subtrees, a chunk of children at a time."""
+            score(level, lo, state)
+            if level == depth:
+                return
+            starts = tree.starts[level + 1]
+            first, last = starts[lo], starts[lo + len(state.log_probs)]
+            for a in range(first, last, caps[level + 1]):
+                b = min(a + caps[level + 1], last)
+                parents = torch.as_tensor(tree.parents[level + 1][a:b] - lo, device=self.device)
+                symbols = torch.as_tensor(tree.symbols[level + 1][a:b], device=self.device)
+                visit(level + 1, a, self.model.trie_step(state, parents, symbols))
+
+        visit(0, 0, self.model.trie_root(self.device))
         return out
 
     def prompt_gradient(self, prompt: str, seqs: np.ndarray,
