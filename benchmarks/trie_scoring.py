@@ -19,7 +19,13 @@ Then the measured speed-up (naive time / trie time), the ideal one (naive tokens
 tokens), the fraction of the ideal achieved, the fraction of raw throughput the trie path
 runs at (its tokens/s over raw tokens/s), and the peak resident memory of the measuring
 process (ru_maxrss, each (L_max, family) in a fresh process: before scoring, after the trie
-path, after everything). An evaluation is one (prompt, sequence) loss l(s, x).
+path, after everything) and the largest tensor the trie path allocates (an untimed rerun of
+the timed set under a dispatch mode). An evaluation is one (prompt, sequence) loss l(s, x).
+
+Not timed here: the prompt trie followed by `extend` on every distinct sequence
+(``NeuralPredictor.sequence_trie = False``, the previous continuation). At L_max = 10, one
+thread, it took 26-28 s (LSTM) and 163-182 s (transformer) where the sequence trie took
+1.6-1.8 s and 14-16 s: the sequence trie pays on a cpu.
 
 Sampling, on a cpu. Naive is always timed on a sample: ``--naive-prompts`` random prompts of
 each length, every sequence, and its time extrapolated length by length (a naive pair's
@@ -43,8 +49,8 @@ other core (their spin-waits), so two-thread figures (``--threads 2``) are only 
 on a quiet machine. Ratios only, no timed assertions.
 
 Run: ``PYTHONPATH=src python benchmarks/trie_scoring.py`` (L_max 12 and 16, one thread:
-about 6 minutes on a quiet 2-core machine), or ``--quick`` (L_max 6 and 8, the trie sampled
-at 8: about 30 seconds).
+615 s on the 2-core development machine while other jobs kept its load average at 6-7), or
+``--quick`` (L_max 6 and 8, the trie sampled at 8: 30 s quiet, 56 s at load 6).
 """
 
 from __future__ import annotations
