@@ -74,6 +74,30 @@ def selections(search: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
                 "prompt_length", "empirical_loss", "kl", "regret", "rank", "correct"]]
 
 
+# Regret over the seeds of a cell, as named aggregations: shared by the reliability and
+# strategies tables, whose regret columns mean the same.
+def _q25(values) -> float:
+    return float(np.quantile(values, 0.25))
+
+
+def _q75(values) -> float:
+    return float(np.quantile(values, 0.75))
+
+
+REGRET_STATS = {
+    "regret_mean": ("regret", "mean"),
+    "regret_median": ("regret", "median"),
+    "regret_q25": ("regret", _q25),
+    "regret_q75": ("regret", _q75),
+}
+
+
+def _with_proportion_correct(out: pd.DataFrame) -> None:
+    """proportion_correct with its Wilson 95% interval, from the correct and seeds columns."""
+    out["proportion_correct"] = out["correct"] / out["seeds"]
+    out["ci_low"], out["ci_high"] = wilson_interval(out["correct"], out["seeds"])
+
+
 def reliability(sel: pd.DataFrame) -> pd.DataFrame:
     """Per (predictor, replicate, task, selection, N): proportion correct with a Wilson 95%
     interval, regret and rank of s_hat."""
@@ -81,15 +105,11 @@ def reliability(sel: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(
         seeds=("seed", "size"),
         correct=("correct", "sum"),
-        regret_mean=("regret", "mean"),
-        regret_median=("regret", "median"),
-        regret_q25=("regret", lambda r: float(np.quantile(r, 0.25))),
-        regret_q75=("regret", lambda r: float(np.quantile(r, 0.75))),
+        **REGRET_STATS,
         rank_mean=("rank", "mean"),
         rank_median=("rank", "median"),
     ).reset_index()
-    out["proportion_correct"] = out["correct"] / out["seeds"]
-    out["ci_low"], out["ci_high"] = wilson_interval(out["correct"], out["seeds"])
+    _with_proportion_correct(out)
     return out
 
 
@@ -132,14 +152,10 @@ def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
         estimation_error=("cell_estimation", "sum"),
         search_error=("cell_search", "sum"),
         both_errors=("cell_both", "sum"),
-        regret_mean=("regret", "mean"),
-        regret_median=("regret", "median"),
-        regret_q25=("regret", lambda r: float(np.quantile(r, 0.25))),
-        regret_q75=("regret", lambda r: float(np.quantile(r, 0.75))),
+        **REGRET_STATS,
         evaluations_mean=("evaluations", "mean"),
     ).reset_index()
-    out["proportion_correct"] = out["correct"] / out["seeds"]
-    out["ci_low"], out["ci_high"] = wilson_interval(out["correct"], out["seeds"])
+    _with_proportion_correct(out)
     out["proportion_found_best"] = out["found_best"] / out["seeds"]
     out["found_best_ci_low"], out["found_best_ci_high"] = wilson_interval(out["found_best"],
                                                                           out["seeds"])
