@@ -27,6 +27,9 @@ from promptscape.sources import Source, symbol_losses
 
 # Batches of (prompt, sequence) pairs are cut to about this many symbols, to bound memory.
 MAX_SYMBOLS_PER_BATCH = 2_000_000
+# Hidden-state Bayes walks the sequence trie with chunks of prompts of about this many state
+# entries per array (1 MiB of float64, so the forward step's temporaries stay in cache).
+TRIE_STATES_PER_CHUNK = 1 << 17
 
 logger = logging.getLogger("promptscape")
 
@@ -124,25 +127,43 @@ class BayesPredictor(Predictor):
         return super().prompt_losses(prompts, seqs)
 
     def _hidden_state_losses(self, prompts, seqs):
-        """Hidden-state sources: filter each prompt once, then run every sequence forward
-        from the prompt's filtered state (the same recursion as scoring the concatenation,
-        without re-reading the prompt for every sequence)."""
+        """Hidden-state sources: filter each prompt once (`filter_states`), then run the
+        forward algorithm down the prefix trie of the distinct sequences. A depth-t node's
+        state and loss -sum_{u <= t} log q(x_u | s, x_<u) come from its parent's by one step
+        (`step_log_predictive`, then `advance`: condition on the symbol, renormalise,
+        switch), so each (prompt, prefix) pair is stepped once; the depth-T nodes are the
+        sequences. Prompts go in chunks of about TRIE_STATES_PER_CHUNK state entries."""
         seqs = np.asarray(seqs, dtype=np.uint8)
         B, T = seqs.shape
         out = np.empty((len(prompts), B))
-        progress = logs.Progress(logger, len(prompts) * B, "prompt-sequence losses:")
-        done = 0
+        if not prompts or not B:
+            return out
+        width = self.source.filter_states(np.zeros((1, 0), dtype=np.uint8)).shape[-1]
+        states = np.empty((len(prompts), width))  # (P, S): the state after each prompt
         for length, (idx, arr) in prompts_lib.group_by_length(prompts).items():
-            states = self.source.filter_states(arr)[:, -1]  # (P_l, K): state after the prompt
-            chunk = max(1, MAX_SYMBOLS_PER_BATCH // max(1, T * len(idx)))
-            for start in range(0, B, chunk):
-                part = seqs[start:start + chunk]
-                b = part.shape[0]
-                tiled = np.tile(part, (len(idx), 1))  # (P_l * b, T)
-                logp = self.source.log_predictive_from(np.repeat(states, b, axis=0), tiled)
-                out[idx, start:start + b] = symbol_losses(logp, tiled).sum(axis=1).reshape(len(idx), b)
-                done += len(idx) * b
-                progress.update(done)
+            rows = max(1, MAX_SYMBOLS_PER_BATCH // ((length + 1) * width))
+            for start in range(0, len(idx), rows):
+                states[idx[start:start + rows]] = self.source.filter_states(
+                    arr[start:start + rows])[:, -1]
+        distinct, inverse = np.unique(seqs, axis=0, return_inverse=True)
+        levels = _prefix_trie(distinct)
+        nodes = max([1] + [len(parent) for parent, _ in levels])
+        chunk = max(1, TRIE_STATES_PER_CHUNK // (nodes * width))
+        progress = logs.Progress(logger, len(prompts) * B, "prompt-sequence losses:")
+        for start in range(0, len(prompts), chunk):
+            state = states[start:start + chunk, None, :]  # (p, nodes at depth t, S)
+            p = state.shape[0]
+            loss = np.zeros((p, 1))
+            for depth, (parent, symbol) in enumerate(levels, start=1):
+                logq = self.source.step_log_predictive(state.reshape(-1, width))
+                V = logq.shape[-1]  # logq.reshape(p, parents * V): (parent, next symbol)
+                loss = (np.take(loss, parent, axis=1)
+                        - np.take(logq.reshape(p, -1), parent * V + symbol, axis=1))
+                if depth < T:  # the leaves' states are never read
+                    state = self.source.advance(np.take(state, parent, axis=1).reshape(-1, width),
+                                                np.tile(symbol, p)).reshape(p, -1, width)
+            out[start:start + p] = loss[:, inverse.ravel()]
+            progress.update((start + p) * B)
         return out
 
     def count_losses(self, prompt_counts, counts) -> np.ndarray:
@@ -150,6 +171,24 @@ class BayesPredictor(Predictor):
         sequence with symbol counts `counts` (``(..., V)`` each, broadcast): the count
         classes of landscapes and prompt efficiency use it."""
         return self.source.count_losses(prompt_counts, counts)
+
+
+def _prefix_trie(distinct: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Prefix trie of the rows ``(N, T)`` of `np.unique`, level by level: for depth t = 1..T,
+    (the parent of each depth-t node among the depth t - 1 nodes, its last symbol). Rows
+    sharing a prefix are adjacent in sorted order and share its node; the depth-T nodes are
+    the rows, in order."""
+    N, T = distinct.shape
+    levels = []
+    node = np.zeros(N, dtype=np.int64)  # each row's node at depth t
+    differs = np.zeros(max(N - 1, 0), dtype=bool)  # row i + 1's prefix differs from row i's
+    for t in range(T):
+        differs |= distinct[1:, t] != distinct[:-1, t]
+        new = np.concatenate([[True], differs])  # a row starting a depth t + 1 node
+        first = np.flatnonzero(new)
+        levels.append((node[first], distinct[first, t]))
+        node = np.cumsum(new) - 1
+    return levels
 
 
 class TabulatedPredictor(Predictor):

@@ -91,9 +91,15 @@ class Switching(BinarySource):
         rates, rate_weights = self.rates
         return np.outer(np.asarray(self.weights), rate_weights).ravel()
 
-    def _advance(self, state: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    def step_log_predictive(self, state: np.ndarray) -> np.ndarray:
+        """log q of the next symbol from ``(B, K * R)`` states: ``(B, V)``."""
+        per_state = np.repeat(np.asarray(self.thetas), len(self.rates[0]))  # coin of each pair
+        p_one = state @ per_state  # (B,) predictive mixture of the coins
+        return np.stack([np.log1p(-p_one), np.log(p_one)], axis=-1)
+
+    def advance(self, state: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """One forward step: condition the ``(B, K * R)`` state of a symbol on it (`symbols`
-        ``(B,)``), then let the coin switch at its rate."""
+        ``(B,)``), renormalise, then let the coin switch at its rate."""
         theta = np.asarray(self.thetas)
         rates, _ = self.rates
         K, R = len(theta), len(rates)
@@ -119,7 +125,7 @@ class Switching(BinarySource):
         out = np.empty((B, T + 1, state.shape[1]))
         out[:, 0] = state
         for t in range(T):
-            state = self._advance(state, seqs[:, t])
+            state = self.advance(state, seqs[:, t])
             out[:, t + 1] = state
         return out
 
@@ -131,17 +137,12 @@ class Switching(BinarySource):
         """
         seqs = np.asarray(seqs)
         B, T = seqs.shape
-        theta = np.asarray(self.thetas)
-        R = len(self.rates[0])
         state = np.broadcast_to(np.asarray(state, dtype=np.float64),
-                                (B, len(theta) * R)).copy()
-        per_state = np.repeat(theta, R)  # (K * R,): the coin of each (coin, rate)
+                                (B, self.initial_state().size)).copy()
         out = np.empty((B, T, 2))
         for t in range(T):
-            p_one = state @ per_state  # (B,) predictive mixture of the coins
-            out[:, t, 1] = np.log(p_one)
-            out[:, t, 0] = np.log1p(-p_one)
-            state = self._advance(state, seqs[:, t])
+            out[:, t] = self.step_log_predictive(state)
+            state = self.advance(state, seqs[:, t])
         return out
 
     def _log_predictive(self, seqs):
