@@ -14,6 +14,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from promptscape import landscape
@@ -491,6 +492,62 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
     else:
         assert land["resolved"].all()
         np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(land["loss"].to_numpy()))
+
+
+def test_evaluation_kl_a_block_of_prompts_at_a_time_equals_the_whole_gathered_estimate():
+    """The evaluation-set estimates from a table over distinct sequences, reduced in
+    blocks of 1, 3 and all prompts, equal `monte_carlo_kl` on the gathered (P, M) losses."""
+    rng = np.random.default_rng(3)
+    table = rng.gamma(2.0, 1.0, size=(7, 11))
+    index = rng.integers(0, 11, size=40)
+    log_p = -rng.gamma(3.0, 1.0, size=40)
+    strata = np.repeat([0, 1], 20)
+    weights = np.where(strata == 0, 0.6 / 20, 0.4 / 20)
+    whole = landscape.monte_carlo_kl(table[:, index], log_p, weights, strata)
+    for max_bytes in (1, 3 * 8 * 40, 10**9):
+        block = landscape.evaluation_kl(table, index, log_p, weights, strata, max_bytes)
+        for got, want in zip(block[:4], whole[:4]):
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+        assert block[4] == pytest.approx(whole[4], rel=1e-15)
+
+
+@pytest.mark.parametrize("enumeration_budget", [1, 10**6])
+def test_landscape_scores_each_distinct_evaluation_sequence_once_and_any_block_size_agrees(
+        tmp_path, monkeypatch, enumeration_budget):
+    """The stage never scores the (P, M) evaluation losses: the predictor sees each distinct
+    sequence once (all 2^T where enumerated), and the landscape does not depend on the
+    block size of the evaluation-set pass."""
+    from promptscape import tables
+    from promptscape.predictors import BayesPredictor
+    from promptscape.stages.datasets import simulate_evaluation
+    from promptscape.stages.landscape import compute_landscape
+
+    T = 5
+    evaluation = tmp_path / "eval.parquet"
+    simulate_evaluation(output=str(evaluation), experiment="exp", task_name="c5",
+                        task=coin(0.5), task_length=T, size=300)
+    seen = []
+    original = BayesPredictor.prompt_losses
+
+    def spy(self, prompts, seqs):
+        seen.append(np.asarray(seqs).shape[0])
+        return original(self, prompts, seqs)
+
+    monkeypatch.setattr(BayesPredictor, "prompt_losses", spy)
+    lands = []
+    for max_bytes in (10**9, 8 * 300):  # every prompt at once; one prompt per block
+        monkeypatch.setattr(landscape, "EVALUATION_BYTES", max_bytes)
+        out = tmp_path / f"land{max_bytes}.parquet"
+        compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
+                          family="bayes", pretraining=SWITCHING, experiment="exp",
+                          task_name="c5", task=coin(0.5), task_length=T,
+                          max_prompt_length=L_SMALL, enumeration_budget=enumeration_budget)
+        lands.append(tables.read(str(out), "landscape"))
+    pd.testing.assert_frame_equal(lands[0], lands[1], check_exact=False, rtol=1e-13)
+    distinct = len(np.unique(tables.read(str(evaluation), "evaluation_set")["sequence"]))
+    # The landscape's table, then the first-symbol predictions (V one-symbol sequences).
+    scored = 2**T if enumeration_budget > 1 else distinct
+    assert seen[:2] == [scored, 2] and seen[2:] == [scored, 2]
 
 
 # ------------------------------------------------------------------ figures mark unresolved prompts

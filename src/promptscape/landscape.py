@@ -92,7 +92,7 @@ def choose_method(predictor: Predictor, task: Source, task_length: int, num_prom
     return "monte_carlo"
 
 
-def loss_table(predictor, prompts, task, task_length, method):
+def loss_table(predictor, prompts, task, task_length, method, enumerated=None):
     """The loss of every prompt on every distinct outcome of the task, with the outcomes'
     probabilities: ``(losses (P, X), p (X,), log_prob (X,))``, `log_prob` the task's
     log-probability of one sequence of each outcome.
@@ -101,7 +101,8 @@ def loss_table(predictor, prompts, task, task_length, method):
     reliability treats D_N's frequencies of the outcomes as a multinomial. Outcomes are the
     count values (compositions of T into V parts) under `exact_counts`, every one of the V**T
     sequences under `exact_enumeration`; `monte_carlo` has no exact table (the evaluation
-    set stands in for it, `evaluation_table`)."""
+    set stands in for it, `monte_carlo_kl`). `enumerated`: the predictor's losses of these
+    prompts on all V**T sequences in code order, where the caller has them already."""
     T = task_length
     V = task.vocab_size
     if method == "exact_counts":
@@ -113,17 +114,22 @@ def loss_table(predictor, prompts, task, task_length, method):
     if method == "exact_enumeration":
         seqs = prompts_lib.enumerate_sequences(T, V)
         log_p = task.log_prob(seqs)
-        return predictor.prompt_losses(prompts, seqs), np.exp(log_p), log_p
+        if enumerated is None:
+            enumerated = predictor.prompt_losses(prompts, seqs)
+        elif enumerated.shape != (len(prompts), len(seqs)):
+            raise ValueError(f"enumerated losses of shape {enumerated.shape}, not "
+                             f"({len(prompts)}, {len(seqs)})")
+        return enumerated, np.exp(log_p), log_p
     raise ValueError(f"loss_table has no exact method {method!r}")
 
 
-def theoretical_losses(predictor, prompts, task, task_length, method):
+def theoretical_losses(predictor, prompts, task, task_length, method, enumerated=None):
     """``(loss (P,), loss_se (P,), entropy)`` of the task over T symbols, by `method`
     (`loss_table` weighted by the outcomes' probabilities).
 
     Not for monte_carlo, which `monte_carlo_kl` handles from per-sequence losses.
     """
-    table, p, log_p = loss_table(predictor, prompts, task, task_length, method)
+    table, p, log_p = loss_table(predictor, prompts, task, task_length, method, enumerated)
     return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
 
 
@@ -243,6 +249,28 @@ def monte_carlo_kl(losses: np.ndarray, task_log_prob: np.ndarray,
     loss, loss_se = stratified_mean(losses, weights, strata)
     kl, kl_se = stratified_mean(per_kl, weights, strata)
     return loss, loss_se, kl, kl_se, -float(task_log_prob @ weights)
+
+
+def evaluation_kl(table: np.ndarray, index: np.ndarray, task_log_prob: np.ndarray,
+                  weights: np.ndarray, strata: np.ndarray, max_bytes: int | None = None):
+    """`monte_carlo_kl` of the evaluation set from a table of losses over its distinct
+    sequences (``table (P, U)`` and each evaluation sequence's column ``index (M,)``, as
+    `search.sequence_losses` returns them), a block of prompts at a time so that the
+    gathered ``(P, M)`` losses never exist whole (131,071 prompts at L = 16 on 10,000
+    sequences would be 10 GB). Each prompt's estimate is its own row's: the same whatever
+    the block."""
+    P, M = table.shape[0], len(index)
+    step = max(1, (EVALUATION_BYTES if max_bytes is None else max_bytes) // (8 * max(1, M)))
+    loss, loss_se, kl, kl_se = (np.empty(P) for _ in range(4))
+    entropy = -float(np.asarray(task_log_prob) @ np.asarray(weights, dtype=float))
+    for a in range(0, P, step):
+        block = monte_carlo_kl(table[a:a + step][:, index], task_log_prob, weights, strata)
+        loss[a:a + step], loss_se[a:a + step], kl[a:a + step], kl_se[a:a + step] = block[:4]
+    return loss, loss_se, kl, kl_se, entropy
+
+
+# The most bytes of gathered evaluation-set losses `evaluation_kl` holds at once.
+EVALUATION_BYTES = 1 << 27
 
 
 def paired_differences(losses: np.ndarray, reference: int, weights: np.ndarray | None = None,

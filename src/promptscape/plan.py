@@ -272,17 +272,21 @@ def estimate(study, rule: str, w: dict) -> Job:
     if rule == "compute_landscape":
         task = exp.task(w["task"])
         method = landscape_method(study, exp, predictor, task)
-        # The (C, M) evaluation-set losses of the prompt classes and the paired estimates'
-        # temporaries (three more (C, M) arrays), plus the exact method's own table, and the
-        # P rows written (prompt strings and list columns).
-        evals, work = _predictor_cost(study, exp, predictor, C, M, tabulated)
-        work += 3 * C * M * F64 + _strings(M, T) + 4 * _strings(P, L + 2 * exp.vocab_size)
+        # The prompt classes' losses on the distinct evaluation sequences (all V^T where
+        # enumerated: then also the exact method's table), the evaluation-set estimates a
+        # block of at most landscape.EVALUATION_BYTES of gathered losses at a time (with
+        # three temporaries), a monte_carlo landscape's whole (C, M) paired losses and the
+        # classification's temporaries, and the P rows written (prompt strings and lists).
+        from promptscape import landscape
+
+        B = num_sequences(exp) if enumerates(study, exp) else min(M, num_sequences(exp))
+        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
+        work += (4 * min(C * M * F64, max(landscape.EVALUATION_BYTES, M * F64))
+                 + _strings(M, T) + 4 * _strings(P, L + 2 * exp.vocab_size))
         if tabulated:
             work += _table_bytes(exp)
-        if method == "exact_enumeration":
-            more, table = _predictor_cost(study, exp, predictor, C, num_sequences(exp),
-                                          tabulated)
-            evals, work = evals + more, work + table
+        if method == "monte_carlo":
+            work += 4 * C * M * F64
         elif method == "exact_counts":
             evals += C * num_classes(exp, T)
         return Job(rule, w, evals, base + work, method)

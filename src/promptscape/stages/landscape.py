@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from promptscape import landscape, tables
+from promptscape import landscape, search, tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 from promptscape.stages.common import load_predictor, vocab_size
@@ -35,16 +35,24 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     eval_seqs = prompts_lib.to_arrays(eval_frame["sequence"].to_pylist(), task_length)
     weights = eval_frame["weight"].to_numpy()
     strata = eval_frame["stratum"].to_numpy()
-    eval_losses = pred.prompt_losses(first, eval_seqs)  # (C, M), paired across prompts
-    mc = landscape.monte_carlo_kl(eval_losses, task_source.log_prob(eval_seqs), weights, strata)
+    # Each distinct evaluation sequence is scored once (all V^T of them where they fit the
+    # enumeration budget: the exact table is then the same one), and the evaluation-set
+    # estimates are reduced a block of prompts at a time.
+    table, index = search.sequence_losses(pred, first, eval_seqs, enumeration_budget, V,
+                                          decide_on=len(prompts))
+    task_log_prob = task_source.log_prob(eval_seqs)
+    mc = landscape.evaluation_kl(table, index, task_log_prob, weights, strata)
     if method == "monte_carlo":
         loss, loss_se, kl, kl_se, entropy = mc
+        eval_losses = table[:, index]  # (C, M), paired across prompts
         ranks, optimal, resolved = landscape.classify(loss, eval_losses, weights=weights,
                                                       strata=strata, comparisons=len(prompts))
         ranks, optimal, resolved = ranks[inverse], optimal[inverse], resolved[inverse]
     else:
+        enumerated = table if method == "exact_enumeration" else None
         loss, loss_se, entropy = landscape.theoretical_losses(pred, first, task_source,
-                                                              task_length, method)
+                                                              task_length, method, enumerated)
+        del table, enumerated
         kl, kl_se = loss - entropy, np.zeros_like(loss)
         # A stratified estimate can be exact (standard error 0): floor the error at the
         # floating-point resolution of a KL, so agreement to rounding reads as |z| ~ 0.
