@@ -734,3 +734,46 @@ def test_first_symbol_kl_is_the_first_term_of_the_chain_rule(pre, task):
     loss, _, entropy = landscape.theoretical_losses(pred, prompts, task_source, 1,
                                                     "exact_enumeration")
     np.testing.assert_allclose(got, loss - entropy, rtol=1e-9, atol=1e-14)
+
+
+# ------------------------------------------------------------------ a network's table read back
+def _write_prompt_losses(path, prompts, seqs, losses, order=None):
+    from promptscape import tables
+    from promptscape.prompts import to_strings
+
+    S = len(seqs)
+    names = to_strings(seqs)
+    rows = range(len(prompts) * S) if order is None else order
+    tables.write({"predictor": "lstm", "replicate": 0, "experiment": "e",
+                  "prompt": [prompts[r // S] for r in rows],
+                  "prompt_length": [len(prompts[r // S]) for r in rows],
+                  "sequence": [names[r % S] for r in rows],
+                  "loss": [losses[r // S, r % S] for r in rows]}, "prompt_losses", path)
+
+
+def test_a_prompt_loss_table_reads_back_as_the_predictor_that_wrote_it(tmp_path):
+    from promptscape.prompts import all_prompts, enumerate_sequences
+    from promptscape.stages.common import load_prompt_losses
+
+    prompts, seqs = all_prompts(3, 2), enumerate_sequences(4, 2)
+    losses = np.random.default_rng(0).random((len(prompts), len(seqs)))
+    _write_prompt_losses(tmp_path / "t.parquet", prompts, seqs, losses)
+    pred = load_prompt_losses(str(tmp_path / "t.parquet"), 2)
+    np.testing.assert_array_equal(pred.prompt_losses(prompts, seqs), losses)
+
+
+def test_a_prompt_loss_table_with_a_sequence_twice_in_a_block_is_refused(tmp_path):
+    """Same length and sort order as a complete table, but one prompt's block scores one
+    sequence twice and another never: the old loader checked the block starts only and
+    would have read the losses into the wrong cells."""
+    from promptscape.prompts import all_prompts, enumerate_sequences
+    from promptscape.stages.common import load_prompt_losses
+
+    prompts, seqs = all_prompts(2, 2), enumerate_sequences(3, 2)
+    S = len(seqs)
+    losses = np.random.default_rng(1).random((len(prompts), S))
+    order = list(range(len(prompts) * S))
+    order[2 * S + 5] = 2 * S + 4  # prompt 2's block: sequence 4 twice, sequence 5 missing
+    _write_prompt_losses(tmp_path / "t.parquet", prompts, seqs, losses, order)
+    with pytest.raises(ValueError, match="each once in canonical order"):
+        load_prompt_losses(str(tmp_path / "t.parquet"), 2)

@@ -599,12 +599,14 @@ def _is_scalar(value) -> bool:
     return isinstance(value, (str, int, float, bool)) or getattr(value, "ndim", 1) == 0
 
 
-def read_table(path, artifact: str | None = None) -> pa.Table:
-    """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table."""
+def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = ()) -> pa.Table:
+    """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table;
+    the `dictionary` columns as dictionary-encoded arrays (as Parquet stores repetitive
+    strings: each distinct value once, rows as integer codes)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError(f"no {artifact or 'artifact'} files to read")
-    parts = [pq.read_table(p) for p in paths]
+    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None) for p in paths]
     if artifact is not None:
         expected = ARTIFACTS[artifact].schema.names
         for p, part in zip(paths, parts):

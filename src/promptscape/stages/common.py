@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from promptscape import prompts as prompts_lib
 from promptscape import tables
 from promptscape.model_config import FAMILIES
@@ -41,18 +43,26 @@ def vocab_size(pretraining: dict) -> int:
 
 
 def load_prompt_losses(path: str, vocab_size: int) -> TabulatedPredictor:
-    """A `prompt_losses` artifact as a predictor (rows are in canonical prompt order, then
-    sequence code order, so the table reshapes to (P, V**T))."""
-    frame = tables.read_table(path, "prompt_losses")
-    prompts = frame["prompt"].to_pylist()
-    first = frame["sequence"][0].as_py()
-    T = len(first)
-    S = vocab_size**T
-    P = len(prompts) // S
-    order = prompts[::S]
-    if len(prompts) != P * S or order != prompts_lib.all_prompts(max(len(p) for p in order),
-                                                                 vocab_size):
+    """A `prompt_losses` artifact as a predictor. Rows must be every canonical prompt (in
+    canonical order) on every sequence of length T (in code order), so the losses reshape to
+    (P, V**T); every row is checked, through the dictionary codes of the two string columns
+    (8.4 million rows at L_max 12 are never Python strings)."""
+    frame = tables.read_table(path, "prompt_losses",
+                              dictionary=("prompt", "sequence")).unify_dictionaries()
+    prompt = frame["prompt"].combine_chunks()
+    sequence = frame["sequence"].combine_chunks()
+    order = prompt.dictionary.to_pylist()  # distinct prompts, in order of first appearance
+    names = sequence.dictionary.to_pylist()
+    T = len(names[0]) if names else 0
+    P, S = len(order), vocab_size**T
+    canonical = prompts_lib.all_prompts(max((len(p) for p in order), default=0), vocab_size)
+    if (order != canonical or names != prompts_lib.to_strings(
+            prompts_lib.enumerate_sequences(T, vocab_size))
+            or len(frame) != P * S
+            or not np.array_equal(prompt.indices.to_numpy(), np.repeat(np.arange(P), S))
+            or not np.array_equal(sequence.indices.to_numpy(), np.tile(np.arange(S), P))):
         raise ValueError(f"{path}: prompts are not the canonical prompt set over "
-                         f"{vocab_size} symbols on all {S} sequences of length {T}")
+                         f"{vocab_size} symbols on all {S} sequences of length {T}, each once "
+                         "in canonical order")
     table = frame["loss"].to_numpy().reshape(P, S)
     return TabulatedPredictor(order, table, T, vocab_size)
