@@ -139,6 +139,21 @@ _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
 # The predicted proportion correct (promptscape.theory) of one (predictor, task, N), and the
 # variance decomposition of its (predictor, task): shared by the per-predictor table and the
 # experiment's aggregate, which adds the measured values beside it.
+# Over the seeds of a cell, how often the chosen prompt is optimal and what it costs (the
+# reliability and strategies tables; `aggregate.REGRET_STATS` computes the regret columns).
+_PROPORTION_CORRECT = (
+    ("seeds", _I, "number of datasets (seeds)"),
+    ("correct", _I, "seeds whose chosen prompt (s_hat for the search) is in the optimal class"),
+    ("proportion_correct", _F, "correct / seeds"),
+    ("ci_low", _F, "Wilson 95% interval of proportion_correct, lower bound"),
+    ("ci_high", _F, "Wilson 95% interval of proportion_correct, upper bound"),
+)
+_REGRET_STATS = (
+    ("regret_mean", _F, "mean regret KL(chosen) - KL(s*) over seeds (nats)"),
+    ("regret_median", _F, "median regret"),
+    ("regret_q25", _F, "25th percentile of regret"),
+    ("regret_q75", _F, "75th percentile of regret"),
+)
 _PREDICTION = (
     ("outcomes", _S, "what the dataset's frequencies f are over: count_values (an "
                      "exchangeable Bayes predictor on an exchangeable task), sequences (every "
@@ -320,15 +335,7 @@ ARTIFACTS = {a.name: a for a in [
          ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
                                       "(from the config)"),
          _SELECTION, _N,
-         ("seeds", _I, "number of datasets (seeds)"),
-         ("correct", _I, "number of seeds whose s_hat is in the optimal class"),
-         ("proportion_correct", _F, "correct / seeds"),
-         ("ci_low", _F, "Wilson 95% interval, lower bound"),
-         ("ci_high", _F, "Wilson 95% interval, upper bound"),
-         ("regret_mean", _F, "mean regret KL(s_hat) - KL(s*) over seeds (nats)"),
-         ("regret_median", _F, "median regret"),
-         ("regret_q25", _F, "25th percentile of regret"),
-         ("regret_q75", _F, "75th percentile of regret"),
+         *_PROPORTION_CORRECT, *_REGRET_STATS,
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
         ("predictor", "replicate", "experiment", "task", "selection", "N")),
@@ -378,11 +385,7 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          _N, _STRATEGY, _BUDGET,
-         ("seeds", _I, "number of datasets (seeds)"),
-         ("correct", _I, "seeds whose chosen prompt is in the optimal class"),
-         ("proportion_correct", _F, "correct / seeds"),
-         ("ci_low", _F, "Wilson 95% interval of proportion_correct, lower bound"),
-         ("ci_high", _F, "Wilson 95% interval of proportion_correct, upper bound"),
+         *_PROPORTION_CORRECT,
          ("found_best", _I, "seeds whose chosen prompt attains the empirical minimum"),
          ("proportion_found_best", _F, "found_best / seeds"),
          ("found_best_ci_low", _F, "Wilson 95% interval of proportion_found_best, lower bound"),
@@ -401,10 +404,7 @@ ARTIFACTS = {a.name: a for a in [
                               "exhaustive search's choice is optimal: the search failed"),
          ("both_errors", _I, "seeds where the strategy missed the empirical optimum and "
                              "exhaustive search's choice is not optimal either"),
-         ("regret_mean", _F, "mean regret over seeds (nats)"),
-         ("regret_median", _F, "median regret"),
-         ("regret_q25", _F, "25th percentile of regret"),
-         ("regret_q75", _F, "75th percentile of regret"),
+         *_REGRET_STATS,
          ("evaluations_mean", _F, "mean evaluations used")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
