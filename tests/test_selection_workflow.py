@@ -115,8 +115,10 @@ def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_ru
     release before dataset selection (commit 9a1231f) computed them, without
     dataset_selection (tests/data/selection/random_9a1231f.json, written by that code), and
     every kept empirical loss as the release before the search kept only its best classes
-    (ca821fc, which wrote every prompt's: tests/data/selection/random_ca821fc.json), bit for
-    bit."""
+    (ca821fc, which wrote every prompt's: tests/data/selection/random_ca821fc.json): the
+    same prompts chosen and kept, the losses to a relative 1e-12 (L_N is now the table's
+    product with each dataset's sequence counts, which rounds differently from the mean of
+    the N gathered losses that ca821fc took)."""
     reference = json.loads((SELECTION.parent / "random_9a1231f.json").read_text())
     full = json.loads((SELECTION.parent / "random_ca821fc.json").read_text())["search"]
     root = selection_run / "results" / "bernmix"
@@ -132,7 +134,7 @@ def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_ru
                           for s in seeds])
         digest = hashlib.sha256(table.reshape(-1).tobytes()).hexdigest()
         assert digest == expected["empirical_loss_sha256"], key  # ca821fc == 9a1231f
-        assert_keeps_best_classes(frame, table, prompts, bayes, seeds)
+        assert_keeps_best_classes(frame, table, prompts, bayes, seeds, exact=False)
     rel = pd.read_parquet(root / "aggregate" / "reliability.parquet")
     rel = rel[rel["selection"] == "random"].set_index(["task", "N"])
     assert len(rel) == len(reference["reliability"])

@@ -159,6 +159,26 @@ def test_gradient_follows_an_exact_gradient_to_the_optimum():
     assert i == int(np.argmin(losses))
 
 
+def test_gradient_computes_and_charges_each_prompts_gradient_once():
+    """A step without improvement re-ranks the same prompt's swaps: its gradient is not
+    recomputed, and only computed gradients are charged (a repeat is free, as a repeated
+    prompt is)."""
+    losses = bowl()
+    calls = []
+    exact = _gradient_for(losses)
+
+    def gradient(prompt):
+        calls.append(prompt)
+        return exact(prompt)
+
+    plan = _plan(["gradient"], budgets=(200,))
+    evaluate = st.Evaluator(losses, V, L, 200)
+    st.STRATEGIES["gradient"].search(evaluate, V, L, np.random.default_rng(5),
+                                     {**plan.settings("gradient"), "patience": 3}, gradient)
+    assert calls and len(calls) == len(set(calls))
+    assert evaluate.trail.count(-1) == len(calls)
+
+
 def test_neighbours_are_every_one_symbol_edit():
     for prompt in ("", "0", "012", "2102"):
         near = st.neighbours(prompt, 3, 4)

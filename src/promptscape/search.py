@@ -48,8 +48,20 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
                                    enumeration_budget, vocab_size, decide_on=len(prompts))
     index = index.reshape(S, N)
     out = np.empty((S, len(first)))
-    # Seeds at a time so that the gathered (classes, seeds, N) losses stay within
-    # GATHER_BYTES; each seed's reduction is the same whatever the chunk.
+    if table.shape[1] == vocab_size**T and landscape.enumerates(
+            len(prompts), T, enumeration_budget, vocab_size):
+        # The table covers all V^T sequences: L_N is its product with the dataset's weight
+        # on each sequence (count / N, or the summed selection weights), one product per
+        # seed over the same columns, so a seed's losses do not depend on its block.
+        for s in range(S):
+            w = np.bincount(index[s], minlength=table.shape[1],
+                            weights=None if weights is None
+                            else np.asarray(weights[s], dtype=np.float64))
+            out[s] = table @ (w / N if weights is None else w)
+        return out[:, inverse]
+    # Distinct sequences of the block: each seed's N losses gathered, seeds at a time so
+    # that the gathered (classes, seeds, N) losses stay within GATHER_BYTES; each seed's
+    # reduction is the same whatever the chunk.
     step = max(1, GATHER_BYTES // max(1, 8 * len(first) * N))
     for a in range(0, S, step):
         losses = table[:, index[a:a + step]]  # (C, s, N)

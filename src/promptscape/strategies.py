@@ -54,7 +54,8 @@ Members (docs/science.md, "Search strategies"):
     promising replacement symbols per position; ``candidates`` of those single-symbol swaps,
     drawn uniformly, are evaluated exactly and the best is taken if it improves; after
     ``patience`` steps without improvement it restarts. Each gradient computation counts as
-    one evaluation. Bayes predictors have no gradient: the workflow skips it for them.
+    one evaluation; a prompt's gradient is computed once a run (a repeat, like a repeated
+    prompt, is free). Bayes predictors have no gradient: the workflow skips it for them.
 """
 
 from __future__ import annotations
@@ -342,14 +343,17 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
         return evaluate("")
     top_k = min(int(settings["top_k"]), vocab_size - 1)
     width, patience = int(settings["candidates"]), int(settings["patience"])
+    grads: dict[str, np.ndarray] = {}  # a prompt's gradient is computed (and charged) once
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
             return
         current = fresh_start(evaluate, rng, vocab_size, max_length, min_length=1)
         loss, stale = evaluate(current), 0
         while stale < patience:
-            evaluate.charge()
-            grad = np.asarray(gradient(current), dtype=np.float64)  # (L, V)
+            if current not in grads:
+                evaluate.charge()
+                grads[current] = np.asarray(gradient(current), dtype=np.float64)
+            grad = grads[current]  # (L, V)
             own = grad[np.arange(len(current)), [int(c) for c in current]]
             # First-order change of L_N of each swap; the current symbol is no candidate.
             change = grad - own[:, None]

@@ -12,6 +12,7 @@ skipped, with a log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -61,8 +62,7 @@ def search_strategies(*, datasets: str, landscape: str, output: str, predictor: 
         else:
             network = (scorer if table is None
                        else load_predictor(family, pretraining, model, None, device))
-            gradient_of = lambda s: (  # noqa: E731
-                lambda prompt: network.prompt_gradient(prompt, seqs[s])[1])
+            gradient_of = functools.partial(_gradient_on, network, seqs)
     rows = []
     for s, seed in enumerate(seeds):
         row = losses[s]
@@ -93,6 +93,15 @@ def search_strategies(*, datasets: str, landscape: str, output: str, predictor: 
     tables.write(frame, "strategy_runs", output)
     log.info("ran %s at budgets %s on %d datasets of N=%d (%s, %s, %s)", ", ".join(names),
              list(plan.budgets), len(seeds), N, predictor, experiment, task_name)
+
+
+def _gradient_on(network, seqs: np.ndarray, s: int):
+    """The gradient of L_N on dataset `s` of the block as a function of the prompt, over
+    D_N's distinct sequences weighted by their counts (the same loss as the mean over its N
+    sequences, in fewer backward passes: about 600 distinct of N = 1000 at binary T = 10)."""
+    unique, counts = np.unique(seqs[s], axis=0, return_counts=True)
+    weights = counts / counts.sum()
+    return lambda prompt: network.prompt_gradient(prompt, unique, weights)[1]
 
 
 def _landscape(path: str, prompts: list[str]):
