@@ -142,17 +142,18 @@ def test_three_blocks_faceted_by_task_and_predictor_n(frame):
     assert titles[0].startswith("proportion correct") and "Wilson" in titles[0]
     assert titles[1].startswith("mean regret") and "25–75%" in titles[1]
     assert titles[2].startswith("found the empirical optimum")
+    columns = ["coin_0.7 (IMD) · N=10", "coin_0.7 (IMD) · N=100", "dice_3 (OOMD) · N=10",
+               "dice_3 (OOMD) · N=100"]
     for block in blocks:
-        assert block["facet"]["column"]["field"] == "task_label"
-        assert block["facet"]["column"]["sort"] == ["coin_0.7 (IMD)", "dice_3 (OOMD)"]
+        # A column per (task, N), in the config's task order, then N; a row per predictor.
+        assert block["facet"]["column"]["field"] == "column_label"
+        assert block["facet"]["column"]["sort"] == columns
         row = block["facet"]["row"]
-        assert row["field"] == "row_label"
-        # Predictor order of the config, then N.
-        assert row["sort"] == ["bayes · N=10", "bayes · N=100", "lstm · N=10", "lstm · N=100"]
+        assert row["field"] == "predictor"
+        assert row["sort"] == ["bayes", "lstm"]  # the config's predictor order
     (dataset,) = spec["datasets"].values()
     data = pd.DataFrame(dataset)
-    assert set(data["row_label"]) == {"bayes · N=10", "bayes · N=100", "lstm · N=10",
-                                      "lstm · N=100"}
+    assert set(data["column_label"]) == set(columns)
     assert len(data) == len(frame)
 
 

@@ -278,7 +278,7 @@ def _log_decades(values: np.ndarray) -> list[float]:
 def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
                      title) -> alt.Chart:
     """Prompt-search strategies against their budget (evaluations, log axis), a column per
-    task and a row per (predictor, N): proportion correct (Wilson 95% rules), mean regret
+    (task, N) and a row per predictor: proportion correct (Wilson 95% rules), mean regret
     (log axis, interquartile rules) and the proportion of datasets on which the strategy
     found the empirical optimum (Wilson 95% rules), a colour per strategy. Exhaustive search
     is the ceiling: a dashed rule across the panel at its value (its Wilson interval shaded
@@ -290,17 +290,18 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
     random's points), so that their interval rules stay apart; the tooltips give the
     budget itself."""
     data = frame.copy()
-    data["task_label"], order = task_labels(data, tasks, imd)
+    # Columns: the config's tasks, each at every N (so that a long grid stays wide rather
+    # than tall); rows: predictors in the config's order (any other after, by name).
+    labels, task_order = task_labels(data, tasks, imd)
+    sizes = sorted(int(n) for n in data["N"].unique())
+    data["column_label"] = labels + " · N=" + data["N"].astype(int).astype(str)
+    order = [f"{t} · N={n}" for t in task_order for n in sizes]
+    rank = {p: i for i, p in enumerate(predictors)}
+    rows = sorted(set(data["predictor"]), key=lambda p: (rank.get(p, len(rank)), p))
     present = set(data["strategy"])
     names = [s for s in STRATEGY_STYLE if s in present] + sorted(present - set(STRATEGY_STYLE))
     label = {s: STRATEGY_STYLE.get(s, ("#000000", s))[1] for s in names}
     data["strategy_label"] = data["strategy"].map(label)
-    # Rows: predictors in the config's order (any other after, by name), then N.
-    rank = {p: i for i, p in enumerate(predictors)}
-    cells = sorted({(p, int(n)) for p, n in zip(data["predictor"], data["N"])},
-                   key=lambda c: (rank.get(c[0], len(rank)), c[0], c[1]))
-    data["row_label"] = data["predictor"] + " · N=" + data["N"].astype(int).astype(str)
-    rows = [f"{p} · N={n}" for p, n in cells]
     searched = [s for s in names if s != "exhaustive"]
     offset = {s: STRATEGY_DODGE * (2 * i / (len(searched) - 1) - 1) if len(searched) > 1 else 0.0
               for i, s in enumerate(searched)}
@@ -399,8 +400,8 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
     def panels(layers, what):
         return alt.layer(*layers, data=data).properties(
             width=style["panel_width"], height=style["panel_height"]).facet(
-            column=alt.Column("task_label:N", sort=order, title=None, header=header),
-            row=alt.Row("row_label:N", sort=rows, header=row_header, title=what))
+            column=alt.Column("column_label:N", sort=order, title=None, header=header),
+            row=alt.Row("predictor:N", sort=rows, header=row_header, title=what))
 
     chart = alt.vconcat(panels(correct, "proportion correct (rules: Wilson 95%)"),
                         panels(regret, f"mean regret (log axis, floor "
