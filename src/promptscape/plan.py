@@ -61,6 +61,11 @@ ROW_OVERHEAD = 120
 # Networks: NeuralPredictor scores `max_tokens` model inputs at a time; activations per
 # token and layer, float32, calibrated on the default models (docs/plan.md).
 NEURAL_MAX_TOKENS = 1 << 17
+# Measured beyond the arrays counted: torch's buffers in a GCG run (strategies with
+# gradient), and the count-class typical-prompt distributions of prompt efficiency
+# (max_length 24 at L_max 16: 252 MB against 231 MB counted).
+GRADIENT_BYTES = 384 * MB
+COUNT_EFFICIENCY_BYTES = 128 * MB
 # Margin of a rule's mem_mb over the estimate (and a floor for tiny jobs).
 MARGIN = 1.25
 FLOOR_MB = 500
@@ -266,8 +271,11 @@ def estimate(study, rule: str, w: dict) -> Job:
         if tabulated:
             work += _table_bytes(exp)
         if exp.search_strategies.needs_gradient and study.is_neural(predictor):
-            base = TORCH_BASELINE_BYTES
-            work += 3 * _neural_working_set(study, exp, predictor)
+            # The checkpoint beside the table in one process, GCG's gradient chunks with
+            # their autograd graph, and torch's own buffers (measured at L_max 12: up to
+            # 1.27 GB for the LSTM, against 1.12 GB estimated without them).
+            base = TORCH_BASELINE_BYTES + BASELINE_BYTES
+            work += 3 * _neural_working_set(study, exp, predictor) + GRADIENT_BYTES
         return Job(rule, w, evals, base + work, "L_N of every prompt, then lookups")
     if rule == "compute_landscape":
         task = exp.task(w["task"])
@@ -329,18 +337,22 @@ def _network_job(study, rule: str, w: dict) -> Job:
         return Job(rule, w, 0, TORCH_BASELINE_BYTES + work,
                    f"{net.steps} steps of {net.batch_size} sequences")
     size = study.training["heldout_size"]
-    # Neural and Bayes (B, T, V) float64 log-probabilities of the held-out sequences.
-    work += (2 * size * net.sequence_length * exp.vocab_size * F64
+    # Two chunks' activations live (a Transformer with a context of 22 measured 1.23 GB
+    # against 1.02 GB estimated with one), and the neural and Bayes (B, T, V) float64
+    # log-probabilities of the held-out sequences.
+    work = 2 * work + (2 * size * net.sequence_length * exp.vocab_size * F64
              + _strings(size, net.sequence_length))
     return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
 
 
 def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     """The loss table of the landscape's method (count values, all V^T sequences, or the
-    evaluation set) over the prompt classes with its collapsed copies (three (C, X) float64
-    arrays), the
-    landscape read back, and the Monte Carlo and exact blocks (promptscape.theory: at most
-    about 2^22 float64 frequencies a block, four such arrays live)."""
+    evaluation set) over the prompt classes with its collapsed copies (`theory.collapse`
+    and `collapse_outcomes` sort copies of the rows and of the transposed columns, for the
+    prediction and again for the decomposition: five (C, X) float64 arrays besides the
+    table; measured 5.3 for switching's 131,071 distinct rows at L = 16), the landscape
+    read back, and the Monte Carlo and exact blocks (promptscape.theory: at most about 2^22
+    float64 frequencies a block, four such arrays live)."""
     from promptscape import theory
 
     task = exp.task(w["task"])
@@ -352,7 +364,7 @@ def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     evals, work = _predictor_cost(study, exp, w["predictor"], C, X, tabulated)
     if tabulated:
         work += _table_bytes(exp)
-    work += 3 * C * X * F64 + _strings(P, exp.max_prompt_length) * 4
+    work += 5 * C * X * F64 + _strings(P, exp.max_prompt_length) * 4
     work += 4 * theory.BLOCK_VALUES * F64
     return Job("predict_reliability", w, evals, base + work, method)
 
@@ -371,12 +383,16 @@ def _efficiency_job(study, exp, w: dict, base: int) -> Job:
         lengths = [length for length in lengths if length + T <= context]
     scored = K * len(lengths)  # the efficiency stage decides on the prompts it scores
     B = num_sequences(exp) if enumerates(study, exp, scored) else M
-    work = _strings(M, T) + _strings(num_prompts(exp), exp.max_prompt_length)
+    # The evaluation sequences, and the landscape read back (prompt strings and list
+    # columns, as compute_landscape writes them).
+    work = _strings(M, T) + 4 * _strings(num_prompts(exp),
+                                         exp.max_prompt_length + 2 * exp.vocab_size)
     evals = 0
     if counts_apply(study, exp, predictor):
         evals = sum(num_classes(exp, length) * num_classes(exp, T)
                     for length in range(max(lengths, default=0) + 1))
-        return Job("measure_efficiency", w, evals, base + work, "count classes")
+        return Job("measure_efficiency", w, evals, base + work + COUNT_EFFICIENCY_BYTES,
+                   "count classes")
     peak = 0
     for length in lengths:
         k = min(K, exp.vocab_size**length)
