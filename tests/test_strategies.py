@@ -159,24 +159,60 @@ def test_gradient_follows_an_exact_gradient_to_the_optimum():
     assert i == int(np.argmin(losses))
 
 
+def _table_gradient(losses, vocab, calls):
+    """The exact first-order change of each swap read off the table, recording its calls."""
+    def gradient(prompt):
+        calls.append(prompt)
+        grad = np.zeros((len(prompt), vocab))
+        for i in range(len(prompt)):
+            for v in range(vocab):
+                swapped = prompt[:i] + str(v) + prompt[i + 1:]
+                grad[i, v] = losses[prompts_lib.prompt_index(swapped, vocab)]
+        return grad
+    return gradient
+
+
 def test_gradient_computes_and_charges_each_prompts_gradient_once():
     """A step without improvement re-ranks the same prompt's swaps: its gradient is not
     recomputed, and only computed gradients are charged (a repeat is free, as a repeated
-    prompt is)."""
-    losses = bowl()
+    prompt is). Three symbols, top_k 1: the gradient chooses among two swaps a position."""
+    vocab, length = 3, 4
+    prompts = prompts_lib.all_prompts(length, vocab)
+    losses = np.array([abs(p.count("2") - 2.5) + 0.3 * p.count("1") for p in prompts])
     calls = []
-    exact = _gradient_for(losses)
-
-    def gradient(prompt):
-        calls.append(prompt)
-        return exact(prompt)
-
     plan = _plan(["gradient"], budgets=(200,))
-    evaluate = st.Evaluator(losses, V, L, 200)
-    st.STRATEGIES["gradient"].search(evaluate, V, L, np.random.default_rng(5),
-                                     {**plan.settings("gradient"), "patience": 3}, gradient)
+    evaluate = st.Evaluator(losses, vocab, length, 200)
+    try:
+        st.STRATEGIES["gradient"].search(evaluate, vocab, length, np.random.default_rng(5),
+                                         {**plan.settings("gradient"), "top_k": 1,
+                                          "patience": 3}, _table_gradient(losses, vocab, calls))
+    except st.BudgetSpent:
+        pass
     assert calls and len(calls) == len(set(calls))
     assert evaluate.trail.count(-1) == len(calls)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gradient_that_cannot_rank_is_charged_but_not_computed(seed):
+    """Over two symbols top_k keeps every position's one alternative, so the candidates do
+    not depend on the gradient: it is never computed, each step's prompt is still charged
+    once, and the runs equal those of a search given any gradient (here: noise) whose
+    ranking it ignores."""
+    losses = bowl(noise=0.3, seed=seed)
+    settings = _plan(["gradient"], budgets=(60,)).settings("gradient")
+    calls = []
+    runs = []
+    for gradient in (_table_gradient(losses, V, calls),
+                     lambda prompt: np.random.default_rng(len(prompt)).normal(size=(len(prompt), V))):
+        evaluate = st.Evaluator(losses, V, L, 60)
+        try:
+            st.STRATEGIES["gradient"].search(evaluate, V, L, np.random.default_rng(seed),
+                                             settings, gradient)
+        except st.BudgetSpent:
+            pass
+        runs.append(evaluate.trail)
+    assert calls == []
+    assert runs[0] == runs[1] and runs[0].count(-1) >= 1
 
 
 def test_neighbours_are_every_one_symbol_edit():

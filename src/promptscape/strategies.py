@@ -55,7 +55,8 @@ Members (docs/science.md, "Search strategies"):
     drawn uniformly, are evaluated exactly and the best is taken if it improves; after
     ``patience`` steps without improvement it restarts. Each gradient computation counts as
     one evaluation; a prompt's gradient is computed once a run (a repeat, like a repeated
-    prompt, is free). Bayes predictors have no gradient: the workflow skips it for them.
+    prompt, is free). Where ``top_k`` keeps every swap (``top_k >= V - 1``: always over two
+    symbols) the gradient cannot change the candidates: it is charged but not computed. Bayes predictors have no gradient: the workflow skips it for them.
 """
 
 from __future__ import annotations
@@ -343,7 +344,12 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
         return evaluate("")
     top_k = min(int(settings["top_k"]), vocab_size - 1)
     width, patience = int(settings["candidates"]), int(settings["patience"])
-    grads: dict[str, np.ndarray] = {}  # a prompt's gradient is computed (and charged) once
+    # With top_k >= V - 1 (every binary prompt) every swap is kept whatever the gradient
+    # says, so the candidates cannot depend on it: it is charged, as GCG pays for it, but
+    # not computed, and the swaps are taken in canonical order (the same order the ranking
+    # gives over two symbols, so results are those of computing it).
+    informed = top_k < vocab_size - 1
+    grads: dict[str, np.ndarray | None] = {}  # a prompt's gradient: charged once a run
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
             return
@@ -352,14 +358,20 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
         while stale < patience:
             if current not in grads:
                 evaluate.charge()
-                grads[current] = np.asarray(gradient(current), dtype=np.float64)
-            grad = grads[current]  # (L, V)
-            own = grad[np.arange(len(current)), [int(c) for c in current]]
-            # First-order change of L_N of each swap; the current symbol is no candidate.
-            change = grad - own[:, None]
-            change[np.arange(len(current)), [int(c) for c in current]] = np.inf
-            ranked = np.argsort(change, axis=1, kind="stable")[:, :top_k]  # (L, top_k)
-            swaps = [(i, int(v)) for i in range(len(current)) for v in ranked[i]]
+                grads[current] = (np.asarray(gradient(current), dtype=np.float64)
+                                  if informed else None)
+            symbols = [int(c) for c in current]
+            if informed:
+                grad = grads[current]  # (L, V)
+                own = grad[np.arange(len(current)), symbols]
+                # First-order change of L_N of each swap; the current symbol is no candidate.
+                change = grad - own[:, None]
+                change[np.arange(len(current)), symbols] = np.inf
+                ranked = np.argsort(change, axis=1, kind="stable")[:, :top_k]  # (L, top_k)
+                swaps = [(i, int(v)) for i in range(len(current)) for v in ranked[i]]
+            else:
+                swaps = [(i, v) for i in range(len(current)) for v in range(vocab_size)
+                         if v != symbols[i]]
             picks = rng.choice(len(swaps), size=min(width, len(swaps)), replace=False)
             candidates = [current[:i] + str(v) + current[i + 1:]
                           for i, v in (swaps[k] for k in sorted(picks))]

@@ -60,8 +60,13 @@ def search_strategies(*, datasets: str, landscape: str, output: str, predictor: 
                         ", ".join(skipped), predictor)
             names = [n for n in names if n not in skipped]
         else:
-            network = (scorer if table is None
-                       else load_predictor(family, pretraining, model, None, device))
+            # Loaded at the first gradient computed: over two symbols GCG computes none
+            # (`strategies.gradient_search`), and the job never imports torch.
+            @functools.cache
+            def network():
+                return (scorer if table is None
+                        else load_predictor(family, pretraining, model, None, device))
+
             gradient_of = functools.partial(_gradient_on, network, seqs)
     rows = []
     for s, seed in enumerate(seeds):
@@ -98,10 +103,11 @@ def search_strategies(*, datasets: str, landscape: str, output: str, predictor: 
 def _gradient_on(network, seqs: np.ndarray, s: int):
     """The gradient of L_N on dataset `s` of the block as a function of the prompt, over
     D_N's distinct sequences weighted by their counts (the same loss as the mean over its N
-    sequences, in fewer backward passes: about 600 distinct of N = 1000 at binary T = 10)."""
+    sequences, in fewer backward passes: about 600 distinct of N = 1000 at binary T = 10);
+    `network()` gives the network."""
     unique, counts = np.unique(seqs[s], axis=0, return_counts=True)
     weights = counts / counts.sum()
-    return lambda prompt: network.prompt_gradient(prompt, unique, weights)[1]
+    return lambda prompt: network().prompt_gradient(prompt, unique, weights)[1]
 
 
 def _landscape(path: str, prompts: list[str]):
