@@ -272,14 +272,17 @@ def traced(tmp_path_factory):
         landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
         reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
         in_meta_distribution=imd, expected=grid)
-    # Search strategies on the placed searches (every strategy; gradient through the
-    # networks' checkpoints, skipped for Bayes), then their aggregate.
+    # Search strategies on the placed searches (every strategy; gradient, skipped for
+    # Bayes, charged without a computation over two symbols), then their aggregate. The
+    # second task scores a network from its checkpoint, as where no prompt-loss table
+    # exists (T beyond the enumeration budget): the family's code then runs.
     plan = {name: {} for name in strategies_lib.STRATEGIES}
     runs = []
     for j in keep:
-        family, _, inputs = predictors[j]
+        family, _, tabled = predictors[j]
         model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
-        for task in tasks:
+        for k, task in enumerate(tasks):
+            inputs = {n: v for n, v in tabled.items() if k == 0 or n != "table"}
             runs.append(p(tables.ARTIFACTS["strategy_runs"].path.format(
                 experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
             members = {"pretraining": "coin_mixture", "family": family}
