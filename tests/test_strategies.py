@@ -76,14 +76,7 @@ def _plan(names=None, budgets=(5, 20, 60, 200)):
 def _gradient_for(losses):
     """A synthetic gradient: the first-order loss change of each symbol swap read off the
     table (exact for single swaps), standing in for a network's."""
-    def gradient(prompt):
-        grad = np.zeros((len(prompt), V))
-        for i in range(len(prompt)):
-            for v in range(V):
-                swapped = prompt[:i] + str(v) + prompt[i + 1:]
-                grad[i, v] = losses[prompts_lib.prompt_index(swapped, V)]
-        return grad
-    return gradient
+    return _table_gradient(losses, V, [])
 
 
 @pytest.mark.parametrize("name", list(st.STRATEGIES))
@@ -195,9 +188,8 @@ def test_gradient_computes_and_charges_each_prompts_gradient_once():
 @pytest.mark.parametrize("seed", range(4))
 def test_gradient_that_cannot_rank_is_charged_but_not_computed(seed):
     """Over two symbols top_k keeps every position's one alternative, so the candidates do
-    not depend on the gradient: it is never computed, each step's prompt is still charged
-    once, and the runs equal those of a search given any gradient (here: noise) whose
-    ranking it ignores."""
+    not depend on the gradient: it is never computed, yet still charged, and the runs
+    equal those of a search given any gradient (here: noise) whose ranking it ignores."""
     losses = bowl(noise=0.3, seed=seed)
     settings = _plan(["gradient"], budgets=(60,)).settings("gradient")
     calls = []

@@ -133,7 +133,7 @@ def test_the_synthetic_table_matches_the_schema(frame):
     assert (frame.loc[frame["strategy"] == "exhaustive", "budget"] == P).all()
 
 
-def test_three_blocks_faceted_by_task_and_predictor_n(frame):
+def test_three_blocks_faceted_by_task_n_and_predictor(frame):
     spec = chart(frame).to_dict()
     json.dumps(spec)
     blocks = spec["vconcat"]

@@ -341,7 +341,7 @@ def _network_job(study, rule: str, w: dict) -> Job:
     # against 1.02 GB estimated with one), and the neural and Bayes (B, T, V) float64
     # log-probabilities of the held-out sequences.
     work = 2 * work + (2 * size * net.sequence_length * exp.vocab_size * F64
-             + _strings(size, net.sequence_length))
+                       + _strings(size, net.sequence_length))
     return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
 
 

@@ -48,8 +48,7 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
                                    enumeration_budget, vocab_size, decide_on=len(prompts))
     index = index.reshape(S, N)
     out = np.empty((S, len(first)))
-    if table.shape[1] == vocab_size**T and landscape.enumerates(
-            len(prompts), T, enumeration_budget, vocab_size):
+    if landscape.enumerates(len(prompts), T, enumeration_budget, vocab_size):
         # The table covers all V^T sequences: L_N is its product with the dataset's weight
         # on each sequence (count / N, or the summed selection weights), one product per
         # seed over the same columns, so a seed's losses do not depend on its block.

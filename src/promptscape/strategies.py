@@ -56,7 +56,8 @@ Members (docs/science.md, "Search strategies"):
     ``patience`` steps without improvement it restarts. Each gradient computation counts as
     one evaluation; a prompt's gradient is computed once a run (a repeat, like a repeated
     prompt, is free). Where ``top_k`` keeps every swap (``top_k >= V - 1``: always over two
-    symbols) the gradient cannot change the candidates: it is charged but not computed. Bayes predictors have no gradient: the workflow skips it for them.
+    symbols) the gradient cannot change the candidates: it is charged but not computed.
+    Bayes predictors have no gradient: the workflow skips it for them.
 """
 
 from __future__ import annotations
