@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
 import time
+
+# A job's fixed cost against its work (benchmarks/job_sizes.py reads this line): the wall
+# time from the process's start (the interpreter, Snakemake's script preamble, imports) and
+# the time from `setup` to the job's end (its own work).
+TIMING = "job timing: wall %.3f s, work %.3f s"
+
+
+def _process_age() -> float:
+    """Seconds since this process started (from /proc, to 10 ms; psutil elsewhere)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+
+
+def _log_timing(start: float) -> None:
+    logging.getLogger("promptscape").info(TIMING, _process_age(), time.monotonic() - start)
 
 
 def setup(path: str | None) -> logging.Logger:
@@ -19,6 +44,7 @@ def setup(path: str | None) -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    atexit.register(_log_timing, time.monotonic())
     return logging.getLogger("promptscape")
 
 
