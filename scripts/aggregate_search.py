@@ -6,9 +6,11 @@ logs.setup(snakemake.log[0])
 aggregate.aggregate_search(
     searches=list(snakemake.input.searches),
     landscapes=list(snakemake.input.landscapes),
+    predictions=list(snakemake.input.predictions),
     selections=snakemake.output.selections,
     reliability=snakemake.output.reliability,
     choices=snakemake.output.choices,
+    reliability_prediction=snakemake.output.prediction,
     in_meta_distribution=snakemake.params.imd,
     expected=snakemake.params.expected,
 )

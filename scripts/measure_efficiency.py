@@ -5,10 +5,8 @@ from promptscape.stages import efficiency
 
 logs.setup(snakemake.log[0])
 efficiency.measure_efficiency(
-    landscape=snakemake.input.landscape,
-    evaluation=snakemake.input.evaluation,
-    model=snakemake.input.get("model") or None,
     output=snakemake.output.efficiency,
+    token_efficiency=snakemake.output.token_efficiency,
     device=training_device(snakemake.config),
     **snakemake.params.args,
 )

@@ -6,8 +6,6 @@ from promptscape.stages import search
 logs.setup(snakemake.log[0])
 search.search_prompts(
     datasets=snakemake.input.datasets,
-    model=snakemake.input.get("model"),
-    table=snakemake.input.get("table"),
     output=snakemake.output.search,
     device=training_device(snakemake.config),
     **snakemake.params.args,

@@ -6,8 +6,6 @@ from promptscape.stages import search
 logs.setup(snakemake.log[0])
 search.search_selected(
     datasets=snakemake.input.pool,
-    model=snakemake.input.get("model"),
-    table=snakemake.input.get("table"),
     output=snakemake.output.search,
     selected=snakemake.output.selected,
     device=training_device(snakemake.config),

@@ -5,7 +5,6 @@ from promptscape.stages import strategies
 
 logs.setup(snakemake.log[0])
 strategies.search_strategies(
-    datasets=snakemake.input.datasets,
     landscape=snakemake.input.landscape,
     model=snakemake.input.get("model"),
     table=snakemake.input.get("table"),

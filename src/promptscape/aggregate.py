@@ -171,9 +171,8 @@ def path_fields(artifact: str, path) -> dict | None:
     (`tables.ARTIFACTS[artifact].path`, matched at the end of the path, whatever folder it
     lies under); None when the path does not fit the pattern.
 
-    >>> path_fields("search", "results/x/search/bayes/r0/coin_0.7/random/N5/seeds0-3.parquet")
-    {'experiment': 'x', 'predictor': 'bayes', 'replicate': 0, 'task': 'coin_0.7', \
-'selection': 'random', 'N': 5, 'first': 0, 'last': 3}
+    >>> path_fields("search", "results/x/search/random/seeds0-3.parquet")
+    {'experiment': 'x', 'selection': 'random', 'first': 0, 'last': 3}
     """
     regex = _path_regex(artifact)
     match = regex.search(os.fspath(path))
@@ -207,41 +206,49 @@ def _column_mismatches(frame: pd.DataFrame, fields: dict, columns) -> list[str]:
 def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
     """Check one search file against its path and the experiment's grid.
 
-    `expected` holds ``experiment``, ``predictors``, ``tasks``, ``dataset_sizes`` and
-    ``num_seeds``. The file must lie at a search path of that grid and hold exactly what the
-    path says: its experiment, predictor, task and N, every seed of its block and no other,
-    each seed with the same prompts once each and exactly one chosen prompt. Raises a
-    ValueError naming the file and every problem found.
+    `expected` is `layout.search_grid`. The file must lie at a search path of that grid
+    (experiment, selection, seed block) and hold exactly what the path says: its experiment
+    and selection, and for every (predictor, replicate, task, N) of the grid every seed of
+    its block and no other, each seed with distinct prompts and exactly one chosen prompt.
+    Raises a ValueError naming the file and every problem found.
     """
     fields = path_fields("search", path)
     if fields is None:
         raise ValueError(f"{path}: not a search file path (expected .../"
                          f"{tables.ARTIFACTS['search'].path})")
     problems = _grid_problems(fields, expected)
-    problems += _column_mismatches(frame, fields, ("experiment", "predictor", "replicate",
-                                                   "task", "selection", "N"))
-    seeds = set(frame["seed"].tolist())
-    block = set(range(fields["first"], fields["last"] + 1))
-    for seed in sorted(block - seeds):
-        problems.append(f"seed {seed} missing (its block is seeds "
-                        f"{fields['first']}-{fields['last']})")
-    for seed in sorted(seeds - block):
-        problems.append(f"holds seed {seed}, outside its block seeds "
-                        f"{fields['first']}-{fields['last']}")
-    repeated = frame.duplicated(["seed", "prompt"], keep=False)
-    for seed in sorted(set(frame.loc[repeated, "seed"].tolist())):
-        times = int(frame.loc[frame["seed"] == seed, "prompt"].value_counts().max())
-        problems.append(f"seed {seed} appears {_times(times)} (its prompts repeat)")
-    prompts = frame.groupby("seed")["prompt"].nunique()
-    if len(prompts) and prompts.nunique() > 1:
-        counts = ", ".join(f"seed {s}: {n}" for s, n in prompts.items())
-        problems.append(f"seeds hold different numbers of prompts ({counts})")
-    chosen = frame.groupby("seed")["chosen"].sum()
-    for seed, count in chosen.items():
+    problems += _column_mismatches(frame, fields, ("experiment", "selection"))
+    cell = ["predictor", "replicate", "task", "N"]
+    block = list(range(fields["first"], fields["last"] + 1))
+    held = frame.groupby(cell)["seed"].unique() if len(frame) else pd.Series(dtype=object)
+    grid = {(p, r, t, N) for p, r in _units(expected) for t in expected["tasks"]
+            for N in expected["dataset_sizes"]}
+    for key in sorted(grid - set(held.index)):
+        problems.append("no rows of predictor {} replicate {} task {} N={}".format(*key))
+    for key in sorted(set(held.index) - grid):
+        problems.append("rows of predictor {} replicate {} task {} N={}, outside the "
+                        "experiment's grid".format(*key))
+    for key, seeds in held.items():
+        if sorted(seeds.tolist()) != block:
+            missing = sorted(set(block) - set(seeds.tolist()))
+            extra = sorted(set(seeds.tolist()) - set(block))
+            problems.append("predictor {} replicate {} task {} N={}: ".format(*key) + "; ".join(
+                part for part in (missing and f"seeds {_ranges(missing)} missing",
+                                  extra and f"seeds {_ranges(extra)} outside its block seeds "
+                                            f"{fields['first']}-{fields['last']}") if part))
+    unit = cell + ["seed"]
+    repeated = frame.duplicated(unit + ["prompt"], keep=False)
+    for key in sorted(set(map(tuple, frame.loc[repeated, unit].to_numpy().tolist()))):
+        problems.append("predictor {} replicate {} task {} N={} seed {} repeats a "
+                        "prompt".format(*key))
+    chosen = frame.groupby(unit)["chosen"].sum()
+    for key, count in chosen.items():
         if count != 1:
-            problems.append(f"seed {seed} has {int(count)} chosen prompts, not exactly one")
+            problems.append("predictor {} replicate {} task {} N={} seed {} has {} chosen "
+                            "prompts, not exactly one".format(*key, int(count)))
     if problems:
-        raise ValueError(f"{path}: " + "; ".join(problems))
+        raise ValueError(f"{path}: " + "; ".join(problems[:20])
+                         + (f"; and {len(problems) - 20} more" if len(problems) > 20 else ""))
 
 
 def verify_strategy_file(frame: pd.DataFrame, path, expected: dict) -> None:
@@ -305,33 +312,27 @@ def verify_strategy_coverage(paths, expected: dict) -> None:
 
 
 def verify_search_coverage(paths, expected: dict) -> None:
-    """Every (predictor, replicate, task, selection, N, seed) of the grid is covered by
-    exactly one of the search files (by their paths' seed blocks)."""
+    """Every (selection, seed) of the grid is covered by exactly one of the search files (by
+    their paths' seed blocks); each file holds every (predictor, replicate, task, N) of its
+    block (`verify_search_file`)."""
     owner: dict[tuple, str] = {}
     problems = []
     for path in paths:
         f = path_fields("search", path)
         for seed in range(f["first"], f["last"] + 1):
-            key = (f["predictor"], f["replicate"], f["task"], f["selection"], f["N"], seed)
+            key = (f["selection"], seed)
             if key in owner:
                 problems.append(f"{path}: seed {seed} appears twice: {owner[key]} covers it too")
             else:
                 owner[key] = str(path)
-    for predictor, r in _units(expected):
-        for task in expected["tasks"]:
-            for selection in expected["selections"]:
-                for N in expected["dataset_sizes"]:
-                    missing = [s for s in range(expected["num_seeds"])
-                               if (predictor, r, task, selection, N, s) not in owner]
-                    if missing:
-                        problems.append(
-                            f"no search file of experiment {expected['experiment']} holds "
-                            f"seeds {_ranges(missing)} of predictor {predictor} (replicate "
-                            f"{r}), task {task}, selection {selection}, N={N}")
+    for selection in expected["selections"]:
+        missing = [s for s in range(expected["num_seeds"]) if (selection, s) not in owner]
+        if missing:
+            problems.append(f"no search file of experiment {expected['experiment']} holds "
+                            f"seeds {_ranges(missing)} of selection {selection}")
     if problems:
         raise ValueError("search files do not cover the experiment's seeds exactly once: "
                          + "; ".join(problems))
-
 
 def _per_task_file_problems(artifact: str, frame: pd.DataFrame, path, expected: dict) -> list[str]:
     """What a file of a per-(predictor, replicate, task) artifact holds against its path and

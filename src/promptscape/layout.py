@@ -36,23 +36,18 @@ def model_dir(study: Study, exp: Experiment, predictor: str, replicate: int = 0)
     return f"{study.results_dir}/models/{source}/{predictor}-{identity}"
 
 
-def block_name(first: int, last: int) -> str:
-    return f"seeds{first}-{last}"
-
-
 def search_outputs(study: Study, exp: Experiment) -> list[str]:
-    """Every search artifact of an experiment: predictor x task x selection x N x seed
-    block."""
-    return [
-        pattern(study, "search").format(experiment=exp.name, predictor=predictor,
-                                        replicate=r, task=task.name, selection=selection,
-                                        N=N, first=a, last=b)
-        for predictor, r in study.predictor_replicates(exp)
-        for task in exp.tasks
-        for selection in exp.selections
-        for N in exp.dataset_sizes
-        for a, b in exp.seed_blocks()
-    ]
+    """Every search artifact of an experiment: one per selection and seed block, each
+    holding every predictor, replicate, task and N."""
+    return [pattern(study, "search").format(experiment=exp.name, selection=selection,
+                                            first=a, last=b)
+            for selection in exp.selections for a, b in exp.seed_blocks()]
+
+
+def block_outputs(study: Study, exp: Experiment, artifact: str) -> list[str]:
+    """One artifact per seed block of an experiment (task_data, selection_pool)."""
+    return [pattern(study, artifact).format(experiment=exp.name, first=a, last=b)
+            for a, b in exp.seed_blocks()]
 
 
 def search_grid(study: Study, exp: Experiment) -> dict:

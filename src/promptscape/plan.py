@@ -73,8 +73,8 @@ FLOOR_MB = 500
 STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
-          "aggregate_search", "aggregate_strategies", "summarize_efficiency",
-          "predict_reliability", "aggregate_prediction", "plot_figure", "plot_study_figure")
+          "aggregate_search", "aggregate_strategies", "predict_reliability", "plot_figure",
+          "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency", "predict_reliability")
@@ -218,12 +218,13 @@ def estimate(study, rule: str, w: dict) -> Job:
                  and predictor is not None
                  and study.is_neural(predictor) and enumerates(study, exp))
     base = _baseline(study, predictor, tabulated)
-    if rule == "simulate_tasks":
-        rows = (int(w["last"]) - int(w["first"]) + 1) * int(w["N"])
-        return Job(rule, w, 0, base + _strings(rows, T))
-    if rule == "simulate_pool":
-        rows = (int(w["last"]) - int(w["first"]) + 1) * exp.dataset_selection.pool_size
-        return Job(rule, w, 0, base + _strings(rows, T))
+    if rule in ("simulate_tasks", "simulate_pool"):
+        # Every (task, N) of the block, held as columns before the one write.
+        S = int(w["last"]) - int(w["first"]) + 1
+        size = ([exp.dataset_selection.pool_size] * len(exp.dataset_sizes)
+                if rule == "simulate_pool" else exp.dataset_sizes)
+        rows = S * len(exp.tasks) * sum(size)
+        return Job(rule, w, 0, base + 2 * _strings(rows, T))
     if rule == "simulate_evaluation":
         return Job(rule, w, 0, base + _strings(M, T))
     if rule == "score_prompts":
@@ -233,29 +234,26 @@ def estimate(study, rule: str, w: dict) -> Job:
         return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all V^T sequences")
     C = num_prompt_classes(study, exp, predictor) if predictor is not None else P
     if rule in ("search_prompts", "search_selected"):
-        S = int(w["last"]) - int(w["first"]) + 1
-        # A pooled selection reads and scores the block's pools of P sequences (the gathered
-        # losses are (P, S, pool) at most, one seed's pool at a time after the table).
-        N = exp.dataset_selection.pool_size if rule == "search_selected" else int(w["N"])
-        # Losses of every prompt class on every distinct sequence (all V^T when
-        # enumerated), the gathered (C, S, N) float64 per-dataset losses (at most
-        # search.GATHER_BYTES at once; whole for a pooled selection), the (S, P) expanded
-        # losses and their ranking, the S x N sequences read, and the kept rows written.
+        # One (predictor, replicate, task, N) after another: the largest one's working set,
+        # beside the block's data read whole and the kept rows of all of them.
         from promptscape import search
 
-        B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
-        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
-        if tabulated:
-            work += _table_bytes(exp)
-            note = "lookups in the prompt-loss table"
-        else:
-            note = "all V^T sequences" if enumerates(study, exp) else "distinct sequences"
-        gathered = C * S * N * F64
-        if rule == "search_prompts":
-            gathered = min(gathered, max(search.GATHER_BYTES, C * N * F64))
-        work += (gathered + 3 * S * P * F64 + _strings(S * N, T) + _strings(P, L)
-                 + _strings(S * search.KEPT_CLASSES, L))
-        return Job(rule, w, evals, base + work, note)
+        S = int(w["last"]) - int(w["first"]) + 1
+        N = (exp.dataset_selection.pool_size if rule == "search_selected"
+             else max(exp.dataset_sizes))
+        units = list(study.predictor_replicates(exp))
+        cells = [_search_cell(study, exp, rule, p, N, S) for p in dict(units)]
+        evals = sum(e for e, _, _ in cells) * len(exp.tasks) * len(exp.dataset_sizes)
+        work = max(b for _, b, _ in cells)
+        data = _strings(S * len(exp.tasks) * (N * len(exp.dataset_sizes)
+                                              if rule == "search_selected"
+                                              else sum(exp.dataset_sizes)), T)
+        kept = _strings(len(units) * len(exp.tasks) * len(exp.dataset_sizes) * S
+                        * search.KEPT_CLASSES, L)
+        base = max(_baseline(study, p, cells[i][2]) for i, p in enumerate(dict(units)))
+        return Job(rule, w, evals, base + work + 2 * data + 2 * kept,
+                   f"{len(units)} predictors x {len(exp.tasks)} tasks x "
+                   f"{len(exp.dataset_sizes)} N")
     if rule == "search_strategies":
         # The search's own computation of L_N for every prompt of the block (as
         # search_prompts, its table and gathered losses), the landscape read back, and per
@@ -299,7 +297,15 @@ def estimate(study, rule: str, w: dict) -> Job:
             evals += C * num_classes(exp, T)
         return Job(rule, w, evals, base + work, method)
     if rule == "measure_efficiency":
-        return _efficiency_job(study, exp, w, base)
+        # One (predictor, replicate, task) after another; its rows, and every landscape of
+        # the experiment read back for the token efficiency.
+        cells = {p: _efficiency_cell(study, exp, p) for p, _ in study.predictor_replicates(exp)}
+        units = len(study.predictor_replicates(exp)) * len(exp.tasks)
+        evals = sum(cells[p][0] for p, _ in study.predictor_replicates(exp)) * len(exp.tasks)
+        base = max(_baseline(study, p) for p in cells)
+        lands = 4 * units * _strings(P, L + 2 * exp.vocab_size)
+        return Job(rule, w, evals, base + max(b for _, b, _ in cells.values()) + lands,
+                   ", ".join(sorted({n for _, _, n in cells.values()})))
     if rule == "predict_reliability":
         return _prediction_job(study, exp, w, base, tabulated)
     if rule == "aggregate_search":
@@ -317,11 +323,31 @@ def estimate(study, rule: str, w: dict) -> Job:
                    for name in exp.strategies)
         rows = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * runs
         return Job(rule, w, 0, base + 2 * _strings(rows, L))
-    if rule in ("summarize_efficiency", "aggregate_prediction"):
-        return Job(rule, w, 0, base)
     if rule == "plot_figure":
         return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
     raise ValueError(f"no cost model for rule {rule!r}")
+
+
+def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
+    """(evaluations, bytes, tabulated) of one (predictor, task, N) of a search job: the losses
+    of every prompt class on every distinct sequence (all V^T when enumerated, or a
+    network's prompt-loss table), the gathered (C, S, N) float64 per-dataset losses (at most
+    search.GATHER_BYTES at once; whole for a pooled selection), the (S, P) expanded losses
+    and their ranking, and the S x N sequences."""
+    from promptscape import search
+
+    P, T, L = num_prompts(exp), exp.task_length, exp.max_prompt_length
+    C = num_prompt_classes(study, exp, predictor)
+    tabulated = study.is_neural(predictor) and enumerates(study, exp)
+    B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
+    evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
+    if tabulated:
+        work += _table_bytes(exp)
+    gathered = C * S * N * F64
+    if rule == "search_prompts":
+        gathered = min(gathered, max(search.GATHER_BYTES, C * N * F64))
+    work += gathered + 3 * S * P * F64 + _strings(S * N, T) + _strings(P, L)
+    return evals, work, tabulated
 
 
 def _network_job(study, rule: str, w: dict) -> Job:
@@ -369,12 +395,11 @@ def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     return Job("predict_reliability", w, evals, base + work, method)
 
 
-def _efficiency_job(study, exp, w: dict, base: int) -> Job:
+def _efficiency_cell(study, exp, predictor: str) -> tuple[int, int, str]:
     """Typical prompts: K per length 0..max_length (those that fit a network's context),
     each scored on all V^T sequences (enumerated) or the M evaluation sequences; an
     exchangeable Bayes predictor scores count classes (C(l + V - 1, V - 1) per length)
-    instead."""
-    predictor = w["predictor"]
+    instead. (evaluations, bytes, note) of one (predictor, task)."""
     T, M = exp.task_length, exp.evaluation_size
     K, max_length = study.efficiency["num_typical"], study.efficiency["max_length"]
     lengths = range(max_length + 1)
@@ -391,15 +416,14 @@ def _efficiency_job(study, exp, w: dict, base: int) -> Job:
     if counts_apply(study, exp, predictor):
         evals = sum(num_classes(exp, length) * num_classes(exp, T)
                     for length in range(max(lengths, default=0) + 1))
-        return Job("measure_efficiency", w, evals, base + work + COUNT_EFFICIENCY_BYTES,
-                   "count classes")
+        return evals, work + COUNT_EFFICIENCY_BYTES, "count classes"
     peak = 0
     for length in lengths:
         k = min(K, exp.vocab_size**length)
         e, b = _predictor_cost(study, exp, predictor, k, B)
         evals, peak = evals + e, max(peak, b)
     note = "all V^T sequences" if enumerates(study, exp, scored) else "evaluation set"
-    return Job("measure_efficiency", w, evals, base + work + peak, note)
+    return evals, work + peak, note
 
 
 def jobs(study) -> list[Job]:
@@ -407,13 +431,11 @@ def jobs(study) -> list[Job]:
     out = []
     for exp in study.experiments.values():
         e = {"experiment": exp.name}
+        for a, b in exp.seed_blocks():
+            out.append(estimate(study, "simulate_tasks", {**e, "first": a, "last": b}))
+            if exp.dataset_selection.pooled:
+                out.append(estimate(study, "simulate_pool", {**e, "first": a, "last": b}))
         for task in exp.tasks:
-            for N in exp.dataset_sizes:
-                for a, b in exp.seed_blocks():
-                    block = {**e, "task": task.name, "N": N, "first": a, "last": b}
-                    out.append(estimate(study, "simulate_tasks", block))
-                    if exp.dataset_selection.pooled:
-                        out.append(estimate(study, "simulate_pool", block))
             out.append(estimate(study, "simulate_evaluation", {**e, "task": task.name}))
     networks = {(exp.pretraining_name, p, r) for exp in study.experiments.values()
                 for p in exp.predictors if study.is_neural(p)
@@ -424,19 +446,18 @@ def jobs(study) -> list[Job]:
         out += [estimate(study, "train_predictor", w), estimate(study, "evaluate_predictor", w)]
     for exp in study.experiments.values():
         e = {"experiment": exp.name}
+        for selection in exp.selections:
+            rule = ("search_selected" if selection in exp.dataset_selection.pooled
+                    else "search_prompts")
+            for a, b in exp.seed_blocks():
+                out.append(estimate(study, rule, {**e, "selection": selection, "first": a,
+                                                  "last": b}))
         for predictor, r in study.predictor_replicates(exp):
             p = {**e, "predictor": predictor, "replicate": str(r)}
             if study.is_neural(predictor) and enumerates(study, exp):
                 out.append(estimate(study, "score_prompts", p))
             for task in exp.tasks:
                 t = {**p, "task": task.name}
-                for selection in exp.selections:
-                    rule = ("search_selected" if selection in exp.dataset_selection.pooled
-                            else "search_prompts")
-                    for N in exp.dataset_sizes:
-                        for a, b in exp.seed_blocks():
-                            out.append(estimate(study, rule, {**t, "selection": selection,
-                                                              "N": N, "first": a, "last": b}))
                 if exp.runs_strategies and r == 0:
                     for N in exp.dataset_sizes:
                         for a, b in exp.seed_blocks():
@@ -445,13 +466,11 @@ def jobs(study) -> list[Job]:
                                                  "task": task.name, "N": N, "first": a,
                                                  "last": b}))
                 out.append(estimate(study, "compute_landscape", t))
-                out.append(estimate(study, "measure_efficiency", t))
                 out.append(estimate(study, "predict_reliability", t))
+        out.append(estimate(study, "measure_efficiency", e))
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
-        out.append(estimate(study, "summarize_efficiency", e))
-        out.append(estimate(study, "aggregate_prediction", e))
         from promptscape.stages.figures import experiment_figures
 
         for figure in experiment_figures(

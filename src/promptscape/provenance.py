@@ -59,17 +59,15 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "search_selected": ("promptscape.stages.search:search_selected",
                         ("pretraining", "family")),
     "search_strategies": ("promptscape.stages.strategies:search_strategies",
-                          ("pretraining", "family")),
+                          ("pretraining", "task", "family")),
     "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
                           ("pretraining", "task", "family")),
     "measure_efficiency": ("promptscape.stages.efficiency:measure_efficiency",
                            ("pretraining", "task", "family")),
-    "summarize_efficiency": ("promptscape.stages.efficiency:summarize_efficiency", ()),
     "aggregate_search": ("promptscape.stages.aggregate:aggregate_search", ()),
     "aggregate_strategies": ("promptscape.stages.aggregate:aggregate_strategies", ()),
     "predict_reliability": ("promptscape.stages.prediction:predict_reliability",
                             ("pretraining", "task", "family")),
-    "aggregate_prediction": ("promptscape.stages.prediction:aggregate_prediction", ()),
     "plot_figure": ("promptscape.stages.figures:plot_figure", ("figure",)),
     "plot_study_figure": ("promptscape.stages.figures:plot_study_figure", ("figure",)),
 }
@@ -290,28 +288,30 @@ def source_kind_entry(kind: str) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def job_entries(rule: str, *, pretraining: str | None = None, task: str | None = None,
-                family: str | None = None, figure: str | None = None) -> tuple[str, ...]:
+def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=None,
+                figure: str | None = None) -> tuple[str, ...]:
     """The entries of one job of `rule` (`JOBS`): its stage function, plus the source kinds
-    (`pretraining`, `task`: kind names) and predictor `family` the rule declares; the
-    others are ignored, so a caller may pass whatever the job's wildcards name."""
+    (`pretraining`; `task`: a kind name, or several for a job of several tasks) and
+    predictor families (`family`: one name, or several) the rule declares; the others are
+    ignored, so a caller may pass whatever the job's wildcards name."""
     stage, members = JOBS[rule]
     given = {"pretraining": pretraining, "task": task, "family": family, "figure": figure}
     entries = [stage]
     for member in members:
         value = given[member]
-        if value is None:
+        if value is None or (not isinstance(value, str) and not value):
             raise ValueError(f"a {rule} job's code identity needs its {member}")
-        if member == "family":
-            from promptscape.model_config import FAMILIES
+        for name in [value] if isinstance(value, str) else sorted(set(value)):
+            if member == "family":
+                from promptscape.model_config import FAMILIES
 
-            entries.extend(FAMILIES[value].code)
-        elif member == "figure":
-            from promptscape.stages.figures import FIGURES, STUDY_FIGURES
+                entries.extend(FAMILIES[name].code)
+            elif member == "figure":
+                from promptscape.stages.figures import FIGURES, STUDY_FIGURES
 
-            entries.extend({**FIGURES, **STUDY_FIGURES}[value].code)
-        else:
-            entries.append(source_kind_entry(value))
+                entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
+            else:
+                entries.append(source_kind_entry(name))
     return tuple(sorted(set(entries)))
 
 

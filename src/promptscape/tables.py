@@ -197,8 +197,10 @@ _PREDICTION = (
 
 ARTIFACTS = {a.name: a for a in [
     Artifact(
-        "task_data", "{experiment}/datasets/{task}/N{N}/seeds{first}-{last}.parquet",
-        "Task datasets D_N, one per seed, drawn from the task source; the seed of each is a "
+        "task_data", "{experiment}/datasets/seeds{first}-{last}.parquet",
+        "Task datasets D_N of every task and N of an experiment, one per seed of the block (one "
+        "file per seed block: simulating a dataset costs far less than starting a job), drawn "
+        "from the task source; the seed of each is a "
         "stable hash of (task source, T, N, seed), so identical tasks share datasets across "
         "experiments and a seed's data does not depend on the block it is stored in.",
         (_EXPERIMENT, _TASK, _N, _SEED,
@@ -222,8 +224,8 @@ ARTIFACTS = {a.name: a for a in [
         ("experiment", "task", "index")),
     Artifact(
         "selection_pool",
-        "{experiment}/pools/{task}/N{N}/seeds{first}-{last}.parquet",
-        "The pool of P task sequences per (task, N, seed) that the pooled dataset-selection "
+        "{experiment}/pools/seeds{first}-{last}.parquet",
+        "The pool of P task sequences per (task, N, seed) of a seed block that the pooled dataset-selection "
         "methods choose from (experiments.<name>.dataset_selection): an independent draw "
         "from the task, seeded by a stable hash of (task source, T, P, N, seed), so it is "
         "neither D_N nor shared with another N.",
@@ -233,9 +235,9 @@ ARTIFACTS = {a.name: a for a in [
         ("experiment", "task", "N", "seed", "index")),
     Artifact(
         "selected_data",
-        "{experiment}/selected/{predictor}/r{replicate}/{task}/{selection}/N{N}/"
-        "seeds{first}-{last}.parquet",
-        "The datasets a pooled selection method chose for one predictor: per seed, the N "
+        "{experiment}/selected/{selection}/seeds{first}-{last}.parquet",
+        "The datasets a pooled selection method chose for each predictor, task and N of a seed "
+        "block: per seed, the N "
         "pool sequences kept and the weight of each one's loss in the empirical loss (the "
         "random method's datasets are task_data).",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
@@ -260,10 +262,10 @@ ARTIFACTS = {a.name: a for a in [
         ("predictor", "replicate", "experiment", "task", "selection", "N", "seed", "index")),
     Artifact(
         "search",
-        "{experiment}/search/{predictor}/r{replicate}/{task}/{selection}/N{N}/"
-        "seeds{first}-{last}.parquet",
+        "{experiment}/search/{selection}/seeds{first}-{last}.parquet",
         "Exhaustive search over every prompt of length 0..L_max on every dataset of the seed "
-        "block: per seed, the best prompt classes by empirical loss L_N (search.KEPT_CLASSES, "
+        "block, for every predictor, replicate, task and N of the experiment (one job: a "
+        "search on a loss table costs milliseconds): per seed, the best prompt classes by empirical loss L_N (search.KEPT_CLASSES, "
         "10, each by its canonical first prompt; a class is the prompts the predictor treats "
         "alike, Predictor.prompt_classes: a count class of an exchangeable Bayes predictor, "
         "else one prompt), the empirical optimum s_hat among them. Not a row per prompt, so "
@@ -408,7 +410,7 @@ ARTIFACTS = {a.name: a for a in [
          ("evaluations_mean", _F, "mean evaluations used")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
-        "efficiency", "{experiment}/efficiency/{predictor}/r{replicate}/{task}.parquet",
+        "efficiency", "{experiment}/efficiency.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "
         "task itself) against the optimal prompt of that length. Typical-prompt quantiles are "
         "lower quantiles (the q-quantile is the least KL value v with P(KL <= v) >= q), exact "

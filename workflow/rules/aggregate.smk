@@ -1,14 +1,17 @@
-# Reliability of the search per experiment: selections, reliability and choices tables.
+# Reliability of the search per experiment: selections, reliability and choices tables, and
+# the predicted reliability beside the measured one.
 
 
 rule aggregate_search:
     input:
         searches=lambda w: get_search_outputs(get_experiment(w)),
         landscapes=lambda w: get_landscape_outputs(get_experiment(w)),
+        predictions=lambda w: get_prediction_outputs(get_experiment(w)),
     output:
         selections=out("selections"),
         reliability=out("reliability"),
         choices=out("choices"),
+        prediction=out("reliability_prediction"),
     log:
         logged("aggregate_search/{experiment}.log"),
     conda:

@@ -89,22 +89,30 @@ def mem_mb(rule_name):
 def code(rule_name):
     """The code identity of a job of rule `rule_name` (promptscape.provenance,
     docs/caching.md), as a params function: the rule's stage function plus the source
-    kinds and predictor family the job's wildcards name, of those `provenance.JOBS`
-    declares for the rule."""
+    kinds and predictor families the job covers, of those `provenance.JOBS` declares for
+    the rule. A job without a task (predictor) wildcard covers every task (predictor) of
+    its experiment."""
 
     def identity(wildcards):
         names = wildcards.keys()
+        exp = get_experiment(wildcards) if "experiment" in names else None
         if "source" in names:
             pretraining = STUDY.sources[wildcards.source]
-        elif "experiment" in names:
-            pretraining = get_experiment(wildcards).pretraining
         else:
-            pretraining = None
+            pretraining = exp and exp.pretraining
+        if "task" in names:
+            tasks = get_task(wildcards).source.kind
+        else:
+            tasks = exp and [t.source.kind for t in exp.tasks]
+        if "predictor" in names:
+            families = STUDY.family(wildcards.predictor)
+        else:
+            families = exp and [STUDY.family(p) for p in exp.predictors]
         return provenance.job_identity(
             rule_name,
             pretraining=pretraining and pretraining.kind,
-            task=get_task(wildcards).source.kind if "task" in names else None,
-            family=STUDY.family(wildcards.predictor) if "predictor" in names else None,
+            task=tasks,
+            family=families,
             figure=wildcards.figure if "figure" in names else None,
         )
 
@@ -155,19 +163,75 @@ def is_replicated(exp):
     return any(STUDY.replicates(p) > 1 for p in exp.predictors)
 
 
-def get_search_args(wildcards):
-    exp, task = get_experiment(wildcards), get_task(wildcards)
+def get_block(wildcards):
+    """The job's seed block, checked against the experiment's: a path of a block the
+    config does not have (an older num_seeds or seeds_per_job) is refused by name."""
+    exp, block = get_experiment(wildcards), (int(wildcards.first), int(wildcards.last))
+    if block not in exp.seed_blocks():
+        blocks = ", ".join(f"{a}-{b}" for a, b in exp.seed_blocks())
+        raise ValueError(
+            f"experiment {exp.name!r} has seed blocks {blocks}, not {block[0]}-{block[1]}"
+        )
+    return dict(first=block[0], last=block[1])
+
+
+def get_dataset_args(wildcards):
+    """simulate_tasks: D_N of every task and N of the experiment, for one seed block."""
+    exp = get_experiment(wildcards)
     return dict(
-        predictor=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        family=STUDY.family(wildcards.predictor),
+        experiment=exp.name,
+        tasks={t.name: t.source.to_dict() for t in exp.tasks},
+        task_length=exp.task_length,
+        dataset_sizes=list(exp.dataset_sizes),
+        **get_block(wildcards),
+    )
+
+
+def get_pool_args(wildcards):
+    exp = get_experiment(wildcards)
+    if exp.dataset_selection.pool_size is None:
+        raise ValueError(
+            f"experiment {exp.name!r} runs no pooled dataset selection, so has no pools"
+        )
+    return dict(get_dataset_args(wildcards), pool_size=exp.dataset_selection.pool_size)
+
+
+def get_predictor_units(exp):
+    """Every (predictor, replicate) of an experiment as a search job sees it: its family
+    and its network's prompt-loss table (T enumerable) or checkpoint; nothing for Bayes."""
+    units = []
+    for predictor, r in STUDY.predictor_replicates(exp):
+        unit = dict(predictor=predictor, replicate=r, family=STUDY.family(predictor))
+        if is_neural(predictor):
+            if is_tabulated(exp):
+                unit["table"] = layout.prompt_losses(STUDY, exp, predictor, r)
+            else:
+                unit["model"] = f"{layout.model_dir(STUDY, exp, predictor, r)}/model.pt"
+        units.append(unit)
+    return units
+
+
+def get_search_inputs(wildcards):
+    """The networks' prompt-loss tables or checkpoints a search job reads."""
+    return [
+        unit.get("table") or unit["model"]
+        for unit in get_predictor_units(get_experiment(wildcards))
+        if "table" in unit or "model" in unit
+    ]
+
+
+def get_search_args(wildcards):
+    exp = get_experiment(wildcards)
+    return dict(
+        predictors=get_predictor_units(exp),
         pretraining=exp.pretraining.to_dict(),
         experiment=exp.name,
-        task_name=task.name,
+        tasks=[t.name for t in exp.tasks],
         task_length=exp.task_length,
-        N=int(wildcards.N),
+        dataset_sizes=list(exp.dataset_sizes),
         max_prompt_length=exp.max_prompt_length,
         enumeration_budget=STUDY.enumeration_budget,
+        **get_block(wildcards),
     )
 
 
@@ -185,31 +249,13 @@ def get_selection(wildcards):
 
 def get_selected_search_args(wildcards):
     """A pooled selection's search: the search's arguments, its method's settings and the
-    task (the design's seed)."""
+    tasks' configs (the design's seed)."""
     exp, name = get_experiment(wildcards), get_selection(wildcards)
     return dict(
         get_search_args(wildcards),
         selection=name,
         selection_settings=exp.dataset_selection.settings(name),
-        task=get_task(wildcards).source.to_dict(),
-    )
-
-
-def get_pool_args(wildcards):
-    exp = get_experiment(wildcards)
-    if exp.dataset_selection.pool_size is None:
-        raise ValueError(
-            f"experiment {exp.name!r} runs no pooled dataset selection, so has no pools"
-        )
-    return dict(
-        experiment=exp.name,
-        task_name=wildcards.task,
-        task=get_task(wildcards).source.to_dict(),
-        task_length=exp.task_length,
-        N=int(wildcards.N),
-        pool_size=exp.dataset_selection.pool_size,
-        first=int(wildcards.first),
-        last=int(wildcards.last),
+        tasks={t.name: t.source.to_dict() for t in exp.tasks},
     )
 
 
@@ -247,13 +293,13 @@ def get_figure_tables(wildcards):
     if wildcards.figure == "landscape":
         return get_landscape_outputs(exp)
     if wildcards.figure == "efficiency":
-        return get_efficiency_outputs(exp)
+        return [layout.aggregate(STUDY, exp, "efficiency")]
     if wildcards.figure == "training":
         return get_training_tables(exp)
     if wildcards.figure == "neural_vs_bayes":
         return get_landscape_outputs(exp)
     if wildcards.figure == "posterior":
-        return get_landscape_outputs(exp) + get_efficiency_outputs(exp)
+        return get_landscape_outputs(exp) + [layout.aggregate(STUDY, exp, "efficiency")]
     artifacts = FIGURES[wildcards.figure].artifacts
     names = artifacts if isinstance(artifacts, tuple) else (artifacts,)
     return [layout.aggregate(STUDY, exp, name) for name in names]
@@ -285,37 +331,46 @@ def get_reliability_prediction_args(wildcards):
 # efficiency stage and its figure alone.
 
 
-def get_efficiency_outputs(exp):
-    return layout.per_task(STUDY, exp, "efficiency")
-
-
-def get_efficiency_model(wildcards):
-    """A neural predictor's trained checkpoint; the Bayes predictor needs none. Never the
-    prompt-loss table: typical prompts are random and longer than L_max."""
-    return get_model(wildcards) if is_neural(wildcards.predictor) else []
-
-
-def get_efficiency_args(wildcards):
-    exp, task = get_experiment(wildcards), get_task(wildcards)
+def get_efficiency_inputs(wildcards):
+    """Every landscape and evaluation set of the experiment, and its networks' checkpoints
+    (never the prompt-loss tables: typical prompts are random and longer than L_max)."""
+    args = get_efficiency_args(wildcards)
     return dict(
-        predictor=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        family=STUDY.family(wildcards.predictor),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_name=task.name,
-        task=task.source.to_dict(),
-        task_length=exp.task_length,
-        enumeration_budget=STUDY.enumeration_budget,
-        **STUDY.efficiency,  # max_length, num_typical
+        landscapes=[p for u in args["predictors"] for p in u["landscapes"].values()],
+        evaluations=list(args["evaluations"].values()),
+        models=[u["model"] for u in args["predictors"] if "model" in u],
     )
 
 
-def get_efficiency_summary_args(wildcards):
+def get_efficiency_args(wildcards):
     exp = get_experiment(wildcards)
+    landscape = layout.pattern(STUDY, "landscape")
+    predictors = []
+    for predictor, r in STUDY.predictor_replicates(exp):
+        unit = dict(predictor=predictor, replicate=r, family=STUDY.family(predictor))
+        if is_neural(predictor):
+            unit["model"] = layout.model_dir(STUDY, exp, predictor, r) + "/model.pt"
+        unit["landscapes"] = {
+            t.name: landscape.format(
+                experiment=exp.name, predictor=predictor, replicate=r, task=t.name
+            )
+            for t in exp.tasks
+        }
+        predictors.append(unit)
+    evaluation = layout.pattern(STUDY, "evaluation_set")
     return dict(
-        experiment=exp.name,
+        predictors=predictors,
+        tasks={t.name: t.source.to_dict() for t in exp.tasks},
+        evaluations={
+            t.name: evaluation.format(experiment=exp.name, task=t.name)
+            for t in exp.tasks
+        },
         in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+        pretraining=exp.pretraining.to_dict(),
+        experiment=exp.name,
+        task_length=exp.task_length,
+        enumeration_budget=STUDY.enumeration_budget,
+        **STUDY.efficiency,  # max_length, num_typical
     )
 
 
@@ -488,6 +543,7 @@ def get_strategy_args(wildcards):
         task=task.source.to_dict(),
         task_length=exp.task_length,
         N=int(wildcards.N),
+        **get_block(wildcards),
         max_prompt_length=exp.max_prompt_length,
         enumeration_budget=STUDY.enumeration_budget,
         strategies=exp.search_strategies.to_dict(),

@@ -1,24 +1,16 @@
-# Task datasets D_N per (experiment, task, N, seed block), the pools of the pooled
-# dataset-selection methods, and one evaluation set per task.
+# Task datasets D_N of every task and N per (experiment, seed block), the pools of the
+# pooled dataset-selection methods likewise, and one evaluation set per task.
 
 
 rule simulate_tasks:
     output:
         data=out("task_data"),
     log:
-        logged("simulate_tasks/{experiment}/{task}/N{N}/seeds{first}-{last}.log"),
+        logged("simulate_tasks/{experiment}/seeds{first}-{last}.log"),
     conda:
         "../envs/promptscape.yaml"
     params:
-        args=lambda w: dict(
-            experiment=w.experiment,
-            task_name=w.task,
-            task=get_task(w).source.to_dict(),
-            task_length=get_experiment(w).task_length,
-            N=int(w.N),
-            first=int(w.first),
-            last=int(w.last),
-        ),
+        args=get_dataset_args,
         code=code("simulate_tasks"),
     script:
         "../../scripts/simulate_tasks.py"
@@ -28,7 +20,7 @@ rule simulate_pool:
     output:
         data=out("selection_pool"),
     log:
-        logged("simulate_pool/{experiment}/{task}/N{N}/seeds{first}-{last}.log"),
+        logged("simulate_pool/{experiment}/seeds{first}-{last}.log"),
     conda:
         "../envs/promptscape.yaml"
     params:

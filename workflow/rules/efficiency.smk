@@ -1,22 +1,19 @@
-# Prompt efficiency per (predictor, experiment, task): typical prompts drawn from the task
-# against the optimal prompt of each length; token efficiency per experiment. The
-# `efficiency` config reaches these rules only, so changing it reruns this stage and its
-# figure and nothing else.
+# Prompt efficiency per experiment, every predictor and task in one job (each network loaded
+# once): typical prompts drawn from the task against the optimal prompt of each length, and
+# the experiment's token efficiency. The `efficiency` config reaches this rule only, so
+# changing it reruns this stage and its figures and nothing else.
 
 
 rule measure_efficiency:
     input:
-        landscape=out("landscape"),
-        evaluation=out("evaluation_set"),
-        model=get_efficiency_model,
+        unpack(get_efficiency_inputs),
     output:
         efficiency=out("efficiency"),
+        token_efficiency=out("token_efficiency"),
     log:
-        logged("measure_efficiency/{experiment}/{predictor}/r{replicate}/{task}.log"),
+        logged("measure_efficiency/{experiment}.log"),
     benchmark:
-        benchmarked(
-            "measure_efficiency/{experiment}/{predictor}/r{replicate}/{task}.tsv"
-        )
+        benchmarked("measure_efficiency/{experiment}.tsv")
     conda:
         "../envs/promptscape.yaml"
     resources:
@@ -26,20 +23,3 @@ rule measure_efficiency:
         code=code("measure_efficiency"),
     script:
         "../../scripts/measure_efficiency.py"
-
-
-rule summarize_efficiency:
-    input:
-        efficiencies=lambda w: get_efficiency_outputs(get_experiment(w)),
-        landscapes=lambda w: get_landscape_outputs(get_experiment(w)),
-    output:
-        token_efficiency=out("token_efficiency"),
-    log:
-        logged("summarize_efficiency/{experiment}.log"),
-    conda:
-        "../envs/promptscape.yaml"
-    params:
-        args=get_efficiency_summary_args,
-        code=code("summarize_efficiency"),
-    script:
-        "../../scripts/summarize_efficiency.py"

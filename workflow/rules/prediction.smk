@@ -1,7 +1,7 @@
 # Why search fails, predicted: the probability that exhaustive search on D_N returns an
-# optimal prompt, per (predictor, experiment, task) from the landscape's loss table, and
-# per experiment beside the measured reliability. Only these rules see the `prediction`
-# config.
+# optimal prompt, per (predictor, experiment, task) from the landscape's loss table (set
+# beside the measured reliability by aggregate_search). Only this rule sees the
+# `prediction` config.
 
 
 rule predict_reliability:
@@ -26,20 +26,3 @@ rule predict_reliability:
         code=code("predict_reliability"),
     script:
         "../../scripts/predict_reliability.py"
-
-
-rule aggregate_prediction:
-    input:
-        predictions=lambda w: get_prediction_outputs(get_experiment(w)),
-        reliability=out("reliability"),
-    output:
-        prediction=out("reliability_prediction"),
-    log:
-        logged("aggregate_prediction/{experiment}.log"),
-    conda:
-        "../envs/promptscape.yaml"
-    params:
-        expected=lambda w: layout.search_grid(STUDY, get_experiment(w)),
-        code=code("aggregate_prediction"),
-    script:
-        "../../scripts/aggregate_prediction.py"

@@ -1,22 +1,19 @@
-# Exhaustive prompt search per (predictor, experiment, task, selection, N, seed block): on
-# the task's D_N (selection random), or on the datasets a pooled selection method keeps from
+# Exhaustive prompt search per (experiment, selection, seed block), for every predictor,
+# task and N of the experiment in one job (a search on a loss table costs milliseconds): on
+# the tasks' D_N (selection random), or on the datasets a pooled selection method keeps from
 # the block's pools (promptscape.selection), which it writes beside the search.
 
 
 rule search_prompts:
     input:
-        unpack(get_prediction_inputs),
+        get_search_inputs,
         datasets=out("task_data"),
     output:
         search=out("search"),
     log:
-        logged(
-            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
-        ),
+        logged("search_prompts/{experiment}/{selection}/seeds{first}-{last}.log"),
     benchmark:
-        benchmarked(
-            "search_prompts/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
-        )
+        benchmarked("search_prompts/{experiment}/{selection}/seeds{first}-{last}.tsv")
     wildcard_constraints:
         selection="random",
     conda:
@@ -32,19 +29,15 @@ rule search_prompts:
 
 rule search_selected:
     input:
-        unpack(get_prediction_inputs),
+        get_search_inputs,
         pool=out("selection_pool"),
     output:
         search=out("search"),
         selected=out("selected_data"),
     log:
-        logged(
-            "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.log"
-        ),
+        logged("search_selected/{experiment}/{selection}/seeds{first}-{last}.log"),
     benchmark:
-        benchmarked(
-            "search_selected/{experiment}/{predictor}/r{replicate}/{task}/{selection}/N{N}/seeds{first}-{last}.tsv"
-        )
+        benchmarked("search_selected/{experiment}/{selection}/seeds{first}-{last}.tsv")
     wildcard_constraints:
         selection=POOLED_SELECTIONS,
     conda:
@@ -59,13 +52,12 @@ rule search_selected:
 
 
 # Search strategies per (predictor, experiment, task, N, seed block) on the task's D_N
-# (replicate 0), scored against exhaustive search on the same D_N and the landscape
-# (promptscape.strategies).
+# (replicate 0; drawn in the job, as task_data holds them), scored against exhaustive
+# search on the same D_N and the landscape (promptscape.strategies).
 rule search_strategies:
     input:
         unpack(get_strategy_inputs),
         landscape=get_strategy_landscape,
-        datasets=out("task_data"),
     output:
         runs=out("strategy_runs"),
     log:

@@ -1,4 +1,5 @@
-"""Stage `aggregate_search`: selections, reliability and choices of one experiment."""
+"""Stage `aggregate_search`: selections, reliability, choices and the reliability
+prediction of one experiment; stage `aggregate_strategies`: its strategies table."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import logging
 import pandas as pd
 
 from promptscape import aggregate, tables
+from promptscape.stages import prediction
 
 log = logging.getLogger("promptscape")
 
 
-def aggregate_search(*, searches: list[str], landscapes: list[str], selections: str,
-                     reliability: str, choices: str, in_meta_distribution: dict,
+def aggregate_search(*, searches: list[str], landscapes: list[str], predictions: list[str],
+                     selections: str, reliability: str, choices: str,
+                     reliability_prediction: str, in_meta_distribution: dict,
                      expected: dict) -> None:
-    """Aggregate one experiment's searches against its landscapes.
+    """Aggregate one experiment's searches against its landscapes, and its predicted
+    proportions correct (`predictions`, one file per (predictor, replicate, task)) beside
+    the measured ones (`prediction.aggregate_prediction`).
 
     `expected` is the experiment's grid (`layout.search_grid`): ``experiment``,
     ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seed_blocks``.
@@ -43,6 +48,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], selections: 
         log.info("%s %s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e "
                  "nats", row.predictor, row.task, row.selection, row.N,
                  row.proportion_correct, row.ci_low, row.ci_high, row.regret_mean)
+    prediction.aggregate_prediction(predictions=predictions, reliability=reliability,
+                                    output=reliability_prediction, expected=expected)
 
 
 def _read_verified(paths: list[str], artifact: str, verify, expected: dict):

@@ -18,12 +18,25 @@ def task_data_generator(task: dict, task_length: int, N: int, seed: int) -> np.r
     return seeding.numpy_generator("task_data", task, task_length, N, seed)
 
 
-def simulate_tasks(*, output: str, experiment: str, task_name: str, task: dict,
-                   task_length: int, N: int, first: int, last: int) -> None:
-    """Datasets D_N for seeds first..last of one task."""
-    _write_draws(output, "task_data", experiment, task_name, task, task_length, N, N, first,
-                 last, lambda seed: task_data_generator(task, task_length, N, seed))
-    log.info("wrote %d datasets of %d sequences of task %s", last - first + 1, N, task_name)
+def draw_datasets(task: dict, task_length: int, N: int, seeds) -> np.ndarray:
+    """The datasets D_N of `seeds` of one task, ``(S, N, T)``: what task_data holds and what
+    every stage that needs a D_N of its own (strategies) draws, sequence for sequence."""
+    source = build_source(task, where="task")
+    return np.stack([source.sample(N, task_length, task_data_generator(task, task_length, N,
+                                                                        int(seed)))
+                     for seed in seeds])
+
+
+def simulate_tasks(*, output: str, experiment: str, tasks: dict[str, dict],
+                   task_length: int, dataset_sizes: list[int], first: int,
+                   last: int) -> None:
+    """Datasets D_N for seeds first..last of every task (`tasks`: name -> source config)
+    and N of an experiment, in one file."""
+    _write_draws(output, "task_data", experiment, tasks, task_length, dataset_sizes, first,
+                 last, lambda task, N: N,
+                 lambda task, N, seed: task_data_generator(task, task_length, N, seed))
+    log.info("wrote %d datasets per (task, N) of tasks %s, N in %s", last - first + 1,
+             ", ".join(tasks), list(dataset_sizes))
 
 
 def pool_generator(task: dict, task_length: int, pool_size: int, N: int,
@@ -33,29 +46,39 @@ def pool_generator(task: dict, task_length: int, pool_size: int, N: int,
     return seeding.numpy_generator("selection_pool", task, task_length, pool_size, N, seed)
 
 
-def simulate_pool(*, output: str, experiment: str, task_name: str, task: dict,
-                  task_length: int, N: int, pool_size: int, first: int, last: int) -> None:
+def simulate_pool(*, output: str, experiment: str, tasks: dict[str, dict], task_length: int,
+                  dataset_sizes: list[int], pool_size: int, first: int, last: int) -> None:
     """The pools of P task sequences that the pooled selection methods choose the datasets
-    of N sequences from, for seeds first..last of one task (promptscape.selection)."""
-    _write_draws(output, "selection_pool", experiment, task_name, task, task_length, N,
-                 pool_size, first, last,
-                 lambda seed: pool_generator(task, task_length, pool_size, N, seed))
-    log.info("wrote %d pools of %d sequences of task %s (N=%d)", last - first + 1, pool_size,
-             task_name, N)
+    of N sequences from, for seeds first..last of every task and N of an experiment
+    (promptscape.selection)."""
+    _write_draws(output, "selection_pool", experiment, tasks, task_length, dataset_sizes,
+                 first, last, lambda task, N: pool_size,
+                 lambda task, N, seed: pool_generator(task, task_length, pool_size, N, seed))
+    log.info("wrote %d pools of %d sequences per (task, N) of tasks %s", last - first + 1,
+             pool_size, ", ".join(tasks))
 
 
-def _write_draws(output: str, artifact: str, experiment: str, task_name: str, task: dict,
-                 task_length: int, N: int, size: int, first: int, last: int,
+def _write_draws(output: str, artifact: str, experiment: str, tasks: dict[str, dict],
+                 task_length: int, dataset_sizes: list[int], first: int, last: int, size,
                  generator) -> None:
-    """`size` task sequences per seed first..last, each seed's from ``generator(seed)``,
-    written as `artifact` (task_data, selection_pool), seed-major."""
-    source = build_source(task, where=f"task {task_name}")
+    """``size(task, N)`` task sequences per (task, N, seed first..last), each seed's from
+    ``generator(task, N, seed)``, written as `artifact` (task_data, selection_pool)."""
     seeds = np.arange(first, last + 1)
-    seqs = np.concatenate([source.sample(size, task_length, generator(int(seed)))
-                           for seed in seeds])  # (S * size, T)
-    tables.write({"experiment": experiment, "task": task_name, "N": N,
-                  "seed": np.repeat(seeds, size), "index": np.tile(np.arange(size), len(seeds)),
-                  "sequence": prompts_lib.to_strings(seqs)}, artifact, output)
+    columns = {"task": [], "N": [], "seed": [], "index": [], "sequence": []}
+    for name, task in tasks.items():
+        source = build_source(task, where=f"task {name}")
+        for N in dataset_sizes:
+            n = size(task, N)
+            seqs = np.concatenate([source.sample(n, task_length, generator(task, N, int(seed)))
+                                   for seed in seeds])  # (S * n, T)
+            columns["task"] += [name] * len(seqs)
+            columns["N"].append(np.full(len(seqs), N))
+            columns["seed"].append(np.repeat(seeds, n))
+            columns["index"].append(np.tile(np.arange(n), len(seeds)))
+            columns["sequence"] += prompts_lib.to_strings(seqs)
+    tables.write({"experiment": experiment, "task": columns["task"],
+                  **{k: np.concatenate(columns[k]) for k in ("N", "seed", "index")},
+                  "sequence": columns["sequence"]}, artifact, output)
 
 
 def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: dict,

@@ -1,5 +1,6 @@
-"""Stages `measure_efficiency` (typical against optimal prompts per length) and
-`summarize_efficiency` (token efficiency per experiment)."""
+"""Stage `measure_efficiency`: typical against optimal prompts per length for every
+predictor and task of an experiment (each predictor loaded once), and the experiment's
+token efficiency."""
 
 from __future__ import annotations
 
@@ -15,14 +16,38 @@ from promptscape.stages.common import load_predictor
 log = logging.getLogger("promptscape")
 
 
-def measure_efficiency(*, landscape: str, evaluation: str, output: str, predictor: str,
-                       family: str | None = None, replicate: int = 0, pretraining: dict,
-                       experiment: str, task_name: str, task: dict, task_length: int,
-                       enumeration_budget: int, max_length: int, num_typical: int,
-                       model: str | None = None, device: str = "auto") -> None:
+def measure_efficiency(*, output: str, token_efficiency: str, predictors: list[dict],
+                       tasks: dict[str, dict], evaluations: dict[str, str],
+                       in_meta_distribution: dict, pretraining: dict, experiment: str,
+                       task_length: int, enumeration_budget: int, max_length: int,
+                       num_typical: int, device: str = "auto") -> None:
+    """The efficiency table of an experiment (`output`) and its token efficiency
+    (`token_efficiency`). `predictors`: one mapping per (predictor, replicate) with
+    ``predictor``, ``replicate``, ``family``, its checkpoint ``model`` (networks) and its
+    ``landscapes`` (task name -> landscape path); `tasks`: name -> source config;
+    `evaluations`: name -> evaluation-set path."""
+    frames, landscapes = [], []
+    for unit in predictors:
+        pred = load_predictor(unit["family"], pretraining, unit.get("model"), device=device)
+        for task_name, task in tasks.items():
+            landscapes.append(unit["landscapes"][task_name])
+            frames.append(_efficiency(
+                pred, unit["landscapes"][task_name], evaluations[task_name],
+                predictor=unit["predictor"], replicate=unit["replicate"],
+                experiment=experiment, task_name=task_name, task=task,
+                task_length=task_length, enumeration_budget=enumeration_budget,
+                max_length=max_length, num_typical=num_typical))
+    eff = {key: [v for f in frames for v in f[key]] for key in frames[0]}
+    tables.write(eff, "efficiency", output)
+    _summarize(tables.read(output, "efficiency"), tables.read(landscapes, "landscape"),
+               token_efficiency, experiment, in_meta_distribution)
+
+
+def _efficiency(pred, landscape: str, evaluation: str, *, predictor: str, replicate: int,
+                experiment: str, task_name: str, task: dict, task_length: int,
+                enumeration_budget: int, max_length: int, num_typical: int) -> dict:
     """Typical prompts of every length 0..max_length against the optimal prompts, for one
-    (predictor, experiment, task)."""
-    pred = load_predictor(family or predictor, pretraining, model, device=device)
+    (predictor, experiment, task): the efficiency rows as columns."""
     task_source = build_source(task, where=f"task {task_name}")
     land = tables.read(landscape, "landscape")
     eval_frame = tables.read_table(evaluation, "evaluation_set")
@@ -65,17 +90,15 @@ def measure_efficiency(*, landscape: str, evaluation: str, output: str, predicto
                      "(length <= l) %s", length, curve["typical_kl_median"][i], interval,
                      curve["typical_kl_q25"][i], curve["typical_kl_q75"][i],
                      "unknown" if best is None else f"{best:.3e}")
-    frame = {"predictor": predictor, "replicate": replicate, "experiment": experiment,
-             "task": task_name, **curve,
-             **optimal, "method": scorer.method}
-    tables.write(frame, "efficiency", output)
+    columns = {**curve, **optimal}
+    n = len(next(iter(columns.values())))
+    return {"predictor": [predictor] * n, "replicate": [replicate] * n,
+            "experiment": [experiment] * n, "task": [task_name] * n,
+            **{k: list(v) for k, v in columns.items()}, "method": [scorer.method] * n}
 
 
-def summarize_efficiency(*, efficiencies: list[str], landscapes: list[str], output: str,
-                         experiment: str, in_meta_distribution: dict) -> None:
+def _summarize(eff, land, output: str, experiment: str, in_meta_distribution: dict) -> None:
     """The token-efficiency table of one experiment, also logged as text."""
-    eff = tables.read(efficiencies, "efficiency")
-    land = tables.read(landscapes, "landscape")
     unlabelled = sorted(set(land["task"]) - set(in_meta_distribution))
     if unlabelled:
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")

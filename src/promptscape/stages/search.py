@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pyarrow.compute as pc
 
 from promptscape import search, seeding, tables
 from promptscape import prompts as prompts_lib
@@ -31,91 +32,124 @@ def selection_generator(selection: str, settings: dict, task: dict, task_length:
                                    N, seed)
 
 
-def search_prompts(*, datasets: str, output: str, predictor: str,
-                   family: str | None = None, replicate: int = 0,
-                   pretraining: dict, experiment: str, task_name: str, task_length: int,
-                   N: int, max_prompt_length: int, enumeration_budget: int,
-                   model: str | None = None, table: str | None = None,
-                   device: str = "auto") -> None:
+def search_prompts(*, datasets: str, output: str, predictors: list[dict], pretraining: dict,
+                   experiment: str, tasks: list[str], task_length: int,
+                   dataset_sizes: list[int], first: int, last: int, max_prompt_length: int,
+                   enumeration_budget: int, device: str = "auto") -> None:
     """Empirical loss of every prompt on every dataset D_N of the block (task_data,
-    selection random), and each seed's s_hat."""
-    seeds, seqs = read_block(datasets, "task_data", task_length, N)
-    prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
-                                  table, device)
-    losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget, V)  # (S, P)
-    _write_search(losses, prompts, seeds, output, pred, predictor=predictor, replicate=replicate,
-                  experiment=experiment, task=task_name, selection="random", N=N)
+    selection random), and each seed's s_hat, for every predictor (`predictors`: one
+    mapping each of ``predictor``, ``replicate``, ``family`` and its ``table`` or ``model``
+    path), task and N of an experiment. Each predictor is loaded once."""
+    data = tables.read_table(datasets, "task_data")
+    frames = []
+    for unit in predictors:
+        prompts, pred, V = _predictor(max_prompt_length, pretraining, unit, device)
+        for task in tasks:
+            for N in dataset_sizes:
+                seeds, seqs = read_block(data, datasets, "task_data", task, N, first, last,
+                                         task_length, N)
+                losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget,
+                                                 V)  # (S, P)
+                frames.append(_search_frame(
+                    losses, prompts, seeds, pred, predictor=unit["predictor"],
+                    replicate=unit["replicate"], experiment=experiment, task=task,
+                    selection="random", N=N))
+    _write_search(frames, output)
 
 
-def search_selected(*, datasets: str, output: str, selected: str, predictor: str,
-                    family: str | None = None, replicate: int = 0,
-                    pretraining: dict, experiment: str, task_name: str, task: dict,
-                    task_length: int, N: int, max_prompt_length: int,
-                    enumeration_budget: int, selection: str, selection_settings: dict,
-                    model: str | None = None, table: str | None = None,
-                    device: str = "auto") -> None:
+def search_selected(*, datasets: str, output: str, selected: str, predictors: list[dict],
+                    pretraining: dict, experiment: str, tasks: dict[str, dict],
+                    task_length: int, dataset_sizes: list[int], first: int, last: int,
+                    max_prompt_length: int, enumeration_budget: int, selection: str,
+                    selection_settings: dict, device: str = "auto") -> None:
     """The search on the datasets pooled method `selection` keeps from each seed's pool
-    (`datasets`: the block's selection_pool), which it writes to `selected`
-    (selected_data)."""
-    seeds, pools = read_block(datasets, "selection_pool", task_length,
-                               selection_settings["pool_size"])
-    prompts, pred, V = _predictor(max_prompt_length, pretraining, family or predictor, model,
-                                  table, device)
-    identity = {"predictor": predictor, "replicate": replicate, "experiment": experiment,
-                "task": task_name, "selection": selection, "N": N}
-    losses = _search_selected(pred, prompts, pools, seeds, identity, selection,
-                              selection_settings, task, task_length, enumeration_budget, V,
-                              selected)
-    _write_search(losses, prompts, seeds, output, pred, **identity)
+    (`datasets`: the block's selection_pool), for every predictor, task (`tasks`: name ->
+    source config, the design's seed) and N of an experiment; the datasets kept are written
+    to `selected` (selected_data)."""
+    data = tables.read_table(datasets, "selection_pool")
+    frames, kept = [], []
+    for unit in predictors:
+        prompts, pred, V = _predictor(max_prompt_length, pretraining, unit, device)
+        for task_name, task in tasks.items():
+            for N in dataset_sizes:
+                seeds, pools = read_block(data, datasets, "selection_pool", task_name, N,
+                                          first, last, task_length,
+                                          selection_settings["pool_size"])
+                identity = {"predictor": unit["predictor"], "replicate": unit["replicate"],
+                            "experiment": experiment, "task": task_name,
+                            "selection": selection, "N": N}
+                losses = _search_selected(pred, prompts, pools, seeds, identity, selection,
+                                          selection_settings, task, task_length,
+                                          enumeration_budget, V, kept)
+                frames.append(_search_frame(losses, prompts, seeds, pred, **identity))
+    tables.write({key: _concat([k[key] for k in kept]) for key in kept[0]}, "selected_data",
+                 selected)
+    _write_search(frames, output)
 
 
-def read_block(path: str, artifact: str, task_length: int, size: int):
-    """The seeds of a block and their sequences ``(S, size, T)``; a file whose seeds do not
-    hold `size` sequences each (N of a dataset, P of a pool) is refused by name."""
-    data = tables.read_table(path, artifact)
-    seeds, counts = np.unique(data["seed"].to_numpy(), return_counts=True)
-    if (counts != size).any():
+def read_block(data, path: str, artifact: str, task: str, N: int, first: int, last: int,
+               task_length: int, size: int):
+    """The seeds first..last of (task, N) in a block file's table `data` (read from `path`)
+    and their sequences ``(S, size, T)``; a block that lacks a seed, or whose seeds do not
+    hold `size` sequences each (N of a dataset, P of a pool), is refused by name."""
+    rows = data.filter(pc.and_(pc.equal(data["task"], task), pc.equal(data["N"], N)))
+    seed_column = rows["seed"].to_numpy()
+    seeds, counts = np.unique(seed_column, return_counts=True)
+    expected = np.arange(first, last + 1)
+    if not np.array_equal(seeds, expected) or (counts != size).any():
         bad = ", ".join(f"seed {s}: {c}" for s, c in zip(seeds, counts) if c != size)
-        raise ValueError(f"{path}: every seed of this {artifact} must hold {size} sequences "
-                         f"(its job's {'N' if artifact == 'task_data' else 'pool_size'}); "
-                         f"{bad}")
-    seqs = prompts_lib.to_arrays(data["sequence"].to_pylist(), task_length)
-    return seeds, seqs.reshape(len(seeds), size, task_length)  # rows sorted by seed, index
+        raise ValueError(f"{path}: task {task}, N={N} must hold seeds {first}..{last} with "
+                         f"{size} sequences each (its job's "
+                         f"{'N' if artifact == 'task_data' else 'pool_size'}); it holds "
+                         f"{len(seeds)} seeds{'; ' + bad if bad else ''}")
+    # Rows are sorted by (task, N, seed, index): the file's sort key.
+    seqs = prompts_lib.to_arrays(rows["sequence"].to_pylist(), task_length)
+    return seeds, seqs.reshape(len(seeds), size, task_length)
 
 
-def _predictor(max_prompt_length, pretraining, family, model, table, device):
+def _predictor(max_prompt_length, pretraining, unit, device):
     V = vocab_size(pretraining)
     prompts = prompts_lib.all_prompts(max_prompt_length, V)
-    return prompts, load_predictor(family, pretraining, model, table, device), V
+    pred = load_predictor(unit["family"], pretraining, unit.get("model"), unit.get("table"),
+                          device)
+    return prompts, pred, V
 
 
-def _write_search(losses: np.ndarray, prompts: list[str], seeds, output: str, pred,
-                  **identity) -> None:
+def _concat(parts):
+    return [v for part in parts for v in part] if isinstance(parts[0], list) \
+        else np.concatenate(parts)
+
+
+def _search_frame(losses: np.ndarray, prompts: list[str], seeds, pred, **identity) -> dict:
     """Each seed's `search.KEPT_CLASSES` best prompt classes, s_hat among them."""
     chosen = search.choose(losses)
     first, inverse = pred.prompt_classes(prompts)
     kept, ranks = search.best_classes(losses, inverse, chosen)  # (S, K) prompt indices
     S, K = kept.shape
     sizes = np.bincount(inverse, minlength=len(first))
-    frame = {
-        **identity,
+    log.info("searched %d prompts (%d classes) on %d datasets of N=%d (%s r%d, %s, %s, "
+             "selection %s)", len(prompts), len(first), S, identity["N"],
+             identity["predictor"], identity["replicate"], identity["experiment"],
+             identity["task"], identity["selection"])
+    return {
+        **{key: [value] * (S * K) for key, value in identity.items()},
         "seed": np.repeat(seeds, K), "prompt": [prompts[i] for i in kept.reshape(-1)],
         "prompt_length": [len(prompts[i]) for i in kept.reshape(-1)],
         "class_size": sizes[inverse[kept.reshape(-1)]], "empirical_rank": ranks.reshape(-1),
         "empirical_loss": np.take_along_axis(losses, kept, axis=1).reshape(-1),
         "chosen": (kept == chosen[:, None]).reshape(-1),
     }
-    tables.write(frame, "search", output)
-    log.info("searched %d prompts (%d classes) on %d datasets of N=%d (%s, %s, %s, "
-             "selection %s)", len(prompts), len(first), S, identity["N"],
-             identity["predictor"], identity["experiment"], identity["task"],
-             identity["selection"])
+
+
+def _write_search(frames: list[dict], output: str) -> None:
+    tables.write({key: _concat([f[key] for f in frames]) for key in frames[0]}, "search",
+                 output)
 
 
 def _search_selected(pred, prompts, pools, seeds, identity, selection, settings, task,
-                     task_length, enumeration_budget, V, selected_path) -> np.ndarray:
+                     task_length, enumeration_budget, V, kept_frames: list) -> np.ndarray:
     """(S, P) empirical losses on the datasets `selection` keeps from each seed's pool; the
-    datasets are written to `selected_path`."""
+    datasets (selected_data columns) are appended to `kept_frames`."""
     S, pool_size, T = pools.shape
     N = identity["N"]
     table, index = search.sequence_losses(pred, prompts, pools.reshape(S * pool_size, T),
@@ -153,7 +187,8 @@ def _search_selected(pred, prompts, pools, seeds, identity, selection, settings,
                     "with the same losses on every pool sequence count once) for seeds %s: "
                     "the spread is taken across those it does", settings["leading_prompts"],
                     short)
-    tables.write({**identity, **frame}, "selected_data", selected_path)
+    n = len(frame["seed"])
+    kept_frames.append({**{key: [value] * n for key, value in identity.items()}, **frame})
     log.info("selected %d of %d pool sequences per seed by %s (%s)", N, pool_size, selection,
              ", ".join(f"{k}={v}" for k, v in settings.items()))
     return losses

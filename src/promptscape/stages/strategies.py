@@ -21,7 +21,7 @@ from promptscape import search, seeding, tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
 from promptscape.stages.common import load_predictor, vocab_size
-from promptscape.stages.search import read_block
+from promptscape.stages.datasets import draw_datasets
 
 log = logging.getLogger("promptscape")
 
@@ -33,19 +33,23 @@ def strategy_generator(strategy: str, task: dict, task_length: int, N: int,
     return seeding.numpy_generator("search_strategy", strategy, task, task_length, N, seed)
 
 
-def search_strategies(*, datasets: str, landscape: str, output: str, predictor: str,
+def search_strategies(*, landscape: str, output: str, predictor: str,
                       family: str, replicate: int, pretraining: dict, experiment: str,
-                      task_name: str, task: dict, task_length: int, N: int,
-                      max_prompt_length: int, enumeration_budget: int, strategies: dict,
+                      task_name: str, task: dict, task_length: int, N: int, first: int,
+                      last: int, max_prompt_length: int, enumeration_budget: int,
+                      strategies: dict,
                       budgets: list[int], model: str | None = None, table: str | None = None,
                       device: str = "auto") -> None:
-    """Run `strategies` ({name: settings}) at `budgets` on every D_N of the block
-    (`datasets`, task_data); a network's L_N from its prompt-loss `table` where there is one,
-    its gradients from its checkpoint `model`."""
+    """Run `strategies` ({name: settings}) at `budgets` on every D_N of seeds first..last;
+    a network's L_N from its prompt-loss `table` where there is one, its gradients from its
+    checkpoint `model`. The D_N are drawn here (`datasets.draw_datasets`: the sequences
+    task_data holds and the search sees), not read from the experiment's task_data file,
+    so that a change of the dataset grid elsewhere reruns no strategy job."""
     V = vocab_size(pretraining)
     prompts = prompts_lib.all_prompts(max_prompt_length, V)
     P = len(prompts)
-    seeds, seqs = read_block(datasets, "task_data", task_length, N)
+    seeds = np.arange(first, last + 1)
+    seqs = draw_datasets(task, task_length, N, seeds)  # (S, N, T)
     scorer = load_predictor(family, pretraining, None if table else model, table, device)
     losses = search.empirical_losses(scorer, prompts, seqs, enumeration_budget, V)  # (S, P)
     kl, rank, optimal = _landscape(landscape, prompts)

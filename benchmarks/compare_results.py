@@ -1,0 +1,63 @@
+"""Compare two results folders artifact by artifact: byte for byte where a file lies at the
+same path in both, and row for row after reading where an artifact's files are laid out
+differently (every file of the artifact, concatenated and sorted by its sort key).
+
+    python benchmarks/compare_results.py BEFORE/results AFTER/results
+
+Exits non-zero when any artifact's rows differ. Used to check that a change of job layout
+(issue 24's batching) changed no data.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from promptscape import tables
+
+
+def by_artifact(root: Path) -> dict[str, list[Path]]:
+    """Every Parquet file under `root` by the artifact its schema metadata names."""
+    out: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*.parquet")):
+        if "benchmarks" in path.relative_to(root).parts:
+            continue
+        meta = pq.read_schema(path).metadata or {}
+        name = meta.get(b"artifact", b"?").decode()
+        out.setdefault(name, []).append(path)
+    return out
+
+
+def rows(paths: list[Path], artifact: str) -> pd.DataFrame:
+    frame = tables.read([str(p) for p in paths], artifact)
+    key = list(tables.ARTIFACTS[artifact].sort_key)
+    return frame.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def main(argv=None) -> int:
+    a, b = map(Path, (argv or sys.argv[1:])[:2])
+    left, right = by_artifact(a), by_artifact(b)
+    failed = 0
+    for artifact in sorted(set(left) | set(right)):
+        if artifact not in left or artifact not in right:
+            print(f"{artifact}: only in {a if artifact in left else b}")
+            failed += 1
+            continue
+        same_paths = {p.relative_to(a) for p in left[artifact]} & {
+            p.relative_to(b) for p in right[artifact]}
+        identical = sum((a / p).read_bytes() == (b / p).read_bytes() for p in same_paths)
+        x, y = rows(left[artifact], artifact), rows(right[artifact], artifact)
+        equal = x.shape == y.shape and x.equals(y)
+        failed += not equal
+        print(f"{artifact}: {len(left[artifact])} -> {len(right[artifact])} files, "
+              f"{identical}/{len(same_paths)} at the same path byte-identical; {len(x)} rows "
+              f"{'equal' if equal else 'DIFFER'}")
+    print("all artifacts equal row for row" if not failed else f"{failed} artifacts differ")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
