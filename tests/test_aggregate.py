@@ -16,6 +16,7 @@ from promptscape.prompts import all_prompts
 from promptscape.stages.aggregate import aggregate_search
 from promptscape.stages.datasets import simulate_evaluation, simulate_tasks
 from promptscape.stages.landscape import compute_landscape
+from promptscape.stages.prediction import predict_reliability
 from promptscape.stages.search import search_prompts
 
 Z95 = stats.norm.ppf(0.975)
@@ -215,44 +216,60 @@ def test_selections_refuses_a_chosen_prompt_missing_from_the_landscape():
 PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 TASKS = {"imd": {"kind": "coin", "theta": 0.7}, "oomd": {"kind": "coin", "theta": 0.5}}
 IMD = {"imd": True, "oomd": False}
-T, L_MAX, SEEDS = 6, 3, 12
+T, L_MAX, SEEDS, SIZES = 6, 3, 12, [1, 30]
+STAGE_BLOCKS = [[0, 5], [6, 11]]
+PREDICTION_SETTINGS = dict(draws=2000, exact_max_outcomes=100_000, reference_N=100)
+KEY = ["predictor", "replicate", "experiment", "task", "N"]
 
 
 def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path):
-    searches, landscapes = [], []
+    landscapes, predictions, searches = [], [], []
     for name, task in TASKS.items():
         evaluation = tmp_path / f"eval-{name}.parquet"
-        simulate_evaluation(output=str(evaluation), experiment="exp", task_name=name, task=task, task_length=T,
-                            size=2000)
+        simulate_evaluation(output=str(evaluation), experiment="exp", task_name=name, task=task,
+                            task_length=T, size=2000)
         land = land_path(tmp_path, name)
         compute_landscape(evaluation=str(evaluation), output=str(land), predictor="bayes",
                           family="bayes", pretraining=PRETRAINING, experiment="exp",
                           task_name=name, task=task, task_length=T, max_prompt_length=L_MAX,
                           enumeration_budget=2 ** 27)
         landscapes.append(str(land))
-        for N in (1, 30):
-            data = tmp_path / f"data-{name}-{N}.parquet"
-            simulate_tasks(output=str(data), experiment="exp", task_name=name, task=task, task_length=T, N=N,
-                           first=0, last=SEEDS - 1)
-            out = search_path(tmp_path, name, N, 0, SEEDS - 1)
-            search_prompts(datasets=str(data), output=str(out), predictor="bayes",
-                           family="bayes", pretraining=PRETRAINING, experiment="exp",
-                           task_name=name,
-                           task_length=T, N=N, max_prompt_length=L_MAX,
-                           enumeration_budget=2 ** 27)
-            searches.append(str(out))
-    paths = {k: tmp_path / f"{k}.parquet" for k in ("selections", "reliability", "choices")}
+        prediction = prediction_path(tmp_path, name)
+        predict_reliability(landscape_path=str(land), evaluation=str(evaluation),
+                            output=str(prediction), predictor="bayes", family="bayes",
+                            pretraining=PRETRAINING, experiment="exp", task_name=name,
+                            task=task, task_length=T, max_prompt_length=L_MAX,
+                            dataset_sizes=SIZES, enumeration_budget=2 ** 27,
+                            **PREDICTION_SETTINGS)
+        predictions.append(str(prediction))
+    # One dataset file and one search file per seed block, each of every task and N.
+    for first, last in STAGE_BLOCKS:
+        data = tmp_path / "exp" / "datasets" / f"seeds{first}-{last}.parquet"
+        simulate_tasks(output=str(data), experiment="exp", tasks=TASKS, task_length=T,
+                       dataset_sizes=SIZES, first=first, last=last)
+        out = search_path(tmp_path, first, last)
+        search_prompts(datasets=str(data), output=str(out),
+                       predictors=[{"predictor": "bayes", "replicate": 0, "family": "bayes"}],
+                       pretraining=PRETRAINING, experiment="exp", tasks=list(TASKS),
+                       task_length=T, dataset_sizes=SIZES, first=first, last=last,
+                       max_prompt_length=L_MAX, enumeration_budget=2 ** 27)
+        searches.append(str(out))
+    paths = {k: tmp_path / f"{k}.parquet"
+             for k in ("selections", "reliability", "choices", "reliability_prediction")}
     expected = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1},
                 "tasks": list(TASKS), "selections": ["random"],
-                "dataset_sizes": [1, 30], "num_seeds": SEEDS, "seed_blocks": [[0, SEEDS - 1]]}
-    aggregate_search(searches=searches, landscapes=landscapes, in_meta_distribution=IMD,
-                     expected=expected, **{k: str(v) for k, v in paths.items()})
+                "dataset_sizes": SIZES, "num_seeds": SEEDS, "seed_blocks": STAGE_BLOCKS}
+    aggregate_search(searches=searches, landscapes=landscapes, predictions=predictions,
+                     in_meta_distribution=IMD, expected=expected,
+                     **{k: str(v) for k, v in paths.items()})
 
     land = tables.read(landscapes, "landscape")
     sel = tables.read(paths["selections"], "selections")
     rel = tables.read(paths["reliability"], "reliability")
     cho = tables.read(paths["choices"], "choices")
-    assert len(sel) == len(TASKS) * 2 * SEEDS
+    assert len(sel) == len(TASKS) * len(SIZES) * SEEDS
+    assert sel.groupby(["task", "N"])["seed"].apply(
+        lambda seeds: sorted(seeds) == list(range(SEEDS))).all()  # both blocks, each seed once
     assert (sel["regret"] >= 0).all()
     optimal = set(map(tuple, land.loc[land["optimal"], ["task", "prompt"]].to_numpy()))
     assert (sel["correct"] == [(t, p) in optimal for t, p in zip(sel["task"], sel["prompt"])]).all()
@@ -268,6 +285,23 @@ def test_aggregate_stage_writes_valid_artifacts_with_nonnegative_regret(tmp_path
     assert sel.equals(sel.sort_values(["predictor", "task", "selection", "N", "seed"],
                                       kind="stable")
                       .reset_index(drop=True))
+    # The reliability prediction: every (task, N) once, the prediction of its
+    # predicted_reliability file beside the measured proportion of the reliability table.
+    both = tables.read(paths["reliability_prediction"], "reliability_prediction")
+    assert len(both) == len(TASKS) * len(SIZES)
+    measured = both.merge(rel, on=KEY, validate="one_to_one", suffixes=("", "_rel"))
+    assert len(measured) == len(both)
+    for column in ("seeds", "ci_low", "ci_high", "in_meta_distribution"):
+        assert measured[column].tolist() == measured[f"{column}_rel"].tolist()
+    assert (measured["measured_proportion_correct"] == measured["proportion_correct"]).all()
+    predicted = both.merge(tables.read(predictions, "predicted_reliability"), on=KEY,
+                           validate="one_to_one", suffixes=("", "_file"))
+    assert len(predicted) == len(both)
+    assert (predicted["predicted_proportion_correct"]
+            == predicted["predicted_proportion_correct_file"]).all()
+    assert both["predicted_proportion_correct"].between(0, 1).all()
+    p = both["predicted_proportion_correct"]
+    assert (both["inside_interval"] == ((both["ci_low"] <= p) & (p <= both["ci_high"]))).all()
 
 
 def test_aggregate_stage_refuses_a_task_without_an_imd_label(tmp_path):
@@ -282,21 +316,40 @@ GRID = {"experiment": "exp", "predictors": ["bayes"], "replicates": {"bayes": 1}
         "tasks": ["a", "b"], "selections": ["random"],
         "dataset_sizes": [5, 50], "num_seeds": SYN_SEEDS,
         "seed_blocks": [[a, a + SYN_BLOCK - 1] for a in range(0, SYN_SEEDS, SYN_BLOCK)]}
+PREDICTED = {5: 0.6, 50: 0.95}  # the synthetic predicted proportion correct, by N
 
 
-def search_path(root, task, N, first, last, experiment="exp", predictor="bayes", replicate=0,
-                selection="random"):
-    return (root / experiment / "search" / predictor / f"r{replicate}" / task / selection
-            / f"N{N}" / f"seeds{first}-{last}.parquet")
+def search_path(root, first, last, experiment="exp", selection="random"):
+    return root / experiment / "search" / selection / f"seeds{first}-{last}.parquet"
 
 
 def land_path(root, task, experiment="exp", predictor="bayes", replicate=0):
     return root / experiment / "landscape" / predictor / f"r{replicate}" / f"{task}.parquet"
 
 
+def prediction_path(root, task, experiment="exp", predictor="bayes", replicate=0):
+    return root / experiment / "prediction" / predictor / f"r{replicate}" / f"{task}.parquet"
+
+
+def synthetic_prediction(task) -> dict:
+    """A predicted_reliability of bayes on `task` at every N of the grid."""
+    sizes = GRID["dataset_sizes"]
+    predicted = [PREDICTED[N] for N in sizes]
+    return {"predictor": "bayes", "replicate": 0, "experiment": "exp", "task": task,
+            "N": sizes, "outcomes": "count_values", "num_outcomes": 7, "num_classes": 5,
+            "optimal_classes": 1, "predicted_proportion_correct": predicted,
+            "method": "exact", "exact_proportion_correct": predicted,
+            "normal_proportion_correct": predicted, "normal_se": 0.01,
+            "simulated_proportion_correct": predicted, "simulated_se": 0.01, "gap": 0.1,
+            "paired_sd": 0.5, "classes_within_2se": 0, "first_n_half": sizes[0],
+            "first_n_ninety": sizes[-1]}
+
+
 def write_synthetic(root, search=None, land=None):
-    """The synthetic study as the workflow lays it out: one search file per (task, N, seed
-    block), one landscape per task. Returns (search paths, landscape paths) as strings."""
+    """The synthetic study as the workflow lays it out: one search file per seed block,
+    holding every (predictor, replicate, task, N) of the grid; one landscape and one
+    predicted_reliability per task. Returns (search paths, landscape paths) as strings
+    (`run_stage` reads the predictions at their paths)."""
     search = synthetic_search() if search is None else search
     land = synthetic_landscape() if land is None else land
     searches, landscapes = [], []
@@ -304,21 +357,21 @@ def write_synthetic(root, search=None, land=None):
         path = land_path(root, task)
         tables.write(land[land["task"] == task], "landscape", path)
         landscapes.append(str(path))
-        for N in GRID["dataset_sizes"]:
-            for first in range(0, SYN_SEEDS, SYN_BLOCK):
-                last = first + SYN_BLOCK - 1
-                part = search[(search["task"] == task) & (search["N"] == N)
-                              & search["seed"].between(first, last)]
-                path = search_path(root, task, N, first, last)
-                tables.write(part, "search", path)
-                searches.append(str(path))
+        tables.write(synthetic_prediction(task), "predicted_reliability",
+                     prediction_path(root, task))
+    for first, last in GRID["seed_blocks"]:
+        path = search_path(root, first, last)
+        tables.write(search[search["seed"].between(first, last)], "search", path)
+        searches.append(str(path))
     return searches, landscapes
 
 
 def run_stage(root, searches, landscapes, imd=None, expected=GRID):
     aggregate_search(searches=searches, landscapes=landscapes,
+                     predictions=[str(prediction_path(root, t)) for t in GRID["tasks"]],
                      selections=str(root / "s.parquet"), reliability=str(root / "r.parquet"),
                      choices=str(root / "c.parquet"),
+                     reliability_prediction=str(root / "p.parquet"),
                      in_meta_distribution=imd or {"a": True, "b": False}, expected=expected)
 
 
@@ -329,136 +382,259 @@ def rewrite(path, change):
     tables.write(change(frame), artifact, path)
 
 
+def _rows(frame, **where):
+    """The rows of `frame` whose columns hold the values `where` gives (every row if none)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column] == value
+    return mask
+
+
+def _set(column, value, **where):
+    """A change setting `column` to `value` in the rows `where` selects (every row if none)."""
+    def change(frame):
+        frame = frame.copy()
+        frame.loc[_rows(frame, **where), column] = value
+        return frame
+    return change
+
+
+def _cells(message: str, tasks=("a", "b"), sizes=(5, 50), replicate=0) -> str:
+    """`message` (a format string of the cell's task and N) for every (task, N), joined as
+    the verification joins its problems."""
+    return re.escape("; ".join(message.format(replicate=replicate, task=t, N=N)
+                               for t in tasks for N in sizes))
+
+
 def test_a_complete_consistent_set_of_files_passes(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
+    assert len(searches) == len(GRID["seed_blocks"])
     run_stage(tmp_path, searches, landscapes)
     assert len(tables.read(tmp_path / "s.parquet", "selections")) == 2 * 2 * SYN_SEEDS
+    rel = tables.read(tmp_path / "r.parquet", "reliability")
+    both = tables.read(tmp_path / "p.parquet", "reliability_prediction")
+    assert len(both) == len(rel) == 2 * 2
+    measured = both.merge(rel, on=KEY, validate="one_to_one", suffixes=("", "_rel"))
+    assert (measured["measured_proportion_correct"] == measured["proportion_correct"]).all()
+    assert (measured["ci_low"] == measured["ci_low_rel"]).all()
+    assert both["predicted_proportion_correct"].tolist() == [PREDICTED[N] for N in both["N"]]
+    p = both["predicted_proportion_correct"]
+    assert (both["inside_interval"] == ((both["ci_low"] <= p) & (p <= both["ci_high"]))).all()
 
 
-def _set(column, value):
-    return lambda frame: frame.assign(**{column: value})
+def test_files_of_two_selections_cover_the_same_seeds_once_each(tmp_path):
+    searches, _ = write_synthetic(tmp_path)
+    # The same seeds searched under selection pool: a (selection, seed) is covered once.
+    search = synthetic_search().assign(selection="pool")
+    expected = {**GRID, "selections": ["random", "pool"]}
+    pooled = []
+    for first, last in GRID["seed_blocks"]:
+        path = search_path(tmp_path, first, last, selection="pool")
+        part = search[search["seed"].between(first, last)]
+        aggregate.verify_search_file(part, path, expected)
+        tables.write(part, "search", path)
+        pooled.append(str(path))
+    aggregate.verify_search_coverage(searches + pooled, expected)
+    with pytest.raises(ValueError, match=r"seeds 2-3 of selection pool$"):
+        aggregate.verify_search_coverage(searches + pooled[:1], expected)
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("N", 10, r"holds N=10 rows, its path says N=5"),
-    ("task", "b", r"holds task=b rows, its path says task=a"),
-    ("predictor", "lstm", r"holds predictor=lstm rows, its path says predictor=bayes"),
-    ("experiment", "other", r"holds experiment=other rows, its path says experiment=exp"),
-])
+@pytest.mark.parametrize("column, value, where, message", [
+    ("experiment", "other", {}, r"holds experiment=other rows, its path says experiment=exp"),
+    ("selection", "pool", {}, r"holds selection=pool rows, its path says selection=random"),
+    # One (task, N) of the file from another experiment or selection: the file mixes two.
+    ("experiment", "other", dict(task="b", N=50),
+     r"holds experiment=exp, experiment=other rows, its path says experiment=exp"),
+    ("selection", "pool", dict(task="a", N=5),
+     r"holds selection=pool, selection=random rows, its path says selection=random"),
+], ids=["experiment", "selection", "experiment-of-one-cell", "selection-of-one-cell"])
 def test_a_search_file_holding_other_rows_than_its_path_says_is_refused(tmp_path, column,
-                                                                        value, message):
+                                                                        value, where, message):
     searches, landscapes = write_synthetic(tmp_path)
-    bad = str(search_path(tmp_path, "a", 5, 2, 3))
-    rewrite(bad, _set(column, value))
-    with pytest.raises(ValueError, match=re.escape(bad) + ": .*" + message):
+    bad = str(search_path(tmp_path, 2, 3))
+    rewrite(bad, _set(column, value, **where))
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + message + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
-def test_a_search_file_missing_a_seed_is_refused(tmp_path):
+@pytest.mark.parametrize("where, message", [
+    # Seed 3 of one (predictor, replicate, task, N): only that cell is named.
+    (dict(task="b", N=50, seed=3), r"predictor bayes replicate 0 task b N=50: seeds 3 missing"),
+    # Seed 2 of every cell.
+    (dict(seed=2), _cells("predictor bayes replicate {replicate} task {task} N={N}: "
+                          "seeds 2 missing")),
+], ids=["one-cell", "every-cell"])
+def test_a_search_file_missing_a_seed_is_refused(tmp_path, where, message):
     searches, landscapes = write_synthetic(tmp_path)
-    bad = str(search_path(tmp_path, "b", 50, 2, 3))
-    rewrite(bad, lambda f: f[f["seed"] != 3])
-    with pytest.raises(ValueError, match=re.escape(bad) + r": seed 3 missing"):
+    bad = str(search_path(tmp_path, 2, 3))
+    rewrite(bad, lambda f: f[~_rows(f, **where)])
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + message + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
-def test_a_search_file_holding_a_seed_twice_is_refused(tmp_path):
+@pytest.mark.parametrize("repeat, message", [
+    # Every prompt of the seed twice, its chosen prompt with them.
+    (dict(task="a", N=50, seed=2), r"predictor bayes replicate 0 task a N=50 seed 2 repeats a "
+                                   r"prompt; predictor bayes replicate 0 task a N=50 seed 2 "
+                                   r"has 2 chosen prompts, not exactly one"),
+    # One prompt (not the chosen one) twice.
+    (dict(task="a", N=50, seed=2, prompt="1"),
+     r"predictor bayes replicate 0 task a N=50 seed 2 repeats a prompt"),
+], ids=["seed", "prompt"])
+def test_a_search_file_holding_a_seed_twice_is_refused(tmp_path, repeat, message):
     searches, landscapes = write_synthetic(tmp_path)
-    bad = str(search_path(tmp_path, "a", 50, 2, 3))
-    rewrite(bad, lambda f: pd.concat([f, f[f["seed"] == 2]]))
-    with pytest.raises(ValueError, match=re.escape(bad) + r": .*seed 2 appears twice"):
+    bad = str(search_path(tmp_path, 2, 3))
+    rewrite(bad, lambda f: pd.concat([f, f[_rows(f, **repeat)]]))
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + message + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
 def test_a_seed_covered_by_two_files_is_refused(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
-    # A second copy of block 2-3 under a block path 2-2 that overlaps it.
+    # A second copy of seed 2 under a block path 2-2 that overlaps block 2-3.
     search = synthetic_search()
-    extra = search_path(tmp_path, "a", 5, 2, 2)
-    tables.write(search[(search["task"] == "a") & (search["N"] == 5) & (search["seed"] == 2)],
-                 "search", extra)
+    extra = search_path(tmp_path, 2, 2)
+    tables.write(search[search["seed"] == 2], "search", extra)
     expected = {**GRID, "seed_blocks": [[s, s] for s in range(SYN_SEEDS)]}
+    aggregate.verify_search_file(tables.read(extra, "search"), extra, expected)
     with pytest.raises(ValueError, match=re.escape(str(extra)) + r": seed 2 appears twice: "
-                       + re.escape(str(search_path(tmp_path, "a", 5, 2, 3)))):
+                       + re.escape(str(search_path(tmp_path, 2, 3))) + " covers it too$"):
         aggregate.verify_search_coverage(searches + [str(extra)], expected)
 
 
-def test_a_seed_no_file_covers_is_refused(tmp_path):
+@pytest.mark.parametrize("gone, selections, message", [
+    # The file of block 2-3 left out.
+    ([1], ["random"], r"no search file of experiment exp holds seeds 2-3 of selection random"),
+    # A selection of the grid without any file.
+    ([], ["random", "pool"],
+     r"no search file of experiment exp holds seeds 0-3 of selection pool"),
+], ids=["block", "selection"])
+def test_a_seed_no_file_covers_is_refused(tmp_path, gone, selections, message):
     searches, landscapes = write_synthetic(tmp_path)
-    gone = str(search_path(tmp_path, "b", 5, 2, 3))
-    searches.remove(gone)
-    with pytest.raises(ValueError, match=r"no search file of experiment exp holds seeds 2-3 "
-                                         r"of predictor bayes \(replicate 0\), task b, "
-                                         r"selection random, N=5"):
-        run_stage(tmp_path, searches, landscapes)
+    searches = [path for i, path in enumerate(searches) if i not in gone]
+    with pytest.raises(ValueError, match=r"^search files do not cover the experiment's seeds "
+                                         r"exactly once: " + message + "$"):
+        run_stage(tmp_path, searches, landscapes, expected={**GRID, "selections": selections})
 
 
 def test_a_search_file_at_another_block_path_is_refused(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
     # Block 0-1's rows saved under the path of block 2-3.
-    good = search_path(tmp_path, "a", 5, 0, 1)
-    bad = search_path(tmp_path, "a", 5, 2, 3)
+    good = search_path(tmp_path, 0, 1)
+    bad = search_path(tmp_path, 2, 3)
     tables.write(tables.read(good, "search"), "search", bad)
-    with pytest.raises(ValueError, match=re.escape(str(bad)) + r": seed 2 missing .*seed 3 "
-                       r"missing .*holds seed 0, outside its block seeds 2-3"):
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + ": " + _cells(
+            "predictor bayes replicate {replicate} task {task} N={N}: seeds 2-3 missing; "
+            "seeds 0-1 outside its block seeds 2-3") + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
 def test_a_search_file_at_a_path_that_is_not_one_of_the_seed_blocks_is_refused(tmp_path):
     searches, landscapes = write_synthetic(tmp_path)
     search = synthetic_search()
-    odd = search_path(tmp_path, "a", 5, 1, 2)
-    tables.write(search[(search["task"] == "a") & (search["N"] == 5)
-                        & search["seed"].between(1, 2)], "search", odd)
+    odd = search_path(tmp_path, 1, 2)
+    tables.write(search[search["seed"].between(1, 2)], "search", odd)
     with pytest.raises(ValueError, match=re.escape(str(odd)) + r": its path's seed block 1-2 "
-                       r"is not one of the experiment's seed blocks \(0-1, 2-3\)"):
+                       r"is not one of the experiment's seed blocks \(0-1, 2-3\)$"):
         run_stage(tmp_path, searches + [str(odd)], landscapes)
 
 
 @pytest.mark.parametrize("where, message", [
     (dict(experiment="other"), r"its path names experiment other, this aggregation is of exp"),
-    (dict(predictor="lstm"), r"its path names predictor=lstm, not one of the experiment's "
-                             r"predictors \['bayes'\]"),
-    (dict(N=7), r"its path names N=7, not one of the experiment's dataset_sizes"),
+    (dict(selection="pool"), r"its path names selection=pool, not one of the experiment's "
+                             r"selections \['random'\]"),
     (dict(first=4, last=5), r"its path's seed block 4-5 is not within seeds 0-3"),
-])
-def test_a_search_file_outside_the_experiment_grid_is_refused(tmp_path, where, message):
+], ids=["experiment", "selection", "block"])
+def test_a_search_file_at_a_path_outside_the_experiment_grid_is_refused(tmp_path, where,
+                                                                        message):
     searches, landscapes = write_synthetic(tmp_path)
     search = synthetic_search()
-    part = search[(search["task"] == "a") & (search["N"] == 5) & search["seed"].between(0, 1)]
-    fields = {**dict(experiment="exp", predictor="bayes", N=5, first=0, last=1), **where}
-    part = part.assign(experiment=fields["experiment"], predictor=fields["predictor"],
-                       N=fields["N"], seed=part["seed"] + fields["first"])
-    stray = search_path(tmp_path, "a", fields["N"], fields["first"], fields["last"],
-                        experiment=fields["experiment"], predictor=fields["predictor"])
+    # Block 0-1's rows, made to say what the stray path says: only the path is wrong.
+    fields = {**dict(experiment="exp", selection="random", first=0, last=1), **where}
+    part = search[search["seed"].between(0, 1)]
+    part = part.assign(experiment=fields["experiment"], selection=fields["selection"],
+                       seed=part["seed"] + fields["first"])
+    stray = search_path(tmp_path, fields["first"], fields["last"],
+                        experiment=fields["experiment"], selection=fields["selection"])
     tables.write(part, "search", stray)
-    with pytest.raises(ValueError, match=re.escape(str(stray)) + ": " + message):
+    with pytest.raises(ValueError, match=re.escape(str(stray)) + ": " + message + "$"):
         run_stage(tmp_path, searches + [str(stray)], landscapes)
 
 
-def test_a_search_file_at_a_path_that_is_no_search_path_is_refused(tmp_path):
+@pytest.mark.parametrize("column, value", [("predictor", "lstm"), ("replicate", 1),
+                                           ("task", "c"), ("N", 7)])
+def test_a_search_file_holding_rows_outside_the_experiment_grid_is_refused(tmp_path, column,
+                                                                           value):
     searches, landscapes = write_synthetic(tmp_path)
-    moved = tmp_path / "search.parquet"
-    Path(searches[0]).rename(moved)
-    searches[0] = str(moved)
-    with pytest.raises(ValueError, match=re.escape(str(moved)) + ": not a search file path"):
+    bad = str(search_path(tmp_path, 0, 1))
+    # A copy of the rows of (bayes, 0, a, 5) under a predictor, replicate, task or N the
+    # experiment does not have; every cell of the grid is still whole.
+    rewrite(bad, lambda f: pd.concat([f, f[_rows(f, task="a", N=5)].assign(**{column: value})]))
+    cell = {**dict(predictor="bayes", replicate=0, task="a", N=5), column: value}
+    message = ("rows of predictor {predictor} replicate {replicate} task {task} N={N}, outside "
+               "the experiment's grid").format(**cell)
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + re.escape(message) + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
-@pytest.mark.parametrize("chosen, message", [(0, r"seed 1 has 0 chosen prompts"),
-                                             (2, r"seed 1 has 2 chosen prompts")])
-def test_a_seed_without_exactly_one_chosen_prompt_is_refused(tmp_path, chosen, message):
+@pytest.mark.parametrize("drop, expected, message", [
+    # One (task, N) of the grid.
+    (dict(task="a", N=50), GRID, r"no rows of predictor bayes replicate 0 task a N=50"),
+    # A task.
+    (dict(task="b"), GRID, _cells("no rows of predictor bayes replicate 0 task {task} N={N}",
+                                  tasks=["b"])),
+    # Every row: the file holds nothing of its experiment and selection either.
+    ({}, GRID, r"holds no rows, its path says experiment=exp; holds no rows, its path says "
+               r"selection=random; " + _cells("no rows of predictor bayes replicate 0 task "
+                                              "{task} N={N}")),
+    # A replicate of the grid no file holds.
+    (None, {**GRID, "replicates": {"bayes": 2}},
+     _cells("no rows of predictor bayes replicate {replicate} task {task} N={N}", replicate=1)),
+], ids=["cell", "task", "everything", "replicate"])
+def test_a_search_file_without_rows_of_a_grid_cell_is_refused(tmp_path, drop, expected,
+                                                              message):
     searches, landscapes = write_synthetic(tmp_path)
-    bad = str(search_path(tmp_path, "b", 5, 0, 1))
+    bad = str(search_path(tmp_path, 0, 1))
+    if drop is not None:
+        rewrite(bad, lambda f: f[~_rows(f, **drop)])
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + message + "$"):
+        run_stage(tmp_path, searches, landscapes, expected=expected)
+
+
+@pytest.mark.parametrize("where", [
+    "search.parquet",
+    # The layout before seed blocks held every predictor, task and N.
+    "exp/search/bayes/r0/a/random/N5/seeds0-1.parquet",
+    # A task_data path.
+    "exp/datasets/seeds0-1.parquet",
+], ids=["no-folders", "old-layout", "task-data"])
+def test_a_search_file_at_a_path_that_is_no_search_path_is_refused(tmp_path, where):
+    searches, landscapes = write_synthetic(tmp_path)
+    moved = tmp_path / where
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    Path(searches[0]).rename(moved)
+    searches[0] = str(moved)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{moved}: not a search file path (expected .../"
+            "{experiment}/search/{selection}/seeds{first}-{last}.parquet)") + "$"):
+        run_stage(tmp_path, searches, landscapes)
+
+
+@pytest.mark.parametrize("chosen", [0, 2])
+def test_a_seed_without_exactly_one_chosen_prompt_is_refused(tmp_path, chosen):
+    searches, landscapes = write_synthetic(tmp_path)
+    bad = str(search_path(tmp_path, 0, 1))
 
     def change(frame):
         frame = frame.copy()
-        rows = frame.index[frame["seed"] == 1]
+        rows = frame.index[_rows(frame, task="b", N=5, seed=1)]
         frame.loc[rows, "chosen"] = [i < chosen for i in range(len(rows))]
         return frame
 
     rewrite(bad, change)
-    with pytest.raises(ValueError, match=re.escape(bad) + ": .*" + message):
+    with pytest.raises(ValueError, match=re.escape(bad) + ": " + re.escape(
+            f"predictor bayes replicate 0 task b N=5 seed 1 has {chosen} chosen prompts, not "
+            "exactly one") + "$"):
         run_stage(tmp_path, searches, landscapes)
 
 
@@ -484,15 +660,20 @@ def test_a_missing_landscape_is_refused(tmp_path):
 
 
 def test_path_fields_parse_the_artifact_patterns():
-    assert aggregate.path_fields("search",
-                                 "/r/x/search/m-1/r3/coin_0.7/random/N10/seeds4-7.parquet") == {
-        "experiment": "x", "predictor": "m-1", "replicate": 3, "task": "coin_0.7",
-        "selection": "random", "N": 10, "first": 4, "last": 7}
+    assert aggregate.path_fields("search", "/r/x/search/random/seeds4-7.parquet") == {
+        "experiment": "x", "selection": "random", "first": 4, "last": 7}
+    assert aggregate.path_fields("search", "x/search/high_variance/seeds0-0.parquet") == {
+        "experiment": "x", "selection": "high_variance", "first": 0, "last": 0}
+    assert aggregate.path_fields("task_data", "r/x/datasets/seeds4-7.parquet") == {
+        "experiment": "x", "first": 4, "last": 7}
     assert aggregate.path_fields("landscape", "x/landscape/bayes/r0/t.parquet") == {
         "experiment": "x", "predictor": "bayes", "replicate": 0, "task": "t"}
-    assert aggregate.path_fields("search", "x/search/bayes/r0/t/random/N10/seeds4.parquet") is None
-    assert aggregate.path_fields("search", "x/search/bayes/t/random/N10/seeds4-7.parquet") is None
-    assert aggregate.path_fields("search", "x/search/bayes/r0/t/N10/seeds4-7.parquet") is None
+    assert aggregate.path_fields("search", "x/search/random/seeds4.parquet") is None
+    assert aggregate.path_fields("search", "x/search/seeds4-7.parquet") is None
+    assert aggregate.path_fields("search", "x/search/random/N10/seeds4-7.parquet") is None
+    # The layout before seed blocks held every predictor, task and N: no longer a search path.
+    assert aggregate.path_fields("search",
+                                 "x/search/bayes/r0/t/random/N10/seeds4-7.parquet") is None
 
 
 def test_replicates_chart_shows_every_replicate_their_range_and_bayes():

@@ -467,8 +467,14 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
     landscape_stage.compute_landscape(evaluation=str(evaluation), output=str(land_path),
                                       max_prompt_length=2, **common)
     out = tmp_path / "efficiency.parquet"
-    efficiency_stage.measure_efficiency(landscape=str(land_path), evaluation=str(evaluation),
-                                        output=str(out), max_length=5, num_typical=7, **common)
+    summary = tmp_path / "token_efficiency.parquet"
+    stage = dict(output=str(out), token_efficiency=str(summary),
+                 predictors=[{"predictor": "bayes", "replicate": 0, "family": "bayes",
+                              "landscapes": {"coin_0.7": str(land_path)}}],
+                 tasks={"coin_0.7": task}, evaluations={"coin_0.7": str(evaluation)},
+                 in_meta_distribution={"coin_0.7": True}, pretraining=pre, experiment="e",
+                 task_length=T, enumeration_budget=2 ** 27, max_length=5, num_typical=7)
+    efficiency_stage.measure_efficiency(**stage)
     eff = tables.read(out, "efficiency")
     assert eff["prompt_length"].tolist() == list(range(6))
     # bernmix on a coin task: exact typical quantiles (nothing drawn, no interval);
@@ -481,10 +487,6 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
     assert eff["optimal_prompt"].iloc[:3].tolist() == ["", "1", "11"]
     assert eff["optimal_exact_kl"].iloc[3:].notna().all() == expect_beyond
     assert eff["optimal_exact_kl"].iloc[3:].isna().all() == (not expect_beyond)
-    summary = tmp_path / "token_efficiency.parquet"
-    efficiency_stage.summarize_efficiency(efficiencies=[str(out)], landscapes=[str(land_path)],
-                                          output=str(summary), experiment="e",
-                                          in_meta_distribution={"coin_0.7": True})
     row = tables.read(summary, "token_efficiency").iloc[0]
     assert row["optimal_prompt"] == "11" and row["max_prompt_length"] == 2
     assert row["typical_method"] == ("exact_counts" if exact else "sampled")
@@ -496,9 +498,48 @@ def test_measure_and_summarize_efficiency_stages(tmp_path, monkeypatch, pre, exp
     monkeypatch.setattr(efficiency_stage, "load_predictor",
                         lambda family, pretraining, model=None, device="auto":
                         Limited(build_source(pretraining)))
-    efficiency_stage.measure_efficiency(landscape=str(land_path), evaluation=str(evaluation),
-                                        output=str(out), max_length=5, num_typical=7, **common)
+    efficiency_stage.measure_efficiency(**stage)
     assert tables.read(out, "efficiency")["prompt_length"].tolist() == [0, 1, 2, 3]
+
+
+def test_one_efficiency_job_equals_one_job_per_predictor_and_task(tmp_path):
+    """The experiment's one efficiency job writes the rows that one job per (predictor,
+    task) would: each (predictor, task) computed alone, from the same inputs."""
+    tasks = {"coin_0.7": coin(0.7), "coin_0.5": coin(0.5)}
+    units, evaluations = [], {}
+    for name, task in tasks.items():
+        evaluations[name] = str(tmp_path / f"evaluation-{name}.parquet")
+        datasets_stage.simulate_evaluation(output=evaluations[name], experiment="e",
+                                           task_name=name, task=task, task_length=T, size=50)
+    for predictor, pre in (("bayes", SWITCHING),):
+        landscapes = {}
+        for name, task in tasks.items():
+            landscapes[name] = str(tmp_path / f"landscape-{name}.parquet")
+            landscape_stage.compute_landscape(
+                evaluation=evaluations[name], output=landscapes[name], predictor=predictor,
+                pretraining=pre, experiment="e", task_name=name, task=task, task_length=T,
+                enumeration_budget=2 ** 27, max_prompt_length=2)
+        units.append({"predictor": predictor, "replicate": 0, "family": "bayes",
+                      "landscapes": landscapes})
+    common = dict(pretraining=SWITCHING, experiment="e", task_length=T,
+                  enumeration_budget=2 ** 27, max_length=4, num_typical=5,
+                  in_meta_distribution={"coin_0.7": True, "coin_0.5": False},
+                  evaluations=evaluations)
+    together = tmp_path / "together.parquet"
+    efficiency_stage.measure_efficiency(output=str(together),
+                                        token_efficiency=str(tmp_path / "t.parquet"),
+                                        predictors=units, tasks=tasks, **common)
+    alone = []
+    for name, task in tasks.items():
+        path = tmp_path / f"alone-{name}.parquet"
+        efficiency_stage.measure_efficiency(output=str(path),
+                                            token_efficiency=str(tmp_path / f"t-{name}.parquet"),
+                                            predictors=units, tasks={name: task}, **common)
+        alone.append(str(path))
+    key = list(tables.ARTIFACTS["efficiency"].sort_key)
+    pd.testing.assert_frame_equal(
+        tables.read(str(together), "efficiency"),
+        tables.read(alone, "efficiency").sort_values(key).reset_index(drop=True))
 
 
 # ------------------------------------------------------------------ the figure

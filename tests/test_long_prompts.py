@@ -84,13 +84,15 @@ def test_the_search_at_length_16_keeps_the_best_classes_of_brute_force(tmp_path)
     path, which scores each of the 131,071 prompts on each sequence by the Bayes predictive
     of prompt + sequence."""
     data = tmp_path / "data.parquet"
-    datasets_stage.simulate_tasks(output=str(data), experiment="e", task_name="t",
-                                  task=coin(0.7), task_length=T, N=5, first=0, last=2)
+    datasets_stage.simulate_tasks(output=str(data), experiment="e", tasks={"t": coin(0.7)},
+                                  task_length=T, dataset_sizes=[5], first=0, last=2)
     out = tmp_path / "search.parquet"
-    search_stage.search_prompts(datasets=str(data), output=str(out), predictor="bayes",
-                                pretraining=BERNMIX, experiment="e", task_name="t",
-                                task_length=T, N=5, max_prompt_length=16,
-                                enumeration_budget=2**27)
+    search_stage.search_prompts(datasets=str(data), output=str(out),
+                                predictors=[{"predictor": "bayes", "replicate": 0,
+                                             "family": "bayes"}],
+                                pretraining=BERNMIX, experiment="e", tasks=["t"],
+                                task_length=T, dataset_sizes=[5], first=0, last=2,
+                                max_prompt_length=16, enumeration_budget=2**27)
     found = tables.read(out, "search")
     prompts = all_prompts(16, 2)
     seqs = to_arrays(tables.read(data, "task_data")["sequence"].tolist(), T).reshape(3, 5, T)

@@ -39,15 +39,22 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     # V^T is enumerated: one table per (experiment, network); the strategies experiment's
     # LSTM is bernmix's network with its own prompts.
     assert counts["score_prompts"] == 13
-    # The selection experiment: Bayes x 2 tasks x 3 pooled methods x 2 N, one block.
-    assert counts["search_selected"] == 12 and counts["simulate_pool"] == 4
+    # One job per (experiment, selection, seed block) searches every predictor, task and N;
+    # datasets and pools one per (experiment, block): the selection experiment has 3
+    # pooled methods; every experiment has one block.
+    assert counts["search_prompts"] == counts["simulate_tasks"] == len(study.experiments)
+    assert counts["search_selected"] == 3 and counts["simulate_pool"] == 1
+    assert counts["measure_efficiency"] == len(study.experiments)
     # The strategies experiment: (Bayes, LSTM) x 2 tasks x 2 N, one block; one aggregate.
     assert counts["search_strategies"] == 8 and counts["aggregate_strategies"] == 1
     assert counts["search_strategies"] == sum(len(layout.strategy_outputs(study, e))
                                               for e in exps)
     search = next(j for j in jobs if j.rule == "search_prompts"
-                  and study.family(j.wildcards["predictor"]) == "lstm")
-    assert search.evaluations == 63 * 2**10  # P = 2^(5+1) - 1 prompts x all 2^T sequences
+                  and j.wildcards["experiment"] == "bernmix")
+    # Each network scores P = 2^(5+1) - 1 prompts on all 2^T sequences, Bayes its 21 count
+    # classes on the 11 count values of T = 10, for each of 4 tasks and 10 N.
+    assert search.evaluations == (2 * 63 * 2**10 + 21 * 11) * 4 * 10
+    assert len(jobs) + 1 <= 300  # with the `all` rule: the default run's job budget
     # Every heavy job fits its mem_mb, which is within the cap.
     for job in jobs:
         if job.rule in plan.HEAVY:
@@ -62,8 +69,9 @@ def test_the_plan_counts_every_replicate_as_the_workflow_does():
     exps = study.experiments.values()
     assert counts["train_predictor"] == 20  # 2 sources x 2 families x 5 replicates
     assert counts["search_prompts"] == sum(len(layout.search_outputs(study, e)) for e in exps)
-    # Per experiment: bayes and 5 + 5 network replicates, each searched on every (task, N).
-    assert counts["search_prompts"] == 11 * (4 + 3) * 10
+    # One search job per experiment and block: bayes and 5 + 5 network replicates, each
+    # searched on every (task, N) in it.
+    assert counts["search_prompts"] == 2
     trained = {j.wildcards["identity"] for j in jobs if j.rule == "train_predictor"}
     assert len(trained) == 20
 
@@ -73,17 +81,18 @@ def test_the_plan_counts_the_pooled_selections_as_the_workflow_does():
     jobs = plan.jobs(study)
     counts = {rule: sum(j.rule == rule for j in jobs) for rule in plan.STAGES}
     exps = study.experiments.values()
-    # 3 predictors x 14 tasks x 4 N: random, and the 3 pooled methods (pool among them).
-    assert counts["search_prompts"] == 3 * 14 * 4
-    assert counts["search_selected"] == 3 * 3 * 14 * 4
+    # Per experiment and block: random, and the 3 pooled methods (pool among them).
+    experiments = len(study.experiments)
+    assert counts["search_prompts"] == experiments
+    assert counts["search_selected"] == 3 * experiments
     assert (counts["search_prompts"] + counts["search_selected"]
             == sum(len(layout.search_outputs(study, e)) for e in exps))
-    assert counts["simulate_pool"] == counts["simulate_tasks"] == 14 * 4
+    assert counts["simulate_pool"] == counts["simulate_tasks"] == experiments
     selected = next(j for j in jobs if j.rule == "search_selected")
     # A pooled search reads its pools of P = 1000: its memory grows with P, not N.
     assert selected.peak_bytes > next(j for j in jobs if j.rule == "search_prompts"
-                                      and j.wildcards["N"] == 5
-                                      and j.wildcards["predictor"] == "bayes").peak_bytes
+                                      and j.wildcards["experiment"]
+                                      == selected.wildcards["experiment"]).peak_bytes
 
 
 def test_the_cli_prints_a_table_per_stage(capsys):

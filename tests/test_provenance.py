@@ -191,14 +191,17 @@ def traced(tmp_path_factory):
     for name, spec in tasks.items():
         members = {"task": KIND[name]}
         run("simulate_tasks", datasets_stage.simulate_tasks, members,
-            output=p(f"data/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T, N=3,
-            first=0, last=1)
+            output=p(f"data/{name}.parquet"), experiment="e", tasks={name: spec},
+            task_length=T, dataset_sizes=[3], first=0, last=1)
         run("simulate_pool", datasets_stage.simulate_pool, members,
-            output=p(f"pool/{name}.parquet"), experiment="e", task_name=name, task=spec,
-            task_length=T, N=3, pool_size=6, first=0, last=1)
+            output=p(f"pool/{name}.parquet"), experiment="e", tasks={name: spec},
+            task_length=T, dataset_sizes=[3], pool_size=6, first=0, last=1)
         run("simulate_evaluation", datasets_stage.simulate_evaluation, members,
             output=p(f"evaluation/{name}.parquet"), experiment="e", task_name=name, task=spec, task_length=T,
             size=40)
+    # The experiment's block of both tasks, as the workflow writes it.
+    datasets_stage.simulate_tasks(output=p("data/all.parquet"), experiment="e", tasks=tasks,
+                                  task_length=T, dataset_sizes=[3], first=0, last=1)
     for family in ("lstm", "transformer"):
         members = {"pretraining": "coin_mixture", "family": family}
         run("train_predictor", training_stage.train_predictor, members,
@@ -222,21 +225,27 @@ def traced(tmp_path_factory):
         predictors += [(family, "bernmix", {"table": p(f"prompt_losses/{family}.parquet")}),
                        (family, "bernmix", {"model": p(f"models/{family}/model.pt")})]
     searches, landscapes, efficiencies = [], [], []
+    units = {}  # by predictor index: what a batched search or efficiency job gets per predictor
     for i, (family, pre, inputs) in enumerate(predictors):
+        units[i] = {"predictor": family, "replicate": 0, "family": family, **inputs}
         for task in tasks:
+            # Batched jobs traced one (predictor, task) at a time, so each run's members
+            # are one source kind and one family.
             members = {"pretraining": KIND[pre], "task": KIND[task], "family": family}
             common = dict(predictor=family, pretraining=SOURCES[pre], experiment="e",
                           task_name=task, task_length=T, enumeration_budget=2 ** 27)
+            batch = dict(predictors=[units[i]], pretraining=SOURCES[pre], experiment="e",
+                         task_length=T, dataset_sizes=[3], first=0, last=1,
+                         max_prompt_length=L_MAX, enumeration_budget=2 ** 27)
             searches.append(p(f"search/{i}/{task}.parquet"))
-            run("search_prompts", search_stage.search_prompts, members, **common, **inputs,
-                datasets=p(f"data/{task}.parquet"), output=searches[-1], N=3,
-                max_prompt_length=L_MAX)
+            run("search_prompts", search_stage.search_prompts, members, **batch,
+                tasks=[task], datasets=p(f"data/{task}.parquet"), output=searches[-1])
             for method, settings in SELECTIONS.items():
-                run("search_selected", search_stage.search_selected, members, **common,
-                    **inputs, datasets=p(f"pool/{task}.parquet"),
-                    output=p(f"selected_search/{i}/{task}/{method}.parquet"), N=3,
-                    max_prompt_length=L_MAX, selection=method, selection_settings=settings,
-                    task=tasks[task], selected=p(f"selected/{i}/{task}/{method}.parquet"))
+                run("search_selected", search_stage.search_selected, members, **batch,
+                    tasks={task: tasks[task]}, datasets=p(f"pool/{task}.parquet"),
+                    output=p(f"selected_search/{i}/{task}/{method}.parquet"),
+                    selection=method, selection_settings=settings,
+                    selected=p(f"selected/{i}/{task}/{method}.parquet"))
             landscapes.append(p(f"landscape/{i}/{task}.parquet"))
             run("compute_landscape", landscape_stage.compute_landscape, members, **common,
                 **inputs, evaluation=p(f"evaluation/{task}.parquet"), output=landscapes[-1],
@@ -244,64 +253,43 @@ def traced(tmp_path_factory):
             if "table" in inputs:  # the workflow measures networks from their checkpoint
                 continue
             efficiencies.append(p(f"efficiency/{i}/{task}.parquet"))
-            run("measure_efficiency", efficiency_stage.measure_efficiency, members, **common,
-                **inputs, landscape=landscapes[-1], evaluation=p(f"evaluation/{task}.parquet"),
-                output=efficiencies[-1], task=tasks[task], **study.efficiency)
+            run("measure_efficiency", efficiency_stage.measure_efficiency, members,
+                predictors=[{**units[i], "landscapes": {task: landscapes[-1]}}],
+                tasks={task: tasks[task]}, evaluations={task: p(f"evaluation/{task}.parquet")},
+                in_meta_distribution={task: True}, pretraining=SOURCES[pre], experiment="e",
+                task_length=T, enumeration_budget=2 ** 27, output=efficiencies[-1],
+                token_efficiency=p(f"efficiency/{i}/{task}-token.parquet"),
+                **study.efficiency)
     # Downstream tables read one predictor per (predictor, task): Bayes on bernmix and the
     # networks through their tables, as in the workflow.
     keep = [j for j, (family, pre, inputs) in enumerate(predictors)
             if (family == "bayes" and pre == "bernmix") or "table" in inputs]
     pick = lambda paths: [x for x in paths if int(Path(x).parent.name) in keep]  # noqa: E731
     imd = {"coin": True, "switching": False}
-    # Aggregation checks each file against its path: put the kept ones where the workflow would.
-    placed = {"search": [], "landscape": []}
+    # Aggregation checks each file against its path: the kept predictors' searches as the
+    # workflow's one job per (experiment, selection, block) writes them, and their
+    # landscapes where the workflow would put them.
+    search_path = p(tables.ARTIFACTS["search"].path.format(experiment="e", selection="random",
+                                                           first=0, last=1))
+    search_stage.search_prompts(
+        predictors=[units[j] for j in keep], pretraining=SOURCES["bernmix"], experiment="e",
+        tasks=list(tasks), task_length=T, dataset_sizes=[3], first=0, last=1,
+        max_prompt_length=L_MAX, enumeration_budget=2 ** 27, datasets=p("data/all.parquet"),
+        output=search_path)
+    placed = {"search": [search_path], "landscape": []}
     for j in keep:
         family = predictors[j][0]
         for task in tasks:
-            for artifact, folder in (("search", "search"), ("landscape", "landscape")):
-                target = p(tables.ARTIFACTS[artifact].path.format(
-                    experiment="e", predictor=family, replicate=0, task=task,
-                    selection="random", N=3, first=0, last=1))
-                shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
-                placed[artifact].append(target)
+            target = p(tables.ARTIFACTS["landscape"].path.format(
+                experiment="e", predictor=family, replicate=0, task=task))
+            shutil.copy(p(f"landscape/{j}/{task}.parquet"), target)
+            placed["landscape"].append(target)
     grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
             "replicates": {"bayes": 1, "lstm": 1, "transformer": 1},
             "tasks": list(tasks), "selections": ["random"], "dataset_sizes": [3],
             "num_seeds": 2, "seed_blocks": [[0, 1]]}
-    run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
-        landscapes=placed["landscape"], selections=p("aggregate/selections.parquet"),
-        reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
-        in_meta_distribution=imd, expected=grid)
-    # Search strategies on the placed searches (every strategy; gradient, skipped for
-    # Bayes, charged without a computation over two symbols), then their aggregate. The
-    # second task scores a network from its checkpoint, as where no prompt-loss table
-    # exists (T beyond the enumeration budget): the family's code then runs.
-    plan = {name: {} for name in strategies_lib.STRATEGIES}
-    runs = []
-    for j in keep:
-        family, _, tabled = predictors[j]
-        model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
-        for k, task in enumerate(tasks):
-            inputs = {n: v for n, v in tabled.items() if k == 0 or n != "table"}
-            runs.append(p(tables.ARTIFACTS["strategy_runs"].path.format(
-                experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
-            members = {"pretraining": "coin_mixture", "family": family}
-            run("search_strategies", strategies_stage.search_strategies, members,
-                landscape=p(tables.ARTIFACTS["landscape"].path.format(
-                    experiment="e", predictor=family, replicate=0, task=task)),
-                datasets=p(f"data/{task}.parquet"), output=runs[-1], predictor=family,
-                family=family, replicate=0, pretraining=SOURCES["bernmix"], experiment="e",
-                task_name=task, task=tasks[task], task_length=T, N=3,
-                max_prompt_length=L_MAX, enumeration_budget=2 ** 27, strategies=plan,
-                budgets=[2, 5], device="cpu", **inputs, **model)
-    P = 2 ** (L_MAX + 1) - 1
-    run("aggregate_strategies", aggregate_stage.aggregate_strategies, {}, runs=runs,
-        output=p("aggregate/strategies.parquet"), in_meta_distribution=imd,
-        expected={**grid, "runs": {f: [[n, b] for n in plan if f != "bayes" or n != "gradient"
-                                       for b in ([P] if n == "exhaustive" else [2, 5])]
-                                   for f in ("bayes", "lstm", "transformer")}})
     # Predictions: Bayes on bernmix (count values) and on switching (sequences), networks
-    # through their tables and their checkpoints; then the aggregate of the kept ones.
+    # through their tables and their checkpoints; the kept ones placed for the aggregate.
     predictions = []
     for i, (family, pre, inputs) in enumerate(predictors):
         if family == "bayes" and pre == "beta":
@@ -324,15 +312,50 @@ def traced(tmp_path_factory):
                 experiment="e", predictor=family, replicate=0, task=task))
             shutil.copy(p(f"prediction/{j}/{task}.parquet"), target)
             placed_predictions.append(target)
-    run("aggregate_prediction", prediction_stage.aggregate_prediction, {},
-        predictions=placed_predictions, reliability=p("aggregate/reliability.parquet"),
-        output=p("aggregate/reliability_prediction.parquet"), expected=grid)
-    # Efficiency: Bayes on bernmix and the networks from their checkpoints.
-    measured = [x for x in efficiencies if int(Path(x).parent.name) in (0, 4, 6)]
-    run("summarize_efficiency", efficiency_stage.summarize_efficiency, {},
-        efficiencies=measured, landscapes=[x for x in landscapes
-                                           if int(Path(x).parent.name) in (0, 4, 6)],
-        output=p("aggregate/token_efficiency.parquet"), experiment="e", in_meta_distribution=imd)
+    run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
+        landscapes=placed["landscape"], predictions=placed_predictions,
+        selections=p("aggregate/selections.parquet"),
+        reliability=p("aggregate/reliability.parquet"), choices=p("aggregate/choices.parquet"),
+        reliability_prediction=p("aggregate/reliability_prediction.parquet"),
+        in_meta_distribution=imd, expected=grid)
+    # Search strategies on the placed searches (every strategy; gradient, skipped for
+    # Bayes, charged without a computation over two symbols), then their aggregate. The
+    # second task scores a network from its checkpoint, as where no prompt-loss table
+    # exists (T beyond the enumeration budget): the family's code then runs.
+    plan = {name: {} for name in strategies_lib.STRATEGIES}
+    runs = []
+    for j in keep:
+        family, _, tabled = predictors[j]
+        model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
+        for k, task in enumerate(tasks):
+            inputs = {n: v for n, v in tabled.items() if k == 0 or n != "table"}
+            runs.append(p(tables.ARTIFACTS["strategy_runs"].path.format(
+                experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
+            members = {"pretraining": "coin_mixture", "task": KIND[task], "family": family}
+            run("search_strategies", strategies_stage.search_strategies, members,
+                landscape=p(tables.ARTIFACTS["landscape"].path.format(
+                    experiment="e", predictor=family, replicate=0, task=task)),
+                output=runs[-1], predictor=family,
+                family=family, replicate=0, pretraining=SOURCES["bernmix"], experiment="e",
+                task_name=task, task=tasks[task], task_length=T, N=3, first=0, last=1,
+                max_prompt_length=L_MAX, enumeration_budget=2 ** 27, strategies=plan,
+                budgets=[2, 5], device="cpu", **inputs, **model)
+    P = 2 ** (L_MAX + 1) - 1
+    run("aggregate_strategies", aggregate_stage.aggregate_strategies, {}, runs=runs,
+        output=p("aggregate/strategies.parquet"), in_meta_distribution=imd,
+        expected={**grid, "runs": {f: [[n, b] for n in plan if f != "bayes" or n != "gradient"
+                                       for b in ([P] if n == "exhaustive" else [2, 5])]
+                                   for f in ("bayes", "lstm", "transformer")}})
+    # Efficiency as the workflow's one job per experiment: Bayes on bernmix and the
+    # networks from their checkpoints.
+    measured = [p("efficiency/all.parquet")]
+    efficiency_stage.measure_efficiency(
+        predictors=[{**units[j], "landscapes": {t: p(f"landscape/{j}/{t}.parquet")
+                                                for t in tasks}} for j in (0, 4, 6)],
+        tasks=tasks, evaluations={t: p(f"evaluation/{t}.parquet") for t in tasks},
+        in_meta_distribution=imd, pretraining=SOURCES["bernmix"], experiment="e",
+        task_length=T, enumeration_budget=2 ** 27, output=measured[0],
+        token_efficiency=p("aggregate/token_efficiency.parquet"), **study.efficiency)
     tables_of = {
         "reliability": [p("aggregate/reliability.parquet"),
                         p("aggregate/reliability_prediction.parquet")],

@@ -6,6 +6,8 @@ A seed's dataset and its search result must not depend on which other seeds shar
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,8 +163,8 @@ BLOCKINGS = {"one": [(0, 9)], "two": [(0, 4), (5, 9)]}
 
 def _simulate(directory, first, last, name=None):
     out = directory / (name or f"seeds{first}-{last}.parquet")
-    simulate_tasks(output=str(out), experiment="exp", task_name=TASK_NAME, task=TASK, task_length=STAGE_T,
-                   N=STAGE_N, first=first, last=last)
+    simulate_tasks(output=str(out), experiment="exp", tasks={TASK_NAME: TASK},
+                   task_length=STAGE_T, dataset_sizes=[STAGE_N], first=first, last=last)
     return out
 
 
@@ -203,10 +205,12 @@ def test_simulate_tasks_rewrites_a_bit_identical_file(blocks, tmp_path):
 
 
 def _search(datasets, output, pretraining, limit, predictor="bayes"):
-    search_prompts(datasets=str(datasets), output=str(output), predictor=predictor,
-                   pretraining=pretraining, experiment="exp", task_name=TASK_NAME,
-                   task_length=STAGE_T, N=STAGE_N, max_prompt_length=3,
-                   enumeration_budget=limit)
+    first, last = map(int, re.fullmatch(r"seeds(\d+)-(\d+)\.parquet", datasets.name).groups())
+    search_prompts(datasets=str(datasets), output=str(output),
+                   predictors=[{"predictor": predictor, "replicate": 0, "family": predictor}],
+                   pretraining=pretraining, experiment="exp", tasks=[TASK_NAME],
+                   task_length=STAGE_T, dataset_sizes=[STAGE_N], first=first, last=last,
+                   max_prompt_length=3, enumeration_budget=limit)
     return output
 
 
@@ -247,3 +251,16 @@ def test_search_prompts_rewrites_a_bit_identical_file(blocks, tmp_path):
     first = _search(blocks["one"][0], tmp_path / "a.parquet", SWITCHING, STAGE_T - 1)
     second = _search(blocks["one"][0], tmp_path / "b.parquet", SWITCHING, STAGE_T - 1)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_drawn_datasets_are_the_task_data_rows(blocks):
+    """A stage that draws its own D_N (strategies) sees the very sequences task_data holds
+    and the search reads, seed for seed."""
+    from promptscape.stages.datasets import draw_datasets
+
+    data = tables.read(blocks["two"], "task_data")
+    drawn = draw_datasets(TASK, STAGE_T, STAGE_N, range(10))
+    assert drawn.shape == (10, STAGE_N, STAGE_T)
+    for seed in range(10):
+        rows = data[data["seed"] == seed]["sequence"].tolist()
+        assert ["".join(map(str, seq)) for seq in drawn[seed]] == rows

@@ -180,8 +180,8 @@ T, L_MAX, N, SEEDS = 6, 3, 8, 4
 
 def _write_pool_and_data(tmp_path):
     data, pool = tmp_path / "data.parquet", tmp_path / "pool.parquet"
-    common = dict(experiment="e", task_name="c", task=TASK, task_length=T, N=N, first=0,
-                  last=SEEDS - 1)
+    common = dict(experiment="e", tasks={"c": TASK}, task_length=T, dataset_sizes=[N],
+                  first=0, last=SEEDS - 1)
     datasets_stage.simulate_tasks(output=str(data), **common)
     datasets_stage.simulate_pool(output=str(pool), pool_size=30, **common)
     return data, pool
@@ -189,14 +189,16 @@ def _write_pool_and_data(tmp_path):
 
 def _search(tmp_path, datasets, selection_name, settings=None, selected=None):
     out = tmp_path / f"search_{selection_name}.parquet"
-    common = dict(datasets=str(datasets), output=str(out), predictor="bayes", family="bayes",
-                  pretraining=PRETRAINING, experiment="e", task_name="c", task_length=T,
-                  N=N, max_prompt_length=L_MAX, enumeration_budget=2**27)
+    common = dict(datasets=str(datasets), output=str(out),
+                  predictors=[{"predictor": "bayes", "replicate": 0, "family": "bayes"}],
+                  pretraining=PRETRAINING, experiment="e", task_length=T,
+                  dataset_sizes=[N], first=0, last=SEEDS - 1, max_prompt_length=L_MAX,
+                  enumeration_budget=2**27)
     if selection_name == "random":
-        search_stage.search_prompts(**common)
+        search_stage.search_prompts(**common, tasks=["c"])
     else:
         search_stage.search_selected(**common, selection=selection_name,
-                                     selection_settings=settings, task=TASK,
+                                     selection_settings=settings, tasks={"c": TASK},
                                      selected=str(selected))
     return tables.read(out, "search")
 
@@ -266,16 +268,18 @@ def test_the_pool_is_an_independent_draw_seeded_by_its_identity(tmp_path):
     assert first[:N] != d[d["seed"] == 0]["sequence"].tolist()
     assert first != rows[rows["seed"] == 1]["sequence"].tolist()
     other = tmp_path / "other.parquet"
-    datasets_stage.simulate_pool(output=str(other), experiment="e", task_name="c", task=TASK,
-                                 task_length=T, N=N + 1, first=0, last=0, pool_size=30)
+    datasets_stage.simulate_pool(output=str(other), experiment="e", tasks={"c": TASK},
+                                 task_length=T, dataset_sizes=[N + 1], first=0, last=0,
+                                 pool_size=30)
     assert tables.read(other, "selection_pool")["sequence"].tolist() != first
     # Its sequences are the task's: coin(0.7) ones make up 70% of the symbols.
     ones = np.mean([s.count("1") / T for s in rows["sequence"]])
     assert abs(ones - 0.7) < 4 * np.sqrt(0.21 / (len(rows) * T))
     # A block of one seed holds the same pool as the whole block.
     alone = tmp_path / "alone.parquet"
-    datasets_stage.simulate_pool(output=str(alone), experiment="e", task_name="c", task=TASK,
-                                 task_length=T, N=N, first=2, last=2, pool_size=30)
+    datasets_stage.simulate_pool(output=str(alone), experiment="e", tasks={"c": TASK},
+                                 task_length=T, dataset_sizes=[N], first=2, last=2,
+                                 pool_size=30)
     assert (tables.read(alone, "selection_pool")["sequence"].tolist()
             == rows[rows["seed"] == 2]["sequence"].tolist())
 

@@ -237,6 +237,10 @@ def verify_search_file(frame: pd.DataFrame, path, expected: dict) -> None:
                                   extra and f"seeds {_ranges(extra)} outside its block seeds "
                                             f"{fields['first']}-{fields['last']}") if part))
     unit = cell + ["seed"]
+    sizes = frame.groupby(unit)["prompt"].nunique().groupby(level=cell).nunique()
+    for key in sorted(sizes[sizes > 1].index):
+        problems.append("predictor {} replicate {} task {} N={}: its seeds hold different "
+                        "numbers of prompts".format(*key))
     repeated = frame.duplicated(unit + ["prompt"], keep=False)
     for key in sorted(set(map(tuple, frame.loc[repeated, unit].to_numpy().tolist()))):
         problems.append("predictor {} replicate {} task {} N={} seed {} repeats a "
@@ -334,6 +338,7 @@ def verify_search_coverage(paths, expected: dict) -> None:
         raise ValueError("search files do not cover the experiment's seeds exactly once: "
                          + "; ".join(problems))
 
+
 def _per_task_file_problems(artifact: str, frame: pd.DataFrame, path, expected: dict) -> list[str]:
     """What a file of a per-(predictor, replicate, task) artifact holds against its path and
     the experiment's grid (a path that is not the artifact's is an error at once)."""
@@ -429,10 +434,6 @@ def _grid_problems(fields: dict, expected: dict) -> list[str]:
 def _units(expected: dict) -> list[tuple[str, int]]:
     """Every (predictor, replicate) of the grid."""
     return [(p, r) for p in expected["predictors"] for r in range(expected["replicates"][p])]
-
-
-def _times(n: int) -> str:
-    return {2: "twice", 3: "three times"}.get(n, f"{n} times")
 
 
 def _ranges(values: list[int]) -> str:

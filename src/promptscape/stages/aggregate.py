@@ -22,7 +22,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     the measured ones (`prediction.aggregate_prediction`).
 
     `expected` is the experiment's grid (`layout.search_grid`): ``experiment``,
-    ``predictors``, ``tasks``, ``dataset_sizes``, ``num_seeds`` and ``seed_blocks``.
+    ``predictors``, ``replicates``, ``tasks``, ``selections``, ``dataset_sizes``,
+    ``num_seeds`` and ``seed_blocks``.
     Every file read is verified against its own path and the grid first
     (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
     together must cover every (predictor, replicate, task, selection, N, seed) exactly once:
