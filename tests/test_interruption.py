@@ -34,13 +34,9 @@ def search_outputs(config: dict) -> list[str]:
     from promptscape import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    return [f"{exp.name}/search/{predictor}/r{r}/{task.name}/{selection}/N{N}/"
-            f"seeds{a}-{b}.parquet"
+    return [f"{exp.name}/search/{selection}/seeds{a}-{b}.parquet"
             for exp in study.experiments.values()
-            for predictor, r in study.predictor_replicates(exp)
-            for task in exp.tasks
             for selection in exp.selections
-            for N in exp.dataset_sizes
             for a, b in exp.seed_blocks()]
 
 

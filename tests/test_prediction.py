@@ -1,5 +1,6 @@
 """The prediction stages: predict_reliability against the theory it applies and against the
-pipeline's own measured reliability, aggregate_prediction's checks of its inputs."""
+pipeline's own measured reliability, and the checks of its inputs in
+stages.aggregate.aggregate_prediction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from promptscape import aggregate, tables, theory
+from promptscape.stages import aggregate as aggregate_stage
 from promptscape.stages import datasets as datasets_stage
 from promptscape.stages import landscape as landscape_stage
 from promptscape.stages import prediction as prediction_stage
@@ -109,7 +111,7 @@ def test_aggregate_puts_the_measured_value_beside_the_prediction(tmp_path):
     paths = [predict(tmp_path, task) for task in TASKS]
     reliability = reliability_file(tmp_path, [(t, N) for t in TASKS for N in SIZES])
     out = str(tmp_path / "e/aggregate/reliability_prediction.parquet")
-    prediction_stage.aggregate_prediction(predictions=paths, reliability=reliability,
+    aggregate_stage.aggregate_prediction(predictions=paths, reliability=reliability,
                                           output=out, expected=GRID)
     frame = tables.read(out, "reliability_prediction")
     assert len(frame) == len(TASKS) * len(SIZES)
@@ -127,7 +129,7 @@ def test_the_prediction_is_matched_with_random_d_n_only(tmp_path):
     reliability = reliability_file(tmp_path, [(t, N) for t in TASKS for N in SIZES],
                                    selections=("random", "high_variance", "pool"))
     out = str(tmp_path / "e/aggregate/reliability_prediction.parquet")
-    prediction_stage.aggregate_prediction(predictions=paths, reliability=reliability,
+    aggregate_stage.aggregate_prediction(predictions=paths, reliability=reliability,
                                           output=out, expected=GRID)
     frame = tables.read(out, "reliability_prediction")
     assert len(frame) == len(TASKS) * len(SIZES)
@@ -139,16 +141,16 @@ def test_aggregate_refuses_a_missing_cell_or_a_stray_file(tmp_path):
     out = str(tmp_path / "e/aggregate/reliability_prediction.parquet")
     short = reliability_file(tmp_path, [(t, N) for t in TASKS for N in SIZES[:-1]])
     with pytest.raises(ValueError, match="only in the prediction"):
-        prediction_stage.aggregate_prediction(predictions=paths, reliability=short,
+        aggregate_stage.aggregate_prediction(predictions=paths, reliability=short,
                                               output=out, expected=GRID)
     full = reliability_file(tmp_path, [(t, N) for t in TASKS for N in SIZES])
     with pytest.raises(ValueError, match="no prediction file of predictor bayes"):
-        prediction_stage.aggregate_prediction(predictions=paths[:1], reliability=full,
+        aggregate_stage.aggregate_prediction(predictions=paths[:1], reliability=full,
                                               output=out, expected=GRID)
     frame = tables.read(paths[0], "predicted_reliability")
     tables.write(frame[frame["N"] != 50], "predicted_reliability", paths[0])
     with pytest.raises(ValueError, match="holds N = "):
-        prediction_stage.aggregate_prediction(predictions=paths, reliability=full,
+        aggregate_stage.aggregate_prediction(predictions=paths, reliability=full,
                                               output=out, expected=GRID)
     assert not (tmp_path / "e/aggregate/reliability_prediction.parquet").exists()
 

@@ -51,9 +51,10 @@ def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
 def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     snakemake(tmp_path, TINY)
     first, second = digests(tiny_run), digests(tmp_path)
-    # datasets, evaluation, search, landscape, efficiency, aggregates (3 + token efficiency
-    # + reliability prediction), predictions
-    assert len(first) == 9 + 3 + 9 + 3 + 3 + 10 + 3
+    # datasets and searches (one per experiment and seed block), evaluation sets,
+    # landscapes, efficiency (one per experiment), aggregates (3 + token efficiency +
+    # reliability prediction), predictions
+    assert len(first) == 3 + 3 + 3 + 3 + 2 + 10 + 3
     assert first == second
 
 
@@ -72,11 +73,12 @@ def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_pat
     bernmix["num_seeds"] = 12  # one new block of 4 seeds (8-11)
     bernmix["dataset_sizes"] = [1, 10, 20]  # one new N
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    # New (task, N, block) units: 2 tasks x (2 old N x 1 new block + 1 new N x 3 blocks).
-    # The landscape figure does not read searches; the new N is predicted per task.
-    assert jobs == {"simulate_tasks": 10, "search_prompts": 10, "aggregate_search": 1,
-                    "predict_reliability": 2, "aggregate_prediction": 1, "plot_figure": 2,
-                    "plot_study_figure": 1, "all": 1}
+    # Datasets and searches are one cheap job per (experiment, seed block), holding every
+    # task and N: the new N reruns the 2 old blocks, the new seeds add a third. The
+    # landscape figure does not read searches; the new N is predicted per task.
+    assert jobs == {"simulate_tasks": 3, "search_prompts": 3, "aggregate_search": 1,
+                    "predict_reliability": 2, "plot_figure": 2, "plot_study_figure": 1,
+                    "all": 1}
 
 
 def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
@@ -87,8 +89,7 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
     # Datasets depend on the task only; searches, landscape, efficiency, aggregates and
     # figures rerun.
     assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
-                    "measure_efficiency": 1, "summarize_efficiency": 1,
-                    "predict_reliability": 1, "aggregate_prediction": 1, "plot_figure": 5,
+                    "measure_efficiency": 1, "predict_reliability": 1, "plot_figure": 5,
                     "plot_study_figure": 1, "all": 1}
 
 
@@ -105,26 +106,24 @@ def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp
     config = load_config()
     config["efficiency"][change] += 1  # more typical prompts, or one more length
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    # 3 (predictor, task) pairs; the token-efficiency table and the efficiency and
-    # posterior figures of each of the 2 experiments.
-    assert jobs == {"measure_efficiency": 3, "summarize_efficiency": 2, "plot_figure": 4,
-                    "all": 1}
+    # One efficiency job per experiment (its efficiency and token-efficiency tables), and
+    # the efficiency and posterior figures of each of the 2 experiments.
+    assert jobs == {"measure_efficiency": 2, "plot_figure": 4, "all": 1}
 
 
 UNUSED = "\n\ndef unused_helper():\n    return 1\n"
 EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
-    "simulate_tasks": 9, "simulate_evaluation": 3, "search_prompts": 9, "compute_landscape": 3,
-    "measure_efficiency": 3, "summarize_efficiency": 2, "aggregate_search": 2,
-    "predict_reliability": 3, "aggregate_prediction": 2, "plot_figure": 10,
-    "plot_study_figure": 1, "all": 1}
+    "simulate_tasks": 3, "simulate_evaluation": 3, "search_prompts": 3, "compute_landscape": 3,
+    "measure_efficiency": 2, "aggregate_search": 2, "predict_reliability": 3,
+    "plot_figure": 10, "plot_study_figure": 1, "all": 1}
 BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
-    "search_prompts": 8, "compute_landscape": 2, "measure_efficiency": 2,
-    "summarize_efficiency": 1, "aggregate_search": 1, "predict_reliability": 2,
-    "aggregate_prediction": 1, "plot_figure": 5, "plot_study_figure": 1, "all": 1}
+    "search_prompts": 2, "compute_landscape": 2, "measure_efficiency": 1,
+    "aggregate_search": 1, "predict_reliability": 2, "plot_figure": 5,
+    "plot_study_figure": 1, "all": 1}
 SWITCHING_EXPERIMENT = {
     "search_prompts": 1, "compute_landscape": 1, "measure_efficiency": 1,
-    "summarize_efficiency": 1, "aggregate_search": 1, "predict_reliability": 1,
-    "aggregate_prediction": 1, "plot_figure": 5, "plot_study_figure": 1, "all": 1}
+    "aggregate_search": 1, "predict_reliability": 1, "plot_figure": 5,
+    "plot_study_figure": 1, "all": 1}
 CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
     "unused network function": ("models.py", None, UNUSED, {}),
@@ -153,9 +152,9 @@ CODE_EDITS = {
     # search's).
     "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
                      "\n\n\ndef _choose(", {
-                         "search_prompts": 9, "aggregate_search": 2,
-                         "predict_reliability": 3, "aggregate_prediction": 2,
-                         "plot_figure": 4, "plot_study_figure": 1, "all": 1}),
+                         "search_prompts": 3, "aggregate_search": 2,
+                         "predict_reliability": 3, "plot_figure": 4,
+                         "plot_study_figure": 1, "all": 1}),
 }
 
 
@@ -205,15 +204,14 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     for figure in ("training", "neural_vs_bayes"):
         assert (results / "bernmix" / "figures" / f"{figure}.png").stat().st_size > 1000
     assert planned_jobs(neural_run, NEURAL) == {}
-    # Editing network code reruns the networks and every job that uses one, no Bayes job:
-    # one search, landscape and efficiency measurement per network.
+    # Editing network code reruns the networks and every job that uses one, no Bayes job
+    # but the experiment's one search and efficiency job, which hold every predictor.
     library = edited_library(tmp_path, "models.py", "    bos = torch.full(",
                              "    assert tokens.ndim >= 1\n    bos = torch.full(")
     assert planned_jobs(neural_run, NEURAL, library=library) == {
-        "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 2,
-        "compute_landscape": 2, "measure_efficiency": 2, "summarize_efficiency": 1,
-        "aggregate_search": 1, "predict_reliability": 2, "aggregate_prediction": 1,
-        "plot_figure": 7, "plot_study_figure": 1, "all": 1}
+        "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 1,
+        "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
+        "predict_reliability": 2, "plot_figure": 7, "plot_study_figure": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "models.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}
 
@@ -287,13 +285,23 @@ def test_replicates_train_new_networks_beside_replicate_zero(neural_run, tmp_pat
     configfile = write_config(tmp_path / "config.yaml", config)
     jobs = planned_jobs(run, configfile)
     assert jobs["train_predictor"] == 2 and jobs["evaluate_predictor"] == 2
-    assert jobs["score_prompts"] == 2 and jobs["search_prompts"] == 2
-    assert jobs["compute_landscape"] == 2 and jobs["measure_efficiency"] == 2
+    assert jobs["score_prompts"] == 2 and jobs["search_prompts"] == 1
+    assert jobs["compute_landscape"] == 2 and jobs["measure_efficiency"] == 1
+    results = run / "results"
+    batched = {"search": results / "bernmix" / "search" / "random" / "seeds0-3.parquet",
+               "efficiency": results / "bernmix" / "efficiency.parquet"}
+    rows = {name: pd.read_parquet(path) for name, path in batched.items()}
     snakemake(run, configfile)
     after = digests(run)
-    kept = [k for k in before if "/aggregate/" not in k and "/figures/" not in k]
+    kept = [k for k in before if "/aggregate/" not in k and "/figures/" not in k
+            and k not in {str(p.relative_to(results)) for p in batched.values()}]
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
-    results = run / "results"
+    # The batched files gain the new replicates' rows; the others' rows are unchanged.
+    for name, path in batched.items():
+        new = pd.read_parquet(path)
+        old = new[new["replicate"].eq(0) | new["predictor"].ne("lstm")].reset_index(drop=True)
+        pd.testing.assert_frame_equal(old, rows[name])
+        assert set(new.loc[new["predictor"] == "lstm", "replicate"]) == {0, 1, 2}
     rel = pd.read_parquet(results / "bernmix" / "aggregate" / "reliability.parquet")
     assert sorted(zip(rel["predictor"], rel["replicate"])) == [
         ("bayes", 0), ("lstm", 0), ("lstm", 1), ("lstm", 2), ("transformer", 0)]

@@ -34,8 +34,8 @@ from promptscape.validation import ConfigError
 DEFAULT_CONFIG = "config/config.yaml"
 # The rule of the workflow that writes each artifact the summary reads.
 RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
-         "token_efficiency": "summarize_efficiency", "training_curve": "train_predictor",
-         "reliability_prediction": "aggregate_prediction",
+         "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
+         "reliability_prediction": "aggregate_search",
          "predictor_regret": "evaluate_predictor"}
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
 EXIT_BROKEN_PIPE = 141

@@ -8,7 +8,6 @@ import logging
 import pandas as pd
 
 from promptscape import aggregate, tables
-from promptscape.stages import prediction
 
 log = logging.getLogger("promptscape")
 
@@ -19,7 +18,7 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
                      expected: dict) -> None:
     """Aggregate one experiment's searches against its landscapes, and its predicted
     proportions correct (`predictions`, one file per (predictor, replicate, task)) beside
-    the measured ones (`prediction.aggregate_prediction`).
+    the measured ones (`aggregate_prediction`).
 
     `expected` is the experiment's grid (`layout.search_grid`): ``experiment``,
     ``predictors``, ``replicates``, ``tasks``, ``selections``, ``dataset_sizes``,
@@ -49,8 +48,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
         log.info("%s %s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e "
                  "nats", row.predictor, row.task, row.selection, row.N,
                  row.proportion_correct, row.ci_low, row.ci_high, row.regret_mean)
-    prediction.aggregate_prediction(predictions=predictions, reliability=reliability,
-                                    output=reliability_prediction, expected=expected)
+    aggregate_prediction(predictions=predictions, reliability=reliability,
+                         output=reliability_prediction, expected=expected)
 
 
 def _read_verified(paths: list[str], artifact: str, verify, expected: dict):
@@ -81,3 +80,59 @@ def aggregate_strategies(*, runs: list[str], output: str, in_meta_distribution: 
                  "found the empirical optimum %.2f, mean regret %.2e nats", row.predictor,
                  row.task, row.N, row.strategy, row.budget, row.proportion_correct,
                  row.ci_low, row.ci_high, row.proportion_found_best, row.regret_mean)
+
+
+MEASURED = {"proportion_correct": "measured_proportion_correct"}
+KEY = ["predictor", "replicate", "experiment", "task", "N"]
+
+
+def aggregate_prediction(*, predictions: list[str], reliability: str, output: str,
+                         expected: dict) -> None:
+    """An experiment's predictions (one file per (predictor, replicate, task), each verified
+    against its path and the experiment's grid, together covering the grid once) beside its
+    measured reliability."""
+    if not predictions:
+        raise ValueError("no predicted_reliability files to aggregate")
+    frames = []
+    for path in predictions:
+        frame = tables.read(path, "predicted_reliability")
+        aggregate.verify_prediction_file(frame, path, expected)
+        frames.append(frame)
+    aggregate.verify_prediction_coverage(predictions, expected)
+    predicted = pd.concat(frames, ignore_index=True)
+    measured = tables.random_selection(tables.read(reliability, "reliability"))
+    merged = predicted.merge(
+        measured[KEY + ["in_meta_distribution", "seeds", "proportion_correct", "ci_low",
+                        "ci_high"]].rename(columns=MEASURED),
+        on=KEY, how="outer", indicator=True, validate="one_to_one")
+    unmatched = merged[merged["_merge"] != "both"]
+    if len(unmatched):
+        row = unmatched.iloc[0]
+        side = "prediction" if row["_merge"] == "left_only" else "reliability"
+        raise ValueError(f"{len(unmatched)} (predictor, replicate, task, N) cells only in the "
+                         f"{side} ({reliability} against the predictions), e.g. "
+                         f"{row['predictor']} r{row['replicate']} {row['task']} N={row['N']}")
+    merged = merged.drop(columns="_merge")
+    merged["in_meta_distribution"] = merged["in_meta_distribution"].astype(bool)
+    merged["inside_interval"] = ((merged["ci_low"] <= merged["predicted_proportion_correct"])
+                                 & (merged["predicted_proportion_correct"] <= merged["ci_high"]))
+    tables.write(merged, "reliability_prediction", output)
+    for line in agreement_lines(merged):
+        log.info("%s", line)
+
+
+def agreement_lines(frame: pd.DataFrame) -> list[str]:
+    """Per predictor: how many cells' prediction is inside the measured Wilson interval,
+    over all cells and over the informative ones (measured between 0.05 and 0.95), and by
+    method."""
+    out = []
+    for predictor, part in frame.groupby("predictor", sort=False):
+        informative = part[(part["measured_proportion_correct"] > 0.05)
+                           & (part["measured_proportion_correct"] < 0.95)]
+        by_method = ", ".join(f"{m} {int(g['inside_interval'].sum())}/{len(g)}"
+                              for m, g in part.groupby("method"))
+        out.append(f"{predictor}: prediction inside the measured 95% interval in "
+                   f"{int(part['inside_interval'].sum())}/{len(part)} cells ({by_method}); "
+                   f"{int(informative['inside_interval'].sum())}/{len(informative)} of the "
+                   f"cells measured between 0.05 and 0.95")
+    return out

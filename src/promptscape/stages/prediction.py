@@ -1,15 +1,15 @@
-"""Stages `predict_reliability` (the predicted proportion correct of every task and N of one
-predictor) and `aggregate_prediction` (an experiment's predictions beside its measured
-reliability)."""
+"""Stage `predict_reliability`: the predicted proportion correct of every N of one
+(predictor, replicate, task). It imports neither pandas nor torch (a network is read from
+its prompt-loss table where there is one); `stages.aggregate.aggregate_prediction` sets the
+predictions beside the measured reliability."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import pandas as pd
 
-from promptscape import aggregate, landscape, seeding, tables, theory
+from promptscape import landscape, seeding, tables, theory
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 from promptscape.stages.common import load_predictor, vocab_size
@@ -50,8 +50,8 @@ def predict_reliability(*, landscape_path: str, evaluation: str, output: str, pr
     pred = load_predictor(family or predictor, pretraining, model, table, device)
     sizes = sorted(int(N) for N in dataset_sizes)
     task_source = build_source(task, where=f"task {task_name}")
-    land = tables.read(landscape_path, "landscape")
-    if land["prompt"].tolist() != prompts or set(land["task"]) != {task_name}:
+    land = tables.read_table(landscape_path, "landscape")
+    if land["prompt"].to_pylist() != prompts or set(land["task"].to_pylist()) != {task_name}:
         raise ValueError(f"{landscape_path}: not the landscape of task {task_name!r} over the "
                          f"experiment's {len(prompts)} prompts in canonical order")
     method = landscape.choose_method(pred, task_source, task_length, len(prompts),
@@ -96,59 +96,3 @@ def predict_reliability(*, landscape_path: str, evaluation: str, output: str, pr
         "first_n_ninety": [theory.first_reaching(sizes, predicted, 0.9)] * len(rows),
     }
     tables.write(columns, "predicted_reliability", output)
-
-
-MEASURED = {"proportion_correct": "measured_proportion_correct"}
-KEY = ["predictor", "replicate", "experiment", "task", "N"]
-
-
-def aggregate_prediction(*, predictions: list[str], reliability: str, output: str,
-                         expected: dict) -> None:
-    """An experiment's predictions (one file per (predictor, replicate, task), each verified
-    against its path and the experiment's grid, together covering the grid once) beside its
-    measured reliability."""
-    if not predictions:
-        raise ValueError("no predicted_reliability files to aggregate")
-    frames = []
-    for path in predictions:
-        frame = tables.read(path, "predicted_reliability")
-        aggregate.verify_prediction_file(frame, path, expected)
-        frames.append(frame)
-    aggregate.verify_prediction_coverage(predictions, expected)
-    predicted = pd.concat(frames, ignore_index=True)
-    measured = tables.random_selection(tables.read(reliability, "reliability"))
-    merged = predicted.merge(
-        measured[KEY + ["in_meta_distribution", "seeds", "proportion_correct", "ci_low",
-                        "ci_high"]].rename(columns=MEASURED),
-        on=KEY, how="outer", indicator=True, validate="one_to_one")
-    unmatched = merged[merged["_merge"] != "both"]
-    if len(unmatched):
-        row = unmatched.iloc[0]
-        side = "prediction" if row["_merge"] == "left_only" else "reliability"
-        raise ValueError(f"{len(unmatched)} (predictor, replicate, task, N) cells only in the "
-                         f"{side} ({reliability} against the predictions), e.g. "
-                         f"{row['predictor']} r{row['replicate']} {row['task']} N={row['N']}")
-    merged = merged.drop(columns="_merge")
-    merged["in_meta_distribution"] = merged["in_meta_distribution"].astype(bool)
-    merged["inside_interval"] = ((merged["ci_low"] <= merged["predicted_proportion_correct"])
-                                 & (merged["predicted_proportion_correct"] <= merged["ci_high"]))
-    tables.write(merged, "reliability_prediction", output)
-    for line in agreement_lines(merged):
-        log.info("%s", line)
-
-
-def agreement_lines(frame: pd.DataFrame) -> list[str]:
-    """Per predictor: how many cells' prediction is inside the measured Wilson interval,
-    over all cells and over the informative ones (measured between 0.05 and 0.95), and by
-    method."""
-    out = []
-    for predictor, part in frame.groupby("predictor", sort=False):
-        informative = part[(part["measured_proportion_correct"] > 0.05)
-                           & (part["measured_proportion_correct"] < 0.95)]
-        by_method = ", ".join(f"{m} {int(g['inside_interval'].sum())}/{len(g)}"
-                              for m, g in part.groupby("method"))
-        out.append(f"{predictor}: prediction inside the measured 95% interval in "
-                   f"{int(part['inside_interval'].sum())}/{len(part)} cells ({by_method}); "
-                   f"{int(informative['inside_interval'].sum())}/{len(informative)} of the "
-                   f"cells measured between 0.05 and 0.95")
-    return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pyarrow.compute as pc
 
 from promptscape import search, seeding, tables
 from promptscape import prompts as prompts_lib
@@ -92,18 +91,21 @@ def read_block(data, path: str, artifact: str, task: str, N: int, first: int, la
     """The seeds first..last of (task, N) in a block file's table `data` (read from `path`)
     and their sequences ``(S, size, T)``; a block that lacks a seed, or whose seeds do not
     hold `size` sequences each (N of a dataset, P of a pool), is refused by name."""
-    rows = data.filter(pc.and_(pc.equal(data["task"], task), pc.equal(data["N"], N)))
-    seed_column = rows["seed"].to_numpy()
-    seeds, counts = np.unique(seed_column, return_counts=True)
+    # Rows are sorted by the file's key (task, N, seed, index), so (task, N) is one slice.
+    mask = (data["task"].to_numpy(zero_copy_only=False) == task) & (data["N"].to_numpy() == N)
+    rows = np.flatnonzero(mask)
+    start, stop = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+    seeds, counts = np.unique(data["seed"].to_numpy()[start:stop], return_counts=True)
     expected = np.arange(first, last + 1)
-    if not np.array_equal(seeds, expected) or (counts != size).any():
+    if (stop - start != len(rows) or not np.array_equal(seeds, expected)
+            or (counts != size).any()):
         bad = ", ".join(f"seed {s}: {c}" for s, c in zip(seeds, counts) if c != size)
         raise ValueError(f"{path}: task {task}, N={N} must hold seeds {first}..{last} with "
                          f"{size} sequences each (its job's "
                          f"{'N' if artifact == 'task_data' else 'pool_size'}); it holds "
                          f"{len(seeds)} seeds{'; ' + bad if bad else ''}")
-    # Rows are sorted by (task, N, seed, index): the file's sort key.
-    seqs = prompts_lib.to_arrays(rows["sequence"].to_pylist(), task_length)
+    sequences = data["sequence"].slice(start, stop - start).to_pylist()
+    seqs = prompts_lib.to_arrays(sequences, task_length)
     return seeds, seqs.reshape(len(seeds), size, task_length)
 
 
