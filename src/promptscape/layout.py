@@ -36,6 +36,11 @@ def model_dir(study: Study, exp: Experiment, predictor: str, replicate: int = 0)
     return f"{study.results_dir}/models/{source}/{predictor}-{identity}"
 
 
+def checkpoint(study: Study, exp: Experiment, predictor: str, replicate: int = 0) -> str:
+    """The trained checkpoint of a network replicate (`model_dir`'s model.pt)."""
+    return f"{model_dir(study, exp, predictor, replicate)}/model.pt"
+
+
 def search_outputs(study: Study, exp: Experiment) -> list[str]:
     """Every search artifact of an experiment: one per selection and seed block, each
     holding every predictor, replicate, task and N."""

@@ -198,7 +198,8 @@ def get_pool_args(wildcards):
 
 def get_predictor_units(exp):
     """Every (predictor, replicate) of an experiment as a search job sees it: its family
-    and its network's prompt-loss table (T enumerable) or checkpoint; nothing for Bayes."""
+    and its network's prompt-loss table (T enumerable) or checkpoint; nothing for Bayes.
+    """
     units = []
     for predictor, r in STUDY.predictor_replicates(exp):
         unit = dict(predictor=predictor, replicate=r, family=STUDY.family(predictor))
@@ -206,7 +207,7 @@ def get_predictor_units(exp):
             if is_tabulated(exp):
                 unit["table"] = layout.prompt_losses(STUDY, exp, predictor, r)
             else:
-                unit["model"] = f"{layout.model_dir(STUDY, exp, predictor, r)}/model.pt"
+                unit["model"] = layout.checkpoint(STUDY, exp, predictor, r)
         units.append(unit)
     return units
 
@@ -349,7 +350,7 @@ def get_efficiency_args(wildcards):
     for predictor, r in STUDY.predictor_replicates(exp):
         unit = dict(predictor=predictor, replicate=r, family=STUDY.family(predictor))
         if is_neural(predictor):
-            unit["model"] = layout.model_dir(STUDY, exp, predictor, r) + "/model.pt"
+            unit["model"] = layout.checkpoint(STUDY, exp, predictor, r)
         unit["landscapes"] = {
             t.name: landscape.format(
                 experiment=exp.name, predictor=predictor, replicate=r, task=t.name
@@ -398,8 +399,7 @@ def get_replicate(wildcards):
 def get_model(wildcards):
     """The trained checkpoint the job's neural predictor and replicate use."""
     exp = get_experiment(wildcards)
-    folder = layout.model_dir(STUDY, exp, wildcards.predictor, get_replicate(wildcards))
-    return f"{folder}/model.pt"
+    return layout.checkpoint(STUDY, exp, wildcards.predictor, get_replicate(wildcards))
 
 
 def is_tabulated(exp):
@@ -521,12 +521,11 @@ def get_strategy_inputs(wildcards):
     exp = _strategy_experiment(wildcards)
     if not is_neural(wildcards.predictor):
         return {}
-    folder = layout.model_dir(STUDY, exp, wildcards.predictor, 0)
     inputs = {}
     if is_tabulated(exp):
         inputs["table"] = layout.prompt_losses(STUDY, exp, wildcards.predictor, 0)
     if exp.search_strategies.needs_gradient or not is_tabulated(exp):
-        inputs["model"] = f"{folder}/model.pt"
+        inputs["model"] = layout.checkpoint(STUDY, exp, wildcards.predictor, 0)
     return inputs
 
 
