@@ -92,6 +92,7 @@ class Job:
     evaluations: int  # prompt-sequence evaluations (count classes for exchangeable Bayes)
     peak_bytes: int
     note: str = ""  # how it is computed (method) or what it reads
+    seconds: float = 0.0  # estimated wall time on one core (`job_seconds`)
 
     @property
     def peak_mb(self) -> float:
@@ -201,8 +202,90 @@ def _table_bytes(exp) -> int:
     return _strings(rows, exp.max_prompt_length + exp.task_length) + rows * F64
 
 
+# ------------------------------------------------------------------ time
+# A job's wall time on one core of the 2-core development machine (no GPU): its start
+# (Python, Snakemake's script preamble, imports), a fixed part of its work, and its
+# evaluations (or training tokens) at a rate per rule and kind of predictor. Calibrated on
+# the default run of 2026-12-05 from each job's logged work (`logs.TIMING`,
+# benchmarks/job_sizes.py); docs/benchmarks.md sets the estimate beside the measured job
+# time per rule. A rough model (within a factor of about 2 per rule): a cost plan, not a
+# scheduler's runtime limit. GPU jobs are estimated at CPU speed (no GPU was measured).
+JOB_START_SECONDS = 0.4
+JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 1.5,
+                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4}
+# Seconds per evaluation: (rule, "bayes" or the network family).
+EVALUATION_SECONDS = {
+    ("search_prompts", "bayes"): 5e-6, ("search_prompts", "neural"): 2.5e-6,
+    ("search_selected", "bayes"): 5e-6, ("search_selected", "neural"): 2.5e-6,
+    ("compute_landscape", "bayes"): 3e-6, ("compute_landscape", "neural"): 3e-6,
+    ("measure_efficiency", "bayes"): 4e-7, ("measure_efficiency", "neural"): 3e-5,
+    ("predict_reliability", "bayes"): 9e-5, ("predict_reliability", "neural"): 3e-5,
+    ("score_prompts", "lstm"): 3e-6, ("score_prompts", "transformer"): 1.5e-5,
+}
+# Seconds per token of a training step (forward, backward, update; training.threads) and of
+# a held-out evaluation, by family.
+TRAINING_SECONDS_PER_TOKEN = {"lstm": 4.8e-6, "transformer": 2.1e-5}
+HELDOUT_SECONDS_PER_TOKEN = {"lstm": 2e-6, "transformer": 1.5e-5}
+# Seconds per strategy evaluation (seed x strategy x its largest budget): the strategies'
+# Python loops.
+STRATEGY_EVALUATION_SECONDS = 7e-5
+# Rules that ask for training.gpus GPUs (workflow/rules/training.smk).
+GPU_RULES = ("train_predictor", "score_prompts")
+
+
+def job_seconds(study, job: Job) -> float:
+    """The estimated wall time of `job` on one core (see the constants above)."""
+    rule, w = job.rule, job.wildcards
+    seconds = JOB_START_SECONDS + JOB_WORK_SECONDS.get(rule, 0.2)
+    if rule in ("train_predictor", "evaluate_predictor"):
+        net = study.network(w["predictor"], w["source"])
+        family = study.family(w["predictor"])
+        if rule == "train_predictor":
+            tokens = net.steps * net.batch_size * net.sequence_length
+            return seconds + tokens * TRAINING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+        tokens = study.training["heldout_size"] * net.sequence_length
+        return seconds + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
+    if rule == "search_strategies":
+        exp = study.experiments[w["experiment"]]
+        P = num_prompts(exp)
+        runs = sum(max(exp.search_strategies.budgets_of(name, P), default=0)
+                   for name in exp.strategies)
+        S = int(w["last"]) - int(w["first"]) + 1
+        return seconds + S * runs * STRATEGY_EVALUATION_SECONDS
+    predictor = w.get("predictor")
+    if predictor is None and rule in ("search_prompts", "search_selected",
+                                      "measure_efficiency"):
+        # A job of every predictor of the experiment: each at its own kind's rate.
+        exp = study.experiments[w["experiment"]]
+        for p, _ in study.predictor_replicates(exp):
+            kind = "neural" if study.is_neural(p) else "bayes"
+            if rule == "measure_efficiency":
+                evals = _efficiency_cell(study, exp, p)[0] * len(exp.tasks)
+            else:
+                S = int(w["last"]) - int(w["first"]) + 1
+                N = (exp.dataset_selection.pool_size if rule == "search_selected"
+                     else max(exp.dataset_sizes))
+                evals = (_search_cell(study, exp, rule, p, N, S)[0] * len(exp.tasks)
+                         * len(exp.dataset_sizes))
+            seconds += evals * EVALUATION_SECONDS[(rule, kind)]
+        return seconds
+    if predictor is None:
+        return seconds  # simulations, aggregates and figures: no evaluations
+    if rule == "score_prompts":
+        kind = study.family(predictor)
+    else:
+        kind = "neural" if study.is_neural(predictor) else "bayes"
+    return seconds + job.evaluations * EVALUATION_SECONDS.get((rule, kind), 0.0)
+
+
 def estimate(study, rule: str, w: dict) -> Job:
-    """The cost of one job of `rule` with wildcards `w` (the workflow's names)."""
+    """The cost of one job of `rule` with wildcards `w` (the workflow's names): its
+    evaluations, peak memory and time."""
+    job = _estimate(study, rule, w)
+    return dataclasses.replace(job, seconds=job_seconds(study, job))
+
+
+def _estimate(study, rule: str, w: dict) -> Job:
     if rule in ("train_predictor", "evaluate_predictor"):
         return _network_job(study, rule, w)
     if rule == "plot_study_figure":
@@ -565,9 +648,22 @@ def summary(study, plan: list[Job]) -> list[dict]:
             "evals_total": sum(j.evaluations for j in members),
             "peak_mb": top.peak_mb,
             "mem_mb": max(job_mem_mb(study, j) for j in members) if rule in HEAVY else None,
+            "cpu_hours": sum(j.seconds for j in members) / 3600,
             "largest": top.describe(), "note": top.note,
         })
     return rows
+
+
+def totals(study, plan: list[Job]) -> dict:
+    """The whole plan: jobs, CPU hours (every job on one core), of them the hours of the
+    jobs that ask for a GPU (training.gpus > 0; estimated at CPU speed), the largest peak
+    memory, and the wall time on `cores` cores if the jobs packed perfectly."""
+    gpu = study.training["gpus"] > 0
+    hours = sum(j.seconds for j in plan) / 3600
+    return {"jobs": len(plan), "cpu_hours": hours,
+            "gpu_job_hours": (sum(j.seconds for j in plan if j.rule in GPU_RULES) / 3600
+                              if gpu else 0.0),
+            "peak_mb": max(j.peak_mb for j in plan)}
 
 
 def _count(n: int) -> str:
@@ -581,11 +677,12 @@ def _count(n: int) -> str:
 
 def format_plan(study, plan: list[Job]) -> str:
     rows = summary(study, plan)
-    head = ("stage", "jobs", "evals/job", "evals total", "peak MB/job", "mem_mb", "largest job")
+    head = ("stage", "jobs", "evals/job", "evals total", "peak MB/job", "mem_mb", "CPU h",
+            "largest job")
     table = [head] + [
         (r["stage"], str(r["jobs"]), _count(r["evals_per_job"]), _count(r["evals_total"]),
          f"{r['peak_mb']:.0f}", "-" if r["mem_mb"] is None else str(r["mem_mb"]),
-         r["largest"] + (f" [{r['note']}]" if r["note"] else ""))
+         f"{r['cpu_hours']:.3g}", r["largest"] + (f" [{r['note']}]" if r["note"] else ""))
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
@@ -594,8 +691,12 @@ def format_plan(study, plan: list[Job]) -> str:
         cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells + [row[-1]]))
     total = sum(r["evals_total"] for r in rows)
-    lines.append(f"{len(plan)} jobs, {_count(total)} prompt-sequence evaluations; "
-                 f"{CAP_KEY} = {max_mem_mb(study)}")
+    t = totals(study, plan)
+    lines.append(f"{len(plan)} jobs (and the `all` target), {_count(total)} prompt-sequence "
+                 f"evaluations; {t['cpu_hours']:.3g} CPU hours on one core each, of which "
+                 f"{t['gpu_job_hours']:.3g} in jobs that ask for a GPU (estimated at CPU "
+                 f"speed); largest job {t['peak_mb']:.0f} MB; {CAP_KEY} = "
+                 f"{max_mem_mb(study)}")
     return "\n".join(lines)
 
 
