@@ -101,6 +101,39 @@ def rule_table(by_rule: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_table(by_rule: dict, configfile: str) -> str:
+    """The plan's estimated time per rule (`promptscape.plan.job_seconds`) beside the
+    measured summed job time, for the run of `configfile`."""
+    from promptscape import config, plan
+
+    jobs = plan.jobs(config.load_file(configfile))
+    lines = ["| rule | jobs | estimated (s) | measured job time (s) | estimated / measured |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for rule in plan.STAGES:
+        est = sum(j.seconds for j in jobs if j.rule == rule)
+        measured = sum(w for w, _ in by_rule.get(rule, []))
+        if est or measured:
+            ratio = f"{est / measured:.2f}" if measured else "n/a"
+            lines.append(f"| {rule} | {sum(j.rule == rule for j in jobs)} | {est:.1f} | "
+                         f"{measured:.1f} | {ratio} |")
+    total = sum(j.seconds for j in jobs)
+    measured = sum(w for times in by_rule.values() for w, _ in times)
+    lines.append(f"| all | {len(jobs)} | {total:.0f} | {measured:.0f} | "
+                 f"{total / measured:.2f} |")
+    return "\n".join(lines)
+
+
+def plan_totals(configfile: str) -> str:
+    from promptscape import config, plan
+
+    study = config.load_file(configfile)
+    t = plan.totals(study, plan.jobs(study))
+    return (f"`{configfile}`: {t['jobs']} jobs (and the `all` target), "
+            f"{t['cpu_hours']:.2f} CPU hours (one core per job), of which "
+            f"{t['gpu_job_hours']:.2f} in the jobs that ask for a GPU (estimated at CPU "
+            f"speed), largest job {t['peak_mb']:.0f} MB")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", action="append", default=[], metavar="NAME=REV",
@@ -109,6 +142,8 @@ def main(argv=None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--write", type=Path, help="write the tables to this Markdown file")
     parser.add_argument("--keep", type=Path, help="copy each run's results under this folder")
+    parser.add_argument("--plan", action="append", default=[], metavar="CONFIG",
+                        help="also write the cost plan's totals of this config (repeatable)")
     args, extra = parser.parse_known_args(argv)
     rows, per_rule = {}, {}
     if args.results:
@@ -145,6 +180,16 @@ def main(argv=None) -> None:
         ]
         for name, by_rule in per_rule.items():
             body += [f"## {name}: per rule", "", rule_table(by_rule), ""]
+        last = list(per_rule.values())[-1]
+        body += ["## The cost plan against the last run", "",
+                 "`python -m promptscape.plan` estimates each job's time from rates "
+                 "calibrated on a default run (`plan.job_seconds`); here beside the measured "
+                 "job time of the last run above, per rule:", "",
+                 plan_table(last, "config/config.yaml"), ""]
+        if args.plan:
+            body += ["## Cost plans of other configs", "",
+                     "Estimated, not run here (`python -m promptscape.plan --configfile F`):",
+                     ""] + [f"- {plan_totals(c)}" for c in args.plan] + [""]
         args.write.write_text("\n".join(body))
 
 

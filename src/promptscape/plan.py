@@ -8,11 +8,13 @@ parse time (`snakemake -n` included) `check` raises `MemoryEstimateError`, namin
 the experiment and the keys to change, when any job's estimate exceeds
 ``resources.max_mem_mb``: before any work, instead of an allocation error hours in.
 
-The job grid mirrors the workflow's (`promptscape.layout`): searches per experiment x
-predictor x task x dataset selection x N x seed block (pools per task x N x block where a
-pooled selection runs); landscapes and efficiencies per experiment x predictor x
-task; one network per (pretraining source, model) used; prompt-loss tables per experiment x
-network when T is enumerated.
+The job grid mirrors the workflow's (`promptscape.layout`): datasets and searches per
+experiment x dataset selection x seed block, each job holding every predictor, task and N
+(pools per experiment x block where a pooled selection runs); landscapes and predictions
+per experiment x predictor x task; efficiency per experiment; one network per (pretraining
+source, model) used; prompt-loss tables per experiment x network when T is enumerated.
+Each job's time is estimated too (`job_seconds`), and the totals (`totals`): jobs, CPU
+hours, the hours of the jobs that ask for a GPU, the largest peak.
 
 An *evaluation* is the loss of one prompt on one distinct task sequence, l(s, x), computed
 or (for a network's prompt-loss table) looked up; Bayes predictors of exchangeable sources
