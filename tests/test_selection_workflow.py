@@ -45,9 +45,10 @@ def test_every_method_sits_beside_random_in_the_reliability_table_and_figure(sel
     assert (rel["seeds"] == 8).all()
     for ext in ("svg", "png", "html"):
         assert (results / "figures" / f"selection.{ext}").stat().st_size > 1000
-    kept = pd.read_parquet(results / "selected" / "bayes" / "r0" / "coin_0.7"
-                           / "high_variance_weighted" / "N10" / "seeds0-3.parquet")
-    assert len(kept) == 4 * 10 and kept["inclusion_probability"].between(0, 1).all()
+    kept = pd.read_parquet(results / "selected" / "high_variance_weighted" / "seeds0-3.parquet")
+    cell = kept[(kept["predictor"] == "bayes") & (kept["task"] == "coin_0.7")
+                & (kept["N"] == 10)]
+    assert len(cell) == 4 * 10 and kept["inclusion_probability"].between(0, 1).all()
     # The prediction is of random D_N only, and matched cell for cell.
     pred = pd.read_parquet(results / "aggregate" / "reliability_prediction.parquet")
     random = rel[rel["selection"] == "random"]
