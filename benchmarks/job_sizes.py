@@ -167,7 +167,7 @@ def main(argv=None) -> None:
             "",
             "Written by `benchmarks/job_sizes.py` (do not edit by hand): "
             f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
-            f"`snakemake --cores {args.cores} {' '.join(extra)}`".rstrip() + "`, "
+            f"`{' '.join(['snakemake', '--cores', str(args.cores), *extra])}`, "
             f"from scratch, back to back; load average after: {' '.join(load)}.",
             "",
             "A job's time is its wall time from its process's start; its work is the time from "

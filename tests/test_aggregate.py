@@ -708,3 +708,23 @@ def test_replicates_chart_shows_every_replicate_their_range_and_bayes():
     axis = panels[0]["layer"][0]["encoding"]["x"]["axis"]
     assert axis["values"] == [1, 2, 5, 10, 100, 200]
     assert "indexof([1, 10, 100]" in axis["labelExpr"]
+
+
+def test_search_rows_are_aggregated_in_the_grid_order_whatever_files_they_came_in():
+    """The aggregates' float sums add in the grid's order (predictors, tasks, selections,
+    N as the config lists them, then seeds), not in the order of the files' rows (a
+    block file sorts tasks by name): the reliability table of the batched layout is
+    bit-identical to the one of a file per (predictor, task, N)."""
+    from promptscape.stages.aggregate import _in_grid_order
+
+    rows = pd.DataFrame({
+        "predictor": ["bayes", "bayes", "bayes", "lstm"], "replicate": 0,
+        "task": ["a_task", "z_task", "z_task", "z_task"], "selection": "random",
+        "N": [5, 1, 5, 1], "seed": [0, 1, 0, 0], "prompt_length": 0, "prompt": ""})
+    grid = {"predictors": ["lstm", "bayes"], "tasks": ["z_task", "a_task"],
+            "selections": ["random"], "dataset_sizes": [5, 1]}
+    ordered = _in_grid_order(rows, grid)
+    assert list(zip(ordered["predictor"], ordered["task"], ordered["N"], ordered["seed"])) == [
+        ("lstm", "z_task", 1, 0), ("bayes", "z_task", 5, 0), ("bayes", "z_task", 1, 1),
+        ("bayes", "a_task", 5, 0)]
+    assert list(ordered.columns) == list(rows.columns)

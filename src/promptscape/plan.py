@@ -208,19 +208,20 @@ def _table_bytes(exp) -> int:
 # A job's wall time on one core of the 2-core development machine (no GPU): its start
 # (Python, Snakemake's script preamble, imports), a fixed part of its work, and its
 # evaluations (or training tokens) at a rate per rule and kind of predictor. Calibrated on
-# the default run of 2026-12-05 from each job's logged work (`logs.TIMING`,
-# benchmarks/job_sizes.py); docs/benchmarks.md sets the estimate beside the measured job
-# time per rule. A rough model (within a factor of about 2 per rule): a cost plan, not a
-# scheduler's runtime limit. GPU jobs are estimated at CPU speed (no GPU was measured).
-JOB_START_SECONDS = 0.4
-JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 1.5,
+# the default runs of 2026-12-05 (before and after batching) from each job's logged work
+# (`logs.TIMING`, benchmarks/job_sizes.py); docs/benchmarks.md sets the estimate beside the
+# measured job time per rule. A rough model (within a factor of about 2 per rule there): a
+# cost plan, not a scheduler's runtime limit. GPU jobs are estimated at CPU speed (no GPU
+# was measured).
+JOB_START_SECONDS = 0.2
+JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 0.3,
                     "aggregate_strategies": 1.0, "measure_efficiency": 0.4}
 # Seconds per evaluation: (rule, "bayes" or the network family).
 EVALUATION_SECONDS = {
-    ("search_prompts", "bayes"): 5e-6, ("search_prompts", "neural"): 2.5e-6,
+    ("search_prompts", "bayes"): 2e-6, ("search_prompts", "neural"): 1e-6,
     ("search_selected", "bayes"): 5e-6, ("search_selected", "neural"): 2.5e-6,
     ("compute_landscape", "bayes"): 3e-6, ("compute_landscape", "neural"): 3e-6,
-    ("measure_efficiency", "bayes"): 4e-7, ("measure_efficiency", "neural"): 3e-5,
+    ("measure_efficiency", "bayes"): 2e-7, ("measure_efficiency", "neural"): 1e-5,
     ("predict_reliability", "bayes"): 9e-5, ("predict_reliability", "neural"): 3e-5,
     ("score_prompts", "lstm"): 3e-6, ("score_prompts", "transformer"): 1.5e-5,
 }
@@ -230,7 +231,7 @@ TRAINING_SECONDS_PER_TOKEN = {"lstm": 4.8e-6, "transformer": 2.1e-5}
 HELDOUT_SECONDS_PER_TOKEN = {"lstm": 2e-6, "transformer": 1.5e-5}
 # Seconds per strategy evaluation (seed x strategy x its largest budget): the strategies'
 # Python loops.
-STRATEGY_EVALUATION_SECONDS = 7e-5
+STRATEGY_EVALUATION_SECONDS = 3e-5
 # Rules that ask for training.gpus GPUs (workflow/rules/training.smk).
 GPU_RULES = ("train_predictor", "score_prompts")
 

@@ -28,7 +28,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     together must cover every (predictor, replicate, task, selection, N, seed) exactly once:
     anything else is a ValueError naming the file.
     """
-    found = _read_verified(searches, "search", aggregate.verify_search_file, expected)
+    found = _in_grid_order(
+        _read_verified(searches, "search", aggregate.verify_search_file, expected), expected)
     aggregate.verify_search_coverage(searches, expected)
     land = _read_verified(landscapes, "landscape", aggregate.verify_landscape_file, expected)
     aggregate.verify_landscape_coverage(landscapes, expected)
@@ -50,6 +51,20 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
                  row.proportion_correct, row.ci_low, row.ci_high, row.regret_mean)
     aggregate_prediction(predictions=predictions, reliability=reliability,
                          output=reliability_prediction, expected=expected)
+
+
+def _in_grid_order(frame: pd.DataFrame, expected: dict) -> pd.DataFrame:
+    """The search rows in the grid's order (predictors, tasks, selections and N as the
+    config lists them, then seed and the file's row key), whatever files they came in: the
+    float sums of the aggregates depend on the order they add in."""
+    order = [(column, {v: i for i, v in enumerate(expected[plural])})
+             for column, plural in (("predictor", "predictors"), ("task", "tasks"),
+                                    ("selection", "selections"), ("N", "dataset_sizes"))]
+    keys = {f"_{column}": frame[column].map(rank) for column, rank in order}
+    by = ["_predictor", "replicate", "_task", "_selection", "_N", "seed", "prompt_length",
+          "prompt"]
+    return (frame.assign(**keys).sort_values(by, kind="stable").drop(columns=list(keys))
+            .reset_index(drop=True))
 
 
 def _read_verified(paths: list[str], artifact: str, verify, expected: dict):
