@@ -283,6 +283,21 @@ def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
         config_lib.check_config_files([nested])
 
 
+@pytest.mark.parametrize("text, line, problem", [
+    ("sources:\n  c: {kind: coin, theta: 0.7\nexperiments: {}\n", 3, "expected ',' or '}'"),
+    ("sources:\n  a: {kind: coin, theta: 0.7}\n b: {kind: coin, theta: 0.2}\n", 3,
+     "expected <block end>"),
+    ("sources:\n\tc: {kind: coin}\n", 2, "found character '\\t'"),
+], ids=["unclosed brace", "bad indent", "tab"])
+def test_yaml_syntax_error_names_file_and_line(tmp_path, text, line, problem):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML: {problem}")):
+        config_lib.check_config_files([path])
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML")):
+        config_lib.load_file(path)
+
+
 @pytest.mark.parametrize("name", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_reads_strictly_and_loads(name):
     config_lib.load_file(name)

@@ -292,8 +292,8 @@ def _check_networks(study: Study) -> None:
 
 def check_config_files(paths) -> list[dict]:
     """Read each YAML config file strictly: a key given twice in one mapping is a
-    ConfigError naming the file, the line and the key (plain YAML keeps the last silently).
-    Returns the parsed mappings."""
+    ConfigError naming the file, the line and the key (plain YAML keeps the last silently),
+    and so is a syntax error. Returns the parsed mappings."""
     return [_read_strict(Path(path)) for path in paths]
 
 
@@ -322,6 +322,12 @@ def _read_strict(path: Path) -> dict:
         loader.name = str(path)
         try:
             return loader.get_single_data() or {}
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{line}: not valid YAML: {error.problem or error.context}"
+                              + (f" ({error.context})" if error.problem and error.context
+                                 else "")) from None
         finally:
             loader.dispose()
 
