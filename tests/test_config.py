@@ -283,6 +283,26 @@ def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
         config_lib.check_config_files([nested])
 
 
+def test_results_dir_expands_home_once_and_nothing_else(tmp_path, monkeypatch):
+    """Every consumer reads the study's results_dir: one expanded folder, never a literal
+    ./~ beside it. Environment variables stay as written."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for given, expected in [("~/runs/x", f"{tmp_path}/runs/x"), ("~", str(tmp_path)),
+                            ("$HOME/x", "$HOME/x"), ("results", "results")]:
+        study = config_lib.load({**DEFAULT, "results_dir": given})
+        assert study.results_dir == study.raw["results_dir"] == expected, given
+
+
+def test_results_dir_that_is_a_file_is_a_named_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "out").write_text("")
+    for given in (str(tmp_path / "out"), "~/out"):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"results_dir == {given!r}: {tmp_path / 'out'} is a file, must be a folder")):
+            config_lib.load({**DEFAULT, "results_dir": given})
+    config_lib.load({**DEFAULT, "results_dir": str(tmp_path)})  # an existing folder is fine
+
+
 @pytest.mark.parametrize("text, line, problem", [
     ("sources:\n  c: {kind: coin, theta: 0.7\nexperiments: {}\n", 3, "expected ',' or '}'"),
     ("sources:\n  a: {kind: coin, theta: 0.7}\n b: {kind: coin, theta: 0.2}\n", 3,

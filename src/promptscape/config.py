@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import os
 from pathlib import Path
 
 import yaml
@@ -209,6 +210,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     config = copy.deepcopy(config)
     _refuse_replaced_keys(config)
     validate_schema(config, schema)
+    config["results_dir"] = _results_dir(config["results_dir"])
     sources = {}
     for name, spec in config["sources"].items():
         sources[name] = build_source(spec, where=f"sources.{name}")
@@ -244,6 +246,17 @@ def _refuse_replaced_keys(config: dict) -> None:
             node = node[key]
         else:
             raise ConfigError(message)
+
+
+def _results_dir(value: str) -> str:
+    """`results_dir` with a leading ``~`` expanded, once, so that every job and reader sees
+    one folder (a job that wrote into a literal ``./~`` and a reader that expanded it would
+    not); environment variables are not expanded. A file there is a ConfigError."""
+    path = os.path.expanduser(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"results_dir == {value!r}: {path} is a file, must be a folder "
+                          "(or not exist yet: the workflow creates it)")
+    return path
 
 
 def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
