@@ -100,6 +100,14 @@ BAD = [
     ("strategies without budgets", _set(["experiments", "bernmix", "strategies"], ["random"]),
      "experiments.bernmix.strategies names random, which run at budgets: give "
      "experiments.bernmix.strategy_budgets"),
+    ("budgets without strategies", _set(["experiments", "bernmix", "strategy_budgets"], [10]),
+     "experiments.bernmix.strategy_budgets == [10], but experiments.bernmix.strategies runs "
+     "exhaustive search only, which takes no budget"),
+    ("budgets for exhaustive alone", _set(["experiments", "bernmix"], {
+        **DEFAULT["experiments"]["bernmix"], "strategies": {"exhaustive": None},
+        "strategy_budgets": [5, 10]}),
+     "experiments.bernmix.strategy_budgets == [5, 10], but experiments.bernmix.strategies runs "
+     "exhaustive search only"),
     ("gradient on Bayes alone", _set(["experiments", "selection"], {
         **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
         "strategy_budgets": [10]}),
