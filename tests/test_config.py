@@ -108,6 +108,14 @@ BAD = [
         "strategy_budgets": [5, 10]}),
      "experiments.bernmix.strategy_budgets == [5, 10], but experiments.bernmix.strategies runs "
      "exhaustive search only"),
+    ("leading prompts of the empty prompt alone",
+     _set(["experiments", "selection", "max_prompt_length"], 0),
+     "experiments.selection.dataset_selection.high_variance.leading_prompts cannot apply: "
+     "experiments.selection.max_prompt_length leaves 1 prompt to search"),
+    ("more leading prompts than prompts",
+     _set(["experiments", "selection", "max_prompt_length"], 1),
+     "experiments.selection.dataset_selection.high_variance.leading_prompts == 5, must be in "
+     "2..3 (the prompts searched, set by experiments.selection.max_prompt_length)"),
     ("gradient on Bayes alone", _set(["experiments", "selection"], {
         **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
         "strategy_budgets": [10]}),

@@ -407,7 +407,8 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
             exp["dataset_selection"], where=f"{where}.dataset_selection",
             dataset_sizes=exp["dataset_sizes"],
             num_prompts=prompts_lib.num_prompts(exp["max_prompt_length"],
-                                                pretraining.vocab_size)),
+                                                pretraining.vocab_size),
+            prompts_key=f"{where}.max_prompt_length"),
         search_strategies=search_strategies,
     )
 
