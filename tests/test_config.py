@@ -237,6 +237,15 @@ BAD = [
      _set(["experiments", "topics", "tasks", 0, "in_meta_distribution"], False),
      "experiments.topics.tasks[0].in_meta_distribution == False, but task 'cat_0.5_0.2_0.3' "
      "(categorical(probs=[0.5, 0.2, 0.3])) lies inside the support"),
+    # Figure colours: one Vega cannot parse drew the figure without its lines; one of no
+    # predictor (a misspelt name) was ignored.
+    ("colour Vega cannot draw", _set(["figures"], {"predictor_colors": {"bayes": "notacolor"}}),
+     "figures.predictor_colors.bayes == 'notacolor', not a colour: give a CSS colour name"),
+    ("hex colour of five digits", _set(["figures"], {"predictor_colors": {"lstm": "#12345"}}),
+     "figures.predictor_colors.lstm == '#12345', not a colour"),
+    ("colour of no predictor", _set(["figures"], {"predictor_colors": {"lstmm": "red"}}),
+     "figures.predictor_colors.lstmm: not a predictor; colours are given to bayes or a model "
+     "of `models`: bayes, lstm, transformer"),
     ("source name unusable in paths", _set(["sources", "coin/0.2"], {"kind": "coin", "theta": 0.2}),
      "sources: 'coin/0.2' does not match"),
 ]
@@ -262,6 +271,21 @@ def test_models_are_named_and_referred_to_by_name():
     colors = study.predictor_colors()
     assert colors["lstm"] == "#d95f02" and colors["lstm_small"] not in (colors["lstm"],
                                                                         colors["bayes"])
+
+
+def test_predictor_colors_take_every_form_vega_draws():
+    raw = copy.deepcopy(DEFAULT)
+    raw["models"] = {"lstm_small": {"family": "lstm", "hidden_size": 32}}
+    forms = {"bayes": "SteelBlue", "lstm": "#abc", "transformer": "rgb(10, 20, 30)",
+             "lstm_small": "hsl(120, 50%, 40%)"}
+    raw["figures"] = {"predictor_colors": forms}
+    assert config_lib.load(raw).predictor_colors() == forms
+    assert len(config_lib.CSS_COLOR_KEYWORDS) == 148
+    for color in ("#AABBCC", "#aabbcc80", "rgba(1,2,3,0.5)", "rgb(10%, 20%, 30%)",
+                  "hsla(10, 20%, 30%, .5)", "transparent", "rebeccapurple"):
+        assert config_lib.is_color(color), color
+    for color in ("", "#ggg", "#1234567", "rgb(1, 2)", "hsl(120, 50, 50)", "blu", "0x112233"):
+        assert not config_lib.is_color(color), color
 
 
 def test_model_identity_is_canonical():
