@@ -100,6 +100,22 @@ BAD = [
     ("strategies without budgets", _set(["experiments", "bernmix", "strategies"], ["random"]),
      "experiments.bernmix.strategies names random, which run at budgets: give "
      "experiments.bernmix.strategy_budgets"),
+    ("budgets without strategies", _set(["experiments", "bernmix", "strategy_budgets"], [10]),
+     "experiments.bernmix.strategy_budgets == [10], but experiments.bernmix.strategies runs "
+     "exhaustive search only, which takes no budget"),
+    ("budgets for exhaustive alone", _set(["experiments", "bernmix"], {
+        **DEFAULT["experiments"]["bernmix"], "strategies": {"exhaustive": None},
+        "strategy_budgets": [5, 10]}),
+     "experiments.bernmix.strategy_budgets == [5, 10], but experiments.bernmix.strategies runs "
+     "exhaustive search only"),
+    ("leading prompts of the empty prompt alone",
+     _set(["experiments", "selection", "max_prompt_length"], 0),
+     "experiments.selection.dataset_selection.high_variance.leading_prompts cannot apply: "
+     "experiments.selection.max_prompt_length leaves 1 prompt to search"),
+    ("more leading prompts than prompts",
+     _set(["experiments", "selection", "max_prompt_length"], 1),
+     "experiments.selection.dataset_selection.high_variance.leading_prompts == 5, must be in "
+     "2..3 (the prompts searched, set by experiments.selection.max_prompt_length)"),
     ("gradient on Bayes alone", _set(["experiments", "selection"], {
         **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
         "strategy_budgets": [10]}),
@@ -221,6 +237,15 @@ BAD = [
      _set(["experiments", "topics", "tasks", 0, "in_meta_distribution"], False),
      "experiments.topics.tasks[0].in_meta_distribution == False, but task 'cat_0.5_0.2_0.3' "
      "(categorical(probs=[0.5, 0.2, 0.3])) lies inside the support"),
+    # Figure colours: one Vega cannot parse drew the figure without its lines; one of no
+    # predictor (a misspelt name) was ignored.
+    ("colour Vega cannot draw", _set(["figures"], {"predictor_colors": {"bayes": "notacolor"}}),
+     "figures.predictor_colors.bayes == 'notacolor', not a colour: give a CSS colour name"),
+    ("hex colour of five digits", _set(["figures"], {"predictor_colors": {"lstm": "#12345"}}),
+     "figures.predictor_colors.lstm == '#12345', not a colour"),
+    ("colour of no predictor", _set(["figures"], {"predictor_colors": {"lstmm": "red"}}),
+     "figures.predictor_colors.lstmm: not a predictor; colours are given to bayes or a model "
+     "of `models`: bayes, lstm, transformer"),
     ("source name unusable in paths", _set(["sources", "coin/0.2"], {"kind": "coin", "theta": 0.2}),
      "sources: 'coin/0.2' does not match"),
 ]
@@ -246,6 +271,21 @@ def test_models_are_named_and_referred_to_by_name():
     colors = study.predictor_colors()
     assert colors["lstm"] == "#d95f02" and colors["lstm_small"] not in (colors["lstm"],
                                                                         colors["bayes"])
+
+
+def test_predictor_colors_take_every_form_vega_draws():
+    raw = copy.deepcopy(DEFAULT)
+    raw["models"] = {"lstm_small": {"family": "lstm", "hidden_size": 32}}
+    forms = {"bayes": "SteelBlue", "lstm": "#abc", "transformer": "rgb(10, 20, 30)",
+             "lstm_small": "hsl(120, 50%, 40%)"}
+    raw["figures"] = {"predictor_colors": forms}
+    assert config_lib.load(raw).predictor_colors() == forms
+    assert len(config_lib.CSS_COLOR_KEYWORDS) == 148
+    for color in ("#AABBCC", "#aabbcc80", "rgba(1,2,3,0.5)", "rgb(10%, 20%, 30%)",
+                  "hsla(10, 20%, 30%, .5)", "transparent", "rebeccapurple"):
+        assert config_lib.is_color(color), color
+    for color in ("", "#ggg", "#1234567", "rgb(1, 2)", "hsl(120, 50, 50)", "blu", "0x112233"):
+        assert not config_lib.is_color(color), color
 
 
 def test_model_identity_is_canonical():
@@ -281,6 +321,41 @@ def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
     nested.write_text("sources:\n  c: {kind: coin, theta: 0.7, theta: 0.2}\n")
     with pytest.raises(ConfigError, match=re.escape(f"{nested}:2: key 'theta' is given twice")):
         config_lib.check_config_files([nested])
+
+
+def test_results_dir_expands_home_once_and_nothing_else(tmp_path, monkeypatch):
+    """Every consumer reads the study's results_dir: one expanded folder, never a literal
+    ./~ beside it. Environment variables stay as written."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for given, expected in [("~/runs/x", f"{tmp_path}/runs/x"), ("~", str(tmp_path)),
+                            ("$HOME/x", "$HOME/x"), ("results", "results")]:
+        study = config_lib.load({**DEFAULT, "results_dir": given})
+        assert study.results_dir == study.raw["results_dir"] == expected, given
+
+
+def test_results_dir_that_is_a_file_is_a_named_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "out").write_text("")
+    for given in (str(tmp_path / "out"), "~/out"):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"results_dir == {given!r}: {tmp_path / 'out'} is a file, must be a folder")):
+            config_lib.load({**DEFAULT, "results_dir": given})
+    config_lib.load({**DEFAULT, "results_dir": str(tmp_path)})  # an existing folder is fine
+
+
+@pytest.mark.parametrize("text, line, problem", [
+    ("sources:\n  c: {kind: coin, theta: 0.7\nexperiments: {}\n", 3, "expected ',' or '}'"),
+    ("sources:\n  a: {kind: coin, theta: 0.7}\n b: {kind: coin, theta: 0.2}\n", 3,
+     "expected <block end>"),
+    ("sources:\n\tc: {kind: coin}\n", 2, "found character '\\t'"),
+], ids=["unclosed brace", "bad indent", "tab"])
+def test_yaml_syntax_error_names_file_and_line(tmp_path, text, line, problem):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML: {problem}")):
+        config_lib.check_config_files([path])
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML")):
+        config_lib.load_file(path)
 
 
 @pytest.mark.parametrize("name", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)

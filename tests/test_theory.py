@@ -184,3 +184,14 @@ def test_normal_curve_reuses_one_set_of_draws_for_every_n():
                                              np.random.default_rng(1))
     assert curve[1] == alone  # the same draws, the same answer
     assert curve[0][0] < curve[1][0]
+
+
+@pytest.mark.parametrize("p, N", [([0.4, 0.6], 6), ([0.02] * 5 + [0.9], 3)],
+                         ids=["compositions", "multisets"])
+def test_exact_probability_of_a_certain_event_is_at_most_one(p, N):
+    """Every row optimal: the sum over every outcome is 1, whose rounding gave 1 + 1e-15,
+    outside a measured interval ending at 1 (inside_interval false)."""
+    X = len(p)
+    losses = np.arange(2 * X, dtype=np.float64).reshape(2, X) % 3
+    q = theory.exact_proportion_correct(losses, np.array(p), np.array([True, True]), N)
+    assert 0.0 <= q <= 1.0 and q == pytest.approx(1.0, abs=1e-12)

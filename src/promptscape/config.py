@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import os
+import re
 from pathlib import Path
 
 import yaml
@@ -209,6 +211,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     config = copy.deepcopy(config)
     _refuse_replaced_keys(config)
     validate_schema(config, schema)
+    config["results_dir"] = _results_dir(config["results_dir"])
     sources = {}
     for name, spec in config["sources"].items():
         sources[name] = build_source(spec, where=f"sources.{name}")
@@ -220,6 +223,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
             raise ConfigError(f"{where}: the name {name!r} is reserved for a folder of "
                               f"results_dir; reserved: {', '.join(RESERVED_NAMES)}")
         experiments[name] = _experiment(name, exp, sources, models, where)
+    _check_predictor_colors(config["figures"]["predictor_colors"], models)
     study = Study(raw=config, sources=sources, experiments=experiments, models=models)
     _check_networks(study)
     return study
@@ -244,6 +248,17 @@ def _refuse_replaced_keys(config: dict) -> None:
             node = node[key]
         else:
             raise ConfigError(message)
+
+
+def _results_dir(value: str) -> str:
+    """`results_dir` with a leading ``~`` expanded, once, so that every job and reader sees
+    one folder (a job that wrote into a literal ``./~`` and a reader that expanded it would
+    not); environment variables are not expanded. A file there is a ConfigError."""
+    path = os.path.expanduser(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"results_dir == {value!r}: {path} is a file, must be a folder "
+                          "(or not exist yet: the workflow creates it)")
+    return path
 
 
 def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
@@ -275,6 +290,62 @@ def _models(spec: dict) -> dict[str, Model]:
     return models
 
 
+def _check_predictor_colors(colors: dict, models: dict) -> None:
+    """Every colour of `figures.predictor_colors` belongs to a predictor (bayes or a model)
+    and is one Vega can draw; a colour it cannot parse draws the figure without its lines."""
+    known = ["bayes", *models]
+    for name, color in colors.items():
+        where = f"figures.predictor_colors.{name}"
+        if name not in known:
+            raise ConfigError(f"{where}: not a predictor; colours are given to bayes or a "
+                              f"model of `models`: {', '.join(known)}")
+        if not is_color(color):
+            raise ConfigError(f"{where} == {color!r}, not a colour: give a CSS colour name "
+                              "(such as steelblue), #rgb, #rrggbb, rgb(r, g, b) or "
+                              "hsl(h, s%, l%)")
+
+
+# Colours as Vega parses them (d3-color, which figures rely on): the CSS colour keywords,
+# 'transparent', #rgb, #rgba, #rrggbb and #rrggbbaa, and the rgb(), rgba(), hsl() and
+# hsla() forms, case and surrounding space aside.
+CSS_COLOR_KEYWORDS = frozenset("""
+    aliceblue antiquewhite aqua aquamarine azure beige bisque black blanchedalmond blue
+    blueviolet brown burlywood cadetblue chartreuse chocolate coral cornflowerblue cornsilk
+    crimson cyan darkblue darkcyan darkgoldenrod darkgray darkgreen darkgrey darkkhaki
+    darkmagenta darkolivegreen darkorange darkorchid darkred darksalmon darkseagreen
+    darkslateblue darkslategray darkslategrey darkturquoise darkviolet deeppink deepskyblue
+    dimgray dimgrey dodgerblue firebrick floralwhite forestgreen fuchsia gainsboro
+    ghostwhite gold goldenrod gray green greenyellow grey honeydew hotpink indianred indigo
+    ivory khaki lavender lavenderblush lawngreen lemonchiffon lightblue lightcoral lightcyan
+    lightgoldenrodyellow lightgray lightgreen lightgrey lightpink lightsalmon lightseagreen
+    lightskyblue lightslategray lightslategrey lightsteelblue lightyellow lime limegreen
+    linen magenta maroon mediumaquamarine mediumblue mediumorchid mediumpurple
+    mediumseagreen mediumslateblue mediumspringgreen mediumturquoise mediumvioletred
+    midnightblue mintcream mistyrose moccasin navajowhite navy oldlace olive olivedrab
+    orange orangered orchid palegoldenrod palegreen paleturquoise palevioletred papayawhip
+    peachpuff peru pink plum powderblue purple rebeccapurple red rosybrown royalblue
+    saddlebrown salmon sandybrown seagreen seashell sienna silver skyblue slateblue
+    slategray slategrey snow springgreen steelblue tan teal thistle tomato turquoise violet
+    wheat white whitesmoke yellow yellowgreen""".split())
+_INT = r"\s*[+-]?\d+\s*"
+_NUM = r"\s*[+-]?(?:\d*\.)?\d+(?:[eE][+-]?\d+)?\s*"
+_PCT = r"\s*[+-]?(?:\d*\.)?\d+(?:[eE][+-]?\d+)?%\s*"
+_COLOR_FORMS = [re.compile(pattern) for pattern in (
+    r"#(?:[0-9a-f]{3}|[0-9a-f]{4}|[0-9a-f]{6}|[0-9a-f]{8})",
+    rf"rgb\({_INT},{_INT},{_INT}\)", rf"rgb\({_PCT},{_PCT},{_PCT}\)",
+    rf"rgba\({_INT},{_INT},{_INT},{_NUM}\)", rf"rgba\({_PCT},{_PCT},{_PCT},{_NUM}\)",
+    rf"hsl\({_NUM},{_PCT},{_PCT}\)", rf"hsla\({_NUM},{_PCT},{_PCT},{_NUM}\)")]
+
+
+def is_color(value) -> bool:
+    """Whether `value` is a colour string Vega draws (the forms above)."""
+    if not isinstance(value, str):
+        return False
+    value = value.strip().lower()
+    return (value in CSS_COLOR_KEYWORDS or value == "transparent"
+            or any(form.fullmatch(value) for form in _COLOR_FORMS))
+
+
 def _check_networks(study: Study) -> None:
     """Build every network config the study will train, and every other model's with the
     default length, so that a bad model key fails at load whether or not it is used."""
@@ -292,8 +363,8 @@ def _check_networks(study: Study) -> None:
 
 def check_config_files(paths) -> list[dict]:
     """Read each YAML config file strictly: a key given twice in one mapping is a
-    ConfigError naming the file, the line and the key (plain YAML keeps the last silently).
-    Returns the parsed mappings."""
+    ConfigError naming the file, the line and the key (plain YAML keeps the last silently),
+    and so is a syntax error. Returns the parsed mappings."""
     return [_read_strict(Path(path)) for path in paths]
 
 
@@ -322,6 +393,12 @@ def _read_strict(path: Path) -> dict:
         loader.name = str(path)
         try:
             return loader.get_single_data() or {}
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{line}: not valid YAML: {error.problem or error.context}"
+                              + (f" ({error.context})" if error.problem and error.context
+                                 else "")) from None
         finally:
             loader.dispose()
 
@@ -388,7 +465,8 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
             exp["dataset_selection"], where=f"{where}.dataset_selection",
             dataset_sizes=exp["dataset_sizes"],
             num_prompts=prompts_lib.num_prompts(exp["max_prompt_length"],
-                                                pretraining.vocab_size)),
+                                                pretraining.vocab_size),
+            prompts_key=f"{where}.max_prompt_length"),
         search_strategies=search_strategies,
     )
 

@@ -195,11 +195,13 @@ class Plan:
         return tuple(name for name in self.names if METHODS[name].pooled)
 
 
-def parse(spec, *, where: str, dataset_sizes, num_prompts: int) -> Plan:
+def parse(spec, *, where: str, dataset_sizes, num_prompts: int,
+          prompts_key: str = "max_prompt_length") -> Plan:
     """The `Plan` of a ``dataset_selection`` value (a list of names or a mapping of names to
     settings), checked: known methods and settings, a pool size shared by the pooled
     methods and at least the largest N, 2 <= leading_prompts <= the prompts searched,
-    0 < uniform_share <= 1. Every error is a ConfigError naming the key."""
+    0 < uniform_share <= 1. Every error is a ConfigError naming the key; `prompts_key`
+    names the setting that decides `num_prompts` (the experiment's max_prompt_length)."""
     if isinstance(spec, (list, tuple)):
         seen = set()
         for i, name in enumerate(spec):
@@ -226,7 +228,7 @@ def parse(spec, *, where: str, dataset_sizes, num_prompts: int) -> Plan:
             raise ConfigError(f"{where}.{name}.{unknown[0]}: not a setting of {name} "
                               f"(its settings: {known})")
         settings = {**method.settings, **given}
-        _check_settings(settings, f"{where}.{name}", dataset_sizes, num_prompts)
+        _check_settings(settings, f"{where}.{name}", dataset_sizes, num_prompts, prompts_key)
         methods.append((name, settings))
     if RANDOM not in dict(methods):
         raise ConfigError(f"{where} == {list(dict(methods))} lacks {RANDOM!r}: every "
@@ -243,7 +245,8 @@ def parse(spec, *, where: str, dataset_sizes, num_prompts: int) -> Plan:
     return Plan(tuple(methods))
 
 
-def _check_settings(settings: dict, where: str, dataset_sizes, num_prompts: int) -> None:
+def _check_settings(settings: dict, where: str, dataset_sizes, num_prompts: int,
+                    prompts_key: str) -> None:
     for key, value in settings.items():
         if key in ("pool_size", "leading_prompts"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -260,10 +263,15 @@ def _check_settings(settings: dict, where: str, dataset_sizes, num_prompts: int)
                           "of the P pool sequences")
     if "leading_prompts" in settings:
         k = settings["leading_prompts"]
+        if num_prompts < 2:
+            raise ConfigError(f"{where}.leading_prompts cannot apply: {prompts_key} leaves "
+                              f"{num_prompts} prompt to search, and the spread of a "
+                              "sequence's loss is taken across 2 leading prompts at least; "
+                              f"raise {prompts_key} or drop {where.rsplit('.', 1)[-1]}")
         if not 2 <= k <= num_prompts:
             raise ConfigError(f"{where}.leading_prompts == {k}, must be in 2..{num_prompts} "
-                              "(the prompts searched): the spread of a sequence's loss is "
-                              "taken across them")
+                              f"(the prompts searched, set by {prompts_key}): the spread of "
+                              "a sequence's loss is taken across them")
 
 
 def select(name: str, pool_losses: np.ndarray, N: int, rng: np.random.Generator,

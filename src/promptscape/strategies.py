@@ -461,8 +461,8 @@ class Plan:
 
 def parse(strategies, budgets, where: str) -> Plan:
     """`experiments.<name>.strategies` (a list of names, or a mapping of names to settings)
-    and `strategy_budgets` (a list of positive integers) as a `Plan`, or a `ConfigError`
-    naming the key."""
+    and `strategy_budgets` (a list of positive integers, given exactly when a strategy
+    besides exhaustive runs) as a `Plan`, or a `ConfigError` naming the key."""
     key = f"{where}.strategies"
     if strategies is None:
         strategies = [EXHAUSTIVE]
@@ -507,6 +507,11 @@ def parse(strategies, budgets, where: str) -> Plan:
     if searching and not budgets:
         raise ConfigError(f"{key} names {', '.join(searching)}, which run at budgets: give "
                           f"{budget_key}")
+    if budgets and not searching:
+        others = ", ".join(n for n in STRATEGIES if not STRATEGIES[n].exhaustive)
+        raise ConfigError(f"{budget_key} == {budgets}, but {key} runs exhaustive search "
+                          f"only, which takes no budget: name the strategies to run at them "
+                          f"({others}) or drop {budget_key}")
     plan = Plan(tuple(out), tuple(sorted(budgets)))
     for name in searching:
         if not plan.budgets_of(name, 0):

@@ -175,7 +175,7 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
             log_prob = log_factorial[N] - log_N[run - 1].sum(axis=1) + log_p[picks].sum(axis=1)
             correct = chosen_correct(by_outcome[picks].sum(axis=1) / N, optimal)
             total += float(np.exp(log_prob[correct]).sum())
-        return total
+        return _clip_probability(total)
     size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // (X + R)))
     optimal = np.asarray(optimal, dtype=bool)
     ones = np.ones(X)
@@ -188,7 +188,14 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
         log_prob = log_factorial[N] - log_factorial[counts] @ ones + frequencies @ log_p
         chosen = search.choose_by_prompt(losses @ frequencies.T / N)  # (R, B): rows by prompt
         total += float(np.exp(log_prob[optimal[chosen]]).sum())
-    return total
+    return _clip_probability(total)
+
+
+def _clip_probability(total: float) -> float:
+    """A sum of outcome probabilities as a probability: rounding over many terms can carry
+    a certain event to 1 + 1e-15 (a binary task at N = 5 does), which a check against an
+    interval's upper bound of 1 would count as outside it."""
+    return min(max(total, 0.0), 1.0)
 
 
 def _block_draws(X: int, R: int) -> int:
