@@ -96,7 +96,8 @@ _DELETE = object()
 
 BAD = [
     ("unknown strategy", _set(["experiments", "bernmix", "strategies"], ["exhaustive", "gcg"]),
-     "experiments.bernmix.strategies: ['exhaustive', 'gcg'] is not valid"),
+     "experiments.bernmix.strategies[1]: 'gcg' is not one of ['exhaustive', 'random', "
+     "'beam', 'hill_climb', 'annealing', 'evolutionary', 'gradient']"),
     ("strategies without budgets", _set(["experiments", "bernmix", "strategies"], ["random"]),
      "experiments.bernmix.strategies names random, which run at budgets: give "
      "experiments.bernmix.strategy_budgets"),
@@ -122,7 +123,28 @@ BAD = [
      "experiments.selection.strategies names gradient, but every predictor"),
     ("misspelt strategy setting", _set(["experiments", "bernmix", "strategies"],
                                        {"beam": {"widht": 4}}),
-     "experiments.bernmix.strategies"),
+     "experiments.bernmix.strategies.beam: Additional properties are not allowed ('widht' was "
+     "unexpected); allowed: max_budget, width"),
+    # A value that fits none of a key's forms (oneOf, anyOf): the error of the form whose
+    # type it has, naming the entry, or the types allowed; never the key's whole description.
+    ("strategy given as a string", _set(["experiments", "bernmix", "strategies"], "beam"),
+     "experiments.bernmix.strategies: 'beam' is not of type 'array' or 'object'"),
+    ("strategy setting out of range", _set(["experiments", "bernmix", "strategies"],
+                                           {"random": {"max_budget": 0}}),
+     "experiments.bernmix.strategies.random.max_budget: 0 is less than the minimum of 1 (the "
+     "largest budget"),
+    ("unknown selection method", _set(["experiments", "bernmix", "dataset_selection"],
+                                      ["random", "magic"]),
+     "experiments.bernmix.dataset_selection[1]: 'magic' is not one of ['random', 'pool', "
+     "'high_variance', 'high_variance_weighted']"),
+    ("unknown selection method in a mapping",
+     _set(["experiments", "bernmix", "dataset_selection"], {"random": None, "magic": {}}),
+     "experiments.bernmix.dataset_selection: Additional properties are not allowed ('magic' "
+     "was unexpected); allowed: random, pool, high_variance, high_variance_weighted"),
+    ("theta as a string", _set(["sources", "coin_0.7", "theta"], "0.7"),
+     "sources.coin_0.7.theta: '0.7' is not of type 'number' or 'array'"),
+    ("a string among thetas", _set(["sources", "bernmix", "thetas"], ["0.2", 0.7]),
+     "sources.bernmix.thetas[0]: '0.2' is not of type 'number'"),
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
      "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, markov, "
@@ -141,7 +163,9 @@ BAD = [
      "experiments.bernmix.max_prompt_length: 30 is greater than the maximum of 16 (L_max, "
      "the longest prompt of the exhaustive search."),
     ("misspelt experiment key", _set(["experiments", "bernmix", "num_seed"], 10),
-     "experiments.bernmix: Additional properties are not allowed ('num_seed' was unexpected)"),
+     "experiments.bernmix: Additional properties are not allowed ('num_seed' was unexpected); "
+     "allowed: pretraining, tasks, predictors, max_prompt_length, task_length, dataset_sizes, "
+     "num_seeds, seeds_per_job"),
     ("N of 0", _set(["experiments", "bernmix", "dataset_sizes"], [0, 10]),
      "experiments.bernmix.dataset_sizes[0]: 0 is less than the minimum of 1"),
     ("IMD label missing", _set(["experiments", "bernmix", "tasks", 1, "in_meta_distribution"],

@@ -480,13 +480,42 @@ def validate_schema(config: dict, schema: dict) -> None:
     validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
-        error = errors[0]
+        error, message = _specific(errors[0], schema)
         where = _dotted(error.absolute_path) or "config"
         hint = error.schema.get("description") if isinstance(error.schema, dict) else None
-        message = f"{where}: {error.message}"
-        if hint and error.validator not in ("additionalProperties", "required"):
+        message = f"{where}: {message}"
+        if hint and error.validator not in ("additionalProperties", "required", "oneOf",
+                                            "anyOf"):
             message += f" ({' '.join(hint.split())})"
         raise ConfigError(message)
+
+
+def _specific(error, root):
+    """The error to report, and its message, for a value that fits none of a oneOf's or an
+    anyOf's alternatives: the error of the alternative whose type the value has (the one
+    with fewest errors where several do), which names the entry at fault; where none does,
+    the types allowed. jsonschema's own message names neither. An unexpected key's message
+    lists the keys allowed."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        branches = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        typed = {i: subs for i, subs in branches.items()
+                 if not any(sub.validator == "type" and not sub.relative_path for sub in subs)}
+        if not typed:
+            types = []
+            for branch in error.validator_value:
+                kind = _resolve(branch, root).get("type", [])
+                types += [t for t in ([kind] if isinstance(kind, str) else kind)
+                          if t not in types]
+            return error, (f"{error.instance!r} is not of type "
+                           f"{' or '.join(repr(t) for t in types)}")
+        subs = min(typed.values(), key=len)
+        error = min(subs, key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    allowed = error.schema.get("properties") if isinstance(error.schema, dict) else None
+    if error.validator == "additionalProperties" and error.validator_value is False and allowed:
+        return error, f"{error.message}; allowed: {', '.join(allowed)}"
+    return error, error.message
 
 
 def _strict_integer(checker, instance) -> bool:
