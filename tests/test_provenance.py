@@ -276,14 +276,18 @@ def traced(tmp_path_factory):
         tasks=list(tasks), task_length=T, dataset_sizes=[3], first=0, last=1,
         max_prompt_length=L_MAX, enumeration_budget=2 ** 27, datasets=p("data/all.parquet"),
         output=search_path)
-    placed = {"search": [search_path], "landscape": []}
-    for j in keep:
-        family = predictors[j][0]
-        for task in tasks:
-            target = p(tables.ARTIFACTS["landscape"].path.format(
-                experiment="e", predictor=family, replicate=0, task=task))
-            shutil.copy(p(f"landscape/{j}/{task}.parquet"), target)
-            placed["landscape"].append(target)
+    def place(artifact, folder):
+        """The kept predictors' per-task files of `folder`, copied to their workflow paths."""
+        placed = []
+        for j in keep:
+            for task in tasks:
+                target = p(tables.ARTIFACTS[artifact].path.format(
+                    experiment="e", predictor=predictors[j][0], replicate=0, task=task))
+                shutil.copy(p(f"{folder}/{j}/{task}.parquet"), target)
+                placed.append(target)
+        return placed
+
+    placed = {"search": [search_path], "landscape": place("landscape", "landscape")}
     grid = {"experiment": "e", "predictors": ["bayes", "lstm", "transformer"],
             "replicates": {"bayes": 1, "lstm": 1, "transformer": 1},
             "tasks": list(tasks), "selections": ["random"], "dataset_sizes": [3],
@@ -304,14 +308,7 @@ def traced(tmp_path_factory):
                 evaluation=p(f"evaluation/{task}.parquet"), output=predictions[-1],
                 max_prompt_length=L_MAX, dataset_sizes=[3], draws=200,
                 exact_max_outcomes=10_000, reference_N=100)
-    placed_predictions = []
-    for j in keep:
-        family = predictors[j][0]
-        for task in tasks:
-            target = p(tables.ARTIFACTS["predicted_reliability"].path.format(
-                experiment="e", predictor=family, replicate=0, task=task))
-            shutil.copy(p(f"prediction/{j}/{task}.parquet"), target)
-            placed_predictions.append(target)
+    placed_predictions = place("predicted_reliability", "prediction")
     run("aggregate_search", aggregate_stage.aggregate_search, {}, searches=placed["search"],
         landscapes=placed["landscape"], predictions=placed_predictions,
         selections=p("aggregate/selections.parquet"),
