@@ -198,18 +198,16 @@ def get_pool_args(wildcards):
 
 def get_predictor_units(exp):
     """Every (predictor, replicate) of an experiment as a search job sees it: its family
-    and its network's prompt-loss table (T enumerable) or checkpoint; nothing for Bayes.
-    """
-    units = []
-    for predictor, r in STUDY.predictor_replicates(exp):
-        unit = dict(predictor=predictor, replicate=r, family=STUDY.family(predictor))
-        if is_neural(predictor):
-            if is_tabulated(exp):
-                unit["table"] = layout.prompt_losses(STUDY, exp, predictor, r)
-            else:
-                unit["model"] = layout.checkpoint(STUDY, exp, predictor, r)
-        units.append(unit)
-    return units
+    and what its losses are read from (`network_inputs`)."""
+    return [
+        dict(
+            predictor=predictor,
+            replicate=r,
+            family=STUDY.family(predictor),
+            **network_inputs(exp, predictor, r),
+        )
+        for predictor, r in STUDY.predictor_replicates(exp)
+    ]
 
 
 def get_search_inputs(wildcards):
@@ -407,19 +405,21 @@ def is_tabulated(exp):
     return plan.enumerates(STUDY, exp)
 
 
-def get_prediction_inputs(wildcards):
-    """Extra inputs of searches and landscapes: nothing for Bayes; for a neural predictor
-    its prompt-loss table when T is enumerable, else its checkpoint."""
-    if not is_neural(wildcards.predictor):
+def network_inputs(exp, predictor, replicate):
+    """Nothing for Bayes; for a network its prompt-loss table when T is enumerable (losses
+    looked up), else its checkpoint."""
+    if not is_neural(predictor):
         return {}
-    exp = get_experiment(wildcards)
     if is_tabulated(exp):
-        return {
-            "table": layout.prompt_losses(
-                STUDY, exp, wildcards.predictor, get_replicate(wildcards)
-            )
-        }
-    return {"model": get_model(wildcards)}
+        return {"table": layout.prompt_losses(STUDY, exp, predictor, replicate)}
+    return {"model": layout.checkpoint(STUDY, exp, predictor, replicate)}
+
+
+def get_prediction_inputs(wildcards):
+    """Extra inputs of landscapes and predictions (`network_inputs`)."""
+    return network_inputs(
+        get_experiment(wildcards), wildcards.predictor, get_replicate(wildcards)
+    )
 
 
 def get_network_replicate(wildcards):

@@ -21,10 +21,14 @@ def task_data_generator(task: dict, task_length: int, N: int, seed: int) -> np.r
 def draw_datasets(task: dict, task_length: int, N: int, seeds) -> np.ndarray:
     """The datasets D_N of `seeds` of one task, ``(S, N, T)``: what task_data holds and what
     every stage that needs a D_N of its own (strategies) draws, sequence for sequence."""
-    source = build_source(task, where="task")
-    return np.stack([source.sample(N, task_length, task_data_generator(task, task_length, N,
-                                                                        int(seed)))
-                     for seed in seeds])
+    return _draw(build_source(task, where="task"), N, task_length, seeds,
+                 lambda seed: task_data_generator(task, task_length, N, seed))
+
+
+def _draw(source, n: int, task_length: int, seeds, generator) -> np.ndarray:
+    """``(S, n, T)``: `n` sequences of `source` per seed, each seed's from
+    ``generator(seed)``."""
+    return np.stack([source.sample(n, task_length, generator(int(seed))) for seed in seeds])
 
 
 def simulate_tasks(*, output: str, experiment: str, tasks: dict[str, dict],
@@ -69,8 +73,8 @@ def _write_draws(output: str, artifact: str, experiment: str, tasks: dict[str, d
         source = build_source(task, where=f"task {name}")
         for N in dataset_sizes:
             n = size(task, N)
-            seqs = np.concatenate([source.sample(n, task_length, generator(task, N, int(seed)))
-                                   for seed in seeds])  # (S * n, T)
+            seqs = _draw(source, n, task_length, seeds,
+                         lambda seed: generator(task, N, seed)).reshape(-1, task_length)
             columns["task"] += [name] * len(seqs)
             columns["N"].append(np.full(len(seqs), N))
             columns["seed"].append(np.repeat(seeds, n))

@@ -39,14 +39,14 @@ def search_prompts(*, datasets: str, output: str, predictors: list[dict], pretra
     selection random), and each seed's s_hat, for every predictor (`predictors`: one
     mapping each of ``predictor``, ``replicate``, ``family`` and its ``table`` or ``model``
     path), task and N of an experiment. Each predictor is loaded once."""
-    data = tables.read_table(datasets, "task_data")
+    blocks = read_blocks(datasets, "task_data", tasks, dataset_sizes, first, last,
+                         task_length, lambda N: N)
     frames = []
     for unit in predictors:
         prompts, pred, V = _predictor(max_prompt_length, pretraining, unit, device)
         for task in tasks:
             for N in dataset_sizes:
-                seeds, seqs = read_block(data, datasets, "task_data", task, N, first, last,
-                                         task_length, N)
+                seeds, seqs = blocks[task, N]
                 losses = search.empirical_losses(pred, prompts, seqs, enumeration_budget,
                                                  V)  # (S, P)
                 frames.append(_search_frame(
@@ -65,15 +65,14 @@ def search_selected(*, datasets: str, output: str, selected: str, predictors: li
     (`datasets`: the block's selection_pool), for every predictor, task (`tasks`: name ->
     source config, the design's seed) and N of an experiment; the datasets kept are written
     to `selected` (selected_data)."""
-    data = tables.read_table(datasets, "selection_pool")
+    blocks = read_blocks(datasets, "selection_pool", list(tasks), dataset_sizes, first, last,
+                         task_length, lambda N: selection_settings["pool_size"])
     frames, kept = [], []
     for unit in predictors:
         prompts, pred, V = _predictor(max_prompt_length, pretraining, unit, device)
         for task_name, task in tasks.items():
             for N in dataset_sizes:
-                seeds, pools = read_block(data, datasets, "selection_pool", task_name, N,
-                                          first, last, task_length,
-                                          selection_settings["pool_size"])
+                seeds, pools = blocks[task_name, N]
                 identity = {"predictor": unit["predictor"], "replicate": unit["replicate"],
                             "experiment": experiment, "task": task_name,
                             "selection": selection, "N": N}
@@ -86,27 +85,36 @@ def search_selected(*, datasets: str, output: str, selected: str, predictors: li
     _write_search(frames, output)
 
 
-def read_block(data, path: str, artifact: str, task: str, N: int, first: int, last: int,
-               task_length: int, size: int):
-    """The seeds first..last of (task, N) in a block file's table `data` (read from `path`)
-    and their sequences ``(S, size, T)``; a block that lacks a seed, or whose seeds do not
-    hold `size` sequences each (N of a dataset, P of a pool), is refused by name."""
-    # Rows are sorted by the file's key (task, N, seed, index), so (task, N) is one slice.
-    mask = (data["task"].to_numpy(zero_copy_only=False) == task) & (data["N"].to_numpy() == N)
-    rows = np.flatnonzero(mask)
-    start, stop = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
-    seeds, counts = np.unique(data["seed"].to_numpy()[start:stop], return_counts=True)
+def read_blocks(path: str, artifact: str, tasks: list[str], dataset_sizes: list[int],
+                first: int, last: int, task_length: int, size) -> dict:
+    """{(task, N): (seeds, sequences (S, size(N), T))} of a block file (task_data,
+    selection_pool), read and decoded once for every predictor of the job; a (task, N) that
+    lacks a seed of first..last, or whose seeds do not hold `size(N)` sequences each (N of a
+    dataset, P of a pool), is refused by name."""
+    data = tables.read_table(path, artifact)
+    task_column = data["task"].to_numpy(zero_copy_only=False)
+    n_column, seed_column = data["N"].to_numpy(), data["seed"].to_numpy()
     expected = np.arange(first, last + 1)
-    if (stop - start != len(rows) or not np.array_equal(seeds, expected)
-            or (counts != size).any()):
-        bad = ", ".join(f"seed {s}: {c}" for s, c in zip(seeds, counts) if c != size)
-        raise ValueError(f"{path}: task {task}, N={N} must hold seeds {first}..{last} with "
-                         f"{size} sequences each (its job's "
-                         f"{'N' if artifact == 'task_data' else 'pool_size'}); it holds "
-                         f"{len(seeds)} seeds{'; ' + bad if bad else ''}")
-    sequences = data["sequence"].slice(start, stop - start).to_pylist()
-    seqs = prompts_lib.to_arrays(sequences, task_length)
-    return seeds, seqs.reshape(len(seeds), size, task_length)
+    blocks = {}
+    for task in tasks:
+        for N in dataset_sizes:
+            # Rows are sorted by the file's key (task, N, seed, index): (task, N) is a slice.
+            rows = np.flatnonzero((task_column == task) & (n_column == N))
+            start, stop = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+            seeds, counts = np.unique(seed_column[start:stop], return_counts=True)
+            n = size(N)
+            if (stop - start != len(rows) or not np.array_equal(seeds, expected)
+                    or (counts != n).any()):
+                bad = ", ".join(f"seed {s}: {c}" for s, c in zip(seeds, counts) if c != n)
+                raise ValueError(
+                    f"{path}: task {task}, N={N} must hold seeds {first}..{last} with {n} "
+                    f"sequences each (its job's "
+                    f"{'N' if artifact == 'task_data' else 'pool_size'}); it holds "
+                    f"{len(seeds)} seeds{'; ' + bad if bad else ''}")
+            sequences = data["sequence"].slice(start, stop - start).to_pylist()
+            seqs = prompts_lib.to_arrays(sequences, task_length)
+            blocks[task, N] = seeds, seqs.reshape(len(seeds), n, task_length)
+    return blocks
 
 
 def _predictor(max_prompt_length, pretraining, unit, device):
