@@ -34,7 +34,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from promptscape import logs, predictors, seeding, tables, validation
+from promptscape import files, logs, predictors, seeding, validation
 from promptscape.model_config import (  # noqa: F401  (re-exported)
     DEVICES, FAMILIES, LR_SCHEDULES, PredictorConfig)
 from promptscape import prompts as prompts_lib
@@ -1088,19 +1087,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, config: Predic
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "curve": {name: list(curve[name]) for name in CURVE_COLUMNS},
     }
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".pt.tmp")
-    os.chmod(tmp, tables.default_mode())  # mkstemp's 0600 would hide it from collaborators
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(checkpoint, file)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    files.atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix=".pt.tmp")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import os
 import string
-import tempfile
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from promptscape import files
 
 
 # Fourth element of a field tuple: the column may hold nulls.
@@ -555,25 +556,8 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
     # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
     table = table.sort_by([(k, "ascending") for k in spec.sort_key])
     table = table.replace_schema_metadata({"artifact": artifact})
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".parquet.tmp", dir=os.path.dirname(path) or ".")
-    os.close(fd)
-    os.chmod(tmp, default_mode())  # mkstemp's 0600 would hide results from collaborators
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def default_mode() -> int:
-    """The mode a plain ``open()`` would give a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    files.atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"),
+                       suffix=".parquet.tmp")
 
 
 def _from_columns(columns: dict, schema: pa.Schema, artifact: str, path) -> pa.Table:
