@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from promptscape import tables
+from promptscape.pipeline import tables
 
 
 def by_artifact(root: Path) -> dict[str, list[Path]]:

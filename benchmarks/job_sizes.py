@@ -102,9 +102,9 @@ def rule_table(by_rule: dict) -> str:
 
 
 def plan_table(by_rule: dict, configfile: str) -> str:
-    """The plan's estimated time per rule (`promptscape.plan.job_seconds`) beside the
+    """The plan's estimated time per rule (`promptscape.pipeline.plan.job_seconds`) beside the
     measured summed job time, for the run of `configfile`."""
-    from promptscape import config, plan
+    from promptscape.pipeline import config, plan
 
     jobs = plan.jobs(config.load_file(configfile))
     lines = ["| rule | jobs | estimated (s) | measured job time (s) | estimated / measured |",
@@ -124,7 +124,7 @@ def plan_table(by_rule: dict, configfile: str) -> str:
 
 
 def plan_totals(configfile: str) -> str:
-    from promptscape import config, plan
+    from promptscape.pipeline import config, plan
 
     study = config.load_file(configfile)
     t = plan.totals(study, plan.jobs(study))
@@ -182,13 +182,13 @@ def main(argv=None) -> None:
             body += [f"## {name}: per rule", "", rule_table(by_rule), ""]
         last = list(per_rule.values())[-1]
         body += ["## The cost plan against the last run", "",
-                 "`python -m promptscape.plan` estimates each job's time from rates "
+                 "`python -m promptscape.pipeline.plan` estimates each job's time from rates "
                  "calibrated on a default run (`plan.job_seconds`); here beside the measured "
                  "job time of the last run above, per rule:", "",
                  plan_table(last, "config/config.yaml"), ""]
         if args.plan:
             body += ["## Cost plans of other configs", "",
-                     "Estimated, not run here (`python -m promptscape.plan --configfile F`):",
+                     "Estimated, not run here (`python -m promptscape.pipeline.plan --configfile F`):",
                      ""] + [f"- {plan_totals(c)}" for c in args.plan] + [""]
         args.write.write_text("\n".join(body))
 

@@ -23,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-from promptscape import model_config, models, prompts
+from promptscape import prompts
+from promptscape.neural import base, families, scoring
 
 
 def best_time(fn, repeats: int) -> float:
@@ -73,10 +74,10 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; "
           f"{P} prompts x {B} sequences x {T} symbols = {evaluations:,} evaluations; "
           f"best of {args.repeats}")
-    for family in model_config.NEURAL_FAMILIES:
-        config = models.PredictorConfig(family=family)
+    for family in families.NEURAL_FAMILIES:
+        config = families.PredictorConfig(family=family)
         # Weights do not change the cost: an untrained model of the default size will do.
-        predictor = models.NeuralPredictor(models.build_model(config, 2), config, device="cpu")
+        predictor = scoring.NeuralPredictor(base.build_model(config, 2), config, device="cpu")
         model = predictor.model
         n_params = sum(p.numel() for p in model.parameters())
 

@@ -67,7 +67,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from promptscape import model_config, models, prompts
+from promptscape import prompts
+from promptscape.neural import base, families, scoring
 
 V = 2
 
@@ -162,8 +163,8 @@ def measure(family: str, L: int, args) -> dict:
     """Every figure of one (L_max, family) row; runs in its own process (peak memory)."""
     torch.set_num_threads(args.threads)
     T = args.task_length
-    config = models.PredictorConfig(family=family, sequence_length=max(16, L + T))
-    predictor = models.NeuralPredictor(models.build_model(config, V), config, device="cpu")
+    config = families.PredictorConfig(family=family, sequence_length=max(16, L + T))
+    predictor = scoring.NeuralPredictor(base.build_model(config, V), config, device="cpu")
     model = predictor.model
     seqs = prompts.enumerate_sequences(T, V)
     B = len(seqs)
@@ -288,7 +289,7 @@ def main(argv=None) -> None:
                              "1 naive prompt per length: a smoke run under a minute")
     parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--task-length", type=int, default=10)
-    parser.add_argument("--families", default=",".join(model_config.NEURAL_FAMILIES))
+    parser.add_argument("--families", default=",".join(families.NEURAL_FAMILIES))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: see the module doc)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -313,7 +314,7 @@ def main(argv=None) -> None:
         if getattr(args, key) is None or (key == "repeats" and args.quick):
             setattr(args, key, value)
     args.full_check = [f for f in args.full_check.split(",") if f]
-    families = args.families.split(",")
+    family_names = args.families.split(",")
 
     start = time.perf_counter()
     print(f"torch {torch.__version__}, {args.threads} thread(s), cpu "
@@ -323,7 +324,7 @@ def main(argv=None) -> None:
           f"trie figures best of {args.repeats}")
     context = multiprocessing.get_context("spawn")
     for L in args.lengths:
-        for family in families:
+        for family in family_names:
             if args.in_process:
                 report(measure(family, L, args), args)
                 continue

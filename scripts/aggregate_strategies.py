@@ -1,6 +1,6 @@
 """Snakemake entry point of rule aggregate_strategies."""
 from promptscape import logs
-from promptscape.stages import aggregate
+from promptscape.pipeline.stages import aggregate
 
 logs.setup(snakemake.log[0])
 aggregate.aggregate_strategies(

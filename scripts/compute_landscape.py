@@ -1,7 +1,7 @@
 """Snakemake entry point of rule compute_landscape."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import landscape
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import landscape
 
 logs.setup(snakemake.log[0])
 landscape.compute_landscape(

@@ -1,7 +1,7 @@
 """Snakemake entry point of rule evaluate_predictor."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import training
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import training
 
 logs.setup(snakemake.log[0])
 training.evaluate_predictor(

@@ -1,7 +1,7 @@
 """Snakemake entry point of rule measure_efficiency."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import efficiency
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import efficiency
 
 logs.setup(snakemake.log[0])
 efficiency.measure_efficiency(

@@ -1,6 +1,6 @@
 """Snakemake entry point of rule plot_figure."""
 from promptscape import logs
-from promptscape.stages import figures
+from promptscape.pipeline.stages import figures
 
 logs.setup(snakemake.log[0])
 figures.plot_figure(

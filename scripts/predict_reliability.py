@@ -1,7 +1,7 @@
 """Snakemake entry point of rule predict_reliability."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import prediction
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import prediction
 
 logs.setup(snakemake.log[0])
 prediction.predict_reliability(

@@ -1,7 +1,7 @@
 """Snakemake entry point of rule search_prompts."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import search
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import search
 
 logs.setup(snakemake.log[0])
 search.search_prompts(

@@ -1,7 +1,7 @@
 """Snakemake entry point of rule search_strategies."""
 from promptscape import logs
-from promptscape.stages.common import training_device
-from promptscape.stages import strategies
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import strategies
 
 logs.setup(snakemake.log[0])
 strategies.search_strategies(

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from promptscape import aggregate, tables
+from promptscape.pipeline import tables
+from promptscape.report import aggregate
 from promptscape.prompts import all_prompts
-from promptscape.stages.aggregate import aggregate_search
-from promptscape.stages.datasets import simulate_evaluation, simulate_tasks
-from promptscape.stages.landscape import compute_landscape
-from promptscape.stages.prediction import predict_reliability
-from promptscape.stages.search import search_prompts
+from promptscape.pipeline.stages.aggregate import aggregate_search
+from promptscape.pipeline.stages.datasets import simulate_evaluation, simulate_tasks
+from promptscape.pipeline.stages.landscape import compute_landscape
+from promptscape.pipeline.stages.prediction import predict_reliability
+from promptscape.pipeline.stages.search import search_prompts
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -679,7 +680,7 @@ def test_path_fields_parse_the_artifact_patterns():
 def test_replicates_chart_shows_every_replicate_their_range_and_bayes():
     """The replicates figure: one panel per task, a line per (predictor, replicate), the
     range across a network's replicates as a band, and N labelled at its decades only."""
-    from promptscape import figures
+    from promptscape.report import figures
 
     rows = []
     for predictor, replicates in (("bayes", 1), ("lstm", 3)):
@@ -715,7 +716,7 @@ def test_search_rows_are_aggregated_in_the_grid_order_whatever_files_they_came_i
     N as the config lists them, then seeds), not in the order of the files' rows (a
     block file sorts tasks by name): the reliability table of the batched layout is
     bit-identical to the one of a file per (predictor, task, N)."""
-    from promptscape.stages.aggregate import _in_grid_order
+    from promptscape.pipeline.stages.aggregate import _in_grid_order
 
     rows = pd.DataFrame({
         "predictor": ["bayes", "bayes", "bayes", "lstm"], "replicate": 0,

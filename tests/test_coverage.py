@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from promptscape import landscape, models
+from promptscape import landscape
+from promptscape.neural import families, scoring, trainer
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
@@ -100,12 +101,12 @@ NET_T, NET_L, NET_M = 10, 2, 400
 
 @pytest.fixture(scope="module")
 def network_table():
-    config = models.PredictorConfig(family="lstm", embedding_dim=4, hidden_size=8,
+    config = families.PredictorConfig(family="lstm", embedding_dim=4, hidden_size=8,
                                     num_layers=1, steps=40, batch_size=32,
                                     sequence_length=NET_T + NET_L, warmup_steps=2,
                                     learning_rate=1e-2)
-    model, _ = models.train(config, build_source(BERNMIX), progress=lambda line: None)
-    pred = models.NeuralPredictor(model, config, device="cpu")
+    model, _ = trainer.train(config, build_source(BERNMIX), progress=lambda line: None)
+    pred = scoring.NeuralPredictor(model, config, device="cpu")
     prompts = prompts_lib.all_prompts(NET_L, 2)
     return pred.prompt_losses(prompts, prompts_lib.enumerate_sequences(NET_T, 2))
 

@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from promptscape import efficiency, landscape, seeding, tables
+from promptscape import efficiency, landscape, seeding
+from promptscape.pipeline import tables
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source
-from promptscape.stages import datasets as datasets_stage
-from promptscape.stages import efficiency as efficiency_stage
-from promptscape.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import datasets as datasets_stage
+from promptscape.pipeline.stages import efficiency as efficiency_stage
+from promptscape.pipeline.stages import landscape as landscape_stage
 
 T = 6
 L_MAX = 3
@@ -544,7 +545,7 @@ def test_one_efficiency_job_equals_one_job_per_predictor_and_task(tmp_path):
 
 # ------------------------------------------------------------------ the figure
 def test_efficiency_chart_layers_a_band_and_two_curves_per_task_panel():
-    from promptscape import figures
+    from promptscape.report import figures
 
     task = build_source(coin(0.7))
     land = exhaustive_landscape(SWITCHING, coin(0.7), 2)

@@ -31,7 +31,7 @@ UNTIL = ("--until", "search_prompts")
 
 def search_outputs(config: dict) -> list[str]:
     """Paths (under results/) of every search artifact of a config (as common.smk lists them)."""
-    from promptscape import config as config_lib
+    from promptscape.pipeline import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"{exp.name}/search/{selection}/seeds{a}-{b}.parquet"
@@ -212,8 +212,8 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     import pandas as pd
     import torch
 
-    from promptscape import models
-    from promptscape.stages import training
+    from promptscape.neural import checkpoints
+    from promptscape.pipeline.stages import training
 
     # The interrupted run, in a child process: it blocks at step KILL_AT (after the
     # checkpoints of steps 5 and 10) and is killed there with SIGKILL.
@@ -221,10 +221,10 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     marker = tmp_path / "at-step"
     child = textwrap.dedent(f"""
         import time
-        from promptscape import models
-        from promptscape.stages import training
+        from promptscape.neural import checkpoints, trainer
+        from promptscape.pipeline.stages import training
 
-        batch = models.training_batch
+        batch = trainer.training_batch
 
         def blocking_batch(config, source, step):
             if step == {KILL_AT}:
@@ -232,7 +232,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
                 time.sleep(600)
             return batch(config, source, step)
 
-        models.training_batch = blocking_batch
+        trainer.training_batch = blocking_batch
         training.train_predictor(**{paths(interrupted)!r}, **{TRAINING!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
@@ -250,7 +250,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     assert proc.returncode == -signal.SIGKILL
     checkpoint = Path(paths(interrupted)["checkpoint"])
     assert checkpoint.exists() and not Path(paths(interrupted)["model"]).exists()
-    step = models.load_checkpoint(checkpoint)["step"]
+    step = checkpoints.load_checkpoint(checkpoint)["step"]
     assert step == 10
 
     # The rerun resumes from step 10 ...
@@ -262,8 +262,8 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     # ... and ends where an uninterrupted run ends.
     uninterrupted = tmp_path / "uninterrupted"
     training.train_predictor(**paths(uninterrupted), **TRAINING)
-    resumed = models.load_checkpoint(paths(interrupted)["model"])
-    straight = models.load_checkpoint(paths(uninterrupted)["model"])
+    resumed = checkpoints.load_checkpoint(paths(interrupted)["model"])
+    straight = checkpoints.load_checkpoint(paths(uninterrupted)["model"])
     assert resumed["step"] == straight["step"] == TRAINING["settings"]["steps"]
     assert resumed["model"].keys() == straight["model"].keys()
     for name, tensor in straight["model"].items():

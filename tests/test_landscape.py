@@ -467,9 +467,9 @@ def test_theoretical_losses_refuses_monte_carlo():
                                                         (10**6, "exact_enumeration")])
 def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_class(
         tmp_path, enumeration_budget, method):
-    from promptscape import tables
-    from promptscape.stages.datasets import simulate_evaluation
-    from promptscape.stages.landscape import compute_landscape
+    from promptscape.pipeline import tables
+    from promptscape.pipeline.stages.datasets import simulate_evaluation
+    from promptscape.pipeline.stages.landscape import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"
@@ -517,10 +517,10 @@ def test_landscape_scores_each_distinct_evaluation_sequence_once_and_any_block_s
     """The stage never scores the (P, M) evaluation losses: the predictor sees each distinct
     sequence once (all 2^T where enumerated), and the landscape does not depend on the
     block size of the evaluation-set pass."""
-    from promptscape import tables
+    from promptscape.pipeline import tables
     from promptscape.predictors import BayesPredictor
-    from promptscape.stages.datasets import simulate_evaluation
-    from promptscape.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets import simulate_evaluation
+    from promptscape.pipeline.stages.landscape import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"
@@ -565,7 +565,7 @@ def _figure_frame(resolved):
 def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(resolved):
     import pandas as pd
 
-    from promptscape import figures
+    from promptscape.report import figures
 
     style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
              "predictor_colors": {"bayes": "#1f77b4"}}
@@ -738,7 +738,7 @@ def test_first_symbol_kl_is_the_first_term_of_the_chain_rule(pre, task):
 
 # ------------------------------------------------------------------ a network's table read back
 def _write_prompt_losses(path, prompts, seqs, losses, order=None):
-    from promptscape import tables
+    from promptscape.pipeline import tables
     from promptscape.prompts import to_strings
 
     S = len(seqs)
@@ -753,7 +753,7 @@ def _write_prompt_losses(path, prompts, seqs, losses, order=None):
 
 def test_a_prompt_loss_table_reads_back_as_the_predictor_that_wrote_it(tmp_path):
     from promptscape.prompts import all_prompts, enumerate_sequences
-    from promptscape.stages.common import load_prompt_losses
+    from promptscape.pipeline.stages.common import load_prompt_losses
 
     prompts, seqs = all_prompts(3, 2), enumerate_sequences(4, 2)
     losses = np.random.default_rng(0).random((len(prompts), len(seqs)))
@@ -767,7 +767,7 @@ def test_a_prompt_loss_table_with_a_sequence_twice_in_a_block_is_refused(tmp_pat
     sequence twice and another never: the old loader checked the block starts only and
     would have read the losses into the wrong cells."""
     from promptscape.prompts import all_prompts, enumerate_sequences
-    from promptscape.stages.common import load_prompt_losses
+    from promptscape.pipeline.stages.common import load_prompt_losses
 
     prompts, seqs = all_prompts(2, 2), enumerate_sequences(3, 2)
     S = len(seqs)

@@ -7,13 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import figures, search, tables
+from promptscape import search
+from promptscape.pipeline import tables
+from promptscape.report import figures
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts, to_arrays
 from promptscape.sources import build_source
-from promptscape.stages import datasets as datasets_stage
-from promptscape.stages import landscape as landscape_stage
-from promptscape.stages import search as search_stage
+from promptscape.pipeline.stages import datasets as datasets_stage
+from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import search as search_stage
 from search_helpers import assert_keeps_best_classes
 from test_landscape import BERNMIX, BETA11, brute_force_landscape, coin
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from promptscape import model_config, models, predictors, prompts, seeding, validation
+from promptscape import predictors, prompts, seeding, validation
+from promptscape.neural import base, checkpoints, families, scoring, trainer
 from promptscape.sources import build_source
 
-FAMILIES = model_config.NEURAL_FAMILIES
+FAMILIES = families.NEURAL_FAMILIES
 BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
 # Tiny models: every test below trains or runs in well under a second on one core.
 TINY = {
@@ -23,7 +24,7 @@ TINY = {
 def tiny_config(family, **overrides):
     fields = dict(TINY[family], steps=12, batch_size=8, sequence_length=8,
                   warmup_steps=2)
-    return models.PredictorConfig(family=family, **{**fields, **overrides})
+    return families.PredictorConfig(family=family, **{**fields, **overrides})
 
 
 def scrambled_predictor(family, **config_overrides):
@@ -31,12 +32,12 @@ def scrambled_predictor(family, **config_overrides):
     context (a freshly initialised model predicts about 1/2 everywhere, which would make
     every comparison below pass trivially)."""
     config = tiny_config(family, **config_overrides)
-    model = models.build_model(config, 2)
+    model = base.build_model(config, 2)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.7)
-    return models.NeuralPredictor(model, config)
+    return scoring.NeuralPredictor(model, config)
 
 
 def task_sequences(n, length, seed=0):
@@ -112,8 +113,8 @@ def test_transformer_rejects_contexts_longer_than_its_position_table():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cpu_training_is_bit_reproducible(family):
     config = tiny_config(family)
-    model_a, curve_a = models.train(config, BERNMIX, progress=lambda line: None)
-    model_b, curve_b = models.train(config, BERNMIX, progress=lambda line: None)
+    model_a, curve_a = trainer.train(config, BERNMIX, progress=lambda line: None)
+    model_b, curve_b = trainer.train(config, BERNMIX, progress=lambda line: None)
     pd.testing.assert_frame_equal(curve_a, curve_b, check_exact=True)
     state_b = model_b.state_dict()
     for name, value in model_a.state_dict().items():
@@ -125,7 +126,7 @@ def test_cpu_training_is_bit_reproducible(family):
 
 def test_training_leaves_the_global_rng_alone():
     before = torch.random.get_rng_state()
-    models.train(tiny_config("transformer", steps=2), BERNMIX, progress=lambda line: None)
+    trainer.train(tiny_config("transformer", steps=2), BERNMIX, progress=lambda line: None)
     assert torch.equal(before, torch.random.get_rng_state())
 
 
@@ -136,7 +137,7 @@ class Interrupt(Exception):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
     config = tiny_config(family)
-    model_full, curve_full = models.train(config, BERNMIX, progress=lambda line: None)
+    model_full, curve_full = trainer.train(config, BERNMIX, progress=lambda line: None)
 
     def crash(line):
         raise Interrupt(line)
@@ -144,11 +145,11 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
     path = tmp_path / "model.pt"
     # The run dies right after its checkpoint at step 5 (progress reports after saving).
     with pytest.raises(Interrupt):
-        models.train(config, BERNMIX, progress=crash, progress_every=5,
+        trainer.train(config, BERNMIX, progress=crash, progress_every=5,
                      checkpoint_path=path, checkpoint_every=5)
-    assert models.load_checkpoint(path)["step"] == 5
+    assert checkpoints.load_checkpoint(path)["step"] == 5
     lines = []
-    model, curve = models.train(config, BERNMIX, progress=lines.append, resume_from=path,
+    model, curve = trainer.train(config, BERNMIX, progress=lines.append, resume_from=path,
                                 checkpoint_path=path, checkpoint_every=5)
     assert lines[0].startswith(f"resumed from {path} at step 5")
     pd.testing.assert_frame_equal(curve, curve_full, check_exact=True)
@@ -156,27 +157,27 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
     for name, value in model.state_dict().items():
         assert torch.equal(value, state_full[name]), name
     # The final checkpoint holds the finished model, loadable as a predictor.
-    assert models.load_checkpoint(path)["step"] == config.steps
-    loaded = models.load_predictor(path)
-    assert type(loaded) is models.NeuralPredictor and loaded.family == family
+    assert checkpoints.load_checkpoint(path)["step"] == config.steps
+    loaded = checkpoints.load_predictor(path)
+    assert type(loaded) is scoring.NeuralPredictor and loaded.family == family
     seqs = task_sequences(4, 6)
-    reference = models.NeuralPredictor(model_full, config)
+    reference = scoring.NeuralPredictor(model_full, config)
     np.testing.assert_array_equal(loaded.log_predictive(seqs), reference.log_predictive(seqs))
-    assert models.load_source(path) == BERNMIX
+    assert checkpoints.load_source(path) == BERNMIX
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     path = tmp_path / "model.pt"
-    models.train(tiny_config("lstm", steps=2), BERNMIX, progress=lambda line: None,
+    trainer.train(tiny_config("lstm", steps=2), BERNMIX, progress=lambda line: None,
                  checkpoint_path=path)
     with pytest.raises(ValueError, match="made for another config"):
-        models.train(tiny_config("lstm", steps=3), BERNMIX, progress=lambda line: None,
+        trainer.train(tiny_config("lstm", steps=3), BERNMIX, progress=lambda line: None,
                      resume_from=path)
 
 
 def test_training_logs_progress_to_a_logger(caplog):
-    with caplog.at_level(logging.INFO, logger="promptscape.models"):
-        models.train(tiny_config("lstm", steps=4), BERNMIX, progress_every=2)
+    with caplog.at_level(logging.INFO, logger="promptscape.neural.trainer"):
+        trainer.train(tiny_config("lstm", steps=4), BERNMIX, progress_every=2)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and lines[-1].startswith("step 4/4  loss ")
     assert "regret" in lines[-1] and "steps/s" in lines[-1] and "s left" in lines[-1]
@@ -184,39 +185,39 @@ def test_training_logs_progress_to_a_logger(caplog):
 
 def test_auto_device_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert models.resolve_device("auto") == torch.device("cpu")
+    assert base.resolve_device("auto") == torch.device("cpu")
     predictor = scrambled_predictor("lstm")
     assert predictor.device == torch.device("cpu")
     assert next(predictor.model.parameters()).device.type == "cpu"
-    assert models.resolve_device("cpu") == torch.device("cpu")
+    assert base.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(validation.ConfigError,
                        match=re.escape("training.device == 'tpu', must be one of")):
-        models.resolve_device("tpu")
+        base.resolve_device("tpu")
 
 
 def test_cuda_without_cuda_is_a_named_error_before_any_work(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(validation.ConfigError,
                        match=re.escape("training.device == 'cuda', but torch sees no CUDA")):
-        models.resolve_device("cuda")
+        base.resolve_device("cuda")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_trained_model_beats_the_untrained_one_on_held_out_data(family):
     config = tiny_config(family, steps=60, batch_size=32, learning_rate=1e-2)
-    model, curve = models.train(config, BERNMIX, progress=lambda line: None)
-    trained = models.NeuralPredictor(model, config)
-    untrained = models.NeuralPredictor(models.build_model(config, 2), config)
+    model, curve = trainer.train(config, BERNMIX, progress=lambda line: None)
+    trained = scoring.NeuralPredictor(model, config)
+    untrained = scoring.NeuralPredictor(base.build_model(config, 2), config)
     held_out = task_sequences(2000, 8, seed=1)
-    regret_trained = models.regret_by_position(trained, BERNMIX, held_out)
-    regret_untrained = models.regret_by_position(untrained, BERNMIX, held_out)
+    regret_trained = scoring.regret_by_position(trained, BERNMIX, held_out)
+    regret_untrained = scoring.regret_by_position(untrained, BERNMIX, held_out)
     assert regret_trained.shape == (8,)
     # An untrained model predicts about 1/2: about 0.07 nats/symbol worse than Bayes here.
     assert regret_untrained.mean() > 0.05
     assert regret_trained.mean() < regret_untrained.mean() - 0.03
     assert (regret_trained > -0.01).all()  # nothing beats Bayes beyond sampling noise
     # The curve's Bayes column is the exact Bayes loss of each step's batch.
-    batch = models.training_batch(config, BERNMIX, 3)
+    batch = trainer.training_batch(config, BERNMIX, 3)
     bayes = picked_losses(BERNMIX.log_predictive(batch), batch).mean()
     assert curve.bayes_loss[3] == pytest.approx(bayes, rel=1e-12)
 
@@ -224,10 +225,10 @@ def test_trained_model_beats_the_untrained_one_on_held_out_data(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_config_round_trips_through_dict(family):
     config = tiny_config(family)
-    assert models.PredictorConfig.from_dict(config.to_dict()) == config
-    default = models.PredictorConfig(family=family)
-    assert all(default.to_dict()[k] == v for k, v in models.FAMILIES[family].defaults.items())
-    assert models.model_class(family) is models.build_model(default, 2).__class__
+    assert families.PredictorConfig.from_dict(config.to_dict()) == config
+    default = families.PredictorConfig(family=family)
+    assert all(default.to_dict()[k] == v for k, v in families.FAMILIES[family].defaults.items())
+    assert base.model_class(family) is base.build_model(default, 2).__class__
 
 
 @pytest.mark.parametrize(
@@ -262,18 +263,18 @@ def test_config_round_trips_through_dict(family):
 )
 def test_invalid_config_error_names_field(fields, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        models.PredictorConfig(**fields)
+        families.PredictorConfig(**fields)
     # From a config mapping, the same message comes prefixed by where the config sits.
     with pytest.raises(validation.ConfigError, match=re.escape(f"model: {message}")):
-        models.PredictorConfig.from_dict(fields, where="model")
+        families.PredictorConfig.from_dict(fields, where="model")
 
 
 def test_config_mapping_errors_name_the_key():
     with pytest.raises(validation.ConfigError,
                        match=re.escape("predictor: unknown key(s) ['hiden_size']")):
-        models.PredictorConfig.from_dict({"family": "lstm", "hiden_size": 8})
+        families.PredictorConfig.from_dict({"family": "lstm", "hiden_size": 8})
     with pytest.raises(validation.ConfigError, match=re.escape("predictor.family is required")):
-        models.PredictorConfig.from_dict({"hidden_size": 8})
+        families.PredictorConfig.from_dict({"hidden_size": 8})
 
 
 def test_prompt_losses_log_progress_on_long_runs(monkeypatch, caplog):
@@ -287,7 +288,7 @@ def test_prompt_losses_log_progress_on_long_runs(monkeypatch, caplog):
     predictor.max_tokens = 8 * 4  # 8 (prompt, sequence) pairs of T = 4 per chunk
     all_prompts = prompts.all_prompts(3, 2)
     predictor.prompt_losses(all_prompts, task_sequences(4, 4))
-    messages = [r.getMessage() for r in caplog.records if r.name == "promptscape.models"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "promptscape.neural.scoring"]
     assert messages and messages[-1].startswith(f"prompts scored on 4 sequences: "
                                                 f"{len(all_prompts)}/{len(all_prompts)} (")
 
@@ -305,9 +306,9 @@ BINARY_INIT = {"lstm": "93fcc7a582aabe23", "transformer": "f07b903b2e626269"}
 def test_binary_networks_keep_their_exact_initialisation(family):
     import hashlib
 
-    config = model_config.PredictorConfig.from_dict({"family": family, "sequence_length": 15})
+    config = families.PredictorConfig.from_dict({"family": family, "sequence_length": 15})
     digest = hashlib.sha256()
-    for name, value in models.build_model(config, 2).state_dict().items():
+    for name, value in base.build_model(config, 2).state_dict().items():
         digest.update(name.encode())
         digest.update(value.numpy().tobytes())
     assert digest.hexdigest()[:16] == BINARY_INIT[family]
@@ -318,18 +319,18 @@ def test_a_ternary_network_trains_scores_and_round_trips(family, tmp_path):
     config = tiny_config(family, steps=60, batch_size=32, sequence_length=8,
                          learning_rate=1e-2)
     path = tmp_path / "model.pt"
-    model, curve = models.train(config, DIRICHLET3, progress=lambda line: None,
+    model, curve = trainer.train(config, DIRICHLET3, progress=lambda line: None,
                                 checkpoint_path=path)
     assert model.embed.num_embeddings == 4 and model.unembed.out_features == 3
     # It learns: the regret against the exact Bayes predictor falls.
     assert curve["regret"].iloc[-10:].mean() < curve["regret"].iloc[:10].mean()
-    predictor = models.load_predictor(path)
+    predictor = checkpoints.load_predictor(path)
     assert predictor.vocab_size == 3
     seqs = DIRICHLET3.sample(12, 6, seeding.numpy_generator("test_models", "ternary"))
     logp = predictor.log_predictive(seqs)
     assert logp.shape == (12, 6, 3)
     np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(logp, models.NeuralPredictor(model, config).log_predictive(seqs))
+    np.testing.assert_array_equal(logp, scoring.NeuralPredictor(model, config).log_predictive(seqs))
     # Prefix caching over three symbols equals scoring every concatenation.
     some = prompts.all_prompts(2, 3)
     np.testing.assert_allclose(predictor.prompt_losses(some, seqs),

@@ -1,4 +1,4 @@
-"""`promptscape.plan`: costs before running, the memory cap, and progress of long loops."""
+"""`promptscape.pipeline.plan`: costs before running, the memory cap, and progress of long loops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptscape import config, efficiency, layout, logs, plan, predictors
+from promptscape import efficiency, logs, predictors
+from promptscape.pipeline import config, layout, plan
 from promptscape.sources import build_source
 from workflow_helpers import REPO, TINY, load_config, planned_jobs, snakemake, write_config
 

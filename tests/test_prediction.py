@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import aggregate, tables, theory
-from promptscape.stages import aggregate as aggregate_stage
-from promptscape.stages import datasets as datasets_stage
-from promptscape.stages import landscape as landscape_stage
-from promptscape.stages import prediction as prediction_stage
+from promptscape import theory
+from promptscape.pipeline import tables
+from promptscape.report import aggregate
+from promptscape.pipeline.stages import aggregate as aggregate_stage
+from promptscape.pipeline.stages import datasets as datasets_stage
+from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import prediction as prediction_stage
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import figures
+from promptscape.report import figures
 
 STYLE = {"panel_width": 200, "panel_height": 170, "png_scale": 1, "font_size": 12,
          "predictor_colors": {"bayes": "#1b1b1b", "lstm": "#d95f02", "transformer": "#7570b3"}}

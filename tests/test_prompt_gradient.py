@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from promptscape import model_config, models, prompts, seeding
+from promptscape import prompts, seeding
+from promptscape.neural import base, families, scoring
 
-FAMILIES = model_config.NEURAL_FAMILIES
+FAMILIES = families.NEURAL_FAMILIES
 TINY = {
     "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
     "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
@@ -17,14 +18,14 @@ N, T = 7, 5
 
 def scrambled_predictor(family, V):
     """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = models.PredictorConfig(family=family, **TINY[family], steps=12, batch_size=8,
+    config = families.PredictorConfig(family=family, **TINY[family], steps=12, batch_size=8,
                                     sequence_length=16, warmup_steps=2)
-    model = models.build_model(config, V)
+    model = base.build_model(config, V)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.7)
-    return models.NeuralPredictor(model, config)
+    return scoring.NeuralPredictor(model, config)
 
 
 def draw(V, L, seed=0):

@@ -1,4 +1,4 @@
-"""Code identities (promptscape.provenance): static closures, their hash, and a tracing
+"""Code identities (promptscape.pipeline.provenance): static closures, their hash, and a tracing
 check that every stage runs only code inside its job's declared identity."""
 
 from __future__ import annotations
@@ -10,34 +10,35 @@ from pathlib import Path
 
 import pytest
 
-from promptscape import config as config_lib
-from promptscape import model_config
-from promptscape import provenance, tables
+from promptscape.pipeline import config as config_lib
+from promptscape.neural import families
+from promptscape.pipeline import provenance, tables
 from promptscape import strategies as strategies_lib
-from promptscape.stages import aggregate as aggregate_stage
-from promptscape.stages import datasets as datasets_stage
-from promptscape.stages import efficiency as efficiency_stage
-from promptscape.stages import figures as figures_stage
-from promptscape.stages import landscape as landscape_stage
-from promptscape.stages import prediction as prediction_stage
-from promptscape.stages import search as search_stage
-from promptscape.stages import strategies as strategies_stage
-from promptscape.stages import training as training_stage
+from promptscape.pipeline.stages import aggregate as aggregate_stage
+from promptscape.pipeline.stages import datasets as datasets_stage
+from promptscape.pipeline.stages import efficiency as efficiency_stage
+from promptscape.pipeline.stages import figures as figures_stage
+from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import prediction as prediction_stage
+from promptscape.pipeline.stages import search as search_stage
+from promptscape.pipeline.stages import strategies as strategies_stage
+from promptscape.pipeline.stages import training as training_stage
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = REPO / "src" / "promptscape" / "stages"
+STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
 
 
 # ------------------------------------------------------------------ static closure
 def test_closure_follows_functions_not_modules():
-    reach = provenance.closure("promptscape.stages.search:search_prompts")
+    reach = provenance.closure("promptscape.pipeline.stages.search:search_prompts")
     assert "promptscape.search:empirical_losses" in reach
-    assert "promptscape.tables:write" in reach
-    assert "promptscape.stages.common:load_predictor" in reach
+    assert "promptscape.pipeline.tables:write" in reach
+    assert "promptscape.pipeline.stages.common:load_predictor" in reach
     # Neither unused functions of the modules it imports, nor the network code that
     # load_predictor imports inside its body (a family entry), nor any source kind.
-    assert "promptscape.tables:read" not in reach
-    assert not any(e.startswith("promptscape.models:") for e in reach)
+    assert "promptscape.pipeline.tables:read" not in reach
+    assert not any(e.startswith("promptscape.neural.") and not e.startswith("promptscape.neural.families:")
+                   for e in reach)
     assert not any(e.startswith(("promptscape.sources.coins:", "promptscape.sources.switching:"))
                    for e in reach)
 
@@ -53,9 +54,9 @@ def test_a_class_counts_whole_with_its_promptscape_bases():
 def test_job_entries_add_the_declared_kinds_and_family_only():
     entries = provenance.job_entries("search_prompts", pretraining="coin_mixture", task="coin",
                                      family="bayes")
-    assert entries == ("promptscape.predictors:BayesPredictor",
-                       "promptscape.sources.coins:CoinMixture",
-                       "promptscape.stages.search:search_prompts")
+    assert entries == ("promptscape.pipeline.stages.search:search_prompts",
+                       "promptscape.predictors:BayesPredictor",
+                       "promptscape.sources.coins:CoinMixture")
     with pytest.raises(ValueError, match="needs its task"):
         provenance.job_entries("simulate_tasks")
 
@@ -65,15 +66,15 @@ def test_every_stage_the_scripts_call_is_a_declared_job():
     called = set()
     for script in (REPO / "scripts").glob("*.py"):
         tree = ast.parse(script.read_text())
-        aliases = {a.asname or a.name: f"promptscape.stages.{a.name}" for node in tree.body
-                   if isinstance(node, ast.ImportFrom) and node.module == "promptscape.stages"
+        aliases = {a.asname or a.name: f"promptscape.pipeline.stages.{a.name}" for node in tree.body
+                   if isinstance(node, ast.ImportFrom) and node.module == "promptscape.pipeline.stages"
                    for a in node.names}
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and isinstance(node.func.value, ast.Name) and node.func.value.id in aliases:
                 called.add(f"{aliases[node.func.value.id]}:{node.func.attr}")
     assert called == {stage for stage, _ in provenance.JOBS.values()}
-    stage_modules = {f"promptscape.stages.{p.stem}" for p in STAGES.glob("*.py")
+    stage_modules = {f"promptscape.pipeline.stages.{p.stem}" for p in STAGES.glob("*.py")
                      if p.stem not in ("__init__", "common")}
     assert {entry.split(":")[0] for entry in called} == stage_modules
 
@@ -105,8 +106,8 @@ SEARCH = provenance.job_entries("search_prompts", pretraining="coin_mixture", fa
 EDITS = [
     # (file, old, new, whether the Bayes search's identity changes)
     ("search.py", "def choose(", "def unused():\n    return 1\n\n\ndef choose(", False),
-    ("models.py", "def load_source(", "def unused():\n    return 1\n\n\ndef load_source(", False),
-    ("figures.py", "def save(", "def unused():\n    return 1\n\n\ndef save(", False),
+    ("neural/checkpoints.py", "def load_source(", "def unused():\n    return 1\n\n\ndef load_source(", False),
+    ("report/figures.py", "def save(", "def unused():\n    return 1\n\n\ndef save(", False),
     ("sources/coins.py", "class Coin(BinarySource):\n", "class Coin(BinarySource):\n    unused = 1\n", False),
     ("sources/coins.py", "class CoinMixture(BinarySource):\n",
      "class CoinMixture(BinarySource):\n    unused = 1\n", True),
@@ -116,9 +117,9 @@ EDITS = [
     ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)  # a comment\n", False),
     ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)\n    spec = dict(spec)\n",
      True),
-    ("tables.py", "def write(", "def unused():\n    return 1\n\n\ndef write(", False),
-    ("stages/common.py", "    from promptscape import models  #",
-     "    from promptscape import models, figures  #", True),  # its own body
+    ("pipeline/tables.py", "def write(", "def unused():\n    return 1\n\n\ndef write(", False),
+    ("pipeline/stages/common.py", "    from promptscape.neural import checkpoints  #",
+     "    from promptscape.neural import checkpoints, scoring  #", True),  # its own body
 ]
 
 
@@ -388,7 +389,7 @@ def test_tracing_covers_every_rule(traced):
 
 @pytest.mark.parametrize("rule", sorted(provenance.JOBS))
 def test_each_job_runs_only_code_inside_its_identity(traced, rule):
-    """The hand-declared members of a rule (provenance.JOBS, model_config.FAMILIES) cover everything its
+    """The hand-declared members of a rule (provenance.JOBS, families.FAMILIES) cover everything its
     stage function really executes, on every kind and family traced."""
     runs = [(members, executed) for r, members, executed in traced if r == rule]
     assert runs
@@ -401,7 +402,7 @@ def test_each_job_runs_only_code_inside_its_identity(traced, rule):
 def test_trace_calls_records_promptscape_functions_only():
     result, executed = provenance.trace_calls(provenance.source_kind_entry, "coin")
     assert result == "promptscape.sources.coins:Coin"
-    assert ("promptscape.provenance", "source_kind_entry") in executed
+    assert ("promptscape.pipeline.provenance", "source_kind_entry") in executed
     assert all(module.startswith("promptscape") for module, _ in executed)
 
 
@@ -417,7 +418,7 @@ def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
                 continue
             full = provenance.job_entries(rule, **members)
             if member == "family":
-                extra = model_config.FAMILIES[members["family"]].code
+                extra = families.FAMILIES[members["family"]].code
             elif member == "figure":
                 extra = {**figures_stage.FIGURES,
                          **figures_stage.STUDY_FIGURES}[members["figure"]].code

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import figures, tables
-from promptscape.aggregate import wilson_interval
-from promptscape.stages import figures as figures_stage
+from promptscape.pipeline import tables
+from promptscape.report import figures
+from promptscape.report.aggregate import wilson_interval
+from promptscape.pipeline.stages import figures as figures_stage
 
 STYLE = {"panel_width": 200, "panel_height": 170, "png_scale": 1, "font_size": 12,
          "predictor_colors": {"bayes": "#1b1b1b", "lstm": "#d95f02", "transformer": "#7570b3"}}

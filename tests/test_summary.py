@@ -1,4 +1,4 @@
-"""`python -m promptscape.summary`: the config's artifacts, a real command line, clean errors."""
+"""`python -m promptscape.report.summary`: the config's artifacts, a real command line, clean errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from promptscape import config as config_lib
-from promptscape import layout, summary, tables
+from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import layout, tables
+from promptscape.report import summary
 from workflow_helpers import REPO, TINY, load_config, snakemake, write_config
 
 SRC = REPO / "src"
@@ -214,7 +215,7 @@ def test_a_missing_or_invalid_config_is_an_error(tmp_path, capsys):
 
 def test_a_closed_output_pipe_ends_quietly(built):
     configfile, _ = built
-    proc = subprocess.Popen([sys.executable, "-m", "promptscape.summary", "--configfile",
+    proc = subprocess.Popen([sys.executable, "-m", "promptscape.report.summary", "--configfile",
                              str(configfile)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=ENV)
     proc.stdout.close()  # the reader is gone before the first line is written
@@ -225,7 +226,7 @@ def test_a_closed_output_pipe_ends_quietly(built):
 
 def test_piped_into_head_prints_its_first_line_quietly(built):
     configfile, _ = built
-    proc = subprocess.run(f"{sys.executable} -m promptscape.summary --configfile {configfile} "
+    proc = subprocess.run(f"{sys.executable} -m promptscape.report.summary --configfile {configfile} "
                           "| head -1", shell=True, capture_output=True, text=True, env=ENV,
                           timeout=120)
     assert proc.stdout.startswith("| pretraining source |") and proc.stderr == ""
@@ -234,7 +235,7 @@ def test_piped_into_head_prints_its_first_line_quietly(built):
 @pytest.mark.slow
 def test_summary_of_a_real_run_of_the_tiny_scenario(tmp_path):
     snakemake(tmp_path, TINY, "aggregates")
-    proc = subprocess.run([sys.executable, "-m", "promptscape.summary", "--configfile",
+    proc = subprocess.run([sys.executable, "-m", "promptscape.report.summary", "--configfile",
                            str(TINY)], cwd=tmp_path, capture_output=True, text=True, env=ENV,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promptscape import tables
+from promptscape.pipeline import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = list(tables.ARTIFACTS)
@@ -244,9 +244,9 @@ def test_read_refuses_a_file_of_another_artifact(tmp_path):
 # ------------------------------------------------------------------ docs
 def test_docs_artifacts_md_is_in_sync_with_the_schemas():
     docs = ROOT / "docs" / "artifacts.md"
-    assert docs.exists(), "run: python -m promptscape.tables > docs/artifacts.md"
+    assert docs.exists(), "run: python -m promptscape.pipeline.tables > docs/artifacts.md"
     assert docs.read_text(encoding="utf-8") == tables.markdown(), (
-        "docs/artifacts.md is stale; run: python -m promptscape.tables > docs/artifacts.md")
+        "docs/artifacts.md is stale; run: python -m promptscape.pipeline.tables > docs/artifacts.md")
 
 
 def test_markdown_documents_every_column_of_every_artifact():
@@ -298,7 +298,7 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
     import os
     import stat
 
-    from promptscape import tables as tables_lib
+    from promptscape.pipeline import tables as tables_lib
 
     old = os.umask(0o022)
     try:

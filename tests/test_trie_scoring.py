@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from promptscape import model_config, models, prompts, seeding
+from promptscape import prompts, seeding
+from promptscape.neural import base, families, scoring, trie
 
-FAMILIES = model_config.NEURAL_FAMILIES
+FAMILIES = families.NEURAL_FAMILIES
 TINY = {
     "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
     "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
@@ -27,20 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def scrambled_predictor(family, V, **fields):
     """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = models.PredictorConfig(family=family, **{**TINY[family], **fields}, steps=12,
+    config = families.PredictorConfig(family=family, **{**TINY[family], **fields}, steps=12,
                                     batch_size=8, sequence_length=16, warmup_steps=2)
-    model = models.build_model(config, V)
+    model = base.build_model(config, V)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.7)
-    return models.NeuralPredictor(model, config, device="cpu")
+    return scoring.NeuralPredictor(model, config, device="cpu")
 
 
 def default_predictor(family, V=2):
     """An untrained network of the default size (4 heads of 16, 2 layers; an LSTM of 64)."""
-    config = models.PredictorConfig(family=family, sequence_length=16)
-    return models.NeuralPredictor(models.build_model(config, V), config, device="cpu")
+    config = families.PredictorConfig(family=family, sequence_length=16)
+    return scoring.NeuralPredictor(base.build_model(config, V), config, device="cpu")
 
 
 def brute_force(predictor, prompt_list, seqs):
@@ -167,13 +168,13 @@ def test_degenerate_inputs():
 
 def test_sequence_trie_structure():
     seqs = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 1, 1]], dtype=np.uint8)
-    trie = models.SequenceTrie(seqs, 2, torch.device("cpu"))
-    assert trie.sizes == [1, 2, 3, 3] and trie.internal == 5
-    assert trie.parents[2].tolist() == [0, 0, 1] and trie.symbols[2].tolist() == [0, 1, 0]
-    assert trie.leaves.tolist() == [2, 0, 2, 1]  # 001, 011, 101 in order; row 2 = row 0
-    assert trie.ancestors[2].tolist() == [[0], [0], [1]]
-    assert trie.complete == [True, True, False, False]
-    full = models.SequenceTrie(prompts.enumerate_sequences(3, 3), 3, torch.device("cpu"))
+    seq_trie = trie.SequenceTrie(seqs, 2, torch.device("cpu"))
+    assert seq_trie.sizes == [1, 2, 3, 3] and seq_trie.internal == 5
+    assert seq_trie.parents[2].tolist() == [0, 0, 1] and seq_trie.symbols[2].tolist() == [0, 1, 0]
+    assert seq_trie.leaves.tolist() == [2, 0, 2, 1]  # 001, 011, 101 in order; row 2 = row 0
+    assert seq_trie.ancestors[2].tolist() == [[0], [0], [1]]
+    assert seq_trie.complete == [True, True, False, False]
+    full = trie.SequenceTrie(prompts.enumerate_sequences(3, 3), 3, torch.device("cpu"))
     assert full.complete == [True] * 4 and full.internal == 3 + 9
 
 
@@ -183,7 +184,7 @@ def test_cuda_equals_cpu(family):
     predictor = scrambled_predictor(family, 2)
     prompt_list, seqs = prompts.all_prompts(3, 2), every_sequence_shuffled(5, 2, "cuda")
     on_cpu = predictor.prompt_losses(prompt_list, seqs)
-    gpu = models.NeuralPredictor(predictor.model, predictor.config, device="cuda")
+    gpu = scoring.NeuralPredictor(predictor.model, predictor.config, device="cuda")
     np.testing.assert_allclose(gpu.prompt_losses(prompt_list, seqs), on_cpu,
                                rtol=RTOL, atol=1e-5)
 

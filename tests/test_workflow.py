@@ -126,18 +126,18 @@ SWITCHING_EXPERIMENT = {
     "plot_study_figure": 1, "all": 1}
 CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
-    "unused network function": ("models.py", None, UNUSED, {}),
-    "unused figure function": ("figures.py", None, UNUSED, {}),
-    "unused table function": ("tables.py", None, UNUSED, {}),
+    "unused network function": ("neural/base.py", None, UNUSED, {}),
+    "unused figure function": ("report/figures.py", None, UNUSED, {}),
+    "unused table function": ("pipeline/tables.py", None, UNUSED, {}),
     "comment": ("search.py", "def choose(", "# a comment\ndef choose(", {}),
     "docstring": ("sources/base.py", '"""Build a source from a config mapping',
                   '"""Build a source, at last, from a config mapping', {}),
     # Network code: network jobs only; the tiny scenario has none, so nothing reruns.
-    "network code": ("models.py", "    bos = torch.full(",
+    "network code": ("neural/base.py", "    bos = torch.full(",
                      "    assert tokens.ndim >= 1\n    bos = torch.full(", {}),
     # Figure code: only the figures drawn by the edited chart builder (reliability, one
     # per experiment).
-    "figure code": ("figures.py", "    data = rel.copy()\n",
+    "figure code": ("report/figures.py", "    data = rel.copy()\n",
                     "    data = rel.copy()\n    data = data.copy()\n",
                     {"plot_figure": 2, "all": 1}),
     # A source kind: the jobs whose task or pretraining source is of that kind.
@@ -206,13 +206,13 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     assert planned_jobs(neural_run, NEURAL) == {}
     # Editing network code reruns the networks and every job that uses one, no Bayes job
     # but the experiment's one search and efficiency job, which hold every predictor.
-    library = edited_library(tmp_path, "models.py", "    bos = torch.full(",
+    library = edited_library(tmp_path, "neural/base.py", "    bos = torch.full(",
                              "    assert tokens.ndim >= 1\n    bos = torch.full(")
     assert planned_jobs(neural_run, NEURAL, library=library) == {
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 1,
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
         "predict_reliability": 2, "plot_figure": 7, "plot_study_figure": 1, "all": 1}
-    unused = edited_library(tmp_path / "unused", "models.py", None, UNUSED)
+    unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}
 
 

@@ -10,8 +10,8 @@ the loss of each prompt on each sequence, summed over the T symbols of the seque
 predictors with a cheaper route override it (exchangeable Bayes: counts; neural: the prompt
 prefix is computed once and reused).
 
-The registry of predictor families is `promptscape.model_config.FAMILIES`: ``bayes`` is
-`BayesPredictor` here, the networks are `promptscape.models.NeuralPredictor`.
+The registry of predictor families is `promptscape.neural.families.FAMILIES`: ``bayes`` is
+`BayesPredictor` here, the networks are `promptscape.neural.scoring.NeuralPredictor`.
 """
 
 from __future__ import annotations

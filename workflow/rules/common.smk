@@ -1,14 +1,18 @@
 # Shared by every rules file: config validation, the experiment grid, wildcard constraints
-# and the get_* helpers. Light at parse time: promptscape.config imports numpy, scipy.special
+# and the get_* helpers. Light at parse time: promptscape.pipeline.config imports numpy, scipy.special
 # and yaml, nothing heavier.
 import re
 
-from promptscape import config as config_lib
-from promptscape import layout
-from promptscape import plan
-from promptscape import provenance
+from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import layout
+from promptscape.pipeline import plan
+from promptscape.pipeline import provenance
 from promptscape import selection as selection_lib
-from promptscape.stages.figures import FIGURES, STUDY_FIGURES, experiment_figures
+from promptscape.pipeline.stages.figures import (
+    FIGURES,
+    STUDY_FIGURES,
+    experiment_figures,
+)
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -78,7 +82,7 @@ POOLED_SELECTIONS = _alternatives(
 
 def mem_mb(rule_name):
     """The `mem_mb` resource of a heavy rule: the job's estimated peak memory
-    (promptscape.plan) with a margin, at most resources.max_mem_mb."""
+    (promptscape.pipeline.plan) with a margin, at most resources.max_mem_mb."""
 
     def estimate(wildcards):
         return plan.mem_mb(STUDY, rule_name, dict(wildcards.items()))
@@ -87,7 +91,7 @@ def mem_mb(rule_name):
 
 
 def code(rule_name):
-    """The code identity of a job of rule `rule_name` (promptscape.provenance,
+    """The code identity of a job of rule `rule_name` (promptscape.pipeline.provenance,
     docs/caching.md), as a params function: the rule's stage function plus the source
     kinds and predictor families the job covers, of those `provenance.JOBS` declares for
     the rule. A job without a task (predictor) wildcard covers every task (predictor) of

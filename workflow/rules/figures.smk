@@ -1,4 +1,4 @@
-# Figures per experiment, as SVG, PNG and HTML: those of promptscape.stages.figures.FIGURES,
+# Figures per experiment, as SVG, PNG and HTML: those of promptscape.pipeline.stages.figures.FIGURES,
 # the neural ones (training, neural_vs_bayes) only for experiments with a network.
 
 
@@ -31,7 +31,7 @@ rule plot_figure:
         "../../scripts/plot_figure.py"
 
 
-# Figures of the whole study, across experiments (promptscape.stages.figures.STUDY_FIGURES).
+# Figures of the whole study, across experiments (promptscape.pipeline.stages.figures.STUDY_FIGURES).
 rule plot_study_figure:
     input:
         tables=get_study_figure_tables,

@@ -7,7 +7,9 @@ import os
 
 import numpy as np
 
-from promptscape import models, seeding, tables
+from promptscape import seeding
+from promptscape.pipeline import tables
+from promptscape.neural import base, checkpoints, families, scoring, trainer
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 
@@ -21,25 +23,25 @@ def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, ident
     """Train model `name` (complete config `settings`); resume from `checkpoint` when an
     interrupted run left one.
 
-    A checkpoint is written every `checkpoint_every` steps (`models.train`) and removed once
+    A checkpoint is written every `checkpoint_every` steps (`trainer.train`) and removed once
     the model is saved."""
     import torch
 
-    torch_device = models.resolve_device(device)  # before any work: a bad device is named
+    torch_device = base.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
-    config = models.PredictorConfig.from_dict(settings, where=f"models.{name}")
+    config = families.PredictorConfig.from_dict(settings, where=f"models.{name}")
     source = build_source(pretraining, where=f"sources.{source_name}")
-    resume = checkpoint if models.checkpoint_matches(checkpoint, config, source) else None
+    resume = checkpoint if checkpoints.checkpoint_matches(checkpoint, config, source) else None
     if resume is None and os.path.exists(checkpoint):
         log.info("ignoring %s: it was made for another config or source", checkpoint)
         os.remove(checkpoint)
     log.info("training %s (%s, identity %s) on %s (%s) on %s with %d thread(s): %s", name,
              config.family, identity, source_name, source.describe(), torch_device, threads,
              config.to_dict())
-    net, frame = models.train(config, source, progress=log, resume_from=resume,
+    net, frame = trainer.train(config, source, progress=log, resume_from=resume,
                               checkpoint_path=checkpoint, checkpoint_every=checkpoint_every,
                               device=device)
-    models.save_checkpoint(model, model=net, config=config, source=source, step=config.steps,
+    checkpoints.save_checkpoint(model, model=net, config=config, source=source, step=config.steps,
                            curve=frame)
     if os.path.exists(checkpoint):  # the model is saved: nothing left to resume
         os.remove(checkpoint)
@@ -58,14 +60,14 @@ def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
     """Per-position regret of a trained network against Bayes on held-out sequences."""
     import torch
 
-    models.resolve_device(device)  # before any work: a bad device is named
+    base.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
     source = build_source(pretraining, where=f"sources.{source_name}")
-    predictor = models.load_predictor(model, device=device)
+    predictor = checkpoints.load_predictor(model, device=device)
     length = predictor.config.sequence_length
     rng = seeding.numpy_generator("heldout", pretraining, length, size)
     seqs = source.sample(size, length, rng)
-    neural, bayes = models.losses_by_position(predictor, source, seqs)  # (T,) each
+    neural, bayes = scoring.losses_by_position(predictor, source, seqs)  # (T,) each
     tables.write({"predictor": name, "replicate": replicate, "source": source_name,
                   "identity": identity, "position": np.arange(length),
                   "sequences": size, "neural_loss": neural, "bayes_loss": bayes,
@@ -82,9 +84,9 @@ def score_prompts(*, model: str, output: str, name: str, experiment: str, task_l
     """The loss of every prompt on every sequence of length T under a trained network."""
     import torch
 
-    models.resolve_device(device)  # before any work: a bad device is named
+    base.resolve_device(device)  # before any work: a bad device is named
     torch.set_num_threads(threads)
-    predictor = models.load_predictor(model, device=device)
+    predictor = checkpoints.load_predictor(model, device=device)
     prompts = prompts_lib.all_prompts(max_prompt_length, predictor.vocab_size)
     seqs = prompts_lib.enumerate_sequences(task_length, predictor.vocab_size)
     losses = predictor.prompt_losses(prompts, seqs)  # (P, V^T)

@@ -1,5 +1,5 @@
 """Where every artifact of a study lives: one function per kind of path, read by the
-workflow's rules and by `promptscape.summary`, so both list exactly the same files.
+workflow's rules and by `promptscape.report.summary`, so both list exactly the same files.
 
 Path patterns come from the artifacts' declarations (`tables.ARTIFACTS[...].path`), under
 the config's `results_dir`. Trained networks live at
@@ -11,8 +11,8 @@ under the same name trains its own network beside, never over, another config's.
 
 from __future__ import annotations
 
-from promptscape import tables
-from promptscape.config import Experiment, Study
+from promptscape.pipeline import tables
+from promptscape.pipeline.config import Experiment, Study
 
 AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
                     "reliability_prediction")

@@ -1,6 +1,6 @@
 """Markdown tables of a finished run, read from its artifacts (the README's results).
 
-    python -m promptscape.summary [--configfile config/config.yaml] [-o docs/results.md]
+    python -m promptscape.report.summary [--configfile config/config.yaml] [-o docs/results.md]
 
 prints, per experiment of the config: the optimal prompt of each task under each predictor
 with its KL, the proportion correct at the largest N, the largest KL difference between each
@@ -9,7 +9,7 @@ efficiency, and the predicted proportion correct against the measured one with t
 decomposition; these are of replicate 0 of every network. A model with `replicates: k > 1`
 adds a table of every replicate's optimal prompt and proportion correct.
 
-The files read are the config's, listed by `promptscape.layout` exactly as the workflow
+The files read are the config's, listed by `promptscape.pipeline.layout` exactly as the workflow
 lists them, never found by globbing the results directory: an experiment, a task or a
 predictor removed from the config does not appear, whatever its old files. A missing
 results directory or artifact is an error naming it and the command that builds it (exit
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promptscape import config as config_lib
-from promptscape import aggregate, layout, tables
+from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import layout, tables
+from promptscape.report import aggregate
 from promptscape.validation import ConfigError
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -347,7 +348,7 @@ def summary(study: config_lib.Study, configfile: str = DEFAULT_CONFIG) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m promptscape.summary",
+        prog="python -m promptscape.report.summary",
         description="Markdown tables of a finished run (docs/results.md), read from the "
                     "artifacts the config lists under its results_dir.")
     p.add_argument("--configfile", default=DEFAULT_CONFIG, metavar="PATH",
@@ -372,7 +373,7 @@ def main(argv=None) -> int:
             study = dataclasses.replace(study, raw={**study.raw, "results_dir": args.results_dir})
         text = summary(study, args.configfile)
     except SummaryError as error:
-        print(f"promptscape.summary: {error}", file=sys.stderr)
+        print(f"promptscape.report.summary: {error}", file=sys.stderr)
         return 1
     if args.output is not None:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ import logging
 
 import pandas as pd
 
-from promptscape import aggregate, tables
+from promptscape.pipeline import tables
+from promptscape.report import aggregate
 
 log = logging.getLogger("promptscape")
 

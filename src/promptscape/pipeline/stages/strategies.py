@@ -17,11 +17,12 @@ import logging
 
 import numpy as np
 
-from promptscape import search, seeding, tables
+from promptscape import search, seeding
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
-from promptscape.stages.common import load_predictor, vocab_size
-from promptscape.stages.datasets import draw_datasets
+from promptscape.pipeline.stages.common import load_predictor, vocab_size
+from promptscape.pipeline.stages.datasets import draw_datasets
 
 log = logging.getLogger("promptscape")
 

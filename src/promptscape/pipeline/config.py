@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from promptscape import model_config, seeding
+from promptscape import seeding
+from promptscape.neural import families
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
 from promptscape import strategies as strategies_lib
@@ -31,7 +32,7 @@ from promptscape.sources import Source, build_source
 from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Model:
 
 
 # Models that exist without being configured: one per network family, named after it.
-DEFAULT_MODELS = {name: {"family": name} for name in model_config.NEURAL_FAMILIES}
+DEFAULT_MODELS = {name: {"family": name} for name in families.NEURAL_FAMILIES}
 # Folders directly under results_dir that are not experiments.
 RESERVED_NAMES = ("models", "logs", "benchmarks", "figures")
 
@@ -130,7 +131,7 @@ class Study:
         return "bayes" if predictor == "bayes" else self.models[predictor].family
 
     def is_neural(self, predictor: str) -> bool:
-        return model_config.FAMILIES[self.family(predictor)].neural
+        return families.FAMILIES[self.family(predictor)].neural
 
     def replicates(self, predictor: str) -> int:
         """How many independently trained networks a predictor has (1 for bayes): its
@@ -161,7 +162,7 @@ class Study:
         return dict(self.raw["training"])
 
     def network(self, name: str, source_name: str,
-                replicate: int = 0) -> model_config.PredictorConfig:
+                replicate: int = 0) -> families.PredictorConfig:
         """The complete config of replicate `replicate` of model `name` trained on
         `source_name`: the config's overrides, the family's defaults, and a sequence length
         that covers every prompted task of the experiments using the model on this source."""
@@ -180,7 +181,7 @@ class Study:
             raise ConfigError(f"models.{name}.sequence_length == {settings['sequence_length']}, "
                               f"must be >= {needed} (L_max + T of an experiment pretrained on "
                               f"{source_name!r})")
-        return model_config.PredictorConfig.from_dict({"family": model.family, **settings},
+        return families.PredictorConfig.from_dict({"family": model.family, **settings},
                                                       where=f"models.{name}")
 
     def model_identity(self, name: str, source_name: str, replicate: int = 0) -> str:
@@ -273,12 +274,12 @@ def _models(spec: dict) -> dict[str, Model]:
         where = f"models.{name}"
         if "family" not in entry:
             raise ConfigError(f"{where}.family is required: one of "
-                              f"{', '.join(model_config.NEURAL_FAMILIES)}")
+                              f"{', '.join(families.NEURAL_FAMILIES)}")
         family = entry["family"]
-        if family not in model_config.NEURAL_FAMILIES:
+        if family not in families.NEURAL_FAMILIES:
             raise ConfigError(f"{where}.family == {family!r}, must be a network family: one "
-                              f"of {', '.join(model_config.NEURAL_FAMILIES)}")
-        if name in model_config.FAMILIES and name != family:
+                              f"of {', '.join(families.NEURAL_FAMILIES)}")
+        if name in families.FAMILIES and name != family:
             raise ConfigError(f"{where}.family == {family!r}, but {name!r} names the "
                               f"{name} family: a model named after a family must be of that "
                               "family; give this model another name")
@@ -357,7 +358,7 @@ def _check_networks(study: Study) -> None:
                 used.add(name)
     for name, model in study.models.items():
         if name not in used:
-            model_config.PredictorConfig.from_dict({"family": model.family, **model.settings},
+            families.PredictorConfig.from_dict({"family": model.family, **model.settings},
                                                    where=f"models.{name}")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from promptscape import prompts as prompts_lib
-from promptscape import tables
-from promptscape.model_config import FAMILIES
+from promptscape.pipeline import tables
+from promptscape.neural.families import FAMILIES
 from promptscape.predictors import BayesPredictor, Predictor, TabulatedPredictor
 from promptscape.sources import build_source
 
@@ -24,9 +24,9 @@ def load_predictor(family: str, pretraining: dict, model: str | None = None,
         return BayesPredictor(build_source(pretraining, where="pretraining"))
     if not model:
         raise ValueError(f"a {family} predictor needs a trained model checkpoint")
-    from promptscape import models  # torch only where a network is used
+    from promptscape.neural import checkpoints  # torch only where a network is used
 
-    return models.load_predictor(model, device=device)
+    return checkpoints.load_predictor(model, device=device)
 
 
 def training_device(config: dict) -> str:

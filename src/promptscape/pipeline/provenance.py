@@ -16,10 +16,10 @@ identity hashes the docstring-free AST of every definition reached.
 What the walk does not follow, and the workflow adds per job instead (`JOBS`):
 
 * registries, dispatched on config: a source's kind (`sources.SOURCES` via
-  `build_source`; `source_kind_entry`) and a predictor family (`model_config.FAMILIES[...].code`);
+  `build_source`; `source_kind_entry`) and a predictor family (`families.FAMILIES[...].code`);
 * promptscape modules imported inside a function body: such an import is how the library
   defers code that only some jobs run (``stages.common.load_predictor`` imports
-  `promptscape.models` for networks only), so references through it are left to the job's
+  `promptscape.neural.checkpoints` for networks only), so references through it are left to the job's
   family entries.
 
 `trace_calls` records the promptscape functions a call really executes; the tests hold
@@ -37,39 +37,39 @@ import sys
 from pathlib import Path
 
 PACKAGE = "promptscape"
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
 
 
 # Per workflow rule: (its stage function, the registry members its jobs run). Members:
 # "pretraining" (the kind of the experiment's or network's pretraining source), "task" (the
 # kind of the job's task source), "family" (the job's predictor family: the entries of
-# `model_config.FAMILIES[family].code`, what `stages.common.load_predictor` and
+# `families.FAMILIES[family].code`, what `stages.common.load_predictor` and
 # `models.build_model` dispatch to), "figure" (the figure's chart builder and what
 # `stages.figures.plot_figure` runs through its deferred imports, `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "simulate_tasks": ("promptscape.stages.datasets:simulate_tasks", ("task",)),
-    "simulate_pool": ("promptscape.stages.datasets:simulate_pool", ("task",)),
-    "simulate_evaluation": ("promptscape.stages.datasets:simulate_evaluation", ("task",)),
-    "train_predictor": ("promptscape.stages.training:train_predictor",
+    "simulate_tasks": ("promptscape.pipeline.stages.datasets:simulate_tasks", ("task",)),
+    "simulate_pool": ("promptscape.pipeline.stages.datasets:simulate_pool", ("task",)),
+    "simulate_evaluation": ("promptscape.pipeline.stages.datasets:simulate_evaluation", ("task",)),
+    "train_predictor": ("promptscape.pipeline.stages.training:train_predictor",
                         ("pretraining", "family")),
-    "evaluate_predictor": ("promptscape.stages.training:evaluate_predictor",
+    "evaluate_predictor": ("promptscape.pipeline.stages.training:evaluate_predictor",
                            ("pretraining", "family")),
-    "score_prompts": ("promptscape.stages.training:score_prompts", ("pretraining", "family")),
-    "search_prompts": ("promptscape.stages.search:search_prompts", ("pretraining", "family")),
-    "search_selected": ("promptscape.stages.search:search_selected",
+    "score_prompts": ("promptscape.pipeline.stages.training:score_prompts", ("pretraining", "family")),
+    "search_prompts": ("promptscape.pipeline.stages.search:search_prompts", ("pretraining", "family")),
+    "search_selected": ("promptscape.pipeline.stages.search:search_selected",
                         ("pretraining", "family")),
-    "search_strategies": ("promptscape.stages.strategies:search_strategies",
+    "search_strategies": ("promptscape.pipeline.stages.strategies:search_strategies",
                           ("pretraining", "task", "family")),
-    "compute_landscape": ("promptscape.stages.landscape:compute_landscape",
+    "compute_landscape": ("promptscape.pipeline.stages.landscape:compute_landscape",
                           ("pretraining", "task", "family")),
-    "measure_efficiency": ("promptscape.stages.efficiency:measure_efficiency",
+    "measure_efficiency": ("promptscape.pipeline.stages.efficiency:measure_efficiency",
                            ("pretraining", "task", "family")),
-    "aggregate_search": ("promptscape.stages.aggregate:aggregate_search", ()),
-    "aggregate_strategies": ("promptscape.stages.aggregate:aggregate_strategies", ()),
-    "predict_reliability": ("promptscape.stages.prediction:predict_reliability",
+    "aggregate_search": ("promptscape.pipeline.stages.aggregate:aggregate_search", ()),
+    "aggregate_strategies": ("promptscape.pipeline.stages.aggregate:aggregate_strategies", ()),
+    "predict_reliability": ("promptscape.pipeline.stages.prediction:predict_reliability",
                             ("pretraining", "task", "family")),
-    "plot_figure": ("promptscape.stages.figures:plot_figure", ("figure",)),
-    "plot_study_figure": ("promptscape.stages.figures:plot_study_figure", ("figure",)),
+    "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),
+    "plot_study_figure": ("promptscape.pipeline.stages.figures:plot_study_figure", ("figure",)),
 }
 
 
@@ -303,11 +303,11 @@ def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=
             raise ValueError(f"a {rule} job's code identity needs its {member}")
         for name in [value] if isinstance(value, str) else sorted(set(value)):
             if member == "family":
-                from promptscape.model_config import FAMILIES
+                from promptscape.neural.families import FAMILIES
 
                 entries.extend(FAMILIES[name].code)
             elif member == "figure":
-                from promptscape.stages.figures import FIGURES, STUDY_FIGURES
+                from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES
 
                 entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
             else:

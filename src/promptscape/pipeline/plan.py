@@ -1,6 +1,6 @@
 """Costs before running: jobs, prompt-sequence evaluations and peak memory of every stage.
 
-`python -m promptscape.plan [--configfile config/config.yaml]` prints, per stage, the
+`python -m promptscape.pipeline.plan [--configfile config/config.yaml]` prints, per stage, the
 number of jobs, the prompt-sequence evaluations per job and in total, the estimated peak
 memory of the largest job and the `mem_mb` its rule declares (docs/plan.md). The workflow
 calls the same code: every heavy rule declares ``resources: mem_mb`` from `mem_mb`, and at
@@ -8,7 +8,7 @@ parse time (`snakemake -n` included) `check` raises `MemoryEstimateError`, namin
 the experiment and the keys to change, when any job's estimate exceeds
 ``resources.max_mem_mb``: before any work, instead of an allocation error hours in.
 
-The job grid mirrors the workflow's (`promptscape.layout`): datasets and searches per
+The job grid mirrors the workflow's (`promptscape.pipeline.layout`): datasets and searches per
 experiment x dataset selection x seed block, each job holding every predictor, task and N
 (pools per experiment x block where a pooled selection runs); landscapes and predictions
 per experiment x predictor x task; efficiency per experiment; one network per (pretraining
@@ -34,7 +34,7 @@ import dataclasses
 import math
 import sys
 
-from promptscape import config as config_lib
+from promptscape.pipeline import config as config_lib
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
 from promptscape.validation import ConfigError
 
@@ -557,7 +557,7 @@ def jobs(study) -> list[Job]:
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
-        from promptscape.stages.figures import experiment_figures
+        from promptscape.pipeline.stages.figures import experiment_figures
 
         for figure in experiment_figures(
                 neural=any(study.is_neural(p) for p in exp.predictors),
@@ -565,7 +565,7 @@ def jobs(study) -> list[Job]:
                 bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
                 strategies=exp.runs_strategies):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
-    from promptscape.stages.figures import STUDY_FIGURES
+    from promptscape.pipeline.stages.figures import STUDY_FIGURES
 
     for figure in STUDY_FIGURES:
         out.append(estimate(study, "plot_study_figure", {"figure": figure}))
@@ -630,7 +630,7 @@ def _message(job: Job, cap: int, count: int) -> str:
     detail = ", ".join(f"{k} {v}" for k, v in w.items() if k != "experiment")
     return (f"{job.rule} of {where} ({detail}): estimated peak memory "
             f"{job.peak_bytes / GIB:.1f} GiB ({job.evaluations:,} prompt-sequence "
-            f"evaluations, {job.note or 'see promptscape.plan'}) exceeds {CAP_KEY} = {cap} MB"
+            f"evaluations, {job.note or 'see promptscape.pipeline.plan'}) exceeds {CAP_KEY} = {cap} MB"
             f"{others}. Refused before any work. Lower it with {hint}; {prompts}or allow more "
             f"memory: {CAP_KEY} (docs/plan.md)")
 
@@ -705,7 +705,7 @@ def format_plan(study, plan: list[Job]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m promptscape.plan",
+        prog="python -m promptscape.pipeline.plan",
         description="Costs of a config before running: per stage the number of jobs, the "
                     "prompt-sequence evaluations per job and in total, the estimated peak "
                     "memory of the largest job and the mem_mb its rule declares. Exits 1 "

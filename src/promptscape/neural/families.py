@@ -36,7 +36,7 @@ class Family:
     check: extra checks of a complete config (raise ValueError naming the field).
     code: the ``"module:attribute"`` entries of the code only this family's jobs run (how it
         is built and scores prompts), which its jobs' code identities cover
-        (`promptscape.provenance`, docs/caching.md).
+        (`promptscape.pipeline.provenance`, docs/caching.md).
     """
 
     name: str
@@ -71,14 +71,14 @@ OPTIONAL_FIELDS = ("num_heads", "max_context_length")
 # 60 s (transformer) of training. Longer training buys little (LSTM, 2000 steps: 2e-5).
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("bayes", neural=False, code=("promptscape.predictors:BayesPredictor",)),
-    Family("lstm", neural=True, module="promptscape.models:LSTMPredictor",
-           code=("promptscape.models:load_predictor", "promptscape.models:LSTMPredictor"),
+    Family("lstm", neural=True, module="promptscape.neural.lstm:LSTMPredictor",
+           code=("promptscape.neural.checkpoints:load_predictor", "promptscape.neural.lstm:LSTMPredictor"),
            defaults=dict(
         embedding_dim=16, hidden_size=64, num_layers=1, steps=1000, batch_size=256,
         learning_rate=3e-3, warmup_steps=0)),
-    Family("transformer", neural=True, module="promptscape.models:TransformerPredictor",
-           code=("promptscape.models:load_predictor",
-                 "promptscape.models:TransformerPredictor"),
+    Family("transformer", neural=True, module="promptscape.neural.transformer:TransformerPredictor",
+           code=("promptscape.neural.checkpoints:load_predictor",
+                 "promptscape.neural.transformer:TransformerPredictor"),
            own_fields=("num_heads", "max_context_length"), check=_check_transformer,
            defaults=dict(hidden_size=64, num_layers=2, num_heads=4, steps=1000,
                          batch_size=256, learning_rate=1e-3, warmup_steps=100)),

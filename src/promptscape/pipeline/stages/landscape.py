@@ -6,10 +6,11 @@ import logging
 
 import numpy as np
 
-from promptscape import landscape, search, tables
+from promptscape import landscape, search
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
-from promptscape.stages.common import load_predictor, vocab_size
+from promptscape.pipeline.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 

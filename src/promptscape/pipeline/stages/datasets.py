@@ -6,7 +6,8 @@ import logging
 
 import numpy as np
 
-from promptscape import landscape, seeding, tables
+from promptscape import landscape, seeding
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 

@@ -9,10 +9,11 @@ import logging
 
 import numpy as np
 
-from promptscape import landscape, seeding, tables, theory
+from promptscape import landscape, seeding, theory
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
-from promptscape.stages.common import load_predictor, vocab_size
+from promptscape.pipeline.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 

@@ -15,10 +15,11 @@ import logging
 
 import numpy as np
 
-from promptscape import search, seeding, tables
+from promptscape import search, seeding
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
-from promptscape.stages.common import load_predictor, vocab_size
+from promptscape.pipeline.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 

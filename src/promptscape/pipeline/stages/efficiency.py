@@ -8,10 +8,11 @@ import logging
 
 import numpy as np
 
-from promptscape import efficiency, tables
+from promptscape import efficiency
+from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
-from promptscape.stages.common import load_predictor
+from promptscape.pipeline.stages.common import load_predictor
 
 log = logging.getLogger("promptscape")
 

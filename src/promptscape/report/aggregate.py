@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from promptscape import tables
+from promptscape.pipeline import tables
 from promptscape.strategies import expected_found_best
 
 WILSON_Z = 1.959963984540054  # two-sided 95%

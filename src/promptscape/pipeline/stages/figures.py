@@ -2,7 +2,7 @@
 
 The registry `FIGURES` is light: the workflow imports it at parse time (every job, cluster
 jobs included), so it names each chart builder instead of importing it; `plot_figure`
-imports `promptscape.figures` (altair) and `promptscape.tables` (pyarrow) when it runs.
+imports `promptscape.report.figures` (altair) and `promptscape.pipeline.tables` (pyarrow) when it runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ log = logging.getLogger("promptscape")
 
 @dataclass(frozen=True)
 class Figure:
-    builder: str  # name of the chart function in promptscape.figures
+    builder: str  # name of the chart function in promptscape.report.figures
     artifacts: str | tuple[str, ...]  # artifact(s) it reads; a tuple gives a dict of frames
     headline: str
     neural: bool = False  # only for experiments with a neural predictor
@@ -34,10 +34,10 @@ class Figure:
     @property
     def code(self) -> tuple[str, ...]:
         """The entries of what `plot_figure` runs for this figure through its deferred
-        imports (its code identity's per-job member; promptscape.provenance)."""
-        return (f"promptscape.figures:{self.builder}", "promptscape.figures:save",
-                "promptscape.tables:read", "promptscape.tables:artifact_of",
-                "promptscape.tables:first_replicate", "promptscape.tables:random_selection")
+        imports (its code identity's per-job member; promptscape.pipeline.provenance)."""
+        return (f"promptscape.report.figures:{self.builder}", "promptscape.report.figures:save",
+                "promptscape.pipeline.tables:read", "promptscape.pipeline.tables:artifact_of",
+                "promptscape.pipeline.tables:first_replicate", "promptscape.pipeline.tables:random_selection")
 
 
 FIGURES = {
@@ -94,7 +94,8 @@ def experiment_figures(*, neural: bool, replicated: bool, bayes: bool,
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
                 experiment: str, pretraining: str, tasks: list[str], imd: dict,
                 predictors: list[str], style: dict) -> None:
-    from promptscape import figures, tables  # altair and pyarrow: not at parse time
+    from promptscape.pipeline import tables  # altair and pyarrow: not at parse time
+    from promptscape.report import figures
 
     spec = FIGURES[figure]
     build = getattr(figures, spec.builder)
@@ -120,7 +121,8 @@ def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, 
                       experiments: list[str], style: dict) -> None:
     """One figure of the whole study (`STUDY_FIGURES`) from every experiment's tables
     (replicate 0 of each predictor)."""
-    from promptscape import figures, tables  # altair and pyarrow: not at parse time
+    from promptscape.pipeline import tables  # altair and pyarrow: not at parse time
+    from promptscape.report import figures
 
     spec = STUDY_FIGURES[figure]
     frame = tables.first_replicate(tables.read(tables_in, spec.artifacts))
