@@ -1,0 +1,326 @@
+"""Tuning a trained network towards a task from the task's data set D_N alone: continuous
+prompts (soft, simplex, prefix) and weight tuning (embedding, head, LoRA, full), one registry
+entry per tuner (`TUNERS`).
+
+A tuner wraps a frozen base network in a `Tuned` module whose ``forward(seqs)`` returns the
+log-probabilities of every (B, T) task sequence under each of S independently tuned copies,
+``(S, B, T, V)``: S seeds' prompts train side by side on the union of their data sets, each
+seed's loss weighting only its own sequences, so that batched and one-at-a-time runs take the
+same steps (Adam is elementwise and the seeds' parameters never meet). Weight tuners tune one
+seed at a time (S = 1).
+
+Alignment is the network's (`promptscape.neural.base`): BOS, then the K prompt positions
+(soft and simplex prompts), then the task; a `prefix` is read before BOS. Training runs the
+plain forward (`prefix_embedded` and `extend`); scoring uses the same forward without
+gradients, and is compared with the trie scoring of hard prompts in the tests.
+
+The loss is the empirical log loss per task sequence on D_N, ``sum_i c_i l(x_i) / N`` over
+the distinct sequences x_i with counts c_i: the quantity `promptscape.search` ranks hard
+prompts by (L_N), so `train_loss` and L_N(s_hat) compare directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from promptscape.neural.base import _with_bos
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- tuned modules
+class Tuned(nn.Module):
+    """A frozen base network and S copies of trainable parameters; ``forward`` -> (S, B, T, V)."""
+
+    def __init__(self, base: nn.Module):
+        super().__init__()
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.vocab_size = base.vocab_size
+
+    @property
+    def family(self) -> str:
+        return self.base.config.family
+
+    def trainable_parameters(self) -> int:
+        """Trainable parameters of one seed's copy."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad) // self.seeds
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Unchanged(Tuned):
+    """The network as it is (`none`): nothing to train."""
+
+    seeds = 1
+
+    def forward(self, seqs):
+        return self.base(seqs)[None]
+
+
+class PromptEmbeddings(Tuned):
+    """K input vectors after BOS, one set per seed; subclasses say how they are made."""
+
+    def inputs(self) -> torch.Tensor:  # (S, K, E)
+        raise NotImplementedError
+
+    def forward(self, seqs):
+        soft = self.inputs()
+        bos = self.base.embed.weight[self.vocab_size].expand(soft.shape[0], 1, soft.shape[-1])
+        prefix = self.base.prefix_embedded(torch.cat([bos, soft], dim=1))
+        return self.base.extend(prefix, seqs)
+
+
+class SoftPrompt(PromptEmbeddings):
+    """`soft_prompt`: K free vectors in the embedding space, started at a hard prompt's
+    embeddings."""
+
+    def __init__(self, base, prompts: torch.Tensor):
+        super().__init__(base)
+        self.seeds = prompts.shape[0]
+        self.soft = nn.Parameter(base.embed.weight[prompts.long()].detach().clone())
+
+    def inputs(self):
+        return self.soft
+
+
+class SimplexPrompt(PromptEmbeddings):
+    """`simplex_prompt`: at each of K positions a softmax over the V symbols mixing their
+    embeddings (a relaxed hard prompt), started with logit `init_logit` on a hard prompt's
+    symbol and 0 elsewhere."""
+
+    def __init__(self, base, prompts: torch.Tensor, init_logit: float):
+        super().__init__(base)
+        self.seeds = prompts.shape[0]
+        self.logits = nn.Parameter(
+            float(init_logit) * F.one_hot(prompts.long(), self.vocab_size).float())
+
+    def inputs(self):
+        return self.logits.softmax(-1) @ self.base.embed.weight[:self.vocab_size]
+
+    def projected(self) -> torch.Tensor:
+        """(S, K) the hard prompt of per-position argmax symbols (ties: the lowest symbol)."""
+        return self.logits.argmax(-1)
+
+
+class LSTMPrefix(Tuned):
+    """`prefix` of an LSTM: a learned initial state (h0, c0) read before BOS, started at the
+    state after BOS and a hard prompt."""
+
+    def __init__(self, base, prompts: torch.Tensor):
+        super().__init__(base)
+        self.seeds = prompts.shape[0]
+        with torch.no_grad():
+            h, c = base.prefix(prompts.long()).cache  # (layers, S, H)
+        self.h0, self.c0 = nn.Parameter(h.clone()), nn.Parameter(c.clone())
+
+    def forward(self, seqs):
+        (B, T), S = seqs.shape, self.seeds
+        x = self.base.embed(_with_bos(seqs, self.vocab_size)[:, :-1])  # (B, T, E)
+        x = x.expand(S, B, T, x.shape[-1]).reshape(S * B, T, -1)
+        state = (self.h0.repeat_interleave(B, dim=1), self.c0.repeat_interleave(B, dim=1))
+        out, _ = self.base.lstm(x, state)
+        return F.log_softmax(self.base.unembed(out), dim=-1).view(S, B, T, self.vocab_size)
+
+
+class TransformerPrefix(Tuned):
+    """`prefix` of a Transformer: K learned key/value pairs per layer that BOS and every task
+    position attend to (Li & Liang, 2021); positions as in the unprompted network. Started at
+    the keys and values of a hard prompt's K symbols read after BOS."""
+
+    def __init__(self, base, prompts: torch.Tensor):
+        super().__init__(base)
+        self.seeds = prompts.shape[0]
+        with torch.no_grad():
+            cache = base.prefix(prompts.long()).cache  # per layer (S, nh, K + 1, hs)
+        self.keys = nn.ParameterList(nn.Parameter(k[:, :, 1:].clone()) for k, _ in cache)
+        self.values = nn.ParameterList(nn.Parameter(v[:, :, 1:].clone()) for _, v in cache)
+
+    def forward(self, seqs):
+        x = self.base._embed(_with_bos(seqs, self.vocab_size)[None, :, :-1], 0)  # (1, B, T, C)
+        for block, k, v in zip(self.base.blocks, self.keys, self.values):
+            x, _ = block(x, (k, v))  # (S, B, T, C)
+        return self.base._unembed(x)
+
+
+class Weights(Tuned):
+    """Weight tuning of one seed: named parameters of the base replaced by trainable values
+    (`embedding`, `head`, `full`), or by the base plus a low-rank update (`lora`)."""
+
+    seeds = 1
+
+    def __init__(self, base, names: Sequence[str]):
+        super().__init__(base)
+        self.names = list(names)
+        own = dict(base.named_parameters())
+        self.tuned = nn.ParameterList(nn.Parameter(own[n].detach().clone()) for n in self.names)
+
+    def replaced(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.tuned))
+
+    def forward(self, seqs):
+        return functional_call(self.base, self.replaced(), (seqs,))[None]
+
+
+class LoRA(Weights):
+    """`lora`: W + B A with A (r, in) drawn from N(0, 1/in) and B (out, r) zero at the start,
+    on the attention and MLP projections of a Transformer or the input and recurrent weights
+    of an LSTM (Hu et al., 2021)."""
+
+    def __init__(self, base, names: Sequence[str], rank: int, generator: torch.Generator):
+        Tuned.__init__(self, base)
+        self.names = list(names)
+        own = dict(base.named_parameters())
+        self.down = nn.ParameterList(
+            nn.Parameter(torch.randn(rank, own[n].shape[1], generator=generator)
+                         / math.sqrt(own[n].shape[1])) for n in self.names)
+        self.up = nn.ParameterList(nn.Parameter(torch.zeros(own[n].shape[0], rank))
+                                   for n in self.names)
+        self.frozen = [own[n] for n in self.names]
+
+    def replaced(self):
+        return {n: w + b @ a for n, w, a, b in zip(self.names, self.frozen, self.down, self.up)}
+
+
+def lora_targets(base: nn.Module) -> list[str]:
+    """The weight matrices a LoRA adapts: attention and MLP projections, or the LSTM's input
+    and recurrent weights."""
+    if base.config.family == "lstm":
+        return [n for n, _ in base.named_parameters() if n.startswith("lstm.weight_")]
+    return [n for n, p in base.named_parameters()
+            if n.startswith("blocks.") and p.ndim == 2 and (".attn." in n or ".mlp." in n)]
+
+
+def lora_width(base: nn.Module) -> int:
+    """The largest rank a LoRA of this network can have: the narrowest adapted matrix."""
+    own = dict(base.named_parameters())
+    return min(min(own[n].shape) for n in lora_targets(base))
+
+
+# --------------------------------------------------------------------------- registry
+@dataclasses.dataclass(frozen=True)
+class Tuner:
+    """One tuning method.
+
+    name: ``tuning.tuners`` entry. space: "prompt" (trains K prompt positions or a prefix,
+    batched over seeds), "weights" (trains the network's weights, one seed at a time) or
+    "reference" (nothing to train). settings: its own settings with their defaults (a
+    ``tuning.tuners: {name: {...}}`` mapping sets them). build: ``(base, prompts (S, K) long,
+    settings, generator) -> Tuned``; `prompts` are the initial hard prompts of prompt-space
+    tuners.
+    """
+
+    name: str
+    space: str
+    build: Callable[..., Tuned]
+    settings: dict = dataclasses.field(default_factory=dict)
+    doc: str = ""
+
+
+def _prefix(base, prompts, settings, generator):
+    return (LSTMPrefix if base.config.family == "lstm" else TransformerPrefix)(base, prompts)
+
+
+def _parameters(select: Callable[[str], bool]):
+    def build(base, prompts, settings, generator):
+        return Weights(base, [n for n, _ in base.named_parameters() if select(n)])
+    return build
+
+
+TUNERS: dict[str, Tuner] = {t.name: t for t in [
+    Tuner("none", "reference", lambda base, prompts, settings, generator: Unchanged(base),
+          doc="the network unprompted and untuned"),
+    Tuner("soft_prompt", "prompt", lambda base, prompts, settings, generator:
+          SoftPrompt(base, prompts), doc=SoftPrompt.__doc__),
+    Tuner("simplex_prompt", "prompt", lambda base, prompts, settings, generator:
+          SimplexPrompt(base, prompts, settings["init_logit"]),
+          settings={"init_logit": 4.0}, doc=SimplexPrompt.__doc__),
+    Tuner("prefix", "prompt", _prefix, doc="learned state read before BOS"),
+    Tuner("embedding", "weights", _parameters(lambda n: n == "embed.weight"),
+          doc="the token embeddings"),
+    Tuner("head", "weights", _parameters(lambda n: n.startswith("unembed.")),
+          doc="the unembedding (weight and bias)"),
+    Tuner("lora", "weights", lambda base, prompts, settings, generator:
+          LoRA(base, lora_targets(base), settings["lora_rank"], generator),
+          settings={"lora_rank": 4}, doc=LoRA.__doc__),
+    Tuner("full", "weights", _parameters(lambda n: True), doc="every weight"),
+]}
+
+
+# --------------------------------------------------------------------------- training
+def sequence_losses(tuned: Tuned, seqs: torch.Tensor, max_tokens: int = 1 << 17) -> torch.Tensor:
+    """(S, B) log loss of each (B, T) sequence under each seed's tuned network, in chunks of
+    at most `max_tokens` (sequence, position) inputs per seed."""
+    B, T = seqs.shape
+    step = max(1, max_tokens // max(1, T))
+    out = []
+    for a in range(0, B, step):
+        chunk = seqs[a:a + step].long()
+        logp = tuned(chunk)  # (S, b, T, V)
+        out.append(-logp.gather(-1, chunk[None, :, :, None].expand(
+            logp.shape[0], *chunk.shape, 1))[..., 0].sum(-1))
+    return torch.cat(out, dim=1) if out else torch.zeros(tuned.seeds, 0)
+
+
+@dataclasses.dataclass
+class Record:
+    """After `steps` optimiser steps: each seed's empirical loss on its D_N (``train_loss``,
+    (S,)) and whatever `evaluate` returned."""
+
+    steps: int
+    train_loss: np.ndarray
+    evaluation: object
+
+
+def tune(tuned: Tuned, seqs: np.ndarray, weights: np.ndarray, *, steps: int,
+         learning_rate: float, record_at: Sequence[int],
+         evaluate: Callable[[Tuned], object] | None = None,
+         max_tokens: int = 1 << 17) -> list[Record]:
+    """Adam on ``sum_s sum_u weights[s, u] l_s(seqs[u])`` for `steps` steps, recording each
+    seed's training loss (and `evaluate(tuned)`, without gradients) after every step count in
+    `record_at` (0: before any step).
+
+    seqs (U, T): the distinct sequences of the seeds' data sets; weights (S, U): count / N of
+    each in each seed's D_N (0 where absent), rows summing to 1.
+    """
+    budgets = sorted(set(int(b) for b in record_at))
+    if budgets and (budgets[0] < 0 or budgets[-1] > steps):
+        raise ValueError(f"record_at {budgets} must lie in 0..steps ({steps})")
+    device = next(tuned.parameters()).device
+    x = torch.as_tensor(np.asarray(seqs), device=device).long()
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=device).float()
+    if w.shape != (tuned.seeds, x.shape[0]):
+        raise ValueError(f"weights of shape {tuple(w.shape)}, not ({tuned.seeds}, {x.shape[0]})")
+    trainable = [p for p in tuned.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=learning_rate) if trainable else None
+    records = []
+
+    def record(done: int):
+        with torch.no_grad():
+            loss = (sequence_losses(tuned, x, max_tokens).double() * w.double()).sum(1)
+            evaluation = evaluate(tuned) if evaluate is not None else None
+        records.append(Record(done, loss.cpu().numpy(), evaluation))
+
+    for done in range(steps + 1):
+        if done in budgets:
+            record(done)
+        if done == steps:
+            break
+        if optimizer is None:
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss = (sequence_losses(tuned, x, max_tokens) * w).sum()
+        loss.backward()
+        optimizer.step()
+    return records

@@ -1,0 +1,170 @@
+"""Tuners (promptscape.neural.tuning) against the hard-prompt scoring, finite differences and
+each other: a one-hot simplex prompt is that hard prompt, `none` is the empty prompt, a zero
+LoRA is the base network, batched seeds equal one-at-a-time runs."""
+
+import numpy as np
+import pytest
+import torch
+
+from promptscape import prompts, seeding
+from promptscape.neural import base, families, scoring, tuning
+
+FAMILIES = families.NEURAL_FAMILIES
+TINY = {
+    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
+    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
+}
+V, T, K = 2, 5, 3
+RTOL = 1e-5  # float32
+
+
+def scrambled(family, vocab_size=V):
+    """An untrained tiny model with large random weights (so that prompts matter)."""
+    config = families.PredictorConfig(family=family, **TINY[family], steps=12, batch_size=8,
+                                      sequence_length=16, warmup_steps=2)
+    model = base.build_model(config, vocab_size)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
+    return model.eval()
+
+
+def hard_losses(model, prompt: str, seqs: np.ndarray) -> np.ndarray:
+    """The trie scoring's loss of each sequence after the hard prompt `prompt`."""
+    predictor = scoring.NeuralPredictor(model, model.config, device="cpu")
+    return predictor.prompt_losses([prompt], seqs)[0]
+
+
+def build(name, model, prompt_rows, **settings):
+    tuner = tuning.TUNERS[name]
+    generator = torch.Generator().manual_seed(seeding.stable_seed("test", name) % 2**63)
+    prompts_t = torch.as_tensor(np.asarray(prompt_rows)).long()
+    return tuner.build(model, prompts_t, {**tuner.settings, **settings}, generator)
+
+
+SEQS = prompts.enumerate_sequences(T, V)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_none_is_the_empty_prompt(family):
+    model = scrambled(family)
+    tuned = build("none", model, np.zeros((1, 0), dtype=np.int64))
+    with torch.no_grad():
+        got = tuning.sequence_losses(tuned, torch.as_tensor(SEQS)).double().numpy()[0]
+    np.testing.assert_allclose(got, hard_losses(model, "", SEQS), rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["soft_prompt", "simplex_prompt"])
+def test_prompt_tuners_start_at_their_hard_prompt(family, name):
+    """A soft prompt at a prompt's embeddings, and a simplex prompt one-hot at it (logit far
+    above the rest), read exactly as that hard prompt does."""
+    model = scrambled(family)
+    rows = np.array([[1, 0, 1], [0, 0, 1]])
+    tuned = build(name, model, rows, init_logit=60.0)
+    with torch.no_grad():
+        got = tuning.sequence_losses(tuned, torch.as_tensor(SEQS)).double().numpy()
+    for s, row in enumerate(rows):
+        prompt = prompts.to_strings(row[None].astype(np.uint8))[0]
+        np.testing.assert_allclose(got[s], hard_losses(model, prompt, SEQS), rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_projected_prompt_is_the_argmax_and_scores_as_that_hard_prompt(family):
+    model = scrambled(family)
+    tuned = build("simplex_prompt", model, np.array([[1, 1, 0]]))
+    with torch.no_grad():
+        tuned.logits.add_(torch.randn(tuned.logits.shape, generator=torch.Generator().manual_seed(3)))
+    projected = tuned.projected().numpy()
+    np.testing.assert_array_equal(projected, tuned.logits.detach().argmax(-1).numpy())
+    hard = build("simplex_prompt", model, projected, init_logit=60.0)
+    prompt = prompts.to_strings(projected.astype(np.uint8))[0]
+    with torch.no_grad():
+        got = tuning.sequence_losses(hard, torch.as_tensor(SEQS)).double().numpy()[0]
+    np.testing.assert_allclose(got, hard_losses(model, prompt, SEQS), rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_lora_and_untouched_weights_are_the_base_network(family):
+    model = scrambled(family)
+    reference = hard_losses(model, "", SEQS)
+    for name in ("lora", "embedding", "head", "full"):
+        tuned = build(name, model, np.zeros((1, 0), dtype=np.int64))
+        with torch.no_grad():
+            got = tuning.sequence_losses(tuned, torch.as_tensor(SEQS)).double().numpy()[0]
+        np.testing.assert_allclose(got, reference, rtol=RTOL, err_msg=name)
+    assert tuning.lora_width(model) >= 1
+
+
+def _fd_check(tuned, param, seqs, weights, indices, eps=1e-5):
+    """Autograd against central differences of the float64 copy of `tuned`."""
+    tuned = tuned.double()
+    x = torch.as_tensor(seqs)
+    w = torch.as_tensor(weights)
+
+    def loss():
+        return (tuning.sequence_losses(tuned, x) * w).sum()
+
+    (grad,) = torch.autograd.grad(loss(), [param])
+    for index in indices:
+        with torch.no_grad():
+            old = param[index].item()
+            param[index] = old + eps
+            up = loss().item()
+            param[index] = old - eps
+            down = loss().item()
+            param[index] = old
+        assert (up - down) / (2 * eps) == pytest.approx(grad[index].item(), rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["soft_prompt", "prefix"])
+def test_gradients_match_finite_differences(family, name):
+    model = scrambled(family)
+    rows = np.array([[1, 0, 1], [0, 1, 1]])
+    tuned = build(name, model, rows)
+    rng = np.random.default_rng(0)
+    seqs = SEQS[rng.choice(len(SEQS), 6, replace=False)]
+    weights = rng.random((2, 6))
+    weights /= weights.sum(1, keepdims=True)
+    params = [p for p in tuned.parameters() if p.requires_grad]
+    for param in params[:2]:
+        flat = [tuple(int(i) for i in np.unravel_index(j, param.shape))
+                for j in rng.choice(param.numel(), 4, replace=False)]
+        _fd_check(tuned, param, seqs, weights, flat)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["soft_prompt", "simplex_prompt", "prefix"])
+def test_batched_seeds_equal_sequential_runs(family, name):
+    model = scrambled(family)
+    rows = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 0]])
+    rng = np.random.default_rng(1)
+    seqs = SEQS[:12]
+    weights = np.zeros((3, 12))
+    for s in range(3):  # each seed its own D_N, 4 draws of 12 sequences
+        np.add.at(weights[s], rng.integers(0, 12, 4), 0.25)
+    batched = tuning.tune(build(name, model, rows), seqs, weights, steps=5,
+                          learning_rate=0.05, record_at=[0, 2, 5])
+    for s in range(3):
+        keep = weights[s] > 0
+        alone = tuning.tune(build(name, model, rows[s:s + 1]), seqs[keep], weights[s:s + 1, keep],
+                            steps=5, learning_rate=0.05, record_at=[0, 2, 5])
+        for b, a in zip(batched, alone):
+            assert b.steps == a.steps
+            np.testing.assert_allclose(b.train_loss[s], a.train_loss[0], rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["soft_prompt", "simplex_prompt", "prefix", "embedding", "head",
+                                  "lora", "full"])
+def test_tuning_lowers_the_training_loss(family, name):
+    model = scrambled(family)
+    seqs = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=np.uint8)
+    weights = np.array([[0.5, 0.5]])
+    records = tuning.tune(build(name, model, np.array([[0, 0, 0]])), seqs, weights, steps=20,
+                          learning_rate=0.05, record_at=[0, 20])
+    assert records[1].train_loss[0] < records[0].train_loss[0]
+    # The base network is never changed by tuning.
+    np.testing.assert_allclose(hard_losses(model, "", seqs), hard_losses(scrambled(family), "", seqs))
