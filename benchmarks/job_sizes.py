@@ -30,7 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TIMING = re.compile(r"job timing: wall ([0-9.]+) s, work ([0-9.]+) s")
-# Rules whose units stay one to a job because each costs seconds to minutes (README, "Jobs");
+# Rules whose units stay one to a job because each costs seconds to minutes
+# (config/README.md, "Run times");
 # the floor of a run is their summed work over the cores.
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "predict_reliability",
          "compute_landscape", "measure_efficiency", "search_strategies")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Measures the README's run-time figures on a fresh copy of the working tree:
+# Measures the run-time figures of config/README.md ("Run times") on a fresh copy of the
+# working tree:
 #   1. the default config from scratch with `snakemake --cores 2`;
 #   2. a no-op rerun (nothing to do);
 #   3. a second run from scratch in another directory, and whether every Parquet file is
