@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from promptscape import prompts, seeding
-from promptscape.neural import base, families, scoring, tuning
+from promptscape.neural import base, families, scoring, tuners, tuning
 
 FAMILIES = families.NEURAL_FAMILIES
 TINY = {
@@ -37,10 +37,10 @@ def hard_losses(model, prompt: str, seqs: np.ndarray) -> np.ndarray:
 
 
 def build(name, model, prompt_rows, **settings):
-    tuner = tuning.TUNERS[name]
     generator = torch.Generator().manual_seed(seeding.stable_seed("test", name) % 2**63)
     prompts_t = torch.as_tensor(np.asarray(prompt_rows)).long()
-    return tuner.build(model, prompts_t, {**tuner.settings, **settings}, generator)
+    return tuning.build(name, model, prompts_t, {**tuners.TUNERS[name].settings, **settings},
+                        generator)
 
 
 SEQS = prompts.enumerate_sequences(T, V)
@@ -94,7 +94,8 @@ def test_zero_lora_and_untouched_weights_are_the_base_network(family):
         with torch.no_grad():
             got = tuning.sequence_losses(tuned, torch.as_tensor(SEQS)).double().numpy()[0]
         np.testing.assert_allclose(got, reference, rtol=RTOL, err_msg=name)
-    assert tuning.lora_width(model) >= 1
+    # The registry's torch-free width is the narrowest adapted matrix.
+    assert tuners.lora_width(model.config) == tuning.lora_width(model)
 
 
 def _fd_check(tuned, param, seqs, weights, indices, eps=1e-5):
@@ -168,3 +169,59 @@ def test_tuning_lowers_the_training_loss(family, name):
     assert records[1].train_loss[0] < records[0].train_loss[0]
     # The base network is never changed by tuning.
     np.testing.assert_allclose(hard_losses(model, "", seqs), hard_losses(scrambled(family), "", seqs))
+
+
+# ------------------------------------------------------------------ config
+def _plan(**spec):
+    lstm = families.PredictorConfig(family="lstm", hidden_size=8, embedding_dim=4)
+    return tuners.parse(spec, where="experiments.e.tuning", predictors=["bayes", "lstm"],
+                        networks={"lstm": lstm}, tasks=["a", "b"], dataset_sizes=[10, 100],
+                        num_seeds=20, max_prompt_length=4)
+
+
+def test_the_tuning_plan_fills_defaults_and_takes_per_tuner_settings():
+    plan = _plan(tuners={"lora": {"lora_rank": 2}, "simplex_prompt": None}, tuning_steps=[50, 0])
+    assert plan.tuners == (("lora", {"lora_rank": 2}), ("simplex_prompt", {"init_logit": 4.0}))
+    assert (plan.prompt_length, plan.steps, plan.tuning_steps, plan.init) == (4, 200, (0, 50),
+                                                                              "search")
+    assert (plan.networks, plan.tasks, plan.dataset_sizes, plan.num_seeds) == (
+        ("lstm",), ("a", "b"), (10, 100), 20)
+    assert _plan(tuners=["lora"], lora_rank=3).tuners == (("lora", {"lora_rank": 3}),)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"tuners": ["gcg"]}, "tuning.tuners.gcg: unknown tuner"),
+    ({"tuners": {"head": {"lora_rank": 2}}}, "tuning.tuners.head: unknown setting(s) ['lora_rank']"),
+    ({"tuners": {"lora": {"lora_rank": 5}}}, "lora_rank == 5, must be <= 4, the narrowest layer"),
+    ({"prompt_length": 5}, "tuning.prompt_length == 5, must be <= 4."),
+    ({"prompt_length": 0}, "tuning.prompt_length == 0, must be >= 1."),
+    ({"steps": 0}, "tuning.steps == 0, must be >= 1."),
+    ({"learning_rate": 0}, "tuning.learning_rate == 0, must be > 0."),
+    ({"tuning_steps": [0, 0]}, "listed twice"),
+    ({"networks": ["bayes"]}, "tuning.networks[0] == 'bayes': the exact Bayes predictor"),
+    ({"networks": ["gru"]}, "tuning.networks[0] == 'gru', not a network"),
+    ({"tasks": ["c"]}, "tuning.tasks[0] == 'c', not a task"),
+    ({"lora_rank": 2}, "lora_rank is set, but lora is not among"),
+    ({"seeds": 3}, "unknown key(s) ['seeds']"),
+])
+def test_a_mistaken_tuning_section_is_a_named_error(spec, message):
+    with pytest.raises(tuners.ConfigError) as error:
+        _plan(**spec)
+    assert message in str(error.value)
+
+
+def test_an_untrained_network_keeps_its_initialisation_and_a_trained_one_its_identity():
+    config = families.PredictorConfig(family="lstm", hidden_size=8, embedding_dim=4, steps=3,
+                                      batch_size=4, sequence_length=6)
+    assert "pretrained" not in config.to_dict()
+    untrained = families.PredictorConfig.from_dict({**config.to_dict(), "pretrained": False})
+    assert untrained.to_dict()["pretrained"] is False
+    from promptscape.neural import trainer
+    from promptscape.sources import build_source
+
+    source = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
+    model, curve = trainer.train(untrained, source, device="cpu")
+    assert len(curve) == 0
+    initial = base.build_model(untrained, 2)
+    for (name, a), (_, b) in zip(model.state_dict().items(), initial.state_dict().items()):
+        assert torch.equal(a, b), name

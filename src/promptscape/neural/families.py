@@ -130,6 +130,10 @@ class PredictorConfig:
     # order from the other fields and r; replicate 0 leaves both, and the identity, as they
     # are without replicates (`to_dict` omits a 0).
     replicate: int = 0
+    # False: the network is its initialisation, never trained (`models.<name>.pretrained`),
+    # a baseline for tuning. True, the default, is left out of `to_dict`, so no existing
+    # network's identity changes.
+    pretrained: bool = True
 
     def __post_init__(self):
         name = self.family
@@ -167,6 +171,8 @@ class PredictorConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"{name}.lr_schedule == {self.lr_schedule!r}, must be one of "
                              + ", ".join(repr(a) for a in LR_SCHEDULES) + ".")
+        if not isinstance(self.pretrained, bool):
+            raise ValueError(f"{name}.pretrained == {self.pretrained!r}, must be true or false.")
         if spec.check is not None:
             spec.check(self)
 
@@ -176,6 +182,8 @@ class PredictorConfig:
         out = dataclasses.asdict(self)
         if not out["replicate"]:
             del out["replicate"]
+        if out["pretrained"]:
+            del out["pretrained"]
         return out
 
     @classmethod

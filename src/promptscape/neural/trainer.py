@@ -141,10 +141,12 @@ def train(
                         step=step, curve=curve, optimizer=optimizer)
 
     T = config.sequence_length
+    # An untrained network (`pretrained: false`) is its initialisation: no step is taken.
+    last = config.steps if config.pretrained else 0
     model.train()
     tic, tic_step = time.perf_counter(), start
     with _deterministic_algorithms():
-        for step in range(start, config.steps):
+        for step in range(start, last):
             seqs = training_batch(config, pretraining_source, step)
             bayes_losses = symbol_losses(bayes.log_predictive(seqs), seqs)  # (B, T)
             tokens = torch.as_tensor(seqs.astype(np.int64), device=device)
@@ -163,7 +165,7 @@ def train(
                                                    per_symbol - bayes_loss)):
                 curve[name].append(value)
             done = step + 1
-            if checkpoint_path is not None and done % checkpoint_every == 0 and done < config.steps:
+            if checkpoint_path is not None and done % checkpoint_every == 0 and done < last:
                 save(done)
             if done % progress_every == 0 or done == config.steps:
                 rate = (done - tic_step) / max(time.perf_counter() - tic, 1e-9)
@@ -172,7 +174,7 @@ def train(
                        f"  regret {np.mean(curve['regret'][recent]):+.4f} nats/symbol"
                        f"  {rate:.1f} steps/s  {(config.steps - done) / rate:.0f} s left")
     if checkpoint_path is not None:
-        save(config.steps)
+        save(last)
     model.eval()
     return model, curve_frame(curve)
 

@@ -1,6 +1,6 @@
 """Tuning a trained network towards a task from the task's data set D_N alone: continuous
-prompts (soft, simplex, prefix) and weight tuning (embedding, head, LoRA, full), one registry
-entry per tuner (`TUNERS`).
+prompts (soft, simplex, prefix) and weight tuning (embedding, head, LoRA, full), one entry per
+tuner in the torch-free registry `promptscape.neural.tuners.TUNERS`, built here.
 
 A tuner wraps a frozen base network in a `Tuned` module whose ``forward(seqs)`` returns the
 log-probabilities of every (B, T) task sequence under each of S independently tuned copies,
@@ -22,6 +22,7 @@ prompts by (L_N), so `train_loss` and L_N(s_hat) compare directly.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from promptscape.neural import tuners
 from promptscape.neural.base import _with_bos
 
 logger = logging.getLogger(__name__)
@@ -61,12 +63,18 @@ class Tuned(nn.Module):
 
 
 class Unchanged(Tuned):
-    """The network as it is (`none`): nothing to train."""
+    """The network as it is (`none`): nothing to train; the same for each of `seeds`."""
 
-    seeds = 1
+    def __init__(self, base, seeds: int = 1):
+        super().__init__(base)
+        self.seeds = int(seeds)
+
+    def trainable_parameters(self) -> int:
+        return 0
 
     def forward(self, seqs):
-        return self.base(seqs)[None]
+        logp = self.base(seqs)
+        return logp[None].expand(self.seeds, *logp.shape)
 
 
 class PromptEmbeddings(Tuned):
@@ -208,54 +216,51 @@ def lora_width(base: nn.Module) -> int:
     return min(min(own[n].shape) for n in lora_targets(base))
 
 
-# --------------------------------------------------------------------------- registry
-@dataclasses.dataclass(frozen=True)
-class Tuner:
-    """One tuning method.
-
-    name: ``tuning.tuners`` entry. space: "prompt" (trains K prompt positions or a prefix,
-    batched over seeds), "weights" (trains the network's weights, one seed at a time) or
-    "reference" (nothing to train). settings: its own settings with their defaults (a
-    ``tuning.tuners: {name: {...}}`` mapping sets them). build: ``(base, prompts (S, K) long,
-    settings, generator) -> Tuned``; `prompts` are the initial hard prompts of prompt-space
-    tuners.
-    """
-
-    name: str
-    space: str
-    build: Callable[..., Tuned]
-    settings: dict = dataclasses.field(default_factory=dict)
-    doc: str = ""
+# --------------------------------------------------------------------------- builders
+# The `build` of each entry of `promptscape.neural.tuners.TUNERS`:
+# (base, prompts (S, K) long, settings, generator) -> Tuned.
+def build_none(base, prompts, settings, generator):
+    return Unchanged(base, prompts.shape[0])
 
 
-def _prefix(base, prompts, settings, generator):
+def build_soft_prompt(base, prompts, settings, generator):
+    return SoftPrompt(base, prompts)
+
+
+def build_simplex_prompt(base, prompts, settings, generator):
+    return SimplexPrompt(base, prompts, settings["init_logit"])
+
+
+def build_prefix(base, prompts, settings, generator):
     return (LSTMPrefix if base.config.family == "lstm" else TransformerPrefix)(base, prompts)
 
 
-def _parameters(select: Callable[[str], bool]):
-    def build(base, prompts, settings, generator):
-        return Weights(base, [n for n, _ in base.named_parameters() if select(n)])
-    return build
+def _weights(base, select):
+    return Weights(base, [n for n, _ in base.named_parameters() if select(n)])
 
 
-TUNERS: dict[str, Tuner] = {t.name: t for t in [
-    Tuner("none", "reference", lambda base, prompts, settings, generator: Unchanged(base),
-          doc="the network unprompted and untuned"),
-    Tuner("soft_prompt", "prompt", lambda base, prompts, settings, generator:
-          SoftPrompt(base, prompts), doc=SoftPrompt.__doc__),
-    Tuner("simplex_prompt", "prompt", lambda base, prompts, settings, generator:
-          SimplexPrompt(base, prompts, settings["init_logit"]),
-          settings={"init_logit": 4.0}, doc=SimplexPrompt.__doc__),
-    Tuner("prefix", "prompt", _prefix, doc="learned state read before BOS"),
-    Tuner("embedding", "weights", _parameters(lambda n: n == "embed.weight"),
-          doc="the token embeddings"),
-    Tuner("head", "weights", _parameters(lambda n: n.startswith("unembed.")),
-          doc="the unembedding (weight and bias)"),
-    Tuner("lora", "weights", lambda base, prompts, settings, generator:
-          LoRA(base, lora_targets(base), settings["lora_rank"], generator),
-          settings={"lora_rank": 4}, doc=LoRA.__doc__),
-    Tuner("full", "weights", _parameters(lambda n: True), doc="every weight"),
-]}
+def build_embedding(base, prompts, settings, generator):
+    return _weights(base, lambda n: n == "embed.weight")
+
+
+def build_head(base, prompts, settings, generator):
+    return _weights(base, lambda n: n.startswith("unembed."))
+
+
+def build_lora(base, prompts, settings, generator):
+    return LoRA(base, lora_targets(base), int(settings["lora_rank"]), generator)
+
+
+def build_full(base, prompts, settings, generator):
+    return _weights(base, lambda n: True)
+
+
+def build(name: str, base: nn.Module, prompts: torch.Tensor, settings: dict,
+          generator: torch.Generator) -> Tuned:
+    """The tuner `name` of the registry on `base`, started from the (S, K) hard `prompts`
+    (prompt-space tuners) with its complete `settings`."""
+    module, attribute = tuners.TUNERS[name].build.split(":")
+    return getattr(importlib.import_module(module), attribute)(base, prompts, settings, generator)
 
 
 # --------------------------------------------------------------------------- training

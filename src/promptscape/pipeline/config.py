@@ -25,6 +25,7 @@ import yaml
 
 from promptscape import seeding
 from promptscape.neural import families
+from promptscape.neural import tuners as tuners_lib
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
 from promptscape import strategies as strategies_lib
@@ -59,6 +60,9 @@ class Experiment:
     dataset_selection: "selection_lib.Plan" = selection_lib.Plan(((selection_lib.RANDOM, {}),))
     # `strategies` and `strategy_budgets`: the search strategies (promptscape.strategies).
     search_strategies: "strategies_lib.Plan" = strategies_lib.Plan()
+    # `tuning`: the tuners run on the experiment's networks (promptscape.neural.tuners);
+    # None where the experiment has no tuning section.
+    tuning: "tuners_lib.Plan | None" = None
 
     @property
     def selections(self) -> tuple[str, ...]:
@@ -227,6 +231,16 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     _check_predictor_colors(config["figures"]["predictor_colors"], models)
     study = Study(raw=config, sources=sources, experiments=experiments, models=models)
     _check_networks(study)
+    for name, exp in experiments.items():
+        spec = config["experiments"][name].get("tuning")
+        if spec is not None:
+            networks = {p: study.network(p, exp.pretraining_name) for p in exp.predictors
+                        if study.is_neural(p)}
+            experiments[name] = dataclasses.replace(exp, tuning=tuners_lib.parse(
+                spec, where=f"experiments.{name}.tuning", predictors=exp.predictors,
+                networks=networks, tasks=[t.name for t in exp.tasks],
+                dataset_sizes=exp.dataset_sizes, num_seeds=exp.num_seeds,
+                max_prompt_length=exp.max_prompt_length))
     return study
 
 

@@ -123,6 +123,13 @@ DIMENSIONS = {d[0]: d for d in [
                    "strategy computed, each gradient computation counting as one "
                    "(experiments.<name>.strategy_budgets); for exhaustive, the number of "
                    "prompts"),
+    ("tuner", _S, "the tuning method (experiments.<name>.tuning.tuners; "
+                  "promptscape.neural.tuners): none, soft_prompt, simplex_prompt, prefix, "
+                  "embedding, head, lora, full; and the hard-prompt references hard_search "
+                  "(the prompt exhaustive search picks from the same D_N) and, in the "
+                  "aggregate, hard_optimum (the exhaustive optimum at L_max)"),
+    ("tuning_steps", _I, "optimiser steps taken (a budget of experiments.<name>.tuning."
+                         "tuning_steps; 0 for the references)"),
 ]}
 
 # Path wildcards that are not columns but bound the range of one: a file holds a block of
@@ -130,9 +137,10 @@ DIMENSIONS = {d[0]: d for d in [
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
 (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
- _STRATEGY, _BUDGET) = (
+ _STRATEGY, _BUDGET, _TUNER, _TUNING_STEPS) = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
-                            "selection", "N", "seed", "strategy", "budget"))
+                            "selection", "N", "seed", "strategy", "budget", "tuner",
+                            "tuning_steps"))
 _SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
@@ -410,6 +418,69 @@ ARTIFACTS = {a.name: a for a in [
          *_REGRET_STATS,
          ("evaluations_mean", _F, "mean evaluations used")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
+    Artifact(
+        "tuning_runs", "{experiment}/tuning/{predictor}/r{replicate}/{task}/N{N}/"
+                       "seeds{first}-{last}.parquet",
+        "One row per (seed, tuner, step budget): a network tuned on the seed's D_N alone, "
+        "scored by the landscape's rule, beside the hard prompt exhaustive search picked from "
+        "the same D_N (the hard_search rows).",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _TUNING_STEPS,
+         ("method", _S, "how KL is computed: exact_enumeration (all V^T task sequences) or "
+                        "monte_carlo (the stratified evaluation set), as the network's landscape"),
+         ("kl", _F, "KL(task || tuned network) over T symbols (nats)"),
+         ("kl_se", _F, "standard error of kl (0 when exact)"),
+         ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
+         ("train_loss", _F, "empirical log loss per task sequence on D_N (nats); for "
+                            "hard_search L_N(s_hat)"),
+         ("init_prompt", _S, "prompt-space tuners: the hard prompt of K symbols they start "
+                             "from (init: search, the best of length K on D_N; or random); "
+                             "null otherwise", NULLABLE),
+         ("projected_prompt", _S, "simplex_prompt: the hard prompt of per-position argmax "
+                                  "symbols; null otherwise", NULLABLE),
+         ("projected_kl", _F, "simplex_prompt: KL of projected_prompt, as its landscape row; "
+                              "null otherwise", NULLABLE),
+         ("search_prompt", _S, "s_hat: the prompt exhaustive search chose on this D_N"),
+         ("search_kl", _F, "KL(s_hat), scored as kl"),
+         ("search_train_loss", _F, "L_N(s_hat), the search's empirical loss"),
+         ("kl_minus_search", _F, "kl - search_kl: below 0, tuning beat the searched prompt"),
+         ("overfit", _B, "train_loss below L_N(s_hat) while kl above KL(s_hat) (beyond "
+                         "float32 resolution, relative 1e-5)"),
+         ("trainable_parameters", _I, "parameters the tuner trains (0 for references)"),
+         ("sequence_evaluations", _I, "task sequences evaluated to get here: tuning_steps "
+                                      "times the distinct sequences of D_N (forward and "
+                                      "backward); for hard_search every prompt of length "
+                                      "0..L_max on each of them")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "tuning_steps")),
+    Artifact(
+        "tuning", "{experiment}/aggregate/tuning.parquet",
+        "Per (network, task, N, tuner, step budget), over seeds: the distribution of the tuned "
+        "KL, how often it beats the hard optimum and the searched hard prompt, and how often "
+        "tuning on D_N overfits; hard_optimum rows hold the landscape's optimum.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         _N, _TUNER, _TUNING_STEPS,
+         ("seeds", _I, "number of datasets (seeds)"),
+         ("kl_median", _F, "median KL over seeds (nats)"),
+         ("kl_q25", _F, "25th percentile of KL"),
+         ("kl_q75", _F, "75th percentile of KL"),
+         ("optimum_kl", _F, "the exhaustive optimum's KL at the experiment's L_max, from the "
+                            "landscape"),
+         ("below_optimum", _I, "seeds whose KL is below optimum_kl (beyond float32 "
+                               "resolution)"),
+         ("proportion_below_optimum", _F, "below_optimum / seeds"),
+         ("below_optimum_ci_low", _F, "Wilson 95% interval, lower bound"),
+         ("below_optimum_ci_high", _F, "Wilson 95% interval, upper bound"),
+         ("below_search", _I, "seeds whose KL is below their searched hard prompt's (beyond "
+                              "float32 resolution)"),
+         ("proportion_below_search", _F, "below_search / seeds"),
+         ("below_search_ci_low", _F, "Wilson 95% interval, lower bound"),
+         ("below_search_ci_high", _F, "Wilson 95% interval, upper bound"),
+         ("kl_minus_search_median", _F, "median over seeds of the paired difference "
+                                        "kl - KL(s_hat)"),
+         ("proportion_overfit", _F, "share of seeds that overfit (tuning_runs.overfit)"),
+         ("trainable_parameters", _I, "parameters the tuner trains"),
+         ("sequence_evaluations", _F, "mean task-sequence evaluations per seed")),
+        ("predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps")),
     Artifact(
         "efficiency", "{experiment}/efficiency.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "

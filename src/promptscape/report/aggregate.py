@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from promptscape.neural.tuners import HARD_OPTIMUM
 from promptscape.pipeline import tables
 from promptscape.strategies import expected_found_best
 
@@ -446,3 +447,48 @@ def _ranges(values: list[int]) -> str:
             out.append(str(start) if start == v else f"{start}-{v}")
             start = None
     return ", ".join(out)
+
+
+# ------------------------------------------------------------------ tuning
+TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps"]
+
+
+def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd.DataFrame:
+    """The `tuning` table of an experiment: per (network, replicate, task, N, tuner, step
+    budget) over seeds, from its tuning_runs rows and its landscapes (the hard optimum), with
+    a hard_optimum row per (network, replicate, task, N). "Below" means by more than
+    `resolution` times the loss (kl + entropy): float32 scores do not resolve less."""
+    optimum = (landscape.groupby(UNIT + ["experiment", "task"], sort=False)["kl"].min()
+               .rename("optimum_kl").reset_index())
+    runs = runs.merge(optimum, on=UNIT + ["experiment", "task"], how="left", validate="m:1")
+    if runs["optimum_kl"].isna().any():
+        bad = runs.loc[runs["optimum_kl"].isna(), UNIT + ["task"]].drop_duplicates()
+        raise ValueError(f"tuning runs without a landscape: {bad.to_dict('records')}")
+    margin = resolution * (runs["kl"] + runs["entropy"]).abs()
+    runs = runs.assign(
+        _below_optimum=runs["kl"] < runs["optimum_kl"] - margin,
+        _below_search=runs["kl"] < runs["search_kl"] - margin)
+    # The hard optimum as a tuner of its own: the same KL for every seed.
+    reference = runs[runs["tuner"] == "hard_search"].assign(
+        tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False,
+        trainable_parameters=0, sequence_evaluations=0, _below_optimum=False)
+    margin = resolution * (reference["kl"] + reference["entropy"]).abs()
+    reference["_below_search"] = reference["kl"] < reference["search_kl"] - margin
+    reference["kl_minus_search"] = reference["kl"] - reference["search_kl"]
+    both = pd.concat([runs, reference], ignore_index=True)
+    grouped = both.groupby(TUNING_KEY, sort=True)
+    out = grouped.agg(
+        seeds=("seed", "size"), kl_median=("kl", "median"),
+        kl_q25=("kl", lambda v: v.quantile(0.25)), kl_q75=("kl", lambda v: v.quantile(0.75)),
+        optimum_kl=("optimum_kl", "first"), below_optimum=("_below_optimum", "sum"),
+        below_search=("_below_search", "sum"),
+        kl_minus_search_median=("kl_minus_search", "median"),
+        proportion_overfit=("overfit", "mean"),
+        trainable_parameters=("trainable_parameters", "max"),
+        sequence_evaluations=("sequence_evaluations", "mean")).reset_index()
+    for name in ("below_optimum", "below_search"):
+        out[name] = out[name].astype(np.int64)
+        out[f"proportion_{name}"] = out[name] / out["seeds"]
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
+    out["proportion_overfit"] = out["proportion_overfit"].astype(float)
+    return out

@@ -7,6 +7,7 @@ import logging
 
 import pandas as pd
 
+from promptscape.neural import tuners
 from promptscape.pipeline import tables
 from promptscape.report import aggregate
 
@@ -152,3 +153,23 @@ def agreement_lines(frame: pd.DataFrame) -> list[str]:
                    f"{int(informative['inside_interval'].sum())}/{len(informative)} of the "
                    f"cells measured between 0.05 and 0.95")
     return out
+
+
+def aggregate_tuning(*, runs: list[str], landscapes: list[str], output: str,
+                     in_meta_distribution: dict) -> None:
+    """The `tuning` table of one experiment from its tuning_runs files and the landscapes of
+    its tuned networks (the hard optimum)."""
+    if not runs:
+        raise ValueError("no tuning_runs files to aggregate")
+    found = pd.concat([tables.read(p, "tuning_runs") for p in runs], ignore_index=True)
+    land = pd.concat([tables.read(p, "landscape") for p in landscapes], ignore_index=True)
+    out = aggregate.tuning(found, land, tuners.FLOAT32_RESOLUTION)
+    out["in_meta_distribution"] = out["task"].map(in_meta_distribution).astype(bool)
+    tables.write(out, "tuning", output)
+    last = out[out["tuning_steps"] == out.groupby("tuner")["tuning_steps"].transform("max")]
+    for row in last.itertuples():
+        log.info("%s r%d %s N=%d %s (%d steps): median KL %.4g [%.4g, %.4g]; below the hard "
+                 "optimum in %d/%d seeds, below the searched prompt in %d/%d; overfit %.2f",
+                 row.predictor, row.replicate, row.task, row.N, row.tuner, row.tuning_steps,
+                 row.kl_median, row.kl_q25, row.kl_q75, row.below_optimum, row.seeds,
+                 row.below_search, row.seeds, row.proportion_overfit)

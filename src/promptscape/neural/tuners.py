@@ -1,0 +1,234 @@
+"""The tuner registry and an experiment's `tuning` plan, without torch (the workflow parses
+configs with it); the tuners themselves are in `promptscape.neural.tuning`.
+
+A tuner adapts a trained network to a task from the task's data set D_N alone (docs/science.md,
+"Beyond hard prompts"). Its entry says what it trains (`space`), its own settings with their
+defaults, and where its module is built (``"module:attribute"``, resolved only in jobs).
+Reference rows (`none`, `hard_search`) train nothing; `hard_optimum` comes from the landscape
+in the aggregate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+from promptscape import validation
+from promptscape.validation import ConfigError
+
+PROMPT, WEIGHTS, REFERENCE = "prompt", "weights", "reference"
+INITS = ("search", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuner:
+    """One tuning method.
+
+    name: a ``tuning.tuners`` entry. space: "prompt" (K prompt positions or a prefix, seeds
+    trained side by side), "weights" (the network's weights, a seed at a time) or
+    "reference" (nothing trained). settings: its own settings and their defaults, set by a
+    mapping ``tuning.tuners: {name: {setting: value}}`` or, for all tuners that have it, by
+    ``tuning.<setting>``. build: ``"module:attribute"`` of its builder
+    ``(base, prompts (S, K), settings, generator) -> Tuned``.
+    """
+
+    name: str
+    space: str
+    build: str
+    settings: dict = dataclasses.field(default_factory=dict)
+    doc: str = ""
+
+
+_T = "promptscape.neural.tuning:"
+TUNERS: dict[str, Tuner] = {t.name: t for t in [
+    Tuner("none", REFERENCE, _T + "build_none", doc="the network as trained, no prompt"),
+    Tuner("soft_prompt", PROMPT, _T + "build_soft_prompt",
+          doc="K free vectors in the embedding space after BOS"),
+    Tuner("simplex_prompt", PROMPT, _T + "build_simplex_prompt", settings={"init_logit": 4.0},
+          doc="K softmax mixtures of the symbols' embeddings (a relaxed hard prompt)"),
+    Tuner("prefix", PROMPT, _T + "build_prefix",
+          doc="state read before BOS: an LSTM's (h0, c0); K key/value pairs per Transformer "
+              "layer"),
+    Tuner("embedding", WEIGHTS, _T + "build_embedding", doc="the token embeddings"),
+    Tuner("head", WEIGHTS, _T + "build_head", doc="the unembedding (weight and bias)"),
+    Tuner("lora", WEIGHTS, _T + "build_lora", settings={"lora_rank": 4},
+          doc="rank-r adapters on the attention and MLP projections, or on the LSTM's input "
+              "and recurrent weights"),
+    Tuner("full", WEIGHTS, _T + "build_full", doc="every weight"),
+]}
+# The hard-prompt reference: the prompt exhaustive search picks from the same D_N.
+HARD_SEARCH = "hard_search"
+# The exhaustive optimum's KL, added from the landscape by the aggregate.
+HARD_OPTIMUM = "hard_optimum"
+# Relative resolution of a tuned network's KL: its losses are float32 sums over T symbols, so
+# two KLs closer than this fraction of the loss are not told apart ("below" comparisons).
+FLOAT32_RESOLUTION = 1e-5
+# Settings every tuner has (tuning.<key>), with their defaults.
+SHARED = {"steps": 200, "learning_rate": 0.01}
+
+
+def lora_width(config) -> int:
+    """The largest LoRA rank of a network (a `PredictorConfig`): its narrowest adapted
+    matrix, min(E, H) for an LSTM's input and recurrent weights, C for a Transformer's
+    projections."""
+    if config.family == "lstm":
+        return min(config.embedding_dim, config.hidden_size)
+    return config.hidden_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """An experiment's `tuning` section, checked: tuners (name -> complete settings, in
+    config order), the prompt length K, optimiser steps and the nested step budgets recorded,
+    the learning rate, the init of prompt-space tuners, and the networks, tasks, dataset
+    sizes and seeds tuned."""
+
+    tuners: tuple[tuple[str, dict], ...]
+    prompt_length: int
+    steps: int
+    tuning_steps: tuple[int, ...]
+    learning_rate: float
+    init: str
+    networks: tuple[str, ...]
+    tasks: tuple[str, ...]
+    dataset_sizes: tuple[int, ...]
+    num_seeds: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.tuners)
+
+    def to_dict(self) -> dict:
+        """The job's view: what its artifact depends on (plain values)."""
+        return {"tuners": {name: dict(s) for name, s in self.tuners},
+                "prompt_length": self.prompt_length, "steps": self.steps,
+                "tuning_steps": list(self.tuning_steps), "learning_rate": self.learning_rate,
+                "init": self.init}
+
+
+def _check(value, name, kind, **bounds):
+    """`validation.check_scalar`, its errors as ConfigErrors (they name the key)."""
+    try:
+        return validation.check_scalar(value, name, kind, **bounds)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+
+
+KEYS = ("tuners", "prompt_length", "steps", "tuning_steps", "learning_rate", "lora_rank",
+        "init", "networks", "tasks", "dataset_sizes", "num_seeds")
+
+
+def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
+          num_seeds: int, max_prompt_length: int) -> Plan | None:
+    """The checked `Plan` of `spec` (an experiment's ``tuning``; None: no tuning).
+
+    predictors: the experiment's predictors; networks: name -> `PredictorConfig` of each
+    neural one (for LoRA ranks); tasks, dataset_sizes, num_seeds: the experiment's, of which
+    tuning takes a subset. Every problem is a ConfigError naming its key."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: must be a mapping of {', '.join(KEYS)}, not {spec!r}")
+    unknown = sorted(set(spec) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(KEYS)}")
+
+    def integer(key, default, low, high=None):
+        value = spec.get(key, default)
+        _check(value, f"{where}.{key}", numbers.Integral, min_val=low,
+                                max_val=high, include_boundaries="both")
+        return int(value)
+
+    def positive_real(key, default):
+        value = spec.get(key, default)
+        _check(value, f"{where}.{key}", numbers.Real, min_val=0,
+                                include_boundaries="neither")
+        return float(value)
+
+    if max_prompt_length < 1:
+        raise ConfigError(f"{where}: tuning needs prompts, but max_prompt_length is 0")
+    K = integer("prompt_length", max_prompt_length, 1, max_prompt_length)
+    steps = integer("steps", SHARED["steps"], 1)
+    budgets = spec.get("tuning_steps", [steps])
+    if not isinstance(budgets, list) or not budgets:
+        raise ConfigError(f"{where}.tuning_steps == {budgets!r}, must be a non-empty list of "
+                          f"step counts in 0..steps ({steps})")
+    for i, b in enumerate(budgets):
+        _check(b, f"{where}.tuning_steps[{i}]", numbers.Integral, min_val=0,
+                                max_val=steps, include_boundaries="both")
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(f"{where}.tuning_steps == {budgets}: a step count is listed twice")
+    learning_rate = positive_real("learning_rate", SHARED["learning_rate"])
+    init = spec.get("init", "search")
+    if init not in INITS:
+        raise ConfigError(f"{where}.init == {init!r}, must be one of {', '.join(INITS)}")
+
+    chosen = spec.get("tuners", ["none", "soft_prompt", "full"])
+    if isinstance(chosen, list):
+        chosen = {name: {} for name in chosen}
+    if not isinstance(chosen, dict) or not chosen:
+        raise ConfigError(f"{where}.tuners == {chosen!r}, must be a non-empty list of tuners or "
+                          f"a mapping of tuner -> settings; tuners: {', '.join(TUNERS)}")
+    shared = {k: spec[k] for k in ("lora_rank",) if k in spec}
+    tuners = []
+    for name, own in chosen.items():
+        key = f"{where}.tuners.{name}"
+        if name not in TUNERS:
+            hint = (" (hard_search and hard_optimum are reference rows every tuning run has)"
+                    if name in (HARD_SEARCH, HARD_OPTIMUM) else "")
+            raise ConfigError(f"{key}: unknown tuner{hint}; tuners: {', '.join(TUNERS)}")
+        own = {} if own is None else own
+        if not isinstance(own, dict):
+            raise ConfigError(f"{key} == {own!r}, must be a mapping of its settings")
+        tuner = TUNERS[name]
+        bad = sorted(set(own) - set(tuner.settings))
+        if bad:
+            allowed = ", ".join(tuner.settings) or "none"
+            raise ConfigError(f"{key}: unknown setting(s) {bad}; {name}'s settings: {allowed}")
+        settings = {**tuner.settings, **{k: v for k, v in shared.items()
+                                         if k in tuner.settings}, **own}
+        for setting, value in settings.items():
+            _check(value, f"{key}.{setting}", numbers.Real, min_val=0,
+                                    include_boundaries="neither")
+        if "lora_rank" in settings:
+            _check(settings["lora_rank"], f"{key}.lora_rank", numbers.Integral,
+                                    min_val=1, include_boundaries="left")
+        tuners.append((name, settings))
+    if "lora_rank" in shared and "lora" not in chosen:
+        raise ConfigError(f"{where}.lora_rank is set, but lora is not among {where}.tuners")
+
+    neural = [p for p in predictors if p in networks]
+    names = spec.get("networks", neural)
+    if not isinstance(names, list) or not names:
+        raise ConfigError(f"{where}.networks == {names!r}, must be a non-empty list of the "
+                          f"experiment's networks: {', '.join(neural) or '(none)'}")
+    for i, name in enumerate(names):
+        if name == "bayes":
+            raise ConfigError(f"{where}.networks[{i}] == 'bayes': the exact Bayes predictor "
+                              "has no weights or embeddings to tune (its reference lines come "
+                              "with `predictors`)")
+        if name not in neural:
+            raise ConfigError(f"{where}.networks[{i}] == {name!r}, not a network among the "
+                              f"experiment's predictors: {', '.join(neural) or '(none)'}")
+        for tuner, settings in tuners:
+            if "lora_rank" in settings and settings["lora_rank"] > lora_width(networks[name]):
+                raise ConfigError(
+                    f"{where}.tuners.lora.lora_rank == {settings['lora_rank']}, must be <= "
+                    f"{lora_width(networks[name])}, the narrowest layer LoRA adapts in network "
+                    f"{name!r}")
+    task_names = spec.get("tasks", list(tasks))
+    for i, task in enumerate(task_names if isinstance(task_names, list) else [None]):
+        if task not in tasks:
+            raise ConfigError(f"{where}.tasks[{i}] == {task!r}, not a task of the experiment: "
+                              f"{', '.join(tasks)}")
+    sizes = spec.get("dataset_sizes", list(dataset_sizes))
+    for i, N in enumerate(sizes if isinstance(sizes, list) else [None]):
+        if N not in dataset_sizes:
+            raise ConfigError(f"{where}.dataset_sizes[{i}] == {N!r}, not among the experiment's "
+                              f"dataset_sizes {list(dataset_sizes)}")
+    seeds = integer("num_seeds", num_seeds, 1, num_seeds)
+    return Plan(tuners=tuple(tuners), prompt_length=K, steps=steps,
+                tuning_steps=tuple(sorted(int(b) for b in budgets)),
+                learning_rate=learning_rate, init=init, networks=tuple(names),
+                tasks=tuple(t for t in tasks if t in task_names),
+                dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds)
