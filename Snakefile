@@ -34,6 +34,7 @@ include: "workflow/rules/landscape.smk"
 include: "workflow/rules/efficiency.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/prediction.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/figures.smk"
 
 

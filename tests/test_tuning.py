@@ -225,3 +225,23 @@ def test_an_untrained_network_keeps_its_initialisation_and_a_trained_one_its_ide
     initial = base.build_model(untrained, 2)
     for (name, a), (_, b) in zip(model.state_dict().items(), initial.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["none", "soft_prompt", "simplex_prompt", "prefix", "lora"])
+def test_paired_sequences_equal_the_shared_forward(family, name):
+    """Training feeds each seed its own sequences (S, B, T); scoring shares (B, T): the two
+    agree sequence for sequence."""
+    model = scrambled(family)
+    rows = np.array([[1, 0, 1], [0, 1, 1]]) if name != "lora" else np.zeros((1, 3), dtype=int)
+    tuned = build(name, model, rows)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5)))
+        seqs = torch.as_tensor(SEQS[:12])
+        shared = tuning.sequence_losses(tuned, seqs)
+        own = torch.stack([seqs[s::2][:6] for s in range(tuned.seeds)])  # (S, 6, T)
+        got = tuning.sequence_losses(tuned, own)
+    for s in range(tuned.seeds):
+        np.testing.assert_allclose(got[s].numpy(), shared[s, s::2][:6].numpy(), rtol=RTOL)

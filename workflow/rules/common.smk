@@ -118,6 +118,7 @@ def code(rule_name):
             task=tasks,
             family=families,
             figure=wildcards.figure if "figure" in names else None,
+            tuner=exp and exp.tuning and list(exp.tuning.names),
         )
 
     return identity
@@ -552,3 +553,80 @@ def get_strategy_args(wildcards):
         strategies=exp.search_strategies.to_dict(),
         budgets=list(exp.search_strategies.budgets),
     )
+
+
+def get_tuning_outputs(exp):
+    return layout.tuning_outputs(STUDY, exp)
+
+
+def get_tuning_block(wildcards):
+    """The tuned seeds of a tune_network job and the experiment's seed block holding them."""
+    exp = get_experiment(wildcards)
+    tuned = (int(wildcards.first), int(wildcards.last))
+    blocks = layout.tuning_blocks(exp) if exp.tuning else {}
+    if tuned not in blocks:
+        known = ", ".join(f"{a}-{b}" for a, b in blocks) or "none (no tuning section)"
+        raise ValueError(
+            f"experiment {exp.name!r} tunes seed blocks {known}, not {tuned[0]}-{tuned[1]}"
+        )
+    return tuned, blocks[tuned]
+
+
+def get_tuning_inputs(wildcards):
+    """A tune_network job's inputs: the network's checkpoint, the block's D_N and searches,
+    and the evaluation set only where the landscape estimates KL on it (never the
+    landscape)."""
+    exp = get_experiment(wildcards)
+    _, (a, b) = get_tuning_block(wildcards)
+    inputs = dict(
+        model=layout.checkpoint(STUDY, exp, wildcards.predictor, int(wildcards.replicate)),
+        datasets=layout.pattern(STUDY, "task_data").format(
+            experiment=exp.name, first=a, last=b
+        ),
+        search=layout.pattern(STUDY, "search").format(
+            experiment=exp.name, selection="random", first=a, last=b
+        ),
+    )
+    if not is_tabulated(exp):
+        inputs["evaluation"] = layout.pattern(STUDY, "evaluation_set").format(
+            experiment=exp.name, task=wildcards.task
+        )
+    return inputs
+
+
+def get_tuning_args(wildcards):
+    exp = get_experiment(wildcards)
+    (first, last), block = get_tuning_block(wildcards)
+    if wildcards.predictor not in exp.tuning.networks:
+        raise ValueError(f"experiment {exp.name!r} does not tune {wildcards.predictor!r}")
+    task = get_task(wildcards)
+    return dict(
+        predictor=wildcards.predictor,
+        replicate=int(wildcards.replicate),
+        pretraining=exp.pretraining.to_dict(),
+        experiment=exp.name,
+        task_name=task.name,
+        task=task.source.to_dict(),
+        task_length=exp.task_length,
+        N=int(wildcards.N),
+        block=block,
+        first=first,
+        last=last,
+        max_prompt_length=exp.max_prompt_length,
+        enumeration_budget=STUDY.enumeration_budget,
+        tuning=exp.tuning.to_dict(),
+        threads=STUDY.training["threads"],
+    )
+
+
+def get_tuning_landscapes(wildcards):
+    """The landscapes of an experiment's tuned networks (the hard optimum of the aggregate)."""
+    exp = get_experiment(wildcards)
+    return [
+        layout.pattern(STUDY, "landscape").format(
+            experiment=exp.name, predictor=network, replicate=r, task=task
+        )
+        for network in exp.tuning.networks
+        for r in range(STUDY.replicates(network))
+        for task in exp.tuning.tasks
+    ]

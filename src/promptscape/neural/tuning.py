@@ -2,12 +2,13 @@
 prompts (soft, simplex, prefix) and weight tuning (embedding, head, LoRA, full), one entry per
 tuner in the torch-free registry `promptscape.neural.tuners.TUNERS`, built here.
 
-A tuner wraps a frozen base network in a `Tuned` module whose ``forward(seqs)`` returns the
-log-probabilities of every (B, T) task sequence under each of S independently tuned copies,
-``(S, B, T, V)``: S seeds' prompts train side by side on the union of their data sets, each
-seed's loss weighting only its own sequences, so that batched and one-at-a-time runs take the
-same steps (Adam is elementwise and the seeds' parameters never meet). Weight tuners tune one
-seed at a time (S = 1).
+A tuner wraps a frozen base network in a `Tuned` module of S independently tuned copies
+whose ``forward(seqs)`` returns log-probabilities ``(S, B, T, V)``: of every (B, T) sequence
+under every copy (shared sequences: scoring), or of each copy's own (S, B, T) sequences
+(paired: training, each seed on its own D_N, padded to the longest with weight 0). S seeds'
+prompts train side by side, so batched and one-at-a-time runs take the same steps (Adam is
+elementwise and the seeds' parameters never meet) at the cost of each seed's own sequences.
+Weight tuners tune one seed at a time (S = 1).
 
 Alignment is the network's (`promptscape.neural.base`): BOS, then the K prompt positions
 (soft and simplex prompts), then the task; a `prefix` is read before BOS. Training runs the
@@ -59,7 +60,39 @@ class Tuned(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad) // self.seeds
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """(B, T) shared or (S, B, T) paired sequences -> (S, B, T, V) log-probs."""
         raise NotImplementedError
+
+
+def _plain(base: nn.Module, seqs: torch.Tensor, seeds: int, call=None) -> torch.Tensor:
+    """The network's plain forward on shared (B, T) or paired (S, B, T) sequences, as
+    (S, B, T, V); `call(tokens)` replaces ``base(tokens)`` (tuned weights)."""
+    call = call or base
+    if seqs.ndim == 2:
+        logp = call(seqs)
+        return logp[None].expand(seeds, *logp.shape)
+    S, B, T = seqs.shape
+    return call(seqs.reshape(S * B, T)).view(S, B, T, -1)
+
+
+def _extend_paired(base: nn.Module, prefix, seqs: torch.Tensor) -> torch.Tensor:
+    """Each prompt s of `prefix` continued by its own (S, B, T) sequences: (S, B, T, V)."""
+    S, B, T = seqs.shape
+    V = base.vocab_size
+    first = prefix.log_probs[:, None, None, :].expand(S, B, 1, V)
+    if T == 1:
+        return first
+    if base.config.family == "lstm":
+        h, c = prefix.cache  # (layers, S, H)
+        state = (h.repeat_interleave(B, dim=1), c.repeat_interleave(B, dim=1))
+        out, _ = base.lstm(base.embed(seqs[:, :, :-1].reshape(S * B, T - 1)), state)
+        rest = F.log_softmax(base.unembed(out), dim=-1).view(S, B, T - 1, V)
+    else:
+        x = base._embed(seqs[:, :, :-1], prefix.length)  # (S, B, T - 1, C)
+        for block, past in zip(base.blocks, prefix.cache):
+            x, _ = block(x, past)
+        rest = base._unembed(x)
+    return torch.cat([first, rest], dim=2)
 
 
 class Unchanged(Tuned):
@@ -73,8 +106,7 @@ class Unchanged(Tuned):
         return 0
 
     def forward(self, seqs):
-        logp = self.base(seqs)
-        return logp[None].expand(self.seeds, *logp.shape)
+        return _plain(self.base, seqs, self.seeds)
 
 
 class PromptEmbeddings(Tuned):
@@ -87,6 +119,8 @@ class PromptEmbeddings(Tuned):
         soft = self.inputs()
         bos = self.base.embed.weight[self.vocab_size].expand(soft.shape[0], 1, soft.shape[-1])
         prefix = self.base.prefix_embedded(torch.cat([bos, soft], dim=1))
+        if seqs.ndim == 3:
+            return _extend_paired(self.base, prefix, seqs)
         return self.base.extend(prefix, seqs)
 
 
@@ -134,8 +168,8 @@ class LSTMPrefix(Tuned):
         self.h0, self.c0 = nn.Parameter(h.clone()), nn.Parameter(c.clone())
 
     def forward(self, seqs):
-        (B, T), S = seqs.shape, self.seeds
-        x = self.base.embed(_with_bos(seqs, self.vocab_size)[:, :-1])  # (B, T, E)
+        (B, T), S = seqs.shape[-2:], self.seeds
+        x = self.base.embed(_with_bos(seqs, self.vocab_size)[..., :-1])  # ([S,] B, T, E)
         x = x.expand(S, B, T, x.shape[-1]).reshape(S * B, T, -1)
         state = (self.h0.repeat_interleave(B, dim=1), self.c0.repeat_interleave(B, dim=1))
         out, _ = self.base.lstm(x, state)
@@ -156,7 +190,8 @@ class TransformerPrefix(Tuned):
         self.values = nn.ParameterList(nn.Parameter(v[:, :, 1:].clone()) for _, v in cache)
 
     def forward(self, seqs):
-        x = self.base._embed(_with_bos(seqs, self.vocab_size)[None, :, :-1], 0)  # (1, B, T, C)
+        tokens = _with_bos(seqs if seqs.ndim == 3 else seqs[None], self.vocab_size)
+        x = self.base._embed(tokens[..., :-1], 0)  # (S or 1, B, T, C)
         for block, k, v in zip(self.base.blocks, self.keys, self.values):
             x, _ = block(x, (k, v))  # (S, B, T, C)
         return self.base._unembed(x)
@@ -178,7 +213,8 @@ class Weights(Tuned):
         return dict(zip(self.names, self.tuned))
 
     def forward(self, seqs):
-        return functional_call(self.base, self.replaced(), (seqs,))[None]
+        replaced = self.replaced()
+        return _plain(self.base, seqs, 1, lambda x: functional_call(self.base, replaced, (x,)))
 
 
 class LoRA(Weights):
@@ -265,17 +301,30 @@ def build(name: str, base: nn.Module, prompts: torch.Tensor, settings: dict,
 
 # --------------------------------------------------------------------------- training
 def sequence_losses(tuned: Tuned, seqs: torch.Tensor, max_tokens: int = 1 << 17) -> torch.Tensor:
-    """(S, B) log loss of each (B, T) sequence under each seed's tuned network, in chunks of
-    at most `max_tokens` (sequence, position) inputs per seed."""
-    B, T = seqs.shape
+    """(S, B) log loss of each sequence under each seed's tuned network: of every shared
+    (B, T) sequence, or of each seed's own (S, B, T) sequences; in chunks of at most
+    `max_tokens` (sequence, position) inputs per seed."""
+    B, T = seqs.shape[-2:]
     step = max(1, max_tokens // max(1, T))
     out = []
     for a in range(0, B, step):
-        chunk = seqs[a:a + step].long()
+        chunk = seqs[..., a:a + step, :].long()
         logp = tuned(chunk)  # (S, b, T, V)
-        out.append(-logp.gather(-1, chunk[None, :, :, None].expand(
-            logp.shape[0], *chunk.shape, 1))[..., 0].sum(-1))
+        target = chunk.expand(logp.shape[:-1])
+        out.append(-logp.gather(-1, target[..., None])[..., 0].sum(-1))
     return torch.cat(out, dim=1) if out else torch.zeros(tuned.seeds, 0)
+
+
+def paired(seqs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each seed's own sequences: (S, U_max, T) and their (S, U_max) weights, from the
+    distinct sequences (U, T) of all seeds and each seed's (S, U) weights; a seed with fewer
+    than U_max sequences is padded with its first, at weight 0."""
+    own = [np.flatnonzero(w > 0) for w in weights]
+    width = max((len(o) for o in own), default=0)
+    index = np.stack([np.pad(o, (0, width - len(o)), mode="edge") if len(o) else
+                      np.zeros(width, dtype=np.int64) for o in own])
+    mask = np.arange(width)[None, :] < np.array([len(o) for o in own])[:, None]
+    return seqs[index], np.where(mask, np.take_along_axis(weights, index, axis=1), 0.0)
 
 
 @dataclasses.dataclass
@@ -303,10 +352,12 @@ def tune(tuned: Tuned, seqs: np.ndarray, weights: np.ndarray, *, steps: int,
     if budgets and (budgets[0] < 0 or budgets[-1] > steps):
         raise ValueError(f"record_at {budgets} must lie in 0..steps ({steps})")
     device = next(tuned.parameters()).device
-    x = torch.as_tensor(np.asarray(seqs), device=device).long()
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=device).float()
-    if w.shape != (tuned.seeds, x.shape[0]):
-        raise ValueError(f"weights of shape {tuple(w.shape)}, not ({tuned.seeds}, {x.shape[0]})")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (tuned.seeds, len(seqs)):
+        raise ValueError(f"weights of shape {weights.shape}, not ({tuned.seeds}, {len(seqs)})")
+    own, own_weights = paired(np.asarray(seqs), weights)  # each seed on its own D_N
+    x = torch.as_tensor(own, device=device).long()
+    w = torch.as_tensor(own_weights, device=device).float()
     trainable = [p for p in tuned.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=learning_rate) if trainable else None
     records = []

@@ -82,9 +82,34 @@ def aggregate(study: Study, exp: Experiment, table: str) -> str:
 
 def aggregates(study: Study) -> list[str]:
     """Every experiment's aggregate tables (`strategies` only where a strategy besides
-    exhaustive runs)."""
+    exhaustive runs, `tuning` only where the experiment tunes)."""
     return [aggregate(study, exp, table) for exp in study.experiments.values()
-            for table in AGGREGATE_TABLES + (("strategies",) if exp.runs_strategies else ())]
+            for table in AGGREGATE_TABLES + (("strategies",) if exp.runs_strategies else ())
+            + (("tuning",) if exp.tuning else ())]
+
+
+def tuning_blocks(exp: Experiment) -> dict[tuple[int, int], tuple[int, int]]:
+    """{tuned seeds (first, last): the experiment's seed block holding them}: the experiment's
+    blocks cut to tuning.num_seeds, so a tuning job reads one datasets file and one search
+    file."""
+    n = exp.tuning.num_seeds
+    return {(a, min(b, n - 1)): (a, b) for a, b in exp.seed_blocks() if a < n}
+
+
+def tuning_outputs(study: Study, exp: Experiment) -> list[str]:
+    """Every tuning_runs artifact of an experiment: network x replicate x task x N x tuned
+    seed block (none without a tuning section)."""
+    if not exp.tuning:
+        return []
+    return [
+        pattern(study, "tuning_runs").format(experiment=exp.name, predictor=network,
+                                             replicate=r, task=task, N=N, first=a, last=b)
+        for network in exp.tuning.networks
+        for r in range(study.replicates(network))
+        for task in exp.tuning.tasks
+        for N in exp.tuning.dataset_sizes
+        for a, b in tuning_blocks(exp)
+    ]
 
 
 def strategy_outputs(study: Study, exp: Experiment) -> list[str]:

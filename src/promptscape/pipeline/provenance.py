@@ -68,6 +68,9 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aggregate_strategies": ("promptscape.pipeline.stages.aggregate:aggregate_strategies", ()),
     "predict_reliability": ("promptscape.pipeline.stages.prediction:predict_reliability",
                             ("pretraining", "task", "family")),
+    "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",
+                     ("pretraining", "task", "family", "tuner")),
+    "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
     "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),
     "plot_study_figure": ("promptscape.pipeline.stages.figures:plot_study_figure", ("figure",)),
 }
@@ -289,13 +292,15 @@ def source_kind_entry(kind: str) -> str:
 
 
 def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=None,
-                figure: str | None = None) -> tuple[str, ...]:
+                figure: str | None = None, tuner=None) -> tuple[str, ...]:
     """The entries of one job of `rule` (`JOBS`): its stage function, plus the source kinds
     (`pretraining`; `task`: a kind name, or several for a job of several tasks) and
-    predictor families (`family`: one name, or several) the rule declares; the others are
-    ignored, so a caller may pass whatever the job's wildcards name."""
+    predictor families (`family`: one name, or several) and tuners (`tuner`: the builders of
+    `promptscape.neural.tuners.TUNERS`, one name or several) the rule declares; the others
+    are ignored, so a caller may pass whatever the job's wildcards name."""
     stage, members = JOBS[rule]
-    given = {"pretraining": pretraining, "task": task, "family": family, "figure": figure}
+    given = {"pretraining": pretraining, "task": task, "family": family, "figure": figure,
+             "tuner": tuner}
     entries = [stage]
     for member in members:
         value = given[member]
@@ -310,6 +315,10 @@ def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=
                 from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES
 
                 entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
+            elif member == "tuner":
+                from promptscape.neural.tuners import TUNERS
+
+                entries.append(TUNERS[name].build)
             else:
                 entries.append(source_kind_entry(name))
     return tuple(sorted(set(entries)))

@@ -833,3 +833,61 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
             width=style["panel_width"], height=style["panel_height"], title=label))
     rows = [alt.hconcat(*panels[i:i + 4]) for i in range(0, len(panels), 4)]
     return _configure(alt.vconcat(*rows), style, title)
+
+
+TUNING_REFERENCES = {"hard_optimum": "hard optimum at L_max (exact)",
+                     "hard_search": "hard prompt search picks from D_N (median)"}
+
+
+def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Tuned KL (log axis) against N (log axis): per tuner its median over seeds (line) and
+    interquartile band at its largest step budget; the exact hard optimum at L_max as a
+    horizontal rule and the searched hard prompt's median as a dashed line. A column per
+    task, a row per tuned network (and replicate)."""
+    data = frame.copy()
+    last = data.groupby("tuner")["tuning_steps"].transform("max")
+    data = data[data["tuning_steps"] == last].copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    data["network"] = data["predictor"] + np.where(
+        data["replicate"] > 0, " r" + data["replicate"].astype(str), "")
+    for column in ("kl_median", "kl_q25", "kl_q75"):
+        data[f"{column}_plot"] = np.maximum(data[column].astype(float), KL_FLOOR)
+    references = data[data["tuner"].isin(list(TUNING_REFERENCES))].copy()
+    references["reference"] = references["tuner"].map(TUNING_REFERENCES)
+    tuned = data[~data["tuner"].isin(list(TUNING_REFERENCES))]
+    tuner_order = list(dict.fromkeys(tuned["tuner"]))
+    y_title = f"KL(task ‖ tuned) (nats; floor 1e{int(np.log10(KL_FLOOR))})"
+    y = alt.Y("kl_median_plot:Q", scale=alt.Scale(type="log"), title=y_title)
+    color = alt.Color("tuner:N", sort=tuner_order, title="tuner (at its last step budget)",
+                      legend=alt.Legend(symbolType="stroke", symbolOpacity=1,
+                                        symbolStrokeWidth=3))
+    x = _n_axis(data)
+    band = alt.Chart(tuned).mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("kl_q25_plot:Q", scale=alt.Scale(type="log"), title=y_title),
+        y2="kl_q75_plot:Q", color=color)
+    lines = alt.Chart(tuned).mark_line(point=True, strokeWidth=2).encode(
+        x=x, y=y, color=color,
+        tooltip=["network", "task", "N", "tuner", "tuning_steps",
+                 alt.Tooltip("kl_median:Q", format=".3e"), alt.Tooltip("kl_q25:Q", format=".3e"),
+                 alt.Tooltip("kl_q75:Q", format=".3e"),
+                 alt.Tooltip("proportion_below_optimum:Q", format=".2f"),
+                 alt.Tooltip("proportion_below_search:Q", format=".2f"),
+                 alt.Tooltip("proportion_overfit:Q", format=".2f"), "trainable_parameters"])
+    dash = alt.StrokeDash("reference:N", title="hard prompts",
+                          scale=alt.Scale(domain=list(TUNING_REFERENCES.values()),
+                                          range=[[1, 0], [6, 3]]),
+                          legend=alt.Legend(labelLimit=400, symbolType="stroke"))
+    rules = alt.Chart(references).mark_line(color="black", strokeWidth=1.5).encode(
+        x=x, y=y, strokeDash=dash,
+        tooltip=["network", "task", "N", "reference", alt.Tooltip("kl_median:Q", format=".3e")])
+    layered = alt.layer(band, lines, rules).properties(
+        width=style["panel_width"], height=style["panel_height"])
+    chart = layered.facet(
+        row=alt.Row("network:N", title=None, sort=list(dict.fromkeys(data["network"])),
+                    header=alt.Header(labelFontSize=style["font_size"] + 1,
+                                      labelFontWeight="bold")),
+        column=alt.Column("task_label:N", sort=order, title=None,
+                          header=alt.Header(labelFontSize=style["font_size"] + 1,
+                                            labelFontWeight="bold")),
+        data=data)
+    return _configure(chart, style, title)

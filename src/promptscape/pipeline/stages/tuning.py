@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 
 from promptscape import landscape, search, seeding
 from promptscape import prompts as prompts_lib
+from promptscape.neural import checkpoints
 from promptscape.neural import tuners as tuners_lib
+from promptscape.neural import tuning as tuning_lib
 from promptscape.pipeline import tables
 from promptscape.pipeline.stages.search import read_blocks
 from promptscape.sources import build_source
@@ -29,12 +32,10 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
                  output: str, predictor: str, replicate: int, pretraining: dict,
                  experiment: str, task_name: str, task: dict, task_length: int, N: int,
                  block: tuple[int, int], first: int, last: int, max_prompt_length: int,
-                 enumeration_budget: int, tuning: dict, device: str = "auto") -> None:
+                 enumeration_budget: int, tuning: dict, threads: int = 1,
+                 device: str = "auto") -> None:
     """The tuning_runs rows of seeds first..last (of the datasets file's `block`)."""
-    import torch
-
-    from promptscape.neural import checkpoints, tuning as tuning_lib
-
+    torch.set_num_threads(threads)
     V = build_source(pretraining, where="pretraining").vocab_size
     T = task_length
     task_source = build_source(task, where=f"task {task_name}")
@@ -177,8 +178,6 @@ class _scorer:
     the landscape enumerates them, else the evaluation set's stratified estimate."""
 
     def __init__(self, pred, task, T, V, max_prompt_length, budget, evaluation, device):
-        import torch
-
         self.pred, self.device = pred, device
         if landscape.enumerates(prompts_lib.num_prompts(max_prompt_length, V), T, budget, V):
             self.method = "exact_enumeration"
@@ -215,8 +214,6 @@ class _scorer:
 
     def tuned(self, tuned):
         """(kl (S,), kl_se (S,), projected prompts or None) of a tuned network, no gradients."""
-        from promptscape.neural import tuning as tuning_lib
-
         losses = tuning_lib.sequence_losses(tuned, self.tensor).double().cpu().numpy()
         kl, kl_se, _ = self._kl(losses)
         projected = None

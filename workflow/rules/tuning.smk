@@ -1,0 +1,44 @@
+# Tuning per (experiment, network, replicate, task, N, seed block): every tuner of the
+# experiment's tuning plan trained on each seed's D_N alone (promptscape.neural.tuners),
+# scored by the landscape's rule beside the hard prompt search picked from the same D_N;
+# then the experiment's tuning table against the exact hard optimum.
+
+
+rule tune_network:
+    input:
+        unpack(get_tuning_inputs),
+    output:
+        runs=out("tuning_runs"),
+    log:
+        logged("tune_network/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.log"),
+    benchmark:
+        benchmarked(
+            "tune_network/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.tsv"
+        )
+    conda:
+        "../envs/promptscape.yaml"
+    resources:
+        mem_mb=mem_mb("tune_network"),
+    threads: STUDY.training["threads"]
+    params:
+        args=get_tuning_args,
+        code=code("tune_network"),
+    script:
+        "../../scripts/tune_network.py"
+
+
+rule aggregate_tuning:
+    input:
+        runs=lambda w: get_tuning_outputs(get_experiment(w)),
+        landscapes=get_tuning_landscapes,
+    output:
+        tuning=out("tuning"),
+    log:
+        logged("aggregate_tuning/{experiment}.log"),
+    conda:
+        "../envs/promptscape.yaml"
+    params:
+        imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
+        code=code("aggregate_tuning"),
+    script:
+        "../../scripts/aggregate_tuning.py"
