@@ -58,7 +58,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
     shat = _searched(search_file, predictor, replicate, experiment, task_name, N, seeds)
     score = _scorer(pred, task_source, T, V, max_prompt_length, enumeration_budget, evaluation,
                     torch_device)
-    shat_kl, _, method, entropy = score.prompts(shat["prompt"])
+    shat_kl, shat_se, method, entropy = score.prompts(shat["prompt"])
     K = tuning["prompt_length"]
     init = _initial_prompts(pred, data, K, V, tuning["init"], enumeration_budget,
                             identity=(predictor, replicate, experiment, task_name, N), seeds=seeds)
@@ -89,7 +89,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
 
     # The searched hard prompt: its loss on D_N is the search's, its cost every prompt of
     # length 0..L_max on each distinct sequence of D_N.
-    add(tuners_lib.HARD_SEARCH, 0, shat_kl, np.zeros(S), shat["empirical_loss"], 0,
+    add(tuners_lib.HARD_SEARCH, 0, shat_kl, shat_se, shat["empirical_loss"], 0,
         own_distinct * num_prompts)
     for name, settings in tuning["tuners"].items():
         spec = tuners_lib.TUNERS[name]

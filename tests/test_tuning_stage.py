@@ -1,0 +1,119 @@
+"""Stage tune_network on a tiny trained LSTM: its scores against the landscape and a direct
+computation, and what it never reads (the evaluation set shapes no training)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from promptscape.neural import checkpoints, families
+from promptscape.pipeline.stages import datasets, landscape, search, training, tuning
+from promptscape.sources import build_source
+
+PRE = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
+TASK = {"kind": "coin", "theta": 0.7}
+T, L_MAX, N = 5, 3, 8
+PLAN = {"tuners": {"none": {}, "soft_prompt": {}, "simplex_prompt": {"init_logit": 4.0},
+                   "prefix": {}, "lora": {"lora_rank": 2}},
+        "prompt_length": 2, "steps": 6, "tuning_steps": [0, 3, 6], "learning_rate": 0.05,
+        "init": "search"}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tuning_stage")
+    settings = families.PredictorConfig(family="lstm", hidden_size=8, embedding_dim=4, steps=30,
+                                        batch_size=16, sequence_length=8).to_dict()
+    model = root / "m" / "model.pt"
+    training.train_predictor(model=str(model), curve=str(root / "m" / "curve.parquet"),
+                             checkpoint=str(root / "m" / "ckpt.pt"), name="lstm", identity="x",
+                             source_name="bernmix", pretraining=PRE, settings=settings,
+                             device="cpu")
+    datasets.simulate_tasks(output=str(root / "d.parquet"), experiment="e",
+                            tasks={"coin_0.7": TASK}, task_length=T, dataset_sizes=[N], first=0,
+                            last=2)
+    search.search_prompts(datasets=str(root / "d.parquet"), output=str(root / "s.parquet"),
+                          predictors=[{"predictor": "lstm", "replicate": 0, "family": "lstm",
+                                       "model": str(model)}],
+                          pretraining=PRE, experiment="e", tasks=["coin_0.7"], task_length=T,
+                          dataset_sizes=[N], first=0, last=2, max_prompt_length=L_MAX,
+                          enumeration_budget=2**27, device="cpu")
+    for name, size in (("a", 64), ("b", 80)):
+        datasets.simulate_evaluation(output=str(root / f"eval_{name}.parquet"), experiment="e",
+                                     task_name="coin_0.7", task=TASK, task_length=T, size=size)
+    return root
+
+
+def run(scene, name, *, evaluation=None, budget=2**27):
+    out = scene / f"{name}.parquet"
+    tuning.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
+                        evaluation=evaluation and str(scene / evaluation),
+                        model=str(scene / "m" / "model.pt"), output=str(out), predictor="lstm",
+                        replicate=0, pretraining=PRE, experiment="e", task_name="coin_0.7",
+                        task=TASK, task_length=T, N=N, block=(0, 2), first=0, last=2,
+                        max_prompt_length=L_MAX, enumeration_budget=budget, tuning=PLAN,
+                        device="cpu")
+    return pd.read_parquet(out)
+
+
+def landscape_of(scene):
+    out = scene / "landscape.parquet"
+    landscape.compute_landscape(evaluation=str(scene / "eval_a.parquet"), output=str(out),
+                                predictor="lstm", family="lstm", pretraining=PRE, experiment="e",
+                                task_name="coin_0.7", task=TASK, task_length=T,
+                                max_prompt_length=L_MAX, enumeration_budget=2**27,
+                                model=str(scene / "m" / "model.pt"), device="cpu")
+    return pd.read_parquet(out).set_index("prompt")
+
+
+def test_scores_agree_with_the_landscape_and_a_direct_computation(scene):
+    runs = run(scene, "exact")
+    land = landscape_of(scene)
+    assert set(runs["method"]) == {"exact_enumeration"}
+    assert set(runs["tuner"]) == {"hard_search", *PLAN["tuners"]}
+    # hard_search: s_hat scored as its landscape row; projected prompts likewise.
+    shat = runs[runs["tuner"] == "hard_search"]
+    np.testing.assert_allclose(shat["kl"], land.loc[shat["search_prompt"], "kl"], rtol=1e-9,
+                               atol=1e-12)
+    simplex = runs[runs["tuner"] == "simplex_prompt"]
+    np.testing.assert_allclose(simplex["projected_kl"],
+                               land.loc[simplex["projected_prompt"], "kl"], rtol=1e-9, atol=1e-12)
+    # none: the empty prompt's landscape KL (float32 scoring against the trie's).
+    none = runs[runs["tuner"] == "none"]
+    np.testing.assert_allclose(none["kl"], land.loc[""]["kl"], rtol=1e-5)
+    # ... and a direct float64 computation of KL(task || network) over all 2^T sequences.
+    model = checkpoints.load_predictor(scene / "m" / "model.pt", device="cpu").model.double()
+    seqs = np.array([[int(c) for c in np.binary_repr(i, T)] for i in range(2**T)], dtype=np.uint8)
+    x = torch.as_tensor(seqs).long()
+    with torch.no_grad():
+        q = model(x).gather(-1, x[..., None])[..., 0].sum(-1).numpy()
+    log_p = build_source(TASK).log_prob(seqs)
+    direct = float(np.exp(log_p) @ (log_p - q))
+    np.testing.assert_allclose(none["kl"], direct, rtol=1e-5)
+    # Overfit and the paired difference follow from their columns.
+    np.testing.assert_allclose(runs["kl_minus_search"], runs["kl"] - runs["search_kl"])
+    assert (runs.loc[runs["overfit"], "train_loss"]
+            < runs.loc[runs["overfit"], "search_train_loss"]).all()
+    # Step 0 of a soft prompt started at the search's best prompt of length K is that prompt.
+    soft0 = runs[(runs["tuner"] == "soft_prompt") & (runs["tuning_steps"] == 0)]
+    np.testing.assert_allclose(soft0["kl"], land.loc[soft0["init_prompt"], "kl"], rtol=1e-5)
+    assert (soft0["init_prompt"].str.len() == PLAN["prompt_length"]).all()
+
+
+def test_the_evaluation_set_scores_but_never_trains(scene):
+    """With the landscape estimated on the evaluation set (an enumeration budget too small),
+    two different evaluation sets change the scores and nothing that training produced."""
+    a = run(scene, "mc_a", evaluation="eval_a.parquet", budget=1)
+    b = run(scene, "mc_b", evaluation="eval_b.parquet", budget=1)
+    assert set(a["method"]) == {"monte_carlo"} and (a["kl_se"] > 0).all()
+    trained = ["seed", "tuner", "tuning_steps", "train_loss", "init_prompt", "projected_prompt",
+               "search_prompt", "search_train_loss", "trainable_parameters",
+               "sequence_evaluations"]
+    pd.testing.assert_frame_equal(a[trained], b[trained])
+    assert not np.allclose(a["kl"], b["kl"])
+
+
+def test_a_rerun_writes_the_same_file(scene):
+    run(scene, "again_a")
+    run(scene, "again_b")
+    assert (scene / "again_a.parquet").read_bytes() == (scene / "again_b.parquet").read_bytes()
