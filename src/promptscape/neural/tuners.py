@@ -63,6 +63,9 @@ HARD_OPTIMUM = "hard_optimum"
 # Relative resolution of a tuned network's KL: its losses are float32 sums over T symbols, so
 # two KLs closer than this fraction of the loss are not told apart ("below" comparisons).
 FLOAT32_RESOLUTION = 1e-5
+# The most (sequence, position) tokens of seeds trained side by side in one step (the
+# activations a backward pass holds: about 1 GB for a default Transformer).
+BATCH_TOKENS = 1 << 18
 # Settings every tuner has (tuning.<key>), with their defaults.
 SHARED = {"steps": 200, "learning_rate": 0.01}
 

@@ -93,10 +93,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
         own_distinct * num_prompts)
     for name, settings in tuning["tuners"].items():
         spec = tuners_lib.TUNERS[name]
-        if spec.space == tuners_lib.WEIGHTS:  # one seed at a time
-            groups = [[s] for s in range(S)]
-        else:
-            groups = [list(range(S))]
+        groups = _groups(spec.space, own_distinct, T + K)
         records = {}
         for group in groups:
             generator = torch.Generator().manual_seed(seeding.stable_seed(
@@ -144,6 +141,17 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
     frame = {"predictor": [predictor] * n, "replicate": [replicate] * n,
              "experiment": [experiment] * n, "task": [task_name] * n, "N": [N] * n, **frame}
     tables.write(frame, "tuning_runs", output)
+
+
+def _groups(space: str, own_distinct: np.ndarray, tokens_per_sequence: int) -> list[list[int]]:
+    """The seeds trained together: weight tuners one at a time; prompt-space tuners side by
+    side, as many as fit `tuners.BATCH_TOKENS` (each seed padded to the longest D_N)."""
+    S = len(own_distinct)
+    if space == tuners_lib.WEIGHTS:
+        return [[s] for s in range(S)]
+    width = int(own_distinct.max()) * tokens_per_sequence
+    size = max(1, tuners_lib.BATCH_TOKENS // max(1, width))
+    return [list(range(a, min(a + size, S))) for a in range(0, S, size)]
 
 
 def _searched(path, predictor, replicate, experiment, task, N, seeds) -> dict:
