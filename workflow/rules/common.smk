@@ -8,11 +8,7 @@ from promptscape.pipeline import layout
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
 from promptscape import selection as selection_lib
-from promptscape.pipeline.stages.figures import (
-    FIGURES,
-    STUDY_FIGURES,
-    experiment_figures,
-)
+from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES, figures_of
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -147,24 +143,13 @@ def get_figures():
     return [
         f"{RESULTS}/{name}/figures/{figure}.{ext}"
         for name, exp in EXPERIMENTS.items()
-        for figure in experiment_figures(
-            neural=any(map(is_neural, exp.predictors)),
-            replicated=is_replicated(exp),
-            bayes="bayes" in exp.predictors,
-            selections=len(exp.selections) > 1,
-            strategies=exp.runs_strategies,
-        )
+        for figure in figures_of(STUDY, exp)
         for ext in ("svg", "png", "html")
     ] + [
         f"{RESULTS}/figures/{figure}.{ext}"
         for figure in STUDY_FIGURES
         for ext in ("svg", "png", "html")
     ]
-
-
-def is_replicated(exp):
-    """Whether a model of the experiment has more than one trained replicate."""
-    return any(STUDY.replicates(p) > 1 for p in exp.predictors)
 
 
 def get_block(wildcards):
@@ -292,26 +277,28 @@ def get_figure_args(wildcards):
 
 
 def get_figure_tables(wildcards):
+    """Every file of the artifacts the figure reads (its FIGURES entry)."""
     exp = get_experiment(wildcards)
-    if wildcards.figure == "landscape":
-        return get_landscape_outputs(exp)
-    if wildcards.figure == "efficiency":
-        return [layout.aggregate(STUDY, exp, "efficiency")]
-    if wildcards.figure == "training":
-        return get_training_tables(exp)
-    if wildcards.figure == "neural_vs_bayes":
-        return get_landscape_outputs(exp)
-    if wildcards.figure == "posterior":
-        return get_landscape_outputs(exp) + [layout.aggregate(STUDY, exp, "efficiency")]
-    artifacts = FIGURES[wildcards.figure].artifacts
-    names = artifacts if isinstance(artifacts, tuple) else (artifacts,)
-    return [layout.aggregate(STUDY, exp, name) for name in names]
+    return [
+        path
+        for artifact in FIGURES[wildcards.figure].tables
+        for path in layout.experiment_files(STUDY, exp, artifact)
+    ]
+
+
+def get_figure_caption(wildcards):
+    """The figure's report caption (its FIGURES entry), for workflow/report/figure.rst."""
+    return FIGURES[wildcards.figure].caption_text(config.get("models", {}))
 
 
 def get_study_figure_tables(wildcards):
-    """Every experiment's table of a study figure."""
-    artifact = STUDY_FIGURES[wildcards.figure].artifacts
-    return [layout.aggregate(STUDY, exp, artifact) for exp in EXPERIMENTS.values()]
+    """Every experiment's files of the artifacts a study figure reads."""
+    return [
+        path
+        for exp in EXPERIMENTS.values()
+        for artifact in STUDY_FIGURES[wildcards.figure].tables
+        for path in layout.experiment_files(STUDY, exp, artifact)
+    ]
 
 
 def get_prediction_outputs(exp):
@@ -484,10 +471,6 @@ def get_scoring_args(wildcards):
         max_prompt_length=exp.max_prompt_length,
         threads=STUDY.training["threads"],
     )
-
-
-def get_training_tables(exp):
-    return layout.training_tables(STUDY, exp)
 
 
 # The search_strategies rule's helpers: replicate 0 of a network (the strategy_runs path

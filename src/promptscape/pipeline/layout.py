@@ -87,6 +87,24 @@ def aggregates(study: Study) -> list[str]:
             for table in AGGREGATE_TABLES + (("strategies",) if exp.runs_strategies else ())]
 
 
+def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:
+    """Every file of `artifact` an experiment has, by the wildcards of its path: one per
+    experiment (the aggregates, efficiency), per (predictor, replicate, task) (landscape,
+    prediction), or per trained network replicate (training_curve, predictor_regret). What
+    a figure reads (`stages.figures.Figure.artifacts`) is found here."""
+    wildcards = set(tables.ARTIFACTS[artifact].wildcards)
+    if wildcards == {"experiment"}:
+        return [aggregate(study, exp, artifact)]
+    if wildcards == {"experiment", "predictor", "replicate", "task"}:
+        return per_task(study, exp, artifact)
+    if wildcards == {"source", "predictor", "identity"}:
+        return [network_tables(study, exp, predictor, r)[artifact]
+                for predictor, r in study.predictor_replicates(exp)
+                if study.is_neural(predictor)]
+    raise ValueError(f"artifact {artifact!r} ({tables.ARTIFACTS[artifact].path}) is not "
+                     "one an experiment's figure can read")
+
+
 def strategy_outputs(study: Study, exp: Experiment) -> list[str]:
     """Every strategy_runs artifact of an experiment: predictor x task x N x seed block
     (replicate 0 of a network; none unless a strategy besides exhaustive runs)."""

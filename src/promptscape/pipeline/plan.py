@@ -35,6 +35,7 @@ import math
 import sys
 
 from promptscape.pipeline import config as config_lib
+from promptscape.pipeline.stages.figures import STUDY_FIGURES, figures_of
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
 from promptscape.validation import ConfigError
 
@@ -557,16 +558,8 @@ def jobs(study) -> list[Job]:
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
-        from promptscape.pipeline.stages.figures import experiment_figures
-
-        for figure in experiment_figures(
-                neural=any(study.is_neural(p) for p in exp.predictors),
-                replicated=any(study.replicates(p) > 1 for p in exp.predictors),
-                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
-                strategies=exp.runs_strategies):
+        for figure in figures_of(study, exp):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
-    from promptscape.pipeline.stages.figures import STUDY_FIGURES
-
     for figure in STUDY_FIGURES:
         out.append(estimate(study, "plot_study_figure", {"figure": figure}))
     return out
