@@ -164,15 +164,49 @@ def get_block(wildcards):
     return dict(first=block[0], last=block[1])
 
 
+# The arguments the rules pass their stages (params args), by name, each computed from the
+# job's wildcards: one definition each, for `job_args`.
+ARGUMENTS = {
+    "experiment": lambda w: get_experiment(w).name,
+    "pretraining": lambda w: get_experiment(w).pretraining.to_dict(),
+    "tasks": lambda w: {t.name: t.source.to_dict() for t in get_experiment(w).tasks},
+    "task_length": lambda w: get_experiment(w).task_length,
+    "dataset_sizes": lambda w: list(get_experiment(w).dataset_sizes),
+    "max_prompt_length": lambda w: get_experiment(w).max_prompt_length,
+    "enumeration_budget": lambda w: STUDY.enumeration_budget,
+    "predictor": lambda w: w.predictor,
+    "replicate": lambda w: get_replicate(w),
+    "family": lambda w: STUDY.family(w.predictor),
+    "task_name": lambda w: get_task(w).name,
+    "task": lambda w: get_task(w).source.to_dict(),
+    "threads": lambda w: STUDY.training["threads"],
+}
+
+
+def job_args(wildcards, *names, **values):
+    """A rule's arguments, in the order of `names` (the order is part of the params Snakemake
+    compares): each the value given in `values`, else computed from the job's wildcards
+    (`ARGUMENTS`); "block" is the job's seed block, first and last (`get_block`)."""
+    unused = set(values) - set(names)
+    if unused:
+        raise ValueError(
+            f"job_args: values {sorted(unused)} not among the names {names}"
+        )
+    args = {}
+    for name in names:
+        if name == "block":
+            args.update(get_block(wildcards))
+        elif name in values:
+            args[name] = values[name]
+        else:
+            args[name] = ARGUMENTS[name](wildcards)
+    return args
+
+
 def get_dataset_args(wildcards):
     """simulate_tasks: D_N of every task and N of the experiment, for one seed block."""
-    exp = get_experiment(wildcards)
-    return dict(
-        experiment=exp.name,
-        tasks={t.name: t.source.to_dict() for t in exp.tasks},
-        task_length=exp.task_length,
-        dataset_sizes=list(exp.dataset_sizes),
-        **get_block(wildcards),
+    return job_args(
+        wildcards, "experiment", "tasks", "task_length", "dataset_sizes", "block"
     )
 
 
@@ -210,16 +244,19 @@ def get_search_inputs(wildcards):
 
 def get_search_args(wildcards):
     exp = get_experiment(wildcards)
-    return dict(
+    return job_args(
+        wildcards,
+        "predictors",
+        "pretraining",
+        "experiment",
+        "tasks",
+        "task_length",
+        "dataset_sizes",
+        "max_prompt_length",
+        "enumeration_budget",
+        "block",
         predictors=get_predictor_units(exp),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
         tasks=[t.name for t in exp.tasks],
-        task_length=exp.task_length,
-        dataset_sizes=list(exp.dataset_sizes),
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
-        **get_block(wildcards),
     )
 
 
@@ -248,18 +285,18 @@ def get_selected_search_args(wildcards):
 
 
 def get_landscape_args(wildcards):
-    exp, task = get_experiment(wildcards), get_task(wildcards)
-    return dict(
-        predictor=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        family=STUDY.family(wildcards.predictor),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_name=task.name,
-        task=task.source.to_dict(),
-        task_length=exp.task_length,
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
+    return job_args(
+        wildcards,
+        "predictor",
+        "replicate",
+        "family",
+        "pretraining",
+        "experiment",
+        "task_name",
+        "task",
+        "task_length",
+        "max_prompt_length",
+        "enumeration_budget",
     )
 
 
@@ -348,20 +385,24 @@ def get_efficiency_args(wildcards):
         }
         predictors.append(unit)
     evaluation = layout.pattern(STUDY, "evaluation_set")
-    return dict(
+    args = job_args(
+        wildcards,
+        "predictors",
+        "tasks",
+        "evaluations",
+        "in_meta_distribution",
+        "pretraining",
+        "experiment",
+        "task_length",
+        "enumeration_budget",
         predictors=predictors,
-        tasks={t.name: t.source.to_dict() for t in exp.tasks},
         evaluations={
             t.name: evaluation.format(experiment=exp.name, task=t.name)
             for t in exp.tasks
         },
         in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_length=exp.task_length,
-        enumeration_budget=STUDY.enumeration_budget,
-        **STUDY.efficiency,  # max_length, num_typical
     )
+    return dict(args, **STUDY.efficiency)  # max_length, num_typical
 
 
 # Neural predictors: one trained network per (pretraining source, model), shared by every
@@ -462,14 +503,15 @@ def get_evaluation_args(wildcards):
 
 
 def get_scoring_args(wildcards):
-    exp = get_experiment(wildcards)
-    return dict(
+    return job_args(
+        wildcards,
+        "name",
+        "replicate",
+        "experiment",
+        "task_length",
+        "max_prompt_length",
+        "threads",
         name=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        experiment=exp.name,
-        task_length=exp.task_length,
-        max_prompt_length=exp.max_prompt_length,
-        threads=STUDY.training["threads"],
     )
 
 
@@ -518,20 +560,24 @@ def get_strategy_inputs(wildcards):
 
 def get_strategy_args(wildcards):
     exp = _strategy_experiment(wildcards)
-    task = get_task(wildcards)
-    return dict(
-        predictor=wildcards.predictor,
+    return job_args(
+        wildcards,
+        "predictor",
+        "replicate",
+        "family",
+        "pretraining",
+        "experiment",
+        "task_name",
+        "task",
+        "task_length",
+        "N",
+        "block",
+        "max_prompt_length",
+        "enumeration_budget",
+        "strategies",
+        "budgets",
         replicate=0,
-        family=STUDY.family(wildcards.predictor),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_name=task.name,
-        task=task.source.to_dict(),
-        task_length=exp.task_length,
         N=int(wildcards.N),
-        **get_block(wildcards),
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
         strategies=exp.search_strategies.to_dict(),
         budgets=list(exp.search_strategies.budgets),
     )
