@@ -80,6 +80,9 @@ def mem_mb(rule_name):
     """The `mem_mb` resource of a heavy rule: the job's estimated peak memory
     (promptscape.pipeline.plan) with a margin, at most resources.max_mem_mb."""
 
+    if rule_name not in plan.HEAVY:
+        raise ValueError(f"rule {rule_name!r} is not a heavy rule (plan.HEAVY)")
+
     def estimate(wildcards):
         return plan.mem_mb(STUDY, rule_name, dict(wildcards.items()))
 

@@ -49,12 +49,6 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
             for selection in exp.selections for a, b in exp.seed_blocks()]
 
 
-def block_outputs(study: Study, exp: Experiment, artifact: str) -> list[str]:
-    """One artifact per seed block of an experiment (task_data, selection_pool)."""
-    return [pattern(study, artifact).format(experiment=exp.name, first=a, last=b)
-            for a, b in exp.seed_blocks()]
-
-
 def search_grid(study: Study, exp: Experiment) -> dict:
     """What an experiment's search files must hold between them: every (predictor,
     replicate, task, N, seed) once, in the experiment's seed blocks (read by the
