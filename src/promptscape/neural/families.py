@@ -21,6 +21,9 @@ from collections.abc import Callable
 from promptscape import validation
 
 DEVICES = ("auto", "cpu", "cuda")
+# Model inputs (and token positions held) a network scores at a time by default
+# (`NeuralPredictor.max_tokens`); here, torch-free, so the cost plan models the same chunk.
+MAX_TOKENS = 1 << 17
 LR_SCHEDULES = ("cosine", "constant")
 
 

@@ -63,9 +63,9 @@ COUNT_TEMPORARIES = 6
 # Bytes of one row of a table of strings: pyarrow (offsets and characters), the Python
 # objects a stage builds for it (str and list slot), and pyarrow's sorted copy on write.
 ROW_OVERHEAD = 120
-# Networks: NeuralPredictor scores `max_tokens` model inputs at a time; activations per
-# token and layer, float32, calibrated on the default models (docs/plan.md).
-NEURAL_MAX_TOKENS = 1 << 17
+# Networks: NeuralPredictor scores `max_tokens` (families.MAX_TOKENS) model inputs at a
+# time; activations per token and layer, float32, as each family states them
+# (`Family.activations_per_token`, calibrated on the default models, docs/plan.md).
 # Measured beyond the arrays counted: torch's buffers in a GCG run (strategies with
 # gradient), and the count-class typical-prompt distributions of prompt efficiency
 # (max_length 24 at L_max 16: 252 MB against 231 MB counted).
@@ -171,7 +171,7 @@ def _neural_working_set(study, exp, predictor: str) -> int:
         raise ValueError(f"predictor family {net.family!r} states no memory per token "
                          "(promptscape.neural.families.Family.activations_per_token): no "
                          "memory estimate for its jobs")
-    return NEURAL_MAX_TOKENS * net.num_layers * per_token(net) * 4
+    return families.MAX_TOKENS * net.num_layers * per_token(net) * 4
 
 
 def _predictor_cost(study, exp, predictor: str, P: int, B: int,
@@ -469,7 +469,7 @@ def _network_job(study, rule: str, w: dict) -> Job:
         # Batches of batch_size x sequence_length tokens with autograd (x3), plus the
         # optimizer, the autograd graph and the Bayes losses of each batch (~32 MB measured).
         tokens = net.batch_size * net.sequence_length
-        work = 3 * work * tokens // NEURAL_MAX_TOKENS + 32 * MB
+        work = 3 * work * tokens // families.MAX_TOKENS + 32 * MB
         return Job(rule, w, 0, TORCH_BASELINE_BYTES + work,
                    f"{net.steps} steps of {net.batch_size} sequences")
     size = study.training["heldout_size"]
