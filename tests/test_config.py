@@ -96,8 +96,8 @@ _DELETE = object()
 
 BAD = [
     ("unknown strategy", _set(["experiments", "bernmix", "strategies"], ["exhaustive", "gcg"]),
-     "experiments.bernmix.strategies[1]: 'gcg' is not one of ['exhaustive', 'random', "
-     "'beam', 'hill_climb', 'annealing', 'evolutionary', 'gradient']"),
+     "experiments.bernmix.strategies names 'gcg', not a strategy; strategies: exhaustive, "
+     "random, beam, hill_climb, annealing, evolutionary, gradient"),
     ("strategies without budgets", _set(["experiments", "bernmix", "strategies"], ["random"]),
      "experiments.bernmix.strategies names random, which run at budgets: give "
      "experiments.bernmix.strategy_budgets"),
@@ -123,16 +123,15 @@ BAD = [
      "experiments.selection.strategies names gradient, but every predictor"),
     ("misspelt strategy setting", _set(["experiments", "bernmix", "strategies"],
                                        {"beam": {"widht": 4}}),
-     "experiments.bernmix.strategies.beam: Additional properties are not allowed ('widht' was "
-     "unexpected); allowed: max_budget, width"),
+     "experiments.bernmix.strategies.beam.widht is not a setting of beam; its settings: "
+     "max_budget, width"),
     # A value that fits none of a key's forms (oneOf, anyOf): the error of the form whose
     # type it has, naming the entry, or the types allowed; never the key's whole description.
     ("strategy given as a string", _set(["experiments", "bernmix", "strategies"], "beam"),
      "experiments.bernmix.strategies: 'beam' is not of type 'array' or 'object'"),
     ("strategy setting out of range", _set(["experiments", "bernmix", "strategies"],
                                            {"random": {"max_budget": 0}}),
-     "experiments.bernmix.strategies.random.max_budget: 0 is less than the minimum of 1 (the "
-     "largest budget"),
+     "experiments.bernmix.strategies.random.max_budget == 0, must be null or an integer >= 1"),
     ("unknown selection method", _set(["experiments", "bernmix", "dataset_selection"],
                                       ["random", "magic"]),
      "experiments.bernmix.dataset_selection[1]: 'magic' is not one of ['random', 'pool', "

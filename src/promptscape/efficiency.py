@@ -72,8 +72,6 @@ from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.sources import Source, compositions, row_index, symbol_counts
 
-DEFAULT_MAX_LENGTH = 64
-DEFAULT_NUM_TYPICAL = 200
 # Two KLs are equal when they differ by at most the landscape's relative tie tolerance plus
 # this absolute floor (nats), which absorbs floating-point noise for KLs near 0.
 ABSOLUTE_TOLERANCE = 1e-12

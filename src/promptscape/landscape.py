@@ -61,7 +61,8 @@ from promptscape.sources import Source, compositions
 
 # The default of `landscape.enumeration_budget`: prompts times distinct task sequences that
 # may be scored exhaustively (>= 131,071 binary prompts, L_max = 16, times 1,024 sequences,
-# T = 10).
+# T = 10). The config schema states it as its default (YAML cannot name it; a test holds
+# the two equal).
 DEFAULT_ENUMERATION_BUDGET = 2 ** 27
 # Every stratum of a stratified evaluation set gets at least this many sequences (two, so
 # that its within-stratum variance can be estimated).

@@ -20,11 +20,6 @@ import numpy as np
 from promptscape.sources.base import (  # noqa: F401 (canonical_prompt: re-exported)
     MAX_VOCAB_SIZE, canonical_prompt, symbol_counts)
 
-# The longest prompt the config accepts (workflow/schemas/config.schema.yaml): 131,071 binary
-# prompts of length 0..16. Exact Bayes predictors of exchangeable sources score their 153
-# count classes; every other predictor scores every prompt on every distinct task sequence,
-# which the cost plan (promptscape.pipeline.plan) checks against the machine before any work.
-MAX_PROMPT_LENGTH = 16
 # Codes are held in int64: V**T must stay below 2**63.
 MAX_CODE = 2**63
 

@@ -17,8 +17,8 @@ A strategy stops when the budget is spent (the evaluator raises `BudgetSpent`), 
 prompt has been evaluated, or when its own procedure ends (a step limit guards the
 stochastic ones, which may revisit prompts for free).
 
-The registry is `STRATEGIES` (`Strategy`: name, description, settings with defaults,
-search function); `parse` reads the config keys ``strategies`` and ``strategy_budgets``
+The registry is `STRATEGIES` (`Strategy`: name, description, settings with defaults and
+their checks, `Strategy.validate`, the one place they are checked; search function); `parse` reads the config keys ``strategies`` and ``strategy_budgets``
 into a `Plan`, naming every error by its key. Every strategy accepts ``max_budget`` (no
 limit by default): budgets above it are not run for it (``gradient: {max_budget: 1000}``
 keeps the costly gradient runs short on a CPU).
@@ -384,16 +384,6 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
                 stale += 1
 
 
-@dataclasses.dataclass(frozen=True)
-class Strategy:
-    name: str
-    doc: str
-    settings: dict  # name -> default
-    search: Callable
-    needs_gradient: bool = False
-    exhaustive: bool = False  # runs once, at the budget of all prompts
-
-
 # Checks of each setting's value: (test, what it must be).
 _POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  "an integer >= 1")
@@ -407,17 +397,66 @@ CHECKS = {"width": _POSITIVE_INT, "population": _POSITIVE_INT, "top_k": _POSITIV
           "initial_temperature": _TEMPERATURE, "final_temperature": _TEMPERATURE,
           "max_budget": (lambda v: v is None or _POSITIVE_INT[0](v), "null or an integer >= 1")}
 
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One prompt-search strategy: the one owner of its settings, their defaults and their
+    checks (`validate`; the config schema only says a strategy's settings are a mapping)."""
+    name: str
+    doc: str
+    settings: dict  # name -> default
+    search: Callable
+    needs_gradient: bool = False
+    exhaustive: bool = False  # runs once, at the budget of all prompts
+    # Checks of its settings that differ from `CHECKS`: setting -> (test, what it must be).
+    checks: dict = dataclasses.field(default_factory=dict)
+    # A check of its complete settings together (defaults filled in): raises a ConfigError
+    # naming the key given as its second argument.
+    check: Callable[[dict, str], None] | None = None
+
+    @property
+    def defaults(self) -> dict:
+        """Every setting it takes, with its default (`COMMON_SETTINGS` and its own)."""
+        return {**COMMON_SETTINGS, **self.settings}
+
+    def validate(self, given: dict | None, key: str) -> dict:
+        """The settings `given` at config key `key` (its entry in experiments.<name>.strategies),
+        checked: a ConfigError naming the key and setting for one it does not take or a value
+        out of range."""
+        given = dict(given or {})
+        allowed = self.defaults
+        for setting, value in given.items():
+            if setting not in allowed:
+                raise ConfigError(f"{key}.{setting} is not a setting of {self.name}; its "
+                                  f"settings: {', '.join(allowed)}")
+            test, what = self.checks.get(setting) or CHECKS[setting]
+            if not test(value):
+                raise ConfigError(f"{key}.{setting} == {value!r}, must be {what}")
+        if self.check is not None:
+            self.check({**allowed, **given}, key)
+        return given
+
+
+def _check_annealing(settings: dict, key: str) -> None:
+    if settings["final_temperature"] > settings["initial_temperature"]:
+        raise ConfigError(f"{key}: final_temperature {settings['final_temperature']} is "
+                          f"above initial_temperature {settings['initial_temperature']}")
+
+
 EXHAUSTIVE = "exhaustive"
 STRATEGIES = {s.name: s for s in [
     Strategy(EXHAUSTIVE, "every prompt once, in canonical order", {}, exhaustive,
-             exhaustive=True),
+             exhaustive=True,
+             checks={"max_budget": (lambda v: v is None, "null: exhaustive search runs once, "
+                                                         "at the budget of all prompts")}),
     Strategy("random", "uniform over all prompts, without replacement", {}, random_search),
     Strategy("beam", "extend symbol by symbol, keep the width best; widen and repeat",
              {"width": 4}, beam),
     Strategy("hill_climb", "steepest descent over one-symbol edits, random restarts", {},
              hill_climb),
     Strategy("annealing", "simulated annealing over one-symbol edits",
-             {"initial_temperature": 0.5, "final_temperature": 0.001}, annealing),
+             {"initial_temperature": 0.5, "final_temperature": 0.001}, annealing,
+             check=_check_annealing),
     Strategy("evolutionary", "(mu + lambda) with crossover and mutation",
              {"population": 16, "crossover": 0.5, "mutation": 0.8}, evolutionary),
     Strategy("gradient", "greedy coordinate gradient (GCG) token swaps",
@@ -441,7 +480,7 @@ class Plan:
     def settings(self, name: str) -> dict:
         """The strategy's settings, every default filled in."""
         given = dict(self.strategies)[name]
-        return {**COMMON_SETTINGS, **STRATEGIES[name].settings, **given}
+        return {**STRATEGIES[name].defaults, **given}
 
     def budgets_of(self, name: str, num_prompts: int) -> tuple[int, ...]:
         """The budgets a strategy runs at: all prompts for exhaustive; the plan's budgets up
@@ -480,21 +519,7 @@ def parse(strategies, budgets, where: str) -> Plan:
         if name not in STRATEGIES:
             raise ConfigError(f"{key} names {name!r}, not a strategy; strategies: "
                               f"{', '.join(STRATEGIES)}")
-        settings = dict(settings or {})
-        allowed = {**COMMON_SETTINGS, **STRATEGIES[name].settings}
-        for setting, value in settings.items():
-            if setting not in allowed:
-                raise ConfigError(f"{key}.{name}.{setting} is not a setting of {name}; its "
-                                  f"settings: {', '.join(allowed)}")
-            test, what = CHECKS[setting]
-            if not test(value):
-                raise ConfigError(f"{key}.{name}.{setting} == {value!r}, must be {what}")
-        if name == "annealing":
-            merged = {**allowed, **settings}
-            if merged["final_temperature"] > merged["initial_temperature"]:
-                raise ConfigError(f"{key}.annealing: final_temperature "
-                                  f"{merged['final_temperature']} is above initial_temperature "
-                                  f"{merged['initial_temperature']}")
+        settings = STRATEGIES[name].validate(settings, f"{key}.{name}")
         out.append((name, settings))
     budget_key = f"{where}.strategy_budgets"
     budgets = [] if budgets is None else list(budgets)

@@ -8,11 +8,7 @@ from promptscape.pipeline import layout
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
 from promptscape import selection as selection_lib
-from promptscape.pipeline.stages.figures import (
-    FIGURES,
-    STUDY_FIGURES,
-    experiment_figures,
-)
+from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES, figures_of
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -84,6 +80,9 @@ def mem_mb(rule_name):
     """The `mem_mb` resource of a heavy rule: the job's estimated peak memory
     (promptscape.pipeline.plan) with a margin, at most resources.max_mem_mb."""
 
+    if rule_name not in plan.HEAVY:
+        raise ValueError(f"rule {rule_name!r} is not a heavy rule (plan.HEAVY)")
+
     def estimate(wildcards):
         return plan.mem_mb(STUDY, rule_name, dict(wildcards.items()))
 
@@ -148,24 +147,13 @@ def get_figures():
     return [
         f"{RESULTS}/{name}/figures/{figure}.{ext}"
         for name, exp in EXPERIMENTS.items()
-        for figure in experiment_figures(
-            neural=any(map(is_neural, exp.predictors)),
-            replicated=is_replicated(exp),
-            bayes="bayes" in exp.predictors,
-            selections=len(exp.selections) > 1,
-            strategies=exp.runs_strategies,
-        )
+        for figure in figures_of(STUDY, exp)
         for ext in ("svg", "png", "html")
     ] + [
         f"{RESULTS}/figures/{figure}.{ext}"
         for figure in STUDY_FIGURES
         for ext in ("svg", "png", "html")
     ]
-
-
-def is_replicated(exp):
-    """Whether a model of the experiment has more than one trained replicate."""
-    return any(STUDY.replicates(p) > 1 for p in exp.predictors)
 
 
 def get_block(wildcards):
@@ -180,15 +168,49 @@ def get_block(wildcards):
     return dict(first=block[0], last=block[1])
 
 
+# The arguments the rules pass their stages (params args), by name, each computed from the
+# job's wildcards: one definition each, for `job_args`.
+ARGUMENTS = {
+    "experiment": lambda w: get_experiment(w).name,
+    "pretraining": lambda w: get_experiment(w).pretraining.to_dict(),
+    "tasks": lambda w: {t.name: t.source.to_dict() for t in get_experiment(w).tasks},
+    "task_length": lambda w: get_experiment(w).task_length,
+    "dataset_sizes": lambda w: list(get_experiment(w).dataset_sizes),
+    "max_prompt_length": lambda w: get_experiment(w).max_prompt_length,
+    "enumeration_budget": lambda w: STUDY.enumeration_budget,
+    "predictor": lambda w: w.predictor,
+    "replicate": lambda w: get_replicate(w),
+    "family": lambda w: STUDY.family(w.predictor),
+    "task_name": lambda w: get_task(w).name,
+    "task": lambda w: get_task(w).source.to_dict(),
+    "threads": lambda w: STUDY.training["threads"],
+}
+
+
+def job_args(wildcards, *names, **values):
+    """A rule's arguments, in the order of `names` (the order is part of the params Snakemake
+    compares): each the value given in `values`, else computed from the job's wildcards
+    (`ARGUMENTS`); "block" is the job's seed block, first and last (`get_block`)."""
+    unused = set(values) - set(names)
+    if unused:
+        raise ValueError(
+            f"job_args: values {sorted(unused)} not among the names {names}"
+        )
+    args = {}
+    for name in names:
+        if name == "block":
+            args.update(get_block(wildcards))
+        elif name in values:
+            args[name] = values[name]
+        else:
+            args[name] = ARGUMENTS[name](wildcards)
+    return args
+
+
 def get_dataset_args(wildcards):
     """simulate_tasks: D_N of every task and N of the experiment, for one seed block."""
-    exp = get_experiment(wildcards)
-    return dict(
-        experiment=exp.name,
-        tasks={t.name: t.source.to_dict() for t in exp.tasks},
-        task_length=exp.task_length,
-        dataset_sizes=list(exp.dataset_sizes),
-        **get_block(wildcards),
+    return job_args(
+        wildcards, "experiment", "tasks", "task_length", "dataset_sizes", "block"
     )
 
 
@@ -226,16 +248,19 @@ def get_search_inputs(wildcards):
 
 def get_search_args(wildcards):
     exp = get_experiment(wildcards)
-    return dict(
+    return job_args(
+        wildcards,
+        "predictors",
+        "pretraining",
+        "experiment",
+        "tasks",
+        "task_length",
+        "dataset_sizes",
+        "max_prompt_length",
+        "enumeration_budget",
+        "block",
         predictors=get_predictor_units(exp),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
         tasks=[t.name for t in exp.tasks],
-        task_length=exp.task_length,
-        dataset_sizes=list(exp.dataset_sizes),
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
-        **get_block(wildcards),
     )
 
 
@@ -264,18 +289,18 @@ def get_selected_search_args(wildcards):
 
 
 def get_landscape_args(wildcards):
-    exp, task = get_experiment(wildcards), get_task(wildcards)
-    return dict(
-        predictor=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        family=STUDY.family(wildcards.predictor),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_name=task.name,
-        task=task.source.to_dict(),
-        task_length=exp.task_length,
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
+    return job_args(
+        wildcards,
+        "predictor",
+        "replicate",
+        "family",
+        "pretraining",
+        "experiment",
+        "task_name",
+        "task",
+        "task_length",
+        "max_prompt_length",
+        "enumeration_budget",
     )
 
 
@@ -293,26 +318,28 @@ def get_figure_args(wildcards):
 
 
 def get_figure_tables(wildcards):
+    """Every file of the artifacts the figure reads (its FIGURES entry)."""
     exp = get_experiment(wildcards)
-    if wildcards.figure == "landscape":
-        return get_landscape_outputs(exp)
-    if wildcards.figure == "efficiency":
-        return [layout.aggregate(STUDY, exp, "efficiency")]
-    if wildcards.figure == "training":
-        return get_training_tables(exp)
-    if wildcards.figure == "neural_vs_bayes":
-        return get_landscape_outputs(exp)
-    if wildcards.figure == "posterior":
-        return get_landscape_outputs(exp) + [layout.aggregate(STUDY, exp, "efficiency")]
-    artifacts = FIGURES[wildcards.figure].artifacts
-    names = artifacts if isinstance(artifacts, tuple) else (artifacts,)
-    return [layout.aggregate(STUDY, exp, name) for name in names]
+    return [
+        path
+        for artifact in FIGURES[wildcards.figure].tables
+        for path in layout.experiment_files(STUDY, exp, artifact)
+    ]
+
+
+def get_figure_caption(wildcards):
+    """The figure's report caption (its FIGURES entry), for workflow/report/figure.rst."""
+    return FIGURES[wildcards.figure].caption_text(config.get("models", {}))
 
 
 def get_study_figure_tables(wildcards):
-    """Every experiment's table of a study figure."""
-    artifact = STUDY_FIGURES[wildcards.figure].artifacts
-    return [layout.aggregate(STUDY, exp, artifact) for exp in EXPERIMENTS.values()]
+    """Every experiment's files of the artifacts a study figure reads."""
+    return [
+        path
+        for exp in EXPERIMENTS.values()
+        for artifact in STUDY_FIGURES[wildcards.figure].tables
+        for path in layout.experiment_files(STUDY, exp, artifact)
+    ]
 
 
 def get_prediction_outputs(exp):
@@ -362,20 +389,24 @@ def get_efficiency_args(wildcards):
         }
         predictors.append(unit)
     evaluation = layout.pattern(STUDY, "evaluation_set")
-    return dict(
+    args = job_args(
+        wildcards,
+        "predictors",
+        "tasks",
+        "evaluations",
+        "in_meta_distribution",
+        "pretraining",
+        "experiment",
+        "task_length",
+        "enumeration_budget",
         predictors=predictors,
-        tasks={t.name: t.source.to_dict() for t in exp.tasks},
         evaluations={
             t.name: evaluation.format(experiment=exp.name, task=t.name)
             for t in exp.tasks
         },
         in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_length=exp.task_length,
-        enumeration_budget=STUDY.enumeration_budget,
-        **STUDY.efficiency,  # max_length, num_typical
     )
+    return dict(args, **STUDY.efficiency)  # max_length, num_typical
 
 
 # Neural predictors: one trained network per (pretraining source, model), shared by every
@@ -476,19 +507,16 @@ def get_evaluation_args(wildcards):
 
 
 def get_scoring_args(wildcards):
-    exp = get_experiment(wildcards)
-    return dict(
+    return job_args(
+        wildcards,
+        "name",
+        "replicate",
+        "experiment",
+        "task_length",
+        "max_prompt_length",
+        "threads",
         name=wildcards.predictor,
-        replicate=get_replicate(wildcards),
-        experiment=exp.name,
-        task_length=exp.task_length,
-        max_prompt_length=exp.max_prompt_length,
-        threads=STUDY.training["threads"],
     )
-
-
-def get_training_tables(exp):
-    return layout.training_tables(STUDY, exp)
 
 
 # The search_strategies rule's helpers: replicate 0 of a network (the strategy_runs path
@@ -536,20 +564,24 @@ def get_strategy_inputs(wildcards):
 
 def get_strategy_args(wildcards):
     exp = _strategy_experiment(wildcards)
-    task = get_task(wildcards)
-    return dict(
-        predictor=wildcards.predictor,
+    return job_args(
+        wildcards,
+        "predictor",
+        "replicate",
+        "family",
+        "pretraining",
+        "experiment",
+        "task_name",
+        "task",
+        "task_length",
+        "N",
+        "block",
+        "max_prompt_length",
+        "enumeration_budget",
+        "strategies",
+        "budgets",
         replicate=0,
-        family=STUDY.family(wildcards.predictor),
-        pretraining=exp.pretraining.to_dict(),
-        experiment=exp.name,
-        task_name=task.name,
-        task=task.source.to_dict(),
-        task_length=exp.task_length,
         N=int(wildcards.N),
-        **get_block(wildcards),
-        max_prompt_length=exp.max_prompt_length,
-        enumeration_budget=STUDY.enumeration_budget,
         strategies=exp.search_strategies.to_dict(),
         budgets=list(exp.search_strategies.budgets),
     )

@@ -38,11 +38,13 @@ rule simulate_evaluation:
     conda:
         "../envs/promptscape.yaml"
     params:
-        args=lambda w: dict(
-            experiment=w.experiment,
-            task_name=w.task,
-            task=get_task(w).source.to_dict(),
-            task_length=get_experiment(w).task_length,
+        args=lambda w: job_args(
+            w,
+            "experiment",
+            "task_name",
+            "task",
+            "task_length",
+            "size",
             size=get_experiment(w).evaluation_size,
         ),
         code=code("simulate_evaluation"),

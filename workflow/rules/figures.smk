@@ -1,5 +1,5 @@
-# Figures per experiment, as SVG, PNG and HTML: those of promptscape.pipeline.stages.figures.FIGURES,
-# the neural ones (training, neural_vs_bayes) only for experiments with a network.
+# Figures per experiment, as SVG, PNG and HTML: those of promptscape.pipeline.stages.figures.FIGURES
+# that apply to the experiment; each entry says what it reads and its report caption.
 
 
 rule plot_figure:
@@ -26,6 +26,7 @@ rule plot_figure:
         "../envs/promptscape.yaml"
     params:
         args=get_figure_args,
+        caption=get_figure_caption,
         code=code("plot_figure"),
     script:
         "../../scripts/plot_figure.py"
@@ -59,6 +60,7 @@ rule plot_study_figure:
             experiments=list(EXPERIMENTS),
             style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
         ),
+        caption=lambda w: STUDY_FIGURES[w.figure].caption,
         code=code("plot_study_figure"),
     script:
         "../../scripts/plot_study_figure.py"

@@ -20,13 +20,16 @@ import contextlib
 import importlib
 import logging
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
 from promptscape import seeding, validation
 from promptscape.neural.families import DEVICES, FAMILIES, PredictorConfig
+
+if TYPE_CHECKING:
+    from promptscape.neural.trie import SequenceTrie
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,52 @@ class Prefix(NamedTuple):
     cache: object
     log_probs: torch.Tensor
     length: int
+
+
+class NetworkFamily(Protocol):
+    """What a network family's module (the ``nn.Module`` class its `Family.module` names)
+    provides: what training, the prompt and sequence trie walk and the scoring
+    (`promptscape.neural.scoring.NeuralPredictor`) use on a model. Both families satisfy it
+    (a test checks each member's kind); a new family implements every member.
+    """
+
+    vocab_size: int  # V symbols; the model embeds V + 1 tokens (BOS = V)
+    embed: nn.Embedding  # (V + 1, E) token embeddings: symbols, then BOS (prompt gradient)
+    # The most (prompt, sequence prefix) inputs of one trie step on a cpu (cache-sized).
+    cpu_step_inputs: ClassVar[int]
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) symbols -> (B, T, V) log-probs; position t predicts x_t from BOS + x_<t."""
+
+    def prefix(self, prompts: torch.Tensor) -> Prefix:
+        """Read BOS + each of the (P, L) prompts once: the state after them."""
+
+    def prefix_embedded(self, inputs: torch.Tensor) -> Prefix:
+        """`prefix` from the (P, L + 1, E) input embeddings of BOS + prompt."""
+
+    def extend(self, prefix: Prefix, seqs: torch.Tensor) -> torch.Tensor:
+        """Every (B, T) sequence after every prompt of `prefix`: (P, B, T, V) log-probs."""
+
+    def check_context(self, length: int) -> None:
+        """Raise if the model cannot read contexts of `length` tokens."""
+
+    def cache_positions(self, length: int) -> int:
+        """Token positions of state held per prompt node of `length` tokens."""
+
+    def trie_root(self, device: torch.device) -> Prefix:
+        """The state after BOS alone (the empty prompt), for one node."""
+
+    def trie_select(self, prefix: Prefix, index: torch.Tensor) -> Prefix:
+        """The nodes `index` of `prefix`."""
+
+    def trie_step(self, prefix: Prefix, parents: torch.Tensor, symbols: torch.Tensor) -> Prefix:
+        """The (n,) children of nodes `parents` of `prefix`, each reading one of `symbols`."""
+
+    def trie_losses(self, prefix: Prefix, trie: "SequenceTrie", step_inputs: int,
+                    max_positions: int) -> torch.Tensor:
+        """Log loss of every leaf of `trie` after every prompt of `prefix`: (P, n_T)
+        float64, depth by depth, at most `step_inputs` (prompt, node) inputs a step and
+        `max_positions` token positions of state held."""
 
 
 def _with_bos(tokens: torch.Tensor, bos: int) -> torch.Tensor:

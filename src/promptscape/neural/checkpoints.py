@@ -11,7 +11,7 @@ from torch import nn
 
 from promptscape import files
 from promptscape.neural.base import build_model
-from promptscape.neural.families import PredictorConfig
+from promptscape.neural.families import MAX_TOKENS, PredictorConfig
 from promptscape.neural.scoring import NeuralPredictor
 from promptscape.sources import Source, build_source
 
@@ -50,7 +50,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def load_predictor(path: str | os.PathLike, *, device: str = "auto",
-                   max_tokens: int = 1 << 17) -> NeuralPredictor:
+                   max_tokens: int = MAX_TOKENS) -> NeuralPredictor:
     """The trained predictor of a checkpoint, on `device` (`training.device`)."""
     checkpoint = load_checkpoint(path)
     config = PredictorConfig.from_dict(checkpoint["config"])

@@ -3,9 +3,10 @@
 `FAMILIES` is the one registry of predictor families: the exact ``bayes`` predictor and
 the network families. A network family's entry holds its config defaults, the fields only
 it has, its own checks, and where its torch module lives (resolved lazily by
-`promptscape.models`, so the workflow can validate every model at parse time without
+`promptscape.neural.checkpoints`, so the workflow can validate every model at parse time without
 importing torch: cluster jobs re-parse it). A new network family is its entry here, its
-``nn.Module`` (with ``prefix`` and ``extend``) in `promptscape.models`, and its tests.
+network module in `promptscape.neural` (a `promptscape.neural.base.NetworkFamily`: what the
+trie walk and the scoring use), and its tests.
 
 `PredictorConfig` is the flat, frozen config of one network; fields a family does not have
 hold None.
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from promptscape import validation
 
 DEVICES = ("auto", "cpu", "cuda")
+# Model inputs (and token positions held) a network scores at a time by default
+# (`NeuralPredictor.max_tokens`); here, torch-free, so the cost plan models the same chunk.
+MAX_TOKENS = 1 << 17
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -37,6 +41,9 @@ class Family:
     code: the ``"module:attribute"`` entries of the code only this family's jobs run (how it
         is built and scores prompts), which its jobs' code identities cover
         (`promptscape.pipeline.provenance`, docs/caching.md).
+    activations_per_token: float32 activations one token keeps per layer while the network
+        scores a chunk, from its complete config (networks only): the cost plan's memory
+        estimate (`promptscape.pipeline.plan`, docs/plan.md), calibrated on the default models.
     """
 
     name: str
@@ -46,6 +53,7 @@ class Family:
     own_fields: tuple[str, ...] = ()
     module: str | None = None
     check: Callable[["PredictorConfig"], None] | None = None
+    activations_per_token: Callable[["PredictorConfig"], int] | None = None
 
 
 def _check_transformer(config: "PredictorConfig") -> None:
@@ -73,6 +81,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("bayes", neural=False, code=("promptscape.predictors:BayesPredictor",)),
     Family("lstm", neural=True, module="promptscape.neural.lstm:LSTMPredictor",
            code=("promptscape.neural.checkpoints:load_predictor", "promptscape.neural.lstm:LSTMPredictor"),
+           # Its gates and states: about 3 H.
+           activations_per_token=lambda net: 3 * net.hidden_size,
            defaults=dict(
         embedding_dim=16, hidden_size=64, num_layers=1, steps=1000, batch_size=256,
         learning_rate=3e-3, warmup_steps=0)),
@@ -80,6 +90,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            code=("promptscape.neural.checkpoints:load_predictor",
                  "promptscape.neural.transformer:TransformerPredictor"),
            own_fields=("num_heads", "max_context_length"), check=_check_transformer,
+           # Its projections, MLP and attention row: about 8 C + heads x context.
+           activations_per_token=lambda net: (8 * net.hidden_size
+                                              + net.num_heads * net.sequence_length),
            defaults=dict(hidden_size=64, num_layers=2, num_heads=4, steps=1000,
                          batch_size=256, learning_rate=1e-3, warmup_steps=100)),
 ]}

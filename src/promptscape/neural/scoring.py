@@ -19,6 +19,7 @@ prompt prefix ``BOS + s`` is read once, one token from its parent's state (`trie
 after each prompt every distinct task-sequence prefix is one more step (`trie_losses`); the
 prompt's own symbols are never scored. `prefix` and `extend` read a whole prompt and continue
 it with whole sequences (the prompt gradient, and the reference the tries are tested against).
+What a model must provide for all of this is `promptscape.neural.base.NetworkFamily`.
 
 Randomness is an argument: initialisation draws from a torch Generator seeded by
 ``seeding.stable_seed("init", ...)``, training data from numpy Generators seeded by
@@ -38,7 +39,7 @@ from torch import nn
 from promptscape import logs, predictors
 from promptscape import prompts as prompts_lib
 from promptscape.neural.base import Prefix, _deterministic_algorithms, resolve_device
-from promptscape.neural.families import PredictorConfig
+from promptscape.neural.families import MAX_TOKENS, PredictorConfig
 from promptscape.neural.trie import SequenceTrie, _build_trie
 from promptscape.sources import Source, symbol_losses
 
@@ -54,7 +55,7 @@ class NeuralPredictor(predictors.Predictor):
     """
 
     def __init__(self, model: nn.Module, config: PredictorConfig, *,
-                 device: str = "auto", max_tokens: int = 1 << 17):
+                 device: str = "auto", max_tokens: int = MAX_TOKENS):
         self.config = config
         self.family = config.family
         self.device = resolve_device(device)

@@ -49,12 +49,6 @@ def search_outputs(study: Study, exp: Experiment) -> list[str]:
             for selection in exp.selections for a, b in exp.seed_blocks()]
 
 
-def block_outputs(study: Study, exp: Experiment, artifact: str) -> list[str]:
-    """One artifact per seed block of an experiment (task_data, selection_pool)."""
-    return [pattern(study, artifact).format(experiment=exp.name, first=a, last=b)
-            for a, b in exp.seed_blocks()]
-
-
 def search_grid(study: Study, exp: Experiment) -> dict:
     """What an experiment's search files must hold between them: every (predictor,
     replicate, task, N, seed) once, in the experiment's seed blocks (read by the
@@ -110,6 +104,24 @@ def tuning_outputs(study: Study, exp: Experiment) -> list[str]:
         for N in exp.tuning.dataset_sizes
         for a, b in tuning_blocks(exp)
     ]
+
+
+def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:
+    """Every file of `artifact` an experiment has, by the wildcards of its path: one per
+    experiment (the aggregates, efficiency), per (predictor, replicate, task) (landscape,
+    prediction), or per trained network replicate (training_curve, predictor_regret). What
+    a figure reads (`stages.figures.Figure.artifacts`) is found here."""
+    wildcards = set(tables.ARTIFACTS[artifact].wildcards)
+    if wildcards == {"experiment"}:
+        return [aggregate(study, exp, artifact)]
+    if wildcards == {"experiment", "predictor", "replicate", "task"}:
+        return per_task(study, exp, artifact)
+    if wildcards == {"source", "predictor", "identity"}:
+        return [network_tables(study, exp, predictor, r)[artifact]
+                for predictor, r in study.predictor_replicates(exp)
+                if study.is_neural(predictor)]
+    raise ValueError(f"artifact {artifact!r} ({tables.ARTIFACTS[artifact].path}) is not "
+                     "one an experiment's figure can read")
 
 
 def strategy_outputs(study: Study, exp: Experiment) -> list[str]:

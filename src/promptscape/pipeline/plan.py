@@ -34,7 +34,10 @@ import dataclasses
 import math
 import sys
 
+from promptscape import landscape, prompts, search, theory
+from promptscape.neural import families
 from promptscape.pipeline import config as config_lib
+from promptscape.pipeline.stages.figures import STUDY_FIGURES, figures_of
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
 from promptscape.validation import ConfigError
 
@@ -60,9 +63,9 @@ COUNT_TEMPORARIES = 6
 # Bytes of one row of a table of strings: pyarrow (offsets and characters), the Python
 # objects a stage builds for it (str and list slot), and pyarrow's sorted copy on write.
 ROW_OVERHEAD = 120
-# Networks: NeuralPredictor scores `max_tokens` model inputs at a time; activations per
-# token and layer, float32, calibrated on the default models (docs/plan.md).
-NEURAL_MAX_TOKENS = 1 << 17
+# Networks: NeuralPredictor scores `max_tokens` (families.MAX_TOKENS) model inputs at a
+# time; activations per token and layer, float32, as each family states them
+# (`Family.activations_per_token`, calibrated on the default models, docs/plan.md).
 # Measured beyond the arrays counted: torch's buffers in a GCG run (strategies with
 # gradient), and the count-class typical-prompt distributions of prompt efficiency
 # (max_length 24 at L_max 16: 252 MB against 231 MB counted).
@@ -106,8 +109,6 @@ class Job:
 
 def num_prompts(exp) -> int:
     """P = sum_l V^l, every prompt of length 0..L_max (binary: 2^(L_max + 1) - 1)."""
-    from promptscape import prompts
-
     return prompts.num_prompts(exp.max_prompt_length, exp.vocab_size)
 
 
@@ -118,8 +119,6 @@ def num_sequences(exp) -> int:
 
 def num_classes(exp, length: int) -> int:
     """Count classes of `length` symbols: C(length + V - 1, V - 1) (binary: length + 1)."""
-    import math
-
     return math.comb(length + exp.vocab_size - 1, exp.vocab_size - 1)
 
 
@@ -129,8 +128,6 @@ def enumerates(study, exp, scored: int | None = None) -> bool:
     sequences of the datasets, for `scored` prompts (default: all P of the experiment).
     The stages ask the same function (`landscape.enumerates`, the one place the choice is
     made, on `landscape.enumeration_budget`)."""
-    from promptscape import landscape
-
     return landscape.enumerates(num_prompts(exp) if scored is None else scored,
                                 exp.task_length, study.enumeration_budget, exp.vocab_size)
 
@@ -164,15 +161,17 @@ def _strings(rows: int, length: int) -> int:
 
 def _neural_working_set(study, exp, predictor: str) -> int:
     """Activations of one NeuralPredictor chunk (`max_tokens` inputs), float32: per token
-    and layer, an LSTM keeps its gates and states (~3 H), a transformer its projections,
-    MLP and attention row (~8 C + heads x context)."""
+    and layer, what the network's family states (`Family.activations_per_token`; an LSTM
+    keeps its gates and states, ~3 H, a transformer its projections, MLP and attention row,
+    ~8 C + heads x context). A family that states none is an error, never another
+    family's formula."""
     net = study.network(predictor, exp.pretraining_name)
-    width, layers = net.hidden_size, net.num_layers
-    if net.family == "transformer":
-        per_token = 8 * width + net.num_heads * net.sequence_length
-    else:
-        per_token = 3 * width
-    return NEURAL_MAX_TOKENS * layers * per_token * 4
+    per_token = families.family(net.family).activations_per_token
+    if per_token is None:
+        raise ValueError(f"predictor family {net.family!r} states no memory per token "
+                         "(promptscape.neural.families.Family.activations_per_token): no "
+                         "memory estimate for its jobs")
+    return families.MAX_TOKENS * net.num_layers * per_token(net) * 4
 
 
 def _predictor_cost(study, exp, predictor: str, P: int, B: int,
@@ -289,129 +288,156 @@ def estimate(study, rule: str, w: dict) -> Job:
 
 
 def _estimate(study, rule: str, w: dict) -> Job:
-    if rule in ("train_predictor", "evaluate_predictor"):
-        return _network_job(study, rule, w)
-    if rule == "plot_study_figure":
-        return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
+    if rule not in ESTIMATORS:
+        raise ValueError(f"no cost model for rule {rule!r}")
+    return ESTIMATORS[rule](study, rule, w)
+
+
+def _tabulated(study, exp, rule: str, predictor: str | None) -> bool:
+    """Searches and landscapes of a network read its prompt-loss table when T is
+    enumerated (no torch); every other network job loads the checkpoint."""
+    return (rule in ("search_prompts", "search_selected", "compute_landscape",
+                     "predict_reliability")
+            and predictor is not None
+            and study.is_neural(predictor) and enumerates(study, exp))
+
+
+def _simulation(study, rule: str, w: dict) -> Job:
+    """Every (task, N) of the block, held as columns before the one write."""
     exp = study.experiments[w["experiment"]]
+    S = int(w["last"]) - int(w["first"]) + 1
+    size = ([exp.dataset_selection.pool_size] * len(exp.dataset_sizes)
+            if rule == "simulate_pool" else exp.dataset_sizes)
+    rows = S * len(exp.tasks) * sum(size)
+    return Job(rule, w, 0, BASELINE_BYTES + 2 * _strings(rows, exp.task_length))
+
+
+def _evaluation_set(study, rule: str, w: dict) -> Job:
+    exp = study.experiments[w["experiment"]]
+    return Job(rule, w, 0, BASELINE_BYTES + _strings(exp.evaluation_size, exp.task_length))
+
+
+def _scoring(study, rule: str, w: dict) -> Job:
+    """(P, V^T) losses, then the table: P x V^T rows of prompt and sequence strings."""
+    exp, predictor = study.experiments[w["experiment"]], w["predictor"]
+    P, B = num_prompts(exp), num_sequences(exp)
+    evals, work = _predictor_cost(study, exp, predictor, P, B)
+    return Job(rule, w, evals,
+               _baseline(study, predictor) + work
+               + _strings(P * B, exp.max_prompt_length + exp.task_length),
+               "all V^T sequences")
+
+
+def _search(study, rule: str, w: dict) -> Job:
+    """One (predictor, replicate, task, N) after another: the largest one's working set,
+    beside the block's data read whole and the kept rows of all of them."""
+    exp = study.experiments[w["experiment"]]
+    T, L = exp.task_length, exp.max_prompt_length
+    S = int(w["last"]) - int(w["first"]) + 1
+    N = (exp.dataset_selection.pool_size if rule == "search_selected"
+         else max(exp.dataset_sizes))
+    units = list(study.predictor_replicates(exp))
+    cells = [_search_cell(study, exp, rule, p, N, S) for p in dict(units)]
+    evals = sum(e for e, _, _ in cells) * len(exp.tasks) * len(exp.dataset_sizes)
+    work = max(b for _, b, _ in cells)
+    data = _strings(S * len(exp.tasks) * (N * len(exp.dataset_sizes)
+                                          if rule == "search_selected"
+                                          else sum(exp.dataset_sizes)), T)
+    kept = _strings(len(units) * len(exp.tasks) * len(exp.dataset_sizes) * S
+                    * search.KEPT_CLASSES, L)
+    base = max(_baseline(study, p, cells[i][2]) for i, p in enumerate(dict(units)))
+    return Job(rule, w, evals, base + work + 2 * data + 2 * kept,
+               f"{len(units)} predictors x {len(exp.tasks)} tasks x "
+               f"{len(exp.dataset_sizes)} N")
+
+
+def _strategies(study, rule: str, w: dict) -> Job:
+    """The search's own computation of L_N for every prompt of the block (as
+    search_prompts, its table and gathered losses), the landscape read back, and per run
+    the evaluator's (P,) flags and trail; a network's checkpoint and one gradient chunk
+    where gradient runs."""
+    exp, predictor = study.experiments[w["experiment"]], w["predictor"]
+    P, T, L = num_prompts(exp), exp.task_length, exp.max_prompt_length
+    C = num_prompt_classes(study, exp, predictor)
+    tabulated = _tabulated(study, exp, rule, predictor)
+    base = _baseline(study, predictor, tabulated)
+    S, N = int(w["last"]) - int(w["first"]) + 1, int(w["N"])
+    B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
+    evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
+    work += (min(C * S * N * F64, max(search.GATHER_BYTES, C * N * F64))
+             + 3 * S * P * F64 + _strings(S * N, T) + 6 * _strings(P, L) + 4 * P * F64)
+    if tabulated:
+        work += _table_bytes(exp)
+    if exp.search_strategies.needs_gradient and study.is_neural(predictor):
+        # The checkpoint beside the table in one process, GCG's gradient chunks with
+        # their autograd graph, and torch's own buffers (measured at L_max 12: up to
+        # 1.27 GB for the LSTM, against 1.12 GB estimated without them).
+        base = TORCH_BASELINE_BYTES + BASELINE_BYTES
+        work += 3 * _neural_working_set(study, exp, predictor) + GRADIENT_BYTES
+    return Job(rule, w, evals, base + work, "L_N of every prompt, then lookups")
+
+
+def _landscape(study, rule: str, w: dict) -> Job:
+    """The prompt classes' losses on the distinct evaluation sequences (all V^T where
+    enumerated: then also the exact method's table), the evaluation-set estimates a block
+    of at most landscape.EVALUATION_BYTES of gathered losses at a time (with three
+    temporaries), a monte_carlo landscape's whole (C, M) paired losses and the
+    classification's temporaries, and the P rows written (prompt strings and lists)."""
+    exp, predictor = study.experiments[w["experiment"]], w["predictor"]
     P, T, M = num_prompts(exp), exp.task_length, exp.evaluation_size
     L = exp.max_prompt_length
-    predictor = w.get("predictor")
-    # Searches and landscapes of a network read its prompt-loss table when T is
-    # enumerated (no torch); every other network job loads the checkpoint.
-    tabulated = (rule in ("search_prompts", "search_selected", "compute_landscape",
-                          "predict_reliability")
-                 and predictor is not None
-                 and study.is_neural(predictor) and enumerates(study, exp))
-    base = _baseline(study, predictor, tabulated)
-    if rule in ("simulate_tasks", "simulate_pool"):
-        # Every (task, N) of the block, held as columns before the one write.
-        S = int(w["last"]) - int(w["first"]) + 1
-        size = ([exp.dataset_selection.pool_size] * len(exp.dataset_sizes)
-                if rule == "simulate_pool" else exp.dataset_sizes)
-        rows = S * len(exp.tasks) * sum(size)
-        return Job(rule, w, 0, base + 2 * _strings(rows, T))
-    if rule == "simulate_evaluation":
-        return Job(rule, w, 0, base + _strings(M, T))
-    if rule == "score_prompts":
-        # (P, V^T) losses, then the table: P x V^T rows of prompt and sequence strings.
-        B = num_sequences(exp)
-        evals, work = _predictor_cost(study, exp, predictor, P, B)
-        return Job(rule, w, evals, base + work + _strings(P * B, L + T), "all V^T sequences")
-    C = num_prompt_classes(study, exp, predictor) if predictor is not None else P
-    if rule in ("search_prompts", "search_selected"):
-        # One (predictor, replicate, task, N) after another: the largest one's working set,
-        # beside the block's data read whole and the kept rows of all of them.
-        from promptscape import search
+    C = num_prompt_classes(study, exp, predictor)
+    tabulated = _tabulated(study, exp, rule, predictor)
+    method = landscape_method(study, exp, predictor, exp.task(w["task"]))
+    B = num_sequences(exp) if enumerates(study, exp) else min(M, num_sequences(exp))
+    evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
+    work += (4 * min(C * M * F64, max(landscape.EVALUATION_BYTES, M * F64))
+             + _strings(M, T) + 4 * _strings(P, L + 2 * exp.vocab_size))
+    if tabulated:
+        work += _table_bytes(exp)
+    if method == "monte_carlo":
+        work += 4 * C * M * F64
+    elif method == "exact_counts":
+        evals += C * num_classes(exp, T)
+    return Job(rule, w, evals, _baseline(study, predictor, tabulated) + work, method)
 
-        S = int(w["last"]) - int(w["first"]) + 1
-        N = (exp.dataset_selection.pool_size if rule == "search_selected"
-             else max(exp.dataset_sizes))
-        units = list(study.predictor_replicates(exp))
-        cells = [_search_cell(study, exp, rule, p, N, S) for p in dict(units)]
-        evals = sum(e for e, _, _ in cells) * len(exp.tasks) * len(exp.dataset_sizes)
-        work = max(b for _, b, _ in cells)
-        data = _strings(S * len(exp.tasks) * (N * len(exp.dataset_sizes)
-                                              if rule == "search_selected"
-                                              else sum(exp.dataset_sizes)), T)
-        kept = _strings(len(units) * len(exp.tasks) * len(exp.dataset_sizes) * S
-                        * search.KEPT_CLASSES, L)
-        base = max(_baseline(study, p, cells[i][2]) for i, p in enumerate(dict(units)))
-        return Job(rule, w, evals, base + work + 2 * data + 2 * kept,
-                   f"{len(units)} predictors x {len(exp.tasks)} tasks x "
-                   f"{len(exp.dataset_sizes)} N")
-    if rule == "search_strategies":
-        # The search's own computation of L_N for every prompt of the block (as
-        # search_prompts, its table and gathered losses), the landscape read back, and per
-        # run the evaluator's (P,) flags and trail; a network's checkpoint and one gradient
-        # chunk where gradient runs.
-        S, N = int(w["last"]) - int(w["first"]) + 1, int(w["N"])
-        B = num_sequences(exp) if enumerates(study, exp) else min(S * N, num_sequences(exp))
-        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
-        from promptscape import search
 
-        work += (min(C * S * N * F64, max(search.GATHER_BYTES, C * N * F64))
-                 + 3 * S * P * F64 + _strings(S * N, T) + 6 * _strings(P, L) + 4 * P * F64)
-        if tabulated:
-            work += _table_bytes(exp)
-        if exp.search_strategies.needs_gradient and study.is_neural(predictor):
-            # The checkpoint beside the table in one process, GCG's gradient chunks with
-            # their autograd graph, and torch's own buffers (measured at L_max 12: up to
-            # 1.27 GB for the LSTM, against 1.12 GB estimated without them).
-            base = TORCH_BASELINE_BYTES + BASELINE_BYTES
-            work += 3 * _neural_working_set(study, exp, predictor) + GRADIENT_BYTES
-        return Job(rule, w, evals, base + work, "L_N of every prompt, then lookups")
-    if rule == "compute_landscape":
-        task = exp.task(w["task"])
-        method = landscape_method(study, exp, predictor, task)
-        # The prompt classes' losses on the distinct evaluation sequences (all V^T where
-        # enumerated: then also the exact method's table), the evaluation-set estimates a
-        # block of at most landscape.EVALUATION_BYTES of gathered losses at a time (with
-        # three temporaries), a monte_carlo landscape's whole (C, M) paired losses and the
-        # classification's temporaries, and the P rows written (prompt strings and lists).
-        from promptscape import landscape
+def _efficiency(study, rule: str, w: dict) -> Job:
+    """One (predictor, replicate, task) after another; its rows, and every landscape of
+    the experiment read back for the token efficiency."""
+    exp = study.experiments[w["experiment"]]
+    P, L = num_prompts(exp), exp.max_prompt_length
+    cells = {p: _efficiency_cell(study, exp, p) for p, _ in study.predictor_replicates(exp)}
+    units = len(study.predictor_replicates(exp)) * len(exp.tasks)
+    evals = sum(cells[p][0] for p, _ in study.predictor_replicates(exp)) * len(exp.tasks)
+    base = max(_baseline(study, p) for p in cells)
+    lands = 4 * units * _strings(P, L + 2 * exp.vocab_size)
+    return Job(rule, w, evals, base + max(b for _, b, _ in cells.values()) + lands,
+               ", ".join(sorted({n for _, _, n in cells.values()})))
 
-        B = num_sequences(exp) if enumerates(study, exp) else min(M, num_sequences(exp))
-        evals, work = _predictor_cost(study, exp, predictor, C, B, tabulated)
-        work += (4 * min(C * M * F64, max(landscape.EVALUATION_BYTES, M * F64))
-                 + _strings(M, T) + 4 * _strings(P, L + 2 * exp.vocab_size))
-        if tabulated:
-            work += _table_bytes(exp)
-        if method == "monte_carlo":
-            work += 4 * C * M * F64
-        elif method == "exact_counts":
-            evals += C * num_classes(exp, T)
-        return Job(rule, w, evals, base + work, method)
-    if rule == "measure_efficiency":
-        # One (predictor, replicate, task) after another; its rows, and every landscape of
-        # the experiment read back for the token efficiency.
-        cells = {p: _efficiency_cell(study, exp, p) for p, _ in study.predictor_replicates(exp)}
-        units = len(study.predictor_replicates(exp)) * len(exp.tasks)
-        evals = sum(cells[p][0] for p, _ in study.predictor_replicates(exp)) * len(exp.tasks)
-        base = max(_baseline(study, p) for p in cells)
-        lands = 4 * units * _strings(P, L + 2 * exp.vocab_size)
-        return Job(rule, w, evals, base + max(b for _, b, _ in cells.values()) + lands,
-                   ", ".join(sorted({n for _, _, n in cells.values()})))
-    if rule == "predict_reliability":
-        return _prediction_job(study, exp, w, base, tabulated)
-    if rule == "aggregate_search":
-        # Every search row of the experiment (the kept classes of each seed), as pandas
-        # (object columns), concatenated, and every landscape (P rows each).
-        from promptscape import search
 
-        units = sum(study.replicates(p) for p in exp.predictors)
-        rows = (units * len(exp.tasks) * len(exp.selections) * len(exp.dataset_sizes)
-                * exp.num_seeds * min(P, search.KEPT_CLASSES))
-        lands = units * len(exp.tasks) * P
-        return Job(rule, w, 0, base + 2 * _strings(rows, L) + 4 * _strings(lands, L))
-    if rule == "aggregate_strategies":
-        runs = sum(len(exp.search_strategies.budgets_of(name, P))
-                   for name in exp.strategies)
-        rows = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * runs
-        return Job(rule, w, 0, base + 2 * _strings(rows, L))
-    if rule == "plot_figure":
-        return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
-    raise ValueError(f"no cost model for rule {rule!r}")
+def _aggregate_search(study, rule: str, w: dict) -> Job:
+    """Every search row of the experiment (the kept classes of each seed), as pandas
+    (object columns), concatenated, and every landscape (P rows each)."""
+    exp = study.experiments[w["experiment"]]
+    P, L = num_prompts(exp), exp.max_prompt_length
+    units = sum(study.replicates(p) for p in exp.predictors)
+    rows = (units * len(exp.tasks) * len(exp.selections) * len(exp.dataset_sizes)
+            * exp.num_seeds * min(P, search.KEPT_CLASSES))
+    lands = units * len(exp.tasks) * P
+    return Job(rule, w, 0, BASELINE_BYTES + 2 * _strings(rows, L) + 4 * _strings(lands, L))
+
+
+def _aggregate_strategies(study, rule: str, w: dict) -> Job:
+    exp = study.experiments[w["experiment"]]
+    P = num_prompts(exp)
+    runs = sum(len(exp.search_strategies.budgets_of(name, P)) for name in exp.strategies)
+    rows = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * runs
+    return Job(rule, w, 0, BASELINE_BYTES + 2 * _strings(rows, exp.max_prompt_length))
+
+
+def _figure(study, rule: str, w: dict) -> Job:
+    return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
 
 
 def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
@@ -420,8 +446,6 @@ def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
     network's prompt-loss table), the gathered (C, S, N) float64 per-dataset losses (at most
     search.GATHER_BYTES at once; whole for a pooled selection), the (S, P) expanded losses
     and their ranking, and the S x N sequences."""
-    from promptscape import search
-
     P, T, L = num_prompts(exp), exp.task_length, exp.max_prompt_length
     C = num_prompt_classes(study, exp, predictor)
     tabulated = study.is_neural(predictor) and enumerates(study, exp)
@@ -445,7 +469,7 @@ def _network_job(study, rule: str, w: dict) -> Job:
         # Batches of batch_size x sequence_length tokens with autograd (x3), plus the
         # optimizer, the autograd graph and the Bayes losses of each batch (~32 MB measured).
         tokens = net.batch_size * net.sequence_length
-        work = 3 * work * tokens // NEURAL_MAX_TOKENS + 32 * MB
+        work = 3 * work * tokens // families.MAX_TOKENS + 32 * MB
         return Job(rule, w, 0, TORCH_BASELINE_BYTES + work,
                    f"{net.steps} steps of {net.batch_size} sequences")
     size = study.training["heldout_size"]
@@ -457,7 +481,7 @@ def _network_job(study, rule: str, w: dict) -> Job:
     return Job(rule, w, 0, TORCH_BASELINE_BYTES + work, f"{size} held-out sequences")
 
 
-def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
+def _prediction(study, rule: str, w: dict) -> Job:
     """The loss table of the landscape's method (count values, all V^T sequences, or the
     evaluation set) over the prompt classes with its collapsed copies (`theory.collapse`
     and `collapse_outcomes` sort copies of the rows and of the transposed columns, for the
@@ -465,8 +489,9 @@ def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
     table; measured 5.3 for switching's 131,071 distinct rows at L = 16), the landscape
     read back, and the Monte Carlo and exact blocks (promptscape.theory: at most about 2^22
     float64 frequencies a block, four such arrays live)."""
-    from promptscape import theory
-
+    exp = study.experiments[w["experiment"]]
+    tabulated = _tabulated(study, exp, rule, w["predictor"])
+    base = _baseline(study, w["predictor"], tabulated)
     task = exp.task(w["task"])
     method = landscape_method(study, exp, w["predictor"], task)
     P = num_prompts(exp)
@@ -478,7 +503,23 @@ def _prediction_job(study, exp, w: dict, base: int, tabulated: bool) -> Job:
         work += _table_bytes(exp)
     work += 5 * C * X * F64 + _strings(P, exp.max_prompt_length) * 4
     work += 4 * theory.BLOCK_VALUES * F64
-    return Job("predict_reliability", w, evals, base + work, method)
+    return Job(rule, w, evals, base + work, method)
+
+
+# The cost model of each rule: (study, rule, wildcards) -> Job.
+ESTIMATORS = {
+    "simulate_tasks": _simulation, "simulate_pool": _simulation,
+    "simulate_evaluation": _evaluation_set,
+    "train_predictor": _network_job, "evaluate_predictor": _network_job,
+    "score_prompts": _scoring,
+    "search_prompts": _search, "search_selected": _search,
+    "search_strategies": _strategies,
+    "compute_landscape": _landscape,
+    "measure_efficiency": _efficiency,
+    "aggregate_search": _aggregate_search, "aggregate_strategies": _aggregate_strategies,
+    "predict_reliability": _prediction,
+    "plot_figure": _figure, "plot_study_figure": _figure,
+}
 
 
 def _efficiency_cell(study, exp, predictor: str) -> tuple[int, int, str]:
@@ -557,16 +598,8 @@ def jobs(study) -> list[Job]:
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
-        from promptscape.pipeline.stages.figures import experiment_figures
-
-        for figure in experiment_figures(
-                neural=any(study.is_neural(p) for p in exp.predictors),
-                replicated=any(study.replicates(p) > 1 for p in exp.predictors),
-                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
-                strategies=exp.runs_strategies):
+        for figure in figures_of(study, exp):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
-    from promptscape.pipeline.stages.figures import STUDY_FIGURES
-
     for figure in STUDY_FIGURES:
         out.append(estimate(study, "plot_study_figure", {"figure": figure}))
     return out

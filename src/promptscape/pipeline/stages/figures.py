@@ -1,8 +1,12 @@
 """Stage `plot_figure`: one figure of one experiment, as SVG, PNG and HTML.
 
-The registry `FIGURES` is light: the workflow imports it at parse time (every job, cluster
-jobs included), so it names each chart builder instead of importing it; `plot_figure`
-imports `promptscape.report.figures` (altair) and `promptscape.pipeline.tables` (pyarrow) when it runs.
+The registry `FIGURES` is the one owner of what a figure is: its chart builder, the
+artifacts it reads (the workflow's inputs, `promptscape.pipeline.layout.experiment_files`),
+when an experiment has it (`Figure.applies`, for the workflow's targets and the cost plan)
+and its caption in the report (workflow/report/figure.rst shows it). It is light: the
+workflow imports it at parse time (every job, cluster jobs included), so it names each
+chart builder instead of importing it; `plot_figure` imports `promptscape.report.figures`
+(altair) and `promptscape.pipeline.tables` (pyarrow) when it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +34,23 @@ class Figure:
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
+    # Its caption in the report (reStructuredText; `caption_text` fills ``{models}``, the
+    # network settings the config gives).
+    caption: str = ""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The artifacts it reads, as a tuple."""
+        return self.artifacts if isinstance(self.artifacts, tuple) else (self.artifacts,)
+
+    def applies(self, **traits: bool) -> bool:
+        """Whether an experiment with these traits (`experiment_traits`) has the figure."""
+        return all(traits[name] or not getattr(self, name) for name in TRAITS)
+
+    def caption_text(self, models: dict) -> str:
+        """The caption, with the config's network settings (`models`) where it names them."""
+        settings = "; ".join(f"{name} {net}" for name, net in models.items()) or "none"
+        return self.caption.replace("{models}", settings)
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -43,52 +64,143 @@ class Figure:
 FIGURES = {
     "reliability": Figure("reliability_chart", ("reliability", "reliability_prediction"),
                           "How often exhaustive search finds an optimal prompt, measured "
-                          "and predicted"),
+                          "and predicted",
+        caption=(
+            'How often exhaustive prompt search finds an optimal prompt: the proportion of '
+            'seeds whose empirically best prompt (on a dataset of N task sequences) is in the'
+            ' optimal class, against N (log axis), with Wilson 95% intervals; one panel per '
+            'task, one colour per predictor. Dashed: the predicted proportion correct (table '
+            "reliability_prediction): the exact multinomial sum over the datasets' "
+            'frequencies where it ran, the normal (variance) theory elsewhere.')),
     "landscape": Figure("landscape_chart", "landscape",
-                        "Prompt landscape: KL of every prompt against its rank"),
-    "choices": Figure("choices_chart", "choices", "Which prompts the search picks"),
+                        "Prompt landscape: KL of every prompt against its rank",
+        caption=(
+            'The prompt landscape: KL(task ‖ prompted predictor) of every prompt of length 0 '
+            'to L_max (log axis) against its rank (0: the optimal class; the other prompts by'
+            ' dense rank of L); diamonds mark the optimal class, labelled with its best '
+            'prompt; under Monte Carlo, hollow triangles mark its members whose difference '
+            'from the best is not resolved at family-wise 95% (Bonferroni, see '
+            'docs/science.md); one panel per task, one colour per predictor.')),
+    "choices": Figure("choices_chart", "choices", "Which prompts the search picks",
+        caption=(
+            'Which prompts the search picks: how often each prompt is chosen at each dataset '
+            'size N; rows are prompts by rank, ★ and a red outline mark the optimal class, ☆ '
+            'and an orange outline its members not resolved from the best estimate (Monte '
+            'Carlo landscapes); one column per task, one row per predictor.')),
     "efficiency": Figure("efficiency_chart", "efficiency",
-                         "Prompt efficiency: typical task samples against optimal prompts"),
+                         "Prompt efficiency: typical task samples against optimal prompts",
+        caption=(
+            'Prompt efficiency: KL (log axis) against prompt length l (symlog axis) for '
+            'typical prompts drawn from the task (median line, interquartile band) and for '
+            'the optimal prompt of length at most l (dashed); one panel per task, one colour '
+            'per predictor.')),
     "training": Figure("training_chart", ("training_curve", "predictor_regret"),
-                       "Neural predictors against the exact Bayes predictor", neural=True),
+                       "Neural predictors against the exact Bayes predictor", neural=True,
+        caption=(
+            'The neural predictors against the exact Bayes predictor: training curves (batch '
+            'regret against Bayes, moving mean) and the regret by position on held-out '
+            'pretraining sequences; one colour per network. Network settings given in the '
+            'config: {models}.')),
     "neural_vs_bayes": Figure("neural_vs_bayes_chart", "landscape",
                               "How far the networks' prompt landscapes are from the Bayes one",
-                              neural=True),
+                              neural=True,
+        caption=(
+            "How far the networks' prompt landscapes are from the Bayes one: the KL of every "
+            'prompt under each network against its KL under the Bayes predictor (log-log; on '
+            "the diagonal a network's landscape is the ideal one); one panel per task.")),
     "replicates": Figure("replicates_chart", "reliability",
                          "Proportion correct of every independently trained network",
-                         neural=True, replicated=True, all_replicates=True),
+                         neural=True, replicated=True, all_replicates=True,
+        caption=(
+            "Is a network's behaviour its family's or one training run's? The proportion "
+            'correct against N of every independently trained replicate of each network (thin'
+            " lines; the band spans the replicates' range) next to the Bayes predictor with "
+            'its Wilson 95% intervals; one panel per task, one colour per predictor.')),
     "posterior": Figure("posterior_chart", ("landscape", "efficiency"),
                         "How a prompt steers the posterior: KL against the posterior "
-                        "predictive it induces (exact Bayes)", bayes=True),
+                        "predictive it induces (exact Bayes)", bayes=True,
+        caption=(
+            'How a prompt steers the posterior of the exact Bayes predictor: the KL of every '
+            'prompt class (log axis) against the posterior predictive probability q(v* | '
+            'prompt) of one symbol (binary: symbol 1) that the prompt induces; the optimal '
+            'class is marked and labelled, and the dashed line is the least KL of any prompt '
+            "up to the efficiency stage's longest length (what longer prompts can reach); one"
+            ' panel per task.')),
     "selection": Figure("selection_chart", "reliability",
                         "Does choosing D_N by variance make search reliable? Proportion "
-                        "correct and regret per dataset-selection method", selections=True),
+                        "correct and regret per dataset-selection method", selections=True,
+        caption=(
+            'Does choosing D_N by variance make prompt search reliable? The proportion '
+            'correct (Wilson 95% rules) and the mean regret (log axis; rules: 25-75% of the '
+            'seeds) against N for each dataset-selection method of the experiment '
+            '(dataset_selection, docs/science.md): random (D_N drawn from the task, the '
+            "study's), high_variance (the N sequences of a pool of P whose losses vary most "
+            'across the K prompts best on the pool), high_variance_weighted (N pool sequences'
+            ' drawn with probabilities growing with that spread, Horvitz-Thompson weighted so'
+            ' that the empirical loss stays unbiased) and pool (all P pool sequences: random '
+            'selection with N = P, the ceiling of the methods that see the pool); one column '
+            'per task, one row per predictor.')),
     "strategies": Figure("strategies_chart", "strategies",
                          "Which search strategy finds the optimal prompt, with how many "
-                         "evaluations", strategies=True),
+                         "evaluations", strategies=True,
+        caption=(
+            'Which prompt-search strategy finds an optimal prompt, with how many evaluations '
+            '(distinct prompts whose empirical loss on D_N was computed; a gradient '
+            'computation counts as one), on the same datasets as exhaustive search '
+            '(strategies, strategy_budgets; docs/science.md). Three blocks against the budget'
+            ' (log axis): the proportion correct (Wilson 95% rules), the mean regret (log '
+            'axis; rules: 25-75% of the seeds) and the proportion that found the empirical '
+            'optimum of D_N; exhaustive search is the dashed ceiling (its band: its Wilson '
+            "interval; its diamond at the budget of all prompts), and random search's exact "
+            'expectation 1 - C(P - m, B) / C(P, B) is drawn beside its measured rate (m the '
+            "seed's empirical-optimum class size). A strategy can be correct more often than "
+            'exhaustive search where the empirical optimum is not optimal (estimation error);'
+            ' one column per task, one row per predictor and N.')),
 }
-NEURAL_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.neural)
-REPLICATED_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.replicated)
-BAYES_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.bayes)
-SELECTION_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.selections)
+# What makes an experiment have a figure: a Figure field each, True where the figure needs it.
+TRAITS = ("neural", "replicated", "bayes", "selections", "strategies")
 STRATEGY_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.strategies)
 # Figures of the whole study, one each, across experiments (results_dir/figures/).
 STUDY_FIGURES = {
-    "variance_plane": Figure("variance_plane_chart", "reliability_prediction",
-                             "Why search fails: the gap to the best rival prompt against "
-                             "the paired noise of its measurement"),
+    "variance_plane": Figure(
+        "variance_plane_chart", "reliability_prediction",
+        "Why search fails: the gap to the best rival prompt against the paired noise of its "
+        "measurement",
+        caption=(
+            "Why search fails, predicted: every (experiment, predictor, task) on the plane of "
+            "its gap (the KL of the best prompt class outside the optimal class minus the "
+            "optimum's) against the paired per-sequence standard deviation of that "
+            "difference (log-log), coloured by the measured proportion correct at the "
+            "experiment's largest N. Dashed lines: where two paired standard errors at N "
+            "equal the gap (sd = gap sqrt(N) / 2); above the line for N, a dataset of N "
+            "sequences cannot tell the optimum from its best rival.")),
 }
+
+
+def experiment_traits(study, exp) -> dict[str, bool]:
+    """What decides which figures an experiment has (`TRAITS`): a network, a model with
+    several replicates, the Bayes predictor, several dataset-selection methods, a search
+    strategy besides exhaustive."""
+    return dict(neural=any(study.is_neural(p) for p in exp.predictors),
+                replicated=any(study.replicates(p) > 1 for p in exp.predictors),
+                bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
+                strategies=exp.runs_strategies)
 
 
 def experiment_figures(*, neural: bool, replicated: bool, bayes: bool,
                        selections: bool = False, strategies: bool = False) -> list[str]:
     """The figures of an experiment with (or without) a network, a replicated model, the
     Bayes predictor, several dataset-selection methods and a search strategy besides
-    exhaustive: the one rule for the workflow's targets and the cost plan."""
-    return [name for name, spec in FIGURES.items()
-            if (neural or not spec.neural) and (replicated or not spec.replicated)
-            and (bayes or not spec.bayes) and (selections or not spec.selections)
-            and (strategies or not spec.strategies)]
+    exhaustive (`Figure.applies`)."""
+    traits = dict(neural=neural, replicated=replicated, bayes=bayes, selections=selections,
+                  strategies=strategies)
+    return [name for name, spec in FIGURES.items() if spec.applies(**traits)]
+
+
+def figures_of(study, exp) -> list[str]:
+    """The figures of experiment `exp` of `study`: the one rule for the workflow's targets
+    and the cost plan."""
+    return experiment_figures(**experiment_traits(study, exp))
 
 
 def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
