@@ -611,7 +611,9 @@ def get_tuning_inputs(wildcards):
     exp = get_experiment(wildcards)
     _, (a, b) = get_tuning_block(wildcards)
     inputs = dict(
-        model=layout.checkpoint(STUDY, exp, wildcards.predictor, int(wildcards.replicate)),
+        model=layout.checkpoint(
+            STUDY, exp, wildcards.predictor, int(wildcards.replicate)
+        ),
         datasets=layout.pattern(STUDY, "task_data").format(
             experiment=exp.name, first=a, last=b
         ),
@@ -630,7 +632,9 @@ def get_tuning_args(wildcards):
     exp = get_experiment(wildcards)
     (first, last), block = get_tuning_block(wildcards)
     if wildcards.predictor not in exp.tuning.networks:
-        raise ValueError(f"experiment {exp.name!r} does not tune {wildcards.predictor!r}")
+        raise ValueError(
+            f"experiment {exp.name!r} does not tune {wildcards.predictor!r}"
+        )
     task = get_task(wildcards)
     return dict(
         predictor=wildcards.predictor,

@@ -10,16 +10,18 @@ rule tune_network:
     output:
         runs=out("tuning_runs"),
     log:
-        logged("tune_network/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.log"),
+        logged(
+            "tune_network/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.log"
+        ),
     benchmark:
         benchmarked(
             "tune_network/{experiment}/{predictor}/r{replicate}/{task}/N{N}/seeds{first}-{last}.tsv"
         )
     conda:
         "../envs/promptscape.yaml"
+    threads: STUDY.training["threads"]
     resources:
         mem_mb=mem_mb("tune_network"),
-    threads: STUDY.training["threads"]
     params:
         args=get_tuning_args,
         code=code("tune_network"),

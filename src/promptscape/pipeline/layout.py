@@ -90,20 +90,23 @@ def tuning_blocks(exp: Experiment) -> dict[tuple[int, int], tuple[int, int]]:
     return {(a, min(b, n - 1)): (a, b) for a, b in exp.seed_blocks() if a < n}
 
 
-def tuning_outputs(study: Study, exp: Experiment) -> list[str]:
-    """Every tuning_runs artifact of an experiment: network x replicate x task x N x tuned
-    seed block (none without a tuning section)."""
+def tuning_jobs(study: Study, exp: Experiment) -> list[dict]:
+    """The wildcards of every tune_network job of an experiment: network x replicate x task
+    x N x tuned seed block (none without a tuning section)."""
     if not exp.tuning:
         return []
-    return [
-        pattern(study, "tuning_runs").format(experiment=exp.name, predictor=network,
-                                             replicate=r, task=task, N=N, first=a, last=b)
-        for network in exp.tuning.networks
-        for r in range(study.replicates(network))
-        for task in exp.tuning.tasks
-        for N in exp.tuning.dataset_sizes
-        for a, b in tuning_blocks(exp)
-    ]
+    return [dict(experiment=exp.name, predictor=network, replicate=r, task=task, N=N,
+                 first=a, last=b)
+            for network in exp.tuning.networks
+            for r in range(study.replicates(network))
+            for task in exp.tuning.tasks
+            for N in exp.tuning.dataset_sizes
+            for a, b in tuning_blocks(exp)]
+
+
+def tuning_outputs(study: Study, exp: Experiment) -> list[str]:
+    """Every tuning_runs artifact of an experiment (`tuning_jobs`)."""
+    return [pattern(study, "tuning_runs").format(**w) for w in tuning_jobs(study, exp)]
 
 
 def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:

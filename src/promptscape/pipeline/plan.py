@@ -34,9 +34,12 @@ import dataclasses
 import math
 import sys
 
+import numpy as np
+
 from promptscape import landscape, prompts, search, theory
-from promptscape.neural import families
+from promptscape.neural import families, tuners
 from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import layout
 from promptscape.pipeline.stages.figures import STUDY_FIGURES, figures_of
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
 from promptscape.validation import ConfigError
@@ -78,11 +81,12 @@ FLOOR_MB = 500
 STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
-          "aggregate_search", "aggregate_strategies", "predict_reliability", "plot_figure",
-          "plot_study_figure")
+          "aggregate_search", "aggregate_strategies", "predict_reliability", "tune_network",
+          "aggregate_tuning", "plot_figure", "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
-         "search_selected", "search_strategies", "compute_landscape", "measure_efficiency", "predict_reliability")
+         "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
+         "predict_reliability", "tune_network")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -231,6 +235,12 @@ HELDOUT_SECONDS_PER_TOKEN = {"lstm": 2e-6, "transformer": 1.5e-5}
 # Seconds per strategy evaluation (seed x strategy x its largest budget): the strategies'
 # Python loops.
 STRATEGY_EVALUATION_SECONDS = 3e-5
+# Seconds per token of a tuning step (forward, backward, update) and of scoring a tuned
+# network (forward), by family: the training and held-out rates (the same passes;
+# benchmarks/tuning_throughput.py measures tuning at 0.9-1.6 times the network's own
+# throughput on the same tokens).
+TUNING_SECONDS_PER_TOKEN = TRAINING_SECONDS_PER_TOKEN
+SCORING_SECONDS_PER_TOKEN = HELDOUT_SECONDS_PER_TOKEN
 # Rules that ask for training.gpus GPUs (workflow/rules/training.smk).
 GPU_RULES = ("train_predictor", "score_prompts")
 
@@ -247,6 +257,11 @@ def job_seconds(study, job: Job) -> float:
             return seconds + tokens * TRAINING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
         tokens = study.training["heldout_size"] * net.sequence_length
         return seconds + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
+    if rule == "tune_network":
+        family = study.family(w["predictor"])
+        trained, scored = _tuning_tokens(study, w)
+        return (seconds + trained * TUNING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+                + scored * SCORING_SECONDS_PER_TOKEN.get(family, 1.5e-5))
     if rule == "search_strategies":
         exp = study.experiments[w["experiment"]]
         P = num_prompts(exp)
@@ -506,6 +521,76 @@ def _prediction(study, rule: str, w: dict) -> Job:
     return Job(rule, w, evals, base + work, method)
 
 
+# The most task sequences whose probabilities the plan sums for an expected count of
+# distinct sequences (beyond, it bounds the count by min(N, V^T)).
+DISTINCT_EXACT_MAX = 1 << 16
+
+
+def expected_distinct(task, T: int, N: int) -> float:
+    """E[distinct sequences among N draws of T symbols from `task`] = sum_x 1 - (1 - p(x))^N
+    over the V^T sequences where they are few enough to sum, else min(N, V^T): what one
+    tuning step over D_N evaluates."""
+    V = task.vocab_size
+    if V**T > DISTINCT_EXACT_MAX:
+        return float(min(N, V**T))
+    p = np.exp(task.log_prob(prompts.enumerate_sequences(T, V)))
+    return float((-np.expm1(N * np.log1p(-np.minimum(p, 1 - 1e-16)))).sum())
+
+
+def _tuning_tokens(study, w: dict) -> tuple[int, int]:
+    """(tokens trained, tokens scored) of a tune_network job: each tuner's steps over each
+    seed's distinct sequences (`expected_distinct`), plus the K prompt positions of
+    prompt-space tuners; a score of every seed at each recorded budget on all V^T sequences
+    (or the evaluation set), and the searched prompts."""
+    exp = study.experiments[w["experiment"]]
+    plan, T = exp.tuning, exp.task_length
+    S = int(w["last"]) - int(w["first"]) + 1
+    U = expected_distinct(exp.task(w["task"]).source, T, int(w["N"]))
+    B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    trained = scored = 0
+    for name, _ in plan.tuners:
+        space = tuners.TUNERS[name].space
+        if space == tuners.REFERENCE:
+            scored += S * B * T
+            continue
+        width = T + (plan.prompt_length if space == tuners.PROMPT else 0)
+        trained += plan.steps * S * U * width
+        scored += len(plan.tuning_steps) * S * B * width
+    return round(trained), scored + 2 * S * B * (T + exp.max_prompt_length)
+
+
+def _tuning(study, rule: str, w: dict) -> Job:
+    """The network, a step's activations with autograd (x3) for the seeds trained side by
+    side (prompt-space tuners: as many as fit tuners.BATCH_TOKENS), a score's activations for
+    every seed of the job, and the full tuner's parameters, gradients and Adam moments."""
+    exp, predictor = study.experiments[w["experiment"]], w["predictor"]
+    net = study.network(predictor, exp.pretraining_name)
+    per_token = families.family(net.family).activations_per_token
+    token_bytes = net.num_layers * per_token(net) * 4
+    T, K = exp.task_length, exp.tuning.prompt_length
+    S = int(w["last"]) - int(w["first"]) + 1
+    U = min(int(w["N"]), num_sequences(exp))
+    B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    group = max(1, min(S, tuners.BATCH_TOKENS // max(1, U * (T + K))))
+    train = 3 * group * U * (T + K) * token_bytes
+    score = S * min(B * (T + K), families.MAX_TOKENS) * token_bytes + S * B * F64
+    trained, scored = _tuning_tokens(study, w)
+    return Job(rule, w, trained + scored,
+               TORCH_BASELINE_BYTES + max(train, score) + 4 * 64 * MB,
+               f"{len(exp.tuning.tuners)} tuners x {exp.tuning.steps} steps")
+
+
+def _aggregate_tuning(study, rule: str, w: dict) -> Job:
+    exp = study.experiments[w["experiment"]]
+    plan = exp.tuning
+    units = sum(study.replicates(p) for p in plan.networks)
+    rows = (units * len(plan.tasks) * len(plan.dataset_sizes) * plan.num_seeds
+            * (1 + len(plan.tuners) * len(plan.tuning_steps)))
+    lands = units * len(plan.tasks) * num_prompts(exp)
+    return Job(rule, w, 0, BASELINE_BYTES + 4 * _strings(rows, exp.max_prompt_length)
+               + 4 * _strings(lands, exp.max_prompt_length))
+
+
 # The cost model of each rule: (study, rule, wildcards) -> Job.
 ESTIMATORS = {
     "simulate_tasks": _simulation, "simulate_pool": _simulation,
@@ -518,6 +603,7 @@ ESTIMATORS = {
     "measure_efficiency": _efficiency,
     "aggregate_search": _aggregate_search, "aggregate_strategies": _aggregate_strategies,
     "predict_reliability": _prediction,
+    "tune_network": _tuning, "aggregate_tuning": _aggregate_tuning,
     "plot_figure": _figure, "plot_study_figure": _figure,
 }
 
@@ -598,6 +684,12 @@ def jobs(study) -> list[Job]:
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
+        if exp.tuning:
+            for w in layout.tuning_jobs(study, exp):
+                out.append(estimate(study, "tune_network",
+                                    {k: str(v) if k == "replicate" else v
+                                     for k, v in w.items()}))
+            out.append(estimate(study, "aggregate_tuning", e))
         for figure in figures_of(study, exp):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     for figure in STUDY_FIGURES:
@@ -634,6 +726,8 @@ HINTS = {
                            "efficiency.num_typical"),
     "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (V^T sequences)",
     "train_predictor": "a smaller network: models.{p}.batch_size or hidden_size",
+    "tune_network": ("fewer seeds side by side (tuners.BATCH_TOKENS) or fewer seeds per job: "
+                     "experiments.{e}.seeds_per_job"),
     "evaluate_predictor": "fewer evaluation sequences: training.heldout_size",
 }
 

@@ -31,6 +31,8 @@ class Figure:
     # Only for experiments that run a prompt-search strategy besides exhaustive (config key
     # experiments.<name>.strategies).
     strategies: bool = False
+    # Only for experiments that tune their networks (experiments.<name>.tuning).
+    tuning: bool = False
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
@@ -156,9 +158,20 @@ FIGURES = {
             "seed's empirical-optimum class size). A strategy can be correct more often than "
             'exhaustive search where the empirical optimum is not optimal (estimation error);'
             ' one column per task, one row per predictor and N.')),
+    "tuning": Figure("tuning_chart", "tuning",
+                     "Beyond hard prompts: tuned networks against the exact hard optimum",
+                     tuning=True, all_replicates=True,
+        caption=(
+            'Beyond hard prompts: KL(task ‖ tuned network) (log axis) against the dataset '
+            'size N (log axis) for each tuner of the experiment (tuning; docs/science.md), '
+            'trained on each seed\'s D_N alone and shown at its largest step budget: the '
+            'median over seeds (line) and the 25-75% band. Black solid: the exact optimum of '
+            'the hard prompts of length 0 to L_max (landscape); black dashed: the median KL '
+            'of the hard prompt exhaustive search picks from the same D_N. One column per '
+            'task, one row per tuned network.')),
 }
 # What makes an experiment have a figure: a Figure field each, True where the figure needs it.
-TRAITS = ("neural", "replicated", "bayes", "selections", "strategies")
+TRAITS = ("neural", "replicated", "bayes", "selections", "strategies", "tuning")
 STRATEGY_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.strategies)
 # Figures of the whole study, one each, across experiments (results_dir/figures/).
 STUDY_FIGURES = {
@@ -184,16 +197,17 @@ def experiment_traits(study, exp) -> dict[str, bool]:
     return dict(neural=any(study.is_neural(p) for p in exp.predictors),
                 replicated=any(study.replicates(p) > 1 for p in exp.predictors),
                 bayes="bayes" in exp.predictors, selections=len(exp.selections) > 1,
-                strategies=exp.runs_strategies)
+                strategies=exp.runs_strategies, tuning=exp.tuning is not None)
 
 
 def experiment_figures(*, neural: bool, replicated: bool, bayes: bool,
-                       selections: bool = False, strategies: bool = False) -> list[str]:
+                       selections: bool = False, strategies: bool = False,
+                       tuning: bool = False) -> list[str]:
     """The figures of an experiment with (or without) a network, a replicated model, the
     Bayes predictor, several dataset-selection methods and a search strategy besides
-    exhaustive (`Figure.applies`)."""
+    exhaustive, and tuning (`Figure.applies`)."""
     traits = dict(neural=neural, replicated=replicated, bayes=bayes, selections=selections,
-                  strategies=strategies)
+                  strategies=strategies, tuning=tuning)
     return [name for name, spec in FIGURES.items() if spec.applies(**traits)]
 
 
