@@ -117,8 +117,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
                     entry["loss"][s] = record.train_loss[i]
                     entry["projected"][s] = None if projected is None else projected[i]
             parameters = tuned.trainable_parameters()
-            tuned.cpu()
-            del tuned
+            del tuned  # its trainable copies; the base network is shared and stays
         for steps, entry in sorted(records.items()):
             order = range(S)
             projected = ([entry["projected"][s] for s in order]
