@@ -856,7 +856,7 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
     references["reference"] = references["tuner"].map(TUNING_REFERENCES)
     tuned = data[~data["tuner"].isin(list(TUNING_REFERENCES))]
     tuner_order = list(dict.fromkeys(tuned["tuner"]))
-    y_title = f"KL(task ‖ tuned) (nats; floor 1e{int(np.log10(KL_FLOOR))})"
+    y_title = "KL(task ‖ tuned), nats"
     y = alt.Y("kl_median_plot:Q", scale=alt.Scale(type="log"), title=y_title)
     color = alt.Color("tuner:N", sort=tuner_order, title="tuner (at its last step budget)",
                       legend=alt.Legend(symbolType="stroke", symbolOpacity=1,
