@@ -327,9 +327,11 @@ def get_figure_tables(wildcards):
     ]
 
 
-def get_figure_caption(wildcards):
-    """The figure's report caption (its FIGURES entry), for workflow/report/figure.rst."""
-    return FIGURES[wildcards.figure].caption_text(config.get("models", {}))
+def get_figure_entry(wildcards):
+    """The figure's FIGURES entry, whose caption workflow/report/figure.rst shows. Not a
+    builtin value, so Snakemake leaves it out of the params it compares: editing a caption,
+    or the config's order of models that the training caption lists, redraws nothing."""
+    return FIGURES[wildcards.figure]
 
 
 def get_study_figure_tables(wildcards):

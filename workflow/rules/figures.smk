@@ -26,7 +26,7 @@ rule plot_figure:
         "../envs/promptscape.yaml"
     params:
         args=get_figure_args,
-        caption=get_figure_caption,
+        entry=get_figure_entry,
         code=code("plot_figure"),
     script:
         "../../scripts/plot_figure.py"
@@ -60,7 +60,7 @@ rule plot_study_figure:
             experiments=list(EXPERIMENTS),
             style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
         ),
-        caption=lambda w: STUDY_FIGURES[w.figure].caption,
+        entry=lambda w: STUDY_FIGURES[w.figure],
         code=code("plot_study_figure"),
     script:
         "../../scripts/plot_study_figure.py"

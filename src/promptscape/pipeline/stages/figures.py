@@ -36,8 +36,8 @@ class Figure:
     # Every replicate's rows (True), or replicate 0 of each predictor (the one network of a
     # model without replicates), which is what every other figure shows.
     all_replicates: bool = False
-    # Its caption in the report (reStructuredText; `caption_text` fills ``{models}``, the
-    # network settings the config gives).
+    # Its caption in the report (reStructuredText; workflow/report/figure.rst shows it and
+    # fills ``{models}`` with the network settings the config gives).
     caption: str = ""
 
     @property
@@ -48,11 +48,6 @@ class Figure:
     def applies(self, **traits: bool) -> bool:
         """Whether an experiment with these traits (`experiment_traits`) has the figure."""
         return all(traits[name] or not getattr(self, name) for name in TRAITS)
-
-    def caption_text(self, models: dict) -> str:
-        """The caption, with the config's network settings (`models`) where it names them."""
-        settings = "; ".join(f"{name} {net}" for name, net in models.items()) or "none"
-        return self.caption.replace("{models}", settings)
 
     @property
     def code(self) -> tuple[str, ...]:
