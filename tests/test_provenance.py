@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from promptscape.pipeline import config as config_lib
-from promptscape.neural import families
+from promptscape.neural import families, tuners
 from promptscape.pipeline import provenance, tables
 from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages import aggregate as aggregate_stage
@@ -23,6 +23,7 @@ from promptscape.pipeline.stages import prediction as prediction_stage
 from promptscape.pipeline.stages import search as search_stage
 from promptscape.pipeline.stages import strategies as strategies_stage
 from promptscape.pipeline.stages import training as training_stage
+from promptscape.pipeline.stages import tuning as tuning_stage
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
@@ -354,7 +355,35 @@ def traced(tmp_path_factory):
         in_meta_distribution=imd, pretraining=SOURCES["bernmix"], experiment="e",
         task_length=T, enumeration_budget=2 ** 27, output=measured[0],
         token_efficiency=p("aggregate/token_efficiency.parquet"), **study.efficiency)
+    # Tuning: every tuner on both networks (from their checkpoints) and both tasks, scored
+    # exactly (coin) and on the evaluation set (switching, an enumeration budget of 1), then
+    # the experiment's tuning table against the placed landscapes.
+    tuning_plan = {"tuners": {name: dict(spec.settings) for name, spec in tuners.TUNERS.items()},
+                   "prompt_length": 2, "steps": 2, "tuning_steps": [0, 2],
+                   "learning_rate": 0.05, "init": "search"}
+    tuning_plan["tuners"]["lora"] = {"lora_rank": 1}
+    tuning_runs = []
+    for family in ("lstm", "transformer"):
+        for task in tasks:
+            members = {"pretraining": "coin_mixture", "task": KIND[task], "family": family,
+                       "tuner": list(tuners.TUNERS)}
+            tuning_runs.append(p(tables.ARTIFACTS["tuning_runs"].path.format(
+                experiment="e", predictor=family, replicate=0, task=task, N=3, first=0,
+                last=1)))
+            estimated = task == "switching"
+            run("tune_network", tuning_stage.tune_network, members,
+                datasets=p("data/all.parquet"), search_file=search_path,
+                evaluation=p(f"evaluation/{task}.parquet") if estimated else None,
+                model=p(f"models/{family}/model.pt"), output=tuning_runs[-1], predictor=family,
+                replicate=0, pretraining=SOURCES["bernmix"], experiment="e", task_name=task,
+                task=tasks[task], task_length=T, N=3, block=(0, 1), first=0, last=1,
+                max_prompt_length=L_MAX, enumeration_budget=1 if estimated else 2 ** 27,
+                tuning=tuning_plan, device="cpu")
+    run("aggregate_tuning", aggregate_stage.aggregate_tuning, {}, runs=tuning_runs,
+        landscapes=[x for x in placed["landscape"] if "/bayes/" not in x],
+        output=p("aggregate/tuning.parquet"), in_meta_distribution=imd)
     tables_of = {
+        "tuning": [p("aggregate/tuning.parquet")],
         "reliability": [p("aggregate/reliability.parquet"),
                         p("aggregate/reliability_prediction.parquet")],
         "posterior": pick(landscapes) + measured,
@@ -422,6 +451,8 @@ def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
             elif member == "figure":
                 extra = {**figures_stage.FIGURES,
                          **figures_stage.STUDY_FIGURES}[members["figure"]].code
+            elif member == "tuner":
+                extra = tuple(tuners.TUNERS[name].build for name in members["tuner"])
             else:
                 extra = (provenance.source_kind_entry(members[member]),)
             dropped = [e for e in full if e not in extra or e == stage]
