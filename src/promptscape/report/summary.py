@@ -37,7 +37,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
          "reliability_prediction": "aggregate_search",
-         "predictor_regret": "evaluate_predictor"}
+         "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning"}
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
 EXIT_BROKEN_PIPE = 141
 
@@ -55,7 +55,8 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
         out += [(layout.aggregate(study, exp, table), table)
                 for table in ("reliability", "token_efficiency", "reliability_prediction")
-                + (("strategies",) if exp.runs_strategies else ())]
+                + (("strategies",) if exp.runs_strategies else ())
+                + (("tuning",) if exp.tuning else ())]
     return out
 
 
@@ -164,7 +165,44 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     if exp.runs_strategies:
         path = layout.aggregate(study, exp, "strategies")
         out += strategy_lines(exp, _configured(tables.read(path, "strategies"), exp, path))
+    if exp.tuning:
+        out += tuning_lines(exp, tables.read(layout.aggregate(study, exp, "tuning"), "tuning"))
     return "\n".join(out)
+
+
+def tuning_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
+    """Per (network, task, N) of an experiment that tunes: each tuner's median KL at its
+    largest step budget, with the seeds below the exact hard optimum and below their
+    searched hard prompt, and the share that overfit; the hard optimum and the searched
+    prompt's median beside them."""
+    plan = exp.tuning
+    top = table[table["tuning_steps"] == table.groupby("tuner")["tuning_steps"].transform("max")]
+    names = [n for n, _ in plan.tuners]
+    steps = int(plan.steps)
+    out = [f"Tuning on D_N alone ({steps} Adam steps at learning rate {plan.learning_rate:g}, "
+           f"K = {plan.prompt_length}; docs/science.md): median KL (nats) over "
+           f"{plan.num_seeds} seeds; in brackets the seeds below the exact hard optimum at "
+           "L_max / below their own searched hard prompt, and the share that overfit (a "
+           "lower loss on D_N than the searched prompt's, a higher KL).", "",
+           "| network | task | N | hard optimum | searched prompt | "
+           + " | ".join(names) + " |",
+           "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for (predictor, replicate, task, N), cell in top.groupby(
+            ["predictor", "replicate", "task", "N"], sort=False):
+        cell = cell.set_index("tuner")
+        shown = predictor + (f" r{replicate}" if replicate else "")
+        cells = []
+        for n in names:
+            if n not in cell.index:
+                cells.append("")
+                continue
+            r = cell.loc[n]
+            cells.append(f"{r['kl_median']:.3g} ({int(r['below_optimum'])}/"
+                         f"{int(r['below_search'])} of {int(r['seeds'])}; "
+                         f"overfit {r['proportion_overfit']:.2f})")
+        out.append(f"| {shown} | {task} | {int(N)} | {cell.at['hard_optimum', 'kl_median']:.3g} | "
+                   f"{cell.at['hard_search', 'kl_median']:.3g} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def strategy_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
