@@ -23,7 +23,7 @@ TINY = {
     "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
 }
 RTOL, ATOL = 1e-5, 1e-6
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def scrambled_predictor(family, V, **fields):

@@ -24,7 +24,7 @@ from promptscape.pipeline.stages import search as search_stage
 from promptscape.pipeline.stages import strategies as strategies_stage
 from promptscape.pipeline.stages import training as training_stage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
 
 
