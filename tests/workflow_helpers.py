@@ -32,14 +32,19 @@ def environment(library: Path | None = None, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": python_path, "PATH": path, **extra}
 
 
+def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
+    """The command line of snakemake on the repository's Snakefile in `workdir` with
+    `config` (run it with `environment()`)."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, config: Path, *args: str, check: bool = True,
               timeout: int = 900, library: Path | None = None) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in `workdir` with `config`; with the
     promptscape package of `library` (a copy of src/, see `edited_library`) if given."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=environment(library))
+    proc = subprocess.run(snakemake_command(workdir, config, *args), capture_output=True,
+                          text=True, timeout=timeout, env=environment(library))
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-4000:]}")
