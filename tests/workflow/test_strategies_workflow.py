@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from promptscape import strategies as strategies_lib
-from workflow_helpers import REPO, digests, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, copy_run, digests, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +20,9 @@ CONFIG = REPO / "tests" / "data" / "strategies" / "config.yaml"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("strategies")
-    snakemake(workdir, CONFIG)
-    return workdir
+def run(strategies_run):
+    """The complete run of CONFIG (tests/workflow/conftest.py)."""
+    return strategies_run
 
 
 def _results(workdir):
@@ -104,6 +103,7 @@ def test_random_search_found_best_agrees_with_the_hypergeometric_law(run):
 
 
 def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
+    run = copy_run(run, tmp_path)
     before = digests(run)
     config = yaml.safe_load(CONFIG.read_text())
     exp = config["experiments"]["bernmix"]

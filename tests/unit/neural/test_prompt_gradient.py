@@ -8,18 +8,16 @@ import torch
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring
 
+from network_helpers import TINY_NETWORKS
+
 FAMILIES = families.NEURAL_FAMILIES
-TINY = {
-    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
-    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
-}
 N, T = 7, 5
 
 
 def scrambled_predictor(family, V):
     """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = families.PredictorConfig(family=family, **TINY[family], steps=12, batch_size=8,
-                                    sequence_length=16, warmup_steps=2)
+    config = families.PredictorConfig(family=family, **TINY_NETWORKS[family], steps=12,
+                                      batch_size=8, sequence_length=16, warmup_steps=2)
     model = base.build_model(config, V)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():

@@ -17,19 +17,18 @@ import torch
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring, trie
 
+from network_helpers import TINY_NETWORKS
+
 FAMILIES = families.NEURAL_FAMILIES
-TINY = {
-    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
-    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
-}
 RTOL, ATOL = 1e-5, 1e-6
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def scrambled_predictor(family, V, **fields):
     """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = families.PredictorConfig(family=family, **{**TINY[family], **fields}, steps=12,
-                                    batch_size=8, sequence_length=16, warmup_steps=2)
+    config = families.PredictorConfig(family=family, **{**TINY_NETWORKS[family], **fields},
+                                      steps=12, batch_size=8, sequence_length=16,
+                                      warmup_steps=2)
     model = base.build_model(config, V)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():

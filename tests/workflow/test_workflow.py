@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
 
-from workflow_helpers import (REPO, TINY, digests, edited_library, load_config, planned_jobs,
-                              snakemake, write_config)
+from workflow_helpers import (NEURAL, REPO, TINY, copy_run, digests, edited_library,
+                              load_config, planned_jobs, snakemake, write_config)
 
 pytestmark = pytest.mark.slow
 
-
-def completed_run(tmp_path_factory, name, config):
-    """One complete run of `config`; tests copy it before changing anything."""
-    workdir = tmp_path_factory.mktemp(name)
-    snakemake(workdir, config)
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return completed_run(tmp_path_factory, "tiny", TINY)
-
-
-def copy_run(tiny_run, tmp_path):
-    target = tmp_path / "run"
-    shutil.copytree(tiny_run, target, symlinks=True)
-    return target
+# tiny_run and neural_run: the shared complete runs of tests/workflow/conftest.py.
 
 
 def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
@@ -178,14 +160,6 @@ def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
 def test_snakemake_lint_passes():
     proc = snakemake(REPO, REPO / "config" / "config.yaml", "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-NEURAL = REPO / "tests" / "data" / "neural" / "config.yaml"
-
-
-@pytest.fixture(scope="module")
-def neural_run(tmp_path_factory):
-    return completed_run(tmp_path_factory, "neural", NEURAL)
 
 
 def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ import yaml
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 from search_helpers import assert_keeps_best_classes
-from workflow_helpers import REPO, digests, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, copy_run, digests, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +23,7 @@ SELECTION = REPO / "tests" / "data" / "selection" / "config.yaml"
 METHODS = ["high_variance", "high_variance_weighted", "pool", "random"]
 
 
-@pytest.fixture(scope="module")
-def selection_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("selection")
-    snakemake(workdir, SELECTION)
-    return workdir
+# selection_run: the complete run of SELECTION (tests/workflow/conftest.py).
 
 
 def _config(**changes):
@@ -148,8 +143,7 @@ def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_ru
 
 
 def test_a_method_setting_reruns_only_that_methods_searches(selection_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(selection_run, run, symlinks=True)
+    run = copy_run(selection_run, tmp_path)
     config = write_config(tmp_path / "c.yaml", _config(dataset_selection={
         "random": {}, "high_variance": {"pool_size": 40, "leading_prompts": 3},
         "high_variance_weighted": {"pool_size": 40, "leading_prompts": 3,

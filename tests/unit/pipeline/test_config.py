@@ -12,7 +12,7 @@ import yaml
 from promptscape.pipeline import config as config_lib
 from promptscape.validation import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "promptscape"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "promptscape"
 SCIENCE_FOUNDATIONS = ("promptscape.files", "promptscape.logs", "promptscape.seeding",
                        "promptscape.special", "promptscape.validation")
 

@@ -16,7 +16,7 @@ import pytest
 
 from promptscape.pipeline import tables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = list(tables.ARTIFACTS)
 ROWS = 24
 

@@ -6,7 +6,9 @@ artifact is bit-identical to an uninterrupted run's. (c) Training killed after a
 resumes from that step and ends with the weights and curve of an uninterrupted run.
 
 (a) and (b) run the tiny scenario up to its search stage (`--until search_prompts`: the
-datasets and the searches, 18 jobs), which keeps them to seconds.
+datasets and the searches, 18 jobs), which keeps them to seconds; the uninterrupted run
+they are compared with is the shared complete run's datasets and searches
+(tests/workflow/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_helpers import REPO, TINY, digests, load_config, planned_jobs
+from workflow_helpers import REPO, TINY, digests, environment, load_config, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,18 @@ def search_outputs(config: dict) -> list[str]:
             for a, b in exp.seed_blocks()]
 
 
+def dataset_outputs(config: dict) -> list[str]:
+    """Paths (under results/) of every task_data artifact of a config: with the searches,
+    what `--until search_prompts` makes (the tiny scenario has no networks)."""
+    from promptscape.pipeline import config as config_lib
+
+    study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return [f"{exp.name}/datasets/seeds{a}-{b}.parquet"
+            for exp in study.experiments.values() for a, b in exp.seed_blocks()]
+
+
 SEARCHES = search_outputs(load_config())
+UNTIL_SEARCH = sorted(dataset_outputs(load_config()) + SEARCHES)
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
@@ -50,7 +63,7 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
 
 def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True,
-                          timeout=600, cwd=REPO)
+                          timeout=600, cwd=REPO, env=environment())
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-3000:]}")
@@ -69,7 +82,7 @@ def start(workdir: Path, log: Path) -> subprocess.Popen:
     handle = open(log, "w")
     return subprocess.Popen(snakemake_cmd(workdir, *UNTIL), stdout=handle,
                             stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=_default_sigint, env=environment())
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float, what: str):
@@ -122,11 +135,12 @@ def leftovers(workdir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The uninterrupted run up to the search stage."""
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    run(workdir, *UNTIL)
-    found = digests(workdir)
+def reference(tiny_run):
+    """The uninterrupted run up to the search stage: the datasets and searches of the shared
+    complete run (runs are bit-identical, test_workflow; the tests below compare the set of
+    files an `--until search_prompts` run leaves with this one too)."""
+    found = {p: d for p, d in digests(tiny_run).items() if p in UNTIL_SEARCH}
+    assert sorted(found) == UNTIL_SEARCH
     assert sorted(p for p in found if "/search/" in p) == sorted(SEARCHES)
     return found
 
@@ -236,7 +250,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
         training.train_predictor(**{paths(interrupted)!r}, **{TRAINING!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=environment())
     deadline = time.monotonic() + 120
     while not marker.exists():
         if proc.poll() is not None:

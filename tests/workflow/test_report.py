@@ -46,12 +46,11 @@ def decode(data_uri: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("report")
-    snakemake(workdir, TINY)
-    path = workdir / "report.html"
-    snakemake(workdir, TINY, "--report", str(path))
-    return workdir, path
+def report(tiny_run, tmp_path_factory):
+    """The report of the shared tiny run, written outside it (the run stays as it was)."""
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    snakemake(tiny_run, TINY, "--report", str(path))
+    return tiny_run, path
 
 
 def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
@@ -103,8 +102,8 @@ def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
 def test_zip_report_groups_figures_by_experiment_and_kind_and_shows_run_times(report):
     import zipfile
 
-    workdir, _ = report
-    path = workdir / "report.zip"
+    workdir, html_path = report
+    path = html_path.with_name("report.zip")
     snakemake(workdir, TINY, "--report", str(path))
     with zipfile.ZipFile(path) as archive:
         html = archive.read("report/report.html").decode()

@@ -25,7 +25,7 @@ from promptscape.pipeline.stages import strategies as strategies_stage
 from promptscape.pipeline.stages import training as training_stage
 from promptscape.pipeline.stages import tuning as tuning_stage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
 
 

@@ -16,8 +16,8 @@ from promptscape.sources import build_source
 from promptscape.pipeline.stages import datasets as datasets_stage
 from promptscape.pipeline.stages import landscape as landscape_stage
 from promptscape.pipeline.stages import search as search_stage
+from landscape_helpers import BERNMIX, BETA11, brute_force_landscape, coin
 from search_helpers import assert_keeps_best_classes
-from test_landscape import BERNMIX, BETA11, brute_force_landscape, coin
 
 T = 6
 

@@ -13,12 +13,10 @@ import pytest
 from promptscape.pipeline import config as config_lib
 from promptscape.pipeline import layout, tables
 from promptscape.report import summary
-from workflow_helpers import REPO, TINY, load_config, snakemake, write_config
+from workflow_helpers import TINY, environment, load_config, write_config
 
-SRC = REPO / "src"
 # The subprocesses import this tree's promptscape, as the tests do.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC),
-                                                                 os.environ.get("PYTHONPATH")]))}
+ENV = environment()
 
 
 def study_config(tmp_path: Path, edit=None) -> Path:
@@ -233,10 +231,10 @@ def test_piped_into_head_prints_its_first_line_quietly(built):
 
 
 @pytest.mark.slow
-def test_summary_of_a_real_run_of_the_tiny_scenario(tmp_path):
-    snakemake(tmp_path, TINY, "aggregates")
+def test_summary_of_a_real_run_of_the_tiny_scenario(tiny_run):
+    """On the shared complete run (its aggregates are what the summary reads)."""
     proc = subprocess.run([sys.executable, "-m", "promptscape.report.summary", "--configfile",
-                           str(TINY)], cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                           str(TINY)], cwd=tiny_run, capture_output=True, text=True, env=ENV,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "### `bernmix`" in proc.stdout and "### `switching`" in proc.stdout

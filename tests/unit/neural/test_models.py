@@ -12,17 +12,14 @@ from promptscape import predictors, prompts, seeding, validation
 from promptscape.neural import base, checkpoints, families, scoring, trainer
 from promptscape.sources import build_source
 
+from network_helpers import TINY_NETWORKS
+
 FAMILIES = families.NEURAL_FAMILIES
 BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
-# Tiny models: every test below trains or runs in well under a second on one core.
-TINY = {
-    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
-    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
-}
 
 
 def tiny_config(family, **overrides):
-    fields = dict(TINY[family], steps=12, batch_size=8, sequence_length=8,
+    fields = dict(TINY_NETWORKS[family], steps=12, batch_size=8, sequence_length=8,
                   warmup_steps=2)
     return families.PredictorConfig(family=family, **{**fields, **overrides})
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from workflow_helpers import REPO, TINY
+from workflow_helpers import REPO, TINY, environment
 
 HEAVY = ("altair", "vl_convert", "torch")
 
@@ -26,9 +26,8 @@ def test_parsing_the_workflow_imports_neither_altair_nor_torch(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     out = tmp_path / "modules.txt"
-    env = dict(os.environ, PROMPTSCAPE_MODULES_OUT=str(out),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path / "site"),
-                                                        os.environ.get("PYTHONPATH")])))
+    env = environment(PROMPTSCAPE_MODULES_OUT=str(out))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(tmp_path / "run"), "--configfile", str(TINY), "--cores", "1",
            "-n", "--quiet"]
