@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from network_helpers import TINY_NETWORKS
+
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring, tuners, tuning
 
 FAMILIES = families.NEURAL_FAMILIES
-TINY = {
-    "lstm": dict(embedding_dim=4, hidden_size=8, num_layers=2),
-    "transformer": dict(hidden_size=8, num_layers=2, num_heads=2),
-}
+TINY = TINY_NETWORKS
 V, T, K = 2, 5, 3
 RTOL = 1e-5  # float32
 
