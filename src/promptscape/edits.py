@@ -65,7 +65,10 @@ a connected component of the graph on local optima whose edges join two local op
 equal KL (``|delta| <= tolerance``); steepest descent moves each prompt to its best
 improving neighbour (least KL; children within the tolerance of that least KL are tied and
 the lowest canonical index wins) and a prompt with none is its own sink, so sinks are
-exactly the local optima and basins partition the prompts.
+exactly the local optima and basins partition the prompts. (Two neighbouring local optima
+always have equal KL within the tolerance, as neither improves on the other: plateaus are
+the components of the edit graph restricted to local optima; the KL condition is kept
+explicit for a caller that passes a neighbourhood that is not symmetric.)
 
 Transfer and the observational estimate: see `transfer_regret`, `observational_estimates`
 and `error_decomposition`.
@@ -150,8 +153,14 @@ def edit_edges(max_length: int, vocab_size: int,
     that range, deduplicated per operation (module doc), of the given `operations`.
 
     >>> e = edit_edges(1, 2)
-    >>> [(int(p), int(c), OPERATIONS[o]) for p, c, o in zip(e.parent, e.child, e.operation)]
-    [(0, 1, 'insert'), (0, 2, 'insert'), (1, 0, 'delete'), (1, 2, 'substitute'), (2, 0, 'delete'), (2, 1, 'substitute')]
+    >>> for p, c, o in zip(e.parent, e.child, e.operation):
+    ...     print(int(p), int(c), OPERATIONS[o])
+    0 1 insert
+    0 2 insert
+    1 0 delete
+    1 2 substitute
+    2 0 delete
+    2 1 substitute
     """
     V, L = int(vocab_size), int(max_length)
     prompts_lib._digits(V)
@@ -583,13 +592,14 @@ def observational_estimates(kind, delta, covariates=None, *, bins: int = 4) -> l
         total = np.bincount(cell[mine], weights=delta[mine], minlength=C)
         live = count > 0
         share = in_cell[live] / n
+        covered = float(in_cell[live].sum()) / n  # counts summed first: exactly 1 when full
         rows.append({
-            "kind": name.item() if hasattr(name, "item") else name,
+            "kind": _plain(name),
             "visits": int(mine.sum()),
             "mean": float(delta[mine].mean()),
             "naive": float(beta[j]),
             "weighted": float((share * total[live] / count[live]).sum() / share.sum()),
-            "overlap": float(share.sum()),
+            "overlap": covered,
         })
     return rows
 
@@ -619,9 +629,10 @@ def error_decomposition(visited_kind, visited_delta_loss, visited_delta_kl,
     for name in np.unique(vk):
         mine, every = vk == name, ak == name
         if not every.any():
-            raise ValueError(f"edit kind {name!r} was visited but has no edges among all edges")
+            raise ValueError(f"edit kind {_plain(name)!r} was visited but has no edges among "
+                             "all edges")
         loss, visited, target = vl[mine].mean(), vd[mine].mean(), ad[every].mean()
-        rows.append({"kind": name.item() if hasattr(name, "item") else name,
+        rows.append({"kind": _plain(name),
                      "visits": int(mine.sum()), "edges": int(every.sum()),
                      "visited_loss": float(loss), "visited_kl": float(visited),
                      "all_kl": float(target), "noise": float(loss - visited),
@@ -644,6 +655,11 @@ def _cells(X: np.ndarray, bins: int) -> np.ndarray:
     if X.shape[1] == 0:
         return np.zeros(X.shape[0], dtype=np.int64)
     return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _plain(value):
+    """A numpy scalar as the Python value (a kind name for rows and messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _share(hits: np.ndarray, mask: np.ndarray) -> float:
