@@ -199,6 +199,17 @@ def test_symbol_marginals_of_a_coin_are_one_minus_theta_and_theta():
     assert edits.symbol_marginals(Coin(theta=0.7), 5) == pytest.approx([0.3, 0.7])
 
 
+def test_symbol_marginals_of_a_markov_chain_average_its_positions():
+    from promptscape.sources.markov import Markov
+    # P(x_t = 1) follows p_{t+1} = 0.3 + 0.5 p_t from p_1 = 0.5; the mean over T = 8 positions.
+    p, ones = 0.5, []
+    for _ in range(8):
+        ones.append(p)
+        p = 0.3 + 0.5 * p
+    marginals = edits.symbol_marginals(Markov(transition=(0.3, 0.8), initial=0.5), 8)
+    assert marginals == pytest.approx([1 - np.mean(ones), np.mean(ones)], rel=1e-12)
+
+
 def test_near_top_shares_split_the_edges_of_each_kind():
     rng = np.random.default_rng(6)
     e = edits.edit_edges(4, 2)
