@@ -1,0 +1,685 @@
+"""Exact effects of single prompt edits, local structure of a landscape, transfer regret, and
+an observational estimate of edit effects judged against the truth (issue 28).
+
+Shape legend (as in `sources.base`): P prompts of length 0..L_max in canonical order
+(`prompts.all_prompts`), E edges (single edits), V symbols, M evaluation sequences, n rows
+of an observational table.
+
+Edits
+-----
+A single edit of a prompt s (docs/science.md, "Edit") is one of
+
+``insert``
+    a symbol v at position i (0 <= i <= len(s): prepending and appending included), below
+    L_max; ``position`` is the new symbol's index in the child, ``symbol`` is v.
+``delete``
+    the symbol at position i; ``symbol`` is the deleted one.
+``substitute``
+    the symbol at position i by another one; ``symbol`` is the new symbol, ``replaced`` the
+    old one.
+``swap``
+    the neighbours at positions i and i + 1, only where they differ; ``symbol`` is s[i] (it
+    moves right), ``replaced`` is s[i + 1] (it moves left).
+
+Deduplication: two edits of one operation that give the same child are one edge, the one
+with the least position (then symbol). That happens only inside a run of equal symbols:
+inserting v anywhere around a run of v's, or deleting any symbol of a run, gives one child,
+recorded at the run's left end. Substitutions and swaps never collide. Edits of different
+operations never give the same child either (an insertion lengthens, a deletion shortens, a
+substitution changes one position and a swap two), so every (parent, child) pair is one
+edge, and each edge has its reverse (insert/delete, substitute/substitute, swap/swap).
+`edit_edges` returns them sorted by parent, then operation (in `OPERATIONS` order),
+position and symbol. The strategies' ``hill_climb`` neighbourhood (`strategies.neighbours`)
+is the edges of operations insert, delete and substitute.
+
+The exact effect of an edge is ``KL(child) - KL(parent)`` (`delta_kl`): no model is
+evaluated. Where the landscape is estimated (``monte_carlo``), the difference is estimated
+from the same shared evaluation set for both prompts, and its paired standard error comes
+from per-sequence losses (`delta_standard_error`; exact landscapes: 0).
+
+Improvement and ties: an edge improves when ``delta < -tolerance`` (nats, absolute;
+`DEFAULT_TOLERANCE`). Exact ties of the science (permutations of a prompt under an
+exchangeable Bayes predictor) come out bitwise equal, since a count class is computed once;
+the default only absorbs the rounding of ``L - H``, far below the 1e-9 nats that
+docs/science.md calls a real difference. A caller holding a landscape classified with a
+looser tie rule passes that rule's width as the tolerance.
+
+Edit kinds
+----------
+`EDIT_KINDS` is the registry (a new kind is one entry): each kind selects edges relative to
+the task, given the task's marginal probability of each symbol (`symbol_marginals`; a coin
+task theta: ``[1 - theta, theta]``). An edge *adds* symbol a when it raises a's count by one
+(an insertion of a, or a substitution of another symbol by a) and *removes* a when it lowers
+it (a deletion of a, or a substitution of a by another symbol): a substitution b -> a thus
+both adds a and removes b, and an edge may belong to several kinds. ``lengthens`` is every
+insertion, ``shortens`` every deletion, ``reorders`` every swap (the only edits that keep
+the counts; they change nothing under an exchangeable predictor). A kind that needs the
+task's most (least) probable symbol has no edges where that symbol is tied
+(`extreme_symbols`, `unavailable_kinds`: coin(0.5), a task whose symbols are equally
+likely): the caller logs the reason.
+
+Local structure
+---------------
+`local_structure`: a *local optimum* is a prompt no edge from which improves; a *plateau* is
+a connected component of the graph on local optima whose edges join two local optima of
+equal KL (``|delta| <= tolerance``); steepest descent moves each prompt to its best
+improving neighbour (least KL; children within the tolerance of that least KL are tied and
+the lowest canonical index wins) and a prompt with none is its own sink, so sinks are
+exactly the local optima and basins partition the prompts. (Two neighbouring local optima
+always have equal KL within the tolerance, as neither improves on the other: plateaus are
+the components of the edit graph restricted to local optima; the KL condition is kept
+explicit for a caller that passes a neighbourhood that is not symmetric.)
+
+Transfer and the observational estimate: see `transfer_regret`, `observational_estimates`
+and `error_decomposition`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from promptscape import landscape
+from promptscape import prompts as prompts_lib
+from promptscape.sources import Source, symbol_counts
+
+OPERATIONS = ("insert", "delete", "substitute", "swap")
+INSERT, DELETE, SUBSTITUTE, SWAP = range(4)
+
+# Improvement threshold in nats (module doc, "Improvement and ties").
+DEFAULT_TOLERANCE = 1e-12
+# Prompts whose KL is within this many nats of the optimum are "near the top".
+DEFAULT_NEAR_TOP = 0.01
+# Marginal probabilities within this relative distance of the largest (smallest) are tied.
+MARGINAL_RELATIVE_TOLERANCE = 1e-9
+# The most per-edge differences of per-sequence losses `delta_standard_error` holds at once.
+DIFFERENCE_BYTES = 1 << 27
+
+
+# ------------------------------------------------------------------ edges
+@dataclasses.dataclass(frozen=True, eq=False)
+class Edges:
+    """Single edits of every prompt of length 0..L_max over V symbols (module doc).
+
+    Arrays of length E: ``parent`` and ``child`` (canonical indices, int64), ``operation``
+    (index into `OPERATIONS`, int8), ``position`` (int16), ``symbol`` and ``replaced``
+    (int8; ``replaced`` is -1 for insertions and deletions)."""
+
+    max_length: int
+    vocab_size: int
+    parent: np.ndarray
+    child: np.ndarray
+    operation: np.ndarray
+    position: np.ndarray
+    symbol: np.ndarray
+    replaced: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    @property
+    def num_prompts(self) -> int:
+        return prompts_lib.num_prompts(self.max_length, self.vocab_size)
+
+    @property
+    def added(self) -> np.ndarray:
+        """The symbol whose count the edge raises, -1 where none: ``(E,)`` int8."""
+        adds = (self.operation == INSERT) | (self.operation == SUBSTITUTE)
+        return np.where(adds, self.symbol, -1).astype(np.int8)
+
+    @property
+    def removed(self) -> np.ndarray:
+        """The symbol whose count the edge lowers, -1 where none: ``(E,)`` int8."""
+        out = np.where(self.operation == DELETE, self.symbol, -1)
+        return np.where(self.operation == SUBSTITUTE, self.replaced, out).astype(np.int8)
+
+    def select(self, mask: np.ndarray) -> "Edges":
+        """The edges where `mask` holds, in the same order."""
+        mask = np.asarray(mask)
+        return dataclasses.replace(
+            self, **{name: getattr(self, name)[mask] for name in _EDGE_ARRAYS})
+
+
+_EDGE_ARRAYS = ("parent", "child", "operation", "position", "symbol", "replaced")
+
+
+def edit_edges(max_length: int, vocab_size: int,
+               operations: Sequence[str] = OPERATIONS) -> Edges:
+    """Every single edit of every prompt of length 0..`max_length` whose child stays within
+    that range, deduplicated per operation (module doc), of the given `operations`.
+
+    >>> e = edit_edges(1, 2)
+    >>> for p, c, o in zip(e.parent, e.child, e.operation):
+    ...     print(int(p), int(c), OPERATIONS[o])
+    0 1 insert
+    0 2 insert
+    1 0 delete
+    1 2 substitute
+    2 0 delete
+    2 1 substitute
+    """
+    V, L = int(vocab_size), int(max_length)
+    prompts_lib._digits(V)
+    if L < 0:
+        raise ValueError(f"max_length == {L}, must be >= 0")
+    unknown = [op for op in operations if op not in OPERATIONS]
+    if unknown:
+        raise ValueError(f"unknown edit operations {unknown}; known: {list(OPERATIONS)}")
+    wanted = {OPERATIONS.index(op) for op in operations}
+    offset = [(V**length - 1) // (V - 1) for length in range(L + 2)]
+    parts: list[tuple[np.ndarray, ...]] = []
+    for length in range(L + 1):
+        code = np.arange(V**length, dtype=np.int64)
+        digits = prompts_lib.enumerate_sequences(length, V).astype(np.int64)  # (V^l, l)
+        blocks: list[tuple] = []
+
+        def add(keep, child_code, child_length, op, pos, sym, rep):
+            # One block of edges of one (operation, position, symbol): those where `keep`.
+            n = int(keep.sum())
+            if n:
+                blocks.append((code[keep] + offset[length], child_code[keep] + offset[child_length],
+                               np.full(n, op, np.int8), np.full(n, pos, np.int16),
+                               np.broadcast_to(sym, keep.shape)[keep].astype(np.int8),
+                               np.broadcast_to(rep, keep.shape)[keep].astype(np.int8)))
+
+        if INSERT in wanted and length < L:
+            for i in range(length + 1):
+                tail = V ** (length - i)  # the code's last length - i digits
+                high, low = code // tail, code % tail
+                for v in range(V):
+                    # Inserting v right after a v gives the child of the insertion before it.
+                    keep = np.ones(len(code), bool) if i == 0 else digits[:, i - 1] != v
+                    add(keep, (high * V + v) * tail + low, length + 1, INSERT, i, v, -1)
+        if DELETE in wanted:
+            for i in range(length):
+                tail = V ** (length - i - 1)
+                high, low = code // (tail * V), code % tail
+                keep = np.ones(len(code), bool) if i == 0 else digits[:, i - 1] != digits[:, i]
+                add(keep, high * tail + low, length - 1, DELETE, i, digits[:, i], -1)
+        if SUBSTITUTE in wanted:
+            for i in range(length):
+                weight = V ** (length - 1 - i)
+                for v in range(V):
+                    keep = digits[:, i] != v
+                    add(keep, code + (v - digits[:, i]) * weight, length, SUBSTITUTE, i, v,
+                        digits[:, i])
+        if SWAP in wanted:
+            for i in range(length - 1):
+                a, b = digits[:, i], digits[:, i + 1]
+                weight = V ** (length - 2 - i)
+                add(a != b, code + (b - a) * (V * weight) + (a - b) * weight, length, SWAP, i,
+                    a, b)
+        if blocks:
+            columns = [np.concatenate(col) for col in zip(*blocks)]
+            # Blocks are in (operation, position, symbol) order; a stable sort by parent keeps it.
+            order = np.argsort(columns[0], kind="stable")
+            parts.append(tuple(col[order] for col in columns))
+    if parts:
+        columns = [np.concatenate(col) for col in zip(*parts)]
+    else:
+        columns = [np.zeros(0, dtype) for dtype in
+                   (np.int64, np.int64, np.int8, np.int16, np.int8, np.int8)]
+    return Edges(L, V, *columns)
+
+
+def apply_edit(prompt: str, operation: str, position: int, symbol: int) -> str:
+    """The child of one edit, by string operations (the brute-force reference).
+
+    >>> apply_edit("011", "insert", 0, 2), apply_edit("011", "swap", 0, 0)
+    ('2011', '101')
+    """
+    i, v = int(position), "0123456789"[int(symbol)]
+    if operation == "insert":
+        return prompt[:i] + v + prompt[i:]
+    if operation == "delete":
+        return prompt[:i] + prompt[i + 1:]
+    if operation == "substitute":
+        return prompt[:i] + v + prompt[i + 1:]
+    if operation == "swap":
+        return prompt[:i] + prompt[i + 1] + prompt[i] + prompt[i + 2:]
+    raise ValueError(f"unknown edit operation {operation!r}; known: {list(OPERATIONS)}")
+
+
+# ------------------------------------------------------------------ exact effects
+def delta_kl(edges: Edges, kl: np.ndarray) -> np.ndarray:
+    """``KL(child) - KL(parent)`` of every edge, ``(E,)``, from the landscape's KL ``(P,)``
+    in canonical order."""
+    kl = _check_landscape(edges, kl)
+    return kl[edges.child] - kl[edges.parent]
+
+
+def delta_standard_error(edges: Edges, losses: np.ndarray | None = None,
+                         weights: np.ndarray | None = None, strata: np.ndarray | None = None,
+                         *, max_bytes: int = DIFFERENCE_BYTES) -> np.ndarray:
+    """Paired standard error of every edge's ΔKL, ``(E,)``.
+
+    `losses` ``(P, M)``: each prompt's per-sequence losses on the shared evaluation set (or
+    per-sequence KL: the task's log-probability cancels in the difference), with the set's
+    stratum `weights` and `strata` as stored with it (default: plain draws, one stratum);
+    the error is `landscape.stratified_mean`'s of ``l(child, x) - l(parent, x)``. None (an
+    exact landscape): zeros. Computed a block of edges at a time (at most `max_bytes` of
+    differences)."""
+    if losses is None:
+        return np.zeros(len(edges))
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim != 2 or losses.shape[0] != edges.num_prompts:
+        raise ValueError(f"per-sequence losses of shape {losses.shape}, not "
+                         f"({edges.num_prompts}, M)")
+    M = losses.shape[1]
+    weights = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=float)
+    strata = np.zeros(M, dtype=np.int64) if strata is None else np.asarray(strata)
+    step = max(1, int(max_bytes) // (8 * max(1, M)))
+    out = np.empty(len(edges))
+    for a in range(0, len(edges), step):
+        diff = losses[edges.child[a:a + step]] - losses[edges.parent[a:a + step]]
+        out[a:a + step] = landscape.stratified_mean(diff, weights, strata)[1]
+    return out
+
+
+# ------------------------------------------------------------------ edit kinds
+@dataclasses.dataclass(frozen=True)
+class EditKind:
+    """One edit kind: its name, what it selects, and which extreme symbol of the task it
+    needs (``"most"``, ``"least"`` or None); `select(edges, symbol)` returns the mask of
+    its edges, `symbol` the needed symbol (None when it needs none)."""
+
+    name: str
+    description: str
+    needs: str | None
+    select: Callable[[Edges, int | None], np.ndarray]
+
+
+EDIT_KINDS: dict[str, EditKind] = {kind.name: kind for kind in (
+    EditKind("adds_most_probable", "raises the count of the task's most probable symbol "
+             "(inserts it, or substitutes it for another)", "most",
+             lambda e, a: e.added == a),
+    EditKind("adds_least_probable", "raises the count of the task's least probable symbol",
+             "least", lambda e, a: e.added == a),
+    EditKind("removes_most_probable", "lowers the count of the task's most probable symbol "
+             "(deletes it, or substitutes another for it)", "most",
+             lambda e, a: e.removed == a),
+    EditKind("removes_least_probable", "lowers the count of the task's least probable "
+             "symbol", "least", lambda e, a: e.removed == a),
+    EditKind("lengthens", "inserts a symbol", None, lambda e, a: e.operation == INSERT),
+    EditKind("shortens", "deletes a symbol", None, lambda e, a: e.operation == DELETE),
+    EditKind("reorders", "swaps two different neighbours (keeps every count)", None,
+             lambda e, a: e.operation == SWAP),
+)}
+
+
+def symbol_marginals(task: Source, task_length: int, max_sequences: int = 1 << 20) -> np.ndarray:
+    """The task's probability of each symbol, averaged over the T positions of a task
+    sequence, ``(V,)``: for an exchangeable task the law of any one symbol (coin theta:
+    ``[1 - theta, theta]``), otherwise by enumerating the V**T sequences (at most
+    `max_sequences`)."""
+    V, T = task.vocab_size, int(task_length)
+    if task.exchangeable or T <= 1:
+        return np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))
+    if not prompts_lib.can_encode(T, V) or V**T > max_sequences:
+        raise ValueError(f"symbol_marginals of a {task.kind} task enumerates {V}**{T} "
+                         f"sequences, more than max_sequences == {max_sequences}")
+    seqs = prompts_lib.enumerate_sequences(T, V)
+    p = np.exp(task.log_prob(seqs))
+    return p @ symbol_counts(seqs, V) / T
+
+
+def extreme_symbols(marginals, relative_tolerance: float = MARGINAL_RELATIVE_TOLERANCE):
+    """``(most, least)``: the task's most and least probable symbols, each None where it
+    is tied (within `relative_tolerance` of the largest probability).
+
+    >>> extreme_symbols([0.3, 0.7]), extreme_symbols([0.5, 0.5]), extreme_symbols([0.5, 0.25, 0.25])
+    ((1, 0), (None, None), (0, None))
+    """
+    p = _check_marginals(marginals)
+    width = relative_tolerance * p.max()
+    most = np.flatnonzero(p >= p.max() - width)
+    least = np.flatnonzero(p <= p.min() + width)
+    return (int(most[0]) if len(most) == 1 else None,
+            int(least[0]) if len(least) == 1 else None)
+
+
+def unavailable_kinds(marginals, relative_tolerance: float = MARGINAL_RELATIVE_TOLERANCE
+                      ) -> dict[str, str]:
+    """The kinds that have no edges for this task, each with the reason (for the log).
+
+    >>> unavailable_kinds([0.5, 0.5])["adds_most_probable"]
+    'the most probable symbol is tied among symbols [0, 1] (p = [0.5, 0.5])'
+    """
+    p = _check_marginals(marginals)
+    symbols = dict(zip(("most", "least"), extreme_symbols(p, relative_tolerance)))
+    width = relative_tolerance * p.max()
+    tied = {"most": np.flatnonzero(p >= p.max() - width),
+            "least": np.flatnonzero(p <= p.min() + width)}
+    return {kind.name: (f"the {kind.needs} probable symbol is tied among symbols "
+                        f"{tied[kind.needs].tolist()} (p = {p[tied[kind.needs]].tolist()})")
+            for kind in EDIT_KINDS.values()
+            if kind.needs is not None and symbols[kind.needs] is None}
+
+
+def kind_masks(edges: Edges, marginals,
+               relative_tolerance: float = MARGINAL_RELATIVE_TOLERANCE) -> dict[str, np.ndarray]:
+    """``{kind: (E,) bool}`` for every kind of `EDIT_KINDS` available for this task (in
+    registry order); the kinds of `unavailable_kinds` are left out."""
+    p = _check_marginals(marginals)
+    if len(p) != edges.vocab_size:
+        raise ValueError(f"{len(p)} marginal probabilities for edges over "
+                         f"{edges.vocab_size} symbols")
+    symbols = dict(zip(("most", "least"), extreme_symbols(p, relative_tolerance)))
+    out = {}
+    for kind in EDIT_KINDS.values():
+        symbol = None if kind.needs is None else symbols[kind.needs]
+        if kind.needs is None or symbol is not None:
+            out[kind.name] = np.asarray(kind.select(edges, symbol), dtype=bool)
+    return out
+
+
+def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
+                    tolerance: float = DEFAULT_TOLERANCE,
+                    near_top: float = DEFAULT_NEAR_TOP) -> list[dict]:
+    """One row per available kind: ``kind``, ``edges``, the ΔKL distribution's ``median``,
+    ``q1``, ``q3`` and ``iqr`` (numpy's linear quantiles), ``share_improving`` (ΔKL <
+    -tolerance), and that share among edges whose parent is near the top (KL within
+    `near_top` nats of the optimum: ``near_top_edges``, ``share_improving_near_top``) and
+    among the rest (``rest_edges``, ``share_improving_rest``). A share over no edges is NaN;
+    a kind with no edges has NaN quantiles."""
+    kl = _check_landscape(edges, kl)
+    delta = kl[edges.child] - kl[edges.parent]
+    improving = delta < -tolerance
+    top = (kl - kl.min() <= near_top)[edges.parent]
+    rows = []
+    for name, mask in kind_masks(edges, marginals).items():
+        d = delta[mask]
+        q1, median, q3 = np.quantile(d, [0.25, 0.5, 0.75]) if len(d) else (np.nan,) * 3
+        rows.append({
+            "kind": name, "edges": int(mask.sum()),
+            "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
+            "share_improving": _share(improving, mask),
+            "near_top_edges": int((mask & top).sum()),
+            "share_improving_near_top": _share(improving, mask & top),
+            "rest_edges": int((mask & ~top).sum()),
+            "share_improving_rest": _share(improving, mask & ~top),
+        })
+    return rows
+
+
+# ------------------------------------------------------------------ local structure
+@dataclasses.dataclass(frozen=True, eq=False)
+class LocalStructure:
+    """Per prompt ``(P,)``: ``local_optimum`` (bool), ``plateau`` (the plateau's number,
+    0.. in the canonical order of each plateau's first member; -1 for other prompts),
+    ``kl_above_optimum``, ``descent`` (the next prompt of steepest descent; itself for a
+    local optimum), ``sink`` (where descent ends) and ``basin_size`` (prompts whose descent
+    ends here; 0 except at local optima)."""
+
+    local_optimum: np.ndarray
+    plateau: np.ndarray
+    kl_above_optimum: np.ndarray
+    descent: np.ndarray
+    sink: np.ndarray
+    basin_size: np.ndarray
+
+    @property
+    def num_plateaus(self) -> int:
+        return int(self.plateau.max()) + 1 if len(self.plateau) else 0
+
+
+def local_structure(edges: Edges, kl: np.ndarray,
+                    tolerance: float = DEFAULT_TOLERANCE) -> LocalStructure:
+    """Local optima, plateaus, steepest-descent sinks and basins (module doc) under the
+    neighbourhood of `edges` (all four operations, or those `edit_edges` was given)."""
+    kl = _check_landscape(edges, kl)
+    P = len(kl)
+    parent, child = edges.parent, edges.child
+    if np.any(parent[1:] < parent[:-1]):  # `edit_edges` sorts by parent; others may not
+        order = np.argsort(parent, kind="stable")
+        parent, child = parent[order], child[order]
+    delta = kl[child] - kl[parent]
+    improving = delta < -tolerance
+    up, down = parent[improving], child[improving]
+    optimum = np.ones(P, dtype=bool)
+    optimum[up] = False
+
+    # Steepest descent: per parent (a segment of the sorted improving edges), the least
+    # child KL, then the lowest index among children within the tolerance of it.
+    descent = np.arange(P, dtype=np.int64)
+    if len(up):
+        new = np.r_[True, up[1:] != up[:-1]]
+        starts = np.flatnonzero(new)
+        segment = np.cumsum(new) - 1
+        least = np.minimum.reduceat(kl[down], starts)
+        tied = kl[down] <= least[segment] + tolerance
+        descent[up[starts]] = np.minimum.reduceat(np.where(tied, down, P), starts)
+    sink = descent.copy()
+    while True:  # pointer jumping: every path halves, so O(log depth) rounds
+        further = sink[sink]
+        if np.array_equal(further, sink):
+            break
+        sink = further
+    basin = np.bincount(sink, minlength=P).astype(np.int64)
+
+    # Plateaus: components of the equal-KL edges between local optima.
+    flat = optimum[parent] & optimum[child] & (np.abs(delta) <= tolerance)
+    graph = sparse.coo_matrix((np.ones(int(flat.sum())), (parent[flat], child[flat])),
+                              shape=(P, P)).tocsr()
+    _, labels = csgraph.connected_components(graph, directed=True, connection="weak")
+    members = np.flatnonzero(optimum)
+    plateau = np.full(P, -1, dtype=np.int64)
+    _, first, inverse = np.unique(labels[members], return_index=True, return_inverse=True)
+    renumber = np.empty(len(first), dtype=np.int64)
+    renumber[np.argsort(first, kind="stable")] = np.arange(len(first))
+    plateau[members] = renumber[inverse]
+    return LocalStructure(optimum, plateau, kl - kl.min(), descent, sink, basin)
+
+
+# ------------------------------------------------------------------ transfer
+@dataclasses.dataclass(frozen=True)
+class Regret:
+    """Regret under the target of the source's optimal class: ``mean``, ``min``, ``max``
+    over the class, each ``KL_target(s) - min KL_target``."""
+
+    mean: float
+    min: float
+    max: float
+
+
+def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
+                    target_prompts: Sequence[str], target_kl: np.ndarray, *,
+                    source: str = "source", target: str = "target") -> Regret:
+    """Regret under the target landscape of the source's optimal class (docs/science.md,
+    "Transfer regret"), over the whole class: the target's KL of each of the source's
+    optimal prompts minus the target's optimum (over all of the target's prompts).
+
+    The two landscapes are matched by prompt, so they may list prompts in different orders
+    or lengths; a source optimum missing from the target is a ValueError naming `source`,
+    `target` and the missing prompts."""
+    source_optimal = np.asarray(source_optimal, dtype=bool)
+    target_kl = np.asarray(target_kl, dtype=np.float64)
+    if len(source_optimal) != len(source_prompts):
+        raise ValueError(f"{source}: {len(source_optimal)} optimal-class flags for "
+                         f"{len(source_prompts)} prompts")
+    if len(target_kl) != len(target_prompts):
+        raise ValueError(f"{target}: {len(target_kl)} KL values for {len(target_prompts)} "
+                         "prompts")
+    best = [source_prompts[i] for i in np.flatnonzero(source_optimal)]
+    if not best:
+        raise ValueError(f"{source}: the optimal class is empty")
+    if len(target_prompts) == len(source_prompts) and list(target_prompts) == list(source_prompts):
+        values = target_kl[source_optimal]
+    else:
+        where = {p: i for i, p in enumerate(target_prompts)}
+        missing = [p for p in best if p not in where]
+        if missing:
+            shown = ", ".join(repr(p) for p in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(f"the optimal prompts of {source} are missing from the landscape "
+                             f"of {target}: {shown}{more}")
+        values = target_kl[[where[p] for p in best]]
+    regret = values - target_kl.min()
+    return Regret(float(regret.mean()), float(regret.min()), float(regret.max()))
+
+
+def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray) -> dict[str, float]:
+    """The target's own regret of two baselines: the empty prompt (``empty``) and the
+    median prompt (``median``, the lower median of the KLs)."""
+    target_kl = np.asarray(target_kl, dtype=np.float64)
+    ordered = np.sort(target_kl)
+    empty = list(target_prompts).index("")
+    return {"empty": float(target_kl[empty] - ordered[0]),
+            "median": float(ordered[(len(ordered) - 1) // 2] - ordered[0])}
+
+
+# ------------------------------------------------------------------ observational estimate
+def observational_estimates(kind, delta, covariates=None, *, bins: int = 4) -> list[dict]:
+    """Per-kind estimates of the mean change of loss from a table of visited edges, as an
+    observational study of prompt optimisation would fit them.
+
+    `kind` ``(n,)``: each row's edit kind (an edge of several kinds is one row per kind);
+    `delta` ``(n,)``: its change of L_N; `covariates` ``(n, k)``: for example the parent's
+    length, symbol counts and rank (None: none).
+
+    One row per kind (sorted by name) with ``kind``, ``visits``, ``mean`` (the raw mean of
+    `delta` over its rows) and
+
+    ``naive``
+        least squares of `delta` on indicators of the kinds (no intercept) and the
+        covariates centred at their mean over all rows, a slope shared by every kind: the
+        kind's coefficient is its fitted mean at the average covariates.
+    ``weighted``
+        inverse probability weighting by the kind's frequency given the covariates, the
+        propensity estimated by stratified frequencies: each covariate is cut into at most
+        `bins` quantile bins (used as is where it takes at most `bins` values), a stratum is
+        one joint cell, and e_k(cell) = (rows of kind k in the cell) / (rows in the cell).
+        The normalised (Hajek) weighted mean, sum_i Y_i / e_k(cell_i) / sum_i 1 / e_k(cell_i)
+        over the kind's rows, is the mean over cells of the kind's mean in the cell,
+        weighted by the cell's share of all rows: the kind's mean had its covariates the
+        distribution of all visited rows. Cells where the kind never occurs cannot be
+        weighted (no overlap): they are left out, and ``overlap`` is the share of rows in
+        cells where it does occur.
+
+    Unlike the naive fit, the weighted estimate needs no model of how the effect depends on
+    the covariates, so it removes confounding that a shared linear slope cannot (an effect
+    that varies with the covariates while the kind's frequency does too)."""
+    kind = np.asarray(kind)
+    delta = np.asarray(delta, dtype=np.float64)
+    n = len(delta)
+    if kind.shape != (n,):
+        raise ValueError(f"{kind.shape[0] if kind.ndim else 0} kinds for {n} changes of loss")
+    X = np.zeros((n, 0)) if covariates is None else np.asarray(covariates, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != n:
+        raise ValueError(f"{X.shape[0]} rows of covariates for {n} changes of loss")
+    if int(bins) < 1:
+        raise ValueError(f"bins == {bins}, must be >= 1")
+    if n == 0:
+        return []
+    names, k = np.unique(kind, return_inverse=True)
+    K = len(names)
+    design = np.concatenate([np.eye(K)[k], X - X.mean(axis=0)], axis=1)
+    beta = np.linalg.lstsq(design, delta, rcond=None)[0]
+
+    cell = _cells(X, int(bins))
+    C = int(cell.max()) + 1
+    in_cell = np.bincount(cell, minlength=C).astype(np.float64)
+    rows = []
+    for j, name in enumerate(names):
+        mine = k == j
+        count = np.bincount(cell[mine], minlength=C).astype(np.float64)
+        total = np.bincount(cell[mine], weights=delta[mine], minlength=C)
+        live = count > 0
+        share = in_cell[live] / n
+        covered = float(in_cell[live].sum()) / n  # counts summed first: exactly 1 when full
+        rows.append({
+            "kind": _plain(name),
+            "visits": int(mine.sum()),
+            "mean": float(delta[mine].mean()),
+            "naive": float(beta[j]),
+            "weighted": float((share * total[live] / count[live]).sum() / share.sum()),
+            "overlap": covered,
+        })
+    return rows
+
+
+def error_decomposition(visited_kind, visited_delta_loss, visited_delta_kl,
+                        all_kind, all_delta_kl) -> list[dict]:
+    """Split the error of the raw observational mean of each kind into D_N noise and
+    selection.
+
+    Per kind (sorted by name, the kinds of the visited rows): ``visited_loss`` (the mean
+    ΔL_N over its visited rows), ``visited_kl`` (the mean exact ΔKL over the same rows),
+    ``all_kl`` (the mean exact ΔKL over all of the kind's edges: the target), ``noise`` =
+    visited_loss - visited_kl (what the finite dataset adds), ``selection`` = visited_kl -
+    all_kl (what visiting some edges rather than all adds) and ``error`` = their sum =
+    visited_loss - all_kl. A visited kind without edges in `all_kind` is an error."""
+    vk = np.asarray(visited_kind)
+    vl = np.asarray(visited_delta_loss, dtype=np.float64)
+    vd = np.asarray(visited_delta_kl, dtype=np.float64)
+    ak = np.asarray(all_kind)
+    ad = np.asarray(all_delta_kl, dtype=np.float64)
+    if not len(vk) == len(vl) == len(vd):
+        raise ValueError(f"visited rows: {len(vk)} kinds, {len(vl)} changes of L_N, "
+                         f"{len(vd)} changes of KL")
+    if len(ak) != len(ad):
+        raise ValueError(f"all edges: {len(ak)} kinds, {len(ad)} changes of KL")
+    rows = []
+    for name in np.unique(vk):
+        mine, every = vk == name, ak == name
+        if not every.any():
+            raise ValueError(f"edit kind {_plain(name)!r} was visited but has no edges among "
+                             "all edges")
+        loss, visited, target = vl[mine].mean(), vd[mine].mean(), ad[every].mean()
+        rows.append({"kind": _plain(name),
+                     "visits": int(mine.sum()), "edges": int(every.sum()),
+                     "visited_loss": float(loss), "visited_kl": float(visited),
+                     "all_kl": float(target), "noise": float(loss - visited),
+                     "selection": float(visited - target), "error": float(loss - target)})
+    return rows
+
+
+# ------------------------------------------------------------------ helpers
+def _cells(X: np.ndarray, bins: int) -> np.ndarray:
+    """Joint cell of each row after cutting each column into at most `bins` bins: ``(n,)``
+    int64 codes 0..C-1."""
+    codes = np.zeros((X.shape[0], X.shape[1]), dtype=np.int64)
+    for j in range(X.shape[1]):
+        values, inverse = np.unique(X[:, j], return_inverse=True)
+        if len(values) <= bins:
+            codes[:, j] = inverse
+        else:
+            cuts = np.unique(np.quantile(X[:, j], np.linspace(0, 1, bins + 1)[1:-1]))
+            codes[:, j] = np.searchsorted(cuts, X[:, j], side="right")
+    if X.shape[1] == 0:
+        return np.zeros(X.shape[0], dtype=np.int64)
+    return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _plain(value):
+    """A numpy scalar as the Python value (a kind name for rows and messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _share(hits: np.ndarray, mask: np.ndarray) -> float:
+    n = int(mask.sum())
+    return float(hits[mask].sum() / n) if n else float("nan")
+
+
+def _check_landscape(edges: Edges, kl) -> np.ndarray:
+    kl = np.asarray(kl, dtype=np.float64)
+    if kl.shape != (edges.num_prompts,):
+        raise ValueError(f"a landscape of shape {kl.shape}, not ({edges.num_prompts},): the "
+                         f"prompts of length 0..{edges.max_length} over {edges.vocab_size} "
+                         "symbols in canonical order")
+    return kl
+
+
+def _check_marginals(marginals) -> np.ndarray:
+    p = np.asarray(marginals, dtype=np.float64)
+    if p.ndim != 1 or len(p) < 2:
+        raise ValueError(f"symbol marginals of shape {p.shape}, must be (V,) with V >= 2")
+    if np.any(~np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
+        raise ValueError(f"symbol marginals {p.tolist()} must be probabilities summing to 1")
+    return p

@@ -1,0 +1,391 @@
+"""Exact edit effects, edit kinds, local structure, transfer and the observational estimate
+(`promptscape.edits`, issue 28), each checked against a brute force written with Python
+string operations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptscape import edits, landscape
+from promptscape import prompts as prompts_lib
+from promptscape.sources.coins import Coin
+
+
+# ------------------------------------------------------------------ brute force
+def brute_edges(max_length: int, vocab_size: int, operations=edits.OPERATIONS) -> set:
+    """Every edge as (parent, child, operation, position, symbol, replaced), by string
+    operations: per (parent, operation), the first edit giving each child in the order
+    position, then symbol."""
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    index = {p: i for i, p in enumerate(prompts)}
+    digits = "0123456789"[:vocab_size]
+    out = set()
+    for s in prompts:
+        L = len(s)
+        candidates = []  # (operation, position, symbol, replaced, child)
+        if L < max_length:
+            candidates += [("insert", i, int(v), -1, s[:i] + v + s[i:])
+                           for i in range(L + 1) for v in digits]
+        candidates += [("delete", i, int(s[i]), -1, s[:i] + s[i + 1:]) for i in range(L)]
+        candidates += [("substitute", i, int(v), int(s[i]), s[:i] + v + s[i + 1:])
+                       for i in range(L) for v in digits if v != s[i]]
+        candidates += [("swap", i, int(s[i]), int(s[i + 1]), s[:i] + s[i + 1] + s[i] + s[i + 2:])
+                       for i in range(L - 1) if s[i] != s[i + 1]]
+        seen = set()
+        for op, i, v, r, child in candidates:
+            if op in operations and (op, child) not in seen:
+                seen.add((op, child))
+                out.add((index[s], index[child], edits.OPERATIONS.index(op), i, v, r))
+    return out
+
+
+def as_set(e: edits.Edges) -> set:
+    return set(zip(*(a.tolist() for a in (e.parent, e.child, e.operation, e.position,
+                                          e.symbol, e.replaced))))
+
+
+def brute_neighbours(prompt: str, max_length: int, vocab_size: int) -> list[str]:
+    digits = "0123456789"[:vocab_size]
+    L = len(prompt)
+    out = [prompt[:i] + prompt[i + 1:] for i in range(L)]
+    out += [prompt[:i] + v + prompt[i + 1:] for i in range(L) for v in digits if v != prompt[i]]
+    out += [prompt[:i] + prompt[i + 1] + prompt[i] + prompt[i + 2:] for i in range(L - 1)]
+    if L < max_length:
+        out += [prompt[:i] + v + prompt[i:] for i in range(L + 1) for v in digits]
+    return sorted(set(out) - {prompt})
+
+
+def count_landscape(max_length: int, vocab_size: int, rng, levels: int | None = None):
+    """A KL vector that depends on symbol counts only (an exchangeable predictor): a random
+    value per count class (drawn from `levels` values where given, to make ties)."""
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    counts = prompts_lib.prompt_counts(prompts, vocab_size)
+    classes, inverse = np.unique(counts, axis=0, return_inverse=True)
+    values = (rng.integers(levels, size=len(classes)).astype(float) if levels
+              else rng.random(len(classes)))
+    return values[inverse.reshape(-1)]
+
+
+CASES = [(4, 2), (4, 3), (3, 4), (0, 2), (1, 3)]
+
+
+# ------------------------------------------------------------------ edges and ΔKL
+@pytest.mark.parametrize("max_length,vocab_size", CASES)
+def test_vectorised_edges_equal_string_brute_force(max_length, vocab_size):
+    e = edits.edit_edges(max_length, vocab_size)
+    assert as_set(e) == brute_edges(max_length, vocab_size)
+    assert len(as_set(e)) == len(e)  # no edge twice
+
+
+@pytest.mark.parametrize("operations", [("insert", "delete", "substitute"), ("swap",),
+                                        ("delete",)])
+def test_edges_of_some_operations_equal_brute_force(operations):
+    e = edits.edit_edges(4, 3, operations)
+    assert as_set(e) == brute_edges(4, 3, operations)
+
+
+def test_hill_climb_neighbourhood_is_insert_delete_substitute():
+    from promptscape import strategies
+    e = edits.edit_edges(3, 3, ("insert", "delete", "substitute"))
+    prompts = prompts_lib.all_prompts(3, 3)
+    for i, s in enumerate(prompts):
+        mine = sorted(prompts[c] for c in e.child[e.parent == i])
+        assert mine == sorted(strategies.neighbours(s, 3, 3)), s
+
+
+def test_every_pair_is_one_edge_with_its_reverse_and_edges_sorted_by_parent():
+    e = edits.edit_edges(4, 3)
+    pairs = set(zip(e.parent.tolist(), e.child.tolist()))
+    assert len(pairs) == len(e)
+    assert pairs == {(c, p) for p, c in pairs}
+    assert np.all(np.diff(e.parent) >= 0)
+
+
+@pytest.mark.parametrize("max_length,vocab_size", [(4, 2), (3, 3)])
+def test_every_edge_applied_as_a_string_gives_its_child(max_length, vocab_size):
+    e = edits.edit_edges(max_length, vocab_size)
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    for p, c, o, i, v in zip(e.parent, e.child, e.operation, e.position, e.symbol):
+        assert edits.apply_edit(prompts[p], edits.OPERATIONS[o], i, v) == prompts[c]
+
+
+def test_every_delta_kl_is_the_difference_of_the_two_prompts_kls():
+    rng = np.random.default_rng(1)
+    prompts = prompts_lib.all_prompts(4, 3)
+    kl = rng.random(len(prompts))
+    by_prompt = dict(zip(prompts, kl))
+    e = edits.edit_edges(4, 3)
+    delta = edits.delta_kl(e, kl)
+    for p, c, d in zip(e.parent, e.child, delta):
+        assert d == by_prompt[prompts[c]] - by_prompt[prompts[p]]
+
+
+def test_a_landscape_of_the_wrong_size_is_named():
+    with pytest.raises(ValueError, match=r"not \(31,\)"):
+        edits.delta_kl(edits.edit_edges(4, 2), np.zeros(30))
+
+
+def test_paired_standard_error_of_an_edge_is_that_of_the_loss_difference():
+    rng = np.random.default_rng(2)
+    e = edits.edit_edges(3, 2)
+    M = 40
+    losses = rng.random((e.num_prompts, M))
+    strata = np.repeat([0, 1], M // 2)
+    weights = np.where(strata == 0, 0.3, 0.7) / (M // 2)
+    se = edits.delta_standard_error(e, losses, weights, strata, max_bytes=8 * M * 7)
+    for j in range(len(e)):
+        ref = landscape.paired_differences(losses[[e.parent[j], e.child[j]]], 0, weights,
+                                           strata)[1][1]
+        assert se[j] == pytest.approx(ref, rel=1e-12)
+    assert np.all(edits.delta_standard_error(e) == 0)
+
+
+# ------------------------------------------------------------------ edit kinds
+def test_swaps_change_nothing_under_an_exchangeable_predictor():
+    e = edits.edit_edges(5, 3)
+    kl = count_landscape(5, 3, np.random.default_rng(3))
+    swaps = e.operation == edits.SWAP
+    assert swaps.any()
+    assert np.all(edits.delta_kl(e, kl)[swaps] == 0)
+    row = {r["kind"]: r for r in edits.summarise_kinds(e, kl, [0.2, 0.3, 0.5])}["reorders"]
+    assert row["median"] == row["iqr"] == row["share_improving"] == 0
+
+
+def test_swaps_change_kl_under_an_order_sensitive_landscape():
+    rng = np.random.default_rng(4)
+    e = edits.edit_edges(4, 2)
+    kl = rng.random(e.num_prompts)
+    assert np.all(edits.delta_kl(e, kl)[e.operation == edits.SWAP] != 0)
+
+
+def test_kinds_select_by_counts_against_string_brute_force():
+    e = edits.edit_edges(3, 3)
+    prompts = prompts_lib.all_prompts(3, 3)
+    masks = edits.kind_masks(e, [0.6, 0.3, 0.1])  # most 0, least 2
+    for j in range(len(e)):
+        before, after = prompts[e.parent[j]], prompts[e.child[j]]
+        change = {v: after.count(v) - before.count(v) for v in "012"}
+        assert masks["adds_most_probable"][j] == (change["0"] == 1)
+        assert masks["adds_least_probable"][j] == (change["2"] == 1)
+        assert masks["removes_most_probable"][j] == (change["0"] == -1)
+        assert masks["removes_least_probable"][j] == (change["2"] == -1)
+        assert masks["lengthens"][j] == (len(after) > len(before))
+        assert masks["shortens"][j] == (len(after) < len(before))
+        assert masks["reorders"][j] == (len(after) == len(before) and all(
+            x == 0 for x in change.values()))
+
+
+@pytest.mark.parametrize("marginals,missing", [
+    ([0.5, 0.5], {"adds_most_probable", "adds_least_probable", "removes_most_probable",
+                  "removes_least_probable"}),
+    ([0.5, 0.25, 0.25], {"adds_least_probable", "removes_least_probable"}),
+    ([0.4, 0.4, 0.2], {"adds_most_probable", "removes_most_probable"}),
+    ([0.3, 0.7], set()),
+])
+def test_kinds_needing_a_tied_symbol_have_no_rows_and_are_reported(marginals, missing):
+    V = len(marginals)
+    e = edits.edit_edges(3, V)
+    kl = np.random.default_rng(5).random(e.num_prompts)
+    assert set(edits.unavailable_kinds(marginals)) == missing
+    assert set(edits.kind_masks(e, marginals)) == set(edits.EDIT_KINDS) - missing
+    kinds = {r["kind"] for r in edits.summarise_kinds(e, kl, marginals)}
+    assert kinds == set(edits.EDIT_KINDS) - missing
+    for reason in edits.unavailable_kinds(marginals).values():
+        assert "tied" in reason
+
+
+def test_symbol_marginals_of_a_coin_are_one_minus_theta_and_theta():
+    assert edits.symbol_marginals(Coin(theta=0.7), 5) == pytest.approx([0.3, 0.7])
+
+
+def test_symbol_marginals_of_a_markov_chain_average_its_positions():
+    from promptscape.sources.markov import Markov
+    # P(x_t = 1) follows p_{t+1} = 0.3 + 0.5 p_t from p_1 = 0.5; the mean over T = 8 positions.
+    p, ones = 0.5, []
+    for _ in range(8):
+        ones.append(p)
+        p = 0.3 + 0.5 * p
+    marginals = edits.symbol_marginals(Markov(transition=(0.3, 0.8), initial=0.5), 8)
+    assert marginals == pytest.approx([1 - np.mean(ones), np.mean(ones)], rel=1e-12)
+
+
+def test_near_top_shares_split_the_edges_of_each_kind():
+    rng = np.random.default_rng(6)
+    e = edits.edit_edges(4, 2)
+    kl = rng.random(e.num_prompts) * 0.05
+    best = kl.min()
+    delta = edits.delta_kl(e, kl)
+    for row in edits.summarise_kinds(e, kl, [0.3, 0.7], near_top=0.01):
+        mask = edits.kind_masks(e, [0.3, 0.7])[row["kind"]]
+        top = mask & (kl[e.parent] - best <= 0.01)
+        assert row["near_top_edges"] == top.sum()
+        assert row["near_top_edges"] + row["rest_edges"] == row["edges"] == mask.sum()
+        assert row["share_improving_near_top"] == pytest.approx((delta[top] < 0).mean())
+        assert row["median"] == pytest.approx(np.median(delta[mask]))
+
+
+# ------------------------------------------------------------------ local structure
+LANDSCAPES = [
+    ("random", 4, 2), ("random", 3, 3), ("ties", 5, 2), ("ties", 3, 3), ("counts", 5, 2),
+]
+
+
+def make_landscape(kind, max_length, vocab_size, seed=7):
+    rng = np.random.default_rng(seed)
+    P = prompts_lib.num_prompts(max_length, vocab_size)
+    if kind == "random":
+        return rng.random(P)
+    if kind == "ties":  # few levels: many equal neighbours, plateaus of several prompts
+        return rng.integers(3, size=P).astype(float)
+    return count_landscape(max_length, vocab_size, rng, levels=4)
+
+
+@pytest.mark.parametrize("kind,max_length,vocab_size", LANDSCAPES)
+def test_local_optima_have_no_improving_edit_by_brute_force(kind, max_length, vocab_size):
+    kl = make_landscape(kind, max_length, vocab_size)
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    index = {p: i for i, p in enumerate(prompts)}
+    s = edits.local_structure(edits.edit_edges(max_length, vocab_size), kl)
+    for i, p in enumerate(prompts):
+        improvable = any(kl[index[q]] < kl[i] for q in brute_neighbours(p, max_length, vocab_size))
+        assert s.local_optimum[i] == (not improvable), p
+    assert np.all(s.kl_above_optimum[s.local_optimum] >= 0)
+
+
+@pytest.mark.parametrize("kind,max_length,vocab_size", LANDSCAPES)
+def test_steepest_descent_ends_at_a_local_optimum_and_basins_partition(kind, max_length,
+                                                                      vocab_size):
+    kl = make_landscape(kind, max_length, vocab_size)
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    index = {p: i for i, p in enumerate(prompts)}
+    s = edits.local_structure(edits.edit_edges(max_length, vocab_size), kl)
+    for i, p in enumerate(prompts):
+        current = i
+        while True:  # brute-force steepest descent, ties to the lowest canonical index
+            near = [index[q] for q in brute_neighbours(prompts[current], max_length, vocab_size)]
+            better = [j for j in near if kl[j] < kl[current]]
+            if not better:
+                break
+            current = min(better, key=lambda j: (kl[j], j))
+        assert s.sink[i] == current, p
+        assert s.local_optimum[current]
+    assert s.basin_size.sum() == len(prompts)
+    assert np.all(s.basin_size[~s.local_optimum] == 0)
+    assert np.all(s.basin_size[s.local_optimum] >= 1)
+
+
+@pytest.mark.parametrize("kind,max_length,vocab_size", LANDSCAPES)
+def test_plateaus_agree_with_a_union_find(kind, max_length, vocab_size):
+    kl = make_landscape(kind, max_length, vocab_size)
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    index = {p: i for i, p in enumerate(prompts)}
+    s = edits.local_structure(edits.edit_edges(max_length, vocab_size), kl)
+    root = list(range(len(prompts)))
+
+    def find(i):
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    optima = [i for i in range(len(prompts)) if s.local_optimum[i]]
+    for i in optima:
+        for q in brute_neighbours(prompts[i], max_length, vocab_size):
+            j = index[q]
+            if s.local_optimum[j] and kl[j] == kl[i]:
+                root[find(i)] = find(j)
+    groups = {}
+    for i in optima:
+        groups.setdefault(find(i), []).append(i)
+    expected = np.full(len(prompts), -1)
+    for number, members in enumerate(sorted(groups.values(), key=min)):
+        expected[members] = number
+    assert np.array_equal(s.plateau, expected)
+    if kind == "ties":
+        assert s.num_plateaus < len(optima)  # the test has plateaus of several prompts
+
+
+def test_local_structure_of_the_hill_climb_neighbourhood_ignores_swaps():
+    # "10" is worse than "01" and every other prompt is worse still: under all edits "10"
+    # improves by a swap, under hill_climb's neighbourhood it is a local optimum.
+    prompts = prompts_lib.all_prompts(2, 2)
+    kl = np.full(len(prompts), 5.0)
+    kl[prompts.index("01")], kl[prompts.index("10")] = 0.0, 1.0
+    every = edits.local_structure(edits.edit_edges(2, 2), kl)
+    climb = edits.local_structure(edits.edit_edges(2, 2, ("insert", "delete", "substitute")), kl)
+    assert not every.local_optimum[prompts.index("10")]
+    assert climb.local_optimum[prompts.index("10")]
+
+
+# ------------------------------------------------------------------ transfer
+def test_transfer_of_a_landscape_to_itself_is_zero():
+    prompts = prompts_lib.all_prompts(4, 2)
+    kl = count_landscape(4, 2, np.random.default_rng(8), levels=5)
+    optimal = landscape.classify(kl)[1]
+    assert optimal.sum() > 1
+    regret = edits.transfer_regret(prompts, optimal, prompts, kl)
+    assert (regret.mean, regret.min, regret.max) == (0, 0, 0)
+    shuffled = np.random.default_rng(9).permutation(len(prompts))
+    again = edits.transfer_regret(prompts, optimal, [prompts[i] for i in shuffled], kl[shuffled])
+    assert (again.mean, again.min, again.max) == (0, 0, 0)
+
+
+def test_transfer_regret_is_over_the_source_class_against_the_target_optimum():
+    prompts = prompts_lib.all_prompts(2, 2)  # '', 0, 1, 00, 01, 10, 11
+    target = np.array([3.0, 2.0, 1.0, 6.0, 0.5, 4.0, 5.0])
+    source_optimal = np.isin(prompts, ["00", "11"])
+    regret = edits.transfer_regret(prompts, source_optimal, prompts, target)
+    assert (regret.mean, regret.min, regret.max) == (5.0, 4.5, 5.5)
+    assert edits.baseline_regrets(prompts, target) == {"empty": 2.5, "median": 2.5}
+
+
+def test_a_prompt_missing_from_the_target_names_both_landscapes():
+    source = prompts_lib.all_prompts(3, 2)
+    target = prompts_lib.all_prompts(2, 2)
+    optimal = np.isin(source, ["011"])
+    with pytest.raises(ValueError,
+                       match=r"optimal prompts of bernmix .* landscape of betacoin: '011'"):
+        edits.transfer_regret(source, optimal, target, np.zeros(len(target)),
+                              source="bernmix", target="betacoin")
+
+
+# ------------------------------------------------------------------ observational estimate
+def test_observational_estimators_recover_a_planted_effect():
+    rng = np.random.default_rng(10)
+    n = 20000
+    effect = {"a": -0.3, "b": 0.2, "c": 0.0}
+    kind = rng.choice(list(effect), size=n)
+    x = rng.integers(0, 5, size=(n, 2)).astype(float)
+    delta = np.vectorize(effect.get)(kind) + 0.4 * (x[:, 0] - 2) + rng.normal(0, 0.1, n)
+    for row in edits.observational_estimates(kind, delta, x):
+        se = 0.1 / np.sqrt(row["visits"])
+        assert row["naive"] == pytest.approx(effect[row["kind"]], abs=6 * se + 0.02)
+        assert row["weighted"] == pytest.approx(effect[row["kind"]], abs=6 * se + 0.02)
+        assert row["overlap"] == 1
+
+
+def test_propensity_weighting_removes_a_confounding_that_biases_the_naive_fit():
+    # Kind a is frequent at x = 0, rare at x = 1, and its effect flips with x (mean 0 over
+    # x); kind b does nothing. A shared slope cannot follow a's effect across x.
+    rng = np.random.default_rng(11)
+    n = 40000
+    x = rng.integers(0, 2, size=n)
+    kind = np.where(rng.random(n) < np.where(x == 0, 0.8, 0.2), "a", "b")
+    delta = np.where(kind == "a", np.where(x == 0, -1.0, 1.0), 0.0) + rng.normal(0, 0.1, n)
+    rows = {r["kind"]: r for r in edits.observational_estimates(kind, delta, x[:, None])}
+    assert rows["a"]["weighted"] == pytest.approx(0.0, abs=0.01)
+    assert rows["b"]["weighted"] == pytest.approx(0.0, abs=0.01)
+    assert abs(rows["a"]["naive"]) > 0.2  # about -0.3
+    assert abs(rows["a"]["mean"]) > 0.5  # about -0.6
+
+
+def test_error_decomposition_splits_noise_and_selection():
+    rows = edits.error_decomposition(
+        ["a", "a", "b"], [1.0, 3.0, -1.0], [0.5, 1.5, -2.0],
+        ["a", "a", "a", "b", "b"], [0.5, 1.5, -2.0, -2.0, 0.0])
+    a, b = rows
+    assert (a["noise"], a["selection"], a["error"]) == (1.0, 1.0, 2.0)
+    assert (b["noise"], b["selection"], b["error"]) == (1.0, -1.0, 0.0)
+    with pytest.raises(ValueError, match="'c' was visited"):
+        edits.error_decomposition(["c"], [0.0], [0.0], ["a"], [0.0])
