@@ -103,6 +103,20 @@ class Markov(BinarySource):
         probs = task.iid_distribution()
         return False if probs is None else self.supports(tuple(probs))
 
+    def entropy(self, length):
+        """H(x_1) + sum over t >= 2 of E h(p(1 | x_{t-1})): the binary entropy of the first
+        symbol and of each transition, weighted by the law of the symbol before it."""
+        def h(p):
+            return -(p * np.log(p) + (1 - p) * np.log1p(-p))
+
+        p10, p11 = self.transition
+        total, ones = 0.0, self.initial  # P(x_t = 1)
+        for t in range(int(length)):
+            total += h(self.initial) if t == 0 else (1 - ones) * h(p10) + ones * h(p11)
+            if t:
+                ones = (1 - ones) * p10 + ones * p11
+        return float(total)
+
     def _sample(self, n, length, rng):
         out = np.empty((n, length), dtype=np.uint8)
         if length:
