@@ -52,6 +52,7 @@ comparisons with the best); the other prompts are dense-ranked from 1 by their e
 
 from __future__ import annotations
 
+import math
 from statistics import NormalDist
 
 import numpy as np
@@ -67,6 +68,20 @@ DEFAULT_ENUMERATION_BUDGET = 2 ** 27
 # Every stratum of a stratified evaluation set gets at least this many sequences (two, so
 # that its within-stratum variance can be estimated).
 MIN_PER_STRATUM = 2
+# A plain (unstratified) evaluation set, that of a task whose distribution of no statistic is
+# known exactly, holds at least this many draws (`experiments.<e>.evaluation_size`, checked
+# at parse). Its estimates are means with a standard error read against the normal: from 30
+# draws the 97.5% t quantile is 2.045 against 1.96 (a nominal 95% interval covers at least
+# 94% for normal per-sequence values) and the standard error's own relative error is about
+# 1 / sqrt(2 (M - 1)) = 13%; below that neither the interval nor the error bar means what it
+# says (docs/science.md, "Small evaluation sets").
+MIN_EVALUATION_DRAWS = 30
+# ... and at least this many distinct sequences: a standard error from draws that are all
+# one sequence is 0 without evidence (`draw_evaluation` refuses such a set).
+MIN_DISTINCT_SEQUENCES = 2
+# The task's entropy H_T is computed exactly by enumerating its V^T sequences when there are
+# at most this many (`task_entropy`), whatever the enumeration budget of the losses.
+ENTROPY_MAX_SEQUENCES = 1 << 20
 
 # Exact values: prompts within this relative distance of the optimum's loss are tied. The
 # same tolerance decides when two estimates are equal (floating-point noise, not evidence).
@@ -132,6 +147,29 @@ def theoretical_losses(predictor, prompts, task, task_length, method, enumerated
     """
     table, p, log_p = loss_table(predictor, prompts, task, task_length, method, enumerated)
     return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
+
+
+def task_entropy(task: Source, task_length: int,
+                 max_sequences: int = ENTROPY_MAX_SEQUENCES) -> float | None:
+    """The task's exact entropy H_T over `task_length` symbols (nats), or None where no
+    exact route is feasible: the count classes of an exchangeable task (H_T = -sum_c P(c)
+    log P(one sequence with counts c), at most `max_sequences` count vectors), the kind's
+    closed form (`Source.entropy`), else the enumeration of all V^T sequences when there are
+    at most `max_sequences` of them. A Monte Carlo landscape reports this H_T in its
+    entropy column and estimates KL by the paired mean of l(s, x) + log P_task(x), whose
+    error is smaller than that of L(s) - H_T."""
+    T, V = int(task_length), task.vocab_size
+    if task.exchangeable and math.comb(T + V - 1, V - 1) <= max_sequences:
+        counts = compositions(T, V)
+        log_pc = task.count_log_probabilities(T)
+        return -float(np.exp(log_pc) @ task.log_marginal(counts))
+    closed = task.entropy(T)
+    if closed is not None:
+        return float(closed)
+    if prompts_lib.can_encode(T, V) and V ** T <= max_sequences:
+        log_p = task.log_prob(prompts_lib.enumerate_sequences(T, V))
+        return -float(np.exp(log_p) @ log_p)
+    return None
 
 
 def first_symbol_prediction(predictor: Predictor, prompts: list[str],
@@ -203,6 +241,13 @@ def draw_evaluation(task: Source, task_length: int, size: int, rng: np.random.Ge
     strata = evaluation_strata(task, T)
     if strata is None:
         seqs = task.sample(size, T, rng)
+        distinct = len(np.unique(seqs, axis=0))
+        if distinct < MIN_DISTINCT_SEQUENCES and T > 0:
+            raise ValueError(
+                f"the evaluation set drew {distinct} distinct sequence in {size} draws of "
+                f"{task.describe()} over T = {T}: every standard error from it would be 0 "
+                f"without evidence; raise evaluation_size (at least "
+                f"{MIN_DISTINCT_SEQUENCES} distinct sequences are needed)")
         return seqs, np.zeros(size, dtype=np.int64), np.full(size, 1.0 / size)
     sizes = allocate(strata, size)
     stratum = np.repeat(np.arange(len(strata)), sizes)

@@ -682,9 +682,10 @@ def test_in_meta_distribution_follows_the_priors_support():
     rows = src(kind="categorical_mixture", probs=[[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
     assert in_meta_distribution(rows, src(kind="categorical", probs=[0.1, 0.1, 0.8])) is True
     assert in_meta_distribution(rows, src(kind="categorical", probs=[0.1, 0.8, 0.1])) is False
-    # Switching says nothing: the config's label is taken as given.
+    # Switching holds the coins that never switch (issue 26: once taken as given).
     switching = src(kind="switching", thetas=[0.2, 0.7], switch_prob=0.05)
-    assert in_meta_distribution(switching, src(kind="coin", theta=0.5)) is None
+    assert in_meta_distribution(switching, src(kind="coin", theta=0.5)) is False
+    assert in_meta_distribution(switching, src(kind="coin", theta=0.7)) is True
 
 
 def test_markov_beta_prompts_act_only_through_their_transition_class():

@@ -261,10 +261,12 @@ def test_the_support_is_the_topics_convex_hull():
     assert src.supports((0.7, 0.2, 0.1)) is True  # a topic itself
     assert src.supports((0.2, 0.6, 0.2)) is False  # off the segment
     assert src.supports((0.8, 0.2, 1e-9)) is False  # on its line, beyond topic 0
-    # Four topics over three symbols are affinely dependent: the kind does not say.
+    # Four topics over three symbols are affinely dependent: a linear programme decides
+    # (issue 26: once None, the label taken as given).
     many = make([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.4, 0.3, 0.3]],
                 [1.0] * 4)
-    assert many.supports((0.3, 0.4, 0.3)) is None
+    assert many.supports((0.3, 0.4, 0.3)) is True
+    assert many.supports((0.1, 0.8, 0.1)) is False
 
 
 # ------------------------------------------------------------------ config

@@ -457,9 +457,18 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
         raise ConfigError(f"{where}.strategies names gradient, but every predictor of "
                           f"{where}.predictors {exp['predictors']} is the exact Bayes "
                           "predictor, which has no gradient: add a network or drop gradient")
-    from promptscape.landscape import MIN_PER_STRATUM
+    from promptscape.landscape import MIN_EVALUATION_DRAWS, MIN_PER_STRATUM
 
     import math
+
+    plain = [t.name for t in tasks if not t.source.exchangeable]
+    if plain and exp["evaluation_size"] < MIN_EVALUATION_DRAWS:
+        raise ConfigError(f"{where}.evaluation_size == {exp['evaluation_size']}, must be >= "
+                          f"{MIN_EVALUATION_DRAWS}: the evaluation set of task "
+                          f"{plain[0]!r} (not exchangeable) is drawn plainly, and a mean's "
+                          f"standard error needs at least {MIN_EVALUATION_DRAWS} draws to be "
+                          "read against the normal (docs/science.md, \"Small evaluation "
+                          "sets\")")
 
     classes = math.comb(exp["task_length"] + pretraining.vocab_size - 1,
                         pretraining.vocab_size - 1)

@@ -552,7 +552,9 @@ ARTIFACTS = {a.name: a for a in [
         "{experiment}/prediction/{predictor}/r{replicate}/{task}.parquet",
         "The predicted proportion correct of exhaustive search at every N of one (predictor, "
         "task) of an experiment (promptscape.theory), with the task's variance "
-        "decomposition; the experiment's reliability_prediction adds the measured values.",
+        "decomposition; the experiment's reliability_prediction adds the measured values. "
+        "Where the outcomes are the evaluation_set, the exact sum's method reads plug_in: "
+        "exact for the evaluation set's empirical law, an estimate for the task.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, *_PREDICTION),
         ("predictor", "replicate", "experiment", "task", "N")),
     Artifact(

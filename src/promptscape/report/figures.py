@@ -687,6 +687,24 @@ def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, 
 
 # Dataset sizes whose resolution line the variance plane draws.
 RESOLUTION_SIZES = (1, 10, 100, 1000)
+# What the variance plane says when no (experiment, predictor, task) has a point: every
+# landscape is flat (all its prompts in S*: max_prompt_length 0, or a prior that no prompt
+# moves), or no rival differs from S*'s best on any sequence.
+NO_VARIANCE_PLANE = [
+    "Nothing to plot: no (experiment, predictor, task) has a prompt outside the optimal",
+    "class S* with a positive KL gap and paired sd (every landscape is flat: a single",
+    "prompt, max_prompt_length 0, or a predictor that no prompt changes), so search",
+    "cannot choose wrongly and there is no gap to resolve."]
+
+
+def nothing_to_plot(lines: list[str], width: int, height: int, style: dict) -> alt.Chart:
+    """A panel of the figure's size that says, in `lines`, why it has nothing to plot: a
+    figure whose inputs hold no point is drawn and says so, never a failed job."""
+    text = pd.DataFrame({"line": lines, "y": range(len(lines))})
+    return alt.Chart(text).mark_text(
+        align="center", baseline="middle", fontSize=style["font_size"], color="#555").encode(
+        text="line:N", y=alt.Y("y:O", axis=None),
+    ).properties(width=width, height=height)
 
 
 def variance_plane_chart(pred: pd.DataFrame, *, style, title) -> alt.Chart:
@@ -710,7 +728,8 @@ def variance_plane_chart(pred: pd.DataFrame, *, style, title) -> alt.Chart:
                         "predicted_proportion_correct", "first_n_half", "first_n_ninety"]]
     width, height = int(2.5 * style["panel_width"]), int(2.5 * style["panel_height"])
     if data.empty:
-        raise ValueError("the variance plane needs a row with a positive gap and paired_sd")
+        return _configure(nothing_to_plot(NO_VARIANCE_PLANE, width, height, style), style,
+                          title)
     low, high = float(data["gap"].min()) / 1.5, float(data["gap"].max()) * 1.5
     lines = pd.DataFrame([{"N": n, "label": f"N = {n}", "end": end, "gap": x,
                            "paired_sd": x * np.sqrt(n) / 2}

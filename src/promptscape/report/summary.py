@@ -309,6 +309,9 @@ def prediction_lines(study: config_lib.Study, exp: config_lib.Experiment) -> lis
         inside = ", ".join(
             f"{int(part['inside_interval'].sum())}/{len(part)}" if len(part) else "-"
             for part in (sub[sub["method"] == m] for m in ("exact", "normal")))
+        plug_in = sub[sub["method"] == "plug_in"]  # exact over the evaluation set only
+        if len(plug_in):
+            inside += f" (plug-in {int(plug_in['inside_interval'].sum())}/{len(plug_in)})"
         miss = (sub["predicted_proportion_correct"] - sub["measured_proportion_correct"]).abs()
         worst = sub.loc[miss.idxmax()]
         out.append(f"| {task} | {predictor} | {shown(first['gap'])} | "

@@ -139,6 +139,11 @@ class Source:
             return False if self.exchangeable and says else None
         return self.supports(tuple(probs))
 
+    def entropy(self, length: int) -> float | None:
+        """The exact entropy (nats) of `length` symbols in closed form, or None where the
+        kind states none (`landscape.task_entropy` then counts or enumerates)."""
+        return None
+
     def describe(self) -> str:
         """Short human-readable form such as ``coin_mixture(thetas=[0.2, 0.7])``."""
         fields = ", ".join(

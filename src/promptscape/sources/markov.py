@@ -69,6 +69,10 @@ class Markov(BinarySource):
     Parameters: ``transition``, the two probabilities of a 1 after a 0 and after a 1, each
     in (0, 1); ``initial`` (default 0.5), the probability that the first symbol is 1. A chain
     with p(1 | 0) = p(1 | 1) = initial is the coin of that bias.
+
+    As a prior its meta-distribution is this one chain: a task is in it when it is the same
+    chain (equal ``transition`` and ``initial``), or the coin that chain is when
+    p(1 | 0) = p(1 | 1) = initial; any other task is outside it.
     """
 
     kind = "markov"
@@ -91,6 +95,27 @@ class Markov(BinarySource):
     def supports(self, probs):
         return same_distribution(probs, (1.0 - self.initial, self.initial)) and (
             self.transition[0] == self.transition[1] == self.initial)
+
+    def supports_task(self, task) -> bool:
+        if isinstance(task, Markov):
+            return same_distribution((task.initial, *task.transition),
+                                     (self.initial, *self.transition))
+        probs = task.iid_distribution()
+        return False if probs is None else self.supports(tuple(probs))
+
+    def entropy(self, length):
+        """H(x_1) + sum over t >= 2 of E h(p(1 | x_{t-1})): the binary entropy of the first
+        symbol and of each transition, weighted by the law of the symbol before it."""
+        def h(p):
+            return -(p * np.log(p) + (1 - p) * np.log1p(-p))
+
+        p10, p11 = self.transition
+        total, ones = 0.0, self.initial  # P(x_t = 1)
+        for t in range(int(length)):
+            total += h(self.initial) if t == 0 else (1 - ones) * h(p10) + ones * h(p11)
+            if t:
+                ones = (1 - ones) * p10 + ones * p11
+        return float(total)
 
     def _sample(self, n, length, rng):
         out = np.empty((n, length), dtype=np.uint8)

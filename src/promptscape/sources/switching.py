@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 
 from promptscape import validation
-from promptscape.sources.base import BinarySource, register, validate_coins
+from promptscape.sources.base import (BinarySource, register, same_distribution,
+                                      validate_coins)
 
 
 @register
@@ -32,6 +33,13 @@ class Switching(BinarySource):
     sequence from ``switch_probs`` with ``switch_weights`` (equal by default); exactly one
     of ``switch_prob`` and ``switch_probs``. Exact Bayes: the forward algorithm over the
     pairs (coin, rate).
+
+    A task is in the meta-distribution when it is a coin (or a binary categorical) whose
+    bias is one of ``thetas``: the source that never switches away from that coin, a path
+    of positive prior probability whatever the rate. Any other task is outside it: a coin
+    of another bias, and a task that is not i.i.d. (a Markov chain, a mixture, a switching
+    source, this one included), which is a distribution over the prior's members rather
+    than one of them (as a mixture task is under an exchangeable prior).
     """
 
     kind = "switching"
@@ -61,6 +69,14 @@ class Switching(BinarySource):
         weights = validation.check_weights(weights, "switching.switch_weights", len(rates))
         object.__setattr__(self, "switch_probs", rates)
         object.__setattr__(self, "switch_weights", weights)
+
+    def supports(self, probs):
+        return len(probs) == 2 and any(same_distribution(probs, (1.0 - theta, theta))
+                                       for theta in self.thetas)
+
+    def supports_task(self, task) -> bool:
+        probs = task.iid_distribution()
+        return False if probs is None else self.supports(tuple(probs))
 
     @property
     def rates(self) -> tuple[np.ndarray, np.ndarray]:

@@ -24,8 +24,8 @@ from promptscape.sources.base import Source, compositions, register, row_index
 from promptscape.sources.categorical import draw_symbols
 
 _ROW_SUM_ATOL = 1e-9  # each topic sums to 1 within this
-# A task lies in the topics' convex hull when the affine least-squares fit reproduces it to
-# within this, with no weight below -this.
+# A task lies in the topics' convex hull when the nearest point of the hull is within this
+# L1 distance of it (`TopicMixture.hull_distance`, a linear programme).
 HULL_TOLERANCE = 1e-9
 # The dense route (`TopicMixture._extend_levels`) is taken while the count vectors of every
 # length up to the longest asked for, times their topic-count states, are at most this many;
@@ -44,6 +44,10 @@ class TopicMixture(Source):
     source is exchangeable: a prior over theta supported on the convex hull of the topics
     (a (K-1)-dimensional polytope inside the simplex, unlike any Dirichlet over theta, which
     covers the whole simplex). K = 1 is i.i.d. categorical(topics[0]).
+
+    A task is in the meta-distribution when it is i.i.d. categorical(theta) with theta in
+    that hull, decided by a linear programme (`hull_distance`) whether or not the topics are
+    affinely independent; a task that is not i.i.d. (a mixture) is outside it.
 
     Exact marginal of one particular sequence with symbol counts c (n symbols), by a
     dynamic programme over topic-count vectors m (how many symbols each topic emitted so
@@ -119,18 +123,34 @@ class TopicMixture(Source):
 
     # ------------------------------------------------------------------ support
     def supports(self, probs):
-        """Whether `probs` lies in the topics' convex hull; None where the topics are
-        affinely dependent (an affine fit cannot place a point uniquely)."""
-        topics = np.asarray(self.topics)  # (K, V)
-        if len(probs) != topics.shape[1]:
+        """Whether `probs` lies in the topics' convex hull: whether some weights w >= 0 with
+        sum 1 give sum_k w_k topics[k] = probs. Decided by a linear programme that finds
+        the weights nearest to it (least L1 residual |topics^T w - probs|_1 over the
+        simplex; `hull_distance`), so it holds whether or not the topics are affinely
+        independent (K > V topics always are dependent, and an affine fit then cannot place
+        a point uniquely)."""
+        if len(probs) != len(self.topics[0]):
             return False
-        system = np.vstack([topics.T, np.ones(len(topics))])  # (V + 1, K)
-        if np.linalg.matrix_rank(system) < len(topics):
-            return None
-        target = np.append(np.asarray(probs, dtype=float), 1.0)
-        w = np.linalg.lstsq(system, target, rcond=None)[0]
-        fits = np.abs(system @ w - target).max() <= HULL_TOLERANCE
-        return bool(fits and w.min() >= -HULL_TOLERANCE)
+        return bool(self.hull_distance(probs) <= HULL_TOLERANCE)
+
+    def hull_distance(self, probs) -> float:
+        """The least L1 distance from `probs` to a point of the topics' convex hull: the
+        linear programme min sum(r+ + r-) over w >= 0, r+ >= 0, r- >= 0 with
+        topics^T w + r+ - r- = probs and sum(w) = 1 (always feasible)."""
+        from scipy.optimize import linprog
+
+        topics = np.asarray(self.topics)  # (K, V)
+        K, V = topics.shape
+        eye = np.eye(V)
+        a_eq = np.block([[topics.T, eye, -eye],
+                         [np.ones((1, K)), np.zeros((1, 2 * V))]])  # (V + 1, K + 2V)
+        b_eq = np.append(np.asarray(probs, dtype=float), 1.0)
+        cost = np.concatenate([np.zeros(K), np.ones(2 * V)])
+        result = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        if result.status != 0:
+            raise RuntimeError(f"topic_mixture: the hull membership programme failed: "
+                               f"{result.message}")
+        return float(result.fun)
 
     def count_moments(self, length):
         alpha = np.asarray(self.alpha)

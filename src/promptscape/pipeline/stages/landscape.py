@@ -45,6 +45,10 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
     mc = landscape.evaluation_kl(table, index, task_log_prob, weights, strata)
     if method == "monte_carlo":
         loss, loss_se, kl, kl_se, entropy = mc
+        # KL stays the paired estimate (smaller errors than L(s) - H_T); the entropy
+        # column is the task's exact H_T wherever a closed form or an enumeration gives it.
+        exact_entropy = landscape.task_entropy(task_source, task_length)
+        entropy = entropy if exact_entropy is None else exact_entropy
         eval_losses = table[:, index]  # (C, M), paired across prompts
         ranks, optimal, resolved = landscape.classify(loss, eval_losses, weights=weights,
                                                       strata=strata, comparisons=len(prompts))

@@ -17,6 +17,9 @@ from promptscape.pipeline.stages.common import load_predictor, vocab_size
 
 log = logging.getLogger("promptscape")
 
+# The prediction's method where the exact multinomial sum ran over the evaluation set
+# (outcomes evaluation_set): exact for the plug-in law, not for the task.
+PLUG_IN = "plug_in"
 # The outcomes the dataset's frequencies are over, by landscape method.
 OUTCOMES = {"exact_counts": "count_values", "exact_enumeration": "sequences",
             "monte_carlo": "evaluation_set"}
@@ -73,6 +76,11 @@ def predict_reliability(*, landscape_path: str, evaluation: str, output: str, pr
     classes, class_optimal, _ = theory.collapse(losses, optimal)
     classes, merged = theory.collapse_outcomes(classes, p)
     parts = theory.decomposition(classes, merged, class_optimal, reference_N=reference_N)
+    if method == "monte_carlo":
+        # The multinomial sum ran over the evaluation set's empirical law, a plug-in for the
+        # task: exact for that stand-in, not for the task.
+        for row in rows:
+            row["method"] = PLUG_IN if row["method"] == "exact" else row["method"]
     predicted = [row["predicted"] for row in rows]
     exact_up_to = max((row["N"] for row in rows if row["method"] == "exact"), default=None)
     log.info("%s %s %s: %d classes (%d optimal) over %d %s; exact up to N = %s; gap %.3g "

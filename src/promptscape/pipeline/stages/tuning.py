@@ -202,6 +202,8 @@ class _scorer:
             self.weights = frame["weight"].to_numpy()
             self.strata = frame["stratum"].to_numpy()
         self.log_p = log_p
+        # The landscape's entropy column: the task's exact H_T wherever it is known.
+        self.entropy = landscape.task_entropy(task, T)
         self.tensor = torch.as_tensor(self.seqs, device=device).long()
 
     def _kl(self, losses: np.ndarray):
@@ -211,7 +213,7 @@ class _scorer:
             return kl, np.zeros(len(kl)), -float(self.weights @ self.log_p)
         _, _, kl, kl_se, entropy = landscape.monte_carlo_kl(losses, self.log_p, self.weights,
                                                             self.strata)
-        return kl, kl_se, entropy
+        return kl, kl_se, entropy if self.entropy is None else self.entropy
 
     def prompts(self, prompts: list[str]):
         """(kl, kl_se, method, entropy) of hard prompts, scored as the landscape does."""
