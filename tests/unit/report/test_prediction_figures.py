@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from promptscape.report import figures
+from chart_helpers import layers
 
 STYLE = {"panel_width": 200, "panel_height": 170, "png_scale": 1, "font_size": 12,
          "predictor_colors": {"bayes": "#1b1b1b", "lstm": "#d95f02", "transformer": "#7570b3"}}
@@ -91,19 +92,6 @@ def posterior_frames(predictors=("bayes", "lstm")):
     eff = pd.DataFrame(eff)
     eff["optimal_upto_kl"] = eff["optimal_upto_kl"].astype("Float64")
     return {"landscape": pd.DataFrame(land), "efficiency": eff}
-
-
-def layers(spec):
-    """Every layer of a chart's spec (nested layers, facets and concatenations walked)."""
-    found = []
-    if "mark" in spec:
-        found.append(spec)
-    for key in ("layer", "hconcat", "vconcat", "concat"):
-        for child in spec.get(key, []):
-            found += layers(child)
-    if "spec" in spec:
-        found += layers(spec["spec"])
-    return found
 
 
 def encoded_fields(layer):

@@ -14,6 +14,7 @@ from promptscape.pipeline import tables
 from promptscape.report import figures
 from promptscape.report.aggregate import wilson_interval
 from promptscape.pipeline.stages import figures as figures_stage
+from chart_helpers import layers
 
 STYLE = {"panel_width": 200, "panel_height": 170, "png_scale": 1, "font_size": 12,
          "predictor_colors": {"bayes": "#1b1b1b", "lstm": "#d95f02", "transformer": "#7570b3"}}
@@ -92,19 +93,6 @@ def chart(frame, **kwargs):
     return figures.strategies_chart(frame, **{**dict(tasks=TASKS, imd=IMD,
                                                      predictors=PREDICTORS, style=STYLE,
                                                      title=TITLE), **kwargs})
-
-
-def layers(spec):
-    """Every layer of a chart's spec (nested layers, facets and concatenations walked)."""
-    found = []
-    if "mark" in spec:
-        found.append(spec)
-    for key in ("layer", "hconcat", "vconcat", "concat"):
-        for child in spec.get(key, []):
-            found += layers(child)
-    if "spec" in spec:
-        found += layers(spec["spec"])
-    return found
 
 
 def mark(layer):
