@@ -360,7 +360,7 @@ def regret_table(study: config_lib.Study) -> str:
         name = f"{predictor} (replicate {r})" if replicated else predictor
         rows.append(f"| {source} | {name} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "
-                    f"{int(curve['step'].max()) + 1} |")
+                    f"{len(curve)} |")  # 0 for an untrained network (pretrained: false)
     if not rows:
         return ""
     return "\n".join(["| pretraining source | network | mean per-symbol regret vs Bayes (nats) | "
