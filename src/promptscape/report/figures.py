@@ -862,7 +862,8 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
     """Tuned KL (log axis) against N (log axis): per tuner its median over seeds (line) and
     interquartile band at its largest step budget; the exact hard optimum at L_max as a
     horizontal rule and the searched hard prompt's median as a dashed line. A column per
-    task, a row per tuned network (and replicate)."""
+    task, a row per tuned network (and replicate). Every layer reads the facet's data and
+    keeps its rows by a filter, so each panel shows its own (network, task) only."""
     data = frame.copy()
     last = data.groupby("tuner")["tuning_steps"].transform("max")
     data = data[data["tuning_steps"] == last].copy()
@@ -871,20 +872,21 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
         data["replicate"] > 0, " r" + data["replicate"].astype(str), "")
     for column in ("kl_median", "kl_q25", "kl_q75"):
         data[f"{column}_plot"] = np.maximum(data[column].astype(float), KL_FLOOR)
-    references = data[data["tuner"].isin(list(TUNING_REFERENCES))].copy()
-    references["reference"] = references["tuner"].map(TUNING_REFERENCES)
-    tuned = data[~data["tuner"].isin(list(TUNING_REFERENCES))]
-    tuner_order = list(dict.fromkeys(tuned["tuner"]))
+    data["reference"] = data["tuner"].map(TUNING_REFERENCES)  # null for the tuners
+    tuner_order = list(dict.fromkeys(data.loc[data["reference"].isna(), "tuner"]))
     y_title = "KL(task ‖ tuned), nats"
-    y = alt.Y("kl_median_plot:Q", scale=alt.Scale(type="log"), title=y_title)
-    color = alt.Color("tuner:N", sort=tuner_order, title="tuner (at its last step budget)",
+    scale = alt.Scale(type="log")
+    y = alt.Y("kl_median_plot:Q", scale=scale, title=y_title)
+    color = alt.Color("tuner:N", sort=tuner_order, scale=alt.Scale(domain=tuner_order),
+                      title="tuner (at its last step budget)",
                       legend=alt.Legend(symbolType="stroke", symbolOpacity=1,
                                         symbolStrokeWidth=3))
     x = _n_axis(data)
-    band = alt.Chart(tuned).mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("kl_q25_plot:Q", scale=alt.Scale(type="log"), title=y_title),
-        y2="kl_q75_plot:Q", color=color)
-    lines = alt.Chart(tuned).mark_line(point=True, strokeWidth=2).encode(
+    tuned = alt.Chart().transform_filter("!isValid(datum.reference)")
+    band = tuned.mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("kl_q25_plot:Q", scale=scale, title=y_title), y2="kl_q75_plot:Q",
+        color=color)
+    lines = tuned.mark_line(point=True, strokeWidth=2).encode(
         x=x, y=y, color=color,
         tooltip=["network", "task", "N", "tuner", "tuning_steps",
                  alt.Tooltip("kl_median:Q", format=".3e"), alt.Tooltip("kl_q25:Q", format=".3e"),
@@ -896,7 +898,8 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
                           scale=alt.Scale(domain=list(TUNING_REFERENCES.values()),
                                           range=[[1, 0], [6, 3]]),
                           legend=alt.Legend(labelLimit=400, symbolType="stroke"))
-    rules = alt.Chart(references).mark_line(color="black", strokeWidth=1.5).encode(
+    rules = alt.Chart().transform_filter("isValid(datum.reference)").mark_line(
+        color="black", strokeWidth=1.5).encode(
         x=x, y=y, strokeDash=dash,
         tooltip=["network", "task", "N", "reference", alt.Tooltip("kl_median:Q", format=".3e")])
     layered = alt.layer(band, lines, rules).properties(
