@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -292,3 +294,16 @@ def test_replicates_train_new_networks_beside_replicate_zero(neural_run, tmp_pat
     assert not torch.equal(weights[0][first], weights[1][first])  # independent initialisations
     assert (results / "bernmix" / "figures" / "replicates.png").stat().st_size > 1000
     assert planned_jobs(run, configfile) == {}
+
+
+def test_no_tuner_reads_a_landscape_or_an_evaluation_set_on_the_rule_graph(tmp_path):
+    """Tuning trains on D_N alone: in the neural scenario (all 2^T sequences enumerated) the
+    rules tune_network reads from are the network's training, the datasets and the search,
+    never compute_landscape nor simulate_evaluation (the scoring enumerates)."""
+    proc = snakemake(tmp_path, NEURAL, "--rulegraph")
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', proc.stdout))
+    parents = {labels[a] for a, b in re.findall(r"(\d+) -> (\d+)", proc.stdout)
+               if labels[b] == "tune_network"}
+    assert parents == {"train_predictor", "simulate_tasks", "search_prompts"}
+    assert "tune_network" in {labels[a] for a, b in re.findall(r"(\d+) -> (\d+)", proc.stdout)
+                              if labels[b] == "aggregate_tuning"}
