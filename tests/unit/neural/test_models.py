@@ -12,7 +12,7 @@ from promptscape import predictors, prompts, seeding, validation
 from promptscape.neural import base, checkpoints, families, scoring, trainer
 from promptscape.sources import build_source
 
-from network_helpers import TINY_NETWORKS
+from network_helpers import TINY_NETWORKS, scramble
 
 FAMILIES = families.NEURAL_FAMILIES
 BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
@@ -30,10 +30,7 @@ def scrambled_predictor(family, **config_overrides):
     every comparison below pass trivially)."""
     config = tiny_config(family, **config_overrides)
     model = base.build_model(config, 2)
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
+    scramble(model)
     return scoring.NeuralPredictor(model, config)
 
 

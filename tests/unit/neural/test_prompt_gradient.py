@@ -8,7 +8,7 @@ import torch
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring
 
-from network_helpers import TINY_NETWORKS
+from network_helpers import TINY_NETWORKS, scramble
 
 FAMILIES = families.NEURAL_FAMILIES
 N, T = 7, 5
@@ -19,10 +19,7 @@ def scrambled_predictor(family, V):
     config = families.PredictorConfig(family=family, **TINY_NETWORKS[family], steps=12,
                                       batch_size=8, sequence_length=16, warmup_steps=2)
     model = base.build_model(config, V)
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
+    scramble(model)
     return scoring.NeuralPredictor(model, config)
 
 

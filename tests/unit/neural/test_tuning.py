@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from network_helpers import TINY_NETWORKS
+from network_helpers import TINY_NETWORKS, scramble
 
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring, tuners, tuning
@@ -22,10 +22,7 @@ def scrambled(family, vocab_size=V):
     config = families.PredictorConfig(family=family, **TINY[family], steps=12, batch_size=8,
                                       sequence_length=16, warmup_steps=2)
     model = base.build_model(config, vocab_size)
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
+    scramble(model)
     return model.eval()
 
 
