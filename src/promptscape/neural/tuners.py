@@ -66,6 +66,14 @@ FLOAT32_RESOLUTION = 1e-5
 # The most (sequence, position) tokens of seeds trained side by side in one step (the
 # activations a backward pass holds: about 1 GB for a default Transformer).
 BATCH_TOKENS = 1 << 18
+
+
+def seeds_side_by_side(seeds: int, sequences: float, tokens_per_sequence: int) -> int:
+    """How many prompt-space seeds train in one step: as many as fit `BATCH_TOKENS` when each
+    holds `sequences` (the longest D_N, the others padded to it) of `tokens_per_sequence`
+    tokens; at least 1, at most `seeds`. The stage groups by it and the plan sizes by it."""
+    width = max(1, int(sequences) * tokens_per_sequence)
+    return max(1, min(seeds, BATCH_TOKENS // width))
 # Settings every tuner has (tuning.<key>), with their defaults.
 SHARED = {"steps": 200, "learning_rate": 0.01}
 

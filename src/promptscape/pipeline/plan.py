@@ -571,7 +571,7 @@ def _tuning(study, rule: str, w: dict) -> Job:
     S = int(w["last"]) - int(w["first"]) + 1
     U = min(int(w["N"]), num_sequences(exp))
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
-    group = max(1, min(S, tuners.BATCH_TOKENS // max(1, U * (T + K))))
+    group = tuners.seeds_side_by_side(S, U, T + K)
     train = 3 * group * U * (T + K) * token_bytes
     score = S * min(B * (T + K), families.MAX_TOKENS) * token_bytes + S * B * F64
     trained, scored = _tuning_tokens(study, w)

@@ -56,7 +56,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
     own_distinct = (weights > 0).sum(axis=1)  # U_s: what one step of seed s evaluates
 
     shat = _searched(search_file, predictor, replicate, experiment, task_name, N, seeds)
-    score = _scorer(pred, task_source, T, V, max_prompt_length, enumeration_budget, evaluation,
+    score = _Scorer(pred, task_source, T, V, max_prompt_length, enumeration_budget, evaluation,
                     torch_device)
     shat_kl, shat_se, method, entropy = score.prompts(shat["prompt"])
     K = tuning["prompt_length"]
@@ -148,8 +148,7 @@ def _groups(space: str, own_distinct: np.ndarray, tokens_per_sequence: int) -> l
     S = len(own_distinct)
     if space == tuners_lib.WEIGHTS:
         return [[s] for s in range(S)]
-    width = int(own_distinct.max()) * tokens_per_sequence
-    size = max(1, tuners_lib.BATCH_TOKENS // max(1, width))
+    size = tuners_lib.seeds_side_by_side(S, own_distinct.max(), tokens_per_sequence)
     return [list(range(a, min(a + size, S))) for a in range(0, S, size)]
 
 
@@ -180,7 +179,7 @@ def _initial_prompts(pred, data, K, V, init, enumeration_budget, *, identity, se
     return prompts_lib.to_arrays([candidates[i] for i in chosen], K).astype(np.int64)
 
 
-class _scorer:
+class _Scorer:
     """KL(task || q) by the landscape's rule for a network: exact over all V^T sequences where
     the landscape enumerates them, else the evaluation set's stratified estimate."""
 
