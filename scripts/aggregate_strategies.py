@@ -1,11 +1,11 @@
 """Snakemake entry point of rule aggregate_strategies."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages import aggregate
 
-logs.setup(snakemake.log[0])
-aggregate.aggregate_strategies(
-    runs=list(snakemake.input.runs),
-    output=snakemake.output.strategies,
-    in_meta_distribution=snakemake.params.imd,
-    expected=snakemake.params.expected,
-)
+with identity.job(snakemake) as args:
+    aggregate.aggregate_strategies(
+        runs=list(snakemake.input.runs),
+        output=snakemake.output.strategies,
+        in_meta_distribution=args["in_meta_distribution"],
+        expected=args["expected"],
+    )

@@ -1,14 +1,14 @@
 """Snakemake entry point of rule compute_landscape."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import landscape
 
-logs.setup(snakemake.log[0])
-landscape.compute_landscape(
-    evaluation=snakemake.input.evaluation,
-    model=snakemake.input.get("model"),
-    table=snakemake.input.get("table"),
-    output=snakemake.output.landscape,
-    device=training_device(snakemake.config),
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    landscape.compute_landscape(
+        evaluation=snakemake.input.evaluation,
+        model=snakemake.input.get("model"),
+        table=snakemake.input.get("table"),
+        output=snakemake.output.landscape,
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )

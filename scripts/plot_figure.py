@@ -1,12 +1,12 @@
 """Snakemake entry point of rule plot_figure."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages import figures
 
-logs.setup(snakemake.log[0])
-figures.plot_figure(
-    tables_in=list(snakemake.input.tables),
-    svg=snakemake.output.svg,
-    png=snakemake.output.png,
-    html=snakemake.output.html,
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    figures.plot_figure(
+        tables_in=list(snakemake.input.tables),
+        svg=snakemake.output.svg,
+        png=snakemake.output.png,
+        html=snakemake.output.html,
+        **snakemake.params.args,
+    )

@@ -1,15 +1,15 @@
 """Snakemake entry point of rule predict_reliability."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import prediction
 
-logs.setup(snakemake.log[0])
-prediction.predict_reliability(
-    landscape_path=snakemake.input.landscape,
-    evaluation=snakemake.input.evaluation,
-    model=snakemake.input.get("model"),
-    table=snakemake.input.get("table"),
-    output=snakemake.output.prediction,
-    device=training_device(snakemake.config),
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    prediction.predict_reliability(
+        landscape_path=snakemake.input.landscape,
+        evaluation=snakemake.input.evaluation,
+        model=snakemake.input.get("model"),
+        table=snakemake.input.get("table"),
+        output=snakemake.output.prediction,
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )

@@ -1,14 +1,14 @@
 """Snakemake entry point of rule search_strategies."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import strategies
 
-logs.setup(snakemake.log[0])
-strategies.search_strategies(
-    landscape=snakemake.input.landscape,
-    model=snakemake.input.get("model"),
-    table=snakemake.input.get("table"),
-    output=snakemake.output.runs,
-    device=training_device(snakemake.config),
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    strategies.search_strategies(
+        landscape=snakemake.input.landscape,
+        model=snakemake.input.get("model"),
+        table=snakemake.input.get("table"),
+        output=snakemake.output.runs,
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )

@@ -1,6 +1,6 @@
 """Snakemake entry point of rule simulate_pool."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages import datasets
 
-logs.setup(snakemake.log[0])
-datasets.simulate_pool(output=snakemake.output.data, **snakemake.params.args)
+with identity.job(snakemake):
+    datasets.simulate_pool(output=snakemake.output.data, **snakemake.params.args)

@@ -1,6 +1,6 @@
 """Snakemake entry point of rule simulate_tasks."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages import datasets
 
-logs.setup(snakemake.log[0])
-datasets.simulate_tasks(output=snakemake.output.data, **snakemake.params.args)
+with identity.job(snakemake):
+    datasets.simulate_tasks(output=snakemake.output.data, **snakemake.params.args)

@@ -1,13 +1,13 @@
 """Snakemake entry point of rule train_predictor."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import training
 
-logs.setup(snakemake.log[0])
-training.train_predictor(
-    model=snakemake.output.model,
-    curve=snakemake.output.curve,
-    checkpoint=snakemake.params.checkpoint,
-    device=training_device(snakemake.config),
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    training.train_predictor(
+        model=snakemake.output.model,
+        curve=snakemake.output.curve,
+        checkpoint=snakemake.params.checkpoint,
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )

@@ -1,15 +1,15 @@
 """Snakemake entry point of rule tune_network."""
-from promptscape import logs
+from promptscape.pipeline import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import tuning
 
-logs.setup(snakemake.log[0])
-tuning.tune_network(
-    datasets=snakemake.input.datasets,
-    search_file=snakemake.input.search,
-    evaluation=snakemake.input.get("evaluation"),
-    model=snakemake.input.model,
-    output=snakemake.output.runs,
-    device=training_device(snakemake.config),
-    **snakemake.params.args,
-)
+with identity.job(snakemake):
+    tuning.tune_network(
+        datasets=snakemake.input.datasets,
+        search_file=snakemake.input.search,
+        evaluation=snakemake.input.get("evaluation"),
+        model=snakemake.input.model,
+        output=snakemake.output.runs,
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, tables
+from promptscape.pipeline import arguments, identity, layout, tables
 from promptscape.report import summary
 from workflow_helpers import TINY, environment, load_config, write_config
 
@@ -96,8 +97,16 @@ def write_artifacts(configfile: Path) -> config_lib.Study:
     """Every artifact the summary reads for the config, with small valid contents."""
     study = config_lib.load_file(configfile)
     for path, artifact in summary.required(study):
-        tables.write(_frame(study, artifact, path), artifact, path)
+        with identity.stamping(stamp_for(study, artifact, path)):
+            tables.write(_frame(study, artifact, path), artifact, path)
     return study
+
+
+def stamp_for(study: config_lib.Study, artifact: str, path: str) -> dict:
+    """An identity whose arguments are the config's (what a job of the config stores)."""
+    wildcards = layout.wildcards_of(study, artifact, path)
+    return identity.stamp(f"make_{artifact}", "0" * 16,
+                          arguments.config_arguments(study, wildcards), study.results_dir)
 
 
 def run(args, capsys) -> tuple[int, str, str]:
@@ -188,7 +197,8 @@ def test_an_aggregate_older_than_the_config_is_an_error(built, tmp_path, capsys)
     # A task added to the config that the (old) aggregate does not hold yet.
     path = layout.aggregate(study, study.experiments["switching"], "token_efficiency")
     frame = tables.read(path, "token_efficiency")
-    tables.write(frame[frame["task"] != "coin_0.7"], "token_efficiency", path)
+    with identity.stamping(stamp_for(study, "token_efficiency", path)):
+        tables.write(frame[frame["task"] != "coin_0.7"], "token_efficiency", path)
     code, _, err = run(["--configfile", configfile], capsys)
     assert code == 1 and f"{path} is older than the config" in err and "bayes/coin_0.7" in err
 
@@ -239,3 +249,26 @@ def test_summary_of_a_real_run_of_the_tiny_scenario(tiny_run):
     assert proc.returncode == 0, proc.stderr
     assert "### `bernmix`" in proc.stdout and "### `switching`" in proc.stdout
     assert "| coin_0.7 (IMD) | bayes | `111` |" in proc.stdout
+
+
+def test_a_copied_results_folder_built_from_other_parameters_is_refused(built, tmp_path,
+                                                                       capsys):
+    """Issue 26: a folder copied (or restored, or shared) and read with a config that gives a
+    source other parameters under the same name is stale; the summary names the file, the
+    parameter and both values instead of reporting the old landscape."""
+    configfile, study = built
+    config = load_config(configfile)
+    config["sources"]["coin_0.5"]["theta"] = 0.4
+    second = write_config(tmp_path / "second.yaml", config)
+    code, out, err = run(["--configfile", second], capsys)
+    assert code == 1 and out == ""
+    assert re.search(r"\.parquet was built with parameter args\.tasks?\.(coin_0\.5\.)?theta = "
+                     r"0\.5, but the workflow would now build it with 0\.4", err), err
+
+
+def test_a_hand_edited_artifact_is_refused(built, capsys):
+    configfile, study = built
+    path = layout.aggregate(study, study.experiments["bernmix"], "reliability")
+    pd.read_parquet(path).assign(proportion_correct=1.0).to_parquet(path)
+    code, _, err = run(["--configfile", configfile], capsys)
+    assert code == 1 and f"{path} carries no identity" in err and "by hand" in err

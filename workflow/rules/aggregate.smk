@@ -17,9 +17,9 @@ rule aggregate_search:
     conda:
         "../envs/promptscape.yaml"
     params:
-        imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
-        expected=lambda w: layout.search_grid(STUDY, get_experiment(w)),
+        args=get_aggregate_args(layout.search_grid),
         code=code("aggregate_search"),
+        identity=input_stamps,
     script:
         "../../scripts/aggregate_search.py"
 
@@ -36,8 +36,8 @@ rule aggregate_strategies:
     conda:
         "../envs/promptscape.yaml"
     params:
-        imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
-        expected=lambda w: layout.strategy_grid(STUDY, get_experiment(w)),
+        args=get_aggregate_args(layout.strategy_grid),
         code=code("aggregate_strategies"),
+        identity=input_stamps,
     script:
         "../../scripts/aggregate_strategies.py"

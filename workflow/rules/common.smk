@@ -1,9 +1,15 @@
 # Shared by every rules file: config validation, the experiment grid, wildcard constraints
 # and the get_* helpers. Light at parse time: promptscape.pipeline.config imports numpy, scipy.special
 # and yaml, nothing heavier.
+import functools
 import re
 
+import snakemake.io
+from snakemake.iocontainers import Wildcards
+
+from promptscape.pipeline import arguments as arguments_lib
 from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import identity
 from promptscape.pipeline import layout
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
@@ -123,6 +129,64 @@ def code(rule_name):
     return identity
 
 
+def _producer(path):
+    """The one workflow rule whose outputs match `path` (with their wildcard constraints, as
+    Snakemake itself resolves it), and the wildcards of `path` under it."""
+    found = [r for r in workflow.rules if r.output and r.is_producer(path)]
+    if len(found) != 1:
+        names = ", ".join(sorted(r.name for r in found)) or "none"
+        raise ValueError(f"{path}: expected one rule that makes it, found {names}")
+    return found[0], found[0].get_wildcards(path)
+
+
+@functools.lru_cache(maxsize=None)
+def producer_stamp(path):
+    """The identity (promptscape.pipeline.identity) of the job that makes `path`: its rule,
+    and that rule's own `code` and `args` params evaluated for the path's wildcards, so a
+    stamp is declared once, by the rule that writes it."""
+    maker, found = _producer(path)
+    wildcards = Wildcards(fromdict=found)
+    try:
+        args, code_identity = maker.params.args, maker.params.code
+    except AttributeError:
+        raise ValueError(
+            f"rule {maker.name} makes {path} but has no `args` and `code` params, which "
+            "are its artifacts' identity"
+        ) from None
+    return identity.stamp(
+        maker.name,
+        code_identity(wildcards) if callable(code_identity) else code_identity,
+        args(wildcards) if callable(args) else args,
+        RESULTS,
+    )
+
+
+def _stamped_files(path):
+    """The files whose stored stamp identifies input `path`: the file itself when it is a
+    Parquet artifact, else the Parquet outputs of the job that makes it (a network's
+    checkpoint is identified by the training curve written beside it)."""
+    if path.endswith(".parquet"):
+        return [path]
+    maker, found = _producer(path)
+    outputs = [snakemake.io.apply_wildcards(str(o), found) for o in maker.output]
+    return [o for o in outputs if o.endswith(".parquet")]
+
+
+def input_stamps(wildcards, input):
+    """A job's `identity` param: results_dir, and the stamp each input must store (each
+    checked by the job before it runs, `identity.job`). A function of the input, so
+    Snakemake leaves it out of the params it compares (the producers' own params are).
+    """
+    return dict(
+        results_dir=RESULTS,
+        inputs={
+            checked: producer_stamp(str(path))
+            for path in input
+            for checked in _stamped_files(str(path))
+        },
+    )
+
+
 def get_experiment(wildcards):
     return EXPERIMENTS[wildcards.experiment]
 
@@ -169,22 +233,7 @@ def get_block(wildcards):
 
 
 # The arguments the rules pass their stages (params args), by name, each computed from the
-# job's wildcards: one definition each, for `job_args`.
-ARGUMENTS = {
-    "experiment": lambda w: get_experiment(w).name,
-    "pretraining": lambda w: get_experiment(w).pretraining.to_dict(),
-    "tasks": lambda w: {t.name: t.source.to_dict() for t in get_experiment(w).tasks},
-    "task_length": lambda w: get_experiment(w).task_length,
-    "dataset_sizes": lambda w: list(get_experiment(w).dataset_sizes),
-    "max_prompt_length": lambda w: get_experiment(w).max_prompt_length,
-    "enumeration_budget": lambda w: STUDY.enumeration_budget,
-    "predictor": lambda w: w.predictor,
-    "replicate": lambda w: get_replicate(w),
-    "family": lambda w: STUDY.family(w.predictor),
-    "task_name": lambda w: get_task(w).name,
-    "task": lambda w: get_task(w).source.to_dict(),
-    "threads": lambda w: STUDY.training["threads"],
-}
+# job's wildcards: one definition each (promptscape.pipeline.arguments), for `job_args`.
 
 
 def job_args(wildcards, *names, **values):
@@ -203,7 +252,29 @@ def job_args(wildcards, *names, **values):
         elif name in values:
             args[name] = values[name]
         else:
-            args[name] = ARGUMENTS[name](wildcards)
+            args[name] = arguments_lib.argument(STUDY, name, wildcards)
+    return args
+
+
+def get_aggregate_args(grid=None):
+    """An experiment aggregate's arguments: the experiment's source and tasks (what the
+    summary checks its identity against), which tasks are in the meta-distribution, and
+    the grid of rows it must hold (`layout.search_grid` or `layout.strategy_grid`)."""
+
+    def args(wildcards):
+        exp = get_experiment(wildcards)
+        extra = {} if grid is None else {"expected": grid(STUDY, exp)}
+        return job_args(
+            wildcards,
+            "experiment",
+            "pretraining",
+            "tasks",
+            "in_meta_distribution",
+            *extra,
+            in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+            **extra,
+        )
+
     return args
 
 
@@ -421,15 +492,9 @@ def is_neural(predictor):
 
 
 def get_replicate(wildcards):
-    """The job's replicate, checked against its predictor's `replicates`: a path of a
-    replicate the config does not have is refused by name."""
-    replicate = int(wildcards.replicate)
-    if replicate >= STUDY.replicates(wildcards.predictor):
-        raise ValueError(
-            f"predictor {wildcards.predictor!r} has replicates "
-            f"0..{STUDY.replicates(wildcards.predictor) - 1} in this config, not {replicate}"
-        )
-    return replicate
+    """The job's replicate, checked against its predictor's `replicates`
+    (promptscape.pipeline.arguments.replicate)."""
+    return arguments_lib.replicate(STUDY, wildcards)
 
 
 def get_model(wildcards):

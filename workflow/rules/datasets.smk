@@ -12,6 +12,7 @@ rule simulate_tasks:
     params:
         args=get_dataset_args,
         code=code("simulate_tasks"),
+        identity=input_stamps,
     script:
         "../../scripts/simulate_tasks.py"
 
@@ -26,6 +27,7 @@ rule simulate_pool:
     params:
         args=get_pool_args,
         code=code("simulate_pool"),
+        identity=input_stamps,
     script:
         "../../scripts/simulate_pool.py"
 
@@ -48,5 +50,6 @@ rule simulate_evaluation:
             size=get_experiment(w).evaluation_size,
         ),
         code=code("simulate_evaluation"),
+        identity=input_stamps,
     script:
         "../../scripts/simulate_evaluation.py"

@@ -21,5 +21,6 @@ rule measure_efficiency:
     params:
         args=get_efficiency_args,
         code=code("measure_efficiency"),
+        identity=input_stamps,
     script:
         "../../scripts/measure_efficiency.py"

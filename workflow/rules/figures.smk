@@ -28,6 +28,7 @@ rule plot_figure:
         args=get_figure_args,
         entry=get_figure_entry,
         code=code("plot_figure"),
+        identity=input_stamps,
     script:
         "../../scripts/plot_figure.py"
 
@@ -62,5 +63,6 @@ rule plot_study_figure:
         ),
         entry=lambda w: STUDY_FIGURES[w.figure],
         code=code("plot_study_figure"),
+        identity=input_stamps,
     script:
         "../../scripts/plot_study_figure.py"

@@ -20,5 +20,6 @@ rule compute_landscape:
     params:
         args=get_landscape_args,
         code=code("compute_landscape"),
+        identity=input_stamps,
     script:
         "../../scripts/compute_landscape.py"

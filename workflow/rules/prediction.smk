@@ -24,5 +24,6 @@ rule predict_reliability:
     params:
         args=get_reliability_prediction_args,
         code=code("predict_reliability"),
+        identity=input_stamps,
     script:
         "../../scripts/predict_reliability.py"

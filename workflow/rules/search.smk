@@ -23,6 +23,7 @@ rule search_prompts:
     params:
         args=get_search_args,
         code=code("search_prompts"),
+        identity=input_stamps,
     script:
         "../../scripts/search_prompts.py"
 
@@ -47,6 +48,7 @@ rule search_selected:
     params:
         args=get_selected_search_args,
         code=code("search_selected"),
+        identity=input_stamps,
     script:
         "../../scripts/search_selected.py"
 
@@ -75,5 +77,6 @@ rule search_strategies:
     params:
         args=get_strategy_args,
         code=code("search_strategies"),
+        identity=input_stamps,
     script:
         "../../scripts/search_strategies.py"

@@ -22,6 +22,7 @@ rule train_predictor:
         checkpoint=in_model_dir("checkpoint.pt"),
         args=get_training_args,
         code=code("train_predictor"),
+        identity=input_stamps,
     script:
         "../../scripts/train_predictor.py"
 
@@ -43,6 +44,7 @@ rule evaluate_predictor:
     params:
         args=get_evaluation_args,
         code=code("evaluate_predictor"),
+        identity=input_stamps,
     script:
         "../../scripts/evaluate_predictor.py"
 
@@ -65,5 +67,6 @@ rule score_prompts:
     params:
         args=get_scoring_args,
         code=code("score_prompts"),
+        identity=input_stamps,
     script:
         "../../scripts/score_prompts.py"

@@ -25,6 +25,7 @@ rule tune_network:
     params:
         args=get_tuning_args,
         code=code("tune_network"),
+        identity=input_stamps,
     script:
         "../../scripts/tune_network.py"
 
@@ -40,7 +41,8 @@ rule aggregate_tuning:
     conda:
         "../envs/promptscape.yaml"
     params:
-        imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
+        args=get_aggregate_args(),
         code=code("aggregate_tuning"),
+        identity=input_stamps,
     script:
         "../../scripts/aggregate_tuning.py"

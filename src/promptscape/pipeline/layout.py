@@ -11,6 +11,10 @@ under the same name trains its own network beside, never over, another config's.
 
 from __future__ import annotations
 
+import os
+import re
+import string
+
 from promptscape.pipeline import tables
 from promptscape.pipeline.config import Experiment, Study
 
@@ -21,6 +25,22 @@ AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
 def pattern(study: Study, artifact: str) -> str:
     """The path pattern of `artifact` (Snakemake wildcards in braces) under results_dir."""
     return f"{study.results_dir}/{tables.ARTIFACTS[artifact].path}"
+
+
+def wildcards_of(study: Study, artifact: str, path: str) -> dict[str, str]:
+    """The wildcards of a file of `artifact` (the inverse of formatting its `pattern`); a
+    path that is not one is a ValueError naming both."""
+    regex, names = "", []
+    for literal, field, _, _ in string.Formatter().parse(pattern(study, artifact)):
+        regex += re.escape(literal)
+        if field is not None:
+            regex += f"(?P<{field}>[^/]+)" if field not in names else f"(?P={field})"
+            names.append(field)
+    match = re.fullmatch(regex, os.fspath(path))
+    if match is None:
+        raise ValueError(f"{path} is not a path of artifact {artifact} "
+                         f"({pattern(study, artifact)})")
+    return match.groupdict()
 
 
 def model_dir_pattern(study: Study) -> str:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from promptscape import files
+from promptscape.pipeline import identity
 
 
 # Fourth element of a field tuple: the column may hold nulls.
@@ -609,7 +610,8 @@ ARTIFACTS = {a.name: a for a in [
 
 def write(frame, artifact: str, path: str | os.PathLike) -> None:
     """Validate `frame` (a DataFrame or a mapping of column arrays) against the artifact's
-    schema, sort it by the artifact's key and write it atomically."""
+    schema, sort it by the artifact's key and write it atomically, with the running job's
+    identity in its metadata (`identity.stamping`)."""
     spec = ARTIFACTS[artifact]
     schema = spec.schema
     columns = list(frame.keys()) if isinstance(frame, dict) else list(frame.columns)
@@ -628,7 +630,11 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
         table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
     table = table.sort_by([(k, "ascending") for k in spec.sort_key])
-    table = table.replace_schema_metadata({"artifact": artifact})
+    # The running job's identity, where there is one (`identity`): metadata, not data.
+    metadata = {"artifact": artifact}
+    if (stamp := identity.current()) is not None:
+        metadata[identity.KEY] = identity.encode(stamp)
+    table = table.replace_schema_metadata(metadata)
     files.atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"),
                        suffix=".parquet.tmp")
 

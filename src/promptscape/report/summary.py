@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, tables
+from promptscape.pipeline import arguments, identity, layout, tables
 from promptscape.report import aggregate
 from promptscape.validation import ConfigError
 
@@ -73,6 +73,19 @@ def networks(study: config_lib.Study) -> list[tuple[str, str, int, dict[str, str
     return out
 
 
+def _read(study: config_lib.Study, paths, artifact: str) -> pd.DataFrame:
+    """An artifact's files as one table, each first checked to have been built from this
+    config (`identity.check_config`: its stored arguments against the config's)."""
+    for path in [paths] if isinstance(paths, str) else paths:
+        wildcards = layout.wildcards_of(study, artifact, path)
+        try:
+            identity.check_config(path, arguments.config_arguments(study, wildcards),
+                                  study.results_dir)
+        except identity.StaleArtifactError as error:
+            raise SummaryError(str(error)) from None
+    return tables.read(paths, artifact)
+
+
 def _shown(prompt: str) -> str:
     return f"`{prompt}`" if prompt else "(empty)"
 
@@ -93,9 +106,9 @@ def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> p
 
 
 def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> str:
-    all_land = tables.read(layout.per_task(study, exp, "landscape"), "landscape")
+    all_land = _read(study, layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
-    every_rel = _configured(tables.read(rel_path, "reliability"), exp, rel_path)
+    every_rel = _configured(_read(study, rel_path, "reliability"), exp, rel_path)
     lacking = [m for m in exp.selections if m not in set(every_rel["selection"])]
     if lacking:
         raise SummaryError(f"{rel_path} is older than the config: it has no rows of "
@@ -143,7 +156,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
                        f"{r.kl:.4g} / {r.bayes_kl:.4g} |")
         out.append("")
     te_path = layout.aggregate(study, exp, "token_efficiency")
-    te = tables.first_replicate(_configured(tables.read(te_path, "token_efficiency"), exp,
+    te = tables.first_replicate(_configured(_read(study, te_path, "token_efficiency"), exp,
                                                 te_path))
     out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | median | ratio |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -159,14 +172,14 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     out += replicate_lines(exp, all_land, all_rel)
     if len(exp.selections) > 1:
         cho_path = layout.aggregate(study, exp, "choices")
-        cho = tables.first_replicate(_configured(tables.read(cho_path, "choices"), exp,
+        cho = tables.first_replicate(_configured(_read(study, cho_path, "choices"), exp,
                                                  cho_path))
         out += selection_lines(exp, tables.first_replicate(every_rel), cho)
     if exp.runs_strategies:
         path = layout.aggregate(study, exp, "strategies")
-        out += strategy_lines(exp, _configured(tables.read(path, "strategies"), exp, path))
+        out += strategy_lines(exp, _configured(_read(study, path, "strategies"), exp, path))
     if exp.tuning:
-        out += tuning_lines(exp, tables.read(layout.aggregate(study, exp, "tuning"), "tuning"))
+        out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
     return "\n".join(out)
 
 
@@ -294,7 +307,7 @@ def prediction_lines(study: config_lib.Study, exp: config_lib.Experiment) -> lis
     predicted right in half and in 90% of datasets, and how many of its N the prediction
     puts inside the measured Wilson interval (by method), with the largest miss."""
     path = layout.aggregate(study, exp, "reliability_prediction")
-    pred = tables.first_replicate(_configured(tables.read(path, "reliability_prediction"),
+    pred = tables.first_replicate(_configured(_read(study, path, "reliability_prediction"),
                                               exp, path))
     out = ["| task | predictor | gap (nats) | paired sd (nats) | classes within 2 SE at "
            f"N={study.prediction['reference_N']} | predicted >= 0.5 from N | >= 0.9 from N | "
@@ -355,8 +368,8 @@ def regret_table(study: config_lib.Study) -> str:
     rows = []
     replicated = any(r for _, _, r, _ in networks(study))
     for source, predictor, r, paths in networks(study):
-        frame = tables.read(paths["predictor_regret"], "predictor_regret")
-        curve = tables.read(paths["training_curve"], "training_curve")
+        frame = _read(study, paths["predictor_regret"], "predictor_regret")
+        curve = _read(study, paths["training_curve"], "training_curve")
         name = f"{predictor} (replicate {r})" if replicated else predictor
         rows.append(f"| {source} | {name} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "

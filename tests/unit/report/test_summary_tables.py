@@ -14,7 +14,7 @@ def test_the_regret_table_counts_the_steps_of_an_untrained_network_as_zero(monke
     monkeypatch.setattr(summary, "networks", lambda study: [
         ("bernmix", name, 0, {"predictor_regret": name, "training_curve": name})
         for name in curves])
-    monkeypatch.setattr(summary.tables, "read", lambda path, artifact: (
+    monkeypatch.setattr(summary, "_read", lambda study, path, artifact: (
         curves[path] if artifact == "training_curve" else regret))
     rows = summary.regret_table(None).splitlines()
     assert rows[2].endswith("| 3 |") and rows[3].endswith("| 0 |")

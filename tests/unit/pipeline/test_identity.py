@@ -1,0 +1,128 @@
+"""Artifact identities (issue 26 item 1): what a stamp holds, that `tables.write` stores it as
+metadata only, and that every check names the file, the parameter and both values."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from promptscape.pipeline import arguments, identity, layout, tables
+from promptscape.pipeline import config as config_lib
+from workflow_helpers import TINY, load_config, write_config
+
+
+def frame():
+    return pd.DataFrame({"predictor": "bayes", "replicate": 0, "source": "s",
+                         "identity": "abcdef0123", "step": [1, 0], "loss": 0.7,
+                         "bayes_loss": 0.69, "regret": 0.01})
+
+
+def args(theta=0.5, root="results"):
+    return {"task": {"kind": "coin", "theta": theta}, "max_prompt_length": 3,
+            "landscapes": [f"{root}/e/landscape/bayes/r0/t.parquet"]}
+
+
+def test_a_stamp_is_canonical_json_with_paths_relative_to_results_dir():
+    a = identity.stamp("compute_landscape", "c0de", args(root="/data/x/results"),
+                       "/data/x/results")
+    b = identity.stamp("compute_landscape", "c0de", args(root="elsewhere/results"),
+                       "elsewhere/results/")
+    assert a == b and identity.encode(a) == identity.encode(b)
+    assert a["args"]["landscapes"] == ["{results_dir}/e/landscape/bayes/r0/t.parquet"]
+    assert json.loads(identity.encode(a)) == a
+
+
+def test_an_argument_that_cannot_be_stored_is_an_error():
+    with pytest.raises(TypeError, match="object"):
+        identity.canonical({"x": object()})
+    with pytest.raises(TypeError, match="key 1"):
+        identity.canonical({1: "x"})
+
+
+def test_tables_write_stores_the_running_jobs_stamp_as_metadata_only(tmp_path):
+    plain, stamped = tmp_path / "plain.parquet", tmp_path / "stamped.parquet"
+    tables.write(frame(), "training_curve", plain)
+    value = identity.stamp("train_predictor", "c0de", args(), "results")
+    with identity.stamping(value):
+        tables.write(frame(), "training_curve", stamped)
+    assert identity.current() is None  # only inside the block
+    assert identity.stored(plain) is None and identity.stored(stamped) == value
+    # The data are the same table, row for row.
+    assert pq.read_table(plain).equals(pq.read_table(stamped))
+
+
+def test_check_names_the_file_the_parameter_and_both_values(tmp_path):
+    path = tmp_path / "landscape.parquet"
+    with identity.stamping(identity.stamp("compute_landscape", "c0de", args(0.5), "results")):
+        tables.write(frame(), "training_curve", path)
+    identity.check(path, identity.stamp("compute_landscape", "c0de", args(0.5), "results"))
+    with pytest.raises(identity.StaleArtifactError) as error:
+        identity.check(path, identity.stamp("compute_landscape", "c0de", args(0.4), "results"))
+    message = str(error.value)
+    assert str(path) in message and "args.task.theta = 0.5" in message and "0.4" in message
+    assert "--forcerun compute_landscape" in message
+    with pytest.raises(identity.StaleArtifactError, match="code identity = \"c0de\""):
+        identity.check(path, identity.stamp("compute_landscape", "beef", args(0.5), "results"))
+
+
+def test_a_file_without_a_stamp_is_refused_as_written_by_hand(tmp_path):
+    path = tmp_path / "edited.parquet"
+    frame().to_parquet(path)  # as a hand edit with pandas writes it
+    with pytest.raises(identity.StaleArtifactError, match="carries no identity.*by hand"):
+        identity.check(path, identity.stamp("r", "c", {}, "results"))
+
+
+def test_differences_walks_mappings_and_lists():
+    old = {"a": {"b": [1, 2, 3]}, "c": 1, "gone": 0}
+    new = {"a": {"b": [1, 5, 3]}, "c": 1.0, "new": 2}
+    assert identity.differences(old, new) == [
+        ("a.b[1]", 2, 5), ("c", 1, 1.0), ("gone", 0, "<absent>"), ("new", "<absent>", 2)]
+    assert identity.differences({"a": [1]}, {"a": [1, 2]}) == [("a", [1], [1, 2])]
+
+
+def test_wildcards_of_inverts_an_artifacts_pattern(tmp_path):
+    study = config_lib.load_file(TINY)
+    path = layout.pattern(study, "landscape").format(
+        experiment="bernmix", predictor="bayes", replicate=0, task="coin_0.7")
+    assert layout.wildcards_of(study, "landscape", path) == dict(
+        experiment="bernmix", predictor="bayes", replicate="0", task="coin_0.7")
+    with pytest.raises(ValueError, match="not a path of artifact landscape"):
+        layout.wildcards_of(study, "landscape", "results/bernmix/aggregate/x.parquet")
+
+
+def test_check_config_holds_stored_arguments_to_the_config(tmp_path):
+    """The summary's check: a landscape built under coin_0.5 = coin(0.5) is stale once the
+    config gives coin_0.5 theta 0.4 (the copied-folder case of issue 26)."""
+    config = load_config()
+    config["results_dir"] = str(tmp_path / "results")
+    first = config_lib.load_file(write_config(tmp_path / "a.yaml", config))
+    path = layout.per_task(first, first.experiments["bernmix"], "landscape")[-1]
+    wildcards = layout.wildcards_of(first, "landscape", path)
+    assert wildcards["task"] == "coin_0.5"
+    built = arguments.config_arguments(first, wildcards)
+    with identity.stamping(identity.stamp("compute_landscape", "c0de",
+                                          dict(built, family="bayes"), first.results_dir)):
+        tables.write(frame(), "training_curve", tmp_path / "x.parquet")
+    identity.check_config(tmp_path / "x.parquet", built, first.results_dir)
+    config["sources"]["coin_0.5"]["theta"] = 0.4
+    second = config_lib.load_file(write_config(tmp_path / "b.yaml", config))
+    with pytest.raises(identity.StaleArtifactError,
+                       match=r"args.task.theta = 0.5.*now build it with 0.4"):
+        identity.check_config(tmp_path / "x.parquet",
+                              arguments.config_arguments(second, wildcards),
+                              second.results_dir)
+
+
+def test_config_arguments_are_the_ones_the_workflow_passes():
+    """The config's arguments for a job's wildcards (the workflow's job_args reads them)."""
+    study = config_lib.load_file(TINY)
+    wildcards = dict(experiment="bernmix", predictor="bayes", replicate="0", task="coin_0.7")
+    values = arguments.config_arguments(study, wildcards)
+    assert values["task"] == {"kind": "coin", "theta": 0.7}
+    assert values["replicate"] == 0 and values["family"] == "bayes"
+    assert values["dataset_sizes"] == [1, 10]
+    with pytest.raises(ValueError, match="replicates 0..0 in this config, not 3"):
+        arguments.replicate(study, dict(wildcards, replicate="3"))
