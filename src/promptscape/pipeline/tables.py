@@ -314,8 +314,9 @@ ARTIFACTS = {a.name: a for a in [
                                                    "v = 0..V-1 (exact; for Bayes the posterior "
                                                    "predictive the prompt induces)"),
          ("rank", _I, "0 for the optimal class, exactly; the other prompts dense-ranked from 1 "
-                      "by loss, tied only where their losses are equal (relative 1e-9)"),
-         ("optimal", _B, "member of the optimal class S*: loss within relative 1e-9 of the "
+                      "by loss, tied only where their losses are equal (exact values: within "
+                      "kl_resolution; estimates: relative 1e-9)"),
+         ("optimal", _B, "member of the optimal class S*: loss within kl_resolution of the "
                          "least (exact values); for estimates, the best estimate and every "
                          "prompt not shown worse than it by a one-sided paired z-test at "
                          "family-wise 95%, Bonferroni over the P - 1 comparisons "
@@ -323,6 +324,12 @@ ARTIFACTS = {a.name: a for a in [
          ("resolved", _B, "false only for a member of S* under monte_carlo whose difference "
                           "from the best estimate is not resolved at family-wise 95% (its "
                           "estimate is not equal to the best's); true otherwise"),
+         ("kl_resolution", _F, "the floating-point resolution of kl (nats, the same for "
+                               "every prompt of the landscape): exact KLs closer than it are "
+                               "tied; float64 for exact Bayes sums, float32 losses for "
+                               "networks (landscape.resolution, docs/science.md \"Ties\")"),
+         ("below_resolution", _B, "kl <= kl_resolution: the KL is not told from 0 by the "
+                                  "arithmetic; reported as below resolution, not as a number"),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
         ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
