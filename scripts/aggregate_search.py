@@ -13,4 +13,5 @@ aggregate.aggregate_search(
     reliability_prediction=snakemake.output.prediction,
     in_meta_distribution=snakemake.params.imd,
     expected=snakemake.params.expected,
+    within_epsilon=snakemake.params.within_epsilon,
 )

@@ -8,4 +8,5 @@ aggregate.aggregate_strategies(
     output=snakemake.output.strategies,
     in_meta_distribution=snakemake.params.imd,
     expected=snakemake.params.expected,
+    within_epsilon=snakemake.params.within_epsilon,
 )

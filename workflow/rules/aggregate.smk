@@ -19,6 +19,7 @@ rule aggregate_search:
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         expected=lambda w: layout.search_grid(STUDY, get_experiment(w)),
+        within_epsilon=STUDY.within_epsilon,
         code=code("aggregate_search"),
     script:
         "../../scripts/aggregate_search.py"
@@ -38,6 +39,7 @@ rule aggregate_strategies:
     params:
         imd=lambda w: {t.name: t.in_meta_distribution for t in get_experiment(w).tasks},
         expected=lambda w: layout.strategy_grid(STUDY, get_experiment(w)),
+        within_epsilon=STUDY.within_epsilon,
         code=code("aggregate_strategies"),
     script:
         "../../scripts/aggregate_strategies.py"

@@ -157,6 +157,17 @@ _PROPORTION_CORRECT = (
     ("ci_low", _F, "Wilson 95% interval of proportion_correct, lower bound"),
     ("ci_high", _F, "Wilson 95% interval of proportion_correct, upper bound"),
 )
+# Beside the proportion correct: what a practitioner would call right (docs/science.md,
+# "Search, correctness, landscape").
+_WITHIN_EPSILON = (
+    ("epsilon", _F, "landscape.within_epsilon (nats, default 1e-6)"),
+    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= "
+                                 "epsilon"),
+    ("within_epsilon", _F, "within_epsilon_seeds / seeds: the proportion of seeds whose "
+                           "chosen prompt is within epsilon of the optimum"),
+    ("within_epsilon_ci_low", _F, "Wilson 95% interval of within_epsilon, lower bound"),
+    ("within_epsilon_ci_high", _F, "Wilson 95% interval of within_epsilon, upper bound"),
+)
 _REGRET_STATS = (
     ("regret_mean", _F, "mean regret KL(chosen) - KL(s*) over seeds (nats)"),
     ("regret_median", _F, "median regret"),
@@ -353,7 +364,7 @@ ARTIFACTS = {a.name: a for a in [
          ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
                                       "(from the config)"),
          _SELECTION, _N,
-         *_PROPORTION_CORRECT, *_REGRET_STATS,
+         *_PROPORTION_CORRECT, *_WITHIN_EPSILON, *_REGRET_STATS,
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
         ("predictor", "replicate", "experiment", "task", "selection", "N")),
@@ -403,7 +414,7 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          _N, _STRATEGY, _BUDGET,
-         *_PROPORTION_CORRECT,
+         *_PROPORTION_CORRECT, *_WITHIN_EPSILON,
          ("found_best", _I, "seeds whose chosen prompt attains the empirical minimum"),
          ("proportion_found_best", _F, "found_best / seeds"),
          ("found_best_ci_low", _F, "Wilson 95% interval of proportion_found_best, lower bound"),
