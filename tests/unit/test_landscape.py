@@ -575,6 +575,30 @@ def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(r
     assert labels["0"] == ("0 ☆" if marked else "0 ★")
 
 
+def test_a_kl_below_resolution_is_said_so_in_the_landscape_figure_and_the_summary():
+    import pandas as pd
+
+    from promptscape.report import figures, summary
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    frame = _figure_frame([True] * 4) | {"kl": [7.41e-13, 0.12, 0.3, 0.5],
+                                          "kl_resolution": 1.5e-12,
+                                          "below_resolution": [True, False, False, False]}
+    land = pd.DataFrame(frame)
+    spec = figures.landscape_chart(land, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                   style=style, title="t").to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    shown = {r["prompt"]: r["kl_shown"] for r in rows}
+    assert shown[""] == "below resolution" and shown["0"] == "1.200e-01"
+    assert "7.41" not in str(spec["spec"]["layer"][1]["encoding"]["tooltip"])
+    assert any("below floating-point resolution" in line
+               for line in np.atleast_1d(spec["title"]["subtitle"]))
+    row = land.iloc[0]
+    assert summary.kl_shown(row) == "below resolution (< 2e-12)"
+    assert summary.kl_shown(land.iloc[1]) == "0.12"
+
+
 # ------------------------------------------------------------------ beyond binary
 def _ternary_brute_force(pre: dict, task: dict, prompts: list[str], T: int):
     """KL of every prompt by enumeration, written from scratch for a Dirichlet prior and

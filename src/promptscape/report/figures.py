@@ -475,12 +475,21 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     prompts: `landscape_points` (count classes as one point; beyond MAX_POINTS a panel
     shows the best and an even thinning of the rest)."""
     data, note = landscape_points(land)
+    if "below_resolution" in land and land["below_resolution"].any():
+        below = ", ".join(f"{t}: {n:,}" for t, n in land[land["below_resolution"]]
+                          .groupby("task", sort=True).size().items())
+        note = "; ".join(n for n in (note, "prompts whose KL is below floating-point resolution "
+                                     f"(not a number; on the floor): {below}") if n)
     title = _noted(title, note)
     data["task_label"], order = task_labels(data, tasks, imd)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
+    # A KL at most its floating-point resolution is no number: it says so (on the floor).
+    below = data["below_resolution"] if "below_resolution" in data else False
+    data["kl_shown"] = np.where(below, "below resolution",
+                                [f"{v:.3e}" for v in data["kl"]])
     data["class"] = np.where(~data["resolved"], UNRESOLVED,
                              np.where(data["optimal"], OPTIMAL, OTHER))
     # Only the classes present: an exact landscape's legend has no unresolved entry.
@@ -506,7 +515,8 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
                                                  range=sizes),
                       title=None),
         order=alt.Order("class_order:Q"),  # the optimal class drawn on top of the rest
-        tooltip=["predictor", "prompt_shown", "members", "rank", alt.Tooltip("kl:Q", format=".3e"),
+        tooltip=["predictor", "prompt_shown", "members", "rank",
+                 alt.Tooltip("kl_shown:N", title="kl"),
                  alt.Tooltip("kl_se:Q", format=".1e"), "resolved", "method"])
     errors = base.mark_rule(opacity=0.5).encode(y="kl_low:Q", y2="kl_high:Q")
     best = (alt.Chart().transform_filter("datum.optimal").transform_window(
