@@ -399,6 +399,7 @@ def test_every_member_of_the_optimal_class_is_a_local_optimum_under_the_same_tie
     given. (Before issue 26 the class tied within relative 1e-9 of the loss and edits within
     1e-12 nats, so 1^11 was optimal and its edit to 1^12 improved.)"""
     from landscape_helpers import BERNMIX, coin
+
     from promptscape.predictors import BayesPredictor
     from promptscape.sources import build_source
 

@@ -319,7 +319,7 @@ def test_resolution_is_per_kind_of_computation():
     # A network's float32 losses: the symbols' roundings are float32's.
     r32 = landscape.resolution(loss, 6.0, outcomes=1024, symbols=22, precision="float32")
     assert r32 == pytest.approx((eps64 * 1024 + eps32 * 22) * 18.0)
-    assert 1e-14 < r64 < 1e-12 < 1e-6 < r32 < 1e-4
+    assert 1e-14 < r64 < 1e-12 and 1e-6 < r32 < 1e-4
     with pytest.raises(ValueError, match="precision"):
         landscape.resolution(loss, precision="float16")
     # The predictor decides the precision: exact Bayes float64, a table (a network's) float32.
@@ -345,7 +345,7 @@ def test_mathematical_ties_across_count_classes_stay_tied_at_float64_resolution(
     task = build_source(coin(0.5))
     L, T = 10, 10
     prompts = all_prompts(L, 2)
-    first, inverse = pred.prompt_classes(prompts)
+    first, _ = pred.prompt_classes(prompts)
     loss, _, entropy = landscape.theoretical_losses(pred, first, task, T, "exact_counts")
     res = landscape.landscape_resolution(pred, loss, entropy, "exact_counts", T, L, 2)
     rank = landscape.classify(loss, tolerance=res)[0]

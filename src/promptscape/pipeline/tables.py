@@ -161,10 +161,9 @@ _PROPORTION_CORRECT = (
 # "Search, correctness, landscape").
 _WITHIN_EPSILON = (
     ("epsilon", _F, "landscape.within_epsilon (nats, default 1e-6)"),
-    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= "
-                                 "epsilon"),
-    ("within_epsilon", _F, "within_epsilon_seeds / seeds: the proportion of seeds whose "
-                           "chosen prompt is within epsilon of the optimum"),
+    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= epsilon"),
+    ("within_epsilon", _F, ("within_epsilon_seeds / seeds: the proportion of seeds whose "
+                            "chosen prompt is within epsilon of the optimum")),
     ("within_epsilon_ci_low", _F, "Wilson 95% interval of within_epsilon, lower bound"),
     ("within_epsilon_ci_high", _F, "Wilson 95% interval of within_epsilon, upper bound"),
 )
@@ -335,12 +334,12 @@ ARTIFACTS = {a.name: a for a in [
          ("resolved", _B, "false only for a member of S* under monte_carlo whose difference "
                           "from the best estimate is not resolved at family-wise 95% (its "
                           "estimate is not equal to the best's); true otherwise"),
-         ("kl_resolution", _F, "the floating-point resolution of kl (nats, the same for "
-                               "every prompt of the landscape): exact KLs closer than it are "
-                               "tied; float64 for exact Bayes sums, float32 losses for "
-                               "networks (landscape.resolution, docs/science.md \"Ties\")"),
-         ("below_resolution", _B, "kl <= kl_resolution: the KL is not told from 0 by the "
-                                  "arithmetic; reported as below resolution, not as a number"),
+         ("kl_resolution", _F, ("the floating-point resolution of kl (nats, the same for "
+                                "every prompt of the landscape): exact KLs closer than it are "
+                                "tied; float64 for exact Bayes sums, float32 losses for "
+                                "networks (landscape.resolution, docs/science.md \"Ties\")")),
+         ("below_resolution", _B, ("kl <= kl_resolution: the KL is not told from 0 by the "
+                                   "arithmetic; reported as below resolution, not as a number")),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
         ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),

@@ -478,8 +478,8 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     if "below_resolution" in land and land["below_resolution"].any():
         below = ", ".join(f"{t}: {n:,}" for t, n in land[land["below_resolution"]]
                           .groupby("task", sort=True).size().items())
-        note = "; ".join(n for n in (note, "prompts whose KL is below floating-point resolution "
-                                     f"(not a number; on the floor): {below}") if n)
+        said = f"prompts whose KL is below floating-point resolution (not a number; on the floor): {below}"
+        note = "; ".join(n for n in (note, said) if n)
     title = _noted(title, note)
     data["task_label"], order = task_labels(data, tasks, imd)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
@@ -487,7 +487,7 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     # A KL at most its floating-point resolution is no number: it says so (on the floor).
-    below = data["below_resolution"] if "below_resolution" in data else False
+    below = data.get("below_resolution", False)
     data["kl_shown"] = np.where(below, "below resolution",
                                 [f"{v:.3e}" for v in data["kl"]])
     data["class"] = np.where(~data["resolved"], UNRESOLVED,

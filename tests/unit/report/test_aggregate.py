@@ -772,6 +772,7 @@ def test_within_epsilon_default_is_the_schema_default():
 
     from promptscape.pipeline import config as config_lib
 
-    schema = yaml.safe_load(open(config_lib.SCHEMA_PATH))
+    with open(config_lib.SCHEMA_PATH) as handle:
+        schema = yaml.safe_load(handle)
     default = schema["properties"]["landscape"]["properties"]["within_epsilon"]["default"]
     assert default == aggregate.DEFAULT_WITHIN_EPSILON == 1e-6
