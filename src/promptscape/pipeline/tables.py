@@ -536,6 +536,10 @@ ARTIFACTS = {a.name: a for a in [
          ("optimal_prompt", _S, "the best prompt of length at most prompt_length (ties: "
                                 "shorter, then lexicographically first); null where "
                                 "optimal_exact_kl is", NULLABLE),
+         ("optimal_below_resolution", _B, ("optimal_upto_kl is at most the floating-point "
+                                           "resolution of its computation (as the "
+                                           "landscape's below_resolution): a rounding, not "
+                                           "a KL; null where optimal_exact_kl is"), NULLABLE),
          ("method", _S, "how the typical prompts' KL is computed: exact_counts, "
                         "exact_enumeration or monte_carlo (see docs/science.md)")),
         ("predictor", "replicate", "experiment", "task", "prompt_length")),

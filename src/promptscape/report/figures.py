@@ -589,6 +589,13 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
                            ("q75_plot", "typical_kl_q75"), ("optimal_plot", "optimal_upto_kl")):
         data[column] = np.maximum(data[source].astype(float), KL_FLOOR)  # null stays null
     data["optimal_shown"] = data["optimal_prompt"].where(data["optimal_prompt"] != "", "∅")
+    # Each curve's KL as text: the optimal prompt's says "below resolution" where it is a
+    # rounding (drawn on the floor), never a number such as 7e-13.
+    below = data.get("optimal_below_resolution", pd.Series(False, index=data.index))
+    data["optimal_kl_shown"] = ["" if pd.isna(v) else "below resolution" if b is True
+                                else f"{v:.3e}" for v, b in zip(data["optimal_upto_kl"], below)]
+    data["median_kl_shown"] = ["" if pd.isna(v) else f"{v:.3e}"
+                               for v in data["typical_kl_median"]]
     legend = alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor",
                       legend=legend)
@@ -612,12 +619,14 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
         list(EFFICIENCY_CURVES), as_=["curve_key", "kl_value"],
     ).transform_calculate(
         curve=f"datum.curve_key == 'median_plot' ? '{curves[0]}' : '{curves[1]}'",
+        kl_shown="datum.curve_key == 'median_plot' ? datum.median_kl_shown "
+                 ": datum.optimal_kl_shown",
     ).mark_line(strokeWidth=2, clip=True).encode(
         x=x, y=alt.Y("kl_value:Q", scale=y_scale, axis=y_axis, title=y_title), color=color,
         strokeDash=alt.StrokeDash("curve:N", title="curve", legend=alt.Legend(labelLimit=400),
                                   scale=alt.Scale(domain=curves, range=[[1, 0], [6, 3]])),
         tooltip=["predictor", "task", "prompt_length", "curve:N",
-                 alt.Tooltip("kl_value:Q", title="KL", format=".3e"),
+                 alt.Tooltip("kl_shown:N", title="KL"),
                  alt.Tooltip("typical_kl_q25:Q", format=".3e"),
                  alt.Tooltip("typical_kl_q75:Q", format=".3e"),
                  alt.Tooltip("optimal_shown:N", title="optimal prompt"), "method"])
