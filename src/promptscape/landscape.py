@@ -358,7 +358,7 @@ def resolution(loss, entropy: float = 0.0, *, outcomes: int = 1, symbols: int = 
 
         resolution = eps_64 * outcomes * S + eps_precision * symbols * S.
 
-    float64 Bayes values (both terms float64): eps_64 (C + L_max + T) S, about 1.8e-13 nats
+    float64 Bayes values (both terms float64): eps_64 (C + L_max + T) S, about 1.5e-13 nats
     for BernMix at L_max 16, T = 10 (C = 11), where the KLs measured against 50-digit
     arithmetic are off by at most 9e-16. A network's float32 losses: its second term,
     about 5e-5 nats at L_max + T = 22, dominates. `loss` is the (P,) losses of the landscape
