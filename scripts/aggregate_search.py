@@ -13,4 +13,5 @@ with identity.job(snakemake) as args:
         reliability_prediction=snakemake.output.prediction,
         in_meta_distribution=args["in_meta_distribution"],
         expected=args["expected"],
+        within_epsilon=args["within_epsilon"],
     )

@@ -8,4 +8,5 @@ with identity.job(snakemake) as args:
         output=snakemake.output.strategies,
         in_meta_distribution=args["in_meta_distribution"],
         expected=args["expected"],
+        within_epsilon=args["within_epsilon"],
     )

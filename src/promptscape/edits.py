@@ -37,12 +37,15 @@ evaluated. Where the landscape is estimated (``monte_carlo``), the difference is
 from the same shared evaluation set for both prompts, and its paired standard error comes
 from per-sequence losses (`delta_standard_error`; exact landscapes: 0).
 
-Improvement and ties: an edge improves when ``delta < -tolerance`` (nats, absolute;
-`DEFAULT_TOLERANCE`). Exact ties of the science (permutations of a prompt under an
-exchangeable Bayes predictor) come out bitwise equal, since a count class is computed once;
-the default only absorbs the rounding of ``L - H``, far below the 1e-9 nats that
-docs/science.md calls a real difference. A caller holding a landscape classified with a
-looser tie rule passes that rule's width as the tolerance.
+Improvement and ties: an edge improves when ``delta < -tolerance`` (nats, absolute), and
+two KLs within ``tolerance`` are equal: the landscape's tie rule, one place for both
+(`landscape.resolution`, docs/science.md "Ties"). A caller holding a landscape artifact
+passes its ``kl_resolution`` (the width its optimal class and ranks were decided with);
+without one, the tolerance is `landscape.default_resolution` of the KLs given. Exact ties of
+the science (permutations of a prompt under an exchangeable Bayes predictor) come out
+bitwise equal, since a count class is computed once; the tolerance absorbs the rounding of
+``L - H`` between classes that are mathematically equal, and nothing wider: two KLs 1e-9
+nats apart differ, and an edit between them improves.
 
 Edit kinds
 ----------
@@ -90,8 +93,6 @@ from promptscape.sources import Source, symbol_counts
 OPERATIONS = ("insert", "delete", "substitute", "swap")
 INSERT, DELETE, SUBSTITUTE, SWAP = range(4)
 
-# Improvement threshold in nats (module doc, "Improvement and ties").
-DEFAULT_TOLERANCE = 1e-12
 # Prompts whose KL is within this many nats of the optimum are "near the top".
 DEFAULT_NEAR_TOP = 0.01
 # Marginal probabilities within this relative distance of the largest (smallest) are tied.
@@ -378,7 +379,7 @@ def kind_masks(edges: Edges, marginals,
 
 
 def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
-                    tolerance: float = DEFAULT_TOLERANCE,
+                    tolerance: float | None = None,
                     near_top: float = DEFAULT_NEAR_TOP) -> list[dict]:
     """One row per available kind: ``kind``, ``edges``, the ΔKL distribution's ``median``,
     ``q1``, ``q3`` and ``iqr`` (numpy's linear quantiles), ``share_improving`` (ΔKL <
@@ -387,6 +388,7 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
     among the rest (``rest_edges``, ``share_improving_rest``). A share over no edges is NaN;
     a kind with no edges has NaN quantiles."""
     kl = _check_landscape(edges, kl)
+    tolerance = tie_tolerance(kl, tolerance)
     delta = kl[edges.child] - kl[edges.parent]
     improving = delta < -tolerance
     top = (kl - kl.min() <= near_top)[edges.parent]
@@ -404,6 +406,18 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
             "share_improving_rest": _share(improving, mask & ~top),
         })
     return rows
+
+
+def tie_tolerance(kl: np.ndarray, tolerance: float | None = None) -> float:
+    """The width within which two KLs are equal and below which an edit does not improve:
+    `tolerance` (a landscape's ``kl_resolution``) where given, else the landscape's default
+    rule on these KLs (`landscape.default_resolution`). Module doc, "Improvement and ties"."""
+    if tolerance is None:
+        return landscape.default_resolution(kl)
+    tolerance = float(tolerance)
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance == {tolerance}, must be a finite number of nats >= 0")
+    return tolerance
 
 
 # ------------------------------------------------------------------ local structure
@@ -428,10 +442,11 @@ class LocalStructure:
 
 
 def local_structure(edges: Edges, kl: np.ndarray,
-                    tolerance: float = DEFAULT_TOLERANCE) -> LocalStructure:
+                    tolerance: float | None = None) -> LocalStructure:
     """Local optima, plateaus, steepest-descent sinks and basins (module doc) under the
     neighbourhood of `edges` (all four operations, or those `edit_edges` was given)."""
     kl = _check_landscape(edges, kl)
+    tolerance = tie_tolerance(kl, tolerance)
     P = len(kl)
     parent, child = edges.parent, edges.child
     if np.any(parent[1:] < parent[:-1]):  # `edit_edges` sorts by parent; others may not

@@ -147,6 +147,18 @@ class KLScorer:
         else:
             self._seqs, self._weights = seqs, weights
 
+    def resolution(self, kl, length: int) -> float:
+        """`landscape.resolution` of these KLs of prompts of `length` symbols: their losses
+        are KL + H_T (H_T = -offset, the magnitude of the entropy's sum), summed over the
+        task's count classes or its sequences (capped as the landscape caps them), in the
+        predictor's precision, over length + T symbols."""
+        entropy = -self._offset
+        counted = self._seqs is None
+        outcomes = len(self._classes) if counted else min(len(self._seqs), 1 << 20)
+        return landscape.resolution(np.asarray(kl, dtype=float) + entropy, entropy,
+                                    outcomes=outcomes, symbols=int(length) + self.task_length,
+                                    precision=landscape.loss_precision(self.predictor))
+
     def count_kl(self, counts) -> np.ndarray:
         """KL of every prompt with symbol counts `counts` ``(..., V)`` -> ``(...)``."""
         if not self.counts_apply:
@@ -314,7 +326,8 @@ def typical_curve(scorer: KLScorer, task: Source, lengths, num_typical: int) -> 
 def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
     """Per prompt length 0..L_max of a landscape: ``exact_kl`` (least KL of that length),
     ``upto_prompt`` and ``upto_kl`` (the best prompt of length at most l and its KL; ties by
-    the landscape's dense rank go to the shorter, then lexicographically first prompt)."""
+    the landscape's dense rank go to the shorter, then lexicographically first prompt) and
+    ``upto_below`` (that KL is below the landscape's resolution, `below_resolution`)."""
     land = land.sort_values(["prompt_length", "prompt"], kind="stable").reset_index(drop=True)
     rows, best = [], None
     for length, group in land.groupby("prompt_length", sort=True):
@@ -322,7 +335,8 @@ def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
         if best is None or first["rank"] < best["rank"]:
             best = first
         rows.append({"prompt_length": int(length), "exact_kl": float(group["kl"].min()),
-                     "upto_prompt": str(best["prompt"]), "upto_kl": float(best["kl"])})
+                     "upto_prompt": str(best["prompt"]), "upto_kl": float(best["kl"]),
+                     "upto_below": bool(best.get("below_resolution", False))})
     return pd.DataFrame(rows).set_index("prompt_length")
 
 
@@ -340,32 +354,44 @@ def class_optima(scorer: KLScorer, max_length: int) -> pd.DataFrame:
     for length in range(max_length + 1):
         classes, names = source.length_classes(length)
         kl = scorer.class_kl(classes)
-        best = min((i for i, v in enumerate(kl) if no_worse(v, kl.min())), key=names.__getitem__)
+        # Classes tie within the KL's resolution (the landscape's rule, `classify`), not
+        # within 1e-12 nats: at 64 symbols that width let a class with one more zero and a
+        # true KL of 6e-13 stand for the optimum, whose KL is ~1e-50.
+        resolution = scorer.resolution(kl, length)
+        best = min((i for i, v in enumerate(kl) if v <= kl.min() + resolution),
+                   key=names.__getitem__)
         rows.append({"prompt_length": length, "exact_kl": float(kl[best]),
-                     "exact_prompt": names[best]})
+                     "exact_prompt": names[best], "resolution": resolution})
     return pd.DataFrame(rows).set_index("prompt_length")
 
 
 def optimal_by_length(land: pd.DataFrame, lengths, classes: pd.DataFrame | None = None) -> dict:
-    """Columns ``optimal_exact_kl``, ``optimal_upto_kl`` and ``optimal_prompt`` for each of
-    `lengths`: from the landscape up to its L_max, from the prompt-class optima `classes`
-    (`class_optima`) beyond it (when given), else None."""
+    """Columns ``optimal_exact_kl``, ``optimal_upto_kl``, ``optimal_prompt`` and
+    ``optimal_below_resolution`` for each of `lengths`: from the landscape up to its L_max,
+    from the prompt-class optima `classes` (`class_optima`) beyond it (when given), else
+    None. ``optimal_below_resolution``: the optimal prompt's KL is at most the resolution of
+    the computation it came from (the landscape's ``below_resolution``, or the class optima's
+    ``resolution`` at the length where that prompt was found)."""
     table = landscape_optima(land)
     l_max = int(table.index.max())
     exact = table["exact_kl"].to_dict()
-    upto = {length: (row.upto_prompt, row.upto_kl) for length, row in table.iterrows()}
+    upto = {length: (row.upto_prompt, row.upto_kl, bool(row.upto_below))
+            for length, row in table.iterrows()}
     if classes is not None:
-        prompt, kl = upto[l_max]
+        prompt, kl, below = upto[l_max]
         for length in range(l_max + 1, int(classes.index.max()) + 1):
             row = classes.loc[length]
             exact[length] = row["exact_kl"]
-            if not no_worse(kl, row["exact_kl"]):  # better by more than the tie tolerance
+            if row["exact_kl"] < kl - row["resolution"]:  # better beyond the resolution
                 prompt, kl = row["exact_prompt"], row["exact_kl"]
-            upto[length] = (prompt, kl)
+                below = bool(kl <= row["resolution"])
+            upto[length] = (prompt, kl, below)
     return {
         "optimal_exact_kl": [exact.get(length) for length in lengths],
         "optimal_upto_kl": [upto[length][1] if length in upto else None for length in lengths],
         "optimal_prompt": [upto[length][0] if length in upto else None for length in lengths],
+        "optimal_below_resolution": [upto[length][2] if length in upto else None
+                                     for length in lengths],
     }
 
 

@@ -43,7 +43,13 @@ every landscape (``mc_kl``, ``mc_kl_se``) as a built-in check that the exact sum
 sampler and the predictor agree.
 
 Ties: one rule, `classify`, gives both the rank and the optimal class, so rank 0 is exactly
-the optimal class in every landscape. Exact values tie within a relative 1e-9. Estimated
+the optimal class in every landscape. Exact values tie within the floating-point resolution
+of the KL itself (`resolution`: an absolute width in nats derived from the precision of the
+computation, the number of roundings that reach one KL and the magnitude of the terms they
+round; float64 for exact Bayes sums, float32 for a network's losses), never within a
+fraction of the loss: prompt classes make mathematical ties bitwise ties, and two KLs that
+differ by 1e-9 nats are different. A KL at most its resolution is reported as below
+resolution (column ``below_resolution``), not as a number. Estimated
 values: the optimal class is the best estimate and every prompt whose paired difference from
 it is not resolved by a one-sided z-test at family-wise 95% (Bonferroni over the P - 1
 comparisons with the best); the other prompts are dense-ranked from 1 by their estimate
@@ -83,9 +89,15 @@ MIN_DISTINCT_SEQUENCES = 2
 # at most this many (`task_entropy`), whatever the enumeration budget of the losses.
 ENTROPY_MAX_SEQUENCES = 1 << 20
 
-# Exact values: prompts within this relative distance of the optimum's loss are tied. The
-# same tolerance decides when two estimates are equal (floating-point noise, not evidence).
+# Estimated values: two estimates within this relative distance are equal (floating-point
+# noise, not evidence), and prompt efficiency's quantiles count KLs within it (plus 1e-12
+# nats) as equal. Not the tie rule of exact values, which is `resolution`.
 EXACT_RELATIVE_TOLERANCE = 1e-9
+# Machine epsilon (the spacing of floats at 1) of the precisions a KL is computed in: float64
+# sums for exact Bayes values and for the expectation over task outcomes; float32 for a
+# network's per-sequence losses (scored and tabulated in float32).
+PRECISION_EPSILON = {"float64": float(np.finfo(np.float64).eps),
+                     "float32": float(np.finfo(np.float32).eps)}
 # Estimated values: the family-wise level at which a prompt must be shown worse than the best
 # estimate to leave the optimal class (one-sided paired z-tests, Bonferroni over P - 1).
 ESTIMATE_ALPHA = 0.05
@@ -329,16 +341,86 @@ def paired_differences(losses: np.ndarray, reference: int, weights: np.ndarray |
     return stratified_mean(losses - losses[reference][None, :], weights, strata)
 
 
-def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_TOLERANCE) -> np.ndarray:
-    """Dense ranks (0 = smallest); values within `relative_tolerance` of the first value of
-    their group share its rank. Ties are exact ties such as permutations of a prompt under
+def resolution(loss, entropy: float = 0.0, *, outcomes: int = 1, symbols: int = 0,
+               precision: str = "float64") -> float:
+    """The floating-point resolution of an exact KL (absolute, nats): two KLs of one
+    landscape closer than this are not told apart, and a KL at most this is below
+    resolution (docs/science.md, "Ties").
+
+    ``KL(s) = sum_x p_x l(s, x) - H_T`` is a float64 sum over `outcomes` task outcomes (count
+    classes or sequences) of nonnegative terms, minus the entropy, itself such a sum. Each
+    l(s, x) is built from the log-probabilities of the `symbols` = L_max + T symbols of one
+    prompt and task sequence (a difference of two log-evidences for count classes; a sum of
+    T log-predictions after a filtered prompt state otherwise), rounded in `precision`.
+    With eps the precision's machine epsilon and S = max_s L(s) + |H_T| the magnitude of the
+    summed terms (every term and partial sum is at most S), the standard bound of a sum of n
+    terms, n eps S (Higham, Accuracy and Stability, eq. 4.4, to first order), gives
+
+        resolution = eps_64 * outcomes * S + eps_precision * symbols * S.
+
+    float64 Bayes values (both terms float64): eps_64 (C + L_max + T) S, about 1.5e-13 nats
+    for BernMix at L_max 16, T = 10 (C = 11), where the KLs measured against 50-digit
+    arithmetic are off by at most 9e-16. A network's float32 losses: its second term,
+    about 5e-5 nats at L_max + T = 22, dominates. `loss` is the (P,) losses of the landscape
+    (or any values whose magnitude bounds its terms)."""
+    if precision not in PRECISION_EPSILON:
+        raise ValueError(f"precision {precision!r}, must be one of {sorted(PRECISION_EPSILON)}")
+    loss = np.asarray(loss, dtype=np.float64)
+    if outcomes < 1 or symbols < 0:
+        raise ValueError(f"outcomes == {outcomes}, symbols == {symbols}: must be >= 1, >= 0")
+    magnitude = (float(np.max(np.abs(loss))) if loss.size else 0.0) + abs(float(entropy))
+    return (PRECISION_EPSILON["float64"] * int(outcomes)
+            + PRECISION_EPSILON[precision] * int(symbols)) * magnitude
+
+
+def loss_precision(predictor: Predictor) -> str:
+    """The precision a predictor's per-sequence losses are computed in: float64 for an exact
+    Bayes predictor, float32 for a network (scored, or read from its float32 table)."""
+    return "float64" if isinstance(predictor, BayesPredictor) else "float32"
+
+
+def landscape_resolution(predictor: Predictor, loss, entropy: float, method: str,
+                         task_length: int, max_prompt_length: int, vocab_size: int) -> float:
+    """`resolution` of one exact landscape: its outcomes (count classes under
+    ``exact_counts``, all V^T sequences under ``exact_enumeration``), its L_max + T symbols
+    and its predictor's precision. Under ``monte_carlo`` the floating-point resolution of the
+    estimates' float64 means over the evaluation set is not the tie rule (the statistical
+    rule is), but still says which estimates are below resolution; it is computed as for
+    one outcome per sequence of the enumeration (V^T), capped at 2^20 roundings."""
+    T, V = int(task_length), int(vocab_size)
+    if method == "exact_counts":
+        outcomes = math.comb(T + V - 1, V - 1)
+    else:
+        outcomes = min(V ** T, 1 << 20)
+    return resolution(loss, entropy, outcomes=outcomes, symbols=int(max_prompt_length) + T,
+                      precision=loss_precision(predictor))
+
+
+# `classify` without a stated resolution (a caller holding losses alone, such as a test or
+# a library user): this many float64 roundings of the largest magnitude.
+DEFAULT_ROUNDINGS = 64
+
+
+def default_resolution(loss) -> float:
+    """`resolution` of float64 values when nothing else is known: `DEFAULT_ROUNDINGS`
+    roundings of the largest |value| (the pipeline's stage passes the landscape's own)."""
+    return resolution(loss, outcomes=DEFAULT_ROUNDINGS)
+
+
+def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_TOLERANCE,
+                tolerance: float | None = None) -> np.ndarray:
+    """Dense ranks (0 = smallest); values within `tolerance` (absolute) of the first value of
+    their group share its rank, or, without `tolerance`, within `relative_tolerance` of it
+    (the equality of estimates). Ties are exact ties such as permutations of a prompt under
     an exchangeable predictor, which floating-point sums may separate by ~1e-15."""
     order = np.argsort(values, kind="stable")
     ranks = np.empty(len(values), dtype=np.int64)
     rank, anchor = -1, None
     for i in order:
         v = values[i]
-        if anchor is None or v - anchor > relative_tolerance * max(abs(anchor), 1e-300):
+        width = (relative_tolerance * max(abs(anchor), 1e-300) if tolerance is None
+                 else tolerance) if anchor is not None else 0.0
+        if anchor is None or v - anchor > width:
             rank += 1
             anchor = v
         ranks[i] = rank
@@ -357,14 +439,17 @@ def estimate_critical_z(num_prompts: int, alpha: float = ESTIMATE_ALPHA) -> floa
 
 def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
              alpha: float = ESTIMATE_ALPHA, weights: np.ndarray | None = None,
-             strata: np.ndarray | None = None, comparisons: int | None = None):
+             strata: np.ndarray | None = None, comparisons: int | None = None,
+             tolerance: float | None = None):
     """Rank, optimal class and resolution of every prompt, by one tie rule.
 
     Returns ``(rank (P,) int64, optimal (P,) bool, resolved (P,) bool)``, with
     ``optimal == (rank == 0)`` always.
 
-    Exact values (`paired_losses` None): dense ranks of `loss` with a relative tolerance of
-    `EXACT_RELATIVE_TOLERANCE`; the optimal class is rank 0; every prompt is resolved.
+    Exact values (`paired_losses` None): dense ranks of `loss` where values within
+    `tolerance` nats of their group's least tie: the KL's floating-point resolution
+    (`resolution`, which the landscape stage computes for its kind of computation; default
+    `default_resolution`); the optimal class is rank 0; every prompt is resolved.
 
     Estimated values: `loss` holds the estimates and `paired_losses` ``(P, M)`` the
     per-sequence losses on the shared evaluation set they come from (with its stratum
@@ -393,7 +478,8 @@ def classify(loss: np.ndarray, paired_losses: np.ndarray | None = None,
     """
     loss = np.asarray(loss, dtype=np.float64)
     if paired_losses is None:
-        rank = dense_ranks(loss)
+        rank = dense_ranks(loss, tolerance=default_resolution(loss) if tolerance is None
+                           else float(tolerance))
         return rank, rank == 0, np.ones(len(loss), dtype=bool)
     paired_losses = np.asarray(paired_losses, dtype=np.float64)
     P, M = paired_losses.shape

@@ -389,3 +389,39 @@ def test_error_decomposition_splits_noise_and_selection():
     assert (b["noise"], b["selection"], b["error"]) == (1.0, -1.0, 0.0)
     with pytest.raises(ValueError, match="'c' was visited"):
         edits.error_decomposition(["c"], [0.0], [0.0], ["a"], [0.0])
+
+
+# ------------------------------------------------------------------ one tie rule
+@pytest.mark.parametrize("tolerance", [None, 1e-12, 1e-8])
+def test_every_member_of_the_optimal_class_is_a_local_optimum_under_the_same_tie_rule(tolerance):
+    """Edits and the landscape share one tie rule (`landscape.resolution`): under BernMix,
+    coin(0.7), L_max 12, T = 10, no edit improves on a member of S*, whatever width both are
+    given. (Before issue 26 the class tied within relative 1e-9 of the loss and edits within
+    1e-12 nats, so 1^11 was optimal and its edit to 1^12 improved.)"""
+    from landscape_helpers import BERNMIX, coin
+
+    from promptscape.predictors import BayesPredictor
+    from promptscape.sources import build_source
+
+    L, T = 12, 10
+    prompts = prompts_lib.all_prompts(L, 2)
+    pred = BayesPredictor(build_source(BERNMIX))
+    first, inverse = pred.prompt_classes(prompts)
+    loss, _, entropy = landscape.theoretical_losses(pred, first, build_source(coin(0.7)), T,
+                                                    "exact_counts")
+    kl = (loss - entropy)[inverse]
+    width = edits.tie_tolerance(kl, tolerance)
+    optimal = landscape.classify(kl, tolerance=width)[1]
+    s = edits.local_structure(edits.edit_edges(L, 2), kl, tolerance)
+    assert s.local_optimum[optimal].all()
+    assert optimal[prompts.index("1" * 12)]
+    assert not optimal[prompts.index("1" * 11)] or width >= 1e-9
+
+
+def test_tie_tolerance_default_is_the_landscape_default_and_refuses_nonsense():
+    kl = np.array([0.5, 2.0, 7.0])
+    assert edits.tie_tolerance(kl) == landscape.default_resolution(kl)
+    assert edits.tie_tolerance(kl, 1e-10) == 1e-10
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance"):
+            edits.tie_tolerance(kl, bad)

@@ -567,3 +567,23 @@ def test_efficiency_chart_layers_a_band_and_two_curves_per_task_panel():
     assert {r["task_label"] for r in rows} == {"coin_0.7 (IMD)"}
     # Beyond L_max the optimum of a non-exchangeable predictor is unknown: null, not floored.
     assert [r["optimal_plot"] is None for r in rows] == [False] * 3 + [True] * 2
+
+
+def test_class_optima_tie_within_the_resolution_and_say_below_resolution():
+    """Issue 26: under BernMix(0.2, 0.7), coin(0.7), T = 10, the optimum at 64 symbols is
+    all ones (true KL ~1e-50); a 1e-12-nat tie width let a class with zeros and a true KL of
+    6e-13 stand for it. Classes now tie within the KL's resolution, and the optimum's KL is
+    reported below it."""
+    pred = BayesPredictor(build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]}))
+    task = build_source({"kind": "coin", "theta": 0.7})
+    scorer = efficiency.KLScorer(pred, task, 10, 100, landscape.DEFAULT_ENUMERATION_BUDGET)
+    classes = efficiency.class_optima(scorer, 64)
+    assert ((classes["resolution"] > 1e-14) & (classes["resolution"] < 1e-12)).all()
+    row = classes.loc[64]
+    assert row["exact_kl"] <= row["resolution"] and abs(row["exact_kl"]) < 1e-13
+    assert classes.loc[5, "exact_kl"] > classes.loc[5, "resolution"]
+    land = pd.DataFrame({"prompt": ["", "1"], "prompt_length": [0, 1], "rank": [1, 0],
+                         "kl": [0.58, 0.2], "below_resolution": [False, False]})
+    out = efficiency.optimal_by_length(land, [0, 1, 64], classes)
+    assert out["optimal_below_resolution"] == [False, False, True]
+    assert out["optimal_upto_kl"][2] <= row["resolution"]

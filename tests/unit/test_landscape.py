@@ -266,12 +266,97 @@ def test_classify_equal_and_zero_variance_differences():
     assert rank.tolist() == [2, 0, 0, 1, 1, 0]
 
 
-def test_classify_exact_values_are_dense_ranks_within_relative_tolerance():
+def test_classify_exact_values_are_dense_ranks_within_the_stated_resolution():
     loss = np.array([3.0, 1.0, 1.0 + 1e-12, 2.0, 1.0 + 1e-6, 3.0 * (1 + 1e-13)])
-    rank, optimal, resolved = landscape.classify(loss)
+    rank, optimal, resolved = landscape.classify(loss, tolerance=1e-11)
     assert rank.tolist() == [3, 0, 0, 2, 1, 3]
     assert optimal.tolist() == [False, True, True, False, False, False]
     assert resolved.all()
+    # Without a stated resolution: 64 float64 roundings of the largest value (4.3e-14
+    # here), so values 1e-12 and 3e-13 apart are resolved.
+    rank = landscape.classify(loss)[0]
+    assert rank.tolist() == [4, 0, 1, 3, 2, 5]
+
+
+def test_issue_26_bernmix_coin_07_at_l_max_12_no_longer_ties_1e_9_apart():
+    """Issue 26: under BernMix(0.2, 0.7) (config/long_prompts.yaml, the Bayes predictor of
+    long_bernmix_networks at L_max 12, T = 10), coin(0.7)'s optimal class was {1^11, 1^12}
+    by the relative 1e-9 of a ~6.7-nat loss, though their KLs are 1.35e-9 and 1.1e-10."""
+    from promptscape.pipeline import config as config_lib
+
+    study = config_lib.load_file("config/long_prompts.yaml")
+    exp = study.experiments["long_bernmix_networks"]
+    assert exp.max_prompt_length == 12 and exp.pretraining_name == "bernmix"
+    task = exp.task("coin_0.7").source
+    pred = BayesPredictor(exp.pretraining)
+    prompts = all_prompts(exp.max_prompt_length, exp.vocab_size)
+    first, inverse = pred.prompt_classes(prompts)
+    method = landscape.choose_method(pred, task, exp.task_length, len(prompts),
+                                     study.enumeration_budget)
+    assert method == "exact_counts"
+    loss, _, entropy = landscape.theoretical_losses(pred, first, task, exp.task_length, method)
+    loss, kl = loss[inverse], loss[inverse] - entropy
+    index = {p: i for i, p in enumerate(prompts)}
+    np.testing.assert_allclose(kl[[index["1" * 11], index["1" * 12]]], [1.3503e-9, 1.110e-10],
+                               rtol=1e-3)
+    old = np.flatnonzero(landscape.dense_ranks(loss) == 0)  # the rule before issue 26
+    assert {"1" * 11, "1" * 12} <= {prompts[i] for i in old}
+    res = landscape.landscape_resolution(pred, loss, entropy, method, exp.task_length,
+                                         exp.max_prompt_length, exp.vocab_size)
+    assert 1e-14 < res < 1e-12
+    rank, optimal, _ = landscape.classify(loss, tolerance=res)
+    assert [prompts[i] for i in np.flatnonzero(optimal)] == ["1" * 12]
+    assert rank[index["1" * 11]] == 1
+    assert not (kl <= res).any()  # 1.1e-10 is far above the resolution
+
+
+def test_resolution_is_per_kind_of_computation():
+    loss = np.array([6.5, 7.0, 12.0])
+    eps64, eps32 = np.finfo(np.float64).eps, np.finfo(np.float32).eps
+    # float64 Bayes sums: every rounding float64.
+    r64 = landscape.resolution(loss, 6.0, outcomes=11, symbols=26)
+    assert r64 == pytest.approx(eps64 * (11 + 26) * 18.0)
+    # A network's float32 losses: the symbols' roundings are float32's.
+    r32 = landscape.resolution(loss, 6.0, outcomes=1024, symbols=22, precision="float32")
+    assert r32 == pytest.approx((eps64 * 1024 + eps32 * 22) * 18.0)
+    assert 1e-14 < r64 < 1e-12 and 1e-6 < r32 < 1e-4
+    with pytest.raises(ValueError, match="precision"):
+        landscape.resolution(loss, precision="float16")
+    # The predictor decides the precision: exact Bayes float64, a table (a network's) float32.
+    from promptscape.predictors import TabulatedPredictor
+    bayes = BayesPredictor(build_source(BERNMIX))
+    table = TabulatedPredictor(["", "0", "1"], np.zeros((3, 4)), 2, 2)
+    assert landscape.loss_precision(bayes) == "float64"
+    assert landscape.loss_precision(table) == "float32"
+    args = (np.array([6.0]), 5.0, "exact_enumeration", 2, 1, 2)
+    assert landscape.landscape_resolution(table, *args) > 1e4 * landscape.landscape_resolution(
+        bayes, *args)
+    # Two KLs 1e-9 apart are different under float64 and tied under float32.
+    values = np.array([6.7, 6.7 + 1e-9])
+    assert landscape.classify(values, tolerance=r64)[1].tolist() == [True, False]
+    assert landscape.classify(values, tolerance=r32)[1].tolist() == [True, True]
+
+
+def test_mathematical_ties_across_count_classes_stay_tied_at_float64_resolution():
+    """Under a Beta(1, 1) prior and a fair coin, prompts with counts (a, b) and (b, a) are
+    tied by symmetry but are different count classes, computed apart: their losses differ
+    by rounding only, which the resolution absorbs."""
+    pred = BayesPredictor(build_source(BETA11))
+    task = build_source(coin(0.5))
+    L, T = 10, 10
+    prompts = all_prompts(L, 2)
+    first, _ = pred.prompt_classes(prompts)
+    loss, _, entropy = landscape.theoretical_losses(pred, first, task, T, "exact_counts")
+    res = landscape.landscape_resolution(pred, loss, entropy, "exact_counts", T, L, 2)
+    rank = landscape.classify(loss, tolerance=res)[0]
+    counts = {tuple(c): r for c, r in zip(
+        ((p.count("0"), p.count("1")) for p in first), rank)}
+    for (a, b), r in counts.items():
+        assert counts[(b, a)] == r, (a, b)
+    # and the rounding between mirror classes is far below the resolution
+    mirror = np.array([loss[first.index("0" * b + "1" * a)] for a, b in (
+        (p.count("0"), p.count("1")) for p in first)])
+    assert np.abs(loss - mirror).max() < res / 10
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -389,7 +474,11 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
         assert (landscape.dense_ranks(land["loss"].to_numpy()) == 0).sum() < land["optimal"].sum()
     else:
         assert land["resolved"].all()
-        np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(land["loss"].to_numpy()))
+        res = land["kl_resolution"].iloc[0]
+        assert (land["kl_resolution"] == res).all() and 0 < res < 1e-9
+        np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(
+            land["loss"].to_numpy(), tolerance=res))
+    np.testing.assert_array_equal(land["below_resolution"], land["kl"] <= land["kl_resolution"])
 
 
 def test_evaluation_kl_a_block_of_prompts_at_a_time_equals_the_whole_gathered_estimate():
@@ -484,6 +573,30 @@ def test_landscape_and_choices_figures_mark_prompts_not_resolved_from_the_best(r
     labels = {r["prompt"]: r["prompt_label"] for r in rows}
     assert labels[""] == "∅ ★" and labels["1"] == "1" and labels["00"] == "00"
     assert labels["0"] == ("0 ☆" if marked else "0 ★")
+
+
+def test_a_kl_below_resolution_is_said_so_in_the_landscape_figure_and_the_summary():
+    import pandas as pd
+
+    from promptscape.report import figures, summary
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    frame = _figure_frame([True] * 4) | {"kl": [7.41e-13, 0.12, 0.3, 0.5],
+                                          "kl_resolution": 1.5e-12,
+                                          "below_resolution": [True, False, False, False]}
+    land = pd.DataFrame(frame)
+    spec = figures.landscape_chart(land, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],
+                                   style=style, title="t").to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    shown = {r["prompt"]: r["kl_shown"] for r in rows}
+    assert shown[""] == "below resolution" and shown["0"] == "1.200e-01"
+    assert "7.41" not in str(spec["spec"]["layer"][1]["encoding"]["tooltip"])
+    assert any("below floating-point resolution" in line
+               for line in np.atleast_1d(spec["title"]["subtitle"]))
+    row = land.iloc[0]
+    assert summary.kl_shown(row) == "below resolution (< 2e-12)"
+    assert summary.kl_shown(land.iloc[1]) == "0.12"
 
 
 # ------------------------------------------------------------------ beyond binary

@@ -62,14 +62,17 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                              "rank": [2, 0, 1],
                              "optimal": [False, True, False],
                              "resolved": True, "mc_kl": kl,
-                             "mc_kl_se": 0.01})
+                             "mc_kl_se": 0.01, "kl_resolution": 1e-13,
+                             "below_resolution": [k <= 1e-13 for k in kl]})
     rows = [(p, t.name, t.in_meta_distribution) for p in exp.predictors for t in exp.tasks]
     if artifact == "reliability":
         return pd.DataFrame([
             {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
              "in_meta_distribution": imd, "selection": selection, "N": N, "seeds": 4,
              "correct": 3, "proportion_correct": 0.75, "ci_low": 0.3,
-             "ci_high": 0.95, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
+             "ci_high": 0.95, "epsilon": 1e-6, "within_epsilon_seeds": 4,
+             "within_epsilon": 1.0, "within_epsilon_ci_low": 0.51,
+             "within_epsilon_ci_high": 1.0, "regret_mean": 0.01, "regret_median": 0.0, "regret_q25": 0.0,
              "regret_q75": 0.02, "rank_mean": 0.25, "rank_median": 0.0}
             for p, t, imd in rows for selection in exp.selections for N in exp.dataset_sizes])
     if artifact == "reliability_prediction":

@@ -17,7 +17,7 @@ rule aggregate_search:
     conda:
         "../envs/promptscape.yaml"
     params:
-        args=get_aggregate_args(layout.search_grid),
+        args=get_aggregate_args(layout.search_grid, within_epsilon=True),
         code=code("aggregate_search"),
         identity=input_stamps,
     script:
@@ -36,7 +36,7 @@ rule aggregate_strategies:
     conda:
         "../envs/promptscape.yaml"
     params:
-        args=get_aggregate_args(layout.strategy_grid),
+        args=get_aggregate_args(layout.strategy_grid, within_epsilon=True),
         code=code("aggregate_strategies"),
         identity=input_stamps,
     script:

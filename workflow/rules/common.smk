@@ -256,14 +256,18 @@ def job_args(wildcards, *names, **values):
     return args
 
 
-def get_aggregate_args(grid=None):
+def get_aggregate_args(grid=None, within_epsilon=False):
     """An experiment aggregate's arguments: the experiment's source and tasks (what the
-    summary checks its identity against), which tasks are in the meta-distribution, and
-    the grid of rows it must hold (`layout.search_grid` or `layout.strategy_grid`)."""
+    summary checks its identity against), which tasks are in the meta-distribution, the
+    grid of rows it must hold (`layout.search_grid` or `layout.strategy_grid`) and, for the
+    tables that count seeds within epsilon of the optimum, `landscape.within_epsilon`.
+    """
 
     def args(wildcards):
         exp = get_experiment(wildcards)
         extra = {} if grid is None else {"expected": grid(STUDY, exp)}
+        if within_epsilon:
+            extra["within_epsilon"] = STUDY.within_epsilon
         return job_args(
             wildcards,
             "experiment",

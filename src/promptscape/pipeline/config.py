@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import os
 import re
 from pathlib import Path
@@ -161,6 +162,12 @@ class Study:
         return self.raw["landscape"]["enumeration_budget"]
 
     @property
+    def within_epsilon(self) -> float:
+        """`landscape.within_epsilon`: a chosen prompt is within epsilon of the optimum when
+        KL(s_hat) - KL(s*) <= epsilon (nats; the reliability and strategies tables)."""
+        return float(self.raw["landscape"]["within_epsilon"])
+
+    @property
     def training(self) -> dict:
         """The `training` section: device, threads, gpus, heldout_size."""
         return dict(self.raw["training"])
@@ -217,6 +224,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     _refuse_replaced_keys(config)
     validate_schema(config, schema)
     config["results_dir"] = _results_dir(config["results_dir"])
+    _check_within_epsilon(config["landscape"]["within_epsilon"])
     sources = {}
     for name, spec in config["sources"].items():
         sources[name] = build_source(spec, where=f"sources.{name}")
@@ -252,6 +260,13 @@ REPLACED_KEYS = {
         "the budget (default 2^27 = 134,217,728, e.g. 131,071 prompts x 1,024 sequences); "
         "remove max_enumeration_length and set enumeration_budget if the default does not suit"),
 }
+
+
+def _check_within_epsilon(value) -> None:
+    """The schema bounds it below (> 0); YAML's .inf and .nan pass that, and mean nothing."""
+    if not math.isfinite(float(value)):
+        raise ConfigError(f"landscape.within_epsilon == {value}, must be a finite number of "
+                          "nats > 0 (default 1e-6)")
 
 
 def _refuse_replaced_keys(config: dict) -> None:

@@ -158,6 +158,16 @@ _PROPORTION_CORRECT = (
     ("ci_low", _F, "Wilson 95% interval of proportion_correct, lower bound"),
     ("ci_high", _F, "Wilson 95% interval of proportion_correct, upper bound"),
 )
+# Beside the proportion correct: what a practitioner would call right (docs/science.md,
+# "Search, correctness, landscape").
+_WITHIN_EPSILON = (
+    ("epsilon", _F, "landscape.within_epsilon (nats, default 1e-6)"),
+    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= epsilon"),
+    ("within_epsilon", _F, ("within_epsilon_seeds / seeds: the proportion of seeds whose "
+                            "chosen prompt is within epsilon of the optimum")),
+    ("within_epsilon_ci_low", _F, "Wilson 95% interval of within_epsilon, lower bound"),
+    ("within_epsilon_ci_high", _F, "Wilson 95% interval of within_epsilon, upper bound"),
+)
 _REGRET_STATS = (
     ("regret_mean", _F, "mean regret KL(chosen) - KL(s*) over seeds (nats)"),
     ("regret_median", _F, "median regret"),
@@ -315,8 +325,9 @@ ARTIFACTS = {a.name: a for a in [
                                                    "v = 0..V-1 (exact; for Bayes the posterior "
                                                    "predictive the prompt induces)"),
          ("rank", _I, "0 for the optimal class, exactly; the other prompts dense-ranked from 1 "
-                      "by loss, tied only where their losses are equal (relative 1e-9)"),
-         ("optimal", _B, "member of the optimal class S*: loss within relative 1e-9 of the "
+                      "by loss, tied only where their losses are equal (exact values: within "
+                      "kl_resolution; estimates: relative 1e-9)"),
+         ("optimal", _B, "member of the optimal class S*: loss within kl_resolution of the "
                          "least (exact values); for estimates, the best estimate and every "
                          "prompt not shown worse than it by a one-sided paired z-test at "
                          "family-wise 95%, Bonferroni over the P - 1 comparisons "
@@ -324,6 +335,12 @@ ARTIFACTS = {a.name: a for a in [
          ("resolved", _B, "false only for a member of S* under monte_carlo whose difference "
                           "from the best estimate is not resolved at family-wise 95% (its "
                           "estimate is not equal to the best's); true otherwise"),
+         ("kl_resolution", _F, ("the floating-point resolution of kl (nats, the same for "
+                                "every prompt of the landscape): exact KLs closer than it are "
+                                "tied; float64 for exact Bayes sums, float32 losses for "
+                                "networks (landscape.resolution, docs/science.md \"Ties\")")),
+         ("below_resolution", _B, ("kl <= kl_resolution: the KL is not told from 0 by the "
+                                   "arithmetic; reported as below resolution, not as a number")),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl")),
         ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
@@ -347,7 +364,7 @@ ARTIFACTS = {a.name: a for a in [
          ("in_meta_distribution", _B, "the task lies in the support of the pretraining prior "
                                       "(from the config)"),
          _SELECTION, _N,
-         *_PROPORTION_CORRECT, *_REGRET_STATS,
+         *_PROPORTION_CORRECT, *_WITHIN_EPSILON, *_REGRET_STATS,
          ("rank_mean", _F, "mean rank of s_hat"),
          ("rank_median", _F, "median rank of s_hat")),
         ("predictor", "replicate", "experiment", "task", "selection", "N")),
@@ -397,7 +414,7 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          _N, _STRATEGY, _BUDGET,
-         *_PROPORTION_CORRECT,
+         *_PROPORTION_CORRECT, *_WITHIN_EPSILON,
          ("found_best", _I, "seeds whose chosen prompt attains the empirical minimum"),
          ("proportion_found_best", _F, "found_best / seeds"),
          ("found_best_ci_low", _F, "Wilson 95% interval of proportion_found_best, lower bound"),
@@ -520,6 +537,10 @@ ARTIFACTS = {a.name: a for a in [
          ("optimal_prompt", _S, "the best prompt of length at most prompt_length (ties: "
                                 "shorter, then lexicographically first); null where "
                                 "optimal_exact_kl is", NULLABLE),
+         ("optimal_below_resolution", _B, ("optimal_upto_kl is at most the floating-point "
+                                           "resolution of its computation (as the "
+                                           "landscape's below_resolution): a rounding, not "
+                                           "a KL; null where optimal_exact_kl is"), NULLABLE),
          ("method", _S, "how the typical prompts' KL is computed: exact_counts, "
                         "exact_enumeration or monte_carlo (see docs/science.md)")),
         ("predictor", "replicate", "experiment", "task", "prompt_length")),

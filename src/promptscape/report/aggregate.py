@@ -93,24 +93,49 @@ REGRET_STATS = {
 }
 
 
+# `landscape.within_epsilon`'s default (nats): the schema states it, a test holds them equal.
+DEFAULT_WITHIN_EPSILON = 1e-6
+
+
 def _with_proportion_correct(out: pd.DataFrame) -> None:
     """proportion_correct with its Wilson 95% interval, from the correct and seeds columns."""
     out["proportion_correct"] = out["correct"] / out["seeds"]
     out["ci_low"], out["ci_high"] = wilson_interval(out["correct"], out["seeds"])
 
 
-def reliability(sel: pd.DataFrame) -> pd.DataFrame:
-    """Per (predictor, replicate, task, selection, N): proportion correct with a Wilson 95%
-    interval, regret and rank of s_hat."""
+def _with_within_epsilon(out: pd.DataFrame, epsilon: float) -> None:
+    """within_epsilon (the proportion of seeds whose chosen prompt has KL - KL* <= epsilon,
+    from the within_epsilon_seeds and seeds columns) with its Wilson 95% interval, as the
+    proportion correct has, and the epsilon it used."""
+    out["epsilon"] = float(epsilon)
+    out["within_epsilon"] = out["within_epsilon_seeds"] / out["seeds"]
+    out["within_epsilon_ci_low"], out["within_epsilon_ci_high"] = wilson_interval(
+        out["within_epsilon_seeds"], out["seeds"])
+
+
+def within(regret, epsilon: float):
+    """Whether each chosen prompt is within `epsilon` nats of the optimum: regret =
+    KL(s_hat) - KL(s*) <= epsilon."""
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"within_epsilon == {epsilon}, must be a finite number of nats > 0")
+    return np.asarray(regret, dtype=np.float64) <= epsilon
+
+
+def reliability(sel: pd.DataFrame, epsilon: float = DEFAULT_WITHIN_EPSILON) -> pd.DataFrame:
+    """Per (predictor, replicate, task, selection, N): proportion correct and within_epsilon
+    (regret <= `epsilon` nats), each with a Wilson 95% interval, regret and rank of s_hat."""
+    sel = sel.assign(_within=within(sel["regret"], epsilon))
     g = sel.groupby([*UNIT, "experiment", "task", "selection", "N"], sort=True)
     out = g.agg(
         seeds=("seed", "size"),
         correct=("correct", "sum"),
+        within_epsilon_seeds=("_within", "sum"),
         **REGRET_STATS,
         rank_mean=("rank", "mean"),
         rank_median=("rank", "median"),
     ).reset_index()
     _with_proportion_correct(out)
+    _with_within_epsilon(out, epsilon)
     return out
 
 
@@ -129,11 +154,13 @@ def choices(sel: pd.DataFrame, landscape: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="total")
 
 
-def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
+def strategy_table(runs: pd.DataFrame, epsilon: float = DEFAULT_WITHIN_EPSILON) -> pd.DataFrame:
     """Per (predictor, replicate, task, N, strategy, budget) of the strategy_runs: proportion
-    correct and found-best with Wilson 95% intervals, random's exact expectation of
-    found-best, the four cells of found-best x exhaustive-correct, and regret."""
+    correct, within_epsilon (regret <= `epsilon` nats) and found-best with Wilson 95%
+    intervals, random's exact expectation of found-best, the four cells of found-best x
+    exhaustive-correct, and regret."""
     data = runs.copy()
+    data["_within"] = within(data["regret"], epsilon)
     data["expected"] = [
         expected_found_best(P, m, used) if name == "random" else np.nan
         for name, P, m, used in zip(data["strategy"], data["num_prompts"],
@@ -147,6 +174,7 @@ def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(
         seeds=("seed", "size"),
         correct=("correct", "sum"),
+        within_epsilon_seeds=("_within", "sum"),
         found_best=("found_best", "sum"),
         expected_found_best=("expected", "mean"),
         found_best_exhaustive_correct=("cell_ok", "sum"),
@@ -157,6 +185,7 @@ def strategy_table(runs: pd.DataFrame) -> pd.DataFrame:
         evaluations_mean=("evaluations", "mean"),
     ).reset_index()
     _with_proportion_correct(out)
+    _with_within_epsilon(out, epsilon)
     out["proportion_found_best"] = out["found_best"] / out["seeds"]
     out["found_best_ci_low"], out["found_best_ci_high"] = wilson_interval(out["found_best"],
                                                                           out["seeds"])

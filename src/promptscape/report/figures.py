@@ -475,12 +475,21 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     prompts: `landscape_points` (count classes as one point; beyond MAX_POINTS a panel
     shows the best and an even thinning of the rest)."""
     data, note = landscape_points(land)
+    if "below_resolution" in land and land["below_resolution"].any():
+        below = ", ".join(f"{t}: {n:,}" for t, n in land[land["below_resolution"]]
+                          .groupby("task", sort=True).size().items())
+        said = f"prompts whose KL is below floating-point resolution (not a number; on the floor): {below}"
+        note = "; ".join(n for n in (note, said) if n)
     title = _noted(title, note)
     data["task_label"], order = task_labels(data, tasks, imd)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
+    # A KL at most its floating-point resolution is no number: it says so (on the floor).
+    below = data.get("below_resolution", False)
+    data["kl_shown"] = np.where(below, "below resolution",
+                                [f"{v:.3e}" for v in data["kl"]])
     data["class"] = np.where(~data["resolved"], UNRESOLVED,
                              np.where(data["optimal"], OPTIMAL, OTHER))
     # Only the classes present: an exact landscape's legend has no unresolved entry.
@@ -506,7 +515,8 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
                                                  range=sizes),
                       title=None),
         order=alt.Order("class_order:Q"),  # the optimal class drawn on top of the rest
-        tooltip=["predictor", "prompt_shown", "members", "rank", alt.Tooltip("kl:Q", format=".3e"),
+        tooltip=["predictor", "prompt_shown", "members", "rank",
+                 alt.Tooltip("kl_shown:N", title="kl"),
                  alt.Tooltip("kl_se:Q", format=".1e"), "resolved", "method"])
     errors = base.mark_rule(opacity=0.5).encode(y="kl_low:Q", y2="kl_high:Q")
     best = (alt.Chart().transform_filter("datum.optimal").transform_window(
@@ -579,6 +589,13 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
                            ("q75_plot", "typical_kl_q75"), ("optimal_plot", "optimal_upto_kl")):
         data[column] = np.maximum(data[source].astype(float), KL_FLOOR)  # null stays null
     data["optimal_shown"] = data["optimal_prompt"].where(data["optimal_prompt"] != "", "∅")
+    # Each curve's KL as text: the optimal prompt's says "below resolution" where it is a
+    # rounding (drawn on the floor), never a number such as 7e-13.
+    below = data.get("optimal_below_resolution", pd.Series(False, index=data.index))
+    data["optimal_kl_shown"] = ["" if pd.isna(v) else "below resolution" if b is True
+                                else f"{v:.3e}" for v, b in zip(data["optimal_upto_kl"], below)]
+    data["median_kl_shown"] = ["" if pd.isna(v) else f"{v:.3e}"
+                               for v in data["typical_kl_median"]]
     legend = alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor",
                       legend=legend)
@@ -602,12 +619,14 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
         list(EFFICIENCY_CURVES), as_=["curve_key", "kl_value"],
     ).transform_calculate(
         curve=f"datum.curve_key == 'median_plot' ? '{curves[0]}' : '{curves[1]}'",
+        kl_shown="datum.curve_key == 'median_plot' ? datum.median_kl_shown "
+                 ": datum.optimal_kl_shown",
     ).mark_line(strokeWidth=2, clip=True).encode(
         x=x, y=alt.Y("kl_value:Q", scale=y_scale, axis=y_axis, title=y_title), color=color,
         strokeDash=alt.StrokeDash("curve:N", title="curve", legend=alt.Legend(labelLimit=400),
                                   scale=alt.Scale(domain=curves, range=[[1, 0], [6, 3]])),
         tooltip=["predictor", "task", "prompt_length", "curve:N",
-                 alt.Tooltip("kl_value:Q", title="KL", format=".3e"),
+                 alt.Tooltip("kl_shown:N", title="KL"),
                  alt.Tooltip("typical_kl_q25:Q", format=".3e"),
                  alt.Tooltip("typical_kl_q75:Q", format=".3e"),
                  alt.Tooltip("optimal_shown:N", title="optimal prompt"), "method"])

@@ -105,6 +105,14 @@ def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> p
         columns="_order")
 
 
+def kl_shown(row, fmt: str = "{:.4g}") -> str:
+    """A landscape row's KL as the summary prints it: "below resolution (< r)" where the KL
+    is at most its floating-point resolution (`below_resolution`), else the number."""
+    if row["below_resolution"]:
+        return f"below resolution (< {row['kl_resolution']:.1g})"
+    return fmt.format(row["kl"])
+
+
 def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> str:
     all_land = _read(study, layout.per_task(study, exp, "landscape"), "landscape")
     rel_path = layout.aggregate(study, exp, "reliability")
@@ -123,8 +131,9 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     rel_top = rel[rel["N"] == top_n]
     lines = ["| task | predictor | optimal class | KL(s*) (nats) | of which the first task symbol "
              "| method | proportion correct at "
-             f"N={top_n} [95% CI] | mean regret (nats) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"N={top_n} [95% CI] | within {study.within_epsilon:g} nats of KL(s*) [95% CI] "
+             "| mean regret (nats) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task in tasks:
         for predictor in exp.predictors:
             sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
@@ -133,13 +142,16 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
             row = rel_top[(rel_top["task"] == task) & (rel_top["predictor"] == predictor)]
             correct = (f"{row['proportion_correct'].iloc[0]:.2f} [{row['ci_low'].iloc[0]:.2f}, "
                        f"{row['ci_high'].iloc[0]:.2f}]" if len(row) else "")
+            within = (f"{row['within_epsilon'].iloc[0]:.2f} [{row['within_epsilon_ci_low'].iloc[0]:.2f}, "
+                      f"{row['within_epsilon_ci_high'].iloc[0]:.2f}]" if len(row) else "")
             regret = f"{row['regret_mean'].iloc[0]:.2e}" if len(row) else ""
             label = f"{task} ({'IMD' if imd[task] else 'OOMD'})"
             top = best.loc[best["kl"].idxmin()]
             share = top["first_symbol_kl"] / top["kl"] if top["kl"] > 0 else 0.0
-            lines.append(f"| {label} | {predictor} | {names} | {top['kl']:.4g} | "
-                         f"{top['first_symbol_kl']:.3g} ({share:.0%}) | "
-                         f"{sub['method'].iloc[0]} | {correct} | {regret} |")
+            first = (f"{top['first_symbol_kl']:.3g} ({share:.0%})"
+                     if not top["below_resolution"] else "")
+            lines.append(f"| {label} | {predictor} | {names} | {kl_shown(top)} | {first} | "
+                         f"{sub['method'].iloc[0]} | {correct} | {within} | {regret} |")
     out += lines + [""]
     neural = land[land["predictor"] != "bayes"]
     if "bayes" in exp.predictors and len(neural):
@@ -158,6 +170,8 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     te_path = layout.aggregate(study, exp, "token_efficiency")
     te = tables.first_replicate(_configured(_read(study, te_path, "token_efficiency"), exp,
                                                 te_path))
+    land_rows = {(r["predictor"], r["task"], r["prompt"]): r
+                 for r in land[land["below_resolution"]].to_dict("records")}
     out += ["| task | predictor | optimal prompt (length <= L_max) | KL | typical length with median KL <= it | median | ratio |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in te.itertuples():
@@ -165,8 +179,11 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
                    else int(r.typical_length))
         ratio = "" if pd.isna(r.length_ratio) else f"{r.length_ratio:.1f}"
         median = "exact" if r.typical_method == "exact_counts" else "sampled"
+        optimal = land_rows.get((r.predictor, r.task, r.optimal_prompt))
+        shown = (kl_shown(optimal) if optimal is not None and optimal["below_resolution"]
+                 else f"{r.optimal_kl:.4g}")
         out.append(f"| {r.task} | {r.predictor} | {_shown(r.optimal_prompt)} | "
-                   f"{r.optimal_kl:.4g} | {typical} | {median} | {ratio} |")
+                   f"{shown} | {typical} | {median} | {ratio} |")
     out.append("")
     out += prediction_lines(study, exp)
     out += replicate_lines(exp, all_land, all_rel)

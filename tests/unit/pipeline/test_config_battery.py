@@ -160,6 +160,20 @@ REFUSED = [
      "experiments.figures: the name 'figures' is reserved"),
     ("enumeration budget of 0", patched(("landscape",), {"enumeration_budget": 0}),
      "landscape.enumeration_budget"),
+    ("within_epsilon of 0", patched(("landscape",), {"within_epsilon": 0}),
+     "landscape.within_epsilon"),
+    ("negative within_epsilon", patched(("landscape",), {"within_epsilon": -1e-6}),
+     "landscape.within_epsilon"),
+    ("within_epsilon as a string", patched(("landscape",), {"within_epsilon": "1e-6"}),
+     "landscape.within_epsilon"),
+    ("within_epsilon true", patched(("landscape",), {"within_epsilon": True}),
+     "landscape.within_epsilon"),
+    ("infinite within_epsilon", patched(("landscape",), {"within_epsilon": float("inf")}),
+     "landscape.within_epsilon == inf, must be a finite number"),
+    ("NaN within_epsilon", patched(("landscape",), {"within_epsilon": float("nan")}),
+     "landscape.within_epsilon"),
+    ("within_epsilon as a list", patched(("landscape",), {"within_epsilon": [1e-6]}),
+     "landscape.within_epsilon"),
 ]
 
 
@@ -188,6 +202,8 @@ ACCEPTED = [
          {"source": "coin_0.5", "in_meta_distribution": False},
          {"source": "sticky", "in_meta_distribution": False}]}}}),
     ("dataset sizes out of order", patched((BM + ("dataset_sizes",), [10, 1]))),
+    ("a wide within_epsilon", patched(("landscape",), {"within_epsilon": 0.01})),
+    ("an integer within_epsilon", patched(("landscape",), {"within_epsilon": 1})),
 ]
 
 
@@ -195,3 +211,8 @@ ACCEPTED = [
 def test_accepted(name, config):
     study = config_lib.load(config)
     assert study.experiments
+
+
+def test_within_epsilon_defaults_to_1e_6_nats_and_is_read_as_set():
+    assert config_lib.load(BASE).within_epsilon == 1e-6
+    assert config_lib.load(patched(("landscape",), {"within_epsilon": 0.01})).within_epsilon == 0.01

@@ -118,6 +118,7 @@ def synthetic_landscape() -> pd.DataFrame:
                          "first_symbol_kl": kl[p] / 2,
                          "first_symbol_prediction": [0.5, 0.5], "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
+                         "kl_resolution": 1e-13, "below_resolution": kl[p] <= 1e-13,
                          "mc_kl_se": 0.01})
     return pd.DataFrame(rows)
 
@@ -729,3 +730,49 @@ def test_search_rows_are_aggregated_in_the_grid_order_whatever_files_they_came_i
         ("lstm", "z_task", 1, 0), ("bayes", "z_task", 5, 0), ("bayes", "z_task", 1, 1),
         ("bayes", "a_task", 5, 0)]
     assert list(ordered.columns) == list(rows.columns)
+
+
+# ------------------------------------------------------------------ within epsilon
+REGRETS = [0.0, 5e-7, 1e-6, 1.0000001e-6, 2e-6, 0.1, 0.0]  # by hand: 4 within 1e-6, 2 within 1e-7
+
+
+def _cell(regrets, **extra):
+    n = len(regrets)
+    return pd.DataFrame({"predictor": "bayes", "replicate": 0, "experiment": "e",
+                         "task": "t", "N": 10, "seed": range(n), "regret": regrets,
+                         "correct": [r == 0 for r in regrets], "rank": [int(r > 0) for r in regrets],
+                         **extra})
+
+
+@pytest.mark.parametrize("epsilon, count", [(1e-6, 4), (1e-7, 2), (0.5, 7)])
+def test_within_epsilon_against_a_hand_count_with_its_wilson_interval(epsilon, count):
+    n = len(REGRETS)
+    rel = aggregate.reliability(_cell(REGRETS, selection="random"), epsilon)
+    row = rel.iloc[0]
+    assert row["within_epsilon_seeds"] == count and row["epsilon"] == epsilon
+    assert row["within_epsilon"] == count / n and row["correct"] == 2
+    low, high = reference_wilson(count, n)
+    assert math.isclose(row["within_epsilon_ci_low"], low, rel_tol=1e-10, abs_tol=1e-14)
+    assert math.isclose(row["within_epsilon_ci_high"], high, rel_tol=1e-10, abs_tol=1e-14)
+    runs = _cell(REGRETS, strategy="random", budget=10, evaluations=10, num_prompts=63,
+                 optimum_class_size=1, found_best=True, exhaustive_correct=True)
+    strat = aggregate.strategy_table(runs, epsilon).iloc[0]
+    assert strat["within_epsilon_seeds"] == count and strat["within_epsilon"] == count / n
+    assert strat["within_epsilon_ci_low"] == row["within_epsilon_ci_low"]
+
+
+@pytest.mark.parametrize("epsilon", [0.0, -1e-6, float("inf"), float("nan")])
+def test_within_epsilon_must_be_a_positive_finite_number(epsilon):
+    with pytest.raises(ValueError, match="within_epsilon"):
+        aggregate.reliability(_cell(REGRETS, selection="random"), epsilon)
+
+
+def test_within_epsilon_default_is_the_schema_default():
+    import yaml
+
+    from promptscape.pipeline import config as config_lib
+
+    with open(config_lib.SCHEMA_PATH) as handle:
+        schema = yaml.safe_load(handle)
+    default = schema["properties"]["landscape"]["properties"]["within_epsilon"]["default"]
+    assert default == aggregate.DEFAULT_WITHIN_EPSILON == 1e-6

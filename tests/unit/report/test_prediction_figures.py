@@ -77,7 +77,8 @@ def posterior_frames(predictors=("bayes", "lstm")):
                              "prompt_counts": counts, "method": "exact", "loss": 1.0 + kl,
                              "loss_se": 0.0, "entropy": 1.0, "kl": kl, "kl_se": 0.0,
                              "first_symbol_kl": kl / 3, "first_symbol_prediction": q.tolist(),
-                             "resolved": True, "mc_kl": kl, "mc_kl_se": 0.0})
+                             "resolved": True, "mc_kl": kl, "mc_kl_se": 0.0,
+                             "kl_resolution": 1e-13, "below_resolution": False})
             best = min(kls.values())
             order = sorted(kls.values())
             for row in land[-len(prompts):]:

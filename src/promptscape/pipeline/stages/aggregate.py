@@ -17,7 +17,8 @@ log = logging.getLogger("promptscape")
 def aggregate_search(*, searches: list[str], landscapes: list[str], predictions: list[str],
                      selections: str, reliability: str, choices: str,
                      reliability_prediction: str, in_meta_distribution: dict,
-                     expected: dict) -> None:
+                     expected: dict,
+                     within_epsilon: float = aggregate.DEFAULT_WITHIN_EPSILON) -> None:
     """Aggregate one experiment's searches against its landscapes, and its predicted
     proportions correct (`predictions`, one file per (predictor, replicate, task)) beside
     the measured ones (`aggregate_prediction`).
@@ -28,7 +29,8 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     Every file read is verified against its own path and the grid first
     (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
     together must cover every (predictor, replicate, task, selection, N, seed) exactly once:
-    anything else is a ValueError naming the file.
+    anything else is a ValueError naming the file. `within_epsilon`:
+    `landscape.within_epsilon` (nats).
     """
     found = _in_grid_order(
         _read_verified(searches, "search", aggregate.verify_search_file, expected), expected)
@@ -39,7 +41,7 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     if unlabelled:
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
     sel = aggregate.selections(found, land)
-    rel = aggregate.reliability(sel)
+    rel = aggregate.reliability(sel, within_epsilon)
     cho = aggregate.choices(sel, land)
     for frame in (rel, cho):
         frame["in_meta_distribution"] = frame["task"].map(in_meta_distribution).astype(bool)
@@ -48,9 +50,11 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     tables.write(cho, "choices", choices)
     top = rel[rel["N"] == rel["N"].max()]
     for row in top.itertuples():
-        log.info("%s %s %s N=%d: proportion correct %.2f [%.2f, %.2f], mean regret %.2e "
-                 "nats", row.predictor, row.task, row.selection, row.N,
-                 row.proportion_correct, row.ci_low, row.ci_high, row.regret_mean)
+        log.info("%s %s %s N=%d: proportion correct %.2f [%.2f, %.2f], within %.0e nats "
+                 "of the optimum %.2f [%.2f, %.2f], mean regret %.2e nats", row.predictor,
+                 row.task, row.selection, row.N, row.proportion_correct, row.ci_low,
+                 row.ci_high, row.epsilon, row.within_epsilon, row.within_epsilon_ci_low,
+                 row.within_epsilon_ci_high, row.regret_mean)
     aggregate_prediction(predictions=predictions, reliability=reliability,
                          output=reliability_prediction, expected=expected)
 
@@ -81,13 +85,14 @@ def _read_verified(paths: list[str], artifact: str, verify, expected: dict):
 
 
 def aggregate_strategies(*, runs: list[str], output: str, in_meta_distribution: dict,
-                         expected: dict) -> None:
+                         expected: dict,
+                         within_epsilon: float = aggregate.DEFAULT_WITHIN_EPSILON) -> None:
     """The strategies table of one experiment from its strategy_runs files, each verified
     against its path and the grid (`layout.strategy_grid`), which together must cover every
     (predictor, task, N, seed) once."""
     found = _read_verified(runs, "strategy_runs", aggregate.verify_strategy_file, expected)
     aggregate.verify_strategy_coverage(runs, expected)
-    table = aggregate.strategy_table(found)
+    table = aggregate.strategy_table(found, within_epsilon)
     table["in_meta_distribution"] = table["task"].map(in_meta_distribution).astype(bool)
     tables.write(table, "strategies", output)
     top = table[(table["N"] == table["N"].max())

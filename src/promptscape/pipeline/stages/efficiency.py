@@ -84,13 +84,15 @@ def _efficiency(pred, landscape: str, evaluation: str, *, predictor: str, replic
     for i, length in enumerate(lengths):
         if length in (0, l_max, lengths[-1]) or length % 16 == 0:
             best = optimal["optimal_upto_kl"][i]
+            below = optimal["optimal_below_resolution"][i]
             low, high = curve["typical_kl_median_low"][i], curve["typical_kl_median_high"][i]
             interval = (f" (95% CI {'-inf' if low is None else f'{low:.3e}'} .. "
                         f"{'inf' if high is None else f'{high:.3e}'})" if sampled else "")
             log.info("  length %3d: typical median KL %.3e%s, quartiles [%.3e, %.3e]; optimal "
                      "(length <= l) %s", length, curve["typical_kl_median"][i], interval,
                      curve["typical_kl_q25"][i], curve["typical_kl_q75"][i],
-                     "unknown" if best is None else f"{best:.3e}")
+                     "unknown" if best is None else "below resolution" if below
+                     else f"{best:.3e}")
     columns = {**curve, **optimal}
     n = len(next(iter(columns.values())))
     return {"predictor": [predictor] * n, "replicate": [replicate] * n,

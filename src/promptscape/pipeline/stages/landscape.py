@@ -53,6 +53,8 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         ranks, optimal, resolved = landscape.classify(loss, eval_losses, weights=weights,
                                                       strata=strata, comparisons=len(prompts))
         ranks, optimal, resolved = ranks[inverse], optimal[inverse], resolved[inverse]
+        kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
+                                                       max_prompt_length, V)
     else:
         enumerated = table if method == "exact_enumeration" else None
         loss, loss_se, entropy = landscape.theoretical_losses(pred, first, task_source,
@@ -65,14 +67,20 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         z = np.abs(kl - mc[2]) / np.maximum(mc[3], floor)
         log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompt "
                  "classes (%d strata)", float(z.max()), len(first), len(np.unique(strata)))
-        ranks, optimal, resolved = landscape.classify(loss[inverse])
+        kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
+                                                       max_prompt_length, V)
+        ranks, optimal, resolved = landscape.classify(loss[inverse], tolerance=kl_resolution)
     loss, loss_se, kl, kl_se = (v[inverse] for v in (loss, loss_se, kl, kl_se))
     mc_kl, mc_kl_se = mc[2][inverse], mc[3][inverse]
+    below = kl <= kl_resolution
     best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
+    best_kl = float(kl[optimal].min())
     log.info("%s %s %s: method %s over %d prompts (%d classes); optimal class %s%s (%d not "
-             "resolved from the best), KL %.6g nats", predictor, experiment, task_name, method,
-             len(prompts), len(first), best[:10], " ..." if len(best) > 10 else "",
-             int((~resolved).sum()), float(kl[optimal].min()))
+             "resolved from the best), KL %s (resolution %.2g nats)", predictor, experiment,
+             task_name, method, len(prompts), len(first), best[:10],
+             " ..." if len(best) > 10 else "", int((~resolved).sum()),
+             "below resolution" if best_kl <= kl_resolution else f"{best_kl:.6g} nats",
+             kl_resolution)
     prediction = landscape.first_symbol_prediction(pred, first, V)  # (C, V)
     first_kl = landscape.first_symbol_kl(pred, first, task_source, prediction)[inverse]
     prediction = prediction[inverse]
@@ -84,6 +92,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         "first_symbol_kl": first_kl,
         "first_symbol_prediction": prediction.tolist(),
         "rank": ranks, "optimal": optimal, "resolved": resolved,
+        "kl_resolution": kl_resolution, "below_resolution": below,
         "mc_kl": mc_kl, "mc_kl_se": mc_kl_se,
     }
     tables.write(frame, "landscape", output)
