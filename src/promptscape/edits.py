@@ -244,6 +244,56 @@ def apply_edit(prompt: str, operation: str, position: int, symbol: int) -> str:
     raise ValueError(f"unknown edit operation {operation!r}; known: {list(OPERATIONS)}")
 
 
+def single_edit(parent: str, child: str) -> tuple[str, int, int, int] | None:
+    """The edge from `parent` to `child` as `edit_edges` records it, ``(operation, position,
+    symbol, replaced)`` (``replaced`` -1 for insertions and deletions), or None where the
+    child is not one edit of the parent (or is the parent). Deduplicated as `edit_edges`:
+    the least position, so ``apply_edit(parent, *edge[:3]) == child``.
+
+    >>> single_edit("011", "0011"), single_edit("011", "01"), single_edit("011", "101")
+    (('insert', 0, 0, -1), ('delete', 1, 1, -1), ('swap', 0, 0, 1))
+    >>> single_edit("011", "111"), single_edit("011", "100")
+    (('substitute', 0, 1, 0), None)
+    """
+    n, m = len(parent), len(child)
+    if m == n + 1:
+        for i in range(m):
+            if child[:i] + child[i + 1:] == parent:
+                return "insert", i, int(child[i]), -1
+        return None
+    if m == n - 1:
+        for i in range(n):
+            if parent[:i] + parent[i + 1:] == child:
+                return "delete", i, int(parent[i]), -1
+        return None
+    if m != n:
+        return None
+    diff = [i for i in range(n) if parent[i] != child[i]]
+    if len(diff) == 1:
+        i = diff[0]
+        return "substitute", i, int(child[i]), int(parent[i])
+    if len(diff) == 2 and diff[1] == diff[0] + 1:
+        i = diff[0]
+        if parent[i] == child[i + 1] and parent[i + 1] == child[i]:
+            return "swap", i, int(parent[i]), int(parent[i + 1])
+    return None
+
+
+def edge_index(edges: Edges, parent: np.ndarray, child: np.ndarray) -> np.ndarray:
+    """The position in `edges` of the edge from each `parent` to each `child` (canonical
+    indices, ``(n,)``), -1 where there is none (every (parent, child) pair is at most one
+    edge: module doc)."""
+    P = np.int64(edges.num_prompts)
+    keys = edges.parent * P + edges.child
+    order = np.argsort(keys, kind="stable")
+    wanted = np.asarray(parent, dtype=np.int64) * P + np.asarray(child, dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
+    if not len(keys):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    found = keys[order][at] == wanted
+    return np.where(found, order[at], -1).astype(np.int64)
+
+
 # ------------------------------------------------------------------ exact effects
 def delta_kl(edges: Edges, kl: np.ndarray) -> np.ndarray:
     """``KL(child) - KL(parent)`` of every edge, ``(E,)``, from the landscape's KL ``(P,)``

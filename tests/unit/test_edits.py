@@ -389,3 +389,23 @@ def test_error_decomposition_splits_noise_and_selection():
     assert (b["noise"], b["selection"], b["error"]) == (1.0, -1.0, 0.0)
     with pytest.raises(ValueError, match="'c' was visited"):
         edits.error_decomposition(["c"], [0.0], [0.0], ["a"], [0.0])
+
+
+@pytest.mark.parametrize("max_length, vocab", [(3, 2), (2, 3)])
+def test_single_edit_names_the_edge_edit_edges_records(max_length, vocab):
+    prompts = prompts_lib.all_prompts(max_length, vocab)
+    e = edits.edit_edges(max_length, vocab)
+    pairs = set()
+    for p, c, o, i, v, r in zip(e.parent, e.child, e.operation, e.position, e.symbol,
+                                e.replaced):
+        found = edits.single_edit(prompts[p], prompts[c])
+        assert found == (edits.OPERATIONS[o], int(i), int(v), int(r))
+        assert edits.apply_edit(prompts[p], *found[:3]) == prompts[c]
+        pairs.add((int(p), int(c)))
+    assert (edits.edge_index(e, e.parent, e.child) == np.arange(len(e))).all()
+    others = [(a, b) for a in range(len(prompts)) for b in range(len(prompts))
+              if (a, b) not in pairs]
+    for a, b in others:
+        assert edits.single_edit(prompts[a], prompts[b]) is None
+    a, b = np.array(others).T
+    assert (edits.edge_index(e, a, b) == -1).all()
