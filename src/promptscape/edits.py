@@ -343,21 +343,43 @@ class EditKind:
     select: Callable[[Edges, int | None], np.ndarray]
 
 
+# The kinds' selections (named functions, not lambdas: a job's code identity follows names,
+# `pipeline.provenance`).
+def _adds(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.added == symbol
+
+
+def _removes(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.removed == symbol
+
+
+def _inserts(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == INSERT
+
+
+def _deletes(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == DELETE
+
+
+def _swaps(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == SWAP
+
+
 EDIT_KINDS: dict[str, EditKind] = {kind.name: kind for kind in (
     EditKind("adds_most_probable", "raises the count of the task's most probable symbol "
              "(inserts it, or substitutes it for another)", "most",
-             lambda e, a: e.added == a),
+             _adds),
     EditKind("adds_least_probable", "raises the count of the task's least probable symbol",
-             "least", lambda e, a: e.added == a),
+             "least", _adds),
     EditKind("removes_most_probable", "lowers the count of the task's most probable symbol "
              "(deletes it, or substitutes another for it)", "most",
-             lambda e, a: e.removed == a),
+             _removes),
     EditKind("removes_least_probable", "lowers the count of the task's least probable "
-             "symbol", "least", lambda e, a: e.removed == a),
-    EditKind("lengthens", "inserts a symbol", None, lambda e, a: e.operation == INSERT),
-    EditKind("shortens", "deletes a symbol", None, lambda e, a: e.operation == DELETE),
+             "symbol", "least", _removes),
+    EditKind("lengthens", "inserts a symbol", None, _inserts),
+    EditKind("shortens", "deletes a symbol", None, _deletes),
     EditKind("reorders", "swaps two different neighbours (keeps every count)", None,
-             lambda e, a: e.operation == SWAP),
+             _swaps),
 )}
 
 
