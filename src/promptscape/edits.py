@@ -77,6 +77,7 @@ and `error_decomposition`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -136,6 +137,15 @@ class Edges:
         """The symbol whose count the edge lowers, -1 where none: ``(E,)`` int8."""
         out = np.where(self.operation == DELETE, self.symbol, -1)
         return np.where(self.operation == SUBSTITUTE, self.replaced, out).astype(np.int8)
+
+    @functools.cached_property
+    def sorted_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, order)``: ``parent * P + child`` of every edge in ascending order, and
+        the edges' positions in that order (computed once; `edge_index` looks pairs up in
+        it)."""
+        keys = self.parent * np.int64(self.num_prompts) + self.child
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
 
     def select(self, mask: np.ndarray) -> "Edges":
         """The edges where `mask` holds, in the same order."""
@@ -284,14 +294,12 @@ def edge_index(edges: Edges, parent: np.ndarray, child: np.ndarray) -> np.ndarra
     indices, ``(n,)``), -1 where there is none (every (parent, child) pair is at most one
     edge: module doc)."""
     P = np.int64(edges.num_prompts)
-    keys = edges.parent * P + edges.child
-    order = np.argsort(keys, kind="stable")
+    keys, order = edges.sorted_keys
     wanted = np.asarray(parent, dtype=np.int64) * P + np.asarray(child, dtype=np.int64)
-    at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
     if not len(keys):
         return np.full(len(wanted), -1, dtype=np.int64)
-    found = keys[order][at] == wanted
-    return np.where(found, order[at], -1).astype(np.int64)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, order[at], -1).astype(np.int64)
 
 
 # ------------------------------------------------------------------ exact effects
