@@ -9,6 +9,8 @@ with identity.job(snakemake):
         model=snakemake.input.get("model"),
         table=snakemake.input.get("table"),
         output=snakemake.output.runs,
+        steps=snakemake.output.steps,
+        hill_climb_ends=snakemake.output.hill_climb_ends,
         device=training_device(snakemake.config),
         **snakemake.params.args,
     )

@@ -80,6 +80,7 @@ and `error_decomposition`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -137,6 +138,15 @@ class Edges:
         """The symbol whose count the edge lowers, -1 where none: ``(E,)`` int8."""
         out = np.where(self.operation == DELETE, self.symbol, -1)
         return np.where(self.operation == SUBSTITUTE, self.replaced, out).astype(np.int8)
+
+    @functools.cached_property
+    def sorted_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, order)``: ``parent * P + child`` of every edge in ascending order, and
+        the edges' positions in that order (computed once; `edge_index` looks pairs up in
+        it)."""
+        keys = self.parent * np.int64(self.num_prompts) + self.child
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
 
     def select(self, mask: np.ndarray) -> "Edges":
         """The edges where `mask` holds, in the same order."""
@@ -245,6 +255,54 @@ def apply_edit(prompt: str, operation: str, position: int, symbol: int) -> str:
     raise ValueError(f"unknown edit operation {operation!r}; known: {list(OPERATIONS)}")
 
 
+def single_edit(parent: str, child: str) -> tuple[str, int, int, int] | None:
+    """The edge from `parent` to `child` as `edit_edges` records it, ``(operation, position,
+    symbol, replaced)`` (``replaced`` -1 for insertions and deletions), or None where the
+    child is not one edit of the parent (or is the parent). Deduplicated as `edit_edges`:
+    the least position, so ``apply_edit(parent, *edge[:3]) == child``.
+
+    >>> single_edit("011", "0011"), single_edit("011", "01"), single_edit("011", "101")
+    (('insert', 0, 0, -1), ('delete', 1, 1, -1), ('swap', 0, 0, 1))
+    >>> single_edit("011", "111"), single_edit("011", "100")
+    (('substitute', 0, 1, 0), None)
+    """
+    n, m = len(parent), len(child)
+    if m == n + 1:
+        for i in range(m):
+            if child[:i] + child[i + 1:] == parent:
+                return "insert", i, int(child[i]), -1
+        return None
+    if m == n - 1:
+        for i in range(n):
+            if parent[:i] + parent[i + 1:] == child:
+                return "delete", i, int(parent[i]), -1
+        return None
+    if m != n:
+        return None
+    diff = [i for i in range(n) if parent[i] != child[i]]
+    if len(diff) == 1:
+        i = diff[0]
+        return "substitute", i, int(child[i]), int(parent[i])
+    if len(diff) == 2 and diff[1] == diff[0] + 1:
+        i = diff[0]
+        if parent[i] == child[i + 1] and parent[i + 1] == child[i]:
+            return "swap", i, int(parent[i]), int(parent[i + 1])
+    return None
+
+
+def edge_index(edges: Edges, parent: np.ndarray, child: np.ndarray) -> np.ndarray:
+    """The position in `edges` of the edge from each `parent` to each `child` (canonical
+    indices, ``(n,)``), -1 where there is none (every (parent, child) pair is at most one
+    edge: module doc)."""
+    P = np.int64(edges.num_prompts)
+    keys, order = edges.sorted_keys
+    wanted = np.asarray(parent, dtype=np.int64) * P + np.asarray(child, dtype=np.int64)
+    if not len(keys):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, order[at], -1).astype(np.int64)
+
+
 # ------------------------------------------------------------------ exact effects
 def delta_kl(edges: Edges, kl: np.ndarray) -> np.ndarray:
     """``KL(child) - KL(parent)`` of every edge, ``(E,)``, from the landscape's KL ``(P,)``
@@ -294,21 +352,43 @@ class EditKind:
     select: Callable[[Edges, int | None], np.ndarray]
 
 
+# The kinds' selections (named functions, not lambdas: a job's code identity follows names,
+# `pipeline.provenance`).
+def _adds(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.added == symbol
+
+
+def _removes(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.removed == symbol
+
+
+def _inserts(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == INSERT
+
+
+def _deletes(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == DELETE
+
+
+def _swaps(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.operation == SWAP
+
+
 EDIT_KINDS: dict[str, EditKind] = {kind.name: kind for kind in (
     EditKind("adds_most_probable", "raises the count of the task's most probable symbol "
              "(inserts it, or substitutes it for another)", "most",
-             lambda e, a: e.added == a),
+             _adds),
     EditKind("adds_least_probable", "raises the count of the task's least probable symbol",
-             "least", lambda e, a: e.added == a),
+             "least", _adds),
     EditKind("removes_most_probable", "lowers the count of the task's most probable symbol "
              "(deletes it, or substitutes another for it)", "most",
-             lambda e, a: e.removed == a),
+             _removes),
     EditKind("removes_least_probable", "lowers the count of the task's least probable "
-             "symbol", "least", lambda e, a: e.removed == a),
-    EditKind("lengthens", "inserts a symbol", None, lambda e, a: e.operation == INSERT),
-    EditKind("shortens", "deletes a symbol", None, lambda e, a: e.operation == DELETE),
+             "symbol", "least", _removes),
+    EditKind("lengthens", "inserts a symbol", None, _inserts),
+    EditKind("shortens", "deletes a symbol", None, _deletes),
     EditKind("reorders", "swaps two different neighbours (keeps every count)", None,
-             lambda e, a: e.operation == SWAP),
+             _swaps),
 )}
 
 

@@ -84,7 +84,11 @@ class Evaluator:
     `losses` ``(P,)`` holds L_N of every prompt in canonical order (the exhaustive table the
     strategy is scored against; the strategy reads it only through this object, paying for
     each prompt it has not seen). `trail` lists the evaluations in order: a prompt's
-    canonical index, or -1 for a gradient computation.
+    canonical index, or -1 for a gradient computation; `parents` beside it, the canonical
+    index of the prompt each evaluation was proposed from (-1 where there is none: a start
+    or restart, a prompt of exhaustive or random search, a gradient computation). The
+    strategies name the parent when they evaluate (`parent=`); it is recorded only, never
+    read, so it changes nothing a strategy does (the `strategy_steps` artifact).
     """
 
     def __init__(self, losses: np.ndarray, vocab_size: int, max_length: int, budget: int):
@@ -97,6 +101,7 @@ class Evaluator:
         self.budget = int(budget)
         self.seen = np.zeros(self.num_prompts, dtype=bool)
         self.trail: list[int] = []
+        self.parents: list[int] = []
         self.prompts_seen = 0
         # Prompts shorter than each length: the canonical index of its first prompt.
         self._offsets = [prompts_lib.prompt_index("0" * n, vocab_size)
@@ -114,23 +119,29 @@ class Evaluator:
     def index(self, prompt: str) -> int:
         return prompts_lib.prompt_index(prompt, self.vocab_size)
 
-    def __call__(self, prompt: str) -> float:
-        """L_N(prompt); a prompt not seen before costs one evaluation."""
-        return self.at(self.index(prompt))
+    def __call__(self, prompt: str, parent: str | None = None) -> float:
+        """L_N(prompt); a prompt not seen before costs one evaluation. `parent`: the prompt
+        it was proposed from, if any (recorded only)."""
+        i = self.index(prompt)
+        if self.seen[i]:
+            return float(self.losses[i])
+        return self.at(i, -1 if parent is None else self.index(parent))
 
-    def at(self, i: int) -> float:
+    def at(self, i: int, parent: int = -1) -> float:
         if not self.seen[i]:
             if self.used >= self.budget:
                 raise BudgetSpent
             self.seen[i] = True
             self.prompts_seen += 1
             self.trail.append(int(i))
+            self.parents.append(int(parent))
         return float(self.losses[i])
 
-    def many(self, prompts: list[str]) -> np.ndarray:
+    def many(self, prompts: list[str], parent: str | list | None = None) -> np.ndarray:
         """L_N of each prompt, in order; raises `BudgetSpent` at the first that does not fit
         (the ones before it are evaluated and kept in the trail). Vectorised: the same as
-        calling the evaluator on each in turn."""
+        calling the evaluator on each in turn. `parent`: the prompt they were all proposed
+        from, or a list of each one's (None where it has none); recorded only."""
         V = self.vocab_size
         offsets = self._offsets
         idx = np.fromiter((offsets[len(p)] + (int(p, V) if p else 0) for p in prompts),
@@ -144,15 +155,24 @@ class Evaluator:
             self.seen[take] = True
             self.prompts_seen += len(take)
             self.trail.extend(take.tolist())
+            self.parents.extend(self._parent_indices(parent, fresh[:room]))
             if len(fresh) > room:
                 raise BudgetSpent
         return self.losses[idx]
+
+    def _parent_indices(self, parent, positions: np.ndarray) -> list[int]:
+        if parent is None:
+            return [-1] * len(positions)
+        if isinstance(parent, str):
+            return [self.index(parent)] * len(positions)
+        return [-1 if parent[k] is None else self.index(parent[k]) for k in positions]
 
     def charge(self) -> None:
         """One evaluation that is not a prompt's L_N (a gradient computation)."""
         if self.used >= self.budget:
             raise BudgetSpent
         self.trail.append(-1)
+        self.parents.append(-1)
 
     def best_within(self, budget: int) -> tuple[int, int]:
         """(canonical index of the best prompt among the first `budget` evaluations, the
@@ -237,9 +257,13 @@ def random_neighbour(prompt: str, rng: np.random.Generator, vocab_size: int,
     return prompt[:i] + prompt[i + 1:]
 
 
-def _better(a: float, b: float) -> bool:
-    """a is less than b by more than the tie tolerance."""
+def improves(a: float, b: float) -> bool:
+    """a is less than b by more than the tie tolerance: the strategies' rule for a move
+    that improves."""
     return a < b - TIE_RELATIVE_TOLERANCE * max(abs(b), 1e-300)
+
+
+_better = improves
 
 
 def _step_limit(evaluate: Evaluator) -> int:
@@ -267,7 +291,7 @@ def beam(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=No
         evaluate("")
         for _ in range(max_length):
             children = [p + v for p in frontier for v in digits]
-            losses = evaluate.many(children)
+            losses = evaluate.many(children, [p for p in frontier for _ in digits])
             # Keep the `width` best, ties to canonical order (the children are generated
             # in canonical order, and a stable sort keeps it).
             order = np.argsort(losses, kind="stable")[:width]
@@ -285,7 +309,7 @@ def hill_climb(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradi
             near = neighbours(current, vocab_size, max_length)
             if not near:
                 break
-            losses = evaluate.many(near)
+            losses = evaluate.many(near, current)
             j = first_minimum(losses)
             if not _better(losses[j], loss):
                 break  # a local optimum: restart
@@ -301,7 +325,7 @@ def annealing(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradie
         if evaluate.exhausted:
             return
         proposal = random_neighbour(current, rng, vocab_size, max_length)
-        new = evaluate(proposal)
+        new = evaluate(proposal, current)
         temperature = t0 * (t1 / t0) ** min(1.0, evaluate.used / span)
         if new <= loss or rng.random() < math.exp(-(new - loss) / temperature):
             current, loss = proposal, new
@@ -316,7 +340,7 @@ def evolutionary(evaluate: Evaluator, vocab_size, max_length, rng, settings, gra
     for _ in range(_step_limit(evaluate) // size + 1):
         if evaluate.exhausted:
             return
-        children = []
+        children, parents = [], []  # each child's first tournament parent (recorded only)
         for _ in range(size):
             a, b = (_tournament(population, fitness, rng) for _ in range(2))
             child = a
@@ -326,8 +350,12 @@ def evolutionary(evaluate: Evaluator, vocab_size, max_length, rng, settings, gra
             if rng.random() < mutation:
                 child = random_neighbour(child, rng, vocab_size, max_length)
             children.append(child)
+            parents.append(a)
         pool = list(dict.fromkeys(population + children))
-        losses = evaluate.many(pool)  # the parents are repeats, free
+        first_parent = {}
+        for child, parent in zip(population + children, [None] * len(population) + parents):
+            first_parent.setdefault(child, parent)
+        losses = evaluate.many(pool, [first_parent[p] for p in pool])  # parents: repeats, free
         keep = np.argsort(losses, kind="stable")[:size]
         population, fitness = [pool[i] for i in keep], losses[keep]
 
@@ -376,7 +404,7 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
             picks = rng.choice(len(swaps), size=min(width, len(swaps)), replace=False)
             candidates = [current[:i] + str(v) + current[i + 1:]
                           for i, v in (swaps[k] for k in sorted(picks))]
-            losses = evaluate.many(candidates)
+            losses = evaluate.many(candidates, current)
             j = first_minimum(losses)
             if _better(losses[j], loss):
                 current, loss, stale = candidates[j], float(losses[j]), 0
@@ -408,6 +436,9 @@ class Strategy:
     search: Callable
     needs_gradient: bool = False
     exhaustive: bool = False  # runs once, at the budget of all prompts
+    # Proposes prompts from a parent (edits, extensions, offspring): its steps are recorded
+    # (`strategy_steps`). Exhaustive and random search draw every prompt without one.
+    proposes: bool = True
     # Checks of its settings that differ from `CHECKS`: setting -> (test, what it must be).
     checks: dict = dataclasses.field(default_factory=dict)
     # A check of its complete settings together (defaults filled in): raises a ConfigError
@@ -446,10 +477,11 @@ def _check_annealing(settings: dict, key: str) -> None:
 EXHAUSTIVE = "exhaustive"
 STRATEGIES = {s.name: s for s in [
     Strategy(EXHAUSTIVE, "every prompt once, in canonical order", {}, exhaustive,
-             exhaustive=True,
+             exhaustive=True, proposes=False,
              checks={"max_budget": (lambda v: v is None, "null: exhaustive search runs once, "
                                                          "at the budget of all prompts")}),
-    Strategy("random", "uniform over all prompts, without replacement", {}, random_search),
+    Strategy("random", "uniform over all prompts, without replacement", {}, random_search,
+             proposes=False),
     Strategy("beam", "extend symbol by symbol, keep the width best; widen and repeat",
              {"width": 4}, beam),
     Strategy("hill_climb", "steepest descent over one-symbol edits, random restarts", {},
@@ -545,19 +577,41 @@ def parse(strategies, budgets, where: str) -> Plan:
     return plan
 
 
-def run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
-        budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
-        gradient: Callable[[str], np.ndarray] | None = None) -> list[tuple[int, int, int]]:
-    """One run of strategy `name` on one dataset, whose prompts' L_N are `losses` (canonical
-    order), up to the largest budget: ``[(budget, index of the best prompt within it,
-    evaluations used), ...]`` in the order of `budgets`."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """One strategy run up to its largest budget: `found` as `run` returns it, and the
+    evaluations in order, ``trail`` (canonical index; -1 a gradient computation) and
+    ``parents`` (the canonical index each was proposed from; -1 none), ``(E,)`` int64. The
+    run at a smaller budget b is the first b evaluations (budgets are nested)."""
+
+    found: list[tuple[int, int, int]]
+    trail: np.ndarray
+    parents: np.ndarray
+
+
+def search_run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
+               budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
+               gradient: Callable[[str], np.ndarray] | None = None) -> Run:
+    """`run`, with the run's trail of evaluations and their parents."""
     strategy = STRATEGIES[name]
     evaluate = Evaluator(losses, vocab_size, max_length, max(budgets))
     try:
         strategy.search(evaluate, vocab_size, max_length, rng, settings, gradient)
     except BudgetSpent:
         pass
-    return [(b, *evaluate.best_within(b)) for b in budgets]
+    return Run([(b, *evaluate.best_within(b)) for b in budgets],
+               np.asarray(evaluate.trail, dtype=np.int64),
+               np.asarray(evaluate.parents, dtype=np.int64))
+
+
+def run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
+        budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
+        gradient: Callable[[str], np.ndarray] | None = None) -> list[tuple[int, int, int]]:
+    """One run of strategy `name` on one dataset, whose prompts' L_N are `losses` (canonical
+    order), up to the largest budget: ``[(budget, index of the best prompt within it,
+    evaluations used), ...]`` in the order of `budgets`."""
+    return search_run(name, losses, vocab_size, max_length, budgets, rng, settings,
+                      gradient).found
 
 
 def expected_found_best(num_prompts: int, optimum_size: int, budget: int) -> float:

@@ -425,3 +425,23 @@ def test_tie_tolerance_default_is_the_landscape_default_and_refuses_nonsense():
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="tolerance"):
             edits.tie_tolerance(kl, bad)
+
+
+@pytest.mark.parametrize("max_length, vocab", [(3, 2), (2, 3)])
+def test_single_edit_names_the_edge_edit_edges_records(max_length, vocab):
+    prompts = prompts_lib.all_prompts(max_length, vocab)
+    e = edits.edit_edges(max_length, vocab)
+    pairs = set()
+    for p, c, o, i, v, r in zip(e.parent, e.child, e.operation, e.position, e.symbol,
+                                e.replaced):
+        found = edits.single_edit(prompts[p], prompts[c])
+        assert found == (edits.OPERATIONS[o], int(i), int(v), int(r))
+        assert edits.apply_edit(prompts[p], *found[:3]) == prompts[c]
+        pairs.add((int(p), int(c)))
+    assert (edits.edge_index(e, e.parent, e.child) == np.arange(len(e))).all()
+    others = [(a, b) for a in range(len(prompts)) for b in range(len(prompts))
+              if (a, b) not in pairs]
+    for a, b in others:
+        assert edits.single_edit(prompts[a], prompts[b]) is None
+    a, b = np.array(others).T
+    assert (edits.edge_index(e, a, b) == -1).all()

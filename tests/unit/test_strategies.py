@@ -296,3 +296,111 @@ def test_prompt_at_inverts_prompt_index():
     for vocab, length in ((2, 5), (3, 3)):
         prompts = prompts_lib.all_prompts(length, vocab)
         assert [prompts_lib.prompt_at(i, vocab) for i in range(len(prompts))] == prompts
+
+
+# ------------------------------------------------------------------ recorded steps
+class _Forgetful(st.Evaluator):
+    """An evaluator that drops every parent the strategies name: what they did before
+    recording steps."""
+
+    def __call__(self, prompt, parent=None):
+        return super().__call__(prompt)
+
+    def many(self, prompts, parent=None):
+        return super().many(prompts)
+
+
+def _run_all(vocab, length, seed):
+    rng = np.random.default_rng(seed)
+    P_ = prompts_lib.num_prompts(length, vocab)
+    losses = np.round(rng.normal(size=P_), 1)  # ties too
+    out = {}
+    for name, strategy in st.STRATEGIES.items():
+        budgets = (P_,) if strategy.exhaustive else (5, 30, 200)
+        grad = ((lambda p: np.random.default_rng(len(p)).normal(size=(len(p), vocab)))
+                if strategy.needs_gradient else None)
+        out[name] = st.search_run(name, losses, vocab, length, budgets,
+                                  np.random.default_rng(seed + 1), strategy.defaults, grad)
+    return losses, out
+
+
+@pytest.mark.parametrize("vocab, length", [(2, 5), (3, 3), (6, 2)])
+def test_recording_steps_changes_no_strategy_result(monkeypatch, vocab, length):
+    _, recorded = _run_all(vocab, length, 3)
+    monkeypatch.setattr(st, "Evaluator", _Forgetful)
+    _, blind = _run_all(vocab, length, 3)
+    for name in st.STRATEGIES:
+        assert recorded[name].found == blind[name].found, name
+        assert np.array_equal(recorded[name].trail, blind[name].trail), name
+        assert (blind[name].parents == -1).all()
+        assert len(recorded[name].parents) == len(recorded[name].trail)
+        assert recorded[name].found == st.run(
+            name, _run_all(vocab, length, 3)[0], vocab, length,
+            tuple(b for b, _, _ in recorded[name].found), np.random.default_rng(4),
+            st.STRATEGIES[name].defaults,
+            (lambda p: np.random.default_rng(len(p)).normal(size=(len(p), vocab)))
+            if st.STRATEGIES[name].needs_gradient else None)
+
+
+@pytest.mark.parametrize("vocab, length", [(2, 5), (3, 3)])
+def test_each_recorded_single_edit_step_is_its_parent_with_that_edit(vocab, length):
+    from promptscape import edits
+    from promptscape.pipeline.stages.strategies import run_steps
+
+    prompts = prompts_lib.all_prompts(length, vocab)
+    losses, runs = _run_all(vocab, length, 5)
+    all_edges = edits.edit_edges(length, vocab)
+    for name, done in runs.items():
+        if not st.STRATEGIES[name].proposes:
+            assert (done.parents == -1).all(), name
+            continue
+        steps = run_steps(done, prompts, losses, 0, name, 200)
+        assert len(steps["prompt"]) == int((done.trail >= 0).sum())
+        edited = 0
+        for k, (parent, child) in enumerate(zip(steps["parent_prompt"], steps["prompt"])):
+            assert steps["loss"][k] == losses[prompts.index(child)]
+            if parent is None:
+                assert steps["operation"][k] is None and np.isnan(steps["parent_loss"][k])
+                continue
+            assert steps["parent_loss"][k] == losses[prompts.index(parent)]
+            if steps["operation"][k] is None:
+                assert name == "evolutionary"  # a crossover
+                continue
+            edited += 1
+            assert edits.apply_edit(parent, steps["operation"][k], steps["position"][k],
+                                    steps["symbol"][k]) == child
+            e = edits.edge_index(all_edges, np.array([prompts.index(parent)]),
+                                 np.array([prompts.index(child)]))[0]
+            assert edits.OPERATIONS[all_edges.operation[e]] == steps["operation"][k]
+            assert all_edges.position[e] == steps["position"][k]
+        assert edited, name
+        if name in ("hill_climb", "annealing", "gradient", "beam"):
+            # Every proposal of these is one edit of its parent.
+            assert all(op is not None for op, parent in
+                       zip(steps["operation"], steps["parent_prompt"]) if parent is not None)
+
+
+def test_hill_climb_end_flags_by_brute_force():
+    from promptscape.pipeline.stages.strategies import hill_climb_end
+
+    vocab, length = 2, 3
+    prompts = prompts_lib.all_prompts(length, vocab)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        losses, kl = rng.integers(0, 4, len(prompts)) / 4, rng.integers(0, 4, len(prompts)) / 4
+        for best in range(len(prompts)):
+            row = hill_climb_end(best, prompts, losses, kl, vocab, length, 0, 9, False)
+            # Brute force: every prompt one substitution, insertion or deletion away.
+            near = [j for j, q in enumerate(prompts) if q != prompts[best] and
+                    _one_edit_apart(prompts[best], q)]
+            assert row["local_optimum_empirical"] == [all(losses[j] >= losses[best]
+                                                          for j in near)]
+            assert row["local_optimum_exact"] == [all(kl[j] >= kl[best] for j in near)]
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    short, long_ = sorted((a, b), key=len)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short
+                                                for i in range(len(long_)))

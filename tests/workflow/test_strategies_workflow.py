@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from promptscape import strategies as strategies_lib
+from promptscape.report import summary
 from workflow_helpers import REPO, copy_run, digests, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -87,6 +88,45 @@ def test_runs_are_consistent_with_the_exhaustive_ground_truth(run):
     assert (gap[~keyed["found_best"]] > 0).all()
 
 
+def test_steps_are_the_runs_trails_and_edit_effects_judge_them(run, tmp_path):
+    """strategy_steps: each proposing strategy's run, whose best prompt within every budget
+    (steps below it) is the one strategy_runs holds; edit_effects and hill_climb_optima
+    from them (issue 28)."""
+    runs = _runs(run).set_index(["predictor", "task", "N", "seed", "strategy", "budget"])
+    steps = pd.concat([pd.read_parquet(f) for f in
+                       sorted((_results(run) / "strategy_steps").rglob("*.parquet"))])
+    assert set(steps["strategy"]) == {"beam", "hill_climb", "annealing", "evolutionary",
+                                      "gradient"}
+    assert (steps["budget"] == 30).all()
+    for (predictor, task, N, seed, strategy), group in steps.groupby(
+            ["predictor", "task", "N", "seed", "strategy"]):
+        for budget in (3, 10, 30):
+            within = group[group["step"] < budget]
+            row = runs.loc[(predictor, task, N, seed, strategy, budget)]
+            assert within["loss"].min() == pytest.approx(row["empirical_loss"], rel=1e-12)
+            if strategy != "gradient":  # its gradient computations have no step row
+                assert len(within) == row["evaluations"]
+    edited = steps[steps["operation"].notna()]
+    assert len(edited) and edited["parent_prompt"].notna().all()
+    effects = pd.read_parquet(_results(run) / "aggregate" / "edit_effects.parquet")
+    assert set(effects["predictor"]) == {"bayes", "lstm"} and (effects["visits"] > 0).all()
+    assert np.allclose(effects["raw_error"],
+                       effects["noise_error"] + effects["selection_error"])
+    # coin_0.5 ties its symbols: no kind that needs the most or least probable one.
+    assert set(effects.loc[effects["task"] == "coin_0.5", "edit_kind"]) <= {
+        "lengthens", "shortens", "reorders"}
+    optima = pd.read_parquet(_results(run) / "aggregate" / "hill_climb_optima.parquet")
+    assert (optima["runs"] == 8).all() and len(optima) == 2 * 2 * 2
+    assert (optima["missed_empirical_local_optimum"] <= optima["missed"]).all()
+    # The summary's lines on them (docs/results.md).
+    out = tmp_path / "summary.md"
+    assert summary.main(["--configfile", str(CONFIG), "--results-dir", str(run / "results"),
+                         "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "Edit effects, observed against the truth" in text
+    assert "Hill climbing, lstm (budget 30): missed the empirical optimum in" in text
+
+
 def test_random_search_found_best_agrees_with_the_hypergeometric_law(run):
     """Pooled over every (predictor, task, N, seed) at each budget, the number of random
     runs that found the empirical optimum is a Poisson-binomial with the exact per-seed
@@ -112,7 +152,7 @@ def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
     changed = write_config(tmp_path / "c.yaml", config)
     jobs = planned_jobs(run, changed)
     assert jobs == {"search_strategies": 2 * 2 * 2 * 2, "aggregate_strategies": 1,
-                    "plot_figure": 1, "all": 1}
+                    "edit_effects": 1, "plot_figure": 1, "all": 1}
     # A rerun of the same config rebuilds bit-identical strategy runs.
     snakemake(run, CONFIG, "--forcerun", "search_strategies")
     assert digests(run) == before

@@ -41,3 +41,36 @@ rule aggregate_strategies:
         identity=input_stamps,
     script:
         "../../scripts/aggregate_strategies.py"
+
+
+# The observational estimate of edit effects from the strategies' steps, judged against the
+# landscapes, and how often hill climbing ends on local optima (issue 28; only where a
+# strategy besides exhaustive runs).
+rule edit_effects:
+    input:
+        steps=lambda w: layout.strategy_outputs(
+            STUDY, get_experiment(w), "strategy_steps"
+        ),
+        hill_climb_ends=lambda w: layout.strategy_outputs(
+            STUDY, get_experiment(w), "hill_climb_ends"
+        ),
+        landscapes=lambda w: [
+            path
+            for tasks in layout.strategy_landscapes(STUDY, get_experiment(w)).values()
+            for path in tasks.values()
+        ],
+    output:
+        edit_effects=out("edit_effects"),
+        hill_climb_optima=out("hill_climb_optima"),
+    log:
+        logged("edit_effects/{experiment}.log"),
+    benchmark:
+        benchmarked("edit_effects/{experiment}.tsv")
+    conda:
+        "../envs/promptscape.yaml"
+    params:
+        args=get_edit_effects_args,
+        code=code("edit_effects"),
+        identity=input_stamps,
+    script:
+        "../../scripts/edit_effects.py"

@@ -658,6 +658,23 @@ def get_strategy_args(wildcards):
     )
 
 
+def get_edit_effects_args(wildcards):
+    exp = _strategy_experiment(wildcards)
+    return job_args(
+        wildcards,
+        "experiment",
+        "tasks",
+        "task_length",
+        "max_prompt_length",
+        "vocab_size",
+        "landscapes",
+        "in_meta_distribution",
+        vocab_size=exp.vocab_size,
+        landscapes=layout.strategy_landscapes(STUDY, exp),
+        in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+    )
+
+
 def get_tuning_outputs(exp):
     return layout.tuning_outputs(STUDY, exp)
 

@@ -62,6 +62,8 @@ rule search_strategies:
         landscape=get_strategy_landscape,
     output:
         runs=out("strategy_runs"),
+        steps=out("strategy_steps"),
+        hill_climb_ends=out("hill_climb_ends"),
     log:
         logged(
             "search_strategies/{experiment}/{predictor}/{task}/N{N}/seeds{first}-{last}.log"

@@ -20,6 +20,8 @@ from promptscape.pipeline.config import Experiment, Study
 
 AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
                     "reliability_prediction")
+# The aggregates of an experiment that runs a strategy besides exhaustive.
+STRATEGY_TABLES = ("strategies", "edit_effects", "hill_climb_optima")
 
 
 def pattern(study: Study, artifact: str) -> str:
@@ -95,10 +97,10 @@ def aggregate(study: Study, exp: Experiment, table: str) -> str:
 
 
 def aggregates(study: Study) -> list[str]:
-    """Every experiment's aggregate tables (`strategies` only where a strategy besides
-    exhaustive runs, `tuning` only where the experiment tunes)."""
+    """Every experiment's aggregate tables (`STRATEGY_TABLES` only where a strategy
+    besides exhaustive runs, `tuning` only where the experiment tunes)."""
     return [aggregate(study, exp, table) for exp in study.experiments.values()
-            for table in AGGREGATE_TABLES + (("strategies",) if exp.runs_strategies else ())
+            for table in AGGREGATE_TABLES + (STRATEGY_TABLES if exp.runs_strategies else ())
             + (("tuning",) if exp.tuning else ())]
 
 
@@ -147,19 +149,30 @@ def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:
                      "one an experiment's figure can read")
 
 
-def strategy_outputs(study: Study, exp: Experiment) -> list[str]:
-    """Every strategy_runs artifact of an experiment: predictor x task x N x seed block
+def strategy_outputs(study: Study, exp: Experiment,
+                     artifact: str = "strategy_runs") -> list[str]:
+    """Every strategy_runs artifact of an experiment (or another the search_strategies
+    jobs write: strategy_steps, hill_climb_ends): predictor x task x N x seed block
     (replicate 0 of a network; none unless a strategy besides exhaustive runs)."""
     if not exp.runs_strategies:
         return []
     return [
-        pattern(study, "strategy_runs").format(experiment=exp.name, predictor=predictor,
+        pattern(study, artifact).format(experiment=exp.name, predictor=predictor,
                                                task=task.name, N=N, first=a, last=b)
         for predictor in exp.predictors
         for task in exp.tasks
         for N in exp.dataset_sizes
         for a, b in exp.seed_blocks()
     ]
+
+
+def strategy_landscapes(study: Study, exp: Experiment) -> dict[str, dict[str, str]]:
+    """{predictor: {task: landscape}} of replicate 0, the landscapes the strategies ran on
+    (read by the edit_effects stage)."""
+    return {predictor: {task.name: pattern(study, "landscape").format(
+                experiment=exp.name, predictor=predictor, replicate=0, task=task.name)
+                        for task in exp.tasks}
+            for predictor in exp.predictors}
 
 
 def strategy_grid(study: Study, exp: Experiment) -> dict:

@@ -81,8 +81,8 @@ FLOOR_MB = 500
 STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
-          "aggregate_search", "aggregate_strategies", "predict_reliability", "tune_network",
-          "aggregate_tuning", "plot_figure", "plot_study_figure")
+          "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
+          "tune_network", "aggregate_tuning", "plot_figure", "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
@@ -218,7 +218,7 @@ def _table_bytes(exp) -> int:
 # was measured).
 JOB_START_SECONDS = 0.2
 JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 0.3,
-                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4}
+                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0}
 # Seconds per evaluation: (rule, "bayes" or the network family).
 EVALUATION_SECONDS = {
     ("search_prompts", "bayes"): 2e-6, ("search_prompts", "neural"): 1e-6,
@@ -383,6 +383,9 @@ def _strategies(study, rule: str, w: dict) -> Job:
              + 3 * S * P * F64 + _strings(S * N, T) + 6 * _strings(P, L) + 4 * P * F64)
     if tabulated:
         work += _table_bytes(exp)
+    # The strategy_steps rows (two prompts and an operation each, as Python objects and
+    # pyarrow columns).
+    work += 3 * _strings(S * _steps_per_seed(exp), L)
     if exp.search_strategies.needs_gradient and study.is_neural(predictor):
         # The checkpoint beside the table in one process, GCG's gradient chunks with
         # their autograd graph, and torch's own buffers (measured at L_max 12: up to
@@ -449,6 +452,32 @@ def _aggregate_strategies(study, rule: str, w: dict) -> Job:
     runs = sum(len(exp.search_strategies.budgets_of(name, P)) for name in exp.strategies)
     rows = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes) * exp.num_seeds * runs
     return Job(rule, w, 0, BASELINE_BYTES + 2 * _strings(rows, exp.max_prompt_length))
+
+
+def _steps_per_seed(exp) -> int:
+    """strategy_steps rows of one seed: the largest budget (at most P) of each strategy that
+    proposes from a parent."""
+    from promptscape.strategies import STRATEGIES
+
+    P = num_prompts(exp)
+    return sum(min(P, max(exp.search_strategies.budgets_of(name, P), default=0))
+               for name in exp.strategies if STRATEGIES[name].proposes)
+
+
+def _edit_effects(study, rule: str, w: dict) -> Job:
+    """Every edge of the landscape (two int64 indices, their sort keys and order, the
+    small columns, ΔKL and a mask per kind: about 60 bytes each, at most V (L + 1) + L (V
+    - 1) + 2 L edges a prompt), the landscape read back, one steps file as pandas (its
+    prompt strings) and the visited edges of the experiment kept as numbers."""
+    exp = study.experiments[w["experiment"]]
+    P, L, V = num_prompts(exp), exp.max_prompt_length, exp.vocab_size
+    edges = P * (V * (L + 1) + L * (V - 1) + 2 * L)
+    per_file = exp.seeds_per_job * _steps_per_seed(exp)
+    files = len(exp.predictors) * len(exp.tasks) * len(exp.dataset_sizes)
+    files *= len(exp.seed_blocks())
+    visited = files * per_file * (4 * F64 + V * F64)
+    return Job(rule, w, 0, BASELINE_BYTES + 60 * edges + 4 * _strings(P, L)
+               + 4 * _strings(per_file, L) + 2 * visited)
 
 
 def _figure(study, rule: str, w: dict) -> Job:
@@ -602,6 +631,7 @@ ESTIMATORS = {
     "compute_landscape": _landscape,
     "measure_efficiency": _efficiency,
     "aggregate_search": _aggregate_search, "aggregate_strategies": _aggregate_strategies,
+    "edit_effects": _edit_effects,
     "predict_reliability": _prediction,
     "tune_network": _tuning, "aggregate_tuning": _aggregate_tuning,
     "plot_figure": _figure, "plot_study_figure": _figure,
@@ -684,6 +714,7 @@ def jobs(study) -> list[Job]:
         out.append(estimate(study, "aggregate_search", e))
         if exp.runs_strategies:
             out.append(estimate(study, "aggregate_strategies", e))
+            out.append(estimate(study, "edit_effects", e))
         if exp.tuning:
             for w in layout.tuning_jobs(study, exp):
                 out.append(estimate(study, "tune_network",

@@ -66,6 +66,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                            ("pretraining", "task", "family")),
     "aggregate_search": ("promptscape.pipeline.stages.aggregate:aggregate_search", ()),
     "aggregate_strategies": ("promptscape.pipeline.stages.aggregate:aggregate_strategies", ()),
+    "edit_effects": ("promptscape.pipeline.stages.edit_effects:edit_effects", ("task",)),
     "predict_reliability": ("promptscape.pipeline.stages.prediction:predict_reliability",
                             ("pretraining", "task", "family")),
     "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",

@@ -406,6 +406,53 @@ ARTIFACTS = {a.name: a for a in [
                                     "estimation error, without it search error)")),
         ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
     Artifact(
+        "strategy_steps",
+        "{experiment}/strategy_steps/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "Every prompt evaluation of the strategy runs of strategy_runs, in order, for the "
+        "strategies that propose prompts from a parent (beam, hill_climb, annealing, "
+        "evolutionary, gradient; exhaustive and random draw without one and are left out): "
+        "one run per seed and strategy, up to its largest budget (the run at a smaller budget "
+        "B is its steps with step < B: budgets are nested), so `budget` is the strategy's "
+        "largest. The observational data of edit_effects.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _STRATEGY,
+         _BUDGET,
+         ("step", _I, "the evaluation's index in the run, 0.. (a gradient computation "
+                      "counts as one and has no row, so steps can skip)"),
+         ("parent_prompt", _S, "the prompt this one was proposed from: hill_climb and "
+                               "gradient's current prompt, annealing's current prompt, beam's "
+                               "prefix, evolutionary's first tournament parent; null for a "
+                               "start or restart", NULLABLE),
+         _PROMPT,
+         ("operation", _S, "the single edit of parent_prompt that gives prompt "
+                           "(promptscape.edits: insert, delete, substitute or swap, "
+                           "deduplicated as edits.edit_edges), null where prompt is not one "
+                           "edit of its parent (a crossover) or has none", NULLABLE),
+         ("position", _I, "the edit's position (edits.edit_edges: an insertion's index in "
+                          "the child); null with operation", NULLABLE),
+         ("symbol", _I, "the edit's symbol: inserted, deleted, substituted in, or the one "
+                        "a swap moves right; null with operation", NULLABLE),
+         ("replaced", _I, "the symbol a substitution replaces, or the one a swap moves "
+                          "left; null otherwise", NULLABLE),
+         ("parent_loss", _F, "L_N of parent_prompt on the run's D_N (nats); null without a "
+                             "parent", NULLABLE),
+         ("loss", _F, "L_N of prompt on the run's D_N (nats): what the strategy saw")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget",
+         "step")),
+    Artifact(
+        "hill_climb_ends",
+        "{experiment}/hill_climb_ends/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
+        "Per hill_climb run (seed) at its largest budget: is the prompt it ended on (the "
+        "best it found, strategy_runs' prompt) a local optimum of L_N on its D_N under the "
+        "strategy's own neighbourhood (strategies.neighbours: one symbol substituted, "
+        "inserted or deleted), and of the exact landscape under the same neighbourhood?",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _STRATEGY, _BUDGET, _PROMPT,
+         ("found_best", _B, "as in strategy_runs: the prompt attains the empirical minimum"),
+         ("local_optimum_empirical", _B, "no neighbour has lower L_N on this D_N (by the "
+                                         "strategies' relative tie tolerance 1e-12)"),
+         ("local_optimum_exact", _B, "no neighbour has lower KL in the landscape (by more "
+                                     "than edits.DEFAULT_TOLERANCE nats)")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
+    Artifact(
         "strategies", "{experiment}/aggregate/strategies.parquet",
         "Per (predictor, task, N, strategy, budget), over seeds: how often the strategy's "
         "prompt is optimal, how often it finds the empirical optimum, failures split into "
@@ -435,6 +482,59 @@ ARTIFACTS = {a.name: a for a in [
                              "exhaustive search's choice is not optimal either"),
          *_REGRET_STATS,
          ("evaluations_mean", _F, "mean evaluations used")),
+        ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
+    Artifact(
+        "edit_effects", "{experiment}/aggregate/edit_effects.parquet",
+        "An observational estimate of edit effects judged against the truth (issue 28): per "
+        "(predictor, replicate, task, N) and edit kind (edits.EDIT_KINDS, relative to the "
+        "task), from every step of the strategies (strategy_steps, pooled over seeds and "
+        "strategies) that is one edit of its parent. The change of L_N is regressed on the "
+        "kind with covariates the parent's length, its count of each symbol but 0 and its "
+        "rank among the prompts its run evaluated; the target is the mean exact ΔKL over all "
+        "edges of the kind in the landscape (estimated where the landscape is monte_carlo). "
+        "Kinds never visited have no row.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
+         ("in_meta_distribution", _B, "as in reliability"),
+         _N,
+         ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): adds_most_probable, "
+                           "adds_least_probable, removes_most_probable, "
+                           "removes_least_probable, lengthens, shortens or reorders; a step "
+                           "of several kinds counts for each"),
+         ("visits", _I, "single-edit steps of this kind"),
+         ("edges", _I, "all edges of this kind in the landscape (edits.edit_edges)"),
+         ("naive", _F, "least-squares estimate of the kind's mean ΔL_N: kind indicators and "
+                       "centred covariates (edits.observational_estimates) (nats)"),
+         ("weighted", _F, "propensity-weighted (Hajek) estimate: each step weighted by the "
+                          "inverse of its kind's frequency in its covariate cell (4 quantile "
+                          "bins per covariate) (nats)"),
+         ("overlap", _F, "share of all visited steps in cells where the kind occurs (the "
+                         "weighted estimate's support)"),
+         ("visited_loss", _F, "raw mean ΔL_N over the visited steps of the kind (nats)"),
+         ("visited_kl", _F, "mean exact ΔKL over the same steps (nats)"),
+         ("all_kl", _F, "mean exact ΔKL over all edges of the kind: the truth (nats)"),
+         ("noise_error", _F, "visited_loss - visited_kl: what D_N adds (nats)"),
+         ("selection_error", _F, "visited_kl - all_kl: what visiting some edges rather than all "
+                           "adds (nats)"),
+         ("raw_error", _F, "visited_loss - all_kl = noise_error + selection_error: the "
+                           "raw mean's error (nats)"),
+         ("naive_error", _F, "naive - all_kl (nats)"),
+         ("weighted_error", _F, "weighted - all_kl (nats)")),
+        ("predictor", "replicate", "experiment", "task", "N", "edit_kind")),
+    Artifact(
+        "hill_climb_optima", "{experiment}/aggregate/hill_climb_optima.parquet",
+        "Per (predictor, task, N) of the hill_climb runs at their largest budget "
+        "(hill_climb_ends): how many missed the empirical optimum, and of those how many "
+        "ended on a local optimum of L_N on their D_N under the strategy's own neighbourhood "
+        "(the search got stuck where D_N has a local optimum) and of the exact landscape "
+        "(a local optimum of the truth).",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _STRATEGY, _BUDGET,
+         ("runs", _I, "hill_climb runs (seeds)"),
+         ("missed", _I, "runs whose prompt does not attain the empirical minimum"),
+         ("missed_empirical_local_optimum", _I, "missed runs ending on a local optimum of "
+                                                "L_N (strategies.neighbours)"),
+         ("missed_exact_local_optimum", _I, "missed runs ending on a local optimum of the "
+                                            "exact landscape, same neighbourhood"),
+         ("missed_both_local_optimum", _I, "missed runs ending on a local optimum of both")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
         "tuning_runs", "{experiment}/tuning/{predictor}/r{replicate}/{task}/N{N}/"

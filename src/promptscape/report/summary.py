@@ -37,7 +37,11 @@ DEFAULT_CONFIG = "config/config.yaml"
 RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
          "reliability_prediction": "aggregate_search",
-         "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning"}
+         "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
+         "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
+         "hill_climb_optima": "edit_effects"}
+# Edit effects: a truth smaller than this (nats) has no sign worth comparing.
+SIGN_RESOLUTION = 0.01
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
 EXIT_BROKEN_PIPE = 141
 
@@ -55,7 +59,7 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
         out += [(layout.aggregate(study, exp, table), table)
                 for table in ("reliability", "token_efficiency", "reliability_prediction")
-                + (("strategies",) if exp.runs_strategies else ())
+                + (layout.STRATEGY_TABLES if exp.runs_strategies else ())
                 + (("tuning",) if exp.tuning else ())]
     return out
 
@@ -195,6 +199,10 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     if exp.runs_strategies:
         path = layout.aggregate(study, exp, "strategies")
         out += strategy_lines(exp, _configured(_read(study, path, "strategies"), exp, path))
+        path = layout.aggregate(study, exp, "edit_effects")
+        out += edit_effect_lines(exp, _configured(_read(study, path, "edit_effects"), exp, path))
+        path = layout.aggregate(study, exp, "hill_climb_optima")
+        out += hill_climb_lines(_configured(_read(study, path, "hill_climb_optima"), exp, path))
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
     return "\n".join(out)
@@ -270,6 +278,61 @@ def strategy_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]
             sd = float(np.sqrt((n * p * (1 - p)).sum()))
             out.append(f"| {int(budget):,} | {int(group['found_best'].sum())} of "
                        f"{int(n.sum())} | {float((p * n).sum()):.1f} | {sd:.1f} |")
+    return out + [""]
+
+
+def edit_effect_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
+    """The observational estimate of edit effects against the truth (edit_effects): per
+    (task, predictor, N, edit kind) the exact mean ΔKL over all edges of the kind, the
+    estimates from the strategies' steps, and the raw mean's error split into D_N noise and
+    selection; then one line on how far each estimate is from the truth overall."""
+    if not len(table):
+        return ["No strategy step was one edit of its parent: no edit effects.", ""]
+    out = ["Edit effects, observed against the truth (nats; issue 28): the mean exact ΔKL over "
+           "all edges of each kind, and what the strategies' single-edit steps estimate of it "
+           "from L_N (pooled over seeds and strategies): the raw mean, least squares with "
+           "covariates (naive) and propensity-weighted; the raw mean's error split into D_N "
+           "noise and selection (which edges the strategies visit).", "",
+           "| task | predictor | N | kind | visits | truth | raw | naive | weighted | noise "
+           "| selection |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {t.name: i for i, t in enumerate(exp.tasks)}
+    shown = table.assign(_task=table["task"].map(order)).sort_values(
+        ["_task", "predictor", "replicate", "N", "edit_kind"], kind="stable")
+    for r in shown.itertuples():
+        out.append(f"| {r.task} | {r.predictor} | {int(r.N)} | {r.edit_kind} | {int(r.visits)} "
+                   f"| {r.all_kl:+.3f} | {r.visited_loss:+.3f} | {r.naive:+.3f} | "
+                   f"{r.weighted:+.3f} | {r.noise_error:+.3f} | {r.selection_error:+.3f} |")
+    errors = {name: float(table[column].abs().mean()) for name, column in
+              (("raw mean", "raw_error"), ("naive", "naive_error"),
+               ("weighted", "weighted_error"))}
+    noise, selection = table["noise_error"].abs().sum(), table["selection_error"].abs().sum()
+    clear = table[table["all_kl"].abs() > SIGN_RESOLUTION]
+    sign = int((np.sign(clear["weighted"]) == np.sign(clear["all_kl"])).sum())
+    out += ["", "Mean absolute error over the rows: "
+            + ", ".join(f"{name} {value:.3f}" for name, value in errors.items())
+            + f" nats; selection is {selection / (noise + selection):.0%} of the raw mean's "
+            f"absolute error (noise {noise / (noise + selection):.0%}); the weighted estimate "
+            f"has the truth's sign in {sign} of the {len(clear)} rows whose truth exceeds "
+            f"{SIGN_RESOLUTION:g} nats in size.", ""]
+    return out
+
+
+def hill_climb_lines(table: pd.DataFrame) -> list[str]:
+    """One line per predictor: how many hill-climbing runs missed the empirical optimum at
+    their largest budget, and how many of those ended on a local optimum of L_N (their own
+    neighbourhood) and of the exact landscape."""
+    if not len(table):
+        return []
+    out = []
+    for predictor, part in table.groupby("predictor", sort=False):
+        budgets = ", ".join(f"{int(b):,}" for b in sorted(part["budget"].unique()))
+        missed = int(part["missed"].sum())
+        out.append(f"Hill climbing, {predictor} (budget {budgets}): missed the empirical "
+                   f"optimum in {missed} of {int(part['runs'].sum())} runs; of those, "
+                   f"{int(part['missed_empirical_local_optimum'].sum())} ended on a local "
+                   "optimum of L_N on their D_N (their own neighbourhood) and "
+                   f"{int(part['missed_exact_local_optimum'].sum())} on one of the exact "
+                   f"landscape ({int(part['missed_both_local_optimum'].sum())} on both).")
     return out + [""]
 
 

@@ -16,6 +16,7 @@ from promptscape.pipeline import provenance, tables
 from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages import aggregate as aggregate_stage
 from promptscape.pipeline.stages import datasets as datasets_stage
+from promptscape.pipeline.stages import edit_effects as edit_effects_stage
 from promptscape.pipeline.stages import efficiency as efficiency_stage
 from promptscape.pipeline.stages import figures as figures_stage
 from promptscape.pipeline.stages import landscape as landscape_stage
@@ -322,7 +323,7 @@ def traced(tmp_path_factory):
     # second task scores a network from its checkpoint, as where no prompt-loss table
     # exists (T beyond the enumeration budget): the family's code then runs.
     plan = {name: {} for name in strategies_lib.STRATEGIES}
-    runs = []
+    runs, steps, ends = [], [], []
     for j in keep:
         family, _, tabled = predictors[j]
         model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
@@ -330,16 +331,33 @@ def traced(tmp_path_factory):
             inputs = {n: v for n, v in tabled.items() if k == 0 or n != "table"}
             runs.append(p(tables.ARTIFACTS["strategy_runs"].path.format(
                 experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
+            steps.append(p(tables.ARTIFACTS["strategy_steps"].path.format(
+                experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
+            ends.append(p(tables.ARTIFACTS["hill_climb_ends"].path.format(
+                experiment="e", predictor=family, task=task, N=3, first=0, last=1)))
             members = {"pretraining": "coin_mixture", "task": KIND[task], "family": family}
             run("search_strategies", strategies_stage.search_strategies, members,
                 landscape=p(tables.ARTIFACTS["landscape"].path.format(
                     experiment="e", predictor=family, replicate=0, task=task)),
-                output=runs[-1], predictor=family,
+                output=runs[-1], steps=steps[-1], hill_climb_ends=ends[-1], predictor=family,
                 family=family, replicate=0, pretraining=SOURCES["bernmix"], experiment="e",
                 task_name=task, task=tasks[task], task_length=T, N=3, first=0, last=1,
                 max_prompt_length=L_MAX, enumeration_budget=2 ** 27, strategies=plan,
                 budgets=[2, 5], device="cpu", **inputs, **model)
     P = 2 ** (L_MAX + 1) - 1
+    # The observational estimate, a job per task here (the workflow's covers every task of
+    # the experiment; tracing one kind at a time checks each kind's declared code).
+    for task in tasks:
+        run("edit_effects", edit_effects_stage.edit_effects, {"task": KIND[task]},
+            steps=[x for x in steps if f"/{task}/" in x],
+            hill_climb_ends=[x for x in ends if f"/{task}/" in x],
+            landscapes={predictors[j][0]: {task: p(tables.ARTIFACTS["landscape"].path.format(
+                experiment="e", predictor=predictors[j][0], replicate=0, task=task))}
+                for j in keep},
+            output=p(f"aggregate/edit_effects_{task}.parquet"),
+            hill_climb_optima=p(f"aggregate/hill_climb_optima_{task}.parquet"),
+            experiment="e", tasks={task: tasks[task]}, task_length=T,
+            max_prompt_length=L_MAX, vocab_size=2, in_meta_distribution=imd)
     run("aggregate_strategies", aggregate_stage.aggregate_strategies, {}, runs=runs,
         output=p("aggregate/strategies.parquet"), in_meta_distribution=imd,
         expected={**grid, "runs": {f: [[n, b] for n in plan if f != "bayes" or n != "gradient"

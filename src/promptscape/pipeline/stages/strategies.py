@@ -8,6 +8,12 @@ evaluation per prompt not seen before; the table is also the ground truth of `fo
 and of the empirical-optimum class. `gradient` also gets the gradient of L_N with respect to
 the one-hot prompt tokens from the network's checkpoint; for the exact Bayes predictor it is
 skipped, with a log line.
+
+Beside the runs it writes each run's steps (`strategy_steps`: every prompt evaluation of
+the strategies that propose from a parent, up to their largest budget, since the run at a
+smaller budget is a prefix of it) and, for hill climbing, whether the prompt it ended on
+at its largest budget is a local optimum of L_N under its own neighbourhood and of the
+exact landscape (`hill_climb_ends`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import logging
 
 import numpy as np
 
-from promptscape import search, seeding
+from promptscape import edits, search, seeding
 from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
@@ -34,7 +40,11 @@ def strategy_generator(strategy: str, task: dict, task_length: int, N: int,
     return seeding.numpy_generator("search_strategy", strategy, task, task_length, N, seed)
 
 
-def search_strategies(*, landscape: str, output: str, predictor: str,
+HILL_CLIMB = "hill_climb"
+
+
+def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_ends: str,
+                      predictor: str,
                       family: str, replicate: int, pretraining: dict, experiment: str,
                       task_name: str, task: dict, task_length: int, N: int, first: int,
                       last: int, max_prompt_length: int, enumeration_budget: int,
@@ -45,7 +55,8 @@ def search_strategies(*, landscape: str, output: str, predictor: str,
     a network's L_N from its prompt-loss `table` where there is one, its gradients from its
     checkpoint `model`. The D_N are drawn here (`datasets.draw_datasets`: the sequences
     task_data holds and the search sees), not read from the experiment's task_data file,
-    so that a change of the dataset grid elsewhere reruns no strategy job."""
+    so that a change of the dataset grid elsewhere reruns no strategy job. The runs go to
+    `output`, their steps to `steps`, the hill-climb ends to `hill_climb_ends`."""
     V = vocab_size(pretraining)
     prompts = prompts_lib.all_prompts(max_prompt_length, V)
     P = len(prompts)
@@ -73,17 +84,26 @@ def search_strategies(*, landscape: str, output: str, predictor: str,
                         else load_predictor(family, pretraining, model, None, device))
 
             gradient_of = functools.partial(_gradient_on, network, seqs)
-    rows = []
+    rows, step_parts, ends = [], [], []
     for s, seed in enumerate(seeds):
         row = losses[s]
         in_optimum = strategies_lib.optimum_class(row)
         exhaustive_correct = bool(optimal[search.choose(row[None, :])[0]])
         for name in names:
             rng = strategy_generator(name, task, task_length, N, int(seed))
-            found = strategies_lib.run(
-                name, row, V, max_prompt_length, plan.budgets_of(name, P), rng,
+            budgets = plan.budgets_of(name, P)
+            done = strategies_lib.search_run(
+                name, row, V, max_prompt_length, budgets, rng,
                 plan.settings(name), gradient_of(s) if gradient_of and
                 strategies_lib.STRATEGIES[name].needs_gradient else None)
+            found = done.found
+            if strategies_lib.STRATEGIES[name].proposes:
+                step_parts.append(run_steps(done, prompts, row, int(seed), name,
+                                            max(budgets)))
+            if name == HILL_CLIMB:
+                ends.append(hill_climb_end(found[-1][1], prompts, row, kl, V,
+                                           max_prompt_length, int(seed), max(budgets),
+                                           bool(in_optimum[found[-1][1]])))
             for budget, i, used in found:
                 rows.append((int(seed), name, budget, i, used, bool(in_optimum[i]),
                              int(in_optimum.sum()), exhaustive_correct))
@@ -101,8 +121,72 @@ def search_strategies(*, landscape: str, output: str, predictor: str,
         "exhaustive_correct": exhaustive_correct,
     }
     tables.write(frame, "strategy_runs", output)
+    dims = {"predictor": predictor, "replicate": replicate, "experiment": experiment,
+            "task": task_name, "N": N}
+    tables.write({**dims, **_concatenate(step_parts, STEP_COLUMNS)}, "strategy_steps", steps)
+    tables.write({**dims, **_concatenate(ends, END_COLUMNS)}, "hill_climb_ends",
+                 hill_climb_ends)
     log.info("ran %s at budgets %s on %d datasets of N=%d (%s, %s, %s)", ", ".join(names),
              list(plan.budgets), len(seeds), N, predictor, experiment, task_name)
+
+
+STEP_COLUMNS = ("seed", "strategy", "budget", "step", "parent_prompt", "prompt", "operation",
+                "position", "symbol", "replaced", "parent_loss", "loss")
+END_COLUMNS = ("seed", "strategy", "budget", "prompt", "found_best",
+               "local_optimum_empirical", "local_optimum_exact")
+
+
+def run_steps(done: strategies_lib.Run, prompts: list[str], losses: np.ndarray, seed: int,
+              strategy: str, budget: int) -> dict:
+    """The `strategy_steps` columns of one run (its largest `budget`): a row per prompt
+    evaluation (gradient computations are left out, so `step` skips them), with the edit
+    that made it where it is one edit of its parent (`edits.single_edit`)."""
+    keep = np.flatnonzero(done.trail >= 0)
+    trail, parents = done.trail[keep], done.parents[keep]
+    child = [prompts[i] for i in trail]
+    parent = [prompts[j] if j >= 0 else None for j in parents]
+    edit = [None if p is None else edits.single_edit(p, c) for p, c in zip(parent, child)]
+    none = (None, None, None, None)
+    operation, position, symbol, replaced = (list(col) for col in zip(
+        *[e or none for e in edit])) if edit else ([], [], [], [])
+    n = len(keep)
+    return {"seed": np.full(n, seed), "strategy": [strategy] * n, "budget": np.full(n, budget),
+            "step": keep, "parent_prompt": parent, "prompt": child,
+            "operation": operation, "position": position, "symbol": symbol,
+            "replaced": [None if r == -1 else r for r in replaced],
+            "parent_loss": np.where(parents >= 0, losses[np.maximum(parents, 0)], np.nan),
+            "loss": losses[trail]}
+
+
+def hill_climb_end(best: int, prompts: list[str], losses: np.ndarray, kl: np.ndarray,
+                   vocab_size: int, max_length: int, seed: int, budget: int,
+                   found_best: bool) -> dict:
+    """One `hill_climb_ends` row: is the prompt a hill-climb run ended on (the best within
+    its largest budget, canonical index `best`) a local optimum under the strategy's own
+    neighbourhood (`strategies.neighbours`) of L_N on its D_N (no neighbour better by the
+    strategy's rule) and of the exact landscape (no neighbour's KL lower by more than
+    `edits.DEFAULT_TOLERANCE`)?"""
+    near = [prompts_lib.prompt_index(p, vocab_size)
+            for p in strategies_lib.neighbours(prompts[best], vocab_size, max_length)]
+    empirical = not any(strategies_lib.improves(losses[j], losses[best]) for j in near)
+    exact = not any(kl[j] < kl[best] - edits.DEFAULT_TOLERANCE for j in near)
+    return {"seed": [seed], "strategy": [HILL_CLIMB], "budget": [budget],
+            "prompt": [prompts[best]], "found_best": [found_best],
+            "local_optimum_empirical": [empirical], "local_optimum_exact": [exact]}
+
+
+def _concatenate(parts: list[dict], columns: tuple[str, ...]) -> dict:
+    """Column-wise concatenation of row blocks (no block: empty columns)."""
+    if not parts:
+        return {c: [] for c in columns}
+    out = {}
+    for c in columns:
+        values = [part[c] for part in parts]
+        if all(isinstance(v, np.ndarray) for v in values):
+            out[c] = np.concatenate(values)
+        else:
+            out[c] = [x for v in values for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+    return out
 
 
 def _gradient_on(network, seqs: np.ndarray, s: int):

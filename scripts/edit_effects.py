@@ -1,0 +1,12 @@
+"""Snakemake entry point of rule edit_effects."""
+from promptscape.pipeline import identity
+from promptscape.pipeline.stages import edit_effects
+
+with identity.job(snakemake):
+    edit_effects.edit_effects(
+        steps=list(snakemake.input.steps),
+        hill_climb_ends=list(snakemake.input.hill_climb_ends),
+        output=snakemake.output.edit_effects,
+        hill_climb_optima=snakemake.output.hill_climb_optima,
+        **snakemake.params.args,
+    )
