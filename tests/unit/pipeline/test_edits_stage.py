@@ -63,7 +63,7 @@ def bernmix(tmp_path_factory):
 
 
 def test_every_delta_kl_is_the_difference_of_the_two_prompts_landscape_kls(bernmix):
-    root, paths, out = bernmix
+    _, paths, out = bernmix
     land = tables.read(paths[0], "landscape")
     kl = dict(zip(land["prompt"], land["kl"]))
     edges = edits_lib.edit_edges(L_MAX, 2)
@@ -175,7 +175,7 @@ def test_across_pretraining_rows_name_the_source_experiment(bernmix, tmp_path):
 
 
 def test_a_prompt_missing_from_the_target_landscape_names_both_experiments(bernmix, tmp_path):
-    root, paths, _ = bernmix
+    _, paths, _ = bernmix
     other = build(tmp_path, "longer", BETA)
     source = tables.read(other[0], "landscape")
     own = stage.read_landscapes(paths[:1], L_MAX, 2)
@@ -191,7 +191,7 @@ def test_a_prompt_missing_from_the_target_landscape_names_both_experiments(bernm
 
 
 def test_search_rows_score_each_seeds_pick_under_every_target(bernmix, tmp_path):
-    root, paths, _ = bernmix
+    _, paths, _ = bernmix
     land = tables.read(paths[0], "landscape")
     picks = ["1", "11", "111", "1"]
     selections = pd.DataFrame({

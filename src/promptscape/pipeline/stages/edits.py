@@ -214,7 +214,7 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
                                  edits_lib.Regret(value, value, value), 1))
     if chosen is not None:
         rows += _search_rows(by_task, chosen)
-    for unit, lands in by_unit.items():
+    for lands in by_unit.values():
         for source in lands.values():
             for target in lands.values():
                 rows.append(_row(TASKS, OPTIMAL_CLASS, source, target,
