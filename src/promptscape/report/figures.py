@@ -1010,8 +1010,8 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     blocks = []
     pred = data[data["comparison"] == "predictors"]
     if len(pred):
-        blocks.append(_heat(pred, "target", "source", "target predictor (scored on)",
-                            "source predictor (its optimum)", units, units, color, style)
+        blocks.append(_heat(pred, "target", "source", "target (scored on)",
+                            "source (its optimum)", units, units, color, style)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
                       .properties(title="across predictors, per task"))
@@ -1020,7 +1020,7 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
         target_label=lambda d: d["target_task"].map(label))
     if len(task):
         order = [label[t] for t in tasks]
-        blocks.append(_heat(task, "target_label", "source_label", "target task (scored on)",
+        blocks.append(_heat(task, "target_label", "source_label", "target task",
                             "source task (its optimum)", order, order, color, style)
                       .facet(column=alt.Column("target:N", title=None, header=_header(style),
                                                sort=units))
@@ -1029,7 +1029,7 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     if len(other):
         other["source"] = other["source_experiment"] + " / " + other["source"]
         sources = sorted(other["source"].unique())
-        blocks.append(_heat(other, "target", "source", "target predictor (this experiment)",
+        blocks.append(_heat(other, "target", "source", "target (this experiment)",
                             "source experiment / predictor", units, sources, color, style)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
@@ -1053,10 +1053,11 @@ def local_optima_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
     data["kind"] = np.where(data["optimal"], "global optimum (on the floor)", "local optimum")
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     points = alt.Chart().mark_point(filled=True, opacity=0.75).encode(
-        x=alt.X("basin_size:Q", scale=alt.Scale(type="log"),
-                title="basin size (prompts whose steepest descent ends here)"),
+        x=alt.X("basin_size:Q", scale=alt.Scale(type="log"), title="basin size (prompts)",
+                axis=alt.Axis(format="~s", labelOverlap="greedy")),
         y=alt.Y("above_plot:Q", scale=alt.Scale(type="log"),
-                title=f"KL above the global optimum (nats; floor {KL_FLOOR:g})"),
+                title=f"KL above optimum (nats, floor {KL_FLOOR:g})",
+                axis=alt.Axis(format="~e", labelOverlap="greedy")),
         color=alt.Color("predictor:N", scale=_predictor_scale(style, predictors),
                         title="predictor"),
         shape=alt.Shape("kind:N", title=None,
