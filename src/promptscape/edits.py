@@ -293,21 +293,35 @@ class EditKind:
     select: Callable[[Edges, int | None], np.ndarray]
 
 
+def _adds(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.added == symbol
+
+
+def _removes(edges: Edges, symbol: int | None) -> np.ndarray:
+    return edges.removed == symbol
+
+
+def _operation(operation: int) -> Callable[[Edges, int | None], np.ndarray]:
+    """The kind selecting every edge of one operation. (Named functions rather than
+    lambdas: a job's code identity follows names, `pipeline.provenance`.)"""
+    def select(edges: Edges, symbol: int | None) -> np.ndarray:
+        return edges.operation == operation
+    return select
+
+
 EDIT_KINDS: dict[str, EditKind] = {kind.name: kind for kind in (
     EditKind("adds_most_probable", "raises the count of the task's most probable symbol "
-             "(inserts it, or substitutes it for another)", "most",
-             lambda e, a: e.added == a),
+             "(inserts it, or substitutes it for another)", "most", _adds),
     EditKind("adds_least_probable", "raises the count of the task's least probable symbol",
-             "least", lambda e, a: e.added == a),
+             "least", _adds),
     EditKind("removes_most_probable", "lowers the count of the task's most probable symbol "
-             "(deletes it, or substitutes another for it)", "most",
-             lambda e, a: e.removed == a),
+             "(deletes it, or substitutes another for it)", "most", _removes),
     EditKind("removes_least_probable", "lowers the count of the task's least probable "
-             "symbol", "least", lambda e, a: e.removed == a),
-    EditKind("lengthens", "inserts a symbol", None, lambda e, a: e.operation == INSERT),
-    EditKind("shortens", "deletes a symbol", None, lambda e, a: e.operation == DELETE),
+             "symbol", "least", _removes),
+    EditKind("lengthens", "inserts a symbol", None, _operation(INSERT)),
+    EditKind("shortens", "deletes a symbol", None, _operation(DELETE)),
     EditKind("reorders", "swaps two different neighbours (keeps every count)", None,
-             lambda e, a: e.operation == SWAP),
+             _operation(SWAP)),
 )}
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from promptscape import edits as edits_lib
 from promptscape import prompts as prompts_lib
 from promptscape.pipeline import tables
+from promptscape.report import aggregate
 from promptscape.sources import build_source
 
 log = logging.getLogger("promptscape")
@@ -123,7 +124,7 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
     foreign = read_landscapes(others, max_prompt_length, V) if others else []
     rows = transfer_rows(own, foreign, chosen, list(tasks))
     tables.write(_frame(rows, "transfer"), "transfer", transfer)
-    for line in transfer_lines(pd.DataFrame(rows)):
+    for line in aggregate.transfer_lines(pd.DataFrame(rows, columns=_frame([], "transfer").columns)):
         log.info("%s", line)
 
 
@@ -258,26 +259,3 @@ def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
                                                       float(regret.max())),
                                      len(part), search_n=int(N)))
     return rows
-
-
-def transfer_lines(frame: pd.DataFrame) -> list[str]:
-    """Whether the networks' optima transfer to the Bayes predictor and back (replicate 0,
-    per task): the largest mean regret each way."""
-    if not len(frame):
-        return []
-    rows = frame[(frame["comparison"] == PREDICTORS) & (frame["source_prompts"] == OPTIMAL_CLASS)
-                 & (frame["source_replicate"] == 0) & (frame["target_replicate"] == 0)]
-    out = []
-    for direction, (a, b) in {"network -> bayes": ("network", "bayes"),
-                              "bayes -> network": ("bayes", "network")}.items():
-        source_bayes = rows["source_predictor"] == "bayes"
-        target_bayes = rows["target_predictor"] == "bayes"
-        pick = (~source_bayes & target_bayes) if a == "network" else (source_bayes & ~target_bayes)
-        part = rows[pick]
-        if len(part):
-            worst = part.loc[part["regret"].idxmax()]
-            out.append(f"{direction}: mean regret over the optimal class at most "
-                       f"{worst['regret']:.3g} nats ({worst['source_predictor']} -> "
-                       f"{worst['target_predictor']}, task {worst['target_task']}); zero in "
-                       f"{int((part['regret'] == 0).sum())}/{len(part)} (pair, task)")
-    return out
