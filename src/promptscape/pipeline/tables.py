@@ -767,20 +767,25 @@ def _is_scalar(value) -> bool:
     return isinstance(value, (str, int, float, bool)) or getattr(value, "ndim", 1) == 0
 
 
-def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = ()) -> pa.Table:
+def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = (),
+               columns: tuple[str, ...] | None = None) -> pa.Table:
     """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table;
     the `dictionary` columns as dictionary-encoded arrays (as Parquet stores repetitive
-    strings: each distinct value once, rows as integer codes)."""
+    strings: each distinct value once, rows as integer codes); only `columns` where given
+    (the file's schema is checked whole all the same)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError(f"no {artifact or 'artifact'} files to read")
-    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None) for p in paths]
     if artifact is not None:
         expected = ARTIFACTS[artifact].schema.names
-        for p, part in zip(paths, parts):
-            if part.schema.names != expected:
-                raise ValueError(f"{p} is not a {artifact} table: columns {part.schema.names}, "
+        for p in paths:
+            names = pq.read_schema(p).names
+            if names != expected:
+                raise ValueError(f"{p} is not a {artifact} table: columns {names}, "
                                  f"expected {expected}")
+    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None,
+                           columns=list(columns) if columns is not None else None)
+             for p in paths]
     return pa.concat_tables(parts)
 
 
@@ -805,9 +810,9 @@ def random_selection(frame):
     return frame[frame["selection"] == "random"].drop(columns="selection")
 
 
-def read(path, artifact: str | None = None):
+def read(path, artifact: str | None = None, columns: tuple[str, ...] | None = None):
     """Like `read_table`, as a pandas DataFrame."""
-    return read_table(path, artifact).to_pandas()
+    return read_table(path, artifact, columns=columns).to_pandas()
 
 
 def markdown() -> str:

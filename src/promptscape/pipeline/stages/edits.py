@@ -45,7 +45,8 @@ class Landscape:
     """One landscape file, checked: its prompts in canonical order, KL, standard errors,
     optimal class and method."""
 
-    def __init__(self, frame: pd.DataFrame, path: str, max_length: int, vocab_size: int):
+    def __init__(self, frame: pd.DataFrame, path: str, max_length: int, vocab_size: int,
+                 expected: list[str] | None = None):
         keys = frame[["predictor", "replicate", "experiment", "task"]].drop_duplicates()
         if len(keys) != 1:
             raise ValueError(f"{path}: a landscape file holds one (predictor, replicate, "
@@ -53,13 +54,15 @@ class Landscape:
         self.predictor, self.replicate, self.experiment, self.task = keys.iloc[0].tolist()
         self.replicate = int(self.replicate)
         self.path = path
-        expected = prompts_lib.all_prompts(max_length, vocab_size)
+        if expected is None:
+            expected = prompts_lib.all_prompts(max_length, vocab_size)
         self.prompts = frame["prompt"].tolist()
         if self.prompts != expected:
             raise ValueError(f"{path}: its prompts are not the {len(expected)} prompts of "
                              f"length 0..{max_length} over {vocab_size} symbols of experiment "
                              f"{self.experiment!r} in canonical order (it has "
                              f"{len(self.prompts)}); rebuild it")
+        self.prompts = expected  # one list shared by every landscape of the job
         self.kl = frame["kl"].to_numpy(np.float64)
         self.kl_se = frame["kl_se"].to_numpy(np.float64)
         self.optimal = frame["optimal"].to_numpy(bool)
@@ -76,8 +79,15 @@ class Landscape:
                 f"task {self.task!r}")
 
 
+# The landscape columns the stage reads (not the list columns, the costliest to read).
+COLUMNS = ("predictor", "replicate", "experiment", "task", "prompt", "method", "kl", "kl_se",
+           "optimal")
+
+
 def read_landscapes(paths: list[str], max_length: int, vocab_size: int) -> list[Landscape]:
-    return [Landscape(tables.read(p, "landscape"), p, max_length, vocab_size) for p in paths]
+    expected = prompts_lib.all_prompts(max_length, vocab_size)
+    return [Landscape(tables.read(p, "landscape", columns=COLUMNS), p, max_length,
+                      vocab_size, expected) for p in paths]
 
 
 def analyse_edits(*, landscapes: list[str], others: list[str], selections: str | None,
@@ -137,12 +147,13 @@ def _frame(rows: list[dict], artifact: str) -> pd.DataFrame:
 def _kind_rows(land: Landscape, edges, marginals, tolerance, near_top, imd) -> list[dict]:
     rows = edits_lib.summarise_kinds(edges, land.kl, marginals, tolerance=tolerance,
                                      near_top=near_top)
-    masks = edits_lib.kind_masks(edges, marginals)
-    se = (np.hypot(land.kl_se[edges.child], land.kl_se[edges.parent]) if land.estimated
-          else np.zeros(len(edges)))
+    if land.estimated:
+        masks = edits_lib.kind_masks(edges, marginals)
+        se = np.hypot(land.kl_se[edges.child], land.kl_se[edges.parent])
     out = []
     for row in rows:
-        kind_se = se[masks[row["kind"]]]
+        kind_se = (se[masks[row["kind"]]] if land.estimated
+                   else np.zeros(min(row["edges"], 1)))
         out.append({
             "predictor": land.predictor, "replicate": land.replicate,
             "experiment": land.experiment, "task": land.task, "edit_kind": row["kind"],
