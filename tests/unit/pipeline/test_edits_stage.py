@@ -29,7 +29,7 @@ def landscape_path(root, experiment, predictor, task, replicate=0):
         experiment=experiment, predictor=predictor, replicate=replicate, task=task))
 
 
-def build(root, experiment, pretraining, predictors=("bayes",)):
+def build(root, experiment, pretraining, predictors=("bayes",), max_length=L_MAX):
     """Landscapes of exact Bayes for `pretraining` on both tasks; `predictors` names the
     copies (the same predictor under several names stands in for several predictors)."""
     paths = []
@@ -42,16 +42,16 @@ def build(root, experiment, pretraining, predictors=("bayes",)):
             landscape_stage.compute_landscape(
                 evaluation=evaluation, output=paths[-1], predictor=predictor, family="bayes",
                 pretraining=pretraining, experiment=experiment, task_name=task, task=spec,
-                task_length=T, max_prompt_length=L_MAX, enumeration_budget=2 ** 20)
+                task_length=T, max_prompt_length=max_length, enumeration_budget=2 ** 20)
     return paths
 
 
-def analyse(root, experiment, paths, others=(), selections=None):
+def analyse(root, experiment, paths, others=(), selections=None, max_length=L_MAX):
     out = {name: str(root / f"{experiment}/aggregate/{name}.parquet")
            for name in ("edits", "local_optima", "transfer")}
     stage.analyse_edits(landscapes=paths, others=list(others), selections=selections,
                         experiment=experiment, tasks=TASKS, in_meta_distribution=IMD,
-                        task_length=T, max_prompt_length=L_MAX, **out)
+                        task_length=T, max_prompt_length=max_length, **out)
     return {name: tables.read(path, name) for name, path in out.items()}
 
 
@@ -212,3 +212,19 @@ def test_search_rows_score_each_seeds_pick_under_every_target(bernmix, tmp_path)
     assert len(rows) == 1 and rows["search_N"].iloc[0] == 10
     assert np.isclose(rows["regret"].iloc[0], expected.mean())
     assert rows["regret_max"].iloc[0] == expected.max() and rows["source_count"].iloc[0] == 4
+
+
+def test_a_landscape_of_another_prompt_space_is_an_error_naming_its_file(bernmix):
+    _, paths, _ = bernmix
+    with pytest.raises(ValueError, match=f"{paths[0]}: its prompts are not the 31 prompts of "
+                                         "length 0..4 over 2 symbols"):
+        stage.read_landscapes(paths[:1], 4, 2)
+
+
+def test_without_edits_every_kind_has_a_row_of_no_edges_and_one_local_optimum(tmp_path):
+    """L_max 0: the empty prompt alone, no edit; the tables say so rather than fail."""
+    paths = build(tmp_path, "bernmix", BERNMIX, max_length=0)
+    out = analyse(tmp_path, "bernmix", paths, max_length=0)
+    edits = out["edits"]
+    assert (edits["edges"] == 0).all() and edits["delta_median"].isna().all()
+    assert len(out["local_optima"]) == 2 and (out["local_optima"]["basin_size"] == 1).all()
