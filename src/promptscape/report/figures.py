@@ -941,7 +941,7 @@ def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     scale = alt.Scale(type="symlog", constant=1e-3)
     x = alt.X("edit_kind:N", sort=kinds, title="edit kind",
               axis=alt.Axis(labelAngle=-40, labelLimit=200))
-    y_title = "ΔKL = KL(edited) − KL(prompt), nats"
+    y_title = "ΔKL (nats)"
     kind = alt.Chart().transform_filter("datum.layer == 'kind'")
     iqr = kind.mark_rule(strokeWidth=2, color="#888").encode(
         x=x, y=alt.Y("delta_q25:Q", scale=scale, title=y_title), y2="delta_q75:Q")
@@ -1046,7 +1046,7 @@ def local_optima_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
                        title) -> alt.Chart:
     """Every local optimum: its KL above the global optimum (log axis; the global optimum
     on the floor, a diamond) against its basin size under steepest descent (log axis); a
-    panel per task, a colour per predictor."""
+    column per task, a row (and a colour) per predictor."""
     data = frame.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     data["above_plot"] = np.maximum(data["kl_above_optimum"].astype(float), KL_FLOOR)
@@ -1056,7 +1056,7 @@ def local_optima_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
         x=alt.X("basin_size:Q", scale=alt.Scale(type="log"), title="basin size (prompts)",
                 axis=alt.Axis(format="~s", labelOverlap="greedy")),
         y=alt.Y("above_plot:Q", scale=alt.Scale(type="log"),
-                title=f"KL above optimum (nats, floor {KL_FLOOR:g})",
+                title="above optimum (nats)",
                 axis=alt.Axis(format="~e", labelOverlap="greedy")),
         color=alt.Color("predictor:N", scale=_predictor_scale(style, predictors),
                         title="predictor"),
@@ -1067,6 +1067,9 @@ def local_optima_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
         size=alt.value(60),
         tooltip=["predictor", "task", "prompt_shown", "plateau", "basin_size",
                  alt.Tooltip("kl_above_optimum:Q", format=".3g")])
-    chart = alt.layer(points, data=data).properties(width=style["panel_width"],
-                                                    height=style["panel_height"])
-    return _configure(_facet(chart, order, len(tasks), style), style, title)
+    chart = alt.layer(points).properties(width=style["panel_width"],
+                                         height=style["panel_height"]).facet(
+        column=alt.Column("task_label:N", sort=order, title=None, header=_header(style)),
+        row=alt.Row("predictor:N", sort=predictors, title=None, header=_header(style)),
+        data=data)
+    return _configure(chart, style, title)

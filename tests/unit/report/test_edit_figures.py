@@ -108,6 +108,7 @@ def test_transfer_chart_without_other_experiments_has_two_blocks():
 
 def test_local_optima_chart_plots_kl_above_optimum_against_basin_size():
     spec = build("local_optima_chart", optima_table()).to_dict()
+    assert spec["facet"]["row"]["field"] == "predictor"
     (points,) = layers(spec["spec"])
     assert points["encoding"]["x"]["field"] == "basin_size"
     assert points["encoding"]["y"]["field"] == "above_plot"

@@ -195,7 +195,7 @@ FIGURES = {
             'prompt that no single edit improves, its KL above the global optimum (log axis;'
             ' the global optimum, a diamond, sits on the floor) against its basin size, the '
             'number of prompts whose steepest descent (each prompt moves to its best '
-            'improving single edit) ends at it (log axis); one panel per task, one colour per'
+            'improving single edit) ends at it (log axis); one column per task, one row per'
             ' predictor.')),
 }
 # What makes an experiment have a figure: a Figure field each, True where the figure needs it.
