@@ -48,8 +48,8 @@ def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     first, second = digests(tiny_run), digests(tmp_path)
     # datasets and searches (one per experiment and seed block), evaluation sets,
     # landscapes, efficiency (one per experiment), aggregates (3 + token efficiency +
-    # reliability prediction), predictions
-    assert len(first) == 3 + 3 + 3 + 3 + 2 + 10 + 3
+    # reliability prediction + edits, local optima and transfer), predictions
+    assert len(first) == 3 + 3 + 3 + 3 + 2 + 16 + 3
     assert first == second
 
 
