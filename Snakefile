@@ -35,6 +35,7 @@ include: "workflow/rules/efficiency.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/prediction.smk"
 include: "workflow/rules/tuning.smk"
+include: "workflow/rules/edits.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -60,8 +60,9 @@ def test_report_is_one_html_file_with_every_figure_and_its_caption(report):
     results = report_results(html)
     config = load_config()
     figures = expected_figures(config)
-    # 5 figures x 2 experiments (no networks in the tiny config), and the study's one.
-    assert len(figures) == 11
+    # 8 figures x 2 experiments (no networks in the tiny config; 3 of them the edit
+    # analysis's), and the study's one.
+    assert len(figures) == 17
     assert sorted(results) == sorted(figures)
     study = results["results/figures/variance_plane.svg"]
     assert study["labels"] == {"experiment": "all", "figure": "variance_plane",

@@ -88,6 +88,30 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
              "first_n_ninety": None, "seeds": 4, "measured_proportion_correct": 0.75,
              "ci_low": 0.3, "ci_high": 0.95, "inside_interval": True}
             for p, t, imd in rows for N in exp.dataset_sizes])
+    if artifact == "edits":
+        return pd.DataFrame([
+            {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
+             "edit_kind": kind, "in_meta_distribution": imd, "method": "exact_counts",
+             "edges": 4, "delta_median": -0.1, "delta_q25": -0.2, "delta_q75": 0.1,
+             "share_improving": 0.75, "near_top_edges": 1, "share_improving_near_top": 0.0,
+             "rest_edges": 3, "share_improving_rest": 1.0, "se_method": "exact",
+             "delta_se_median": 0.0, "delta_se_max": 0.0}
+            for p, t, imd in rows for kind in ("lengthens", "shortens")])
+    if artifact == "local_optima":
+        return pd.DataFrame([
+            {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
+             "prompt": "0", "prompt_length": 1, "kl": 0.1, "kl_above_optimum": 0.0,
+             "optimal": True, "plateau": 0, "basin_size": 3} for p, t, _ in rows])
+    if artifact == "transfer":
+        return pd.DataFrame([
+            {"experiment": exp.name, "comparison": "predictors",
+             "source_prompts": "optimal_class", "source_experiment": exp.name,
+             "target_experiment": exp.name, "source_predictor": a, "source_replicate": 0,
+             "target_predictor": b, "target_replicate": 0, "source_task": t,
+             "target_task": t, "search_N": None, "source_count": 1,
+             "regret": 0.0 if a == b else 0.02, "regret_min": 0.0, "regret_max": 0.02,
+             "target_method": "exact_counts"}
+            for a, t, _ in rows for b in exp.predictors])
     return pd.DataFrame([
         {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
          "in_meta_distribution": imd, "max_prompt_length": 2, "optimal_prompt": "0", "optimal_length": 1, "optimal_kl": 0.1,
@@ -149,6 +173,14 @@ def test_the_tables_of_every_experiment_and_network_of_the_config(built, capsys)
     # Token efficiency says whether the typical length rests on an exact or sampled median.
     assert "| coin_0.7 | small_net | `0` | 0.1 | 3 | sampled | 3.0 |" in bernmix
     assert "| coin_0.7 | bayes | `0` | 0.1 | 3 | exact | 3.0 |" in bernmix
+    # Issue 28: edit kinds by IMD and OOMD, transfer between the network and Bayes, and
+    # the local optima of each landscape.
+    assert "| lengthens | 0.75 | -0.1 | 0.75 | -0.1 |" in bernmix
+    assert "IMD tasks lengthens, shortens; OOMD tasks lengthens, shortens." in bernmix
+    assert ("networks' optima under bayes: regret 0.02 nats on average, at most 0.02 "
+            "(small_net -> bayes, task coin_0.5); zero in 0 of 2 (network, task) pairs"
+            ) in bernmix
+    assert "| small_net | coin_0.7 | 1 | 1 | 1 | 0 | 3 |" in bernmix
 
 
 def test_output_file_holds_what_standard_output_shows(built, tmp_path, capsys):

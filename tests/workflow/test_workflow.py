@@ -17,13 +17,24 @@ pytestmark = pytest.mark.slow
 
 def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
     for experiment in ("bernmix", "switching"):
-        for figure in ("reliability", "landscape", "choices", "efficiency", "posterior"):
+        for figure in ("reliability", "landscape", "choices", "efficiency", "posterior",
+                       "edits", "transfer", "local_optima"):
             for ext in ("svg", "png", "html"):
                 path = tiny_run / "results" / experiment / "figures" / f"{figure}.{ext}"
                 assert path.stat().st_size > 1000, path
         rel = pd.read_parquet(tiny_run / "results" / experiment / "aggregate" / "reliability.parquet")
         assert (rel["seeds"] == load_config()["experiments"][experiment]["num_seeds"]).all()
         assert rel["proportion_correct"].between(0, 1).all()
+        # Issue 28: a predictor's own search rows of the transfer table are the regret the
+        # reliability table measured (both KL(s_hat) - KL(s*) averaged over seeds).
+        transfer = pd.read_parquet(tiny_run / "results" / experiment / "aggregate"
+                                   / "transfer.parquet")
+        own = transfer[(transfer["source_prompts"] == "search")
+                       & (transfer["source_predictor"] == transfer["target_predictor"])]
+        random = rel[rel["selection"] == "random"].set_index(["task", "N"])["regret_mean"]
+        assert len(own) == len(random)
+        assert (own.set_index(["target_task", "search_N"])["regret"].sort_index()
+                == random.sort_index()).all()
     html = (tiny_run / "results" / "bernmix" / "figures" / "landscape.html").read_text()
     assert "cdn.jsdelivr" not in html and "vegaEmbed" in html  # standalone, scripts inlined
 
@@ -37,8 +48,8 @@ def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     first, second = digests(tiny_run), digests(tmp_path)
     # datasets and searches (one per experiment and seed block), evaluation sets,
     # landscapes, efficiency (one per experiment), aggregates (3 + token efficiency +
-    # reliability prediction), predictions
-    assert len(first) == 3 + 3 + 3 + 3 + 2 + 10 + 3
+    # reliability prediction + edits, local optima and transfer), predictions
+    assert len(first) == 3 + 3 + 3 + 3 + 2 + 16 + 3
     assert first == second
 
 
@@ -47,7 +58,7 @@ def test_figure_style_change_reruns_only_figure_jobs(tiny_run, tmp_path):
     config = load_config()
     config["figures"]["panel_width"] = 150
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    assert jobs == {"plot_figure": 10, "plot_study_figure": 1, "all": 1}
+    assert jobs == {"plot_figure": 16, "plot_study_figure": 1, "all": 1}
 
 
 def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_path):
@@ -59,10 +70,11 @@ def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_pat
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
     # Datasets and searches are one cheap job per (experiment, seed block), holding every
     # task and N: the new N reruns the 2 old blocks, the new seeds add a third. The
-    # landscape figure does not read searches; the new N is predicted per task.
+    # landscape figure does not read searches; the new N is predicted per task. The edit
+    # analysis reads the selections (the prompts search picks), so it and its 3 figures rerun.
     assert jobs == {"simulate_tasks": 3, "search_prompts": 3, "aggregate_search": 1,
-                    "predict_reliability": 2, "plot_figure": 2, "plot_study_figure": 1,
-                    "all": 1}
+                    "predict_reliability": 2, "analyse_edits": 1, "plot_figure": 5,
+                    "plot_study_figure": 1, "all": 1}
 
 
 def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
@@ -73,8 +85,8 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
     # Datasets depend on the task only; searches, landscape, efficiency, aggregates and
     # figures rerun.
     assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
-                    "measure_efficiency": 1, "predict_reliability": 1, "plot_figure": 5,
-                    "plot_study_figure": 1, "all": 1}
+                    "measure_efficiency": 1, "predict_reliability": 1, "analyse_edits": 1,
+                    "plot_figure": 8, "plot_study_figure": 1, "all": 1}
 
 
 def test_a_seeds_per_job_that_leaves_the_blocks_as_they_are_reruns_nothing(tiny_run, tmp_path):
@@ -99,14 +111,14 @@ UNUSED = "\n\ndef unused_helper():\n    return 1\n"
 EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
     "simulate_tasks": 3, "simulate_evaluation": 3, "search_prompts": 3, "compute_landscape": 3,
     "measure_efficiency": 2, "aggregate_search": 2, "predict_reliability": 3,
-    "plot_figure": 10, "plot_study_figure": 1, "all": 1}
+    "analyse_edits": 2, "plot_figure": 16, "plot_study_figure": 1, "all": 1}
 BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
     "search_prompts": 2, "compute_landscape": 2, "measure_efficiency": 1,
-    "aggregate_search": 1, "predict_reliability": 2, "plot_figure": 5,
+    "aggregate_search": 1, "predict_reliability": 2, "analyse_edits": 1, "plot_figure": 8,
     "plot_study_figure": 1, "all": 1}
 SWITCHING_EXPERIMENT = {
     "search_prompts": 1, "compute_landscape": 1, "measure_efficiency": 1,
-    "aggregate_search": 1, "predict_reliability": 1, "plot_figure": 5,
+    "aggregate_search": 1, "predict_reliability": 1, "analyse_edits": 1, "plot_figure": 8,
     "plot_study_figure": 1, "all": 1}
 CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
@@ -137,7 +149,7 @@ CODE_EDITS = {
     "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
                      "\n\n\ndef _choose(", {
                          "search_prompts": 3, "aggregate_search": 2,
-                         "predict_reliability": 3, "plot_figure": 4,
+                         "predict_reliability": 3, "analyse_edits": 2, "plot_figure": 10,
                          "plot_study_figure": 1, "all": 1}),
 }
 
@@ -187,7 +199,8 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     assert planned_jobs(neural_run, NEURAL, library=library) == {
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 1,
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
-        "predict_reliability": 2, "tune_network": 2, "aggregate_tuning": 1, "plot_figure": 8,
+        "predict_reliability": 2, "tune_network": 2, "aggregate_tuning": 1,
+        "analyse_edits": 1, "plot_figure": 11,
         "plot_study_figure": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}

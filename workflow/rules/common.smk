@@ -754,3 +754,30 @@ def get_tuning_landscapes(wildcards):
         for r in range(STUDY.replicates(network))
         for task in exp.tuning.tasks
     ]
+
+
+# The analyse_edits rule's helpers (issue 28): the experiment's landscapes, those of the
+# other experiments it shares a task, L_max and alphabet with (transfer across
+# pretraining), and its selections table (the prompts search picks).
+
+
+def get_edits_inputs(wildcards):
+    exp = get_experiment(wildcards)
+    return dict(
+        landscapes=get_landscape_outputs(exp),
+        others=layout.transfer_sources(STUDY, exp),
+        selections=layout.aggregate(STUDY, exp, "selections"),
+    )
+
+
+def get_edits_args(wildcards):
+    exp = get_experiment(wildcards)
+    return job_args(
+        wildcards,
+        "experiment",
+        "tasks",
+        "in_meta_distribution",
+        "task_length",
+        "max_prompt_length",
+        in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+    )

@@ -19,7 +19,7 @@ from promptscape.pipeline import tables
 from promptscape.pipeline.config import Experiment, Study
 
 AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
-                    "reliability_prediction")
+                    "reliability_prediction", "edits", "local_optima", "transfer")
 # The aggregates of an experiment that runs a strategy besides exhaustive.
 STRATEGY_TABLES = ("strategies", "edit_effects", "hill_climb_optima")
 
@@ -102,6 +102,20 @@ def aggregates(study: Study) -> list[str]:
     return [aggregate(study, exp, table) for exp in study.experiments.values()
             for table in AGGREGATE_TABLES + (STRATEGY_TABLES if exp.runs_strategies else ())
             + (("tuning",) if exp.tuning else ())]
+
+
+def transfer_sources(study: Study, exp: Experiment) -> list[str]:
+    """The landscapes of other experiments that `exp`'s transfer table reads (across
+    pretraining, issue 28): every (predictor, replicate) of each other experiment with the
+    same L_max and alphabet, on the tasks it shares with `exp` (same task name)."""
+    tasks = {task.name for task in exp.tasks}
+    return [pattern(study, "landscape").format(experiment=other.name, predictor=predictor,
+                                               replicate=r, task=task.name)
+            for other in study.experiments.values()
+            if other.name != exp.name and other.max_prompt_length == exp.max_prompt_length
+            and other.vocab_size == exp.vocab_size
+            for predictor, r in study.predictor_replicates(other)
+            for task in other.tasks if task.name in tasks]
 
 
 def tuning_blocks(exp: Experiment) -> dict[tuple[int, int], tuple[int, int]]:

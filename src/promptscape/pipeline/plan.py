@@ -82,11 +82,12 @@ STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predi
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
-          "tune_network", "aggregate_tuning", "plot_figure", "plot_study_figure")
+          "tune_network", "aggregate_tuning", "analyse_edits", "plot_figure",
+          "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
-         "predict_reliability", "tune_network")
+         "predict_reliability", "tune_network", "analyse_edits")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -286,6 +287,10 @@ def job_seconds(study, job: Job) -> float:
                          * len(exp.dataset_sizes))
             seconds += evals * EVALUATION_SECONDS[(rule, kind)]
         return seconds
+    if rule == "analyse_edits":
+        exp = study.experiments[w["experiment"]]
+        units = sum(study.replicates(p) for p in exp.predictors) * len(exp.tasks)
+        return seconds + units * num_edges(exp) * EDGE_SECONDS
     if predictor is None:
         return seconds  # simulations, aggregates and figures: no evaluations
     if rule == "score_prompts":
@@ -620,6 +625,34 @@ def _aggregate_tuning(study, rule: str, w: dict) -> Job:
                + 4 * _strings(lands, exp.max_prompt_length))
 
 
+# The edit analysis (issue 28): bytes held per single edit (the edge list, 21 bytes, twice
+# while it is built; ΔKL, the kind masks and the local structure's temporaries), and
+# seconds per edit and landscape (kind summaries and local structure; benchmarks/
+# edits_speed.py: 0.55 s for the 4,980,740 edits of binary L_max 16).
+EDGE_BYTES = 80
+EDGE_SECONDS = 1.2e-7
+
+
+def num_edges(exp) -> int:
+    """An upper bound on the single edits of every prompt (`edits.edit_edges`): per prompt
+    of length l, (l + 1) V insertions below L_max, l deletions, l (V - 1) substitutions and
+    l - 1 swaps (fewer after deduplication)."""
+    V, L = exp.vocab_size, exp.max_prompt_length
+    return sum(V**length * ((length + 1) * V * (length < L) + length * V + max(length - 1, 0))
+               for length in range(L + 1))
+
+
+def _analyse_edits(study, rule: str, w: dict) -> Job:
+    """The edge list and its temporaries, and every landscape of the experiment and of the
+    experiments it shares a task with, read at once (prompt strings and KL columns)."""
+    exp = study.experiments[w["experiment"]]
+    P, L = num_prompts(exp), exp.max_prompt_length
+    lands = len(layout.per_task(study, exp, "landscape")) + len(
+        layout.transfer_sources(study, exp))
+    return Job(rule, w, 0, BASELINE_BYTES + num_edges(exp) * EDGE_BYTES
+               + lands * (_strings(P, L) + 4 * P * F64), f"{num_edges(exp)} edits at most")
+
+
 # The cost model of each rule: (study, rule, wildcards) -> Job.
 ESTIMATORS = {
     "simulate_tasks": _simulation, "simulate_pool": _simulation,
@@ -634,6 +667,7 @@ ESTIMATORS = {
     "edit_effects": _edit_effects,
     "predict_reliability": _prediction,
     "tune_network": _tuning, "aggregate_tuning": _aggregate_tuning,
+    "analyse_edits": _analyse_edits,
     "plot_figure": _figure, "plot_study_figure": _figure,
 }
 
@@ -721,6 +755,7 @@ def jobs(study) -> list[Job]:
                                     {k: str(v) if k == "replicate" else v
                                      for k, v in w.items()}))
             out.append(estimate(study, "aggregate_tuning", e))
+        out.append(estimate(study, "analyse_edits", e))
         for figure in figures_of(study, exp):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     for figure in STUDY_FIGURES:
@@ -745,6 +780,8 @@ def mem_mb(study, rule: str, wildcards: dict) -> int:
 
 
 HINTS = {
+    "analyse_edits": ("fewer landscapes: experiments.{e}.predictors or the replicates of its "
+                      "models, or fewer experiments sharing its tasks"),
     "search_prompts": ("fewer evaluation sequences: experiments.{e}.dataset_sizes or "
                        "experiments.{e}.seeds_per_job"),
     "search_selected": ("fewer evaluation sequences: the pool_size of "

@@ -72,6 +72,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",
                      ("pretraining", "task", "family", "tuner")),
     "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
+    "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
     "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),
     "plot_study_figure": ("promptscape.pipeline.stages.figures:plot_study_figure", ("figure",)),
 }

@@ -697,6 +697,115 @@ ARTIFACTS = {a.name: a for a in [
          ("inside_interval", _B, "ci_low <= predicted_proportion_correct <= ci_high")),
         ("predictor", "replicate", "experiment", "task", "N")),
     Artifact(
+        "edits", "{experiment}/aggregate/edits.parquet",
+        "Exact effects of single prompt edits (promptscape.edits; docs/science.md, \"Edit\"): "
+        "per (predictor, task, edit kind), the distribution of KL(child) - KL(parent) over "
+        "every single edit (insert, delete, substitute, swap) of every prompt of length "
+        "0..L_max whose child stays within that range, read from the landscape (no model is "
+        "evaluated). An edit belongs to every kind that describes it (promptscape.edits."
+        "EDIT_KINDS). Kinds that need the task's most or least probable symbol have no rows "
+        "where that symbol is tied (coin(0.5), memoryless chains, two-mode tasks); the job's "
+        "log names them.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
+         ("edit_kind", _S, "adds_most_probable, adds_least_probable (an insertion of the "
+                           "task's most (least) probable symbol, or a substitution of it for "
+                           "another), removes_most_probable, removes_least_probable (a "
+                           "deletion of it, or a substitution of another for it), lengthens "
+                           "(every insertion), shortens (every deletion) or reorders (every "
+                           "swap of two different neighbours; nothing under an exchangeable "
+                           "predictor)"),
+         ("in_meta_distribution", _B, "as in reliability"),
+         ("method", _S, "the landscape's method (exact_counts, exact_enumeration or "
+                        "monte_carlo)"),
+         ("edges", _I, "edits of the kind over all prompts"),
+         ("delta_median", _F, "median ΔKL = KL(child) - KL(parent) over the kind's edits "
+                              "(nats; negative: the edit improves); null when the kind has "
+                              "no edits (L_max 0)", NULLABLE),
+         ("delta_q25", _F, "25th percentile of ΔKL (linear interpolation); null with "
+                           "delta_median", NULLABLE),
+         ("delta_q75", _F, "75th percentile of ΔKL; null with delta_median", NULLABLE),
+         ("share_improving", _F, "share of the kind's edits with ΔKL < -1e-12 nats "
+                                 "(promptscape.edits.DEFAULT_TOLERANCE); null with "
+                                 "delta_median", NULLABLE),
+         ("near_top_edges", _I, "the kind's edits whose parent's KL is within 0.01 nats of "
+                                "the optimum (promptscape.edits.DEFAULT_NEAR_TOP)"),
+         ("share_improving_near_top", _F, "share improving among those; null where there are "
+                                          "none", NULLABLE),
+         ("rest_edges", _I, "the kind's other edits (parent more than 0.01 nats above the "
+                            "optimum)"),
+         ("share_improving_rest", _F, "share improving among those; null where there are "
+                                      "none", NULLABLE),
+         ("se_method", _S, "exact (an exact landscape: every ΔKL has standard error 0) or "
+                           "unpaired (a monte_carlo landscape: sqrt(kl_se(child)^2 + "
+                           "kl_se(parent)^2), from the landscape's own standard errors; the "
+                           "landscape keeps no per-sequence losses, so the paired error of "
+                           "promptscape.edits.delta_standard_error would need the predictor "
+                           "run again; the unpaired one overstates it where the losses of "
+                           "two neighbouring prompts are positively correlated)"),
+         ("delta_se_median", _F, "median over the kind's edits of the standard error of ΔKL "
+                                 "(se_method); null with delta_median", NULLABLE),
+         ("delta_se_max", _F, "greatest such standard error; null with delta_median",
+          NULLABLE)),
+        ("predictor", "replicate", "experiment", "task", "edit_kind")),
+    Artifact(
+        "local_optima", "{experiment}/aggregate/local_optima.parquet",
+        "Local structure of every landscape (promptscape.edits.local_structure): a row per "
+        "local optimum, a prompt that no single edit improves (strictly: by more than "
+        "1e-12 nats), with its plateau (local optima of equal KL connected by edits) and "
+        "its basin under steepest descent (each prompt moves to its best improving "
+        "neighbour, ties to the canonical first).",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
+         ("kl", _F, "KL of the prompt from the landscape (nats)"),
+         ("kl_above_optimum", _F, "kl minus the landscape's least KL (nats; 0 at the global "
+                                  "optimum)"),
+         ("optimal", _B, "member of the landscape's optimal class S*"),
+         ("plateau", _I, "the plateau's number within the landscape, 0.. in the canonical "
+                         "order of each plateau's first member: count plateaus by distinct "
+                         "values"),
+         ("basin_size", _I, "prompts whose steepest descent ends at this prompt (itself "
+                            "included); the basins of a landscape partition its prompts")),
+        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
+    Artifact(
+        "transfer", "{experiment}/aggregate/transfer.parquet",
+        "Transfer regret (docs/science.md): the target's KL of a source's prompts minus the "
+        "target's optimum, over the target landscape, for every ordered pair. The file of an "
+        "experiment holds the rows whose target is that experiment: across its predictors "
+        "and replicates (per task), across its tasks (per predictor and replicate), and "
+        "across pretraining (the optimal class of every predictor of another experiment that "
+        "shares the task, L_max and V, under this experiment's predictors). A source prompt "
+        "missing from the target landscape is an error naming both.",
+        (_EXPERIMENT,
+         ("comparison", _S, "what differs between source and target: predictors (same task "
+                            "and experiment; a predictor with itself included), tasks (same "
+                            "predictor and replicate; a task with itself included) or "
+                            "pretraining (same task, another experiment)"),
+         ("source_prompts", _S, "what the regret is of: optimal_class (the source's optimal "
+                                "class S*; regret its mean over the class), search (the "
+                                "prompt exhaustive search picks from each seed's D_N under "
+                                "the source predictor, selection random; regret its mean "
+                                "over seeds, per search_N), empty or median (the target's own "
+                                "regret of the empty prompt and of its median prompt, lower "
+                                "median of the KLs: baselines, source = target)"),
+         ("source_experiment", _S, "experiment of the source landscape"),
+         ("target_experiment", _S, "experiment of the target landscape (= experiment)"),
+         ("source_predictor", _S, "predictor of the source landscape"),
+         ("source_replicate", _I, "its replicate"),
+         ("target_predictor", _S, "predictor of the target landscape"),
+         ("target_replicate", _I, "its replicate"),
+         ("source_task", _S, "task of the source landscape"),
+         ("target_task", _S, "task of the target landscape"),
+         ("search_N", _I, "the dataset size N of a search row; null otherwise", NULLABLE),
+         ("source_count", _I, "prompts the regret is over: the size of the source's optimal "
+                              "class, the seeds of a search row, 1 for a baseline"),
+         ("regret", _F, "mean over those prompts of KL_target(s) - min KL_target (nats)"),
+         ("regret_min", _F, "least of those regrets"),
+         ("regret_max", _F, "greatest of those regrets"),
+         ("target_method", _S, "the target landscape's method (under monte_carlo the "
+                               "regrets are estimates)")),
+        ("experiment", "comparison", "source_prompts", "source_experiment", "source_predictor",
+         "source_replicate", "source_task", "target_predictor", "target_replicate",
+         "target_task")),
+    Artifact(
         "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
         "Training of one neural predictor on its pretraining source: the loss of every step "
         "and the exact Bayes predictor's loss on the same batch.",
@@ -785,20 +894,25 @@ def _is_scalar(value) -> bool:
     return isinstance(value, (str, int, float, bool)) or getattr(value, "ndim", 1) == 0
 
 
-def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = ()) -> pa.Table:
+def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = (),
+               columns: tuple[str, ...] | None = None) -> pa.Table:
     """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table;
     the `dictionary` columns as dictionary-encoded arrays (as Parquet stores repetitive
-    strings: each distinct value once, rows as integer codes)."""
+    strings: each distinct value once, rows as integer codes); only `columns` where given
+    (the file's schema is checked whole all the same)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError(f"no {artifact or 'artifact'} files to read")
-    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None) for p in paths]
     if artifact is not None:
         expected = ARTIFACTS[artifact].schema.names
-        for p, part in zip(paths, parts):
-            if part.schema.names != expected:
-                raise ValueError(f"{p} is not a {artifact} table: columns {part.schema.names}, "
+        for p in paths:
+            names = pq.read_schema(p).names
+            if names != expected:
+                raise ValueError(f"{p} is not a {artifact} table: columns {names}, "
                                  f"expected {expected}")
+    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None,
+                           columns=list(columns) if columns is not None else None)
+             for p in paths]
     return pa.concat_tables(parts)
 
 
@@ -823,9 +937,9 @@ def random_selection(frame):
     return frame[frame["selection"] == "random"].drop(columns="selection")
 
 
-def read(path, artifact: str | None = None):
+def read(path, artifact: str | None = None, columns: tuple[str, ...] | None = None):
     """Like `read_table`, as a pandas DataFrame."""
-    return read_table(path, artifact).to_pandas()
+    return read_table(path, artifact, columns=columns).to_pandas()
 
 
 def markdown() -> str:

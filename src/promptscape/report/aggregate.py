@@ -521,3 +521,26 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
     out["proportion_overfit"] = out["proportion_overfit"].astype(float)
     return out
+
+
+def transfer_lines(frame: pd.DataFrame) -> list[str]:
+    """Whether the networks' optima transfer to the Bayes predictor and back: over the
+    (network, task) pairs of replicate 0 (`transfer` rows across predictors, optimal class),
+    the mean and largest regret each way, and in how many pairs it is zero."""
+    rows = frame[(frame["comparison"] == "predictors")
+                 & (frame["source_prompts"] == "optimal_class")
+                 & (frame["source_replicate"] == 0) & (frame["target_replicate"] == 0)]
+    source_bayes = rows["source_predictor"] == "bayes"
+    target_bayes = rows["target_predictor"] == "bayes"
+    out = []
+    for direction, pick in (("networks' optima under bayes", ~source_bayes & target_bayes),
+                            ("bayes's optimum under the networks", source_bayes & ~target_bayes)):
+        part = rows[pick]
+        if not len(part):
+            continue
+        worst = part.loc[part["regret"].idxmax()]
+        out.append(f"{direction}: regret {part['regret'].mean():.3g} nats on average, at "
+                   f"most {worst['regret']:.3g} ({worst['source_predictor']} -> "
+                   f"{worst['target_predictor']}, task {worst['target_task']}); zero in "
+                   f"{int((part['regret'] == 0).sum())} of {len(part)} (network, task) pairs")
+    return out

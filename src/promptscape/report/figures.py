@@ -932,3 +932,163 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
                                             labelFontWeight="bold")),
         data=data)
     return _configure(chart, style, title)
+
+
+# ------------------------------------------------------------------ edits (issue 28)
+def _header(style) -> alt.Header:
+    return alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")
+
+
+def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """ΔKL by edit kind: per kind the median exact ΔKL (point, coloured by the share of its
+    edits that improve) and its interquartile range (rule), on a symmetric log axis, with a
+    zero line; a column per task, a row per predictor. A kind a task has no rows for (a
+    tied most or least probable symbol) has no mark in that panel."""
+    from promptscape.edits import EDIT_KINDS
+
+    data = frame.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    data = data.dropna(subset=["delta_median"])
+    kinds = [k for k in EDIT_KINDS if k in set(data["edit_kind"])]
+    data["layer"] = "kind"
+    # A zero line in every panel, in the same data as the kinds (a faceted layer needs one
+    # data source).
+    zero = pd.DataFrame([{"task_label": t, "predictor": p, "layer": "zero", "edit_kind": k,
+                          "delta_median": 0.0}
+                         for t in order for p in predictors for k in kinds[:1]])
+    combined = pd.concat([data, zero], ignore_index=True)
+    scale = alt.Scale(type="symlog", constant=1e-3)
+    x = alt.X("edit_kind:N", sort=kinds, title="edit kind",
+              axis=alt.Axis(labelAngle=-40, labelLimit=200))
+    y_title = "ΔKL (nats)"
+    kind = alt.Chart().transform_filter("datum.layer == 'kind'")
+    iqr = kind.mark_rule(strokeWidth=2, color="#888").encode(
+        x=x, y=alt.Y("delta_q25:Q", scale=scale, title=y_title), y2="delta_q75:Q")
+    median = kind.mark_point(filled=True, size=70, stroke="#333", strokeWidth=0.5).encode(
+        x=x, y=alt.Y("delta_median:Q", scale=scale, title=y_title),
+        color=alt.Color("share_improving:Q", title="share of edits that improve",
+                        scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True)),
+        tooltip=["predictor", "task", "edit_kind", "edges",
+                 alt.Tooltip("delta_median:Q", format=".3g"),
+                 alt.Tooltip("delta_q25:Q", format=".3g"),
+                 alt.Tooltip("delta_q75:Q", format=".3g"),
+                 alt.Tooltip("share_improving:Q", format=".2f"),
+                 alt.Tooltip("share_improving_near_top:Q", format=".2f"),
+                 alt.Tooltip("share_improving_rest:Q", format=".2f")])
+    line = alt.Chart().transform_filter("datum.layer == 'zero'").mark_rule(
+        color="#444", strokeDash=[4, 3]).encode(y=alt.Y("delta_median:Q", scale=scale))
+    layered = alt.layer(line, iqr, median).properties(
+        width=max(style["panel_width"], 22 * len(kinds)), height=style["panel_height"])
+    chart = layered.facet(
+        column=alt.Column("task_label:N", sort=order, title=None, header=_header(style)),
+        row=alt.Row("predictor:N", sort=predictors, title=None, header=_header(style)),
+        data=combined)
+    return _configure(chart, style, title)
+
+
+def _unit(predictor: pd.Series, replicate: pd.Series) -> pd.Series:
+    """'lstm' for replicate 0, 'lstm r1' for others."""
+    return predictor + np.where(replicate > 0, " r" + replicate.astype(str), "")
+
+
+def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style):
+    base = alt.Chart(data).encode(
+        x=alt.X(f"{x}:N", sort=x_order, title=x_title, axis=alt.Axis(labelAngle=-40)),
+        y=alt.Y(f"{y}:N", sort=y_order, title=y_title))
+    rect = base.mark_rect().encode(
+        color=color,
+        tooltip=["source", "target", "task_shown", alt.Tooltip("regret:Q", format=".3g"),
+                 alt.Tooltip("regret_min:Q", format=".3g"),
+                 alt.Tooltip("regret_max:Q", format=".3g"), "source_count"])
+    text = base.mark_text(fontSize=max(style["font_size"] - 2, 7)).encode(
+        text=alt.Text("regret:Q", format=".2g"),
+        color=alt.condition("datum.regret > datum.dark", alt.value("white"),
+                            alt.value("black")))
+    return alt.layer(rect, text).properties(
+        width=max(style["panel_width"], 26 * len(x_order)),
+        height=max(style["panel_height"], 20 * len(y_order)))
+
+
+def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
+    """Transfer heat maps in nats of regret (mean over the source's optimal class): source
+    predictor by target predictor, a panel per task; source task by target task, a panel per
+    predictor; and, where the experiment shares tasks with others, each other experiment's
+    predictors (rows) under this one's (columns), a panel per task."""
+    data = frame[frame["source_prompts"] == "optimal_class"].copy()
+    data["source"] = _unit(data["source_predictor"], data["source_replicate"])
+    data["target"] = _unit(data["target_predictor"], data["target_replicate"])
+    label = {t: f"{t} ({'IMD' if imd[t] else 'OOMD'})" for t in tasks}
+    data["task_shown"] = data["target_task"].map(label)
+    units = list(dict.fromkeys(sorted(
+        data["target"], key=lambda u: (predictors.index(u.split(" ")[0])
+                                       if u.split(" ")[0] in predictors else len(predictors), u))))
+    top = float(data["regret"].max()) if len(data) else 1.0
+    data["dark"] = 0.6 * top if top > 0 else 1.0
+    color = alt.Color("regret:Q", title="regret (nats)",
+                      scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0))
+    blocks = []
+    pred = data[data["comparison"] == "predictors"]
+    if len(pred):
+        blocks.append(_heat(pred, "target", "source", "target (scored on)",
+                            "source (its optimum)", units, units, color, style)
+                      .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
+                                               sort=[label[t] for t in tasks]))
+                      .properties(title="across predictors, per task"))
+    task = data[data["comparison"] == "tasks"].assign(
+        source_label=lambda d: d["source_task"].map(label),
+        target_label=lambda d: d["target_task"].map(label))
+    if len(task):
+        order = [label[t] for t in tasks]
+        blocks.append(_heat(task, "target_label", "source_label", "target task",
+                            "source task (its optimum)", order, order, color, style)
+                      .facet(column=alt.Column("target:N", title=None, header=_header(style),
+                                               sort=units))
+                      .properties(title="across tasks, per predictor"))
+    other = data[data["comparison"] == "pretraining"].copy()
+    if len(other):
+        other["source"] = other["source_experiment"] + " / " + other["source"]
+        sources = sorted(other["source"].unique())
+        blocks.append(_heat(other, "target", "source", "target (this experiment)",
+                            "source experiment / predictor", units, sources, color, style)
+                      .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
+                                               sort=[label[t] for t in tasks]))
+                      .properties(title="across pretraining: other experiments' optima"))
+    if not blocks:
+        chart = nothing_to_plot(["Nothing to plot: no transfer rows."], style["panel_width"],
+                                style["panel_height"], style)
+    else:
+        chart = alt.vconcat(*blocks).resolve_scale(color="shared")
+    return _configure(chart, style, title)
+
+
+def local_optima_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
+                       title) -> alt.Chart:
+    """Every local optimum: its KL above the global optimum (log axis; the global optimum
+    on the floor, a diamond) against its basin size under steepest descent (log axis); a
+    column per task, a row (and a colour) per predictor."""
+    data = frame.copy()
+    data["task_label"], order = task_labels(data, tasks, imd)
+    data["above_plot"] = np.maximum(data["kl_above_optimum"].astype(float), KL_FLOOR)
+    data["kind"] = np.where(data["optimal"], "global optimum (on the floor)", "local optimum")
+    data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
+    points = alt.Chart().mark_point(filled=True, opacity=0.75).encode(
+        x=alt.X("basin_size:Q", scale=alt.Scale(type="log"), title="basin size (prompts)",
+                axis=alt.Axis(format="~s", labelOverlap="greedy")),
+        y=alt.Y("above_plot:Q", scale=alt.Scale(type="log"),
+                title="above optimum (nats)",
+                axis=alt.Axis(format="~e", labelOverlap="greedy")),
+        color=alt.Color("predictor:N", scale=_predictor_scale(style, predictors),
+                        title="predictor"),
+        shape=alt.Shape("kind:N", title=None,
+                        scale=alt.Scale(domain=["global optimum (on the floor)",
+                                                "local optimum"],
+                                        range=["diamond", "circle"])),
+        size=alt.value(60),
+        tooltip=["predictor", "task", "prompt_shown", "plateau", "basin_size",
+                 alt.Tooltip("kl_above_optimum:Q", format=".3g")])
+    chart = alt.layer(points).properties(width=style["panel_width"],
+                                         height=style["panel_height"]).facet(
+        column=alt.Column("task_label:N", sort=order, title=None, header=_header(style)),
+        row=alt.Row("predictor:N", sort=predictors, title=None, header=_header(style)),
+        data=data)
+    return _configure(chart, style, title)

@@ -39,7 +39,8 @@ RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "reliability_prediction": "aggregate_search",
          "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
          "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
-         "hill_climb_optima": "edit_effects"}
+         "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
+         "local_optima": "analyse_edits", "transfer": "analyse_edits"}
 # Edit effects: a truth smaller than this (nats) has no sign worth comparing.
 SIGN_RESOLUTION = 0.01
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
@@ -58,7 +59,8 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
     for exp in study.experiments.values():
         out += [(path, "landscape") for path in layout.per_task(study, exp, "landscape")]
         out += [(layout.aggregate(study, exp, table), table)
-                for table in ("reliability", "token_efficiency", "reliability_prediction")
+                for table in ("reliability", "token_efficiency", "reliability_prediction",
+                              "edits", "local_optima", "transfer")
                 + (layout.STRATEGY_TABLES if exp.runs_strategies else ())
                 + (("tuning",) if exp.tuning else ())]
     return out
@@ -205,7 +207,61 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out += hill_climb_lines(_configured(_read(study, path, "hill_climb_optima"), exp, path))
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
+    out += edit_lines(exp, *(_read(study, layout.aggregate(study, exp, name), name)
+                             for name in ("edits", "local_optima", "transfer")))
     return "\n".join(out)
+
+
+def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataFrame,
+               transfer: pd.DataFrame) -> list[str]:
+    """Issue 28 on replicate 0: which edit kinds help IMD and OOMD tasks (the share of a
+    kind's single edits that lower the KL, averaged over predictors and tasks, and the median
+    ΔKL), whether the networks' optima transfer to Bayes and back, and how many local
+    optima and plateaus each landscape has."""
+    from promptscape.edits import EDIT_KINDS
+
+    edits = tables.first_replicate(_configured(edits, exp, "edits"))
+    optima = tables.first_replicate(_configured(optima, exp, "local_optima"))
+    tasks = [t.name for t in exp.tasks]
+    transfer = transfer[transfer["source_predictor"].isin(exp.predictors)
+                        & transfer["target_predictor"].isin(exp.predictors)
+                        & transfer["source_task"].isin(tasks)
+                        & transfer["target_task"].isin(tasks)]
+    out = ["Single edits (table edits, replicate 0): per edit kind, the share of its edits "
+           "that lower the exact KL, averaged over predictors and tasks, and the median of "
+           "the per-(predictor, task) median ΔKL (nats); a kind that needs a tied most or "
+           "least probable symbol has no rows for that task.", "",
+           "| edit kind | IMD: share improving | IMD: median ΔKL | OOMD: share improving | "
+           "OOMD: median ΔKL |", "| --- | --- | --- | --- | --- |"]
+    helps = {True: [], False: []}
+    for kind in (k for k in EDIT_KINDS if k in set(edits["edit_kind"])):
+        cells = []
+        for imd in (True, False):
+            part = edits[(edits["edit_kind"] == kind) & (edits["in_meta_distribution"] == imd)]
+            share = part["share_improving"].astype(float).mean() if len(part) else np.nan
+            median = part["delta_median"].astype(float).median() if len(part) else np.nan
+            cells += ["" if np.isnan(share) else f"{share:.2f}",
+                      "" if np.isnan(median) else f"{median:.3g}"]
+            if share > 0.5:
+                helps[imd].append(kind)
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    out += ["", "Kinds most of whose edits help: IMD tasks "
+            + (", ".join(helps[True]) or "none") + "; OOMD tasks "
+            + (", ".join(helps[False]) or "none") + ".", ""]
+    lines = aggregate.transfer_lines(transfer)
+    if lines:
+        out += ["Transfer of optimal prompts (table transfer, replicate 0): "
+                + "; ".join(lines) + ".", ""]
+    out += ["| predictor | task | local optima | plateaus | of them global | worst local "
+            "optimum above the optimum (nats) | largest basin (prompts) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (predictor, task), part in optima.groupby(
+            ["predictor", "task"], sort=False):
+        glob = part.loc[part["optimal"], "plateau"].nunique()
+        out.append(f"| {predictor} | {task} | {len(part)} | {part['plateau'].nunique()} | "
+                   f"{glob} | {part['kl_above_optimum'].max():.3g} | "
+                   f"{int(part['basin_size'].max())} |")
+    return out + [""]
 
 
 def tuning_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:

@@ -17,6 +17,7 @@ from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages import aggregate as aggregate_stage
 from promptscape.pipeline.stages import datasets as datasets_stage
 from promptscape.pipeline.stages import edit_effects as edit_effects_stage
+from promptscape.pipeline.stages import edits as edits_stage
 from promptscape.pipeline.stages import efficiency as efficiency_stage
 from promptscape.pipeline.stages import figures as figures_stage
 from promptscape.pipeline.stages import landscape as landscape_stage
@@ -400,6 +401,18 @@ def traced(tmp_path_factory):
     run("aggregate_tuning", aggregate_stage.aggregate_tuning, {}, runs=tuning_runs,
         landscapes=[x for x in placed["landscape"] if "/bayes/" not in x],
         output=p("aggregate/tuning.parquet"), in_meta_distribution=imd)
+    # Edits: the workflow's one job per experiment, traced one task at a time (so each
+    # run's task member is one kind) on the placed landscapes and the selections.
+    edit_tables = {"edits": [], "local_optima": [], "transfer": []}
+    for task in tasks:
+        outputs = {name: p(f"aggregate/{task}/{name}.parquet") for name in edit_tables}
+        run("analyse_edits", edits_stage.analyse_edits, {"task": KIND[task]},
+            landscapes=[x for x in placed["landscape"] if Path(x).stem == task], others=[],
+            selections=p("aggregate/selections.parquet"), experiment="e",
+            tasks={task: tasks[task]}, in_meta_distribution=imd, task_length=T,
+            max_prompt_length=L_MAX, **outputs)
+        for name, path in outputs.items():
+            edit_tables[name].append(path)
     tables_of = {
         "tuning": [p("aggregate/tuning.parquet")],
         "reliability": [p("aggregate/reliability.parquet"),
@@ -410,6 +423,7 @@ def traced(tmp_path_factory):
         "choices": [p("aggregate/choices.parquet")],
         "strategies": [p("aggregate/strategies.parquet")],
         "landscape": pick(landscapes),
+        **edit_tables,
         "neural_vs_bayes": pick(landscapes),
         "efficiency": measured,
         "training": [p(f"models/{f}/{t}.parquet") for f in ("lstm", "transformer")

@@ -164,6 +164,39 @@ FIGURES = {
             'the hard prompts of length 0 to L_max (landscape); black dashed: the median KL '
             'of the hard prompt exhaustive search picks from the same D_N. One column per '
             'task, one row per tuned network.')),
+    "edits": Figure("edits_chart", "edits",
+                    "Which single edits of a prompt help: exact ΔKL by edit kind",
+        caption=(
+            'Which single edits of a prompt help, exactly: for every prompt of length 0 to '
+            'L_max and every single edit of it (insert, delete, substitute, swap two '
+            'neighbours) that stays within those lengths, ΔKL = KL(edited) − KL(prompt) from '
+            'the landscape, grouped by edit kind relative to the task (adds or removes its '
+            'most or least probable symbol, lengthens, shortens, reorders; table edits): the '
+            'median (point, coloured by the share of edits that improve) and the 25-75% '
+            'range (rule), symmetric log axis; negative helps. Kinds that need a tied most or '
+            'least probable symbol (coin(0.5)) are absent for that task. One column per '
+            'task, one row per predictor.')),
+    "transfer": Figure("transfer_chart", "transfer",
+                       "Do optimal prompts transfer? Regret of one predictor's or task's "
+                       "optimum on another", all_replicates=True,
+        caption=(
+            "Do optimal prompts transfer? Heat maps of transfer regret in nats (table "
+            "transfer): KL under the target of the source's optimal prompts minus the "
+            "target's own optimum, averaged over the source's optimal class (0 on the "
+            "diagonal). Top: source predictor (row) by target predictor (column), one panel "
+            "per task; middle: source task by target task, one panel per predictor; bottom, "
+            "where the experiment shares a task and L_max with others: the other "
+            "experiments' optima under this experiment's predictors.")),
+    "local_optima": Figure("local_optima_chart", "local_optima",
+                           "Local optima of the landscape: how far above the optimum, and "
+                           "how many prompts descend to each",
+        caption=(
+            'Local optima of each landscape under single edits (table local_optima): every '
+            'prompt that no single edit improves, its KL above the global optimum (log axis;'
+            ' the global optimum, a diamond, sits on the floor) against its basin size, the '
+            'number of prompts whose steepest descent (each prompt moves to its best '
+            'improving single edit) ends at it (log axis); one column per task, one row per'
+            ' predictor.')),
 }
 # What makes an experiment have a figure: a Figure field each, True where the figure needs it.
 TRAITS = ("neural", "replicated", "bayes", "selections", "strategies", "tuning")
