@@ -20,5 +20,6 @@ rule analyse_edits:
     params:
         args=get_edits_args,
         code=code("analyse_edits"),
+        identity=input_stamps,
     script:
         "../../scripts/analyse_edits.py"

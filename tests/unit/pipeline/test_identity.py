@@ -126,3 +126,15 @@ def test_config_arguments_are_the_ones_the_workflow_passes():
     assert values["dataset_sizes"] == [1, 10]
     with pytest.raises(ValueError, match="replicates 0..0 in this config, not 3"):
         arguments.replicate(study, dict(wildcards, replicate="3"))
+
+
+def test_every_job_script_checks_its_inputs_and_stamps_its_outputs():
+    """A script that set up its log without `identity.job` would write unstamped artifacts,
+    which every reader then refuses (analyse_edits did, before the merge that caught it)."""
+    scripts = sorted((TINY.parents[3] / "scripts").glob("*.py"))
+    assert len(scripts) >= 20
+    for script in scripts:
+        text = script.read_text()
+        assert "with identity.job(snakemake)" in text and "logs.setup" not in text, script
+    rules = "".join(p.read_text() for p in (TINY.parents[3] / "workflow" / "rules").glob("*.smk"))
+    assert rules.count("script:") == rules.count("identity=input_stamps,") == len(scripts)
