@@ -389,7 +389,7 @@ def test_hill_climb_end_flags_by_brute_force():
     for _ in range(20):
         losses, kl = rng.integers(0, 4, len(prompts)) / 4, rng.integers(0, 4, len(prompts)) / 4
         for best in range(len(prompts)):
-            row = hill_climb_end(best, prompts, losses, kl, vocab, length, 0, 9, False)
+            row = hill_climb_end(best, prompts, losses, kl, vocab, length, 0, 9, False, 1e-13)
             # Brute force: every prompt one substitution, insertion or deletion away.
             near = [j for j, q in enumerate(prompts) if q != prompts[best] and
                     _one_edit_apart(prompts[best], q)]

@@ -450,7 +450,7 @@ ARTIFACTS = {a.name: a for a in [
          ("local_optimum_empirical", _B, "no neighbour has lower L_N on this D_N (by the "
                                          "strategies' relative tie tolerance 1e-12)"),
          ("local_optimum_exact", _B, "no neighbour has lower KL in the landscape (by more "
-                                     "than edits.DEFAULT_TOLERANCE nats)")),
+                                     "than the landscape's kl_resolution, its tie rule)")),
         ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
     Artifact(
         "strategies", "{experiment}/aggregate/strategies.parquet",
@@ -724,8 +724,8 @@ ARTIFACTS = {a.name: a for a in [
          ("delta_q25", _F, "25th percentile of ΔKL (linear interpolation); null with "
                            "delta_median", NULLABLE),
          ("delta_q75", _F, "75th percentile of ΔKL; null with delta_median", NULLABLE),
-         ("share_improving", _F, "share of the kind's edits with ΔKL < -1e-12 nats "
-                                 "(promptscape.edits.DEFAULT_TOLERANCE); null with "
+         ("share_improving", _F, "share of the kind's edits with ΔKL below minus the "
+                                 "landscape's kl_resolution (its tie rule); null with "
                                  "delta_median", NULLABLE),
          ("near_top_edges", _I, "the kind's edits whose parent's KL is within 0.01 nats of "
                                 "the optimum (promptscape.edits.DEFAULT_NEAR_TOP)"),
@@ -751,7 +751,7 @@ ARTIFACTS = {a.name: a for a in [
         "local_optima", "{experiment}/aggregate/local_optima.parquet",
         "Local structure of every landscape (promptscape.edits.local_structure): a row per "
         "local optimum, a prompt that no single edit improves (strictly: by more than "
-        "1e-12 nats), with its plateau (local optima of equal KL connected by edits) and "
+        "the landscape's kl_resolution, its tie rule), with its plateau (local optima of equal KL connected by edits) and "
         "its basin under steepest descent (each prompt moves to its best improving "
         "neighbour, ties to the canonical first).",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _PROMPT, _PLEN,

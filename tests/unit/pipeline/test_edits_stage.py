@@ -77,7 +77,7 @@ def test_every_delta_kl_is_the_difference_of_the_two_prompts_landscape_kls(bernm
         assert row["edges"] == mask.sum()
         assert row["delta_median"] == np.median(d)
         assert (row["delta_q25"], row["delta_q75"]) == tuple(np.quantile(d, [0.25, 0.75]))
-        assert row["share_improving"] == np.mean(d < -edits_lib.DEFAULT_TOLERANCE)
+        assert row["share_improving"] == np.mean(d < -land["kl_resolution"].iloc[0])
         assert row["near_top_edges"] + row["rest_edges"] == row["edges"]
         assert row["se_method"] == "exact" and row["delta_se_max"] == 0
 
@@ -119,7 +119,8 @@ def test_each_local_optimum_has_no_improving_edit_by_brute_force(bernmix):
         found = set(mine["prompt"])
         for prompt in land["prompt"]:
             neighbours = _neighbours(prompt)
-            improvable = any(kl[n] < kl[prompt] - edits_lib.DEFAULT_TOLERANCE for n in neighbours)
+            improvable = any(kl[n] < kl[prompt] - land["kl_resolution"].iloc[0]
+                             for n in neighbours)
             assert (prompt in found) == (not improvable), prompt
         assert mine["basin_size"].sum() == len(land)  # basins partition the prompts
         assert np.allclose(mine["kl_above_optimum"], mine["kl"] - land["kl"].min())

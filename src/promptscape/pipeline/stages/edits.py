@@ -66,6 +66,8 @@ class Landscape:
         self.kl = frame["kl"].to_numpy(np.float64)
         self.kl_se = frame["kl_se"].to_numpy(np.float64)
         self.optimal = frame["optimal"].to_numpy(bool)
+        # The landscape's tie rule: edits improve, and local optima tie, beyond this width.
+        self.resolution = float(frame["kl_resolution"].iloc[0]) if len(frame) else 0.0
         methods = frame["method"].unique()
         self.method = str(methods[0])
         self.estimated = self.method == "monte_carlo"
@@ -81,7 +83,7 @@ class Landscape:
 
 # The landscape columns the stage reads (not the list columns, the costliest to read).
 COLUMNS = ("predictor", "replicate", "experiment", "task", "prompt", "method", "kl", "kl_se",
-           "optimal")
+           "kl_resolution", "optimal")
 
 
 def read_landscapes(paths: list[str], max_length: int, vocab_size: int) -> list[Landscape]:
@@ -94,12 +96,12 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
                   edits: str, local_optima: str, transfer: str, experiment: str,
                   tasks: dict[str, dict], in_meta_distribution: dict[str, bool],
                   task_length: int, max_prompt_length: int,
-                  tolerance: float = edits_lib.DEFAULT_TOLERANCE,
                   near_top: float = edits_lib.DEFAULT_NEAR_TOP) -> None:
     """The `edits`, `local_optima` and `transfer` aggregates of `experiment` from its
     `landscapes` (one file per predictor, replicate and task), the `selections` aggregate
     (the prompts search picks; None: no search rows) and `others`, the landscapes of other
-    experiments on tasks this one shares (same name, L_max and V)."""
+    experiments on tasks this one shares (same name, L_max and V). An edit improves, and
+    local optima tie, by each landscape's own tie rule (its `kl_resolution`)."""
     specs = {name: build_source(spec, where=f"task {name}") for name, spec in tasks.items()}
     V = {s.vocab_size for s in specs.values()}
     if len(V) != 1:
@@ -120,9 +122,9 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
         for kind, reason in edits_lib.unavailable_kinds(marginals).items():
             log.info("task %s: edit kind %s has no rows: %s", task, kind, reason)
         for land in (x for x in own if x.task == task):
-            kind_rows += _kind_rows(land, edges, marginals, tolerance, near_top,
+            kind_rows += _kind_rows(land, edges, marginals, land.resolution, near_top,
                                     in_meta_distribution[task])
-            optimum_rows += _optimum_rows(land, edges, tolerance)
+            optimum_rows += _optimum_rows(land, edges, land.resolution)
     tables.write(_frame(kind_rows, "edits"), "edits", edits)
     tables.write(_frame(optimum_rows, "local_optima"), "local_optima", local_optima)
     _log_local_optima(optimum_rows)

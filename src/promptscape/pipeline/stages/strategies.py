@@ -64,7 +64,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
     seqs = draw_datasets(task, task_length, N, seeds)  # (S, N, T)
     scorer = load_predictor(family, pretraining, None if table else model, table, device)
     losses = search.empirical_losses(scorer, prompts, seqs, enumeration_budget, V)  # (S, P)
-    kl, rank, optimal = _landscape(landscape, prompts)
+    kl, rank, optimal, resolution = _landscape(landscape, prompts)
     best_kl = float(kl[optimal].min())
     plan = strategies_lib.Plan(tuple(strategies.items()), tuple(sorted(budgets)))
     gradient_of = None
@@ -103,7 +103,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
             if name == HILL_CLIMB:
                 ends.append(hill_climb_end(found[-1][1], prompts, row, kl, V,
                                            max_prompt_length, int(seed), max(budgets),
-                                           bool(in_optimum[found[-1][1]])))
+                                           bool(in_optimum[found[-1][1]]), resolution))
             for budget, i, used in found:
                 rows.append((int(seed), name, budget, i, used, bool(in_optimum[i]),
                              int(in_optimum.sum()), exhaustive_correct))
@@ -160,16 +160,17 @@ def run_steps(done: strategies_lib.Run, prompts: list[str], losses: np.ndarray, 
 
 def hill_climb_end(best: int, prompts: list[str], losses: np.ndarray, kl: np.ndarray,
                    vocab_size: int, max_length: int, seed: int, budget: int,
-                   found_best: bool) -> dict:
+                   found_best: bool, resolution: float) -> dict:
     """One `hill_climb_ends` row: is the prompt a hill-climb run ended on (the best within
     its largest budget, canonical index `best`) a local optimum under the strategy's own
     neighbourhood (`strategies.neighbours`) of L_N on its D_N (no neighbour better by the
-    strategy's rule) and of the exact landscape (no neighbour's KL lower by more than
-    `edits.DEFAULT_TOLERANCE`)?"""
+    strategy's rule) and of the exact landscape (no neighbour's KL lower by more than the
+    landscape's `kl_resolution`, its tie rule: `edits.tie_tolerance`)?"""
     near = [prompts_lib.prompt_index(p, vocab_size)
             for p in strategies_lib.neighbours(prompts[best], vocab_size, max_length)]
     empirical = not any(strategies_lib.improves(losses[j], losses[best]) for j in near)
-    exact = not any(kl[j] < kl[best] - edits.DEFAULT_TOLERANCE for j in near)
+    tolerance = edits.tie_tolerance(kl, resolution)
+    exact = not any(kl[j] < kl[best] - tolerance for j in near)
     return {"seed": [seed], "strategy": [HILL_CLIMB], "budget": [budget],
             "prompt": [prompts[best]], "found_best": [found_best],
             "local_optimum_empirical": [empirical], "local_optimum_exact": [exact]}
@@ -205,4 +206,4 @@ def _landscape(path: str, prompts: list[str]):
         raise ValueError(f"{path}: the landscape does not hold the {len(prompts)} prompts of "
                          "the search, in canonical order")
     return (frame["kl"].to_numpy(), frame["rank"].to_numpy(),
-            frame["optimal"].to_numpy().astype(bool))
+            frame["optimal"].to_numpy().astype(bool), float(frame["kl_resolution"].iloc[0]))
