@@ -103,7 +103,11 @@ def reliability_file(tmp_path, cells, selections=("random",)) -> str:
              "proportion_correct": 0.5 if selection == "random" else 1.0, "ci_low": 0.15,
              "ci_high": 0.85, "regret_mean": 0.0,
              "regret_median": 0.0, "regret_q25": 0.0, "regret_q75": 0.0, "rank_mean": 0.0,
-             "rank_median": 0.0} for task, N in cells for selection in selections]
+             "rank_median": 0.0, "epsilon": 1e-6,
+             "within_epsilon_seeds": 2 if selection == "random" else 4,
+             "within_epsilon": 0.5 if selection == "random" else 1.0,
+             "within_epsilon_ci_low": 0.15, "within_epsilon_ci_high": 0.85}
+            for task, N in cells for selection in selections]
     path = str(tmp_path / "e/aggregate/reliability.parquet")
     tables.write(pd.DataFrame(rows), "reliability", path)
     return path

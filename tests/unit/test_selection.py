@@ -226,7 +226,8 @@ def test_a_pooled_search_reads_only_its_pool_and_writes_what_it_kept(tmp_path, m
     read = []
     real = tables.read_table
     monkeypatch.setattr(tables, "read_table",
-                        lambda path, artifact=None: read.append(artifact) or real(path, artifact))
+                        lambda path, artifact=None, **kw: read.append(artifact)
+                        or real(path, artifact, **kw))
     settings = parse(["random", method]).settings(method) | {"pool_size": 30}
     settings = {k: v for k, v in settings.items()
                 if k in selection.METHODS[method].settings}

@@ -39,6 +39,14 @@ def test_tiny_config_runs_end_to_end_through_the_cli(tiny_run):
     assert "cdn.jsdelivr" not in html and "vegaEmbed" in html  # standalone, scripts inlined
 
 
+def test_the_study_figure_names_the_config_that_drew_it(tiny_run):
+    """Issue 26: configs that share a results folder share its study figures, so each says
+    whose experiments and config files it shows."""
+    html = (tiny_run / "results" / "figures" / "variance_plane.html").read_text()
+    assert "experiments bernmix, switching (config " in html
+    assert str(TINY.relative_to(TINY.anchor)) in html
+
+
 def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
     assert planned_jobs(tiny_run, TINY) == {}
 

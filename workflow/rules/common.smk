@@ -2,6 +2,7 @@
 # and the get_* helpers. Light at parse time: promptscape.pipeline.config imports numpy, scipy.special
 # and yaml, nothing heavier.
 import functools
+import os
 import re
 
 import snakemake.io
@@ -26,6 +27,9 @@ config.update(STUDY.raw)
 # oversized config is a MemoryEstimateError naming the stage, experiment and keys (docs/plan.md).
 plan.check(STUDY)
 EXPERIMENTS = STUDY.experiments
+# The config files in use, relative to the working directory where they lie below it (as
+# the study figures name them: configs that share a results folder share those figures).
+CONFIGFILES = [os.path.relpath(os.path.abspath(str(f))) for f in workflow.configfiles]
 RESULTS = STUDY.results_dir
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"

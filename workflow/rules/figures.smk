@@ -59,6 +59,7 @@ rule plot_study_figure:
         args=lambda w: dict(
             figure=w.figure,
             experiments=list(EXPERIMENTS),
+            configfiles=CONFIGFILES,
             style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
         ),
         entry=lambda w: STUDY_FIGURES[w.figure],

@@ -272,15 +272,20 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
 
 
 def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
-                      experiments: list[str], style: dict) -> None:
+                      experiments: list[str], style: dict,
+                      configfiles: list[str] = ()) -> None:
     """One figure of the whole study (`STUDY_FIGURES`) from every experiment's tables
-    (replicate 0 of each predictor)."""
+    (replicate 0 of each predictor). Its subtitle names the experiments and the config
+    files that drew it: configs that share a results folder share its study figures, and
+    the figure says whose it is."""
     from promptscape.pipeline import tables  # altair and pyarrow: not at parse time
     from promptscape.report import figures
 
     spec = STUDY_FIGURES[figure]
     frame = tables.first_replicate(tables.read(tables_in, spec.artifacts))
-    title = {"text": spec.headline, "subtitle": f"experiments {', '.join(experiments)}"}
+    drawn_for = f" (config {', '.join(configfiles)})" if configfiles else ""
+    title = {"text": spec.headline,
+             "subtitle": f"experiments {', '.join(experiments)}{drawn_for}"}
     chart = getattr(figures, spec.builder)(frame, style=style, title=title)
     figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
     log.info("wrote the study figure %s", figure)
