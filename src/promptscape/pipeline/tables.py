@@ -162,7 +162,10 @@ _PROPORTION_CORRECT = (
 # "Search, correctness, landscape").
 _WITHIN_EPSILON = (
     ("epsilon", _F, "landscape.within_epsilon (nats, default 1e-6)"),
-    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= epsilon"),
+    ("within_epsilon_seeds", _I, "seeds whose chosen prompt has KL(chosen) - KL(s*) <= "
+                                 "epsilon or is optimal (tied within the landscape's "
+                                 "resolution, wider than epsilon for a network's float32 "
+                                 "losses): at least correct"),
     ("within_epsilon", _F, ("within_epsilon_seeds / seeds: the proportion of seeds whose "
                             "chosen prompt is within epsilon of the optimum")),
     ("within_epsilon_ci_low", _F, "Wilson 95% interval of within_epsilon, lower bound"),
