@@ -8,5 +8,6 @@ with identity.job(snakemake):
         svg=snakemake.output.svg,
         png=snakemake.output.png,
         html=snakemake.output.html,
+        configfiles=snakemake.params.configfiles,
         **snakemake.params.args,
     )

@@ -59,10 +59,13 @@ rule plot_study_figure:
         args=lambda w: dict(
             figure=w.figure,
             experiments=list(EXPERIMENTS),
-            configfiles=CONFIGFILES,
             style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
         ),
         entry=lambda w: STUDY_FIGURES[w.figure],
+        # The config files that draw the figure, which its subtitle names: a param derived
+        # from the input, so Snakemake does not compare it (another file with the same
+        # settings redraws nothing).
+        configfiles=lambda w, input: CONFIGFILES,
         code=code("plot_study_figure"),
         identity=input_stamps,
     script:
