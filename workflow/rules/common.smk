@@ -133,6 +133,7 @@ def code(rule_name):
     return identity
 
 
+@functools.lru_cache(maxsize=None)
 def _producer(path):
     """The one workflow rule whose outputs match `path` (with their wildcard constraints, as
     Snakemake itself resolves it), and the wildcards of `path` under it."""

@@ -166,15 +166,21 @@ def _describe(path, found: list[tuple[str, object, object]], rule: str) -> str:
             f"results?). Delete it, or rerun its job with `snakemake --forcerun {rule}`")
 
 
-def check(path, expected: dict) -> None:
-    """Raise `StaleArtifactError` unless `path` stores exactly the stamp `expected`."""
+def _stored_or_refused(path, fix: str) -> dict:
+    """The stamp of `path`; a file without one is refused (`fix`: how to rebuild it)."""
     found = stored(path)
-    rule = expected.get("rule", "?")
     if found is None:
         raise StaleArtifactError(
             f"{path} carries no identity (promptscape.identity metadata): it was not written "
-            f"by a promptscape job, or was edited by hand. Delete it, or rerun its job with "
-            f"`snakemake --forcerun {rule}`")
+            f"by a promptscape job, or was edited by hand. {fix}")
+    return found
+
+
+def check(path, expected: dict) -> None:
+    """Raise `StaleArtifactError` unless `path` stores exactly the stamp `expected`."""
+    rule = expected.get("rule", "?")
+    found = _stored_or_refused(
+        path, f"Delete it, or rerun its job with `snakemake --forcerun {rule}`")
     found_diff = differences(found, expected)
     if found_diff:
         raise StaleArtifactError(_describe(path, found_diff, rule))
@@ -206,11 +212,7 @@ def job(snakemake):
 def check_config(path, expected_args: Mapping[str, object], results_dir: str) -> None:
     """For a reader outside the workflow (the summary): `path` has a stamp, and every
     argument of `expected_args` that the stamp's args hold has the expected value."""
-    found = stored(path)
-    if found is None:
-        raise StaleArtifactError(
-            f"{path} carries no identity (promptscape.identity metadata): it was not written "
-            "by a promptscape job, or was edited by hand; rebuild it with snakemake")
+    found = _stored_or_refused(path, "Rebuild it with snakemake")
     args = found.get("args", {})
     expected = canonical(dict(expected_args), results_dir)
     shared = {k: v for k, v in expected.items() if k in args}
