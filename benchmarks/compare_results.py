@@ -2,10 +2,13 @@
 same path in both, and row for row after reading where an artifact's files are laid out
 differently (every file of the artifact, concatenated and sorted by its sort key).
 
-    python benchmarks/compare_results.py BEFORE/results AFTER/results
+    python benchmarks/compare_results.py BEFORE/results AFTER/results [--across-hosts]
 
 Exits non-zero when any artifact's rows differ. Used to check that a change of job layout
-(issue 24's batching) changed no data.
+changed no data. With `--across-hosts` (two runs on different machines, where SIMD kernels
+round differently), rows agree when every non-float value is equal and every float is equal
+within `tables.ACROSS_HOSTS_RTOL` (`tables.differences`; docs/caching.md, "Reproducibility
+across machines"); the byte-identical count is printed all the same.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ def rows(paths: list[Path], artifact: str) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    a, b = map(Path, (argv or sys.argv[1:])[:2])
+    args = list(argv if argv is not None else sys.argv[1:])
+    across_hosts = "--across-hosts" in args
+    a, b = map(Path, [x for x in args if x != "--across-hosts"][:2])
     left, right = by_artifact(a), by_artifact(b)
     failed = 0
     for artifact in sorted(set(left) | set(right)):
@@ -50,11 +55,17 @@ def main(argv=None) -> int:
             p.relative_to(b) for p in right[artifact]}
         identical = sum((a / p).read_bytes() == (b / p).read_bytes() for p in same_paths)
         x, y = rows(left[artifact], artifact), rows(right[artifact], artifact)
-        equal = x.shape == y.shape and x.equals(y)
+        if across_hosts:
+            differ = tables.differences(x, y)
+            equal = not differ
+            verdict = "agree" if equal else "DIFFER: " + "; ".join(differ)
+        else:
+            equal = x.shape == y.shape and x.equals(y)
+            verdict = "equal" if equal else "DIFFER"
         failed += not equal
         print(f"{artifact}: {len(left[artifact])} -> {len(right[artifact])} files, "
               f"{identical}/{len(same_paths)} at the same path byte-identical; {len(x)} rows "
-              f"{'equal' if equal else 'DIFFER'}")
+              f"{verdict}")
     print("all artifacts equal row for row" if not failed else f"{failed} artifacts differ")
     return 1 if failed else 0
 

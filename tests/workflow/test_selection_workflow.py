@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from promptscape.pipeline import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 from search_helpers import assert_keeps_best_classes
@@ -106,7 +107,8 @@ def test_random_reproduces_the_search_without_any_selection_exactly(selection_ru
         with_selection[with_selection["selection"] == "random"].reset_index(drop=True))
 
 
-def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_run):
+@pytest.mark.stored_reference
+def test_random_reproduces_the_release_before_selection(selection_run):
     """Today's results: the searches and reliability of this config's random D_N as the
     release before dataset selection (commit 9a1231f) computed them, without
     dataset_selection (tests/data/selection/random_9a1231f.json, written by that code), and
@@ -114,7 +116,9 @@ def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_ru
     (ca821fc, which wrote every prompt's: tests/data/selection/random_ca821fc.json): the
     same prompts chosen and kept, the losses to a relative 1e-12 (L_N is now the table's
     product with each dataset's sequence counts, which rounds differently from the mean of
-    the N gathered losses that ca821fc took)."""
+    the N gathered losses that ca821fc took). The references come from another machine,
+    so no float is compared bit for bit (`tables.ACROSS_HOSTS_RTOL`); the digest compares
+    the two stored references with each other, not with anything computed here."""
     reference = json.loads((SELECTION.parent / "random_9a1231f.json").read_text())
     full = json.loads((SELECTION.parent / "random_ca821fc.json").read_text())["search"]
     root = selection_run / "results" / "bernmix"
@@ -133,13 +137,16 @@ def test_random_reproduces_the_release_before_selection_bit_for_bit(selection_ru
         digest = hashlib.sha256(table.reshape(-1).tobytes()).hexdigest()
         assert digest == expected["empirical_loss_sha256"], key  # ca821fc == 9a1231f
         assert_keeps_best_classes(frame, table, prompts, bayes, seeds, exact=False)
+    # The references were written on another machine: decisions (how many seeds were
+    # correct) exactly, floats to the relative tolerance that holds across machines.
     rel = pd.read_parquet(root / "aggregate" / "reliability.parquet")
     rel = rel[rel["selection"] == "random"].set_index(["task", "N"])
     assert len(rel) == len(reference["reliability"])
     for row in reference["reliability"]:
         mine = rel.loc[(row["task"], row["N"])]
-        assert (mine["correct"], mine["regret_mean"], mine["rank_mean"]) == (
-            row["correct"], row["regret_mean"], row["rank_mean"])
+        assert mine["correct"] == row["correct"], (row["task"], row["N"])
+        for column in ("regret_mean", "rank_mean"):
+            assert tables.floats_agree(mine[column], row[column]), (row, column, mine[column])
 
 
 def test_a_method_setting_reruns_only_that_methods_searches(selection_run, tmp_path):

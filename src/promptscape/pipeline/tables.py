@@ -28,6 +28,7 @@ import os
 import string
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -943,6 +944,66 @@ def random_selection(frame):
 def read(path, artifact: str | None = None, columns: tuple[str, ...] | None = None):
     """Like `read_table`, as a pandas DataFrame."""
     return read_table(path, artifact, columns=columns).to_pandas()
+
+
+# Across machines a rebuild is not bit-identical: numpy and torch choose their SIMD kernels by
+# CPU at run time, and a sum taken in another order rounds differently in its last bits. What
+# holds instead (docs/caching.md, "Reproducibility across machines"): every non-float column
+# (prompts, choices, ranks, counts, flags) is equal, and every float is equal to within this
+# relative tolerance of its own size or, for a value that is a small difference of large
+# numbers (a KL near zero is a loss minus an entropy of a few nats), of its column's largest
+# magnitude.
+ACROSS_HOSTS_RTOL = 1e-12
+
+
+def floats_agree(a, b, rtol: float = ACROSS_HOSTS_RTOL, scale: float = 0.0):
+    """Elementwise: `a` and `b` equal within `rtol` of max(|a|, |b|, `scale`); infinities
+    and NaNs agree only with themselves."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        close = np.abs(a - b) <= rtol * np.maximum(np.maximum(np.abs(a), np.abs(b)), scale)
+    return (close & np.isfinite(a) & np.isfinite(b)) | (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def differences(left, right, rtol: float = ACROSS_HOSTS_RTOL) -> list[str]:
+    """What keeps two versions of one artifact's rows (DataFrames in the same canonical order,
+    as `read` returns one file) from agreeing across machines: the columns whose non-float
+    values differ at all, or whose floats differ by more than `ACROSS_HOSTS_RTOL` (see
+    `floats_agree`; a column's scale is its largest finite magnitude in either version).
+    Empty when they agree."""
+    if list(left.columns) != list(right.columns):
+        return [f"columns {list(left.columns)} against {list(right.columns)}"]
+    if len(left) != len(right):
+        return [f"{len(left)} rows against {len(right)}"]
+    out = []
+    for name in left.columns:
+        x, y = left[name].to_numpy(), right[name].to_numpy()
+        if x.dtype.kind == "f" and y.dtype.kind == "f":
+            finite = np.abs(np.concatenate([x, y]))
+            finite = finite[np.isfinite(finite)]
+            scale = float(finite.max()) if finite.size else 0.0
+            differ = ~floats_agree(x, y, rtol, scale)
+        else:  # strings, integers, flags, and lists (of floats: to the tolerance)
+            differ = np.array([not _values_agree(a, b, rtol) for a, b in zip(x, y)], bool)
+        if differ.any():
+            i = int(np.flatnonzero(differ)[0])
+            out.append(f"{name}: {int(differ.sum())} values differ (first at row {i}: "
+                       f"{x[i]!r} against {y[i]!r}; floats to a relative {rtol:g})")
+    return out
+
+
+def _values_agree(a, b, rtol: float) -> bool:
+    if isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            return False
+        if a.dtype.kind == "f" or b.dtype.kind == "f":
+            scale = float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 0.0
+            return bool(floats_agree(a, b, rtol, scale).all())
+        return bool((a == b).all())
+    if isinstance(a, float) and isinstance(b, float):
+        return bool(floats_agree(a, b, rtol))
+    return bool(a == b) or (a is None and b is None)
 
 
 def markdown() -> str:

@@ -1,7 +1,9 @@
 """Neural predictors: alignment, prefix caching, reproducible training, config errors."""
 
+import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -290,22 +292,32 @@ def test_prompt_losses_log_progress_on_long_runs(monkeypatch, caplog):
 # ------------------------------------------------------------------ beyond binary
 DIRICHLET3 = build_source({"kind": "dirichlet_categorical", "alpha": [1.0, 1.0, 1.0]})
 
-# sha256 (first 16 hex digits) of the initial parameters of the default binary networks,
-# computed with the code before networks took the vocabulary size as an argument: a binary
-# network keeps its identity, its seed and its exact initialisation.
-BINARY_INIT = {"lstm": "93fcc7a582aabe23", "transformer": "f07b903b2e626269"}
+# The initial parameters of the default binary networks, as the code before networks took
+# the vocabulary size as an argument made them (tests/data/networks/binary_init.json): a binary
+# network keeps its identity, its seed and its initialisation. Written on another machine:
+# torch draws normal variates with a SIMD kernel chosen by CPU (ATEN_CPU_CAPABILITY), whose
+# float32 results differ from the scalar kernel's by up to about 5e-7 of a tensor's largest
+# value, so the values are compared to 1e-5 of it, and the shapes exactly.
+BINARY_INIT = json.loads((Path(__file__).parents[2] / "data" / "networks"
+                          / "binary_init.json").read_text())
 
 
+@pytest.mark.stored_reference
 @pytest.mark.parametrize("family", FAMILIES)
-def test_binary_networks_keep_their_exact_initialisation(family):
-    import hashlib
-
+def test_binary_networks_keep_their_initialisation(family):
     config = families.PredictorConfig.from_dict({"family": family, "sequence_length": 15})
-    digest = hashlib.sha256()
-    for name, value in base.build_model(config, 2).state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.numpy().tobytes())
-    assert digest.hexdigest()[:16] == BINARY_INIT[family]
+    state = base.build_model(config, 2).state_dict()
+    expected = BINARY_INIT[family]
+    assert list(state) == list(expected)
+    for name, value in state.items():
+        reference = expected[name]
+        flat = value.numpy().astype(np.float64).reshape(-1)
+        assert list(value.shape) == reference["shape"], name
+        scale = max(np.abs(reference["values"]).max(), 1e-30)
+        np.testing.assert_allclose(flat[reference["positions"]], reference["values"],
+                                   rtol=0, atol=1e-5 * scale, err_msg=name)
+        np.testing.assert_allclose(np.abs(flat).sum(), reference["abs_sum"], rtol=1e-5,
+                                   err_msg=name)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -341,3 +341,42 @@ def test_a_path_wildcard_must_be_a_column():
     with pytest.raises(ValueError, match=r"path wildcard \{experiment\}"):
         tables.Artifact("bad", "{experiment}/{task}.parquet", "", (tables.DIMENSIONS["task"],),
                         ("task",))
+
+
+# ------------------------------------------------------------------ across machines
+def _rows(**columns):
+    return pd.DataFrame(columns)
+
+
+def test_floats_that_differ_in_their_last_bits_agree_across_hosts():
+    # The failure a host with other SIMD kernels gave: 3e-15 relative in a regret mean.
+    a = _rows(task=["coin_0.5"], correct=[31], regret_mean=[0.23661623183816005])
+    b = _rows(task=["coin_0.5"], correct=[31], regret_mean=[0.23661623183815927])
+    assert a["regret_mean"][0] != b["regret_mean"][0]
+    assert tables.differences(a, b) == []
+
+
+def test_a_kl_near_zero_agrees_by_its_columns_scale_not_its_own():
+    # A KL below resolution is a loss minus an entropy of a few nats: its last-bit noise is
+    # relative to that size, not to its own.
+    a, b = _rows(kl=[6.2e-13, 2.5]), _rows(kl=[6.2e-13 + 4e-16, 2.5])
+    assert tables.differences(a, b) == []
+    assert not tables.floats_agree(6.2e-13, 6.2e-13 + 4e-16)
+
+
+@pytest.mark.parametrize("column, left, right", [
+    ("kl", [0.5, 1.0], [0.5, 1.0 + 1e-9]),  # a float beyond the tolerance
+    ("prompt", ["11", "1"], ["11", "0"]),  # a decision
+    ("rank", [0, 1], [0, 2]),
+    ("chosen", [True, False], [False, False]),
+    ("kl", [np.inf, 1.0], [1e300, 1.0]),  # infinity agrees only with itself
+    ("losses", [np.array([0.1, 0.2]), np.array([0.1])], [np.array([0.1, 0.2]), np.array([0.2])]),
+])
+def test_any_other_difference_is_named_with_its_column_and_row(column, left, right):
+    differ = tables.differences(_rows(**{column: left}), _rows(**{column: right}))
+    assert len(differ) == 1 and differ[0].startswith(f"{column}: 1 values differ (first at row ")
+
+
+def test_infinities_and_nans_agree_with_themselves():
+    a = _rows(kl=[np.inf, np.nan, 1.0], losses=[np.array([np.inf, 1.0])] * 3)
+    assert tables.differences(a, a.copy()) == []

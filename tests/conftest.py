@@ -1,0 +1,26 @@
+"""Suite-wide options.
+
+`--across-kernels` selects the tests marked `across_kernels`, which rebuild a scenario with
+numpy's and torch's SIMD kernels limited to their baseline and compare it with this session's
+run (docs/caching.md, "Reproducibility across machines"); without it they are deselected, as
+they repeat a scenario run that the suite's time budget has no room for. CI runs them (.ci/run).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--across-kernels", action="store_true",
+                     help="run the tests marked across_kernels (a scenario rebuilt with "
+                          "baseline SIMD kernels, compared with this session's run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--across-kernels"):
+        return
+    kept = [item for item in items if "across_kernels" not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept

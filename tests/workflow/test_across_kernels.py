@@ -1,0 +1,50 @@
+"""The reproducibility promise across machines (docs/caching.md, "Reproducibility across
+machines"), proved on one machine: numpy and torch pick SIMD kernels by CPU at run time, so
+the tiny scenario is rebuilt with the other kernel set than this session's (baseline kernels
+when the session has them all, all of them when it runs with baseline kernels, as CI's second
+pass does) and every artifact is compared with the session's run: every decision equal, every
+float within `tables.ACROSS_HOSTS_RTOL`. Run with `--across-kernels` (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from promptscape.pipeline import tables
+from workflow_helpers import TINY, environment, snakemake_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.across_kernels]
+
+# numpy's dispatch limited to its x86-64-v2 baseline, torch's ATen kernels to the scalar ones.
+BASELINE_KERNELS = {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4", "ATEN_CPU_CAPABILITY": "default"}
+
+
+def _other_kernels() -> dict[str, str]:
+    env = environment()
+    if any(os.environ.get(k) for k in BASELINE_KERNELS):
+        for key in BASELINE_KERNELS:
+            env.pop(key, None)
+    else:
+        env.update(BASELINE_KERNELS)
+    return env
+
+
+def _artifacts(root):
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*.parquet"))
+            if "benchmarks" not in p.relative_to(root).parts}
+
+
+def test_the_tiny_run_agrees_with_itself_on_other_kernels(tiny_run, tmp_path):
+    proc = subprocess.run(snakemake_command(tmp_path, TINY), capture_output=True, text=True,
+                          env=_other_kernels(), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    mine, theirs = _artifacts(tiny_run / "results"), _artifacts(tmp_path / "results")
+    assert sorted(mine) == sorted(theirs)
+    disagree = {}
+    for path in mine:
+        left, right = tables.read(mine[path]), tables.read(theirs[path])
+        if differ := tables.differences(left, right):
+            disagree[path] = differ
+    assert not disagree, disagree
