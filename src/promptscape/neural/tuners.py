@@ -76,6 +76,15 @@ def seeds_side_by_side(seeds: int, sequences: float, tokens_per_sequence: int) -
     return max(1, min(seeds, BATCH_TOKENS // width))
 # Settings every tuner has (tuning.<key>), with their defaults.
 SHARED = {"steps": 200, "learning_rate": 0.01}
+# How each tuner's own optimum is found (tuning.optimum; promptscape.neural.optimum): Adam on
+# the population objective at each learning rate of a small grid, from `restarts` random
+# starts (prompt-space tuners: K uniform symbols) and, for prompt-space tuners, the hard
+# optimum of length K; up to `max_steps` steps, converged once the objective has not improved
+# by more than `tolerance` (relative) for `patience` steps. Where the landscape does not
+# enumerate the task sequences, each step draws `batch_size` fresh ones and steps are judged
+# every `check_every` steps on a sample of 4 x batch_size of their own.
+OPTIMUM = {"learning_rates": [0.003, 0.01, 0.03], "restarts": 2, "max_steps": 300,
+           "patience": 30, "tolerance": 1e-6, "batch_size": 1024, "check_every": 10}
 
 
 def lora_width(config) -> int:
@@ -104,6 +113,7 @@ class Plan:
     tasks: tuple[str, ...]
     dataset_sizes: tuple[int, ...]
     num_seeds: int
+    optimum: dict = dataclasses.field(default_factory=lambda: dict(OPTIMUM))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -116,6 +126,13 @@ class Plan:
                 "tuning_steps": list(self.tuning_steps), "learning_rate": self.learning_rate,
                 "init": self.init}
 
+    def optimum_dict(self) -> dict:
+        """The tuner_optima job's view: the tuners, K and how their optima are found."""
+        return {"tuners": {name: dict(s) for name, s in self.tuners},
+                "prompt_length": self.prompt_length,
+                "optimum": {k: list(v) if isinstance(v, (list, tuple)) else v
+                            for k, v in self.optimum.items()}}
+
 
 def _check(value, name, kind, **bounds):
     """`validation.check_scalar`, its errors as ConfigErrors (they name the key)."""
@@ -126,7 +143,37 @@ def _check(value, name, kind, **bounds):
 
 
 KEYS = ("tuners", "prompt_length", "steps", "tuning_steps", "learning_rate", "lora_rank",
-        "init", "networks", "tasks", "dataset_sizes", "num_seeds")
+        "init", "networks", "tasks", "dataset_sizes", "num_seeds", "optimum")
+
+
+def _optimum(spec, where: str) -> dict:
+    """The checked `tuning.optimum` mapping, its defaults (`OPTIMUM`) filled in."""
+    spec = {} if spec is None else spec
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} == {spec!r}, must be a mapping of {', '.join(OPTIMUM)}")
+    unknown = sorted(set(spec) - set(OPTIMUM))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(OPTIMUM)}")
+    out = {**OPTIMUM, **spec}
+    rates = out["learning_rates"]
+    if not isinstance(rates, list) or not rates:
+        raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
+                          "positive learning rates")
+    for i, rate in enumerate(rates):
+        _check(rate, f"{where}.learning_rates[{i}]", numbers.Real, min_val=0,
+               include_boundaries="neither")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
+    out["learning_rates"] = sorted(float(r) for r in rates)
+    for key, low in (("restarts", 0), ("max_steps", 1), ("patience", 1), ("batch_size", 1),
+                     ("check_every", 1)):
+        _check(out[key], f"{where}.{key}", numbers.Integral, min_val=low,
+               include_boundaries="left")
+        out[key] = int(out[key])
+    _check(out["tolerance"], f"{where}.tolerance", numbers.Real, min_val=0,
+           include_boundaries="left")
+    out["tolerance"] = float(out["tolerance"])
+    return out
 
 
 def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
@@ -242,4 +289,5 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
                 tuning_steps=tuple(sorted(int(b) for b in budgets)),
                 learning_rate=learning_rate, init=init, networks=tuple(names),
                 tasks=tuple(t for t in tasks if t in task_names),
-                dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds)
+                dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds,
+                optimum=_optimum(spec.get("optimum"), f"{where}.optimum"))

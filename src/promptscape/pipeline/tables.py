@@ -573,6 +573,46 @@ ARTIFACTS = {a.name: a for a in [
                                       "0..L_max on each of them")),
         ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "tuning_steps")),
     Artifact(
+        "tuner_optima", "{experiment}/tuning/{predictor}/r{replicate}/{task}/optimum.parquet",
+        "One row per tuner and prompt length: the tuner's own optimum, the tuner trained on "
+        "the task itself instead of a D_N (the population objective, E_task l(x) = KL + H_T: "
+        "summed over all V^T task sequences where the landscape enumerates them, else fresh "
+        "task samples at every step, never the evaluation set), to convergence over "
+        "tuning.optimum's learning rates and starts, the best by that objective; scored by "
+        "the landscape's rule, as tuning_runs. The continuous counterpart of the hard "
+        "optimum; none's optimum is the network as trained.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _TUNER,
+         ("prompt_length", _I, "K, the prompt positions of a prompt-space tuner; 0 for the "
+                               "others"),
+         ("method", _S, "how KL is computed: exact_enumeration or monte_carlo, as the "
+                        "network's landscape"),
+         ("kl", _F, "KL(task || the tuner at its optimum) over T symbols (nats)"),
+         ("kl_se", _F, "standard error of kl (0 when exact)"),
+         ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
+         ("objective", _F, "the population objective at the optimum (nats per task "
+                           "sequence): kl + entropy where exact; else its estimate on a "
+                           "check sample of fresh task sequences"),
+         ("learning_rate", _F, "the learning rate of the best run (tuning.optimum."
+                               "learning_rates); null for none", NULLABLE),
+         ("steps", _I, "Adam steps taken to the best parameters (0 for none)"),
+         ("converged_step", _I, "the step at which the objective had not improved by more "
+                                "than tuning.optimum.tolerance for patience steps; null: not "
+                                "converged within max_steps, or none", NULLABLE),
+         ("gradient_norm", _F, "norm of the objective's gradient at the optimum over the "
+                               "trainable parameters; null for none", NULLABLE),
+         ("restart_spread", _F, "the range of the population objective over the starts at "
+                                "the chosen learning rate (nats; their KL range where "
+                                "exact; 0 with one start)"),
+         ("restarts", _I, "starts tried at each learning rate: prompt-space tuners the hard "
+                          "optimum of length K and tuning.optimum.restarts random prompts; "
+                          "others 1 (the network as trained)"),
+         ("start", _S, "the start of the best run: optimum (the landscape's best hard "
+                       "prompt of length K), random (K uniform symbols) or network"),
+         ("start_prompt", _S, "prompt-space tuners: the hard prompt of K symbols the best "
+                              "run started from; null otherwise", NULLABLE),
+         ("trainable_parameters", _I, "parameters the tuner trains (0 for none)")),
+        ("predictor", "replicate", "experiment", "task", "tuner", "prompt_length")),
+    Artifact(
         "tuning", "{experiment}/aggregate/tuning.parquet",
         "Per (network, task, N, tuner, step budget), over seeds: the distribution of the tuned "
         "KL, how often it beats the hard optimum and the searched hard prompt, and how often "
@@ -599,6 +639,10 @@ ARTIFACTS = {a.name: a for a in [
          ("kl_minus_search_median", _F, "median over seeds of the paired difference "
                                         "kl - KL(s_hat)"),
          ("proportion_overfit", _F, "share of seeds that overfit (tuning_runs.overfit)"),
+         ("tuner_optimum_kl", _F, "the tuner's own optimum (tuner_optima.kl): trained on "
+                                  "the task itself; for none the network as trained, for "
+                                  "hard_search and hard_optimum the hard optimum (what search "
+                                  "finds with unlimited data)"),
          ("trainable_parameters", _I, "parameters the tuner trains"),
          ("sequence_evaluations", _F, "mean task-sequence evaluations per seed")),
         ("predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps")),

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from promptscape.neural.tuners import HARD_OPTIMUM
+from promptscape.neural.tuners import HARD_OPTIMUM, HARD_SEARCH
 from promptscape.pipeline import tables
 from promptscape.strategies import expected_found_best
 
@@ -486,11 +486,14 @@ def _ranges(values: list[int]) -> str:
 TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps"]
 
 
-def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd.DataFrame:
+def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
+           optima: pd.DataFrame) -> pd.DataFrame:
     """The `tuning` table of an experiment: per (network, replicate, task, N, tuner, step
-    budget) over seeds, from its tuning_runs rows and its landscapes (the hard optimum), with
-    a hard_optimum row per (network, replicate, task, N). "Below" means by more than
-    `resolution` times the loss (kl + entropy): float32 scores do not resolve less."""
+    budget) over seeds, from its tuning_runs rows, its landscapes (the hard optimum) and its
+    tuner_optima (each tuner's own optimum, `tuner_optimum_kl`; the hard optimum for the
+    hard-prompt references), with a hard_optimum row per (network, replicate, task, N).
+    "Below" means by more than `resolution` times the loss (kl + entropy): float32 scores do
+    not resolve less."""
     optimum = (landscape.groupby(UNIT + ["experiment", "task"], sort=False)["kl"].min()
                .rename("optimum_kl").reset_index())
     runs = runs.merge(optimum, on=UNIT + ["experiment", "task"], how="left", validate="m:1")
@@ -524,6 +527,16 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd
         out[f"proportion_{name}"] = out[name] / out["seeds"]
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
     out["proportion_overfit"] = out["proportion_overfit"].astype(float)
+    own = optima[UNIT + ["experiment", "task", "tuner", "kl"]].rename(
+        columns={"kl": "tuner_optimum_kl"})
+    out = out.merge(own, on=UNIT + ["experiment", "task", "tuner"], how="left",
+                    validate="m:1")
+    hard = out["tuner"].isin([HARD_OPTIMUM, HARD_SEARCH])
+    out.loc[hard, "tuner_optimum_kl"] = out.loc[hard, "optimum_kl"]
+    if out["tuner_optimum_kl"].isna().any():
+        bad = out.loc[out["tuner_optimum_kl"].isna(), UNIT + ["task", "tuner"]]
+        raise ValueError(f"tuned rows without their tuner's optimum (tuner_optima): "
+                         f"{bad.drop_duplicates().to_dict('records')}")
     return out
 
 

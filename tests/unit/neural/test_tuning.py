@@ -183,6 +183,10 @@ def test_the_tuning_plan_fills_defaults_and_takes_per_tuner_settings():
     assert (plan.networks, plan.tasks, plan.dataset_sizes, plan.num_seeds) == (
         ("lstm",), ("a", "b"), (10, 100), 20)
     assert _plan(tuners=["lora"], lora_rank=3).tuners == (("lora", {"lora_rank": 3}),)
+    # How each tuner's optimum is found: the defaults, or the given keys over them.
+    assert plan.optimum == tuners.OPTIMUM
+    own = _plan(optimum={"learning_rates": [0.01, 0.005], "restarts": 0}).optimum
+    assert own == {**tuners.OPTIMUM, "learning_rates": [0.005, 0.01], "restarts": 0}
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -199,6 +203,11 @@ def test_the_tuning_plan_fills_defaults_and_takes_per_tuner_settings():
     ({"tasks": ["c"]}, "tuning.tasks[0] == 'c', not a task"),
     ({"lora_rank": 2}, "lora_rank is set, but lora is not among"),
     ({"seeds": 3}, "unknown key(s) ['seeds']"),
+    ({"optimum": {"rates": [0.1]}}, "tuning.optimum: unknown key(s) ['rates']"),
+    ({"optimum": {"learning_rates": []}}, "tuning.optimum.learning_rates == [], must be"),
+    ({"optimum": {"learning_rates": [0.1, -1]}}, "tuning.optimum.learning_rates[1] == -1"),
+    ({"optimum": {"max_steps": 0}}, "tuning.optimum.max_steps == 0, must be >= 1."),
+    ({"optimum": 3}, "tuning.optimum == 3, must be a mapping"),
 ])
 def test_a_mistaken_tuning_section_is_a_named_error(spec, message):
     with pytest.raises(tuners.ConfigError) as error:

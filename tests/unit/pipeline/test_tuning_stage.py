@@ -117,3 +117,96 @@ def test_a_rerun_writes_the_same_file(scene):
     run(scene, "again_a")
     run(scene, "again_b")
     assert (scene / "again_a.parquet").read_bytes() == (scene / "again_b.parquet").read_bytes()
+
+
+# ------------------------------------------------------------------ each tuner's optimum
+OPTIMUM = {"tuners": {**PLAN["tuners"], "full": {}}, "prompt_length": PLAN["prompt_length"],
+           "optimum": {"learning_rates": [0.01, 0.05], "restarts": 1, "max_steps": 30,
+                       "patience": 10, "tolerance": 1e-6, "batch_size": 64, "check_every": 5}}
+
+
+# Fewer tuners and rates, where the test is about the plumbing.
+SMALL = {**OPTIMUM, "tuners": {"none": {}, "soft_prompt": {}, "full": {}},
+         "optimum": {**OPTIMUM["optimum"], "learning_rates": [0.05], "max_steps": 15}}
+
+
+def optimum(scene, name, *, evaluation=None, budget=2**27, plan=OPTIMUM):
+    out = scene / f"optimum_{name}.parquet"
+    if not (scene / "landscape.parquet").exists():
+        landscape_of(scene)
+    tuning.tune_optimum(model=str(scene / "m" / "model.pt"),
+                        landscape_file=str(scene / "landscape.parquet"),
+                        evaluation=evaluation and str(scene / evaluation), output=str(out),
+                        predictor="lstm", replicate=0, pretraining=PRE, experiment="e",
+                        task_name="coin_0.7", task=TASK, task_length=T,
+                        max_prompt_length=L_MAX, enumeration_budget=budget, tuning=plan,
+                        device="cpu")
+    return pd.read_parquet(out).set_index("tuner")
+
+
+@pytest.fixture(scope="module")
+def best(scene):
+    return optimum(scene, "exact")
+
+
+def test_the_population_objective_is_the_exact_kl_plus_the_task_entropy(scene, best):
+    land = landscape_of(scene)
+    assert set(best.index) == set(OPTIMUM["tuners"])
+    assert set(best["method"]) == {"exact_enumeration"} and (best["kl_se"] == 0).all()
+    # The objective the optimum was chosen by is KL + H_T, for every tuner.
+    np.testing.assert_allclose(best["objective"], best["kl"] + best["entropy"], rtol=1e-6)
+    # none: the network as trained, the empty prompt's landscape KL; and its objective a
+    # direct float64 sum over all 2^T sequences with the task's closed-form entropy.
+    np.testing.assert_allclose(best.loc["none", "kl"], land.loc[""]["kl"], rtol=1e-5)
+    assert best.loc["none", "steps"] == 0 and pd.isna(best.loc["none", "learning_rate"])
+    model = checkpoints.load_predictor(scene / "m" / "model.pt", device="cpu").model.double()
+    seqs = np.array([[int(c) for c in np.binary_repr(i, T)] for i in range(2**T)], dtype=np.uint8)
+    x = torch.as_tensor(seqs).long()
+    with torch.no_grad():
+        q = model(x).gather(-1, x[..., None])[..., 0].sum(-1).numpy()
+    log_p = build_source(TASK).log_prob(seqs)
+    entropy = T * -(0.7 * np.log(0.7) + 0.3 * np.log(0.3))
+    np.testing.assert_allclose(best.loc["none", "objective"], -np.exp(log_p) @ q, rtol=1e-5)
+    np.testing.assert_allclose(best.loc["none", "entropy"], entropy, rtol=1e-12)
+    # Prompt-space tuners start at the landscape's best prompt of length K or at random
+    # ones; a soft prompt started there is that hard prompt, so its optimum (the best step
+    # kept) is never worse (a simplex or a prefix starts near it, not at it).
+    K = OPTIMUM["prompt_length"]
+    hard = land[land["prompt_length"] == K]["kl"].min()
+    for name in ("soft_prompt", "simplex_prompt", "prefix"):
+        assert best.loc[name, "prompt_length"] == K and best.loc[name, "restarts"] == 2
+        assert len(best.loc[name, "start_prompt"]) == K
+    assert best.loc["soft_prompt", "kl"] <= hard * (1 + 1e-5) + 1e-7
+    assert (best.loc[["lora", "full"], "prompt_length"] == 0).all()
+    assert (best.loc[["lora", "full"], "restart_spread"] == 0).all()
+    trained = best.drop(index="none")
+    assert (trained["gradient_norm"] >= 0).all() and (trained["learning_rate"] > 0).all()
+    assert (trained["steps"] <= OPTIMUM["optimum"]["max_steps"]).all()
+
+
+def test_an_optimum_is_never_above_the_finite_n_median_beyond_its_restart_spread(scene, best):
+    runs = run(scene, "exact")
+    last = runs[runs["tuning_steps"] == runs.groupby("tuner")["tuning_steps"].transform("max")]
+    median = last.groupby("tuner")["kl"].median()
+    for name in PLAN["tuners"]:
+        slack = best.loc[name, "restart_spread"] + 1e-5 * (best.loc[name, "objective"])
+        assert best.loc[name, "kl"] <= median[name] + slack, name
+
+
+def test_the_optimum_trains_on_fresh_samples_and_the_evaluation_set_only_scores(scene):
+    """Where the landscape estimates KL on the evaluation set, the optimum trains on fresh
+    task samples: two evaluation sets change its score and nothing its training chose."""
+    a = optimum(scene, "mc_a", evaluation="eval_a.parquet", budget=1, plan=SMALL)
+    b = optimum(scene, "mc_b", evaluation="eval_b.parquet", budget=1, plan=SMALL)
+    assert set(a["method"]) == {"monte_carlo"} and (a["kl_se"] > 0).all()
+    trained = ["objective", "learning_rate", "steps", "converged_step", "gradient_norm",
+               "restart_spread", "start", "start_prompt", "trainable_parameters"]
+    pd.testing.assert_frame_equal(a[trained], b[trained])
+    assert not np.allclose(a["kl"], b["kl"])
+
+
+def test_a_rerun_of_the_optimum_writes_the_same_file(scene):
+    optimum(scene, "again_a", plan=SMALL)
+    optimum(scene, "again_b", plan=SMALL)
+    assert ((scene / "optimum_again_a.parquet").read_bytes()
+            == (scene / "optimum_again_b.parquet").read_bytes())

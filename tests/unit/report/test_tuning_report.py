@@ -35,8 +35,16 @@ def landscapes():
                          "experiment": "e", "task": "t", "kl": [0.1, 0.3, 1.1]})
 
 
+def optima():
+    """Each network's soft-prompt optimum (tuner_optima rows)."""
+    return pd.DataFrame({"predictor": ["lstm", "transformer"], "replicate": 0,
+                         "experiment": "e", "task": "t", "tuner": "soft_prompt",
+                         "prompt_length": 5, "kl": [0.04, 1.02]})
+
+
 def test_the_aggregate_counts_seeds_below_the_optimum_and_the_search():
-    out = aggregate.tuning(runs_table(), landscapes(), 1e-5).set_index(["predictor", "tuner"])
+    out = aggregate.tuning(runs_table(), landscapes(), 1e-5, optima()).set_index(
+        ["predictor", "tuner"])
     soft = out.loc[("lstm", "soft_prompt")]
     # KLs 0.05, 0.15, 0.25, 0.5 against the optimum 0.1 and the searched 0.2.
     assert (soft["below_optimum"], soft["below_search"], soft["seeds"]) == (1, 2, 4)
@@ -47,12 +55,24 @@ def test_the_aggregate_counts_seeds_below_the_optimum_and_the_search():
     assert out.loc[("transformer", "hard_optimum"), "kl_median"] == 1.1
     low, high = aggregate.wilson_interval(1, 4)
     assert (soft["below_optimum_ci_low"], soft["below_optimum_ci_high"]) == (low, high)
+    # Each row carries its tuner's own optimum; the hard references the hard optimum.
+    assert soft["tuner_optimum_kl"] == 0.04
+    assert out.loc[("transformer", "soft_prompt"), "tuner_optimum_kl"] == 1.02
+    assert out.loc[("lstm", "hard_search"), "tuner_optimum_kl"] == 0.1
+    assert out.loc[("transformer", "hard_optimum"), "tuner_optimum_kl"] == 1.1
+
+
+def test_a_tuned_row_without_its_optimum_is_an_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="without their tuner's optimum"):
+        aggregate.tuning(runs_table(), landscapes(), 1e-5, optima().iloc[:1])
 
 
 def test_every_layer_of_the_figure_reads_its_own_panel():
     """The layers take the facet's data and filter it: a layer with data of its own would
     draw every network's and task's rows in every panel (an earlier version did)."""
-    table = aggregate.tuning(runs_table(), landscapes(), 1e-5).assign(
+    table = aggregate.tuning(runs_table(), landscapes(), 1e-5, optima()).assign(
         in_meta_distribution=True)
     spec = figures.tuning_chart(table, tasks=["t"], imd={"t": True}, predictors=[],
                                 style=STYLE, title="tuning").to_dict()

@@ -20,6 +20,7 @@ import torch
 from promptscape import landscape, search, seeding
 from promptscape import prompts as prompts_lib
 from promptscape.neural import checkpoints
+from promptscape.neural import optimum as optimum_lib
 from promptscape.neural import tuners as tuners_lib
 from promptscape.neural import tuning as tuning_lib
 from promptscape.pipeline import tables
@@ -228,3 +229,112 @@ class _Scorer:
         if hasattr(tuned, "projected"):
             projected = prompts_lib.to_strings(tuned.projected().cpu().numpy().astype(np.uint8))
         return kl, kl_se, projected
+
+
+def tune_optimum(*, model: str, landscape_file: str, evaluation: str | None, output: str,
+                 predictor: str, replicate: int, pretraining: dict, experiment: str,
+                 task_name: str, task: dict, task_length: int, max_prompt_length: int,
+                 enumeration_budget: int, tuning: dict, threads: int = 1,
+                 device: str = "auto") -> None:
+    """The tuner_optima rows of one network and task: each tuner of the plan trained on the
+    task itself (`promptscape.neural.optimum`), over the plan's learning rates and starts,
+    the best by the population objective; scored as tune_network scores (the landscape's
+    rule). The landscape gives the prompt-space tuners' hard start (the best hard prompt of
+    length K); the evaluation set, where the landscape estimates on it, only scores."""
+    torch.set_num_threads(threads)
+    V = build_source(pretraining, where="pretraining").vocab_size
+    T, K = task_length, tuning["prompt_length"]
+    settings = tuning["optimum"]
+    task_source = build_source(task, where=f"task {task_name}")
+    pred = checkpoints.load_predictor(model, device=device)
+    base = pred.model
+    torch_device = next(base.parameters()).device
+    score = _Scorer(pred, task_source, T, V, max_prompt_length, enumeration_budget, evaluation,
+                    torch_device)
+    identity = (predictor, replicate, experiment, task_name)
+    if score.method == "exact_enumeration":
+        objective = optimum_lib.Exact(score.seqs, np.exp(score.log_p), torch_device)
+    else:
+        check = task_source.sample(4 * settings["batch_size"], T,
+                                   seeding.numpy_generator("tuner_optimum_check", *identity))
+        objective = None  # one `Sampled` per run: each start draws its own fresh sequences
+    hard = _hard_optimum(landscape_file, K)
+    rows = []
+    for name, own in tuning["tuners"].items():
+        spec = tuners_lib.TUNERS[name]
+        prompt_space = spec.space == tuners_lib.PROMPT
+        starts = [("optimum", hard)] if prompt_space else [("network", "")]
+        if prompt_space:
+            rng = seeding.numpy_generator("tuner_optimum_starts", *identity, name)
+            starts += [("random", prompts_lib.to_strings(rng.integers(0, V, (1, K))
+                                                         .astype(np.uint8))[0])
+                       for _ in range(settings["restarts"])]
+        rates = settings["learning_rates"] if spec.space != tuners_lib.REFERENCE else [None]
+
+        def built(start: str, restart: int) -> tuning_lib.Tuned:
+            generator = torch.Generator().manual_seed(seeding.stable_seed(
+                "tuner_optimum", *identity, name, restart) % 2**63)
+            prompt = torch.as_tensor(prompts_lib.to_arrays([start], K).astype(np.int64)
+                                     if start else np.zeros((1, K), dtype=np.int64),
+                                     device=torch_device)
+            return tuning_lib.build(name, base, prompt, own, generator).to(torch_device)
+
+        runs = {}  # (rate index, start index) -> Run
+        for i, rate in enumerate(rates):
+            for j, (_, start) in enumerate(starts):
+                tuned = built(start, j)
+                if rate is None:
+                    runs[i, j] = optimum_lib.Run(0.0, 0, None, {})
+                    continue
+                if objective is not None:
+                    target = objective
+                else:
+                    stream = seeding.numpy_generator("tuner_optimum_stream", *identity, name,
+                                                     rate, j)
+                    target = optimum_lib.Sampled(lambda n, step, g=stream: task_source.sample(
+                        n, T, g), settings["batch_size"], check, torch_device)
+                runs[i, j] = optimum_lib.train(
+                    tuned, target, learning_rate=rate, max_steps=settings["max_steps"],
+                    patience=settings["patience"], tolerance=settings["tolerance"],
+                    check_every=settings["check_every"])
+        (i, j) = min(runs, key=lambda key: (runs[key].objective, key))
+        best = runs[i, j]
+        tuned = optimum_lib.load(built(starts[j][1], j), best.state)
+        with torch.no_grad():
+            kl, kl_se, _ = score.tuned(tuned)
+        judge = objective if objective is not None else optimum_lib.Sampled(
+            None, 1, check, torch_device)
+        trained = rates[i] is not None
+        spread = [runs[i, k].objective for k in range(len(starts))]
+        rows.append({
+            "tuner": name, "prompt_length": K if prompt_space else 0,
+            "method": score.method, "kl": float(kl[0]), "kl_se": float(kl_se[0]),
+            "entropy": float(score.entropy),
+            "objective": float(best.objective) if trained else float(judge.value(tuned)),
+            "learning_rate": rates[i], "steps": int(best.steps),
+            "converged_step": best.converged_step,
+            "gradient_norm": optimum_lib.gradient_norm(tuned, judge) if trained else None,
+            "restart_spread": float(max(spread) - min(spread)),
+            "restarts": len(starts), "start": starts[j][0],
+            "start_prompt": starts[j][1] if prompt_space else None,
+            "trainable_parameters": int(tuned.trainable_parameters()),
+        })
+        log.info("%s r%d %s: %s's optimum KL %.4g nats (learning rate %s, %d steps, converged "
+                 "at %s, from its %s start; restart spread %.3g)", predictor, replicate,
+                 task_name, name, kl[0], rates[i], best.steps, best.converged_step,
+                 starts[j][0], rows[-1]["restart_spread"])
+    n = len(rows)
+    frame = {"predictor": [predictor] * n, "replicate": [replicate] * n,
+             "experiment": [experiment] * n, "task": [task_name] * n,
+             **{key: [r[key] for r in rows] for key in rows[0]}}
+    tables.write(frame, "tuner_optima", output)
+
+
+def _hard_optimum(landscape_file: str, K: int) -> str:
+    """The best hard prompt of length exactly K in a landscape (the first in canonical order
+    among equals)."""
+    frame = tables.read_table(landscape_file, "landscape").to_pandas()
+    rows = frame[frame["prompt_length"] == K].sort_values("prompt", kind="stable")
+    if not len(rows):
+        raise ValueError(f"{landscape_file}: no prompt of length {K}")
+    return str(rows["prompt"].iloc[int(np.argmin(rows["kl"].to_numpy()))])
