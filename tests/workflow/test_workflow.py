@@ -207,7 +207,8 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     assert planned_jobs(neural_run, NEURAL, library=library) == {
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 1,
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
-        "predict_reliability": 2, "tune_network": 2, "aggregate_tuning": 1,
+        "predict_reliability": 2, "tune_network": 2, "tune_optimum": 2,
+        "aggregate_tuning": 1,
         "analyse_edits": 1, "plot_figure": 11,
         "plot_study_figure": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
