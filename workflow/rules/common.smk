@@ -699,8 +699,8 @@ def get_tuning_block(wildcards):
 
 def get_tuning_inputs(wildcards):
     """A tune_network job's inputs: the network's checkpoint, the block's D_N and searches,
-    and the evaluation set only where the landscape estimates KL on it (never the
-    landscape)."""
+    and the evaluation set only where the landscape estimates KL on it; the landscape only
+    for init: optimum (its hard optimum is the start)."""
     exp = get_experiment(wildcards)
     _, (a, b) = get_tuning_block(wildcards)
     inputs = dict(
@@ -717,6 +717,13 @@ def get_tuning_inputs(wildcards):
     if not is_tabulated(exp):
         inputs["evaluation"] = layout.pattern(STUDY, "evaluation_set").format(
             experiment=exp.name, task=wildcards.task
+        )
+    if exp.tuning.init == "optimum":  # the oracle start: the landscape's hard optimum
+        inputs["landscape"] = layout.pattern(STUDY, "landscape").format(
+            experiment=exp.name,
+            predictor=wildcards.predictor,
+            replicate=wildcards.replicate,
+            task=wildcards.task,
         )
     return inputs
 

@@ -17,7 +17,10 @@ from promptscape import validation
 from promptscape.validation import ConfigError
 
 PROMPT, WEIGHTS, REFERENCE = "prompt", "weights", "reference"
-INITS = ("search", "random")
+# Starts of prompt-space tuners on D_N: the best hard prompt of length exactly K on D_N
+# (needs K <= L_max), K uniform symbols, or the landscape's hard optimum padded on the left
+# to K positions (an oracle start: the one init that reads the landscape).
+INITS = ("search", "random", "optimum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,8 @@ class Tuner:
     trained side by side), "weights" (the network's weights, a seed at a time) or
     "reference" (nothing trained). settings: its own settings and their defaults, set by a
     mapping ``tuning.tuners: {name: {setting: value}}`` or, for all tuners that have it, by
-    ``tuning.<setting>``. build: ``"module:attribute"`` of its builder
+    ``tuning.<setting>``; every trained tuner also has ``learning_rate`` (default
+    ``tuning.learning_rate``). build: ``"module:attribute"`` of its builder
     ``(base, prompts (S, K), settings, generator) -> Tuned``.
     """
 
@@ -114,6 +118,9 @@ class Plan:
     dataset_sizes: tuple[int, ...]
     num_seeds: int
     optimum: dict = dataclasses.field(default_factory=lambda: dict(OPTIMUM))
+    # Settings chosen on held-out data (`tuning.selection`): {holdout, learning_rates}; None:
+    # every tuner at its fixed settings only.
+    selection: dict | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -124,11 +131,15 @@ class Plan:
         return {"tuners": {name: dict(s) for name, s in self.tuners},
                 "prompt_length": self.prompt_length, "steps": self.steps,
                 "tuning_steps": list(self.tuning_steps), "learning_rate": self.learning_rate,
-                "init": self.init}
+                "init": self.init,
+                "selection": None if self.selection is None else
+                {"holdout": self.selection["holdout"],
+                 "learning_rates": list(self.selection["learning_rates"])}}
 
     def optimum_dict(self) -> dict:
         """The tuner_optima job's view: the tuners, K and how their optima are found."""
-        return {"tuners": {name: dict(s) for name, s in self.tuners},
+        return {"tuners": {name: {k: v for k, v in s.items() if k != "learning_rate"}
+                           for name, s in self.tuners},
                 "prompt_length": self.prompt_length,
                 "optimum": {k: list(v) if isinstance(v, (list, tuple)) else v
                             for k, v in self.optimum.items()}}
@@ -143,7 +154,31 @@ def _check(value, name, kind, **bounds):
 
 
 KEYS = ("tuners", "prompt_length", "steps", "tuning_steps", "learning_rate", "lora_rank",
-        "init", "networks", "tasks", "dataset_sizes", "num_seeds", "optimum")
+        "init", "networks", "tasks", "dataset_sizes", "num_seeds", "optimum", "selection")
+SELECTION = ("holdout", "learning_rates")
+
+
+def _selection(spec, where: str) -> dict | None:
+    """The checked `tuning.selection` mapping ({holdout, learning_rates}), or None."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != set(SELECTION):
+        raise ConfigError(f"{where} == {spec!r}, must be a mapping of exactly "
+                          f"{', '.join(SELECTION)} (holdout: the share of D_N held out, in "
+                          "(0, 1); learning_rates: the rates to choose among)")
+    _check(spec["holdout"], f"{where}.holdout", numbers.Real, min_val=0, max_val=1,
+           include_boundaries="neither")
+    rates = spec["learning_rates"]
+    if not isinstance(rates, list) or not rates:
+        raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
+                          "positive learning rates")
+    for i, rate in enumerate(rates):
+        _check(rate, f"{where}.learning_rates[{i}]", numbers.Real, min_val=0,
+               include_boundaries="neither")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
+    return {"holdout": float(spec["holdout"]),
+            "learning_rates": sorted(float(r) for r in rates)}
 
 
 def _optimum(spec, where: str) -> dict:
@@ -205,7 +240,13 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
 
     if max_prompt_length < 1:
         raise ConfigError(f"{where}: tuning needs prompts, but max_prompt_length is 0")
-    K = integer("prompt_length", max_prompt_length, 1, max_prompt_length)
+    init = spec.get("init", "search")
+    if init not in INITS:
+        raise ConfigError(f"{where}.init == {init!r}, must be one of {', '.join(INITS)}")
+    # A continuous prompt needs no enumeration: K may exceed L_max, except where the start
+    # is the best hard prompt of length K on D_N (init: search).
+    K = integer("prompt_length", max_prompt_length, 1,
+                max_prompt_length if init == "search" else None)
     steps = integer("steps", SHARED["steps"], 1)
     budgets = spec.get("tuning_steps", [steps])
     if not isinstance(budgets, list) or not budgets:
@@ -217,9 +258,6 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
     if len(set(budgets)) != len(budgets):
         raise ConfigError(f"{where}.tuning_steps == {budgets}: a step count is listed twice")
     learning_rate = positive_real("learning_rate", SHARED["learning_rate"])
-    init = spec.get("init", "search")
-    if init not in INITS:
-        raise ConfigError(f"{where}.init == {init!r}, must be one of {', '.join(INITS)}")
 
     chosen = spec.get("tuners", ["none", "soft_prompt", "full"])
     if isinstance(chosen, list):
@@ -239,12 +277,14 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
         if not isinstance(own, dict):
             raise ConfigError(f"{key} == {own!r}, must be a mapping of its settings")
         tuner = TUNERS[name]
-        bad = sorted(set(own) - set(tuner.settings))
+        # Every trained tuner has its own learning rate, tuning.learning_rate by default.
+        known = {**tuner.settings, **({"learning_rate": learning_rate}
+                                      if tuner.space != REFERENCE else {})}
+        bad = sorted(set(own) - set(known))
         if bad:
-            allowed = ", ".join(tuner.settings) or "none"
+            allowed = ", ".join(known) or "none"
             raise ConfigError(f"{key}: unknown setting(s) {bad}; {name}'s settings: {allowed}")
-        settings = {**tuner.settings, **{k: v for k, v in shared.items()
-                                         if k in tuner.settings}, **own}
+        settings = {**known, **{k: v for k, v in shared.items() if k in known}, **own}
         for setting, value in settings.items():
             _check(value, f"{key}.{setting}", numbers.Real, min_val=0,
                                     include_boundaries="neither")
@@ -290,4 +330,5 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
                 learning_rate=learning_rate, init=init, networks=tuple(names),
                 tasks=tuple(t for t in tasks if t in task_names),
                 dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds,
-                optimum=_optimum(spec.get("optimum"), f"{where}.optimum"))
+                optimum=_optimum(spec.get("optimum"), f"{where}.optimum"),
+                selection=_selection(spec.get("selection"), f"{where}.selection"))

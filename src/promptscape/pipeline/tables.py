@@ -129,8 +129,13 @@ DIMENSIONS = {d[0]: d for d in [
                   "embedding, head, lora, full; and the hard-prompt references hard_search "
                   "(the prompt exhaustive search picks from the same D_N) and, in the "
                   "aggregate, hard_optimum (the exhaustive optimum at L_max)"),
+    ("settings", _S, "how a tuner's learning rate and steps were set: fixed (in the config, "
+                     "tuning.learning_rate or the tuner's own) or holdout (chosen on a held-out "
+                     "part of D_N among tuning.selection.learning_rates and tuning_steps, then "
+                     "trained on all of D_N); the references are fixed"),
     ("tuning_steps", _I, "optimiser steps taken (a budget of experiments.<name>.tuning."
-                         "tuning_steps; 0 for the references)"),
+                         "tuning_steps; 0 for the references; for holdout rows the largest "
+                         "budget the selection could choose, chosen_steps the one it chose)"),
 ]}
 
 # Path wildcards that are not columns but bound the range of one: a file holds a block of
@@ -138,10 +143,10 @@ DIMENSIONS = {d[0]: d for d in [
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
 (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
- _STRATEGY, _BUDGET, _TUNER, _TUNING_STEPS) = (
+ _STRATEGY, _BUDGET, _TUNER, _SETTINGS, _TUNING_STEPS) = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
                             "selection", "N", "seed", "strategy", "budget", "tuner",
-                            "tuning_steps"))
+                            "settings", "tuning_steps"))
 _SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
@@ -545,7 +550,8 @@ ARTIFACTS = {a.name: a for a in [
         "One row per (seed, tuner, step budget): a network tuned on the seed's D_N alone, "
         "scored by the landscape's rule, beside the hard prompt exhaustive search picked from "
         "the same D_N (the hard_search rows).",
-        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _TUNING_STEPS,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _SETTINGS,
+         _TUNING_STEPS,
          ("method", _S, "how KL is computed: exact_enumeration (all V^T task sequences) or "
                         "monte_carlo (the stratified evaluation set), as the network's landscape"),
          ("kl", _F, "KL(task || tuned network) over T symbols (nats)"),
@@ -566,12 +572,30 @@ ARTIFACTS = {a.name: a for a in [
          ("kl_minus_search", _F, "kl - search_kl: below 0, tuning beat the searched prompt"),
          ("overfit", _B, "train_loss below L_N(s_hat) while kl above KL(s_hat) (beyond "
                          "float32 resolution, relative 1e-5)"),
+         ("overfit_path", _B, "along the tuner's own path up to this budget (holdout rows: "
+                              "its final training up to chosen_steps), between two recorded "
+                              "budgets KL rose while train_loss fell (beyond float32 "
+                              "resolution): the path overfit D_N, whatever the searched "
+                              "prompt did"),
+         ("worse_than_none", _B, "kl above the unprompted network's (the empty prompt's; "
+                                 "beyond float32 resolution): tuning ended worse than not "
+                                 "tuning"),
+         ("chosen_learning_rate", _F, "the learning rate trained with: the fixed one, or the "
+                                      "one chosen on held-out data; null for the references",
+          NULLABLE),
+         ("chosen_steps", _I, "the steps trained: tuning_steps, or the budget chosen on "
+                              "held-out data"),
+         ("holdout_loss", _F, "holdout rows: the chosen settings' log loss per sequence on "
+                              "the held-out part of D_N (trained on the rest); null otherwise",
+          NULLABLE),
          ("trainable_parameters", _I, "parameters the tuner trains (0 for references)"),
          ("sequence_evaluations", _I, "task sequences evaluated to get here: tuning_steps "
                                       "times the distinct sequences of D_N (forward and "
                                       "backward); for hard_search every prompt of length "
-                                      "0..L_max on each of them")),
-        ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "tuning_steps")),
+                                      "0..L_max on each of them; holdout rows add "
+                                      "every rate's training on the rest of D_N")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "settings",
+         "tuning_steps")),
     Artifact(
         "tuner_optima", "{experiment}/tuning/{predictor}/r{replicate}/{task}/optimum.parquet",
         "One row per tuner and prompt length: the tuner's own optimum, the tuner trained on "
@@ -619,7 +643,7 @@ ARTIFACTS = {a.name: a for a in [
         "tuning on D_N overfits; hard_optimum rows hold the landscape's optimum.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
-         _N, _TUNER, _TUNING_STEPS,
+         _N, _TUNER, _SETTINGS, _TUNING_STEPS,
          ("seeds", _I, "number of datasets (seeds)"),
          ("kl_median", _F, "median KL over seeds (nats)"),
          ("kl_q25", _F, "25th percentile of KL"),
@@ -643,9 +667,19 @@ ARTIFACTS = {a.name: a for a in [
                                   "the task itself; for none the network as trained, for "
                                   "hard_search and hard_optimum the hard optimum (what search "
                                   "finds with unlimited data)"),
+         ("proportion_overfit_path", _F, "share of seeds whose own path overfit "
+                                         "(tuning_runs.overfit_path)"),
+         ("proportion_worse_than_none", _F, "share of seeds that ended above the "
+                                            "unprompted network (tuning_runs.worse_than_"
+                                            "none)"),
+         ("chosen_learning_rate_median", _F, "median over seeds of the learning rate "
+                                             "trained with; null for the references",
+          NULLABLE),
+         ("chosen_steps_median", _F, "median over seeds of the steps trained"),
          ("trainable_parameters", _I, "parameters the tuner trains"),
          ("sequence_evaluations", _F, "mean task-sequence evaluations per seed")),
-        ("predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps")),
+        ("predictor", "replicate", "experiment", "task", "N", "tuner", "settings",
+         "tuning_steps")),
     Artifact(
         "efficiency", "{experiment}/efficiency.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "

@@ -483,7 +483,8 @@ def _ranges(values: list[int]) -> str:
 
 
 # ------------------------------------------------------------------ tuning
-TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps"]
+TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "settings",
+              "tuning_steps"]
 
 
 def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
@@ -506,7 +507,8 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
         _below_search=runs["kl"] < runs["search_kl"] - margin)
     # The hard optimum as a tuner of its own: the same KL for every seed.
     reference = runs[runs["tuner"] == "hard_search"].assign(
-        tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False,
+        tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False, overfit_path=False,
+        worse_than_none=False,
         trainable_parameters=0, sequence_evaluations=0, _below_optimum=False)
     margin = resolution * (reference["kl"] + reference["entropy"]).abs()
     reference["_below_search"] = reference["kl"] < reference["search_kl"] - margin
@@ -520,13 +522,18 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
         below_search=("_below_search", "sum"),
         kl_minus_search_median=("kl_minus_search", "median"),
         proportion_overfit=("overfit", "mean"),
+        proportion_overfit_path=("overfit_path", "mean"),
+        proportion_worse_than_none=("worse_than_none", "mean"),
+        chosen_learning_rate_median=("chosen_learning_rate", "median"),
+        chosen_steps_median=("chosen_steps", "median"),
         trainable_parameters=("trainable_parameters", "max"),
         sequence_evaluations=("sequence_evaluations", "mean")).reset_index()
     for name in ("below_optimum", "below_search"):
         out[name] = out[name].astype(np.int64)
         out[f"proportion_{name}"] = out[name] / out["seeds"]
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
-    out["proportion_overfit"] = out["proportion_overfit"].astype(float)
+    for name in ("overfit", "overfit_path", "worse_than_none"):
+        out[f"proportion_{name}"] = out[f"proportion_{name}"].astype(float)
     own = optima[UNIT + ["experiment", "task", "tuner", "kl"]].rename(
         columns={"kl": "tuner_optimum_kl"})
     out = out.merge(own, on=UNIT + ["experiment", "task", "tuner"], how="left",

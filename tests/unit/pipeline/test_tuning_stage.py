@@ -44,14 +44,14 @@ def scene(tmp_path_factory):
     return root
 
 
-def run(scene, name, *, evaluation=None, budget=2**27):
+def run(scene, name, *, evaluation=None, budget=2**27, plan=PLAN):
     out = scene / f"{name}.parquet"
     tuning.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
                         evaluation=evaluation and str(scene / evaluation),
                         model=str(scene / "m" / "model.pt"), output=str(out), predictor="lstm",
                         replicate=0, pretraining=PRE, experiment="e", task_name="coin_0.7",
                         task=TASK, task_length=T, N=N, block=(0, 2), first=0, last=2,
-                        max_prompt_length=L_MAX, enumeration_budget=budget, tuning=PLAN,
+                        max_prompt_length=L_MAX, enumeration_budget=budget, tuning=plan,
                         device="cpu")
     return pd.read_parquet(out)
 
@@ -210,3 +210,82 @@ def test_a_rerun_of_the_optimum_writes_the_same_file(scene):
     optimum(scene, "again_b", plan=SMALL)
     assert ((scene / "optimum_again_a.parquet").read_bytes()
             == (scene / "optimum_again_b.parquet").read_bytes())
+
+
+# ------------------------------------------------------------------ held-out settings
+HOLDOUT = {**PLAN, "tuners": {"none": {}, "soft_prompt": {"learning_rate": 0.1},
+                              "lora": {"lora_rank": 2, "learning_rate": 0.05}},
+           "selection": {"holdout": 0.25, "learning_rates": [0.01, 0.2]}}
+
+
+def test_settings_chosen_on_held_out_data(scene):
+    both = run(scene, "holdout", plan=HOLDOUT)
+    fixed = run(scene, "fixed_only", plan={**HOLDOUT, "selection": None})
+    # The fixed rows are those of a run without selection, at each tuner's own rate.
+    keep = both[both["settings"] == "fixed"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(keep, fixed)
+    rates = fixed.groupby("tuner")["chosen_learning_rate"].first()
+    assert rates["soft_prompt"] == 0.1 and rates["lora"] == 0.05 and pd.isna(rates["none"])
+    held = both[both["settings"] == "holdout"]
+    assert set(held["tuner"]) == {"soft_prompt", "lora"} and len(held) == 2 * 3
+    assert set(held["chosen_learning_rate"]) <= {0.01, 0.2}
+    assert set(held["chosen_steps"]) <= set(PLAN["tuning_steps"])
+    assert (held["tuning_steps"] == PLAN["steps"]).all() and held["holdout_loss"].notna().all()
+    assert fixed["holdout_loss"].isna().all()
+    # Trained on all of D_N with the chosen settings: a chosen 0 steps is the start itself.
+    start = fixed[fixed["tuning_steps"] == 0].set_index(["tuner", "seed"])["kl"]
+    for row in held[held["chosen_steps"] == 0].itertuples():
+        assert row.kl == start[row.tuner, row.seed]
+    # The chosen (rate, steps) has the least held-out loss: rerunning that rate on the
+    # rest of D_N is what the selection saw; a rerun reproduces it all.
+    again = run(scene, "holdout_again", plan=HOLDOUT)
+    pd.testing.assert_frame_equal(both, again)
+
+
+def test_too_small_a_data_set_keeps_fixed_settings_and_says_so(scene, caplog):
+    plan = {**HOLDOUT, "selection": {"holdout": 0.01, "learning_rates": [0.01]}}
+    with caplog.at_level("WARNING", logger="promptscape"):
+        rows = run(scene, "holdout_small", plan=plan)
+    assert set(rows["settings"]) == {"fixed"}
+    assert "keeps its fixed settings only" in caplog.text and f"N = {N}" in caplog.text
+
+
+def test_each_row_says_whether_its_path_overfit_and_whether_it_ended_above_none(scene):
+    runs = run(scene, "exact")
+    none = runs.loc[runs["tuner"] == "none", "kl"].iloc[0]
+    margin = 1e-5 * (runs["kl"] + runs["entropy"]).abs()
+    np.testing.assert_array_equal(runs["worse_than_none"], runs["kl"] > none + margin)
+    # overfit_path: along each seed's path, KL rose while the training loss fell between
+    # two recorded budgets, at or before this one.
+    trained = runs[~runs["tuner"].isin(["none", "hard_search"])]
+    for (tuner, seed), path in trained.groupby(["tuner", "seed"]):
+        path = path.sort_values("tuning_steps")
+        kl, loss = path["kl"].to_numpy(), path["train_loss"].to_numpy()
+        rose = kl[1:] > kl[:-1] + 1e-5 * np.abs(kl[1:] + path["entropy"].to_numpy()[1:])
+        fell = loss[1:] < loss[:-1] - 1e-5 * np.abs(loss[1:])
+        expected = np.concatenate([[False], np.logical_or.accumulate(rose & fell)])
+        np.testing.assert_array_equal(path["overfit_path"], expected, err_msg=tuner)
+    assert not runs.loc[runs["tuner"] == "hard_search", "overfit_path"].any()
+
+
+def test_init_optimum_starts_every_seed_at_the_hard_optimum_padded(scene):
+    landscape_of(scene)
+    plan = {**PLAN, "init": "optimum", "prompt_length": 4,
+            "tuners": {"soft_prompt": {}, "prefix": {}}, "steps": 2, "tuning_steps": [0, 2]}
+    out = scene / "init_optimum.parquet"
+    tuning.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
+                        evaluation=None, model=str(scene / "m" / "model.pt"), output=str(out),
+                        predictor="lstm", replicate=0, pretraining=PRE, experiment="e",
+                        task_name="coin_0.7", task=TASK, task_length=T, N=N, block=(0, 2),
+                        first=0, last=2, max_prompt_length=L_MAX, enumeration_budget=2**27,
+                        tuning=plan, landscape_file=str(scene / "landscape.parquet"),
+                        device="cpu")
+    runs = pd.read_parquet(out)
+    land = landscape_of(scene)
+    best = land["kl"].idxmin()
+    tuned = runs[runs["tuner"] != "hard_search"]
+    assert set(tuned["init_prompt"]) == {best}  # K = 4 > L_max = 3: no enumeration needed
+    # A prefix started at a prompt is that prompt followed by the task's own BOS: at step 0
+    # it is not the prompt's landscape KL.
+    prefix0 = tuned[(tuned["tuner"] == "prefix") & (tuned["tuning_steps"] == 0)]
+    assert not np.allclose(prefix0["kl"], land.loc[best, "kl"], rtol=1e-5)

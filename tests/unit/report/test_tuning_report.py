@@ -20,11 +20,15 @@ def runs_table():
                                     ("soft_prompt", [0.05, 0.15, 0.25, 0.5][seed] + shift,
                                      [4.0, 4.5, 5.5, 4.8][seed])):
                 rows.append(dict(predictor=predictor, replicate=0, experiment="e", task="t",
-                                 N=10, seed=seed, tuner=tuner,
+                                 N=10, seed=seed, tuner=tuner, settings="fixed",
                                  tuning_steps=0 if tuner == "hard_search" else 5, kl=kl,
+                                 chosen_learning_rate=None if tuner == "hard_search" else 0.01,
+                                 chosen_steps=0 if tuner == "hard_search" else 5,
                                  entropy=6.0, search_kl=search_kl, search_train_loss=5.0,
                                  kl_minus_search=kl - search_kl, train_loss=loss,
                                  overfit=bool(loss < 5.0 and kl > search_kl),
+                                 overfit_path=tuner != "hard_search" and seed == 2,
+                                 worse_than_none=bool(kl > 0.45),
                                  trainable_parameters=0 if tuner == "hard_search" else 20,
                                  sequence_evaluations=10 * (5 if tuner != "hard_search" else 63)))
     return pd.DataFrame(rows)
@@ -50,6 +54,8 @@ def test_the_aggregate_counts_seeds_below_the_optimum_and_the_search():
     assert (soft["below_optimum"], soft["below_search"], soft["seeds"]) == (1, 2, 4)
     assert soft["kl_median"] == np.median([0.05, 0.15, 0.25, 0.5])
     assert soft["proportion_overfit"] == 0.25  # seed 3: loss 4.8 < 5.0, KL 0.5 > 0.2
+    assert soft["proportion_overfit_path"] == 0.25 and soft["proportion_worse_than_none"] == 0.25
+    assert out.loc[("lstm", "hard_optimum"), "proportion_overfit_path"] == 0
     optimum = out.loc[("lstm", "hard_optimum")]
     assert optimum["kl_median"] == 0.1 and optimum["below_search"] == 4
     assert out.loc[("transformer", "hard_optimum"), "kl_median"] == 1.1
