@@ -84,7 +84,66 @@ def test_every_layer_of_the_figure_reads_its_own_panel():
                                 style=STYLE, title="tuning").to_dict()
     assert "facet" in spec and {"row", "column"} <= set(spec["facet"])
     drawn = layers(spec["spec"])
-    assert len(drawn) == 3 and not any("data" in layer for layer in drawn)
+    assert len(drawn) == 5 and not any("data" in layer for layer in drawn)
     filters = [t["filter"] for layer in drawn for t in layer.get("transform", [])]
-    assert sorted(filters) == sorted(["!isValid(datum.reference)"] * 2
-                                     + ["isValid(datum.reference)"])
+    assert sorted(filters) == sorted(["datum.layer == 'tuned'"] * 2
+                                     + [f"datum.layer == '{name}'" for name in
+                                        ("optimum", "hard_optimum", "hard_search")])
+
+
+def test_with_one_n_the_figure_draws_every_mark_and_each_optimum_at_infinity():
+    """One N (the runs' 10): the medians are points, the spread a bar, the hard optimum a
+    rule across the panel, the searched prompt a marked point, each tuner's optimum a
+    diamond at N = ∞; fixed and held-out settings apart."""
+    runs = runs_table()
+    held = runs[runs["tuner"] == "soft_prompt"].assign(settings="holdout",
+                                                       kl=lambda f: f["kl"] * 0.9)
+    table = aggregate.tuning(pd.concat([runs, held]), landscapes(), 1e-5, optima()).assign(
+        in_meta_distribution=True)
+    chart = figures.tuning_chart(table, tasks=["t"], imd={"t": True}, predictors=[],
+                                 style=STYLE, title="tuning")
+    spec = chart.to_dict()
+    data = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    every = layers(spec["spec"])
+    drawn = {layer["transform"][0]["filter"]: layer for layer in every}
+    lstm = data[data["network"] == "lstm"]
+    optimum = lstm[lstm["layer"] == "optimum"]
+    assert list(optimum["n_label"]) == [figures.N_INFINITY]
+    assert list(optimum["kl_median"]) == [0.04]
+    tuned = lstm[lstm["layer"] == "tuned"]
+    assert sorted(tuned["settings"]) == ["fixed", "holdout"] and set(tuned["n_label"]) == {"10"}
+    # Marks a single N still shows: points on the lines, bars for the spread, a rule with
+    # no x for the hard optimum, crosses for the searched prompt.
+    tuned_marks = sorted((layer["mark"]["type"], bool(layer["mark"].get("point")))
+                         for layer in every if "'tuned'" in layer["transform"][0]["filter"])
+    assert tuned_marks == [("line", True), ("rule", False)]
+    assert "y2" in [layer for layer in every if layer["mark"]["type"] == "rule"
+                    and "'tuned'" in layer["transform"][0]["filter"]][0]["encoding"]
+    assert drawn["datum.layer == 'hard_optimum'"]["mark"]["type"] == "rule"
+    assert "x" not in drawn["datum.layer == 'hard_optimum'"]["encoding"]
+    assert drawn["datum.layer == 'hard_search'"]["mark"]["point"]["shape"] == "cross"
+    assert drawn["datum.layer == 'optimum'"]["mark"]["shape"] == "diamond"
+    x = drawn["datum.layer == 'optimum'"]["encoding"]["x"]
+    assert x["scale"]["domain"] == ["10", figures.N_INFINITY]
+
+
+def test_the_summary_reads_the_last_and_the_best_budget_and_each_tuners_optimum():
+    import types
+
+    from promptscape.neural import tuners
+    from promptscape.report import summary
+
+    runs = runs_table()
+    # A second budget for the soft prompt: 0 steps, better than its last (5 steps).
+    early = runs[runs["tuner"] == "soft_prompt"].assign(tuning_steps=0, chosen_steps=0,
+                                                        kl=lambda f: f["kl"] - 0.01)
+    table = aggregate.tuning(pd.concat([runs, early]), landscapes(), 1e-5, optima())
+    plan = tuners.parse({"tuners": ["soft_prompt"], "steps": 5, "tuning_steps": [0, 5]},
+                        where="tuning", predictors=["lstm"], networks={"lstm": None},
+                        tasks=["t"], dataset_sizes=[10], num_seeds=4, max_prompt_length=5)
+    lines = summary.tuning_lines(types.SimpleNamespace(tuning=plan), table)
+    (row,) = [line for line in lines if line.startswith("| lstm | t | 10 |")]
+    soft = np.median([0.05, 0.15, 0.25, 0.5])
+    assert f"{soft:.3g}, best {soft - 0.01:.3g} (0)" in row
+    assert "path 0.25, worse than none 0.25; optimum 0.04" in row
+    assert not any("held-out" in line for line in lines)
