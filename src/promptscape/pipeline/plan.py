@@ -595,6 +595,10 @@ def _tuning_tokens(study, w: dict) -> tuple[int, int]:
         width = T + (plan.prompt_length if space == tuners.PROMPT else 0)
         trained += plan.steps * S * U * width
         scored += len(plan.tuning_steps) * S * B * width
+        if plan.selection is not None:
+            # Each rate on the rest of D_N, then at most `steps` more on all of it.
+            trained += (len(plan.selection["learning_rates"]) + 1) * plan.steps * S * U * width
+            scored += len(plan.tuning_steps) * S * B * width
     return round(trained), scored + 2 * S * B * (T + exp.max_prompt_length)
 
 
