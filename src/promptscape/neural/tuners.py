@@ -87,8 +87,11 @@ SHARED = {"steps": 200, "learning_rate": 0.01}
 # by more than `tolerance` (relative) for `patience` steps. Where the landscape does not
 # enumerate the task sequences, each step draws `batch_size` fresh ones and steps are judged
 # every `check_every` steps on a sample of 4 x batch_size of their own.
+# Prompt-space tuners' optima are found at K and at each of `prompt_lengths` (any length:
+# a continuous prompt needs no enumeration), so that the optimum's dependence on K shows.
 OPTIMUM = {"learning_rates": [0.003, 0.01, 0.03], "restarts": 2, "max_steps": 300,
-           "patience": 30, "tolerance": 1e-6, "batch_size": 1024, "check_every": 10}
+           "patience": 30, "tolerance": 1e-6, "batch_size": 1024, "check_every": 10,
+           "prompt_lengths": []}
 
 
 def lora_width(config) -> int:
@@ -200,6 +203,14 @@ def _optimum(spec, where: str) -> dict:
     if len(set(rates)) != len(rates):
         raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
     out["learning_rates"] = sorted(float(r) for r in rates)
+    lengths = out["prompt_lengths"]
+    if not isinstance(lengths, list):
+        raise ConfigError(f"{where}.prompt_lengths == {lengths!r}, must be a list of prompt "
+                          "lengths K >= 1")
+    for i, length in enumerate(lengths):
+        _check(length, f"{where}.prompt_lengths[{i}]", numbers.Integral, min_val=1,
+               include_boundaries="left")
+    out["prompt_lengths"] = sorted({int(k) for k in lengths})
     for key, low in (("restarts", 0), ("max_steps", 1), ("patience", 1), ("batch_size", 1),
                      ("check_every", 1)):
         _check(out[key], f"{where}.{key}", numbers.Integral, min_val=low,

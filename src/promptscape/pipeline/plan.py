@@ -642,14 +642,18 @@ def _optimum_tokens(study, w: dict) -> tuple[int, int]:
     U = _optimum_sequences(study, exp)
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
     trained = scored = 0
+    lengths = sorted(set(settings["prompt_lengths"]) | {plan.prompt_length})
     for name, _ in plan.tuners:
         space = tuners.TUNERS[name].space
-        width = T + (plan.prompt_length if space == tuners.PROMPT else 0)
-        scored += 2 * B * width
-        if space == tuners.REFERENCE:
-            continue
-        starts = 1 + settings["restarts"] if space == tuners.PROMPT else 1
-        trained += len(settings["learning_rates"]) * starts * settings["max_steps"] * U * width
+        for K in (lengths if space == tuners.PROMPT else [0]):
+            width = T + K
+            scored += 2 * B * width
+            if space == tuners.REFERENCE:
+                continue
+            # Starts: the hard optimum and the best of length K, and the random ones.
+            starts = 2 + settings["restarts"] if space == tuners.PROMPT else 1
+            trained += (len(settings["learning_rates"]) * starts * settings["max_steps"] * U
+                        * width)
     return trained, scored
 
 
@@ -660,7 +664,8 @@ def _optimum(study, rule: str, w: dict) -> Job:
     net = study.network(predictor, exp.pretraining_name)
     per_token = families.family(net.family).activations_per_token
     token_bytes = net.num_layers * per_token(net) * 4
-    T, K = exp.task_length, exp.tuning.prompt_length
+    T = exp.task_length
+    K = max([exp.tuning.prompt_length, *exp.tuning.optimum["prompt_lengths"]])
     U = _optimum_sequences(study, exp)
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
     train = 3 * min(U * (T + K), 1 << 17) * token_bytes

@@ -606,8 +606,9 @@ ARTIFACTS = {a.name: a for a in [
         "the landscape's rule, as tuning_runs. The continuous counterpart of the hard "
         "optimum; none's optimum is the network as trained.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _TUNER,
-         ("prompt_length", _I, "K, the prompt positions of a prompt-space tuner; 0 for the "
-                               "others"),
+         ("prompt_length", _I, "K, the prompt positions of a prompt-space tuner "
+                               "(tuning.prompt_length and each of tuning.optimum."
+                               "prompt_lengths); 0 for the others"),
          ("method", _S, "how KL is computed: exact_enumeration or monte_carlo, as the "
                         "network's landscape"),
          ("kl", _F, "KL(task || the tuner at its optimum) over T symbols (nats)"),
@@ -634,6 +635,8 @@ ARTIFACTS = {a.name: a for a in [
                        "prompt of length K), random (K uniform symbols) or network"),
          ("start_prompt", _S, "prompt-space tuners: the hard prompt of K symbols the best "
                               "run started from; null otherwise", NULLABLE),
+         ("at_tuning_length", _B, "prompt_length is tuning.prompt_length, the K tuned on "
+                                  "D_N (or 0): the row the tuning aggregate reads"),
          ("trainable_parameters", _I, "parameters the tuner trains (0 for none)")),
         ("predictor", "replicate", "experiment", "task", "tuner", "prompt_length")),
     Artifact(

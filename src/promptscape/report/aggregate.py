@@ -534,7 +534,8 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
     for name in ("overfit", "overfit_path", "worse_than_none"):
         out[f"proportion_{name}"] = out[f"proportion_{name}"].astype(float)
-    own = optima[UNIT + ["experiment", "task", "tuner", "kl"]].rename(
+    own = optima.loc[optima["at_tuning_length"],
+                     UNIT + ["experiment", "task", "tuner", "kl"]].rename(
         columns={"kl": "tuner_optimum_kl"})
     out = out.merge(own, on=UNIT + ["experiment", "task", "tuner"], how="left",
                     validate="m:1")

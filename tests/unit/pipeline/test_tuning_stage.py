@@ -122,12 +122,14 @@ def test_a_rerun_writes_the_same_file(scene):
 # ------------------------------------------------------------------ each tuner's optimum
 OPTIMUM = {"tuners": {**PLAN["tuners"], "full": {}}, "prompt_length": PLAN["prompt_length"],
            "optimum": {"learning_rates": [0.01, 0.05], "restarts": 1, "max_steps": 30,
-                       "patience": 10, "tolerance": 1e-6, "batch_size": 64, "check_every": 5}}
+                       "patience": 10, "tolerance": 1e-6, "batch_size": 64, "check_every": 5,
+                       "prompt_lengths": []}}
 
 
 # Fewer tuners and rates, where the test is about the plumbing.
 SMALL = {**OPTIMUM, "tuners": {"none": {}, "soft_prompt": {}, "full": {}},
-         "optimum": {**OPTIMUM["optimum"], "learning_rates": [0.05], "max_steps": 15}}
+         "optimum": {**OPTIMUM["optimum"], "learning_rates": [0.05], "max_steps": 15,
+                     "prompt_lengths": [1, 5]}}
 
 
 def optimum(scene, name, *, evaluation=None, budget=2**27, plan=OPTIMUM):
@@ -203,6 +205,12 @@ def test_the_optimum_trains_on_fresh_samples_and_the_evaluation_set_only_scores(
                "restart_spread", "start", "start_prompt", "trainable_parameters"]
     pd.testing.assert_frame_equal(a[trained], b[trained])
     assert not np.allclose(a["kl"], b["kl"])
+    # The soft prompt at K = 2 (tuned on D_N) and at 1 and 5 (> L_max = 3): one row each,
+    # only K = 2 read by the aggregate.
+    soft = a.loc[["soft_prompt"]].set_index("prompt_length")
+    assert sorted(soft.index) == [1, 2, 5]
+    assert list(soft["at_tuning_length"].sort_index()) == [False, True, False]
+    assert a.loc["full", "prompt_length"] == 0 and a.loc["full", "at_tuning_length"]
 
 
 def test_a_rerun_of_the_optimum_writes_the_same_file(scene):

@@ -40,10 +40,12 @@ def landscapes():
 
 
 def optima():
-    """Each network's soft-prompt optimum (tuner_optima rows)."""
-    return pd.DataFrame({"predictor": ["lstm", "transformer"], "replicate": 0,
+    """Each network's soft-prompt optimum (tuner_optima rows) at K = 5, the K tuned on D_N;
+    the LSTM's also at K = 1 (not read)."""
+    return pd.DataFrame({"predictor": ["lstm", "transformer", "lstm"], "replicate": 0,
                          "experiment": "e", "task": "t", "tuner": "soft_prompt",
-                         "prompt_length": 5, "kl": [0.04, 1.02]})
+                         "prompt_length": [5, 5, 1], "kl": [0.04, 1.02, 0.3],
+                         "at_tuning_length": [True, True, False]})
 
 
 def test_the_aggregate_counts_seeds_below_the_optimum_and_the_search():
@@ -72,7 +74,7 @@ def test_a_tuned_row_without_its_optimum_is_an_error():
     import pytest
 
     with pytest.raises(ValueError, match="without their tuner's optimum"):
-        aggregate.tuning(runs_table(), landscapes(), 1e-5, optima().iloc[:1])
+        aggregate.tuning(runs_table(), landscapes(), 1e-5, optima().iloc[[0, 2]])
 
 
 def test_every_layer_of_the_figure_reads_its_own_panel():

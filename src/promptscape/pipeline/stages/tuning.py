@@ -387,9 +387,10 @@ def tune_optimum(*, model: str, landscape_file: str, evaluation: str | None, out
                  device: str = "auto") -> None:
     """The tuner_optima rows of one network and task: each tuner of the plan trained on the
     task itself (`promptscape.neural.optimum`), over the plan's learning rates and starts,
-    the best by the population objective; scored as tune_network scores (the landscape's
-    rule). The landscape gives the prompt-space tuners' hard start (the best hard prompt of
-    length K); the evaluation set, where the landscape estimates on it, only scores."""
+    the best by the population objective; prompt-space tuners at K and at each of
+    `optimum.prompt_lengths`; scored as tune_network scores (the landscape's rule). The
+    landscape gives the prompt-space tuners' hard starts; the evaluation set, where the
+    landscape estimates on it, only scores."""
     torch.set_num_threads(threads)
     V = build_source(pretraining, where="pretraining").vocab_size
     T, K = task_length, tuning["prompt_length"]
@@ -402,87 +403,107 @@ def tune_optimum(*, model: str, landscape_file: str, evaluation: str | None, out
                     torch_device)
     identity = (predictor, replicate, experiment, task_name)
     entropy = score.prompts([""])[3]
+    objective = check = None  # Sampled: one objective per run, each drawing its own
     if score.method == "exact_enumeration":
         objective = optimum_lib.Exact(score.seqs, np.exp(score.log_p), torch_device)
     else:
         check = task_source.sample(4 * settings["batch_size"], T,
                                    seeding.numpy_generator("tuner_optimum_check", *identity))
-        objective = None  # one `Sampled` per run: each start draws its own fresh sequences
-    base.check_context(K + T)
-    # The hard starts: the landscape's hard optimum (padded on the left to K), and its best
-    # prompt of length exactly K where the landscape has that length and it differs.
-    # (The hard optimum is no start where it is longer than K.)
-    best = _hard_optimum(landscape_file)
-    hard = [("optimum", best)] if len(best) <= K else []
-    if K <= max_prompt_length and _hard_optimum(landscape_file, K) != best:
-        hard.append(("optimum_of_length_k", _hard_optimum(landscape_file, K)))
+    best_hard = _hard_optimum(landscape_file)
+    lengths = sorted(set(settings.get("prompt_lengths") or [K]) | {K})
     rows = []
     for name, own in tuning["tuners"].items():
-        spec = tuners_lib.TUNERS[name]
-        prompt_space = spec.space == tuners_lib.PROMPT
-        starts = list(hard) if prompt_space else [("network", "")]
-        if prompt_space:
-            rng = seeding.numpy_generator("tuner_optimum_starts", *identity, name)
-            starts += [("random", prompts_lib.to_strings(rng.integers(0, V, (1, K))
-                                                         .astype(np.uint8))[0])
-                       for _ in range(settings["restarts"])]
-        rates = settings["learning_rates"] if spec.space != tuners_lib.REFERENCE else [None]
-
-        def built(start: str, restart: int) -> tuning_lib.Tuned:
-            generator = torch.Generator().manual_seed(seeding.stable_seed(
-                "tuner_optimum", *identity, name, restart) % 2**63)
-            prompt = torch.as_tensor(_padded(start, K)[None], device=torch_device)
-            return tuning_lib.build(name, base, prompt, own, generator).to(torch_device)
-
-        runs = {}  # (rate index, start index) -> Run
-        for i, rate in enumerate(rates):
-            for j, (_, start) in enumerate(starts):
-                tuned = built(start, j)
-                if rate is None:
-                    runs[i, j] = optimum_lib.Run(0.0, 0, None, {})
-                    continue
-                if objective is not None:
-                    target = objective
-                else:
-                    stream = seeding.numpy_generator("tuner_optimum_stream", *identity, name,
-                                                     rate, j)
-                    target = optimum_lib.Sampled(lambda n, step, g=stream: task_source.sample(
-                        n, T, g), settings["batch_size"], check, torch_device)
-                runs[i, j] = optimum_lib.train(
-                    tuned, target, learning_rate=rate, max_steps=settings["max_steps"],
-                    patience=settings["patience"], tolerance=settings["tolerance"],
-                    check_every=settings["check_every"])
-        (i, j) = min(runs, key=lambda key: (runs[key].objective, key))
-        best = runs[i, j]
-        tuned = optimum_lib.load(built(starts[j][1], j), best.state)
-        with torch.no_grad():
-            kl, kl_se, _ = score.tuned(tuned)
-        judge = objective if objective is not None else optimum_lib.Sampled(
-            None, 1, check, torch_device)
-        trained = rates[i] is not None
-        spread = [runs[i, k].objective for k in range(len(starts))]
-        rows.append({
-            "tuner": name, "prompt_length": K if prompt_space else 0,
-            "method": score.method, "kl": float(kl[0]), "kl_se": float(kl_se[0]),
-            "entropy": float(entropy),
-            "objective": float(best.objective) if trained else float(judge.value(tuned)),
-            "learning_rate": rates[i], "steps": int(best.steps),
-            "converged_step": best.converged_step,
-            "gradient_norm": optimum_lib.gradient_norm(tuned, judge) if trained else None,
-            "restart_spread": float(max(spread) - min(spread)),
-            "restarts": len(starts), "start": starts[j][0],
-            "start_prompt": starts[j][1] if prompt_space else None,
-            "trainable_parameters": int(tuned.trainable_parameters()),
-        })
-        log.info("%s r%d %s: %s's optimum KL %.4g nats (learning rate %s, %d steps, converged "
-                 "at %s, from its %s start; restart spread %.3g)", predictor, replicate,
-                 task_name, name, kl[0], rates[i], best.steps, best.converged_step,
-                 starts[j][0], rows[-1]["restart_spread"])
+        prompt_space = tuners_lib.TUNERS[name].space == tuners_lib.PROMPT
+        for length in (lengths if prompt_space else [0]):
+            rows.append(_tuner_optimum(
+                name, own, length, at_tuning_length=length in (K, 0), base=base, V=V, T=T,
+                max_prompt_length=max_prompt_length, settings=settings, identity=identity,
+                score=score, objective=objective, check=check, task_source=task_source,
+                landscape_file=landscape_file, best_hard=best_hard, entropy=entropy,
+                torch_device=torch_device))
     n = len(rows)
     frame = {"predictor": [predictor] * n, "replicate": [replicate] * n,
              "experiment": [experiment] * n, "task": [task_name] * n,
              **{key: [r[key] for r in rows] for key in rows[0]}}
     tables.write(frame, "tuner_optima", output)
+
+
+def _tuner_optimum(name, own, K, *, at_tuning_length, base, V, T, max_prompt_length, settings,
+                   identity, score, objective, check, task_source, landscape_file, best_hard,
+                   entropy, torch_device) -> dict:
+    """One tuner_optima row: tuner `name` (its settings `own`) with K prompt positions (0:
+    not a prompt-space tuner) at its optimum."""
+    spec = tuners_lib.TUNERS[name]
+    prompt_space = spec.space == tuners_lib.PROMPT
+    if prompt_space:
+        base.check_context(K + T)
+    # The hard starts: the landscape's hard optimum (padded on the left to K; no start where
+    # it is longer than K), and its best prompt of length exactly K where the landscape has
+    # that length and it differs.
+    starts = [("network", "")]
+    if prompt_space:
+        starts = [("optimum", best_hard)] if len(best_hard) <= K else []
+        if K <= max_prompt_length and _hard_optimum(landscape_file, K) != best_hard:
+            starts.append(("optimum_of_length_k", _hard_optimum(landscape_file, K)))
+        rng = seeding.numpy_generator("tuner_optimum_starts", *identity, name, K)
+        starts += [("random", prompts_lib.to_strings(rng.integers(0, V, (1, K))
+                                                     .astype(np.uint8))[0])
+                   for _ in range(settings["restarts"])]
+    rates = settings["learning_rates"] if spec.space != tuners_lib.REFERENCE else [None]
+    width = max(K, 1)
+
+    def built(start: str, restart: int) -> tuning_lib.Tuned:
+        generator = torch.Generator().manual_seed(seeding.stable_seed(
+            "tuner_optimum", *identity, name, restart) % 2**63)
+        prompt = torch.as_tensor(_padded(start, width)[None], device=torch_device)
+        return tuning_lib.build(name, base, prompt, own, generator).to(torch_device)
+
+    runs = {}  # (rate index, start index) -> Run
+    for i, rate in enumerate(rates):
+        for j, (_, start) in enumerate(starts):
+            tuned = built(start, j)
+            if rate is None:
+                runs[i, j] = optimum_lib.Run(0.0, 0, None, {})
+                continue
+            if objective is not None:
+                target = objective
+            else:
+                stream = seeding.numpy_generator("tuner_optimum_stream", *identity, name,
+                                                 K, rate, j)
+                target = optimum_lib.Sampled(lambda n, step, g=stream: task_source.sample(
+                    n, T, g), settings["batch_size"], check, torch_device)
+            runs[i, j] = optimum_lib.train(
+                tuned, target, learning_rate=rate, max_steps=settings["max_steps"],
+                patience=settings["patience"], tolerance=settings["tolerance"],
+                check_every=settings["check_every"])
+    (i, j) = min(runs, key=lambda key: (runs[key].objective, key))
+    best = runs[i, j]
+    tuned = optimum_lib.load(built(starts[j][1], j), best.state)
+    with torch.no_grad():
+        kl, kl_se, _ = score.tuned(tuned)
+    judge = objective if objective is not None else optimum_lib.Sampled(
+        None, 1, check, torch_device)
+    trained = rates[i] is not None
+    spread = [runs[i, k].objective for k in range(len(starts))]
+    row = {
+        "tuner": name, "prompt_length": K,
+        "method": score.method, "kl": float(kl[0]), "kl_se": float(kl_se[0]),
+        "entropy": float(entropy),
+        "objective": float(best.objective) if trained else float(judge.value(tuned)),
+        "learning_rate": rates[i], "steps": int(best.steps),
+        "converged_step": best.converged_step,
+        "gradient_norm": optimum_lib.gradient_norm(tuned, judge) if trained else None,
+        "restart_spread": float(max(spread) - min(spread)),
+        "restarts": len(starts), "start": starts[j][0],
+        "start_prompt": starts[j][1] if prompt_space else None,
+        "at_tuning_length": bool(at_tuning_length),
+        "trainable_parameters": int(tuned.trainable_parameters()),
+    }
+    log.info("%s r%d %s: %s's optimum (K = %d) KL %.4g nats (learning rate %s, %d steps, "
+             "converged at %s, from its %s start; restart spread %.3g)", identity[0],
+             identity[1], identity[3], name, K, kl[0], rates[i], best.steps,
+             best.converged_step, starts[j][0], row["restart_spread"])
+    return row
 
 
 def _hard_optimum(landscape_file: str, K: int | None = None) -> str:
