@@ -559,9 +559,15 @@ ARTIFACTS = {a.name: a for a in [
          ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
          ("train_loss", _F, "empirical log loss per task sequence on D_N (nats); for "
                             "hard_search L_N(s_hat)"),
-         ("init_prompt", _S, "prompt-space tuners: the hard prompt of K symbols they start "
-                             "from (init: search, the best of length K on D_N; or random); "
-                             "null otherwise", NULLABLE),
+         ("init_prompt", _S, "prompt-space tuners: the hard prompt they start from (init: "
+                             "search, the best of length K on D_N; random, K uniform "
+                             "symbols; optimum, the landscape's hard optimum, shown "
+                             "unpadded, padded on the left to K positions at the mean "
+                             "symbol embedding). A soft prompt starts at it exactly; a "
+                             "simplex prompt near it (logit init_logit); a prefix at the "
+                             "state after it, read before the task's own start token, so a "
+                             "prefix's step-0 KL is not the prompt's landscape KL; null "
+                             "otherwise", NULLABLE),
          ("projected_prompt", _S, "simplex_prompt: the hard prompt of per-position argmax "
                                   "symbols; null otherwise", NULLABLE),
          ("projected_kl", _F, "simplex_prompt: KL of projected_prompt, as its landscape row; "
