@@ -38,6 +38,7 @@ RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
          "reliability_prediction": "aggregate_search",
          "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
+         "tuner_optima": "tune_optimum",
          "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
          "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
          "local_optima": "analyse_edits", "transfer": "analyse_edits"}
@@ -63,6 +64,7 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
                               "edits", "local_optima", "transfer")
                 + (layout.STRATEGY_TABLES if exp.runs_strategies else ())
                 + (("tuning",) if exp.tuning else ())]
+        out += [(path, "tuner_optima") for path in layout.optimum_outputs(study, exp)]
     return out
 
 
@@ -207,6 +209,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out += hill_climb_lines(_configured(_read(study, path, "hill_climb_optima"), exp, path))
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
+        out += optimum_lines(_read(study, layout.optimum_outputs(study, exp), "tuner_optima"))
     out += edit_lines(exp, *(_read(study, layout.aggregate(study, exp, name), name)
                              for name in ("edits", "local_optima", "transfer")))
     return "\n".join(out)
@@ -331,6 +334,29 @@ def tuning_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
                      if n in part.index else "" for n in names if n != "none"]
             shown = predictor + (f" r{replicate}" if replicate else "")
             out.append(f"| {shown} | {task} | {int(N)} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def optimum_lines(optima: pd.DataFrame) -> list[str]:
+    """Each tuner's own optimum per (network, task), prompt-space tuners at each K: its KL,
+    the learning rate and steps that reached it, where it converged, the spread over its
+    starts and the start that won."""
+    out = ["Each tuner's own optimum (trained on the task itself, N = inf; docs/science.md): "
+           "KL (nats), the learning rate and Adam steps of the best run, the step at which it "
+           "converged (- : not within max_steps), the objective's range over its starts and "
+           "the start that won.", "",
+           "| network | task | tuner | K | KL | learning rate | steps | converged | "
+           "restart spread | start |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in optima.itertuples():
+        shown = r.predictor + (f" r{r.replicate}" if r.replicate else "")
+        rate = "-" if pd.isna(r.learning_rate) else f"{r.learning_rate:g}"
+        converged = "-" if pd.isna(r.converged_step) else str(int(r.converged_step))
+        start = r.start + (f" `{r.start_prompt}`" if isinstance(r.start_prompt, str)
+                           and r.start_prompt else "")
+        out.append(f"| {shown} | {r.task} | {r.tuner} | {int(r.prompt_length)} | {r.kl:.3g} | "
+                   f"{rate} | {int(r.steps)} | {converged} | {r.restart_spread:.3g} | "
+                   f"{start} |")
     return out + [""]
 
 

@@ -149,3 +149,19 @@ def test_the_summary_reads_the_last_and_the_best_budget_and_each_tuners_optimum(
     assert f"{soft:.3g}, best {soft - 0.01:.3g} (0)" in row
     assert "path 0.25, worse than none 0.25; optimum 0.04" in row
     assert not any("held-out" in line for line in lines)
+
+
+def test_the_summary_lists_each_tuners_optimum_at_each_k():
+    from promptscape.report import summary
+
+    rows = optima().assign(method="exact_enumeration", kl_se=0.0, entropy=6.0,
+                           objective=lambda f: f["kl"] + 6.0, learning_rate=[0.03, 0.01, 0.03],
+                           steps=[40, 100, 12], converged_step=[70, None, 42],
+                           gradient_norm=1e-3, restart_spread=[0.01, 0.0, 0.2], restarts=3,
+                           start=["optimum", "random", "optimum"],
+                           start_prompt=["1", "01101", ""], trainable_parameters=20)
+    lines = summary.optimum_lines(rows)
+    assert "| lstm | t | soft_prompt | 5 | 0.04 | 0.03 | 40 | 70 | 0.01 | optimum `1` |" in lines
+    assert "| transformer | t | soft_prompt | 5 | 1.02 | 0.01 | 100 | - | 0 | random `01101` |" \
+        in lines
+    assert "| lstm | t | soft_prompt | 1 | 0.3 | 0.03 | 12 | 42 | 0.2 | optimum |" in lines
