@@ -304,7 +304,7 @@ def test_the_held_out_split_is_seeded_disjoint_and_says_when_d_n_is_too_small():
     inverse = np.array([[0, 1, 2, 3, 0, 1, 2, 3], [4, 4, 4, 4, 5, 5, 5, 5]])
     identity = ("lstm", 0, "e", "t", 8)
     train_w, hold_w, held = tuning._holdout_split({"holdout": 0.25, "learning_rates": [0.1]},
-                                                  None, inverse, 6, seeds, identity)
+                                                  inverse, 6, seeds, identity)
     assert held == 2
     np.testing.assert_allclose(train_w.sum(axis=1), 1)
     np.testing.assert_allclose(hold_w.sum(axis=1), 1)
@@ -312,10 +312,10 @@ def test_the_held_out_split_is_seeded_disjoint_and_says_when_d_n_is_too_small():
     # other 6 trained on (multiples of 1/6), together D_N's counts.
     np.testing.assert_allclose(hold_w * 2 + train_w * 6, np.stack(
         [np.bincount(row, minlength=6) for row in inverse]))
-    again = tuning._holdout_split({"holdout": 0.25, "learning_rates": [0.1]}, None, inverse, 6,
+    again = tuning._holdout_split({"holdout": 0.25, "learning_rates": [0.1]}, inverse, 6,
                                   seeds, identity)
     np.testing.assert_array_equal(again[1], hold_w)
-    reason = tuning._holdout_split({"holdout": 0.05, "learning_rates": [0.1]}, None, inverse,
+    reason = tuning._holdout_split({"holdout": 0.05, "learning_rates": [0.1]}, inverse,
                                    6, seeds, identity)
     assert isinstance(reason, str) and "N = 8" in reason
-    assert tuning._holdout_split(None, None, inverse, 6, seeds, identity) is None
+    assert tuning._holdout_split(None, inverse, 6, seeds, identity) is None

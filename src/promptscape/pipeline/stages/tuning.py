@@ -117,8 +117,8 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
     add(tuners_lib.HARD_SEARCH, 0, shat_kl, shat_se, shat["empirical_loss"], 0,
         own_distinct * num_prompts)
     identity = (predictor, replicate, experiment, task_name, N)
-    split = _holdout_split(tuning.get("selection"), data, inverse.reshape(S, N), len(distinct),
-                           seeds, identity)
+    split = _holdout_split(tuning.get("selection"), inverse.reshape(S, N), len(distinct), seeds,
+                           identity)
     init_strings = [_unpadded(row) for row in init]
     for name, settings in tuning["tuners"].items():
         spec = tuners_lib.TUNERS[name]
@@ -207,9 +207,10 @@ class _PathWatch:
         self.last = (kl, train_loss)
 
 
-def _holdout_split(selection, data, inverse, U, seeds, identity):
+def _holdout_split(selection, inverse, U, seeds, identity):
     """Each seed's D_N split for choosing settings on held-out data (`tuning.selection`): a
-    seeded share `holdout` of its N sequences held out, the rest trained on. Returns
+    seeded share `holdout` of its N sequences (inverse (S, N): the index of each among the
+    U distinct sequences) held out, the rest trained on. Returns
     (train weights (S, U), held-out weights (S, U), held-out count), or, where D_N is too
     small to hold anything out and train on the rest, the reason (a string); None without a
     selection."""
