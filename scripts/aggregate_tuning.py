@@ -6,6 +6,7 @@ with identity.job(snakemake) as args:
     aggregate.aggregate_tuning(
         runs=list(snakemake.input.runs),
         landscapes=list(snakemake.input.landscapes),
+        optima=list(snakemake.input.optima),
         output=snakemake.output.tuning,
         in_meta_distribution=args["in_meta_distribution"],
     )

@@ -8,6 +8,7 @@ with identity.job(snakemake):
         datasets=snakemake.input.datasets,
         search_file=snakemake.input.search,
         evaluation=snakemake.input.get("evaluation"),
+        landscape_file=snakemake.input.get("landscape"),
         model=snakemake.input.model,
         output=snakemake.output.runs,
         device=training_device(snakemake.config),

@@ -207,7 +207,8 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
     assert planned_jobs(neural_run, NEURAL, library=library) == {
         "train_predictor": 2, "evaluate_predictor": 2, "score_prompts": 2, "search_prompts": 1,
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
-        "predict_reliability": 2, "tune_network": 2, "aggregate_tuning": 1,
+        "predict_reliability": 2, "tune_network": 2, "tune_optimum": 2,
+        "aggregate_tuning": 1,
         "analyse_edits": 1, "plot_figure": 11,
         "plot_study_figure": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
@@ -328,3 +329,28 @@ def test_no_tuner_reads_a_landscape_or_an_evaluation_set_on_the_rule_graph(tmp_p
     assert parents == {"train_predictor", "simulate_tasks", "search_prompts"}
     assert "tune_network" in {labels[a] for a, b in re.findall(r"(\d+) -> (\d+)", proc.stdout)
                               if labels[b] == "aggregate_tuning"}
+
+
+def _parents(tmp_path, config, rule):
+    tmp_path.mkdir(exist_ok=True)
+    proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", config), "--rulegraph")
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', proc.stdout))
+    return {labels[a] for a, b in re.findall(r"(\d+) -> (\d+)", proc.stdout)
+            if labels[b] == rule}
+
+
+def test_held_out_settings_read_nothing_more_and_only_the_oracle_start_reads_a_landscape(
+        tmp_path):
+    """Choosing settings on held-out data reads D_N alone, as fixed settings do; init:
+    optimum (the landscape's hard optimum, K beyond L_max) is the one start that reads the
+    landscape. Each tuner's optimum reads the network and its landscape, never a D_N."""
+    config = load_config(NEURAL)
+    tuning = config["experiments"]["bernmix"]["tuning"]
+    tuning["selection"] = {"holdout": 0.25, "learning_rates": [0.01, 0.1]}
+    assert _parents(tmp_path / "a", config, "tune_network") == {
+        "train_predictor", "simulate_tasks", "search_prompts"}
+    assert _parents(tmp_path / "a", config, "tune_optimum") == {
+        "train_predictor", "compute_landscape"}
+    tuning.update(init="optimum", prompt_length=3)
+    assert _parents(tmp_path / "b", config, "tune_network") == {
+        "train_predictor", "simulate_tasks", "search_prompts", "compute_landscape"}

@@ -699,8 +699,8 @@ def get_tuning_block(wildcards):
 
 def get_tuning_inputs(wildcards):
     """A tune_network job's inputs: the network's checkpoint, the block's D_N and searches,
-    and the evaluation set only where the landscape estimates KL on it (never the
-    landscape)."""
+    and the evaluation set only where the landscape estimates KL on it; the landscape only
+    for init: optimum (its hard optimum is the start)."""
     exp = get_experiment(wildcards)
     _, (a, b) = get_tuning_block(wildcards)
     inputs = dict(
@@ -717,6 +717,13 @@ def get_tuning_inputs(wildcards):
     if not is_tabulated(exp):
         inputs["evaluation"] = layout.pattern(STUDY, "evaluation_set").format(
             experiment=exp.name, task=wildcards.task
+        )
+    if exp.tuning.init == "optimum":  # the oracle start: the landscape's hard optimum
+        inputs["landscape"] = layout.pattern(STUDY, "landscape").format(
+            experiment=exp.name,
+            predictor=wildcards.predictor,
+            replicate=wildcards.replicate,
+            task=wildcards.task,
         )
     return inputs
 
@@ -744,6 +751,51 @@ def get_tuning_args(wildcards):
         max_prompt_length=exp.max_prompt_length,
         enumeration_budget=STUDY.enumeration_budget,
         tuning=exp.tuning.to_dict(),
+        threads=STUDY.training["threads"],
+    )
+
+
+def get_optimum_inputs(wildcards):
+    """A tune_optimum job's inputs: the network's checkpoint, its landscape (the hard start
+    of length K), and the evaluation set only where the landscape estimates KL on it (it
+    scores, never trains)."""
+    exp = get_experiment(wildcards)
+    if not exp.tuning or wildcards.predictor not in exp.tuning.networks:
+        raise ValueError(
+            f"experiment {exp.name!r} does not tune {wildcards.predictor!r}"
+        )
+    inputs = dict(
+        model=layout.checkpoint(
+            STUDY, exp, wildcards.predictor, int(wildcards.replicate)
+        ),
+        landscape=layout.pattern(STUDY, "landscape").format(
+            experiment=exp.name,
+            predictor=wildcards.predictor,
+            replicate=wildcards.replicate,
+            task=wildcards.task,
+        ),
+    )
+    if not is_tabulated(exp):
+        inputs["evaluation"] = layout.pattern(STUDY, "evaluation_set").format(
+            experiment=exp.name, task=wildcards.task
+        )
+    return inputs
+
+
+def get_optimum_args(wildcards):
+    exp = get_experiment(wildcards)
+    task = get_task(wildcards)
+    return dict(
+        predictor=wildcards.predictor,
+        replicate=int(wildcards.replicate),
+        pretraining=exp.pretraining.to_dict(),
+        experiment=exp.name,
+        task_name=task.name,
+        task=task.source.to_dict(),
+        task_length=exp.task_length,
+        max_prompt_length=exp.max_prompt_length,
+        enumeration_budget=STUDY.enumeration_budget,
+        tuning=exp.tuning.optimum_dict(),
         threads=STUDY.training["threads"],
     )
 

@@ -17,7 +17,10 @@ from promptscape import validation
 from promptscape.validation import ConfigError
 
 PROMPT, WEIGHTS, REFERENCE = "prompt", "weights", "reference"
-INITS = ("search", "random")
+# Starts of prompt-space tuners on D_N: the best hard prompt of length exactly K on D_N
+# (needs K <= L_max), K uniform symbols, or the landscape's hard optimum padded on the left
+# to K positions (an oracle start: the one init that reads the landscape).
+INITS = ("search", "random", "optimum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,8 @@ class Tuner:
     trained side by side), "weights" (the network's weights, a seed at a time) or
     "reference" (nothing trained). settings: its own settings and their defaults, set by a
     mapping ``tuning.tuners: {name: {setting: value}}`` or, for all tuners that have it, by
-    ``tuning.<setting>``. build: ``"module:attribute"`` of its builder
+    ``tuning.<setting>``; every trained tuner also has ``learning_rate`` (default
+    ``tuning.learning_rate``). build: ``"module:attribute"`` of its builder
     ``(base, prompts (S, K), settings, generator) -> Tuned``.
     """
 
@@ -76,6 +80,18 @@ def seeds_side_by_side(seeds: int, sequences: float, tokens_per_sequence: int) -
     return max(1, min(seeds, BATCH_TOKENS // width))
 # Settings every tuner has (tuning.<key>), with their defaults.
 SHARED = {"steps": 200, "learning_rate": 0.01}
+# How each tuner's own optimum is found (tuning.optimum; promptscape.neural.optimum): Adam on
+# the population objective at each learning rate of a small grid, from `restarts` random
+# starts (prompt-space tuners: K uniform symbols) and, for prompt-space tuners, the hard
+# optimum of length K; up to `max_steps` steps, converged once the objective has not improved
+# by more than `tolerance` (relative) for `patience` steps. Where the landscape does not
+# enumerate the task sequences, each step draws `batch_size` fresh ones and steps are judged
+# every `check_every` steps on a sample of 4 x batch_size of their own.
+# Prompt-space tuners' optima are found at K and at each of `prompt_lengths` (any length:
+# a continuous prompt needs no enumeration), so that the optimum's dependence on K shows.
+OPTIMUM = {"learning_rates": [0.003, 0.01, 0.03], "restarts": 2, "max_steps": 300,
+           "patience": 30, "tolerance": 1e-6, "batch_size": 1024, "check_every": 10,
+           "prompt_lengths": []}
 
 
 def lora_width(config) -> int:
@@ -104,6 +120,10 @@ class Plan:
     tasks: tuple[str, ...]
     dataset_sizes: tuple[int, ...]
     num_seeds: int
+    optimum: dict = dataclasses.field(default_factory=lambda: dict(OPTIMUM))
+    # Settings chosen on held-out data (`tuning.selection`): {holdout, learning_rates}; None:
+    # every tuner at its fixed settings only.
+    selection: dict | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -114,7 +134,18 @@ class Plan:
         return {"tuners": {name: dict(s) for name, s in self.tuners},
                 "prompt_length": self.prompt_length, "steps": self.steps,
                 "tuning_steps": list(self.tuning_steps), "learning_rate": self.learning_rate,
-                "init": self.init}
+                "init": self.init,
+                "selection": None if self.selection is None else
+                {"holdout": self.selection["holdout"],
+                 "learning_rates": list(self.selection["learning_rates"])}}
+
+    def optimum_dict(self) -> dict:
+        """The tuner_optima job's view: the tuners, K and how their optima are found."""
+        return {"tuners": {name: {k: v for k, v in s.items() if k != "learning_rate"}
+                           for name, s in self.tuners},
+                "prompt_length": self.prompt_length,
+                "optimum": {k: list(v) if isinstance(v, (list, tuple)) else v
+                            for k, v in self.optimum.items()}}
 
 
 def _check(value, name, kind, **bounds):
@@ -126,7 +157,69 @@ def _check(value, name, kind, **bounds):
 
 
 KEYS = ("tuners", "prompt_length", "steps", "tuning_steps", "learning_rate", "lora_rank",
-        "init", "networks", "tasks", "dataset_sizes", "num_seeds")
+        "init", "networks", "tasks", "dataset_sizes", "num_seeds", "optimum", "selection")
+SELECTION = ("holdout", "learning_rates")
+
+
+def _selection(spec, where: str) -> dict | None:
+    """The checked `tuning.selection` mapping ({holdout, learning_rates}), or None."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != set(SELECTION):
+        raise ConfigError(f"{where} == {spec!r}, must be a mapping of exactly "
+                          f"{', '.join(SELECTION)} (holdout: the share of D_N held out, in "
+                          "(0, 1); learning_rates: the rates to choose among)")
+    _check(spec["holdout"], f"{where}.holdout", numbers.Real, min_val=0, max_val=1,
+           include_boundaries="neither")
+    rates = spec["learning_rates"]
+    if not isinstance(rates, list) or not rates:
+        raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
+                          "positive learning rates")
+    for i, rate in enumerate(rates):
+        _check(rate, f"{where}.learning_rates[{i}]", numbers.Real, min_val=0,
+               include_boundaries="neither")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
+    return {"holdout": float(spec["holdout"]),
+            "learning_rates": sorted(float(r) for r in rates)}
+
+
+def _optimum(spec, where: str) -> dict:
+    """The checked `tuning.optimum` mapping, its defaults (`OPTIMUM`) filled in."""
+    spec = {} if spec is None else spec
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} == {spec!r}, must be a mapping of {', '.join(OPTIMUM)}")
+    unknown = sorted(set(spec) - set(OPTIMUM))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(OPTIMUM)}")
+    out = {**OPTIMUM, **spec}
+    rates = out["learning_rates"]
+    if not isinstance(rates, list) or not rates:
+        raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
+                          "positive learning rates")
+    for i, rate in enumerate(rates):
+        _check(rate, f"{where}.learning_rates[{i}]", numbers.Real, min_val=0,
+               include_boundaries="neither")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
+    out["learning_rates"] = sorted(float(r) for r in rates)
+    lengths = out["prompt_lengths"]
+    if not isinstance(lengths, list):
+        raise ConfigError(f"{where}.prompt_lengths == {lengths!r}, must be a list of prompt "
+                          "lengths K >= 1")
+    for i, length in enumerate(lengths):
+        _check(length, f"{where}.prompt_lengths[{i}]", numbers.Integral, min_val=1,
+               include_boundaries="left")
+    out["prompt_lengths"] = sorted({int(k) for k in lengths})
+    for key, low in (("restarts", 0), ("max_steps", 1), ("patience", 1), ("batch_size", 1),
+                     ("check_every", 1)):
+        _check(out[key], f"{where}.{key}", numbers.Integral, min_val=low,
+               include_boundaries="left")
+        out[key] = int(out[key])
+    _check(out["tolerance"], f"{where}.tolerance", numbers.Real, min_val=0,
+           include_boundaries="left")
+    out["tolerance"] = float(out["tolerance"])
+    return out
 
 
 def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
@@ -158,7 +251,13 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
 
     if max_prompt_length < 1:
         raise ConfigError(f"{where}: tuning needs prompts, but max_prompt_length is 0")
-    K = integer("prompt_length", max_prompt_length, 1, max_prompt_length)
+    init = spec.get("init", "search")
+    if init not in INITS:
+        raise ConfigError(f"{where}.init == {init!r}, must be one of {', '.join(INITS)}")
+    # A continuous prompt needs no enumeration: K may exceed L_max, except where the start
+    # is the best hard prompt of length K on D_N (init: search).
+    K = integer("prompt_length", max_prompt_length, 1,
+                max_prompt_length if init == "search" else None)
     steps = integer("steps", SHARED["steps"], 1)
     budgets = spec.get("tuning_steps", [steps])
     if not isinstance(budgets, list) or not budgets:
@@ -170,9 +269,6 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
     if len(set(budgets)) != len(budgets):
         raise ConfigError(f"{where}.tuning_steps == {budgets}: a step count is listed twice")
     learning_rate = positive_real("learning_rate", SHARED["learning_rate"])
-    init = spec.get("init", "search")
-    if init not in INITS:
-        raise ConfigError(f"{where}.init == {init!r}, must be one of {', '.join(INITS)}")
 
     chosen = spec.get("tuners", ["none", "soft_prompt", "full"])
     if isinstance(chosen, list):
@@ -192,12 +288,14 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
         if not isinstance(own, dict):
             raise ConfigError(f"{key} == {own!r}, must be a mapping of its settings")
         tuner = TUNERS[name]
-        bad = sorted(set(own) - set(tuner.settings))
+        # Every trained tuner has its own learning rate, tuning.learning_rate by default.
+        known = {**tuner.settings, **({"learning_rate": learning_rate}
+                                      if tuner.space != REFERENCE else {})}
+        bad = sorted(set(own) - set(known))
         if bad:
-            allowed = ", ".join(tuner.settings) or "none"
+            allowed = ", ".join(known) or "none"
             raise ConfigError(f"{key}: unknown setting(s) {bad}; {name}'s settings: {allowed}")
-        settings = {**tuner.settings, **{k: v for k, v in shared.items()
-                                         if k in tuner.settings}, **own}
+        settings = {**known, **{k: v for k, v in shared.items() if k in known}, **own}
         for setting, value in settings.items():
             _check(value, f"{key}.{setting}", numbers.Real, min_val=0,
                                     include_boundaries="neither")
@@ -242,4 +340,6 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
                 tuning_steps=tuple(sorted(int(b) for b in budgets)),
                 learning_rate=learning_rate, init=init, networks=tuple(names),
                 tasks=tuple(t for t in tasks if t in task_names),
-                dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds)
+                dataset_sizes=tuple(sorted(sizes)), num_seeds=seeds,
+                optimum=_optimum(spec.get("optimum"), f"{where}.optimum"),
+                selection=_selection(spec.get("selection"), f"{where}.selection"))

@@ -124,14 +124,37 @@ class PromptEmbeddings(Tuned):
         return self.base.extend(prefix, seqs)
 
 
+# A start prompt's padding: a position of a hard prompt shorter than K (the hard optimum
+# padded on the left to K positions, `init: optimum`) holds the mean of the V symbols'
+# embeddings (a simplex prompt: logits 0, the same uniform mixture).
+PAD = -1
+
+
+def start_embeddings(base: nn.Module, prompts: torch.Tensor) -> torch.Tensor:
+    """(S, K, E) input embeddings of (S, K) start prompts: each symbol's embedding, `PAD`
+    positions the mean embedding of the V symbols."""
+    prompts = prompts.long()
+    table = base.embed.weight[:base.vocab_size].detach()
+    out = table[prompts.clamp(min=0)]
+    pad = (prompts == PAD)[..., None]
+    return torch.where(pad, table.mean(0).expand_as(out), out).clone()
+
+
+def _start_prefix(base: nn.Module, prompts: torch.Tensor):
+    """The network's state after BOS and each (S, K) start prompt (`start_embeddings`)."""
+    soft = start_embeddings(base, prompts)
+    bos = base.embed.weight[base.vocab_size].detach().expand(soft.shape[0], 1, soft.shape[-1])
+    return base.prefix_embedded(torch.cat([bos, soft], dim=1))
+
+
 class SoftPrompt(PromptEmbeddings):
     """`soft_prompt`: K free vectors in the embedding space, started at a hard prompt's
-    embeddings."""
+    embeddings (`start_embeddings`)."""
 
     def __init__(self, base, prompts: torch.Tensor):
         super().__init__(base)
         self.seeds = prompts.shape[0]
-        self.soft = nn.Parameter(base.embed.weight[prompts.long()].detach().clone())
+        self.soft = nn.Parameter(start_embeddings(base, prompts))
 
     def inputs(self):
         return self.soft
@@ -145,8 +168,9 @@ class SimplexPrompt(PromptEmbeddings):
     def __init__(self, base, prompts: torch.Tensor, init_logit: float):
         super().__init__(base)
         self.seeds = prompts.shape[0]
-        self.logits = nn.Parameter(
-            float(init_logit) * F.one_hot(prompts.long(), self.vocab_size).float())
+        prompts = prompts.long()
+        self.logits = nn.Parameter(float(init_logit) * F.one_hot(
+            prompts.clamp(min=0), self.vocab_size).float() * (prompts != PAD)[..., None])
 
     def inputs(self):
         return self.logits.softmax(-1) @ self.base.embed.weight[:self.vocab_size]
@@ -158,13 +182,17 @@ class SimplexPrompt(PromptEmbeddings):
 
 class LSTMPrefix(Tuned):
     """`prefix` of an LSTM: a learned initial state (h0, c0) read before BOS, started at the
-    state after BOS and a hard prompt."""
+    state after BOS and a hard prompt (its `PAD` positions left out: a state holds a prompt
+    of any length). The task is read after a second BOS, so at its start the prefix is not
+    the hard prompt: it is the prompt followed by BOS."""
 
     def __init__(self, base, prompts: torch.Tensor):
         super().__init__(base)
         self.seeds = prompts.shape[0]
         with torch.no_grad():
-            h, c = base.prefix(prompts.long()).cache  # (layers, S, H)
+            states = [base.prefix(row[row != PAD][None].long()).cache for row in prompts]
+            h = torch.cat([state[0] for state in states], dim=1)  # (layers, S, H)
+            c = torch.cat([state[1] for state in states], dim=1)
         self.h0, self.c0 = nn.Parameter(h.clone()), nn.Parameter(c.clone())
 
     def forward(self, seqs):
@@ -179,13 +207,14 @@ class LSTMPrefix(Tuned):
 class TransformerPrefix(Tuned):
     """`prefix` of a Transformer: K learned key/value pairs per layer that BOS and every task
     position attend to (Li & Liang, 2021); positions as in the unprompted network. Started at
-    the keys and values of a hard prompt's K symbols read after BOS."""
+    the keys and values of a hard prompt's K symbols read after BOS (`start_embeddings`);
+    the task's own BOS follows them, so at its start the prefix is not the hard prompt."""
 
     def __init__(self, base, prompts: torch.Tensor):
         super().__init__(base)
         self.seeds = prompts.shape[0]
         with torch.no_grad():
-            cache = base.prefix(prompts.long()).cache  # per layer (S, nh, K + 1, hs)
+            cache = _start_prefix(base, prompts).cache  # per layer (S, nh, K + 1, hs)
         self.keys = nn.ParameterList(nn.Parameter(k[:, :, 1:].clone()) for k, _ in cache)
         self.values = nn.ParameterList(nn.Parameter(v[:, :, 1:].clone()) for _, v in cache)
 

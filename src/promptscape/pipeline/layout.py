@@ -145,6 +145,22 @@ def tuning_outputs(study: Study, exp: Experiment) -> list[str]:
     return [pattern(study, "tuning_runs").format(**w) for w in tuning_jobs(study, exp)]
 
 
+def optimum_jobs(study: Study, exp: Experiment) -> list[dict]:
+    """The wildcards of every tune_optimum job of an experiment: tuned network x replicate
+    x task (none without a tuning section)."""
+    if not exp.tuning:
+        return []
+    return [dict(experiment=exp.name, predictor=network, replicate=r, task=task)
+            for network in exp.tuning.networks
+            for r in range(study.replicates(network))
+            for task in exp.tuning.tasks]
+
+
+def optimum_outputs(study: Study, exp: Experiment) -> list[str]:
+    """Every tuner_optima artifact of an experiment (`optimum_jobs`)."""
+    return [pattern(study, "tuner_optima").format(**w) for w in optimum_jobs(study, exp)]
+
+
 def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:
     """Every file of `artifact` an experiment has, by the wildcards of its path: one per
     experiment (the aggregates, efficiency), per (predictor, replicate, task) (landscape,

@@ -82,12 +82,12 @@ STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predi
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
-          "tune_network", "aggregate_tuning", "analyse_edits", "plot_figure",
+          "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "plot_figure",
           "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
-         "predict_reliability", "tune_network", "analyse_edits")
+         "predict_reliability", "tune_network", "tune_optimum", "analyse_edits")
 CAP_KEY = "resources.max_mem_mb"
 
 
@@ -261,6 +261,11 @@ def job_seconds(study, job: Job) -> float:
     if rule == "tune_network":
         family = study.family(w["predictor"])
         trained, scored = _tuning_tokens(study, w)
+        return (seconds + trained * TUNING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+                + scored * SCORING_SECONDS_PER_TOKEN.get(family, 1.5e-5))
+    if rule == "tune_optimum":
+        family = study.family(w["predictor"])
+        trained, scored = _optimum_tokens(study, w)
         return (seconds + trained * TUNING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
                 + scored * SCORING_SECONDS_PER_TOKEN.get(family, 1.5e-5))
     if rule == "search_strategies":
@@ -590,6 +595,10 @@ def _tuning_tokens(study, w: dict) -> tuple[int, int]:
         width = T + (plan.prompt_length if space == tuners.PROMPT else 0)
         trained += plan.steps * S * U * width
         scored += len(plan.tuning_steps) * S * B * width
+        if plan.selection is not None:
+            # Each rate on the rest of D_N, then at most `steps` more on all of it.
+            trained += (len(plan.selection["learning_rates"]) + 1) * plan.steps * S * U * width
+            scored += len(plan.tuning_steps) * S * B * width
     return round(trained), scored + 2 * S * B * (T + exp.max_prompt_length)
 
 
@@ -612,6 +621,61 @@ def _tuning(study, rule: str, w: dict) -> Job:
     return Job(rule, w, trained + scored,
                TORCH_BASELINE_BYTES + max(train, score) + 4 * 64 * MB,
                f"{len(exp.tuning.tuners)} tuners x {exp.tuning.steps} steps")
+
+
+def _optimum_sequences(study, exp) -> int:
+    """Task sequences of one step of a tuner's optimum: all V^T where the landscape
+    enumerates them, else tuning.optimum.batch_size fresh ones."""
+    if enumerates(study, exp):
+        return num_sequences(exp)
+    return exp.tuning.optimum["batch_size"]
+
+
+def _optimum_tokens(study, w: dict) -> tuple[int, int]:
+    """(tokens trained, tokens scored) of a tune_optimum job, at most: each trained tuner's
+    max_steps over the objective's sequences at each learning rate and start, plus the K
+    prompt positions of prompt-space tuners; a score of each tuner's optimum and its
+    gradient."""
+    exp = study.experiments[w["experiment"]]
+    plan, T = exp.tuning, exp.task_length
+    settings = plan.optimum
+    U = _optimum_sequences(study, exp)
+    B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    trained = scored = 0
+    lengths = sorted(set(settings["prompt_lengths"]) | {plan.prompt_length})
+    for name, _ in plan.tuners:
+        space = tuners.TUNERS[name].space
+        for K in (lengths if space == tuners.PROMPT else [0]):
+            width = T + K
+            scored += 2 * B * width
+            if space == tuners.REFERENCE:
+                continue
+            # Starts: the hard optimum and the best of length K, and the random ones.
+            starts = 2 + settings["restarts"] if space == tuners.PROMPT else 1
+            trained += (len(settings["learning_rates"]) * starts * settings["max_steps"] * U
+                        * width)
+    return trained, scored
+
+
+def _optimum(study, rule: str, w: dict) -> Job:
+    """The network, one step's activations with autograd (x3) over the objective's
+    sequences, a score's activations, and the full tuner's parameters and Adam moments."""
+    exp, predictor = study.experiments[w["experiment"]], w["predictor"]
+    net = study.network(predictor, exp.pretraining_name)
+    per_token = families.family(net.family).activations_per_token
+    token_bytes = net.num_layers * per_token(net) * 4
+    T = exp.task_length
+    K = max([exp.tuning.prompt_length, *exp.tuning.optimum["prompt_lengths"]])
+    U = _optimum_sequences(study, exp)
+    B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    train = 3 * min(U * (T + K), 1 << 17) * token_bytes
+    score = min(B * (T + K), families.MAX_TOKENS) * token_bytes + B * F64
+    trained, scored = _optimum_tokens(study, w)
+    settings = exp.tuning.optimum
+    return Job(rule, w, trained + scored,
+               TORCH_BASELINE_BYTES + max(train, score) + 4 * 64 * MB,
+               f"{len(exp.tuning.tuners)} tuners x {len(settings['learning_rates'])} rates x "
+               f"<= {settings['max_steps']} steps")
 
 
 def _aggregate_tuning(study, rule: str, w: dict) -> Job:
@@ -666,7 +730,7 @@ ESTIMATORS = {
     "aggregate_search": _aggregate_search, "aggregate_strategies": _aggregate_strategies,
     "edit_effects": _edit_effects,
     "predict_reliability": _prediction,
-    "tune_network": _tuning, "aggregate_tuning": _aggregate_tuning,
+    "tune_network": _tuning, "tune_optimum": _optimum, "aggregate_tuning": _aggregate_tuning,
     "analyse_edits": _analyse_edits,
     "plot_figure": _figure, "plot_study_figure": _figure,
 }
@@ -754,6 +818,10 @@ def jobs(study) -> list[Job]:
                 out.append(estimate(study, "tune_network",
                                     {k: str(v) if k == "replicate" else v
                                      for k, v in w.items()}))
+            for w in layout.optimum_jobs(study, exp):
+                out.append(estimate(study, "tune_optimum",
+                                    {k: str(v) if k == "replicate" else v
+                                     for k, v in w.items()}))
             out.append(estimate(study, "aggregate_tuning", e))
         out.append(estimate(study, "analyse_edits", e))
         for figure in figures_of(study, exp):
@@ -797,6 +865,8 @@ HINTS = {
     "tune_network": ("fewer seeds side by side (tuners.BATCH_TOKENS) or fewer seeds per job: "
                      "experiments.{e}.seeds_per_job"),
     "evaluate_predictor": "fewer evaluation sequences: training.heldout_size",
+    "tune_optimum": ("fewer sequences per step: experiments.{e}.tuning.optimum.batch_size, "
+                     "or experiments.{e}.evaluation_size"),
 }
 
 

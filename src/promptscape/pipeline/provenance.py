@@ -71,6 +71,8 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                             ("pretraining", "task", "family")),
     "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",
                      ("pretraining", "task", "family", "tuner")),
+    "tune_optimum": ("promptscape.pipeline.stages.tuning:tune_optimum",
+                     ("pretraining", "task", "family", "tuner")),
     "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
     "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
     "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),

@@ -130,8 +130,13 @@ DIMENSIONS = {d[0]: d for d in [
                   "embedding, head, lora, full; and the hard-prompt references hard_search "
                   "(the prompt exhaustive search picks from the same D_N) and, in the "
                   "aggregate, hard_optimum (the exhaustive optimum at L_max)"),
+    ("settings", _S, "how a tuner's learning rate and steps were set: fixed (in the config, "
+                     "tuning.learning_rate or the tuner's own) or holdout (chosen on a held-out "
+                     "part of D_N among tuning.selection.learning_rates and tuning_steps, then "
+                     "trained on all of D_N); the references are fixed"),
     ("tuning_steps", _I, "optimiser steps taken (a budget of experiments.<name>.tuning."
-                         "tuning_steps; 0 for the references)"),
+                         "tuning_steps; 0 for the references; for holdout rows the largest "
+                         "budget the selection could choose, chosen_steps the one it chose)"),
 ]}
 
 # Path wildcards that are not columns but bound the range of one: a file holds a block of
@@ -139,10 +144,10 @@ DIMENSIONS = {d[0]: d for d in [
 PATH_RANGES = {"first": "seed", "last": "seed"}
 
 (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY, _EXPERIMENT, _TASK, _SELECTION, _N, _SEED,
- _STRATEGY, _BUDGET, _TUNER, _TUNING_STEPS) = (
+ _STRATEGY, _BUDGET, _TUNER, _SETTINGS, _TUNING_STEPS) = (
     DIMENSIONS[d] for d in ("predictor", "replicate", "source", "identity", "experiment", "task",
                             "selection", "N", "seed", "strategy", "budget", "tuner",
-                            "tuning_steps"))
+                            "settings", "tuning_steps"))
 _SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
@@ -546,7 +551,8 @@ ARTIFACTS = {a.name: a for a in [
         "One row per (seed, tuner, step budget): a network tuned on the seed's D_N alone, "
         "scored by the landscape's rule, beside the hard prompt exhaustive search picked from "
         "the same D_N (the hard_search rows).",
-        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _TUNING_STEPS,
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _SETTINGS,
+         _TUNING_STEPS,
          ("method", _S, "how KL is computed: exact_enumeration (all V^T task sequences) or "
                         "monte_carlo (the stratified evaluation set), as the network's landscape"),
          ("kl", _F, "KL(task || tuned network) over T symbols (nats)"),
@@ -554,9 +560,15 @@ ARTIFACTS = {a.name: a for a in [
          ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
          ("train_loss", _F, "empirical log loss per task sequence on D_N (nats); for "
                             "hard_search L_N(s_hat)"),
-         ("init_prompt", _S, "prompt-space tuners: the hard prompt of K symbols they start "
-                             "from (init: search, the best of length K on D_N; or random); "
-                             "null otherwise", NULLABLE),
+         ("init_prompt", _S, "prompt-space tuners: the hard prompt they start from (init: "
+                             "search, the best of length K on D_N; random, K uniform "
+                             "symbols; optimum, the landscape's hard optimum, shown "
+                             "unpadded, padded on the left to K positions at the mean "
+                             "symbol embedding). A soft prompt starts at it exactly; a "
+                             "simplex prompt near it (logit init_logit); a prefix at the "
+                             "state after it, read before the task's own start token, so a "
+                             "prefix's step-0 KL is not the prompt's landscape KL; null "
+                             "otherwise", NULLABLE),
          ("projected_prompt", _S, "simplex_prompt: the hard prompt of per-position argmax "
                                   "symbols; null otherwise", NULLABLE),
          ("projected_kl", _F, "simplex_prompt: KL of projected_prompt, as its landscape row; "
@@ -567,12 +579,73 @@ ARTIFACTS = {a.name: a for a in [
          ("kl_minus_search", _F, "kl - search_kl: below 0, tuning beat the searched prompt"),
          ("overfit", _B, "train_loss below L_N(s_hat) while kl above KL(s_hat) (beyond "
                          "float32 resolution, relative 1e-5)"),
+         ("overfit_path", _B, "along the tuner's own path up to this budget (holdout rows: "
+                              "its final training up to chosen_steps), between two recorded "
+                              "budgets KL rose while train_loss fell (beyond float32 "
+                              "resolution): the path overfit D_N, whatever the searched "
+                              "prompt did"),
+         ("worse_than_none", _B, "kl above the unprompted network's (the empty prompt's; "
+                                 "beyond float32 resolution): tuning ended worse than not "
+                                 "tuning"),
+         ("chosen_learning_rate", _F, "the learning rate trained with: the fixed one, or the "
+                                      "one chosen on held-out data; null for the references",
+          NULLABLE),
+         ("chosen_steps", _I, "the steps trained: tuning_steps, or the budget chosen on "
+                              "held-out data"),
+         ("holdout_loss", _F, "holdout rows: the chosen settings' log loss per sequence on "
+                              "the held-out part of D_N (trained on the rest); null otherwise",
+          NULLABLE),
          ("trainable_parameters", _I, "parameters the tuner trains (0 for references)"),
          ("sequence_evaluations", _I, "task sequences evaluated to get here: tuning_steps "
                                       "times the distinct sequences of D_N (forward and "
                                       "backward); for hard_search every prompt of length "
-                                      "0..L_max on each of them")),
-        ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "tuning_steps")),
+                                      "0..L_max on each of them; holdout rows add "
+                                      "every rate's training on the rest of D_N")),
+        ("predictor", "replicate", "experiment", "task", "N", "seed", "tuner", "settings",
+         "tuning_steps")),
+    Artifact(
+        "tuner_optima", "{experiment}/tuning/{predictor}/r{replicate}/{task}/optimum.parquet",
+        "One row per tuner and prompt length: the tuner's own optimum, the tuner trained on "
+        "the task itself instead of a D_N (the population objective, E_task l(x) = KL + H_T: "
+        "summed over all V^T task sequences where the landscape enumerates them, else fresh "
+        "task samples at every step, never the evaluation set), to convergence over "
+        "tuning.optimum's learning rates and starts, the best by that objective; scored by "
+        "the landscape's rule, as tuning_runs. The continuous counterpart of the hard "
+        "optimum; none's optimum is the network as trained.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _TUNER,
+         ("prompt_length", _I, "K, the prompt positions of a prompt-space tuner "
+                               "(tuning.prompt_length and each of tuning.optimum."
+                               "prompt_lengths); 0 for the others"),
+         ("method", _S, "how KL is computed: exact_enumeration or monte_carlo, as the "
+                        "network's landscape"),
+         ("kl", _F, "KL(task || the tuner at its optimum) over T symbols (nats)"),
+         ("kl_se", _F, "standard error of kl (0 when exact)"),
+         ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
+         ("objective", _F, "the population objective at the optimum (nats per task "
+                           "sequence): kl + entropy where exact; else its estimate on a "
+                           "check sample of fresh task sequences"),
+         ("learning_rate", _F, "the learning rate of the best run (tuning.optimum."
+                               "learning_rates); null for none", NULLABLE),
+         ("steps", _I, "Adam steps taken to the best parameters (0 for none)"),
+         ("converged_step", _I, "the step at which the objective had not improved by more "
+                                "than tuning.optimum.tolerance for patience steps; null: not "
+                                "converged within max_steps, or none", NULLABLE),
+         ("gradient_norm", _F, "norm of the objective's gradient at the optimum over the "
+                               "trainable parameters; null for none", NULLABLE),
+         ("restart_spread", _F, "the range of the population objective over the starts at "
+                                "the chosen learning rate (nats; their KL range where "
+                                "exact; 0 with one start)"),
+         ("restarts", _I, "starts tried at each learning rate: prompt-space tuners the hard "
+                          "optimum of length K and tuning.optimum.restarts random prompts; "
+                          "others 1 (the network as trained)"),
+         ("start", _S, "the start of the best run: optimum (the landscape's best hard "
+                       "prompt of length K), random (K uniform symbols) or network"),
+         ("start_prompt", _S, "prompt-space tuners: the hard prompt of K symbols the best "
+                              "run started from; null otherwise", NULLABLE),
+         ("at_tuning_length", _B, "prompt_length is tuning.prompt_length, the K tuned on "
+                                  "D_N (or 0): the row the tuning aggregate reads"),
+         ("trainable_parameters", _I, "parameters the tuner trains (0 for none)")),
+        ("predictor", "replicate", "experiment", "task", "tuner", "prompt_length")),
     Artifact(
         "tuning", "{experiment}/aggregate/tuning.parquet",
         "Per (network, task, N, tuner, step budget), over seeds: the distribution of the tuned "
@@ -580,7 +653,7 @@ ARTIFACTS = {a.name: a for a in [
         "tuning on D_N overfits; hard_optimum rows hold the landscape's optimum.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
-         _N, _TUNER, _TUNING_STEPS,
+         _N, _TUNER, _SETTINGS, _TUNING_STEPS,
          ("seeds", _I, "number of datasets (seeds)"),
          ("kl_median", _F, "median KL over seeds (nats)"),
          ("kl_q25", _F, "25th percentile of KL"),
@@ -600,9 +673,23 @@ ARTIFACTS = {a.name: a for a in [
          ("kl_minus_search_median", _F, "median over seeds of the paired difference "
                                         "kl - KL(s_hat)"),
          ("proportion_overfit", _F, "share of seeds that overfit (tuning_runs.overfit)"),
+         ("tuner_optimum_kl", _F, "the tuner's own optimum (tuner_optima.kl): trained on "
+                                  "the task itself; for none the network as trained, for "
+                                  "hard_search and hard_optimum the hard optimum (what search "
+                                  "finds with unlimited data)"),
+         ("proportion_overfit_path", _F, "share of seeds whose own path overfit "
+                                         "(tuning_runs.overfit_path)"),
+         ("proportion_worse_than_none", _F, "share of seeds that ended above the "
+                                            "unprompted network (tuning_runs.worse_than_"
+                                            "none)"),
+         ("chosen_learning_rate_median", _F, "median over seeds of the learning rate "
+                                             "trained with; null for the references",
+          NULLABLE),
+         ("chosen_steps_median", _F, "median over seeds of the steps trained"),
          ("trainable_parameters", _I, "parameters the tuner trains"),
          ("sequence_evaluations", _F, "mean task-sequence evaluations per seed")),
-        ("predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps")),
+        ("predictor", "replicate", "experiment", "task", "N", "tuner", "settings",
+         "tuning_steps")),
     Artifact(
         "efficiency", "{experiment}/efficiency.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "

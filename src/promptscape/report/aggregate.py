@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from promptscape.neural.tuners import HARD_OPTIMUM
+from promptscape.neural.tuners import HARD_OPTIMUM, HARD_SEARCH
 from promptscape.pipeline import tables
 from promptscape.strategies import expected_found_best
 
@@ -483,14 +483,18 @@ def _ranges(values: list[int]) -> str:
 
 
 # ------------------------------------------------------------------ tuning
-TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "tuning_steps"]
+TUNING_KEY = ["predictor", "replicate", "experiment", "task", "N", "tuner", "settings",
+              "tuning_steps"]
 
 
-def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd.DataFrame:
+def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
+           optima: pd.DataFrame) -> pd.DataFrame:
     """The `tuning` table of an experiment: per (network, replicate, task, N, tuner, step
-    budget) over seeds, from its tuning_runs rows and its landscapes (the hard optimum), with
-    a hard_optimum row per (network, replicate, task, N). "Below" means by more than
-    `resolution` times the loss (kl + entropy): float32 scores do not resolve less."""
+    budget) over seeds, from its tuning_runs rows, its landscapes (the hard optimum) and its
+    tuner_optima (each tuner's own optimum, `tuner_optimum_kl`; the hard optimum for the
+    hard-prompt references), with a hard_optimum row per (network, replicate, task, N).
+    "Below" means by more than `resolution` times the loss (kl + entropy): float32 scores do
+    not resolve less."""
     optimum = (landscape.groupby(UNIT + ["experiment", "task"], sort=False)["kl"].min()
                .rename("optimum_kl").reset_index())
     runs = runs.merge(optimum, on=UNIT + ["experiment", "task"], how="left", validate="m:1")
@@ -503,7 +507,8 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd
         _below_search=runs["kl"] < runs["search_kl"] - margin)
     # The hard optimum as a tuner of its own: the same KL for every seed.
     reference = runs[runs["tuner"] == "hard_search"].assign(
-        tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False,
+        tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False, overfit_path=False,
+        worse_than_none=False,
         trainable_parameters=0, sequence_evaluations=0, _below_optimum=False)
     margin = resolution * (reference["kl"] + reference["entropy"]).abs()
     reference["_below_search"] = reference["kl"] < reference["search_kl"] - margin
@@ -517,13 +522,29 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float) -> pd
         below_search=("_below_search", "sum"),
         kl_minus_search_median=("kl_minus_search", "median"),
         proportion_overfit=("overfit", "mean"),
+        proportion_overfit_path=("overfit_path", "mean"),
+        proportion_worse_than_none=("worse_than_none", "mean"),
+        chosen_learning_rate_median=("chosen_learning_rate", "median"),
+        chosen_steps_median=("chosen_steps", "median"),
         trainable_parameters=("trainable_parameters", "max"),
         sequence_evaluations=("sequence_evaluations", "mean")).reset_index()
     for name in ("below_optimum", "below_search"):
         out[name] = out[name].astype(np.int64)
         out[f"proportion_{name}"] = out[name] / out["seeds"]
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(out[name], out["seeds"])
-    out["proportion_overfit"] = out["proportion_overfit"].astype(float)
+    for name in ("overfit", "overfit_path", "worse_than_none"):
+        out[f"proportion_{name}"] = out[f"proportion_{name}"].astype(float)
+    own = optima.loc[optima["at_tuning_length"],
+                     UNIT + ["experiment", "task", "tuner", "kl"]].rename(
+        columns={"kl": "tuner_optimum_kl"})
+    out = out.merge(own, on=UNIT + ["experiment", "task", "tuner"], how="left",
+                    validate="m:1")
+    hard = out["tuner"].isin([HARD_OPTIMUM, HARD_SEARCH])
+    out.loc[hard, "tuner_optimum_kl"] = out.loc[hard, "optimum_kl"]
+    if out["tuner_optimum_kl"].isna().any():
+        bad = out.loc[out["tuner_optimum_kl"].isna(), UNIT + ["task", "tuner"]]
+        raise ValueError(f"tuned rows without their tuner's optimum (tuner_optima): "
+                         f"{bad.drop_duplicates().to_dict('records')}")
     return out
 
 

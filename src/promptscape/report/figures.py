@@ -875,53 +875,95 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
 
 TUNING_REFERENCES = {"hard_optimum": "hard optimum at L_max (exact)",
                      "hard_search": "hard prompt search picks from D_N (median)"}
+TUNING_SETTINGS = {"fixed": "fixed settings", "holdout": "settings chosen on held-out data"}
+# The x position of each tuner's own optimum (trained on the task itself), right of every N.
+N_INFINITY = "∞"
 
 
 def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
-    """Tuned KL (log axis) against N (log axis): per tuner its median over seeds (line) and
-    interquartile band at its largest step budget; the exact hard optimum at L_max as a
-    horizontal rule and the searched hard prompt's median as a dashed line. A column per
-    task, a row per tuned network (and replicate). Every layer reads the facet's data and
-    keeps its rows by a filter, so each panel shows its own (network, task) only."""
+    """Tuned KL (log axis) against N (one position per dataset size, then N = ∞): per tuner
+    and settings (fixed: solid; chosen on held-out data: dashed) its median over seeds
+    (points joined by a line) with its interquartile range as a band (a vertical bar at each
+    N), at its largest step budget; at N = ∞ each tuner's own optimum (trained on the task
+    itself, a diamond); the exact hard optimum at L_max as a horizontal rule across the
+    panel and the searched hard prompt's median as black crosses joined by a dotted line.
+    Every mark shows with one N as with many. A column per task, a row per tuned network
+    (and replicate). Every layer reads the facet's data and keeps its rows by a filter, so
+    each panel shows its own (network, task) only."""
     data = frame.copy()
-    last = data.groupby("tuner")["tuning_steps"].transform("max")
+    last = data.groupby(["tuner", "settings"])["tuning_steps"].transform("max")
     data = data[data["tuning_steps"] == last].copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     data["network"] = data["predictor"] + np.where(
         data["replicate"] > 0, " r" + data["replicate"].astype(str), "")
+    sizes = sorted(int(n) for n in data["N"].unique())
+    data["n_label"] = data["N"].astype(int).astype(str)
+    data["layer"] = np.where(data["tuner"].isin(list(TUNING_REFERENCES)), data["tuner"],
+                             "tuned")
+    # Each tuner's own optimum at N = ∞: one row per (network, task, tuner).
+    tuned_rows = data[data["layer"] == "tuned"]
+    optima = (tuned_rows.drop_duplicates(["network", "task_label", "tuner"])
+              .assign(layer="optimum", n_label=N_INFINITY, settings="optimum",
+                      kl_median=lambda f: f["tuner_optimum_kl"],
+                      kl_q25=lambda f: f["tuner_optimum_kl"],
+                      kl_q75=lambda f: f["tuner_optimum_kl"]))
+    data = pd.concat([data, optima], ignore_index=True)
     for column in ("kl_median", "kl_q25", "kl_q75"):
         data[f"{column}_plot"] = np.maximum(data[column].astype(float), KL_FLOOR)
-    data["reference"] = data["tuner"].map(TUNING_REFERENCES)  # null for the tuners
-    tuner_order = list(dict.fromkeys(data.loc[data["reference"].isna(), "tuner"]))
+    data["reference"] = data["layer"].map(TUNING_REFERENCES)  # null but for the references
+    # One line-style legend: the tuned lines' settings and the two hard-prompt references.
+    data["line"] = data["reference"].fillna(data["settings"].map(TUNING_SETTINGS))
+    tuner_order = list(dict.fromkeys(tuned_rows["tuner"]))
     y_title = "KL(task ‖ tuned), nats"
     scale = alt.Scale(type="log")
     y = alt.Y("kl_median_plot:Q", scale=scale, title=y_title)
+    x = alt.X("n_label:O", sort=[str(n) for n in sizes] + [N_INFINITY],
+              scale=alt.Scale(domain=[str(n) for n in sizes] + [N_INFINITY]),
+              title="dataset size N (sequences); ∞: the tuner's own optimum",
+              axis=alt.Axis(labelAngle=0))
     color = alt.Color("tuner:N", sort=tuner_order, scale=alt.Scale(domain=tuner_order),
                       title="tuner (at its last step budget)",
                       legend=alt.Legend(symbolType="stroke", symbolOpacity=1,
                                         symbolStrokeWidth=3))
-    x = _n_axis(data)
-    tuned = alt.Chart().transform_filter("!isValid(datum.reference)")
-    band = tuned.mark_area(opacity=0.15).encode(
+    styles = list(TUNING_SETTINGS.values()) + list(TUNING_REFERENCES.values())
+    dash = alt.StrokeDash("line:N", title="lines",
+                          scale=alt.Scale(domain=styles, range=[[1, 0], [5, 3], [1, 0], [2, 2]]),
+                          legend=alt.Legend(labelLimit=400, symbolType="stroke"))
+    shape = alt.Shape("settings:N", title="settings",
+                      scale=alt.Scale(domain=list(TUNING_SETTINGS),
+                                      range=["circle", "triangle-up"]))
+    tooltip = ["network", "task", "N", "tuner", "settings", "tuning_steps",
+               alt.Tooltip("kl_median:Q", format=".3e"), alt.Tooltip("kl_q25:Q", format=".3e"),
+               alt.Tooltip("kl_q75:Q", format=".3e"),
+               alt.Tooltip("tuner_optimum_kl:Q", format=".3e"),
+               alt.Tooltip("proportion_below_optimum:Q", format=".2f"),
+               alt.Tooltip("proportion_overfit:Q", format=".2f"),
+               alt.Tooltip("proportion_overfit_path:Q", format=".2f"),
+               alt.Tooltip("proportion_worse_than_none:Q", format=".2f"),
+               "trainable_parameters"]
+    hard = alt.Chart().transform_filter("datum.layer == 'hard_optimum'").mark_rule(
+        color="black", strokeWidth=1.5).encode(
+        y=y, strokeDash=dash,
+        tooltip=["network", "task", "reference", alt.Tooltip("kl_median:Q", format=".3e")])
+    search = alt.Chart().transform_filter("datum.layer == 'hard_search'").mark_line(
+        color="black", strokeWidth=1.2, point=alt.OverlayMarkDef(
+            shape="cross", size=30, color="black", filled=True)).encode(
+        x=x, y=y, strokeDash=dash,
+        tooltip=["network", "task", "N", "reference",
+                 alt.Tooltip("kl_median:Q", format=".3e")])
+    tuned = alt.Chart().transform_filter("datum.layer == 'tuned'")
+    band = tuned.mark_rule(opacity=0.35, strokeWidth=6).encode(
         x=x, y=alt.Y("kl_q25_plot:Q", scale=scale, title=y_title), y2="kl_q75_plot:Q",
         color=color)
-    lines = tuned.mark_line(point=True, strokeWidth=2).encode(
+    lines = tuned.mark_line(point=alt.OverlayMarkDef(filled=True, size=45), strokeWidth=2).encode(
+        x=x, y=y, color=color, strokeDash=dash, shape=shape, detail="settings:N",
+        tooltip=tooltip)
+    optimum = alt.Chart().transform_filter("datum.layer == 'optimum'").mark_point(
+        shape="diamond", size=90, filled=True, opacity=0.9).encode(
         x=x, y=y, color=color,
-        tooltip=["network", "task", "N", "tuner", "tuning_steps",
-                 alt.Tooltip("kl_median:Q", format=".3e"), alt.Tooltip("kl_q25:Q", format=".3e"),
-                 alt.Tooltip("kl_q75:Q", format=".3e"),
-                 alt.Tooltip("proportion_below_optimum:Q", format=".2f"),
-                 alt.Tooltip("proportion_below_search:Q", format=".2f"),
-                 alt.Tooltip("proportion_overfit:Q", format=".2f"), "trainable_parameters"])
-    dash = alt.StrokeDash("reference:N", title="hard prompts",
-                          scale=alt.Scale(domain=list(TUNING_REFERENCES.values()),
-                                          range=[[1, 0], [6, 3]]),
-                          legend=alt.Legend(labelLimit=400, symbolType="stroke"))
-    rules = alt.Chart().transform_filter("isValid(datum.reference)").mark_line(
-        color="black", strokeWidth=1.5).encode(
-        x=x, y=y, strokeDash=dash,
-        tooltip=["network", "task", "N", "reference", alt.Tooltip("kl_median:Q", format=".3e")])
-    layered = alt.layer(band, lines, rules).properties(
+        tooltip=["network", "task", "tuner", alt.Tooltip("kl_median:Q", format=".3e",
+                                                         title="optimum KL")])
+    layered = alt.layer(hard, search, band, lines, optimum).properties(
         width=style["panel_width"], height=style["panel_height"])
     chart = layered.facet(
         row=alt.Row("network:N", title=None, sort=list(dict.fromkeys(data["network"])),

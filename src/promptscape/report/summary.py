@@ -38,6 +38,7 @@ RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
          "reliability_prediction": "aggregate_search",
          "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
+         "tuner_optima": "tune_optimum",
          "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
          "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
          "local_optima": "analyse_edits", "transfer": "analyse_edits"}
@@ -63,6 +64,7 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
                               "edits", "local_optima", "transfer")
                 + (layout.STRATEGY_TABLES if exp.runs_strategies else ())
                 + (("tuning",) if exp.tuning else ())]
+        out += [(path, "tuner_optima") for path in layout.optimum_outputs(study, exp)]
     return out
 
 
@@ -207,6 +209,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out += hill_climb_lines(_configured(_read(study, path, "hill_climb_optima"), exp, path))
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
+        out += optimum_lines(_read(study, layout.optimum_outputs(study, exp), "tuner_optima"))
     out += edit_lines(exp, *(_read(study, layout.aggregate(study, exp, name), name)
                              for name in ("edits", "local_optima", "transfer")))
     return "\n".join(out)
@@ -266,36 +269,94 @@ def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataF
 
 def tuning_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]:
     """Per (network, task, N) of an experiment that tunes: each tuner's median KL at its
-    largest step budget, with the seeds below the exact hard optimum and below their
-    searched hard prompt, and the share that overfit; the hard optimum and the searched
-    prompt's median beside them."""
+    largest step budget and at its best one (fixed settings), with the seeds below the exact
+    hard optimum and below their searched hard prompt, the shares that overfit (against the
+    searched prompt, and along the tuner's own path) and that ended above the unprompted
+    network; each tuner's own optimum (trained on the task itself) beside it; then, where
+    settings were chosen on held-out data, the same for those rows."""
     plan = exp.tuning
-    top = table[table["tuning_steps"] == table.groupby("tuner")["tuning_steps"].transform("max")]
     names = [n for n, _ in plan.tuners]
-    steps = int(plan.steps)
-    out = [f"Tuning on D_N alone ({steps} Adam steps at learning rate {plan.learning_rate:g}, "
-           f"K = {plan.prompt_length}; docs/science.md): median KL (nats) over "
-           f"{plan.num_seeds} seeds; in brackets the seeds below the exact hard optimum at "
-           "L_max / below their own searched hard prompt, and the share that overfit (a "
-           "lower loss on D_N than the searched prompt's, a higher KL).", "",
-           "| network | task | N | hard optimum | searched prompt | "
+    rates = {n: s.get("learning_rate", plan.learning_rate) for n, s in plan.tuners}
+    shown_rates = ", ".join(sorted({f"{r:g}" for n, r in rates.items() if n != "none"}))
+    fixed = table[table["settings"] == "fixed"]
+    top = fixed[fixed["tuning_steps"]
+                == fixed.groupby("tuner")["tuning_steps"].transform("max")]
+    best = (fixed.sort_values(["kl_median", "tuning_steps"], kind="stable")
+            .groupby(["predictor", "replicate", "task", "N", "tuner"], sort=False).head(1)
+            .set_index(["predictor", "replicate", "task", "N", "tuner"]))
+    out = [f"Tuning on D_N alone ({int(plan.steps)} Adam steps at learning rate "
+           f"{shown_rates}, K = {plan.prompt_length}; docs/science.md): median KL (nats) over "
+           f"{plan.num_seeds} seeds at the last step budget, then at the best budget "
+           "(steps); in brackets the seeds below the exact hard optimum at L_max / below "
+           "their own searched hard prompt, the share that overfit (a lower loss on D_N "
+           "than the searched prompt's, a higher KL), the share whose own path overfit (KL "
+           "rose while the loss on D_N fell), and the share worse than the unprompted "
+           "network; last, the tuner's own optimum (trained on the task itself, N = inf).",
+           "", "| network | task | N | hard optimum | searched prompt | "
            + " | ".join(names) + " |",
            "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
-    for (predictor, replicate, task, N), cell in top.groupby(
+
+    def cell(r, b) -> str:
+        return (f"{r['kl_median']:.3g}, best {b['kl_median']:.3g} ({int(b['tuning_steps'])}) "
+                f"({int(r['below_optimum'])}/{int(r['below_search'])} of {int(r['seeds'])}; "
+                f"overfit {r['proportion_overfit']:.2f}, path "
+                f"{r['proportion_overfit_path']:.2f}, worse than none "
+                f"{r['proportion_worse_than_none']:.2f}; optimum "
+                f"{r['tuner_optimum_kl']:.3g})")
+
+    for (predictor, replicate, task, N), part in top.groupby(
             ["predictor", "replicate", "task", "N"], sort=False):
-        cell = cell.set_index("tuner")
+        part = part.set_index("tuner")
         shown = predictor + (f" r{replicate}" if replicate else "")
-        cells = []
-        for n in names:
-            if n not in cell.index:
-                cells.append("")
-                continue
-            r = cell.loc[n]
-            cells.append(f"{r['kl_median']:.3g} ({int(r['below_optimum'])}/"
-                         f"{int(r['below_search'])} of {int(r['seeds'])}; "
-                         f"overfit {r['proportion_overfit']:.2f})")
-        out.append(f"| {shown} | {task} | {int(N)} | {cell.at['hard_optimum', 'kl_median']:.3g} | "
-                   f"{cell.at['hard_search', 'kl_median']:.3g} | " + " | ".join(cells) + " |")
+        cells = [cell(part.loc[n], best.loc[(predictor, replicate, task, N, n)])
+                 if n in part.index else "" for n in names]
+        out.append(f"| {shown} | {task} | {int(N)} | {part.at['hard_optimum', 'kl_median']:.3g} | "
+                   f"{part.at['hard_search', 'kl_median']:.3g} | " + " | ".join(cells) + " |")
+    held = table[table["settings"] == "holdout"]
+    if plan.selection is not None:
+        out += ["", f"Settings chosen on held-out data (a seeded {plan.selection['holdout']:g} "
+                "of D_N held out, each learning rate of "
+                f"{plan.selection['learning_rates']} trained on the rest, the rate and step "
+                "budget with the least held-out loss, then trained on all of D_N): median KL, "
+                "the median chosen rate and steps, the shares overfit along the path and worse "
+                "than none. A missing (network, task, N) held nothing out: D_N too small "
+                "(the tune_network log says so).", "",
+                "| network | task | N | " + " | ".join(n for n in names if n != "none") + " |",
+                "| --- | --- | --- | " + " | ".join("---" for n in names if n != "none") + " |"]
+        for (predictor, replicate, task, N), part in held.groupby(
+                ["predictor", "replicate", "task", "N"], sort=False):
+            part = part.set_index("tuner")
+            cells = [f"{part.at[n, 'kl_median']:.3g} (rate "
+                     f"{part.at[n, 'chosen_learning_rate_median']:.3g}, "
+                     f"{part.at[n, 'chosen_steps_median']:g} steps; path "
+                     f"{part.at[n, 'proportion_overfit_path']:.2f}, worse than none "
+                     f"{part.at[n, 'proportion_worse_than_none']:.2f})"
+                     if n in part.index else "" for n in names if n != "none"]
+            shown = predictor + (f" r{replicate}" if replicate else "")
+            out.append(f"| {shown} | {task} | {int(N)} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def optimum_lines(optima: pd.DataFrame) -> list[str]:
+    """Each tuner's own optimum per (network, task), prompt-space tuners at each K: its KL,
+    the learning rate and steps that reached it, where it converged, the spread over its
+    starts and the start that won."""
+    out = ["Each tuner's own optimum (trained on the task itself, N = inf; docs/science.md): "
+           "KL (nats), the learning rate and Adam steps of the best run, the step at which it "
+           "converged (- : not within max_steps), the objective's range over its starts and "
+           "the start that won.", "",
+           "| network | task | tuner | K | KL | learning rate | steps | converged | "
+           "restart spread | start |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in optima.itertuples():
+        shown = r.predictor + (f" r{r.replicate}" if r.replicate else "")
+        rate = "-" if pd.isna(r.learning_rate) else f"{r.learning_rate:g}"
+        converged = "-" if pd.isna(r.converged_step) else str(int(r.converged_step))
+        start = r.start + (f" `{r.start_prompt}`" if isinstance(r.start_prompt, str)
+                           and r.start_prompt else "")
+        out.append(f"| {shown} | {r.task} | {r.tuner} | {int(r.prompt_length)} | {r.kl:.3g} | "
+                   f"{rate} | {int(r.steps)} | {converged} | {r.restart_spread:.3g} | "
+                   f"{start} |")
     return out + [""]
 
 

@@ -177,12 +177,25 @@ def _plan(**spec):
 
 def test_the_tuning_plan_fills_defaults_and_takes_per_tuner_settings():
     plan = _plan(tuners={"lora": {"lora_rank": 2}, "simplex_prompt": None}, tuning_steps=[50, 0])
-    assert plan.tuners == (("lora", {"lora_rank": 2}), ("simplex_prompt", {"init_logit": 4.0}))
+    assert plan.tuners == (("lora", {"lora_rank": 2, "learning_rate": 0.01}),
+                           ("simplex_prompt", {"init_logit": 4.0, "learning_rate": 0.01}))
     assert (plan.prompt_length, plan.steps, plan.tuning_steps, plan.init) == (4, 200, (0, 50),
                                                                               "search")
     assert (plan.networks, plan.tasks, plan.dataset_sizes, plan.num_seeds) == (
         ("lstm",), ("a", "b"), (10, 100), 20)
-    assert _plan(tuners=["lora"], lora_rank=3).tuners == (("lora", {"lora_rank": 3}),)
+    assert _plan(tuners=["lora"], lora_rank=3).tuners == (
+        ("lora", {"lora_rank": 3, "learning_rate": 0.01}),)
+    # A tuner's own learning rate over tuning.learning_rate; none trains nothing.
+    own = _plan(tuners={"none": None, "full": {"learning_rate": 1e-3}}, learning_rate=0.05)
+    assert own.tuners == (("none", {}), ("full", {"learning_rate": 1e-3}))
+    assert _plan(tuners=["head"], learning_rate=0.05).tuners == (
+        ("head", {"learning_rate": 0.05}),)
+    assert _plan(selection={"holdout": 0.25, "learning_rates": [0.1, 0.01]}).selection == {
+        "holdout": 0.25, "learning_rates": [0.01, 0.1]}
+    # How each tuner's optimum is found: the defaults, or the given keys over them.
+    assert plan.optimum == tuners.OPTIMUM
+    own = _plan(optimum={"learning_rates": [0.01, 0.005], "restarts": 0}).optimum
+    assert own == {**tuners.OPTIMUM, "learning_rates": [0.005, 0.01], "restarts": 0}
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -199,6 +212,15 @@ def test_the_tuning_plan_fills_defaults_and_takes_per_tuner_settings():
     ({"tasks": ["c"]}, "tuning.tasks[0] == 'c', not a task"),
     ({"lora_rank": 2}, "lora_rank is set, but lora is not among"),
     ({"seeds": 3}, "unknown key(s) ['seeds']"),
+    ({"optimum": {"rates": [0.1]}}, "tuning.optimum: unknown key(s) ['rates']"),
+    ({"optimum": {"learning_rates": []}}, "tuning.optimum.learning_rates == [], must be"),
+    ({"optimum": {"learning_rates": [0.1, -1]}}, "tuning.optimum.learning_rates[1] == -1"),
+    ({"optimum": {"max_steps": 0}}, "tuning.optimum.max_steps == 0, must be >= 1."),
+    ({"optimum": 3}, "tuning.optimum == 3, must be a mapping"),
+    ({"tuners": {"none": {"learning_rate": 0.1}}}, "tuning.tuners.none: unknown setting(s)"),
+    ({"selection": {"holdout": 0.25}}, "tuning.selection == {'holdout': 0.25}, must be"),
+    ({"selection": {"holdout": 1, "learning_rates": [0.1]}}, "tuning.selection.holdout == 1"),
+    ({"selection": {"holdout": 0.2, "learning_rates": []}}, "selection.learning_rates == []"),
 ])
 def test_a_mistaken_tuning_section_is_a_named_error(spec, message):
     with pytest.raises(tuners.ConfigError) as error:
@@ -241,3 +263,25 @@ def test_paired_sequences_equal_the_shared_forward(family, name):
         got = tuning.sequence_losses(tuned, own)
     for s in range(tuned.seeds):
         np.testing.assert_allclose(got[s].numpy(), shared[s, s::2][:6].numpy(), rtol=RTOL)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padded_start_positions_hold_the_mean_symbol_embedding(family):
+    """A hard prompt shorter than K starts a prompt-space tuner padded on the left: a soft
+    prompt holds the mean of the symbols' embeddings there, a simplex prompt the uniform
+    mixture (the same vector), and an LSTM's prefix is the state after the prompt itself."""
+    model = scrambled(family)
+    pad = tuning.PAD
+    soft = build("soft_prompt", model, [[pad, pad, 1]])
+    simplex = build("simplex_prompt", model, [[pad, pad, 1]])
+    mean = model.embed.weight[:V].mean(0)
+    for tuned in (soft, simplex):
+        inputs = tuned.inputs()[0].detach()
+        torch.testing.assert_close(inputs[0], mean.detach())
+        torch.testing.assert_close(inputs[1], mean.detach())
+    torch.testing.assert_close(soft.inputs()[0, 2].detach(), model.embed.weight[1].detach())
+    if family == "lstm":
+        padded = build("prefix", model, [[pad, pad, 1]])
+        short = build("prefix", model, [[1]])
+        torch.testing.assert_close(padded.h0, short.h0)
+        torch.testing.assert_close(padded.c0, short.c0)

@@ -381,7 +381,10 @@ def traced(tmp_path_factory):
                    "prompt_length": 2, "steps": 2, "tuning_steps": [0, 2],
                    "learning_rate": 0.05, "init": "search"}
     tuning_plan["tuners"]["lora"] = {"lora_rank": 1}
-    tuning_runs = []
+    optimum_plan = {"tuners": tuning_plan["tuners"], "prompt_length": 2,
+                    "optimum": {**tuners.OPTIMUM, "learning_rates": [0.05], "restarts": 1,
+                                "max_steps": 2, "batch_size": 8, "check_every": 1}}
+    tuning_runs, optima = [], []
     for family in ("lstm", "transformer"):
         for task in tasks:
             members = {"pretraining": "coin_mixture", "task": KIND[task], "family": family,
@@ -398,8 +401,20 @@ def traced(tmp_path_factory):
                 task=tasks[task], task_length=T, N=3, block=(0, 1), first=0, last=1,
                 max_prompt_length=L_MAX, enumeration_budget=1 if estimated else 2 ** 27,
                 tuning=tuning_plan, device="cpu")
+            optima.append(p(tables.ARTIFACTS["tuner_optima"].path.format(
+                experiment="e", predictor=family, replicate=0, task=task)))
+            (landscape_file,) = [x for x in placed["landscape"]
+                                 if f"/{family}/" in x and Path(x).stem == task]
+            run("tune_optimum", tuning_stage.tune_optimum, members, model=p(
+                f"models/{family}/model.pt"), landscape_file=landscape_file,
+                evaluation=p(f"evaluation/{task}.parquet") if estimated else None,
+                output=optima[-1], predictor=family, replicate=0,
+                pretraining=SOURCES["bernmix"], experiment="e", task_name=task,
+                task=tasks[task], task_length=T, max_prompt_length=L_MAX,
+                enumeration_budget=1 if estimated else 2 ** 27, tuning=optimum_plan,
+                device="cpu")
     run("aggregate_tuning", aggregate_stage.aggregate_tuning, {}, runs=tuning_runs,
-        landscapes=[x for x in placed["landscape"] if "/bayes/" not in x],
+        landscapes=[x for x in placed["landscape"] if "/bayes/" not in x], optima=optima,
         output=p("aggregate/tuning.parquet"), in_meta_distribution=imd)
     # Edits: the workflow's one job per experiment, traced one task at a time (so each
     # run's task member is one kind) on the placed landscapes and the selections.

@@ -160,15 +160,16 @@ def agreement_lines(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def aggregate_tuning(*, runs: list[str], landscapes: list[str], output: str,
-                     in_meta_distribution: dict) -> None:
-    """The `tuning` table of one experiment from its tuning_runs files and the landscapes of
-    its tuned networks (the hard optimum)."""
+def aggregate_tuning(*, runs: list[str], landscapes: list[str], optima: list[str],
+                     output: str, in_meta_distribution: dict) -> None:
+    """The `tuning` table of one experiment from its tuning_runs files, the landscapes of
+    its tuned networks (the hard optimum) and their tuner_optima (each tuner's own)."""
     if not runs:
         raise ValueError("no tuning_runs files to aggregate")
     found = pd.concat([tables.read(p, "tuning_runs") for p in runs], ignore_index=True)
     land = pd.concat([tables.read(p, "landscape") for p in landscapes], ignore_index=True)
-    out = aggregate.tuning(found, land, tuners.FLOAT32_RESOLUTION)
+    best = pd.concat([tables.read(p, "tuner_optima") for p in optima], ignore_index=True)
+    out = aggregate.tuning(found, land, tuners.FLOAT32_RESOLUTION, best)
     out["in_meta_distribution"] = out["task"].map(in_meta_distribution).astype(bool)
     tables.write(out, "tuning", output)
     last = out[out["tuning_steps"] == out.groupby("tuner")["tuning_steps"].transform("max")]

@@ -158,12 +158,15 @@ FIGURES = {
                      tuning=True, all_replicates=True,
         caption=(
             'Beyond hard prompts: KL(task ‖ tuned network) (log axis) against the dataset '
-            'size N (log axis) for each tuner of the experiment (tuning; docs/science.md), '
-            'trained on each seed\'s D_N alone and shown at its largest step budget: the '
-            'median over seeds (line) and the 25-75% band. Black solid: the exact optimum of '
-            'the hard prompts of length 0 to L_max (landscape); black dashed: the median KL '
-            'of the hard prompt exhaustive search picks from the same D_N. One column per '
-            'task, one row per tuned network.')),
+            'size N for each tuner of the experiment (tuning; docs/science.md), trained on '
+            'each seed\'s D_N alone and shown at its largest step budget: the median over '
+            'seeds (points joined by a line; circles and solid lines: fixed settings, '
+            'triangles and dashed lines: settings chosen on held-out data) and the 25-75% '
+            'range (bar). At N = ∞ (diamonds) each tuner\'s own optimum, trained on the task '
+            'itself. Black solid rule: the exact optimum of the hard prompts of length 0 to '
+            'L_max (landscape); black crosses, dotted: the median KL of the hard prompt '
+            'exhaustive search picks from the same D_N. One column per task, one row per '
+            'tuned network.')),
     "edits": Figure("edits_chart", "edits",
                     "Which single edits of a prompt help: exact ΔKL by edit kind",
         caption=(
