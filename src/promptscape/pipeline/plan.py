@@ -218,11 +218,12 @@ def _table_bytes(exp) -> int:
 # cost plan, not a scheduler's runtime limit. GPU jobs are estimated at CPU speed (no GPU
 # was measured).
 JOB_START_SECONDS = 0.2
-JOB_WORK_SECONDS = {"plot_figures": 2.5, "plot_study_figures": 2.5, "aggregate_search": 0.3,
+JOB_WORK_SECONDS = {"plot_figures": 2.8, "plot_study_figures": 2.8, "aggregate_search": 0.3,
                     "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0}
-# A figure job's work beyond starting Altair and vl-convert (JOB_WORK_SECONDS): seconds per
-# figure it draws (reading its tables, the chart, SVG, PNG and HTML).
-FIGURE_SECONDS = 0.5
+# A figure job's work beyond starting Altair and vl-convert (its JOB_WORK_SECONDS): seconds
+# per figure it draws (its tables read, the chart, SVG, PNG and HTML). Both from the tiny
+# scenario's figure jobs, one per figure against one per experiment (CPU time, 2026-12-07).
+FIGURE_SECONDS = 0.3
 # Seconds per evaluation: (rule, "bayes" or the network family).
 EVALUATION_SECONDS = {
     ("search_prompts", "bayes"): 2e-6, ("search_prompts", "neural"): 1e-6,
@@ -500,7 +501,9 @@ def _figures_drawn(study, w: dict) -> list[str]:
 def _figure(study, rule: str, w: dict) -> Job:
     """One figure at a time, each from its own tables: the baseline of Altair and
     vl-convert."""
-    return Job(rule, w, 0, FIGURE_BASELINE_BYTES, f"{len(_figures_drawn(study, w))} figures")
+    drawn = len(_figures_drawn(study, w))
+    whose = "" if "experiment" in w else "the study's "
+    return Job(rule, w, 0, FIGURE_BASELINE_BYTES, f"{whose}{drawn} figure{'s' * (drawn != 1)}")
 
 
 def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
