@@ -1,9 +1,11 @@
-# promptscape: prompts on binary sequence predictors, as a Snakemake workflow.
+# promptscape: prompts on sequence predictors (binary and larger alphabets), as a Snakemake
+# workflow.
 #
-# Every table is a Parquet file under the results directory (results/), one per job;
-# docs/artifacts.md lists them with their paths and schemas (generated from
-# promptscape.tables). Figures are in each experiment's figures/ folder; the rules, one file
-# per stage, in workflow/rules/. logs/{rule}/... holds one log per job, and
+# Every table is a Parquet file under the config's results_dir (default results/), written by
+# its job; docs/artifacts.md lists them with their paths and schemas (generated from
+# promptscape.pipeline.tables). Figures are in each experiment's figures/ folder and the
+# study's in results/figures/ (docs/figures.md); the rules, one file per stage, in
+# workflow/rules/. results/logs/{rule}/... holds one log per job, and
 # results/benchmarks/{rule}/... the run time and memory of each job of the heavy rules.
 #
 # Targets: all (default: every aggregate table and figure), aggregates (tables only),

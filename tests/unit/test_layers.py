@@ -1,4 +1,4 @@
-"""The packages are layers (docs/architecture in README, "Layout"): the science at the top level
+"""The packages are layers (README, "Layout"): the science at the top level
 imports nothing from the networks, the pipeline or the report; the networks nothing from the
 pipeline or the report; the report nothing from the stage entry points. Checked on every
 import statement, at module level or inside a function."""

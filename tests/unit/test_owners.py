@@ -63,10 +63,30 @@ def test_the_training_caption_leaves_the_networks_to_the_report():
     assert "{models}" in figures_stage.FIGURES["training"].caption
 
 
+def test_docs_figures_md_is_in_sync_with_the_registry():
+    docs = REPO / "docs" / "figures.md"
+    assert docs.read_text() == figures_stage.markdown(), (
+        "docs/figures.md is stale; run: "
+        "python -m promptscape.pipeline.stages.figures > docs/figures.md")
+
+
+def test_docs_figures_md_has_a_section_per_entry_with_its_caption_and_inputs(monkeypatch):
+    new = figures_stage.Figure("new_chart", ("landscape", "edits"), "A new | figure",
+                               tuning=True, caption="What it shows: q(v* | prompt).")
+    monkeypatch.setitem(figures_stage.FIGURES, "new", new)
+    page = figures_stage.markdown()
+    section = page.split("### `new`\n", 1)[1].split("###", 1)[0]
+    assert "**A new \\| figure.** Drawn for experiments with a `tuning` section" in section
+    assert "reads `landscape`, `edits`" in section
+    assert "What it shows: q(v\\* \\| prompt)." in section
+    for name in [*figures_stage.FIGURES, *figures_stage.STUDY_FIGURES]:
+        assert f"### `{name}`" in page
+
+
 def test_the_report_templates_show_the_entry_caption():
     for rst in ("figure.rst", "study_figure.rst"):
         text = (REPO / "workflow" / "report" / rst).read_text()
-        assert "snakemake.params.entry.caption" in text
+        assert "snakemake.params.entries[figure].caption" in text
         assert 'figure == "' not in text  # no caption chain of its own
 
 

@@ -48,12 +48,14 @@ def test_a_copied_folder_read_with_other_parameters_stops_with_a_named_error(tin
     assert proc.returncode == 1 and proc.stdout == ""
     assert "copy/bernmix/landscape/bayes/r0/coin_0.5.parquet was built with parameter " \
            "args.task.theta = 0.5, but the workflow would now build it with 0.4" in proc.stderr
-    figure = "copy/bernmix/figures/landscape.png"
-    proc = snakemake(run, config, "--forcerun", "plot_figure", figure, check=False)
+    # The experiment's figure job checks its inputs in order: the reliability table first.
+    proc = snakemake(run, config, "copy/bernmix/figures", "--forcerun", "plot_figures",
+                     check=False)
     assert proc.returncode != 0
-    logs = "".join(p.read_text() for p in (run / "copy" / "logs").rglob("*.log"))
-    assert "StaleArtifactError: copy/bernmix/landscape/bayes/r0/coin_0.5.parquet was " \
-           "built with parameter args.task.theta = 0.5" in logs
+    log = (run / "copy" / "logs" / "plot_figures" / "bernmix.log").read_text()
+    assert "StaleArtifactError: copy/bernmix/aggregate/reliability.parquet was built with " \
+           "parameter args.tasks.coin_0.5.theta = 0.5, but the workflow would now build it " \
+           "with 0.4" in log
 
 
 def test_a_restored_folder_with_the_same_parameters_is_trusted(tiny_run, tmp_path):
@@ -61,7 +63,7 @@ def test_a_restored_folder_with_the_same_parameters_is_trusted(tiny_run, tmp_pat
     assert planned_jobs(run, config) == {}
     assert summary(run, config).returncode == 0
     # A job that reads the restored files runs: their identities are the config's.
-    snakemake(run, config, "--forcerun", "plot_figure", "copy/bernmix/figures/landscape.png")
+    snakemake(run, config, "copy/bernmix/figures", "--forcerun", "plot_figures")
 
 
 def test_a_hand_edited_artifact_stops_the_first_job_that_reads_it(tiny_run, tmp_path):

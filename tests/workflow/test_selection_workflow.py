@@ -157,6 +157,7 @@ def test_a_method_setting_reruns_only_that_methods_searches(selection_run, tmp_p
                                    "uniform_share": 0.5}}))
     jobs = planned_jobs(run, config)
     assert jobs.pop("search_selected") == 2  # one per block, the weighted method's
-    # The edit analysis reads the selections table (its random rows): it and its 3 figures.
-    assert jobs == {"aggregate_search": 1, "analyse_edits": 1, "plot_figure": 6,
-                    "plot_study_figure": 1, "all": 1}, jobs
+    # The edit analysis reads the selections table (its random rows): it and the
+    # experiment's figures (one job).
+    assert jobs == {"aggregate_search": 1, "analyse_edits": 1, "plot_figures": 1,
+                    "plot_study_figures": 1, "all": 1}, jobs

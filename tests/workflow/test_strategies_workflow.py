@@ -152,7 +152,7 @@ def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
     changed = write_config(tmp_path / "c.yaml", config)
     jobs = planned_jobs(run, changed)
     assert jobs == {"search_strategies": 2 * 2 * 2 * 2, "aggregate_strategies": 1,
-                    "edit_effects": 1, "plot_figure": 1, "all": 1}
+                    "edit_effects": 1, "plot_figures": 1, "all": 1}
     # A rerun of the same config rebuilds bit-identical strategy runs.
     snakemake(run, CONFIG, "--forcerun", "search_strategies")
     assert digests(run) == before

@@ -66,7 +66,7 @@ def test_figure_style_change_reruns_only_figure_jobs(tiny_run, tmp_path):
     config = load_config()
     config["figures"]["panel_width"] = 150
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
-    assert jobs == {"plot_figure": 16, "plot_study_figure": 1, "all": 1}
+    assert jobs == {"plot_figures": 2, "plot_study_figures": 1, "all": 1}
 
 
 def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_path):
@@ -79,10 +79,11 @@ def test_adding_seeds_and_an_N_value_computes_only_what_is_new(tiny_run, tmp_pat
     # Datasets and searches are one cheap job per (experiment, seed block), holding every
     # task and N: the new N reruns the 2 old blocks, the new seeds add a third. The
     # landscape figure does not read searches; the new N is predicted per task. The edit
-    # analysis reads the selections (the prompts search picks), so it and its 3 figures rerun.
+    # analysis reads the selections (the prompts search picks), so it reruns; bernmix's
+    # figures are one job.
     assert jobs == {"simulate_tasks": 3, "search_prompts": 3, "aggregate_search": 1,
-                    "predict_reliability": 2, "analyse_edits": 1, "plot_figure": 5,
-                    "plot_study_figure": 1, "all": 1}
+                    "predict_reliability": 2, "analyse_edits": 1, "plot_figures": 1,
+                    "plot_study_figures": 1, "all": 1}
 
 
 def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
@@ -94,7 +95,7 @@ def test_pretraining_change_reruns_only_its_experiment(tiny_run, tmp_path):
     # figures rerun.
     assert jobs == {"search_prompts": 1, "compute_landscape": 1, "aggregate_search": 1,
                     "measure_efficiency": 1, "predict_reliability": 1, "analyse_edits": 1,
-                    "plot_figure": 8, "plot_study_figure": 1, "all": 1}
+                    "plot_figures": 1, "plot_study_figures": 1, "all": 1}
 
 
 def test_a_seeds_per_job_that_leaves_the_blocks_as_they_are_reruns_nothing(tiny_run, tmp_path):
@@ -111,23 +112,24 @@ def test_efficiency_config_change_reruns_only_the_efficiency_stage(tiny_run, tmp
     config["efficiency"][change] += 1  # more typical prompts, or one more length
     jobs = planned_jobs(run, write_config(tmp_path / "config.yaml", config))
     # One efficiency job per experiment (its efficiency and token-efficiency tables), and
-    # the efficiency and posterior figures of each of the 2 experiments.
-    assert jobs == {"measure_efficiency": 2, "plot_figure": 4, "all": 1}
+    # the figures of each of the 2 experiments (its efficiency and posterior figures read
+    # the efficiency table; one job draws all of an experiment's figures).
+    assert jobs == {"measure_efficiency": 2, "plot_figures": 2, "all": 1}
 
 
 UNUSED = "\n\ndef unused_helper():\n    return 1\n"
 EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
     "simulate_tasks": 3, "simulate_evaluation": 3, "search_prompts": 3, "compute_landscape": 3,
     "measure_efficiency": 2, "aggregate_search": 2, "predict_reliability": 3,
-    "analyse_edits": 2, "plot_figure": 16, "plot_study_figure": 1, "all": 1}
+    "analyse_edits": 2, "plot_figures": 2, "plot_study_figures": 1, "all": 1}
 BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
     "search_prompts": 2, "compute_landscape": 2, "measure_efficiency": 1,
-    "aggregate_search": 1, "predict_reliability": 2, "analyse_edits": 1, "plot_figure": 8,
-    "plot_study_figure": 1, "all": 1}
+    "aggregate_search": 1, "predict_reliability": 2, "analyse_edits": 1, "plot_figures": 1,
+    "plot_study_figures": 1, "all": 1}
 SWITCHING_EXPERIMENT = {
     "search_prompts": 1, "compute_landscape": 1, "measure_efficiency": 1,
-    "aggregate_search": 1, "predict_reliability": 1, "analyse_edits": 1, "plot_figure": 8,
-    "plot_study_figure": 1, "all": 1}
+    "aggregate_search": 1, "predict_reliability": 1, "analyse_edits": 1, "plot_figures": 1,
+    "plot_study_figures": 1, "all": 1}
 CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
     "unused network function": ("neural/base.py", None, UNUSED, {}),
@@ -139,11 +141,11 @@ CODE_EDITS = {
     # Network code: network jobs only; the tiny scenario has none, so nothing reruns.
     "network code": ("neural/base.py", "    bos = torch.full(",
                      "    assert tokens.ndim >= 1\n    bos = torch.full(", {}),
-    # Figure code: only the figures drawn by the edited chart builder (reliability, one
-    # per experiment).
+    # Figure code: only the figure jobs that draw with the edited chart builder
+    # (reliability: every experiment's), not the study's.
     "figure code": ("report/figures.py", "    data = rel.copy()\n",
                     "    data = rel.copy()\n    data = data.copy()\n",
-                    {"plot_figure": 2, "all": 1}),
+                    {"plot_figures": 2, "all": 1}),
     # A source kind: the jobs whose task or pretraining source is of that kind.
     "coin kind": ("sources/coins.py", "class Coin(BinarySource):\n",
                   "class Coin(BinarySource):\n    unused = 1\n", EVERYTHING_WITH_COIN_TASKS),
@@ -157,8 +159,8 @@ CODE_EDITS = {
     "search logic": ("search.py", "def choose(", "def choose(*args):\n    return _choose(*args)"
                      "\n\n\ndef _choose(", {
                          "search_prompts": 3, "aggregate_search": 2,
-                         "predict_reliability": 3, "analyse_edits": 2, "plot_figure": 10,
-                         "plot_study_figure": 1, "all": 1}),
+                         "predict_reliability": 3, "analyse_edits": 2, "plot_figures": 2,
+                         "plot_study_figures": 1, "all": 1}),
 }
 
 
@@ -209,8 +211,8 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
         "predict_reliability": 2, "tune_network": 2, "tune_optimum": 2,
         "aggregate_tuning": 1,
-        "analyse_edits": 1, "plot_figure": 11,
-        "plot_study_figure": 1, "all": 1}
+        "analyse_edits": 1, "plot_figures": 1,
+        "plot_study_figures": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}
 
@@ -258,7 +260,7 @@ def test_a_second_config_leaves_the_first_ones_artifacts_untouched(neural_run, t
     assert (run / "results_other" / "bernmix" / "aggregate" / "reliability.parquet").exists()
     # Only the study figure of the shared results_dir, which shows the experiments of the
     # config that drew it last, is drawn again for the first config's experiments.
-    assert planned_jobs(run, NEURAL) == {"plot_study_figure": 1, "all": 1}
+    assert planned_jobs(run, NEURAL) == {"plot_study_figures": 1, "all": 1}
 
 
 def test_cuda_on_a_machine_without_it_fails_at_the_job_start_naming_the_key(tmp_path,

@@ -69,7 +69,6 @@ wildcard_constraints:
     experiment=_alternatives(EXPERIMENTS),
     task=_alternatives(t.name for e in EXPERIMENTS.values() for t in e.tasks),
     predictor=_alternatives(p for e in EXPERIMENTS.values() for p in e.predictors),
-    figure=_alternatives([*FIGURES, *STUDY_FIGURES]),
     source=_alternatives(STUDY.sources),
     identity=r"[0-9a-f]{10}",
     replicate=r"\d+",
@@ -126,7 +125,8 @@ def code(rule_name):
             pretraining=pretraining and pretraining.kind,
             task=tasks,
             family=families,
-            figure=wildcards.figure if "figure" in names else None,
+            # The figures a figure job draws: its experiment's, or the study's.
+            figure=figures_of(STUDY, exp) if exp else list(STUDY_FIGURES),
             tuner=exp and exp.tuning and list(exp.tuning.names),
         )
 
@@ -213,16 +213,9 @@ def get_aggregates():
 
 
 def get_figures():
-    return [
-        f"{RESULTS}/{name}/figures/{figure}.{ext}"
-        for name, exp in EXPERIMENTS.items()
-        for figure in figures_of(STUDY, exp)
-        for ext in ("svg", "png", "html")
-    ] + [
-        f"{RESULTS}/figures/{figure}.{ext}"
-        for figure in STUDY_FIGURES
-        for ext in ("svg", "png", "html")
-    ]
+    """The figures/ folder of every experiment and of the study (rules plot_figures and
+    plot_study_figures: each folder holds its figures as SVG, PNG and HTML)."""
+    return [f"{RESULTS}/{name}/figures" for name in EXPERIMENTS] + [f"{RESULTS}/figures"]
 
 
 def get_block(wildcards):
@@ -385,9 +378,11 @@ def get_landscape_args(wildcards):
 
 
 def get_figure_args(wildcards):
+    """plot_figures: the experiment's figures (`figures_of`) and what their titles, panels
+    and colours show."""
     exp = get_experiment(wildcards)
     return dict(
-        figure=wildcards.figure,
+        figures=figures_of(STUDY, exp),
         experiment=exp.name,
         pretraining=f"{exp.pretraining_name} = {exp.pretraining.describe()}",
         tasks=[t.name for t in exp.tasks],
@@ -397,31 +392,36 @@ def get_figure_args(wildcards):
     )
 
 
+def _figure_tables(exps, entries):
+    """Every file of the artifacts the `entries` read in experiments `exps`, each once."""
+    artifacts = dict.fromkeys(a for entry in entries for a in entry.tables)
+    return list(
+        dict.fromkeys(
+            path
+            for exp in exps
+            for artifact in artifacts
+            for path in layout.experiment_files(STUDY, exp, artifact)
+        )
+    )
+
+
 def get_figure_tables(wildcards):
-    """Every file of the artifacts the figure reads (its FIGURES entry)."""
+    """Every file of the artifacts the experiment's figures read (their FIGURES entries)."""
     exp = get_experiment(wildcards)
-    return [
-        path
-        for artifact in FIGURES[wildcards.figure].tables
-        for path in layout.experiment_files(STUDY, exp, artifact)
-    ]
+    return _figure_tables([exp], [FIGURES[f] for f in figures_of(STUDY, exp)])
 
 
-def get_figure_entry(wildcards):
-    """The figure's FIGURES entry, whose caption workflow/report/figure.rst shows. Not a
-    builtin value, so Snakemake leaves it out of the params it compares: editing a caption,
-    or the config's order of models that the training caption lists, redraws nothing."""
-    return FIGURES[wildcards.figure]
+def get_figure_entries(wildcards, input):
+    """The FIGURES entries of the experiment's figures, whose captions
+    workflow/report/figure.rst shows. A param derived from the input, so Snakemake leaves it
+    out of the params it compares: editing a caption, or the config's order of models that
+    the training caption lists, redraws nothing."""
+    return {f: FIGURES[f] for f in figures_of(STUDY, get_experiment(wildcards))}
 
 
 def get_study_figure_tables(wildcards):
-    """Every experiment's files of the artifacts a study figure reads."""
-    return [
-        path
-        for exp in EXPERIMENTS.values()
-        for artifact in STUDY_FIGURES[wildcards.figure].tables
-        for path in layout.experiment_files(STUDY, exp, artifact)
-    ]
+    """Every experiment's files of the artifacts the study figures read."""
+    return _figure_tables(EXPERIMENTS.values(), STUDY_FIGURES.values())
 
 
 def get_prediction_outputs(exp):

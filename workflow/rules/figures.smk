@@ -1,13 +1,17 @@
-# Figures per experiment, as SVG, PNG and HTML: those of promptscape.pipeline.stages.figures.FIGURES
-# that apply to the experiment; each entry says what it reads and its report caption.
+# Figures per experiment, as SVG, PNG and HTML in its figures/ folder: those of
+# promptscape.pipeline.stages.figures.FIGURES that apply to the experiment, all drawn by one
+# job (one start of Altair and vl-convert); each entry says what it reads and its report
+# caption. The folder is the job's output; the report shows each figure in it (patterns) with
+# its own caption, category and labels.
 
 
-rule plot_figure:
+rule plot_figures:
     input:
         tables=get_figure_tables,
     output:
-        svg=report(
-            results("{experiment}/figures/{figure}.svg"),
+        figures=report(
+            directory(results("{experiment}/figures")),
+            patterns=["{figure}.svg"],
             caption="../report/figure.rst",
             category="{experiment}",
             subcategory="{figure}",
@@ -18,28 +22,28 @@ rule plot_figure:
                 "config": ", ".join(map(str, workflow.configfiles)),
             },
         ),
-        png=results("{experiment}/figures/{figure}.png"),
-        html=results("{experiment}/figures/{figure}.html"),
     log:
-        logged("plot_figure/{experiment}/{figure}.log"),
+        logged("plot_figures/{experiment}.log"),
     conda:
         "../envs/promptscape.yaml"
     params:
         args=get_figure_args,
-        entry=get_figure_entry,
-        code=code("plot_figure"),
+        entries=get_figure_entries,
+        code=code("plot_figures"),
         identity=input_stamps,
     script:
-        "../../scripts/plot_figure.py"
+        "../../scripts/plot_figures.py"
 
 
-# Figures of the whole study, across experiments (promptscape.pipeline.stages.figures.STUDY_FIGURES).
-rule plot_study_figure:
+# Figures of the whole study, across experiments (promptscape.pipeline.stages.figures.STUDY_FIGURES),
+# in results_dir/figures/, all drawn by one job.
+rule plot_study_figures:
     input:
         tables=get_study_figure_tables,
     output:
-        svg=report(
-            results("figures/{figure}.svg"),
+        figures=report(
+            directory(results("figures")),
+            patterns=["{figure}.svg"],
             caption="../report/study_figure.rst",
             category="study",
             subcategory="{figure}",
@@ -49,24 +53,23 @@ rule plot_study_figure:
                 "config": ", ".join(map(str, workflow.configfiles)),
             },
         ),
-        png=results("figures/{figure}.png"),
-        html=results("figures/{figure}.html"),
     log:
-        logged("plot_study_figure/{figure}.log"),
+        logged("plot_study_figures/study.log"),
     conda:
         "../envs/promptscape.yaml"
     params:
-        args=lambda w: dict(
-            figure=w.figure,
+        args=dict(
+            figures=list(STUDY_FIGURES),
             experiments=list(EXPERIMENTS),
             style={**STUDY.figures, "predictor_colors": STUDY.predictor_colors()},
         ),
-        entry=lambda w: STUDY_FIGURES[w.figure],
-        # The config files that draw the figure, which its subtitle names: a param derived
-        # from the input, so Snakemake does not compare it (another file with the same
-        # settings redraws nothing).
+        # Derived from the input, so Snakemake does not compare them: the entries, whose
+        # captions workflow/report/study_figure.rst shows (editing a caption redraws
+        # nothing), and the config files that draw the figures, which their subtitles name
+        # (another file with the same settings redraws nothing).
+        entries=lambda w, input: STUDY_FIGURES,
         configfiles=lambda w, input: CONFIGFILES,
-        code=code("plot_study_figure"),
+        code=code("plot_study_figures"),
         identity=input_stamps,
     script:
-        "../../scripts/plot_study_figure.py"
+        "../../scripts/plot_study_figures.py"

@@ -82,8 +82,8 @@ STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predi
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
-          "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "plot_figure",
-          "plot_study_figure")
+          "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "plot_figures",
+          "plot_study_figures")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
@@ -218,8 +218,12 @@ def _table_bytes(exp) -> int:
 # cost plan, not a scheduler's runtime limit. GPU jobs are estimated at CPU speed (no GPU
 # was measured).
 JOB_START_SECONDS = 0.2
-JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 0.3,
+JOB_WORK_SECONDS = {"plot_figures": 2.8, "plot_study_figures": 2.8, "aggregate_search": 0.3,
                     "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0}
+# A figure job's work beyond starting Altair and vl-convert (its JOB_WORK_SECONDS): seconds
+# per figure it draws (its tables read, the chart, SVG, PNG and HTML). Both from the tiny
+# scenario's figure jobs, one per figure against one per experiment (CPU time, 2026-12-07).
+FIGURE_SECONDS = 0.3
 # Seconds per evaluation: (rule, "bayes" or the network family).
 EVALUATION_SECONDS = {
     ("search_prompts", "bayes"): 2e-6, ("search_prompts", "neural"): 1e-6,
@@ -292,6 +296,8 @@ def job_seconds(study, job: Job) -> float:
                          * len(exp.dataset_sizes))
             seconds += evals * EVALUATION_SECONDS[(rule, kind)]
         return seconds
+    if rule in ("plot_figures", "plot_study_figures"):
+        return seconds + len(_figures_drawn(study, w)) * FIGURE_SECONDS
     if rule == "analyse_edits":
         exp = study.experiments[w["experiment"]]
         units = sum(study.replicates(p) for p in exp.predictors) * len(exp.tasks)
@@ -490,8 +496,19 @@ def _edit_effects(study, rule: str, w: dict) -> Job:
                + 4 * _strings(per_file, L) + 2 * visited)
 
 
+def _figures_drawn(study, w: dict) -> list[str]:
+    """The figures a figure job draws: its experiment's, or the study's."""
+    if "experiment" in w:
+        return figures_of(study, study.experiments[w["experiment"]])
+    return list(STUDY_FIGURES)
+
+
 def _figure(study, rule: str, w: dict) -> Job:
-    return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
+    """One figure at a time, each from its own tables: the baseline of Altair and
+    vl-convert."""
+    drawn = len(_figures_drawn(study, w))
+    whose = "" if "experiment" in w else "the study's "
+    return Job(rule, w, 0, FIGURE_BASELINE_BYTES, f"{whose}{drawn} figure{'s' * (drawn != 1)}")
 
 
 def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
@@ -732,7 +749,7 @@ ESTIMATORS = {
     "predict_reliability": _prediction,
     "tune_network": _tuning, "tune_optimum": _optimum, "aggregate_tuning": _aggregate_tuning,
     "analyse_edits": _analyse_edits,
-    "plot_figure": _figure, "plot_study_figure": _figure,
+    "plot_figures": _figure, "plot_study_figures": _figure,
 }
 
 
@@ -824,10 +841,8 @@ def jobs(study) -> list[Job]:
                                      for k, v in w.items()}))
             out.append(estimate(study, "aggregate_tuning", e))
         out.append(estimate(study, "analyse_edits", e))
-        for figure in figures_of(study, exp):
-            out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
-    for figure in STUDY_FIGURES:
-        out.append(estimate(study, "plot_study_figure", {"figure": figure}))
+        out.append(estimate(study, "plot_figures", e))
+    out.append(estimate(study, "plot_study_figures", {}))
     return out
 
 

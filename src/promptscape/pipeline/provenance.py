@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
 # "pretraining" (the kind of the experiment's or network's pretraining source), "task" (the
 # kind of the job's task source), "family" (the job's predictor family: the entries of
 # `families.FAMILIES[family].code`, what `stages.common.load_predictor` and
-# `models.build_model` dispatch to), "figure" (the figure's chart builder and what
-# `stages.figures.plot_figure` runs through its deferred imports, `Figure.code`).
+# `models.build_model` dispatch to), "figure" (the chart builder of each figure the job
+# draws and what `stages.figures.plot_figure` runs through its deferred imports,
+# `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "simulate_tasks": ("promptscape.pipeline.stages.datasets:simulate_tasks", ("task",)),
     "simulate_pool": ("promptscape.pipeline.stages.datasets:simulate_pool", ("task",)),
@@ -75,8 +76,8 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                      ("pretraining", "task", "family", "tuner")),
     "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
     "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
-    "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),
-    "plot_study_figure": ("promptscape.pipeline.stages.figures:plot_study_figure", ("figure",)),
+    "plot_figures": ("promptscape.pipeline.stages.figures:plot_figures", ("figure",)),
+    "plot_study_figures": ("promptscape.pipeline.stages.figures:plot_study_figures", ("figure",)),
 }
 
 
@@ -296,12 +297,13 @@ def source_kind_entry(kind: str) -> str:
 
 
 def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=None,
-                figure: str | None = None, tuner=None) -> tuple[str, ...]:
+                figure=None, tuner=None) -> tuple[str, ...]:
     """The entries of one job of `rule` (`JOBS`): its stage function, plus the source kinds
     (`pretraining`; `task`: a kind name, or several for a job of several tasks) and
     predictor families (`family`: one name, or several) and tuners (`tuner`: the builders of
-    `promptscape.neural.tuners.TUNERS`, one name or several) the rule declares; the others
-    are ignored, so a caller may pass whatever the job's wildcards name."""
+    `promptscape.neural.tuners.TUNERS`, one name or several) and figures (`figure`: the
+    figures a job draws, one name or several) the rule declares; the others are ignored, so
+    a caller may pass whatever the job's wildcards name."""
     stage, members = JOBS[rule]
     given = {"pretraining": pretraining, "task": task, "family": family, "figure": figure,
              "tuner": tuner}

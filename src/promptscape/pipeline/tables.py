@@ -494,7 +494,7 @@ ARTIFACTS = {a.name: a for a in [
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
         "edit_effects", "{experiment}/aggregate/edit_effects.parquet",
-        "An observational estimate of edit effects judged against the truth (issue 28): per "
+        "An observational estimate of edit effects judged against the truth (docs/science.md): per "
         "(predictor, replicate, task, N) and edit kind (edits.EDIT_KINDS, relative to the "
         "task), from every step of the strategies (strategy_steps, pooled over seeds and "
         "strategies) that is one edit of its parent. The change of L_N is regressed on the "

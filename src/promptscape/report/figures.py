@@ -9,6 +9,7 @@ figures are reproducible.
 from __future__ import annotations
 
 import os
+import re
 
 import altair as alt
 import numpy as np
@@ -565,11 +566,38 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     return _configure(chart, style, title)
 
 
+# The ids Vega gives an SVG's gradients ("gradient_0", radial "p_gradient_0") and clip paths
+# ("clip1"), where the SVG defines and references them.
+SVG_IDS = {"gradient": (re.compile(r'(?<=["#])((?:p_)?gradient_)(\d+)(?=[")])'), 0),
+           "clip": (re.compile(r'(?<=["#])(clip)(\d+)(?=[")])'), 1)}
+
+
+def renumber_svg_ids(text: str) -> str:
+    """An SVG of Vega's with its gradient and clip-path ids counted from Vega's first (0 and
+    1). Vega numbers them with counters global to the process (vl-convert's one JavaScript
+    runtime), so in a job that draws several figures each figure after the first got later
+    ids; an SVG's ids are consecutive from where its render began, so shifting them to the
+    first gives the file a figure drawn alone gets."""
+    for pattern, first in SVG_IDS.values():
+        ids = [int(m.group(2)) for m in pattern.finditer(text)]
+        if ids and min(ids) != first:
+            shift = min(ids) - first
+            text = pattern.sub(lambda m: f"{m.group(1)}{int(m.group(2)) - shift}", text)
+    return text
+
+
 def save(chart: alt.Chart, *, svg: str, png: str, html: str, scale: float) -> None:
-    """Write the chart as SVG, PNG (at `scale`) and standalone HTML with inlined scripts."""
+    """Write the chart as SVG, PNG (at `scale`) and standalone HTML with inlined scripts; the
+    SVG's ids as a figure drawn alone in its process has them (`renumber_svg_ids`), so a
+    figure's files do not depend on what the job drew before."""
     for path in (svg, png, html):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     chart.save(svg)
+    text = open(svg, encoding="utf-8", newline="").read()
+    renumbered = renumber_svg_ids(text)
+    if renumbered != text:
+        with open(svg, "w", encoding="utf-8", newline="") as out:
+            out.write(renumbered)
     chart.save(png, scale_factor=scale)
     chart.save(html, inline=True)
 

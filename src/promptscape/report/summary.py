@@ -217,7 +217,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
 
 def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataFrame,
                transfer: pd.DataFrame) -> list[str]:
-    """Issue 28 on replicate 0: which edit kinds help IMD and OOMD tasks (the share of a
+    """The edit analysis on replicate 0: which edit kinds help IMD and OOMD tasks (the share of a
     kind's single edits that lower the KL, averaged over predictors and tasks, and the median
     ΔKL), whether the networks' optima transfer to Bayes and back, and how many local
     optima and plateaus each landscape has."""
@@ -405,7 +405,7 @@ def edit_effect_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[s
     selection; then one line on how far each estimate is from the truth overall."""
     if not len(table):
         return ["No strategy step was one edit of its parent: no edit effects.", ""]
-    out = ["Edit effects, observed against the truth (nats; issue 28): the mean exact ΔKL over "
+    out = ["Edit effects, observed against the truth (nats; docs/science.md): the mean exact ΔKL over "
            "all edges of each kind, and what the strategies' single-edit steps estimate of it "
            "from L_N (pooled over seeds and strategies): the raw mean, least squares with "
            "covariates (naive) and propensity-weighted; the raw mean's error split into D_N "

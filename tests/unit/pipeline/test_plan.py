@@ -61,6 +61,9 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert len(jobs) + 1 <= 334
     assert counts["tune_optimum"] == 1
     assert counts["edit_effects"] == 1
+    # One job draws all of an experiment's figures, and one the study's.
+    assert counts["plot_figures"] == len(study.experiments)
+    assert counts["plot_study_figures"] == 1
     # Every heavy job fits its mem_mb, which is within the cap.
     for job in jobs:
         if job.rule in plan.HEAVY:

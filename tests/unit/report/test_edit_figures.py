@@ -115,3 +115,28 @@ def test_local_optima_chart_plots_kl_above_optimum_against_basin_size():
     assert points["encoding"]["x"]["scale"]["type"] == "log"
     rows = next(iter(spec["datasets"].values()))
     assert min(r["above_plot"] for r in rows) == figures.KL_FLOOR  # the global optima
+
+
+def test_an_svg_does_not_depend_on_the_figures_its_process_drew_before(tmp_path):
+    """Vega numbers an SVG's gradients and clip paths with counters global to the process;
+    `save` counts each SVG's from the first, so the figure job that draws all of an
+    experiment's figures writes the files a process drawing one figure alone writes."""
+    chart = build("edits_chart", edits_table())  # its colour legend is a gradient
+    for name in ("first", "second"):
+        out = tmp_path / name
+        figures.save(chart, svg=f"{out}.svg", png=f"{out}.png", html=f"{out}.html", scale=1)
+    first = (tmp_path / "first.svg").read_bytes()
+    assert b'id="gradient_0"' in first and b"url(#gradient_0)" in first
+    assert (tmp_path / "second.svg").read_bytes() == first
+
+
+def test_svg_ids_are_shifted_to_the_first_and_nothing_else_changes():
+    text = ('<path fill="url(#gradient_7)"/><linearGradient id="gradient_7"/>'
+            '<radialGradient id="p_gradient_8"/><g clip-path="url(#clip5)"/>'
+            '<clipPath id="clip5"/><clipPath id="clip6"/><text>gradient_7 clip5</text>')
+    assert figures.renumber_svg_ids(text) == (
+        '<path fill="url(#gradient_0)"/><linearGradient id="gradient_0"/>'
+        '<radialGradient id="p_gradient_1"/><g clip-path="url(#clip1)"/>'
+        '<clipPath id="clip1"/><clipPath id="clip2"/><text>gradient_7 clip5</text>')
+    first = '<path fill="url(#gradient_0)"/><g clip-path="url(#clip1)"/>'
+    assert figures.renumber_svg_ids(first) == first

@@ -281,6 +281,25 @@ def test_plot_figure_draws_it_from_the_table(tmp_path, frame):
         assert (tmp_path / "figures" / f"strategies.{kind}").stat().st_size > 0
 
 
+def test_plot_figures_writes_what_plot_figure_writes(tmp_path, frame):
+    """The experiment's one figure job draws each figure as a job of its own did: the same
+    files, byte for byte, in its figures folder."""
+    path = tmp_path / "strategies.parquet"
+    tables.write(frame, "strategies", path)
+    settings = dict(experiment="e", pretraining="bernmix", tasks=TASKS, imd=IMD,
+                    predictors=PREDICTORS, style=STYLE)
+    alone = tmp_path / "alone" / "strategies"
+    figures_stage.plot_figure(figure="strategies", tables_in=[str(path)], svg=f"{alone}.svg",
+                              png=f"{alone}.png", html=f"{alone}.html", **settings)
+    figures_stage.plot_figures(figures=["strategies"], tables_in=[str(path)],
+                               directory=str(tmp_path / "together"), **settings)
+    assert sorted(p.name for p in (tmp_path / "together").iterdir()) == [
+        "strategies.html", "strategies.png", "strategies.svg"]
+    for kind in ("svg", "png", "html"):
+        assert ((tmp_path / "together" / f"strategies.{kind}").read_bytes()
+                == (tmp_path / "alone" / f"strategies.{kind}").read_bytes()), kind
+
+
 def test_save_writes_every_format(tmp_path, frame):
     paths = {kind: tmp_path / f"strategies.{kind}" for kind in ("svg", "png", "html")}
     figures.save(chart(frame), **{kind: str(path) for kind, path in paths.items()}, scale=1)

@@ -1,4 +1,5 @@
-"""Stage `plot_figure`: one figure of one experiment, as SVG, PNG and HTML.
+"""Stages `plot_figures` and `plot_study_figures`: every figure of one experiment (of the
+whole study), each as SVG, PNG and HTML, in one job.
 
 The registry `FIGURES` is the one owner of what a figure is: its chart builder, the
 artifacts it reads (the workflow's inputs, `promptscape.pipeline.layout.experiment_files`),
@@ -7,11 +8,17 @@ and its caption in the report (workflow/report/figure.rst shows it). It is light
 workflow imports it at parse time (every job, cluster jobs included), so it names each
 chart builder instead of importing it; `plot_figure` imports `promptscape.report.figures`
 (altair) and `promptscape.pipeline.tables` (pyarrow) when it runs.
+
+One job draws all of an experiment's figures: most of drawing one is starting Altair and
+vl-convert (seconds), which a job pays once. Each figure is drawn as on its own
+(`plot_figure`, from the files of its own artifacts), so the files do not depend on which
+other figures the job draws.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 log = logging.getLogger("promptscape")
@@ -52,7 +59,8 @@ class Figure:
     @property
     def code(self) -> tuple[str, ...]:
         """The entries of what `plot_figure` runs for this figure through its deferred
-        imports (its code identity's per-job member; promptscape.pipeline.provenance)."""
+        imports (the code identity's per-job member of a job that draws it;
+        promptscape.pipeline.provenance)."""
         return (f"promptscape.report.figures:{self.builder}", "promptscape.report.figures:save",
                 "promptscape.pipeline.tables:read", "promptscape.pipeline.tables:artifact_of",
                 "promptscape.pipeline.tables:first_replicate", "promptscape.pipeline.tables:random_selection")
@@ -77,7 +85,10 @@ FIGURES = {
             ' dense rank of L); diamonds mark the optimal class, labelled with its best '
             'prompt; under Monte Carlo, hollow triangles mark its members whose difference '
             'from the best is not resolved at family-wise 95% (Bonferroni, see '
-            'docs/science.md); one panel per task, one colour per predictor.')),
+            'docs/science.md); one panel per task, one colour per predictor. Prompts of '
+            'equal rank and KL (a count class) are one point; beyond 1,500 points a panel '
+            'shows the 300 best and an even thinning of the rest by rank (its subtitle says '
+            'so).')),
     "choices": Figure("choices_chart", "choices", "Which prompts the search picks",
         caption=(
             'Which prompts the search picks: how often each prompt is chosen at each dataset '
@@ -201,8 +212,16 @@ FIGURES = {
             'improving single edit) ends at it (log axis); one column per task, one row per'
             ' predictor.')),
 }
-# What makes an experiment have a figure: a Figure field each, True where the figure needs it.
-TRAITS = ("neural", "replicated", "bayes", "selections", "strategies", "tuning")
+# What makes an experiment have a figure: a Figure field each, True where the figure needs
+# it, and what it means in the config (docs/figures.md says it).
+TRAITS = {
+    "neural": "a neural predictor (`predictors` names a model)",
+    "replicated": "a model with `replicates` above 1",
+    "bayes": "the Bayes predictor",
+    "selections": "several `dataset_selection` methods",
+    "strategies": "a search strategy besides exhaustive (`strategies`)",
+    "tuning": "a `tuning` section",
+}
 STRATEGY_FIGURES = tuple(name for name, spec in FIGURES.items() if spec.strategies)
 # Figures of the whole study, one each, across experiments (results_dir/figures/).
 STUDY_FIGURES = {
@@ -217,7 +236,10 @@ STUDY_FIGURES = {
             "difference (log-log), coloured by the measured proportion correct at the "
             "experiment's largest N. Dashed lines: where two paired standard errors at N "
             "equal the gap (sd = gap sqrt(N) / 2); above the line for N, a dataset of N "
-            "sequences cannot tell the optimum from its best rival.")),
+            "sequences cannot tell the optimum from its best rival. A study whose "
+            "landscapes are all flat (no prompt outside the optimal class with a positive "
+            "gap, e.g. max_prompt_length 0) draws a panel that says there is nothing to "
+            "plot.")),
 }
 
 
@@ -274,6 +296,38 @@ def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: 
     log.info("wrote the %s figure of %s", figure, experiment)
 
 
+def _of_artifacts(paths: list[str], spec: Figure) -> list[str]:
+    """The files among `paths` of the artifacts figure `spec` reads (each file's artifact
+    from its schema metadata, `tables.artifact_of`)."""
+    from promptscape.pipeline import tables  # pyarrow: not at parse time
+
+    return [p for p in paths if tables.artifact_of(p) in spec.tables]
+
+
+def plot_figures(*, figures: list[str], tables_in: list[str], directory: str,
+                 **settings) -> None:
+    """Every figure of one experiment (`figures`, its `figures_of`) in one process, each as
+    `directory`/<figure>.svg, .png and .html, drawn by `plot_figure` from the files of
+    `tables_in` of its own artifacts; `settings`: `plot_figure`'s experiment, pretraining,
+    tasks, imd, predictors and style."""
+    for figure in figures:
+        out = os.path.join(directory, figure)
+        plot_figure(figure=figure, tables_in=_of_artifacts(tables_in, FIGURES[figure]),
+                    svg=f"{out}.svg", png=f"{out}.png", html=f"{out}.html", **settings)
+
+
+def plot_study_figures(*, figures: list[str], tables_in: list[str], directory: str,
+                       **settings) -> None:
+    """Every figure of the whole study (`figures`, those of `STUDY_FIGURES`) in one process,
+    as `plot_figures` draws an experiment's (`plot_study_figure`; `settings`: its
+    experiments, style and configfiles)."""
+    for figure in figures:
+        out = os.path.join(directory, figure)
+        plot_study_figure(figure=figure,
+                          tables_in=_of_artifacts(tables_in, STUDY_FIGURES[figure]),
+                          svg=f"{out}.svg", png=f"{out}.png", html=f"{out}.html", **settings)
+
+
 def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
                       experiments: list[str], style: dict,
                       configfiles: list[str] = ()) -> None:
@@ -292,3 +346,61 @@ def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, 
     chart = getattr(figures, spec.builder)(frame, style=style, title=title)
     figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
     log.info("wrote the study figure %s", figure)
+
+
+def _markdown_text(text: str) -> str:
+    """A caption (reStructuredText prose) as Markdown prose: `*` and `|` literal."""
+    return text.replace("*", "\\*").replace("|", "\\|")
+
+
+def _names(found: list[str]) -> str:
+    """`a`, `b` and `c`."""
+    quoted = [f"`{n}`" for n in found]
+    return " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
+def _markdown_entry(name: str, spec: Figure, study: bool = False) -> list[str]:
+    needs = [words for trait, words in TRAITS.items() if getattr(spec, trait)]
+    when = ("once, from every experiment" if study
+            else "for experiments with " + " and ".join(needs) if needs else "for every experiment")
+    reads = ", ".join(f"`{artifact}`" for artifact in spec.tables)
+    caption = spec.caption.replace("{models}", "(the network settings the config gives)")
+    return [f"### `{name}`", "", f"**{_markdown_text(spec.headline)}.** Drawn {when}; "
+            f"reads {reads} ([artifacts.md](artifacts.md)).", "", _markdown_text(caption), ""]
+
+
+def markdown() -> str:
+    """The figures of `FIGURES` and `STUDY_FIGURES` as Markdown, for docs/figures.md."""
+    every = [name for name, spec in FIGURES.items() if spec.all_replicates]
+    selections = [name for name, spec in FIGURES.items() if spec.selections]
+    lines = [
+        "# Figures", "",
+        "Per experiment, in `results/<experiment>/figures/`, and for the whole study, in "
+        "`results/figures/`, each figure as SVG, PNG and standalone HTML (Vega scripts "
+        "inlined, no CDN); `snakemake --report report.html` collects them, each with its "
+        "caption (the text below, with the experiment's settings). One job per experiment "
+        "(rule `plot_figures`) and one for the study (`plot_study_figures`) draw them. This "
+        "page is generated from the registry (`FIGURES` and `STUDY_FIGURES` in "
+        "`src/promptscape/pipeline/stages/figures.py`) by "
+        "`python -m promptscape.pipeline.stages.figures`; a test keeps it in sync.", "",
+        f"Every figure but {_names(every)} shows replicate 0 of each network, and every "
+        f"figure but {_names(selections)} the search on D_N drawn from the task "
+        "(`dataset_selection` random). A study figure shows the experiments of the config "
+        "that drew it: two configs that share a `results_dir` redraw it in turn.", "",
+        "## Per experiment", "",
+    ]
+    for name, spec in FIGURES.items():
+        lines += _markdown_entry(name, spec)
+    lines += ["## The whole study", ""]
+    for name, spec in STUDY_FIGURES.items():
+        lines += _markdown_entry(name, spec, study=True)
+    lines += [
+        "## Adding a figure", "",
+        "Its chart in `src/promptscape/report/figures.py` and its entry in the registry: "
+        "[extending.md](extending.md#a-figure). Examples of these figures, with what they "
+        "show, are in [science.md](science.md#findings-of-complete-runs).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown(), end="")

@@ -1,13 +1,11 @@
-"""Snakemake entry point of rule plot_study_figure."""
+"""Snakemake entry point of rule plot_study_figures."""
 from promptscape.pipeline import identity
 from promptscape.pipeline.stages import figures
 
 with identity.job(snakemake):
-    figures.plot_study_figure(
+    figures.plot_study_figures(
         tables_in=list(snakemake.input.tables),
-        svg=snakemake.output.svg,
-        png=snakemake.output.png,
-        html=snakemake.output.html,
+        directory=snakemake.output.figures,
         configfiles=snakemake.params.configfiles,
         **snakemake.params.args,
     )

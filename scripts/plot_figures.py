@@ -1,12 +1,10 @@
-"""Snakemake entry point of rule plot_figure."""
+"""Snakemake entry point of rule plot_figures."""
 from promptscape.pipeline import identity
 from promptscape.pipeline.stages import figures
 
 with identity.job(snakemake):
-    figures.plot_figure(
+    figures.plot_figures(
         tables_in=list(snakemake.input.tables),
-        svg=snakemake.output.svg,
-        png=snakemake.output.png,
-        html=snakemake.output.html,
+        directory=snakemake.output.figures,
         **snakemake.params.args,
     )
