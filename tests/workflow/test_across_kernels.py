@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.across_kernels]
 
 # numpy's dispatch limited to its x86-64-v2 baseline, torch's ATen kernels to the scalar ones.
 BASELINE_KERNELS = {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4", "ATEN_CPU_CAPABILITY": "default"}
-# Measured on the neural scenario (networks of 20 training steps): 1.2e-6 at most.
-NETWORK_RTOL = 1e-5
+# Measured on the neural scenario (networks of 20 training steps), file by file: 1.2e-6 of a
+# column's scale on losses and KLs, up to 4e-5 on small statistics of them (a standard error,
+# the gap between two KLs, the spread over restarts: 1e-9 to 7e-8 nats).
+NETWORK_RTOL = 1e-4
 
 
 def _other_kernels() -> dict[str, str]:
