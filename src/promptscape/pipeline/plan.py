@@ -82,7 +82,7 @@ STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predi
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
-          "tune_network", "aggregate_tuning", "analyse_edits", "plot_figure",
+          "tune_network", "aggregate_tuning", "analyse_edits", "probe_prior", "plot_figure",
           "plot_study_figure")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
@@ -219,7 +219,8 @@ def _table_bytes(exp) -> int:
 # was measured).
 JOB_START_SECONDS = 0.2
 JOB_WORK_SECONDS = {"plot_figure": 3.0, "plot_study_figure": 3.0, "aggregate_search": 0.3,
-                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0}
+                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0,
+                    "probe_prior": 3.0}
 # Seconds per evaluation: (rule, "bayes" or the network family).
 EVALUATION_SECONDS = {
     ("search_prompts", "bayes"): 2e-6, ("search_prompts", "neural"): 1e-6,
@@ -485,6 +486,12 @@ def _edit_effects(study, rule: str, w: dict) -> Job:
                + 4 * _strings(per_file, L) + 2 * visited)
 
 
+def _prior(study, rule: str, w: dict) -> Job:
+    """A predictor queried after a few hundred contexts and small least-squares fits: its
+    baseline (torch for a network) dominates."""
+    return Job(rule, w, 0, _baseline(study, w["predictor"]), "count-class contexts")
+
+
 def _figure(study, rule: str, w: dict) -> Job:
     return Job(rule, w, 0, FIGURE_BASELINE_BYTES)
 
@@ -668,6 +675,7 @@ ESTIMATORS = {
     "predict_reliability": _prediction,
     "tune_network": _tuning, "aggregate_tuning": _aggregate_tuning,
     "analyse_edits": _analyse_edits,
+    "probe_prior": _prior,
     "plot_figure": _figure, "plot_study_figure": _figure,
 }
 
@@ -756,6 +764,10 @@ def jobs(study) -> list[Job]:
                                      for k, v in w.items()}))
             out.append(estimate(study, "aggregate_tuning", e))
         out.append(estimate(study, "analyse_edits", e))
+        if exp.probes_prior:
+            for predictor, r in study.predictor_replicates(exp):
+                out.append(estimate(study, "probe_prior", {**e, "predictor": predictor,
+                                                           "replicate": str(r)}))
         for figure in figures_of(study, exp):
             out.append(estimate(study, "plot_figure", {**e, "figure": figure}))
     for figure in STUDY_FIGURES:

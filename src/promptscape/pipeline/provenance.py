@@ -73,6 +73,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                      ("pretraining", "task", "family", "tuner")),
     "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
     "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
+    "probe_prior": ("promptscape.pipeline.stages.prior:probe_prior", ("pretraining", "family")),
     "plot_figure": ("promptscape.pipeline.stages.figures:plot_figure", ("figure",)),
     "plot_study_figure": ("promptscape.pipeline.stages.figures:plot_study_figure", ("figure",)),
 }
