@@ -50,19 +50,21 @@ def _selected(cols: dict) -> pd.DataFrame:
 @pytest.mark.parametrize("kind", sorted(RECOVERABLE))
 def test_bayes_read_back_recovers_the_prior(kind):
     spec, family = RECOVERABLE[kind]
-    truth = prior.true_measure(build_source(spec))
-    cols = prior.probe_prior(BayesPredictor(build_source(spec)), spec, probe_length=6)
-    chosen = _selected(cols)
-    assert chosen["family"].unique().tolist() == [family]
+    source = build_source(spec)
+    truth = prior.true_measure(source)
+    # Probe length 5: moments up to order 5 fit 3 binary atoms; length 5 held out.
+    contexts, counts = prior.probe_contexts(source.vocab_size, 5)
+    probs = prior.query(BayesPredictor(source), contexts, source.vocab_size)
+    chosen = prior.choose(prior.read_back(counts, probs, 5))
+    assert chosen.family == family
     if family == "mixture":
-        atoms = np.asarray(chosen["probabilities"].tolist())
         order = np.lexsort(truth.atoms.T[::-1])
-        np.testing.assert_allclose(atoms, truth.atoms[order], atol=1e-6)
-        np.testing.assert_allclose(chosen["weight"], truth.weights[order], atol=1e-6)
+        np.testing.assert_allclose(chosen.atoms, truth.atoms[order], atol=1e-6)
+        np.testing.assert_allclose(chosen.weights, truth.weights[order], atol=1e-6)
     else:
-        np.testing.assert_allclose(chosen["alpha"].iloc[0], truth.alpha, rtol=1e-6)
-    assert chosen["w1"].iloc[0] < 1e-6
-    assert chosen["heldout_error"].iloc[0] < 1e-9
+        np.testing.assert_allclose(chosen.alpha, truth.alpha, rtol=1e-6)
+    assert prior.w1(chosen.measure(), truth).distance < 1e-6
+    assert chosen.heldout_error < 1e-9
 
 
 def test_approximate_kind_is_read_back_with_its_distance():
@@ -107,12 +109,18 @@ def test_planted_prior_is_recovered_and_K_chosen_by_held_out_error():
     # Components in the fit's order: lexicographic in their atoms.
     atoms = np.array([[0.15, 0.85], [0.6, 0.4], [0.9, 0.1]])
     weights = np.array([0.4, 0.35, 0.25])
-    spec = {"kind": "coin_mixture", "thetas": atoms[:, 1].tolist(), "weights": weights.tolist()}
-    cols = prior.probe_prior(PlantedPredictor(weights, atoms), spec, probe_length=7)
-    chosen = _selected(cols)
-    assert chosen["components"].iloc[0] == 3
-    np.testing.assert_allclose(np.asarray(chosen["probabilities"].tolist()), atoms, atol=1e-6)
-    np.testing.assert_allclose(chosen["weight"], weights, atol=1e-6)
+    contexts, counts = prior.probe_contexts(2, 6)
+    probs = prior.query(PlantedPredictor(weights, atoms), contexts, 2)
+    fits = prior.read_back(counts, probs, 6)
+    chosen = prior.choose(fits)
+    assert chosen.family == "mixture" and chosen.components == 3
+    np.testing.assert_allclose(chosen.atoms, atoms, atol=1e-6)
+    np.testing.assert_allclose(chosen.weights, weights, atol=1e-6)
+    # Fewer components miss the held-out contexts; more would tie and are not chosen.
+    two = prior.fit_mixture(counts[counts.sum(1) < 6], probs[counts.sum(1) < 6], 2,
+                            prior._starts(probs, 2, None))
+    held = counts.sum(1) == 6
+    assert np.abs(prior.mixture_predictive(counts[held], *two) - probs[held]).max() > 1e-4
 
 
 def test_planted_prior_under_noise_is_near_and_its_errors_say_so():
@@ -201,3 +209,26 @@ def test_probe_length_below_one_is_an_error():
     counts = np.zeros((1, 2), dtype=np.int64)
     with pytest.raises(ValueError, match="probe_length == 0, must be >= 1"):
         prior.read_back(counts, np.full((1, 2), 0.5), 0)
+
+
+def test_stage_writes_the_prior_fit_table_and_refuses_by_name(tmp_path):
+    from promptscape.pipeline import tables
+    from promptscape.pipeline.stages import prior as prior_stage
+
+    spec = RECOVERABLE["coin_mixture"][0]
+    out = tmp_path / "r0.parquet"
+    prior_stage.probe_prior(output=str(out), predictor="bayes", replicate=0, family="bayes",
+                            pretraining=spec, experiment="e", probe_length=5)
+    frame = tables.read(str(out), "prior_fit")
+    assert set(frame["probe_length"]) == set(range(1, 6))
+    assert frame.loc[frame["selected"], "queries"].unique().tolist() == [prior.num_queries(2, 5)]
+    assert prior.num_queries(2, 5) == 21 and prior.num_queries(3, 8) == 165
+    source = build_source(prior.selected_source(frame))
+    assert source.kind == "coin_mixture"
+    np.testing.assert_allclose(sorted(source.thetas), [0.1, 0.5, 0.8], atol=1e-6)
+    with pytest.raises(prior.PriorFitError, match="experiment e: pretraining: source kind "
+                                                  "'markov' is not exchangeable"):
+        prior_stage.probe_prior(output=str(tmp_path / "x.parquet"), predictor="bayes",
+                                replicate=0, family="bayes",
+                                pretraining=NOT_EXCHANGEABLE["markov"], experiment="e",
+                                probe_length=2)

@@ -117,6 +117,10 @@ BAD = [
      _set(["experiments", "selection", "max_prompt_length"], 1),
      "experiments.selection.dataset_selection.high_variance.leading_prompts == 5, must be in "
      "2..3 (the prompts searched, set by experiments.selection.max_prompt_length)"),
+    ("surrogate on a prior that is not exchangeable",
+     _set(["experiments", "switching", "strategies"], ["exhaustive", "surrogate"]),
+     "experiments.switching.strategies names surrogate, but the pretraining source "
+     "'switching' is of kind 'switching', not exchangeable: its prior cannot be read back"),
     ("gradient on Bayes alone", _set(["experiments", "selection"], {
         **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
         "strategy_budgets": [10]}),
