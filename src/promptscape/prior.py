@@ -288,17 +288,43 @@ def read_back(counts: np.ndarray, probs: np.ndarray, probe_length: int,
         raise ValueError(f"probe_length == {probe_length}, must be >= 1")
     length = counts.sum(1)
     train, held = length < probe_length, length == probe_length
-    fits, previous = [], None
+    fits, previous = {}, None
     for K in range(1, max_components + 1):
         w, a = fit_mixture(counts[train], probs[train], K, _starts(probs[train], K, previous))
         previous = (w, a)
-        fits.append(_scored("mixture", w, a, None, counts, probs, train, held))
+        # A fit whose atoms coincide is a fit with fewer components: it stands for that K
+        # where it predicts the held-out contexts better than that K's own fit.
+        fit = _scored("mixture", *_merged(w, a), None, counts, probs, train, held)
+        k = fit.components
+        if k not in fits or fit.heldout_error < fits[k].heldout_error:
+            fits[k] = fit
+    fits = [fits[k] for k in sorted(fits)]
     least = min(f.heldout_error for f in fits)
     mixture = next(f for f in fits if f.heldout_error <= least + K_TIE)
     alpha = fit_dirichlet(counts[train], probs[train])
     dirichlet = _scored("dirichlet", np.ones(1), (alpha / alpha.sum())[None, :], alpha,
                         counts, probs, train, held)
     return [mixture, dirichlet]
+
+
+def _merged(weights: np.ndarray, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Components whose atoms lie within `K_TIE` (total variation) of an earlier one merged
+    into it (weights summed, the heavier atom kept), and components of weight below
+    `K_TIE` dropped."""
+    keep_w, keep_a = [], []
+    for k in np.argsort(-weights, kind="stable"):
+        if weights[k] < K_TIE:
+            continue
+        for j, atom in enumerate(keep_a):
+            if _tv(atom, atoms[k]) <= K_TIE:
+                keep_w[j] += weights[k]
+                break
+        else:
+            keep_w.append(float(weights[k]))
+            keep_a.append(atoms[k])
+    w, a = np.asarray(keep_w), np.asarray(keep_a)
+    order = np.lexsort(a.T[::-1])
+    return w[order] / w.sum(), a[order]
 
 
 def _scored(family, weights, atoms, alpha, counts, probs, train, held) -> Fit:
