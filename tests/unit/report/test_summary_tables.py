@@ -35,9 +35,11 @@ def test_prior_lines_count_the_queries_to_the_first_close_fit():
                              "family": family, "queries": queries, "components": 2,
                              "heldout_error": error, "w1": distance, "w1_resolution": 0.0,
                              "selected": d == 3 and family == "mixture"})
-    land = pd.DataFrame({"predictor": ["bayes", "bayes", "lstm", "lstm"],
-                         "task": ["a", "b", "a", "b"], "prompt": ["1", "0", "1", "00"],
-                         "optimal": [True] * 4})
+    # On task a the network keeps one of Bayes's tied optima (no difference); on b its
+    # optimum is not Bayes's.
+    land = pd.DataFrame({"predictor": ["bayes", "bayes", "bayes", "lstm", "lstm"],
+                         "task": ["a", "a", "b", "a", "b"], "prompt": ["01", "10", "0", "10", "00"],
+                         "optimal": [True] * 5})
     lines = summary.prior_lines(exp, pd.DataFrame(rows), land)
     assert lines[4] == "| bayes | 6 | mixture | 2 | 1.00e-02 | 0 |  |"
     assert lines[5] == "| lstm | 10 | mixture | 2 | 1.00e-02 | 0.008 | b |"
