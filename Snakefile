@@ -38,6 +38,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/prediction.smk"
 include: "workflow/rules/tuning.smk"
 include: "workflow/rules/edits.smk"
+include: "workflow/rules/prior.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -45,6 +46,7 @@ rule all:
     default_target: True
     input:
         get_aggregates(),
+        get_prior_fits(),
         get_figures(),
     localrule: True
 

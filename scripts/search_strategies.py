@@ -8,6 +8,7 @@ with identity.job(snakemake):
         landscape=snakemake.input.landscape,
         model=snakemake.input.get("model"),
         table=snakemake.input.get("table"),
+        prior_fit=snakemake.input.get("prior_fit"),
         output=snakemake.output.runs,
         steps=snakemake.output.steps,
         hill_climb_ends=snakemake.output.hill_climb_ends,

@@ -58,6 +58,13 @@ Members (docs/science.md, "Search strategies"):
     prompt, is free). Where ``top_k`` keeps every swap (``top_k >= V - 1``: always over two
     symbols) the gradient cannot change the candidates: it is charged but not computed.
     Bayes predictors have no gradient: the workflow skips it for them.
+``surrogate``
+    The pretraining prior read back from the predictor (`promptscape.prior`, the
+    `prior_fit` artifact) stands in for it: every prompt is ranked by its L_N on the same
+    D_N under the exact Bayes predictor of the fitted prior (`guide`), and the first
+    minimum is returned. It never evaluates a prompt on the predictor itself; its cost is
+    the probe's queries (next-symbol distributions after count-class contexts), which are
+    its one budget (`Plan.probe_queries`) and its `evaluations`.
 """
 
 from __future__ import annotations
@@ -412,6 +419,15 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
                 stale += 1
 
 
+def surrogate(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None,
+              guide=None) -> int:
+    """The canonical index of the first prompt of least L_N under the surrogate predictor
+    (`guide` ``(P,)``, canonical order); nothing is evaluated on the predictor."""
+    if guide is None or len(guide) != evaluate.num_prompts:
+        raise ValueError("surrogate needs the surrogate's L_N of every prompt (guide)")
+    return first_minimum(np.asarray(guide, dtype=np.float64))
+
+
 # Checks of each setting's value: (test, what it must be).
 _POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  "an integer >= 1")
@@ -436,6 +452,9 @@ class Strategy:
     search: Callable
     needs_gradient: bool = False
     exhaustive: bool = False  # runs once, at the budget of all prompts
+    # Ranks prompts by a surrogate predictor's L_N (`guide`): runs once, at the budget of
+    # the probe queries that read the surrogate back (`Plan.probe_queries`).
+    needs_prior: bool = False
     # Proposes prompts from a parent (edits, extensions, offspring): its steps are recorded
     # (`strategy_steps`). Exhaustive and random search draw every prompt without one.
     proposes: bool = True
@@ -494,6 +513,10 @@ STRATEGIES = {s.name: s for s in [
     Strategy("gradient", "greedy coordinate gradient (GCG) token swaps",
              {"top_k": 4, "candidates": 8, "patience": 2}, gradient_search,
              needs_gradient=True),
+    Strategy("surrogate", "rank by L_N under the Bayes predictor of the read-back prior",
+             {}, surrogate, needs_prior=True, proposes=False,
+             checks={"max_budget": (lambda v: v is None, "null: surrogate runs once, at the "
+                                                         "cost of its probe queries")}),
 ]}
 COMMON_SETTINGS = {"max_budget": None}
 
@@ -504,6 +527,9 @@ class Plan:
     budgets."""
     strategies: tuple[tuple[str, dict], ...] = ((EXHAUSTIVE, {}),)
     budgets: tuple[int, ...] = ()
+    # Queries of the prior read back that a surrogate strategy ranks by (its one budget);
+    # None where no strategy needs it.
+    probe_queries: int | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -519,12 +545,21 @@ class Plan:
         to its max_budget otherwise."""
         if STRATEGIES[name].exhaustive:
             return (int(num_prompts),)
+        if STRATEGIES[name].needs_prior:
+            if self.probe_queries is None:
+                raise ValueError(f"{name} runs at the cost of its probe queries, which the "
+                                 "plan does not state (Plan.probe_queries)")
+            return (int(self.probe_queries),)
         cap = self.settings(name)["max_budget"]
         return tuple(b for b in self.budgets if cap is None or b <= cap)
 
     @property
     def needs_gradient(self) -> bool:
         return any(STRATEGIES[name].needs_gradient for name in self.names)
+
+    @property
+    def needs_prior(self) -> bool:
+        return any(STRATEGIES[name].needs_prior for name in self.names)
 
     def to_dict(self) -> dict:
         return {name: self.settings(name) for name in self.names}
@@ -560,7 +595,8 @@ def parse(strategies, budgets, where: str) -> Plan:
             raise ConfigError(f"{budget_key} holds {b!r}; budgets are integers >= 1")
     if len(set(budgets)) != len(budgets):
         raise ConfigError(f"{budget_key} lists a budget more than once: {budgets}")
-    searching = [n for n, _ in out if not STRATEGIES[n].exhaustive]
+    searching = [n for n, _ in out if not STRATEGIES[n].exhaustive
+                 and not STRATEGIES[n].needs_prior]
     if searching and not budgets:
         raise ConfigError(f"{key} names {', '.join(searching)}, which run at budgets: give "
                           f"{budget_key}")
@@ -591,10 +627,18 @@ class Run:
 
 def search_run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
                budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
-               gradient: Callable[[str], np.ndarray] | None = None) -> Run:
-    """`run`, with the run's trail of evaluations and their parents."""
+               gradient: Callable[[str], np.ndarray] | None = None,
+               guide: np.ndarray | None = None) -> Run:
+    """`run`, with the run's trail of evaluations and their parents; `guide`: the
+    surrogate's L_N of every prompt (canonical order), for a strategy that `needs_prior`."""
     strategy = STRATEGIES[name]
     evaluate = Evaluator(losses, vocab_size, max_length, max(budgets))
+    if strategy.needs_prior:
+        # Its cost is the probe's queries, its budget: it evaluates nothing here.
+        chosen = strategy.search(evaluate, vocab_size, max_length, rng, settings,
+                                 guide=guide)
+        return Run([(b, chosen, b) for b in budgets], np.zeros(0, dtype=np.int64),
+                   np.zeros(0, dtype=np.int64))
     try:
         strategy.search(evaluate, vocab_size, max_length, rng, settings, gradient)
     except BudgetSpent:
@@ -606,12 +650,13 @@ def search_run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
 
 def run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
         budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
-        gradient: Callable[[str], np.ndarray] | None = None) -> list[tuple[int, int, int]]:
+        gradient: Callable[[str], np.ndarray] | None = None,
+        guide: np.ndarray | None = None) -> list[tuple[int, int, int]]:
     """One run of strategy `name` on one dataset, whose prompts' L_N are `losses` (canonical
     order), up to the largest budget: ``[(budget, index of the best prompt within it,
     evaluations used), ...]`` in the order of `budgets`."""
     return search_run(name, losses, vocab_size, max_length, budgets, rng, settings,
-                      gradient).found
+                      gradient, guide).found
 
 
 def expected_found_best(num_prompts: int, optimum_size: int, budget: int) -> float:

@@ -3,6 +3,7 @@ truth, random search against its exact hypergeometric law, and the config's erro
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -70,7 +71,13 @@ def test_exhaustive_returns_s_hat(seed):
 
 
 def _plan(names=None, budgets=(5, 20, 60, 200)):
-    return st.parse(names or list(st.STRATEGIES), list(budgets), "experiments.x")
+    plan = st.parse(names or list(st.STRATEGIES), list(budgets), "experiments.x")
+    return dataclasses.replace(plan, probe_queries=45) if plan.needs_prior else plan
+
+
+def _guide_for(losses):
+    """A surrogate's L_N of every prompt: the table with a tilt, so its minimum may differ."""
+    return losses + 0.01 * np.arange(len(losses)) / len(losses)
 
 
 def _gradient_for(losses):
@@ -85,16 +92,17 @@ def test_strategies_are_reproducible_nested_and_within_budget(name):
     losses = bowl(noise=0.05)
     budgets = plan.budgets_of(name, P)
     grad = _gradient_for(losses) if st.STRATEGIES[name].needs_gradient else None
+    guide = _guide_for(losses) if st.STRATEGIES[name].needs_prior else None
     runs = [st.run(name, losses, V, L, budgets, np.random.default_rng(7), plan.settings(name),
-                   grad) for _ in range(2)]
+                   grad, guide) for _ in range(2)]
     assert runs[0] == runs[1]
     best = [losses[i] for _, i, _ in runs[0]]
     assert all(b2 <= b1 for b1, b2 in zip(best, best[1:]))  # nested budgets
     for budget, i, used in runs[0]:
         assert used <= budget and used <= P + (budget if grad else 0)
     other = st.run(name, losses, V, L, budgets, np.random.default_rng(8), plan.settings(name),
-                   grad)
-    if name != "exhaustive" and name != "beam":
+                   grad, guide)
+    if name not in ("exhaustive", "beam", "surrogate"):  # the deterministic ones
         assert other != runs[0]  # another seed, another run
 
 
@@ -316,11 +324,13 @@ def _run_all(vocab, length, seed):
     losses = np.round(rng.normal(size=P_), 1)  # ties too
     out = {}
     for name, strategy in st.STRATEGIES.items():
-        budgets = (P_,) if strategy.exhaustive else (5, 30, 200)
+        budgets = (P_,) if strategy.exhaustive else (45,) if strategy.needs_prior else (
+            5, 30, 200)
         grad = ((lambda p: np.random.default_rng(len(p)).normal(size=(len(p), vocab)))
                 if strategy.needs_gradient else None)
         out[name] = st.search_run(name, losses, vocab, length, budgets,
-                                  np.random.default_rng(seed + 1), strategy.defaults, grad)
+                                  np.random.default_rng(seed + 1), strategy.defaults, grad,
+                                  _guide_for(losses) if strategy.needs_prior else None)
     return losses, out
 
 
@@ -339,7 +349,9 @@ def test_recording_steps_changes_no_strategy_result(monkeypatch, vocab, length):
             tuple(b for b, _, _ in recorded[name].found), np.random.default_rng(4),
             st.STRATEGIES[name].defaults,
             (lambda p: np.random.default_rng(len(p)).normal(size=(len(p), vocab)))
-            if st.STRATEGIES[name].needs_gradient else None)
+            if st.STRATEGIES[name].needs_gradient else None,
+            _guide_for(_run_all(vocab, length, 3)[0]) if st.STRATEGIES[name].needs_prior
+            else None)
 
 
 @pytest.mark.parametrize("vocab, length", [(2, 5), (3, 3)])
@@ -404,3 +416,27 @@ def _one_edit_apart(a: str, b: str) -> bool:
     short, long_ = sorted((a, b), key=len)
     return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short
                                                 for i in range(len(long_)))
+
+
+# ------------------------------------------------------------------ surrogate
+def test_surrogate_returns_the_guide_optimum_and_evaluates_nothing():
+    rng = np.random.default_rng(2)
+    losses = np.round(rng.random(P), 2)
+    guide = np.round(rng.random(P), 2)  # ties: the first in canonical order wins
+    done = st.search_run("surrogate", losses, V, L, (45,), rng, {}, guide=guide)
+    assert done.found == [(45, search.choose(guide[None, :])[0], 45)]
+    assert len(done.trail) == 0  # no prompt's L_N was computed on the predictor
+    # Guided by the table itself it finds the empirical optimum.
+    assert st.run("surrogate", losses, V, L, (45,), rng, {}, guide=losses)[0][1] == \
+        search.choose(losses[None, :])[0]
+
+
+def test_surrogate_needs_its_guide_and_its_queries():
+    with pytest.raises(ValueError, match="surrogate needs the surrogate's L_N"):
+        st.run("surrogate", np.zeros(P), V, L, (45,), np.random.default_rng(0), {})
+    plan = st.parse(["exhaustive", "surrogate"], None, "experiments.x")  # no budgets needed
+    with pytest.raises(ValueError, match="Plan.probe_queries"):
+        plan.budgets_of("surrogate", P)
+    assert dataclasses.replace(plan, probe_queries=45).budgets_of("surrogate", P) == (45,)
+    with pytest.raises(ConfigError, match="surrogate.max_budget == 3, must be null"):
+        st.parse({"surrogate": {"max_budget": 3}}, None, "experiments.x")

@@ -158,6 +158,28 @@ def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
     assert digests(run) == before
 
 
+def test_surrogate_ranks_by_the_read_back_prior_at_the_cost_of_its_queries(run):
+    """On the Bayes predictor the read-back prior is the true one, so the surrogate is
+    exhaustive search; on the LSTM it is scored like every strategy. Its one budget and its
+    evaluations are the probe's queries: the 45 count classes of length <= 8."""
+    runs = _runs(run)
+    keys = ["predictor", "task", "N", "seed"]
+    surrogate = runs[runs["strategy"] == "surrogate"].set_index(keys)
+    exhaustive = runs[runs["strategy"] == "exhaustive"].set_index(keys)
+    assert len(surrogate) == 2 * 2 * 2 * 8
+    assert set(surrogate["budget"]) == set(surrogate["evaluations"]) == {45}
+    bayes = surrogate.loc["bayes"]
+    assert (bayes["prompt"] == exhaustive.loc["bayes", "prompt"].loc[bayes.index]).all()
+    assert bayes["found_best"].all()
+    fits = {p: pd.read_parquet(_results(run) / "prior" / p / "r0.parquet")
+            for p in ("bayes", "lstm")}
+    for predictor, fit in fits.items():
+        chosen = fit[fit["selected"]]
+        assert chosen["queries"].unique().tolist() == [45], predictor
+    chosen = fits["bayes"][fits["bayes"]["selected"]]
+    assert chosen["family"].iloc[0] == "mixture" and chosen["w1"].iloc[0] < 1e-6
+
+
 def test_gradient_without_a_network_is_a_named_error(tmp_path):
     config = yaml.safe_load(CONFIG.read_text())
     config["experiments"]["bernmix"]["predictors"] = ["bayes"]

@@ -46,6 +46,15 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                                  "regret": 0.01})
         return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
                              "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
+    if artifact == "prior_fit":  # {experiment}/prior/{predictor}/r{replicate}.parquet
+        return pd.DataFrame({
+            "predictor": Path(path).parent.name, "replicate": 0,
+            "experiment": Path(path).parents[2].name, "probe_length": [1, 1, 2, 2],
+            "family": ["mixture", "dirichlet"] * 2, "component": 0, "queries": [3, 3, 6, 6],
+            "components": 1, "weight": 1.0, "probabilities": [[0.5, 0.5]] * 4,
+            "alpha": [None, [1.0, 1.0]] * 2, "train_error": 0.01, "heldout_error": 0.02,
+            "w1": [0.2, 0.005, 0.2, 0.001], "w1_resolution": 0.0,
+            "selected": [False, False, False, True]})
     exp_name = Path(path).parents[3 if artifact == "landscape" else 1].name
     exp = study.experiments[exp_name]
     if artifact == "landscape":

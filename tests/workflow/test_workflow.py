@@ -56,8 +56,9 @@ def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     first, second = digests(tiny_run), digests(tmp_path)
     # datasets and searches (one per experiment and seed block), evaluation sets,
     # landscapes, efficiency (one per experiment), aggregates (3 + token efficiency +
-    # reliability prediction + edits, local optima and transfer), predictions
-    assert len(first) == 3 + 3 + 3 + 3 + 2 + 16 + 3
+    # reliability prediction + edits, local optima and transfer), predictions, and the
+    # prior read back from bernmix's Bayes predictor (its pretraining is exchangeable)
+    assert len(first) == 3 + 3 + 3 + 3 + 2 + 16 + 3 + 1
     assert first == second
 
 
@@ -123,7 +124,7 @@ EVERYTHING_WITH_COIN_TASKS = {  # both experiments have a coin task
     "measure_efficiency": 2, "aggregate_search": 2, "predict_reliability": 3,
     "analyse_edits": 2, "plot_figures": 2, "plot_study_figures": 1, "all": 1}
 BERNMIX_EXPERIMENT = {  # pretraining coin_mixture: searches, landscapes and what follows
-    "search_prompts": 2, "compute_landscape": 2, "measure_efficiency": 1,
+    "search_prompts": 2, "compute_landscape": 2, "measure_efficiency": 1, "probe_prior": 1,
     "aggregate_search": 1, "predict_reliability": 2, "analyse_edits": 1, "plot_figures": 1,
     "plot_study_figures": 1, "all": 1}
 SWITCHING_EXPERIMENT = {
@@ -211,7 +212,7 @@ def test_neural_scenario_trains_scores_and_searches_through_the_cli(neural_run, 
         "compute_landscape": 2, "measure_efficiency": 1, "aggregate_search": 1,
         "predict_reliability": 2, "tune_network": 2, "tune_optimum": 2,
         "aggregate_tuning": 1,
-        "analyse_edits": 1, "plot_figures": 1,
+        "analyse_edits": 1, "probe_prior": 2, "plot_figures": 1,
         "plot_study_figures": 1, "all": 1}
     unused = edited_library(tmp_path / "unused", "neural/base.py", None, UNUSED)
     assert planned_jobs(neural_run, NEURAL, library=unused) == {}

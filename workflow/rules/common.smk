@@ -218,6 +218,46 @@ def get_figures():
     return [f"{RESULTS}/{name}/figures" for name in EXPERIMENTS] + [f"{RESULTS}/figures"]
 
 
+def get_prior_fits():
+    """Every experiment's prior_fit files (`layout.prior_fits`: where its pretraining
+    source is exchangeable)."""
+    return [path for exp in EXPERIMENTS.values() for path in layout.prior_fits(STUDY, exp)]
+
+
+def _prior_experiment(wildcards):
+    exp = get_experiment(wildcards)
+    if not exp.probes_prior:
+        raise ValueError(
+            f"experiment {exp.name!r}: its pretraining source, of kind "
+            f"{exp.pretraining.kind!r}, is not exchangeable, so probe_prior cannot read its "
+            "prior back"
+        )
+    return exp
+
+
+def get_prior_inputs(wildcards):
+    """A network's checkpoint (its prompt-loss table holds no contexts beyond L_max);
+    nothing for Bayes."""
+    exp = _prior_experiment(wildcards)
+    if not is_neural(wildcards.predictor):
+        return {}
+    return {"model": layout.checkpoint(STUDY, exp, wildcards.predictor, get_replicate(wildcards))}
+
+
+def get_prior_args(wildcards):
+    exp = _prior_experiment(wildcards)
+    return job_args(
+        wildcards,
+        "predictor",
+        "replicate",
+        "family",
+        "pretraining",
+        "experiment",
+        "probe_length",
+        probe_length=exp.probe_length,
+    )
+
+
 def get_block(wildcards):
     """The job's seed block, checked against the experiment's: a path of a block the
     config does not have (an older num_seeds or seeds_per_job) is refused by name."""
@@ -638,6 +678,14 @@ def get_strategy_inputs(wildcards):
     return inputs
 
 
+def get_strategy_prior(wildcards):
+    """The predictor's prior read back (replicate 0), where a surrogate strategy runs."""
+    exp = _strategy_experiment(wildcards)
+    if not exp.search_strategies.needs_prior:
+        return {}
+    return {"prior_fit": layout.prior_fit(STUDY, exp, wildcards.predictor, 0)}
+
+
 def get_strategy_args(wildcards):
     exp = _strategy_experiment(wildcards)
     return job_args(
@@ -656,10 +704,16 @@ def get_strategy_args(wildcards):
         "enumeration_budget",
         "strategies",
         "budgets",
+        *(["probe_queries"] if exp.search_strategies.needs_prior else []),
         replicate=0,
         N=int(wildcards.N),
         strategies=exp.search_strategies.to_dict(),
         budgets=list(exp.search_strategies.budgets),
+        **(
+            {"probe_queries": exp.search_strategies.probe_queries}
+            if exp.search_strategies.needs_prior
+            else {}
+        ),
     )
 
 

@@ -59,6 +59,7 @@ rule search_selected:
 rule search_strategies:
     input:
         unpack(get_strategy_inputs),
+        unpack(get_strategy_prior),
         landscape=get_strategy_landscape,
     output:
         runs=out("strategy_runs"),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from promptscape import prior as prior_lib
 from promptscape import seeding
 from promptscape.neural import families
 from promptscape.neural import tuners as tuners_lib
@@ -42,6 +43,12 @@ class Task:
     name: str
     source: Source
     in_meta_distribution: bool
+
+
+def probe_length(max_prompt_length: int, task_length: int) -> int:
+    """The longest context probe_prior queries: `prior.PROBE_LENGTH`, or one symbol less
+    than the experiment's networks see (L_max + T), whichever is shorter."""
+    return min(prior_lib.PROBE_LENGTH, max_prompt_length + task_length - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +88,17 @@ class Experiment:
     def runs_strategies(self) -> bool:
         """Whether a strategy besides exhaustive runs, so the strategy stage has work."""
         return self.strategies != (strategies_lib.EXHAUSTIVE,)
+
+    @property
+    def probe_length(self) -> int:
+        """The longest probe context of rule probe_prior (`probe_length`)."""
+        return probe_length(self.max_prompt_length, self.task_length)
+
+    @property
+    def probes_prior(self) -> bool:
+        """Whether its predictors' prior is read back (rule probe_prior): where the
+        pretraining source is exchangeable (promptscape.prior)."""
+        return self.pretraining.exchangeable
 
     @property
     def vocab_size(self) -> int:
@@ -468,6 +486,15 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
                               f"a model of `models`; models: {', '.join(models)}")
     search_strategies = strategies_lib.parse(exp["strategies"], exp["strategy_budgets"],
                                              where=where)
+    if search_strategies.needs_prior:
+        if not pretraining.exchangeable:
+            raise ConfigError(
+                f"{where}.strategies names surrogate, but the pretraining source "
+                f"{exp['pretraining']!r} is of kind {pretraining.kind!r}, not exchangeable: "
+                "its prior cannot be read back (promptscape.prior)")
+        search_strategies = dataclasses.replace(search_strategies, probe_queries=(
+            prior_lib.num_queries(pretraining.vocab_size, probe_length(
+                exp["max_prompt_length"], exp["task_length"]))))
     if search_strategies.needs_gradient and set(exp["predictors"]) <= {"bayes"}:
         raise ConfigError(f"{where}.strategies names gradient, but every predictor of "
                           f"{where}.predictors {exp['predictors']} is the exact Bayes "

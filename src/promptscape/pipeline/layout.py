@@ -92,6 +92,21 @@ def per_task(study: Study, exp: Experiment, artifact: str) -> list[str]:
             for predictor, r in study.predictor_replicates(exp) for task in exp.tasks]
 
 
+def prior_fit(study: Study, exp: Experiment, predictor: str, replicate: int = 0) -> str:
+    """The prior read back from one (predictor, replicate) of an experiment."""
+    return pattern(study, "prior_fit").format(experiment=exp.name, predictor=predictor,
+                                              replicate=replicate)
+
+
+def prior_fits(study: Study, exp: Experiment) -> list[str]:
+    """Every prior_fit of an experiment: one per (predictor, replicate), where its
+    pretraining source is exchangeable (none otherwise)."""
+    if not exp.probes_prior:
+        return []
+    return [prior_fit(study, exp, predictor, r)
+            for predictor, r in study.predictor_replicates(exp)]
+
+
 def aggregate(study: Study, exp: Experiment, table: str) -> str:
     return pattern(study, table).format(experiment=exp.name)
 

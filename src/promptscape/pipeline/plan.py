@@ -82,8 +82,8 @@ STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predi
           "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
           "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
-          "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "plot_figures",
-          "plot_study_figures")
+          "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "probe_prior",
+          "plot_figures", "plot_study_figures")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
 HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
@@ -219,7 +219,8 @@ def _table_bytes(exp) -> int:
 # was measured).
 JOB_START_SECONDS = 0.2
 JOB_WORK_SECONDS = {"plot_figures": 2.8, "plot_study_figures": 2.8, "aggregate_search": 0.3,
-                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0}
+                    "aggregate_strategies": 1.0, "measure_efficiency": 0.4, "edit_effects": 1.0,
+                    "probe_prior": 3.0}
 # A figure job's work beyond starting Altair and vl-convert (its JOB_WORK_SECONDS): seconds
 # per figure it draws (its tables read, the chart, SVG, PNG and HTML). Both from the tiny
 # scenario's figure jobs, one per figure against one per experiment (CPU time, 2026-12-07).
@@ -503,6 +504,12 @@ def _figures_drawn(study, w: dict) -> list[str]:
     return list(STUDY_FIGURES)
 
 
+def _prior(study, rule: str, w: dict) -> Job:
+    """A predictor queried after a few hundred contexts and small least-squares fits: its
+    baseline (torch for a network) dominates."""
+    return Job(rule, w, 0, _baseline(study, w["predictor"]), "count-class contexts")
+
+
 def _figure(study, rule: str, w: dict) -> Job:
     """One figure at a time, each from its own tables: the baseline of Altair and
     vl-convert."""
@@ -749,6 +756,7 @@ ESTIMATORS = {
     "predict_reliability": _prediction,
     "tune_network": _tuning, "tune_optimum": _optimum, "aggregate_tuning": _aggregate_tuning,
     "analyse_edits": _analyse_edits,
+    "probe_prior": _prior,
     "plot_figures": _figure, "plot_study_figures": _figure,
 }
 
@@ -841,6 +849,10 @@ def jobs(study) -> list[Job]:
                                      for k, v in w.items()}))
             out.append(estimate(study, "aggregate_tuning", e))
         out.append(estimate(study, "analyse_edits", e))
+        if exp.probes_prior:
+            for predictor, r in study.predictor_replicates(exp):
+                out.append(estimate(study, "probe_prior", {**e, "predictor": predictor,
+                                                           "replicate": str(r)}))
         out.append(estimate(study, "plot_figures", e))
     out.append(estimate(study, "plot_study_figures", {}))
     return out

@@ -76,6 +76,7 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
                      ("pretraining", "task", "family", "tuner")),
     "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
     "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
+    "probe_prior": ("promptscape.pipeline.stages.prior:probe_prior", ("pretraining", "family")),
     "plot_figures": ("promptscape.pipeline.stages.figures:plot_figures", ("figure",)),
     "plot_study_figures": ("promptscape.pipeline.stages.figures:plot_study_figures", ("figure",)),
 }

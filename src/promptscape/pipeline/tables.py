@@ -120,11 +120,12 @@ DIMENSIONS = {d[0]: d for d in [
     ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
     ("strategy", _S, "the prompt-search strategy (config key experiments.<name>.strategies; "
                      "promptscape.strategies): exhaustive, random, beam, hill_climb, "
-                     "annealing, evolutionary or gradient"),
+                     "annealing, evolutionary, gradient or surrogate"),
     ("budget", _I, "evaluations allowed: distinct prompts whose empirical loss on D_N the "
                    "strategy computed, each gradient computation counting as one "
                    "(experiments.<name>.strategy_budgets); for exhaustive, the number of "
-                   "prompts"),
+                   "prompts; for surrogate, the probe queries that read the prior back "
+                   "(prior_fit), its whole cost"),
     ("tuner", _S, "the tuning method (experiments.<name>.tuning.tuners; "
                   "promptscape.neural.tuners): none, soft_prompt, simplex_prompt, prefix, "
                   "embedding, head, lora, full; and the hard-prompt references hard_search "
@@ -690,6 +691,37 @@ ARTIFACTS = {a.name: a for a in [
          ("sequence_evaluations", _F, "mean task-sequence evaluations per seed")),
         ("predictor", "replicate", "experiment", "task", "N", "tuner", "settings",
          "tuning_steps")),
+    Artifact(
+        "prior_fit", "{experiment}/prior/{predictor}/r{replicate}.parquet",
+        "The pretraining prior read back from a predictor (promptscape.prior): its next-symbol "
+        "distribution queried after the count classes of each length 0..probe_length (no "
+        "task data), fitted by a finite mixture of categoricals (coins for V = 2; K chosen by "
+        "held-out error) and by a Beta / Dirichlet, each compared with the true prior by W1. "
+        "One row per (probe length, family, component); for exchangeable pretraining sources "
+        "only.",
+        (_PREDICTOR, _REPLICATE, _EXPERIMENT,
+         ("probe_length", _I, "d: the fit saw the count classes of length < d and held out "
+                              "those of length d"),
+         ("family", _S, "mixture (K categoricals with weights) or dirichlet (Beta for V = 2)"),
+         ("component", _I, "the component's index, 0..components-1 (atoms in lexicographic "
+                           "order); 0 for dirichlet"),
+         ("queries", _I, "next-symbol distributions queried: the count classes of length <= d"),
+         ("components", _I, "K of the mixture (chosen by held-out error); 1 for dirichlet"),
+         ("weight", _F, "the component's weight (1 for dirichlet)"),
+         ("probabilities", pa.list_(_F), "the component's categorical over symbols 0..V-1 "
+                                         "(dirichlet: its mean)"),
+         ("alpha", pa.list_(_F), "the Dirichlet's parameters over symbols 0..V-1 (Beta: "
+                                 "[beta, alpha]); null for mixture", NULLABLE),
+         ("train_error", _F, "largest total-variation distance between the predictor's and "
+                             "the fit's next-symbol distributions on the contexts fitted"),
+         ("heldout_error", _F, "the same on the held-out contexts (length d)"),
+         ("w1", _F, "W1 between the fitted and the true mixing measure over the simplex, "
+                    "total-variation ground distance (for V = 2, |theta - theta'|)"),
+         ("w1_resolution", _F, "0 where w1 is exact; else the spacing of the simplex grid a "
+                               "continuous measure over V > 2 symbols was discretised on"),
+         ("selected", _B, "the fit the surrogate strategy uses: at the largest probe length, "
+                          "the family of least held-out error")),
+        ("predictor", "replicate", "experiment", "probe_length", "family", "component")),
     Artifact(
         "efficiency", "{experiment}/efficiency.parquet",
         "Prompt efficiency by prompt length: the KL of typical prompts (prompts drawn from the "

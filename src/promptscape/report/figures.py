@@ -261,6 +261,8 @@ STRATEGY_STYLE = {
     "annealing": ("#cc79a7", "annealing: simulated annealing"),
     "evolutionary": ("#d55e00", "evolutionary: (mu + lambda)"),
     "gradient": ("#56b4e9", "gradient: greedy coordinate gradient (GCG)"),
+    "surrogate": ("#999999", "surrogate: Bayes predictor of the read-back prior (budget: "
+                             "its probe queries)"),
 }
 # The legend label of random search's exact found-best probability (strategies_chart).
 RANDOM_THEORY = "random, exact: 1 − C(P−m, B) / C(P, B)"

@@ -41,7 +41,10 @@ RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
          "tuner_optima": "tune_optimum",
          "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
          "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
-         "local_optima": "analyse_edits", "transfer": "analyse_edits"}
+         "local_optima": "analyse_edits", "transfer": "analyse_edits",
+         "prior_fit": "probe_prior"}
+# The read-back prior counts as recovered within this W1 (docs/science.md).
+PRIOR_W1 = 0.01
 # Edit effects: a truth smaller than this (nats) has no sign worth comparing.
 SIGN_RESOLUTION = 0.01
 # Exit status after a closed output pipe, as a process killed by SIGPIPE reports it.
@@ -65,6 +68,7 @@ def required(study: config_lib.Study) -> list[tuple[str, str]]:
                 + (layout.STRATEGY_TABLES if exp.runs_strategies else ())
                 + (("tuning",) if exp.tuning else ())]
         out += [(path, "tuner_optima") for path in layout.optimum_outputs(study, exp)]
+        out += [(path, "prior_fit") for path in layout.prior_fits(study, exp)]
     return out
 
 
@@ -207,6 +211,9 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out += edit_effect_lines(exp, _configured(_read(study, path, "edit_effects"), exp, path))
         path = layout.aggregate(study, exp, "hill_climb_optima")
         out += hill_climb_lines(_configured(_read(study, path, "hill_climb_optima"), exp, path))
+    if exp.probes_prior:
+        out += prior_lines(exp, _read(study, layout.prior_fits(study, exp), "prior_fit"),
+                           land)
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
         out += optimum_lines(_read(study, layout.optimum_outputs(study, exp), "tuner_optima"))
@@ -395,6 +402,47 @@ def strategy_lines(exp: config_lib.Experiment, table: pd.DataFrame) -> list[str]
             sd = float(np.sqrt((n * p * (1 - p)).sum()))
             out.append(f"| {int(budget):,} | {int(group['found_best'].sum())} of "
                        f"{int(n.sum())} | {float((p * n).sum()):.1f} | {sd:.1f} |")
+    return out + [""]
+
+
+def prior_lines(exp: config_lib.Experiment, fits: pd.DataFrame,
+                land: pd.DataFrame) -> list[str]:
+    """Per predictor (replicate 0): the prior read back (`prior_fit`), at each probe length
+    the family of least held-out error: the fewest queries whose W1 to the true prior is at
+    most `PRIOR_W1`, and the selected fit at the largest probe length; beside it the tasks
+    where the predictor's optimal class is not within the Bayes predictor's (a network that
+    breaks Bayes's ties among permutations keeps part of its class: not a difference)."""
+    fits = tables.first_replicate(fits)
+    bayes = land[land["predictor"] == "bayes"]
+    best = {}
+    for (predictor, task), sub in land.groupby(["predictor", "task"]):
+        best[predictor, task] = frozenset(sub.loc[sub["optimal"], "prompt"])
+    out = [f"The pretraining prior read back from each predictor's next-symbol predictions "
+           f"(probe_prior): the fewest queries whose fit (at each probe length, the family of "
+           f"least held-out error) lies within W1 {PRIOR_W1:g} of the true prior, and the "
+           "selected fit.", "",
+           "| predictor | queries to W1 <= 0.01 | selected fit | components | held-out error | "
+           "W1 (selected) | tasks whose optimal prompts are not all optimal for Bayes |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for predictor in exp.predictors:
+        sub = fits[fits["predictor"] == predictor]
+        if sub.empty:
+            continue
+        per_length = sub.sort_values(["probe_length", "heldout_error", "family"]).groupby(
+            "probe_length").head(1)
+        within = per_length[per_length["w1"] <= PRIOR_W1]
+        first = f"{int(within['queries'].min())}" if len(within) else (
+            f"> {int(per_length['queries'].max())}")
+        chosen = sub[sub["selected"]].iloc[0]
+        resolution = (f" (grid {chosen['w1_resolution']:.2g})"
+                      if chosen["w1_resolution"] > 0 else "")
+        differs = ("" if predictor == "bayes" or bayes.empty else ", ".join(
+            t.name for t in exp.tasks
+            if not best.get((predictor, t.name), frozenset())
+            <= best.get(("bayes", t.name), frozenset())) or "none")
+        out.append(f"| {predictor} | {first} | {chosen['family']} | "
+                   f"{int(chosen['components'])} | {chosen['heldout_error']:.2e} | "
+                   f"{chosen['w1']:.3g}{resolution} | {differs} |")
     return out + [""]
 
 

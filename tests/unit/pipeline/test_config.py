@@ -23,7 +23,13 @@ def test_default_config_is_the_study():
     # Only `strategies` runs search strategies besides exhaustive search.
     assert [n for n, e in study.experiments.items() if e.runs_strategies] == ["strategies"]
     assert study.experiments["strategies"].strategies == (
-        "exhaustive", "random", "beam", "hill_climb", "annealing", "evolutionary", "gradient")
+        "exhaustive", "random", "beam", "hill_climb", "annealing", "evolutionary", "gradient",
+        "surrogate")
+    # The surrogate's one budget: the count classes of length <= 8 over 2 symbols.
+    assert study.experiments["strategies"].search_strategies.probe_queries == 45
+    # The prior is read back where the pretraining source is exchangeable.
+    assert [n for n, e in study.experiments.items() if e.probes_prior] == [
+        "bernmix", "betacoin", "dirichlet", "topics", "selection", "strategies"]
     # The study's experiments search random D_N only; `selection` runs every method.
     assert all(e.selections == ("random",) for n, e in study.experiments.items()
                if n != "selection")
@@ -117,6 +123,10 @@ BAD = [
      _set(["experiments", "selection", "max_prompt_length"], 1),
      "experiments.selection.dataset_selection.high_variance.leading_prompts == 5, must be in "
      "2..3 (the prompts searched, set by experiments.selection.max_prompt_length)"),
+    ("surrogate on a prior that is not exchangeable",
+     _set(["experiments", "switching", "strategies"], ["exhaustive", "surrogate"]),
+     "experiments.switching.strategies names surrogate, but the pretraining source "
+     "'switching' is of kind 'switching', not exchangeable: its prior cannot be read back"),
     ("gradient on Bayes alone", _set(["experiments", "selection"], {
         **DEFAULT["experiments"]["selection"], "strategies": ["gradient"],
         "strategy_budgets": [10]}),

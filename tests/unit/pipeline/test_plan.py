@@ -57,9 +57,12 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     assert search.evaluations == (2 * 63 * 2**10 + 21 * 11) * 4 * 10
     # With the `all` rule: the default run's job budget (300 before issue 28, whose edit
     # analysis adds one analyse_edits job and three figures per experiment, 8 + 24, and
-    # edit_effects' one job on the strategies experiment; bernmix's tuner optima one job).
-    assert len(jobs) + 1 <= 334
+    # edit_effects' one job on the strategies experiment; bernmix's tuner optima one job),
+    # and one probe_prior job per predictor of the 6 experiments whose pretraining source is
+    # exchangeable (15); figures are one job per experiment.
+    assert len(jobs) + 1 <= 276
     assert counts["tune_optimum"] == 1
+    assert counts["probe_prior"] == sum(len(layout.prior_fits(study, e)) for e in exps) == 15
     assert counts["edit_effects"] == 1
     # One job draws all of an experiment's figures, and one the study's.
     assert counts["plot_figures"] == len(study.experiments)

@@ -13,6 +13,7 @@ import pytest
 from promptscape.pipeline import config as config_lib
 from promptscape.neural import families, tuners
 from promptscape.pipeline import provenance, tables
+from promptscape import prior as prior_lib
 from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages import aggregate as aggregate_stage
 from promptscape.pipeline.stages import datasets as datasets_stage
@@ -22,6 +23,7 @@ from promptscape.pipeline.stages import efficiency as efficiency_stage
 from promptscape.pipeline.stages import figures as figures_stage
 from promptscape.pipeline.stages import landscape as landscape_stage
 from promptscape.pipeline.stages import prediction as prediction_stage
+from promptscape.pipeline.stages import prior as prior_stage
 from promptscape.pipeline.stages import search as search_stage
 from promptscape.pipeline.stages import strategies as strategies_stage
 from promptscape.pipeline.stages import training as training_stage
@@ -324,6 +326,19 @@ def traced(tmp_path_factory):
     # second task scores a network from its checkpoint, as where no prompt-loss table
     # exists (T beyond the enumeration budget): the family's code then runs.
     plan = {name: {} for name in strategies_lib.STRATEGIES}
+    # The prior read back from each kept predictor (the surrogate strategy ranks by it).
+    probe_length = L_MAX + T - 1
+    queries = prior_lib.num_queries(2, probe_length)
+    prior_fits = {}
+    for j in keep:
+        family = predictors[j][0]
+        model = {} if family == "bayes" else {"model": p(f"models/{family}/model.pt")}
+        prior_fits[family] = p(tables.ARTIFACTS["prior_fit"].path.format(
+            experiment="e", predictor=family, replicate=0))
+        run("probe_prior", prior_stage.probe_prior,
+            {"pretraining": "coin_mixture", "family": family}, output=prior_fits[family],
+            predictor=family, replicate=0, family=family, pretraining=SOURCES["bernmix"],
+            experiment="e", probe_length=probe_length, device="cpu", **model)
     runs, steps, ends = [], [], []
     for j in keep:
         family, _, tabled = predictors[j]
@@ -344,7 +359,8 @@ def traced(tmp_path_factory):
                 family=family, replicate=0, pretraining=SOURCES["bernmix"], experiment="e",
                 task_name=task, task=tasks[task], task_length=T, N=3, first=0, last=1,
                 max_prompt_length=L_MAX, enumeration_budget=2 ** 27, strategies=plan,
-                budgets=[2, 5], device="cpu", **inputs, **model)
+                budgets=[2, 5], prior_fit=prior_fits[family], probe_queries=queries,
+                device="cpu", **inputs, **model)
     P = 2 ** (L_MAX + 1) - 1
     # The observational estimate, a job per task here (the workflow's covers every task of
     # the experiment; tracing one kind at a time checks each kind's declared code).
@@ -362,7 +378,8 @@ def traced(tmp_path_factory):
     run("aggregate_strategies", aggregate_stage.aggregate_strategies, {}, runs=runs,
         output=p("aggregate/strategies.parquet"), in_meta_distribution=imd,
         expected={**grid, "runs": {f: [[n, b] for n in plan if f != "bayes" or n != "gradient"
-                                       for b in ([P] if n == "exhaustive" else [2, 5])]
+                                       for b in ([P] if n == "exhaustive" else [queries]
+                                                 if n == "surrogate" else [2, 5])]
                                    for f in ("bayes", "lstm", "transformer")}})
     # Efficiency as the workflow's one job per experiment: Bayes on bernmix and the
     # networks from their checkpoints.

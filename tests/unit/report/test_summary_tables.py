@@ -18,3 +18,28 @@ def test_the_regret_table_counts_the_steps_of_an_untrained_network_as_zero(monke
         curves[path] if artifact == "training_curve" else regret))
     rows = summary.regret_table(None).splitlines()
     assert rows[2].endswith("| 3 |") and rows[3].endswith("| 0 |")
+
+
+def test_prior_lines_count_the_queries_to_the_first_close_fit():
+    """The fewest queries at which the family of least held-out error lies within W1 0.01
+    of the truth, the selected fit, and the tasks whose optimal class differs from Bayes's."""
+    from types import SimpleNamespace
+
+    exp = SimpleNamespace(predictors=["bayes", "lstm"],
+                          tasks=[SimpleNamespace(name="a"), SimpleNamespace(name="b")])
+    rows = []
+    for predictor, w1s in (("bayes", (0.2, 0.0, 0.0)), ("lstm", (0.3, 0.05, 0.008))):
+        for d, (w1, queries) in enumerate(zip(w1s, (3, 6, 10)), start=1):
+            for family, error, distance in (("mixture", 0.01, w1), ("dirichlet", 0.02, 0.001)):
+                rows.append({"predictor": predictor, "replicate": 0, "probe_length": d,
+                             "family": family, "queries": queries, "components": 2,
+                             "heldout_error": error, "w1": distance, "w1_resolution": 0.0,
+                             "selected": d == 3 and family == "mixture"})
+    # On task a the network keeps one of Bayes's tied optima (no difference); on b its
+    # optimum is not Bayes's.
+    land = pd.DataFrame({"predictor": ["bayes", "bayes", "bayes", "lstm", "lstm"],
+                         "task": ["a", "a", "b", "a", "b"], "prompt": ["01", "10", "0", "10", "00"],
+                         "optimal": [True] * 5})
+    lines = summary.prior_lines(exp, pd.DataFrame(rows), land)
+    assert lines[4] == "| bayes | 6 | mixture | 2 | 1.00e-02 | 0 |  |"
+    assert lines[5] == "| lstm | 10 | mixture | 2 | 1.00e-02 | 0.008 | b |"

@@ -23,7 +23,9 @@ import logging
 
 import numpy as np
 
-from promptscape import edits, search, seeding
+from promptscape import edits, prior, search, seeding
+from promptscape.predictors import BayesPredictor
+from promptscape.sources import build_source
 from promptscape.pipeline import tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
@@ -50,13 +52,16 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
                       last: int, max_prompt_length: int, enumeration_budget: int,
                       strategies: dict,
                       budgets: list[int], model: str | None = None, table: str | None = None,
+                      prior_fit: str | None = None, probe_queries: int | None = None,
                       device: str = "auto") -> None:
     """Run `strategies` ({name: settings}) at `budgets` on every D_N of seeds first..last;
     a network's L_N from its prompt-loss `table` where there is one, its gradients from its
     checkpoint `model`. The D_N are drawn here (`datasets.draw_datasets`: the sequences
     task_data holds and the search sees), not read from the experiment's task_data file,
     so that a change of the dataset grid elsewhere reruns no strategy job. The runs go to
-    `output`, their steps to `steps`, the hill-climb ends to `hill_climb_ends`."""
+    `output`, their steps to `steps`, the hill-climb ends to `hill_climb_ends`. A surrogate
+    strategy ranks by L_N on the same D_N under the exact Bayes predictor of the selected
+    fit of the predictor's `prior_fit`, read back after `probe_queries` queries."""
     V = vocab_size(pretraining)
     prompts = prompts_lib.all_prompts(max_prompt_length, V)
     P = len(prompts)
@@ -66,7 +71,10 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
     losses = search.empirical_losses(scorer, prompts, seqs, enumeration_budget, V)  # (S, P)
     kl, rank, optimal, resolution = _landscape(landscape, prompts)
     best_kl = float(kl[optimal].min())
-    plan = strategies_lib.Plan(tuple(strategies.items()), tuple(sorted(budgets)))
+    plan = strategies_lib.Plan(tuple(strategies.items()), tuple(sorted(budgets)),
+                               probe_queries)
+    guide = (_surrogate_losses(prior_fit, probe_queries, prompts, seqs, enumeration_budget, V)
+             if plan.needs_prior else None)  # (S, P)
     gradient_of = None
     names = list(plan.names)
     if plan.needs_gradient:
@@ -95,7 +103,8 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
             done = strategies_lib.search_run(
                 name, row, V, max_prompt_length, budgets, rng,
                 plan.settings(name), gradient_of(s) if gradient_of and
-                strategies_lib.STRATEGIES[name].needs_gradient else None)
+                strategies_lib.STRATEGIES[name].needs_gradient else None,
+                guide[s] if strategies_lib.STRATEGIES[name].needs_prior else None)
             found = done.found
             if strategies_lib.STRATEGIES[name].proposes:
                 step_parts.append(run_steps(done, prompts, row, int(seed), name,
@@ -198,6 +207,23 @@ def _gradient_on(network, seqs: np.ndarray, s: int):
     unique, counts = np.unique(seqs[s], axis=0, return_counts=True)
     weights = counts / counts.sum()
     return lambda prompt: network().prompt_gradient(prompt, unique, weights)[1]
+
+
+def _surrogate_losses(path: str | None, queries: int | None, prompts: list[str],
+                      seqs: np.ndarray, enumeration_budget: int, V: int) -> np.ndarray:
+    """L_N ``(S, P)`` of every prompt on every D_N of the block under the exact Bayes
+    predictor of the selected fit of the prior_fit table at `path`, whose queries must be
+    the plan's."""
+    if path is None:
+        raise ValueError("a surrogate strategy needs the predictor's prior_fit table")
+    frame = tables.read(path, "prior_fit")
+    chosen = frame[frame["selected"]]
+    if chosen.empty or int(chosen["queries"].iloc[0]) != queries:
+        raise ValueError(f"{path}: its selected fit was read back after "
+                         f"{chosen['queries'].tolist()[:1]} queries, not the plan's {queries}")
+    fitted = build_source(prior.selected_source(frame), where=f"{path}: the selected fit")
+    return search.empirical_losses(BayesPredictor(fitted), prompts, seqs, enumeration_budget,
+                                   V)
 
 
 def _landscape(path: str, prompts: list[str]):

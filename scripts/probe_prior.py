@@ -1,0 +1,12 @@
+"""Snakemake entry point of rule probe_prior."""
+from promptscape.pipeline import identity
+from promptscape.pipeline.stages.common import training_device
+from promptscape.pipeline.stages import prior
+
+with identity.job(snakemake):
+    prior.probe_prior(
+        output=snakemake.output.prior,
+        model=snakemake.input.get("model"),
+        device=training_device(snakemake.config),
+        **snakemake.params.args,
+    )
