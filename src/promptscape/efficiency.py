@@ -94,7 +94,7 @@ def no_worse(value: float, target: float) -> bool:
 def typical_prompts(task: Source, length: int, count: int) -> list[str]:
     """`count` prompts of `length` symbols drawn from the task (the same for every predictor)."""
     rng = seeding.numpy_generator("typical_prompts", task.to_dict(), length, count)
-    return prompts_lib.to_strings(task.sample(count, length, rng))
+    return prompts_lib.to_strings(task.sample(count, length, rng), task.vocab_size)
 
 
 class KLScorer:

@@ -33,10 +33,48 @@ import numpy as np
 
 from promptscape import special, validation
 
-# Symbols are written as single digits in artifacts (readable strings such as "0120"), so a
-# source has at most ten; a larger alphabet is a named config error.
+# Symbols are written as single characters in artifacts (readable strings such as "0120" or
+# "the_"): the digits 0..V-1 for the synthetic alphabets, so those have at most ten symbols;
+# the 27 symbols of the word kinds are written a..z and _. Any other V is a named config
+# error. `alphabet_of` is the one place that maps V to its characters.
 MAX_VOCAB_SIZE = 10
 DIGITS = "0123456789"
+WORD_ALPHABET = "abcdefghijklmnopqrstuvwxyz_"
+
+# Character code -> symbol, for both alphabets (a string is written in one of them).
+_SYMBOL_OF = np.full(256, 255, dtype=np.uint8)
+_SYMBOL_OF[np.frombuffer(DIGITS.encode("ascii"), dtype=np.uint8)] = np.arange(len(DIGITS))
+_SYMBOL_OF[np.frombuffer(WORD_ALPHABET.encode("ascii"), dtype=np.uint8)] = np.arange(
+    len(WORD_ALPHABET))
+
+
+def alphabet_of(vocab_size: int) -> str:
+    """The characters that write symbols 0..V-1 in artifacts, logs, figures and the summary:
+    the digits ``0``..``V-1`` for 2 <= V <= `MAX_VOCAB_SIZE`, ``a``..``z`` and ``_`` for the
+    27 symbols of the word kinds; a ValueError for any other V.
+
+    >>> alphabet_of(3), alphabet_of(27)
+    ('012', 'abcdefghijklmnopqrstuvwxyz_')
+    """
+    V = int(vocab_size)
+    if 2 <= V <= MAX_VOCAB_SIZE:
+        return DIGITS[:V]
+    if V == len(WORD_ALPHABET):
+        return WORD_ALPHABET
+    raise ValueError(f"an alphabet of {V} symbols; 2 to {MAX_VOCAB_SIZE} are written as digits "
+                     f"and {len(WORD_ALPHABET)} as {WORD_ALPHABET}")
+
+
+def symbol_values(text: str) -> np.ndarray:
+    """The symbols a string writes (either alphabet of `alphabet_of`): ``(len,)`` uint8.
+
+    >>> symbol_values("0120").tolist(), symbol_values("the_").tolist()
+    ([0, 1, 2, 0], [19, 7, 4, 26])
+    """
+    out = _SYMBOL_OF[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+    if (out == 255).any():
+        raise ValueError(f"{text[:40]!r} holds characters that write no symbol")
+    return out
 
 SOURCES: dict[str, type["Source"]] = {}
 
@@ -82,11 +120,13 @@ def build_source(spec: dict, where: str = "source") -> "Source":
         raise validation.ConfigError(f"{where}: {error}") from None
     except ValueError as error:
         raise validation.ConfigError(f"{where}: {error}") from None
-    if len(source.alphabet) != source.vocab_size or not 2 <= source.vocab_size:
+    try:
+        alphabet_of(source.vocab_size)
+    except ValueError:
         raise validation.ConfigError(
             f"{where}: a {kind} source over {source.vocab_size} symbols; promptscape writes "
             f"symbols as the digits 0..9, so a source has 2 to {MAX_VOCAB_SIZE} symbols "
-            f"unless its kind names its own alphabet")
+            f"(or {len(WORD_ALPHABET)}, written {WORD_ALPHABET}, for the word kinds)") from None
     return source
 
 
@@ -109,11 +149,9 @@ class Source:
 
     @property
     def alphabet(self) -> str:
-        """The characters that write symbols 0..V-1 in artifacts, logs and figures: the
-        digits ``0``..``V-1`` (V <= `MAX_VOCAB_SIZE`), unless a kind names its own (the word
-        kinds: ``a``..``z`` and ``_``). `promptscape.prompts.alphabet` is the one place a
-        reader without the source maps V to it."""
-        return DIGITS[:self.vocab_size] if self.vocab_size <= MAX_VOCAB_SIZE else ""
+        """The characters that write symbols 0..V-1 in artifacts, logs and figures
+        (`alphabet_of`: digits, or a..z and _ for the 27 symbols of the word kinds)."""
+        return alphabet_of(self.vocab_size)
 
     def to_dict(self) -> dict:
         """Plain config mapping, the inverse of `build_source`."""
@@ -355,6 +393,7 @@ def _alphabet_line(cls) -> str:
         return "binary (V = 2)"
     own = getattr(cls, "ALPHABET", None)
     if own:
+        own = alphabet_of(len(own))
         return f"V = {len(own)}, written `{own}`"
     return "V from its parameters"
 

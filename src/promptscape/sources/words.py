@@ -52,10 +52,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptscape import special, validation
-from promptscape.sources.base import Source, register
+from promptscape.sources.base import WORD_ALPHABET, Source, register
 
 # The characters of symbols 0..26: the letters, then the word boundary.
-ALPHABET = "abcdefghijklmnopqrstuvwxyz_"
+ALPHABET = WORD_ALPHABET
 LETTERS = 26
 BOUNDARY = 26
 # The uniform share of the out-of-vocabulary letter distribution (every letter possible).
@@ -262,10 +262,6 @@ class _WordSource(Source):
     @property
     def vocab_size(self) -> int:
         return len(ALPHABET)
-
-    @property
-    def alphabet(self) -> str:
-        return ALPHABET
 
     def describe(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in self.to_dict().items()

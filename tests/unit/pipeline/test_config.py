@@ -146,8 +146,8 @@ BAD = [
      "sources.bernmix.thetas[0]: '0.2' is not of type 'number'"),
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
-     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, markov, "
-     "markov_beta, switching, topic_mixture"),
+     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, "
+     "language_mixture, markov, markov_beta, switching, topic_mixture, word_stream"),
     ("theta 1.5", _set(["sources", "coin_0.7", "theta"], 1.5),
      "sources.coin_0.7: coin.theta == 1.5, must be < 1."),
     ("weights summing to 0.9", _set(["sources", "bernmix", "weights"], [0.5, 0.4]),
@@ -226,8 +226,9 @@ BAD = [
     # Alphabets: a task over other symbols than its pretraining source's is refused.
     ("ternary task of a binary experiment",
      _set(["experiments", "bernmix", "tasks", 0, "source"], "cat_0.6_0.3_0.1"),
-     "experiments.bernmix.tasks[0].source == 'cat_0.6_0.3_0.1': a source over 3 symbols, but "
-     "experiment 'bernmix' is pretrained on 'bernmix' over 2; a task must share"),
+     "experiments.bernmix.tasks[0].source == 'cat_0.6_0.3_0.1': a source over 3 symbols "
+     "(012), but experiment 'bernmix' is pretrained on 'bernmix' over 2 (01); a task must "
+     "share"),
     ("binary task of a ternary experiment",
      _set(["experiments", "dirichlet", "tasks", 2, "source"], "coin_0.5"),
      "experiments.dirichlet.tasks[2].source == 'coin_0.5': a source over 2 symbols"),

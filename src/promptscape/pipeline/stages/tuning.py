@@ -127,7 +127,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
                 np.array([entry["kl_se"][s] for s in order]),
                 np.array([entry["loss"][s] for s in order]), parameters,
                 own_distinct * steps,
-                init_prompt=(prompts_lib.to_strings(init.astype(np.uint8))
+                init_prompt=(prompts_lib.to_strings(init.astype(np.uint8), V)
                              if spec.space == tuners_lib.PROMPT else None),
                 projected=projected, projected_kl=projected_kl)
         log.info("%s r%d %s N=%d: %s tuned on %d seeds; median KL %s nats at steps %s "
@@ -184,7 +184,7 @@ class _Scorer:
     the landscape enumerates them, else the evaluation set's stratified estimate."""
 
     def __init__(self, pred, task, T, V, max_prompt_length, budget, evaluation, device):
-        self.pred, self.device = pred, device
+        self.pred, self.device, self.vocab_size = pred, device, V
         if landscape.enumerates(prompts_lib.num_prompts(max_prompt_length, V), T, budget, V):
             self.method = "exact_enumeration"
             self.seqs = prompts_lib.enumerate_sequences(T, V)
@@ -226,5 +226,6 @@ class _Scorer:
         kl, kl_se, _ = self._kl(losses)
         projected = None
         if hasattr(tuned, "projected"):
-            projected = prompts_lib.to_strings(tuned.projected().cpu().numpy().astype(np.uint8))
+            projected = prompts_lib.to_strings(tuned.projected().cpu().numpy().astype(np.uint8),
+                                               self.vocab_size)
         return kl, kl_se, projected
