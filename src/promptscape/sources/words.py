@@ -157,6 +157,10 @@ class Language:
         self.prefix = prefix
         lengths = np.array([len(w) for w in self.words], dtype=float)
         self.mean_length = float(lengths @ self.freqs)
+        if self.mean_length <= 1.0:
+            raise ValueError(f"language {language!r} with words == {words}: every kept word "
+                             f"has one letter, so out-of-vocabulary words would have length "
+                             f"1 exactly (rho = 1); take more words")
         self.rho = 1.0 / self.mean_length
         letters = np.zeros(LETTERS)
         for word, f in zip(self.words, freqs):
@@ -383,11 +387,15 @@ class _WordSource(Source):
 
     # ------------------------------------------------------------- prompt classes
     def prompt_class(self, prompt: str):
-        state = self.context_weights(prompt)
-        if state is None or not np.isfinite(_lse(state[0]
-                                                              + self.log_start(state[1]))):
+        split = split_context(prompt)
+        if split is None:
             return IMPOSSIBLE
-        complete, partial = split_context(prompt)
+        complete, partial = split
+        weights = self._log_prior.copy()
+        for word in complete:
+            weights += self.log_word(word)
+        if not np.isfinite(weights + self.log_start(partial)).any():
+            return IMPOSSIBLE  # no language gives the prompt positive probability
         return tuple(sorted(complete)), partial
 
     def length_classes(self, length: int):
@@ -408,12 +416,16 @@ class _WordSource(Source):
         """``-log P(x | s)`` for a prompt of each class on each sequence, ``(C, B)``.
 
         A class is (sorted complete words, partial word u). A task sequence x splits into
-        its head y (the letters before its first boundary), whether it has a boundary, and
+        its head y (the letters before its first boundary), whether it has a boundary b, and
         its tail (the words after the first boundary and the final partial word), which
-        does not depend on the prompt: log P_l(s x) = A_l(s) + H_l(u y) + tail_l(x), with
-        A_l(s) = log pi_l + sum log W_l(w) over the class's words and H = log W (a boundary
-        follows y) or log S (none does). Classes are grouped by u so that H is computed
-        once per (u, distinct head)."""
+        does not depend on the prompt: log P_l(s x) = A_l(s) + H_l(u, y, b) + tail_l(x), with
+        A_l(s) = log pi_l + sum log W_l(w) over the class's words and H = log W(u y) (b) or
+        log S(u y) (not b). H is the sum of its list term and its out-of-vocabulary term,
+        and the latter factorises, log beta + a_l(u) + b_l(y, b) with a_l(u) = |u|
+        log(1 - rho) + sum log q(u) and b_l(y, b) = (|y| - 1) log(1 - rho) + sum log q(y) +
+        [b] log rho; the list term is nonzero only where u y is a list word or prefix, found
+        by splitting each list entry in two (a few thousand entries), so the cost is one
+        pass over (classes, distinct sequences, languages) arrays."""
         seqs = self.check_sequences(seqs)
         B, T = seqs.shape
         C, K = len(classes), len(self._models)
@@ -422,9 +434,10 @@ class _WordSource(Source):
             return out
         distinct, inverse = np.unique(seqs, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
+        D = len(distinct)
         heads: dict[tuple[str, bool], int] = {}
-        head_of = np.empty(len(distinct), dtype=np.int64)
-        tail = np.zeros((len(distinct), K))
+        head_of = np.empty(D, dtype=np.int64)
+        tail = np.zeros((D, K))
         for r, seq in enumerate(distinct):
             text = to_text(seq)
             cut = text.find("_")
@@ -439,27 +452,71 @@ class _WordSource(Source):
                     tail[r] = sum((self.log_word(w) for w in words), np.zeros(K)) \
                         + self.log_start(partial)
         head_keys = list(heads)
-        groups: dict[str, list[int]] = {}
-        weights = np.empty((C, K))
-        for c, key in enumerate(classes):
-            if key == IMPOSSIBLE:
-                continue
-            words, partial = key
-            weights[c] = self._log_prior + sum((self.log_word(w) for w in words), np.zeros(K))
-            groups.setdefault(partial, []).append(c)
-        for u, members in groups.items():
-            members = np.asarray(members)
-            H = np.array([(self.log_word(u + y) if boundary else self.log_start(u + y))
-                          for y, boundary in head_keys])  # (Y, K)
-            joint = H[head_of] + tail  # (D, K): log P_l(x | partial u), per distinct x
-            A = weights[members]  # (c, K)
-            norm = _lse(A + self.log_start(u)[None, :], axis=-1)  # (c,)
-            step = max(1, (1 << 22) // max(1, len(distinct) * K))
-            for a in range(0, len(members), step):
-                block = A[a:a + step, None, :] + joint[None, :, :]  # (c, D, K)
-                with np.errstate(invalid="ignore"):
-                    loss = norm[a:a + step, None] - _lse(block, axis=-1)
-                out[members[a:a + step]] = loss[:, inverse]
+        # The classes: their words' weights A (C, K) and their partial words.
+        live = [c for c, key in enumerate(classes) if key != IMPOSSIBLE]
+        partials = sorted({classes[c][1] for c in live})
+        u_index = {u: i for i, u in enumerate(partials)}
+        u_of = np.array([u_index[classes[c][1]] for c in live], dtype=np.int64)
+        A = np.array([self._log_prior + sum((self.log_word(w) for w in classes[c][0]),
+                                            np.zeros(K)) for c in live]).reshape(-1, K)
+        norm_u = np.array([self.log_start(u) for u in partials]).reshape(-1, K)  # log S(u)
+        # The out-of-vocabulary factors a(u) (U, K) and b(y, b) (Y, K), and log beta.
+        stay = np.array([m._log_stay for m in self._models])
+        log_rho = np.array([m._log_rho for m in self._models])
+        log_oov = np.array([m._log_oov for m in self._models])
+        log_list = np.array([m._log_list for m in self._models])
+
+        def letters(text):
+            return np.array([sum(m._log_q[c] for c in text) for m in self._models])
+
+        def stays(k):
+            return np.zeros(K) if k == 0 else k * stay
+
+        a = np.array([stays(len(u)) + letters(u) for u in partials]).reshape(-1, K)
+        b = np.array([stays(len(y) - 1) if y else -stay for y, _ in head_keys]).reshape(-1, K)
+        b = b + np.array([letters(y) + (log_rho if bound else 0.0)
+                          for y, bound in head_keys]).reshape(-1, K)
+        # The list terms: every split u | y of every list word (heads with a boundary) and
+        # every list prefix (heads without one) whose u is a class's partial word.
+        entries: dict[tuple[int, int, int], float] = {}
+        for l, model in enumerate(self._models):
+            for table, bound in ((model.frequency, True), (model.prefix, False)):
+                for text, f in table.items():
+                    for k in range(len(text) + 1):
+                        u, y = text[:k], text[k:]
+                        if (y, bound) in heads and u in u_index:
+                            entries[(u_index[u], heads[(y, bound)], l)] = math.log(f)
+        listed = sorted({i for i, _, _ in entries} | ({u_index[""]} if "" in u_index else set()))
+        row_of = np.full(len(partials), -1, dtype=np.int64)
+        row_of[listed] = np.arange(len(listed))
+        dense = np.full((len(listed), len(head_keys), K), -np.inf)  # log list term
+        for (i, y, l), value in entries.items():
+            dense[row_of[i], y, l] = log_list[l] + value
+        with np.errstate(invalid="ignore"):
+            H_listed = np.logaddexp(dense, log_oov + a[listed][:, None, :] + b[None, :, :])
+        if "" in u_index and ("", True) in heads:  # an empty first word: impossible
+            H_listed[row_of[u_index[""]], heads[("", True)]] = -np.inf
+        seq_part = (b[head_of] + tail).T  # (K, D): the sequence's out-of-vocabulary factors
+        tail_k = tail.T  # (K, D)
+        H_by_head = H_listed[:, head_of, :].transpose(2, 0, 1)  # (K, U_listed, D)
+        step = max(1, (1 << 21) // max(1, D))
+        live = np.asarray(live, dtype=np.int64)
+        for start in range(0, len(live), step):
+            rows = np.arange(start, min(start + step, len(live)))
+            u = u_of[rows]
+            # (K, c, D), languages first so that the sum over them is elementwise.
+            block = (A[rows] + log_oov + a[u]).T[:, :, None] + seq_part[:, None, :]
+            has = np.flatnonzero(row_of[u] >= 0)
+            if len(has):
+                block[:, has] = (A[rows[has]].T[:, :, None] + H_by_head[:, row_of[u[has]]]
+                                 + tail_k[:, None, :])
+            norm = _lse(A[rows] + norm_u[u], axis=-1)  # (c,)
+            top = block.max(axis=0)
+            top = np.where(np.isfinite(top), top, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                total = np.log(np.exp(block - top[None]).sum(axis=0)) + top  # (c, D)
+                loss = norm[:, None] - total
+            out[live[rows]] = loss[:, inverse]
         return np.where(np.isnan(out), np.inf, out)
 
     # ------------------------------------------------------------- support
