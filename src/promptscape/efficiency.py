@@ -328,7 +328,8 @@ def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
     ``upto_prompt`` and ``upto_kl`` (the best prompt of length at most l and its KL; ties by
     the landscape's dense rank go to the shorter, then lexicographically first prompt) and
     ``upto_below`` (that KL is below the landscape's resolution, `below_resolution`)."""
-    land = land.sort_values(["prompt_length", "prompt"], kind="stable").reset_index(drop=True)
+    land = land.sort_values(["prompt_length", "prompt"], kind="stable",
+                           key=prompts_lib.order_key).reset_index(drop=True)
     rows, best = [], None
     for length, group in land.groupby("prompt_length", sort=True):
         first = group.loc[group["rank"].idxmin()]  # idxmin: the first in canonical order

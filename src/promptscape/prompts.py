@@ -32,6 +32,21 @@ def alphabet(vocab_size: int) -> str:
     return alphabet_of(vocab_size)
 
 
+def order_key(column):
+    """A pandas ``sort_values`` key that sorts prompt (and sequence) columns in the canonical
+    order of symbols: byte order for the digits; for the word alphabet the boundary ``_``
+    (symbol 26, before ``a`` in bytes) sorts as ``{``, the byte after ``z``. Other columns
+    are returned unchanged. The same rule as `pipeline.tables` applies to stored rows.
+
+    >>> import pandas as pd
+    >>> pd.DataFrame({"prompt": ["_", "b", "a"]}).sort_values("prompt", key=order_key)["prompt"].tolist()
+    ['a', 'b', '_']
+    """
+    if getattr(column, "name", None) in ("prompt", "sequence") and column.dtype == object:
+        return column.str.replace("_", "{", regex=False)
+    return column
+
+
 def prompt_value(prompt: str, vocab_size: int) -> int:
     """A prompt's symbols read as a number in base V, big-endian (0 for the empty prompt).
 

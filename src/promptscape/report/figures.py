@@ -14,6 +14,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from promptscape import prompts as prompts_lib
+
 # Log axes cannot show KL <= 0 (possible only for estimates); such values sit on this floor.
 KL_FLOOR = 1e-6
 
@@ -542,7 +544,7 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     # Outlines: red for S*, orange for its members not resolved from the best.
     data["outline"] = np.where(~data["resolved"], "#ff7f0e",
                                np.where(data["optimal"], "#d62728", "transparent"))
-    data = data.sort_values(["rank", "prompt_length", "prompt"])
+    data = data.sort_values(["rank", "prompt_length", "prompt"], key=prompts_lib.order_key)
     # A fixed height (14 px a row of the fullest panel): Vega-Lite's step sizing fails to
     # render with faceted, independent y scales and conditional strokes.
     rows = int(data.groupby(["predictor", "task"])["prompt"].nunique().max())

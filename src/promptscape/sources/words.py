@@ -64,6 +64,8 @@ UNIFORM_SHARE = 0.01
 IMPOSSIBLE = ("<impossible>",)
 # `length_classes` enumerates every prompt of a length up to this many prompts (27^4).
 MAX_ENUMERATED_PROMPTS = 27 ** 4
+# The memo of next-symbol tables is cleared beyond this many partial words.
+MEMO_LIMIT = 200_000
 # Word lists are read with this wordlist of wordfreq.
 WORDLIST = "best"
 
@@ -358,32 +360,38 @@ class _WordSource(Source):
 
     # ------------------------------------------------------------- predictor
     def _log_predictive(self, seqs):
+        """Every position at once: the partial word u_t before each position (a string per
+        (row, t), its next-symbol table ``(K, 27)`` memoised per distinct u), and the
+        languages' weights A_t, the log prior plus the log W of the words completed before t
+        (a cumulative sum over the boundaries). log q(v | context) = logsumexp_l(A_t,l +
+        table(u_t)[l, v]) - logsumexp_l(A_t,l + log S_l(u_t)); an impossible context
+        (probability 0) gives every symbol -inf."""
         B, T = seqs.shape
-        V = len(ALPHABET)
-        out = np.empty((B, T, V))
-        distinct, inverse = np.unique(seqs, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        rows = np.empty((len(distinct), T, V))
-        for r, seq in enumerate(distinct):
-            weights, partial = self._log_prior.copy(), ""
-            possible = True
+        V, K = len(ALPHABET), len(self._models)
+        if not B or not T:
+            return np.zeros((B, T, V))
+        index: dict[str, int] = {}
+        where = np.empty((B, T), dtype=np.int64)
+        for r, seq in enumerate(to_text(row) for row in seqs):
+            partial = ""
             for t in range(T):
-                if possible:
-                    table = self.next_table(partial)  # (K, V)
-                    norm = _lse(weights + self.log_start(partial))
-                    rows[r, t] = _lse(weights[:, None] + table, axis=0) - norm
-                    symbol = int(seq[t])
-                    if symbol == BOUNDARY:
-                        weights = weights + table[:, BOUNDARY]
-                        partial = ""
-                    else:
-                        partial += ALPHABET[symbol]
-                    possible = bool(np.isfinite(_lse(weights
-                                                                  + self.log_start(partial))))
-                else:
-                    rows[r, t] = -np.inf  # an impossible context: every symbol probability 0
-        out[:] = rows[inverse]
-        return out
+                where[r, t] = index.setdefault(partial, len(index))
+                partial = "" if seq[t] == "_" else partial + seq[t]
+        if len(self._memo_next) > MEMO_LIMIT:  # long training runs see many OOV partials
+            self._memo_next.clear()
+            self._memo_start.clear()
+        partials = list(index)
+        tables = np.stack([self.next_table(u) for u in partials])  # (U, K, V)
+        starts = np.stack([self.log_start(u) for u in partials])  # (U, K)
+        table = tables[where]  # (B, T, K, V)
+        boundary = seqs == BOUNDARY
+        completed = np.where(boundary[..., None], table[..., BOUNDARY], 0.0)  # (B, T, K)
+        weights = self._log_prior + np.concatenate(
+            [np.zeros((B, 1, K)), np.cumsum(completed, axis=1)[:, :-1]], axis=1)  # A_t
+        norm = _lse(weights + starts[where], axis=-1)  # (B, T)
+        with np.errstate(invalid="ignore"):
+            out = _lse(weights[..., None] + table, axis=-2) - norm[..., None]
+        return np.where(np.isfinite(norm)[..., None], out, -np.inf)
 
     # ------------------------------------------------------------- prompt classes
     def prompt_class(self, prompt: str):
