@@ -431,7 +431,7 @@ def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_T
         v = values[i]
         width = (relative_tolerance * max(abs(anchor), 1e-300) if tolerance is None
                  else tolerance) if anchor is not None else 0.0
-        if anchor is None or v - anchor > width:
+        if anchor is None or (v != anchor and v - anchor > width):  # inf ties inf
             rank += 1
             anchor = v
         ranks[i] = rank

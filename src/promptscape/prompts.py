@@ -42,7 +42,10 @@ def order_key(column):
     >>> pd.DataFrame({"prompt": ["_", "b", "a"]}).sort_values("prompt", key=order_key)["prompt"].tolist()
     ['a', 'b', '_']
     """
-    if getattr(column, "name", None) in ("prompt", "sequence") and column.dtype == object:
+    import pandas as pd
+
+    if (getattr(column, "name", None) in ("prompt", "sequence")
+            and pd.api.types.is_string_dtype(column)):
         return column.str.replace("_", "{", regex=False)
     return column
 

@@ -418,8 +418,12 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
 OPTIMAL = "optimal class S*"
 UNRESOLVED = "S*: not resolved from the best at 95% (Bonferroni)"
 OTHER = "other prompts"
+IMPOSSIBLE = "impossible prompts: KL = ∞ (drawn above the panel's largest finite KL)"
 CLASS_MARKS = {OPTIMAL: ("diamond", 0.85, 140), UNRESOLVED: ("triangle-up", 0.0, 90),
-               OTHER: ("circle", 0.75, 22)}
+               OTHER: ("circle", 0.75, 22), IMPOSSIBLE: ("cross", 0.9, 40)}
+# Where a panel draws its inf KLs (prompts the pretraining source gives probability 0): this
+# factor above its largest finite KL, on the log axis, as their own class.
+INFINITE_LIFT = 4.0
 
 
 # A landscape panel draws at most this many points per (predictor, task): beyond it, the
@@ -487,6 +491,19 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
+    # An inf KL is no point on a log axis: such prompts are drawn as their own class above
+    # their panel's largest finite KL, said so in the legend and the subtitle.
+    infinite = ~np.isfinite(data["kl"].to_numpy())
+    if infinite.any():
+        finite_top = (data["kl_plot"].where(~infinite).groupby(data["task_label"])
+                      .transform("max").fillna(KL_FLOOR))
+        ceiling = finite_top * INFINITE_LIFT
+        for column in ("kl_plot", "kl_low", "kl_high"):
+            data[column] = data[column].where(~infinite, ceiling)
+        counts = ", ".join(f"{t}: {n:,}" for t, n in land[~np.isfinite(land["kl"])]
+                           .groupby("task", sort=True).size().items())
+        title = _noted(title, f"prompts the pretraining source cannot produce (KL = ∞, "
+                              f"drawn as crosses above the finite ones): {counts}")
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     # A KL at most its floating-point resolution is no number: it says so (on the floor).
     below = data.get("below_resolution", False)
@@ -494,10 +511,16 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
                                 [f"{v:.3e}" for v in data["kl"]])
     data["class"] = np.where(~data["resolved"], UNRESOLVED,
                              np.where(data["optimal"], OPTIMAL, OTHER))
+    if infinite.any():
+        data["class"] = np.where(infinite, IMPOSSIBLE, data["class"])
+        data["kl_se"] = data["kl_se"].where(~infinite, 0.0)
+        data["kl_shown"] = np.where(infinite, "inf (an impossible prompt)", data["kl_shown"])
+        data["kl"] = data["kl"].where(~infinite, np.nan)  # JSON has no inf
     # Only the classes present: an exact landscape's legend has no unresolved entry.
     classes = [c for c in CLASS_MARKS if (data["class"] == c).any()]
     shapes, fills, sizes = ([CLASS_MARKS[c][i] for c in classes] for i in range(3))
-    data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0})
+    data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0,
+                                             IMPOSSIBLE: 0})
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
     base = alt.Chart().encode(
         x=alt.X("rank:Q", title="rank of L(s) (0 = optimal class S*)"),

@@ -1,0 +1,94 @@
+"""Word sources in the pipeline's readers and writers: prompts and sequences written as
+characters (binary strings unchanged), rows in the canonical order of symbols (``_`` after
+``z``), inf KLs in landscapes (estimates, ranks, resolution) and in the landscape figure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from promptscape import landscape
+from promptscape import prompts as prompts_lib
+from promptscape.pipeline import tables
+from promptscape.predictors import BayesPredictor
+from promptscape.sources import build_source
+
+
+def test_word_prompts_are_written_as_characters_and_binary_ones_as_digits():
+    assert prompts_lib.all_prompts(1, 27)[:3] == ["", "a", "b"]
+    assert prompts_lib.all_prompts(1, 27)[-1] == "_"
+    assert prompts_lib.all_prompts(2, 2) == ["", "0", "1", "00", "01", "10", "11"]
+    every = prompts_lib.all_prompts(2, 27)
+    assert [prompts_lib.prompt_index(p, 27) for p in every] == list(range(len(every)))
+    assert [prompts_lib.prompt_at(i, 27) for i in range(len(every))] == every
+    seqs = np.array([[19, 7, 4, 26], [0, 26, 1, 2]], dtype=np.uint8)
+    assert prompts_lib.to_strings(seqs, 27) == ["the_", "a_bc"]
+    np.testing.assert_array_equal(prompts_lib.to_arrays(["the_", "a_bc"], 4), seqs)
+    assert prompts_lib.to_strings(np.array([[0, 1, 1]], dtype=np.uint8), 2) == ["011"]
+    with pytest.raises(ValueError, match="alphabet of 11 symbols"):
+        prompts_lib.alphabet(11)
+
+
+def test_tables_sort_word_prompts_in_symbol_order(tmp_path):
+    prompts = prompts_lib.all_prompts(2, 27)
+    n = len(prompts)
+    shuffled = np.random.default_rng(0).permutation(n)
+    frame = {"predictor": "bayes", "replicate": 0, "experiment": "w", "task": "t",
+             "prompt": [prompts[i] for i in shuffled],
+             "prompt_length": [len(prompts[i]) for i in shuffled],
+             "prompt_counts": [[0] for _ in range(n)], "method": "monte_carlo",
+             "loss": np.ones(n), "loss_se": np.zeros(n), "entropy": 1.0, "kl": np.ones(n),
+             "kl_se": np.zeros(n), "first_symbol_kl": np.zeros(n),
+             "first_symbol_prediction": [[1.0] for _ in range(n)], "rank": np.zeros(n, int),
+             "optimal": np.ones(n, bool), "resolved": np.ones(n, bool), "kl_resolution": 0.0,
+             "below_resolution": np.zeros(n, bool), "mc_kl": np.ones(n),
+             "mc_kl_se": np.zeros(n)}
+    tables.write(frame, "landscape", tmp_path / "l.parquet")
+    assert tables.read_table(tmp_path / "l.parquet", "landscape")["prompt"].to_pylist() == prompts
+    order = pd.DataFrame({"prompt": ["_", "b", "a", ""]}).sort_values(
+        "prompt", key=prompts_lib.order_key)["prompt"].tolist()
+    assert order == ["", "a", "b", "_"]
+
+
+def test_impossible_prompts_have_inf_kl_standard_error_0_and_rank_last():
+    src = build_source({"kind": "language_mixture", "languages": ["en", "de"], "words": 40,
+                        "oov": 0.01})
+    task = build_source({"kind": "word_stream", "language": "en", "words": 40, "oov": 0.01})
+    seqs = task.sample(200, 6, np.random.default_rng(0))
+    prompts = ["", "the_", "_", "a__"]
+    losses = BayesPredictor(src).prompt_losses(prompts, seqs)
+    loss, loss_se, kl, kl_se, _ = landscape.monte_carlo_kl(losses, task.log_prob(seqs))
+    assert np.isinf(kl[2:]).all() and (kl_se[2:] == 0).all() and np.isfinite(kl[:2]).all()
+    rank, optimal, _ = landscape.classify(loss, losses)
+    assert rank[2] == rank[3] == rank.max() > rank[:2].max() and not optimal[2:].any()
+    resolution = landscape.resolution(loss, 10.0, outcomes=4)
+    assert np.isfinite(resolution) and resolution > 0
+
+
+def test_the_landscape_figure_draws_inf_as_such():
+    from promptscape.report import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    prompts = ["", "a", "_", "__"]
+    land = pd.DataFrame({"predictor": "bayes", "replicate": 0, "experiment": "w",
+                         "task": "en", "prompt": prompts,
+                         "prompt_length": [len(p) for p in prompts],
+                         "kl": [0.1, 0.2, np.inf, np.inf], "kl_se": [0.01, 0.01, 0.0, 0.0],
+                         "rank": [0, 1, 2, 2], "optimal": [True, False, False, False],
+                         "resolved": True, "method": "monte_carlo"})
+    spec = figures.landscape_chart(land, tasks=["en"], imd={"en": True}, predictors=["bayes"],
+                                   style=style, title="t").to_dict()
+    json.dumps(spec, allow_nan=False)  # no inf or NaN reaches Vega
+    rows = {r["prompt"]: r for r in next(iter(spec["datasets"].values()))}
+    assert rows["_"]["members"] == 2  # "_" and "__": equal rank and KL, one point
+    assert rows["_"]["class"] == figures.IMPOSSIBLE
+    assert rows["_"]["kl_plot"] == pytest.approx(0.2 * figures.INFINITE_LIFT)
+    assert rows["_"]["kl_shown"].startswith("inf")
+    assert rows["a"]["class"] == figures.OTHER and rows["a"]["kl_plot"] == pytest.approx(0.2)
+    assert any("KL = ∞" in line for line in np.atleast_1d(spec["title"]["subtitle"]))
+    domain = spec["spec"]["layer"][1]["encoding"]["shape"]["scale"]["domain"]
+    assert figures.IMPOSSIBLE in domain
