@@ -171,8 +171,11 @@ class KLScorer:
     @property
     def classes_apply(self) -> bool:
         """Whether prompts fall into classes (`BayesPredictor.classes_apply`), so that
-        `class_kl` scores a class directly and optima are known at every length."""
-        return isinstance(self.predictor, BayesPredictor) and self.predictor.classes_apply
+        `class_kl` scores a class directly and optima are known at every length (not for
+        sources whose classes of one length are found only by enumerating its prompts,
+        `Source.classes_by_length` false: the word kinds)."""
+        return (isinstance(self.predictor, BayesPredictor) and self.predictor.classes_apply
+                and self.predictor.source.classes_by_length)
 
     def class_kl(self, classes: list) -> np.ndarray:
         """KL of a prompt of each class (`Source.prompt_class`), ``(C,)``."""

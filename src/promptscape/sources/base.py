@@ -141,6 +141,9 @@ class Source:
 
     kind: ClassVar[str] = "source"
     exchangeable: ClassVar[bool] = False  # sequence probability depends on counts only
+    # Whether `length_classes` lists the classes of a length without enumerating its V^L
+    # prompts (count or transition classes), so that optima beyond L_max are known.
+    classes_by_length: ClassVar[bool] = True
 
     @property
     def vocab_size(self) -> int:

@@ -230,6 +230,7 @@ class _WordSource(Source):
 
     exchangeable = False
     ALPHABET = ALPHABET
+    classes_by_length = False  # `length_classes` enumerates the 27^L prompts
 
     # ------------------------------------------------------------- construction
     def _setup(self, languages, weights, words, oov, name):
