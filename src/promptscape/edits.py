@@ -406,6 +406,9 @@ def symbol_marginals(task: Source, task_length: int, max_sequences: int = 1 << 2
     ``[1 - theta, theta]``), otherwise by enumerating the V**T sequences (at most
     `max_sequences`)."""
     V, T = task.vocab_size, int(task_length)
+    stated = task.symbol_marginals(T)
+    if stated is not None:  # the kind's own exact form (the word kinds: renewal sums)
+        return np.asarray(stated, dtype=float)
     if task.exchangeable or T <= 1:
         return np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))
     if not prompts_lib.can_encode(T, V) or V**T > max_sequences:

@@ -336,3 +336,17 @@ def test_tasks_in_the_meta_distribution():
     assert not prior.supports_task(make(kind="word_stream", language="da", words=50, oov=0.01))
     assert not prior.supports_task(make(kind="word_stream", language="de", words=40, oov=0.01))
     assert not prior.supports_task(make(languages=["en", "de"], words=50, oov=0.01))
+
+
+@pytest.mark.parametrize("spec", SMALL, ids=["beta0", "beta0.2", "stream"])
+def test_symbol_marginals_match_enumerated_word_sequences(spec):
+    """The per-position symbol law (edit families read it) against the enumerated first T
+    symbols, averaged over the T positions."""
+    src = make(**spec)
+    T = 4 if src.oov == 0 else 3
+    dist = first_symbols_distribution(src, T)
+    expected = np.zeros(27)
+    for text, p in dist.items():
+        for c in text:
+            expected[ALPHABET.index(c)] += p / T
+    np.testing.assert_allclose(src.symbol_marginals(T), expected, rtol=1e-10, atol=1e-14)

@@ -195,6 +195,13 @@ class Source:
         kind states none (`landscape.task_entropy` then counts or enumerates)."""
         return None
 
+    def symbol_marginals(self, length: int) -> np.ndarray | None:
+        """The probability of each symbol averaged over the `length` positions of a
+        sequence, ``(V,)``, where the kind states it without enumerating its V^length
+        sequences (the word kinds), else None (`edits.symbol_marginals` then uses the
+        exchangeable law or enumerates)."""
+        return None
+
     def describe(self) -> str:
         """Short human-readable form such as ``coin_mixture(thetas=[0.2, 0.7])``."""
         fields = ", ".join(

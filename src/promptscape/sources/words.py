@@ -326,6 +326,43 @@ class _WordSource(Source):
         weights, partial = state
         return float(_lse(weights + self.log_start(partial)))
 
+    def symbol_marginals(self, length: int) -> np.ndarray:
+        """P(x_t = v) averaged over t = 1..length, exactly, by the renewal structure: words
+        start at position 1 and after every boundary, so with r(s) = P(a word starts at
+        position s), r(1) = 1 and r(s) = sum_k r(s - k - 1) P(length k), position t holds
+        letter v with probability sum_{s <= t} r(s) P(the word is longer than t - s and its
+        letter t - s is v), and the boundary with sum_s r(s) P(length t - s). A word's
+        letter j: list words by frequency, out-of-vocabulary words (1 - rho)^j q(v)."""
+        T = int(length)
+        V = len(ALPHABET)
+        total = np.zeros(V)
+        if T == 0:
+            return total
+        for weight, model in zip(np.exp(self._log_prior), self._models):
+            beta, rho = model.oov, model.rho
+            # P(length == k) for k = 0..T and P(letter j is v and length > j) for j < T.
+            p_len = np.zeros(T + 1)
+            letter = np.zeros((T, LETTERS))
+            for word, f in zip(model.words, model.freqs):
+                if len(word) <= T:
+                    p_len[len(word)] += (1 - beta) * f
+                for j, c in enumerate(word[:T]):
+                    letter[j, ord(c) - 97] += (1 - beta) * f
+            k = np.arange(1, T + 1)
+            p_len[1:] += beta * rho * (1 - rho) ** (k - 1)
+            letter += beta * (1 - rho) ** np.arange(T)[:, None] * model.q[None, :]
+            start = np.zeros(T + 2)  # r(s), s = 1..T (index s)
+            start[1] = 1.0
+            for s in range(2, T + 1):
+                start[s] = sum(start[s - kk - 1] * p_len[kk] for kk in range(1, s - 1))
+            out = np.zeros((T, V))
+            for t in range(1, T + 1):
+                for s in range(1, t + 1):
+                    out[t - 1, :LETTERS] += start[s] * letter[t - s]
+                    out[t - 1, BOUNDARY] += start[s] * p_len[t - s] if t > s else 0.0
+            total += weight * out.mean(axis=0)
+        return total
+
     # ------------------------------------------------------------- sampler
     def _sample(self, n, length, rng):
         z = rng.choice(len(self._models), size=n, p=np.exp(self._log_prior))
