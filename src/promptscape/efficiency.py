@@ -116,7 +116,9 @@ class KLScorer:
         self.predictor, self.task_length = predictor, T
         self.counts_apply = isinstance(predictor, BayesPredictor) and predictor.source.exchangeable
         self._seqs = self._weights = None
-        self._classes = compositions(T, V)  # (C, V): the task sequences' count classes
+        # (C, V): the task sequences' count classes, where counts apply (C(T + V - 1, V - 1)
+        # rows: 254 million for the 27 symbols of word tasks at T = 10, never built there).
+        self._classes = compositions(T, V) if self.counts_apply else None
         if self.counts_apply and task.exchangeable:
             log_m = task.log_marginal(self._classes)
             self._count_weights = np.exp(task.count_log_probabilities(T))  # P(k)

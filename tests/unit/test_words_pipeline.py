@@ -92,3 +92,22 @@ def test_the_landscape_figure_draws_inf_as_such():
     assert any("KL = ∞" in line for line in np.atleast_1d(spec["title"]["subtitle"]))
     domain = spec["spec"]["layer"][1]["encoding"]["shape"]["scale"]["domain"]
     assert figures.IMPOSSIBLE in domain
+
+
+def test_prompt_efficiency_of_a_word_task_builds_no_count_classes(monkeypatch):
+    """The count classes of T = 10 symbols over 27 are 254 million rows (a 55 GB array that
+    killed the efficiency job): a word task's scorer never asks for them."""
+    from promptscape import efficiency
+
+    def refuse(n, parts):
+        raise AssertionError(f"compositions({n}, {parts}) built")
+
+    monkeypatch.setattr(efficiency, "compositions", refuse)
+    src = build_source({"kind": "language_mixture", "languages": ["en", "de"], "words": 40,
+                        "oov": 0.01})
+    task = build_source({"kind": "word_stream", "language": "en", "words": 40, "oov": 0.01})
+    seqs = task.sample(100, 10, np.random.default_rng(0))
+    scorer = efficiency.KLScorer(BayesPredictor(src), task, 10, 50, 1 << 27, seqs)
+    assert scorer.method == "monte_carlo" and not scorer.classes_apply
+    kl = scorer.prompt_kl(["", "the_", "_"])
+    assert np.isfinite(kl[:2]).all() and np.isinf(kl[2])
