@@ -111,3 +111,34 @@ def test_prompt_efficiency_of_a_word_task_builds_no_count_classes(monkeypatch):
     assert scorer.method == "monte_carlo" and not scorer.classes_apply
     kl = scorer.prompt_kl(["", "the_", "_"])
     assert np.isfinite(kl[:2]).all() and np.isinf(kl[2])
+
+
+def test_predicted_reliability_with_impossible_prompts_matches_enumerated_datasets():
+    """A prompt infinite on one outcome wins only on datasets without that outcome: the
+    exact multinomial sum and the simulation count it so (0 x inf = 0), and the normal
+    approximation (every frequency positive) never lets it win."""
+
+    import math
+
+    from promptscape import theory
+
+    inf = np.inf
+    losses = np.array([[1.0, 2.0], [inf, 0.5], [1.6, 1.6]])
+    p = np.array([0.3, 0.7])
+    optimal = np.array([True, False, False])
+    N = 3
+    brute = 0.0
+    for k in range(N + 1):  # k outcomes 0, N - k outcomes 1
+        prob = math.comb(N, k) * p[0] ** k * p[1] ** (N - k)
+        empirical = [sum(c * row[x] for x, c in enumerate((k, N - k)) if c) / N
+                     for row in losses]
+        brute += prob * (int(np.argmin(empirical)) == 0)
+    exact = theory.exact_proportion_correct(losses, p, optimal, N)
+    assert exact == pytest.approx(brute, abs=1e-12)
+    q, se = theory.simulated_proportion_correct(losses, p, optimal, N, 20_000,
+                                                np.random.default_rng(0))
+    assert abs(q - brute) <= 5 * se
+    normal, _ = theory.normal_proportion_correct(losses, p, optimal, N, 2_000,
+                                                 np.random.default_rng(1))
+    assert 0.0 < normal <= 1.0
+    assert theory.decomposition(losses, p, optimal)["gap"] == pytest.approx(0.3 * 1.6 + 0.7 * 1.6 - 1.7)
