@@ -142,3 +142,51 @@ def test_predicted_reliability_with_impossible_prompts_matches_enumerated_datase
                                                  np.random.default_rng(1))
     assert 0.0 < normal <= 1.0
     assert theory.decomposition(losses, p, optimal)["gap"] == pytest.approx(0.3 * 1.6 + 0.7 * 1.6 - 1.7)
+
+
+def test_the_network_against_bayes_figure_draws_inf_as_such():
+    from promptscape.report import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4", "lstm": "#ff7f0e"}}
+    prompts = ["", "a", "_"]
+    rows = []
+    for predictor, kls in (("bayes", [0.3, 0.2, np.inf]), ("lstm", [0.5, 0.4, 0.9])):
+        rows += [{"predictor": predictor, "replicate": 0, "experiment": "w", "task": "en",
+                  "prompt": p, "prompt_length": len(p), "kl": k, "kl_se": 0.0,
+                  "rank": i, "optimal": i == 0, "resolved": True, "method": "monte_carlo"}
+                 for i, (p, k) in enumerate(zip(prompts, kls))]
+    spec = figures.neural_vs_bayes_chart(pd.DataFrame(rows), tasks=["en"], imd={"en": True},
+                                         predictors=["bayes", "lstm"], style=style,
+                                         title="t").to_dict()
+    json.dumps(spec, allow_nan=False)
+    data = {r.get("prompt"): r for r in next(iter(spec["datasets"].values()))
+            if r.get("layer") == "prompt"}
+    assert data["_"]["kl_bayes_plot"] == pytest.approx(0.3 * figures.INFINITE_LIFT)
+    assert data["a"]["kl_bayes_plot"] == pytest.approx(0.2)
+    domain = spec["spec"]["layer"][0]["encoding"]["x"]["scale"]["domain"]
+    assert np.isfinite(domain).all()
+    assert any("KL = ∞" in line for line in np.atleast_1d(spec["title"]["subtitle"]))
+
+
+def test_the_transfer_figure_writes_an_inf_regret_as_such():
+    from promptscape.report import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4", "lstm": "#ff7f0e"}}
+    rows = [{"experiment": "w", "comparison": "predictors", "source_prompts": "optimal_class",
+             "source_experiment": "w", "target_experiment": "w", "source_predictor": s,
+             "source_replicate": 0, "target_predictor": t, "target_replicate": 0,
+             "source_task": "en", "target_task": "en", "search_N": np.nan, "source_count": 2,
+             "regret": r, "regret_min": 0.0, "regret_max": r, "target_method": "monte_carlo"}
+            for s, t, r in (("bayes", "bayes", 0.0), ("bayes", "lstm", 3.0),
+                            ("lstm", "bayes", np.inf), ("lstm", "lstm", 0.1))]
+    spec = figures.transfer_chart(pd.DataFrame(rows), tasks=["en"], imd={"en": True},
+                                  predictors=["bayes", "lstm"], style=style,
+                                  title="t").to_dict()
+    json.dumps(spec, allow_nan=False)
+    cells = {(r["source"], r["target"]): r for d in spec["datasets"].values() for r in d
+             if "source" in r}
+    assert cells[("lstm", "bayes")]["regret_label"] == "∞"
+    assert cells[("lstm", "bayes")]["regret_shown"] == pytest.approx(3.0)
+    assert cells[("bayes", "lstm")]["regret_label"] == "3"

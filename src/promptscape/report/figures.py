@@ -700,8 +700,24 @@ def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, 
     title = _noted(title, note)
     data = networks.merge(bayes, on=keys, validate="m:1")
     data["task_label"], order = task_labels(data, tasks, imd)
+    lifted = []
     for column in ("kl", "kl_bayes"):
         data[column + "_plot"] = np.maximum(data[column], KL_FLOOR)
+        # An inf KL (a prompt the Bayes predictor's source cannot produce) is drawn above
+        # the axis's largest finite KL, said in the subtitle; no inf reaches Vega.
+        infinite = ~np.isfinite(data[column].to_numpy())
+        if infinite.any():
+            finite = data[column + "_plot"].where(~infinite)
+            top = float(finite.max()) if finite.notna().any() else KL_FLOOR
+            data[column + "_plot"] = data[column + "_plot"].where(~infinite,
+                                                                  top * INFINITE_LIFT)
+            data[column] = data[column].where(~infinite, np.nan)
+            lifted.append(f"{int(infinite.sum()):,} under "
+                          f"{'the Bayes predictor' if column == 'kl_bayes' else 'the networks'}")
+    if lifted:
+        title = _noted(title, "KL = ∞ (impossible prompts) drawn at "
+                              f"{INFINITE_LIFT:g} x the largest finite KL of its axis: "
+                              + ", ".join(lifted))
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     low = float(min(data["kl_plot"].min(), data["kl_bayes_plot"].min()))
     high = float(max(data["kl_plot"].max(), data["kl_bayes_plot"].max()))
@@ -1016,7 +1032,8 @@ def _unit(predictor: pd.Series, replicate: pd.Series) -> pd.Series:
     return predictor + np.where(replicate > 0, " r" + replicate.astype(str), "")
 
 
-def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style):
+def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style, text=None,
+          dark="datum.regret > datum.dark"):
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:N", sort=x_order, title=x_title, axis=alt.Axis(labelAngle=-40)),
         y=alt.Y(f"{y}:N", sort=y_order, title=y_title))
@@ -1026,9 +1043,8 @@ def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style):
                  alt.Tooltip("regret_min:Q", format=".3g"),
                  alt.Tooltip("regret_max:Q", format=".3g"), "source_count"])
     text = base.mark_text(fontSize=max(style["font_size"] - 2, 7)).encode(
-        text=alt.Text("regret:Q", format=".2g"),
-        color=alt.condition("datum.regret > datum.dark", alt.value("white"),
-                            alt.value("black")))
+        text=alt.Text("regret:Q", format=".2g") if text is None else text,
+        color=alt.condition(dark, alt.value("white"), alt.value("black")))
     return alt.layer(rect, text).properties(
         width=max(style["panel_width"], 26 * len(x_order)),
         height=max(style["panel_height"], 20 * len(y_order)))
@@ -1047,15 +1063,32 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     units = list(dict.fromkeys(sorted(
         data["target"], key=lambda u: (predictors.index(u.split(" ")[0])
                                        if u.split(" ")[0] in predictors else len(predictors), u))))
-    top = float(data["regret"].max()) if len(data) else 1.0
+    # An inf regret (the source's optimum holds a prompt the target cannot produce: KL inf
+    # there) is written as ∞ and coloured as the largest finite regret; no inf reaches Vega.
+    infinite = np.isinf(data["regret"].to_numpy(dtype=float))
+    heat = {}
+    if infinite.any():
+        finite = data["regret"].where(~infinite)
+        top = float(finite.max()) if finite.notna().any() else 1.0
+        data["regret_label"] = ["∞" if np.isinf(v) else f"{v:.2g}" for v in data["regret"]]
+        data["regret_shown"] = data["regret"].where(~infinite, top)
+        for column in ("regret", "regret_min", "regret_max"):
+            data[column] = data[column].where(np.isfinite(data[column]), np.nan)
+        heat = {"text": alt.Text("regret_label:N"), "dark": "datum.regret_shown > datum.dark"}
+        title = _noted(title, f"∞: the source's optimum holds a prompt impossible for the "
+                              f"target (KL = ∞; {int(infinite.sum())} cells, coloured as the "
+                              "largest finite regret)")
+    else:
+        top = float(data["regret"].max()) if len(data) else 1.0
     data["dark"] = 0.6 * top if top > 0 else 1.0
-    color = alt.Color("regret:Q", title="regret (nats)",
+    color = alt.Color("regret_shown:Q" if infinite.any() else "regret:Q",
+                      title="regret (nats)",
                       scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0))
     blocks = []
     pred = data[data["comparison"] == "predictors"]
     if len(pred):
         blocks.append(_heat(pred, "target", "source", "target (scored on)",
-                            "source (its optimum)", units, units, color, style)
+                            "source (its optimum)", units, units, color, style, **heat)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
                       .properties(title="across predictors, per task"))
@@ -1065,7 +1098,7 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     if len(task):
         order = [label[t] for t in tasks]
         blocks.append(_heat(task, "target_label", "source_label", "target task",
-                            "source task (its optimum)", order, order, color, style)
+                            "source task (its optimum)", order, order, color, style, **heat)
                       .facet(column=alt.Column("target:N", title=None, header=_header(style),
                                                sort=units))
                       .properties(title="across tasks, per predictor"))
@@ -1074,7 +1107,8 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
         other["source"] = other["source_experiment"] + " / " + other["source"]
         sources = sorted(other["source"].unique())
         blocks.append(_heat(other, "target", "source", "target (this experiment)",
-                            "source experiment / predictor", units, sources, color, style)
+                            "source experiment / predictor", units, sources, color, style,
+                            **heat)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
                       .properties(title="across pretraining: other experiments' optima"))
