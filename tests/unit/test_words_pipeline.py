@@ -190,3 +190,26 @@ def test_the_transfer_figure_writes_an_inf_regret_as_such():
     assert cells[("lstm", "bayes")]["regret_label"] == "∞"
     assert cells[("lstm", "bayes")]["regret_shown"] == pytest.approx(3.0)
     assert cells[("bayes", "lstm")]["regret_label"] == "3"
+
+
+def test_the_posterior_figure_leaves_impossible_prompts_out_and_writes_symbols_as_characters():
+    from promptscape.report import figures
+
+    style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
+             "predictor_colors": {"bayes": "#1f77b4"}}
+    prompts = ["", "a", "_"]
+    uniform = [1 / 27] * 27
+    boundary = [0.0] * 26 + [1.0]
+    land = pd.DataFrame({"predictor": "bayes", "replicate": 0, "experiment": "w",
+                         "task": "en", "prompt": prompts, "prompt_length": [0, 1, 1],
+                         "kl": [0.3, 0.2, np.inf], "first_symbol_kl": [0.1, 0.1, np.inf],
+                         "first_symbol_prediction": [uniform, boundary, [0.0] * 27],
+                         "optimal": [False, True, False]})
+    eff = pd.DataFrame({"predictor": ["bayes"], "task": ["en"], "prompt_length": [1],
+                        "optimal_upto_kl": [0.2], "optimal_prompt": ["a"]})
+    spec = figures.posterior_chart({"landscape": land, "efficiency": eff}, tasks=["en"],
+                                   imd={"en": True}, predictors=["bayes"], style=style,
+                                   title="t").to_dict()
+    json.dumps(spec, allow_nan=False)
+    text = json.dumps(spec)
+    assert "v* = _" in text and "1 impossible prompts (KL = ∞) not drawn" in text

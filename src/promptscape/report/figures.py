@@ -866,6 +866,12 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
         # One point per prompt class: the first prompt (table order) of equal (KL, q).
         data = data.loc[~pd.DataFrame({"kl": _sig(data["kl"]), "q": _sig(data["q"])})
                         .duplicated()].reset_index(drop=True)
+        # Impossible prompts (KL = inf; they predict nothing) have no place on these axes.
+        impossible = int((~np.isfinite(land.loc[land["task"] == task, "kl"])).sum())
+        if impossible:
+            data = data[np.isfinite(data["kl"])].reset_index(drop=True)
+            title = _noted(title, f"{task}: {impossible:,} impossible prompts (KL = ∞) not "
+                                  "drawn")
         data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
         data["prompt_shown"] = data["prompt"].map(_short)
         reach = eff[eff["task"] == task]
@@ -884,13 +890,14 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
             low = min(low, float(rule["kl_plot"].iloc[0]) / 40)
         y_scale = alt.Scale(type="log", domain=[low, float(data["kl_plot"].max()) * 2],
                             nice=False)
+        shown = prompts_lib.alphabet(q.shape[1])[symbol]  # the symbol as artifacts write it
         x = alt.X("q:Q", scale=alt.Scale(domain=[0, 1]),
-                  title=f"posterior predictive q(v* | prompt), v* = {symbol}")
+                  title=f"posterior predictive q(v* | prompt), v* = {shown}")
         y = alt.Y("kl_plot:Q", scale=y_scale,
                   title=f"KL(task ‖ prompted) (nats; floor 1e{int(np.log10(KL_FLOOR))})")
         tooltip = [alt.Tooltip("prompt_shown:N", title="prompt"), "prompt_length",
                    alt.Tooltip("kl:Q", format=".3e"),
-                   alt.Tooltip("q:Q", title=f"q(v*={symbol} | prompt)", format=".4f"),
+                   alt.Tooltip("q:Q", title=f"q(v*={shown} | prompt)", format=".4f"),
                    alt.Tooltip("first_symbol_kl:Q", format=".3e")]
         layers = [alt.Chart(data).mark_point(filled=True, size=30, opacity=0.8).encode(
             x=x, y=y, color=color, tooltip=tooltip)]
@@ -907,7 +914,7 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
             layers.append(alt.Chart(rule).mark_text(
                 align="left", baseline="top", dx=4, dy=4, color="#555", lineBreak="\n",
                 fontSize=style["font_size"] - 1).encode(x=x, y=y, text="label:N"))
-        label = f"{task} ({'IMD' if imd[task] else 'OOMD'}): v* = {symbol}"
+        label = f"{task} ({'IMD' if imd[task] else 'OOMD'}): v* = {shown}"
         panels.append(alt.layer(*layers).properties(
             width=style["panel_width"], height=style["panel_height"], title=label))
     rows = [alt.hconcat(*panels[i:i + 4]) for i in range(0, len(panels), 4)]
