@@ -211,5 +211,5 @@ def test_the_posterior_figure_leaves_impossible_prompts_out_and_writes_symbols_a
                                    imd={"en": True}, predictors=["bayes"], style=style,
                                    title="t").to_dict()
     json.dumps(spec, allow_nan=False)
-    text = json.dumps(spec)
+    text = json.dumps(spec, ensure_ascii=False)
     assert "v* = _" in text and "1 impossible prompts (KL = ∞) not drawn" in text
