@@ -19,7 +19,14 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
     assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics",
-                                      "markov", "selection", "strategies"}
+                                      "markov", "selection", "strategies", "words"}
+    # Words over a..z and _: three languages of 300 words, L_max 2, T = 10, a held-out
+    # language as the task.
+    words = study.experiments["words"]
+    assert words.pretraining.kind == "language_mixture" and words.pretraining.vocab_size == 27
+    assert words.pretraining.languages == ("en", "de", "fr") and words.pretraining.words == 300
+    assert (words.max_prompt_length, words.task_length) == (2, 10)
+    assert {t.name: t.in_meta_distribution for t in words.tasks} == {"dutch": False}
     # Only `strategies` runs search strategies besides exhaustive search.
     assert [n for n, e in study.experiments.items() if e.runs_strategies] == ["strategies"]
     assert study.experiments["strategies"].strategies == (
