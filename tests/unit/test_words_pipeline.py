@@ -213,3 +213,23 @@ def test_the_posterior_figure_leaves_impossible_prompts_out_and_writes_symbols_a
     json.dumps(spec, allow_nan=False)
     text = json.dumps(spec, ensure_ascii=False)
     assert "v* = _" in text and "1 impossible prompts (KL = ∞) not drawn" in text
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_networks_over_27_symbols_score_word_prompts_as_their_concatenation(family):
+    """Word prompts reach a network as symbols 0..26: the trie scoring equals scoring each
+    prompt + sequence symbol by symbol."""
+    from network_helpers import TINY_NETWORKS, scramble
+
+    from promptscape.neural import base, families, scoring
+    from promptscape.predictors import Predictor
+
+    config = families.PredictorConfig(family=family, **TINY_NETWORKS[family], steps=2,
+                                      batch_size=4, sequence_length=12, warmup_steps=1)
+    model = base.build_model(config, 27)
+    scramble(model)
+    predictor = scoring.NeuralPredictor(model.eval(), config, device="cpu")
+    seqs = prompts_lib.to_arrays(["the_c", "und_d", "zz_qa"], 5)
+    prompts = ["", "a", "the_", "_", "de_la"]
+    np.testing.assert_allclose(predictor.prompt_losses(prompts, seqs),
+                               Predictor.prompt_losses(predictor, prompts, seqs), rtol=1e-5)
