@@ -179,6 +179,7 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
     size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // (X + R)))
     optimal = np.asarray(optimal, dtype=bool)
     ones = np.ones(X)
+    finite = bool(np.isfinite(losses).all())
     for counts in _blocks(N, X, size):
         if not live.all():
             counts = counts[~np.any(counts[:, ~live] > 0, axis=1)]
@@ -186,7 +187,10 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
         # log multinomial(N; counts) + sum_x counts_x log p_x (sums over x as products:
         # numpy reduces along a short axis slowly)
         log_prob = log_factorial[N] - log_factorial[counts] @ ones + frequencies @ log_p
-        chosen = search.choose_by_prompt(empirical_losses(frequencies, losses).T / N)  # (R, B)
+        # (R, B): rows by prompt; the product as before where no loss is inf (the same bits)
+        empirical = (losses @ frequencies.T if finite
+                     else empirical_losses(frequencies, losses).T)
+        chosen = search.choose_by_prompt(empirical / N)
         total += float(np.exp(log_prob[optimal[chosen]]).sum())
     return _clip_probability(total)
 
