@@ -154,7 +154,7 @@ def sampled_prompts(L: int, depth: int, k: int, seed: int = 0) -> tuple[list[str
     prefixes of length `depth`."""
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(V**depth, size=min(k, V**depth), replace=False))
-    heads = prompts.to_strings(prompts.enumerate_sequences(depth, V)[chosen])
+    heads = prompts.to_strings(prompts.enumerate_sequences(depth, V)[chosen], V)
     tails = prompts.all_prompts(L - depth, V)[1:]
     return prompts.all_prompts(depth, V), [h + t for h in heads for t in tails]
 
@@ -214,7 +214,7 @@ def measure(family: str, L: int, args) -> dict:
         count = V**length
         m = min(args.naive_prompts, count)
         pick = prompts.to_strings(prompts.enumerate_sequences(length, V)[
-            np.sort(rng.choice(count, size=m, replace=False))]) if length else [""]
+            np.sort(rng.choice(count, size=m, replace=False))], V) if length else [""]
         seconds, losses = best_time(
             lambda: naive_losses(model, pick, seq_tensor, res["raw_batch"]), 2)
         naive += seconds * count / m

@@ -237,13 +237,17 @@ def edit_edges(max_length: int, vocab_size: int,
     return Edges(L, V, *columns)
 
 
-def apply_edit(prompt: str, operation: str, position: int, symbol: int) -> str:
-    """The child of one edit, by string operations (the brute-force reference).
+def apply_edit(prompt: str, operation: str, position: int, symbol: int,
+               vocab_size: int) -> str:
+    """The child of one edit, by string operations (the brute-force reference); `symbol` is
+    written in the alphabet of `vocab_size` symbols.
 
-    >>> apply_edit("011", "insert", 0, 2), apply_edit("011", "swap", 0, 0)
+    >>> apply_edit("011", "insert", 0, 2, 3), apply_edit("011", "swap", 0, 0, 3)
     ('2011', '101')
+    >>> apply_edit("th_", "insert", 2, 4, 27)
+    'the_'
     """
-    i, v = int(position), "0123456789"[int(symbol)]
+    i, v = int(position), prompts_lib.alphabet(vocab_size)[int(symbol)]
     if operation == "insert":
         return prompt[:i] + v + prompt[i:]
     if operation == "delete":
@@ -253,6 +257,10 @@ def apply_edit(prompt: str, operation: str, position: int, symbol: int) -> str:
     if operation == "swap":
         return prompt[:i] + prompt[i + 1] + prompt[i] + prompt[i + 2:]
     raise ValueError(f"unknown edit operation {operation!r}; known: {list(OPERATIONS)}")
+
+
+def _symbol(character: str) -> int:
+    return int(prompts_lib.to_array(character)[0])
 
 
 def single_edit(parent: str, child: str) -> tuple[str, int, int, int] | None:
@@ -270,23 +278,23 @@ def single_edit(parent: str, child: str) -> tuple[str, int, int, int] | None:
     if m == n + 1:
         for i in range(m):
             if child[:i] + child[i + 1:] == parent:
-                return "insert", i, int(child[i]), -1
+                return "insert", i, _symbol(child[i]), -1
         return None
     if m == n - 1:
         for i in range(n):
             if parent[:i] + parent[i + 1:] == child:
-                return "delete", i, int(parent[i]), -1
+                return "delete", i, _symbol(parent[i]), -1
         return None
     if m != n:
         return None
     diff = [i for i in range(n) if parent[i] != child[i]]
     if len(diff) == 1:
         i = diff[0]
-        return "substitute", i, int(child[i]), int(parent[i])
+        return "substitute", i, _symbol(child[i]), _symbol(parent[i])
     if len(diff) == 2 and diff[1] == diff[0] + 1:
         i = diff[0]
         if parent[i] == child[i + 1] and parent[i + 1] == child[i]:
-            return "swap", i, int(parent[i]), int(parent[i + 1])
+            return "swap", i, _symbol(parent[i]), _symbol(parent[i + 1])
     return None
 
 
@@ -398,6 +406,9 @@ def symbol_marginals(task: Source, task_length: int, max_sequences: int = 1 << 2
     ``[1 - theta, theta]``), otherwise by enumerating the V**T sequences (at most
     `max_sequences`)."""
     V, T = task.vocab_size, int(task_length)
+    stated = task.symbol_marginals(T)
+    if stated is not None:  # the kind's own exact form (the word kinds: renewal sums)
+        return np.asarray(stated, dtype=float)
     if task.exchangeable or T <= 1:
         return np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))
     if not prompts_lib.can_encode(T, V) or V**T > max_sequences:

@@ -94,7 +94,7 @@ def no_worse(value: float, target: float) -> bool:
 def typical_prompts(task: Source, length: int, count: int) -> list[str]:
     """`count` prompts of `length` symbols drawn from the task (the same for every predictor)."""
     rng = seeding.numpy_generator("typical_prompts", task.to_dict(), length, count)
-    return prompts_lib.to_strings(task.sample(count, length, rng))
+    return prompts_lib.to_strings(task.sample(count, length, rng), task.vocab_size)
 
 
 class KLScorer:
@@ -116,7 +116,9 @@ class KLScorer:
         self.predictor, self.task_length = predictor, T
         self.counts_apply = isinstance(predictor, BayesPredictor) and predictor.source.exchangeable
         self._seqs = self._weights = None
-        self._classes = compositions(T, V)  # (C, V): the task sequences' count classes
+        # (C, V): the task sequences' count classes, where counts apply (C(T + V - 1, V - 1)
+        # rows: 254 million for the 27 symbols of word tasks at T = 10, never built there).
+        self._classes = compositions(T, V) if self.counts_apply else None
         if self.counts_apply and task.exchangeable:
             log_m = task.log_marginal(self._classes)
             self._count_weights = np.exp(task.count_log_probabilities(T))  # P(k)
@@ -171,8 +173,11 @@ class KLScorer:
     @property
     def classes_apply(self) -> bool:
         """Whether prompts fall into classes (`BayesPredictor.classes_apply`), so that
-        `class_kl` scores a class directly and optima are known at every length."""
-        return isinstance(self.predictor, BayesPredictor) and self.predictor.classes_apply
+        `class_kl` scores a class directly and optima are known at every length (not for
+        sources whose classes of one length are found only by enumerating its prompts,
+        `Source.classes_by_length` false: the word kinds)."""
+        return (isinstance(self.predictor, BayesPredictor) and self.predictor.classes_apply
+                and self.predictor.source.classes_by_length)
 
     def class_kl(self, classes: list) -> np.ndarray:
         """KL of a prompt of each class (`Source.prompt_class`), ``(C,)``."""
@@ -328,7 +333,8 @@ def landscape_optima(land: pd.DataFrame) -> pd.DataFrame:
     ``upto_prompt`` and ``upto_kl`` (the best prompt of length at most l and its KL; ties by
     the landscape's dense rank go to the shorter, then lexicographically first prompt) and
     ``upto_below`` (that KL is below the landscape's resolution, `below_resolution`)."""
-    land = land.sort_values(["prompt_length", "prompt"], kind="stable").reset_index(drop=True)
+    land = land.sort_values(["prompt_length", "prompt"], kind="stable",
+                           key=prompts_lib.order_key).reset_index(drop=True)
     rows, best = [], None
     for length, group in land.groupby("prompt_length", sort=True):
         first = group.loc[group["rank"].idxmin()]  # idxmin: the first in canonical order

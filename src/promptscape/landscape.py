@@ -212,8 +212,9 @@ def first_symbol_kl(predictor: Predictor, prompts: list[str], task: Source,
     V = task.vocab_size
     p = np.exp(task.log_prob(np.arange(V, dtype=np.uint8)[:, None]))  # (V,)
     q = first_symbol_prediction(predictor, prompts, V) if prediction is None else prediction
-    log_q = np.log(q)
-    terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - log_q), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0: an impossible prompt, inf
+        log_q = np.log(q)
+        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - log_q), 0.0)
     return np.maximum(terms.sum(axis=1), 0.0)  # >= 0; rounding may leave -1e-17
 
 
@@ -277,10 +278,17 @@ def draw_evaluation(task: Source, task_length: int, size: int, rng: np.random.Ge
 def stratified_mean(values: np.ndarray, weights: np.ndarray, strata: np.ndarray):
     """Stratified estimate of the mean of each row of `values` ``(P, M)`` and its standard
     error: ``sum_i w_i v_i`` and ``sqrt(sum_k W_k^2 s_k^2 / n_k)`` with W_k = sum of the
-    stratum's weights. Weights 1/M in one stratum give the plain mean and std / sqrt(M)."""
+    stratum's weights. Weights 1/M in one stratum give the plain mean and std / sqrt(M).
+
+    A row holding +inf (a loss on a sequence the prompted predictor gives probability 0, which
+    a positive-probability task sequence makes the true expectation inf too) has mean inf and
+    standard error 0: inf is then exact, not an estimate."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
     weights = np.asarray(weights, dtype=float)
     strata = np.asarray(strata)
+    infinite = np.isposinf(values).any(axis=1)
+    if infinite.any():
+        values = np.where(infinite[:, None], 0.0, values)
     mean = values @ weights
     variance = np.zeros(values.shape[0])
     for k in np.unique(strata):
@@ -290,6 +298,7 @@ def stratified_mean(values: np.ndarray, weights: np.ndarray, strata: np.ndarray)
             raise ValueError(f"stratum {k} has {n} sequence; a standard error needs >= 2")
         W = float(weights[members].sum())
         variance += W ** 2 * values[:, members].var(axis=1, ddof=1) / n
+    mean[infinite] = np.inf
     return mean, np.sqrt(variance)
 
 
@@ -368,7 +377,9 @@ def resolution(loss, entropy: float = 0.0, *, outcomes: int = 1, symbols: int = 
     loss = np.asarray(loss, dtype=np.float64)
     if outcomes < 1 or symbols < 0:
         raise ValueError(f"outcomes == {outcomes}, symbols == {symbols}: must be >= 1, >= 0")
-    magnitude = (float(np.max(np.abs(loss))) if loss.size else 0.0) + abs(float(entropy))
+    # The finite losses: an inf KL (an impossible prompt) is exact, and rounds nothing.
+    finite = np.abs(loss[np.isfinite(loss)])
+    magnitude = (float(finite.max()) if finite.size else 0.0) + abs(float(entropy))
     return (PRECISION_EPSILON["float64"] * int(outcomes)
             + PRECISION_EPSILON[precision] * int(symbols)) * magnitude
 
@@ -420,7 +431,7 @@ def dense_ranks(values: np.ndarray, relative_tolerance: float = EXACT_RELATIVE_T
         v = values[i]
         width = (relative_tolerance * max(abs(anchor), 1e-300) if tolerance is None
                  else tolerance) if anchor is not None else 0.0
-        if anchor is None or v - anchor > width:
+        if anchor is None or (v != anchor and v - anchor > width):  # inf ties inf
             rank += 1
             anchor = v
         ranks[i] = rank

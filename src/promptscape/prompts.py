@@ -1,7 +1,8 @@
 """The prompt space and the encoding of sequences over V symbols.
 
-Prompts are strings of the digits 0..V-1 (V <= 10, `sources.base.MAX_VOCAB_SIZE`); the empty
-prompt is ``""``. The canonical order is by length, then lexicographically, which is also the
+Prompts are strings of the characters that write symbols 0..V-1 (`alphabet`: the digits
+0..V-1 for V <= 10, `sources.base.MAX_VOCAB_SIZE`; ``a``..``z`` and ``_`` for the 27 symbols of
+the word sources); the empty prompt is ``""``. The canonical order is by length, then lexicographically, which is also the
 search's tie-break order (shorter first, then lexicographic), so ``argmin`` over prompts in
 this order is deterministic. There are ``(V^(L_max + 1) - 1) / (V - 1)`` prompts of length at
 most L_max.
@@ -18,7 +19,52 @@ import itertools
 import numpy as np
 
 from promptscape.sources.base import (  # noqa: F401 (canonical_prompt: re-exported)
-    MAX_VOCAB_SIZE, canonical_prompt, symbol_counts)
+    MAX_VOCAB_SIZE, alphabet_of, canonical_prompt, symbol_counts, symbol_values)
+
+
+def alphabet(vocab_size: int) -> str:
+    """The characters that write symbols 0..V-1 (`sources.base.alphabet_of`), the one map
+    every reader and writer of prompts and sequences uses.
+
+    >>> alphabet(2), alphabet(27)[:3] + alphabet(27)[-1]
+    ('01', 'abc_')
+    """
+    return alphabet_of(vocab_size)
+
+
+def order_key(column):
+    """A pandas ``sort_values`` key that sorts prompt (and sequence) columns in the canonical
+    order of symbols: byte order for the digits; for the word alphabet the boundary ``_``
+    (symbol 26, before ``a`` in bytes) sorts as ``{``, the byte after ``z``. Other columns
+    are returned unchanged. The same rule as `pipeline.tables` applies to stored rows.
+
+    >>> import pandas as pd
+    >>> pd.DataFrame({"prompt": ["_", "b", "a"]}).sort_values("prompt", key=order_key)["prompt"].tolist()
+    ['a', 'b', '_']
+    """
+    import pandas as pd
+
+    if (getattr(column, "name", None) in ("prompt", "sequence")
+            and pd.api.types.is_string_dtype(column)):
+        return column.str.replace("_", "{", regex=False)
+    return column
+
+
+def prompt_value(prompt: str, vocab_size: int) -> int:
+    """A prompt's symbols read as a number in base V, big-endian (0 for the empty prompt).
+
+    >>> prompt_value("21", 3), prompt_value("ba", 27)
+    (7, 27)
+    """
+    if not prompt:
+        return 0
+    V = int(vocab_size)
+    if V <= MAX_VOCAB_SIZE:
+        return int(prompt, V)
+    value = 0
+    for symbol in symbol_values(prompt).tolist():
+        value = value * V + symbol
+    return value
 
 # Codes are held in int64: V**T must stay below 2**63.
 MAX_CODE = 2**63
@@ -52,7 +98,7 @@ def prompt_index(prompt: str, vocab_size: int) -> int:
     """
     V, length = int(vocab_size), len(prompt)
     offset = (V**length - 1) // (V - 1)  # prompts shorter than this one
-    return offset + (int(prompt, V) if length else 0)
+    return offset + prompt_value(prompt, V)
 
 
 def prompt_at(index: int, vocab_size: int) -> str:
@@ -64,13 +110,14 @@ def prompt_at(index: int, vocab_size: int) -> str:
     '21'
     """
     V, index, length = int(vocab_size), int(index), 0
+    characters = alphabet(V)
     while index >= V**length:
         index -= V**length
         length += 1
     digits = []
     for _ in range(length):
         index, digit = divmod(index, V)
-        digits.append("0123456789"[digit])
+        digits.append(characters[digit])
     return "".join(reversed(digits))
 
 
@@ -84,29 +131,30 @@ def prompt_counts(prompts: list[str], vocab_size: int) -> np.ndarray:
 
 
 def to_array(text: str) -> np.ndarray:
-    """'0110' -> array([0, 1, 1, 0], dtype=uint8)."""
-    return (np.frombuffer(text.encode("ascii"), dtype=np.uint8) - ord("0")).astype(np.uint8)
+    """'0110' -> array([0, 1, 1, 0], dtype=uint8); 'the_' -> array([19, 7, 4, 26])."""
+    return symbol_values(text)
 
 
 def to_arrays(texts: list[str], length: int) -> np.ndarray:
     """Equal-length strings -> ``(B, length)`` uint8."""
     if not texts:
         return np.zeros((0, length), dtype=np.uint8)
-    joined = "".join(texts).encode("ascii")
-    flat = np.frombuffer(joined, dtype=np.uint8) - ord("0")
+    flat = symbol_values("".join(texts))
     if flat.size != len(texts) * length:
         raise ValueError(f"sequences are not all of length {length}")
     return flat.reshape(len(texts), length).astype(np.uint8)
 
 
-def to_strings(seqs: np.ndarray) -> list[str]:
-    """``(B, T)`` symbols -> list of strings of digits."""
+def to_strings(seqs: np.ndarray, vocab_size: int) -> list[str]:
+    """``(B, T)`` symbols over V -> list of strings in V's `alphabet`."""
     seqs = np.asarray(seqs, dtype=np.uint8)
-    if seqs.size and seqs.max() >= MAX_VOCAB_SIZE:
-        raise ValueError(f"symbols above {MAX_VOCAB_SIZE - 1} have no digit")
+    codes = np.frombuffer(alphabet(vocab_size).encode("ascii"), dtype=np.uint8)
+    if seqs.size and seqs.max() >= len(codes):
+        raise ValueError(f"symbols above {len(codes) - 1} are outside an alphabet of "
+                         f"{len(codes)} symbols")
     if seqs.shape[1] == 0:
         return [""] * seqs.shape[0]
-    chars = (seqs + ord("0")).astype(np.uint8)
+    chars = codes[seqs]
     raw = chars.tobytes()
     T = seqs.shape[1]
     return [raw[i * T:(i + 1) * T].decode("ascii") for i in range(seqs.shape[0])]
@@ -150,7 +198,4 @@ def group_by_length(prompts: list[str]) -> dict[int, tuple[np.ndarray, np.ndarra
 
 
 def _digits(vocab_size: int) -> str:
-    if not 2 <= int(vocab_size) <= MAX_VOCAB_SIZE:
-        raise ValueError(f"an alphabet of {vocab_size} symbols; 2 to {MAX_VOCAB_SIZE} are "
-                         "written as digits")
-    return "0123456789"[:int(vocab_size)]
+    return alphabet(vocab_size)

@@ -111,7 +111,7 @@ class Evaluator:
         self.parents: list[int] = []
         self.prompts_seen = 0
         # Prompts shorter than each length: the canonical index of its first prompt.
-        self._offsets = [prompts_lib.prompt_index("0" * n, vocab_size)
+        self._offsets = [prompts_lib.num_prompts(n - 1, vocab_size) if n else 0
                          for n in range(self.max_length + 1)]
 
     @property
@@ -151,7 +151,7 @@ class Evaluator:
         from, or a list of each one's (None where it has none); recorded only."""
         V = self.vocab_size
         offsets = self._offsets
-        idx = np.fromiter((offsets[len(p)] + (int(p, V) if p else 0) for p in prompts),
+        idx = np.fromiter((offsets[len(p)] + prompts_lib.prompt_value(p, V) for p in prompts),
                           dtype=np.int64, count=len(prompts))
         fresh = np.flatnonzero(~self.seen[idx])
         if len(fresh):
@@ -234,7 +234,7 @@ def neighbours(prompt: str, vocab_size: int, max_length: int) -> list[str]:
     >>> neighbours("01", 2, 2)
     ['11', '00', '1', '0']
     """
-    digits = "0123456789"[:vocab_size]
+    digits = prompts_lib.alphabet(vocab_size)
     out = [prompt[:i] + v + prompt[i + 1:] for i in range(len(prompt))
            for v in digits if v != prompt[i]]
     if len(prompt) < max_length:
@@ -250,16 +250,17 @@ def random_neighbour(prompt: str, rng: np.random.Generator, vocab_size: int,
     reach, such as an insertion beside an equal symbol, is proposed more often);
     never `prompt` itself. The proposal of `annealing` and `evolutionary`."""
     L, V = len(prompt), int(vocab_size)
+    characters = prompts_lib.alphabet(V)
     changes, inserts = L * (V - 1), (L + 1) * V if L < max_length else 0
     k = int(rng.integers(changes + inserts + L))
     if k < changes:
         i, step = divmod(k, V - 1)
-        symbol = (int(prompt[i]) + 1 + step) % V
-        return prompt[:i] + str(symbol) + prompt[i + 1:]
+        symbol = (characters.index(prompt[i]) + 1 + step) % V
+        return prompt[:i] + characters[symbol] + prompt[i + 1:]
     k -= changes
     if k < inserts:
         i, symbol = divmod(k, V)
-        return prompt[:i] + str(symbol) + prompt[i:]
+        return prompt[:i] + characters[symbol] + prompt[i:]
     i = k - inserts
     return prompt[:i] + prompt[i + 1:]
 
@@ -291,7 +292,7 @@ def random_search(evaluate: Evaluator, vocab_size, max_length, rng, settings, gr
 
 
 def beam(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
-    digits = "0123456789"[:vocab_size]
+    digits = prompts_lib.alphabet(vocab_size)
     width = int(settings["width"])
     while not evaluate.exhausted:
         frontier = [""]
@@ -385,6 +386,7 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
     # not computed, and the swaps are taken in canonical order (the same order the ranking
     # gives over two symbols, so results are those of computing it).
     informed = top_k < vocab_size - 1
+    characters = prompts_lib.alphabet(vocab_size)
     grads: dict[str, np.ndarray | None] = {}  # a prompt's gradient: charged once a run
     for _ in range(_step_limit(evaluate)):
         if evaluate.exhausted:
@@ -396,7 +398,7 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
                 evaluate.charge()
                 grads[current] = (np.asarray(gradient(current), dtype=np.float64)
                                   if informed else None)
-            symbols = [int(c) for c in current]
+            symbols = prompts_lib.to_array(current).tolist()
             if informed:
                 grad = grads[current]  # (L, V)
                 own = grad[np.arange(len(current)), symbols]
@@ -409,7 +411,7 @@ def gradient_search(evaluate: Evaluator, vocab_size, max_length, rng, settings,
                 swaps = [(i, v) for i in range(len(current)) for v in range(vocab_size)
                          if v != symbols[i]]
             picks = rng.choice(len(swaps), size=min(width, len(swaps)), replace=False)
-            candidates = [current[:i] + str(v) + current[i + 1:]
+            candidates = [current[:i] + characters[v] + current[i + 1:]
                           for i, v in (swaps[k] for k in sorted(picks))]
             losses = evaluate.many(candidates, current)
             j = first_minimum(losses)

@@ -179,6 +179,7 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
     size = max(1, min(EXACT_BLOCK, BLOCK_VALUES // (X + R)))
     optimal = np.asarray(optimal, dtype=bool)
     ones = np.ones(X)
+    finite = bool(np.isfinite(losses).all())
     for counts in _blocks(N, X, size):
         if not live.all():
             counts = counts[~np.any(counts[:, ~live] > 0, axis=1)]
@@ -186,7 +187,10 @@ def exact_proportion_correct(losses: np.ndarray, p: np.ndarray, optimal: np.ndar
         # log multinomial(N; counts) + sum_x counts_x log p_x (sums over x as products:
         # numpy reduces along a short axis slowly)
         log_prob = log_factorial[N] - log_factorial[counts] @ ones + frequencies @ log_p
-        chosen = search.choose_by_prompt(losses @ frequencies.T / N)  # (R, B): rows by prompt
+        # (R, B): rows by prompt; the product as before where no loss is inf (the same bits)
+        empirical = (losses @ frequencies.T if finite
+                     else empirical_losses(frequencies, losses).T)
+        chosen = search.choose_by_prompt(empirical / N)
         total += float(np.exp(log_prob[optimal[chosen]]).sum())
     return _clip_probability(total)
 
@@ -209,7 +213,7 @@ def _correct_share(draw, losses, optimal, draws, rng):
     hits = 0
     for start in range(0, draws, block):
         f = draw(min(block, draws - start), rng)  # (b, X) frequencies
-        hits += int(chosen_correct(f @ losses.T, optimal).sum())
+        hits += int(chosen_correct(empirical_losses(f, losses), optimal).sum())
     return _share(hits, draws)
 
 
@@ -224,8 +228,12 @@ def normal_curve(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, sizes,
     N."""
     losses = np.asarray(losses, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
+    # A row infinite on an outcome of positive probability (an impossible prompt) has
+    # empirical loss inf: under the normal approximation every frequency is positive.
+    infinite = np.isinf(losses).any(axis=1)
+    losses = np.where(np.isinf(losses), 0.0, losses)
     scale = np.sqrt(p)
-    mean = losses @ p  # (R,)
+    mean = np.where(infinite, np.inf, losses @ p)  # (R,)
     sizes = [int(N) for N in sizes]
     hits = np.zeros(len(sizes), dtype=np.int64)
     block = _block_draws(len(p), losses.shape[0])
@@ -235,6 +243,19 @@ def normal_curve(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray, sizes,
         for i, N in enumerate(sizes):
             hits[i] += int(chosen_correct(mean + spread / math.sqrt(N), optimal).sum())
     return [_share(int(h), draws) for h in hits]
+
+
+def empirical_losses(frequencies: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """``frequencies (B, X) @ losses (R, X)^T``, the empirical loss of every row on every
+    dataset, with 0 x inf = 0: a row infinite on an outcome (a prompt the pretraining
+    source cannot produce, or after which that sequence is impossible) has empirical loss
+    inf exactly when the dataset holds that outcome."""
+    infinite = np.isinf(losses)
+    if not infinite.any():
+        return frequencies @ losses.T
+    out = frequencies @ np.where(infinite, 0.0, losses).T
+    out[((frequencies != 0).astype(np.float64) @ infinite.T.astype(np.float64)) > 0] = np.inf
+    return out
 
 
 def _share(hits: int, draws: int) -> tuple[float, float]:
@@ -286,15 +307,18 @@ def decomposition(losses: np.ndarray, p: np.ndarray, optimal: np.ndarray,
     losses = np.asarray(losses, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64) / np.sum(p)
     optimal = np.asarray(optimal, dtype=bool)
-    mean = losses @ p
+    with np.errstate(invalid="ignore"):
+        mean = losses @ p
+    mean = np.where(np.isnan(mean), np.inf, mean)  # an inf row on a p = 0 outcome
     best = int(np.flatnonzero(optimal)[np.argmin(mean[optimal])])
     if optimal.all():
         return {"gap": math.nan, "paired_sd": math.nan, "within_2se": 0}
     outside = np.flatnonzero(~optimal)
     rival = int(outside[np.argmin(mean[outside])])
     diff = losses - losses[best]  # (R, X)
-    gaps = diff @ p
-    sds = np.sqrt(np.maximum((diff ** 2) @ p - gaps ** 2, 0.0))
+    with np.errstate(invalid="ignore"):  # inf rows: gap inf, sd nan (never within 2 SE)
+        gaps = diff @ p
+        sds = np.sqrt(np.maximum((diff ** 2) @ p - gaps ** 2, 0.0))
     within = int(np.sum(gaps[outside] <= 2 * sds[outside] / math.sqrt(reference_N)))
     return {"gap": float(gaps[rival]), "paired_sd": float(sds[rival]), "within_2se": within}
 

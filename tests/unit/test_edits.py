@@ -107,7 +107,7 @@ def test_every_edge_applied_as_a_string_gives_its_child(max_length, vocab_size):
     e = edits.edit_edges(max_length, vocab_size)
     prompts = prompts_lib.all_prompts(max_length, vocab_size)
     for p, c, o, i, v in zip(e.parent, e.child, e.operation, e.position, e.symbol):
-        assert edits.apply_edit(prompts[p], edits.OPERATIONS[o], i, v) == prompts[c]
+        assert edits.apply_edit(prompts[p], edits.OPERATIONS[o], i, v, vocab_size) == prompts[c]
 
 
 def test_every_delta_kl_is_the_difference_of_the_two_prompts_kls():
@@ -436,7 +436,7 @@ def test_single_edit_names_the_edge_edit_edges_records(max_length, vocab):
                                 e.replaced):
         found = edits.single_edit(prompts[p], prompts[c])
         assert found == (edits.OPERATIONS[o], int(i), int(v), int(r))
-        assert edits.apply_edit(prompts[p], *found[:3]) == prompts[c]
+        assert edits.apply_edit(prompts[p], *found[:3], vocab) == prompts[c]
         pairs.add((int(p), int(c)))
     assert (edits.edge_index(e, e.parent, e.child) == np.arange(len(e))).all()
     others = [(a, b) for a in range(len(prompts)) for b in range(len(prompts))

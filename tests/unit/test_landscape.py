@@ -753,7 +753,7 @@ def _write_prompt_losses(path, prompts, seqs, losses, order=None):
     from promptscape.prompts import to_strings
 
     S = len(seqs)
-    names = to_strings(seqs)
+    names = to_strings(seqs, 2)  # binary sequences in every caller
     rows = range(len(prompts) * S) if order is None else order
     tables.write({"predictor": "lstm", "replicate": 0, "experiment": "e",
                   "prompt": [prompts[r // S] for r in rows],

@@ -380,7 +380,7 @@ def test_each_recorded_single_edit_step_is_its_parent_with_that_edit(vocab, leng
                 continue
             edited += 1
             assert edits.apply_edit(parent, steps["operation"][k], steps["position"][k],
-                                    steps["symbol"][k]) == child
+                                    steps["symbol"][k], vocab) == child
             e = edits.edge_index(all_edges, np.array([prompts.index(parent)]),
                                  np.array([prompts.index(child)]))[0]
             assert edits.OPERATIONS[all_edges.operation[e]] == steps["operation"][k]

@@ -466,11 +466,13 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
             raise ConfigError(f"{task_where} == {task['source']!r} is listed twice")
         seen.add(task["source"])
         task_source = source(task_where, task["source"])
-        if task_source.vocab_size != pretraining.vocab_size:
+        if (task_source.vocab_size != pretraining.vocab_size
+                or task_source.alphabet != pretraining.alphabet):
             raise ConfigError(
                 f"{task_where} == {task['source']!r}: a source over {task_source.vocab_size} "
-                f"symbols, but experiment {name!r} is pretrained on {exp['pretraining']!r} "
-                f"over {pretraining.vocab_size}; a task must share its pretraining source's "
+                f"symbols ({task_source.alphabet}), but experiment {name!r} is pretrained on "
+                f"{exp['pretraining']!r} over {pretraining.vocab_size} "
+                f"({pretraining.alphabet}); a task must share its pretraining source's "
                 "alphabet")
         inside = in_meta_distribution(pretraining, task_source)
         if inside is not None and inside != task["in_meta_distribution"]:

@@ -961,6 +961,33 @@ ARTIFACTS = {a.name: a for a in [
 ]}
 
 
+# Sort-key columns that hold prompts or sequences: they sort in the canonical order of
+# symbols (`promptscape.prompts.all_prompts`), which is byte order for the digits but not for
+# the word alphabet, whose boundary `_` (symbol 26) comes before `a` in bytes; it sorts as
+# `{`, the byte after `z`. Tables without a `_` in those columns sort as before.
+SYMBOL_COLUMNS = ("prompt", "sequence")
+_BOUNDARY, _BOUNDARY_SORTS_AS = "_", "{"
+
+
+def _sorted(table: pa.Table, sort_key) -> pa.Table:
+    import pyarrow.compute as pc
+
+    keys, helpers = [], []
+    for k in sort_key:
+        column = table[k]
+        if (k in SYMBOL_COLUMNS and pa.types.is_string(column.type)
+                and pc.any(pc.match_substring(column, _BOUNDARY)).as_py()):
+            name = f"__order_{k}"
+            table = table.append_column(name, pc.replace_substring(column, _BOUNDARY,
+                                                                   _BOUNDARY_SORTS_AS))
+            keys.append(name)
+            helpers.append(name)
+        else:
+            keys.append(k)
+    table = table.sort_by([(k, "ascending") for k in keys])
+    return table.drop_columns(helpers) if helpers else table
+
+
 def write(frame, artifact: str, path: str | os.PathLike) -> None:
     """Validate `frame` (a DataFrame or a mapping of column arrays) against the artifact's
     schema, sort it by the artifact's key and write it atomically, with the running job's
@@ -982,7 +1009,7 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
             raise ValueError(f"{artifact} table for {path}: missing values in columns {bad}")
         table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
     # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
-    table = table.sort_by([(k, "ascending") for k in spec.sort_key])
+    table = _sorted(table, spec.sort_key)
     # The running job's identity, where there is one (`identity`): metadata, not data.
     metadata = {"artifact": artifact}
     if (stamp := identity.current()) is not None:

@@ -15,6 +15,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from promptscape import prompts as prompts_lib
+
 # Log axes cannot show KL <= 0 (possible only for estimates); such values sit on this floor.
 KL_FLOOR = 1e-6
 
@@ -419,8 +421,12 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
 OPTIMAL = "optimal class S*"
 UNRESOLVED = "S*: not resolved from the best at 95% (Bonferroni)"
 OTHER = "other prompts"
+IMPOSSIBLE = "impossible prompts: KL = ∞ (drawn above the panel's largest finite KL)"
 CLASS_MARKS = {OPTIMAL: ("diamond", 0.85, 140), UNRESOLVED: ("triangle-up", 0.0, 90),
-               OTHER: ("circle", 0.75, 22)}
+               OTHER: ("circle", 0.75, 22), IMPOSSIBLE: ("cross", 0.9, 40)}
+# Where a panel draws its inf KLs (prompts the pretraining source gives probability 0): this
+# factor above its largest finite KL, on the log axis, as their own class.
+INFINITE_LIFT = 4.0
 
 
 # A landscape panel draws at most this many points per (predictor, task): beyond it, the
@@ -488,6 +494,19 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
     data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
     data["kl_low"] = np.maximum(data["kl"] - 2 * data["kl_se"], KL_FLOOR)
     data["kl_high"] = np.maximum(data["kl"] + 2 * data["kl_se"], KL_FLOOR)
+    # An inf KL is no point on a log axis: such prompts are drawn as their own class above
+    # their panel's largest finite KL, said so in the legend and the subtitle.
+    infinite = ~np.isfinite(data["kl"].to_numpy())
+    if infinite.any():
+        finite_top = (data["kl_plot"].where(~infinite).groupby(data["task_label"])
+                      .transform("max").fillna(KL_FLOOR))
+        ceiling = finite_top * INFINITE_LIFT
+        for column in ("kl_plot", "kl_low", "kl_high"):
+            data[column] = data[column].where(~infinite, ceiling)
+        counts = ", ".join(f"{t}: {n:,}" for t, n in land[~np.isfinite(land["kl"])]
+                           .groupby("task", sort=True).size().items())
+        title = _noted(title, f"prompts the pretraining source cannot produce (KL = ∞, "
+                              f"drawn as crosses above the finite ones): {counts}")
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     # A KL at most its floating-point resolution is no number: it says so (on the floor).
     below = data.get("below_resolution", False)
@@ -495,10 +514,16 @@ def landscape_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, title)
                                 [f"{v:.3e}" for v in data["kl"]])
     data["class"] = np.where(~data["resolved"], UNRESOLVED,
                              np.where(data["optimal"], OPTIMAL, OTHER))
+    if infinite.any():
+        data["class"] = np.where(infinite, IMPOSSIBLE, data["class"])
+        data["kl_se"] = data["kl_se"].where(~infinite, 0.0)
+        data["kl_shown"] = np.where(infinite, "inf (an impossible prompt)", data["kl_shown"])
+        data["kl"] = data["kl"].where(~infinite, np.nan)  # JSON has no inf
     # Only the classes present: an exact landscape's legend has no unresolved entry.
     classes = [c for c in CLASS_MARKS if (data["class"] == c).any()]
     shapes, fills, sizes = ([CLASS_MARKS[c][i] for c in classes] for i in range(3))
-    data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0})
+    data["class_order"] = data["class"].map({OPTIMAL: 2, UNRESOLVED: 1, OTHER: 0,
+                                             IMPOSSIBLE: 0})
     color = alt.Color("predictor:N", scale=_predictor_scale(style, predictors), title="predictor")
     base = alt.Chart().encode(
         x=alt.X("rank:Q", title="rank of L(s) (0 = optimal class S*)"),
@@ -545,7 +570,7 @@ def choices_chart(cho: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     # Outlines: red for S*, orange for its members not resolved from the best.
     data["outline"] = np.where(~data["resolved"], "#ff7f0e",
                                np.where(data["optimal"], "#d62728", "transparent"))
-    data = data.sort_values(["rank", "prompt_length", "prompt"])
+    data = data.sort_values(["rank", "prompt_length", "prompt"], key=prompts_lib.order_key)
     # A fixed height (14 px a row of the fullest panel): Vega-Lite's step sizing fails to
     # render with faceted, independent y scales and conditional strokes.
     rows = int(data.groupby(["predictor", "task"])["prompt"].nunique().max())
@@ -705,8 +730,24 @@ def neural_vs_bayes_chart(land: pd.DataFrame, *, tasks, imd, predictors, style, 
     title = _noted(title, note)
     data = networks.merge(bayes, on=keys, validate="m:1")
     data["task_label"], order = task_labels(data, tasks, imd)
+    lifted = []
     for column in ("kl", "kl_bayes"):
         data[column + "_plot"] = np.maximum(data[column], KL_FLOOR)
+        # An inf KL (a prompt the Bayes predictor's source cannot produce) is drawn above
+        # the axis's largest finite KL, said in the subtitle; no inf reaches Vega.
+        infinite = ~np.isfinite(data[column].to_numpy())
+        if infinite.any():
+            finite = data[column + "_plot"].where(~infinite)
+            top = float(finite.max()) if finite.notna().any() else KL_FLOOR
+            data[column + "_plot"] = data[column + "_plot"].where(~infinite,
+                                                                  top * INFINITE_LIFT)
+            data[column] = data[column].where(~infinite, np.nan)
+            lifted.append(f"{int(infinite.sum()):,} under "
+                          f"{'the Bayes predictor' if column == 'kl_bayes' else 'the networks'}")
+    if lifted:
+        title = _noted(title, "KL = ∞ (impossible prompts) drawn at "
+                              f"{INFINITE_LIFT:g} x the largest finite KL of its axis: "
+                              + ", ".join(lifted))
     data["prompt_shown"] = data["prompt"].where(data["prompt"] != "", "∅")
     low = float(min(data["kl_plot"].min(), data["kl_bayes_plot"].min()))
     high = float(max(data["kl_plot"].max(), data["kl_bayes_plot"].max()))
@@ -855,6 +896,12 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
         # One point per prompt class: the first prompt (table order) of equal (KL, q).
         data = data.loc[~pd.DataFrame({"kl": _sig(data["kl"]), "q": _sig(data["q"])})
                         .duplicated()].reset_index(drop=True)
+        # Impossible prompts (KL = inf; they predict nothing) have no place on these axes.
+        impossible = int((~np.isfinite(land.loc[land["task"] == task, "kl"])).sum())
+        if impossible:
+            data = data[np.isfinite(data["kl"])].reset_index(drop=True)
+            title = _noted(title, f"{task}: {impossible:,} impossible prompts (KL = ∞) not "
+                                  "drawn")
         data["kl_plot"] = np.maximum(data["kl"], KL_FLOOR)
         data["prompt_shown"] = data["prompt"].map(_short)
         reach = eff[eff["task"] == task]
@@ -873,13 +920,14 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
             low = min(low, float(rule["kl_plot"].iloc[0]) / 40)
         y_scale = alt.Scale(type="log", domain=[low, float(data["kl_plot"].max()) * 2],
                             nice=False)
+        shown = prompts_lib.alphabet(q.shape[1])[symbol]  # the symbol as artifacts write it
         x = alt.X("q:Q", scale=alt.Scale(domain=[0, 1]),
-                  title=f"posterior predictive q(v* | prompt), v* = {symbol}")
+                  title=f"posterior predictive q(v* | prompt), v* = {shown}")
         y = alt.Y("kl_plot:Q", scale=y_scale,
                   title=f"KL(task ‖ prompted) (nats; floor 1e{int(np.log10(KL_FLOOR))})")
         tooltip = [alt.Tooltip("prompt_shown:N", title="prompt"), "prompt_length",
                    alt.Tooltip("kl:Q", format=".3e"),
-                   alt.Tooltip("q:Q", title=f"q(v*={symbol} | prompt)", format=".4f"),
+                   alt.Tooltip("q:Q", title=f"q(v*={shown} | prompt)", format=".4f"),
                    alt.Tooltip("first_symbol_kl:Q", format=".3e")]
         layers = [alt.Chart(data).mark_point(filled=True, size=30, opacity=0.8).encode(
             x=x, y=y, color=color, tooltip=tooltip)]
@@ -896,7 +944,7 @@ def posterior_chart(frames: dict, *, tasks, imd, predictors, style, title) -> al
             layers.append(alt.Chart(rule).mark_text(
                 align="left", baseline="top", dx=4, dy=4, color="#555", lineBreak="\n",
                 fontSize=style["font_size"] - 1).encode(x=x, y=y, text="label:N"))
-        label = f"{task} ({'IMD' if imd[task] else 'OOMD'}): v* = {symbol}"
+        label = f"{task} ({'IMD' if imd[task] else 'OOMD'}): v* = {shown}"
         panels.append(alt.layer(*layers).properties(
             width=style["panel_width"], height=style["panel_height"], title=label))
     rows = [alt.hconcat(*panels[i:i + 4]) for i in range(0, len(panels), 4)]
@@ -1063,7 +1111,8 @@ def _unit(predictor: pd.Series, replicate: pd.Series) -> pd.Series:
     return predictor + np.where(replicate > 0, " r" + replicate.astype(str), "")
 
 
-def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style):
+def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style, text=None,
+          dark="datum.regret > datum.dark"):
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:N", sort=x_order, title=x_title, axis=alt.Axis(labelAngle=-40)),
         y=alt.Y(f"{y}:N", sort=y_order, title=y_title))
@@ -1073,9 +1122,8 @@ def _heat(data, x, y, x_title, y_title, x_order, y_order, color, style):
                  alt.Tooltip("regret_min:Q", format=".3g"),
                  alt.Tooltip("regret_max:Q", format=".3g"), "source_count"])
     text = base.mark_text(fontSize=max(style["font_size"] - 2, 7)).encode(
-        text=alt.Text("regret:Q", format=".2g"),
-        color=alt.condition("datum.regret > datum.dark", alt.value("white"),
-                            alt.value("black")))
+        text=alt.Text("regret:Q", format=".2g") if text is None else text,
+        color=alt.condition(dark, alt.value("white"), alt.value("black")))
     return alt.layer(rect, text).properties(
         width=max(style["panel_width"], 26 * len(x_order)),
         height=max(style["panel_height"], 20 * len(y_order)))
@@ -1094,15 +1142,32 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     units = list(dict.fromkeys(sorted(
         data["target"], key=lambda u: (predictors.index(u.split(" ")[0])
                                        if u.split(" ")[0] in predictors else len(predictors), u))))
-    top = float(data["regret"].max()) if len(data) else 1.0
+    # An inf regret (the source's optimum holds a prompt the target cannot produce: KL inf
+    # there) is written as ∞ and coloured as the largest finite regret; no inf reaches Vega.
+    infinite = np.isinf(data["regret"].to_numpy(dtype=float))
+    heat = {}
+    if infinite.any():
+        finite = data["regret"].where(~infinite)
+        top = float(finite.max()) if finite.notna().any() else 1.0
+        data["regret_label"] = ["∞" if np.isinf(v) else f"{v:.2g}" for v in data["regret"]]
+        data["regret_shown"] = data["regret"].where(~infinite, top)
+        for column in ("regret", "regret_min", "regret_max"):
+            data[column] = data[column].where(np.isfinite(data[column]), np.nan)
+        heat = {"text": alt.Text("regret_label:N"), "dark": "datum.regret_shown > datum.dark"}
+        title = _noted(title, f"∞: the source's optimum holds a prompt impossible for the "
+                              f"target (KL = ∞; {int(infinite.sum())} cells, coloured as the "
+                              "largest finite regret)")
+    else:
+        top = float(data["regret"].max()) if len(data) else 1.0
     data["dark"] = 0.6 * top if top > 0 else 1.0
-    color = alt.Color("regret:Q", title="regret (nats)",
+    color = alt.Color("regret_shown:Q" if infinite.any() else "regret:Q",
+                      title="regret (nats)",
                       scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0))
     blocks = []
     pred = data[data["comparison"] == "predictors"]
     if len(pred):
         blocks.append(_heat(pred, "target", "source", "target (scored on)",
-                            "source (its optimum)", units, units, color, style)
+                            "source (its optimum)", units, units, color, style, **heat)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
                       .properties(title="across predictors, per task"))
@@ -1112,7 +1177,7 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
     if len(task):
         order = [label[t] for t in tasks]
         blocks.append(_heat(task, "target_label", "source_label", "target task",
-                            "source task (its optimum)", order, order, color, style)
+                            "source task (its optimum)", order, order, color, style, **heat)
                       .facet(column=alt.Column("target:N", title=None, header=_header(style),
                                                sort=units))
                       .properties(title="across tasks, per predictor"))
@@ -1121,7 +1186,8 @@ def transfer_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title)
         other["source"] = other["source_experiment"] + " / " + other["source"]
         sources = sorted(other["source"].unique())
         blocks.append(_heat(other, "target", "source", "target (this experiment)",
-                            "source experiment / predictor", units, sources, color, style)
+                            "source experiment / predictor", units, sources, color, style,
+                            **heat)
                       .facet(column=alt.Column("task_shown:N", title=None, header=_header(style),
                                                sort=[label[t] for t in tasks]))
                       .properties(title="across pretraining: other experiments' optima"))

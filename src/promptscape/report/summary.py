@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from promptscape import prompts as prompts_lib
 from promptscape.pipeline import config as config_lib
 from promptscape.pipeline import arguments, identity, layout, tables
 from promptscape.report import aggregate
@@ -149,7 +150,8 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     for task in tasks:
         for predictor in exp.predictors:
             sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
-            best = sub[sub["optimal"]].sort_values(["prompt_length", "prompt"])
+            best = sub[sub["optimal"]].sort_values(["prompt_length", "prompt"],
+                                                   key=prompts_lib.order_key)
             names = ", ".join(_shown(p) for p in best["prompt"][:6]) + (" ..." if len(best) > 6 else "")
             row = rel_top[(rel_top["task"] == task) & (rel_top["predictor"] == predictor)]
             correct = (f"{row['proportion_correct'].iloc[0]:.2f} [{row['ci_low'].iloc[0]:.2f}, "
@@ -598,7 +600,8 @@ def replicate_lines(exp: config_lib.Experiment, land: pd.DataFrame,
             sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
             if sub["replicate"].nunique() < 2:
                 continue
-            best = (sub[sub["optimal"]].sort_values(["replicate", "prompt_length", "prompt"])
+            best = (sub[sub["optimal"]].sort_values(["replicate", "prompt_length", "prompt"],
+                                                    key=prompts_lib.order_key)
                     .groupby("replicate")["prompt"].first())
             shares = (rel_top[(rel_top["task"] == task) & (rel_top["predictor"] == predictor)]
                       .sort_values("replicate")["proportion_correct"])

@@ -26,7 +26,7 @@ def scrambled_predictor(family, V):
 def draw(V, L, seed=0):
     """A prompt of L symbols, (N, T) task sequences and (N,) positive weights."""
     rng = seeding.numpy_generator("test_prompt_gradient", V, L, seed)
-    prompt = prompts.to_strings(rng.integers(0, V, (1, L)).astype(np.uint8))[0]
+    prompt = prompts.to_strings(rng.integers(0, V, (1, L)).astype(np.uint8), V)[0]
     return prompt, rng.integers(0, V, (N, T)).astype(np.uint8), rng.random(N)
 
 

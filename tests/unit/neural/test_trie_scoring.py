@@ -81,7 +81,7 @@ def arbitrary_prompts(L_max, V, key, n=10):
     repeated, plus the empty prompt last."""
     rng = rng_for("prompts", L_max, V, key)
     out = [prompts.to_strings(rng.integers(0, V, (1, rng.integers(2, L_max + 1)))
-                              .astype(np.uint8))[0] for _ in range(n)]
+                              .astype(np.uint8), V)[0] for _ in range(n)]
     return out + [out[3], ""]
 
 

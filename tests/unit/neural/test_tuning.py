@@ -62,7 +62,7 @@ def test_prompt_tuners_start_at_their_hard_prompt(family, name):
     with torch.no_grad():
         got = tuning.sequence_losses(tuned, torch.as_tensor(SEQS)).double().numpy()
     for s, row in enumerate(rows):
-        prompt = prompts.to_strings(row[None].astype(np.uint8))[0]
+        prompt = prompts.to_strings(row[None].astype(np.uint8), V)[0]
         np.testing.assert_allclose(got[s], hard_losses(model, prompt, SEQS), rtol=RTOL)
 
 
@@ -75,7 +75,7 @@ def test_projected_prompt_is_the_argmax_and_scores_as_that_hard_prompt(family):
     projected = tuned.projected().numpy()
     np.testing.assert_array_equal(projected, tuned.logits.detach().argmax(-1).numpy())
     hard = build("simplex_prompt", model, projected, init_logit=60.0)
-    prompt = prompts.to_strings(projected.astype(np.uint8))[0]
+    prompt = prompts.to_strings(projected.astype(np.uint8), V)[0]
     with torch.no_grad():
         got = tuning.sequence_losses(hard, torch.as_tensor(SEQS)).double().numpy()[0]
     np.testing.assert_allclose(got, hard_losses(model, prompt, SEQS), rtol=RTOL)

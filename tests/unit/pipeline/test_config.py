@@ -19,7 +19,14 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 def test_default_config_is_the_study():
     study = config_lib.load(DEFAULT)
     assert set(study.experiments) == {"bernmix", "betacoin", "switching", "dirichlet", "topics",
-                                      "markov", "selection", "strategies"}
+                                      "markov", "selection", "strategies", "words"}
+    # Words over a..z and _: three languages of 300 words, L_max 2, T = 10, a held-out
+    # language as the task.
+    words = study.experiments["words"]
+    assert words.pretraining.kind == "language_mixture" and words.pretraining.vocab_size == 27
+    assert words.pretraining.languages == ("en", "de", "fr") and words.pretraining.words == 300
+    assert (words.max_prompt_length, words.task_length) == (2, 10)
+    assert {t.name: t.in_meta_distribution for t in words.tasks} == {"dutch": False}
     # Only `strategies` runs search strategies besides exhaustive search.
     assert [n for n, e in study.experiments.items() if e.runs_strategies] == ["strategies"]
     assert study.experiments["strategies"].strategies == (
@@ -156,8 +163,8 @@ BAD = [
      "sources.bernmix.thetas[0]: '0.2' is not of type 'number'"),
     ("unknown source kind", _set(["sources", "bernmix", "kind"], "dirichlet"),
      "sources.bernmix.kind == 'dirichlet', unknown source kind; known kinds: beta_coin, "
-     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, markov, "
-     "markov_beta, switching, topic_mixture"),
+     "categorical, categorical_mixture, coin, coin_mixture, dirichlet_categorical, "
+     "language_mixture, markov, markov_beta, switching, topic_mixture, word_stream"),
     ("theta 1.5", _set(["sources", "coin_0.7", "theta"], 1.5),
      "sources.coin_0.7: coin.theta == 1.5, must be < 1."),
     ("weights summing to 0.9", _set(["sources", "bernmix", "weights"], [0.5, 0.4]),
@@ -236,8 +243,9 @@ BAD = [
     # Alphabets: a task over other symbols than its pretraining source's is refused.
     ("ternary task of a binary experiment",
      _set(["experiments", "bernmix", "tasks", 0, "source"], "cat_0.6_0.3_0.1"),
-     "experiments.bernmix.tasks[0].source == 'cat_0.6_0.3_0.1': a source over 3 symbols, but "
-     "experiment 'bernmix' is pretrained on 'bernmix' over 2; a task must share"),
+     "experiments.bernmix.tasks[0].source == 'cat_0.6_0.3_0.1': a source over 3 symbols "
+     "(012), but experiment 'bernmix' is pretrained on 'bernmix' over 2 (01); a task must "
+     "share"),
     ("binary task of a ternary experiment",
      _set(["experiments", "dirichlet", "tasks", 2, "source"], "coin_0.5"),
      "experiments.dirichlet.tasks[2].source == 'coin_0.5': a source over 2 symbols"),

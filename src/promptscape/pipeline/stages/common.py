@@ -57,7 +57,7 @@ def load_prompt_losses(path: str, vocab_size: int) -> TabulatedPredictor:
     P, S = len(order), vocab_size**T
     canonical = prompts_lib.all_prompts(max((len(p) for p in order), default=0), vocab_size)
     if (order != canonical or names != prompts_lib.to_strings(
-            prompts_lib.enumerate_sequences(T, vocab_size))
+            prompts_lib.enumerate_sequences(T, vocab_size), vocab_size)
             or len(frame) != P * S
             or not np.array_equal(prompt.indices.to_numpy(), np.repeat(np.arange(P), S))
             or not np.array_equal(sequence.indices.to_numpy(), np.tile(np.arange(S), P))):

@@ -80,7 +80,7 @@ def _write_draws(output: str, artifact: str, experiment: str, tasks: dict[str, d
             columns["N"].append(np.full(len(seqs), N))
             columns["seed"].append(np.repeat(seeds, n))
             columns["index"].append(np.tile(np.arange(n), len(seeds)))
-            columns["sequence"] += prompts_lib.to_strings(seqs)
+            columns["sequence"] += prompts_lib.to_strings(seqs, source.vocab_size)
     tables.write({"experiment": experiment, "task": columns["task"],
                   **{k: np.concatenate(columns[k]) for k in ("N", "seed", "index")},
                   "sequence": columns["sequence"]}, artifact, output)
@@ -94,7 +94,7 @@ def simulate_evaluation(*, output: str, experiment: str, task_name: str, task: d
     rng = seeding.numpy_generator("evaluation", task, task_length, size)
     seqs, stratum, weight = landscape.draw_evaluation(source, task_length, size, rng)
     tables.write({"experiment": experiment, "task": task_name, "index": np.arange(size),
-                  "sequence": prompts_lib.to_strings(seqs), "stratum": stratum,
+                  "sequence": prompts_lib.to_strings(seqs, source.vocab_size), "stratum": stratum,
                   "weight": weight}, "evaluation_set", output)
     log.info("wrote %d evaluation sequences of task %s in %d strata", size, task_name,
              len(np.unique(stratum)))

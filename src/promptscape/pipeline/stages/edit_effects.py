@@ -24,6 +24,7 @@ file. Kinds a task has no edges of (its most or least probable symbol tied) are 
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -163,7 +164,8 @@ def _single_edits(path: str, edges: edits.Edges, index: pd.Series, vocab_size: i
                          f"{frame['prompt'].iat[i]!r} records operation "
                          f"{frame['operation'].iat[i]!r}, not the edge between them")
     lengths = frame["parent_prompt"].str.len().to_numpy()
-    counts = np.stack([frame["parent_prompt"].str.count(str(v)).to_numpy()
+    characters = prompts_lib.alphabet(vocab_size)
+    counts = np.stack([frame["parent_prompt"].str.count(re.escape(characters[v])).to_numpy()
                        for v in range(1, vocab_size)], axis=1)
     covariates = np.column_stack([lengths, counts, rank]).astype(np.float64)
     delta_loss = (frame["loss"] - frame["parent_loss"]).to_numpy()

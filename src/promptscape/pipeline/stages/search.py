@@ -183,7 +183,7 @@ def _search_selected(pred, prompts, pools, seeds, identity, selection, settings,
         n = len(kept.indices)
         rows.append({
             "seed": np.full(n, seed), "index": np.arange(n), "pool_index": kept.indices,
-            "sequence": prompts_lib.to_strings(pools[s, kept.indices]),
+            "sequence": prompts_lib.to_strings(pools[s, kept.indices], V),
             "weight": kept.weights,
             "inclusion_probability": (np.full(n, np.nan) if kept.inclusion_probability is None
                                       else kept.inclusion_probability),

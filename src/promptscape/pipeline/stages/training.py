@@ -94,7 +94,7 @@ def score_prompts(*, model: str, output: str, name: str, experiment: str, task_l
     tables.write({"predictor": name, "replicate": replicate, "experiment": experiment,
                   "prompt": [p for p in prompts for _ in range(S)],
                   "prompt_length": np.repeat([len(p) for p in prompts], S),
-                  "sequence": prompts_lib.to_strings(seqs) * P,
+                  "sequence": prompts_lib.to_strings(seqs, predictor.vocab_size) * P,
                   "loss": losses.reshape(-1)}, "prompt_losses", output)
     log.info("scored %d prompts on all %d sequences of length %d with %s on %s", P, S,
              task_length, name, predictor.device)

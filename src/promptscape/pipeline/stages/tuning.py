@@ -119,7 +119,7 @@ def tune_network(*, datasets: str, search_file: str, evaluation: str | None, mod
     identity = (predictor, replicate, experiment, task_name, N)
     split = _holdout_split(tuning.get("selection"), inverse.reshape(S, N), len(distinct), seeds,
                            identity)
-    init_strings = [_unpadded(row) for row in init]
+    init_strings = [_unpadded(row, V) for row in init]
     for name, settings in tuning["tuners"].items():
         spec = tuners_lib.TUNERS[name]
         trained = spec.space != tuners_lib.REFERENCE
@@ -335,7 +335,7 @@ class _Scorer:
     the landscape enumerates them, else the evaluation set's stratified estimate."""
 
     def __init__(self, pred, task, T, V, max_prompt_length, budget, evaluation, device):
-        self.pred, self.device = pred, device
+        self.pred, self.device, self.vocab_size = pred, device, V
         if landscape.enumerates(prompts_lib.num_prompts(max_prompt_length, V), T, budget, V):
             self.method = "exact_enumeration"
             self.seqs = prompts_lib.enumerate_sequences(T, V)
@@ -377,7 +377,8 @@ class _Scorer:
         kl, kl_se, _ = self._kl(losses)
         projected = None
         if hasattr(tuned, "projected"):
-            projected = prompts_lib.to_strings(tuned.projected().cpu().numpy().astype(np.uint8))
+            projected = prompts_lib.to_strings(tuned.projected().cpu().numpy().astype(np.uint8),
+                                               self.vocab_size)
         return kl, kl_se, projected
 
 
@@ -448,7 +449,7 @@ def _tuner_optimum(name, own, K, *, at_tuning_length, base, V, T, max_prompt_len
             starts.append(("optimum_of_length_k", _hard_optimum(landscape_file, K)))
         rng = seeding.numpy_generator("tuner_optimum_starts", *identity, name, K)
         starts += [("random", prompts_lib.to_strings(rng.integers(0, V, (1, K))
-                                                     .astype(np.uint8))[0])
+                                                     .astype(np.uint8), V)[0])
                    for _ in range(settings["restarts"])]
     rates = settings["learning_rates"] if spec.space != tuners_lib.REFERENCE else [None]
     width = max(K, 1)
@@ -530,7 +531,7 @@ def _padded(prompt: str, K: int) -> np.ndarray:
     return out
 
 
-def _unpadded(row: np.ndarray) -> str:
+def _unpadded(row: np.ndarray, vocab_size: int) -> str:
     """The hard prompt of a (K,) start, its `tuning.PAD` positions left out."""
     kept = np.asarray(row)[np.asarray(row) != tuning_lib.PAD]
-    return prompts_lib.to_strings(kept[None].astype(np.uint8))[0] if len(kept) else ""
+    return prompts_lib.to_strings(kept[None].astype(np.uint8), vocab_size)[0] if len(kept) else ""
