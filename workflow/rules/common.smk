@@ -22,6 +22,13 @@ from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES, figures_
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
 # read the settings that are no identity (training.device) from snakemake.config.
+# --cores 0 (or less) would leave every job waiting for a core, silently and for ever.
+_CORES = getattr(workflow.resource_settings, "cores", None)
+if _CORES is not None and _CORES < 1 and not workflow.remote_exec:
+    raise ValueError(
+        f"--cores {_CORES}: snakemake needs at least one core to run a job (give --cores N "
+        "with N >= 1, or --cores all)"
+    )
 config_lib.check_config_files(workflow.configfiles)
 STUDY = config_lib.load(config, workflow.source_path("../schemas/config.schema.yaml"))
 config.update(STUDY.raw)

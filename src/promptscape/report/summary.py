@@ -89,7 +89,10 @@ def _read(study: config_lib.Study, paths, artifact: str) -> pd.DataFrame:
                                   study.results_dir)
         except identity.StaleArtifactError as error:
             raise SummaryError(str(error)) from None
-    return tables.read(paths, artifact)
+    try:  # every file's data against its checksum (edited by hand), or unreadable
+        return tables.read(paths, artifact)
+    except identity.StaleArtifactError as error:
+        raise SummaryError(str(error)) from None
 
 
 def _shown(prompt: str) -> str:
