@@ -252,11 +252,19 @@ def _stale_reason(maker, path):
     diff = identity.differences(found, producer_stamp(path))
     if not diff:
         return None
+    # The most telling difference first: an argument, then an upstream file, then code.
+    order = ("args", "inputs", "code", "rule")
+    diff.sort(key=lambda d: next((i for i, o in enumerate(order) if d[0].startswith(o)), 9))
     name, old, new = diff[0]
     more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
     if name.startswith("inputs."):
-        return (f"it was built from another {name[len('inputs.'):]} than the one the "
-                f"workflow would give it now{more}")
+        upstream = name[len("inputs."):]
+        if old == "<absent>":
+            return f"it was not built from {upstream}, which the workflow gives it now{more}"
+        if new == "<absent>":
+            return f"it was built from {upstream}, which the workflow no longer gives it{more}"
+        return (f"it was built from {upstream} as made by another config or code (stamp "
+                f"digest {old}, now {new}){more}")
     return (f"it was built with {name} = {json.dumps(old)}, the workflow would "
             f"now build it with {json.dumps(new)}{more}")
 
@@ -906,5 +914,7 @@ def get_edits_args(wildcards):
         "in_meta_distribution",
         "task_length",
         "max_prompt_length",
+        "transfer_left_out",
         in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+        transfer_left_out=layout.transfer_left_out(STUDY, exp),
     )

@@ -775,7 +775,8 @@ ARTIFACTS = {a.name: a for a in [
         "experiment holds the rows whose target is that experiment: across its predictors "
         "and replicates (per task), across its tasks (per predictor and replicate), and "
         "across pretraining (the optimal class of every predictor of another experiment that "
-        "shares the task, L_max and V, under this experiment's predictors). A source prompt "
+        "shares the task, L_max, V and T, under this experiment's predictors; one that shares "
+        "a task but not these is left out, logged and counted by the summary). A source prompt "
         "missing from the target landscape is an error naming both.",
         (_EXPERIMENT,
          ("comparison", _S, "what differs between source and target: predictors (same task "

@@ -211,12 +211,13 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
     out += edit_lines(exp, *(_read(study, layout.aggregate(study, exp, name), name)
-                             for name in ("edits", "local_optima", "transfer")))
+                             for name in ("edits", "local_optima", "transfer")),
+                      left_out=layout.transfer_left_out(study, exp))
     return "\n".join(out)
 
 
 def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataFrame,
-               transfer: pd.DataFrame) -> list[str]:
+               transfer: pd.DataFrame, left_out: list[dict] = ()) -> list[str]:
     """Issue 28 on replicate 0: which edit kinds help IMD and OOMD tasks (the share of a
     kind's single edits that lower the KL, averaged over predictors and tasks, and the median
     ΔKL), whether the networks' optima transfer to Bayes and back, and how many local
@@ -255,6 +256,12 @@ def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataF
     if lines:
         out += ["Transfer of optimal prompts (table transfer, replicate 0): "
                 + "; ".join(lines) + ".", ""]
+    if left_out:  # layout.transfer_left_out: KLs over other prompt spaces or task lengths
+        out += [f"Transfer across pretraining leaves out "
+                f"{sum(o['pairs'] for o in left_out)} landscape pair(s) that share a task: "
+                + "; ".join(f"experiment {o['experiment']} ({', '.join(o['tasks'])}: "
+                            f"{o['pairs']} pairs; {o['reason']})" for o in left_out)
+                + ".", ""]
     out += ["| predictor | task | local optima | plateaus | of them global | worst local "
             "optimum above the optimum (nats) | largest basin (prompts) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
