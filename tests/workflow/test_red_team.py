@@ -136,16 +136,21 @@ def test_a_deleted_intermediate_comes_back(tiny_run, tmp_path):
     assert status == 0 and jobs.get("search_prompts") == 1, text[-2000:]
 
 
-def test_a_truncated_parquet_file_is_a_named_error_before_any_job(tiny_run, tmp_path):
+def test_a_truncated_parquet_file_is_named_and_rebuilt_before_any_job(tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path)
     path = run / "results" / "bernmix" / "landscape" / "bayes" / "r0" / "coin_0.5.parquet"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    # It was trusted by time, and the first job that read it failed with pyarrow's "Parquet
+    # magic bytes not found", naming no file.
     jobs, text, status = dry_run(run, TINY)
-    assert status != 0 and jobs == {}
-    assert ("results/bernmix/landscape/bayes/r0/coin_0.5.parquet is not a readable Parquet "
-            "file") in text
-    assert "Delete it and run snakemake again" in text
+    assert status == 0 and jobs.get("compute_landscape") == 1, text[-2000:]
+    assert ("results/bernmix/landscape/bayes/r0/coin_0.5.parquet is stale: it is not a "
+            "readable Parquet file") in text
+    # A report is refused, naming it (a report reads what is there).
+    proc = snakemake(run, TINY, "--report", str(run / "report.html"), check=False)
+    assert proc.returncode != 0 and not (run / "report.html").exists()
+    assert "coin_0.5.parquet is stale: it is not a readable Parquet file" in proc.stderr
 
 
 # ---------------------------------------------------------------- late failures

@@ -245,8 +245,11 @@ def _forced(maker, path):
 
 def _stale_reason(maker, path):
     """Why the existing output `path` of `maker` is not what the workflow would build now,
-    or None where it is (a Parquet file pyarrow cannot read is a named error)."""
-    found = identity.stored(path)
+    or None where it is."""
+    try:
+        found = identity.stored(path)
+    except identity.CorruptArtifactError as error:
+        return f"{error}".replace(f"{path} is not", "it is not", 1).split(": it is truncated")[0]
     if found is None:
         return "it carries no identity (written by hand, or by an older promptscape)"
     diff = identity.differences(found, producer_stamp(path))
@@ -299,15 +302,18 @@ def check_outputs(maker):
             if reason is None:
                 continue
             if not executing:
-                raise identity.StaleArtifactError(
-                    f"{path} is stale: {reason}. Run the workflow first, which rebuilds "
-                    f"it: {_rebuild_command()}"
+                # Not an exception Snakemake would catch: it takes an error raised while it
+                # builds the DAG for "this rule cannot make the file" and, the file being
+                # there, uses it as it is.
+                raise SystemExit(
+                    f"StaleArtifactError: {path} is stale: {reason}. Run the workflow "
+                    f"first, which rebuilds it: {_rebuild_command()}"
                 )
             workflow.dag.forcefiles.add(path)
             _STALE_SHOWN.append(path)
-            if len(_STALE_SHOWN) <= 20:
+            if len(_STALE_SHOWN) <= 100:
                 logger.warning(f"{path} is stale: {reason}; rebuilding it (rule {maker.name})")
-            elif len(_STALE_SHOWN) == 21:
+            elif len(_STALE_SHOWN) == 101:
                 logger.warning("... more stale artifacts; rebuilding them too")
         return []
 
