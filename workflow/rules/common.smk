@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import re
+import sys
 
 import snakemake.io
 from snakemake.logging import logger
@@ -272,6 +273,22 @@ def _stale_reason(maker, path):
             f"now build it with {json.dumps(new)}{more}")
 
 
+def _mode():
+    """"run" when Snakemake is to run jobs (a dry run too): stale outputs are rebuilt;
+    "refuse" for --report and --touch: they are a named error; "warn" for the rest that
+    builds a DAG without running it (listings, --delete-all-output, --unlock, ...)."""
+    if workflow.touch:
+        return "refuse"
+    if workflow.executor_plugin is not None:
+        return "run"
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "create_report":
+            return "refuse"
+        frame = frame.f_back
+    return "warn"
+
+
 def _rebuild_command():
     """The run that rebuilds every stale artifact (a run forces their jobs)."""
     return " ".join(["snakemake", *(f"--configfile {f}" for f in CONFIGFILES)])
@@ -285,7 +302,8 @@ def check_outputs(maker):
         if _EXPANDING[0] or workflow.remote_exec or workflow.subprocess_exec:
             return []
         values = dict(wildcards.items())
-        executing = workflow.executor_plugin is not None and not workflow.touch
+        mode = _mode()
+        executing = mode == "run"
         for pattern in maker.output:
             path = snakemake.io.apply_wildcards(str(pattern), values)
             if _forced(maker, path):
@@ -300,6 +318,9 @@ def check_outputs(maker):
                 continue
             reason = _stale_reason(maker, path)
             if reason is None:
+                continue
+            if mode == "warn":
+                logger.warning(f"{path} is stale: {reason}")
                 continue
             if not executing:
                 # Not an exception Snakemake would catch: it takes an error raised while it
