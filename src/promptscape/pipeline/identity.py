@@ -9,30 +9,36 @@ artifact carries its own identity.
 
 The stamp
 ---------
-A job's **stamp** is ``{"rule", "code", "args"}``: the rule, the code identity of what the
-job runs (`provenance`) and the arguments the workflow passed it (its ``params.args``),
-with paths under results_dir written as ``{results_dir}/...`` so that a folder keeps its
-identity when it moves. `tables.write` stores the stamp of the running job in every Parquet
-file's key-value metadata (key ``promptscape.identity``, canonical JSON): the data, and so
-the rows, stay bit-identical. A network's checkpoint (model.pt) is identified by the
-training curve its job writes beside it, and by its folder name (`layout.model_dir`).
+A job's **stamp** is ``{"rule", "code", "args", "inputs"}``: the rule, the code identity of
+what the job runs (`provenance`), the arguments the workflow passed it (its
+``params.args``), with paths under results_dir written as ``{results_dir}/...`` so that a
+folder keeps its identity when it moves, and for every file the job reads the `digest` of
+the stamp that file must hold: a stamp covers everything upstream of it (a landscape's, the
+network its prompt losses came from). `tables.write` stores the stamp of the running job in
+every Parquet file's key-value metadata (key ``promptscape.identity``, canonical JSON), and a
+checksum of every column (``promptscape.checksum``, `checksums`): the data, and so the rows,
+stay bit-identical. A network's checkpoint (model.pt) is identified by the training curve
+its job writes beside it, and by its folder name (`layout.model_dir`).
 
 Who checks
 ----------
+* **Snakemake, before any job runs**: while it builds the DAG, every job's existing
+  Parquet outputs have their stored stamp (the footer alone) compared with the one the
+  workflow would write now (workflow/rules/common.smk, ``check_outputs``); a stale one is
+  rebuilt, or refused by ``--report``; a missing one is rebuilt.
 * **Every job**, before it runs (`job`): the workflow computes, for each of the job's
-  inputs, the stamp of the job that makes it (the producing rule's own ``params``, from the
-  input's path; `workflow/rules/common.smk`, ``input_stamps``) and passes them as a param
+  inputs, the stamp of the job that makes it (``input_stamps``) and passes them as a param
   derived from the input, which Snakemake leaves out of the params it compares. A stored
   stamp that differs is a `StaleArtifactError` naming the file, the first differing
-  parameter and both values; a Parquet input without a stamp is one too (it was written by
-  hand, or by a promptscape older than stamps).
+  parameter and both values; a Parquet input without a stamp is one too.
+* **Every reader** (`tables.read_table`): the columns it reads against their checksums
+  (`verify`); an edited value, or a file pyarrow cannot read, is a `CorruptArtifactError`
+  naming the file.
 * **The summary** (`report.summary`) and so docs/results.md: each file it reads has a stamp
   whose config arguments (`ARGUMENTS`: the experiment's pretraining source, tasks, T, N, L_max,
-  ...) equal the config's (`check_config`). The figures are jobs, so they check their inputs.
+  ...) equal the config's (`check_config`).
 
-Nothing is read when the Snakefile is parsed or the DAG is built: ``snakemake -n`` costs
-what it did. A job that Snakemake considers up to date is not checked until something that
-reads it runs, or the summary reads it.
+docs/caching.md ("Artifact identities") has the whole mechanism and what it costs.
 """
 
 from __future__ import annotations
