@@ -61,3 +61,9 @@ rule figures:
     input:
         get_figures(),
     localrule: True
+
+
+# Last, after every rule: each job's existing artifacts are checked against the stamp the
+# workflow would write now while the DAG is built (stale ones are rebuilt;
+# docs/caching.md, "Artifact identities").
+guard_outputs()

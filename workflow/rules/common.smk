@@ -2,10 +2,13 @@
 # and the get_* helpers. Light at parse time: promptscape.pipeline.config imports numpy, scipy.special
 # and yaml, nothing heavier.
 import functools
+import json
 import os
 import re
+import sys
 
 import snakemake.io
+from snakemake.logging import logger
 from snakemake.iocontainers import Wildcards
 
 from promptscape.pipeline import arguments as arguments_lib
@@ -20,6 +23,13 @@ from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES, figures_
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
 # read the settings that are no identity (training.device) from snakemake.config.
+# --cores 0 (or less) would leave every job waiting for a core, silently and for ever.
+_CORES = getattr(workflow.resource_settings, "cores", None)
+if _CORES is not None and _CORES < 1 and not workflow.remote_exec:
+    raise ValueError(
+        f"--cores {_CORES}: snakemake needs at least one core to run a job (give --cores N "
+        "with N >= 1, or --cores all)"
+    )
 config_lib.check_config_files(workflow.configfiles)
 STUDY = config_lib.load(config, workflow.source_path("../schemas/config.schema.yaml"))
 config.update(STUDY.raw)
@@ -147,8 +157,9 @@ def _producer(path):
 @functools.lru_cache(maxsize=None)
 def producer_stamp(path):
     """The identity (promptscape.pipeline.identity) of the job that makes `path`: its rule,
-    and that rule's own `code` and `args` params evaluated for the path's wildcards, so a
-    stamp is declared once, by the rule that writes it."""
+    that rule's own `code` and `args` params evaluated for the path's wildcards (so a stamp
+    is declared once, by the rule that writes it), and the digest of the stamp of every
+    file the job reads (`_job_inputs`), so a stamp covers everything upstream of it."""
     maker, found = _producer(path)
     wildcards = Wildcards(fromdict=found)
     try:
@@ -163,7 +174,26 @@ def producer_stamp(path):
         code_identity(wildcards) if callable(code_identity) else code_identity,
         args(wildcards) if callable(args) else args,
         RESULTS,
+        {f: identity.digest(producer_stamp(f)) for f in _job_inputs(path)},
     )
+
+
+# Above zero while `_job_inputs` expands a rule's input (the output check then does
+# nothing: it runs when Snakemake itself expands the job).
+_EXPANDING = [0]
+
+
+@functools.lru_cache(maxsize=None)
+def _job_inputs(path):
+    """The stamped files (`_stamped_files`) of every input of the job that makes `path`,
+    as Snakemake resolves its input for the path's wildcards."""
+    maker, found = _producer(path)
+    _EXPANDING[0] += 1
+    try:
+        files = maker.expand_input(dict(found))[0]
+    finally:
+        _EXPANDING[0] -= 1
+    return tuple(sorted({s for f in files for s in _stamped_files(str(f))}))
 
 
 def _stamped_files(path):
@@ -190,6 +220,133 @@ def input_stamps(wildcards, input):
             for checked in _stamped_files(str(path))
         },
     )
+
+
+# ---------------------------------------------------------------- stale outputs
+# Snakemake keeps what a file was built from in .snakemake/, not in the file: a copied or
+# restored results folder arrives without it, and Snakemake trusts its files by time. So,
+# while Snakemake builds the DAG (before any job runs), every job's existing Parquet
+# outputs have their stored stamp compared with the one the workflow would write now
+# (`producer_stamp`), reading only each file's footer. A stale or unstamped output is
+# rebuilt (its job forced, with a warning naming the file and what differs) when
+# Snakemake is to run jobs; it is a named error otherwise (--report, --touch, listings).
+# `guard_outputs` (called at the end of the Snakefile) adds the check to every rule
+# with `args` and `code` params: a new rule gets it for free (docs/caching.md).
+_STALE_SHOWN = []
+
+
+def _forced(maker, path):
+    dag = workflow.dag
+    if dag is None:
+        return False
+    return path in dag.forcefiles or any(
+        getattr(r, "name", r) == maker.name for r in dag.forcerules
+    )
+
+
+def _stale_reason(maker, path):
+    """Why the existing output `path` of `maker` is not what the workflow would build now,
+    or None where it is."""
+    try:
+        found = identity.stored(path)
+    except identity.CorruptArtifactError as error:
+        return f"{error}".replace(f"{path} is not", "it is not", 1).split(": it is truncated")[0]
+    if found is None:
+        return "it carries no identity (written by hand, or by an older promptscape)"
+    diff = identity.differences(found, producer_stamp(path))
+    if not diff:
+        return None
+    # The most telling difference first: an argument, then an upstream file, then code.
+    order = ("args", "inputs", "code", "rule")
+    diff.sort(key=lambda d: next((i for i, o in enumerate(order) if d[0].startswith(o)), 9))
+    name, old, new = diff[0]
+    more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
+    if name.startswith("inputs."):
+        upstream = name[len("inputs."):]
+        if old == "<absent>":
+            return f"it was not built from {upstream}, which the workflow gives it now{more}"
+        if new == "<absent>":
+            return f"it was built from {upstream}, which the workflow no longer gives it{more}"
+        return (f"it was built from {upstream} as made by another config or code (stamp "
+                f"digest {old}, now {new}){more}")
+    return (f"it was built with {name} = {json.dumps(old)}, the workflow would "
+            f"now build it with {json.dumps(new)}{more}")
+
+
+def _mode():
+    """"run" when Snakemake is to run jobs (a dry run too): stale outputs are rebuilt;
+    "refuse" for --report and --touch: they are a named error; "warn" for the rest that
+    builds a DAG without running it (listings, --delete-all-output, --unlock, ...)."""
+    if workflow.touch:
+        return "refuse"
+    if workflow.executor_plugin is not None:
+        return "run"
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "create_report":
+            return "refuse"
+        frame = frame.f_back
+    return "warn"
+
+
+def _rebuild_command():
+    """The run that rebuilds every stale artifact (a run forces their jobs)."""
+    return " ".join(["snakemake", *(f"--configfile {f}" for f in CONFIGFILES)])
+
+
+def check_outputs(maker):
+    """An input function of `maker` that adds no input: it checks the job's existing
+    Parquet outputs (see above) and returns []."""
+
+    def checked(wildcards):
+        if _EXPANDING[0] or workflow.remote_exec or workflow.subprocess_exec:
+            return []
+        values = dict(wildcards.items())
+        mode = _mode()
+        executing = mode == "run"
+        for pattern in maker.output:
+            path = snakemake.io.apply_wildcards(str(pattern), values)
+            if _forced(maker, path):
+                continue
+            if not os.path.exists(path):
+                # Snakemake rebuilds a missing file only where a job that reads it must
+                # run: a lost intermediate would never come back.
+                if executing:
+                    workflow.dag.forcefiles.add(path)
+                continue
+            if not path.endswith(".parquet"):
+                continue
+            reason = _stale_reason(maker, path)
+            if reason is None:
+                continue
+            if mode == "warn":
+                logger.warning(f"{path} is stale: {reason}")
+                continue
+            if not executing:
+                # Not an exception Snakemake would catch: it takes an error raised while it
+                # builds the DAG for "this rule cannot make the file" and, the file being
+                # there, uses it as it is.
+                raise SystemExit(
+                    f"StaleArtifactError: {path} is stale: {reason}. Run the workflow "
+                    f"first, which rebuilds it: {_rebuild_command()}"
+                )
+            workflow.dag.forcefiles.add(path)
+            _STALE_SHOWN.append(path)
+            if len(_STALE_SHOWN) <= 100:
+                logger.warning(f"{path} is stale: {reason}; rebuilding it (rule {maker.name})")
+            elif len(_STALE_SHOWN) == 101:
+                logger.warning("... more stale artifacts; rebuilding them too")
+        return []
+
+    return checked
+
+
+def guard_outputs():
+    """Add `check_outputs` to every rule that writes stamped artifacts."""
+    for maker in workflow.rules:
+        names = maker.params.keys() if hasattr(maker.params, "keys") else ()
+        if "args" in names and "code" in names:
+            maker.set_input(check_outputs(maker))
 
 
 def get_experiment(wildcards):
@@ -890,5 +1047,7 @@ def get_edits_args(wildcards):
         "in_meta_distribution",
         "task_length",
         "max_prompt_length",
+        "transfer_left_out",
         in_meta_distribution={t.name: t.in_meta_distribution for t in exp.tasks},
+        transfer_left_out=layout.transfer_left_out(STUDY, exp),
     )

@@ -326,6 +326,12 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
                     f"{lora_width(networks[name])}, the narrowest layer LoRA adapts in network "
                     f"{name!r}")
     task_names = spec.get("tasks", list(tasks))
+    for key, value, known in (("tasks", task_names, tasks),
+                              ("dataset_sizes", spec.get("dataset_sizes"), dataset_sizes)):
+        if value is not None and isinstance(value, list) and not value:
+            raise ConfigError(f"{where}.{key} is empty: name at least one of the experiment's "
+                              f"{key} ({', '.join(map(str, known))}), or leave the key out "
+                              "(all of them)")
     for i, task in enumerate(task_names if isinstance(task_names, list) else [None]):
         if task not in tasks:
             raise ConfigError(f"{where}.tasks[{i}] == {task!r}, not a task of the experiment: "

@@ -9,30 +9,36 @@ artifact carries its own identity.
 
 The stamp
 ---------
-A job's **stamp** is ``{"rule", "code", "args"}``: the rule, the code identity of what the
-job runs (`provenance`) and the arguments the workflow passed it (its ``params.args``),
-with paths under results_dir written as ``{results_dir}/...`` so that a folder keeps its
-identity when it moves. `tables.write` stores the stamp of the running job in every Parquet
-file's key-value metadata (key ``promptscape.identity``, canonical JSON): the data, and so
-the rows, stay bit-identical. A network's checkpoint (model.pt) is identified by the
-training curve its job writes beside it, and by its folder name (`layout.model_dir`).
+A job's **stamp** is ``{"rule", "code", "args", "inputs"}``: the rule, the code identity of
+what the job runs (`provenance`), the arguments the workflow passed it (its
+``params.args``), with paths under results_dir written as ``{results_dir}/...`` so that a
+folder keeps its identity when it moves, and for every file the job reads the `digest` of
+the stamp that file must hold: a stamp covers everything upstream of it (a landscape's, the
+network its prompt losses came from). `tables.write` stores the stamp of the running job in
+every Parquet file's key-value metadata (key ``promptscape.identity``, canonical JSON), and a
+checksum of every column (``promptscape.checksum``, `checksums`): the data, and so the rows,
+stay bit-identical. A network's checkpoint (model.pt) is identified by the training curve
+its job writes beside it, and by its folder name (`layout.model_dir`).
 
 Who checks
 ----------
+* **Snakemake, before any job runs**: while it builds the DAG, every job's existing
+  Parquet outputs have their stored stamp (the footer alone) compared with the one the
+  workflow would write now (workflow/rules/common.smk, ``check_outputs``); a stale one is
+  rebuilt, or refused by ``--report``; a missing one is rebuilt.
 * **Every job**, before it runs (`job`): the workflow computes, for each of the job's
-  inputs, the stamp of the job that makes it (the producing rule's own ``params``, from the
-  input's path; `workflow/rules/common.smk`, ``input_stamps``) and passes them as a param
+  inputs, the stamp of the job that makes it (``input_stamps``) and passes them as a param
   derived from the input, which Snakemake leaves out of the params it compares. A stored
   stamp that differs is a `StaleArtifactError` naming the file, the first differing
-  parameter and both values; a Parquet input without a stamp is one too (it was written by
-  hand, or by a promptscape older than stamps).
+  parameter and both values; a Parquet input without a stamp is one too.
+* **Every reader** (`tables.read_table`): the columns it reads against their checksums
+  (`verify`); an edited value, or a file pyarrow cannot read, is a `CorruptArtifactError`
+  naming the file.
 * **The summary** (`report.summary`) and so docs/results.md: each file it reads has a stamp
   whose config arguments (`ARGUMENTS`: the experiment's pretraining source, tasks, T, N, L_max,
-  ...) equal the config's (`check_config`). The figures are jobs, so they check their inputs.
+  ...) equal the config's (`check_config`).
 
-Nothing is read when the Snakefile is parsed or the DAG is built: ``snakemake -n`` costs
-what it did. A job that Snakemake considers up to date is not checked until something that
-reads it runs, or the summary reads it.
+docs/caching.md ("Artifact identities") has the whole mechanism and what it costs.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import os
 from collections.abc import Mapping
 
 KEY = b"promptscape.identity"
+CHECKSUM = b"promptscape.checksum"
 RESULTS_DIR = "{results_dir}"
 
 # The stamp `tables.write` stores: that of the running job (`job`, `stamping`), else none.
@@ -53,6 +60,18 @@ _CURRENT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stamp", 
 
 class StaleArtifactError(Exception):
     """An input was not built from what the workflow would build it from now."""
+
+
+class CorruptArtifactError(StaleArtifactError):
+    """An artifact that cannot be read (truncated or not Parquet), or whose data are not
+    those its checksum was computed from (edited by hand)."""
+
+
+def unreadable(path, error) -> CorruptArtifactError:
+    """The named error of a Parquet file pyarrow cannot read."""
+    return CorruptArtifactError(
+        f"{path} is not a readable Parquet file ({error}): it is truncated or corrupt (an "
+        "interrupted copy or job?). Delete it and run snakemake again, which rebuilds it")
 
 
 # ------------------------------------------------------------------------ stamps
@@ -92,9 +111,21 @@ def _canonical(value, prefix):
                     "stored in an artifact's identity")
 
 
-def stamp(rule: str, code: str, args, results_dir: str) -> dict:
-    """The identity of a job of `rule` (see the module doc)."""
-    return {"rule": rule, "code": code, "args": canonical(args, results_dir)}
+def stamp(rule: str, code: str, args, results_dir: str,
+          inputs: Mapping[str, str] | None = None) -> dict:
+    """The identity of a job of `rule` (see the module doc); `inputs` maps each stamped
+    input file to the `digest` of the stamp it must hold, so a stamp covers everything
+    upstream of the job (a landscape's covers the network its prompt losses came from)."""
+    return {"rule": rule, "code": code, "args": canonical(args, results_dir),
+            "inputs": {canonical(str(path), results_dir): value
+                       for path, value in sorted((inputs or {}).items())}}
+
+
+def digest(value: dict) -> str:
+    """A short hash of a stamp (16 hex digits): what a downstream stamp records of it."""
+    import hashlib
+
+    return hashlib.sha256(encode(value)).hexdigest()[:16]
 
 
 def encode(value: dict) -> bytes:
@@ -123,7 +154,10 @@ def stored(path) -> dict | None:
     footer only."""
     import pyarrow.parquet as pq
 
-    metadata = pq.read_schema(path).metadata or {}
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise unreadable(path, error) from None
     raw = metadata.get(KEY)
     if raw is None:
         return None
@@ -203,7 +237,8 @@ def job(snakemake):
     given = snakemake.params.identity
     check_inputs(given["inputs"])
     own = stamp(snakemake.rule, snakemake.params.code, snakemake.params.args,
-                given["results_dir"])
+                given["results_dir"],
+                {path: digest(value) for path, value in given["inputs"].items()})
     with stamping(own):
         yield snakemake.params.args
 
@@ -219,3 +254,85 @@ def check_config(path, expected_args: Mapping[str, object], results_dir: str) ->
     found_diff = differences({k: args[k] for k in shared}, shared, "args")
     if found_diff:
         raise StaleArtifactError(_describe(path, found_diff, found.get("rule", "?")))
+
+
+# ------------------------------------------------------------------------ data checksums
+def checksums(table) -> dict[str, str]:
+    """A checksum (16 hex digits) of each column of a pyarrow Table: of its values, nulls and
+    type, independent of how the column is chunked or encoded (a dictionary-encoded column
+    has the checksum of its values), so the table `tables.write` writes and the one a
+    reader reads back from the file have the same."""
+    import hashlib
+
+    out = {}
+    for name, column in zip(table.column_names, table.columns):
+        h = hashlib.sha256()
+        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        _hash_array(h, array)
+        out[name] = h.hexdigest()[:16]
+    return out
+
+
+def _hash_array(h, array) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    # A list's type names its item field, which Parquet renames ("item" -> "element").
+    kind = "list" if pa.types.is_list(array.type) or pa.types.is_large_list(array.type) \
+        else str(array.type)
+    h.update(f"{kind}|{len(array)}|".encode())
+    h.update(np.packbits(array.is_null().to_numpy(zero_copy_only=False)).tobytes())
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        lengths = pc.list_value_length(array).fill_null(0)
+        h.update(np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64).tobytes())
+        _hash_array(h, array.flatten())
+    elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+          or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        binary = array.cast(pa.large_binary())
+        offsets = np.frombuffer(binary.buffers()[1], dtype=np.int64)[
+            binary.offset:binary.offset + len(binary) + 1]
+        h.update(np.diff(offsets).tobytes())
+        data = binary.buffers()[2]
+        if data is not None and len(offsets):
+            h.update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
+    elif pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        filled = array.fill_null(False if pa.types.is_boolean(kind) else 0)
+        h.update(np.ascontiguousarray(filled.to_numpy(zero_copy_only=False)).tobytes())
+    else:  # no artifact has other types today; slow but exact
+        h.update(json.dumps(array.to_pylist(), default=str).encode())
+
+
+def encode_checksums(table) -> bytes:
+    """The checksum metadata `tables.write` stores (key ``promptscape.checksum``)."""
+    return json.dumps(checksums(table), sort_keys=True, separators=(",", ":")).encode()
+
+
+def verify(path, table) -> None:
+    """Raise `CorruptArtifactError` unless every column of `table` (read from `path`, whose
+    key-value metadata it carries) has the checksum stored with it. A file with a stamp but
+    no checksum is refused; one with neither (written outside promptscape) is not checked
+    here (the stamp checks refuse it where it must have one)."""
+    metadata = table.schema.metadata or {}
+    raw = metadata.get(CHECKSUM)
+    if raw is None:
+        if KEY in metadata:
+            raise CorruptArtifactError(
+                f"{path} has an identity stamp but no data checksum "
+                f"({CHECKSUM.decode()} metadata): it was rewritten by hand. Delete it and "
+                "run snakemake again, which rebuilds it")
+        return
+    try:
+        expected = json.loads(raw)
+    except ValueError:
+        raise CorruptArtifactError(f"{path}: its checksum metadata is not valid JSON") from None
+    found = checksums(table)
+    bad = sorted(name for name, value in found.items() if expected.get(name) != value)
+    if bad:
+        raise CorruptArtifactError(
+            f"{path}: the data of column(s) {', '.join(bad)} are not those the job that "
+            "wrote it stored (its checksum differs): the file was edited after it was "
+            "built. Delete it and run snakemake again, which rebuilds it")

@@ -121,16 +121,45 @@ def aggregates(study: Study) -> list[str]:
 
 def transfer_sources(study: Study, exp: Experiment) -> list[str]:
     """The landscapes of other experiments that `exp`'s transfer table reads (across
-    pretraining, issue 28): every (predictor, replicate) of each other experiment with the
-    same L_max and alphabet, on the tasks it shares with `exp` (same task name)."""
+    pretraining): every (predictor, replicate) of each other experiment with the same prompt
+    space (L_max and alphabet) and task length T, on the tasks it shares with `exp` (same
+    task name). The experiments that share a task but not these are `transfer_left_out`."""
     tasks = {task.name for task in exp.tasks}
     return [pattern(study, "landscape").format(experiment=other.name, predictor=predictor,
                                                replicate=r, task=task.name)
             for other in study.experiments.values()
-            if other.name != exp.name and other.max_prompt_length == exp.max_prompt_length
-            and other.vocab_size == exp.vocab_size
+            if other.name != exp.name and not _transfer_differences(exp, other)
             for predictor, r in study.predictor_replicates(other)
             for task in other.tasks if task.name in tasks]
+
+
+def _transfer_differences(exp: Experiment, other: Experiment) -> list[str]:
+    """What keeps `other`'s landscapes out of `exp`'s transfer across pretraining: a KL of
+    the same prompt is only comparable over one prompt space and one task length."""
+    out = []
+    for name, key in (("L_max", "max_prompt_length"), ("V", "vocab_size"),
+                      ("T", "task_length")):
+        if getattr(other, key) != getattr(exp, key):
+            out.append(f"{name} = {getattr(other, key)}, not {getattr(exp, key)}")
+    return out
+
+
+def transfer_left_out(study: Study, exp: Experiment) -> list[dict]:
+    """Every other experiment that shares a task with `exp` but whose landscapes its
+    transfer across pretraining leaves out: its name, the shared tasks, the number of
+    (source landscape, target landscape) pairs left out and why."""
+    tasks = [task.name for task in exp.tasks]
+    units = len(study.predictor_replicates(exp))
+    out = []
+    for other in study.experiments.values():
+        shared = [t.name for t in other.tasks if t.name in tasks]
+        why = _transfer_differences(exp, other)
+        if other.name == exp.name or not shared or not why:
+            continue
+        out.append({"experiment": other.name, "tasks": shared,
+                    "pairs": len(shared) * len(study.predictor_replicates(other)) * units,
+                    "reason": "; ".join(why)})
+    return out
 
 
 def tuning_blocks(exp: Experiment) -> dict[tuple[int, int], tuple[int, int]]:

@@ -30,6 +30,7 @@ maxima), documented per stage below. docs/plan.md compares them with measured pe
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import math
 import sys
@@ -1005,6 +1006,9 @@ def main(argv=None) -> int:
     parser.add_argument("--configfile", default="config/config.yaml",
                         help="the config file (default: %(default)s)")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.configfile):
+        print(f"ConfigError: config file {args.configfile} not found", file=sys.stderr)
+        return 2
     try:
         study = config_lib.load_file(args.configfile)
     except ConfigError as error:

@@ -895,7 +895,8 @@ ARTIFACTS = {a.name: a for a in [
         "experiment holds the rows whose target is that experiment: across its predictors "
         "and replicates (per task), across its tasks (per predictor and replicate), and "
         "across pretraining (the optimal class of every predictor of another experiment that "
-        "shares the task, L_max and V, under this experiment's predictors). A source prompt "
+        "shares the task, L_max, V and T, under this experiment's predictors; one that shares "
+        "a task but not these is left out, logged and counted by the summary). A source prompt "
         "missing from the target landscape is an error naming both.",
         (_EXPERIMENT,
          ("comparison", _S, "what differs between source and target: predictors (same task "
@@ -1011,7 +1012,8 @@ def write(frame, artifact: str, path: str | os.PathLike) -> None:
     # Canonical row order (pyarrow's sort is stable) and no pandas or time metadata.
     table = _sorted(table, spec.sort_key)
     # The running job's identity, where there is one (`identity`): metadata, not data.
-    metadata = {"artifact": artifact}
+    # and a checksum of each column, which every reader verifies (`read_table`).
+    metadata = {"artifact": artifact, identity.CHECKSUM: identity.encode_checksums(table)}
     if (stamp := identity.current()) is not None:
         metadata[identity.KEY] = identity.encode(stamp)
     table = table.replace_schema_metadata(metadata)
@@ -1056,19 +1058,34 @@ def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = 
     if artifact is not None:
         expected = ARTIFACTS[artifact].schema.names
         for p in paths:
-            names = pq.read_schema(p).names
+            names = _read(p, pq.read_schema).names
             if names != expected:
                 raise ValueError(f"{p} is not a {artifact} table: columns {names}, "
                                  f"expected {expected}")
-    parts = [pq.read_table(p, read_dictionary=list(dictionary) or None,
-                           columns=list(columns) if columns is not None else None)
-             for p in paths]
+    parts = []
+    for p in paths:
+        part = _read(p, lambda q: pq.read_table(
+            q, read_dictionary=list(dictionary) or None,
+            columns=list(columns) if columns is not None else None))
+        identity.verify(p, part)  # the data are those its job wrote
+        parts.append(part)
     return pa.concat_tables(parts)
+
+
+def _read(path, reader):
+    """`reader(path)`, with a file pyarrow cannot read (truncated, not Parquet) a named error
+    (`identity.CorruptArtifactError`) naming it."""
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise identity.unreadable(path, error) from None
 
 
 def artifact_of(path) -> str:
     """The artifact name a file was written as (from its schema metadata)."""
-    return pq.read_schema(path).metadata[b"artifact"].decode()
+    return _read(path, pq.read_schema).metadata[b"artifact"].decode()
 
 
 def first_replicate(frame):

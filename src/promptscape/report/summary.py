@@ -96,7 +96,10 @@ def _read(study: config_lib.Study, paths, artifact: str) -> pd.DataFrame:
                                   study.results_dir)
         except identity.StaleArtifactError as error:
             raise SummaryError(str(error)) from None
-    return tables.read(paths, artifact)
+    try:  # every file's data against its checksum (edited by hand), or unreadable
+        return tables.read(paths, artifact)
+    except identity.StaleArtifactError as error:
+        raise SummaryError(str(error)) from None
 
 
 def _shown(prompt: str) -> str:
@@ -220,12 +223,13 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
         out += optimum_lines(_read(study, layout.optimum_outputs(study, exp), "tuner_optima"))
     out += edit_lines(exp, *(_read(study, layout.aggregate(study, exp, name), name)
-                             for name in ("edits", "local_optima", "transfer")))
+                             for name in ("edits", "local_optima", "transfer")),
+                      left_out=layout.transfer_left_out(study, exp))
     return "\n".join(out)
 
 
 def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataFrame,
-               transfer: pd.DataFrame) -> list[str]:
+               transfer: pd.DataFrame, left_out: list[dict] = ()) -> list[str]:
     """The edit analysis on replicate 0: which edit kinds help IMD and OOMD tasks (the share of a
     kind's single edits that lower the KL, averaged over predictors and tasks, and the median
     ΔKL), whether the networks' optima transfer to Bayes and back, and how many local
@@ -264,6 +268,12 @@ def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataF
     if lines:
         out += ["Transfer of optimal prompts (table transfer, replicate 0): "
                 + "; ".join(lines) + ".", ""]
+    if left_out:  # layout.transfer_left_out: KLs over other prompt spaces or task lengths
+        out += [f"Transfer across pretraining leaves out "
+                f"{sum(o['pairs'] for o in left_out)} landscape pair(s) that share a task: "
+                + "; ".join(f"experiment {o['experiment']} ({', '.join(o['tasks'])}: "
+                            f"{o['pairs']} pairs; {o['reason']})" for o in left_out)
+                + ".", ""]
     out += ["| predictor | task | local optima | plateaus | of them global | worst local "
             "optimum above the optimum (nats) | largest basin (prompts) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]

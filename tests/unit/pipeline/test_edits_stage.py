@@ -229,3 +229,26 @@ def test_without_edits_every_kind_has_a_row_of_no_edges_and_one_local_optimum(tm
     edits = out["edits"]
     assert (edits["edges"] == 0).all() and edits["delta_median"].isna().all()
     assert len(out["local_optima"]) == 2 and (out["local_optima"]["basin_size"] == 1).all()
+
+
+def test_transfer_across_pretraining_needs_one_prompt_space_and_task_length(tmp_path):
+    """The tiny config's experiments share coin_0.7; with L_max made equal they still differ
+    in T (6 and 5): a KL over 6 symbols is not comparable with one over 5, so no landscape
+    crosses, and each left-out pair is counted with the reason."""
+    from promptscape.pipeline import config as config_lib
+    from promptscape.pipeline import layout
+    from workflow_helpers import load_config, write_config
+
+    config = load_config()
+    config["experiments"]["switching"]["max_prompt_length"] = 3
+    study = config_lib.load_file(write_config(tmp_path / "config.yaml", config))
+    bernmix, switching = study.experiments["bernmix"], study.experiments["switching"]
+    assert layout.transfer_sources(study, bernmix) == []
+    assert layout.transfer_sources(study, switching) == []
+    assert layout.transfer_left_out(study, bernmix) == [
+        {"experiment": "switching", "tasks": ["coin_0.7"], "pairs": 1, "reason": "T = 5, not 6"}]
+    config["experiments"]["switching"]["task_length"] = 6  # now only pretraining differs
+    study = config_lib.load_file(write_config(tmp_path / "config.yaml", config))
+    assert layout.transfer_sources(study, study.experiments["bernmix"]) == [
+        f"{study.results_dir}/switching/landscape/bayes/r0/coin_0.7.parquet"]
+    assert layout.transfer_left_out(study, study.experiments["bernmix"]) == []

@@ -4,8 +4,10 @@ metadata only, and that every check names the file, the parameter and both value
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -138,3 +140,74 @@ def test_every_job_script_checks_its_inputs_and_stamps_its_outputs():
         assert "with identity.job(snakemake)" in text and "logs.setup" not in text, script
     rules = "".join(p.read_text() for p in (TINY.parents[3] / "workflow" / "rules").glob("*.smk"))
     assert rules.count("script:") == rules.count("identity=input_stamps,") == len(scripts)
+
+
+# ---------------------------------------------------------------- upstream and data
+def test_a_stamp_holds_the_digest_of_every_upstream_stamp():
+    network = identity.stamp("train_predictor", "c0de", {"hidden_size": 6}, "results")
+    other = identity.stamp("train_predictor", "c0de", {"hidden_size": 8}, "results")
+    curve = "results/models/m/lstm-0123456789/training_curve.parquet"
+    a = identity.stamp("score_prompts", "c0de", args(), "results",
+                       {curve: identity.digest(network)})
+    b = identity.stamp("score_prompts", "c0de", args(), "results",
+                       {curve: identity.digest(other)})
+    # The scoring's own arguments are equal; the network it read is not.
+    assert a["args"] == b["args"] and a != b
+    (name, _, _), = identity.differences(a, b)
+    assert name == "inputs.{results_dir}/models/m/lstm-0123456789/training_curve.parquet"
+    assert identity.digest(a) == identity.digest(json.loads(identity.encode(a)))
+    assert len(identity.digest(a)) == 16
+
+
+def test_a_value_edited_with_its_metadata_kept_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "curve.parquet"
+    with identity.stamping(identity.stamp("train_predictor", "c0de", args(), "results")):
+        tables.write(frame(), "training_curve", path)
+    table = pq.read_table(path)
+    edited = table.set_column(table.column_names.index("loss"), "loss",
+                              pa.array([0.7, 0.1]))
+    assert edited.schema.metadata == table.schema.metadata  # stamp and checksum kept
+    pq.write_table(edited, path)
+    with pytest.raises(identity.CorruptArtifactError,
+                       match=rf"{re.escape(str(path))}: the data of column\(s\) loss"):
+        tables.read(path, "training_curve")
+    # A column not edited still reads (a reader of some columns checks those).
+    assert list(tables.read(path, "training_curve", columns=("step",))["step"]) == [0, 1]
+
+
+def test_a_stamped_file_rewritten_without_its_checksum_is_refused(tmp_path):
+    path = tmp_path / "curve.parquet"
+    with identity.stamping(identity.stamp("train_predictor", "c0de", args(), "results")):
+        tables.write(frame(), "training_curve", path)
+    table = pq.read_table(path)
+    metadata = {k: v for k, v in table.schema.metadata.items() if k != identity.CHECKSUM}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    with pytest.raises(identity.CorruptArtifactError, match="no data checksum"):
+        tables.read(path)
+
+
+def test_checksums_do_not_depend_on_chunks_or_dictionary_encoding(tmp_path):
+    path = tmp_path / "curve.parquet"
+    tables.write(frame(), "training_curve", path)
+    whole = pq.read_table(path)
+    chunked = pa.concat_tables([whole.slice(0, 1), whole.slice(1)])
+    encoded = pq.read_table(path, read_dictionary=["predictor", "source"])
+    assert chunked.column("loss").num_chunks == 2
+    assert identity.checksums(whole) == identity.checksums(chunked) \
+        == identity.checksums(encoded)
+    stored_value = json.loads(whole.schema.metadata[identity.CHECKSUM])
+    assert stored_value == identity.checksums(whole)
+    changed = whole.set_column(0, "predictor", pa.array(["bayes", "bayez"]))
+    assert identity.checksums(changed)["predictor"] != stored_value["predictor"]
+
+
+def test_a_truncated_file_is_a_named_error_for_every_reader(tmp_path):
+    path = tmp_path / "curve.parquet"
+    tables.write(frame(), "training_curve", path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for read in (lambda: tables.read(path, "training_curve"), lambda: tables.read(path),
+                 lambda: identity.stored(path), lambda: tables.artifact_of(path)):
+        with pytest.raises(identity.CorruptArtifactError,
+                           match=rf"{re.escape(str(path))} is not a readable Parquet file"):
+            read()

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promptscape.pipeline import tables
+from promptscape.pipeline import identity, tables
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = list(tables.ARTIFACTS)
@@ -198,16 +198,17 @@ def test_written_file_has_the_schema_and_no_pandas_metadata(tmp_path, artifact):
     path = tmp_path / "t.parquet"
     tables.write(valid_frame(artifact), artifact, path)  # a DataFrame: pandas would add metadata
     schema = pq.read_schema(path)
-    assert schema.metadata == {b"artifact": artifact.encode()}
+    assert schema.metadata.keys() == {b"artifact", identity.CHECKSUM}  # no job, no stamp
+    assert schema.metadata[b"artifact"] == artifact.encode()
     assert b"pandas" not in (schema.metadata or {})
     assert schema.names == [name for name, *_ in spec.fields]
     for field, (name, typ, desc, *_) in zip(schema, spec.fields):
         assert field.type == typ and field.nullable == (name in spec.nullable), name
         assert field.metadata == {b"description": desc.encode()}, name
-    # The file's key-value metadata: the Arrow schema and the artifact name, nothing else
-    # (no pandas index metadata, no timestamps).
+    # The file's key-value metadata: the Arrow schema, the artifact name and the data
+    # checksum, nothing else (no pandas index metadata, no timestamps).
     file_meta = pq.ParquetFile(path).metadata.metadata
-    assert set(file_meta) == {b"ARROW:schema", b"artifact"}
+    assert set(file_meta) == {b"ARROW:schema", b"artifact", identity.CHECKSUM}
     assert file_meta[b"artifact"] == artifact.encode()
 
 

@@ -14,7 +14,7 @@ One job per experiment writes three aggregates:
     predictors and replicates (per task; the source's optimal class, the prompt search
     picks from D_N per N, and the target's own empty and median prompts as baselines),
     across its tasks (per predictor and replicate), and across pretraining (the optimal
-    classes of every other experiment that shares a task, L_max and V, under this
+    classes of every other experiment that shares a task, L_max, V and T, under this
     experiment's predictors). The file of an experiment holds the rows whose target is that
     experiment.
 """
@@ -96,11 +96,14 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
                   edits: str, local_optima: str, transfer: str, experiment: str,
                   tasks: dict[str, dict], in_meta_distribution: dict[str, bool],
                   task_length: int, max_prompt_length: int,
+                  transfer_left_out: list[dict] | None = None,
                   near_top: float = edits_lib.DEFAULT_NEAR_TOP) -> None:
     """The `edits`, `local_optima` and `transfer` aggregates of `experiment` from its
     `landscapes` (one file per predictor, replicate and task), the `selections` aggregate
     (the prompts search picks; None: no search rows) and `others`, the landscapes of other
-    experiments on tasks this one shares (same name, L_max and V). An edit improves, and
+    experiments on tasks this one shares (same name, L_max, V and T); `transfer_left_out`
+    (`layout.transfer_left_out`) the experiments sharing a task that differ in these,
+    logged. An edit improves, and
     local optima tie, by each landscape's own tie rule (its `kl_resolution`)."""
     specs = {name: build_source(spec, where=f"task {name}") for name, spec in tasks.items()}
     V = {s.vocab_size for s in specs.values()}
@@ -133,6 +136,10 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
     if selections is not None:
         chosen = tables.random_selection(tables.read(selections, "selections"))
         chosen = chosen[chosen["experiment"] == experiment]
+    for other in transfer_left_out or []:
+        log.info("transfer across pretraining: experiment %s left out (%d landscape pairs on "
+                 "tasks %s): %s", other["experiment"], other["pairs"],
+                 ", ".join(other["tasks"]), other["reason"])
     foreign = read_landscapes(others, max_prompt_length, V) if others else []
     rows = transfer_rows(own, foreign, chosen, list(tasks))
     tables.write(_frame(rows, "transfer"), "transfer", transfer)
