@@ -33,6 +33,8 @@ NOT_EXCHANGEABLE = {
     "switching": {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05},
     "markov": {"kind": "markov", "transition": [0.1, 0.9]},
     "markov_beta": {"kind": "markov_beta", "alpha": [1.0, 1.0], "beta": [1.0, 1.0]},
+    "word_stream": {"kind": "word_stream", "language": "en", "words": 20},
+    "language_mixture": {"kind": "language_mixture", "languages": ["en", "de"], "words": 20},
 }
 
 
