@@ -171,7 +171,12 @@ def _selection(spec, where: str) -> dict | None:
                           "(0, 1); learning_rates: the rates to choose among)")
     _check(spec["holdout"], f"{where}.holdout", numbers.Real, min_val=0, max_val=1,
            include_boundaries="neither")
-    rates = spec["learning_rates"]
+    return {"holdout": float(spec["holdout"]),
+            "learning_rates": _learning_rates(spec["learning_rates"], where)}
+
+
+def _learning_rates(rates, where: str) -> list[float]:
+    """`where`.learning_rates checked (a non-empty list of distinct positive rates), sorted."""
     if not isinstance(rates, list) or not rates:
         raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
                           "positive learning rates")
@@ -180,8 +185,7 @@ def _selection(spec, where: str) -> dict | None:
                include_boundaries="neither")
     if len(set(rates)) != len(rates):
         raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
-    return {"holdout": float(spec["holdout"]),
-            "learning_rates": sorted(float(r) for r in rates)}
+    return sorted(float(r) for r in rates)
 
 
 def _optimum(spec, where: str) -> dict:
@@ -193,16 +197,7 @@ def _optimum(spec, where: str) -> dict:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(OPTIMUM)}")
     out = {**OPTIMUM, **spec}
-    rates = out["learning_rates"]
-    if not isinstance(rates, list) or not rates:
-        raise ConfigError(f"{where}.learning_rates == {rates!r}, must be a non-empty list of "
-                          "positive learning rates")
-    for i, rate in enumerate(rates):
-        _check(rate, f"{where}.learning_rates[{i}]", numbers.Real, min_val=0,
-               include_boundaries="neither")
-    if len(set(rates)) != len(rates):
-        raise ConfigError(f"{where}.learning_rates == {rates}: a rate is listed twice")
-    out["learning_rates"] = sorted(float(r) for r in rates)
+    out["learning_rates"] = _learning_rates(out["learning_rates"], where)
     lengths = out["prompt_lengths"]
     if not isinstance(lengths, list):
         raise ConfigError(f"{where}.prompt_lengths == {lengths!r}, must be a list of prompt "
