@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from workflow_helpers import (NEURAL, REPO, TINY, copy_run, digests, edited_library,
-                              load_config, planned_jobs, snakemake, write_config)
+                              edited_library_with, load_config, planned_jobs, snakemake,
+                              write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -166,13 +167,31 @@ CODE_EDITS = {
 }
 
 
-@pytest.mark.parametrize("edit", CODE_EDITS)
+RERUN_NOTHING = [edit for edit, (*_, expected) in CODE_EDITS.items() if expected == {}]
+
+
+@pytest.mark.parametrize("edit", [edit for edit in CODE_EDITS if edit not in RERUN_NOTHING])
 def test_library_edit_reruns_exactly_the_jobs_that_run_the_edited_code(tiny_run, tmp_path,
                                                                        edit):
     """Each job's `code` param is the identity of the code it runs (docs/caching.md)."""
     path, old, new, expected = CODE_EDITS[edit]
     library = edited_library(tmp_path, path, old, new)
     assert planned_jobs(tiny_run, TINY, library=library) == expected
+
+
+def test_library_edits_that_reach_no_job_rerun_nothing(tiny_run, tmp_path):
+    """The edits of CODE_EDITS that rerun nothing, made together in one copy of the library
+    (one dry run, not one per edit: each costs a parse of the workflow). A job's identity
+    is a hash of the definitions it reaches and each edit changes its own definitions, so no
+    edit can undo another's effect: nothing planned for all of them together is nothing
+    planned for each. Where something is planned, each edit is tried alone to name it."""
+    edits = [CODE_EDITS[edit][:3] for edit in RERUN_NOTHING]
+    assert len(edits) == 6
+    together = planned_jobs(tiny_run, TINY, library=edited_library_with(tmp_path, edits))
+    if together:
+        alone = {edit: planned_jobs(tiny_run, TINY, library=edited_library(
+            tmp_path / str(i), *CODE_EDITS[edit][:3])) for i, edit in enumerate(RERUN_NOTHING)}
+        pytest.fail(f"edits that should rerun nothing planned {together}; alone: {alone}")
 
 
 def test_bad_config_error_names_the_key_through_the_cli(tmp_path):
