@@ -135,6 +135,9 @@ def plan_totals(configfile: str) -> str:
             f"speed), largest job {t['peak_mb']:.0f} MB")
 
 
+TEST_SUITE = "## Test suite"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", action="append", default=[], metavar="NAME=REV",
@@ -166,7 +169,8 @@ def main(argv=None) -> None:
         body = [
             "# Job sizes and run times",
             "",
-            "Written by `benchmarks/job_sizes.py` (do not edit by hand): "
+            "Written by `benchmarks/job_sizes.py` (do not edit by hand, but for the last "
+            "section, \"Test suite\", which it keeps): "
             f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
             f"`{' '.join(['snakemake', '--cores', str(args.cores), *extra])}`, "
             f"from scratch, back to back; load average after: {' '.join(load)}.",
@@ -191,7 +195,11 @@ def main(argv=None) -> None:
             body += ["## Cost plans of other configs", "",
                      "Estimated, not run here (`python -m promptscape.pipeline.plan --configfile F`):",
                      ""] + [f"- {plan_totals(c)}" for c in args.plan] + [""]
-        args.write.write_text("\n".join(body))
+        # The hand-written "Test suite" section (CPU of the test suite, benchmarks/pytest_cpu.py)
+        # is kept as it is.
+        old = args.write.read_text() if args.write.exists() else ""
+        kept = old[old.index(TEST_SUITE):] if TEST_SUITE in old else ""
+        args.write.write_text("\n".join(body) + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":

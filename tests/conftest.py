@@ -8,7 +8,17 @@ they repeat a scenario run that the suite's time budget has no room for. CI runs
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# One OpenMP thread for torch (and OpenMP BLAS) in the test process and in everything it
+# starts, unless the caller chose a number. The tests run small tensors, where a second
+# thread gains nothing, and the shared scenario runs go on beside the unit tests: there
+# torch's threads spin waiting for one another on the busy cores, and the neural unit tests
+# (tests/unit/neural/test_models.py) took 178 CPU-seconds instead of 5 (docs/benchmarks.md,
+# "Test suite"). Set before any test module imports torch, which reads it once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -106,14 +106,21 @@ def digests(workdir: Path) -> dict[str, str]:
 def edited_library(tmp_path: Path, path: str, old: str | None, new: str) -> Path:
     """A copy of src/ (the real files are never touched) in which src/promptscape/`path`
     has its first `old` replaced by `new` (`new` appended when `old` is None)."""
+    return edited_library_with(tmp_path, [(path, old, new)])
+
+
+def edited_library_with(tmp_path: Path, edits: list[tuple[str, str | None, str]]) -> Path:
+    """A copy of src/ with every (path, old, new) edit of `edits` made, in order (see
+    `edited_library`)."""
     root = tmp_path / "library"
     shutil.copytree(REPO / "src", root, ignore=shutil.ignore_patterns("__pycache__"))
-    target = root / "promptscape" / path
-    text = target.read_text()
-    if old is None:
-        text += new
-    else:
-        assert old in text, f"{old!r} not in {path}"
-        text = text.replace(old, new, 1)
-    target.write_text(text)
+    for path, old, new in edits:
+        target = root / "promptscape" / path
+        text = target.read_text()
+        if old is None:
+            text += new
+        else:
+            assert old in text, f"{old!r} not in {path}"
+            text = text.replace(old, new, 1)
+        target.write_text(text)
     return root

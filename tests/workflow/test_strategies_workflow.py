@@ -153,8 +153,9 @@ def test_a_strategy_setting_reruns_only_the_strategy_jobs(run, tmp_path):
     jobs = planned_jobs(run, changed)
     assert jobs == {"search_strategies": 2 * 2 * 2 * 2, "aggregate_strategies": 1,
                     "edit_effects": 1, "plot_figures": 1, "all": 1}
-    # A rerun of the same config rebuilds bit-identical strategy runs.
-    snakemake(run, CONFIG, "--forcerun", "search_strategies")
+    # A rerun of the same config rebuilds bit-identical strategy runs (and the tables made
+    # from them; not the figures, which the digests do not compare).
+    snakemake(run, CONFIG, "--forcerun", "search_strategies", "--omit-from", "plot_figures")
     assert digests(run) == before
 
 

@@ -1,0 +1,123 @@
+"""CPU time of each test, as a pytest plugin: on a shared machine wall times say little.
+
+    python -m pytest -p benchmarks.pytest_cpu [--cpu-report cpu.tsv] [tests ...]
+
+Each test's CPU is user + system time of pytest's process and of every child it waited for
+(`resource.getrusage` of RUSAGE_SELF and RUSAGE_CHILDREN; a Snakemake run and its jobs count
+once Snakemake has ended), over its setup, call and teardown. The shared scenario runs of
+tests/workflow/conftest.py start in the background at collection and are reaped in their
+fixture's setup: this plugin books the CPU of those setups (the whole scenario run) under the
+fixture's name, not under the test that first asked for it. The terminal summary lists the
+slowest tests and the totals of the scenario runs, the unit tests (tests/unit and the doctests
+of src/) and the workflow tests; `--cpu-report` writes every row as tab-separated values.
+
+`--reuse-runs DIR` copies each shared run from DIR/<name> (tiny, neural, selection,
+strategies: complete runs of their configs made beforehand) instead of running it, to measure
+a few workflow tests without paying for the scenarios again. Only for measuring: the copies
+are trusted as they are.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+
+import pytest
+
+SHARED_RUNS = ("tiny_run", "neural_run", "selection_run", "strategies_run")
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class CpuRecorder:
+    def __init__(self, path: str | None):
+        self.path = path
+        self.tests: dict[str, float] = defaultdict(float)
+        self.runs: dict[str, float] = {}
+        self.start = _cpu()
+        self.wall = time.monotonic()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        before = _cpu()
+        yield
+        if fixturedef.argname in SHARED_RUNS and fixturedef.argname not in self.runs:
+            self.runs[fixturedef.argname] = _cpu() - before
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        before = _cpu()
+        booked = sum(self.runs.values())
+        yield
+        # A shared run reaped during this test's setup is the run's, not the test's.
+        self.tests[item.nodeid] += _cpu() - before - (sum(self.runs.values()) - booked)
+
+    @staticmethod
+    def part(nodeid: str) -> str:
+        if nodeid.startswith("tests/workflow/"):
+            return "workflow tests"
+        return "unit tests"  # tests/unit and the doctests of src/
+
+    def pytest_terminal_summary(self, terminalreporter):
+        total = _cpu() - self.start
+        parts: dict[str, float] = defaultdict(float)
+        for nodeid, seconds in self.tests.items():
+            parts[self.part(nodeid)] += seconds
+        for name, seconds in self.runs.items():
+            parts[f"scenario run {name}"] += seconds
+        write = terminalreporter.write_line
+        terminalreporter.section("CPU time (user + system, with waited-for children)")
+        for nodeid, seconds in sorted(self.tests.items(), key=lambda kv: -kv[1])[:25]:
+            write(f"{seconds:8.1f} s  {nodeid}")
+        write("")
+        for name, seconds in sorted(parts.items()):
+            write(f"{seconds:8.1f} s  {name}")
+        write(f"{total:8.1f} s  whole session after start-up (collection included; "
+              f"wall {time.monotonic() - self.wall:.0f} s)")
+        if self.path:
+            with open(self.path, "w") as out:
+                out.write("kind\tname\tcpu_s\n")
+                for name, seconds in sorted(self.runs.items()):
+                    out.write(f"scenario\t{name}\t{seconds:.2f}\n")
+                for nodeid, seconds in self.tests.items():
+                    out.write(f"{self.part(nodeid)}\t{nodeid}\t{seconds:.2f}\n")
+                out.write(f"session\ttotal\t{total:.2f}\n")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-report", default=None, metavar="PATH",
+                     help="write each test's CPU seconds (and each shared run's) to PATH")
+    parser.addoption("--reuse-runs", default=None, metavar="DIR",
+                     help="copy the shared scenario runs from DIR/<name> instead of running "
+                          "them (measuring only)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(CpuRecorder(config.getoption("--cpu-report")), "cpu_recorder")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    source = session.config.getoption("--reuse-runs")
+    if not source:
+        return
+    for plugin in session.config.pluginmanager.get_plugins():
+        if hasattr(plugin, "SHARED") and hasattr(plugin, "_started"):  # tests/workflow/conftest
+            plugin._start = _copier(plugin, source)
+
+
+def _copier(conftest, source: str):
+    def start(config: pytest.Config, fixture: str) -> None:
+        name, _ = conftest.SHARED[fixture]
+        workdir = config._tmp_path_factory.mktemp(name)
+        shutil.copytree(f"{source}/{name}", workdir, symlinks=True, dirs_exist_ok=True)
+        log = open(workdir.parent / f"{workdir.name}.log", "w+")
+        conftest._started[fixture] = (workdir, subprocess.Popen(["true"]), log)
+    return start
