@@ -289,7 +289,8 @@ def read_back(counts: np.ndarray, probs: np.ndarray, probe_length: int,
     length = counts.sum(1)
     train, held = length < probe_length, length == probe_length
     fits, previous = {}, None
-    for K in range(1, max_components + 1):
+    for K in range(1, min(max_components, identifiable_components(probe_length,
+                                                                   counts.shape[1])) + 1):
         w, a = fit_mixture(counts[train], probs[train], K, _starts(probs[train], K, previous))
         previous = (w, a)
         # A fit whose atoms coincide is a fit with fewer components: it stands for that K
@@ -305,6 +306,16 @@ def read_back(counts: np.ndarray, probs: np.ndarray, probe_length: int,
     dirichlet = _scored("dirichlet", np.ones(1), (alpha / alpha.sum())[None, :], alpha,
                         counts, probs, train, held)
     return [mixture, dirichlet]
+
+
+def identifiable_components(probe_length: int, vocab_size: int) -> int:
+    """The most mixture components the predictives after contexts shorter than
+    `probe_length` determine: they give the prior's moments up to order d = `probe_length`,
+    C(d + V - 1, V - 1) - 1 numbers, and K atoms have K (V - 1) + K - 1 parameters. A larger K
+    fits the training contexts in many ways, so which one a least-squares fit lands on (and
+    its held-out error, and so the K chosen) turned on the last bits of its arithmetic: the
+    same predictor gave 2 components on one machine's kernels and 3 on another's."""
+    return max(1, math.comb(probe_length + vocab_size - 1, vocab_size - 1) // vocab_size)
 
 
 def _merged(weights: np.ndarray, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

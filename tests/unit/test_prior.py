@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,3 +236,23 @@ def test_stage_writes_the_prior_fit_table_and_refuses_by_name(tmp_path):
                                 replicate=0, family="bayes",
                                 pretraining=NOT_EXCHANGEABLE["markov"], experiment="e",
                                 probe_length=2)
+
+
+@pytest.mark.parametrize("V, d, K", [(2, 1, 1), (2, 2, 1), (2, 3, 2), (2, 8, 4), (3, 1, 1),
+                                     (3, 2, 2), (3, 3, 3)])
+def test_identifiable_components_count_parameters_against_moments(V, d, K):
+    # K atoms on the simplex: K (V - 1) + K - 1 parameters; moments to order d:
+    # C(d + V - 1, V - 1) - 1 numbers.
+    assert prior.identifiable_components(d, V) == K
+    assert K * (V - 1) + K - 1 <= math.comb(d + V - 1, V - 1) - 1
+    assert (K + 1) * (V - 1) + K > math.comb(d + V - 1, V - 1) - 1
+
+
+def test_a_short_probe_fits_no_more_components_than_it_determines():
+    # Two contexts' lengths (0 and 1) fix only the first two moments: one coin. A third
+    # component fitted there landed on one machine's kernels and not another's.
+    source = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
+    contexts, counts = prior.probe_contexts(2, 2)
+    probs = prior.query(BayesPredictor(source), contexts, 2)
+    mixture = prior.read_back(counts, probs, 2)[0]
+    assert mixture.components == 1
