@@ -250,7 +250,9 @@ def _stale_reason(maker, path):
     try:
         found = identity.stored(path)
     except identity.CorruptArtifactError as error:
-        return f"{error}".replace(f"{path} is not", "it is not", 1).split(": it is truncated")[0]
+        return f"{error}".replace(f"{path} is not", "it is not", 1).split(
+            ": it is truncated"
+        )[0]
     if found is None:
         return "it carries no identity (written by hand, or by an older promptscape)"
     diff = identity.differences(found, producer_stamp(path))
@@ -258,23 +260,29 @@ def _stale_reason(maker, path):
         return None
     # The most telling difference first: an argument, then an upstream file, then code.
     order = ("args", "inputs", "code", "rule")
-    diff.sort(key=lambda d: next((i for i, o in enumerate(order) if d[0].startswith(o)), 9))
+    diff.sort(
+        key=lambda d: next((i for i, o in enumerate(order) if d[0].startswith(o)), 9)
+    )
     name, old, new = diff[0]
     more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
     if name.startswith("inputs."):
-        upstream = name[len("inputs."):]
+        upstream = name[len("inputs.") :]
         if old == "<absent>":
             return f"it was not built from {upstream}, which the workflow gives it now{more}"
         if new == "<absent>":
             return f"it was built from {upstream}, which the workflow no longer gives it{more}"
-        return (f"it was built from {upstream} as made by another config or code (stamp "
-                f"digest {old}, now {new}){more}")
-    return (f"it was built with {name} = {json.dumps(old)}, the workflow would "
-            f"now build it with {json.dumps(new)}{more}")
+        return (
+            f"it was built from {upstream} as made by another config or code (stamp "
+            f"digest {old}, now {new}){more}"
+        )
+    return (
+        f"it was built with {name} = {json.dumps(old)}, the workflow would "
+        f"now build it with {json.dumps(new)}{more}"
+    )
 
 
 def _mode():
-    """"run" when Snakemake is to run jobs (a dry run too): stale outputs are rebuilt;
+    """ "run" when Snakemake is to run jobs (a dry run too): stale outputs are rebuilt;
     "refuse" for --report and --touch: they are a named error; "warn" for the rest that
     builds a DAG without running it (listings, --delete-all-output, --unlock, ...)."""
     if workflow.touch:
@@ -333,7 +341,9 @@ def check_outputs(maker):
             workflow.dag.forcefiles.add(path)
             _STALE_SHOWN.append(path)
             if len(_STALE_SHOWN) <= 100:
-                logger.warning(f"{path} is stale: {reason}; rebuilding it (rule {maker.name})")
+                logger.warning(
+                    f"{path} is stale: {reason}; rebuilding it (rule {maker.name})"
+                )
             elif len(_STALE_SHOWN) == 101:
                 logger.warning("... more stale artifacts; rebuilding them too")
         return []
@@ -372,13 +382,17 @@ def get_aggregates():
 def get_figures():
     """The figures/ folder of every experiment and of the study (rules plot_figures and
     plot_study_figures: each folder holds its figures as SVG, PNG and HTML)."""
-    return [f"{RESULTS}/{name}/figures" for name in EXPERIMENTS] + [f"{RESULTS}/figures"]
+    return [f"{RESULTS}/{name}/figures" for name in EXPERIMENTS] + [
+        f"{RESULTS}/figures"
+    ]
 
 
 def get_prior_fits():
     """Every experiment's prior_fit files (`layout.prior_fits`: where its pretraining
     source is exchangeable)."""
-    return [path for exp in EXPERIMENTS.values() for path in layout.prior_fits(STUDY, exp)]
+    return [
+        path for exp in EXPERIMENTS.values() for path in layout.prior_fits(STUDY, exp)
+    ]
 
 
 def _prior_experiment(wildcards):
@@ -398,7 +412,11 @@ def get_prior_inputs(wildcards):
     exp = _prior_experiment(wildcards)
     if not is_neural(wildcards.predictor):
         return {}
-    return {"model": layout.checkpoint(STUDY, exp, wildcards.predictor, get_replicate(wildcards))}
+    return {
+        "model": layout.checkpoint(
+            STUDY, exp, wildcards.predictor, get_replicate(wildcards)
+        )
+    }
 
 
 def get_prior_args(wildcards):
