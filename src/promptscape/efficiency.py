@@ -32,8 +32,9 @@ task sequences x, ``KL(s) = sum_x w(x) (l(s, x) + log P_task(x))``, as in
     exchangeable task, else the V^T enumerated sequence probabilities binned by counts (when
     the enumeration fits the budget).
 ``exact_enumeration``
-    Any other predictor when `landscape.enumerates` the scored prompts on all V^T sequences
-    within ``landscape.enumeration_budget``: w(x) = P_task(x) over all V^T sequences.
+    Any other predictor when the landscape's rule (`landscape.exact_sequences`) enumerates
+    the task sequences for the scored prompts within ``landscape.enumeration_budget``:
+    w(x) = P_task(x) over all V^T sequences, or over the task's support.
 ``monte_carlo``
     Otherwise: w(x) = the evaluation set's stored weights (stratified by count for an
     exchangeable task, else 1/M), the same sequences for every prompt (a paired estimate, as
@@ -125,9 +126,9 @@ class KLScorer:
             self._offset = float(self._count_weights @ log_m)  # -H_T(task)
             self.method = "exact_counts"
             return
-        if landscape.enumerates(num_prompts, T, enumeration_budget, V):
-            seqs = prompts_lib.enumerate_sequences(T, V)
-            log_p = task.log_prob(seqs)
+        exact = landscape.exact_sequences(task, T, num_prompts, enumeration_budget)
+        if exact is not None:  # all V^T sequences, or the task's support
+            seqs, log_p = exact
             weights = np.exp(log_p)
             method = "exact_counts" if self.counts_apply else "exact_enumeration"
         else:

@@ -10,16 +10,22 @@ named in the ``method`` column:
     k), and the task gives P(c) = multinomial(T; c) m_task(c), so L(s) is a sum over the
     C(T + V - 1, V - 1) compositions (T + 1 when binary).
 ``exact_enumeration``
-    Any predictor, any task, when the enumeration fits the budget (`enumerates`: P prompts
-    times V**T distinct sequences at most ``landscape.enumeration_budget``): L(s) = sum over
-    all V**T sequences x of P_task(x) l(s, x). Every source here has an exact
-    log-probability, so this is exact too (for a neural predictor: up to float32 arithmetic).
+    Any predictor, any task, when the enumeration fits the budget (`enumeration`: P prompts
+    times X task sequences at most ``landscape.enumeration_budget``): L(s) = sum over the X
+    sequences x of P_task(x) l(s, x). X is all V**T sequences (`enumerates`), or else, where
+    the task enumerates its support over T symbols (`Source.support_size`: a word source
+    without out-of-vocabulary words and a small list), the support's sequences, at most
+    `SUPPORT_MAX_SEQUENCES` of them; the sequences outside it have P_task(x) = 0 and add
+    nothing. Every source here has an exact log-probability, so this is exact too (for a
+    neural predictor: up to float32 arithmetic).
 ``monte_carlo``
     Otherwise: the stratified estimate over the shared evaluation set (M task sequences, the
     same for all prompts, so differences between prompts are paired), with its standard error.
 
-`enumerates` is the one place where enumeration is chosen; searches, prompt-loss tables of
-networks, landscapes and prompt efficiency all ask it.
+`enumeration` is the one place where the exact sum over task sequences is chosen
+(landscapes, their predicted reliability, prompt efficiency and tuning scores ask it);
+`enumerates`, its all-V**T case, is also where searches and networks' prompt-loss tables
+decide to score every sequence in code order (a table the support does not give).
 
 The evaluation set (`evaluation_strata`, `draw_evaluation`) is stratified wherever the task's
 distribution of a statistic is known exactly: for an exchangeable task, by its symbol counts
@@ -89,6 +95,10 @@ MIN_DISTINCT_SEQUENCES = 2
 # at most this many (`task_entropy`), whatever the enumeration budget of the losses.
 ENTROPY_MAX_SEQUENCES = 1 << 20
 
+# A task's support over T symbols (`Source.support_size`) is enumerated for an exact sum
+# where it holds at most this many sequences (and P times it fits the enumeration budget).
+SUPPORT_MAX_SEQUENCES = 1 << 20
+
 # Estimated values: two estimates within this relative distance are equal (floating-point
 # noise, not evidence), and prompt efficiency's quantiles count KLs within it (plus 1e-12
 # nats) as equal. Not the tie rule of exact values, which is `resolution`.
@@ -110,27 +120,59 @@ def enumerates(num_prompts: int, task_length: int, budget: int, vocab_size: int)
             and int(num_prompts) * int(vocab_size) ** int(task_length) <= int(budget))
 
 
+def enumeration(task: Source, task_length: int, num_prompts: int, budget: int) -> str | None:
+    """Which task sequences an exact sum over `num_prompts` prompts enumerates: ``"all"``
+    (the V**T sequences, `enumerates`), else ``"support"`` (the task's sequences of positive
+    probability, where it counts them, `Source.support_size`, at most
+    `SUPPORT_MAX_SEQUENCES`, and P times their number fits the budget), else None (the
+    evaluation set). The one rule (docs/science.md, "How KL is computed")."""
+    if enumerates(num_prompts, task_length, budget, task.vocab_size):
+        return "all"
+    size = task.support_size(int(task_length))
+    if (size is not None and size <= SUPPORT_MAX_SEQUENCES
+            and int(num_prompts) * size <= int(budget)):
+        return "support"
+    return None
+
+
+def exact_sequences(task: Source, task_length: int, num_prompts: int,
+                    budget: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(seqs (X, T) uint8, log_p (X,))``: the task sequences `enumeration` picks, in code
+    order, with their log-probabilities under the task; None where it picks none."""
+    how = enumeration(task, task_length, num_prompts, budget)
+    if how == "all":
+        seqs = prompts_lib.enumerate_sequences(task_length, task.vocab_size)
+        return seqs, task.log_prob(seqs)
+    if how == "support":
+        return task.support(int(task_length))
+    return None
+
+
 def choose_method(predictor: Predictor, task: Source, task_length: int, num_prompts: int,
                   enumeration_budget: int) -> str:
     """The first exact method that applies, else ``monte_carlo`` (see module doc)."""
     if isinstance(predictor, BayesPredictor) and predictor.source.exchangeable and task.exchangeable:
         return "exact_counts"
-    if enumerates(num_prompts, task_length, enumeration_budget, task.vocab_size):
+    if enumeration(task, task_length, num_prompts, enumeration_budget) is not None:
         return "exact_enumeration"
     return "monte_carlo"
 
 
-def loss_table(predictor, prompts, task, task_length, method, enumerated=None):
+def loss_table(predictor, prompts, task, task_length, method, enumerated=None, *,
+               num_prompts: int | None = None, budget: int = DEFAULT_ENUMERATION_BUDGET):
     """The loss of every prompt on every distinct outcome of the task, with the outcomes'
     probabilities: ``(losses (P, X), p (X,), log_prob (X,))``, `log_prob` the task's
     log-probability of one sequence of each outcome.
 
     The one table every exact reader reduces: the landscape weights it by p, the predicted
     reliability treats D_N's frequencies of the outcomes as a multinomial. Outcomes are the
-    count values (compositions of T into V parts) under `exact_counts`, every one of the V**T
-    sequences under `exact_enumeration`; `monte_carlo` has no exact table (the evaluation
-    set stands in for it, `monte_carlo_kl`). `enumerated`: the predictor's losses of these
-    prompts on all V**T sequences in code order, where the caller has them already."""
+    count values (compositions of T into V parts) under `exact_counts`, the sequences of
+    `exact_sequences` under `exact_enumeration` (all V**T, or the task's support); `monte_carlo`
+    has no exact table (the evaluation set stands in for it, `monte_carlo_kl`).
+    `enumerated`: the predictor's losses of these prompts on those sequences in code order,
+    where the caller has them already. `num_prompts` and `budget`: what `choose_method`
+    decided on (default: these prompts and the default budget), so that the table's
+    sequences are those the method was chosen for."""
     T = task_length
     V = task.vocab_size
     if method == "exact_counts":
@@ -140,8 +182,12 @@ def loss_table(predictor, prompts, task, task_length, method, enumerated=None):
         per_class = predictor.count_losses(classes[:, None, :], counts[None, :, :])  # (P, C)
         return per_class, pc, task.log_marginal(counts)
     if method == "exact_enumeration":
-        seqs = prompts_lib.enumerate_sequences(T, V)
-        log_p = task.log_prob(seqs)
+        exact = exact_sequences(task, T, len(prompts) if num_prompts is None else num_prompts,
+                                budget)
+        if exact is None:
+            raise ValueError(f"exact_enumeration of {task.describe()} over T = {T}: neither "
+                             f"its {V}^{T} sequences nor its support can be enumerated")
+        seqs, log_p = exact
         if enumerated is None:
             enumerated = predictor.prompt_losses(prompts, seqs)
         elif enumerated.shape != (len(prompts), len(seqs)):
@@ -151,13 +197,16 @@ def loss_table(predictor, prompts, task, task_length, method, enumerated=None):
     raise ValueError(f"loss_table has no exact method {method!r}")
 
 
-def theoretical_losses(predictor, prompts, task, task_length, method, enumerated=None):
+def theoretical_losses(predictor, prompts, task, task_length, method, enumerated=None, *,
+                       num_prompts: int | None = None,
+                       budget: int = DEFAULT_ENUMERATION_BUDGET):
     """``(loss (P,), loss_se (P,), entropy)`` of the task over T symbols, by `method`
     (`loss_table` weighted by the outcomes' probabilities).
 
     Not for monte_carlo, which `monte_carlo_kl` handles from per-sequence losses.
     """
-    table, p, log_p = loss_table(predictor, prompts, task, task_length, method, enumerated)
+    table, p, log_p = loss_table(predictor, prompts, task, task_length, method, enumerated,
+                                 num_prompts=num_prompts, budget=budget)
     return table @ p, np.zeros(len(prompts)), -float(p @ log_p)
 
 
@@ -167,7 +216,8 @@ def task_entropy(task: Source, task_length: int,
     exact route is feasible: the count classes of an exchangeable task (H_T = -sum_c P(c)
     log P(one sequence with counts c), at most `max_sequences` count vectors), the kind's
     closed form (`Source.entropy`), else the enumeration of all V^T sequences when there are
-    at most `max_sequences` of them. A Monte Carlo landscape reports this H_T in its
+    at most `max_sequences` of them, else that of the task's support (`Source.support`)
+    when it holds at most `max_sequences` and `SUPPORT_MAX_SEQUENCES`. A Monte Carlo landscape reports this H_T in its
     entropy column and estimates KL by the paired mean of l(s, x) + log P_task(x), whose
     error is smaller than that of L(s) - H_T."""
     T, V = int(task_length), task.vocab_size
@@ -180,6 +230,10 @@ def task_entropy(task: Source, task_length: int,
         return float(closed)
     if prompts_lib.can_encode(T, V) and V ** T <= max_sequences:
         log_p = task.log_prob(prompts_lib.enumerate_sequences(T, V))
+        return -float(np.exp(log_p) @ log_p)
+    size = task.support_size(T)
+    if size is not None and size <= min(max_sequences, SUPPORT_MAX_SEQUENCES):
+        log_p = task.support(T)[1]
         return -float(np.exp(log_p) @ log_p)
     return None
 

@@ -350,3 +350,95 @@ def test_symbol_marginals_match_enumerated_word_sequences(spec):
         for c in text:
             expected[ALPHABET.index(c)] += p / T
     np.testing.assert_allclose(src.symbol_marginals(T), expected, rtol=1e-10, atol=1e-14)
+
+
+# ------------------------------------------------------------------ the task's support
+SUPPORTED = [
+    dict(languages=["en", "de"], words=5, oov=0.0),
+    dict(kind="word_stream", language="sv", words=6, oov=0.0),
+]
+
+
+@pytest.mark.parametrize("spec", SUPPORTED, ids=["mixture", "stream"])
+@pytest.mark.parametrize("T", [0, 3, 6])
+def test_support_is_the_enumerated_sequences_of_positive_probability(spec, T):
+    src = make(**spec)
+    dist = {x: p for x, p in first_symbols_distribution(src, T).items() if p > 0}
+    seqs, log_p = src.support(T)
+    assert src.support_size(T) == len(seqs) == len(dist)
+    texts = [to_text(row) for row in seqs]
+    assert sorted(texts) == sorted(dist)
+    codes = [int("".join(f"{v:02d}" for v in row) or "0") for row in seqs]
+    assert codes == sorted(codes)  # code order: symbol by symbol, _ after z
+    np.testing.assert_allclose(np.exp(log_p), [dist[x] for x in texts], rtol=1e-9)
+    assert math.isclose(math.fsum(np.exp(log_p)), 1.0, abs_tol=1e-12)
+
+
+def test_support_is_stated_only_without_out_of_vocabulary_words():
+    assert make(languages=["en", "fr"], words=4, oov=0.2).support_size(5) is None
+    with pytest.raises(NotImplementedError, match="oov == 0"):
+        make(languages=["en", "fr"], words=4, oov=0.2).support(5)
+    # A mixture's support is the union of its languages' (which share "in" and "a"-words
+    # only where their lists do): less than their sum where they share words.
+    en, de = (make(kind="word_stream", language=c, words=40, oov=0.0) for c in ("en", "de"))
+    both = make(languages=["en", "de"], words=40, oov=0.0)
+    assert max(en.support_size(4), de.support_size(4)) < both.support_size(4) \
+        < en.support_size(4) + de.support_size(4)
+    assert both.support_size(4) == len(set(map(to_text, en.support(4)[0]))
+                                       | set(map(to_text, de.support(4)[0])))
+
+
+def test_a_word_task_s_exact_kl_matches_enumeration_and_the_evaluation_set_estimate():
+    """With oov 0 and a small list the task's support over T symbols is enumerated, so the
+    landscape's method is exact_enumeration; its KL equals the KL summed over the task's
+    enumerated streams with the pretraining source's enumerated probabilities, and the
+    evaluation set's estimate agrees within its standard error."""
+    from promptscape import landscape
+    pre = make(languages=["es", "fr"], words=5, oov=0.0)  # both lists hold de and la
+    task = make(kind="word_stream", language="fr", words=5, oov=0.0)
+    T = 6
+    # Prompts of words of both languages, of French, of Spanish; partial words and
+    # impossible prompts (inf).
+    prompts = ["", "de_", "la_", "la_de_", "le_", "que_", "d", "x", "_", "de__"]
+    pred = BayesPredictor(pre)
+    budget = landscape.DEFAULT_ENUMERATION_BUDGET
+    assert len(prompts) * 27 ** T > budget  # not all 27^T sequences: the support
+    assert landscape.enumeration(task, T, len(prompts), budget) == "support"
+    method = landscape.choose_method(pred, task, T, len(prompts), budget)
+    assert method == "exact_enumeration"
+    loss, loss_se, entropy = landscape.theoretical_losses(
+        pred, prompts, task, T, method, num_prompts=len(prompts), budget=budget)
+    kl = loss - entropy
+    assert (loss_se == 0).all()
+    # Brute force: the task's streams and the pretraining source's, enumerated here.
+    p_task = first_symbols_distribution(task, T)
+    p_pre = marginals(first_symbols_distribution(pre, T + 6), T + 6)
+    assert entropy == pytest.approx(-sum(p * math.log(p) for p in p_task.values() if p > 0),
+                                    rel=1e-12)
+    assert landscape.task_entropy(task, T) == pytest.approx(entropy, rel=1e-12)
+    for i, s in enumerate(prompts):
+        p_s = p_pre[len(s)].get(s, 0.0)
+        terms = [p * (math.log(p) - math.log(p_pre[len(s) + T].get(s + x, 0.0) / p_s))
+                 if p_s > 0 and p_pre[len(s) + T].get(s + x, 0.0) > 0 else math.inf
+                 for x, p in p_task.items() if p > 0]
+        expected = math.fsum(terms)
+        if math.isinf(expected):
+            assert kl[i] == np.inf, s
+        else:
+            assert kl[i] == pytest.approx(expected, rel=1e-9, abs=1e-12), s
+    assert np.isfinite(kl).sum() == 5 and len(np.unique(kl.round(9))) >= 4
+    # The evaluation set's estimate, within its standard error.
+    seqs, stratum, weight = landscape.draw_evaluation(task, T, 3000, np.random.default_rng(1))
+    _, _, mc, mc_se, _ = landscape.monte_carlo_kl(pred.prompt_losses(prompts, seqs),
+                                                  task.log_prob(seqs), weight, stratum)
+    finite = np.isfinite(kl)
+    np.testing.assert_array_equal(np.isinf(mc), ~finite)
+    assert (mc_se[finite] > 0).all()
+    # (le_ says French for certain: KL 0, its estimate 0 up to rounding, se about 0.)
+    assert (np.abs(mc[finite] - kl[finite]) <= Z * mc_se[finite] + 1e-12).all()
+    # P times the support's size must fit the budget, else the evaluation set.
+    size = task.support_size(T)
+    assert landscape.enumeration(task, T, len(prompts), len(prompts) * size) == "support"
+    assert landscape.enumeration(task, T, len(prompts), len(prompts) * size - 1) is None
+    assert landscape.choose_method(pred, task, T, len(prompts), len(prompts) * size - 1) \
+        == "monte_carlo"

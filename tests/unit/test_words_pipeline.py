@@ -233,3 +233,33 @@ def test_networks_over_27_symbols_score_word_prompts_as_their_concatenation(fami
     prompts = ["", "a", "the_", "_", "de_la"]
     np.testing.assert_allclose(predictor.prompt_losses(prompts, seqs),
                                Predictor.prompt_losses(predictor, prompts, seqs), rtol=1e-5)
+
+
+def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path):
+    """A task without out-of-vocabulary words and a small list: the stage's method is
+    exact_enumeration over the task's support (not its 27^T sequences), the KL is the exact
+    sum, and the evaluation set's estimate beside it agrees within its standard error."""
+    from promptscape.pipeline.stages.datasets import simulate_evaluation
+    from promptscape.pipeline.stages.landscape import compute_landscape
+
+    pre = {"kind": "language_mixture", "languages": ["es", "fr"], "words": 5, "oov": 0.01}
+    task = {"kind": "word_stream", "language": "fr", "words": 5, "oov": 0.0}
+    T, budget = 6, 10 ** 6  # 757 prompts x 27^6 is over the budget; x the support is not
+    evaluation = tmp_path / "eval.parquet"
+    simulate_evaluation(output=str(evaluation), experiment="w", task_name="fr", task=task,
+                        task_length=T, size=400)
+    out = tmp_path / "land.parquet"
+    compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
+                      family="bayes", pretraining=pre, experiment="w", task_name="fr",
+                      task=task, task_length=T, max_prompt_length=2, enumeration_budget=budget)
+    land = tables.read(str(out), "landscape")
+    assert (land["method"] == "exact_enumeration").all() and (land["kl_se"] == 0).all()
+    source, pred = build_source(task), BayesPredictor(build_source(pre))
+    seqs, log_p = source.support(T)
+    prompts = land["prompt"].tolist()
+    expected = pred.prompt_losses(prompts, seqs) @ np.exp(log_p) + np.exp(log_p) @ log_p
+    np.testing.assert_allclose(land["kl"], expected, rtol=1e-9, atol=1e-12)
+    finite = np.isfinite(land["kl"]).to_numpy()
+    assert finite.sum() > 700 and (~finite).sum() == 28  # (a leading _, or __: inf)
+    gap = np.abs(land["mc_kl"] - land["kl"]).to_numpy()[finite]
+    assert (gap <= 5 * land["mc_kl_se"].to_numpy()[finite] + 1e-9).all()

@@ -138,6 +138,20 @@ def enumerates(study, exp, scored: int | None = None) -> bool:
                                 exp.task_length, study.enumeration_budget, exp.vocab_size)
 
 
+def exact_sequences(study, exp, task, scored: int | None = None) -> int | None:
+    """X, the task sequences an exact sum enumerates for `scored` prompts (default: all P):
+    V^T, or the task's support (`landscape.enumeration`, the stages' one rule); None where
+    the evaluation set stands in."""
+    how = landscape.enumeration(task.source, exp.task_length,
+                                num_prompts(exp) if scored is None else scored,
+                                study.enumeration_budget)
+    if how == "all":
+        return num_sequences(exp)
+    if how == "support":
+        return task.source.support_size(exp.task_length)
+    return None
+
+
 def num_prompt_classes(study, exp, predictor: str) -> int:
     """Rows the stages score for all P prompts (`Predictor.prompt_classes`): the count
     classes of lengths 0..L_max for an exchangeable Bayes predictor (sum_l C(l + V - 1,
@@ -157,7 +171,7 @@ def landscape_method(study, exp, predictor: str, task) -> str:
     """The method `landscape.choose_method` picks for this job, from the config alone."""
     if counts_apply(study, exp, predictor) and task.source.exchangeable:
         return "exact_counts"
-    return "exact_enumeration" if enumerates(study, exp) else "monte_carlo"
+    return "exact_enumeration" if exact_sequences(study, exp, task) else "monte_carlo"
 
 
 def _strings(rows: int, length: int) -> int:
@@ -435,6 +449,10 @@ def _landscape(study, rule: str, w: dict) -> Job:
         work += 4 * C * M * F64
     elif method == "exact_counts":
         evals += C * num_classes(exp, T)
+    elif not enumerates(study, exp):  # the task's support, scored besides the evaluation set
+        X = exact_sequences(study, exp, exp.task(w["task"]))
+        e, b = _predictor_cost(study, exp, predictor, C, X, tabulated)
+        evals, work = evals + e, work + b + 3 * C * X * F64
     return Job(rule, w, evals, _baseline(study, predictor, tabulated) + work, method)
 
 
@@ -576,7 +594,8 @@ def _prediction(study, rule: str, w: dict) -> Job:
     P = num_prompts(exp)
     C = num_prompt_classes(study, exp, w["predictor"])
     X = {"exact_counts": num_classes(exp, exp.task_length),
-         "exact_enumeration": num_sequences(exp)}.get(method, exp.evaluation_size)
+         "exact_enumeration": exact_sequences(study, exp, task)}.get(method,
+                                                                     exp.evaluation_size)
     evals, work = _predictor_cost(study, exp, w["predictor"], C, X, tabulated)
     if tabulated:
         work += _table_bytes(exp)
@@ -774,7 +793,9 @@ def _efficiency_cell(study, exp, predictor: str) -> tuple[int, int, str]:
         context = study.network(predictor, exp.pretraining_name).sequence_length
         lengths = [length for length in lengths if length + T <= context]
     scored = K * len(lengths)  # the efficiency stage decides on the prompts it scores
-    B = num_sequences(exp) if enumerates(study, exp, scored) else M
+    # Each task's exact sequences (V^T, or its support), else the evaluation set: the most.
+    exact = [exact_sequences(study, exp, task, scored) for task in exp.tasks]
+    B = max([M if x is None else x for x in exact], default=M)
     # The evaluation sequences, and the landscape read back (prompt strings and list
     # columns, as compute_landscape writes them).
     work = _strings(M, T) + 4 * _strings(num_prompts(exp),
@@ -789,7 +810,8 @@ def _efficiency_cell(study, exp, predictor: str) -> tuple[int, int, str]:
         k = min(K, exp.vocab_size**length)
         e, b = _predictor_cost(study, exp, predictor, k, B)
         evals, peak = evals + e, max(peak, b)
-    note = "all V^T sequences" if enumerates(study, exp, scored) else "evaluation set"
+    note = ("all V^T sequences" if enumerates(study, exp, scored) else "evaluation set"
+            if all(x is None for x in exact) else "the tasks' supports or evaluation set")
     return evals, work + peak, note
 
 

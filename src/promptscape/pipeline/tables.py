@@ -187,7 +187,8 @@ _REGRET_STATS = (
 _PREDICTION = (
     ("outcomes", _S, "what the dataset's frequencies f are over: count_values (an "
                      "exchangeable Bayes predictor on an exchangeable task), sequences (every "
-                     "one of the V^T task sequences) or evaluation_set (no exact table fits "
+                     "one of the V^T task sequences, or every one of positive probability "
+                     "where the task's support is enumerated instead) or evaluation_set (no exact table fits "
                      "the enumeration budget: the evaluation set's sequences with their "
                      "stratum weights stand in for the task)"),
     ("num_outcomes", _I, "distinct outcomes after merging those with identical losses under "
@@ -554,8 +555,9 @@ ARTIFACTS = {a.name: a for a in [
         "the same D_N (the hard_search rows).",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _N, _SEED, _TUNER, _SETTINGS,
          _TUNING_STEPS,
-         ("method", _S, "how KL is computed: exact_enumeration (all V^T task sequences) or "
-                        "monte_carlo (the stratified evaluation set), as the network's landscape"),
+         ("method", _S, "how KL is computed: exact_enumeration (all V^T task sequences, or "
+                        "the task's support) or monte_carlo (the stratified evaluation set), "
+                        "as the network's landscape"),
          ("kl", _F, "KL(task || tuned network) over T symbols (nats)"),
          ("kl_se", _F, "standard error of kl (0 when exact)"),
          ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),

@@ -202,6 +202,19 @@ class Source:
         exchangeable law or enumerates)."""
         return None
 
+    def support_size(self, length: int) -> int | None:
+        """The number of sequences of `length` symbols of positive probability, where the
+        kind counts them without enumerating its V^length sequences (the word kinds without
+        out-of-vocabulary words), else None. `support` enumerates exactly these."""
+        return None
+
+    def support(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every sequence of `length` symbols of positive probability, in code order (x_1
+        most significant, as `prompts.enumerate_sequences`), and its log-probability:
+        ``(seqs (X, length) uint8, log_p (X,))``, X = `support_size`. Only where
+        `support_size` is not None; `landscape.exact_sequences` decides when it is used."""
+        raise NotImplementedError(f"source kind {self.kind!r} does not enumerate its support")
+
     def describe(self) -> str:
         """Short human-readable form such as ``coin_mixture(thetas=[0.2, 0.7])``."""
         fields = ", ".join(

@@ -66,6 +66,9 @@ IMPOSSIBLE = ("<impossible>",)
 MAX_ENUMERATED_PROMPTS = 27 ** 4
 # The memo of next-symbol tables is cleared beyond this many partial words.
 MEMO_LIMIT = 200_000
+# `support_size` counts the support of a mixture of at most this many languages (by
+# inclusion and exclusion over their 2^K - 1 subsets); beyond, it states none.
+MAX_SUPPORT_LANGUAGES = 12
 # Word lists are read with this wordlist of wordfreq.
 WORDLIST = "best"
 
@@ -363,6 +366,55 @@ class _WordSource(Source):
             total += weight * out.mean(axis=0)
         return total
 
+    # ------------------------------------------------------------- support
+    def _live_models(self) -> list[Language]:
+        """The languages of positive prior weight."""
+        return [m for m, w in zip(self._models, self._log_prior) if np.isfinite(w)]
+
+    def support_size(self, length):
+        """With ``oov`` 0, the number of sequences of `length` symbols of positive
+        probability: the strings ``w1_..._wm_u`` of that length whose words w_i all come
+        from one language's list and whose trailing u (possibly empty) is a prefix of a word
+        of that list (`_count_streams`); under a mixture the union over the languages, by
+        inclusion and exclusion over the subsets of languages (a string is in the support of
+        every language of a subset when its words are in all their lists and u is a prefix
+        in all of them). None with ``oov`` > 0 (every string without an empty word is
+        possible) or beyond `MAX_SUPPORT_LANGUAGES` languages."""
+        if self.oov > 0:
+            return None
+        live = self._live_models()
+        if len(live) > MAX_SUPPORT_LANGUAGES:
+            return None
+        total = 0
+        for r in range(1, len(live) + 1):
+            for subset in itertools.combinations(live, r):
+                words = set.intersection(*(set(m.words) for m in subset))
+                prefixes = set.intersection(*(set(m.prefix) for m in subset))
+                total += (-1) ** (r + 1) * _count_streams(words, prefixes, int(length))
+        return total
+
+    def support(self, length):
+        """The `support_size` sequences, in code order, with their log-probabilities under
+        the source: each language's strings are built word by word (log W of its words plus
+        log S of the trailing u), and a string's probability is the mixture of its
+        languages'."""
+        T = int(length)
+        if self.support_size(T) is None:
+            raise NotImplementedError(f"{self.describe()} enumerates its support only with "
+                                      f"oov == 0 and at most {MAX_SUPPORT_LANGUAGES} languages")
+        live = [(m, w) for m, w in zip(self._models, self._log_prior) if np.isfinite(w)]
+        per_language = [_streams(m, T) for m, _ in live]
+        texts = sorted(set().union(*per_language))
+        if not texts:
+            return np.zeros((0, T), dtype=np.uint8), np.zeros(0)
+        log_p = _lse(np.array([[w + lp.get(t, -np.inf) for t in texts]
+                               for (_, w), lp in zip(live, per_language)]), axis=0)
+        seqs = (_LOOKUP[np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)]
+                .reshape(len(texts), T))
+        # Code order: symbol order, in which _ (26) follows the letters; in ASCII it precedes.
+        order = np.lexsort(seqs.T[::-1]) if T else np.arange(len(texts))
+        return seqs[order], np.asarray(log_p, dtype=float).reshape(-1)[order]
+
     # ------------------------------------------------------------- sampler
     def _sample(self, n, length, rng):
         z = rng.choice(len(self._models), size=n, p=np.exp(self._log_prior))
@@ -575,6 +627,47 @@ class _WordSource(Source):
         theirs = task.language_codes()
         return (len(theirs) == 1 and task.words == self.words and task.oov == self.oov
                 and theirs[0] in self.language_codes())
+
+
+def _count_streams(words, prefixes, length: int) -> int:
+    """The number of strings ``w1_..._wm_u`` of exactly `length` symbols with every w_i in
+    `words` and u empty or in `prefixes`: with f(t) the number of word sequences filling t
+    symbols (a word and its boundary take |w| + 1), f(0) = 1 and f(t) = sum_w f(t - |w| - 1),
+    the count is sum_j (prefixes of length j, 1 for j = 0) f(length - j). A string splits
+    into its words and u in one way only, so these strings are distinct."""
+    T = int(length)
+    spans = [0] * (T + 2)
+    for w in words:
+        if len(w) + 1 <= T:
+            spans[len(w) + 1] += 1
+    fill = [1] + [0] * T
+    for t in range(1, T + 1):
+        fill[t] = sum(spans[k] * fill[t - k] for k in range(2, t + 1))
+    heads = [1] + [0] * T
+    for u in prefixes:
+        if len(u) <= T:
+            heads[len(u)] += 1
+    return sum(heads[j] * fill[T - j] for j in range(T + 1))
+
+
+def _streams(model: Language, length: int) -> dict[str, float]:
+    """Every string of `_count_streams` over one language's list (oov 0), with its
+    log-probability under the language: sum of log W of its words plus log S of its u."""
+    T = int(length)
+    by_span: dict[int, list[tuple[str, float]]] = {}
+    for w in model.words:
+        if len(w) + 1 <= T:
+            by_span.setdefault(len(w) + 1, []).append((w + "_", model.log_word(w)))
+    heads: dict[int, list[tuple[str, float]]] = {0: [("", 0.0)]}
+    for u in model.prefix:
+        if len(u) <= T:
+            heads.setdefault(len(u), []).append((u, model.log_start(u)))
+    fill: list[list[tuple[str, float]]] = [[("", 0.0)]] + [[] for _ in range(T)]
+    for t in range(1, T + 1):
+        fill[t] = [(s + w, a + b) for k, entries in by_span.items() if k <= t
+                   for s, a in fill[t - k] for w, b in entries]
+    return {s + u: a + b for j, ends in heads.items() for s, a in fill[T - j]
+            for u, b in ends}
 
 
 def _check_languages(languages, name) -> tuple[str, ...]:

@@ -56,9 +56,13 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
                                                        max_prompt_length, V)
     else:
-        enumerated = table if method == "exact_enumeration" else None
-        loss, loss_se, entropy = landscape.theoretical_losses(pred, first, task_source,
-                                                              task_length, method, enumerated)
+        # The evaluation set's table is the exact one where it covers all V^T sequences;
+        # where the task's support is enumerated instead, the exact sum scores that.
+        enumerated = table if (method == "exact_enumeration" and landscape.enumeration(
+            task_source, task_length, len(prompts), enumeration_budget) == "all") else None
+        loss, loss_se, entropy = landscape.theoretical_losses(
+            pred, first, task_source, task_length, method, enumerated,
+            num_prompts=len(prompts), budget=enumeration_budget)
         del table, enumerated
         kl, kl_se = loss - entropy, np.zeros_like(loss)
         # A stratified estimate can be exact (standard error 0): floor the error at the

@@ -26,13 +26,16 @@ OUTCOMES = {"exact_counts": "count_values", "exact_enumeration": "sequences",
 
 
 def outcome_table(pred, prompts: list[str], task, task_length: int, method: str,
-                  evaluation: str) -> tuple[np.ndarray, np.ndarray]:
+                  evaluation: str, num_prompts: int | None = None,
+                  budget: int = landscape.DEFAULT_ENUMERATION_BUDGET
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(losses (P, X), p (X,))``: every prompt's loss on every distinct outcome of the task
     and the outcomes' probabilities, the landscape's own table (`landscape.loss_table`);
     under monte_carlo the evaluation set's sequences with their stratum weights, a plug-in
     for the task."""
     if method != "monte_carlo":
-        losses, p, _ = landscape.loss_table(pred, prompts, task, task_length, method)
+        losses, p, _ = landscape.loss_table(pred, prompts, task, task_length, method,
+                                            num_prompts=num_prompts, budget=budget)
         return losses, p
     frame = tables.read_table(evaluation, "evaluation_set")
     seqs = prompts_lib.to_arrays(frame["sequence"].to_pylist(), task_length)
@@ -63,7 +66,8 @@ def predict_reliability(*, landscape_path: str, evaluation: str, output: str, pr
     # One representative per prompt class (`Predictor.prompt_classes`): theory merges
     # prompts with identical losses anyway, so this is exact and bounds the table.
     first, inverse = pred.prompt_classes(prompts)
-    losses, p = outcome_table(pred, first, task_source, task_length, method, evaluation)
+    losses, p = outcome_table(pred, first, task_source, task_length, method, evaluation,
+                              num_prompts=len(prompts), budget=enumeration_budget)
     optimal = land["optimal"].to_numpy()
     if np.any(optimal != optimal[np.unique(inverse, return_index=True)[1]][inverse]):
         raise ValueError(f"{landscape_path}: prompts of one class disagree on optimal")

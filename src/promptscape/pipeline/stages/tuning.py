@@ -331,15 +331,17 @@ def _initial_prompts(pred, data, K, V, init, enumeration_budget, *, identity, se
 
 
 class _Scorer:
-    """KL(task || q) by the landscape's rule for a network: exact over all V^T sequences where
-    the landscape enumerates them, else the evaluation set's stratified estimate."""
+    """KL(task || q) by the landscape's rule for a network: exact over the task sequences the
+    landscape enumerates (`landscape.exact_sequences`: all V^T, or the task's support), else
+    the evaluation set's stratified estimate."""
 
     def __init__(self, pred, task, T, V, max_prompt_length, budget, evaluation, device):
         self.pred, self.device, self.vocab_size = pred, device, V
-        if landscape.enumerates(prompts_lib.num_prompts(max_prompt_length, V), T, budget, V):
+        exact = landscape.exact_sequences(task, T, prompts_lib.num_prompts(max_prompt_length, V),
+                                          budget)
+        if exact is not None:  # all V^T sequences, or the task's support
             self.method = "exact_enumeration"
-            self.seqs = prompts_lib.enumerate_sequences(T, V)
-            log_p = task.log_prob(self.seqs)
+            self.seqs, log_p = exact
             self.weights, self.strata = np.exp(log_p), None
         else:
             if evaluation is None:
