@@ -36,7 +36,8 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
             == sum(len(layout.search_outputs(study, e)) for e in exps))
     assert counts["compute_landscape"] == sum(len(layout.per_task(study, e, "landscape"))
                                               for e in exps)
-    assert counts["train_predictor"] == 12  # 6 pretraining sources x 2 networks
+    # 6 pretraining sources x 2 networks, and the words experiment's small LSTM.
+    assert counts["train_predictor"] == 13
     # V^T is enumerated: one table per (experiment, network); the strategies experiment's
     # LSTM is bernmix's network with its own prompts.
     assert counts["score_prompts"] == 13
@@ -60,8 +61,9 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
     # edit_effects' one job on the strategies experiment; bernmix's tuner optima one job),
     # one probe_prior job per predictor of the 6 experiments whose pretraining source is
     # exchangeable (15), the words experiment's jobs (a Bayes landscape, prediction, search,
-    # efficiency, edits and their figures, one task); figures are one job per experiment.
-    assert len(jobs) + 1 <= 285
+    # efficiency, edits and their figures, one task; its LSTM's training, held-out
+    # evaluation, landscape and prediction, 4); figures are one job per experiment.
+    assert len(jobs) + 1 <= 289
     assert counts["tune_optimum"] == 1
     assert counts["probe_prior"] == sum(len(layout.prior_fits(study, e)) for e in exps) == 15
     assert counts["edit_effects"] == 1
