@@ -263,3 +263,36 @@ def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path)
     assert finite.sum() > 700 and (~finite).sum() == 28  # (a leading _, or __: inf)
     gap = np.abs(land["mc_kl"] - land["kl"]).to_numpy()[finite]
     assert (gap <= 5 * land["mc_kl_se"].to_numpy()[finite] + 1e-9).all()
+
+
+def test_the_plan_names_the_landscape_s_method_for_a_word_task_by_the_same_rule():
+    """The plan picks exact_enumeration over the support for a task without
+    out-of-vocabulary words (Bayes and the LSTM alike) and monte_carlo otherwise, and its
+    predicted reliability's outcomes are the support's sequences."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from promptscape.pipeline import config as config_lib
+    from promptscape.pipeline import plan
+
+    raw = yaml.safe_load((Path(__file__).parents[2] / "config" / "config.yaml").read_text())
+    raw = copy.deepcopy(raw)
+    raw["sources"]["dutch_core"] = {"kind": "word_stream", "language": "nl", "words": 20,
+                                    "oov": 0.0}
+    raw["experiments"]["words"]["tasks"].append({"source": "dutch_core",
+                                                 "in_meta_distribution": False})
+    study = config_lib.load(raw)
+    exp = study.experiments["words"]
+    core = exp.task("dutch_core")
+    size = core.source.support_size(exp.task_length)
+    assert 0 < size * plan.num_prompts(exp) <= study.enumeration_budget
+    for predictor in exp.predictors:
+        assert plan.landscape_method(study, exp, predictor, core) == "exact_enumeration"
+        assert plan.landscape_method(study, exp, predictor, exp.task("dutch")) == "monte_carlo"
+    assert plan.exact_sequences(study, exp, core) == size
+    jobs = {(j.rule, j.wildcards.get("predictor"), j.wildcards.get("task")): j
+            for j in plan.jobs(study)}
+    assert jobs[("compute_landscape", "bayes", "dutch_core")].note == "exact_enumeration"
+    assert jobs[("predict_reliability", "bayes", "dutch")].note == "monte_carlo"
