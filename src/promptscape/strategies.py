@@ -206,9 +206,11 @@ def optimum_class(losses: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ moves on prompts
 def random_prompt(rng: np.random.Generator, vocab_size: int, max_length: int,
                   min_length: int = 0) -> str:
-    """A uniform length in min_length..L_max, then uniform symbols."""
+    """A uniform length in min_length..L_max, then uniform symbols, written in the
+    alphabet of V symbols (digits up to 10 symbols, a..z and _ for 27)."""
     length = int(rng.integers(min_length, max_length + 1))
-    return "".join(map(str, rng.integers(0, vocab_size, length)))
+    characters = prompts_lib.alphabet(vocab_size)
+    return "".join(characters[v] for v in rng.integers(0, vocab_size, length))
 
 
 def fresh_start(evaluate: "Evaluator", rng: np.random.Generator, vocab_size: int,

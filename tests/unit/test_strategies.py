@@ -440,3 +440,34 @@ def test_surrogate_needs_its_guide_and_its_queries():
     assert dataclasses.replace(plan, probe_queries=45).budgets_of("surrogate", P) == (45,)
     with pytest.raises(ConfigError, match="surrogate.max_budget == 3, must be null"):
         st.parse({"surrogate": {"max_budget": 3}}, None, "experiments.x")
+
+
+@pytest.mark.parametrize("name", [n for n in st.STRATEGIES if not st.STRATEGIES[n].needs_prior
+                                  and n != "exhaustive"])
+def test_every_strategy_searches_word_prompts_over_27_symbols(name):
+    """Over a..z and _ (V = 27) every prompt a strategy proposes is written in that
+    alphabet: random starts were written as numbers ('1226' for [12, 26]), which annealing
+    and evolutionary search then failed to read (a prompt longer than L_max, a character
+    outside the alphabet)."""
+    vocab, length = 27, 2
+    prompts = prompts_lib.all_prompts(length, vocab)
+    losses = np.random.default_rng(0).random(len(prompts))
+    alphabet = prompts_lib.alphabet(vocab)
+
+    def gradient(prompt):
+        return np.array([[losses[prompts_lib.prompt_index(prompt[:i] + c + prompt[i + 1:],
+                                                          vocab)] for c in alphabet]
+                         for i in range(len(prompt))])
+
+    plan = _plan([name], budgets=(10, 200))
+    done = st.search_run(name, losses, vocab, length, plan.budgets_of(name, len(prompts)),
+                         np.random.default_rng(5), plan.settings(name),
+                         gradient if st.STRATEGIES[name].needs_gradient else None)
+    evaluated = done.trail[done.trail >= 0]
+    assert len(evaluated) > 0 and (evaluated < len(prompts)).all()
+    for _, i, used in done.found:
+        assert used <= 200 and 0 <= i < len(prompts)
+    rng = np.random.default_rng(1)
+    drawn = [st.random_prompt(rng, vocab, length) for _ in range(200)]
+    assert all(len(p) <= length and set(p) <= set(alphabet) for p in drawn)
+    assert {len(p) for p in drawn} == {0, 1, 2}
