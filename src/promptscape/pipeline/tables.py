@@ -511,8 +511,10 @@ ARTIFACTS = {a.name: a for a in [
                            "adds_least_probable, removes_most_probable, "
                            "removes_least_probable, lengthens, shortens or reorders; a step "
                            "of several kinds counts for each"),
-         ("visits", _I, "single-edit steps of this kind"),
-         ("edges", _I, "all edges of this kind in the landscape (edits.edit_edges)"),
+         ("visits", _I, "single-edit steps of this kind (between prompts of finite KL: an "
+                        "edge with an impossible end, KL inf, is left out here and in edges)"),
+         ("edges", _I, "all edges of this kind in the landscape (edits.edit_edges) between "
+                       "prompts of finite KL"),
          ("naive", _F, "least-squares estimate of the kind's mean ΔL_N: kind indicators and "
                        "centred covariates (edits.observational_estimates) (nats)"),
          ("weighted", _F, "propensity-weighted (Hajek) estimate: each step weighted by the "

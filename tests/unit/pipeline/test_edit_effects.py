@@ -55,8 +55,9 @@ def _steps(path, parents, loss):
                   "loss": [loss[PROMPTS.index(c)] for c in child]}, "strategy_steps", path)
 
 
-def _run(tmp_path, parents, noise=LENGTH_NOISE):
+def _run(tmp_path, parents, noise=LENGTH_NOISE, impossible=()):
     kl = np.array([EFFECT * p.count("0") for p in PROMPTS])
+    kl[list(impossible)] = np.inf
     loss = kl + noise * np.array([len(p) for p in PROMPTS])
     _landscape(tmp_path / "land.parquet", kl)
     _steps(tmp_path / "steps.parquet", parents, loss)
@@ -130,3 +131,25 @@ def test_hill_climb_summary_counts_the_missed_runs(tmp_path):
     row = hill_climb_summary([str(path)]).iloc[0]
     assert (row["runs"], row["missed"], row["missed_empirical_local_optimum"],
             row["missed_exact_local_optimum"], row["missed_both_local_optimum"]) == (4, 3, 2, 1, 1)
+
+
+def test_edges_with_an_impossible_end_are_left_out(tmp_path):
+    """Prompts of KL inf (as a word source's leading _ or __): an edge to or from one has no
+    finite change of KL, so it is left out of the visited edges and of all edges alike, and
+    every estimate is finite (the table refused the NaNs of inf - inf before)."""
+    impossible = [i for i, p in enumerate(PROMPTS) if "00" in p]
+    parents = list(range(len(PROMPTS)))
+    out = _run(tmp_path, parents, impossible=impossible)
+    assert np.isfinite(out.select_dtypes("number").to_numpy(dtype=float)).all()
+    edges = edits.edit_edges(L, V)
+    finite = ~np.isin(edges.parent, impossible) & ~np.isin(edges.child, impossible)
+    for kind, mask in edits.kind_masks(edges, [0.2, 0.8]).items():
+        if not (mask & finite).any():
+            assert kind not in out.index
+            continue
+        row = out.loc[kind]
+        assert row["edges"] == row["visits"] == int((mask & finite).sum())
+        truth = np.mean([EFFECT * (PROMPTS[c].count("0") - PROMPTS[p].count("0"))
+                         for p, c in zip(edges.parent[mask & finite],
+                                         edges.child[mask & finite])])
+        assert row["all_kl"] == pytest.approx(truth)

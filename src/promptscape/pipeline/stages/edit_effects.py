@@ -72,9 +72,21 @@ def edit_effects(*, steps: list[str], landscapes: dict, hill_climb_ends: list[st
         if predictor not in landscapes or task not in landscapes[predictor]:
             raise ValueError(f"steps of {predictor} on {task} but no landscape of them")
         kl = _landscape_kl(landscapes[predictor][task], prompts)
-        delta_kl = edits.delta_kl(edges, kl)
+        # An edge with an impossible end (KL inf: a word source's leading _ or __) has no
+        # finite change of KL (inf, or inf - inf): it is left out of the visited edges and
+        # of all edges alike, so every mean is over edges between possible prompts.
+        finite = np.isfinite(kl[edges.child]) & np.isfinite(kl[edges.parent])
+        with np.errstate(invalid="ignore"):
+            delta_kl = edits.delta_kl(edges, kl)
         part = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        for row in judge(part, delta_kl, masks[task]):
+        kept = finite[part["edge"]]
+        if not finite.all():
+            log.info("%s %s %s N=%d: %d of %d edges and %d of %d visited steps have an "
+                     "impossible end (KL inf) and are left out", experiment, predictor, task,
+                     N, int((~finite).sum()), len(finite), int((~kept).sum()), len(kept))
+        part = {k: v[kept] for k, v in part.items()}
+        for row in judge(part, delta_kl, {name: mask & finite
+                                          for name, mask in masks[task].items()}):
             rows.append({"predictor": predictor, "replicate": replicate,
                          "experiment": experiment, "task": task, "N": N,
                          "in_meta_distribution": bool(in_meta_distribution[task]), **row})
