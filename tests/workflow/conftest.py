@@ -125,6 +125,8 @@ def _shared_run(request: pytest.FixtureRequest, fixture: str):
         _start(request.config, fixture)
     workdir = _started[fixture]
     returncode = _wait(workdir)
+    if fixture in _owned:  # reaped here, so that its CPU counts as this setup's
+        _owned[fixture].wait()  # (getrusage of the children waited for)
     if returncode != 0:
         log = (workdir.parent / f"{workdir.name}.log").read_text()
         raise AssertionError(f"snakemake failed ({returncode}):\n{log[-8000:]}")
