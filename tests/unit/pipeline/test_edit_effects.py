@@ -126,7 +126,8 @@ def test_hill_climb_summary_counts_the_missed_runs(tmp_path):
         "seed": range(4), "strategy": "hill_climb", "budget": 30,
         "prompt": ["1", "0", "00", "01"], "found_best": [True, False, False, False],
         "local_optimum_empirical": [True, True, True, False],
-        "local_optimum_exact": [True, True, False, False]}), "hill_climb_ends", path)
+        "local_optimum_exact": [True, True, False, False],
+        "decided_by": "kl_resolution"}), "hill_climb_ends", path)
     row = hill_climb_summary([str(path)]).iloc[0]
     assert (row["runs"], row["missed"], row["missed_empirical_local_optimum"],
             row["missed_exact_local_optimum"], row["missed_both_local_optimum"]) == (4, 3, 2, 1, 1)
