@@ -30,7 +30,8 @@ def _landscape(path, kl):
                   "first_symbol_prediction": [[0.5, 0.5]] * n, "rank": np.zeros(n, int),
                   "optimal": np.zeros(n, bool), "resolved": np.ones(n, bool),
                   "mc_kl": kl, "mc_kl_se": np.zeros(n), "kl_resolution": 1e-13,
-                  "below_resolution": np.asarray(kl) <= 1e-13}, "landscape", path)
+                  "below_resolution": np.asarray(kl) <= 1e-13, "decided_by": "kl_resolution",
+                  "kl_residuals": [[]] * n}, "landscape", path)
 
 
 def _steps(path, parents, loss):

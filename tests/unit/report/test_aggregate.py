@@ -119,7 +119,8 @@ def synthetic_landscape() -> pd.DataFrame:
                          "first_symbol_prediction": [0.5, 0.5], "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
                          "kl_resolution": 1e-13, "below_resolution": kl[p] <= 1e-13,
-                         "mc_kl_se": 0.01})
+                         "mc_kl_se": 0.01, "decided_by": "kl_resolution",
+                         "kl_residuals": []})
     return pd.DataFrame(rows)
 
 
