@@ -259,6 +259,16 @@ def test_an_exact_landscape_keeps_no_residuals_and_decides_by_its_resolution(tmp
     assert landscape.stored_residuals(land["kl_residuals"]) is None
 
 
+def test_figures_draw_no_residuals():
+    from promptscape.report import figures
+
+    land = pd.DataFrame({"predictor": "bayes", "replicate": 0, "task": "t", "prompt": PROMPTS,
+                         "rank": range(len(PROMPTS)), "kl": np.linspace(0, 1, len(PROMPTS)),
+                         "kl_residuals": [np.zeros(M)] * len(PROMPTS)})
+    points, _ = figures.landscape_points(land)
+    assert "kl_residuals" not in points.columns and len(points) == len(PROMPTS)
+
+
 @pytest.mark.parametrize("column", ["decided_by"])
 def test_every_deciding_artifact_says_which_rule_decided(column):
     for name in ("landscape", "edits", "local_optima", "transfer", "tuning", "hill_climb_ends"):
