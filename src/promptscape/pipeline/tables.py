@@ -47,6 +47,9 @@ class Artifact:
     doc: str
     fields: tuple  # (name, pyarrow type, description) or (name, type, description, NULLABLE)
     sort_key: tuple[str, ...]
+    # Columns `read_table` reads only when asked for by name (large, and needed by few
+    # readers: a monte_carlo landscape's per-sequence residuals).
+    on_request: tuple[str, ...] = ()
 
     def __post_init__(self):
         for field in self.fields:
@@ -59,9 +62,10 @@ class Artifact:
         if keyed:
             raise ValueError(f"artifact {self.name}: sort-key columns {keyed} are nullable")
         columns = [field[0] for field in self.fields]
-        unknown = [k for k in self.sort_key if k not in columns]
+        unknown = [k for k in self.sort_key + self.on_request if k not in columns]
         if unknown:
-            raise ValueError(f"artifact {self.name}: sort-key columns {unknown} are not columns")
+            raise ValueError(f"artifact {self.name}: sort-key or on-request columns {unknown} "
+                             "are not columns")
         dims = self.dimensions
         if self.sort_key[:len(dims)] != dims or set(self.sort_key[len(dims):]) & set(DIMENSIONS):
             raise ValueError(f"artifact {self.name}: sort key {self.sort_key} must start with "
@@ -374,8 +378,10 @@ ARTIFACTS = {a.name: a for a in [
                                         "(landscape.TieRule, decided_by paired_se); empty "
                                         "for exact landscapes, and where prompts x evaluation "
                                         "sequences exceed landscape.RESIDUAL_BUDGET (2^24; "
-                                        "readers then decide by se_bound)")),
-        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
+                                        "readers then decide by se_bound); read only when "
+                                        "asked for by name (tables.read columns=...)")),
+        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt"),
+        on_request=("kl_residuals",)),
     Artifact(
         "selections", "{experiment}/aggregate/selections.parquet",
         "One row per (predictor, task, selection, N, seed): the prompt the search chose and "
@@ -1094,7 +1100,8 @@ def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = 
     """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table;
     the `dictionary` columns as dictionary-encoded arrays (as Parquet stores repetitive
     strings: each distinct value once, rows as integer codes); only `columns` where given
-    (the file's schema is checked whole all the same)."""
+    (the file's schema is checked whole all the same). Without `columns`, an artifact's
+    `Artifact.on_request` columns are left out."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError(f"no {artifact or 'artifact'} files to read")
@@ -1105,6 +1112,9 @@ def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = 
             if names != expected:
                 raise ValueError(f"{p} is not a {artifact} table: columns {names}, "
                                  f"expected {expected}")
+    if columns is None and artifact is not None and ARTIFACTS[artifact].on_request:
+        skip = ARTIFACTS[artifact].on_request
+        columns = tuple(n for n in ARTIFACTS[artifact].schema.names if n not in skip)
     parts = []
     for p in paths:
         part = _read(p, lambda q: pq.read_table(

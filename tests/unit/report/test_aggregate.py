@@ -381,7 +381,7 @@ def run_stage(root, searches, landscapes, imd=None, expected=GRID):
 def rewrite(path, change):
     """Rewrite one search or landscape file with `change` applied to its rows."""
     artifact = tables.artifact_of(path)
-    frame = tables.read(path, artifact)
+    frame = tables.read(path, artifact, columns=tables.ARTIFACTS[artifact].schema.names)
     tables.write(change(frame), artifact, path)
 
 

@@ -230,8 +230,13 @@ def _surrogate_losses(path: str | None, queries: int | None, prompts: list[str],
                                    V)
 
 
+# The landscape columns the hill-climb ends read (its rule: `landscape.landscape_rule`).
+LANDSCAPE_COLUMNS = ("prompt", "method", "kl", "kl_se", "rank", "optimal", "kl_resolution",
+                     "kl_residuals")
+
+
 def _landscape(path: str, prompts: list[str]):
-    frame = tables.read(path, "landscape")
+    frame = tables.read(path, "landscape", columns=LANDSCAPE_COLUMNS)
     if frame["prompt"].tolist() != prompts:
         raise ValueError(f"{path}: the landscape does not hold the {len(prompts)} prompts of "
                          "the search, in canonical order")
