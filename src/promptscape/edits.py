@@ -47,6 +47,14 @@ bitwise equal, since a count class is computed once; the tolerance absorbs the r
 ``L - H`` between classes that are mathematically equal, and nothing wider: two KLs 1e-9
 nats apart differ, and an edit between them improves.
 
+Estimated landscapes (``monte_carlo``) decide by their standard errors instead: the caller
+passes the landscape's `landscape.TieRule` (`landscape.landscape_rule` of its columns) as
+the tolerance, and an edge improves only when its child is shown less than its parent by a
+one-sided z-test at the landscape's Bonferroni level, with the paired standard error of the
+two KLs (from the landscape's ``kl_residuals``) or, where it keeps none, the bound
+``kl_se(a) + kl_se(b)``; two KLs neither of which is shown less are equal (unresolved).
+docs/science.md, "Every reader of an estimated landscape decides by its standard errors".
+
 Edit kinds
 ----------
 `EDIT_KINDS` is the registry (a new kind is one entry): each kind selects edges relative to

@@ -4,9 +4,11 @@ experiment, from its landscapes (issue 28; the science is `promptscape.edits`).
 One job per experiment writes three aggregates:
 
 ``edits``
-    per (predictor, replicate, task, edit kind): the distribution of the exact ΔKL of every
-    single edit of every prompt (`edits.summarise_kinds`); kinds that need a tied most or
-    least probable symbol have no rows for that task, and the log says why.
+    per (predictor, replicate, task, edit kind): the distribution of the ΔKL of every single
+    edit of every prompt (`edits.summarise_kinds`), exact or estimated as the landscape is,
+    each edit's verdict by the landscape's rule (`landscape.TieRule`, column decided_by);
+    kinds that need a tied most or least probable symbol have no rows for that task, and
+    the log says why.
 ``local_optima``
     a row per local optimum of each landscape (`edits.local_structure`).
 ``transfer``
