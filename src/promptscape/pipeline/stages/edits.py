@@ -87,7 +87,8 @@ class Landscape:
                 f"task {self.task!r}")
 
 
-# The landscape columns the stage reads (not the list columns, the costliest to read).
+# The landscape columns the stage reads: not the list columns, the costliest to read, but
+# kl_residuals (empty where exact), which an estimated landscape's rule decides by.
 COLUMNS = ("predictor", "replicate", "experiment", "task", "prompt", "method", "kl", "kl_se",
            "kl_resolution", "optimal", "kl_residuals")
 
