@@ -491,7 +491,8 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
     kind with no edges has NaN quantiles."""
     kl = _check_landscape(edges, kl)
     rule = tie_rule(kl, tolerance)
-    delta = kl[edges.child] - kl[edges.parent]
+    with np.errstate(invalid="ignore"):  # inf - inf: two impossible prompts, no effect
+        delta = kl[edges.child] - kl[edges.parent]
     se = rule.difference_se(edges.child, edges.parent)
     width = rule.width(se)
     with np.errstate(invalid="ignore"):
@@ -577,7 +578,8 @@ def local_structure(edges: Edges, kl: np.ndarray,
     if np.any(parent[1:] < parent[:-1]):  # `edit_edges` sorts by parent; others may not
         order = np.argsort(parent, kind="stable")
         parent, child = parent[order], child[order]
-    delta = kl[child] - kl[parent]
+    with np.errstate(invalid="ignore"):  # inf - inf: two impossible prompts, no effect
+        delta = kl[child] - kl[parent]
     width = rule.width(rule.difference_se(child, parent))
     with np.errstate(invalid="ignore"):
         improving = delta < -width
@@ -628,8 +630,9 @@ class Regret:
     """Regret under the target of some of its prompts: ``mean``, ``min``, ``max`` over
     them, each ``KL_target(s) - KL_target(b)`` with b the target's least KL (its best
     estimate under Monte Carlo); ``se``, the standard error of ``mean`` by the target's rule
-    (0 exact); ``shown``, whether ``mean`` is told from 0 by that rule (exact: above the
-    tolerance; estimated: above z * se, `landscape.TieRule`)."""
+    (0 exact); ``shown``, whether some of the prompts is shown worse than b by that rule
+    (`landscape.TieRule`: exact, a regret above the tolerance; estimated, the paired test at
+    the landscape's Bonferroni level), that is, lies outside the target's optimal class."""
 
     mean: float
     min: float
@@ -638,29 +641,42 @@ class Regret:
     shown: bool = False
 
 
-def regret_of(target_kl: np.ndarray, indices, rule: landscape.TieRule | float | None = None
-              ) -> Regret:
+def regret_of(target_kl: np.ndarray, indices, rule: landscape.TieRule | float | None = None,
+              optimal: np.ndarray | None = None) -> Regret:
     """The target's `Regret` of its prompts at `indices` (a prompt may appear more than
-    once: the picks of several seeds), by the target's rule (`tie_rule`)."""
+    once: the picks of several seeds), by the target's rule (`tie_rule`). ``shown``: some
+    prompt lies outside the target's `optimal` class (the landscape's column, where given),
+    else outside the prompts the rule does not show worse than the best.
+
+    Why membership and not the mean: a mean over many unresolved members of an estimated
+    class is resolved above 0 (each is above the best estimate, itself the least of P noisy
+    values, and averaging shrinks the error), so a landscape's optimal class would "cost"
+    something under its own landscape; the verdict asks whether the target can show any of
+    the prompts worse than its optimum."""
     target_kl = np.asarray(target_kl, dtype=np.float64)
     rule = tie_rule(target_kl, rule)
     indices = np.asarray(indices, dtype=np.int64)
     best = int(np.argmin(target_kl))
     regret = target_kl[indices] - target_kl[best]
     se = rule.mean_difference_se(indices, best)
-    mean = float(regret.mean())
-    return Regret(mean, float(regret.min()), float(regret.max()), se,
-                  bool(mean > float(rule.width(se))))
+    if optimal is None:
+        outside = rule.less(target_kl, np.full(len(indices), best), indices)
+    else:
+        outside = ~np.asarray(optimal, dtype=bool)[indices]
+    return Regret(float(regret.mean()), float(regret.min()), float(regret.max()), se,
+                  bool(outside.any()))
 
 
 def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
                     target_prompts: Sequence[str], target_kl: np.ndarray, *,
                     source: str = "source", target: str = "target",
-                    rule: landscape.TieRule | float | None = None) -> Regret:
+                    rule: landscape.TieRule | float | None = None,
+                    target_optimal: np.ndarray | None = None) -> Regret:
     """Regret under the target landscape of the source's optimal class (docs/science.md,
     "Transfer regret"), over the whole class: the target's KL of each of the source's
     optimal prompts minus the target's optimum (over all of the target's prompts), with its
-    standard error and verdict by the target's `rule` (`regret_of`).
+    standard error and verdict by the target's `rule` and `target_optimal` class
+    (`regret_of`).
 
     The two landscapes are matched by prompt, so they may list prompts in different orders
     or lengths; a source optimum missing from the target is a ValueError naming `source`,
@@ -687,11 +703,12 @@ def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
             raise ValueError(f"the optimal prompts of {source} are missing from the landscape "
                              f"of {target}: {shown}{more}")
         indices = np.array([where[p] for p in best], dtype=np.int64)
-    return regret_of(target_kl, indices, rule)
+    return regret_of(target_kl, indices, rule, target_optimal)
 
 
 def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray,
-                     rule: landscape.TieRule | float | None = None) -> dict[str, Regret]:
+                     rule: landscape.TieRule | float | None = None,
+                     optimal: np.ndarray | None = None) -> dict[str, Regret]:
     """The target's own `Regret` of two baselines: the empty prompt (``empty``) and the
     median prompt (``median``, the lower median of the KLs; the first in canonical order
     among equals)."""
@@ -699,8 +716,8 @@ def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray,
     order = np.argsort(target_kl, kind="stable")
     empty = list(target_prompts).index("")
     median = int(order[(len(order) - 1) // 2])
-    return {"empty": regret_of(target_kl, [empty], rule),
-            "median": regret_of(target_kl, [median], rule)}
+    return {"empty": regret_of(target_kl, [empty], rule, optimal),
+            "median": regret_of(target_kl, [median], rule, optimal)}
 
 
 # ------------------------------------------------------------------ observational estimate

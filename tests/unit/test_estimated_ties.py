@@ -190,6 +190,12 @@ def test_a_transfer_regret_within_its_standard_error_is_not_shown():
     assert np.isclose(regret.se, rule.difference_se([member], [int(np.argmin(kl))])[0])
     worse = edits.transfer_regret(PROMPTS, true > 1, PROMPTS, kl, rule=rule)
     assert worse.shown
+    # A landscape's optimal class under itself costs nothing it can show, though the mean
+    # over its members may be resolved above the best estimate.
+    for given in (optimal, None):
+        whole = edits.transfer_regret(PROMPTS, optimal, PROMPTS, kl, rule=rule,
+                                      target_optimal=given)
+        assert whole.mean > 0 and not whole.shown
     # Exact: shown when above the tolerance.
     assert edits.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=TINY).shown
 

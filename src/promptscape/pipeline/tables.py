@@ -968,10 +968,11 @@ ARTIFACTS = {a.name: a for a in [
                            "the paired error of the mean difference from the target's best "
                            "estimate; se_bound: the mean kl_se of the prompts plus the "
                            "best's)"),
-         ("regret_shown", _B, "regret is told from 0 by the target's rule: above "
-                              "kl_resolution (exact) or above z regret_se (estimated, z the "
-                              "target's Bonferroni critical value); false: the prompts "
-                              "transfer at no cost the target can show"),
+         ("regret_shown", _B, "some of those prompts lies outside the target's optimal "
+                              "class, shown worse than its best by the target's rule "
+                              "(regret above kl_resolution where exact; the paired test at "
+                              "the target's Bonferroni level where estimated); false: the "
+                              "prompts transfer at no cost the target can show"),
          ("target_method", _S, "the target landscape's method (under monte_carlo the "
                                "regrets are estimates)"),
          _DECIDED_BY),

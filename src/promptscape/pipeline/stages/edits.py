@@ -232,7 +232,8 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
                 rows.append(_row(PREDICTORS, OPTIMAL_CLASS, source, target,
                                  _regret(source, target), source.optimal.sum()))
             for kind, regret in edits_lib.baseline_regrets(target.prompts, target.kl,
-                                                           target.rule).items():
+                                                           target.rule,
+                                                           target.optimal).items():
                 rows.append(_row(PREDICTORS, kind, target, target, regret, 1))
     if chosen is not None:
         rows += _search_rows(by_task, chosen)
@@ -251,7 +252,7 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
 def _regret(source: Landscape, target: Landscape) -> edits_lib.Regret:
     return edits_lib.transfer_regret(source.prompts, source.optimal, target.prompts,
                                      target.kl, source=source.name(), target=target.name(),
-                                     rule=target.rule)
+                                     rule=target.rule, target_optimal=target.optimal)
 
 
 def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
@@ -275,7 +276,7 @@ def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
                                          f"{missing[:5]}")
                     regret = edits_lib.regret_of(target.kl,
                                                  [where[p] for p in part["prompt"]],
-                                                 target.rule)
+                                                 target.rule, target.optimal)
                     rows.append(_row(PREDICTORS, SEARCH, source, target, regret, len(part),
                                      search_n=int(N)))
     return rows
