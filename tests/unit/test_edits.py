@@ -337,7 +337,8 @@ def test_transfer_regret_is_over_the_source_class_against_the_target_optimum():
     source_optimal = np.isin(prompts, ["00", "11"])
     regret = edits.transfer_regret(prompts, source_optimal, prompts, target)
     assert (regret.mean, regret.min, regret.max) == (5.0, 4.5, 5.5)
-    assert edits.baseline_regrets(prompts, target) == {"empty": 2.5, "median": 2.5}
+    assert {k: r.mean for k, r in edits.baseline_regrets(prompts, target).items()} == {
+        "empty": 2.5, "median": 2.5}
 
 
 def test_a_prompt_missing_from_the_target_names_both_landscapes():

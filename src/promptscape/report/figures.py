@@ -444,8 +444,10 @@ def landscape_points(land: pd.DataFrame, limit: int = MAX_POINTS,
     `members`, the prompts it stands for; where more than `limit` points remain, the `top`
     best by rank and `limit` - `top` evenly spaced by rank among the rest, so that the
     curve of KL against rank keeps its shape with 131,071 prompts. The note is empty where
-    every prompt is drawn."""
+    every prompt is drawn. The rows leave out ``kl_residuals`` (M floats a prompt)."""
     keys = [k for k in ("predictor", "replicate", "task") if k in land.columns]
+    # The residuals of an estimated landscape decide comparisons; no figure draws them.
+    land = land.drop(columns=["kl_residuals"], errors="ignore")
     parts, notes = [], set()
     for _, group in land.groupby(keys, sort=False):
         sig = pd.DataFrame({"rank": group["rank"].to_numpy(), "kl": _sig(group["kl"]).to_numpy()})
