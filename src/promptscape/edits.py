@@ -487,8 +487,19 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
     improving among edges whose parent is near the top (KL within `near_top` nats of the
     optimum: ``near_top_edges``, ``share_improving_near_top``) and among the rest
     (``rest_edges``, ``share_improving_rest``), and the median and largest standard error of
-    ΔKL (``se_median``, ``se_max``: 0 on an exact landscape). A share over no edges is NaN; a
-    kind with no edges has NaN quantiles."""
+    ΔKL (``se_median``, ``se_max``: 0 on an exact landscape). An edit between two prompts of
+    infinite KL (both impossible under the predictor) has no ΔKL (inf - inf): it is counted in
+    ``undefined_edges`` and left out of every other statistic. A share over no edges is NaN;
+    a kind with no edges (with a ΔKL) has NaN quantiles.
+
+    >>> kl = np.array([0.5, np.inf, np.inf])  # "", "0", "1": both one-symbol prompts impossible
+    >>> rows = {r["kind"]: r for r in summarise_kinds(edit_edges(1, 2), kl, [0.7, 0.3])}
+    >>> r = rows["adds_least_probable"]  # "" -> "1" (+inf) and "0" -> "1" (inf - inf)
+    >>> r["edges"], r["undefined_edges"], r["median"], r["share_improving"]
+    (2, 1, inf, 0.0)
+    >>> rows["lengthens"]["median"], rows["lengthens"]["undefined_edges"]
+    (inf, 0)
+    """
     kl = _check_landscape(edges, kl)
     rule = tie_rule(kl, tolerance)
     with np.errstate(invalid="ignore"):  # inf - inf: two impossible prompts, no effect
@@ -499,12 +510,14 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
         improving = delta < -width
         unresolved = np.abs(delta) <= width
     top = (kl - kl.min() <= near_top)[edges.parent]
+    defined = ~np.isnan(delta)
     rows = []
-    for name, mask in kind_masks(edges, marginals).items():
+    for name, every in kind_masks(edges, marginals).items():
+        mask = every & defined
         d = delta[mask]
-        q1, median, q3 = np.quantile(d, [0.25, 0.5, 0.75]) if len(d) else (np.nan,) * 3
+        q1, median, q3 = _quantiles(d, (0.25, 0.5, 0.75)) if len(d) else (np.nan,) * 3
         rows.append({
-            "kind": name, "edges": int(mask.sum()),
+            "kind": name, "edges": int(every.sum()), "undefined_edges": int((every & ~defined).sum()),
             "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
             "share_improving": _share(improving, mask),
             "share_unresolved": _share(unresolved, mask),
@@ -516,6 +529,32 @@ def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
             "se_max": float(se[mask].max()) if len(d) else np.nan,
         })
     return rows
+
+
+def _quantiles(values: np.ndarray, qs) -> list[float]:
+    """numpy's linear quantiles where the two order statistics around the quantile are
+    finite; where one is infinite (an edit to or from an impossible prompt), the nearer of the
+    two (numpy's interpolation makes NaN of a median between two infinite ΔKLs, or between
+    -inf and inf).
+
+    >>> _quantiles(np.array([0.0, 1.0]), (0.25,)), _quantiles(np.array([np.inf, np.inf]), (0.5,))
+    ([0.25], [inf])
+    >>> _quantiles(np.array([-np.inf, 0.0, np.inf]), (0.2, 0.5, 0.8))
+    [-inf, 0.0, inf]
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    out = []
+    for q in qs:
+        position = q * (len(x) - 1)
+        low, high = int(np.floor(position)), int(np.ceil(position))
+        weight = position - low
+        if x[low] == x[high] or weight == 0:
+            out.append(float(x[low]))
+        elif np.isfinite(x[low]) and np.isfinite(x[high]):
+            out.append(float(x[low] + (x[high] - x[low]) * weight))
+        else:
+            out.append(float(x[low] if weight < 0.5 else x[high]))
+    return out
 
 
 def tie_tolerance(kl: np.ndarray, tolerance: float | None = None) -> float:

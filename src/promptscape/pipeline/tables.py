@@ -876,6 +876,9 @@ ARTIFACTS = {a.name: a for a in [
          ("method", _S, "the landscape's method (exact_counts, exact_enumeration or "
                         "monte_carlo)"),
          ("edges", _I, "edits of the kind over all prompts"),
+         ("undefined_edges", _I, "of those, the edits between two prompts of infinite KL "
+                                 "(both impossible under the predictor: no ΔKL, inf - inf); "
+                                 "left out of every statistic of the row"),
          ("delta_median", _F, "median ΔKL = KL(child) - KL(parent) over the kind's edits "
                               "(nats; negative: the edit improves); null when the kind has "
                               "no edits (L_max 0)", NULLABLE),

@@ -168,6 +168,7 @@ def _kind_rows(land: Landscape, edges, marginals, near_top, imd) -> list[dict]:
         "predictor": land.predictor, "replicate": land.replicate,
         "experiment": land.experiment, "task": land.task, "edit_kind": row["kind"],
         "in_meta_distribution": bool(imd), "method": land.method, "edges": row["edges"],
+        "undefined_edges": row["undefined_edges"],
         "delta_median": row["median"], "delta_q25": row["q1"], "delta_q75": row["q3"],
         "share_improving": row["share_improving"],
         "share_unresolved": row["share_unresolved"],
