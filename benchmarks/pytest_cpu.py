@@ -1,6 +1,8 @@
 """CPU time of each test, as a pytest plugin: on a shared machine wall times say little.
 
-    python -m pytest -p benchmarks.pytest_cpu [--cpu-report cpu.tsv] [tests ...]
+    python -m pytest -n 0 -p benchmarks.pytest_cpu [--cpu-report cpu.tsv] [tests ...]
+
+(`-n 0`: in one process; under pytest-xdist the workers' CPU would not reach this summary.)
 
 Each test's CPU is user + system time of pytest's process and of every child it waited for
 (`resource.getrusage` of RUSAGE_SELF and RUSAGE_CHILDREN; a Snakemake run and its jobs count
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import resource
 import shutil
-import subprocess
 import time
 from collections import defaultdict
 
@@ -116,8 +117,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _copier(conftest, source: str):
     def start(config: pytest.Config, fixture: str) -> None:
         name, _ = conftest.SHARED[fixture]
-        workdir = config._tmp_path_factory.mktemp(name)
-        shutil.copytree(f"{source}/{name}", workdir, symlinks=True, dirs_exist_ok=True)
-        log = open(workdir.parent / f"{workdir.name}.log", "w+")
-        conftest._started[fixture] = (workdir, subprocess.Popen(["true"]), log)
+        workdir = conftest._root(config) / name
+        if not workdir.exists():
+            shutil.copytree(f"{source}/{name}", workdir, symlinks=True)
+            (workdir.parent / f"{name}.log").write_text("")
+            (workdir.parent / f"{name}.rc").write_text("0\n")  # a complete run
+        conftest._started[fixture] = workdir
     return start

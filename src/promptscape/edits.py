@@ -47,6 +47,14 @@ bitwise equal, since a count class is computed once; the tolerance absorbs the r
 ``L - H`` between classes that are mathematically equal, and nothing wider: two KLs 1e-9
 nats apart differ, and an edit between them improves.
 
+Estimated landscapes (``monte_carlo``) decide by their standard errors instead: the caller
+passes the landscape's `landscape.TieRule` (`landscape.landscape_rule` of its columns) as
+the tolerance, and an edge improves only when its child is shown less than its parent by a
+one-sided z-test at the landscape's Bonferroni level, with the paired standard error of the
+two KLs (from the landscape's ``kl_residuals``) or, where it keeps none, the bound
+``kl_se(a) + kl_se(b)``; two KLs neither of which is shown less are equal (unresolved).
+docs/science.md, "Every reader of an estimated landscape decides by its standard errors".
+
 Edit kinds
 ----------
 `EDIT_KINDS` is the registry (a new kind is one entry): each kind selects edges relative to
@@ -470,33 +478,83 @@ def kind_masks(edges: Edges, marginals,
 
 
 def summarise_kinds(edges: Edges, kl: np.ndarray, marginals, *,
-                    tolerance: float | None = None,
+                    tolerance: float | landscape.TieRule | None = None,
                     near_top: float = DEFAULT_NEAR_TOP) -> list[dict]:
     """One row per available kind: ``kind``, ``edges``, the ΔKL distribution's ``median``,
-    ``q1``, ``q3`` and ``iqr`` (numpy's linear quantiles), ``share_improving`` (ΔKL <
-    -tolerance), and that share among edges whose parent is near the top (KL within
-    `near_top` nats of the optimum: ``near_top_edges``, ``share_improving_near_top``) and
-    among the rest (``rest_edges``, ``share_improving_rest``). A share over no edges is NaN;
-    a kind with no edges has NaN quantiles."""
+    ``q1``, ``q3`` and ``iqr`` (numpy's linear quantiles), ``share_improving`` (the child
+    shown less than the parent by the landscape's rule, `tie_rule`: exact, ΔKL <
+    -tolerance), ``share_unresolved`` (ΔKL told from 0 in neither direction), that share
+    improving among edges whose parent is near the top (KL within `near_top` nats of the
+    optimum: ``near_top_edges``, ``share_improving_near_top``) and among the rest
+    (``rest_edges``, ``share_improving_rest``), and the median and largest standard error of
+    ΔKL (``se_median``, ``se_max``: 0 on an exact landscape). An edit between two prompts of
+    infinite KL (both impossible under the predictor) has no ΔKL (inf - inf): it is counted in
+    ``undefined_edges`` and left out of every other statistic. A share over no edges is NaN;
+    a kind with no edges (with a ΔKL) has NaN quantiles.
+
+    >>> kl = np.array([0.5, np.inf, np.inf])  # "", "0", "1": both one-symbol prompts impossible
+    >>> rows = {r["kind"]: r for r in summarise_kinds(edit_edges(1, 2), kl, [0.7, 0.3])}
+    >>> r = rows["adds_least_probable"]  # "" -> "1" (+inf) and "0" -> "1" (inf - inf)
+    >>> r["edges"], r["undefined_edges"], r["median"], r["share_improving"]
+    (2, 1, inf, 0.0)
+    >>> rows["lengthens"]["median"], rows["lengthens"]["undefined_edges"]
+    (inf, 0)
+    """
     kl = _check_landscape(edges, kl)
-    tolerance = tie_tolerance(kl, tolerance)
-    delta = kl[edges.child] - kl[edges.parent]
-    improving = delta < -tolerance
+    rule = tie_rule(kl, tolerance)
+    with np.errstate(invalid="ignore"):  # inf - inf: two impossible prompts, no effect
+        delta = kl[edges.child] - kl[edges.parent]
+    se = rule.difference_se(edges.child, edges.parent)
+    width = rule.width(se)
+    with np.errstate(invalid="ignore"):
+        improving = delta < -width
+        unresolved = np.abs(delta) <= width
     top = (kl - kl.min() <= near_top)[edges.parent]
+    defined = ~np.isnan(delta)
     rows = []
-    for name, mask in kind_masks(edges, marginals).items():
+    for name, every in kind_masks(edges, marginals).items():
+        mask = every & defined
         d = delta[mask]
-        q1, median, q3 = np.quantile(d, [0.25, 0.5, 0.75]) if len(d) else (np.nan,) * 3
+        q1, median, q3 = _quantiles(d, (0.25, 0.5, 0.75)) if len(d) else (np.nan,) * 3
         rows.append({
-            "kind": name, "edges": int(mask.sum()),
+            "kind": name, "edges": int(every.sum()), "undefined_edges": int((every & ~defined).sum()),
             "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
             "share_improving": _share(improving, mask),
+            "share_unresolved": _share(unresolved, mask),
             "near_top_edges": int((mask & top).sum()),
             "share_improving_near_top": _share(improving, mask & top),
             "rest_edges": int((mask & ~top).sum()),
             "share_improving_rest": _share(improving, mask & ~top),
+            "se_median": float(np.median(se[mask])) if len(d) else np.nan,
+            "se_max": float(se[mask].max()) if len(d) else np.nan,
         })
     return rows
+
+
+def _quantiles(values: np.ndarray, qs) -> list[float]:
+    """numpy's linear quantiles where the two order statistics around the quantile are
+    finite; where one is infinite (an edit to or from an impossible prompt), the nearer of the
+    two (numpy's interpolation makes NaN of a median between two infinite ΔKLs, or between
+    -inf and inf).
+
+    >>> _quantiles(np.array([0.0, 1.0]), (0.25,)), _quantiles(np.array([np.inf, np.inf]), (0.5,))
+    ([0.25], [inf])
+    >>> _quantiles(np.array([-np.inf, 0.0, np.inf]), (0.2, 0.5, 0.8))
+    [-inf, 0.0, inf]
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    out = []
+    for q in qs:
+        position = q * (len(x) - 1)
+        low, high = int(np.floor(position)), int(np.ceil(position))
+        weight = position - low
+        if x[low] == x[high] or weight == 0:
+            out.append(float(x[low]))
+        elif np.isfinite(x[low]) and np.isfinite(x[high]):
+            out.append(float(x[low] + (x[high] - x[low]) * weight))
+        else:
+            out.append(float(x[low] if weight < 0.5 else x[high]))
+    return out
 
 
 def tie_tolerance(kl: np.ndarray, tolerance: float | None = None) -> float:
@@ -509,6 +567,16 @@ def tie_tolerance(kl: np.ndarray, tolerance: float | None = None) -> float:
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance == {tolerance}, must be a finite number of nats >= 0")
     return tolerance
+
+
+def tie_rule(kl: np.ndarray, tolerance: float | landscape.TieRule | None = None
+             ) -> landscape.TieRule:
+    """The rule edits decide by: `tolerance` itself where it is a `landscape.TieRule` (an
+    estimated landscape's, `landscape.landscape_rule`), else the exact rule of width
+    `tie_tolerance`. Module doc, "Improvement and ties"."""
+    if isinstance(tolerance, landscape.TieRule):
+        return tolerance
+    return landscape.TieRule(tie_tolerance(kl, tolerance))
 
 
 # ------------------------------------------------------------------ local structure
@@ -533,18 +601,27 @@ class LocalStructure:
 
 
 def local_structure(edges: Edges, kl: np.ndarray,
-                    tolerance: float | None = None) -> LocalStructure:
+                    tolerance: float | landscape.TieRule | None = None,
+                    optimal: np.ndarray | None = None) -> LocalStructure:
     """Local optima, plateaus, steepest-descent sinks and basins (module doc) under the
-    neighbourhood of `edges` (all four operations, or those `edit_edges` was given)."""
+    neighbourhood of `edges` (all four operations, or those `edit_edges` was given), by the
+    landscape's rule (`tie_rule`). On an estimated landscape an edit improves only when its
+    child is shown less, neighbours join a plateau when neither is shown less, and the
+    local optima in the landscape's `optimal` class (``(P,)`` bool, where given) are one
+    plateau, the optimum's: the evaluation set does not tell them apart from its best."""
     kl = _check_landscape(edges, kl)
-    tolerance = tie_tolerance(kl, tolerance)
+    rule = tie_rule(kl, tolerance)
+    tolerance = rule.tolerance
     P = len(kl)
     parent, child = edges.parent, edges.child
     if np.any(parent[1:] < parent[:-1]):  # `edit_edges` sorts by parent; others may not
         order = np.argsort(parent, kind="stable")
         parent, child = parent[order], child[order]
-    delta = kl[child] - kl[parent]
-    improving = delta < -tolerance
+    with np.errstate(invalid="ignore"):  # inf - inf: two impossible prompts, no effect
+        delta = kl[child] - kl[parent]
+    width = rule.width(rule.difference_se(child, parent))
+    with np.errstate(invalid="ignore"):
+        improving = delta < -width
     up, down = parent[improving], child[improving]
     optimum = np.ones(P, dtype=bool)
     optimum[up] = False
@@ -567,10 +644,15 @@ def local_structure(edges: Edges, kl: np.ndarray,
         sink = further
     basin = np.bincount(sink, minlength=P).astype(np.int64)
 
-    # Plateaus: components of the equal-KL edges between local optima.
-    flat = optimum[parent] & optimum[child] & (np.abs(delta) <= tolerance)
-    graph = sparse.coo_matrix((np.ones(int(flat.sum())), (parent[flat], child[flat])),
-                              shape=(P, P)).tocsr()
+    # Plateaus: components of the equal-KL edges between local optima (and, estimated,
+    # of the optimal class's local optima, chained).
+    with np.errstate(invalid="ignore"):
+        flat = optimum[parent] & optimum[child] & (np.abs(delta) <= width)
+    rows, cols = parent[flat], child[flat]
+    if rule.is_estimated and optimal is not None:
+        members = np.flatnonzero(optimum & np.asarray(optimal, dtype=bool))
+        rows, cols = np.r_[rows, members[:-1]], np.r_[cols, members[1:]]
+    graph = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(P, P)).tocsr()
     _, labels = csgraph.connected_components(graph, directed=True, connection="weak")
     members = np.flatnonzero(optimum)
     plateau = np.full(P, -1, dtype=np.int64)
@@ -584,20 +666,56 @@ def local_structure(edges: Edges, kl: np.ndarray,
 # ------------------------------------------------------------------ transfer
 @dataclasses.dataclass(frozen=True)
 class Regret:
-    """Regret under the target of the source's optimal class: ``mean``, ``min``, ``max``
-    over the class, each ``KL_target(s) - min KL_target``."""
+    """Regret under the target of some of its prompts: ``mean``, ``min``, ``max`` over
+    them, each ``KL_target(s) - KL_target(b)`` with b the target's least KL (its best
+    estimate under Monte Carlo); ``se``, the standard error of ``mean`` by the target's rule
+    (0 exact); ``shown``, whether some of the prompts is shown worse than b by that rule
+    (`landscape.TieRule`: exact, a regret above the tolerance; estimated, the paired test at
+    the landscape's Bonferroni level), that is, lies outside the target's optimal class."""
 
     mean: float
     min: float
     max: float
+    se: float = 0.0
+    shown: bool = False
+
+
+def regret_of(target_kl: np.ndarray, indices, rule: landscape.TieRule | float | None = None,
+              optimal: np.ndarray | None = None) -> Regret:
+    """The target's `Regret` of its prompts at `indices` (a prompt may appear more than
+    once: the picks of several seeds), by the target's rule (`tie_rule`). ``shown``: some
+    prompt lies outside the target's `optimal` class (the landscape's column, where given),
+    else outside the prompts the rule does not show worse than the best.
+
+    Why membership and not the mean: a mean over many unresolved members of an estimated
+    class is resolved above 0 (each is above the best estimate, itself the least of P noisy
+    values, and averaging shrinks the error), so a landscape's optimal class would "cost"
+    something under its own landscape; the verdict asks whether the target can show any of
+    the prompts worse than its optimum."""
+    target_kl = np.asarray(target_kl, dtype=np.float64)
+    rule = tie_rule(target_kl, rule)
+    indices = np.asarray(indices, dtype=np.int64)
+    best = int(np.argmin(target_kl))
+    regret = target_kl[indices] - target_kl[best]
+    se = rule.mean_difference_se(indices, best)
+    if optimal is None:
+        outside = rule.less(target_kl, np.full(len(indices), best), indices)
+    else:
+        outside = ~np.asarray(optimal, dtype=bool)[indices]
+    return Regret(float(regret.mean()), float(regret.min()), float(regret.max()), se,
+                  bool(outside.any()))
 
 
 def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
                     target_prompts: Sequence[str], target_kl: np.ndarray, *,
-                    source: str = "source", target: str = "target") -> Regret:
+                    source: str = "source", target: str = "target",
+                    rule: landscape.TieRule | float | None = None,
+                    target_optimal: np.ndarray | None = None) -> Regret:
     """Regret under the target landscape of the source's optimal class (docs/science.md,
     "Transfer regret"), over the whole class: the target's KL of each of the source's
-    optimal prompts minus the target's optimum (over all of the target's prompts).
+    optimal prompts minus the target's optimum (over all of the target's prompts), with its
+    standard error and verdict by the target's `rule` and `target_optimal` class
+    (`regret_of`).
 
     The two landscapes are matched by prompt, so they may list prompts in different orders
     or lengths; a source optimum missing from the target is a ValueError naming `source`,
@@ -614,7 +732,7 @@ def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
     if not best:
         raise ValueError(f"{source}: the optimal class is empty")
     if len(target_prompts) == len(source_prompts) and list(target_prompts) == list(source_prompts):
-        values = target_kl[source_optimal]
+        indices = np.flatnonzero(source_optimal)
     else:
         where = {p: i for i, p in enumerate(target_prompts)}
         missing = [p for p in best if p not in where]
@@ -623,19 +741,22 @@ def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise ValueError(f"the optimal prompts of {source} are missing from the landscape "
                              f"of {target}: {shown}{more}")
-        values = target_kl[[where[p] for p in best]]
-    regret = values - target_kl.min()
-    return Regret(float(regret.mean()), float(regret.min()), float(regret.max()))
+        indices = np.array([where[p] for p in best], dtype=np.int64)
+    return regret_of(target_kl, indices, rule, target_optimal)
 
 
-def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray) -> dict[str, float]:
-    """The target's own regret of two baselines: the empty prompt (``empty``) and the
-    median prompt (``median``, the lower median of the KLs)."""
+def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray,
+                     rule: landscape.TieRule | float | None = None,
+                     optimal: np.ndarray | None = None) -> dict[str, Regret]:
+    """The target's own `Regret` of two baselines: the empty prompt (``empty``) and the
+    median prompt (``median``, the lower median of the KLs; the first in canonical order
+    among equals)."""
     target_kl = np.asarray(target_kl, dtype=np.float64)
-    ordered = np.sort(target_kl)
+    order = np.argsort(target_kl, kind="stable")
     empty = list(target_prompts).index("")
-    return {"empty": float(target_kl[empty] - ordered[0]),
-            "median": float(ordered[(len(ordered) - 1) // 2] - ordered[0])}
+    median = int(order[(len(order) - 1) // 2])
+    return {"empty": regret_of(target_kl, [empty], rule, optimal),
+            "median": regret_of(target_kl, [median], rule, optimal)}
 
 
 # ------------------------------------------------------------------ observational estimate

@@ -64,6 +64,7 @@ comparisons with the best); the other prompts are dense-ranked from 1 by their e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import NormalDist
 
@@ -569,3 +570,148 @@ def optimal_class_estimated(losses: np.ndarray, alpha: float = ESTIMATE_ALPHA) -
     losses = np.asarray(losses, dtype=np.float64)
     return classify(losses.mean(axis=1), losses, alpha)[1]
 
+
+
+# ------------------------------------------------------------------ one rule for every reader
+# `decided_by`, the column of every artifact that tells two values apart: which rule did.
+KL_RESOLUTION = "kl_resolution"  # exact values: the KL's floating-point resolution (`resolution`)
+PAIRED_SE = "paired_se"  # estimates: one-sided z-test by the stratified paired standard error
+SE_BOUND = "se_bound"  # estimates without per-sequence values: the bound se(a) + se(b)
+FLOAT32_RESOLUTION = "float32_resolution"  # tuning's exact scores: relative float32 resolution
+DECIDED_BY = (KL_RESOLUTION, PAIRED_SE, SE_BOUND, FLOAT32_RESOLUTION)
+# A monte_carlo landscape keeps its KL residuals (`paired_residuals`) where prompts times
+# evaluation sequences is at most this many values (128 MiB of float64: 757 word prompts on
+# 300 sequences are 227,100); beyond it its readers decide by `SE_BOUND`.
+RESIDUAL_BUDGET = 1 << 24
+# The most bytes of residual differences `TieRule.difference_se` holds at once.
+DIFFERENCE_BYTES = 1 << 27
+
+
+def paired_residuals(values: np.ndarray, weights: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """Per-sequence values ``(P, M)`` (a prompt's KL or loss on each evaluation sequence)
+    as residuals ``(P, M)`` whose row differences give every paired standard error: each
+    value minus its stratum's mean, times ``W_k / sqrt(n_k (n_k - 1))`` (W_k the stratum's
+    weight, n_k its sequences). Then ``sqrt(sum_i (r_a,i - r_b,i)^2)`` is exactly
+    `stratified_mean`'s standard error of ``v_a - v_b`` (the paired SE of KL(a) - KL(b)),
+    the norm of one row is that of ``v_a`` (kl_se), and the norm of a mean of rows minus
+    another row is the paired SE of a mean difference: the variance
+    ``sum_k W_k^2 s_k^2 / n_k`` is a sum of squares of the within-stratum deviations.
+
+    A row holding +inf (an impossible prompt: its KL is inf exactly) is all zeros, as its
+    standard error is 0."""
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    weights = np.asarray(weights, dtype=np.float64)
+    strata = np.asarray(strata)
+    infinite = ~np.isfinite(values).all(axis=1)
+    values = np.where(infinite[:, None], 0.0, values)
+    out = np.empty_like(values)
+    for k in np.unique(strata):
+        members = strata == k
+        n = int(members.sum())
+        if n < 2:
+            raise ValueError(f"stratum {k} has {n} sequence; a standard error needs >= 2")
+        block = values[:, members]
+        scale = float(weights[members].sum()) / math.sqrt(n * (n - 1))
+        out[:, members] = (block - block.mean(axis=1, keepdims=True)) * scale
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TieRule:
+    """When one KL of a landscape is shown less than another, and when two are equal: the
+    one rule every reader of a landscape decides by (docs/science.md, "Ties").
+
+    Exact landscapes (`kl_se` None): ``a < b`` when ``KL(a) < KL(b) - tolerance``, the
+    landscape's ``kl_resolution``. Estimated landscapes: when ``KL(a) - KL(b) < -max(
+    tolerance, z * se(a - b))``, a one-sided z-test at the landscape's Bonferroni level
+    (`estimate_critical_z` of its P prompts: the critical z of its optimal class), with
+    se(a - b) the paired standard error from the residuals (`paired_residuals`, ``(P, M)``)
+    where the landscape keeps them (`PAIRED_SE`), else the bound ``kl_se(a) + kl_se(b)``
+    (`SE_BOUND`: sd(X - Y) <= sd(X) + sd(Y) whatever their correlation, so it is valid and
+    conservative). Two values are equal when neither is shown less (unresolved)."""
+
+    tolerance: float
+    kl_se: np.ndarray | None = None
+    residuals: np.ndarray | None = None
+    z: float = 0.0
+
+    @classmethod
+    def estimated(cls, tolerance: float, kl_se, residuals=None,
+                  alpha: float = ESTIMATE_ALPHA) -> "TieRule":
+        """The rule of an estimated landscape of ``len(kl_se)`` prompts."""
+        kl_se = np.asarray(kl_se, dtype=np.float64)
+        if residuals is not None:
+            residuals = np.asarray(residuals, dtype=np.float64)
+            if residuals.ndim != 2 or residuals.shape[0] != len(kl_se):
+                raise ValueError(f"residuals of shape {residuals.shape} for {len(kl_se)} "
+                                 "prompts")
+        return cls(float(tolerance), kl_se, residuals, estimate_critical_z(len(kl_se), alpha))
+
+    @property
+    def is_estimated(self) -> bool:
+        return self.kl_se is not None
+
+    @property
+    def decided_by(self) -> str:
+        if not self.is_estimated:
+            return KL_RESOLUTION
+        return PAIRED_SE if self.residuals is not None else SE_BOUND
+
+    def difference_se(self, a, b, *, max_bytes: int = DIFFERENCE_BYTES) -> np.ndarray:
+        """Standard error of ``KL(a) - KL(b)`` for index arrays `a`, `b` ``(n,)``: paired,
+        bounded or 0 (exact), as `decided_by` says."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        if not self.is_estimated:
+            return np.zeros(np.broadcast(a, b).shape)
+        if self.residuals is None:
+            return self.kl_se[a] + self.kl_se[b]
+        a, b = np.broadcast_arrays(a, b)
+        out = np.empty(a.shape)
+        step = max(1, int(max_bytes) // (8 * max(1, self.residuals.shape[1])))
+        for i in range(0, len(a), step):
+            diff = self.residuals[a[i:i + step]] - self.residuals[b[i:i + step]]
+            out[i:i + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return out
+
+    def mean_difference_se(self, group, b: int) -> float:
+        """Standard error of ``mean over s in group of KL(s) - KL(b)`` (a regret averaged
+        over prompts): paired, the norm of the mean residual row minus b's; bounded, the mean
+        of kl_se over the group plus kl_se(b) (the triangle inequality); 0 when exact."""
+        group = np.asarray(group, dtype=np.int64)
+        if not self.is_estimated:
+            return 0.0
+        if self.residuals is None:
+            return float(self.kl_se[group].mean() + self.kl_se[b])
+        return float(np.linalg.norm(self.residuals[group].mean(axis=0) - self.residuals[b]))
+
+    def width(self, se) -> np.ndarray:
+        """The least difference shown, for differences of standard error `se`."""
+        return np.maximum(self.tolerance, self.z * np.asarray(se, dtype=np.float64))
+
+    def less(self, kl, a, b) -> np.ndarray:
+        """``(n,)``: KL(a) shown less than KL(b) (inf ties inf; a NaN difference is not
+        shown)."""
+        kl = np.asarray(kl, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return kl[a] - kl[b] < -self.width(self.difference_se(a, b))
+
+
+def landscape_rule(method: str, kl_resolution: float, kl_se=None, residuals=None) -> TieRule:
+    """The `TieRule` of a landscape artifact's columns: exact methods decide by
+    `kl_resolution`; ``monte_carlo`` by its standard errors, paired where `residuals`
+    ``(P, M)`` are given (the artifact's ``kl_residuals``), else bounded."""
+    if method != "monte_carlo":
+        return TieRule(float(kl_resolution))
+    if kl_se is None:
+        raise ValueError("an estimated landscape's rule needs its standard errors")
+    return TieRule.estimated(kl_resolution, kl_se, residuals)
+
+
+def stored_residuals(column) -> np.ndarray | None:
+    """A landscape's ``kl_residuals`` column (one sequence of M floats per prompt) as
+    ``(P, M)``, or None where it holds none (an exact landscape, or an estimated one over
+    `RESIDUAL_BUDGET`)."""
+    rows = list(column)
+    if not rows or len(rows[0]) == 0:
+        return None
+    return np.stack([np.asarray(r, dtype=np.float64) for r in rows])

@@ -45,7 +45,7 @@ def test_tables_sort_word_prompts_in_symbol_order(tmp_path):
              "first_symbol_prediction": [[1.0] for _ in range(n)], "rank": np.zeros(n, int),
              "optimal": np.ones(n, bool), "resolved": np.ones(n, bool), "kl_resolution": 0.0,
              "below_resolution": np.zeros(n, bool), "mc_kl": np.ones(n),
-             "mc_kl_se": np.zeros(n)}
+             "mc_kl_se": np.zeros(n), "decided_by": "paired_se", "kl_residuals": [[]] * n}
     tables.write(frame, "landscape", tmp_path / "l.parquet")
     assert tables.read_table(tmp_path / "l.parquet", "landscape")["prompt"].to_pylist() == prompts
     order = pd.DataFrame({"prompt": ["_", "b", "a", ""]}).sort_values(

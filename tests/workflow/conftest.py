@@ -14,16 +14,25 @@ a rerun) works on `copy_run(run, tmp_path)`. Each fixture checks, when the sessi
 that every file of its run is as it was after the run (contents and modification times;
 `fingerprint`), so a test that changed one fails there rather than misleading the tests
 after it.
+
+Under pytest-xdist (the suite's default, `-n auto --maxprocesses 2` in pyproject.toml) each
+run is still made once per session: the first worker to collect starts it, under a file lock,
+in a folder all workers share; the run writes its exit status to `<name>.rc` when it ends,
+and every worker that needs it waits for that file. A worker that started a run waits for it
+at the end of its session (another worker may still need it), unless the session was
+interrupted.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import time
 from pathlib import Path
-from typing import IO
 
 import pytest
+from filelock import FileLock
 
 from workflow_helpers import (NEURAL, REPO, TINY, environment, fingerprint,
                               snakemake_command)
@@ -35,17 +44,56 @@ SHARED = {  # fixture: (name, config)
     "selection_run": ("selection", DATA / "selection" / "config.yaml"),
     "strategies_run": ("strategies", DATA / "strategies" / "config.yaml"),
 }
-_started: dict[str, tuple[Path, subprocess.Popen, IO[str]]] = {}
+RUN_TIMEOUT = 900  # seconds a test waits for a shared run
+_started: dict[str, Path] = {}  # fixture: its run folder (this process's or another worker's)
+_owned: dict[str, subprocess.Popen] = {}  # the runs this process started
+
+
+def _root(config: pytest.Config) -> Path:
+    """The folder of the shared runs: the session's temporary root, which all xdist workers of
+    one session share (each worker's own base folder is below it)."""
+    base = config._tmp_path_factory.getbasetemp()  # the tmp_path_factory fixture's
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-runs"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 def _start(config: pytest.Config, fixture: str) -> None:
     name, configfile = SHARED[fixture]
-    workdir = config._tmp_path_factory.mktemp(name)  # the tmp_path_factory fixture's
-    log = open(workdir.parent / f"{workdir.name}.log", "w+")
-    proc = subprocess.Popen(snakemake_command(workdir, configfile), stdout=log,
-                            stderr=subprocess.STDOUT, env=environment(),
-                            preexec_fn=lambda: os.nice(10))
-    _started[fixture] = (workdir, proc, log)
+    root = _root(config)
+    workdir = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not workdir.exists():
+            workdir.mkdir()
+            # The run writes its exit status beside its folder when it ends, for whichever
+            # worker waits for it.
+            command = (f"{shlex.join(snakemake_command(workdir, configfile))} "
+                       f"> {shlex.quote(str(root / (name + '.log')))} 2>&1; "
+                       f"echo $? > {shlex.quote(str(root / (name + '.rc.tmp')))} && "
+                       f"mv {shlex.quote(str(root / (name + '.rc.tmp')))} "
+                       f"{shlex.quote(str(root / (name + '.rc')))}")
+            _owned[fixture] = subprocess.Popen(["sh", "-c", command], env=environment(),
+                                               preexec_fn=lambda: os.nice(10),
+                                               start_new_session=True)
+    _started[fixture] = workdir
+
+
+def _wait(workdir: Path, timeout: float = RUN_TIMEOUT) -> int:
+    done = workdir.parent / f"{workdir.name}.rc"
+    deadline = time.monotonic() + timeout
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the shared run {workdir.name} did not end in {timeout} s")
+        time.sleep(0.2)
+    return int(done.read_text())
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 9)  # the shell, Snakemake and its jobs
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -56,22 +104,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _start(session.config, fixture)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    for _, proc, log in _started.values():  # a run no test waited for (a session cut short)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A run no test of this process waited for: without xdist no test needs it any more (a
+    # session cut short); under xdist another worker may, unless the session was interrupted.
+    waits = (os.environ.get("PYTEST_XDIST_WORKER")
+             and exitstatus != pytest.ExitCode.INTERRUPTED and not session.shouldstop)
+    for fixture, proc in _owned.items():
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+            if waits:
+                try:
+                    proc.wait(timeout=RUN_TIMEOUT)
+                    continue
+                except subprocess.TimeoutExpired:
+                    pass
+            _kill(proc)
 
 
 def _shared_run(request: pytest.FixtureRequest, fixture: str):
     if fixture not in _started:  # not started at collection (a test that asks for it late)
         _start(request.config, fixture)
-    workdir, proc, log = _started[fixture]
-    proc.wait(timeout=900)
-    if proc.returncode != 0:
-        log.seek(0)
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{log.read()[-8000:]}")
+    workdir = _started[fixture]
+    returncode = _wait(workdir)
+    if fixture in _owned:  # reaped here, so that its CPU counts as this setup's
+        _owned[fixture].wait()  # (getrusage of the children waited for)
+    if returncode != 0:
+        log = (workdir.parent / f"{workdir.name}.log").read_text()
+        raise AssertionError(f"snakemake failed ({returncode}):\n{log[-8000:]}")
     before = fingerprint(workdir)
     yield workdir
     after = fingerprint(workdir)

@@ -72,7 +72,9 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                              "optimal": [False, True, False],
                              "resolved": True, "mc_kl": kl,
                              "mc_kl_se": 0.01, "kl_resolution": 1e-13,
-                             "below_resolution": [k <= 1e-13 for k in kl]})
+                             "below_resolution": [k <= 1e-13 for k in kl],
+                             "decided_by": "kl_resolution",
+                             "kl_residuals": [[]] * len(PROMPTS)})
     rows = [(p, t.name, t.in_meta_distribution) for p in exp.predictors for t in exp.tasks]
     if artifact == "reliability":
         return pd.DataFrame([
@@ -103,14 +105,15 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
              "edit_kind": kind, "in_meta_distribution": imd, "method": "exact_counts",
              "edges": 4, "delta_median": -0.1, "delta_q25": -0.2, "delta_q75": 0.1,
              "share_improving": 0.75, "near_top_edges": 1, "share_improving_near_top": 0.0,
-             "rest_edges": 3, "share_improving_rest": 1.0, "se_method": "exact",
-             "delta_se_median": 0.0, "delta_se_max": 0.0}
+             "rest_edges": 3, "share_improving_rest": 1.0, "share_unresolved": 0.25,
+             "decided_by": "kl_resolution", "delta_se_median": 0.0, "delta_se_max": 0.0}
             for p, t, imd in rows for kind in ("lengthens", "shortens")])
     if artifact == "local_optima":
         return pd.DataFrame([
             {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
              "prompt": "0", "prompt_length": 1, "kl": 0.1, "kl_above_optimum": 0.0,
-             "optimal": True, "plateau": 0, "basin_size": 3} for p, t, _ in rows])
+             "optimal": True, "plateau": 0, "basin_size": 3, "decided_by": "kl_resolution"}
+            for p, t, _ in rows])
     if artifact == "transfer":
         return pd.DataFrame([
             {"experiment": exp.name, "comparison": "predictors",
@@ -119,7 +122,8 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
              "target_predictor": b, "target_replicate": 0, "source_task": t,
              "target_task": t, "search_N": None, "source_count": 1,
              "regret": 0.0 if a == b else 0.02, "regret_min": 0.0, "regret_max": 0.02,
-             "target_method": "exact_counts"}
+             "regret_se": 0.0, "regret_shown": a != b, "target_method": "exact_counts",
+             "decided_by": "kl_resolution"}
             for a, t, _ in rows for b in exp.predictors])
     return pd.DataFrame([
         {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,

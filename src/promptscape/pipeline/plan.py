@@ -317,7 +317,10 @@ def job_seconds(study, job: Job) -> float:
     if rule == "analyse_edits":
         exp = study.experiments[w["experiment"]]
         units = sum(study.replicates(p) for p in exp.predictors) * len(exp.tasks)
-        return seconds + units * num_edges(exp) * EDGE_SECONDS
+        paired = estimated_landscapes(study, exp) * (residual_values(exp) > 0)
+        return seconds + num_edges(exp) * (
+            units * EDGE_SECONDS
+            + 2 * paired * exp.evaluation_size * RESIDUAL_EDGE_SECONDS)
     if predictor is None:
         return seconds  # simulations, aggregates and figures: no evaluations
     if rule == "score_prompts":
@@ -446,7 +449,9 @@ def _landscape(study, rule: str, w: dict) -> Job:
     if tabulated:
         work += _table_bytes(exp)
     if method == "monte_carlo":
-        work += 4 * C * M * F64
+        # The paired losses and classification; the kl_residuals, expanded to P rows and
+        # as the written list column.
+        work += 4 * C * M * F64 + 3 * residual_values(exp) * F64
     elif method == "exact_counts":
         evals += C * num_classes(exp, T)
     elif not enumerates(study, exp):  # the task's support, scored besides the evaluation set
@@ -739,6 +744,24 @@ def _aggregate_tuning(study, rule: str, w: dict) -> Job:
 # edits_speed.py: 0.55 s for the 4,980,740 edits of binary L_max 16).
 EDGE_BYTES = 80
 EDGE_SECONDS = 1.2e-7
+# An estimated landscape's paired errors: seconds per edit and evaluation sequence
+# (`landscape.TieRule.difference_se`, twice: local structure and kind summaries; measured
+# 3.1e-8 for the 42,228 edits of 757 word prompts on 300 sequences, 2 shared cores).
+RESIDUAL_EDGE_SECONDS = 3e-8
+
+
+def residual_values(exp) -> int:
+    """Floats of a monte_carlo landscape's ``kl_residuals`` (P x M; none beyond
+    `landscape.RESIDUAL_BUDGET`, whose readers then decide by the bound)."""
+    values = num_prompts(exp) * exp.evaluation_size
+    return values if values <= landscape.RESIDUAL_BUDGET else 0
+
+
+def estimated_landscapes(study, exp) -> int:
+    """The experiment's landscapes (per predictor, replicate and task) that are
+    ``monte_carlo``."""
+    return sum(landscape_method(study, exp, p, task) == "monte_carlo"
+               for p, _ in study.predictor_replicates(exp) for task in exp.tasks)
 
 
 def num_edges(exp) -> int:
@@ -752,13 +775,22 @@ def num_edges(exp) -> int:
 
 def _analyse_edits(study, rule: str, w: dict) -> Job:
     """The edge list and its temporaries, and every landscape of the experiment and of the
-    experiments it shares a task with, read at once (prompt strings and KL columns)."""
+    experiments it shares a task with, read at once (prompt strings and KL columns; an
+    estimated landscape's kl_residuals as pandas arrays and stacked, and a block of their
+    differences; another experiment's landscapes counted as estimated where this one's
+    networks are)."""
     exp = study.experiments[w["experiment"]]
     P, L = num_prompts(exp), exp.max_prompt_length
-    lands = len(layout.per_task(study, exp, "landscape")) + len(
-        layout.transfer_sources(study, exp))
+    foreign = len(layout.transfer_sources(study, exp))
+    lands = len(layout.per_task(study, exp, "landscape")) + foreign
+    estimated = estimated_landscapes(study, exp) + (0 if enumerates(study, exp) else foreign)
+    residuals = estimated * 2 * residual_values(exp) * F64
+    if estimated and residual_values(exp):
+        residuals += min(num_edges(exp) * exp.evaluation_size * F64,
+                         landscape.DIFFERENCE_BYTES)
     return Job(rule, w, 0, BASELINE_BYTES + num_edges(exp) * EDGE_BYTES
-               + lands * (_strings(P, L) + 4 * P * F64), f"{num_edges(exp)} edits at most")
+               + lands * (_strings(P, L) + 4 * P * F64) + residuals,
+               f"{num_edges(exp)} edits at most")
 
 
 # The cost model of each rule: (study, rule, wildcards) -> Job.

@@ -47,6 +47,9 @@ class Artifact:
     doc: str
     fields: tuple  # (name, pyarrow type, description) or (name, type, description, NULLABLE)
     sort_key: tuple[str, ...]
+    # Columns `read_table` reads only when asked for by name (large, and needed by few
+    # readers: a monte_carlo landscape's per-sequence residuals).
+    on_request: tuple[str, ...] = ()
 
     def __post_init__(self):
         for field in self.fields:
@@ -59,9 +62,10 @@ class Artifact:
         if keyed:
             raise ValueError(f"artifact {self.name}: sort-key columns {keyed} are nullable")
         columns = [field[0] for field in self.fields]
-        unknown = [k for k in self.sort_key if k not in columns]
+        unknown = [k for k in self.sort_key + self.on_request if k not in columns]
         if unknown:
-            raise ValueError(f"artifact {self.name}: sort-key columns {unknown} are not columns")
+            raise ValueError(f"artifact {self.name}: sort-key or on-request columns {unknown} "
+                             "are not columns")
         dims = self.dimensions
         if self.sort_key[:len(dims)] != dims or set(self.sort_key[len(dims):]) & set(DIMENSIONS):
             raise ValueError(f"artifact {self.name}: sort key {self.sort_key} must start with "
@@ -152,6 +156,16 @@ PATH_RANGES = {"first": "seed", "last": "seed"}
 _SEQUENCE = ("sequence", _S, "the task sequence: T symbols, digits 0..V-1")
 _PROMPT = ("prompt", _S, "prompt as a string of the digits 0..V-1; '' is the empty prompt")
 _PLEN = ("prompt_length", _I, "number of symbols in the prompt")
+# Which rule told two KLs apart (landscape.DECIDED_BY; docs/science.md, "Ties"): the same
+# column wherever a comparison decides something.
+_DECIDED_BY = ("decided_by", _S, "the rule that decided this row's comparisons "
+                                 "(landscape.TieRule): kl_resolution (exact values, within the "
+                                 "KL's floating-point resolution), paired_se (estimates: a "
+                                 "one-sided z-test by the paired standard error at the "
+                                 "landscape's Bonferroni level), se_bound (estimates whose "
+                                 "landscape keeps no residuals: the same test by the bound "
+                                 "se(a) + se(b)) or float32_resolution (tuning's exact "
+                                 "scores, relative 1e-5)")
 
 # The predicted proportion correct (promptscape.theory) of one (predictor, task, N), and the
 # variance decomposition of its (predictor, task): shared by the per-predictor table and the
@@ -353,8 +367,22 @@ ARTIFACTS = {a.name: a for a in [
          ("below_resolution", _B, ("kl <= kl_resolution: the KL is not told from 0 by the "
                                    "arithmetic; reported as below resolution, not as a number")),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
-         ("mc_kl_se", _F, "standard error of mc_kl")),
-        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
+         ("mc_kl_se", _F, "standard error of mc_kl"),
+         _DECIDED_BY,
+         ("kl_residuals", pa.list_(_F), "monte_carlo only: the prompt's KL on each evaluation "
+                                        "sequence, in the evaluation set's row order, minus "
+                                        "its stratum's mean and scaled by W_k / sqrt(n_k "
+                                        "(n_k - 1)) (landscape.paired_residuals), so that the "
+                                        "paired standard error of KL(a) - KL(b) is the norm "
+                                        "of the difference of two rows (and kl_se the norm "
+                                        "of one): what every reader decides by "
+                                        "(landscape.TieRule, decided_by paired_se); empty "
+                                        "for exact landscapes, and where prompts x evaluation "
+                                        "sequences exceed landscape.RESIDUAL_BUDGET (2^24; "
+                                        "readers then decide by se_bound); read only when "
+                                        "asked for by name (tables.read columns=...)")),
+        ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt"),
+        on_request=("kl_residuals",)),
     Artifact(
         "selections", "{experiment}/aggregate/selections.parquet",
         "One row per (predictor, task, selection, N, seed): the prompt the search chose and "
@@ -460,8 +488,10 @@ ARTIFACTS = {a.name: a for a in [
          ("found_best", _B, "as in strategy_runs: the prompt attains the empirical minimum"),
          ("local_optimum_empirical", _B, "no neighbour has lower L_N on this D_N (by the "
                                          "strategies' relative tie tolerance 1e-12)"),
-         ("local_optimum_exact", _B, "no neighbour has lower KL in the landscape (by more "
-                                     "than the landscape's kl_resolution, its tie rule)")),
+         ("local_optimum_exact", _B, "no neighbour has lower KL in the landscape by its rule "
+                                     "(decided_by: by more than kl_resolution where exact; "
+                                     "shown lower by the standard error where estimated)"),
+         _DECIDED_BY),
         ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
     Artifact(
         "strategies", "{experiment}/aggregate/strategies.parquet",
@@ -666,15 +696,20 @@ ARTIFACTS = {a.name: a for a in [
          ("optimum_kl", _F, "the exhaustive optimum's KL at the experiment's L_max, from the "
                             "landscape"),
          ("below_optimum", _I, "seeds whose KL is below optimum_kl (beyond float32 "
-                               "resolution)"),
+                               "resolution) and, on an estimated landscape, shown below every "
+                               "member m of its optimal class: kl + z kl_se < kl_m - z "
+                               "kl_se_m, z the landscape's Bonferroni critical value "
+                               "(decided_by se_bound)"),
          ("proportion_below_optimum", _F, "below_optimum / seeds"),
          ("below_optimum_ci_low", _F, "Wilson 95% interval, lower bound"),
          ("below_optimum_ci_high", _F, "Wilson 95% interval, upper bound"),
          ("below_search", _I, "seeds whose KL is below their searched hard prompt's (beyond "
-                              "float32 resolution)"),
+                              "float32 resolution; estimated: shown below it, as "
+                              "below_optimum)"),
          ("proportion_below_search", _F, "below_search / seeds"),
          ("below_search_ci_low", _F, "Wilson 95% interval, lower bound"),
          ("below_search_ci_high", _F, "Wilson 95% interval, upper bound"),
+         _DECIDED_BY,
          ("kl_minus_search_median", _F, "median over seeds of the paired difference "
                                         "kl - KL(s_hat)"),
          ("proportion_overfit", _F, "share of seeds that overfit (tuning_runs.overfit)"),
@@ -845,15 +880,24 @@ ARTIFACTS = {a.name: a for a in [
          ("method", _S, "the landscape's method (exact_counts, exact_enumeration or "
                         "monte_carlo)"),
          ("edges", _I, "edits of the kind over all prompts"),
+         ("undefined_edges", _I, "of those, the edits between two prompts of infinite KL "
+                                 "(both impossible under the predictor: no ΔKL, inf - inf); "
+                                 "left out of every statistic of the row"),
          ("delta_median", _F, "median ΔKL = KL(child) - KL(parent) over the kind's edits "
                               "(nats; negative: the edit improves); null when the kind has "
                               "no edits (L_max 0)", NULLABLE),
          ("delta_q25", _F, "25th percentile of ΔKL (linear interpolation); null with "
                            "delta_median", NULLABLE),
          ("delta_q75", _F, "75th percentile of ΔKL; null with delta_median", NULLABLE),
-         ("share_improving", _F, "share of the kind's edits with ΔKL below minus the "
-                                 "landscape's kl_resolution (its tie rule); null with "
-                                 "delta_median", NULLABLE),
+         ("share_improving", _F, "share of the kind's edits whose child is shown better than "
+                                 "its parent by the landscape's rule (decided_by: exact, ΔKL "
+                                 "below minus kl_resolution; estimated, ΔKL below minus z "
+                                 "times its standard error, z the landscape's Bonferroni "
+                                 "critical value); null with delta_median", NULLABLE),
+         ("share_unresolved", _F, "share of the kind's edits whose ΔKL that rule tells from "
+                                  "0 in neither direction (exact: equal KLs; estimated: not "
+                                  "resolved by the evaluation set); null with delta_median",
+          NULLABLE),
          ("near_top_edges", _I, "the kind's edits whose parent's KL is within 0.01 nats of "
                                 "the optimum (promptscape.edits.DEFAULT_NEAR_TOP)"),
          ("share_improving_near_top", _F, "share improving among those; null where there are "
@@ -862,25 +906,23 @@ ARTIFACTS = {a.name: a for a in [
                             "optimum)"),
          ("share_improving_rest", _F, "share improving among those; null where there are "
                                       "none", NULLABLE),
-         ("se_method", _S, "exact (an exact landscape: every ΔKL has standard error 0) or "
-                           "unpaired (a monte_carlo landscape: sqrt(kl_se(child)^2 + "
-                           "kl_se(parent)^2), from the landscape's own standard errors; the "
-                           "landscape keeps no per-sequence losses, so the paired error of "
-                           "promptscape.edits.delta_standard_error would need the predictor "
-                           "run again; the unpaired one overstates it where the losses of "
-                           "two neighbouring prompts are positively correlated)"),
+         _DECIDED_BY,
          ("delta_se_median", _F, "median over the kind's edits of the standard error of ΔKL "
-                                 "(se_method); null with delta_median", NULLABLE),
+                                 "by decided_by (0 exact; paired_se: the paired error from "
+                                 "the landscape's kl_residuals; se_bound: kl_se(child) + "
+                                 "kl_se(parent)); null with delta_median", NULLABLE),
          ("delta_se_max", _F, "greatest such standard error; null with delta_median",
           NULLABLE)),
         ("predictor", "replicate", "experiment", "task", "edit_kind")),
     Artifact(
         "local_optima", "{experiment}/aggregate/local_optima.parquet",
         "Local structure of every landscape (promptscape.edits.local_structure): a row per "
-        "local optimum, a prompt that no single edit improves (strictly: by more than "
-        "the landscape's kl_resolution, its tie rule), with its plateau (local optima of equal KL connected by edits) and "
-        "its basin under steepest descent (each prompt moves to its best improving "
-        "neighbour, ties to the canonical first).",
+        "local optimum, a prompt that no single edit improves (its child shown better by the "
+        "landscape's rule, decided_by: by more than kl_resolution where exact, by z standard "
+        "errors of the difference where estimated), with its plateau (local optima of equal "
+        "KL connected by edits; on an estimated landscape the optimal class's local optima "
+        "are one plateau) and its basin under steepest descent (each prompt moves to its "
+        "best improving neighbour, ties to the canonical first).",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK, _PROMPT, _PLEN,
          ("kl", _F, "KL of the prompt from the landscape (nats)"),
          ("kl_above_optimum", _F, "kl minus the landscape's least KL (nats; 0 at the global "
@@ -890,7 +932,8 @@ ARTIFACTS = {a.name: a for a in [
                          "order of each plateau's first member: count plateaus by distinct "
                          "values"),
          ("basin_size", _I, "prompts whose steepest descent ends at this prompt (itself "
-                            "included); the basins of a landscape partition its prompts")),
+                            "included); the basins of a landscape partition its prompts"),
+         _DECIDED_BY),
         ("predictor", "replicate", "experiment", "task", "prompt_length", "prompt")),
     Artifact(
         "transfer", "{experiment}/aggregate/transfer.parquet",
@@ -928,8 +971,18 @@ ARTIFACTS = {a.name: a for a in [
          ("regret", _F, "mean over those prompts of KL_target(s) - min KL_target (nats)"),
          ("regret_min", _F, "least of those regrets"),
          ("regret_max", _F, "greatest of those regrets"),
+         ("regret_se", _F, "standard error of regret by decided_by (0 exact; paired_se: "
+                           "the paired error of the mean difference from the target's best "
+                           "estimate; se_bound: the mean kl_se of the prompts plus the "
+                           "best's)"),
+         ("regret_shown", _B, "some of those prompts lies outside the target's optimal "
+                              "class, shown worse than its best by the target's rule "
+                              "(regret above kl_resolution where exact; the paired test at "
+                              "the target's Bonferroni level where estimated); false: the "
+                              "prompts transfer at no cost the target can show"),
          ("target_method", _S, "the target landscape's method (under monte_carlo the "
-                               "regrets are estimates)")),
+                               "regrets are estimates)"),
+         _DECIDED_BY),
         ("experiment", "comparison", "source_prompts", "source_experiment", "source_predictor",
          "source_replicate", "source_task", "target_predictor", "target_replicate",
          "target_task")),
@@ -1055,7 +1108,8 @@ def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = 
     """Read one artifact file, or several of one artifact concatenated, as a pyarrow Table;
     the `dictionary` columns as dictionary-encoded arrays (as Parquet stores repetitive
     strings: each distinct value once, rows as integer codes); only `columns` where given
-    (the file's schema is checked whole all the same)."""
+    (the file's schema is checked whole all the same). Without `columns`, an artifact's
+    `Artifact.on_request` columns are left out."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError(f"no {artifact or 'artifact'} files to read")
@@ -1066,6 +1120,9 @@ def read_table(path, artifact: str | None = None, dictionary: tuple[str, ...] = 
             if names != expected:
                 raise ValueError(f"{p} is not a {artifact} table: columns {names}, "
                                  f"expected {expected}")
+    if columns is None and artifact is not None and ARTIFACTS[artifact].on_request:
+        skip = ARTIFACTS[artifact].on_request
+        columns = tuple(n for n in ARTIFACTS[artifact].schema.names if n not in skip)
     parts = []
     for p in paths:
         part = _read(p, lambda q: pq.read_table(

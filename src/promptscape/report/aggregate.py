@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from promptscape import landscape as landscape_lib
 from promptscape.neural.tuners import HARD_OPTIMUM, HARD_SEARCH
 from promptscape.pipeline import tables
 from promptscape.strategies import expected_found_best
@@ -493,25 +494,60 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
     budget) over seeds, from its tuning_runs rows, its landscapes (the hard optimum) and its
     tuner_optima (each tuner's own optimum, `tuner_optimum_kl`; the hard optimum for the
     hard-prompt references), with a hard_optimum row per (network, replicate, task, N).
+
     "Below" means by more than `resolution` times the loss (kl + entropy): float32 scores do
-    not resolve less."""
-    optimum = (landscape.groupby(UNIT + ["experiment", "task"], sort=False)["kl"].min()
-               .rename("optimum_kl").reset_index())
-    runs = runs.merge(optimum, on=UNIT + ["experiment", "task"], how="left", validate="m:1")
+    not resolve less (`decided_by` float32_resolution). On an estimated landscape it means
+    shown below as well (`landscape.SE_BOUND`): a seed is below the optimum when its KL is
+    below every member m of the optimal class by z (se + se_m), and below its searched
+    prompt when below it by z (se + se_search), z the landscape's Bonferroni critical value
+    (`landscape.estimate_critical_z` of its P prompts). The tuned network is no prompt of
+    the landscape, so no paired error exists; se(a) + se(b) bounds the error of the
+    difference whatever the correlation (docs/science.md, "Ties")."""
+    keys = UNIT + ["experiment", "task"]
+    estimated = landscape["method"] == "monte_carlo"
+    z = landscape.groupby(keys, sort=False)["kl"].transform("size").map(
+        landscape_lib.estimate_critical_z)
+    bar = landscape.assign(
+        _bar=np.where(landscape["optimal"] & estimated,
+                      landscape["kl"] - z * landscape["kl_se"], np.inf),
+        _z=np.where(estimated, z, 0.0), _estimated=estimated)
+    optimum = bar.groupby(keys, sort=False).agg(
+        optimum_kl=("kl", "min"), _optimum_bar=("_bar", "min"), _z=("_z", "first"),
+        _estimated=("_estimated", "first")).reset_index()
+    runs = runs.merge(optimum, on=keys, how="left", validate="m:1")
     if runs["optimum_kl"].isna().any():
         bad = runs.loc[runs["optimum_kl"].isna(), UNIT + ["task"]].drop_duplicates()
         raise ValueError(f"tuning runs without a landscape: {bad.to_dict('records')}")
+    searched = landscape[keys + ["prompt", "kl_se"]].rename(
+        columns={"prompt": "search_prompt", "kl_se": "_search_se"})
+    runs = runs.merge(searched, on=keys + ["search_prompt"], how="left", validate="m:1")
+    if runs["_search_se"].isna().any():
+        bad = runs.loc[runs["_search_se"].isna(), UNIT + ["task", "search_prompt"]]
+        raise ValueError(f"searched prompts missing from their landscape: "
+                         f"{bad.drop_duplicates().to_dict('records')}")
     margin = resolution * (runs["kl"] + runs["entropy"]).abs()
+    upper = runs["kl"] + runs["_z"] * runs["kl_se"]  # the tuned KL plus z standard errors
     runs = runs.assign(
-        _below_optimum=runs["kl"] < runs["optimum_kl"] - margin,
-        _below_search=runs["kl"] < runs["search_kl"] - margin)
+        _below_optimum=(runs["kl"] < runs["optimum_kl"] - margin)
+        & (~runs["_estimated"] | (upper < runs["_optimum_bar"])),
+        _below_search=(runs["kl"] < runs["search_kl"] - margin)
+        & (~runs["_estimated"] | (upper < runs["search_kl"] - runs["_z"] * runs["_search_se"])),
+        decided_by=np.where(runs["_estimated"], landscape_lib.SE_BOUND,
+                            landscape_lib.FLOAT32_RESOLUTION))
     # The hard optimum as a tuner of its own: the same KL for every seed.
     reference = runs[runs["tuner"] == "hard_search"].assign(
         tuner=HARD_OPTIMUM, kl=lambda f: f["optimum_kl"], overfit=False, overfit_path=False,
         worse_than_none=False,
         trainable_parameters=0, sequence_evaluations=0, _below_optimum=False)
+    # The hard optimum's own standard error: that of the landscape's best estimate.
+    best = landscape.loc[landscape.groupby(keys, sort=False)["kl"].idxmin(), keys + ["kl_se"]]
+    reference = reference.drop(columns="kl_se").merge(best, on=keys, how="left",
+                                                      validate="m:1")
     margin = resolution * (reference["kl"] + reference["entropy"]).abs()
-    reference["_below_search"] = reference["kl"] < reference["search_kl"] - margin
+    upper = reference["kl"] + reference["_z"] * reference["kl_se"]
+    reference["_below_search"] = (reference["kl"] < reference["search_kl"] - margin) & (
+        ~reference["_estimated"]
+        | (upper < reference["search_kl"] - reference["_z"] * reference["_search_se"]))
     reference["kl_minus_search"] = reference["kl"] - reference["search_kl"]
     both = pd.concat([runs, reference], ignore_index=True)
     grouped = both.groupby(TUNING_KEY, sort=True)
@@ -519,6 +555,7 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
         seeds=("seed", "size"), kl_median=("kl", "median"),
         kl_q25=("kl", lambda v: v.quantile(0.25)), kl_q75=("kl", lambda v: v.quantile(0.75)),
         optimum_kl=("optimum_kl", "first"), below_optimum=("_below_optimum", "sum"),
+        decided_by=("decided_by", "first"),
         below_search=("_below_search", "sum"),
         kl_minus_search_median=("kl_minus_search", "median"),
         proportion_overfit=("overfit", "mean"),
@@ -551,7 +588,8 @@ def tuning(runs: pd.DataFrame, landscape: pd.DataFrame, resolution: float,
 def transfer_lines(frame: pd.DataFrame) -> list[str]:
     """Whether the networks' optima transfer to the Bayes predictor and back: over the
     (network, task) pairs of replicate 0 (`transfer` rows across predictors, optimal class),
-    the mean and largest regret each way, and in how many pairs it is zero."""
+    the mean and largest regret each way, and in how many pairs it is zero (not told from 0
+    by the target's rule, `regret_shown`)."""
     rows = frame[(frame["comparison"] == "predictors")
                  & (frame["source_prompts"] == "optimal_class")
                  & (frame["source_replicate"] == 0) & (frame["target_replicate"] == 0)]
@@ -567,5 +605,6 @@ def transfer_lines(frame: pd.DataFrame) -> list[str]:
         out.append(f"{direction}: regret {part['regret'].mean():.3g} nats on average, at "
                    f"most {worst['regret']:.3g} ({worst['source_predictor']} -> "
                    f"{worst['target_predictor']}, task {worst['target_task']}); zero in "
-                   f"{int((part['regret'] == 0).sum())} of {len(part)} (network, task) pairs")
+                   f"{int((~part['regret_shown'].astype(bool)).sum())} of {len(part)} "
+                   "(network, task) pairs")
     return out

@@ -444,8 +444,10 @@ def landscape_points(land: pd.DataFrame, limit: int = MAX_POINTS,
     `members`, the prompts it stands for; where more than `limit` points remain, the `top`
     best by rank and `limit` - `top` evenly spaced by rank among the rest, so that the
     curve of KL against rank keeps its shape with 131,071 prompts. The note is empty where
-    every prompt is drawn."""
+    every prompt is drawn. The rows leave out ``kl_residuals`` (M floats a prompt)."""
     keys = [k for k in ("predictor", "replicate", "task") if k in land.columns]
+    # The residuals of an estimated landscape decide comparisons; no figure draws them.
+    land = land.drop(columns=["kl_residuals"], errors="ignore")
     parts, notes = [], set()
     for _, group in land.groupby(keys, sort=False):
         sig = pd.DataFrame({"rank": group["rank"].to_numpy(), "kl": _sig(group["kl"]).to_numpy()})
@@ -613,20 +615,39 @@ def renumber_svg_ids(text: str) -> str:
     return text
 
 
+class _Spec:
+    """A chart's Vega-Lite specification, built (and validated against the schema) once: what
+    `alt.Chart.save` builds for each file it writes, which was two thirds of a figure job."""
+
+    def __init__(self, chart: alt.TopLevelMixin):
+        # As Chart.save builds it: all data inlined, no row limit.
+        with alt.data_transformers.enable("default"), alt.data_transformers.disable_max_rows():
+            self.spec = chart.to_dict(context={"pre_transform": False})
+
+    def to_dict(self, context=None) -> dict:
+        return self.spec
+
+
 def save(chart: alt.Chart, *, svg: str, png: str, html: str, scale: float) -> None:
-    """Write the chart as SVG, PNG (at `scale`) and standalone HTML with inlined scripts; the
-    SVG's ids as a figure drawn alone in its process has them (`renumber_svg_ids`), so a
-    figure's files do not depend on what the job drew before."""
+    """Write the chart as SVG, PNG (at `scale`) and standalone HTML with inlined scripts, from
+    one specification (the files are those `chart.save` writes); the SVG's ids as a figure
+    drawn alone in its process has them (`renumber_svg_ids`), so a figure's files do not
+    depend on what the job drew before."""
+    from altair.utils.save import save as write
+
     for path in (svg, png, html):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    chart.save(svg)
+    spec = _Spec(chart)
+    versions = dict(vegalite_version=alt.VEGALITE_VERSION, vega_version=alt.VEGA_VERSION,
+                    vegaembed_version=alt.VEGAEMBED_VERSION)
+    write(spec, svg, **versions)
     text = open(svg, encoding="utf-8", newline="").read()
     renumbered = renumber_svg_ids(text)
     if renumbered != text:
         with open(svg, "w", encoding="utf-8", newline="") as out:
             out.write(renumbered)
-    chart.save(png, scale_factor=scale)
-    chart.save(html, inline=True)
+    write(spec, png, scale_factor=scale, **versions)
+    write(spec, html, inline=True, **versions)
 
 
 EFFICIENCY_CURVES = {"median_plot": "typical prompts: median, 25–75% band",

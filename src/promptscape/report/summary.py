@@ -244,7 +244,9 @@ def edit_lines(exp: config_lib.Experiment, edits: pd.DataFrame, optima: pd.DataF
                         & transfer["source_task"].isin(tasks)
                         & transfer["target_task"].isin(tasks)]
     out = ["Single edits (table edits, replicate 0): per edit kind, the share of its edits "
-           "that lower the exact KL, averaged over predictors and tasks, and the median of "
+           "that lower the KL (by the landscape's rule, column decided_by: beyond "
+           "kl_resolution where exact, by the paired standard error where estimated), "
+           "averaged over predictors and tasks, and the median of "
            "the per-(predictor, task) median ΔKL (nats); a kind that needs a tied most or "
            "least probable symbol has no rows for that task.", "",
            "| edit kind | IMD: share improving | IMD: median ΔKL | OOMD: share improving | "

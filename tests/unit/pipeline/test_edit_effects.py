@@ -30,7 +30,8 @@ def _landscape(path, kl):
                   "first_symbol_prediction": [[0.5, 0.5]] * n, "rank": np.zeros(n, int),
                   "optimal": np.zeros(n, bool), "resolved": np.ones(n, bool),
                   "mc_kl": kl, "mc_kl_se": np.zeros(n), "kl_resolution": 1e-13,
-                  "below_resolution": np.asarray(kl) <= 1e-13}, "landscape", path)
+                  "below_resolution": np.asarray(kl) <= 1e-13, "decided_by": "kl_resolution",
+                  "kl_residuals": [[]] * n}, "landscape", path)
 
 
 def _steps(path, parents, loss):
@@ -127,7 +128,8 @@ def test_hill_climb_summary_counts_the_missed_runs(tmp_path):
         "seed": range(4), "strategy": "hill_climb", "budget": 30,
         "prompt": ["1", "0", "00", "01"], "found_best": [True, False, False, False],
         "local_optimum_empirical": [True, True, True, False],
-        "local_optimum_exact": [True, True, False, False]}), "hill_climb_ends", path)
+        "local_optimum_exact": [True, True, False, False],
+        "decided_by": "kl_resolution"}), "hill_climb_ends", path)
     row = hill_climb_summary([str(path)]).iloc[0]
     assert (row["runs"], row["missed"], row["missed_empirical_local_optimum"],
             row["missed_exact_local_optimum"], row["missed_both_local_optimum"]) == (4, 3, 2, 1, 1)

@@ -79,7 +79,7 @@ def test_every_delta_kl_is_the_difference_of_the_two_prompts_landscape_kls(bernm
         assert (row["delta_q25"], row["delta_q75"]) == tuple(np.quantile(d, [0.25, 0.75]))
         assert row["share_improving"] == np.mean(d < -land["kl_resolution"].iloc[0])
         assert row["near_top_edges"] + row["rest_edges"] == row["edges"]
-        assert row["se_method"] == "exact" and row["delta_se_max"] == 0
+        assert row["decided_by"] == "kl_resolution" and row["delta_se_max"] == 0
 
 
 def test_swaps_change_nothing_under_an_exchangeable_bayes_predictor(bernmix):

@@ -183,7 +183,7 @@ def test_rows_are_written_in_sort_key_order_whatever_the_input_order(tmp_path, a
                                np.random.default_rng(1).permutation(ROWS)]):
         path = tmp_path / f"t{i}.parquet"
         tables.write(_as_input(frame.iloc[order].reset_index(drop=True), kind), artifact, path)
-        back = tables.read(path, artifact)
+        back = tables.read(path, artifact, columns=spec.schema.names)  # on-request ones too
         for name, typ, *_ in spec.fields:  # list cells read back as arrays
             if pa.types.is_list(typ):
                 back[name] = back[name].map(list)
@@ -381,3 +381,14 @@ def test_any_other_difference_is_named_with_its_column_and_row(column, left, rig
 def test_infinities_and_nans_agree_with_themselves():
     a = _rows(kl=[np.inf, np.nan, 1.0], losses=[np.array([np.inf, 1.0])] * 3)
     assert tables.differences(a, a.copy()) == []
+
+
+def test_on_request_columns_are_read_only_when_asked_for(tmp_path):
+    spec = tables.ARTIFACTS["landscape"]
+    path = tmp_path / "l.parquet"
+    tables.write(valid_frame("landscape"), "landscape", path)
+    assert spec.on_request == ("kl_residuals",)
+    assert list(tables.read(path, "landscape").columns) == [
+        n for n in spec.schema.names if n not in spec.on_request]
+    assert list(tables.read(path, "landscape", columns=spec.schema.names).columns) == list(
+        spec.schema.names)

@@ -119,7 +119,8 @@ def synthetic_landscape() -> pd.DataFrame:
                          "first_symbol_prediction": [0.5, 0.5], "rank": rank[p],
                          "optimal": rank[p] == 0, "resolved": True, "mc_kl": kl[p],
                          "kl_resolution": 1e-13, "below_resolution": kl[p] <= 1e-13,
-                         "mc_kl_se": 0.01})
+                         "mc_kl_se": 0.01, "decided_by": "kl_resolution",
+                         "kl_residuals": []})
     return pd.DataFrame(rows)
 
 
@@ -380,7 +381,7 @@ def run_stage(root, searches, landscapes, imd=None, expected=GRID):
 def rewrite(path, change):
     """Rewrite one search or landscape file with `change` applied to its rows."""
     artifact = tables.artifact_of(path)
-    frame = tables.read(path, artifact)
+    frame = tables.read(path, artifact, columns=tables.ARTIFACTS[artifact].schema.names)
     tables.write(change(frame), artifact, path)
 
 

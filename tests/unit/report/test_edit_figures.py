@@ -31,7 +31,7 @@ def edits_table() -> pd.DataFrame:
                              method="exact_counts", edges=20, delta_median=q[1],
                              delta_q25=q[0], delta_q75=q[2], share_improving=rng.random(),
                              near_top_edges=5, share_improving_near_top=0.1, rest_edges=15,
-                             share_improving_rest=0.6, se_method="exact",
+                             share_improving_rest=0.6, share_unresolved=0.3, decided_by="kl_resolution",
                              delta_se_median=0.0, delta_se_max=0.0))
     return pd.DataFrame(rows)
 

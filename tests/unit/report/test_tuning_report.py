@@ -20,7 +20,8 @@ def runs_table():
                                     ("soft_prompt", [0.05, 0.15, 0.25, 0.5][seed] + shift,
                                      [4.0, 4.5, 5.5, 4.8][seed])):
                 rows.append(dict(predictor=predictor, replicate=0, experiment="e", task="t",
-                                 N=10, seed=seed, tuner=tuner, settings="fixed",
+                                 N=10, seed=seed, tuner=tuner, settings="fixed", kl_se=0.0,
+                                 search_prompt="01",
                                  tuning_steps=0 if tuner == "hard_search" else 5, kl=kl,
                                  chosen_learning_rate=None if tuner == "hard_search" else 0.01,
                                  chosen_steps=0 if tuner == "hard_search" else 5,
@@ -36,7 +37,9 @@ def runs_table():
 
 def landscapes():
     return pd.DataFrame({"predictor": ["lstm", "lstm", "transformer"], "replicate": 0,
-                         "experiment": "e", "task": "t", "kl": [0.1, 0.3, 1.1]})
+                         "experiment": "e", "task": "t", "prompt": ["0", "01", "01"],
+                         "method": "exact_enumeration", "kl": [0.1, 0.3, 1.1],
+                         "kl_se": 0.0, "optimal": [True, False, True]})
 
 
 def optima():

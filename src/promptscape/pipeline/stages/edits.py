@@ -4,9 +4,11 @@ experiment, from its landscapes (issue 28; the science is `promptscape.edits`).
 One job per experiment writes three aggregates:
 
 ``edits``
-    per (predictor, replicate, task, edit kind): the distribution of the exact ΔKL of every
-    single edit of every prompt (`edits.summarise_kinds`); kinds that need a tied most or
-    least probable symbol have no rows for that task, and the log says why.
+    per (predictor, replicate, task, edit kind): the distribution of the ΔKL of every single
+    edit of every prompt (`edits.summarise_kinds`), exact or estimated as the landscape is,
+    each edit's verdict by the landscape's rule (`landscape.TieRule`, column decided_by);
+    kinds that need a tied most or least probable symbol have no rows for that task, and
+    the log says why.
 ``local_optima``
     a row per local optimum of each landscape (`edits.local_structure`).
 ``transfer``
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from promptscape import edits as edits_lib
+from promptscape import landscape as landscape_lib
 from promptscape import prompts as prompts_lib
 from promptscape.pipeline import tables
 from promptscape.report import aggregate
@@ -38,7 +41,6 @@ log = logging.getLogger("promptscape")
 OPTIMAL_CLASS, SEARCH, EMPTY, MEDIAN = "optimal_class", "search", "empty", "median"
 # `transfer.comparison`: what changes between source and target.
 PREDICTORS, TASKS, PRETRAINING = "predictors", "tasks", "pretraining"
-SE_EXACT, SE_UNPAIRED = "exact", "unpaired"
 
 
 class Landscape:
@@ -66,11 +68,15 @@ class Landscape:
         self.kl = frame["kl"].to_numpy(np.float64)
         self.kl_se = frame["kl_se"].to_numpy(np.float64)
         self.optimal = frame["optimal"].to_numpy(bool)
-        # The landscape's tie rule: edits improve, and local optima tie, beyond this width.
-        self.resolution = float(frame["kl_resolution"].iloc[0]) if len(frame) else 0.0
         methods = frame["method"].unique()
         self.method = str(methods[0])
         self.estimated = self.method == "monte_carlo"
+        # The landscape's rule (`landscape.TieRule`): edits improve, local optima tie and
+        # regrets are told from 0 by it; on an estimate, by the paired standard error.
+        resolution = float(frame["kl_resolution"].iloc[0]) if len(frame) else 0.0
+        self.rule = landscape_lib.landscape_rule(
+            self.method, resolution, self.kl_se,
+            landscape_lib.stored_residuals(frame["kl_residuals"]) if self.estimated else None)
 
     @property
     def unit(self) -> tuple[str, int]:
@@ -81,9 +87,10 @@ class Landscape:
                 f"task {self.task!r}")
 
 
-# The landscape columns the stage reads (not the list columns, the costliest to read).
+# The landscape columns the stage reads: not the list columns, the costliest to read, but
+# kl_residuals (empty where exact), which an estimated landscape's rule decides by.
 COLUMNS = ("predictor", "replicate", "experiment", "task", "prompt", "method", "kl", "kl_se",
-           "kl_resolution", "optimal")
+           "kl_resolution", "optimal", "kl_residuals")
 
 
 def read_landscapes(paths: list[str], max_length: int, vocab_size: int) -> list[Landscape]:
@@ -103,8 +110,9 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
     (the prompts search picks; None: no search rows) and `others`, the landscapes of other
     experiments on tasks this one shares (same name, L_max, V and T); `transfer_left_out`
     (`layout.transfer_left_out`) the experiments sharing a task that differ in these,
-    logged. An edit improves, and
-    local optima tie, by each landscape's own tie rule (its `kl_resolution`)."""
+    logged. An edit improves, local optima tie and a regret is told from 0 by each
+    landscape's own rule (`landscape.TieRule`: its `kl_resolution` where exact, its paired
+    standard errors where estimated)."""
     specs = {name: build_source(spec, where=f"task {name}") for name, spec in tasks.items()}
     V = {s.vocab_size for s in specs.values()}
     if len(V) != 1:
@@ -125,9 +133,9 @@ def analyse_edits(*, landscapes: list[str], others: list[str], selections: str |
         for kind, reason in edits_lib.unavailable_kinds(marginals).items():
             log.info("task %s: edit kind %s has no rows: %s", task, kind, reason)
         for land in (x for x in own if x.task == task):
-            kind_rows += _kind_rows(land, edges, marginals, land.resolution, near_top,
+            kind_rows += _kind_rows(land, edges, marginals, near_top,
                                     in_meta_distribution[task])
-            optimum_rows += _optimum_rows(land, edges, land.resolution)
+            optimum_rows += _optimum_rows(land, edges)
     tables.write(_frame(kind_rows, "edits"), "edits", edits)
     tables.write(_frame(optimum_rows, "local_optima"), "local_optima", local_optima)
     _log_local_optima(optimum_rows)
@@ -153,42 +161,35 @@ def _frame(rows: list[dict], artifact: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ edits
-def _kind_rows(land: Landscape, edges, marginals, tolerance, near_top, imd) -> list[dict]:
-    rows = edits_lib.summarise_kinds(edges, land.kl, marginals, tolerance=tolerance,
+def _kind_rows(land: Landscape, edges, marginals, near_top, imd) -> list[dict]:
+    rows = edits_lib.summarise_kinds(edges, land.kl, marginals, tolerance=land.rule,
                                      near_top=near_top)
-    if land.estimated:
-        masks = edits_lib.kind_masks(edges, marginals)
-        se = np.hypot(land.kl_se[edges.child], land.kl_se[edges.parent])
-    out = []
-    for row in rows:
-        kind_se = (se[masks[row["kind"]]] if land.estimated
-                   else np.zeros(min(row["edges"], 1)))
-        out.append({
-            "predictor": land.predictor, "replicate": land.replicate,
-            "experiment": land.experiment, "task": land.task, "edit_kind": row["kind"],
-            "in_meta_distribution": bool(imd), "method": land.method, "edges": row["edges"],
-            "delta_median": row["median"], "delta_q25": row["q1"], "delta_q75": row["q3"],
-            "share_improving": row["share_improving"],
-            "near_top_edges": row["near_top_edges"],
-            "share_improving_near_top": row["share_improving_near_top"],
-            "rest_edges": row["rest_edges"],
-            "share_improving_rest": row["share_improving_rest"],
-            "se_method": SE_UNPAIRED if land.estimated else SE_EXACT,
-            "delta_se_median": float(np.median(kind_se)) if len(kind_se) else np.nan,
-            "delta_se_max": float(kind_se.max()) if len(kind_se) else np.nan,
-        })
-    return out
+    return [{
+        "predictor": land.predictor, "replicate": land.replicate,
+        "experiment": land.experiment, "task": land.task, "edit_kind": row["kind"],
+        "in_meta_distribution": bool(imd), "method": land.method, "edges": row["edges"],
+        "undefined_edges": row["undefined_edges"],
+        "delta_median": row["median"], "delta_q25": row["q1"], "delta_q75": row["q3"],
+        "share_improving": row["share_improving"],
+        "share_unresolved": row["share_unresolved"],
+        "near_top_edges": row["near_top_edges"],
+        "share_improving_near_top": row["share_improving_near_top"],
+        "rest_edges": row["rest_edges"],
+        "share_improving_rest": row["share_improving_rest"],
+        "decided_by": land.rule.decided_by,
+        "delta_se_median": row["se_median"], "delta_se_max": row["se_max"],
+    } for row in rows]
 
 
 # ------------------------------------------------------------------ local optima
-def _optimum_rows(land: Landscape, edges, tolerance) -> list[dict]:
-    found = edits_lib.local_structure(edges, land.kl, tolerance)
+def _optimum_rows(land: Landscape, edges) -> list[dict]:
+    found = edits_lib.local_structure(edges, land.kl, land.rule, land.optimal)
     return [{"predictor": land.predictor, "replicate": land.replicate,
              "experiment": land.experiment, "task": land.task, "prompt": land.prompts[i],
              "prompt_length": len(land.prompts[i]), "kl": float(land.kl[i]),
              "kl_above_optimum": float(found.kl_above_optimum[i]),
              "optimal": bool(land.optimal[i]), "plateau": int(found.plateau[i]),
-             "basin_size": int(found.basin_size[i])}
+             "basin_size": int(found.basin_size[i]), "decided_by": land.rule.decided_by}
             for i in np.flatnonzero(found.local_optimum)]
 
 
@@ -214,7 +215,8 @@ def _row(comparison, prompts, source: Landscape, target: Landscape, regret, coun
             "source_task": source_task or source.task, "target_task": target.task,
             "search_N": search_n, "source_count": int(count),
             "regret": regret.mean, "regret_min": regret.min, "regret_max": regret.max,
-            "target_method": target.method}
+            "regret_se": regret.se, "regret_shown": regret.shown,
+            "target_method": target.method, "decided_by": target.rule.decided_by}
 
 
 def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.DataFrame | None,
@@ -230,9 +232,10 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
             for source in by_task[task]:
                 rows.append(_row(PREDICTORS, OPTIMAL_CLASS, source, target,
                                  _regret(source, target), source.optimal.sum()))
-            for kind, value in edits_lib.baseline_regrets(target.prompts, target.kl).items():
-                rows.append(_row(PREDICTORS, kind, target, target,
-                                 edits_lib.Regret(value, value, value), 1))
+            for kind, regret in edits_lib.baseline_regrets(target.prompts, target.kl,
+                                                           target.rule,
+                                                           target.optimal).items():
+                rows.append(_row(PREDICTORS, kind, target, target, regret, 1))
     if chosen is not None:
         rows += _search_rows(by_task, chosen)
     for lands in by_unit.values():
@@ -249,7 +252,8 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
 
 def _regret(source: Landscape, target: Landscape) -> edits_lib.Regret:
     return edits_lib.transfer_regret(source.prompts, source.optimal, target.prompts,
-                                     target.kl, source=source.name(), target=target.name())
+                                     target.kl, source=source.name(), target=target.name(),
+                                     rule=target.rule, target_optimal=target.optimal)
 
 
 def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
@@ -271,11 +275,9 @@ def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
                         raise ValueError(f"prompts search picked under {source.name()} are "
                                          f"missing from the landscape of {target.name()}: "
                                          f"{missing[:5]}")
-                    regret = (target.kl[[where[p] for p in part["prompt"]]]
-                              - target.kl.min())
-                    rows.append(_row(PREDICTORS, SEARCH, source, target,
-                                     edits_lib.Regret(float(regret.mean()),
-                                                      float(regret.min()),
-                                                      float(regret.max())),
-                                     len(part), search_n=int(N)))
+                    regret = edits_lib.regret_of(target.kl,
+                                                 [where[p] for p in part["prompt"]],
+                                                 target.rule, target.optimal)
+                    rows.append(_row(PREDICTORS, SEARCH, source, target, regret, len(part),
+                                     search_n=int(N)))
     return rows

@@ -55,6 +55,18 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         ranks, optimal, resolved = ranks[inverse], optimal[inverse], resolved[inverse]
         kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
                                                        max_prompt_length, V)
+        # What every reader needs for paired standard errors (`landscape.TieRule`), where
+        # it fits the budget; beyond it the readers decide by the bound se(a) + se(b).
+        residuals = []
+        if len(prompts) * len(index) <= landscape.RESIDUAL_BUDGET:
+            residuals = landscape.paired_residuals(eval_losses + task_log_prob[None, :],
+                                                   weights, strata)[inverse]
+        else:
+            log.info("%d prompts x %d evaluation sequences exceed the residual budget (%d "
+                     "values): the landscape keeps no residuals, and its readers decide by "
+                     "the bound se(a) + se(b)", len(prompts), len(index),
+                     landscape.RESIDUAL_BUDGET)
+        decided_by = landscape.PAIRED_SE
     else:
         # The evaluation set's table is the exact one where it covers all V^T sequences;
         # where the task's support is enumerated instead, the exact sum scores that.
@@ -74,6 +86,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
                                                        max_prompt_length, V)
         ranks, optimal, resolved = landscape.classify(loss[inverse], tolerance=kl_resolution)
+        residuals, decided_by = [], landscape.KL_RESOLUTION
     loss, loss_se, kl, kl_se = (v[inverse] for v in (loss, loss_se, kl, kl_se))
     mc_kl, mc_kl_se = mc[2][inverse], mc[3][inverse]
     below = kl <= kl_resolution
@@ -97,6 +110,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         "first_symbol_prediction": prediction.tolist(),
         "rank": ranks, "optimal": optimal, "resolved": resolved,
         "kl_resolution": kl_resolution, "below_resolution": below,
-        "mc_kl": mc_kl, "mc_kl_se": mc_kl_se,
+        "mc_kl": mc_kl, "mc_kl_se": mc_kl_se, "decided_by": decided_by,
+        "kl_residuals": list(residuals) if len(residuals) else [[]] * len(prompts),
     }
     tables.write(frame, "landscape", output)

@@ -24,6 +24,7 @@ import logging
 import numpy as np
 
 from promptscape import edits, prior, search, seeding
+from promptscape import landscape as landscape_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 from promptscape.pipeline import tables
@@ -69,7 +70,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
     seqs = draw_datasets(task, task_length, N, seeds)  # (S, N, T)
     scorer = load_predictor(family, pretraining, None if table else model, table, device)
     losses = search.empirical_losses(scorer, prompts, seqs, enumeration_budget, V)  # (S, P)
-    kl, rank, optimal, resolution = _landscape(landscape, prompts)
+    kl, rank, optimal, rule = _landscape(landscape, prompts)
     best_kl = float(kl[optimal].min())
     plan = strategies_lib.Plan(tuple(strategies.items()), tuple(sorted(budgets)),
                                probe_queries)
@@ -112,7 +113,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
             if name == HILL_CLIMB:
                 ends.append(hill_climb_end(found[-1][1], prompts, row, kl, V,
                                            max_prompt_length, int(seed), max(budgets),
-                                           bool(in_optimum[found[-1][1]]), resolution))
+                                           bool(in_optimum[found[-1][1]]), rule))
             for budget, i, used in found:
                 rows.append((int(seed), name, budget, i, used, bool(in_optimum[i]),
                              int(in_optimum.sum()), exhaustive_correct))
@@ -142,7 +143,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
 STEP_COLUMNS = ("seed", "strategy", "budget", "step", "parent_prompt", "prompt", "operation",
                 "position", "symbol", "replaced", "parent_loss", "loss")
 END_COLUMNS = ("seed", "strategy", "budget", "prompt", "found_best",
-               "local_optimum_empirical", "local_optimum_exact")
+               "local_optimum_empirical", "local_optimum_exact", "decided_by")
 
 
 def run_steps(done: strategies_lib.Run, prompts: list[str], losses: np.ndarray, seed: int,
@@ -169,20 +170,23 @@ def run_steps(done: strategies_lib.Run, prompts: list[str], losses: np.ndarray, 
 
 def hill_climb_end(best: int, prompts: list[str], losses: np.ndarray, kl: np.ndarray,
                    vocab_size: int, max_length: int, seed: int, budget: int,
-                   found_best: bool, resolution: float) -> dict:
+                   found_best: bool, resolution) -> dict:
     """One `hill_climb_ends` row: is the prompt a hill-climb run ended on (the best within
     its largest budget, canonical index `best`) a local optimum under the strategy's own
     neighbourhood (`strategies.neighbours`) of L_N on its D_N (no neighbour better by the
     strategy's rule) and of the exact landscape (no neighbour's KL lower by more than the
-    landscape's `kl_resolution`, its tie rule: `edits.tie_tolerance`)?"""
+    landscape's rule, `resolution`: its `kl_resolution`, or its `landscape.TieRule`, which
+    on an estimated landscape asks for a neighbour shown lower by the standard error:
+    `edits.tie_rule`)?"""
     near = [prompts_lib.prompt_index(p, vocab_size)
             for p in strategies_lib.neighbours(prompts[best], vocab_size, max_length)]
     empirical = not any(strategies_lib.improves(losses[j], losses[best]) for j in near)
-    tolerance = edits.tie_tolerance(kl, resolution)
-    exact = not any(kl[j] < kl[best] - tolerance for j in near)
+    rule = edits.tie_rule(kl, resolution)
+    exact = not rule.less(kl, near, np.full(len(near), best)).any() if near else True
     return {"seed": [seed], "strategy": [HILL_CLIMB], "budget": [budget],
             "prompt": [prompts[best]], "found_best": [found_best],
-            "local_optimum_empirical": [empirical], "local_optimum_exact": [exact]}
+            "local_optimum_empirical": [empirical], "local_optimum_exact": [exact],
+            "decided_by": [rule.decided_by]}
 
 
 def _concatenate(parts: list[dict], columns: tuple[str, ...]) -> dict:
@@ -226,10 +230,19 @@ def _surrogate_losses(path: str | None, queries: int | None, prompts: list[str],
                                    V)
 
 
+# The landscape columns the hill-climb ends read (its rule: `landscape.landscape_rule`).
+LANDSCAPE_COLUMNS = ("prompt", "method", "kl", "kl_se", "rank", "optimal", "kl_resolution",
+                     "kl_residuals")
+
+
 def _landscape(path: str, prompts: list[str]):
-    frame = tables.read(path, "landscape")
+    frame = tables.read(path, "landscape", columns=LANDSCAPE_COLUMNS)
     if frame["prompt"].tolist() != prompts:
         raise ValueError(f"{path}: the landscape does not hold the {len(prompts)} prompts of "
                          "the search, in canonical order")
-    return (frame["kl"].to_numpy(), frame["rank"].to_numpy(),
-            frame["optimal"].to_numpy().astype(bool), float(frame["kl_resolution"].iloc[0]))
+    kl = frame["kl"].to_numpy()
+    method = str(frame["method"].iloc[0])
+    rule = landscape_lib.landscape_rule(
+        method, float(frame["kl_resolution"].iloc[0]), frame["kl_se"].to_numpy(),
+        landscape_lib.stored_residuals(frame["kl_residuals"]) if method == "monte_carlo" else None)
+    return kl, frame["rank"].to_numpy(), frame["optimal"].to_numpy().astype(bool), rule
