@@ -235,7 +235,7 @@ def test_networks_over_27_symbols_score_word_prompts_as_their_concatenation(fami
                                Predictor.prompt_losses(predictor, prompts, seqs), rtol=1e-5)
 
 
-def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path):
+def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path, caplog):
     """A task without out-of-vocabulary words and a small list: the stage's method is
     exact_enumeration over the task's support (not its 27^T sequences), the KL is the exact
     sum, and the evaluation set's estimate beside it agrees within its standard error."""
@@ -249,9 +249,14 @@ def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path)
     simulate_evaluation(output=str(evaluation), experiment="w", task_name="fr", task=task,
                         task_length=T, size=400)
     out = tmp_path / "land.parquet"
-    compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
-                      family="bayes", pretraining=pre, experiment="w", task_name="fr",
-                      task=task, task_length=T, max_prompt_length=2, enumeration_budget=budget)
+    with caplog.at_level("INFO", logger="promptscape"):
+        compute_landscape(evaluation=str(evaluation), output=str(out), predictor="bayes",
+                          family="bayes", pretraining=pre, experiment="w", task_name="fr",
+                          task=task, task_length=T, max_prompt_length=2,
+                          enumeration_budget=budget)
+    # The cross-check reads impossible prompts (inf both ways) as agreeing, not as NaN.
+    check = next(r.getMessage() for r in caplog.records if "cross-check" in r.getMessage())
+    assert "nan" not in check and float(check.split("max |z| = ")[1].split()[0]) < 5
     land = tables.read(str(out), "landscape")
     assert (land["method"] == "exact_enumeration").all() and (land["kl_se"] == 0).all()
     source, pred = build_source(task), BayesPredictor(build_source(pre))

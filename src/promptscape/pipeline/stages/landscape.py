@@ -80,7 +80,9 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         # A stratified estimate can be exact (standard error 0): floor the error at the
         # floating-point resolution of a KL, so agreement to rounding reads as |z| ~ 0.
         floor = landscape.EXACT_RELATIVE_TOLERANCE * np.abs(loss) + 1e-12
-        z = np.abs(kl - mc[2]) / np.maximum(mc[3], floor)
+        # An impossible prompt's KL is inf both ways: they agree (inf - inf is no gap).
+        with np.errstate(invalid="ignore"):
+            z = np.where(kl == mc[2], 0.0, np.abs(kl - mc[2]) / np.maximum(mc[3], floor))
         log.info("evaluation-set cross-check of exact KL: max |z| = %.2f over %d prompt "
                  "classes (%d strata)", float(z.max()), len(first), len(np.unique(strata)))
         kl_resolution = landscape.landscape_resolution(pred, loss, entropy, method, task_length,
