@@ -268,6 +268,7 @@ class _WordSource(Source):
         object.__setattr__(self, "_memo_next", {})
         object.__setattr__(self, "_memo_start", {})
         object.__setattr__(self, "_memo_word", {})
+        object.__setattr__(self, "_memo_support", {})
 
     @property
     def vocab_size(self) -> int:
@@ -385,13 +386,16 @@ class _WordSource(Source):
         live = self._live_models()
         if len(live) > MAX_SUPPORT_LANGUAGES:
             return None
-        total = 0
-        for r in range(1, len(live) + 1):
-            for subset in itertools.combinations(live, r):
-                words = set.intersection(*(set(m.words) for m in subset))
-                prefixes = set.intersection(*(set(m.prefix) for m in subset))
-                total += (-1) ** (r + 1) * _count_streams(words, prefixes, int(length))
-        return total
+        T = int(length)
+        if T not in self._memo_support:  # the plan asks once per job
+            total = 0
+            for r in range(1, len(live) + 1):
+                for subset in itertools.combinations(live, r):
+                    words = set.intersection(*(set(m.words) for m in subset))
+                    prefixes = set.intersection(*(set(m.prefix) for m in subset))
+                    total += (-1) ** (r + 1) * _count_streams(words, prefixes, T)
+            self._memo_support[T] = total
+        return self._memo_support[T]
 
     def support(self, length):
         """The `support_size` sequences, in code order, with their log-probabilities under
