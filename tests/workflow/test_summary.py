@@ -103,7 +103,8 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
         return pd.DataFrame([
             {"predictor": p, "replicate": 0, "experiment": exp.name, "task": t,
              "edit_kind": kind, "in_meta_distribution": imd, "method": "exact_counts",
-             "edges": 4, "delta_median": -0.1, "delta_q25": -0.2, "delta_q75": 0.1,
+             "edges": 4, "undefined_edges": 0,
+             "delta_median": -0.1, "delta_q25": -0.2, "delta_q75": 0.1,
              "share_improving": 0.75, "near_top_edges": 1, "share_improving_near_top": 0.0,
              "rest_edges": 3, "share_improving_rest": 1.0, "share_unresolved": 0.25,
              "decided_by": "kl_resolution", "delta_se_median": 0.0, "delta_se_max": 0.0}
