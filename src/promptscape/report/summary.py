@@ -631,7 +631,9 @@ def regret_table(study: config_lib.Study) -> str:
         name = f"{predictor} (replicate {r})" if replicated else predictor
         rows.append(f"| {source} | {name} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "
-                    f"{len(curve)} |")  # 0 for an untrained network (pretrained: false)
+                    # 0 for an untrained network (pretrained: false); a post-trained
+                    # network's steps on its post-training source
+                    f"{int((curve['evaluated_on'] != curve['source']).sum()) or len(curve)} |")
     if not rows:
         return ""
     return "\n".join(["| pretraining source | network | mean per-symbol regret vs Bayes (nats) | "
