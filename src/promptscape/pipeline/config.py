@@ -373,7 +373,8 @@ def _models(spec: dict, sources: dict) -> dict[str, Model]:
             continue
         if "family" not in entry:
             raise ConfigError(f"{where}.family is required: one of "
-                              f"{', '.join(families.NEURAL_FAMILIES)}")
+                              f"{', '.join(families.NEURAL_FAMILIES)} (or post_training, for "
+                              "a network tuned from another model's)")
         family = entry["family"]
         if family not in families.NEURAL_FAMILIES:
             raise ConfigError(f"{where}.family == {family!r}, must be a network family: one "
