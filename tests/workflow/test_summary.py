@@ -42,8 +42,8 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
         ids = dict(predictor=parts[0], replicate=0, source=Path(path).parent.parent.name,
                    identity=parts[1])
         if artifact == "training_curve":
-            return pd.DataFrame({**ids, "step": range(5), "loss": 0.7, "bayes_loss": 0.69,
-                                 "regret": 0.01})
+            return pd.DataFrame({**ids, "evaluated_on": ids["source"], "step": range(5),
+                                 "loss": 0.7, "bayes_loss": 0.69, "regret": 0.01})
         return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
                              "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
     if artifact == "prior_fit":  # {experiment}/prior/{predictor}/r{replicate}.parquet

@@ -351,6 +351,27 @@ def test_replicates_train_new_networks_beside_replicate_zero(neural_run, tmp_pat
     assert planned_jobs(run, configfile) == {}
 
 
+def test_a_post_trained_model_is_tuned_from_the_trained_network_and_used_like_any(neural_run,
+                                                                                  tmp_path):
+    """Adding a model post-trained from the LSTM (models.<name>.post_training) trains no
+    network: one job tunes the LSTM's checkpoint, and the new predictor is evaluated,
+    scored, landscaped, predicted, searched, tuned and drawn like any other (a dry run)."""
+    config = load_config(NEURAL)
+    config["models"]["ft"] = {"post_training": {"base": "lstm", "source": "coin_0.7",
+                                                "steps": 3, "batch": 8}}
+    config["experiments"]["bernmix"]["predictors"].append("ft")
+    jobs = planned_jobs(neural_run, write_config(tmp_path / "config.yaml", config))
+    assert "train_predictor" not in jobs
+    assert {rule: jobs.get(rule) for rule in (
+        "post_train_predictor", "evaluate_predictor", "score_prompts", "compute_landscape",
+        "predict_reliability", "probe_prior", "search_prompts", "measure_efficiency",
+        "tune_network", "tune_optimum", "plot_figures")} == {
+        "post_train_predictor": 1, "evaluate_predictor": 1, "score_prompts": 1,
+        "compute_landscape": 1, "predict_reliability": 1, "probe_prior": 1,
+        "search_prompts": 1, "measure_efficiency": 1, "tune_network": 1, "tune_optimum": 1,
+        "plot_figures": 1}
+
+
 def test_no_tuner_reads_a_landscape_or_an_evaluation_set_on_the_rule_graph(tmp_path):
     """Tuning trains on D_N alone: in the neural scenario (all 2^T sequences enumerated) the
     rules tune_network reads from are the network's training, the datasets and the search,
