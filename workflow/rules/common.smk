@@ -144,7 +144,9 @@ def code(rule_name):
             # The figures a figure job draws: its experiment's, or the study's.
             figure=figures_of(STUDY, exp) if exp else list(STUDY_FIGURES),
             tuner=(
-                post.tuner if post and exp is None else exp and exp.tuning and list(exp.tuning.names)
+                post.tuner
+                if post and exp is None
+                else exp and exp.tuning and list(exp.tuning.names)
             ),
         )
 

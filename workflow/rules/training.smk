@@ -5,8 +5,6 @@
 
 
 rule train_predictor:
-    wildcard_constraints:
-        predictor=TRAINED,
     output:
         model=in_model_dir("model.pt"),
         curve=out("training_curve"),
@@ -14,6 +12,8 @@ rule train_predictor:
         logged("train_predictor/{source}/{predictor}-{identity}.log"),
     benchmark:
         benchmarked("train_predictor/{source}/{predictor}-{identity}.tsv")
+    wildcard_constraints:
+        predictor=TRAINED,
     conda:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
@@ -31,8 +31,6 @@ rule train_predictor:
 
 
 rule post_train_predictor:
-    wildcard_constraints:
-        predictor=POST_TRAINED,
     input:
         base=get_post_training_base,
     output:
@@ -42,6 +40,8 @@ rule post_train_predictor:
         logged("post_train_predictor/{source}/{predictor}-{identity}.log"),
     benchmark:
         benchmarked("post_train_predictor/{source}/{predictor}-{identity}.tsv")
+    wildcard_constraints:
+        predictor=POST_TRAINED,
     conda:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
