@@ -88,8 +88,8 @@ def post_train_predictor(*, base_model: str, model: str, curve: str, name: str, 
         progress=log)
     checkpoints.save_checkpoint(
         model, model=net, config=trained.config, source=pretraining_source, step=post.steps,
-        curve={"step": frame["step"], "loss": frame["loss"], "bayes_loss": frame["bayes_loss"],
-               "regret": frame["loss"] - frame["bayes_loss"]})
+        curve=frame[["step", "loss", "bayes_loss"]].assign(
+            regret=frame["loss"] - frame["bayes_loss"]))
     rows = []
     for on, loss, bayes in ((post.source, "loss", "bayes_loss"),
                             (source_name, "pretraining_loss", "pretraining_bayes_loss")):
