@@ -42,8 +42,14 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
         ids = dict(predictor=parts[0], replicate=0, source=Path(path).parent.parent.name,
                    identity=parts[1])
         if artifact == "training_curve":
-            return pd.DataFrame({**ids, "step": range(5), "loss": 0.7, "bayes_loss": 0.69,
-                                 "regret": 0.01})
+            post = study.post_training(ids["predictor"])
+            if post is not None:  # rows on its post-training source and on the source
+                return pd.DataFrame({**ids, "evaluated_on": [post.source] * 10
+                                     + [ids["source"]] * 10, "step": [*range(10)] * 2,
+                                     "loss": 0.7, "bayes_loss": 0.69,
+                                     "regret": [0.1] * 9 + [0.001] + [0.0] * 9 + [0.2]})
+            return pd.DataFrame({**ids, "evaluated_on": ids["source"], "step": range(5),
+                                 "loss": 0.7, "bayes_loss": 0.69, "regret": 0.01})
         return pd.DataFrame({**ids, "position": range(4), "sequences": 10, "neural_loss": 0.7,
                              "bayes_loss": 0.69, "regret": [0.01, 0.03, 0.02, 0.0]})
     if artifact == "prior_fit":  # {experiment}/prior/{predictor}/r{replicate}.parquet
@@ -59,7 +65,9 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
     exp = study.experiments[exp_name]
     if artifact == "landscape":
         predictor, task = Path(path).parent.parent.name, Path(path).stem
-        kl = [0.3, 0.1, 0.2] if predictor == "bayes" else [0.35, 0.12, 0.2]
+        kl = ([0.3, 0.1, 0.2] if predictor == "bayes" else [0.05, 0.12, 0.2]
+              if study.post_training(predictor) else [0.35, 0.12, 0.2])
+        rank = [int(r) for r in pd.Series(kl).rank(method="dense") - 1]
         return pd.DataFrame({"predictor": predictor, "replicate": 0, "experiment": exp.name,
                              "task": task,
                              "prompt": PROMPTS, "prompt_length": [len(p) for p in PROMPTS],
@@ -68,8 +76,7 @@ def _frame(study: config_lib.Study, artifact: str, path: str) -> pd.DataFrame:
                              "loss_se": 0.0, "entropy": 4.0, "kl": kl, "kl_se": 0.0,
                              "first_symbol_kl": [k / 2 for k in kl],
                              "first_symbol_prediction": [[0.5, 0.5]] * len(PROMPTS),
-                             "rank": [2, 0, 1],
-                             "optimal": [False, True, False],
+                             "rank": rank, "optimal": [r == 0 for r in rank],
                              "resolved": True, "mc_kl": kl,
                              "mc_kl_se": 0.01, "kl_resolution": 1e-13,
                              "below_resolution": [k <= 1e-13 for k in kl],
@@ -195,6 +202,28 @@ def test_the_tables_of_every_experiment_and_network_of_the_config(built, capsys)
             "(small_net -> bayes, task coin_0.5); zero in 0 of 2 (network, task) pairs"
             ) in bernmix
     assert "| small_net | coin_0.7 | 1 | 1 | 1 | 0 | 3 |" in bernmix
+
+
+def test_a_fine_tuned_network_beside_its_base_gets_what_fine_tuning_changed(tmp_path,
+                                                                          capsys):
+    def edit(config):
+        config["models"]["tuned"] = {"post_training": {"base": "small_net",
+                                                       "source": "coin_0.5", "steps": 10}}
+        config["experiments"]["bernmix"]["predictors"].append("tuned")
+
+    configfile = study_config(tmp_path, edit)
+    write_artifacts(configfile)
+    code, out, err = run(["--configfile", configfile], capsys)
+    assert code == 0 and err == ""
+    bernmix = out.split("### `bernmix`")[1].split("### ")[0]
+    # Its landscapes' optimum is the empty prompt, its base's `0`.
+    assert ("| tuned | small_net | coin_0.5 (full, 10 steps) | coin_0.7 | `0` -> (empty) | yes "
+            "| 0.12 -> 0.05 | 0.75 -> 0.75 |") in bernmix
+    # The first and last step of its curve on each source, and the held-out regrets.
+    assert "| tuned | 1.00e-01 -> 1.00e-03 | 0.00e+00 -> 2.00e-01 | 1.50e-02 -> 1.50e-02 |" in (
+        bernmix)
+    # Its steps in the regret table: those on the post-training source.
+    assert "| bernmix | tuned | 1.50e-02 | 3.00e-02 (t=1) | 10 |" in out
 
 
 def test_output_file_holds_what_standard_output_shows(built, tmp_path, capsys):

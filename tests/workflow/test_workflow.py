@@ -7,6 +7,8 @@ import re
 import pandas as pd
 import pytest
 
+from promptscape.pipeline import config as config_lib
+from promptscape.pipeline import layout
 from workflow_helpers import (NEURAL, REPO, TINY, copy_run, digests, edited_library,
                               edited_library_with, load_config, planned_jobs, snakemake,
                               write_config)
@@ -347,6 +349,33 @@ def test_replicates_train_new_networks_beside_replicate_zero(neural_run, tmp_pat
     assert not torch.equal(weights[0][first], weights[1][first])  # independent initialisations
     assert (results / "bernmix" / "figures" / "replicates.png").stat().st_size > 1000
     assert planned_jobs(run, configfile) == {}
+
+
+def test_a_post_trained_model_is_tuned_from_the_trained_network_and_used_like_any(neural_run,
+                                                                                  tmp_path):
+    """Adding a model post-trained from the LSTM (models.<name>.post_training) trains no
+    network: one job tunes the LSTM's checkpoint, and the new predictor is evaluated,
+    scored, landscaped, predicted, searched, tuned and drawn like any other (a dry run)."""
+    config = load_config(NEURAL)
+    config["models"]["ft"] = {"post_training": {"base": "lstm", "source": "coin_0.7",
+                                                "steps": 3, "batch": 8}}
+    config["experiments"]["bernmix"]["predictors"].append("ft")
+    configfile = write_config(tmp_path / "config.yaml", config)
+    jobs = planned_jobs(neural_run, configfile)
+    study = config_lib.load_file(configfile)
+    # Every tuning job reads the experiment's batched search file, which gains the new
+    # predictor's rows: the networks' tuning reruns beside the new one's.
+    tunings = layout.tuning_jobs(study, study.experiments["bernmix"])
+    assert sum(j["predictor"] == "ft" for j in tunings) == 1
+    assert "train_predictor" not in jobs
+    assert {rule: jobs.get(rule) for rule in (
+        "post_train_predictor", "evaluate_predictor", "score_prompts", "compute_landscape",
+        "predict_reliability", "probe_prior", "search_prompts", "measure_efficiency",
+        "tune_network", "tune_optimum", "plot_figures")} == {
+        "post_train_predictor": 1, "evaluate_predictor": 1, "score_prompts": 1,
+        "compute_landscape": 1, "predict_reliability": 1, "probe_prior": 1,
+        "search_prompts": 1, "measure_efficiency": 1, "tune_network": len(tunings),
+        "tune_optimum": 1, "plot_figures": 1}
 
 
 def test_no_tuner_reads_a_landscape_or_an_evaluation_set_on_the_rule_graph(tmp_path):

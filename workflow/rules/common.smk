@@ -78,7 +78,10 @@ def _alternatives(values):
 wildcard_constraints:
     experiment=_alternatives(EXPERIMENTS),
     task=_alternatives(t.name for e in EXPERIMENTS.values() for t in e.tasks),
-    predictor=_alternatives(p for e in EXPERIMENTS.values() for p in e.predictors),
+    # The experiments' predictors and the networks post-trained ones are tuned from.
+    predictor=_alternatives(
+        m for e in EXPERIMENTS.values() for p in e.predictors for m in STUDY.lineage(p)
+    ),
     source=_alternatives(STUDY.sources),
     identity=r"[0-9a-f]{10}",
     replicate=r"\d+",
@@ -130,6 +133,9 @@ def code(rule_name):
             families = STUDY.family(wildcards.predictor)
         else:
             families = exp and [STUDY.family(p) for p in exp.predictors]
+        post = "predictor" in names and STUDY.post_training(wildcards.predictor)
+        if post and exp is None:  # a network's job: its post-training source and tuner
+            tasks = STUDY.sources[post.source].kind
         return provenance.job_identity(
             rule_name,
             pretraining=pretraining and pretraining.kind,
@@ -137,7 +143,11 @@ def code(rule_name):
             family=families,
             # The figures a figure job draws: its experiment's, or the study's.
             figure=figures_of(STUDY, exp) if exp else list(STUDY_FIGURES),
-            tuner=exp and exp.tuning and list(exp.tuning.names),
+            tuner=(
+                post.tuner
+                if post and exp is None
+                else exp and exp.tuning and list(exp.tuning.names)
+            ),
         )
 
     return identity
@@ -781,6 +791,42 @@ def get_training_args(wildcards):
         source_name=wildcards.source,
         pretraining=STUDY.sources[wildcards.source].to_dict(),
         settings=get_network(wildcards).to_dict(),
+        threads=STUDY.training["threads"],
+    )
+
+
+# Post-trained networks (models.<name>.post_training): rule post_train_predictor makes
+# them, train_predictor the others (each rule's predictor wildcard is limited to its own).
+
+
+def _never(values):
+    """`_alternatives`, or a pattern no name matches where there are none."""
+    values = list(values)
+    return _alternatives(values) if values else "(?!)"
+
+
+POST_TRAINED = _never(n for n, m in STUDY.models.items() if m.post_training is not None)
+TRAINED = _never(n for n, m in STUDY.models.items() if m.post_training is None)
+
+
+def get_post_training_base(wildcards):
+    """The checkpoint of the base network (same replicate) a post-trained one is tuned from."""
+    post = STUDY.post_training(wildcards.predictor)
+    replicate = get_network_replicate(wildcards)
+    base = layout.source_model_dir(STUDY, wildcards.source, post.base, replicate)
+    return f"{base}/model.pt"
+
+
+def get_post_training_args(wildcards):
+    post = STUDY.post_training(wildcards.predictor)
+    return dict(
+        name=wildcards.predictor,
+        replicate=get_network_replicate(wildcards),
+        identity=wildcards.identity,
+        source_name=wildcards.source,
+        pretraining=STUDY.sources[wildcards.source].to_dict(),
+        post_training=post.to_dict(),
+        post_training_source=STUDY.sources[post.source].to_dict(),
         threads=STUDY.training["threads"],
     )
 

@@ -1,4 +1,5 @@
-# Neural predictors: training per (pretraining source, model), evaluation against the
+# Neural predictors: training per (pretraining source, model), post-training of a trained
+# network on another source (models.<name>.post_training), evaluation against the
 # exact Bayes predictor, and the table of prompt losses per (experiment, model). A model's
 # folder carries its identity (layout.model_dir), so configs never overwrite each other's.
 
@@ -11,6 +12,8 @@ rule train_predictor:
         logged("train_predictor/{source}/{predictor}-{identity}.log"),
     benchmark:
         benchmarked("train_predictor/{source}/{predictor}-{identity}.tsv")
+    wildcard_constraints:
+        predictor=TRAINED,
     conda:
         "../envs/promptscape.yaml"
     threads: STUDY.training["threads"]
@@ -25,6 +28,32 @@ rule train_predictor:
         identity=input_stamps,
     script:
         "../../scripts/train_predictor.py"
+
+
+rule post_train_predictor:
+    input:
+        base=get_post_training_base,
+    output:
+        model=in_model_dir("model.pt"),
+        curve=out("training_curve"),
+    log:
+        logged("post_train_predictor/{source}/{predictor}-{identity}.log"),
+    benchmark:
+        benchmarked("post_train_predictor/{source}/{predictor}-{identity}.tsv")
+    wildcard_constraints:
+        predictor=POST_TRAINED,
+    conda:
+        "../envs/promptscape.yaml"
+    threads: STUDY.training["threads"]
+    resources:
+        mem_mb=mem_mb("post_train_predictor"),
+        gpu=STUDY.training["gpus"],
+    params:
+        args=get_post_training_args,
+        code=code("post_train_predictor"),
+        identity=input_stamps,
+    script:
+        "../../scripts/post_train_predictor.py"
 
 
 rule evaluate_predictor:

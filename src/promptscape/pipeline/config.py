@@ -27,6 +27,7 @@ import yaml
 from promptscape import prior as prior_lib
 from promptscape import seeding
 from promptscape.neural import families
+from promptscape.neural import post_training as post_training_lib
 from promptscape.neural import tuners as tuners_lib
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
@@ -125,6 +126,9 @@ class Model:
     family: str
     settings: dict  # the config's fields, less `family` and `replicates`
     replicates: int = 1  # independently trained networks (`models.<name>.replicates`)
+    # `models.<name>.post_training`: its base's network tuned on another source (family and
+    # replicates are then its base's, and `settings` is empty); None: trained from scratch.
+    post_training: "post_training_lib.PostTraining | None" = None
 
 
 # Models that exist without being configured: one per network family, named after it.
@@ -155,6 +159,27 @@ class Study:
 
     def is_neural(self, predictor: str) -> bool:
         return families.FAMILIES[self.family(predictor)].neural
+
+    def post_training(self, predictor: str) -> "post_training_lib.PostTraining | None":
+        """The post-training of a model (`models.<name>.post_training`), None for bayes and
+        for a network trained from scratch."""
+        return None if predictor == "bayes" else self.models[predictor].post_training
+
+    def lineage(self, predictor: str) -> list[str]:
+        """The predictor, its base, its base's base, ...: the models whose networks it is
+        built from, itself first (a network trained from scratch: itself alone)."""
+        out = [predictor]
+        while self.post_training(out[-1]) is not None:
+            out.append(self.post_training(out[-1]).base)
+        return out
+
+    def networks(self) -> list[tuple[str, str, int]]:
+        """Every (pretraining source, model, replicate) network the study builds: those of
+        the experiments' predictors and, for a post-trained one, of its bases (trained even
+        where no experiment lists them), sorted."""
+        return sorted({(exp.pretraining_name, m, r) for exp in self.experiments.values()
+                       for p in exp.predictors if self.is_neural(p)
+                       for m in self.lineage(p) for r in range(self.replicates(m))})
 
     def replicates(self, predictor: str) -> int:
         """How many independently trained networks a predictor has (1 for bayes): its
@@ -202,8 +227,13 @@ class Study:
         settings = dict(model.settings)
         if replicate:
             settings["replicate"] = replicate
+        if model.post_training is not None:  # its base's network, tuned
+            return self.network(model.post_training.base, source_name, replicate)
+        # Long enough for every experiment on the source that uses the model, directly or
+        # through a model post-trained from it.
         needed = max((e.max_prompt_length + e.task_length for e in self.experiments.values()
-                      if e.pretraining_name == source_name and name in e.predictors),
+                      if e.pretraining_name == source_name
+                      and any(name in self.lineage(p) for p in e.predictors if p != "bayes")),
                      default=1)
         settings.setdefault("sequence_length", needed)
         if settings["sequence_length"] < needed:
@@ -217,7 +247,15 @@ class Study:
         """A short stable hash of everything that makes the trained network what it is: its
         complete config (with its replicate, when not 0) and its pretraining source's
         parameters (not their names, not the device). Model folders carry it, so configs
-        never overwrite each other's networks."""
+        never overwrite each other's networks. A post-trained model's: its base's identity,
+        its post-training settings and its post-training source's parameters, so a change
+        of the base retunes it and a change of its own settings retrains no base."""
+        post = self.models[name].post_training
+        if post is not None:
+            seed = seeding.stable_seed("post_training",
+                                       self.model_identity(post.base, source_name, replicate),
+                                       post.settings(), self.sources[post.source].to_dict())
+            return f"{seed:016x}"[:10]
         seed = seeding.stable_seed("model", self.sources[source_name].to_dict(),
                                    self.network(name, source_name, replicate).seed_identity())
         return f"{seed:016x}"[:10]
@@ -246,7 +284,7 @@ def load(config: dict, schema_path: str | Path = SCHEMA_PATH) -> Study:
     sources = {}
     for name, spec in config["sources"].items():
         sources[name] = build_source(spec, where=f"sources.{name}")
-    models = _models(config["models"])
+    models = _models(config["models"], sources)
     experiments = {}
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
@@ -314,14 +352,29 @@ def load_file(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Study:
     return load(check_config_files([path])[0], schema_path)
 
 
-def _models(spec: dict) -> dict[str, Model]:
-    """Named models: the defaults (one per network family, named after it) and the config's."""
-    models = {}
-    for name, entry in {**DEFAULT_MODELS, **spec}.items():
+def _models(spec: dict, sources: dict) -> dict[str, Model]:
+    """Named models: the defaults (one per network family, named after it) and the config's;
+    a post-trained model takes its family and replicates from its base."""
+    models, posts = {}, {}
+    entries = {**DEFAULT_MODELS, **spec}
+    for name, entry in entries.items():
         where = f"models.{name}"
+        if "post_training" in entry:
+            posts[name] = post_training_lib.parse(entry["post_training"],
+                                                  where=f"{where}.post_training",
+                                                  models=list(entries), sources=sources)
+            other = sorted(set(entry) - {"post_training", "family"})
+            if other:
+                raise ConfigError(
+                    f"{where}: {', '.join(other)} set beside post_training; a post-trained "
+                    f"model has its base's network, replicates and training (set them on "
+                    f"models.{posts[name].base}); it takes only post_training (and family, "
+                    "which must be its base's)")
+            continue
         if "family" not in entry:
             raise ConfigError(f"{where}.family is required: one of "
-                              f"{', '.join(families.NEURAL_FAMILIES)}")
+                              f"{', '.join(families.NEURAL_FAMILIES)} (or post_training, for "
+                              "a network tuned from another model's)")
         family = entry["family"]
         if family not in families.NEURAL_FAMILIES:
             raise ConfigError(f"{where}.family == {family!r}, must be a network family: one "
@@ -335,7 +388,28 @@ def _models(spec: dict) -> dict[str, Model]:
                               f"network; ask for k networks with {where}.replicates: k")
         settings = {k: v for k, v in entry.items() if k not in ("family", "replicates")}
         models[name] = Model(name, family, settings, entry.get("replicates", 1))  # schema-checked
-    return models
+    for name, post in posts.items():
+        where = f"models.{name}"
+        chain = [name]
+        while chain[-1] in posts:
+            base = posts[chain[-1]].base
+            if base in chain:
+                raise ConfigError(f"{where}.post_training.base: the models' bases form a "
+                                  f"cycle ({' -> '.join(chain + [base])}); a chain of "
+                                  "post-trainings must end at a model trained from scratch")
+            chain.append(base)
+        root = models[chain[-1]]
+        family = entries[name].get("family", root.family)
+        if family != root.family:
+            raise ConfigError(f"{where}.family == {family!r}, but its base {chain[1]!r} is a "
+                              f"{root.family} network; a post-trained model is its base's "
+                              "network (leave family out)")
+        if name in families.FAMILIES:
+            raise ConfigError(f"{where}.post_training: {name!r} names the {name} family's "
+                              "default model, which is trained from scratch; give the "
+                              "post-trained model another name")
+        models[name] = Model(name, root.family, {}, root.replicates, post_training=post)
+    return {name: models[name] for name in entries}
 
 
 def _check_predictor_colors(colors: dict, models: dict) -> None:
@@ -403,10 +477,35 @@ def _check_networks(study: Study) -> None:
             if study.is_neural(name):
                 study.network(name, exp.pretraining_name)
                 used.add(name)
+                for model in study.lineage(name):
+                    _check_post_training(study, model, exp)
     for name, model in study.models.items():
         if name not in used:
-            families.PredictorConfig.from_dict({"family": model.family, **model.settings},
-                                                   where=f"models.{name}")
+            root = study.models[study.lineage(name)[-1]]
+            network = families.PredictorConfig.from_dict(
+                {"family": root.family, **root.settings}, where=f"models.{root.name}")
+            if model.post_training is not None:
+                post_training_lib.check_lora_rank(model.post_training, network,
+                                                  f"models.{name}.post_training")
+
+
+def _check_post_training(study: Study, name: str, exp: Experiment) -> None:
+    """A post-trained model used by `exp` (directly or as a base): its source shares the
+    experiment's alphabet, and its LoRA rank fits its network."""
+    post = study.post_training(name)
+    if post is None:
+        return
+    where = f"models.{name}.post_training"
+    source, pretraining = study.sources[post.source], exp.pretraining
+    if (source.vocab_size != pretraining.vocab_size
+            or source.alphabet != pretraining.alphabet):
+        raise ConfigError(
+            f"{where}.source == {post.source!r}: a source over {source.vocab_size} symbols "
+            f"({source.alphabet}), but experiment {exp.name!r} uses the model and is "
+            f"pretrained on {exp.pretraining_name!r} over {pretraining.vocab_size} "
+            f"({pretraining.alphabet}); a network is post-trained on sequences of its own "
+            "alphabet")
+    post_training_lib.check_lora_rank(post, study.network(name, exp.pretraining_name), where)
 
 
 def check_config_files(paths) -> list[dict]:

@@ -53,7 +53,11 @@ def model_dir_pattern(study: Study) -> str:
 def model_dir(study: Study, exp: Experiment, predictor: str, replicate: int = 0) -> str:
     """The folder of replicate `replicate` of the network `predictor` trained on `exp`'s
     pretraining source (each replicate has its own identity, so its own folder)."""
-    source = exp.pretraining_name
+    return source_model_dir(study, exp.pretraining_name, predictor, replicate)
+
+
+def source_model_dir(study: Study, source: str, predictor: str, replicate: int = 0) -> str:
+    """`model_dir` by pretraining source name (a post-trained network's base is found here)."""
     identity = study.model_identity(predictor, source, replicate)
     return f"{study.results_dir}/models/{source}/{predictor}-{identity}"
 

@@ -80,14 +80,14 @@ MARGIN = 1.25
 FLOOR_MB = 500
 
 STAGES = ("simulate_tasks", "simulate_pool", "simulate_evaluation", "train_predictor",
-          "evaluate_predictor", "score_prompts", "search_prompts", "search_selected",
-          "search_strategies", "compute_landscape", "measure_efficiency",
+          "post_train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
+          "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
           "aggregate_search", "aggregate_strategies", "edit_effects", "predict_reliability",
           "tune_network", "tune_optimum", "aggregate_tuning", "analyse_edits", "probe_prior",
           "plot_figures", "plot_study_figures")
 # Rules that declare resources.mem_mb from the estimate (and are checked against the cap).
-HEAVY = ("train_predictor", "evaluate_predictor", "score_prompts", "search_prompts",
-         "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
+HEAVY = ("train_predictor", "post_train_predictor", "evaluate_predictor", "score_prompts",
+         "search_prompts", "search_selected", "search_strategies", "compute_landscape", "measure_efficiency",
          "predict_reliability", "tune_network", "tune_optimum", "analyse_edits")
 CAP_KEY = "resources.max_mem_mb"
 
@@ -263,7 +263,7 @@ STRATEGY_EVALUATION_SECONDS = 3e-5
 TUNING_SECONDS_PER_TOKEN = TRAINING_SECONDS_PER_TOKEN
 SCORING_SECONDS_PER_TOKEN = HELDOUT_SECONDS_PER_TOKEN
 # Rules that ask for training.gpus GPUs (workflow/rules/training.smk).
-GPU_RULES = ("train_predictor", "score_prompts")
+GPU_RULES = ("train_predictor", "post_train_predictor", "score_prompts")
 
 
 def job_seconds(study, job: Job) -> float:
@@ -278,6 +278,15 @@ def job_seconds(study, job: Job) -> float:
             return seconds + tokens * TRAINING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
         tokens = study.training["heldout_size"] * net.sequence_length
         return seconds + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
+    if rule == "post_train_predictor":
+        # Each step: a tuning step on `batch` post-training sequences and a forward pass on
+        # `batch` pretraining sequences (forgetting).
+        net = study.network(w["predictor"], w["source"])
+        family = study.family(w["predictor"])
+        post = study.post_training(w["predictor"])
+        tokens = post.steps * post.batch * net.sequence_length
+        return (seconds + tokens * (TUNING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+                                    + SCORING_SECONDS_PER_TOKEN.get(family, 1.5e-5)))
     if rule == "tune_network":
         family = study.family(w["predictor"])
         trained, scored = _tuning_tokens(study, w)
@@ -564,9 +573,18 @@ def _search_cell(study, exp, rule: str, predictor: str, N: int, S: int):
 
 def _network_job(study, rule: str, w: dict) -> Job:
     net = study.network(w["predictor"], w["source"])
+    # An experiment that uses the network (as a predictor, or as the base of one).
     exp = next(e for e in study.experiments.values()
-               if e.pretraining_name == w["source"] and w["predictor"] in e.predictors)
+               if e.pretraining_name == w["source"]
+               and any(w["predictor"] in study.lineage(p) for p in e.predictors))
     work = _neural_working_set(study, exp, w["predictor"])
+    if rule == "post_train_predictor":
+        # As training, on `batch` sequences, plus a forward pass on as many pretraining ones.
+        post = study.post_training(w["predictor"])
+        tokens = post.batch * net.sequence_length
+        work = 4 * work * tokens // families.MAX_TOKENS + 32 * MB
+        return Job(rule, w, 0, TORCH_BASELINE_BYTES + work,
+                   f"{post.steps} steps of {post.batch} sequences ({post.tuner})")
     if rule == "train_predictor":
         # Batches of batch_size x sequence_length tokens with autograd (x3), plus the
         # optimizer, the autograd graph and the Bayes losses of each batch (~32 MB measured).
@@ -797,7 +815,8 @@ def _analyse_edits(study, rule: str, w: dict) -> Job:
 ESTIMATORS = {
     "simulate_tasks": _simulation, "simulate_pool": _simulation,
     "simulate_evaluation": _evaluation_set,
-    "train_predictor": _network_job, "evaluate_predictor": _network_job,
+    "train_predictor": _network_job, "post_train_predictor": _network_job,
+    "evaluate_predictor": _network_job,
     "score_prompts": _scoring,
     "search_prompts": _search, "search_selected": _search,
     "search_strategies": _strategies,
@@ -858,13 +877,12 @@ def jobs(study) -> list[Job]:
                 out.append(estimate(study, "simulate_pool", {**e, "first": a, "last": b}))
         for task in exp.tasks:
             out.append(estimate(study, "simulate_evaluation", {**e, "task": task.name}))
-    networks = {(exp.pretraining_name, p, r) for exp in study.experiments.values()
-                for p in exp.predictors if study.is_neural(p)
-                for r in range(study.replicates(p))}
-    for source, predictor, r in sorted(networks):
+    for source, predictor, r in study.networks():
         w = {"source": source, "predictor": predictor,
              "identity": study.model_identity(predictor, source, r)}
-        out += [estimate(study, "train_predictor", w), estimate(study, "evaluate_predictor", w)]
+        rule = ("post_train_predictor" if study.post_training(predictor) is not None
+                else "train_predictor")
+        out += [estimate(study, rule, w), estimate(study, "evaluate_predictor", w)]
     for exp in study.experiments.values():
         e = {"experiment": exp.name}
         for selection in exp.selections:
@@ -944,6 +962,7 @@ HINTS = {
                            "efficiency.num_typical"),
     "score_prompts": "fewer evaluation sequences: experiments.{e}.task_length (V^T sequences)",
     "train_predictor": "a smaller network: models.{p}.batch_size or hidden_size",
+    "post_train_predictor": "fewer sequences a step: models.{p}.post_training.batch",
     "tune_network": ("fewer seeds side by side (tuners.BATCH_TOKENS) or fewer seeds per job: "
                      "experiments.{e}.seeds_per_job"),
     "evaluate_predictor": "fewer evaluation sequences: training.heldout_size",
@@ -973,7 +992,8 @@ def _message(job: Job, cap: int, count: int) -> str:
     hint = HINTS[job.rule].format(e=e, p=w.get("predictor"))
     others = f" ({count - 1} more job(s) over it)" if count > 1 else ""
     prompts = (f"shorter prompts: experiments.{e}.max_prompt_length; "
-               if job.rule not in ("train_predictor", "evaluate_predictor") else "")
+               if job.rule not in ("train_predictor", "post_train_predictor",
+                                   "evaluate_predictor") else "")
     detail = ", ".join(f"{k} {v}" for k, v in w.items() if k != "experiment")
     return (f"{job.rule} of {where} ({detail}): estimated peak memory "
             f"{job.peak_bytes / GIB:.1f} GiB ({job.evaluations:,} prompt-sequence "

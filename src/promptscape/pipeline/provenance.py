@@ -53,6 +53,9 @@ JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "simulate_evaluation": ("promptscape.pipeline.stages.datasets:simulate_evaluation", ("task",)),
     "train_predictor": ("promptscape.pipeline.stages.training:train_predictor",
                         ("pretraining", "family")),
+    # task: the kind of the post-training source; tuner: the weight tuner it is tuned with.
+    "post_train_predictor": ("promptscape.pipeline.stages.training:post_train_predictor",
+                             ("pretraining", "task", "family", "tuner")),
     "evaluate_predictor": ("promptscape.pipeline.stages.training:evaluate_predictor",
                            ("pretraining", "family")),
     "score_prompts": ("promptscape.pipeline.stages.training:score_prompts", ("pretraining", "family")),

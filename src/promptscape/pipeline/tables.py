@@ -988,14 +988,25 @@ ARTIFACTS = {a.name: a for a in [
          "target_task")),
     Artifact(
         "training_curve", "models/{source}/{predictor}-{identity}/training_curve.parquet",
-        "Training of one neural predictor on its pretraining source: the loss of every step "
-        "and the exact Bayes predictor's loss on the same batch.",
+        "Training of one neural predictor: the loss of every step and the exact Bayes "
+        "predictor's loss on the same batch. A network trained from scratch has the rows of "
+        "its pretraining source (evaluated_on = source): each step's training batch. A "
+        "post-trained network (models.<name>.post_training) has, per post-training step, a "
+        "row on its post-training source (the step's training batch, against that source's "
+        "exact Bayes predictor: the reference fine-tuning approaches) and a row on the "
+        "pretraining source (a fresh batch, no update, against its Bayes predictor: "
+        "forgetting).",
         (_PREDICTOR, _REPLICATE, _SOURCE, _IDENTITY,
-         ("step", _I, "optimisation step (0-based)"),
-         ("loss", _F, "mean per-symbol log loss of the step's batch (nats)"),
-         ("bayes_loss", _F, "the exact Bayes predictor's mean per-symbol loss on the same batch"),
-         ("regret", _F, "loss - bayes_loss (nats per symbol)")),
-        ("predictor", "replicate", "source", "identity", "step")),
+         ("evaluated_on", _S, "the source (config name) whose fresh sequences the row's "
+                              "losses are on and whose exact Bayes predictor bayes_loss is: "
+                              "the pretraining source (= source), or a post-trained "
+                              "network's post-training source"),
+         ("step", _I, "optimisation step (0-based; the losses are before its update)"),
+         ("loss", _F, "mean per-symbol log loss of the network on the step's batch (nats)"),
+         ("bayes_loss", _F, "the exact Bayes predictor's (of evaluated_on) mean per-symbol loss "
+                            "on the same batch"),
+         ("regret", _F, "loss - bayes_loss: the excess loss (nats per symbol)")),
+        ("predictor", "replicate", "source", "identity", "evaluated_on", "step")),
     Artifact(
         "predictor_regret", "models/{source}/{predictor}-{identity}/regret.parquet",
         "Where a trained network deviates from the Bayes predictor: mean log loss per position "

@@ -712,9 +712,12 @@ def efficiency_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, titl
 
 
 def training_chart(frames: dict, *, tasks, imd, predictors, style, title) -> alt.Chart:
-    """Training curves (regret against Bayes, moving average) and per-position regret on
-    held-out pretraining sequences, one colour per network."""
-    curve = frames["training_curve"].sort_values(["predictor", "step"]).copy()
+    """Training curves (regret against Bayes on the pretraining source, moving average: a
+    post-trained network's forgetting over its post-training steps) and per-position regret
+    on held-out pretraining sequences, one colour per network."""
+    curve = frames["training_curve"]
+    curve = (curve[curve["evaluated_on"] == curve["source"]]
+             .sort_values(["predictor", "step"]).copy())
     window = max(1, int(curve["step"].max() + 1) // 50)
     curve["regret_smooth"] = (curve.groupby("predictor")["regret"]
                               .transform(lambda r: r.rolling(window, min_periods=1).mean()))

@@ -7,7 +7,9 @@ with its KL, the proportion correct at the largest N, the largest KL difference 
 network's landscape and the Bayes one, each network's regret against Bayes, token
 efficiency, and the predicted proportion correct against the measured one with the variance
 decomposition; these are of replicate 0 of every network. A model with `replicates: k > 1`
-adds a table of every replicate's optimal prompt and proportion correct.
+adds a table of every replicate's optimal prompt and proportion correct; a fine-tuned
+network (`models.<name>.post_training`) listed beside its base, a table of what fine-tuning
+changed (optimal prompts, proportion correct, excess loss and forgetting).
 
 The files read are the config's, listed by `promptscape.pipeline.layout` exactly as the workflow
 lists them, never found by globbing the results directory: an experiment, a task or a
@@ -219,6 +221,7 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
     if exp.probes_prior:
         out += prior_lines(exp, _read(study, layout.prior_fits(study, exp), "prior_fit"),
                            land)
+    out += post_training_lines(study, exp, land, rel)
     if exp.tuning:
         out += tuning_lines(exp, _read(study, layout.aggregate(study, exp, "tuning"), "tuning"))
         out += optimum_lines(_read(study, layout.optimum_outputs(study, exp), "tuner_optima"))
@@ -624,6 +627,61 @@ def replicate_lines(exp: config_lib.Experiment, land: pd.DataFrame,
     return out + [""]
 
 
+def post_training_lines(study: config_lib.Study, exp: config_lib.Experiment,
+                        land: pd.DataFrame, rel: pd.DataFrame) -> list[str]:
+    """Per fine-tuned network of the experiment (`models.<name>.post_training`) whose base
+    is among its predictors (replicate 0): each task's optimal prompt and KL(s*) before and
+    after fine-tuning, the proportion correct at the largest N, and the excess loss on the
+    post-training source and on the pretraining source (forgetting) against their exact
+    Bayes predictors, in nats per symbol."""
+    pairs = [(p, study.post_training(p)) for p in exp.predictors
+             if study.post_training(p) is not None and study.post_training(p).base
+             in exp.predictors]
+    if not pairs:
+        return []
+    top_n = int(rel["N"].max())
+
+    def optimum(predictor, task):
+        sub = land[(land["task"] == task) & (land["predictor"] == predictor)]
+        best = sub[sub["optimal"]].sort_values(["prompt_length", "prompt"],
+                                               key=prompts_lib.order_key)
+        row = rel[(rel["task"] == task) & (rel["predictor"] == predictor)
+                  & (rel["N"] == top_n)]
+        shown = ", ".join(_shown(x) for x in best["prompt"][:3]) + (
+            " ..." if len(best) > 3 else "")
+        return (set(best["prompt"]), shown, kl_shown(best.loc[best["kl"].idxmin()]),
+                f"{row['proportion_correct'].iloc[0]:.2f}" if len(row) else "")
+
+    out = ["| fine-tuned network | base | fine-tuned on | task | optimal class before -> after "
+           "| changed | KL(s*) before -> after (nats) | proportion correct at "
+           f"N={top_n} before -> after |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, post in pairs:
+        for task in sorted(t.name for t in exp.tasks):
+            before, after = optimum(post.base, task), optimum(name, task)
+            out.append(f"| {name} | {post.base} | {post.source} ({post.tuner}, {post.steps} "
+                       f"steps) | {task} | {before[1]} -> {after[1]} | "
+                       f"{'no' if before[0] == after[0] else 'yes'} | {before[2]} -> "
+                       f"{after[2]} | {before[3]} -> {after[3]} |")
+    out += ["", "| fine-tuned network | excess loss on its fine-tuning source, first -> last "
+            "10% of steps (nats/symbol) | on the pretraining source (forgetting), first -> "
+            "last 10% | final network's held-out regret on the pretraining source: base -> "
+            "fine-tuned (nats/symbol) |", "| --- | --- | --- | --- |"]
+    for name, post in pairs:
+        paths, base = (layout.network_tables(study, exp, m) for m in (name, post.base))
+        curve = _read(study, paths["training_curve"], "training_curve")
+        regrets = [_read(study, tabs["predictor_regret"], "predictor_regret")["regret"].mean()
+                   for tabs in (base, paths)]
+        cells = []
+        for on in (post.source, exp.pretraining_name):
+            rows = curve[curve["evaluated_on"] == on].sort_values("step")["regret"]
+            k = max(1, len(rows) // 10)
+            cells.append(f"{rows.iloc[:k].mean():.2e} -> {rows.iloc[-k:].mean():.2e}")
+        out.append(f"| {name} | {cells[0]} | {cells[1]} | {regrets[0]:.2e} -> "
+                   f"{regrets[1]:.2e} |")
+    return out + [""]
+
+
 def regret_table(study: config_lib.Study) -> str:
     rows = []
     replicated = any(r for _, _, r, _ in networks(study))
@@ -633,7 +691,9 @@ def regret_table(study: config_lib.Study) -> str:
         name = f"{predictor} (replicate {r})" if replicated else predictor
         rows.append(f"| {source} | {name} | "
                     f"{frame['regret'].mean():.2e} | {frame['regret'].max():.2e} (t={int(frame['regret'].idxmax())}) | "
-                    f"{len(curve)} |")  # 0 for an untrained network (pretrained: false)
+                    # 0 for an untrained network (pretrained: false); a post-trained
+                    # network's steps on its post-training source
+                    f"{int((curve['evaluated_on'] != curve['source']).sum()) or len(curve)} |")
     if not rows:
         return ""
     return "\n".join(["| pretraining source | network | mean per-symbol regret vs Bayes (nats) | "

@@ -199,18 +199,18 @@ BAD = [
      "experiments.bernmix.predictors[1] == 'gpt': not 'bayes' and not a model of `models`; "
      "models: lstm, transformer"),
     # Named models: a name and a family that disagree never produce an artifact.
-    ("lstm that is a transformer", _add_models({"lstm": {"family": "transformer"}}),
+    ("lstm that is a transformer", _set(["models", "lstm"], {"family": "transformer"}),
      "models.lstm.family == 'transformer', but 'lstm' names the lstm family"),
-    ("model without a family", _add_models({"lstm_small": {"hidden_size": 32}}),
-     "models.lstm_small: 'family' is a required property"),
-    ("model of an unknown family", _add_models({"gru": {"family": "gru"}}),
+    ("model without a family", _set(["models", "lstm_small"], {"hidden_size": 32}),
+     "models.lstm_small.family is required: one of lstm, transformer (or post_training"),
+    ("model of an unknown family", _set(["models", "gru"], {"family": "gru"}),
      "models.gru.family == 'gru', must be a network family: one of lstm, transformer"),
-    ("model of the bayes family", _add_models({"exact": {"family": "bayes"}}),
+    ("model of the bayes family", _set(["models", "exact"], {"family": "bayes"}),
      "models.exact.family == 'bayes', must be a network family"),
     ("device in a model (training.device is the one place)",
-     _add_models({"lstm": {"family": "lstm", "device": "cuda"}}),
+     _set(["models", "lstm"], {"family": "lstm", "device": "cuda"}),
      "models.lstm: unknown key(s) ['device']"),
-    ("bad field of an unused model", _add_models({"wide": {"family": "lstm", "hidden_size": 0}}),
+    ("bad field of an unused model", _set(["models", "wide"], {"family": "lstm", "hidden_size": 0}),
      "models.wide: lstm.hidden_size == 0, must be > 0."),
     ("experiment named like a results folder",
      _set(["experiments", "models"], {"pretraining": "bernmix", "tasks": [
@@ -231,9 +231,9 @@ BAD = [
      "experiments.bernmix.evaluation_size: 10000.0 is not of type 'integer'"),
     ("efficiency length 64.0", _set(["efficiency"], {"max_length": 64.0}),
      "efficiency.max_length: 64.0 is not of type 'integer'"),
-    ("training steps 1000.0", _add_models({"lstm": {"family": "lstm", "steps": 1000.0}}),
+    ("training steps 1000.0", _set(["models", "lstm"], {"family": "lstm", "steps": 1000.0}),
      "models.lstm: lstm.steps must be Integral, not float (1000.0)."),
-    ("network size 32.0", _add_models({"lstm": {"family": "lstm", "hidden_size": 32.0}}),
+    ("network size 32.0", _set(["models", "lstm"], {"family": "lstm", "hidden_size": 32.0}),
      "models.lstm: lstm.hidden_size must be Integral, not float (32.0)."),
     ("heldout size 2e4", _set(["training"], {"heldout_size": 2e4}),
      "training.heldout_size: 20000.0 is not of type 'integer'"),
@@ -310,7 +310,7 @@ def test_bad_config_error_names_the_key(change, message):
 
 def test_models_are_named_and_referred_to_by_name():
     raw = copy.deepcopy(DEFAULT)
-    raw["models"] = {**raw.get("models", {}), "lstm_small": {"family": "lstm", "hidden_size": 32}}
+    raw["models"].update({"lstm_small": {"family": "lstm", "hidden_size": 32}})
     raw["experiments"]["bernmix"]["predictors"] = ["bayes", "lstm", "lstm_small"]
     study = config_lib.load(raw)
     assert study.family("lstm_small") == "lstm" and study.family("bayes") == "bayes"
@@ -324,7 +324,7 @@ def test_models_are_named_and_referred_to_by_name():
 
 def test_predictor_colors_take_every_form_vega_draws():
     raw = copy.deepcopy(DEFAULT)
-    raw["models"] = {**raw.get("models", {}), "lstm_small": {"family": "lstm", "hidden_size": 32}}
+    raw["models"].update({"lstm_small": {"family": "lstm", "hidden_size": 32}})
     forms = {"bayes": "SteelBlue", "lstm": "#abc", "transformer": "rgb(10, 20, 30)",
              "lstm_small": "hsl(120, 50%, 40%)"}
     raw["figures"] = {"predictor_colors": forms}
@@ -345,7 +345,7 @@ def test_model_identity_is_canonical():
     def identity(models=None, **experiment):
         raw = copy.deepcopy(DEFAULT)
         if models is not None:
-            raw["models"] = {**raw.get("models", {}), **models}
+            raw["models"].update(models)
         raw["experiments"]["bernmix"].update(experiment)
         return config_lib.load(raw).model_identity("lstm", "bernmix")
 
@@ -417,7 +417,7 @@ def test_every_shipped_config_reads_strictly_and_loads(name):
 def test_replicates_keep_replicate_zero_and_give_the_others_their_own_identity():
     raw = copy.deepcopy(DEFAULT)
     plain = config_lib.load(raw)
-    raw["models"] = {**raw.get("models", {}), "lstm": {"family": "lstm", "replicates": 4}}
+    raw["models"].update({"lstm": {"family": "lstm", "replicates": 4}})
     study = config_lib.load(raw)
     assert study.replicates("lstm") == 4 and study.replicates("bayes") == 1
     assert study.replicates("transformer") == 1
@@ -434,8 +434,10 @@ def test_replicates_keep_replicate_zero_and_give_the_others_their_own_identity()
     with pytest.raises(ValueError, match="replicates 0..3, not 4"):
         study.network("lstm", "bernmix", 4)
     exp = study.experiments["bernmix"]
+    # The LSTM fine-tuned on coin(0.7) has its base's replicates, each tuned from its own.
     assert study.predictor_replicates(exp) == [("bayes", 0), ("lstm", 0), ("lstm", 1),
-                                               ("lstm", 2), ("lstm", 3), ("transformer", 0)]
+                                               ("lstm", 2), ("lstm", 3), ("transformer", 0),
+                                               *[("lstm_ft_0.7", r) for r in range(4)]]
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -446,7 +448,7 @@ def test_replicates_keep_replicate_zero_and_give_the_others_their_own_identity()
 ])
 def test_bad_replicates_are_named_config_errors(entry, message):
     raw = copy.deepcopy(DEFAULT)
-    raw["models"] = {**raw.get("models", {}), "lstm": entry}
+    raw["models"].update({"lstm": entry})
     with pytest.raises(ConfigError, match=message):
         config_lib.load(raw)
 

@@ -18,7 +18,8 @@ from workflow_helpers import TINY, load_config, write_config
 
 def frame():
     return pd.DataFrame({"predictor": "bayes", "replicate": 0, "source": "s",
-                         "identity": "abcdef0123", "step": [1, 0], "loss": 0.7,
+                         "identity": "abcdef0123", "evaluated_on": "s", "step": [1, 0],
+                         "loss": 0.7,
                          "bayes_loss": 0.69, "regret": 0.01})
 
 

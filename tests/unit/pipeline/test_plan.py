@@ -38,9 +38,12 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
                                               for e in exps)
     # 6 pretraining sources x 2 networks, and the words experiment's small LSTM.
     assert counts["train_predictor"] == 13
+    # bernmix's LSTM fine-tuned on coin(0.7), from the trained LSTM's checkpoint.
+    assert counts["post_train_predictor"] == 1
+    assert counts["evaluate_predictor"] == 14
     # V^T is enumerated: one table per (experiment, network); the strategies experiment's
     # LSTM is bernmix's network with its own prompts.
-    assert counts["score_prompts"] == 13
+    assert counts["score_prompts"] == 14
     # One job per (experiment, selection, seed block) searches every predictor, task and N;
     # datasets and pools one per (experiment, block): the selection experiment has 3
     # pooled methods; every experiment has one block.
@@ -53,19 +56,21 @@ def test_the_plan_of_the_default_config_mirrors_the_workflow_grid():
                                               for e in exps)
     search = next(j for j in jobs if j.rule == "search_prompts"
                   and j.wildcards["experiment"] == "bernmix")
-    # Each network scores P = 2^(5+1) - 1 prompts on all 2^T sequences, Bayes its 21 count
-    # classes on the 11 count values of T = 10, for each of 4 tasks and 10 N.
-    assert search.evaluations == (2 * 63 * 2**10 + 21 * 11) * 4 * 10
+    # Each of the 3 networks scores P = 2^(5+1) - 1 prompts on all 2^T sequences, Bayes its
+    # 21 count classes on the 11 count values of T = 10, for each of 4 tasks and 10 N.
+    assert search.evaluations == (3 * 63 * 2**10 + 21 * 11) * 4 * 10
     # With the `all` rule: the default run's job budget (300 before issue 28, whose edit
     # analysis adds one analyse_edits job and three figures per experiment, 8 + 24, and
     # edit_effects' one job on the strategies experiment; bernmix's tuner optima one job),
     # one probe_prior job per predictor of the 6 experiments whose pretraining source is
     # exchangeable (15), the words experiment's jobs (a Bayes landscape, prediction, search,
     # efficiency, edits and their figures, one task; its LSTM's training, held-out
-    # evaluation, landscape and prediction, 4); figures are one job per experiment.
-    assert len(jobs) + 1 <= 289
+    # evaluation, landscape and prediction, 4); figures are one job per experiment;
+    # the fine-tuned LSTM's 12 jobs (post-training, evaluation, its prompt losses, 4
+    # landscapes and predictions, its read-back prior).
+    assert len(jobs) + 1 <= 301
     assert counts["tune_optimum"] == 1
-    assert counts["probe_prior"] == sum(len(layout.prior_fits(study, e)) for e in exps) == 15
+    assert counts["probe_prior"] == sum(len(layout.prior_fits(study, e)) for e in exps) == 16
     assert counts["edit_effects"] == 1
     # One job draws all of an experiment's figures, and one the study's.
     assert counts["plot_figures"] == len(study.experiments)

@@ -223,6 +223,17 @@ def traced(tmp_path_factory):
         run("score_prompts", training_stage.score_prompts, members,
             model=p(f"models/{family}/model.pt"), output=p(f"prompt_losses/{family}.parquet"),
             name=family, experiment="e", task_length=T, max_prompt_length=L_MAX, device="cpu")
+        # Post-trained on coin (a weight tuner each: full, and lora of rank 1).
+        tuner = "full" if family == "lstm" else "lora"
+        run("post_train_predictor", training_stage.post_train_predictor,
+            {**members, "task": KIND["coin"], "tuner": [tuner]},
+            base_model=p(f"models/{family}/model.pt"), model=p(f"models/ft_{family}/model.pt"),
+            curve=p(f"models/ft_{family}/curve.parquet"), name=f"ft_{family}",
+            identity="0123456789", source_name="bernmix", pretraining=SOURCES["bernmix"],
+            post_training={"base": family, "source": "coin", "tuner": tuner, "steps": 2,
+                           "learning_rate": 0.01, "batch": 4,
+                           **({"lora_rank": 1} if tuner == "lora" else {})},
+            post_training_source=SOURCES["coin"], device="cpu")
 
     # (predictor, pretraining source, extra inputs): Bayes on two kinds; networks via
     # their table and via their checkpoint.

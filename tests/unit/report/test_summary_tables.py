@@ -8,8 +8,14 @@ from promptscape.report import summary
 def test_the_regret_table_counts_the_steps_of_an_untrained_network_as_zero(monkeypatch):
     """An untrained network (`pretrained: false`) has an empty training curve: its row says
     0 training steps (the summary failed on the curve's NaN maximum)."""
-    curves = {"trained": pd.DataFrame({"step": [0, 1, 2]}),
-              "untrained": pd.DataFrame({"step": pd.Series([], dtype="int64")})}
+    def curve(steps, on=("bernmix",)):
+        return pd.DataFrame({"step": [s for _ in on for s in range(steps)],
+                             "source": "bernmix", "evaluated_on": [o for o in on
+                                                                   for _ in range(steps)]})
+
+    # A post-trained network has rows on its post-training source and on bernmix: its steps
+    # are counted once.
+    curves = {"trained": curve(3), "untrained": curve(0), "tuned": curve(2, ("coin", "bernmix"))}
     regret = pd.DataFrame({"regret": [0.01, 0.02]})
     monkeypatch.setattr(summary, "networks", lambda study: [
         ("bernmix", name, 0, {"predictor_regret": name, "training_curve": name})
@@ -18,6 +24,7 @@ def test_the_regret_table_counts_the_steps_of_an_untrained_network_as_zero(monke
         curves[path] if artifact == "training_curve" else regret))
     rows = summary.regret_table(None).splitlines()
     assert rows[2].endswith("| 3 |") and rows[3].endswith("| 0 |")
+    assert rows[4].endswith("| 2 |")
 
 
 def test_prior_lines_count_the_queries_to_the_first_close_fit():

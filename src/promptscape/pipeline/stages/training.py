@@ -1,4 +1,5 @@
-"""Stages `train_predictor`, `evaluate_predictor` and `score_prompts`: neural predictors."""
+"""Stages `train_predictor`, `post_train_predictor`, `evaluate_predictor` and `score_prompts`:
+neural predictors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from promptscape import seeding
 from promptscape.pipeline import tables
-from promptscape.neural import base, checkpoints, families, scoring, trainer
+from promptscape.neural import base, checkpoints, families, post_trainer, scoring, trainer
+from promptscape.neural.post_training import PostTraining
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 
@@ -49,9 +51,62 @@ def train_predictor(*, model: str, curve: str, checkpoint: str, name: str, ident
     frame["replicate"] = replicate
     frame["source"] = source_name
     frame["identity"] = identity
+    frame["evaluated_on"] = source_name
     tables.write(frame, "training_curve", curve)
     log.info("final regret (mean of the last 10%% of steps): %.5f nats/symbol",
              float(frame["regret"].iloc[-max(1, len(frame) // 10):].mean()))
+
+
+def post_train_predictor(*, base_model: str, model: str, curve: str, name: str, identity: str,
+                         source_name: str, replicate: int = 0, pretraining: dict,
+                         post_training: dict, post_training_source: dict, threads: int = 1,
+                         device: str = "auto") -> None:
+    """Tune the trained network `base_model` (a checkpoint of its base model, same
+    replicate) on fresh sequences of its post-training source (`post_training`, the checked
+    `models.<name>.post_training` mapping; `post_training_source`, that source's parameters)
+    and save it as a checkpoint like any other; its training curve holds the loss on both
+    sources against their exact Bayes predictors (`promptscape.neural.post_trainer`)."""
+    import torch
+
+    base.resolve_device(device)  # before any work: a bad device is named
+    torch.set_num_threads(threads)
+    post = PostTraining(**post_training)
+    where = f"models.{name}.post_training"
+    source = build_source(post_training_source, where=f"{where}.source")
+    pretraining_source = build_source(pretraining, where=f"sources.{source_name}")
+    if checkpoints.load_checkpoint(base_model)["source"] != pretraining_source.to_dict():
+        raise ValueError(f"{base_model}: the network of {post.base!r} was not trained on "
+                         f"{source_name!r} ({pretraining_source.describe()})")
+    trained = checkpoints.load_predictor(base_model, device="cpu")
+    log.info("post-training %s (identity %s): %s replicate %d, pretrained on %s (%s), tuned "
+             "by %s on %s (%s) with %d thread(s): %s", name, identity, post.base, replicate,
+             source_name, pretraining_source.describe(), post.tuner, post.source,
+             source.describe(), threads, post.settings())
+    net, frame = post_trainer.post_train(
+        trained.model, post, source, pretraining_source,
+        sequence_length=trained.config.sequence_length, identity=identity, device=device,
+        progress=log)
+    checkpoints.save_checkpoint(
+        model, model=net, config=trained.config, source=pretraining_source, step=post.steps,
+        curve=frame[["step", "loss", "bayes_loss"]].assign(
+            regret=frame["loss"] - frame["bayes_loss"]))
+    rows = []
+    for on, loss, bayes in ((post.source, "loss", "bayes_loss"),
+                            (source_name, "pretraining_loss", "pretraining_bayes_loss")):
+        rows.append({"evaluated_on": on, "step": frame["step"].to_numpy(),
+                     "loss": frame[loss].to_numpy(), "bayes_loss": frame[bayes].to_numpy(),
+                     "regret": (frame[loss] - frame[bayes]).to_numpy()})
+    table = {key: np.concatenate([np.broadcast_to(np.asarray(row[key]), len(frame))
+                                  for row in rows]) for key in rows[0]}
+    tables.write({"predictor": name, "replicate": replicate, "source": source_name,
+                  "identity": identity, **table}, "training_curve", curve)
+    tail = slice(-max(1, len(frame) // 10), None)
+    log.info("mean of the last 10%% of steps: excess loss %.5f nats/symbol on %s, %.5f on "
+             "the pretraining source %s (forgetting; %.5f at the first step)",
+             float((frame["loss"] - frame["bayes_loss"]).iloc[tail].mean()), post.source,
+             float((frame["pretraining_loss"] - frame["pretraining_bayes_loss"]).iloc[tail]
+                   .mean()), source_name,
+             float(frame["pretraining_loss"].iloc[0] - frame["pretraining_bayes_loss"].iloc[0]))
 
 
 def evaluate_predictor(*, model: str, output: str, name: str, identity: str,
