@@ -24,8 +24,11 @@ What the walk does not follow, and the workflow adds per job instead (`JOBS`):
 
 `trace_calls` records the promptscape functions a call really executes; the tests hold
 every stage to its declared identity with it, so a declaration cannot go stale silently.
-The static part reads and parses a few files (cached); the Snakefile calls it at parse
-time and it imports nothing heavy.
+The static part reads and parses a few files; the Snakefile calls it at parse time and it
+imports nothing heavy. Its results are kept on disk (`IDENTITY_CACHE`), under a digest of
+every source file of the package, so each Snakemake invocation, cluster job and workflow
+job after the first reads them instead of parsing the package again (about a second each):
+an edit anywhere in the package is another digest, whose identities are computed afresh.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 PACKAGE = "promptscape"
@@ -281,10 +287,96 @@ def closure(*entries: str) -> list[str]:
     return [f"{m}:{n}" for m, n in _closure(tuple(sorted(set(entries))))]
 
 
-@functools.lru_cache(maxsize=None)
-def _identity(entries: tuple[str, ...]) -> str:
+def _computed_identity(entries: tuple[str, ...]) -> str:
     payload = "\n".join(f"{m}:{n}\n{_module(m).dumps[n]}" for m, n in _closure(entries))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# Identities already computed for this exact package source, one JSON file per source digest
+# ({entries joined by spaces: identity}); PROMPTSCAPE_CACHE_DIR moves the folder, and an
+# empty value turns the disk cache off. A folder that cannot be written only costs time.
+IDENTITY_CACHE = "code-identities-{digest}.json"
+CACHE_FILES_KEPT = 32  # the most recent source digests' files are kept, older ones removed
+
+
+def cache_dir() -> Path | None:
+    """The folder of the identity cache, or None when it is turned off."""
+    chosen = os.environ.get("PROMPTSCAPE_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "promptscape"
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest() -> str:
+    """SHA-256 of every Python source file of the package (paths and bytes, in path order):
+    what every code identity is a function of, with the entries asked for."""
+    digest = hashlib.sha256()
+    for path in sorted(ROOT.rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+_disk: dict[str, str] | None = None
+
+
+def _cache_path() -> Path | None:
+    folder = cache_dir()
+    return None if folder is None else folder / IDENTITY_CACHE.format(digest=source_digest())
+
+
+def _load_disk() -> dict[str, str]:
+    global _disk
+    if _disk is None:
+        _disk = {}
+        path = _cache_path()
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text())
+                if isinstance(loaded, dict):
+                    _disk = {str(k): str(v) for k, v in loaded.items()}
+            except (OSError, ValueError):
+                pass
+    return _disk
+
+
+def _store_disk(key: str, value: str) -> None:
+    known = _load_disk()
+    known[key] = value
+    path = _cache_path()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        on_disk = {}
+        try:
+            on_disk = json.loads(path.read_text())  # another process's entries
+        except (OSError, ValueError):
+            pass
+        merged = {**(on_disk if isinstance(on_disk, dict) else {}), **known}
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".identities-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(merged, out, sort_keys=True)
+        os.replace(temp, path)
+        old = sorted(path.parent.glob(IDENTITY_CACHE.format(digest="*")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in old[CACHE_FILES_KEPT:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(entries: tuple[str, ...]) -> str:
+    key = " ".join(entries)
+    known = _load_disk().get(key)
+    if known is not None:
+        return known
+    value = _computed_identity(entries)
+    _store_disk(key, value)
+    return value
 
 
 def code_identity(*entries: str) -> str:

@@ -534,3 +534,63 @@ def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
             dropped = [e for e in full if e not in extra or e == stage]
             needed |= bool(provenance.uncovered(executed, dropped))
         assert needed, f"{rule} declares {member!r} but no traced job needs it"
+
+
+@pytest.fixture
+def fresh_identity_cache(tmp_path, monkeypatch):
+    """The identity cache in `tmp_path`, with nothing of it in memory."""
+    monkeypatch.setenv("PROMPTSCAPE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(provenance, "_disk", None)
+    provenance._identity.cache_clear()
+    yield tmp_path
+    provenance._identity.cache_clear()
+    provenance._disk = None
+
+
+def _forget(monkeypatch):
+    monkeypatch.setattr(provenance, "_disk", None)
+    provenance._identity.cache_clear()
+
+
+def test_identities_are_read_back_from_the_disk_cache(fresh_identity_cache, monkeypatch):
+    entries = provenance.job_entries("compute_landscape", pretraining="coin_mixture",
+                                     task="coin", family="bayes")
+    computed = provenance._computed_identity(tuple(sorted(set(entries))))
+    assert provenance.code_identity(*entries) == computed
+    files = list(fresh_identity_cache.glob("code-identities-*.json"))
+    assert [f.name for f in files] == [
+        f"code-identities-{provenance.source_digest()}.json"]
+    # Another process (nothing in memory) reads it back without parsing the package.
+    _forget(monkeypatch)
+
+    def parse(_):
+        raise AssertionError("parsed although the identity is cached")
+
+    monkeypatch.setattr(provenance, "_computed_identity", parse)
+    assert provenance.code_identity(*entries) == computed
+
+
+def test_another_package_source_computes_its_identities_afresh(fresh_identity_cache, monkeypatch):
+    entries = ("promptscape.sources.coins:Coin",)
+    provenance.code_identity(*entries)
+    _forget(monkeypatch)
+    monkeypatch.setattr(provenance, "source_digest", lambda: "an-edited-package")
+    calls = []
+    real = provenance._computed_identity
+    monkeypatch.setattr(provenance, "_computed_identity",
+                        lambda e: calls.append(e) or real(e))
+    provenance.code_identity(*entries)
+    assert calls == [entries]
+    assert (fresh_identity_cache / "code-identities-an-edited-package.json").exists()
+
+
+def test_an_empty_cache_setting_turns_the_disk_cache_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTSCAPE_CACHE_DIR", "")
+    monkeypatch.setattr(provenance, "_disk", None)
+    provenance._identity.cache_clear()
+    try:
+        assert provenance.cache_dir() is None
+        assert provenance.code_identity("promptscape.sources.coins:Coin")
+    finally:
+        provenance._identity.cache_clear()
+        provenance._disk = None
