@@ -8,7 +8,10 @@ they repeat a scenario run that the suite's time budget has no room for. CI runs
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -19,6 +22,14 @@ import pytest
 # (tests/unit/neural/test_models.py) took 178 CPU-seconds instead of 5 (docs/benchmarks.md,
 # "Test suite"). Set before any test module imports torch, which reads it once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The code identities' disk cache (promptscape.pipeline.provenance) of this session, shared by
+# its xdist workers and every Snakemake process they start (all inherit the environment),
+# and removed at the end: the tests compute identities of edited copies of the library,
+# which do not belong in the user's cache.
+if "PROMPTSCAPE_CACHE_DIR" not in os.environ:
+    os.environ["PROMPTSCAPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="promptscape-identities-")
+    atexit.register(shutil.rmtree, os.environ["PROMPTSCAPE_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -308,18 +308,22 @@ def cache_dir() -> Path | None:
     return Path(base) / "promptscape"
 
 
-@functools.lru_cache(maxsize=None)
 def source_digest() -> str:
     """SHA-256 of every Python source file of the package (paths and bytes, in path order):
     what every code identity is a function of, with the entries asked for."""
+    return _digest_of(ROOT)
+
+
+@functools.lru_cache(maxsize=None)
+def _digest_of(root: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(ROOT.rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:32]
 
 
-_disk: dict[str, str] | None = None
+_disk: dict[str, dict[str, str]] | None = None  # per source digest, what its file holds
 
 
 def _cache_path() -> Path | None:
@@ -331,15 +335,18 @@ def _load_disk() -> dict[str, str]:
     global _disk
     if _disk is None:
         _disk = {}
+    digest = source_digest()
+    if digest not in _disk:
+        _disk[digest] = {}
         path = _cache_path()
         if path is not None:
             try:
                 loaded = json.loads(path.read_text())
                 if isinstance(loaded, dict):
-                    _disk = {str(k): str(v) for k, v in loaded.items()}
+                    _disk[digest] = {str(k): str(v) for k, v in loaded.items()}
             except (OSError, ValueError):
                 pass
-    return _disk
+    return _disk[digest]
 
 
 def _store_disk(key: str, value: str) -> None:
