@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves a partial file under the final name.
+"""Writing files so that a crash never leaves a partial file under the final name, and the
+folder of promptscape's own caches (`cache_dir`).
 
 Every artifact (`tables.write`) and every checkpoint goes through `atomic_write`: the content is
 written to a hidden temporary file in the target's folder, given the mode a plain ``open()``
@@ -38,3 +39,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def cache_dir() -> str | None:
+    """The folder of promptscape's caches of pure functions of installed code (code
+    identities, vl-convert's script bundle): ``$PROMPTSCAPE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/promptscape``, else ``~/.cache/promptscape``; None when
+    ``PROMPTSCAPE_CACHE_DIR`` is set to the empty string (the caches are off). Nothing in
+    it is a result: deleting it only costs time."""
+    chosen = os.environ.get("PROMPTSCAPE_CACHE_DIR")
+    if chosen is not None:
+        return chosen or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "promptscape")

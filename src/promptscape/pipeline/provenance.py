@@ -300,12 +300,11 @@ CACHE_FILES_KEPT = 32  # the most recent source digests' files are kept, older o
 
 
 def cache_dir() -> Path | None:
-    """The folder of the identity cache, or None when it is turned off."""
-    chosen = os.environ.get("PROMPTSCAPE_CACHE_DIR")
-    if chosen is not None:
-        return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "promptscape"
+    """The folder of the identity cache (`files.cache_dir`), or None when it is turned off."""
+    from promptscape import files
+
+    folder = files.cache_dir()
+    return None if folder is None else Path(folder)
 
 
 def source_digest() -> str:

@@ -8,6 +8,7 @@ figures are reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -647,7 +648,49 @@ def save(chart: alt.Chart, *, svg: str, png: str, html: str, scale: float) -> No
         with open(svg, "w", encoding="utf-8", newline="") as out:
             out.write(renumbered)
     write(spec, png, scale_factor=scale, **versions)
-    write(spec, html, inline=True, **versions)
+    with _cached_script_bundle():
+        write(spec, html, inline=True, **versions)
+
+
+@contextlib.contextmanager
+def _cached_script_bundle():
+    """While it is open, vl-convert's JavaScript bundle (what altair inlines into a
+    standalone HTML file: vega, vega-lite and vega-embed, 0.9 MB) comes from a file in
+    `files.cache_dir()`, named by vl-convert's version and the Vega-Lite version: building it
+    takes vl-convert about 1.4 s in every process that writes an HTML figure, and it is a
+    function of those two versions alone. Without a cache folder, vl-convert builds it."""
+    import vl_convert
+
+    from promptscape import files
+
+    build = vl_convert.javascript_bundle
+    folder = files.cache_dir()
+
+    def bundle(snippet=None, vl_version=None):
+        if snippet is not None or folder is None:
+            return build(snippet=snippet, vl_version=vl_version)
+        path = os.path.join(folder, f"vl-convert-{vl_convert.__version__}-vega-lite-"
+                                    f"{vl_version}-bundle.js")
+        try:
+            with open(path, encoding="utf-8") as cached:
+                return cached.read()
+        except OSError:
+            pass
+        text = build(vl_version=vl_version)
+        try:
+            def put(temp):
+                with open(temp, "w", encoding="utf-8") as out:
+                    out.write(text)
+            files.atomic_write(path, put)
+        except OSError:
+            pass
+        return text
+
+    vl_convert.javascript_bundle = bundle
+    try:
+        yield
+    finally:
+        vl_convert.javascript_bundle = build
 
 
 EFFICIENCY_CURVES = {"median_plot": "typical prompts: median, 25–75% band",

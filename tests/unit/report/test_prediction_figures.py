@@ -236,3 +236,31 @@ def test_save_writes_every_format(tmp_path, name):
     for path in paths.values():
         assert path.stat().st_size > 0
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_html_script_bundle_is_built_once_and_read_back(tmp_path, monkeypatch):
+    """A figure's HTML inlines vl-convert's script bundle; the first figure builds it into
+    the cache folder, later ones (another process) read it back, byte for byte the same
+    HTML, and vl-convert's own function is left as it was."""
+    import vl_convert
+
+    monkeypatch.setenv("PROMPTSCAPE_CACHE_DIR", str(tmp_path / "cache"))
+    chart = charts()["variance_plane"]
+    build = vl_convert.javascript_bundle
+
+    def save(name):
+        paths = {kind: str(tmp_path / f"{name}.{kind}") for kind in ("svg", "png", "html")}
+        figures.save(chart, **paths, scale=1)
+        return (tmp_path / f"{name}.html").read_text()
+
+    first = save("first")
+    assert vl_convert.javascript_bundle is build
+    cached = list((tmp_path / "cache").glob("vl-convert-*-bundle.js"))
+    assert len(cached) == 1 and cached[0].read_text() in first
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("built again although it is cached")
+
+    monkeypatch.setattr(vl_convert, "javascript_bundle", refuse)
+    assert save("second") == first
+    assert vl_convert.javascript_bundle is refuse
