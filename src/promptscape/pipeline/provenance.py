@@ -37,10 +37,10 @@ import ast
 import functools
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from promptscape import files
 
 PACKAGE = "promptscape"
 ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
@@ -301,8 +301,6 @@ CACHE_FILES_KEPT = 32  # the most recent source digests' files are kept, older o
 
 def cache_dir() -> Path | None:
     """The folder of the identity cache (`files.cache_dir`), or None when it is turned off."""
-    from promptscape import files
-
     folder = files.cache_dir()
     return None if folder is None else Path(folder)
 
@@ -362,10 +360,12 @@ def _store_disk(key: str, value: str) -> None:
         except (OSError, ValueError):
             pass
         merged = {**(on_disk if isinstance(on_disk, dict) else {}), **known}
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".identities-")
-        with os.fdopen(fd, "w") as out:
-            json.dump(merged, out, sort_keys=True)
-        os.replace(temp, path)
+
+        def put(temp):
+            with open(temp, "w") as out:
+                json.dump(merged, out, sort_keys=True)
+
+        files.atomic_write(path, put)
         old = sorted(path.parent.glob(IDENTITY_CACHE.format(digest="*")),
                      key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in old[CACHE_FILES_KEPT:]:

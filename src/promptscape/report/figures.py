@@ -16,6 +16,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from promptscape import files
 from promptscape import prompts as prompts_lib
 
 # Log axes cannot show KL <= 0 (possible only for estimates); such values sit on this floor.
@@ -660,8 +661,6 @@ def _cached_script_bundle():
     takes vl-convert about 1.4 s in every process that writes an HTML figure, and it is a
     function of those two versions alone. Without a cache folder, vl-convert builds it."""
     import vl_convert
-
-    from promptscape import files
 
     build = vl_convert.javascript_bundle
     folder = files.cache_dir()
