@@ -266,14 +266,17 @@ def test_a_second_config_leaves_the_first_ones_artifacts_untouched(neural_run, t
     before = digests(run)
     # (a) Same results_dir, another experiment on the same source with longer prompts: its
     # network needs a longer training length, so it is another model (another folder). One
-    # network is enough to show it; the other shares every code path.
+    # network is enough to show it; the other shares every code path. Each second config is
+    # built up to its reliability table (training, scoring, landscapes, search): the stages
+    # after it write only below their own experiment's folder.
     # (Neither second config tunes: tuning is not what this test is about.)
     longer = load_config(NEURAL)
     longer["experiments"] = {"bernmix_long": {**longer["experiments"]["bernmix"],
                                               "max_prompt_length": 3,
                                               "predictors": ["lstm"]}}
     del longer["experiments"]["bernmix_long"]["tuning"]
-    snakemake(run, write_config(tmp_path / "longer.yaml", longer))
+    snakemake(run, write_config(tmp_path / "longer.yaml", longer),
+              "results/bernmix_long/aggregate/reliability.parquet")
     # (b) Its own results_dir, the same experiment names and other settings (the Bayes
     # predictor only: which files a results_dir holds does not depend on the predictors).
     other = load_config(NEURAL)
@@ -281,14 +284,15 @@ def test_a_second_config_leaves_the_first_ones_artifacts_untouched(neural_run, t
     other["experiments"]["bernmix"]["num_seeds"] = 2
     other["experiments"]["bernmix"]["predictors"] = ["bayes"]
     del other["experiments"]["bernmix"]["tuning"]
-    snakemake(run, write_config(tmp_path / "other.yaml", other))
+    snakemake(run, write_config(tmp_path / "other.yaml", other),
+              "results_other/bernmix/aggregate/reliability.parquet")
     after = digests(run)
     assert {k: after[k] for k in before} == before
     assert len(list((run / "results" / "models" / "bernmix").iterdir())) == 3
+    assert (run / "results" / "bernmix_long" / "aggregate" / "reliability.parquet").exists()
     assert (run / "results_other" / "bernmix" / "aggregate" / "reliability.parquet").exists()
-    # Only the study figure of the shared results_dir, which shows the experiments of the
-    # config that drew it last, is drawn again for the first config's experiments.
-    assert planned_jobs(run, NEURAL) == {"plot_study_figures": 1, "all": 1}
+    # Nothing of the first config is to be built again.
+    assert planned_jobs(run, NEURAL) == {}
 
 
 def test_cuda_on_a_machine_without_it_fails_at_the_job_start_naming_the_key(tmp_path,
