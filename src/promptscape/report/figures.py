@@ -1129,7 +1129,10 @@ def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     """ΔKL by edit kind: per kind the median exact ΔKL (point, coloured by the share of its
     edits that improve) and its interquartile range (rule), on a symmetric log axis, with a
     zero line; a column per task, a row per predictor. A kind a task has no rows for (a
-    tied most or least probable symbol) has no mark in that panel."""
+    tied most or least probable symbol) has no mark in that panel. An infinite median or
+    quartile (edits to or from prompts the predictor calls impossible) is drawn at the edge
+    of the axis, beyond every finite value, its point a triangle (legend: "infinite, drawn
+    at the edge") and its tooltip saying inf."""
     from promptscape.edits import EDIT_KINDS
 
     data = frame.copy()
@@ -1137,6 +1140,18 @@ def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     data = data.dropna(subset=["delta_median"])
     kinds = [k for k in EDIT_KINDS if k in set(data["edit_kind"])]
     data["layer"] = "kind"
+    quantiles = ["delta_median", "delta_q25", "delta_q75"]
+    values = data[quantiles].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    edge = 1.5 * max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
+    for column in quantiles:
+        v = data[column].astype(float)
+        data[column] = v.where(np.isfinite(v) | v.isna(), np.sign(v) * edge)
+        data[f"{column}_shown"] = [("+inf" if x > 0 else "-inf") if np.isinf(x)
+                                   else ("" if pd.isna(x) else f"{x:.3g}") for x in v]
+    data["median_drawn"] = np.where(np.isinf(frame.loc[data.index, "delta_median"]
+                                             .astype(float)),
+                                    "infinite, drawn at the edge", "finite")
     # A zero line in every panel, in the same data as the kinds (a faceted layer needs one
     # data source).
     zero = pd.DataFrame([{"task_label": t, "predictor": p, "layer": "zero", "edit_kind": k,
@@ -1154,10 +1169,13 @@ def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
         x=x, y=alt.Y("delta_median:Q", scale=scale, title=y_title),
         color=alt.Color("share_improving:Q", title="share of edits that improve",
                         scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True)),
+        shape=alt.Shape("median_drawn:N", title="median ΔKL",
+                        scale=alt.Scale(domain=["finite", "infinite, drawn at the edge"],
+                                        range=["circle", "triangle"])),
         tooltip=["predictor", "task", "edit_kind", "edges",
-                 alt.Tooltip("delta_median:Q", format=".3g"),
-                 alt.Tooltip("delta_q25:Q", format=".3g"),
-                 alt.Tooltip("delta_q75:Q", format=".3g"),
+                 alt.Tooltip("delta_median_shown:N", title="delta_median"),
+                 alt.Tooltip("delta_q25_shown:N", title="delta_q25"),
+                 alt.Tooltip("delta_q75_shown:N", title="delta_q75"),
                  alt.Tooltip("share_improving:Q", format=".2f"),
                  alt.Tooltip("share_improving_near_top:Q", format=".2f"),
                  alt.Tooltip("share_improving_rest:Q", format=".2f")])

@@ -140,3 +140,26 @@ def test_svg_ids_are_shifted_to_the_first_and_nothing_else_changes():
         '<clipPath id="clip1"/><clipPath id="clip2"/><text>gradient_7 clip5</text>')
     first = '<path fill="url(#gradient_0)"/><g clip-path="url(#clip1)"/>'
     assert figures.renumber_svg_ids(first) == first
+
+
+def test_an_infinite_median_is_drawn_at_the_edge_and_says_so():
+    """Edits to or from impossible prompts give infinite ΔKL medians (the words experiment's
+    Bayes predictor: adds_most_probable +inf, removes_most_probable -inf); the figure once
+    left those kinds out without a word."""
+    table = edits_table()
+    up, down = table.index[0], table.index[1]
+    table.loc[up, ["delta_median", "delta_q75"]] = np.inf
+    table.loc[down, ["delta_median", "delta_q25"]] = -np.inf
+    spec = build("edits_chart", table).to_dict()
+    rows = pd.DataFrame(spec["datasets"][next(iter(spec["datasets"]))])
+    kinds = rows[rows["layer"] == "kind"]
+    assert len(kinds) == len(table)  # every kind is drawn
+    finite = table[["delta_median", "delta_q25", "delta_q75"]].to_numpy(float)
+    edge = np.abs(finite[np.isfinite(finite)]).max()
+    drawn = kinds.set_index(["predictor", "task", "edit_kind"])
+    first, second = (tuple(table.loc[i, ["predictor", "task", "edit_kind"]]) for i in (up, down))
+    assert drawn.loc[first, "delta_median"] > edge and drawn.loc[second, "delta_median"] < -edge
+    assert drawn.loc[first, "delta_median_shown"] == "+inf"
+    assert drawn.loc[second, "delta_median_shown"] == "-inf"
+    assert drawn.loc[first, "median_drawn"] == "infinite, drawn at the edge"
+    assert (drawn.drop([first, second])["median_drawn"] == "finite").all()
