@@ -133,8 +133,11 @@ def naive_losses(model, prompt_list: list[str], seqs: torch.Tensor, rows: int) -
 @torch.no_grad()
 def raw_throughput(model, length: int, batches: list[int], tokens: int) -> tuple[float, int]:
     """Best tokens/s of the plain forward over random (batch, length) sequences, and its
-    batch size (about `tokens` tokens timed per batch size, best of 2)."""
+    batch size (about `tokens` tokens timed per batch size, best of 2; a batch size whose one
+    forward alone exceeds `tokens` is left out, the smallest is always timed)."""
     rng = np.random.default_rng(0)
+    batches = sorted(batches)
+    batches = [b for b in batches if b * length <= tokens] or batches[:1]
     best = (0.0, batches[0])
     for batch in batches:
         n = max(1, tokens // (batch * length))
