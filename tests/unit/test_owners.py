@@ -14,7 +14,7 @@ from promptscape import landscape
 from promptscape import strategies as st
 from promptscape.neural import families
 from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, plan, tables
+from promptscape.pipeline import layout, plan, rules, tables
 from promptscape.pipeline.stages import figures as figures_stage
 from promptscape.validation import ConfigError
 from workflow_helpers import REPO
@@ -124,8 +124,9 @@ def test_the_schema_keeps_only_the_shape_of_strategies():
 
 # ------------------------------------------------------------------------------ plan
 def test_every_stage_has_an_estimator():
-    assert set(plan.STAGES) == set(plan.ESTIMATORS)
-    assert set(plan.HEAVY) <= set(plan.STAGES)
+    for record in rules.RULES:
+        assert callable(record.estimate) and callable(record.seconds), record.name
+    assert set(plan.HEAVY) <= set(plan.STAGES) == set(rules.BY_NAME)
 
 
 def test_every_heavy_rule_declares_its_estimate():

@@ -15,6 +15,7 @@ from promptscape.pipeline import arguments as arguments_lib
 from promptscape.pipeline import config as config_lib
 from promptscape.pipeline import identity
 from promptscape.pipeline import layout
+from promptscape.pipeline import costs
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
 from promptscape import selection as selection_lib
@@ -739,7 +740,7 @@ def get_model(wildcards):
 
 def is_tabulated(exp):
     """Neural losses of every prompt on all 2^T sequences are computed once, then looked up."""
-    return plan.enumerates(STUDY, exp)
+    return costs.enumerates(STUDY, exp)
 
 
 def network_inputs(exp, predictor, replicate):

@@ -36,16 +36,6 @@ from promptscape.report import aggregate
 from promptscape.validation import ConfigError
 
 DEFAULT_CONFIG = "config/config.yaml"
-# The rule of the workflow that writes each artifact the summary reads.
-RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
-         "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
-         "reliability_prediction": "aggregate_search",
-         "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
-         "tuner_optima": "tune_optimum",
-         "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
-         "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
-         "local_optima": "analyse_edits", "transfer": "analyse_edits",
-         "prior_fit": "probe_prior"}
 # The read-back prior counts as recovered within this W1 (docs/science.md).
 PRIOR_W1 = 0.01
 # Edit effects: a truth smaller than this (nats) has no sign worth comparing.
@@ -710,7 +700,8 @@ def summary(study: config_lib.Study, configfile: str = DEFAULT_CONFIG) -> str:
                            f"not exist in {os.getcwd()}; build the results with: {build}")
     missing = [(path, artifact) for path, artifact in required(study) if not os.path.exists(path)]
     if missing:
-        shown = [f"  {path} (rule {RULES[artifact]})" for path, artifact in missing[:20]]
+        # Each by its artifact (docs/artifacts.md); snakemake finds the rule that writes it.
+        shown = [f"  {path} (artifact {artifact})" for path, artifact in missing[:20]]
         if len(missing) > 20:
             shown.append(f"  ... and {len(missing) - 20} more")
         raise SummaryError(f"{len(missing)} artifact(s) of {configfile} missing:\n"
