@@ -15,15 +15,16 @@ SCIENCE_FOUNDATIONS = ("promptscape.files", "promptscape.logs", "promptscape.see
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in ("neural", "pipeline", "report"):
+    if len(parts) > 1 and parts[1] in ("neural", "study", "pipeline", "report"):
         return "pipeline.stages" if parts[1:3] == ["pipeline", "stages"] else parts[1]
     return "science"
 
 
 # What each layer must not import.
 FORBIDDEN = {
-    "science": {"neural", "pipeline", "pipeline.stages", "report"},
-    "neural": {"pipeline", "pipeline.stages", "report"},
+    "science": {"neural", "study", "pipeline", "pipeline.stages", "report"},
+    "neural": {"study", "pipeline", "pipeline.stages", "report"},
+    "study": set(),
     "report": {"pipeline.stages"},
     "pipeline": set(),
     "pipeline.stages": set(),
