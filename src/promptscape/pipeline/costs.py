@@ -26,9 +26,9 @@ import numpy as np
 
 from promptscape import landscape, prompts, search, theory
 from promptscape.neural import families, tuners
-from promptscape.pipeline import layout
-from promptscape.pipeline.stages.figures import STUDY_FIGURES, figures_of
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
+from promptscape.report.catalog import STUDY_FIGURES, figures_of
+from promptscape.study import layout
 
 MB = 2**20
 GIB = 2**30

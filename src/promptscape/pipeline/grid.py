@@ -1,6 +1,6 @@
 """The job grid: the wildcards of every job of each rule that the default target (`all`)
 runs, from the config alone, as the workflow's own listings lay them out
-(`promptscape.pipeline.layout`: the seed blocks, `per_task`, `tuning_jobs`, `optimum_jobs`,
+(`promptscape.study.layout`: the seed blocks, `per_task`, `tuning_jobs`, `optimum_jobs`,
 `prior_fits`, the networks' identities).
 
 One function per rule (or per pair of rules that share a grid), ``(study) -> list of
@@ -12,7 +12,8 @@ repository.
 
 from __future__ import annotations
 
-from promptscape.pipeline import costs, layout
+from promptscape.pipeline import costs
+from promptscape.study import layout
 
 
 def _blocks(exp) -> list[dict]:

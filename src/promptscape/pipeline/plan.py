@@ -25,9 +25,9 @@ import math
 import os
 import sys
 
-from promptscape.pipeline import config as config_lib
 from promptscape.pipeline import rules
 from promptscape.pipeline.costs import GIB, Job
+from promptscape.study import config as config_lib
 from promptscape.validation import ConfigError
 
 # The stages in the order of the table (the rules' records).

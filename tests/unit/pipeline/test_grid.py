@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from promptscape.pipeline import config, plan
+from promptscape.pipeline import plan
+from promptscape.study import config
 from workflow_helpers import REPO, snakemake
 
 CONFIGS = sorted([*(REPO / "config").glob("*.yaml"),

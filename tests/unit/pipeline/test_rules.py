@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from promptscape.pipeline import costs, plan, provenance, rules, tables
+from promptscape.pipeline import costs, plan, provenance, rules
+from promptscape.study import tables
 from workflow_helpers import REPO
 
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
