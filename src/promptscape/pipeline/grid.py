@@ -63,11 +63,15 @@ def networks(study) -> list[dict]:
 
 
 def _searches(study, pooled: bool) -> list[dict]:
-    return [{"experiment": exp.name, "selection": selection, "first": a, "last": b}
-            for exp in study.experiments.values()
-            for selection in exp.selections
-            if (selection in exp.dataset_selection.pooled) == pooled
-            for a, b in exp.seed_blocks()]
+    """The search files of every experiment (`layout.search_outputs`, what the aggregate
+    reads), of a pooled selection or not."""
+    out = []
+    for exp in study.experiments.values():
+        for path in layout.search_outputs(study, exp):
+            w = layout.wildcards_of(study, "search", path)
+            if (w["selection"] in exp.dataset_selection.pooled) == pooled:
+                out.append(w)
+    return out
 
 
 def searches(study) -> list[dict]:
