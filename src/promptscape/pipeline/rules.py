@@ -20,11 +20,11 @@ the records to the .smk files: a record for every rule, its outputs, ``mem_mb`` 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from promptscape.pipeline import costs, grid
 
-STAGES = "promptscape.pipeline.stages"
+STAGE_PACKAGE = "promptscape.pipeline.stages"
 # Members a rule may declare (`provenance.job_entries` resolves each from the job's
 # wildcards): "pretraining" (the kind of the experiment's or network's pretraining
 # source), "task" (the kind of the job's task source), "family" (the job's predictor
@@ -56,7 +56,7 @@ class Rule:
 
 
 def _stage(module: str, function: str) -> str:
-    return f"{STAGES}.{module}:{function}"
+    return f"{STAGE_PACKAGE}.{module}:{function}"
 
 
 RULES: tuple[Rule, ...] = (

@@ -4,6 +4,7 @@ mem_mb and gpu as the rule declares them; the plan's and the code identities' li
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import pytest
@@ -76,6 +77,13 @@ def test_the_plan_and_the_code_identities_derive_from_the_records():
     assert set(plan.HEAVY) == set(plan.HINTS) == {r.name for r in rules.RULES if r.heavy}
     assert set(plan.GPU_RULES) == {r.name for r in rules.RULES if r.gpu}
     assert provenance.JOBS == {r.name: (r.stage, r.members) for r in rules.RULES}
+
+
+def test_the_members_a_record_may_name_are_those_a_code_identity_resolves():
+    keyword = {name for name, parameter in
+               inspect.signature(provenance.job_entries).parameters.items()
+               if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert keyword == set(rules.MEMBERS)
 
 
 def test_an_unknown_rule_is_a_named_error():
