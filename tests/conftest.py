@@ -4,6 +4,8 @@
 numpy's and torch's SIMD kernels limited to their baseline and compare it with this session's
 run (docs/caching.md, "Reproducibility across machines"); without it they are deselected, as
 they repeat a scenario run that the suite's time budget has no room for. CI runs them (.ci/run).
+`--all-configs` likewise selects the tests marked `all_configs`, which repeat a check made on
+the tiny config on every other config of the repository (a dry run each).
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--across-kernels", action="store_true",
                      help="run the tests marked across_kernels (a scenario rebuilt with "
                           "baseline SIMD kernels, compared with this session's run)")
+    parser.addoption("--all-configs", action="store_true",
+                     help="run the tests marked all_configs (a dry run of every config of "
+                          "the repository)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--across-kernels"):
-        return
-    kept = [item for item in items if "across_kernels" not in item.keywords]
+    opted = {marker for marker, option in (("across_kernels", "--across-kernels"),
+                                           ("all_configs", "--all-configs"))
+             if not config.getoption(option)}
+    kept = [item for item in items if not opted & set(item.keywords)]
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept

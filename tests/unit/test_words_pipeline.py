@@ -12,7 +12,7 @@ import pytest
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 
@@ -279,8 +279,8 @@ def test_the_plan_names_the_landscape_s_method_for_a_word_task_by_the_same_rule(
 
     import yaml
 
-    from promptscape.pipeline import config as config_lib
-    from promptscape.pipeline import plan
+    from promptscape.study import config as config_lib
+    from promptscape.pipeline import costs, plan
 
     raw = yaml.safe_load((Path(__file__).parents[2] / "config" / "config.yaml").read_text())
     raw = copy.deepcopy(raw)
@@ -292,11 +292,11 @@ def test_the_plan_names_the_landscape_s_method_for_a_word_task_by_the_same_rule(
     exp = study.experiments["words"]
     core = exp.task("dutch_core")
     size = core.source.support_size(exp.task_length)
-    assert 0 < size * plan.num_prompts(exp) <= study.enumeration_budget
+    assert 0 < size * costs.num_prompts(exp) <= study.enumeration_budget
     for predictor in exp.predictors:
-        assert plan.landscape_method(study, exp, predictor, core) == "exact_enumeration"
-        assert plan.landscape_method(study, exp, predictor, exp.task("dutch")) == "monte_carlo"
-    assert plan.exact_sequences(study, exp, core) == size
+        assert costs.landscape_method(study, exp, predictor, core) == "exact_enumeration"
+        assert costs.landscape_method(study, exp, predictor, exp.task("dutch")) == "monte_carlo"
+    assert costs.exact_sequences(study, exp, core) == size
     jobs = {(j.rule, j.wildcards.get("predictor"), j.wildcards.get("task")): j
             for j in plan.jobs(study)}
     assert jobs[("compute_landscape", "bayes", "dutch_core")].note == "exact_enumeration"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import arguments, identity, layout, tables
+from promptscape.study import config as config_lib
+from promptscape.study import arguments, identity, layout, tables
 from promptscape.report import summary
 from workflow_helpers import TINY, environment, load_config, write_config
 
@@ -260,13 +260,13 @@ def test_a_missing_results_directory_is_an_error_naming_it(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_a_missing_artifact_is_an_error_naming_it_and_its_rule(built, capsys):
+def test_a_missing_artifact_is_an_error_naming_it_and_its_artifact(built, capsys):
     configfile, study = built
     gone = layout.aggregate(study, study.experiments["switching"], "reliability")
     os.unlink(gone)
     code, out, err = run(["--configfile", configfile], capsys)
     assert code == 1 and out == ""
-    assert f"{gone} (rule aggregate_search)" in err
+    assert f"{gone} (artifact reliability)" in err
     assert f"build them with: snakemake --cores 2 --configfile {configfile}" in err
 
 

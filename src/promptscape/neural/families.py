@@ -43,7 +43,7 @@ class Family:
         (`promptscape.pipeline.provenance`, docs/caching.md).
     activations_per_token: float32 activations one token keeps per layer while the network
         scores a chunk, from its complete config (networks only): the cost plan's memory
-        estimate (`promptscape.pipeline.plan`, docs/plan.md), calibrated on the default models.
+        estimate (`promptscape.pipeline.costs`, docs/plan.md), calibrated on the default models.
     """
 
     name: str

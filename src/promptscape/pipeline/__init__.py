@@ -1,2 +1,3 @@
-"""The pipeline: config and its schema, the artifact layout and contract (tables), the cost
-plan, code identities (provenance), logs of jobs, and the stage entry points the rules call."""
+"""The pipeline: orchestration of the workflow: one record per rule (rules), the job grid
+(grid), the memory and time models (costs), the cost plan (plan), code identities
+(provenance) and the stage entry points the rules call."""

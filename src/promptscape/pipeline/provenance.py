@@ -25,7 +25,7 @@ What the walk does not follow, and the workflow adds per job instead (`JOBS`):
 `trace_calls` records the promptscape functions a call really executes; the tests hold
 every stage to its declared identity with it, so a declaration cannot go stale silently.
 The static part reads and parses a few files; the Snakefile calls it at parse time and it
-imports nothing heavy. Its results are kept on disk (`IDENTITY_CACHE`), under a digest of
+imports nothing heavier than the rules' records (no torch, no altair). Its results are kept on disk (`IDENTITY_CACHE`), under a digest of
 every source file of the package, so each Snakemake invocation, cluster job and workflow
 job after the first reads them instead of parsing the package again (about a second each):
 an edit anywhere in the package is another digest, whose identities are computed afresh.
@@ -41,54 +41,22 @@ import sys
 from pathlib import Path
 
 from promptscape import files
+from promptscape.pipeline import rules
 
 PACKAGE = "promptscape"
 ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
 
 
-# Per workflow rule: (its stage function, the registry members its jobs run). Members:
+# Per workflow rule: (its stage function, the registry members its jobs run), from the
+# rule's record (`promptscape.pipeline.rules`: `Rule.stage`, `Rule.members`). Members:
 # "pretraining" (the kind of the experiment's or network's pretraining source), "task" (the
 # kind of the job's task source), "family" (the job's predictor family: the entries of
 # `families.FAMILIES[family].code`, what `stages.common.load_predictor` and
-# `models.build_model` dispatch to), "figure" (the chart builder of each figure the job
-# draws and what `stages.figures.plot_figure` runs through its deferred imports,
-# `Figure.code`).
+# `models.build_model` dispatch to), "tuner" (the builders of the tuners it runs), "figure"
+# (the chart builder of each figure the job draws and what `stages.figures.plot_figure`
+# runs through its deferred imports, `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "simulate_tasks": ("promptscape.pipeline.stages.datasets:simulate_tasks", ("task",)),
-    "simulate_pool": ("promptscape.pipeline.stages.datasets:simulate_pool", ("task",)),
-    "simulate_evaluation": ("promptscape.pipeline.stages.datasets:simulate_evaluation", ("task",)),
-    "train_predictor": ("promptscape.pipeline.stages.training:train_predictor",
-                        ("pretraining", "family")),
-    # task: the kind of the post-training source; tuner: the weight tuner it is tuned with.
-    "post_train_predictor": ("promptscape.pipeline.stages.training:post_train_predictor",
-                             ("pretraining", "task", "family", "tuner")),
-    "evaluate_predictor": ("promptscape.pipeline.stages.training:evaluate_predictor",
-                           ("pretraining", "family")),
-    "score_prompts": ("promptscape.pipeline.stages.training:score_prompts", ("pretraining", "family")),
-    "search_prompts": ("promptscape.pipeline.stages.search:search_prompts", ("pretraining", "family")),
-    "search_selected": ("promptscape.pipeline.stages.search:search_selected",
-                        ("pretraining", "family")),
-    "search_strategies": ("promptscape.pipeline.stages.strategies:search_strategies",
-                          ("pretraining", "task", "family")),
-    "compute_landscape": ("promptscape.pipeline.stages.landscape:compute_landscape",
-                          ("pretraining", "task", "family")),
-    "measure_efficiency": ("promptscape.pipeline.stages.efficiency:measure_efficiency",
-                           ("pretraining", "task", "family")),
-    "aggregate_search": ("promptscape.pipeline.stages.aggregate:aggregate_search", ()),
-    "aggregate_strategies": ("promptscape.pipeline.stages.aggregate:aggregate_strategies", ()),
-    "edit_effects": ("promptscape.pipeline.stages.edit_effects:edit_effects", ("task",)),
-    "predict_reliability": ("promptscape.pipeline.stages.prediction:predict_reliability",
-                            ("pretraining", "task", "family")),
-    "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",
-                     ("pretraining", "task", "family", "tuner")),
-    "tune_optimum": ("promptscape.pipeline.stages.tuning:tune_optimum",
-                     ("pretraining", "task", "family", "tuner")),
-    "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
-    "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
-    "probe_prior": ("promptscape.pipeline.stages.prior:probe_prior", ("pretraining", "family")),
-    "plot_figures": ("promptscape.pipeline.stages.figures:plot_figures", ("figure",)),
-    "plot_study_figures": ("promptscape.pipeline.stages.figures:plot_study_figures", ("figure",)),
-}
+    r.name: (r.stage, r.members) for r in rules.RULES}
 
 
 # ------------------------------------------------------------------------ modules
@@ -420,7 +388,7 @@ def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=
 
                 entries.extend(FAMILIES[name].code)
             elif member == "figure":
-                from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES
+                from promptscape.report.catalog import FIGURES, STUDY_FIGURES
 
                 entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
             elif member == "tuner":

@@ -11,7 +11,7 @@ adds a table of every replicate's optimal prompt and proportion correct; a fine-
 network (`models.<name>.post_training`) listed beside its base, a table of what fine-tuning
 changed (optimal prompts, proportion correct, excess loss and forgetting).
 
-The files read are the config's, listed by `promptscape.pipeline.layout` exactly as the workflow
+The files read are the config's, listed by `promptscape.study.layout` exactly as the workflow
 lists them, never found by globbing the results directory: an experiment, a task or a
 predictor removed from the config does not appear, whatever its old files. A missing
 results directory or artifact is an error naming it and the command that builds it (exit
@@ -30,22 +30,12 @@ import numpy as np
 import pandas as pd
 
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import arguments, identity, layout, tables
+from promptscape.study import config as config_lib
+from promptscape.study import arguments, identity, layout, tables
 from promptscape.report import aggregate
 from promptscape.validation import ConfigError
 
 DEFAULT_CONFIG = "config/config.yaml"
-# The rule of the workflow that writes each artifact the summary reads.
-RULES = {"landscape": "compute_landscape", "reliability": "aggregate_search",
-         "token_efficiency": "measure_efficiency", "training_curve": "train_predictor",
-         "reliability_prediction": "aggregate_search",
-         "predictor_regret": "evaluate_predictor", "tuning": "aggregate_tuning",
-         "tuner_optima": "tune_optimum",
-         "strategies": "aggregate_strategies", "edit_effects": "edit_effects",
-         "hill_climb_optima": "edit_effects", "edits": "analyse_edits",
-         "local_optima": "analyse_edits", "transfer": "analyse_edits",
-         "prior_fit": "probe_prior"}
 # The read-back prior counts as recovered within this W1 (docs/science.md).
 PRIOR_W1 = 0.01
 # Edit effects: a truth smaller than this (nats) has no sign worth comparing.
@@ -710,7 +700,8 @@ def summary(study: config_lib.Study, configfile: str = DEFAULT_CONFIG) -> str:
                            f"not exist in {os.getcwd()}; build the results with: {build}")
     missing = [(path, artifact) for path, artifact in required(study) if not os.path.exists(path)]
     if missing:
-        shown = [f"  {path} (rule {RULES[artifact]})" for path, artifact in missing[:20]]
+        # Each by its artifact (docs/artifacts.md); snakemake finds the rule that writes it.
+        shown = [f"  {path} (artifact {artifact})" for path, artifact in missing[:20]]
         if len(missing) > 20:
             shown.append(f"  ... and {len(missing) - 20} more")
         raise SummaryError(f"{len(missing)} artifact(s) of {configfile} missing:\n"

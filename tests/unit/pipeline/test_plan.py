@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from promptscape import efficiency, logs, predictors
-from promptscape.pipeline import config, layout, plan
+from promptscape.study import config, layout
+from promptscape.pipeline import plan
 from promptscape.sources import build_source
-from workflow_helpers import REPO, TINY, load_config, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, load_config, snakemake, write_config
 
 DEFAULT = REPO / "config" / "config.yaml"
 
@@ -155,15 +156,6 @@ def test_snakemake_refuses_an_oversized_config_before_any_work(tmp_path):
     assert "MemoryEstimateError" in proc.stderr + proc.stdout
     assert "experiments.bernmix.evaluation_size" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
-
-
-@pytest.mark.slow
-def test_the_plan_counts_the_jobs_of_a_dry_run(tmp_path):
-    study = config.load_file(TINY)
-    jobs = plan.jobs(study)
-    expected = {rule: n for rule in plan.STAGES
-                if (n := sum(j.rule == rule for j in jobs))}
-    assert planned_jobs(tmp_path, TINY) == {**expected, "all": 1}
 
 
 def _quick_progress(monkeypatch, module):

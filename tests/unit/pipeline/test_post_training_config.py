@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, plan
+from promptscape.study import config as config_lib
+from promptscape.study import layout
+from promptscape.pipeline import costs, plan
 from promptscape.validation import ConfigError
 
 CONFIG = {
@@ -162,6 +163,6 @@ def test_an_unlisted_base_is_trained_long_enough_for_its_post_trained_models():
     # 100 steps of 256 sequences of 6 symbols, a tuning step and a forward pass each.
     tokens = 100 * 256 * 6
     assert job.seconds == pytest.approx(
-        plan.JOB_START_SECONDS + 0.2 + tokens * (plan.TUNING_SECONDS_PER_TOKEN["lstm"]
-                                                 + plan.SCORING_SECONDS_PER_TOKEN["lstm"]))
-    assert job.peak_bytes > plan.TORCH_BASELINE_BYTES
+        costs.JOB_START_SECONDS + 0.2 + tokens * (costs.TUNING_SECONDS_PER_TOKEN["lstm"]
+                                                 + costs.SCORING_SECONDS_PER_TOKEN["lstm"]))
+    assert job.peak_bytes > costs.TORCH_BASELINE_BYTES
