@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import edits, landscape
+from promptscape import edits, landscape, transfer
 from promptscape import prompts as prompts_lib
 from promptscape.pipeline import tables
 from promptscape.report import aggregate
@@ -185,19 +185,19 @@ def test_a_transfer_regret_within_its_standard_error_is_not_shown():
     member = int(np.flatnonzero(optimal & (kl > kl.min()))[0])
     source = np.zeros(len(PROMPTS), dtype=bool)
     source[member] = True
-    regret = edits.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=rule)
+    regret = transfer.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=rule)
     assert regret.mean > 0 and regret.se > 0 and not regret.shown
     assert np.isclose(regret.se, rule.difference_se([member], [int(np.argmin(kl))])[0])
-    worse = edits.transfer_regret(PROMPTS, true > 1, PROMPTS, kl, rule=rule)
+    worse = transfer.transfer_regret(PROMPTS, true > 1, PROMPTS, kl, rule=rule)
     assert worse.shown
     # A landscape's optimal class under itself costs nothing it can show, though the mean
     # over its members may be resolved above the best estimate.
     for given in (optimal, None):
-        whole = edits.transfer_regret(PROMPTS, optimal, PROMPTS, kl, rule=rule,
+        whole = transfer.transfer_regret(PROMPTS, optimal, PROMPTS, kl, rule=rule,
                                       target_optimal=given)
         assert whole.mean > 0 and not whole.shown
     # Exact: shown when above the tolerance.
-    assert edits.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=TINY).shown
+    assert transfer.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=TINY).shown
 
 
 # ------------------------------------------------------------------ the stage

@@ -546,7 +546,7 @@ ARTIFACTS = {a.name: a for a in [
          ("edges", _I, "all edges of this kind in the landscape (edits.edit_edges) between "
                        "prompts of finite KL"),
          ("naive", _F, "least-squares estimate of the kind's mean ΔL_N: kind indicators and "
-                       "centred covariates (edits.observational_estimates) (nats)"),
+                       "centred covariates (observational.observational_estimates) (nats)"),
          ("weighted", _F, "propensity-weighted (Hajek) estimate: each step weighted by the "
                           "inverse of its kind's frequency in its covariate cell (4 quantile "
                           "bins per covariate) (nats)"),
