@@ -405,7 +405,7 @@ def traced(tmp_path_factory):
     # Tuning: every tuner on both networks (from their checkpoints) and both tasks, scored
     # exactly (coin) and on the evaluation set (switching, an enumeration budget of 1), then
     # the experiment's tuning table against the placed landscapes.
-    tuning_plan = {"tuners": {name: dict(spec.settings) for name, spec in tuners.TUNERS.items()},
+    tuning_plan = {"tuners": {name: dict(spec.defaults) for name, spec in tuners.TUNERS.items()},
                    "prompt_length": 2, "steps": 2, "tuning_steps": [0, 2],
                    "learning_rate": 0.05, "init": "search"}
     tuning_plan["tuners"]["lora"] = {"lora_rank": 1}
