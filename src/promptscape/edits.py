@@ -89,8 +89,6 @@ import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
@@ -649,6 +647,11 @@ def local_structure(edges: Edges, kl: np.ndarray,
     if rule.is_estimated and optimal is not None:
         members = np.flatnonzero(optimum & np.asarray(optimal, dtype=bool))
         rows, cols = np.r_[rows, members[:-1]], np.r_[cols, members[1:]]
+    # scipy only here: the workflow imports this module at parse time (the edit kinds name
+    # the columns of pipeline.tables), where scipy.sparse would cost a quarter second.
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     graph = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(P, P)).tocsr()
     _, labels = csgraph.connected_components(graph, directed=True, connection="weak")
     members = np.flatnonzero(optimum)

@@ -19,10 +19,11 @@ from promptscape.settings import Setting
 from promptscape.validation import ConfigError
 
 PROMPT, WEIGHTS, REFERENCE = "prompt", "weights", "reference"
-# Starts of prompt-space tuners on D_N: the best hard prompt of length exactly K on D_N
-# (needs K <= L_max), K uniform symbols, or the landscape's hard optimum padded on the left
-# to K positions (an oracle start: the one init that reads the landscape).
-INITS = ("search", "random", "optimum")
+# Starts of prompt-space tuners on D_N (tuning.init; name -> what it starts from). search
+# needs K <= L_max; optimum is an oracle start, the one init that reads the landscape.
+INITS = {"search": "the best hard prompt of length K on D_N",
+         "random": "K uniform symbols",
+         "optimum": "the landscape's hard optimum, padded on the left to K positions"}
 
 
 @dataclasses.dataclass(frozen=True)
