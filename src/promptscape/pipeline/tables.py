@@ -32,8 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from promptscape import edits, files, selection, strategies
-from promptscape.neural import tuners
+from promptscape import files
 from promptscape.pipeline import identity
 
 
@@ -117,8 +116,34 @@ def described(entries) -> str:
     return "; ".join(f"{name}: {doc}" for name, doc in entries)
 
 
-_PROPOSING = [n for n, s in strategies.STRATEGIES.items() if s.proposes]
-_NOT_PROPOSING = [n for n, s in strategies.STRATEGIES.items() if not s.proposes]
+def _registry_listings() -> dict[str, str]:
+    """The registry members the descriptions name, as text. The registries are imported
+    here, inside a function, so that a job's code identity (`pipeline.provenance`, which
+    follows module-level references but not imports inside a function) does not reach
+    every strategy, tuner, selection method and edit kind through `tables.write`: the
+    descriptions are documentation, and a new strategy reruns no job."""
+    from promptscape import edits, selection, strategies
+    from promptscape.neural import tuners
+
+    by_proposing = {flag: [n for n, s in strategies.STRATEGIES.items() if s.proposes == flag]
+                    for flag in (True, False)}
+    return {
+        "strategies": listing(strategies.STRATEGIES),
+        "proposing": listing(by_proposing[True], "and"),
+        "not_proposing": listing(by_proposing[False], "and"),
+        "tuners": listing(tuners.TUNERS, "and"),
+        "hard_search": tuners.HARD_SEARCH,
+        "hard_optimum": tuners.HARD_OPTIMUM,
+        "inits": described(tuners.INITS.items()),
+        "selection": described((m.name, m.doc) for m in selection.METHODS.values()),
+        "operations": listing(edits.OPERATIONS),
+        "edit_kinds": listing(edits.EDIT_KINDS),
+        "edit_kinds_described": described((k.name, k.description)
+                                          for k in edits.EDIT_KINDS.values()),
+    }
+
+
+_LISTED = _registry_listings()
 
 # The dimensions of the study, in sort-key order: the column each artifact that varies over
 # the dimension holds (name, type, description). A new dimension (vocabulary size, search
@@ -137,22 +162,22 @@ DIMENSIONS = {d[0]: d for d in [
     ("task", _S, "task name: the config source the task sequences come from"),
     ("selection", _S, "how the search's N sequences were chosen (config key "
                       "experiments.<name>.dataset_selection; promptscape.selection.METHODS): "
-                      + described((m.name, m.doc) for m in selection.METHODS.values())),
+                      + _LISTED["selection"]),
     ("N", _I, "number of task sequences in the dataset D_N"),
     ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
     ("strategy", _S, "the prompt-search strategy (config key experiments.<name>.strategies; "
                      "promptscape.strategies.STRATEGIES): "
-                     + listing(strategies.STRATEGIES)),
+                     + _LISTED["strategies"]),
     ("budget", _I, "evaluations allowed: distinct prompts whose empirical loss on D_N the "
                    "strategy computed, each gradient computation counting as one "
                    "(experiments.<name>.strategy_budgets); for exhaustive, the number of "
                    "prompts; for surrogate, the probe queries that read the prior back "
                    "(prior_fit), its whole cost"),
     ("tuner", _S, "the tuning method (experiments.<name>.tuning.tuners; "
-                  "promptscape.neural.tuners.TUNERS): " + listing(tuners.TUNERS, "and")
-                  + f"; and the hard-prompt references {tuners.HARD_SEARCH} (the prompt "
+                  "promptscape.neural.tuners.TUNERS): " + _LISTED["tuners"]
+                  + f"; and the hard-prompt references {_LISTED['hard_search']} (the prompt "
                   f"exhaustive search picks from the same D_N) and, in the aggregate, "
-                  f"{tuners.HARD_OPTIMUM} (the exhaustive optimum at L_max)"),
+                  f"{_LISTED['hard_optimum']} (the exhaustive optimum at L_max)"),
     ("settings", _S, "how a tuner's learning rate and steps were set: fixed (in the config, "
                      "tuning.learning_rate or the tuner's own) or holdout (chosen on a held-out "
                      "part of D_N among tuning.selection.learning_rates and tuning_steps, then "
@@ -466,8 +491,8 @@ ARTIFACTS = {a.name: a for a in [
         "strategy_steps",
         "{experiment}/strategy_steps/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
         "Every prompt evaluation of the strategy runs of strategy_runs, in order, for the "
-        f"strategies that propose prompts from a parent ({listing(_PROPOSING, 'and')}; "
-        f"{listing(_NOT_PROPOSING, 'and')} draw without one and are left out): "
+        f"strategies that propose prompts from a parent ({_LISTED['proposing']}; "
+        f"{_LISTED['not_proposing']} draw without one and are left out): "
         "one run per seed and strategy, up to its largest budget (the run at a smaller budget "
         "B is its steps with step < B: budgets are nested), so `budget` is the strategy's "
         "largest. The observational data of edit_effects.",
@@ -481,7 +506,7 @@ ARTIFACTS = {a.name: a for a in [
                                "start or restart", NULLABLE),
          _PROMPT,
          ("operation", _S, "the single edit of parent_prompt that gives prompt "
-                           f"(promptscape.edits.OPERATIONS: {listing(edits.OPERATIONS)}, "
+                           f"(promptscape.edits.OPERATIONS: {_LISTED['operations']}, "
                            "deduplicated as edits.edit_edges), null where prompt is not one "
                            "edit of its parent (a crossover) or has none", NULLABLE),
          ("position", _I, "the edit's position (edits.edit_edges: an insertion's index in "
@@ -556,7 +581,7 @@ ARTIFACTS = {a.name: a for a in [
          ("in_meta_distribution", _B, "as in reliability"),
          _N,
          ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): "
-                           f"{listing(edits.EDIT_KINDS)}; a step of several kinds counts "
+                           f"{_LISTED['edit_kinds']}; a step of several kinds counts "
                            "for each"),
          ("visits", _I, "single-edit steps of this kind (between prompts of finite KL: an "
                         "edge with an impossible end, KL inf, is left out here and in edges)"),
@@ -614,7 +639,7 @@ ARTIFACTS = {a.name: a for a in [
                             "hard_search L_N(s_hat)"),
          ("init_prompt", _S, "prompt-space tuners: the hard prompt they start from (init, "
                              "promptscape.neural.tuners.INITS: "
-                             + described(tuners.INITS.items()) + "; optimum's is shown "
+                             + _LISTED["inits"] + "; optimum's is shown "
                              "unpadded, its padding the mean symbol embedding). A soft "
                              "prompt starts at it exactly; a "
                              "simplex prompt near it (logit init_logit); a prefix at the "
@@ -879,7 +904,7 @@ ARTIFACTS = {a.name: a for a in [
         "edits", "{experiment}/aggregate/edits.parquet",
         "Exact effects of single prompt edits (promptscape.edits; docs/science.md, \"Edit\"): "
         "per (predictor, task, edit kind), the distribution of KL(child) - KL(parent) over "
-        f"every single edit ({listing(edits.OPERATIONS, 'or')}) of every prompt of length "
+        f"every single edit ({_LISTED['operations']}) of every prompt of length "
         "0..L_max whose child stays within that range, read from the landscape (no model is "
         "evaluated). An edit belongs to every kind that describes it (promptscape.edits."
         "EDIT_KINDS). Kinds that need the task's most or least probable symbol have no rows "
@@ -887,8 +912,7 @@ ARTIFACTS = {a.name: a for a in [
         "log names them.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): "
-                           + described((k.name, k.description)
-                                       for k in edits.EDIT_KINDS.values())),
+                           + _LISTED["edit_kinds_described"]),
          ("in_meta_distribution", _B, "as in reliability"),
          ("method", _S, "the landscape's method (exact_counts, exact_enumeration or "
                         "monte_carlo)"),
