@@ -3,7 +3,7 @@
 #
 # Every table is a Parquet file under the config's results_dir (default results/), written by
 # its job; docs/artifacts.md lists them with their paths and schemas (generated from
-# promptscape.pipeline.tables). Figures are in each experiment's figures/ folder and the
+# promptscape.study.tables). Figures are in each experiment's figures/ folder and the
 # study's in results/figures/ (docs/figures.md); the rules, one file per stage, in
 # workflow/rules/. results/logs/{rule}/... holds one log per job, and
 # results/benchmarks/{rule}/... the run time and memory of each job of the heavy rules.

@@ -1,5 +1,5 @@
 """Snakemake entry point of rule aggregate_tuning."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages import aggregate
 
 with identity.job(snakemake) as args:

@@ -1,5 +1,5 @@
 """Snakemake entry point of rule analyse_edits."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages import edits
 
 with identity.job(snakemake):

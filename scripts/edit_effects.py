@@ -1,5 +1,5 @@
 """Snakemake entry point of rule edit_effects."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages import edit_effects
 
 with identity.job(snakemake):

@@ -1,5 +1,5 @@
 """Snakemake entry point of rule plot_figures."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages import figures
 
 with identity.job(snakemake):

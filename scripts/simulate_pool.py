@@ -1,5 +1,5 @@
 """Snakemake entry point of rule simulate_pool."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages import datasets
 
 with identity.job(snakemake):

@@ -1,5 +1,5 @@
 """Snakemake entry point of rule tune_network."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
 from promptscape.pipeline.stages import tuning
 

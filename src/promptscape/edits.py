@@ -648,7 +648,7 @@ def local_structure(edges: Edges, kl: np.ndarray,
         members = np.flatnonzero(optimum & np.asarray(optimal, dtype=bool))
         rows, cols = np.r_[rows, members[:-1]], np.r_[cols, members[1:]]
     # scipy only here: the workflow imports this module at parse time (the edit kinds name
-    # the columns of pipeline.tables), where scipy.sparse would cost a quarter second.
+    # the columns of study.tables), where scipy.sparse would cost a quarter second.
     from scipy import sparse
     from scipy.sparse import csgraph
 

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from promptscape import efficiency, landscape, seeding
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source

@@ -11,7 +11,7 @@ import pytest
 
 from promptscape import edits, landscape, transfer
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import aggregate
 
 L_MAX, V, M = 2, 2, 400

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from promptscape import search
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import figures
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts, to_arrays

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from promptscape.pipeline import config as config_lib
+from promptscape.study import config as config_lib
 from promptscape.sources import build_source
 from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError

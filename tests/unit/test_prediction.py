@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from promptscape import theory
-from promptscape.pipeline import tables
-from promptscape.report import aggregate
+from promptscape.study import checks, tables
 from promptscape.pipeline.stages import aggregate as aggregate_stage
 from promptscape.pipeline.stages import datasets as datasets_stage
 from promptscape.pipeline.stages import landscape as landscape_stage
@@ -177,7 +176,7 @@ def test_verify_prediction_file_names_a_file_of_another_experiment(tmp_path):
     path = predict(tmp_path, "coin_0.7")
     frame = tables.read(path, "predicted_reliability")
     with pytest.raises(ValueError, match="experiment"):
-        aggregate.verify_prediction_file(frame, path, {**GRID, "experiment": "other"})
+        checks.verify_prediction_file(frame, path, {**GRID, "experiment": "other"})
 
 
 def test_beyond_the_enumeration_budget_the_evaluation_set_stands_in(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from search_helpers import assert_keeps_best_classes
 
 from promptscape import search
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source

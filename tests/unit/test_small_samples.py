@@ -14,8 +14,8 @@ import pytest
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import tables
+from promptscape.study import config as config_lib
+from promptscape.study import tables
 from promptscape.pipeline.stages import datasets
 from promptscape.pipeline.stages import landscape as landscape_stage
 from promptscape.pipeline.stages import prediction

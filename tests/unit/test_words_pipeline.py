@@ -12,7 +12,7 @@ import pytest
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 
@@ -279,7 +279,7 @@ def test_the_plan_names_the_landscape_s_method_for_a_word_task_by_the_same_rule(
 
     import yaml
 
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
     from promptscape.pipeline import plan
 
     raw = yaml.safe_load((Path(__file__).parents[2] / "config" / "config.yaml").read_text())

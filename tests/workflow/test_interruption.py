@@ -33,7 +33,7 @@ UNTIL = ("--until", "search_prompts")
 
 def search_outputs(config: dict) -> list[str]:
     """Paths (under results/) of every search artifact of a config (as common.smk lists them)."""
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"{exp.name}/search/{selection}/seeds{a}-{b}.parquet"
@@ -45,7 +45,7 @@ def search_outputs(config: dict) -> list[str]:
 def dataset_outputs(config: dict) -> list[str]:
     """Paths (under results/) of every task_data artifact of a config: with the searches,
     what `--until search_prompts` makes (the tiny scenario has no networks)."""
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"{exp.name}/datasets/seeds{a}-{b}.parquet"

@@ -420,7 +420,7 @@ def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=
 
                 entries.extend(FAMILIES[name].code)
             elif member == "figure":
-                from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES
+                from promptscape.report.catalog import FIGURES, STUDY_FIGURES
 
                 entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
             elif member == "tuner":

@@ -9,7 +9,7 @@ import pytest
 
 from promptscape import edits
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.pipeline.stages.edit_effects import edit_effects
 
 V, L, T = 2, 3, 4

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from promptscape import edits as edits_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.pipeline.stages import datasets as datasets_stage
 from promptscape.pipeline.stages import edits as stage
 from promptscape.pipeline.stages import landscape as landscape_stage
@@ -235,8 +235,8 @@ def test_transfer_across_pretraining_needs_one_prompt_space_and_task_length(tmp_
     """The tiny config's experiments share coin_0.7; with L_max made equal they still differ
     in T (6 and 5): a KL over 6 symbols is not comparable with one over 5, so no landscape
     crosses, and each left-out pair is counted with the reason."""
-    from promptscape.pipeline import config as config_lib
-    from promptscape.pipeline import layout
+    from promptscape.study import config as config_lib
+    from promptscape.study import layout
     from workflow_helpers import load_config, write_config
 
     config = load_config()

@@ -16,7 +16,7 @@ import pytest
 import promptscape
 from promptscape import edits, selection, strategies
 from promptscape.neural import tuners
-from promptscape.pipeline import tables
+from promptscape.study import tables
 
 
 def column(artifact: str | None, name: str) -> str:
@@ -85,7 +85,7 @@ selection.METHODS["zz_method"] = dataclasses.replace(
 edits.EDIT_KINDS["zz_kind"] = dataclasses.replace(
     edits.EDIT_KINDS["lengthens"], name="zz_kind", description="zz edits")
 del edits.EDIT_KINDS["shortens"]
-from promptscape.pipeline import tables
+from promptscape.study import tables
 field = lambda a, c: [f for f in tables.ARTIFACTS[a].fields if f[0] == c][0][2]
 print(json.dumps({
     "tuner": tables.DIMENSIONS["tuner"][2],

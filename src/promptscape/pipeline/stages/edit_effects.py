@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from promptscape import edits, observational
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.sources import build_source
 
 log = logging.getLogger("promptscape")

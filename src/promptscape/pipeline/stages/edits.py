@@ -32,7 +32,7 @@ from promptscape import edits as edits_lib
 from promptscape import landscape as landscape_lib
 from promptscape import prompts as prompts_lib
 from promptscape import transfer as transfer_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import aggregate
 from promptscape.sources import build_source
 
