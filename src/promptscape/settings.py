@@ -2,10 +2,10 @@
 it are checked.
 
 A registry member with settings of its own (a search strategy, `promptscape.strategies`; a
-tuner, `promptscape.neural.tuners`) declares each as a `Setting`: its default and its
-`Check` (the test of a value and what a value must be, the message's words). `validate`
-checks a config's settings of a member against its declarations, every error a ConfigError
-naming the config key of the setting::
+tuner, `promptscape.neural.tuners`; a dataset-selection method, `promptscape.selection`)
+declares each as a `Setting`: its default and its `Check` (the test of a value and what a
+value must be, the message's words). `validate` checks a config's settings of a member
+against its declarations, every error a ConfigError naming the config key of the setting::
 
     experiments.x.strategies.beam: unknown setting(s) ['widht']; beam's settings: max_budget, width
     experiments.x.tuning.tuners.lora.lora_rank == 0, must be an integer >= 1

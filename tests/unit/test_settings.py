@@ -1,6 +1,6 @@
-"""Declared settings (`promptscape.settings`): strategies and tuners declare each setting's
-default and check, and one function validates them; every declared check refuses its bad
-values with an error naming the setting's config key."""
+"""Declared settings (`promptscape.settings`): strategies, tuners and dataset-selection
+methods declare each setting's default and check, and one function validates them; every
+declared check refuses its bad values with an error naming the setting's config key."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from promptscape import settings
+from promptscape import selection, settings
 from promptscape import strategies as st
 from promptscape.neural import families, tuners
 from promptscape.validation import ConfigError
@@ -22,6 +22,7 @@ BAD = {
     settings.PROBABILITY: [-0.1, 1.5, math.nan, False, "0.5"],
     settings.NULL_OR_POSITIVE_INTEGER: [0, 1.5, True, "10"],
     st._TEMPERATURE: [0, -1.0, math.inf, True],
+    selection._UNIFORM_SHARE.check: [0, 0.0, 1.5, math.nan, True],
     st.STRATEGIES["exhaustive"].settings["max_budget"].check: [10, 0],
     st.STRATEGIES["surrogate"].settings["max_budget"].check: [10, 0],
 }
@@ -35,6 +36,9 @@ def _declared():
     for name, tuner in tuners.TUNERS.items():
         for setting, declared in tuner.declared.items():
             yield "tuner", name, setting, declared
+    for name, method in selection.METHODS.items():
+        for setting, declared in method.settings.items():
+            yield "selection", name, setting, declared
 
 
 DECLARED = list(_declared())
@@ -85,6 +89,21 @@ def test_a_bad_strategy_setting_is_an_error_naming_its_key(name, setting, declar
         with pytest.raises(ConfigError, match=re.escape(
                 f"{key} == {value!r}, must be {declared.check.what}")):
             st.parse({name: {setting: value}}, [1], "experiments.x")
+
+
+SELECTION_SETTINGS = [(n, s, d) for kind, n, s, d in DECLARED if kind == "selection"]
+
+
+@pytest.mark.parametrize("name, setting, declared", SELECTION_SETTINGS,
+                         ids=[f"{n}-{s}" for n, s, _ in SELECTION_SETTINGS])
+def test_a_bad_selection_setting_is_an_error_naming_its_key(name, setting, declared):
+    for value in BAD[declared.check]:
+        key = f"experiments.e.dataset_selection.{name}.{setting}"
+        with pytest.raises(ConfigError, match=re.escape(
+                f"{key} == {value!r}, must be {declared.check.what}")):
+            selection.parse({"random": {}, name: {setting: value}},
+                            where="experiments.e.dataset_selection", dataset_sizes=[10],
+                            num_prompts=31)
 
 
 def test_a_setting_from_the_tuning_section_is_checked_at_its_own_key():
