@@ -15,8 +15,8 @@ from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import search as search_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import search_stage
 from promptscape.validation import ConfigError
 
 PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}

@@ -1,5 +1,5 @@
 """Stage `analyse_edits`: exact edit effects, local structure and transfer regret of one
-experiment, from its landscapes (issue 28; the science is `promptscape.edits`).
+experiment, from its landscapes (the science is `promptscape.edits`).
 
 One job per experiment writes three aggregates:
 
