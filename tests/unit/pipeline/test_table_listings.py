@@ -115,3 +115,16 @@ def test_a_registry_change_changes_the_descriptions_without_an_edit_of_tables():
     assert "zz_kind: zz edits" in got["kinds"] and "shortens" not in got["kinds"]
     assert got["effect_kinds"].count("zz_kind") == 1 and "shortens" not in got["effect_kinds"]
     assert "zz_init: zz start" in got["init"]
+
+
+def test_the_listings_keep_the_registries_out_of_every_jobs_code_identity():
+    """Every job writes through `tables.write`; the descriptions it reaches must not pull the
+    registries' code (search functions, tuner builders, edit selections) into the job's
+    code identity, or a new strategy would rerun every job."""
+    from promptscape.pipeline import provenance
+
+    reached = provenance.closure("promptscape.study.tables:write")
+    registries = ("promptscape.strategies:", "promptscape.neural.tuners:",
+                  "promptscape.selection:", "promptscape.edits:")
+    assert "promptscape.study.tables:_registry_listings" in reached
+    assert not [r for r in reached if r.startswith(registries)]
