@@ -99,7 +99,7 @@ def main() -> None:
             def sequential(name):
                 runs = []
                 for s, r in enumerate(rows):
-                    tuned = tuning.build(name, model, init[s:s + 1], tuners.TUNERS[name].settings,
+                    tuned = tuning.build(name, model, init[s:s + 1], tuners.TUNERS[name].defaults,
                                          torch.Generator().manual_seed(s)).to(device)
                     opt = torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad],
                                            1e-2)

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from promptscape import prompts as prompts_lib
+
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 BETA11 = {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
@@ -113,3 +115,14 @@ def brute_force_landscape(pre: dict, task: dict, prompts: list[str], T: int):
         loss.append(math.fsum(q_task * -np.log(q)))
         kl.append(math.fsum(q_task * (np.log(q_task) - np.log(q))))  # KL directly, no H
     return np.array(loss), np.array(kl), entropy
+
+
+def count_landscape(max_length: int, vocab_size: int, rng, levels: int | None = None):
+    """A KL vector that depends on symbol counts only (an exchangeable predictor): a random
+    value per count class (drawn from `levels` values where given, to make ties)."""
+    prompts = prompts_lib.all_prompts(max_length, vocab_size)
+    counts = prompts_lib.prompt_counts(prompts, vocab_size)
+    classes, inverse = np.unique(counts, axis=0, return_inverse=True)
+    values = (rng.integers(levels, size=len(classes)).astype(float) if levels
+              else rng.random(len(classes)))
+    return values[inverse.reshape(-1)]

@@ -1,9 +1,9 @@
-"""Exact effects of single prompt edits, local structure of a landscape, transfer regret, and
-an observational estimate of edit effects judged against the truth (issue 28).
+"""Exact effects of single prompt edits, their kinds, and the local structure of a landscape.
+Transfer regret is in `promptscape.transfer`, the observational estimate of edit effects in
+`promptscape.observational`.
 
 Shape legend (as in `sources.base`): P prompts of length 0..L_max in canonical order
-(`prompts.all_prompts`), E edges (single edits), V symbols, M evaluation sequences, n rows
-of an observational table.
+(`prompts.all_prompts`), E edges (single edits), V symbols, M evaluation sequences.
 
 Edits
 -----
@@ -80,9 +80,6 @@ exactly the local optima and basins partition the prompts. (Two neighbouring loc
 always have equal KL within the tolerance, as neither improves on the other: plateaus are
 the components of the edit graph restricted to local optima; the KL condition is kept
 explicit for a caller that passes a neighbourhood that is not symmetric.)
-
-Transfer and the observational estimate: see `transfer_regret`, `observational_estimates`
-and `error_decomposition`.
 """
 
 from __future__ import annotations
@@ -92,8 +89,6 @@ import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
@@ -652,6 +647,11 @@ def local_structure(edges: Edges, kl: np.ndarray,
     if rule.is_estimated and optimal is not None:
         members = np.flatnonzero(optimum & np.asarray(optimal, dtype=bool))
         rows, cols = np.r_[rows, members[:-1]], np.r_[cols, members[1:]]
+    # scipy only here: the workflow imports this module at parse time (the edit kinds name
+    # the columns of study.tables), where scipy.sparse would cost a quarter second.
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     graph = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(P, P)).tocsr()
     _, labels = csgraph.connected_components(graph, directed=True, connection="weak")
     members = np.flatnonzero(optimum)
@@ -663,232 +663,7 @@ def local_structure(edges: Edges, kl: np.ndarray,
     return LocalStructure(optimum, plateau, kl - kl.min(), descent, sink, basin)
 
 
-# ------------------------------------------------------------------ transfer
-@dataclasses.dataclass(frozen=True)
-class Regret:
-    """Regret under the target of some of its prompts: ``mean``, ``min``, ``max`` over
-    them, each ``KL_target(s) - KL_target(b)`` with b the target's least KL (its best
-    estimate under Monte Carlo); ``se``, the standard error of ``mean`` by the target's rule
-    (0 exact); ``shown``, whether some of the prompts is shown worse than b by that rule
-    (`landscape.TieRule`: exact, a regret above the tolerance; estimated, the paired test at
-    the landscape's Bonferroni level), that is, lies outside the target's optimal class."""
-
-    mean: float
-    min: float
-    max: float
-    se: float = 0.0
-    shown: bool = False
-
-
-def regret_of(target_kl: np.ndarray, indices, rule: landscape.TieRule | float | None = None,
-              optimal: np.ndarray | None = None) -> Regret:
-    """The target's `Regret` of its prompts at `indices` (a prompt may appear more than
-    once: the picks of several seeds), by the target's rule (`tie_rule`). ``shown``: some
-    prompt lies outside the target's `optimal` class (the landscape's column, where given),
-    else outside the prompts the rule does not show worse than the best.
-
-    Why membership and not the mean: a mean over many unresolved members of an estimated
-    class is resolved above 0 (each is above the best estimate, itself the least of P noisy
-    values, and averaging shrinks the error), so a landscape's optimal class would "cost"
-    something under its own landscape; the verdict asks whether the target can show any of
-    the prompts worse than its optimum."""
-    target_kl = np.asarray(target_kl, dtype=np.float64)
-    rule = tie_rule(target_kl, rule)
-    indices = np.asarray(indices, dtype=np.int64)
-    best = int(np.argmin(target_kl))
-    regret = target_kl[indices] - target_kl[best]
-    se = rule.mean_difference_se(indices, best)
-    if optimal is None:
-        outside = rule.less(target_kl, np.full(len(indices), best), indices)
-    else:
-        outside = ~np.asarray(optimal, dtype=bool)[indices]
-    return Regret(float(regret.mean()), float(regret.min()), float(regret.max()), se,
-                  bool(outside.any()))
-
-
-def transfer_regret(source_prompts: Sequence[str], source_optimal: np.ndarray,
-                    target_prompts: Sequence[str], target_kl: np.ndarray, *,
-                    source: str = "source", target: str = "target",
-                    rule: landscape.TieRule | float | None = None,
-                    target_optimal: np.ndarray | None = None) -> Regret:
-    """Regret under the target landscape of the source's optimal class (docs/science.md,
-    "Transfer regret"), over the whole class: the target's KL of each of the source's
-    optimal prompts minus the target's optimum (over all of the target's prompts), with its
-    standard error and verdict by the target's `rule` and `target_optimal` class
-    (`regret_of`).
-
-    The two landscapes are matched by prompt, so they may list prompts in different orders
-    or lengths; a source optimum missing from the target is a ValueError naming `source`,
-    `target` and the missing prompts."""
-    source_optimal = np.asarray(source_optimal, dtype=bool)
-    target_kl = np.asarray(target_kl, dtype=np.float64)
-    if len(source_optimal) != len(source_prompts):
-        raise ValueError(f"{source}: {len(source_optimal)} optimal-class flags for "
-                         f"{len(source_prompts)} prompts")
-    if len(target_kl) != len(target_prompts):
-        raise ValueError(f"{target}: {len(target_kl)} KL values for {len(target_prompts)} "
-                         "prompts")
-    best = [source_prompts[i] for i in np.flatnonzero(source_optimal)]
-    if not best:
-        raise ValueError(f"{source}: the optimal class is empty")
-    if len(target_prompts) == len(source_prompts) and list(target_prompts) == list(source_prompts):
-        indices = np.flatnonzero(source_optimal)
-    else:
-        where = {p: i for i, p in enumerate(target_prompts)}
-        missing = [p for p in best if p not in where]
-        if missing:
-            shown = ", ".join(repr(p) for p in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise ValueError(f"the optimal prompts of {source} are missing from the landscape "
-                             f"of {target}: {shown}{more}")
-        indices = np.array([where[p] for p in best], dtype=np.int64)
-    return regret_of(target_kl, indices, rule, target_optimal)
-
-
-def baseline_regrets(target_prompts: Sequence[str], target_kl: np.ndarray,
-                     rule: landscape.TieRule | float | None = None,
-                     optimal: np.ndarray | None = None) -> dict[str, Regret]:
-    """The target's own `Regret` of two baselines: the empty prompt (``empty``) and the
-    median prompt (``median``, the lower median of the KLs; the first in canonical order
-    among equals)."""
-    target_kl = np.asarray(target_kl, dtype=np.float64)
-    order = np.argsort(target_kl, kind="stable")
-    empty = list(target_prompts).index("")
-    median = int(order[(len(order) - 1) // 2])
-    return {"empty": regret_of(target_kl, [empty], rule, optimal),
-            "median": regret_of(target_kl, [median], rule, optimal)}
-
-
-# ------------------------------------------------------------------ observational estimate
-def observational_estimates(kind, delta, covariates=None, *, bins: int = 4) -> list[dict]:
-    """Per-kind estimates of the mean change of loss from a table of visited edges, as an
-    observational study of prompt optimisation would fit them.
-
-    `kind` ``(n,)``: each row's edit kind (an edge of several kinds is one row per kind);
-    `delta` ``(n,)``: its change of L_N; `covariates` ``(n, k)``: for example the parent's
-    length, symbol counts and rank (None: none).
-
-    One row per kind (sorted by name) with ``kind``, ``visits``, ``mean`` (the raw mean of
-    `delta` over its rows) and
-
-    ``naive``
-        least squares of `delta` on indicators of the kinds (no intercept) and the
-        covariates centred at their mean over all rows, a slope shared by every kind: the
-        kind's coefficient is its fitted mean at the average covariates.
-    ``weighted``
-        inverse probability weighting by the kind's frequency given the covariates, the
-        propensity estimated by stratified frequencies: each covariate is cut into at most
-        `bins` quantile bins (used as is where it takes at most `bins` values), a stratum is
-        one joint cell, and e_k(cell) = (rows of kind k in the cell) / (rows in the cell).
-        The normalised (Hajek) weighted mean, sum_i Y_i / e_k(cell_i) / sum_i 1 / e_k(cell_i)
-        over the kind's rows, is the mean over cells of the kind's mean in the cell,
-        weighted by the cell's share of all rows: the kind's mean had its covariates the
-        distribution of all visited rows. Cells where the kind never occurs cannot be
-        weighted (no overlap): they are left out, and ``overlap`` is the share of rows in
-        cells where it does occur.
-
-    Unlike the naive fit, the weighted estimate needs no model of how the effect depends on
-    the covariates, so it removes confounding that a shared linear slope cannot (an effect
-    that varies with the covariates while the kind's frequency does too)."""
-    kind = np.asarray(kind)
-    delta = np.asarray(delta, dtype=np.float64)
-    n = len(delta)
-    if kind.shape != (n,):
-        raise ValueError(f"{kind.shape[0] if kind.ndim else 0} kinds for {n} changes of loss")
-    X = np.zeros((n, 0)) if covariates is None else np.asarray(covariates, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.shape[0] != n:
-        raise ValueError(f"{X.shape[0]} rows of covariates for {n} changes of loss")
-    if int(bins) < 1:
-        raise ValueError(f"bins == {bins}, must be >= 1")
-    if n == 0:
-        return []
-    names, k = np.unique(kind, return_inverse=True)
-    K = len(names)
-    design = np.concatenate([np.eye(K)[k], X - X.mean(axis=0)], axis=1)
-    beta = np.linalg.lstsq(design, delta, rcond=None)[0]
-
-    cell = _cells(X, int(bins))
-    C = int(cell.max()) + 1
-    in_cell = np.bincount(cell, minlength=C).astype(np.float64)
-    rows = []
-    for j, name in enumerate(names):
-        mine = k == j
-        count = np.bincount(cell[mine], minlength=C).astype(np.float64)
-        total = np.bincount(cell[mine], weights=delta[mine], minlength=C)
-        live = count > 0
-        share = in_cell[live] / n
-        covered = float(in_cell[live].sum()) / n  # counts summed first: exactly 1 when full
-        rows.append({
-            "kind": _plain(name),
-            "visits": int(mine.sum()),
-            "mean": float(delta[mine].mean()),
-            "naive": float(beta[j]),
-            "weighted": float((share * total[live] / count[live]).sum() / share.sum()),
-            "overlap": covered,
-        })
-    return rows
-
-
-def error_decomposition(visited_kind, visited_delta_loss, visited_delta_kl,
-                        all_kind, all_delta_kl) -> list[dict]:
-    """Split the error of the raw observational mean of each kind into D_N noise and
-    selection.
-
-    Per kind (sorted by name, the kinds of the visited rows): ``visited_loss`` (the mean
-    ΔL_N over its visited rows), ``visited_kl`` (the mean exact ΔKL over the same rows),
-    ``all_kl`` (the mean exact ΔKL over all of the kind's edges: the target), ``noise`` =
-    visited_loss - visited_kl (what the finite dataset adds), ``selection`` = visited_kl -
-    all_kl (what visiting some edges rather than all adds) and ``error`` = their sum =
-    visited_loss - all_kl. A visited kind without edges in `all_kind` is an error."""
-    vk = np.asarray(visited_kind)
-    vl = np.asarray(visited_delta_loss, dtype=np.float64)
-    vd = np.asarray(visited_delta_kl, dtype=np.float64)
-    ak = np.asarray(all_kind)
-    ad = np.asarray(all_delta_kl, dtype=np.float64)
-    if not len(vk) == len(vl) == len(vd):
-        raise ValueError(f"visited rows: {len(vk)} kinds, {len(vl)} changes of L_N, "
-                         f"{len(vd)} changes of KL")
-    if len(ak) != len(ad):
-        raise ValueError(f"all edges: {len(ak)} kinds, {len(ad)} changes of KL")
-    rows = []
-    for name in np.unique(vk):
-        mine, every = vk == name, ak == name
-        if not every.any():
-            raise ValueError(f"edit kind {_plain(name)!r} was visited but has no edges among "
-                             "all edges")
-        loss, visited, target = vl[mine].mean(), vd[mine].mean(), ad[every].mean()
-        rows.append({"kind": _plain(name),
-                     "visits": int(mine.sum()), "edges": int(every.sum()),
-                     "visited_loss": float(loss), "visited_kl": float(visited),
-                     "all_kl": float(target), "noise": float(loss - visited),
-                     "selection": float(visited - target), "error": float(loss - target)})
-    return rows
-
-
 # ------------------------------------------------------------------ helpers
-def _cells(X: np.ndarray, bins: int) -> np.ndarray:
-    """Joint cell of each row after cutting each column into at most `bins` bins: ``(n,)``
-    int64 codes 0..C-1."""
-    codes = np.zeros((X.shape[0], X.shape[1]), dtype=np.int64)
-    for j in range(X.shape[1]):
-        values, inverse = np.unique(X[:, j], return_inverse=True)
-        if len(values) <= bins:
-            codes[:, j] = inverse
-        else:
-            cuts = np.unique(np.quantile(X[:, j], np.linspace(0, 1, bins + 1)[1:-1]))
-            codes[:, j] = np.searchsorted(cuts, X[:, j], side="right")
-    if X.shape[1] == 0:
-        return np.zeros(X.shape[0], dtype=np.int64)
-    return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-
-
-def _plain(value):
-    """A numpy scalar as the Python value (a kind name for rows and messages)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _share(hits: np.ndarray, mask: np.ndarray) -> float:
     n = int(mask.sum())
     return float(hits[mask].sum() / n) if n else float("nan")

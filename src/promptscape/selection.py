@@ -21,7 +21,8 @@ of its sequences, each with the weight its loss carries in the empirical loss:
 
 Selection reads nothing but the pool's losses under every prompt: never the landscape, the
 evaluation set or the task's law. A method is one `Method` entry of `METHODS`: its settings
-with their defaults, and its `select` function.
+declared with their defaults and checks (`promptscape.settings`, as a strategy's and a
+tuner's), and its `select` function.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from promptscape import settings as settings_lib
+from promptscape.settings import Setting
 from promptscape.validation import ConfigError
 
 RANDOM = "random"
@@ -52,7 +55,7 @@ class Selected:
 class Method:
     name: str
     doc: str
-    settings: dict  # setting name -> default
+    settings: dict  # setting name -> `settings.Setting` (default and check)
     pooled: bool
     select: Callable | None = None  # (pool_losses (prompts, P), N, rng, **settings) -> Selected
     weighted: bool = False  # its weights are not uniform: L_N is their weighted sum
@@ -156,16 +159,28 @@ def systematic_sample(pi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.sort(order[hits])
 
 
+# The settings of the pooled methods: P, the pool's size (at least the largest N, checked
+# in `parse`); K, the leading prompts (2..the prompts searched, checked in `parse`); the
+# uniform share of the inclusion probabilities.
+_POOL_SIZE = Setting(500, settings_lib.POSITIVE_INTEGER)
+_LEADING_PROMPTS = Setting(5, settings_lib.POSITIVE_INTEGER)
+_UNIFORM_SHARE = Setting(0.1, settings_lib.Check(
+    lambda v: settings_lib.is_number(v) and 0 < v <= 1,
+    "in (0, 1]: a positive share keeps every pool sequence drawable, which the "
+    "Horvitz-Thompson estimate needs to stay unbiased"))
 METHODS = {m.name: m for m in [
     Method(RANDOM, "N sequences drawn from the task (the study's D_N)", {}, pooled=False),
     Method(POOL, "every sequence of the pool: random selection with N = P, the ceiling of "
-                 "the pooled methods", {"pool_size": 500}, pooled=True, select=select_pool),
+                 "the pooled methods", {"pool_size": _POOL_SIZE}, pooled=True,
+           select=select_pool),
     Method("high_variance", "the N pool sequences whose losses vary most across the K "
-                            "prompts best on the pool", {"pool_size": 500, "leading_prompts": 5},
+                            "prompts best on the pool",
+           {"pool_size": _POOL_SIZE, "leading_prompts": _LEADING_PROMPTS},
            pooled=True, select=select_high_variance),
     Method("high_variance_weighted", "N pool sequences drawn with probabilities growing "
                                      "with that variance, Horvitz-Thompson weighted",
-           {"pool_size": 500, "leading_prompts": 5, "uniform_share": 0.1}, pooled=True,
+           {"pool_size": _POOL_SIZE, "leading_prompts": _LEADING_PROMPTS,
+            "uniform_share": _UNIFORM_SHARE}, pooled=True,
            select=select_high_variance_weighted, weighted=True),
 ]}
 
@@ -217,17 +232,9 @@ def parse(spec, *, where: str, dataset_sizes, num_prompts: int,
         if name not in METHODS:
             raise ConfigError(f"{where}.{name}: unknown dataset-selection method; known: "
                               f"{', '.join(METHODS)}")
-        given = {} if given is None else given
-        if not isinstance(given, dict):
-            raise ConfigError(f"{where}.{name} == {given!r}: the settings of a method are a "
-                              "mapping")
         method = METHODS[name]
-        unknown = sorted(set(given) - set(method.settings))
-        if unknown:
-            known = ", ".join(method.settings) or "none"
-            raise ConfigError(f"{where}.{name}.{unknown[0]}: not a setting of {name} "
-                              f"(its settings: {known})")
-        settings = {**method.settings, **given}
+        given = settings_lib.validate(given, method.settings, f"{where}.{name}", name)
+        settings = {**settings_lib.defaults(method.settings), **given}
         _check_settings(settings, f"{where}.{name}", dataset_sizes, num_prompts, prompts_key)
         methods.append((name, settings))
     if RANDOM not in dict(methods):
@@ -247,16 +254,6 @@ def parse(spec, *, where: str, dataset_sizes, num_prompts: int,
 
 def _check_settings(settings: dict, where: str, dataset_sizes, num_prompts: int,
                     prompts_key: str) -> None:
-    for key, value in settings.items():
-        if key in ("pool_size", "leading_prompts"):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{where}.{key} == {value!r}, must be a positive integer")
-        elif key == "uniform_share":
-            if (not isinstance(value, (int, float)) or isinstance(value, bool)
-                    or not 0 < value <= 1):
-                raise ConfigError(f"{where}.uniform_share == {value!r}, must be in (0, 1]: a "
-                                  "positive share keeps every pool sequence drawable, which "
-                                  "the Horvitz-Thompson estimate needs to stay unbiased")
     if "pool_size" in settings and max(dataset_sizes) > settings["pool_size"]:
         raise ConfigError(f"{where}.pool_size == {settings['pool_size']} is less than the "
                           f"largest dataset size N = {max(dataset_sizes)}: selection keeps N "

@@ -17,8 +17,10 @@ A strategy stops when the budget is spent (the evaluator raises `BudgetSpent`), 
 prompt has been evaluated, or when its own procedure ends (a step limit guards the
 stochastic ones, which may revisit prompts for free).
 
-The registry is `STRATEGIES` (`Strategy`: name, description, settings with defaults and
-their checks, `Strategy.validate`, the one place they are checked; search function); `parse` reads the config keys ``strategies`` and ``strategy_budgets``
+The registry is `STRATEGIES` (`Strategy`: name, description, its settings declared with
+their defaults and checks (`promptscape.settings`, shared with the tuners), checked in one
+place, `Strategy.validate`; search function); `parse` reads the config keys ``strategies``
+and ``strategy_budgets``
 into a `Plan`, naming every error by its key. Every strategy accepts ``max_budget`` (no
 limit by default): budgets above it are not run for it (``gradient: {max_budget: 1000}``
 keeps the costly gradient runs short on a CPU).
@@ -77,7 +79,9 @@ from collections.abc import Callable
 import numpy as np
 
 from promptscape import prompts as prompts_lib
+from promptscape import settings as settings_lib
 from promptscape.search import TIE_RELATIVE_TOLERANCE
+from promptscape.settings import Setting
 from promptscape.validation import ConfigError
 
 
@@ -432,27 +436,21 @@ def surrogate(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradie
     return first_minimum(np.asarray(guide, dtype=np.float64))
 
 
-# Checks of each setting's value: (test, what it must be).
-_POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                 "an integer >= 1")
-_PROBABILITY = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                and 0 <= v <= 1, "a number in [0, 1]")
-_TEMPERATURE = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-                "a number > 0 (nats)")
-CHECKS = {"width": _POSITIVE_INT, "population": _POSITIVE_INT, "top_k": _POSITIVE_INT,
-          "candidates": _POSITIVE_INT, "patience": _POSITIVE_INT,
-          "crossover": _PROBABILITY, "mutation": _PROBABILITY,
-          "initial_temperature": _TEMPERATURE, "final_temperature": _TEMPERATURE,
-          "max_budget": (lambda v: v is None or _POSITIVE_INT[0](v), "null or an integer >= 1")}
+# Every strategy takes max_budget (no limit by default): budgets above it are not run for it.
+COMMON_SETTINGS = {"max_budget": Setting(None, settings_lib.NULL_OR_POSITIVE_INTEGER)}
+_TEMPERATURE = settings_lib.Check(settings_lib.POSITIVE.test, "a number > 0 (nats)")
 
 
 @dataclasses.dataclass(frozen=True)
 class Strategy:
     """One prompt-search strategy: the one owner of its settings, their defaults and their
-    checks (`validate`; the config schema only says a strategy's settings are a mapping)."""
+    checks (`validate`, through `promptscape.settings`; the config schema only says a
+    strategy's settings are a mapping)."""
     name: str
     doc: str
-    settings: dict  # name -> default
+    # Its own settings (name -> `settings.Setting`: default and check), besides
+    # `COMMON_SETTINGS`; an entry of the same name replaces the common one.
+    settings: dict
     search: Callable
     needs_gradient: bool = False
     exhaustive: bool = False  # runs once, at the budget of all prompts
@@ -462,32 +460,27 @@ class Strategy:
     # Proposes prompts from a parent (edits, extensions, offspring): its steps are recorded
     # (`strategy_steps`). Exhaustive and random search draw every prompt without one.
     proposes: bool = True
-    # Checks of its settings that differ from `CHECKS`: setting -> (test, what it must be).
-    checks: dict = dataclasses.field(default_factory=dict)
     # A check of its complete settings together (defaults filled in): raises a ConfigError
     # naming the key given as its second argument.
     check: Callable[[dict, str], None] | None = None
 
     @property
-    def defaults(self) -> dict:
-        """Every setting it takes, with its default (`COMMON_SETTINGS` and its own)."""
+    def declared(self) -> dict:
+        """Every setting it takes: `COMMON_SETTINGS` and its own (name -> `Setting`)."""
         return {**COMMON_SETTINGS, **self.settings}
+
+    @property
+    def defaults(self) -> dict:
+        """Every setting it takes, with its default."""
+        return settings_lib.defaults(self.declared)
 
     def validate(self, given: dict | None, key: str) -> dict:
         """The settings `given` at config key `key` (its entry in experiments.<name>.strategies),
-        checked: a ConfigError naming the key and setting for one it does not take or a value
-        out of range."""
-        given = dict(given or {})
-        allowed = self.defaults
-        for setting, value in given.items():
-            if setting not in allowed:
-                raise ConfigError(f"{key}.{setting} is not a setting of {self.name}; its "
-                                  f"settings: {', '.join(allowed)}")
-            test, what = self.checks.get(setting) or CHECKS[setting]
-            if not test(value):
-                raise ConfigError(f"{key}.{setting} == {value!r}, must be {what}")
+        checked (`settings.validate`, then its own `check` of them together): a ConfigError
+        naming the key and setting for one it does not take or a value out of range."""
+        given = settings_lib.validate(given, self.declared, key, self.name)
         if self.check is not None:
-            self.check({**allowed, **given}, key)
+            self.check({**self.defaults, **given}, key)
         return given
 
 
@@ -497,32 +490,40 @@ def _check_annealing(settings: dict, key: str) -> None:
                           f"above initial_temperature {settings['initial_temperature']}")
 
 
+_POSITIVE_INTEGER = settings_lib.POSITIVE_INTEGER
+_PROBABILITY = settings_lib.PROBABILITY
 EXHAUSTIVE = "exhaustive"
 STRATEGIES = {s.name: s for s in [
-    Strategy(EXHAUSTIVE, "every prompt once, in canonical order", {}, exhaustive,
-             exhaustive=True, proposes=False,
-             checks={"max_budget": (lambda v: v is None, "null: exhaustive search runs once, "
-                                                         "at the budget of all prompts")}),
+    Strategy(EXHAUSTIVE, "every prompt once, in canonical order",
+             {"max_budget": Setting(None, settings_lib.Check(
+                 lambda v: v is None, "null: exhaustive search runs once, at the budget of "
+                                      "all prompts"))},
+             exhaustive, exhaustive=True, proposes=False),
     Strategy("random", "uniform over all prompts, without replacement", {}, random_search,
              proposes=False),
     Strategy("beam", "extend symbol by symbol, keep the width best; widen and repeat",
-             {"width": 4}, beam),
+             {"width": Setting(4, _POSITIVE_INTEGER)}, beam),
     Strategy("hill_climb", "steepest descent over one-symbol edits, random restarts", {},
              hill_climb),
     Strategy("annealing", "simulated annealing over one-symbol edits",
-             {"initial_temperature": 0.5, "final_temperature": 0.001}, annealing,
+             {"initial_temperature": Setting(0.5, _TEMPERATURE),
+              "final_temperature": Setting(0.001, _TEMPERATURE)}, annealing,
              check=_check_annealing),
     Strategy("evolutionary", "(mu + lambda) with crossover and mutation",
-             {"population": 16, "crossover": 0.5, "mutation": 0.8}, evolutionary),
+             {"population": Setting(16, _POSITIVE_INTEGER),
+              "crossover": Setting(0.5, _PROBABILITY),
+              "mutation": Setting(0.8, _PROBABILITY)}, evolutionary),
     Strategy("gradient", "greedy coordinate gradient (GCG) token swaps",
-             {"top_k": 4, "candidates": 8, "patience": 2}, gradient_search,
+             {"top_k": Setting(4, _POSITIVE_INTEGER),
+              "candidates": Setting(8, _POSITIVE_INTEGER),
+              "patience": Setting(2, _POSITIVE_INTEGER)}, gradient_search,
              needs_gradient=True),
     Strategy("surrogate", "rank by L_N under the Bayes predictor of the read-back prior",
-             {}, surrogate, needs_prior=True, proposes=False,
-             checks={"max_budget": (lambda v: v is None, "null: surrogate runs once, at the "
-                                                         "cost of its probe queries")}),
+             {"max_budget": Setting(None, settings_lib.Check(
+                 lambda v: v is None, "null: surrogate runs once, at the cost of its probe "
+                                      "queries"))},
+             surrogate, needs_prior=True, proposes=False),
 ]}
-COMMON_SETTINGS = {"max_budget": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,7 +596,7 @@ def parse(strategies, budgets, where: str) -> Plan:
     budget_key = f"{where}.strategy_budgets"
     budgets = [] if budgets is None else list(budgets)
     for b in budgets:
-        if not _POSITIVE_INT[0](b):
+        if not _POSITIVE_INTEGER.test(b):
             raise ConfigError(f"{budget_key} holds {b!r}; budgets are integers >= 1")
     if len(set(budgets)) != len(budgets):
         raise ConfigError(f"{budget_key} lists a budget more than once: {budgets}")

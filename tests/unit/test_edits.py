@@ -1,6 +1,5 @@
-"""Exact edit effects, edit kinds, local structure, transfer and the observational estimate
-(`promptscape.edits`, issue 28), each checked against a brute force written with Python
-string operations."""
+"""Exact edit effects, edit kinds and local structure (`promptscape.edits`), each checked
+against a brute force written with Python string operations."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ import pytest
 from promptscape import edits, landscape
 from promptscape import prompts as prompts_lib
 from promptscape.sources.coins import Coin
+
+from landscape_helpers import count_landscape
 
 
 # ------------------------------------------------------------------ brute force
@@ -54,17 +55,6 @@ def brute_neighbours(prompt: str, max_length: int, vocab_size: int) -> list[str]
     if L < max_length:
         out += [prompt[:i] + v + prompt[i:] for i in range(L + 1) for v in digits]
     return sorted(set(out) - {prompt})
-
-
-def count_landscape(max_length: int, vocab_size: int, rng, levels: int | None = None):
-    """A KL vector that depends on symbol counts only (an exchangeable predictor): a random
-    value per count class (drawn from `levels` values where given, to make ties)."""
-    prompts = prompts_lib.all_prompts(max_length, vocab_size)
-    counts = prompts_lib.prompt_counts(prompts, vocab_size)
-    classes, inverse = np.unique(counts, axis=0, return_inverse=True)
-    values = (rng.integers(levels, size=len(classes)).astype(float) if levels
-              else rng.random(len(classes)))
-    return values[inverse.reshape(-1)]
 
 
 CASES = [(4, 2), (4, 3), (3, 4), (0, 2), (1, 3)]
@@ -316,80 +306,6 @@ def test_local_structure_of_the_hill_climb_neighbourhood_ignores_swaps():
     climb = edits.local_structure(edits.edit_edges(2, 2, ("insert", "delete", "substitute")), kl)
     assert not every.local_optimum[prompts.index("10")]
     assert climb.local_optimum[prompts.index("10")]
-
-
-# ------------------------------------------------------------------ transfer
-def test_transfer_of_a_landscape_to_itself_is_zero():
-    prompts = prompts_lib.all_prompts(4, 2)
-    kl = count_landscape(4, 2, np.random.default_rng(8), levels=5)
-    optimal = landscape.classify(kl)[1]
-    assert optimal.sum() > 1
-    regret = edits.transfer_regret(prompts, optimal, prompts, kl)
-    assert (regret.mean, regret.min, regret.max) == (0, 0, 0)
-    shuffled = np.random.default_rng(9).permutation(len(prompts))
-    again = edits.transfer_regret(prompts, optimal, [prompts[i] for i in shuffled], kl[shuffled])
-    assert (again.mean, again.min, again.max) == (0, 0, 0)
-
-
-def test_transfer_regret_is_over_the_source_class_against_the_target_optimum():
-    prompts = prompts_lib.all_prompts(2, 2)  # '', 0, 1, 00, 01, 10, 11
-    target = np.array([3.0, 2.0, 1.0, 6.0, 0.5, 4.0, 5.0])
-    source_optimal = np.isin(prompts, ["00", "11"])
-    regret = edits.transfer_regret(prompts, source_optimal, prompts, target)
-    assert (regret.mean, regret.min, regret.max) == (5.0, 4.5, 5.5)
-    assert {k: r.mean for k, r in edits.baseline_regrets(prompts, target).items()} == {
-        "empty": 2.5, "median": 2.5}
-
-
-def test_a_prompt_missing_from_the_target_names_both_landscapes():
-    source = prompts_lib.all_prompts(3, 2)
-    target = prompts_lib.all_prompts(2, 2)
-    optimal = np.isin(source, ["011"])
-    with pytest.raises(ValueError,
-                       match=r"optimal prompts of bernmix .* landscape of betacoin: '011'"):
-        edits.transfer_regret(source, optimal, target, np.zeros(len(target)),
-                              source="bernmix", target="betacoin")
-
-
-# ------------------------------------------------------------------ observational estimate
-def test_observational_estimators_recover_a_planted_effect():
-    rng = np.random.default_rng(10)
-    n = 20000
-    effect = {"a": -0.3, "b": 0.2, "c": 0.0}
-    kind = rng.choice(list(effect), size=n)
-    x = rng.integers(0, 5, size=(n, 2)).astype(float)
-    delta = np.vectorize(effect.get)(kind) + 0.4 * (x[:, 0] - 2) + rng.normal(0, 0.1, n)
-    for row in edits.observational_estimates(kind, delta, x):
-        se = 0.1 / np.sqrt(row["visits"])
-        assert row["naive"] == pytest.approx(effect[row["kind"]], abs=6 * se + 0.02)
-        assert row["weighted"] == pytest.approx(effect[row["kind"]], abs=6 * se + 0.02)
-        assert row["overlap"] == 1
-
-
-def test_propensity_weighting_removes_a_confounding_that_biases_the_naive_fit():
-    # Kind a is frequent at x = 0, rare at x = 1, and its effect flips with x (mean 0 over
-    # x); kind b does nothing. A shared slope cannot follow a's effect across x.
-    rng = np.random.default_rng(11)
-    n = 40000
-    x = rng.integers(0, 2, size=n)
-    kind = np.where(rng.random(n) < np.where(x == 0, 0.8, 0.2), "a", "b")
-    delta = np.where(kind == "a", np.where(x == 0, -1.0, 1.0), 0.0) + rng.normal(0, 0.1, n)
-    rows = {r["kind"]: r for r in edits.observational_estimates(kind, delta, x[:, None])}
-    assert rows["a"]["weighted"] == pytest.approx(0.0, abs=0.01)
-    assert rows["b"]["weighted"] == pytest.approx(0.0, abs=0.01)
-    assert abs(rows["a"]["naive"]) > 0.2  # about -0.3
-    assert abs(rows["a"]["mean"]) > 0.5  # about -0.6
-
-
-def test_error_decomposition_splits_noise_and_selection():
-    rows = edits.error_decomposition(
-        ["a", "a", "b"], [1.0, 3.0, -1.0], [0.5, 1.5, -2.0],
-        ["a", "a", "a", "b", "b"], [0.5, 1.5, -2.0, -2.0, 0.0])
-    a, b = rows
-    assert (a["noise"], a["selection"], a["error"]) == (1.0, 1.0, 2.0)
-    assert (b["noise"], b["selection"], b["error"]) == (1.0, -1.0, 0.0)
-    with pytest.raises(ValueError, match="'c' was visited"):
-        edits.error_decomposition(["c"], [0.0], [0.0], ["a"], [0.0])
 
 
 # ------------------------------------------------------------------ one tie rule

@@ -19,9 +19,9 @@ from promptscape.study import tables
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import efficiency as efficiency_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import efficiency_stage
+from promptscape.pipeline.stages import landscape_stage
 
 T = 6
 L_MAX = 3

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape import edits, landscape
+from promptscape import edits, landscape, transfer
 from promptscape import prompts as prompts_lib
 from promptscape.study import tables
 from promptscape.report import aggregate
@@ -185,19 +185,19 @@ def test_a_transfer_regret_within_its_standard_error_is_not_shown():
     member = int(np.flatnonzero(optimal & (kl > kl.min()))[0])
     source = np.zeros(len(PROMPTS), dtype=bool)
     source[member] = True
-    regret = edits.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=rule)
+    regret = transfer.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=rule)
     assert regret.mean > 0 and regret.se > 0 and not regret.shown
     assert np.isclose(regret.se, rule.difference_se([member], [int(np.argmin(kl))])[0])
-    worse = edits.transfer_regret(PROMPTS, true > 1, PROMPTS, kl, rule=rule)
+    worse = transfer.transfer_regret(PROMPTS, true > 1, PROMPTS, kl, rule=rule)
     assert worse.shown
     # A landscape's optimal class under itself costs nothing it can show, though the mean
     # over its members may be resolved above the best estimate.
     for given in (optimal, None):
-        whole = edits.transfer_regret(PROMPTS, optimal, PROMPTS, kl, rule=rule,
+        whole = transfer.transfer_regret(PROMPTS, optimal, PROMPTS, kl, rule=rule,
                                       target_optimal=given)
         assert whole.mean > 0 and not whole.shown
     # Exact: shown when above the tolerance.
-    assert edits.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=TINY).shown
+    assert transfer.transfer_regret(PROMPTS, source, PROMPTS, kl, rule=TINY).shown
 
 
 # ------------------------------------------------------------------ the stage
@@ -205,9 +205,9 @@ def test_a_monte_carlo_landscape_keeps_residuals_its_readers_decide_by(tmp_path)
     """A Markov Bayes landscape forced onto the evaluation set (enumeration budget 1): its
     kl_residuals give kl_se and the paired errors of the raw per-sequence losses, and the
     edit analysis says it decided by them."""
-    from promptscape.pipeline.stages import datasets as datasets_stage
-    from promptscape.pipeline.stages import edits as edits_stage
-    from promptscape.pipeline.stages import landscape as landscape_stage
+    from promptscape.pipeline.stages import datasets_stage
+    from promptscape.pipeline.stages import edits_stage
+    from promptscape.pipeline.stages import landscape_stage
     from promptscape.predictors import BayesPredictor
     from promptscape.sources import build_source
 
@@ -250,8 +250,8 @@ def test_a_monte_carlo_landscape_keeps_residuals_its_readers_decide_by(tmp_path)
 
 
 def test_an_exact_landscape_keeps_no_residuals_and_decides_by_its_resolution(tmp_path):
-    from promptscape.pipeline.stages import datasets as datasets_stage
-    from promptscape.pipeline.stages import landscape as landscape_stage
+    from promptscape.pipeline.stages import datasets_stage
+    from promptscape.pipeline.stages import landscape_stage
 
     task = {"kind": "coin", "theta": 0.7}
     evaluation, path = str(tmp_path / "evaluation.parquet"), str(tmp_path / "land.parquet")

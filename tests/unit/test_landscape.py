@@ -451,8 +451,8 @@ def test_theoretical_losses_refuses_monte_carlo():
 def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_class(
         tmp_path, enumeration_budget, method):
     from promptscape.study import tables
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"
@@ -506,8 +506,8 @@ def test_landscape_scores_each_distinct_evaluation_sequence_once_and_any_block_s
     block size of the evaluation-set pass."""
     from promptscape.study import tables
     from promptscape.predictors import BayesPredictor
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"

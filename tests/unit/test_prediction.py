@@ -1,6 +1,6 @@
 """The prediction stages: predict_reliability against the theory it applies and against the
 pipeline's own measured reliability, and the checks of its inputs in
-stages.aggregate.aggregate_prediction."""
+stages.aggregate_stage.aggregate_prediction."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 from promptscape import theory
 from promptscape.study import checks, tables
-from promptscape.pipeline.stages import aggregate as aggregate_stage
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import prediction as prediction_stage
+from promptscape.pipeline.stages import aggregate_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import prediction_stage
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}

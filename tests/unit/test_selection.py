@@ -15,8 +15,8 @@ from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import search as search_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import search_stage
 from promptscape.validation import ConfigError
 
 PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
@@ -138,9 +138,11 @@ def test_the_list_and_the_mapping_forms_give_complete_settings_and_add_the_pool(
     (["random", "random"], r"dataset_selection\[1\] == 'random' is listed twice"),
     (["random", "best"], r"dataset_selection.best: unknown dataset-selection method"),
     (["high_variance"], r"lacks 'random'"),
-    ({"random": {}, "high_variance": {"pool": 3}}, r"high_variance.pool: not a setting"),
-    ({"random": {"pool_size": 3}}, r"random.pool_size: not a setting of random \(its "
-                                   r"settings: none\)"),
+    ({"random": {}, "high_variance": {"pool": 3}},
+     r"dataset_selection.high_variance: unknown setting\(s\) \['pool'\]; high_variance's "
+     r"settings: pool_size, leading_prompts"),
+    ({"random": {"pool_size": 3}}, r"dataset_selection.random: unknown setting\(s\) "
+                                   r"\['pool_size'\]; random's settings: none"),
     ({"random": {}, "high_variance": {"pool_size": 5}},
      r"high_variance.pool_size == 5 is less than the largest dataset size N = 10"),
     ({"random": {}, "high_variance": {"leading_prompts": 1}},

@@ -1089,7 +1089,7 @@ def get_tuning_landscapes(wildcards):
     ]
 
 
-# The analyse_edits rule's helpers (issue 28): the experiment's landscapes, those of the
+# The analyse_edits rule's helpers: the experiment's landscapes, those of the
 # other experiments it shares a task, L_max and alphabet with (transfer across
 # pretraining), and its selections table (the prompts search picks).
 

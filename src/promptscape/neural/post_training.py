@@ -34,7 +34,7 @@ KEYS = ("base", "source", "tuner", "steps", "learning_rate", "lora_rank", "batch
 # Defaults: full tuning, 100 Adam steps at a constant 1e-3 (a third of the LSTM's
 # pretraining rate), 256 fresh sequences a step; lora_rank as the tuner registry's lora.
 DEFAULTS = {"tuner": "full", "steps": 100, "learning_rate": 1e-3, "batch": 256}
-DEFAULT_LORA_RANK = tuners.TUNERS["lora"].settings["lora_rank"]
+DEFAULT_LORA_RANK = tuners.TUNERS["lora"].defaults["lora_rank"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -124,8 +124,7 @@ def parse(spec, *, where: str, models, sources) -> PostTraining:
                           "lora")
     if tuner == "lora":
         rank = DEFAULT_LORA_RANK if rank is None else rank
-        _check(rank, f"{where}.lora_rank", numbers.Integral, min_val=1,
-               include_boundaries="left")
+        tuners.TUNERS["lora"].settings["lora_rank"].check(rank, f"{where}.lora_rank")
     learning_rate = float(spec.get("learning_rate", DEFAULTS["learning_rate"]))
     if not math.isfinite(learning_rate):
         raise ConfigError(f"{where}.learning_rate == {learning_rate}, must be a finite "

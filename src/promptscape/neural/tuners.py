@@ -13,14 +13,17 @@ from __future__ import annotations
 import dataclasses
 import numbers
 
+from promptscape import settings as settings_lib
 from promptscape import validation
+from promptscape.settings import Setting
 from promptscape.validation import ConfigError
 
 PROMPT, WEIGHTS, REFERENCE = "prompt", "weights", "reference"
-# Starts of prompt-space tuners on D_N: the best hard prompt of length exactly K on D_N
-# (needs K <= L_max), K uniform symbols, or the landscape's hard optimum padded on the left
-# to K positions (an oracle start: the one init that reads the landscape).
-INITS = ("search", "random", "optimum")
+# Starts of prompt-space tuners on D_N (tuning.init; name -> what it starts from). search
+# needs K <= L_max; optimum is an oracle start, the one init that reads the landscape.
+INITS = {"search": "the best hard prompt of length K on D_N",
+         "random": "K uniform symbols",
+         "optimum": "the landscape's hard optimum, padded on the left to K positions"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,11 +32,12 @@ class Tuner:
 
     name: a ``tuning.tuners`` entry. space: "prompt" (K prompt positions or a prefix, seeds
     trained side by side), "weights" (the network's weights, a seed at a time) or
-    "reference" (nothing trained). settings: its own settings and their defaults, set by a
-    mapping ``tuning.tuners: {name: {setting: value}}`` or, for all tuners that have it, by
-    ``tuning.<setting>``; every trained tuner also has ``learning_rate`` (default
-    ``tuning.learning_rate``). build: ``"module:attribute"`` of its builder
-    ``(base, prompts (S, K), settings, generator) -> Tuned``.
+    "reference" (nothing trained). settings: its own settings (name -> `settings.Setting`:
+    default and check), set by a mapping ``tuning.tuners: {name: {setting: value}}`` or, for
+    all tuners that have it, by ``tuning.<setting>`` (`FROM_TUNING`); every trained tuner
+    also has `TRAINED_SETTINGS` (``learning_rate``, default ``tuning.learning_rate``).
+    build: ``"module:attribute"`` of its builder ``(base, prompts (S, K), settings,
+    generator) -> Tuned``.
     """
 
     name: str
@@ -42,20 +46,38 @@ class Tuner:
     settings: dict = dataclasses.field(default_factory=dict)
     doc: str = ""
 
+    @property
+    def declared(self) -> dict:
+        """Every setting it takes (name -> `Setting`): its own, then `TRAINED_SETTINGS`
+        where it trains something."""
+        return {**self.settings, **(TRAINED_SETTINGS if self.space != REFERENCE else {})}
 
+    @property
+    def defaults(self) -> dict:
+        """Its own settings with their defaults (the builder's settings before a config)."""
+        return settings_lib.defaults(self.settings)
+
+
+# Settings of every trained tuner; learning_rate defaults to tuning.learning_rate.
+TRAINED_SETTINGS = {"learning_rate": Setting(0.01, settings_lib.POSITIVE)}
+# Settings a tuner may take from the tuning section for every tuner that has it
+# (tuning.lora_rank), under its own.
+FROM_TUNING = ("lora_rank",)
 _T = "promptscape.neural.tuning:"
 TUNERS: dict[str, Tuner] = {t.name: t for t in [
     Tuner("none", REFERENCE, _T + "build_none", doc="the network as trained, no prompt"),
     Tuner("soft_prompt", PROMPT, _T + "build_soft_prompt",
           doc="K free vectors in the embedding space after BOS"),
-    Tuner("simplex_prompt", PROMPT, _T + "build_simplex_prompt", settings={"init_logit": 4.0},
+    Tuner("simplex_prompt", PROMPT, _T + "build_simplex_prompt",
+          settings={"init_logit": Setting(4.0, settings_lib.POSITIVE)},
           doc="K softmax mixtures of the symbols' embeddings (a relaxed hard prompt)"),
     Tuner("prefix", PROMPT, _T + "build_prefix",
           doc="state read before BOS: an LSTM's (h0, c0); K key/value pairs per Transformer "
               "layer"),
     Tuner("embedding", WEIGHTS, _T + "build_embedding", doc="the token embeddings"),
     Tuner("head", WEIGHTS, _T + "build_head", doc="the unembedding (weight and bias)"),
-    Tuner("lora", WEIGHTS, _T + "build_lora", settings={"lora_rank": 4},
+    Tuner("lora", WEIGHTS, _T + "build_lora",
+          settings={"lora_rank": Setting(4, settings_lib.POSITIVE_INTEGER)},
           doc="rank-r adapters on the attention and MLP projections, or on the LSTM's input "
               "and recurrent weights"),
     Tuner("full", WEIGHTS, _T + "build_full", doc="every weight"),
@@ -79,7 +101,7 @@ def seeds_side_by_side(seeds: int, sequences: float, tokens_per_sequence: int) -
     width = max(1, int(sequences) * tokens_per_sequence)
     return max(1, min(seeds, BATCH_TOKENS // width))
 # Settings every tuner has (tuning.<key>), with their defaults.
-SHARED = {"steps": 200, "learning_rate": 0.01}
+SHARED = {"steps": 200, "learning_rate": TRAINED_SETTINGS["learning_rate"].default}
 # How each tuner's own optimum is found (tuning.optimum; promptscape.neural.optimum): Adam on
 # the population objective at each learning rate of a small grid, from `restarts` random
 # starts (prompt-space tuners: K uniform symbols) and, for prompt-space tuners, the hard
@@ -271,7 +293,15 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
     if not isinstance(chosen, dict) or not chosen:
         raise ConfigError(f"{where}.tuners == {chosen!r}, must be a non-empty list of tuners or "
                           f"a mapping of tuner -> settings; tuners: {', '.join(TUNERS)}")
-    shared = {k: spec[k] for k in ("lora_rank",) if k in spec}
+    # tuning.<setting> (FROM_TUNING), checked at its own key by every tuner that takes it.
+    shared = {k: spec[k] for k in FROM_TUNING if k in spec}
+    for setting, value in shared.items():
+        owners = [n for n, t in TUNERS.items() if setting in t.settings]
+        for owner in owners:
+            TUNERS[owner].settings[setting].check(value, f"{where}.{setting}")
+        if not set(owners) & set(chosen):
+            raise ConfigError(f"{where}.{setting} is set, but {' or '.join(owners)} is not "
+                              f"among {where}.tuners")
     tuners = []
     for name, own in chosen.items():
         key = f"{where}.tuners.{name}"
@@ -279,27 +309,14 @@ def parse(spec, *, where: str, predictors, networks: dict, tasks, dataset_sizes,
             hint = (" (hard_search and hard_optimum are reference rows every tuning run has)"
                     if name in (HARD_SEARCH, HARD_OPTIMUM) else "")
             raise ConfigError(f"{key}: unknown tuner{hint}; tuners: {', '.join(TUNERS)}")
-        own = {} if own is None else own
-        if not isinstance(own, dict):
-            raise ConfigError(f"{key} == {own!r}, must be a mapping of its settings")
         tuner = TUNERS[name]
-        # Every trained tuner has its own learning rate, tuning.learning_rate by default.
-        known = {**tuner.settings, **({"learning_rate": learning_rate}
-                                      if tuner.space != REFERENCE else {})}
-        bad = sorted(set(own) - set(known))
-        if bad:
-            allowed = ", ".join(known) or "none"
-            raise ConfigError(f"{key}: unknown setting(s) {bad}; {name}'s settings: {allowed}")
+        own = settings_lib.validate(own, tuner.declared, key, name)
+        # Its defaults, tuning.learning_rate for a trained tuner's, then tuning.<setting>,
+        # then its own.
+        known = {**settings_lib.defaults(tuner.declared),
+                 **({"learning_rate": learning_rate} if tuner.space != REFERENCE else {})}
         settings = {**known, **{k: v for k, v in shared.items() if k in known}, **own}
-        for setting, value in settings.items():
-            _check(value, f"{key}.{setting}", numbers.Real, min_val=0,
-                                    include_boundaries="neither")
-        if "lora_rank" in settings:
-            _check(settings["lora_rank"], f"{key}.lora_rank", numbers.Integral,
-                                    min_val=1, include_boundaries="left")
         tuners.append((name, settings))
-    if "lora_rank" in shared and "lora" not in chosen:
-        raise ConfigError(f"{where}.lora_rank is set, but lora is not among {where}.tuners")
 
     neural = [p for p in predictors if p in networks]
     names = spec.get("networks", neural)

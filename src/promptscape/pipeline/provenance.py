@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
 # kind of the job's task source), "family" (the job's predictor family: the entries of
 # `families.FAMILIES[family].code`, what `stages.common.load_predictor` and
 # `models.build_model` dispatch to), "tuner" (the builders of the tuners it runs), "figure"
-# (the chart builder of each figure the job draws and what `stages.figures.plot_figure`
+# (the chart builder of each figure the job draws and what `stages.figures_stage.plot_figure`
 # runs through its deferred imports, `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     r.name: (r.stage, r.members) for r in rules.RULES}

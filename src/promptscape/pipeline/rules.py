@@ -56,7 +56,7 @@ class Rule:
 
 
 def _stage(module: str, function: str) -> str:
-    return f"{STAGE_PACKAGE}.{module}:{function}"
+    return f"{STAGE_PACKAGE}.{module}_stage:{function}"
 
 
 RULES: tuple[Rule, ...] = (

@@ -6,7 +6,7 @@ caption in the report (workflow/report/figure.rst shows it).
 
 It is light: the workflow imports it at parse time (every job, cluster jobs included), so
 it names each chart builder instead of importing it and imports nothing at module level but
-the standard library; `promptscape.pipeline.stages.figures` draws the figures.
+the standard library; `promptscape.pipeline.stages.figures_stage` draws the figures.
 ``python -m promptscape.report.catalog`` prints docs/figures.md.
 """
 

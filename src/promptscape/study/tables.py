@@ -101,6 +101,50 @@ class Artifact:
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
+
+# Descriptions that name the members of a registry are built from it (strategies, tuners
+# and their inits, selection methods, edit kinds and operations), so a new member is
+# documented here and in docs/artifacts.md (regenerated) without an edit of this file.
+def listing(names, last: str = "or") -> str:
+    """``a, b or c``: the names in order."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def described(entries) -> str:
+    """``a: what a is; b: what b is``: (name, description) pairs in order."""
+    return "; ".join(f"{name}: {doc}" for name, doc in entries)
+
+
+def _registry_listings() -> dict[str, str]:
+    """The registry members the descriptions name, as text. The registries are imported
+    here, inside a function, so that a job's code identity (`pipeline.provenance`, which
+    follows module-level references but not imports inside a function) does not reach
+    every strategy, tuner, selection method and edit kind through `tables.write`: the
+    descriptions are documentation, and a new strategy reruns no job."""
+    from promptscape import edits, selection, strategies
+    from promptscape.neural import tuners
+
+    by_proposing = {flag: [n for n, s in strategies.STRATEGIES.items() if s.proposes == flag]
+                    for flag in (True, False)}
+    return {
+        "strategies": listing(strategies.STRATEGIES),
+        "proposing": listing(by_proposing[True], "and"),
+        "not_proposing": listing(by_proposing[False], "and"),
+        "tuners": listing(tuners.TUNERS, "and"),
+        "hard_search": tuners.HARD_SEARCH,
+        "hard_optimum": tuners.HARD_OPTIMUM,
+        "inits": described(tuners.INITS.items()),
+        "selection": described((m.name, m.doc) for m in selection.METHODS.values()),
+        "operations": listing(edits.OPERATIONS),
+        "edit_kinds": listing(edits.EDIT_KINDS),
+        "edit_kinds_described": described((k.name, k.description)
+                                          for k in edits.EDIT_KINDS.values()),
+    }
+
+
+_LISTED = _registry_listings()
+
 # The dimensions of the study, in sort-key order: the column each artifact that varies over
 # the dimension holds (name, type, description). A new dimension (vocabulary size, search
 # strategy, network replicate, ...) is declared here, then added to the fields and sort key
@@ -117,24 +161,23 @@ DIMENSIONS = {d[0]: d for d in [
     ("experiment", _S, "experiment name (config key experiments.<name>)"),
     ("task", _S, "task name: the config source the task sequences come from"),
     ("selection", _S, "how the search's N sequences were chosen (config key "
-                      "experiments.<name>.dataset_selection; promptscape.selection): random "
-                      "(D_N drawn from the task, the study's), pool (all P sequences of the "
-                      "pool), high_variance or high_variance_weighted"),
+                      "experiments.<name>.dataset_selection; promptscape.selection.METHODS): "
+                      + _LISTED["selection"]),
     ("N", _I, "number of task sequences in the dataset D_N"),
     ("seed", _I, "seed index of the dataset (0..num_seeds-1)"),
     ("strategy", _S, "the prompt-search strategy (config key experiments.<name>.strategies; "
-                     "promptscape.strategies): exhaustive, random, beam, hill_climb, "
-                     "annealing, evolutionary, gradient or surrogate"),
+                     "promptscape.strategies.STRATEGIES): "
+                     + _LISTED["strategies"]),
     ("budget", _I, "evaluations allowed: distinct prompts whose empirical loss on D_N the "
                    "strategy computed, each gradient computation counting as one "
                    "(experiments.<name>.strategy_budgets); for exhaustive, the number of "
                    "prompts; for surrogate, the probe queries that read the prior back "
                    "(prior_fit), its whole cost"),
     ("tuner", _S, "the tuning method (experiments.<name>.tuning.tuners; "
-                  "promptscape.neural.tuners): none, soft_prompt, simplex_prompt, prefix, "
-                  "embedding, head, lora, full; and the hard-prompt references hard_search "
-                  "(the prompt exhaustive search picks from the same D_N) and, in the "
-                  "aggregate, hard_optimum (the exhaustive optimum at L_max)"),
+                  "promptscape.neural.tuners.TUNERS): " + _LISTED["tuners"]
+                  + f"; and the hard-prompt references {_LISTED['hard_search']} (the prompt "
+                  f"exhaustive search picks from the same D_N) and, in the aggregate, "
+                  f"{_LISTED['hard_optimum']} (the exhaustive optimum at L_max)"),
     ("settings", _S, "how a tuner's learning rate and steps were set: fixed (in the config, "
                      "tuning.learning_rate or the tuner's own) or holdout (chosen on a held-out "
                      "part of D_N among tuning.selection.learning_rates and tuning_steps, then "
@@ -448,8 +491,8 @@ ARTIFACTS = {a.name: a for a in [
         "strategy_steps",
         "{experiment}/strategy_steps/{predictor}/{task}/N{N}/seeds{first}-{last}.parquet",
         "Every prompt evaluation of the strategy runs of strategy_runs, in order, for the "
-        "strategies that propose prompts from a parent (beam, hill_climb, annealing, "
-        "evolutionary, gradient; exhaustive and random draw without one and are left out): "
+        f"strategies that propose prompts from a parent ({_LISTED['proposing']}; "
+        f"{_LISTED['not_proposing']} draw without one and are left out): "
         "one run per seed and strategy, up to its largest budget (the run at a smaller budget "
         "B is its steps with step < B: budgets are nested), so `budget` is the strategy's "
         "largest. The observational data of edit_effects.",
@@ -463,7 +506,7 @@ ARTIFACTS = {a.name: a for a in [
                                "start or restart", NULLABLE),
          _PROMPT,
          ("operation", _S, "the single edit of parent_prompt that gives prompt "
-                           "(promptscape.edits: insert, delete, substitute or swap, "
+                           f"(promptscape.edits.OPERATIONS: {_LISTED['operations']}, "
                            "deduplicated as edits.edit_edges), null where prompt is not one "
                            "edit of its parent (a crossover) or has none", NULLABLE),
          ("position", _I, "the edit's position (edits.edit_edges: an insertion's index in "
@@ -537,16 +580,15 @@ ARTIFACTS = {a.name: a for a in [
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
          ("in_meta_distribution", _B, "as in reliability"),
          _N,
-         ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): adds_most_probable, "
-                           "adds_least_probable, removes_most_probable, "
-                           "removes_least_probable, lengthens, shortens or reorders; a step "
-                           "of several kinds counts for each"),
+         ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): "
+                           f"{_LISTED['edit_kinds']}; a step of several kinds counts "
+                           "for each"),
          ("visits", _I, "single-edit steps of this kind (between prompts of finite KL: an "
                         "edge with an impossible end, KL inf, is left out here and in edges)"),
          ("edges", _I, "all edges of this kind in the landscape (edits.edit_edges) between "
                        "prompts of finite KL"),
          ("naive", _F, "least-squares estimate of the kind's mean ΔL_N: kind indicators and "
-                       "centred covariates (edits.observational_estimates) (nats)"),
+                       "centred covariates (observational.observational_estimates) (nats)"),
          ("weighted", _F, "propensity-weighted (Hajek) estimate: each step weighted by the "
                           "inverse of its kind's frequency in its covariate cell (4 quantile "
                           "bins per covariate) (nats)"),
@@ -595,11 +637,11 @@ ARTIFACTS = {a.name: a for a in [
          ("entropy", _F, "the task's entropy over T symbols, as the landscape's (nats)"),
          ("train_loss", _F, "empirical log loss per task sequence on D_N (nats); for "
                             "hard_search L_N(s_hat)"),
-         ("init_prompt", _S, "prompt-space tuners: the hard prompt they start from (init: "
-                             "search, the best of length K on D_N; random, K uniform "
-                             "symbols; optimum, the landscape's hard optimum, shown "
-                             "unpadded, padded on the left to K positions at the mean "
-                             "symbol embedding). A soft prompt starts at it exactly; a "
+         ("init_prompt", _S, "prompt-space tuners: the hard prompt they start from (init, "
+                             "promptscape.neural.tuners.INITS: "
+                             + _LISTED["inits"] + "; optimum's is shown "
+                             "unpadded, its padding the mean symbol embedding). A soft "
+                             "prompt starts at it exactly; a "
                              "simplex prompt near it (logit init_logit); a prefix at the "
                              "state after it, read before the task's own start token, so a "
                              "prefix's step-0 KL is not the prompt's landscape KL; null "
@@ -862,20 +904,15 @@ ARTIFACTS = {a.name: a for a in [
         "edits", "{experiment}/aggregate/edits.parquet",
         "Exact effects of single prompt edits (promptscape.edits; docs/science.md, \"Edit\"): "
         "per (predictor, task, edit kind), the distribution of KL(child) - KL(parent) over "
-        "every single edit (insert, delete, substitute, swap) of every prompt of length "
+        f"every single edit ({_LISTED['operations']}) of every prompt of length "
         "0..L_max whose child stays within that range, read from the landscape (no model is "
         "evaluated). An edit belongs to every kind that describes it (promptscape.edits."
         "EDIT_KINDS). Kinds that need the task's most or least probable symbol have no rows "
         "where that symbol is tied (coin(0.5), memoryless chains, two-mode tasks); the job's "
         "log names them.",
         (_PREDICTOR, _REPLICATE, _EXPERIMENT, _TASK,
-         ("edit_kind", _S, "adds_most_probable, adds_least_probable (an insertion of the "
-                           "task's most (least) probable symbol, or a substitution of it for "
-                           "another), removes_most_probable, removes_least_probable (a "
-                           "deletion of it, or a substitution of another for it), lengthens "
-                           "(every insertion), shortens (every deletion) or reorders (every "
-                           "swap of two different neighbours; nothing under an exchangeable "
-                           "predictor)"),
+         ("edit_kind", _S, "the edit kind (promptscape.edits.EDIT_KINDS): "
+                           + _LISTED["edit_kinds_described"]),
          ("in_meta_distribution", _B, "as in reliability"),
          ("method", _S, "the landscape's method (exact_counts, exact_enumeration or "
                         "monte_carlo)"),

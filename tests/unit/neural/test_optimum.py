@@ -34,7 +34,7 @@ def hard_losses(model, prompt: str, seqs: np.ndarray) -> np.ndarray:
 def build(name, model, prompt_rows):
     generator = torch.Generator().manual_seed(seeding.stable_seed("test", name) % 2**63)
     return tuning.build(name, model, torch.as_tensor(np.asarray(prompt_rows)).long(),
-                        dict(tuners.TUNERS[name].settings), generator)
+                        dict(tuners.TUNERS[name].defaults), generator)
 
 
 def test_the_exact_objective_is_the_hard_prompts_expected_loss():

@@ -35,7 +35,7 @@ def hard_losses(model, prompt: str, seqs: np.ndarray) -> np.ndarray:
 def build(name, model, prompt_rows, **settings):
     generator = torch.Generator().manual_seed(seeding.stable_seed("test", name) % 2**63)
     prompts_t = torch.as_tensor(np.asarray(prompt_rows)).long()
-    return tuning.build(name, model, prompts_t, {**tuners.TUNERS[name].settings, **settings},
+    return tuning.build(name, model, prompts_t, {**tuners.TUNERS[name].defaults, **settings},
                         generator)
 
 

@@ -148,7 +148,7 @@ BAD = [
      "experiments.selection.strategies names gradient, but every predictor"),
     ("misspelt strategy setting", _set(["experiments", "bernmix", "strategies"],
                                        {"beam": {"widht": 4}}),
-     "experiments.bernmix.strategies.beam.widht is not a setting of beam; its settings: "
+     "experiments.bernmix.strategies.beam: unknown setting(s) ['widht']; beam's settings: "
      "max_budget, width"),
     # A value that fits none of a key's forms (oneOf, anyOf): the error of the form whose
     # type it has, naming the entry, or the types allowed; never the key's whole description.

@@ -16,20 +16,20 @@ from promptscape.study import tables
 from promptscape.pipeline import provenance
 from promptscape import prior as prior_lib
 from promptscape import strategies as strategies_lib
-from promptscape.pipeline.stages import aggregate as aggregate_stage
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import edit_effects as edit_effects_stage
-from promptscape.pipeline.stages import edits as edits_stage
-from promptscape.pipeline.stages import efficiency as efficiency_stage
-from promptscape.pipeline.stages import figures as figures_stage
+from promptscape.pipeline.stages import aggregate_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import edit_effects_stage
+from promptscape.pipeline.stages import edits_stage
+from promptscape.pipeline.stages import efficiency_stage
+from promptscape.pipeline.stages import figures_stage
 from promptscape.report import catalog
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import prediction as prediction_stage
-from promptscape.pipeline.stages import prior as prior_stage
-from promptscape.pipeline.stages import search as search_stage
-from promptscape.pipeline.stages import strategies as strategies_stage
-from promptscape.pipeline.stages import training as training_stage
-from promptscape.pipeline.stages import tuning as tuning_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import prediction_stage
+from promptscape.pipeline.stages import prior_stage
+from promptscape.pipeline.stages import search_stage
+from promptscape.pipeline.stages import strategies_stage
+from promptscape.pipeline.stages import training_stage
+from promptscape.pipeline.stages import tuning_stage
 
 REPO = Path(__file__).resolve().parents[3]
 STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
@@ -37,7 +37,7 @@ STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
 
 # ------------------------------------------------------------------ static closure
 def test_closure_follows_functions_not_modules():
-    reach = provenance.closure("promptscape.pipeline.stages.search:search_prompts")
+    reach = provenance.closure("promptscape.pipeline.stages.search_stage:search_prompts")
     assert "promptscape.search:empirical_losses" in reach
     assert "promptscape.study.tables:write" in reach
     assert "promptscape.pipeline.stages.common:load_predictor" in reach
@@ -61,7 +61,7 @@ def test_a_class_counts_whole_with_its_promptscape_bases():
 def test_job_entries_add_the_declared_kinds_and_family_only():
     entries = provenance.job_entries("search_prompts", pretraining="coin_mixture", task="coin",
                                      family="bayes")
-    assert entries == ("promptscape.pipeline.stages.search:search_prompts",
+    assert entries == ("promptscape.pipeline.stages.search_stage:search_prompts",
                        "promptscape.predictors:BayesPredictor",
                        "promptscape.sources.coins:CoinMixture")
     with pytest.raises(ValueError, match="needs its task"):
@@ -407,7 +407,7 @@ def traced(tmp_path_factory):
     # Tuning: every tuner on both networks (from their checkpoints) and both tasks, scored
     # exactly (coin) and on the evaluation set (switching, an enumeration budget of 1), then
     # the experiment's tuning table against the placed landscapes.
-    tuning_plan = {"tuners": {name: dict(spec.settings) for name, spec in tuners.TUNERS.items()},
+    tuning_plan = {"tuners": {name: dict(spec.defaults) for name, spec in tuners.TUNERS.items()},
                    "prompt_length": 2, "steps": 2, "tuning_steps": [0, 2],
                    "learning_rate": 0.05, "init": "search"}
     tuning_plan["tuners"]["lora"] = {"lora_rank": 1}

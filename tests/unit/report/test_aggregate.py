@@ -14,11 +14,11 @@ from scipy import stats
 from promptscape.study import checks, tables
 from promptscape.report import aggregate
 from promptscape.prompts import all_prompts
-from promptscape.pipeline.stages.aggregate import aggregate_search
-from promptscape.pipeline.stages.datasets import simulate_evaluation, simulate_tasks
-from promptscape.pipeline.stages.landscape import compute_landscape
-from promptscape.pipeline.stages.prediction import predict_reliability
-from promptscape.pipeline.stages.search import search_prompts
+from promptscape.pipeline.stages.aggregate_stage import aggregate_search
+from promptscape.pipeline.stages.datasets_stage import simulate_evaluation, simulate_tasks
+from promptscape.pipeline.stages.landscape_stage import compute_landscape
+from promptscape.pipeline.stages.prediction_stage import predict_reliability
+from promptscape.pipeline.stages.search_stage import search_prompts
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -718,7 +718,7 @@ def test_search_rows_are_aggregated_in_the_grid_order_whatever_files_they_came_i
     N as the config lists them, then seeds), not in the order of the files' rows (a
     block file sorts tasks by name): the reliability table of the batched layout is
     bit-identical to the one of a file per (predictor, task, N)."""
-    from promptscape.pipeline.stages.aggregate import _in_grid_order
+    from promptscape.pipeline.stages.aggregate_stage import _in_grid_order
 
     rows = pd.DataFrame({
         "predictor": ["bayes", "bayes", "bayes", "lstm"], "replicate": 0,

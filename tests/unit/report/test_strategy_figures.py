@@ -13,7 +13,7 @@ import pytest
 from promptscape.study import tables
 from promptscape.report import figures
 from promptscape.report.aggregate import wilson_interval
-from promptscape.pipeline.stages import figures as figures_stage
+from promptscape.pipeline.stages import figures_stage
 from promptscape.report import catalog
 from chart_helpers import layers
 

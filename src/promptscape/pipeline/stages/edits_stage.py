@@ -1,5 +1,5 @@
 """Stage `analyse_edits`: exact edit effects, local structure and transfer regret of one
-experiment, from its landscapes (issue 28; the science is `promptscape.edits`).
+experiment, from its landscapes (the science is `promptscape.edits`).
 
 One job per experiment writes three aggregates:
 
@@ -31,6 +31,7 @@ import pandas as pd
 from promptscape import edits as edits_lib
 from promptscape import landscape as landscape_lib
 from promptscape import prompts as prompts_lib
+from promptscape import transfer as transfer_lib
 from promptscape.study import tables
 from promptscape.report import aggregate
 from promptscape.sources import build_source
@@ -232,7 +233,7 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
             for source in by_task[task]:
                 rows.append(_row(PREDICTORS, OPTIMAL_CLASS, source, target,
                                  _regret(source, target), source.optimal.sum()))
-            for kind, regret in edits_lib.baseline_regrets(target.prompts, target.kl,
+            for kind, regret in transfer_lib.baseline_regrets(target.prompts, target.kl,
                                                            target.rule,
                                                            target.optimal).items():
                 rows.append(_row(PREDICTORS, kind, target, target, regret, 1))
@@ -250,8 +251,8 @@ def transfer_rows(own: list[Landscape], foreign: list[Landscape], chosen: pd.Dat
     return rows
 
 
-def _regret(source: Landscape, target: Landscape) -> edits_lib.Regret:
-    return edits_lib.transfer_regret(source.prompts, source.optimal, target.prompts,
+def _regret(source: Landscape, target: Landscape) -> transfer_lib.Regret:
+    return transfer_lib.transfer_regret(source.prompts, source.optimal, target.prompts,
                                      target.kl, source=source.name(), target=target.name(),
                                      rule=target.rule, target_optimal=target.optimal)
 
@@ -275,7 +276,7 @@ def _search_rows(by_task: dict, chosen: pd.DataFrame) -> list[dict]:
                         raise ValueError(f"prompts search picked under {source.name()} are "
                                          f"missing from the landscape of {target.name()}: "
                                          f"{missing[:5]}")
-                    regret = edits_lib.regret_of(target.kl,
+                    regret = transfer_lib.regret_of(target.kl,
                                                  [where[p] for p in part["prompt"]],
                                                  target.rule, target.optimal)
                     rows.append(_row(PREDICTORS, SEARCH, source, target, regret, len(part),

@@ -1,5 +1,5 @@
 """Stage `edit_effects`: the observational estimate of edit effects from the strategies'
-steps, judged against the exact landscape (issue 28); and how often hill climbing ends on
+steps, judged against the exact landscape; and how often hill climbing ends on
 local optima.
 
 An observational study of prompt optimisation sees the edits its optimisers made and the
@@ -9,13 +9,13 @@ score is L_N on their D_N, and every step that is one edit of its parent
 task, N) and edit kind (`edits.EDIT_KINDS`, relative to the task; a step of several kinds
 counts for each), pooled over seeds and strategies:
 
-- the estimates `edits.observational_estimates` fits, naive and propensity-weighted, of
+- the estimates `observational.observational_estimates` fits, naive and propensity-weighted, of
   ΔL_N on the kind with the covariates an observer has: the parent's length, its count of
   each symbol but 0 (the length fixes the last), and the parent's rank among the prompts
   its run evaluated (the share with lower L_N, 0..1);
 - the truth from the landscape: the mean ΔKL over the visited edges and over all edges of
   the kind, and the error of the raw mean split into D_N noise and selection
-  (`edits.error_decomposition`).
+  (`observational.error_decomposition`).
 
 A steps file whose edit does not match the edge of its two prompts is an error naming the
 file. Kinds a task has no edges of (its most or least probable symbol tied) are logged.
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from promptscape import edits
+from promptscape import edits, observational
 from promptscape import prompts as prompts_lib
 from promptscape.study import tables
 from promptscape.sources import build_source
@@ -40,7 +40,7 @@ log = logging.getLogger("promptscape")
 
 STEP_COLUMNS = ["predictor", "replicate", "task", "N", "seed", "strategy", "parent_prompt",
                 "prompt", "operation", "parent_loss", "loss"]
-# Quantile bins of each covariate for the propensity (edits.observational_estimates).
+# Quantile bins of each covariate for the propensity (observational.observational_estimates).
 PROPENSITY_BINS = 4
 
 
@@ -124,13 +124,13 @@ def judge(part: dict, delta_kl: np.ndarray, masks: dict[str, np.ndarray]) -> lis
         return []
     kinds = np.asarray(kinds)
     delta_loss, visited_kl = np.concatenate(delta_loss), np.concatenate(visited_kl)
-    estimates = {r["kind"]: r for r in edits.observational_estimates(
+    estimates = {r["kind"]: r for r in observational.observational_estimates(
         kinds, delta_loss, np.concatenate(covariates), bins=PROPENSITY_BINS)}
     rows = []
     for name in sorted(set(kinds.tolist())):
         mine = kinds == name
         truth = delta_kl[masks[name]]
-        (split,) = edits.error_decomposition(
+        (split,) = observational.error_decomposition(
             kinds[mine], delta_loss[mine], visited_kl[mine], np.full(len(truth), name), truth)
         estimate = estimates[name]
         rows.append({"edit_kind": name, "visits": split["visits"], "edges": split["edges"],

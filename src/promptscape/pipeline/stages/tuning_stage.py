@@ -24,7 +24,7 @@ from promptscape.neural import optimum as optimum_lib
 from promptscape.neural import tuners as tuners_lib
 from promptscape.neural import tuning as tuning_lib
 from promptscape.study import tables
-from promptscape.pipeline.stages.search import read_blocks
+from promptscape.pipeline.stages.search_stage import read_blocks
 from promptscape.sources import build_source
 
 log = logging.getLogger("promptscape")

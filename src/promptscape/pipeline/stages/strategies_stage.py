@@ -31,7 +31,7 @@ from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages.common import load_predictor, vocab_size
-from promptscape.pipeline.stages.datasets import draw_datasets
+from promptscape.pipeline.stages.datasets_stage import draw_datasets
 
 log = logging.getLogger("promptscape")
 
