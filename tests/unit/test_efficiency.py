@@ -23,16 +23,11 @@ from promptscape.pipeline.stages import datasets_stage
 from promptscape.pipeline.stages import efficiency_stage
 from promptscape.pipeline.stages import landscape_stage
 
+from landscape_helpers import BERNMIX, BETA11, SWITCHING, coin
+
 T = 6
 L_MAX = 3
-BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
-BETA11 = {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0}
-SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
 BIMODAL = {"kind": "coin_mixture", "thetas": [0.2, 0.8]}
-
-
-def coin(theta):
-    return {"kind": "coin", "theta": theta}
 
 
 class ConcatenatingBayes(BayesPredictor):
