@@ -700,7 +700,7 @@ def aggregate_tuning_cost(study, rule: str, w: dict) -> Job:
                + 4 * _strings(lands, exp.max_prompt_length))
 
 
-# The edit analysis (issue 28): bytes held per single edit (the edge list, 21 bytes, twice
+# The edit analysis (`promptscape.edits`): bytes held per single edit (the edge list, 21 bytes, twice
 # while it is built; ΔKL, the kind masks and the local structure's temporaries), and
 # seconds per edit and landscape (kind summaries and local structure; benchmarks/
 # edits_speed.py: 0.55 s for the 4,980,740 edits of binary L_max 16).
