@@ -15,6 +15,7 @@ from promptscape.study import arguments as arguments_lib
 from promptscape.study import config as config_lib
 from promptscape.study import identity
 from promptscape.study import layout
+from promptscape.study import schema
 from promptscape.pipeline import costs
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
@@ -31,7 +32,7 @@ if _CORES is not None and _CORES < 1 and not workflow.remote_exec:
         f"--cores {_CORES}: snakemake needs at least one core to run a job (give --cores N "
         "with N >= 1, or --cores all)"
     )
-config_lib.check_config_files(workflow.configfiles)
+schema.check_config_files(workflow.configfiles)
 STUDY = config_lib.load(config, workflow.source_path("../schemas/config.schema.yaml"))
 config.update(STUDY.raw)
 # Every job's estimated peak memory against resources.max_mem_mb, before any work: an

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from promptscape.study import colors, schema
 from promptscape.study import config as config_lib
 from promptscape.validation import ConfigError
 
@@ -328,15 +329,15 @@ def test_predictor_colors_take_every_form_vega_draws():
     forms = {"bayes": "SteelBlue", "lstm": "#abc", "transformer": "rgb(10, 20, 30)",
              "lstm_small": "hsl(120, 50%, 40%)"}
     raw["figures"] = {"predictor_colors": forms}
-    colors = config_lib.load(raw).predictor_colors()
-    assert {name: colors[name] for name in forms} == forms
-    assert set(colors) - set(forms) == set(DEFAULT.get("models", {}))  # a palette colour
-    assert len(config_lib.CSS_COLOR_KEYWORDS) == 148
+    chosen = config_lib.load(raw).predictor_colors()
+    assert {name: chosen[name] for name in forms} == forms
+    assert set(chosen) - set(forms) == set(DEFAULT.get("models", {}))  # a palette colour
+    assert len(colors.CSS_COLOR_KEYWORDS) == 148
     for color in ("#AABBCC", "#aabbcc80", "rgba(1,2,3,0.5)", "rgb(10%, 20%, 30%)",
                   "hsla(10, 20%, 30%, .5)", "transparent", "rebeccapurple"):
-        assert config_lib.is_color(color), color
+        assert colors.is_color(color), color
     for color in ("", "#ggg", "#1234567", "rgb(1, 2)", "hsl(120, 50, 50)", "blu", "0x112233"):
-        assert not config_lib.is_color(color), color
+        assert not colors.is_color(color), color
 
 
 def test_model_identity_is_canonical():
@@ -365,13 +366,13 @@ def test_duplicate_keys_are_an_error_naming_key_and_line(tmp_path):
                     "experiments: {}\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}:3: key 'coin_0.7' is given twice "
                                                     "in one mapping (first on line 2)")):
-        config_lib.check_config_files([path])
+        schema.check_config_files([path])
     with pytest.raises(ConfigError, match="given twice"):
         config_lib.load_file(path)
     nested = tmp_path / "nested.yaml"
     nested.write_text("sources:\n  c: {kind: coin, theta: 0.7, theta: 0.2}\n")
     with pytest.raises(ConfigError, match=re.escape(f"{nested}:2: key 'theta' is given twice")):
-        config_lib.check_config_files([nested])
+        schema.check_config_files([nested])
 
 
 def test_results_dir_expands_home_once_and_nothing_else(tmp_path, monkeypatch):
@@ -404,7 +405,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, text, line, problem):
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML: {problem}")):
-        config_lib.check_config_files([path])
+        schema.check_config_files([path])
     with pytest.raises(ConfigError, match=re.escape(f"{path}:{line}: not valid YAML")):
         config_lib.load_file(path)
 
