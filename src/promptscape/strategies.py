@@ -216,6 +216,11 @@ class Evaluator:
         offsets = self._offsets
         idx = np.fromiter((offsets[len(p)] + prompts_lib.prompt_value(p, V) for p in prompts),
                           dtype=np.int64, count=len(prompts))
+        return self.many_at(idx, parent)
+
+    def many_at(self, idx: np.ndarray, parent: str | list | None = None) -> np.ndarray:
+        """`many` of the prompts of canonical indices `idx` ``(n,)`` int64."""
+        idx = np.asarray(idx, dtype=np.int64)
         if self.losses is not None:
             fresh = np.flatnonzero(~self.seen[idx])
         else:
@@ -382,14 +387,24 @@ def exhaustive(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradi
 
 
 def random_search(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
-    if evaluate.listed():
+    if evaluate.losses is not None:
         for i in rng.permutation(evaluate.num_prompts):
             evaluate.at(int(i))
         return
-    # Too many prompts to permute (on demand): uniform draws, a repeat free and skipped,
-    # which is drawing without replacement.
+    # On demand, in batches (the same evaluations as one at a time: `Evaluator.many`).
+    if evaluate.listed():
+        order = rng.permutation(evaluate.num_prompts)
+        for a in range(0, len(order), RANDOM_BATCH):
+            evaluate.many_at(order[a:a + RANDOM_BATCH])
+        return
+    # Too many prompts to permute: uniform draws, a repeat free and skipped, which is
+    # drawing without replacement.
     while not evaluate.exhausted:
-        evaluate.at(int(rng.integers(evaluate.num_prompts)))
+        evaluate.many_at(rng.integers(evaluate.num_prompts, size=RANDOM_BATCH))
+
+
+# Prompts random search evaluates at once on demand.
+RANDOM_BATCH = 256
 
 
 def beam(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):

@@ -210,3 +210,26 @@ def test_strategies_search_beyond_the_landscape_in_seconds(tmp_path):
     assert runs["regret"].min() == 0  # the best known KL is one the strategies chose or L <= 1
     assert len(ends) == 3 and ends["decided_by"].isin(["paired_se", "se_bound"]).all()
 
+
+
+def test_edit_effects_leave_out_steps_beyond_the_landscape(tmp_path, caplog):
+    """The observational edit effects judge steps against the landscape's ΔKL: steps to or
+    from prompts longer than its L_max are left out, with a log line, not an error."""
+    from promptscape.pipeline.stages.edit_effects import edit_effects
+
+    evaluation, land1 = _landscape(tmp_path, 1)
+    _strategies(tmp_path, "long", land1, evaluation, 1, 2, ["hill_climb", "annealing"])
+    steps = tables.read(str(tmp_path / "long_steps.parquet"), "strategy_steps")
+    beyond = (steps["prompt"].str.len() > 1) | (steps["parent_prompt"].fillna("").str.len() > 1)
+    assert beyond.any() and (~beyond & steps["parent_prompt"].notna()).any()
+    with caplog.at_level("INFO", logger="promptscape"):
+        edit_effects(steps=[str(tmp_path / "long_steps.parquet")],
+                     landscapes={"bayes": {"fr": land1}},
+                     hill_climb_ends=[str(tmp_path / "long_ends.parquet")],
+                     output=str(tmp_path / "effects.parquet"),
+                     hill_climb_optima=str(tmp_path / "optima.parquet"), experiment="w",
+                     tasks={"fr": TASK}, task_length=T, max_prompt_length=1, vocab_size=27,
+                     in_meta_distribution={"fr": False})
+    assert any("beyond the landscape's prompts" in r.getMessage() for r in caplog.records)
+    effects = tables.read(str(tmp_path / "effects.parquet"), "edit_effects")
+    assert len(effects) and (effects["visits"] <= (~beyond & steps["operation"].notna()).sum()).all()

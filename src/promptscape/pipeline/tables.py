@@ -542,7 +542,12 @@ ARTIFACTS = {a.name: a for a in [
          ("both_errors", _I, "seeds where the strategy missed the empirical optimum and "
                              "exhaustive search's choice is not optimal either"),
          *_REGRET_STATS,
-         ("evaluations_mean", _F, "mean evaluations used")),
+         ("evaluations_mean", _F, "mean evaluations used"),
+         ("ground_truth", _S, "as in strategy_runs: exhaustive (every prompt searched is "
+                              "tabulated: the columns are exact as stated) or best_known (the "
+                              "strategies search beyond max_prompt_length: found_best, "
+                              "correct and the cells against the best prompts known, regret a "
+                              "lower bound, expected_found_best null)")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
         "edit_effects", "{experiment}/aggregate/edit_effects.parquet",
