@@ -256,6 +256,34 @@ HELDOUT_SECONDS_PER_TOKEN = {"lstm": 2e-6, "transformer": 1.5e-5}
 # Seconds per strategy evaluation (seed x strategy x its largest budget): the strategies'
 # Python loops.
 STRATEGY_EVALUATION_SECONDS = 3e-5
+# Word sources (V = 27: word_stream, language_mixture) have their own rates where those
+# above, calibrated on the binary kinds, are off by more than a factor of 2: the exact word
+# Bayes predictor scores prompt classes in one vectorised pass per batch (`class_losses`),
+# its Monte Carlo prediction is a plain evaluation-set table, and a network's training step
+# also draws a word batch and its exact Bayes reference. Measured as CPU seconds (each
+# job's `logs.TIMING` line) on a reduced run of config/words.yaml (the six-language mixture
+# of 1000-word lists, T = 10, Bayes at L_max 3 and the networks at L_max 2, two tasks and
+# four seeds; /tmp, 2026-12-07; docs/plan.md).
+WORD_EVALUATION_SECONDS = {
+    ("search_prompts", "bayes"): 1.7e-7,
+    ("compute_landscape", "bayes"): 1e-6, ("compute_landscape", "neural"): 1.2e-5,
+    ("predict_reliability", "bayes"): 1e-6, ("predict_reliability", "neural"): 1.2e-5,
+    # A strategies job's L_N of every prompt up to L_max of its block (tabulated), as the
+    # search computes it.
+    ("search_strategies", "bayes"): 1.7e-7, ("search_strategies", "neural"): 1.2e-5,
+}
+WORD_TRAINING_SECONDS_PER_TOKEN = {"lstm": 1.7e-5, "transformer": 4e-5}
+# Building a word pretraining source in a job (wordfreq's lists of its languages, their
+# prefix tables): 1.3 s CPU for six languages of 1000 words, in every job that scores
+# prompts or trains on it.
+WORD_SOURCE_SECONDS = 1.3
+WORD_SOURCE_RULES = ("train_predictor", "evaluate_predictor", "search_prompts",
+                     "search_selected", "search_strategies", "compute_landscape",
+                     "predict_reliability", "measure_efficiency")
+# Seconds per strategy evaluation computed on demand (beyond the landscape's L_max,
+# `strategy_max_prompt_length`): a longer prompt's L_N on one D_N, in the strategies'
+# batches (annealing's one at a time), under the word Bayes predictor.
+ON_DEMAND_EVALUATION_SECONDS = 1e-3
 # Seconds per token of a tuning step (forward, backward, update) and of scoring a tuned
 # network (forward), by family: the training and held-out rates (the same passes;
 # benchmarks/tuning_throughput.py measures tuning at 0.9-1.6 times the network's own
@@ -270,12 +298,19 @@ def job_seconds(study, job: Job) -> float:
     """The estimated wall time of `job` on one core (see the constants above)."""
     rule, w = job.rule, job.wildcards
     seconds = JOB_START_SECONDS + JOB_WORK_SECONDS.get(rule, 0.2)
+    if rule in WORD_SOURCE_RULES:
+        source = (study.sources[w["source"]] if "source" in w
+                  else study.experiments[w["experiment"]].pretraining)
+        if is_word_source(source):
+            seconds += WORD_SOURCE_SECONDS
     if rule in ("train_predictor", "evaluate_predictor"):
         net = study.network(w["predictor"], w["source"])
         family = study.family(w["predictor"])
         if rule == "train_predictor":
             tokens = net.steps * net.batch_size * net.sequence_length
-            return seconds + tokens * TRAINING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+            rates = (WORD_TRAINING_SECONDS_PER_TOKEN if is_word_source(
+                study.sources[w["source"]]) else TRAINING_SECONDS_PER_TOKEN)
+            return seconds + tokens * rates.get(family, 2.1e-5)
         tokens = study.training["heldout_size"] * net.sequence_length
         return seconds + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
     if rule == "post_train_predictor":
@@ -303,7 +338,15 @@ def job_seconds(study, job: Job) -> float:
         runs = sum(max(exp.search_strategies.budgets_of(name, P), default=0)
                    for name in exp.strategies)
         S = int(w["last"]) - int(w["first"]) + 1
-        return seconds + S * runs * STRATEGY_EVALUATION_SECONDS
+        per_evaluation = (ON_DEMAND_EVALUATION_SECONDS
+                          if exp.search_strategies.on_demand(exp.max_prompt_length)
+                          else STRATEGY_EVALUATION_SECONDS)
+        seconds += S * runs * per_evaluation
+        if is_word_source(exp.pretraining):
+            # The table of L_N up to L_max, which the binary rates leave out (lookups).
+            kind = "neural" if study.is_neural(w["predictor"]) else "bayes"
+            seconds += job.evaluations * WORD_EVALUATION_SECONDS[(rule, kind)]
+        return seconds
     predictor = w.get("predictor")
     if predictor is None and rule in ("search_prompts", "search_selected",
                                       "measure_efficiency"):
@@ -319,7 +362,9 @@ def job_seconds(study, job: Job) -> float:
                      else max(exp.dataset_sizes))
                 evals = (_search_cell(study, exp, rule, p, N, S)[0] * len(exp.tasks)
                          * len(exp.dataset_sizes))
-            seconds += evals * EVALUATION_SECONDS[(rule, kind)]
+            rates = (WORD_EVALUATION_SECONDS if is_word_source(exp.pretraining)
+                     and (rule, kind) in WORD_EVALUATION_SECONDS else EVALUATION_SECONDS)
+            seconds += evals * rates[(rule, kind)]
         return seconds
     if rule in ("plot_figures", "plot_study_figures"):
         return seconds + len(_figures_drawn(study, w)) * FIGURE_SECONDS
@@ -336,7 +381,17 @@ def job_seconds(study, job: Job) -> float:
         kind = study.family(predictor)
     else:
         kind = "neural" if study.is_neural(predictor) else "bayes"
+    exp = study.experiments.get(w.get("experiment"))
+    if exp is not None and is_word_source(exp.pretraining) and (rule, kind) in \
+            WORD_EVALUATION_SECONDS:
+        return seconds + job.evaluations * WORD_EVALUATION_SECONDS[(rule, kind)]
     return seconds + job.evaluations * EVALUATION_SECONDS.get((rule, kind), 0.0)
+
+
+def is_word_source(source) -> bool:
+    """Whether `source` is a word source (V = 27), whose rates are `WORD_EVALUATION_SECONDS`
+    and `WORD_TRAINING_SECONDS_PER_TOKEN`."""
+    return source.kind in ("word_stream", "language_mixture")
 
 
 def estimate(study, rule: str, w: dict) -> Job:
