@@ -265,14 +265,21 @@ STRATEGY_EVALUATION_SECONDS = 3e-5
 # of 1000-word lists, T = 10, Bayes at L_max 3 and the networks at L_max 2, two tasks and
 # four seeds; /tmp, 2026-12-07; docs/plan.md).
 WORD_EVALUATION_SECONDS = {
-    ("search_prompts", "bayes"): 1.7e-7,
-    ("compute_landscape", "bayes"): 1e-6, ("compute_landscape", "neural"): 1.2e-5,
-    ("predict_reliability", "bayes"): 1e-6, ("predict_reliability", "neural"): 1.2e-5,
+    ("search_prompts", "bayes"): 1.4e-7,
+    ("compute_landscape", "bayes"): 9e-7, ("predict_reliability", "bayes"): 1e-6,
     # A strategies job's L_N of every prompt up to L_max of its block (tabulated), as the
     # search computes it.
-    ("search_strategies", "bayes"): 1.7e-7, ("search_strategies", "neural"): 1.2e-5,
+    ("search_strategies", "bayes"): 1.4e-7,
+    # Networks through the trie, by family (the Transformer 5 times the LSTM).
+    **{(rule, "lstm"): 1e-5 for rule in ("compute_landscape", "predict_reliability",
+                                         "search_strategies", "search_prompts")},
+    **{(rule, "transformer"): 5.4e-5 for rule in ("compute_landscape", "predict_reliability",
+                                                  "search_strategies", "search_prompts")},
 }
-WORD_TRAINING_SECONDS_PER_TOKEN = {"lstm": 1.7e-5, "transformer": 4e-5}
+WORD_TRAINING_SECONDS_PER_TOKEN = {"lstm": 1.55e-5, "transformer": 3.6e-5}
+# A held-out evaluation's token (the network's forward pass and the exact word Bayes
+# predictive of every position as its reference).
+WORD_HELDOUT_SECONDS_PER_TOKEN = {"lstm": 4e-5, "transformer": 5e-5}
 # Building a word pretraining source in a job (wordfreq's lists of its languages, their
 # prefix tables): 1.3 s CPU for six languages of 1000 words, in every job that scores
 # prompts or trains on it.
@@ -283,7 +290,7 @@ WORD_SOURCE_RULES = ("train_predictor", "evaluate_predictor", "search_prompts",
 # Seconds per strategy evaluation computed on demand (beyond the landscape's L_max,
 # `strategy_max_prompt_length`): a longer prompt's L_N on one D_N, in the strategies'
 # batches (annealing's one at a time), under the word Bayes predictor.
-ON_DEMAND_EVALUATION_SECONDS = 1e-3
+ON_DEMAND_EVALUATION_SECONDS = 4e-4
 # Seconds per token of a tuning step (forward, backward, update) and of scoring a tuned
 # network (forward), by family: the training and held-out rates (the same passes;
 # benchmarks/tuning_throughput.py measures tuning at 0.9-1.6 times the network's own
@@ -312,7 +319,9 @@ def job_seconds(study, job: Job) -> float:
                 study.sources[w["source"]]) else TRAINING_SECONDS_PER_TOKEN)
             return seconds + tokens * rates.get(family, 2.1e-5)
         tokens = study.training["heldout_size"] * net.sequence_length
-        return seconds + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
+        rates = (WORD_HELDOUT_SECONDS_PER_TOKEN if is_word_source(study.sources[w["source"]])
+                 else HELDOUT_SECONDS_PER_TOKEN)
+        return seconds + tokens * rates.get(family, 1.5e-5)
     if rule == "post_train_predictor":
         # Each step: a tuning step on `batch` post-training sequences and a forward pass on
         # `batch` pretraining sequences (forgetting).
@@ -344,8 +353,8 @@ def job_seconds(study, job: Job) -> float:
         seconds += S * runs * per_evaluation
         if is_word_source(exp.pretraining):
             # The table of L_N up to L_max, which the binary rates leave out (lookups).
-            kind = "neural" if study.is_neural(w["predictor"]) else "bayes"
-            seconds += job.evaluations * WORD_EVALUATION_SECONDS[(rule, kind)]
+            seconds += job.evaluations * WORD_EVALUATION_SECONDS[
+                (rule, _word_kind(study, w["predictor"]))]
         return seconds
     predictor = w.get("predictor")
     if predictor is None and rule in ("search_prompts", "search_selected",
@@ -362,9 +371,11 @@ def job_seconds(study, job: Job) -> float:
                      else max(exp.dataset_sizes))
                 evals = (_search_cell(study, exp, rule, p, N, S)[0] * len(exp.tasks)
                          * len(exp.dataset_sizes))
-            rates = (WORD_EVALUATION_SECONDS if is_word_source(exp.pretraining)
-                     and (rule, kind) in WORD_EVALUATION_SECONDS else EVALUATION_SECONDS)
-            seconds += evals * rates[(rule, kind)]
+            if is_word_source(exp.pretraining) and (rule, _word_kind(study, p)) in \
+                    WORD_EVALUATION_SECONDS:
+                seconds += evals * WORD_EVALUATION_SECONDS[(rule, _word_kind(study, p))]
+            else:
+                seconds += evals * EVALUATION_SECONDS[(rule, kind)]
         return seconds
     if rule in ("plot_figures", "plot_study_figures"):
         return seconds + len(_figures_drawn(study, w)) * FIGURE_SECONDS
@@ -382,10 +393,15 @@ def job_seconds(study, job: Job) -> float:
     else:
         kind = "neural" if study.is_neural(predictor) else "bayes"
     exp = study.experiments.get(w.get("experiment"))
-    if exp is not None and is_word_source(exp.pretraining) and (rule, kind) in \
-            WORD_EVALUATION_SECONDS:
-        return seconds + job.evaluations * WORD_EVALUATION_SECONDS[(rule, kind)]
+    word = (rule, _word_kind(study, predictor))
+    if exp is not None and is_word_source(exp.pretraining) and word in WORD_EVALUATION_SECONDS:
+        return seconds + job.evaluations * WORD_EVALUATION_SECONDS[word]
     return seconds + job.evaluations * EVALUATION_SECONDS.get((rule, kind), 0.0)
+
+
+def _word_kind(study, predictor: str) -> str:
+    """The key of a predictor in `WORD_EVALUATION_SECONDS`: bayes, or the network's family."""
+    return study.family(predictor) if study.is_neural(predictor) else "bayes"
 
 
 def is_word_source(source) -> bool:
