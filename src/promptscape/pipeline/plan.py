@@ -290,7 +290,7 @@ WORD_SOURCE_RULES = ("train_predictor", "evaluate_predictor", "search_prompts",
 # Seconds per strategy evaluation computed on demand (beyond the landscape's L_max,
 # `strategy_max_prompt_length`): a longer prompt's L_N on one D_N, in the strategies'
 # batches (annealing's one at a time), under the word Bayes predictor.
-ON_DEMAND_EVALUATION_SECONDS = 4e-4
+ON_DEMAND_EVALUATION_SECONDS = 3e-4
 # Seconds per token of a tuning step (forward, backward, update) and of scoring a tuned
 # network (forward), by family: the training and held-out rates (the same passes;
 # benchmarks/tuning_throughput.py measures tuning at 0.9-1.6 times the network's own
