@@ -3,13 +3,15 @@
 #
 # Every table is a Parquet file under the config's results_dir (default results/), written by
 # its job; docs/artifacts.md lists them with their paths and schemas (generated from
-# promptscape.pipeline.tables). Figures are in each experiment's figures/ folder and the
-# study's in results/figures/ (docs/figures.md); the rules, one file per stage, in
-# workflow/rules/. results/logs/{rule}/... holds one log per job, and
-# results/benchmarks/{rule}/... the run time and memory of each job of the heavy rules.
+# promptscape.study.tables). Figures are in each experiment's figures/ folder and the
+# study's in <results_dir>/figures/ (docs/figures.md). The rules, one file per stage, are in
+# workflow/rules/ (shared helpers in common.smk); each rule runs scripts/<rule>.py, which
+# calls its stage function in promptscape.pipeline.stages. <results_dir>/logs/<rule>/...
+# holds one log per job, and <results_dir>/benchmarks/<rule>/... the run time and memory of
+# each job of the rules that declare a benchmark.
 #
-# Targets: all (default: every aggregate table and figure), aggregates (tables only),
-# figures.
+# Targets: all (default: every aggregate table, prior fit and figure), aggregates (the
+# aggregate tables only), figures.
 
 
 from snakemake.utils import min_version

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from promptscape.pipeline import tables
+from promptscape.study import tables
 
 
 def by_artifact(root: Path) -> dict[str, list[Path]]:

@@ -105,7 +105,8 @@ def rule_table(by_rule: dict) -> str:
 def plan_table(by_rule: dict, configfile: str) -> str:
     """The plan's estimated time per rule (`promptscape.pipeline.plan.job_seconds`) beside the
     measured summed job time, for the run of `configfile`."""
-    from promptscape.pipeline import config, plan
+    from promptscape.study import config
+    from promptscape.pipeline import plan
 
     jobs = plan.jobs(config.load_file(configfile))
     lines = ["| rule | jobs | estimated (s) | measured job time (s) | estimated / measured |",
@@ -125,7 +126,8 @@ def plan_table(by_rule: dict, configfile: str) -> str:
 
 
 def plan_totals(configfile: str) -> str:
-    from promptscape.pipeline import config, plan
+    from promptscape.study import config
+    from promptscape.pipeline import plan
 
     study = config.load_file(configfile)
     t = plan.totals(study, plan.jobs(study))

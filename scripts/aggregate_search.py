@@ -1,9 +1,9 @@
 """Snakemake entry point of rule aggregate_search."""
-from promptscape.pipeline import identity
-from promptscape.pipeline.stages import aggregate
+from promptscape.study import identity
+from promptscape.pipeline.stages import aggregate_stage
 
 with identity.job(snakemake) as args:
-    aggregate.aggregate_search(
+    aggregate_stage.aggregate_search(
         searches=list(snakemake.input.searches),
         landscapes=list(snakemake.input.landscapes),
         predictions=list(snakemake.input.predictions),

@@ -1,9 +1,9 @@
 """Snakemake entry point of rule aggregate_strategies."""
-from promptscape.pipeline import identity
-from promptscape.pipeline.stages import aggregate
+from promptscape.study import identity
+from promptscape.pipeline.stages import aggregate_stage
 
 with identity.job(snakemake) as args:
-    aggregate.aggregate_strategies(
+    aggregate_stage.aggregate_strategies(
         runs=list(snakemake.input.runs),
         output=snakemake.output.strategies,
         in_meta_distribution=args["in_meta_distribution"],

@@ -1,9 +1,9 @@
 """Snakemake entry point of rule aggregate_tuning."""
-from promptscape.pipeline import identity
-from promptscape.pipeline.stages import aggregate
+from promptscape.study import identity
+from promptscape.pipeline.stages import aggregate_stage
 
 with identity.job(snakemake) as args:
-    aggregate.aggregate_tuning(
+    aggregate_stage.aggregate_tuning(
         runs=list(snakemake.input.runs),
         landscapes=list(snakemake.input.landscapes),
         optima=list(snakemake.input.optima),

@@ -1,9 +1,9 @@
 """Snakemake entry point of rule analyse_edits."""
-from promptscape.pipeline import identity
-from promptscape.pipeline.stages import edits
+from promptscape.study import identity
+from promptscape.pipeline.stages import edits_stage
 
 with identity.job(snakemake):
-    edits.analyse_edits(
+    edits_stage.analyse_edits(
         landscapes=list(snakemake.input.landscapes),
         others=list(snakemake.input.others),
         selections=snakemake.input.selections,

@@ -1,10 +1,10 @@
 """Snakemake entry point of rule compute_landscape."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import landscape
+from promptscape.pipeline.stages import landscape_stage
 
 with identity.job(snakemake):
-    landscape.compute_landscape(
+    landscape_stage.compute_landscape(
         evaluation=snakemake.input.evaluation,
         model=snakemake.input.get("model"),
         table=snakemake.input.get("table"),

@@ -1,10 +1,10 @@
 """Snakemake entry point of rule predict_reliability."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import prediction
+from promptscape.pipeline.stages import prediction_stage
 
 with identity.job(snakemake):
-    prediction.predict_reliability(
+    prediction_stage.predict_reliability(
         landscape_path=snakemake.input.landscape,
         evaluation=snakemake.input.evaluation,
         model=snakemake.input.get("model"),

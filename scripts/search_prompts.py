@@ -1,10 +1,10 @@
 """Snakemake entry point of rule search_prompts."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import search
+from promptscape.pipeline.stages import search_stage
 
 with identity.job(snakemake):
-    search.search_prompts(
+    search_stage.search_prompts(
         datasets=snakemake.input.datasets,
         output=snakemake.output.search,
         device=training_device(snakemake.config),

@@ -1,10 +1,10 @@
 """Snakemake entry point of rule search_strategies."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import strategies
+from promptscape.pipeline.stages import strategies_stage
 
 with identity.job(snakemake):
-    strategies.search_strategies(
+    strategies_stage.search_strategies(
         landscape=snakemake.input.landscape,
         model=snakemake.input.get("model"),
         table=snakemake.input.get("table"),

@@ -1,6 +1,6 @@
 """Snakemake entry point of rule simulate_pool."""
-from promptscape.pipeline import identity
-from promptscape.pipeline.stages import datasets
+from promptscape.study import identity
+from promptscape.pipeline.stages import datasets_stage
 
 with identity.job(snakemake):
-    datasets.simulate_pool(output=snakemake.output.data, **snakemake.params.args)
+    datasets_stage.simulate_pool(output=snakemake.output.data, **snakemake.params.args)

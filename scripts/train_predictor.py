@@ -1,10 +1,10 @@
 """Snakemake entry point of rule train_predictor."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import training
+from promptscape.pipeline.stages import training_stage
 
 with identity.job(snakemake):
-    training.train_predictor(
+    training_stage.train_predictor(
         model=snakemake.output.model,
         curve=snakemake.output.curve,
         checkpoint=snakemake.params.checkpoint,

@@ -1,10 +1,10 @@
 """Snakemake entry point of rule tune_network."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import tuning
+from promptscape.pipeline.stages import tuning_stage
 
 with identity.job(snakemake):
-    tuning.tune_network(
+    tuning_stage.tune_network(
         datasets=snakemake.input.datasets,
         search_file=snakemake.input.search,
         evaluation=snakemake.input.get("evaluation"),

@@ -1,10 +1,10 @@
 """Snakemake entry point of rule tune_optimum."""
-from promptscape.pipeline import identity
+from promptscape.study import identity
 from promptscape.pipeline.stages.common import training_device
-from promptscape.pipeline.stages import tuning
+from promptscape.pipeline.stages import tuning_stage
 
 with identity.job(snakemake):
-    tuning.tune_optimum(
+    tuning_stage.tune_optimum(
         model=snakemake.input.model,
         landscape_file=snakemake.input.landscape,
         evaluation=snakemake.input.get("evaluation"),

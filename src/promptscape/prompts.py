@@ -36,7 +36,7 @@ def order_key(column):
     """A pandas ``sort_values`` key that sorts prompt (and sequence) columns in the canonical
     order of symbols: byte order for the digits; for the word alphabet the boundary ``_``
     (symbol 26, before ``a`` in bytes) sorts as ``{``, the byte after ``z``. Other columns
-    are returned unchanged. The same rule as `pipeline.tables` applies to stored rows.
+    are returned unchanged. The same rule as `study.tables` applies to stored rows.
 
     >>> import pandas as pd
     >>> pd.DataFrame({"prompt": ["_", "b", "a"]}).sort_values("prompt", key=order_key)["prompt"].tolist()

@@ -1,6 +1,6 @@
 """Why search fails, predicted: the probability that search on D_N returns an optimal prompt.
 
-The workflow's `predict_reliability` stage (`promptscape.pipeline.stages.prediction`) applies
+The workflow's `predict_reliability` stage (`promptscape.pipeline.stages.prediction_stage`) applies
 `predict` to every (predictor, task) of an experiment and writes the artifact
 `reliability_prediction`.
 

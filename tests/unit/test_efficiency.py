@@ -15,24 +15,19 @@ import pytest
 from scipy import stats
 
 from promptscape import efficiency, landscape, seeding
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import efficiency as efficiency_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import efficiency_stage
+from promptscape.pipeline.stages import landscape_stage
+
+from landscape_helpers import BERNMIX, BETA11, SWITCHING, coin
 
 T = 6
 L_MAX = 3
-BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
-BETA11 = {"kind": "beta_coin", "alpha": 1.0, "beta": 1.0}
-SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
 BIMODAL = {"kind": "coin_mixture", "thetas": [0.2, 0.8]}
-
-
-def coin(theta):
-    return {"kind": "coin", "theta": theta}
 
 
 class ConcatenatingBayes(BayesPredictor):

@@ -11,7 +11,7 @@ import pytest
 
 from promptscape import edits, landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import aggregate
 
 L_MAX, V, M = 2, 2, 400
@@ -205,9 +205,9 @@ def test_a_monte_carlo_landscape_keeps_residuals_its_readers_decide_by(tmp_path)
     """A Markov Bayes landscape forced onto the evaluation set (enumeration budget 1): its
     kl_residuals give kl_se and the paired errors of the raw per-sequence losses, and the
     edit analysis says it decided by them."""
-    from promptscape.pipeline.stages import datasets as datasets_stage
-    from promptscape.pipeline.stages import edits as edits_stage
-    from promptscape.pipeline.stages import landscape as landscape_stage
+    from promptscape.pipeline.stages import datasets_stage
+    from promptscape.pipeline.stages import edits_stage
+    from promptscape.pipeline.stages import landscape_stage
     from promptscape.predictors import BayesPredictor
     from promptscape.sources import build_source
 
@@ -250,8 +250,8 @@ def test_a_monte_carlo_landscape_keeps_residuals_its_readers_decide_by(tmp_path)
 
 
 def test_an_exact_landscape_keeps_no_residuals_and_decides_by_its_resolution(tmp_path):
-    from promptscape.pipeline.stages import datasets as datasets_stage
-    from promptscape.pipeline.stages import landscape as landscape_stage
+    from promptscape.pipeline.stages import datasets_stage
+    from promptscape.pipeline.stages import landscape_stage
 
     task = {"kind": "coin", "theta": 0.7}
     evaluation, path = str(tmp_path / "evaluation.parquet"), str(tmp_path / "land.parquet")

@@ -282,7 +282,7 @@ def test_issue_26_bernmix_coin_07_at_l_max_12_no_longer_ties_1e_9_apart():
     """Issue 26: under BernMix(0.2, 0.7) (config/long_prompts.yaml, the Bayes predictor of
     long_bernmix_networks at L_max 12, T = 10), coin(0.7)'s optimal class was {1^11, 1^12}
     by the relative 1e-9 of a ~6.7-nat loss, though their KLs are 1.35e-9 and 1.1e-10."""
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     study = config_lib.load_file("config/long_prompts.yaml")
     exp = study.experiments["long_bernmix_networks"]
@@ -450,9 +450,9 @@ def test_theoretical_losses_refuses_monte_carlo():
                                                         (10**6, "exact_enumeration")])
 def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_class(
         tmp_path, enumeration_budget, method):
-    from promptscape.pipeline import tables
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.study import tables
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"
@@ -504,10 +504,10 @@ def test_landscape_scores_each_distinct_evaluation_sequence_once_and_any_block_s
     """The stage never scores the (P, M) evaluation losses: the predictor sees each distinct
     sequence once (all 2^T where enumerated), and the landscape does not depend on the
     block size of the evaluation-set pass."""
-    from promptscape.pipeline import tables
+    from promptscape.study import tables
     from promptscape.predictors import BayesPredictor
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     T = 5
     evaluation = tmp_path / "eval.parquet"
@@ -749,7 +749,7 @@ def test_first_symbol_kl_is_the_first_term_of_the_chain_rule(pre, task):
 
 # ------------------------------------------------------------------ a network's table read back
 def _write_prompt_losses(path, prompts, seqs, losses, order=None):
-    from promptscape.pipeline import tables
+    from promptscape.study import tables
     from promptscape.prompts import to_strings
 
     S = len(seqs)

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from promptscape import search
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import figures
 from promptscape.predictors import BayesPredictor, Predictor
 from promptscape.prompts import all_prompts, to_arrays
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import search as search_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import search_stage
 from landscape_helpers import BERNMIX, BETA11, brute_force_landscape, coin
 from search_helpers import assert_keeps_best_classes
 

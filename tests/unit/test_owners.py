@@ -13,9 +13,10 @@ import yaml
 from promptscape import landscape
 from promptscape import strategies as st
 from promptscape.neural import families
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, plan, tables
-from promptscape.pipeline.stages import figures as figures_stage
+from promptscape.study import config as config_lib
+from promptscape.study import layout, tables
+from promptscape.pipeline import plan
+from promptscape.report import catalog
 from promptscape.validation import ConfigError
 from workflow_helpers import REPO
 
@@ -30,18 +31,18 @@ def study(request):
 
 # ------------------------------------------------------------------------------ figures
 def test_every_figure_names_its_artifacts_and_caption():
-    for name, spec in {**figures_stage.FIGURES, **figures_stage.STUDY_FIGURES}.items():
+    for name, spec in {**catalog.FIGURES, **catalog.STUDY_FIGURES}.items():
         assert spec.tables and set(spec.tables) <= set(tables.ARTIFACTS), name
         assert spec.caption.strip(), f"figure {name} has no caption"
 
 
 def test_figure_inputs_are_found_from_the_artifacts(study):
     for exp in study.experiments.values():
-        for figure in figures_stage.figures_of(study, exp):
-            for artifact in figures_stage.FIGURES[figure].tables:
+        for figure in catalog.figures_of(study, exp):
+            for artifact in catalog.FIGURES[figure].tables:
                 assert layout.experiment_files(study, exp, artifact), (figure, artifact)
         # The training figure reads what the training rules write, every network replicate.
-        files = [p for artifact in figures_stage.FIGURES["training"].tables
+        files = [p for artifact in catalog.FIGURES["training"].tables
                  for p in layout.experiment_files(study, exp, artifact)]
         assert sorted(files) == sorted(layout.training_tables(study, exp))
         assert layout.experiment_files(study, exp, "landscape") == layout.per_task(
@@ -52,34 +53,34 @@ def test_figure_inputs_are_found_from_the_artifacts(study):
 
 def test_applicability_comes_from_the_entry(study):
     for exp in study.experiments.values():
-        traits = figures_stage.experiment_traits(study, exp)
-        expected = [name for name, spec in figures_stage.FIGURES.items()
-                    if all(traits[t] or not getattr(spec, t) for t in figures_stage.TRAITS)]
-        assert figures_stage.figures_of(study, exp) == expected
+        traits = catalog.experiment_traits(study, exp)
+        expected = [name for name, spec in catalog.FIGURES.items()
+                    if all(traits[t] or not getattr(spec, t) for t in catalog.TRAITS)]
+        assert catalog.figures_of(study, exp) == expected
         assert ("training" in expected) == traits["neural"]
 
 
 def test_the_training_caption_leaves_the_networks_to_the_report():
-    assert "{models}" in figures_stage.FIGURES["training"].caption
+    assert "{models}" in catalog.FIGURES["training"].caption
 
 
 def test_docs_figures_md_is_in_sync_with_the_registry():
     docs = REPO / "docs" / "figures.md"
-    assert docs.read_text() == figures_stage.markdown(), (
+    assert docs.read_text() == catalog.markdown(), (
         "docs/figures.md is stale; run: "
-        "python -m promptscape.pipeline.stages.figures > docs/figures.md")
+        "python -m promptscape.report.catalog > docs/figures.md")
 
 
 def test_docs_figures_md_has_a_section_per_entry_with_its_caption_and_inputs(monkeypatch):
-    new = figures_stage.Figure("new_chart", ("landscape", "edits"), "A new | figure",
+    new = catalog.Figure("new_chart", ("landscape", "edits"), "A new | figure",
                                tuning=True, caption="What it shows: q(v* | prompt).")
-    monkeypatch.setitem(figures_stage.FIGURES, "new", new)
-    page = figures_stage.markdown()
+    monkeypatch.setitem(catalog.FIGURES, "new", new)
+    page = catalog.markdown()
     section = page.split("### `new`\n", 1)[1].split("###", 1)[0]
     assert "**A new \\| figure.** Drawn for experiments with a `tuning` section" in section
     assert "reads `landscape`, `edits`" in section
     assert "What it shows: q(v\\* \\| prompt)." in section
-    for name in [*figures_stage.FIGURES, *figures_stage.STUDY_FIGURES]:
+    for name in [*catalog.FIGURES, *catalog.STUDY_FIGURES]:
         assert f"### `{name}`" in page
 
 

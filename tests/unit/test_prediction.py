@@ -1,6 +1,6 @@
 """The prediction stages: predict_reliability against the theory it applies and against the
 pipeline's own measured reliability, and the checks of its inputs in
-stages.aggregate.aggregate_prediction."""
+stages.aggregate_stage.aggregate_prediction."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from promptscape import theory
-from promptscape.pipeline import tables
-from promptscape.report import aggregate
-from promptscape.pipeline.stages import aggregate as aggregate_stage
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import prediction as prediction_stage
+from promptscape.study import checks, tables
+from promptscape.pipeline.stages import aggregate_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import prediction_stage
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
@@ -177,7 +176,7 @@ def test_verify_prediction_file_names_a_file_of_another_experiment(tmp_path):
     path = predict(tmp_path, "coin_0.7")
     frame = tables.read(path, "predicted_reliability")
     with pytest.raises(ValueError, match="experiment"):
-        aggregate.verify_prediction_file(frame, path, {**GRID, "experiment": "other"})
+        checks.verify_prediction_file(frame, path, {**GRID, "experiment": "other"})
 
 
 def test_beyond_the_enumeration_budget_the_evaluation_set_stands_in(tmp_path):

@@ -216,8 +216,8 @@ def test_probe_length_below_one_is_an_error():
 
 
 def test_stage_writes_the_prior_fit_table_and_refuses_by_name(tmp_path):
-    from promptscape.pipeline import tables
-    from promptscape.pipeline.stages import prior as prior_stage
+    from promptscape.study import tables
+    from promptscape.pipeline.stages import prior_stage
 
     spec = RECOVERABLE["coin_mixture"][0]
     out = tmp_path / "r0.parquet"

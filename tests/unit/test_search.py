@@ -14,12 +14,12 @@ import pytest
 from search_helpers import assert_keeps_best_classes
 
 from promptscape import search
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.prompts import all_prompts
 from promptscape.sources import build_source
-from promptscape.pipeline.stages.datasets import simulate_tasks
-from promptscape.pipeline.stages.search import search_prompts
+from promptscape.pipeline.stages.datasets_stage import simulate_tasks
+from promptscape.pipeline.stages.search_stage import search_prompts
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
 SWITCHING = {"kind": "switching", "thetas": [0.2, 0.7], "switch_prob": 0.05}
@@ -257,7 +257,7 @@ def test_search_prompts_rewrites_a_bit_identical_file(blocks, tmp_path):
 def test_drawn_datasets_are_the_task_data_rows(blocks):
     """A stage that draws its own D_N (strategies) sees the very sequences task_data holds
     and the search reads, seed for seed."""
-    from promptscape.pipeline.stages.datasets import draw_datasets
+    from promptscape.pipeline.stages.datasets_stage import draw_datasets
 
     data = tables.read(blocks["two"], "task_data")
     drawn = draw_datasets(TASK, STAGE_T, STAGE_N, range(10))

@@ -11,12 +11,12 @@ import pytest
 from search_helpers import assert_keeps_best_classes
 
 from promptscape import search, selection
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import search as search_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import search_stage
 from promptscape.validation import ConfigError
 
 PRETRAINING = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
@@ -157,7 +157,7 @@ def test_a_mistaken_selection_is_a_named_error(spec, message):
 
 
 def test_the_config_schema_and_loader_read_dataset_selection():
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     raw = {"sources": {"m": PRETRAINING, "c": TASK},
            "experiments": {"e": {"pretraining": "m", "max_prompt_length": 2, "task_length": 4,
@@ -289,7 +289,7 @@ def test_the_pool_is_an_independent_draw_seeded_by_its_identity(tmp_path):
 def test_the_summary_sets_the_methods_side_by_side_and_names_their_choices():
     import pandas as pd
 
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
     from promptscape.report import summary
 
     raw = {"sources": {"m": PRETRAINING, "c": TASK},

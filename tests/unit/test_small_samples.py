@@ -14,11 +14,11 @@ import pytest
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import tables
-from promptscape.pipeline.stages import datasets
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import prediction
+from promptscape.study import config as config_lib
+from promptscape.study import tables
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import prediction_stage
 from promptscape.sources import build_source
 from promptscape.validation import ConfigError
 
@@ -98,11 +98,11 @@ def run_stages(tmp_path, size, budget=1):
     ev, land, pred = (str(tmp_path / f"{n}_{budget}.parquet") for n in ("ev", "land", "pred"))
     common = dict(predictor="bayes", pretraining=PRIOR, experiment="e", task_name="chain",
                   task=TASK, task_length=T, max_prompt_length=L)
-    datasets.simulate_evaluation(output=ev, experiment="e", task_name="chain", task=TASK,
+    datasets_stage.simulate_evaluation(output=ev, experiment="e", task_name="chain", task=TASK,
                                  task_length=T, size=size)
     landscape_stage.compute_landscape(evaluation=ev, output=land, enumeration_budget=budget,
                                       **common)
-    prediction.predict_reliability(landscape_path=land, evaluation=ev, output=pred,
+    prediction_stage.predict_reliability(landscape_path=land, evaluation=ev, output=pred,
                                    dataset_sizes=[1, 5], enumeration_budget=budget,
                                    draws=500, exact_max_outcomes=10 ** 6, reference_N=5,
                                    **common)

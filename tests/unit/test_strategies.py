@@ -357,7 +357,7 @@ def test_recording_steps_changes_no_strategy_result(monkeypatch, vocab, length):
 @pytest.mark.parametrize("vocab, length", [(2, 5), (3, 3)])
 def test_each_recorded_single_edit_step_is_its_parent_with_that_edit(vocab, length):
     from promptscape import edits
-    from promptscape.pipeline.stages.strategies import run_steps
+    from promptscape.pipeline.stages.strategies_stage import run_steps
 
     prompts = prompts_lib.all_prompts(length, vocab)
     losses, runs = _run_all(vocab, length, 5)
@@ -393,7 +393,7 @@ def test_each_recorded_single_edit_step_is_its_parent_with_that_edit(vocab, leng
 
 
 def test_hill_climb_end_flags_by_brute_force():
-    from promptscape.pipeline.stages.strategies import hill_climb_end
+    from promptscape.pipeline.stages.strategies_stage import hill_climb_end
 
     vocab, length = 2, 3
     prompts = prompts_lib.all_prompts(length, vocab)

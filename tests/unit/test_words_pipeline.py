@@ -12,7 +12,7 @@ import pytest
 
 from promptscape import landscape
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 
@@ -239,8 +239,8 @@ def test_the_landscape_stage_sums_a_word_task_exactly_over_its_support(tmp_path,
     """A task without out-of-vocabulary words and a small list: the stage's method is
     exact_enumeration over the task's support (not its 27^T sequences), the KL is the exact
     sum, and the evaluation set's estimate beside it agrees within its standard error."""
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     pre = {"kind": "language_mixture", "languages": ["es", "fr"], "words": 5, "oov": 0.01}
     task = {"kind": "word_stream", "language": "fr", "words": 5, "oov": 0.0}
@@ -279,7 +279,7 @@ def test_the_plan_names_the_landscape_s_method_for_a_word_task_by_the_same_rule(
 
     import yaml
 
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
     from promptscape.pipeline import plan
 
     raw = yaml.safe_load((Path(__file__).parents[2] / "config" / "config.yaml").read_text())

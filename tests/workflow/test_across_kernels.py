@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from workflow_helpers import NEURAL, TINY, environment, snakemake_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.across_kernels]

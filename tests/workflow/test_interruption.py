@@ -33,7 +33,7 @@ UNTIL = ("--until", "search_prompts")
 
 def search_outputs(config: dict) -> list[str]:
     """Paths (under results/) of every search artifact of a config (as common.smk lists them)."""
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"{exp.name}/search/{selection}/seeds{a}-{b}.parquet"
@@ -45,7 +45,7 @@ def search_outputs(config: dict) -> list[str]:
 def dataset_outputs(config: dict) -> list[str]:
     """Paths (under results/) of every task_data artifact of a config: with the searches,
     what `--until search_prompts` makes (the tiny scenario has no networks)."""
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"{exp.name}/datasets/seeds{a}-{b}.parquet"
@@ -227,7 +227,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     import torch
 
     from promptscape.neural import checkpoints
-    from promptscape.pipeline.stages import training
+    from promptscape.pipeline.stages import training_stage
 
     # The interrupted run, in a child process: it blocks at step KILL_AT (after the
     # checkpoints of steps 5 and 10) and is killed there with SIGKILL.
@@ -236,7 +236,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
     child = textwrap.dedent(f"""
         import time
         from promptscape.neural import checkpoints, trainer
-        from promptscape.pipeline.stages import training
+        from promptscape.pipeline.stages import training_stage
 
         batch = trainer.training_batch
 
@@ -247,7 +247,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
             return batch(config, source, step)
 
         trainer.training_batch = blocking_batch
-        training.train_predictor(**{paths(interrupted)!r}, **{TRAINING!r})
+        training_stage.train_predictor(**{paths(interrupted)!r}, **{TRAINING!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=environment())
@@ -269,13 +269,13 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, caplog)
 
     # The rerun resumes from step 10 ...
     with caplog.at_level(logging.INFO, logger="promptscape"):
-        training.train_predictor(**paths(interrupted), **TRAINING)
+        training_stage.train_predictor(**paths(interrupted), **TRAINING)
     assert f"resumed from {checkpoint} at step {step}" in caplog.text
     assert not checkpoint.exists()  # removed once the model is saved
 
     # ... and ends where an uninterrupted run ends.
     uninterrupted = tmp_path / "uninterrupted"
-    training.train_predictor(**paths(uninterrupted), **TRAINING)
+    training_stage.train_predictor(**paths(uninterrupted), **TRAINING)
     resumed = checkpoints.load_checkpoint(paths(interrupted)["model"])
     straight = checkpoints.load_checkpoint(paths(uninterrupted)["model"])
     assert resumed["step"] == straight["step"] == TRAINING["settings"]["steps"]

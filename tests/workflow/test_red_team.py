@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout
+from promptscape.study import config as config_lib
+from promptscape.study import layout
 from workflow_helpers import (NEURAL, TINY, copy_run, environment, load_config,
                               snakemake, write_config)
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 def expected_figures(config: dict) -> list[str]:
     """results/{experiment}/figures/{figure}.svg of every figure the config's `all` makes,
     and results/figures/{figure}.svg of every study figure."""
-    from promptscape.pipeline import config as config_lib
-    from promptscape.pipeline.stages.figures import STUDY_FIGURES, experiment_figures
+    from promptscape.study import config as config_lib
+    from promptscape.report.catalog import STUDY_FIGURES, experiment_figures
 
     study = config_lib.load(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return [f"results/{name}/figures/{figure}.svg"

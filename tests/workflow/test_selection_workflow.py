@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 from search_helpers import assert_keeps_best_classes

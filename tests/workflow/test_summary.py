@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import arguments, identity, layout, tables
+from promptscape.study import config as config_lib
+from promptscape.study import arguments, identity, layout, tables
 from promptscape.report import summary
 from workflow_helpers import TINY, environment, load_config, write_config
 

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout
+from promptscape.study import config as config_lib
+from promptscape.study import layout
 from workflow_helpers import (NEURAL, REPO, TINY, copy_run, digests, edited_library,
                               edited_library_with, load_config, planned_jobs, snakemake,
                               write_config)
@@ -140,7 +140,7 @@ CODE_EDITS = {
     # Unused functions, comments and docstrings rerun nothing.
     "unused network function": ("neural/base.py", None, UNUSED, {}),
     "unused figure function": ("report/figures.py", None, UNUSED, {}),
-    "unused table function": ("pipeline/tables.py", None, UNUSED, {}),
+    "unused table function": ("study/tables.py", None, UNUSED, {}),
     "comment": ("search.py", "def choose(", "# a comment\ndef choose(", {}),
     "docstring": ("sources/base.py", '"""Build a source from a config mapping',
                   '"""Build a source, at last, from a config mapping', {}),

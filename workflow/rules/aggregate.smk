@@ -44,8 +44,8 @@ rule aggregate_strategies:
 
 
 # The observational estimate of edit effects from the strategies' steps, judged against the
-# landscapes, and how often hill climbing ends on local optima (issue 28; only where a
-# strategy besides exhaustive runs).
+# landscapes, and how often hill climbing ends on local optima (only where a strategy
+# besides exhaustive runs; tables edit_effects and hill_climb_ends, docs/artifacts.md).
 rule edit_effects:
     input:
         steps=lambda w: layout.strategy_outputs(

@@ -1,5 +1,5 @@
 # Shared by every rules file: config validation, the experiment grid, wildcard constraints
-# and the get_* helpers. Light at parse time: promptscape.pipeline.config imports numpy, scipy.special
+# and the get_* helpers. Light at parse time: promptscape.study.config imports numpy, scipy.special
 # and yaml, nothing heavier.
 import functools
 import json
@@ -11,14 +11,14 @@ import snakemake.io
 from snakemake.logging import logger
 from snakemake.iocontainers import Wildcards
 
-from promptscape.pipeline import arguments as arguments_lib
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import identity
-from promptscape.pipeline import layout
+from promptscape.study import arguments as arguments_lib
+from promptscape.study import config as config_lib
+from promptscape.study import identity
+from promptscape.study import layout
 from promptscape.pipeline import plan
 from promptscape.pipeline import provenance
 from promptscape import selection as selection_lib
-from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES, figures_of
+from promptscape.report.catalog import FIGURES, STUDY_FIGURES, figures_of
 
 # Each config file once more, strictly (a key given twice is an error naming file and line),
 # then the schema and semantic checks. The defaults are written back into `config`, so jobs
@@ -166,7 +166,7 @@ def _producer(path):
 
 @functools.lru_cache(maxsize=None)
 def producer_stamp(path):
-    """The identity (promptscape.pipeline.identity) of the job that makes `path`: its rule,
+    """The identity (promptscape.study.identity) of the job that makes `path`: its rule,
     that rule's own `code` and `args` params evaluated for the path's wildcards (so a stamp
     is declared once, by the rule that writes it), and the digest of the stamp of every
     file the job reads (`_job_inputs`), so a stamp covers everything upstream of it."""
@@ -456,7 +456,7 @@ def get_block(wildcards):
 
 
 # The arguments the rules pass their stages (params args), by name, each computed from the
-# job's wildcards: one definition each (promptscape.pipeline.arguments), for `job_args`.
+# job's wildcards: one definition each (promptscape.study.arguments), for `job_args`.
 
 
 def job_args(wildcards, *names, **values):
@@ -727,7 +727,7 @@ def is_neural(predictor):
 
 def get_replicate(wildcards):
     """The job's replicate, checked against its predictor's `replicates`
-    (promptscape.pipeline.arguments.replicate)."""
+    (promptscape.study.arguments.replicate)."""
     return arguments_lib.replicate(STUDY, wildcards)
 
 
@@ -1109,7 +1109,7 @@ def get_tuning_landscapes(wildcards):
     ]
 
 
-# The analyse_edits rule's helpers (issue 28): the experiment's landscapes, those of the
+# The analyse_edits rule's helpers: the experiment's landscapes, those of the
 # other experiments it shares a task, L_max and alphabet with (transfer across
 # pretraining), and its selections table (the prompts search picks).
 

@@ -1,4 +1,5 @@
-# Exact edit effects, local optima and transfer regret per experiment (issue 28): read from
+# Exact edit effects, local optima and transfer regret per experiment (tables edits,
+# local_optima and transfer, docs/artifacts.md): read from
 # the landscapes only (and the selections table, for the prompts search picks).
 
 

@@ -1,5 +1,5 @@
 # Figures per experiment, as SVG, PNG and HTML in its figures/ folder: those of
-# promptscape.pipeline.stages.figures.FIGURES that apply to the experiment, all drawn by one
+# promptscape.report.catalog.FIGURES that apply to the experiment, all drawn by one
 # job (one start of Altair and vl-convert); each entry says what it reads and its report
 # caption. The folder is the job's output; the report shows each figure in it (patterns) with
 # its own caption, category and labels.
@@ -35,7 +35,7 @@ rule plot_figures:
         "../../scripts/plot_figures.py"
 
 
-# Figures of the whole study, across experiments (promptscape.pipeline.stages.figures.STUDY_FIGURES),
+# Figures of the whole study, across experiments (promptscape.report.catalog.STUDY_FIGURES),
 # in results_dir/figures/, all drawn by one job.
 rule plot_study_figures:
     input:

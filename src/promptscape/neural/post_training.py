@@ -9,7 +9,7 @@ checkpoint, never retrained) tuned by a weight tuner of the tuner registry
 modules are `promptscape.neural.tuning`'s) on fresh sequences of `source`: the stage after
 pretraining that real models go through (supervised fine-tuning on a task, or on a
 narrower prior). Its architecture, replicates and pretraining source are its base's; its
-identity is its base's and the settings here (`promptscape.pipeline.config.Study
+identity is its base's and the settings here (`promptscape.study.config.Study
 .model_identity`), so a change of the base retunes it and a change here retrains nothing
 else.
 
@@ -86,7 +86,7 @@ def parse(spec, *, where: str, models, sources) -> PostTraining:
     config's model names, `sources`: its source names. Every problem is a ConfigError naming
     its key (`where`.key). That the source shares the alphabet of the pretraining source of
     every experiment using the model is checked with the experiments
-    (`promptscape.pipeline.config`)."""
+    (`promptscape.study.config`)."""
     if not isinstance(spec, dict):
         raise ConfigError(f"{where} == {spec!r}, must be a mapping of {', '.join(KEYS)} "
                           "(base and source required)")

@@ -1,2 +1,2 @@
-"""The pipeline: config and its schema, the artifact layout and contract (tables), the cost
-plan, code identities (provenance), logs of jobs, and the stage entry points the rules call."""
+"""The pipeline: orchestration of the workflow: the cost plan, code identities (provenance)
+and the stage entry points the rules call."""

@@ -8,7 +8,7 @@ parse time (`snakemake -n` included) `check` raises `MemoryEstimateError`, namin
 the experiment and the keys to change, when any job's estimate exceeds
 ``resources.max_mem_mb``: before any work, instead of an allocation error hours in.
 
-The job grid mirrors the workflow's (`promptscape.pipeline.layout`): datasets and searches per
+The job grid mirrors the workflow's (`promptscape.study.layout`): datasets and searches per
 experiment x dataset selection x seed block, each job holding every predictor, task and N
 (pools per experiment x block where a pooled selection runs); landscapes and predictions
 per experiment x predictor x task; efficiency per experiment; one network per (pretraining
@@ -39,9 +39,9 @@ import numpy as np
 
 from promptscape import landscape, prompts, search, theory
 from promptscape.neural import families, tuners
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout
-from promptscape.pipeline.stages.figures import STUDY_FIGURES, figures_of
+from promptscape.study import config as config_lib
+from promptscape.study import layout
+from promptscape.report.catalog import STUDY_FIGURES, figures_of
 from promptscape.predictors import MAX_SYMBOLS_PER_BATCH
 from promptscape.validation import ConfigError
 

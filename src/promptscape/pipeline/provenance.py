@@ -51,43 +51,43 @@ ROOT = Path(__file__).resolve().parents[1]  # the promptscape package
 # kind of the job's task source), "family" (the job's predictor family: the entries of
 # `families.FAMILIES[family].code`, what `stages.common.load_predictor` and
 # `models.build_model` dispatch to), "figure" (the chart builder of each figure the job
-# draws and what `stages.figures.plot_figure` runs through its deferred imports,
+# draws and what `stages.figures_stage.plot_figure` runs through its deferred imports,
 # `Figure.code`).
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "simulate_tasks": ("promptscape.pipeline.stages.datasets:simulate_tasks", ("task",)),
-    "simulate_pool": ("promptscape.pipeline.stages.datasets:simulate_pool", ("task",)),
-    "simulate_evaluation": ("promptscape.pipeline.stages.datasets:simulate_evaluation", ("task",)),
-    "train_predictor": ("promptscape.pipeline.stages.training:train_predictor",
+    "simulate_tasks": ("promptscape.pipeline.stages.datasets_stage:simulate_tasks", ("task",)),
+    "simulate_pool": ("promptscape.pipeline.stages.datasets_stage:simulate_pool", ("task",)),
+    "simulate_evaluation": ("promptscape.pipeline.stages.datasets_stage:simulate_evaluation", ("task",)),
+    "train_predictor": ("promptscape.pipeline.stages.training_stage:train_predictor",
                         ("pretraining", "family")),
     # task: the kind of the post-training source; tuner: the weight tuner it is tuned with.
-    "post_train_predictor": ("promptscape.pipeline.stages.training:post_train_predictor",
+    "post_train_predictor": ("promptscape.pipeline.stages.training_stage:post_train_predictor",
                              ("pretraining", "task", "family", "tuner")),
-    "evaluate_predictor": ("promptscape.pipeline.stages.training:evaluate_predictor",
+    "evaluate_predictor": ("promptscape.pipeline.stages.training_stage:evaluate_predictor",
                            ("pretraining", "family")),
-    "score_prompts": ("promptscape.pipeline.stages.training:score_prompts", ("pretraining", "family")),
-    "search_prompts": ("promptscape.pipeline.stages.search:search_prompts", ("pretraining", "family")),
-    "search_selected": ("promptscape.pipeline.stages.search:search_selected",
+    "score_prompts": ("promptscape.pipeline.stages.training_stage:score_prompts", ("pretraining", "family")),
+    "search_prompts": ("promptscape.pipeline.stages.search_stage:search_prompts", ("pretraining", "family")),
+    "search_selected": ("promptscape.pipeline.stages.search_stage:search_selected",
                         ("pretraining", "family")),
-    "search_strategies": ("promptscape.pipeline.stages.strategies:search_strategies",
+    "search_strategies": ("promptscape.pipeline.stages.strategies_stage:search_strategies",
                           ("pretraining", "task", "family")),
-    "compute_landscape": ("promptscape.pipeline.stages.landscape:compute_landscape",
+    "compute_landscape": ("promptscape.pipeline.stages.landscape_stage:compute_landscape",
                           ("pretraining", "task", "family")),
-    "measure_efficiency": ("promptscape.pipeline.stages.efficiency:measure_efficiency",
+    "measure_efficiency": ("promptscape.pipeline.stages.efficiency_stage:measure_efficiency",
                            ("pretraining", "task", "family")),
-    "aggregate_search": ("promptscape.pipeline.stages.aggregate:aggregate_search", ()),
-    "aggregate_strategies": ("promptscape.pipeline.stages.aggregate:aggregate_strategies", ()),
-    "edit_effects": ("promptscape.pipeline.stages.edit_effects:edit_effects", ("task",)),
-    "predict_reliability": ("promptscape.pipeline.stages.prediction:predict_reliability",
+    "aggregate_search": ("promptscape.pipeline.stages.aggregate_stage:aggregate_search", ()),
+    "aggregate_strategies": ("promptscape.pipeline.stages.aggregate_stage:aggregate_strategies", ()),
+    "edit_effects": ("promptscape.pipeline.stages.edit_effects_stage:edit_effects", ("task",)),
+    "predict_reliability": ("promptscape.pipeline.stages.prediction_stage:predict_reliability",
                             ("pretraining", "task", "family")),
-    "tune_network": ("promptscape.pipeline.stages.tuning:tune_network",
+    "tune_network": ("promptscape.pipeline.stages.tuning_stage:tune_network",
                      ("pretraining", "task", "family", "tuner")),
-    "tune_optimum": ("promptscape.pipeline.stages.tuning:tune_optimum",
+    "tune_optimum": ("promptscape.pipeline.stages.tuning_stage:tune_optimum",
                      ("pretraining", "task", "family", "tuner")),
-    "aggregate_tuning": ("promptscape.pipeline.stages.aggregate:aggregate_tuning", ()),
-    "analyse_edits": ("promptscape.pipeline.stages.edits:analyse_edits", ("task",)),
-    "probe_prior": ("promptscape.pipeline.stages.prior:probe_prior", ("pretraining", "family")),
-    "plot_figures": ("promptscape.pipeline.stages.figures:plot_figures", ("figure",)),
-    "plot_study_figures": ("promptscape.pipeline.stages.figures:plot_study_figures", ("figure",)),
+    "aggregate_tuning": ("promptscape.pipeline.stages.aggregate_stage:aggregate_tuning", ()),
+    "analyse_edits": ("promptscape.pipeline.stages.edits_stage:analyse_edits", ("task",)),
+    "probe_prior": ("promptscape.pipeline.stages.prior_stage:probe_prior", ("pretraining", "family")),
+    "plot_figures": ("promptscape.pipeline.stages.figures_stage:plot_figures", ("figure",)),
+    "plot_study_figures": ("promptscape.pipeline.stages.figures_stage:plot_study_figures", ("figure",)),
 }
 
 
@@ -420,7 +420,7 @@ def job_entries(rule: str, *, pretraining: str | None = None, task=None, family=
 
                 entries.extend(FAMILIES[name].code)
             elif member == "figure":
-                from promptscape.pipeline.stages.figures import FIGURES, STUDY_FIGURES
+                from promptscape.report.catalog import FIGURES, STUDY_FIGURES
 
                 entries.extend({**FIGURES, **STUDY_FIGURES}[name].code)
             elif member == "tuner":

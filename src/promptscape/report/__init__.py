@@ -1,2 +1,2 @@
-"""The report: aggregates of the search artifacts, the figures and the summary; it reads
-artifacts only."""
+"""The report: aggregates of the search artifacts, the figure registry, the figures and the
+summary; it reads artifacts only."""

@@ -1120,7 +1120,7 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
     return _configure(chart, style, title)
 
 
-# ------------------------------------------------------------------ edits (issue 28)
+# ------------------------------------------------------------------ edits
 def _header(style) -> alt.Header:
     return alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")
 

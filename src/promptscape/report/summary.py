@@ -11,7 +11,7 @@ adds a table of every replicate's optimal prompt and proportion correct; a fine-
 network (`models.<name>.post_training`) listed beside its base, a table of what fine-tuning
 changed (optimal prompts, proportion correct, excess loss and forgetting).
 
-The files read are the config's, listed by `promptscape.pipeline.layout` exactly as the workflow
+The files read are the config's, listed by `promptscape.study.layout` exactly as the workflow
 lists them, never found by globbing the results directory: an experiment, a task or a
 predictor removed from the config does not appear, whatever its old files. A missing
 results directory or artifact is an error naming it and the command that builds it (exit
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import arguments, identity, layout, tables
+from promptscape.study import config as config_lib
+from promptscape.study import arguments, identity, layout, tables
 from promptscape.report import aggregate
 from promptscape.validation import ConfigError
 

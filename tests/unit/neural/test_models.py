@@ -14,26 +14,10 @@ from promptscape import predictors, prompts, seeding, validation
 from promptscape.neural import base, checkpoints, families, scoring, trainer
 from promptscape.sources import build_source
 
-from network_helpers import TINY_NETWORKS, scramble
+from network_helpers import scrambled_predictor, tiny_config
 
 FAMILIES = families.NEURAL_FAMILIES
 BERNMIX = build_source({"kind": "coin_mixture", "thetas": [0.2, 0.7]})
-
-
-def tiny_config(family, **overrides):
-    fields = dict(TINY_NETWORKS[family], steps=12, batch_size=8, sequence_length=8,
-                  warmup_steps=2)
-    return families.PredictorConfig(family=family, **{**fields, **overrides})
-
-
-def scrambled_predictor(family, **config_overrides):
-    """An untrained model with large random weights, so that its predictions vary with the
-    context (a freshly initialised model predicts about 1/2 everywhere, which would make
-    every comparison below pass trivially)."""
-    config = tiny_config(family, **config_overrides)
-    model = base.build_model(config, 2)
-    scramble(model)
-    return scoring.NeuralPredictor(model, config)
 
 
 def task_sequences(n, length, seed=0):

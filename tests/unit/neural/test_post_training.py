@@ -15,10 +15,10 @@ from network_helpers import TINY_NETWORKS
 from promptscape import predictors, seeding
 from promptscape.neural import checkpoints, families, post_trainer, post_training, trainer
 from promptscape.neural.base import build_model
-from promptscape.pipeline import tables
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import training as training_stage
+from promptscape.study import tables
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import training_stage
 from promptscape.sources import build_source, symbol_losses
 
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}

@@ -6,21 +6,12 @@ import pytest
 import torch
 
 from promptscape import prompts, seeding
-from promptscape.neural import base, families, scoring
+from promptscape.neural import families
 
-from network_helpers import TINY_NETWORKS, scramble
+from network_helpers import scrambled_predictor
 
 FAMILIES = families.NEURAL_FAMILIES
 N, T = 7, 5
-
-
-def scrambled_predictor(family, V):
-    """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = families.PredictorConfig(family=family, **TINY_NETWORKS[family], steps=12,
-                                      batch_size=8, sequence_length=16, warmup_steps=2)
-    model = base.build_model(config, V)
-    scramble(model)
-    return scoring.NeuralPredictor(model, config)
 
 
 def draw(V, L, seed=0):
@@ -42,7 +33,7 @@ def relaxed_loss(predictor, onehot, seqs, weights):
 @pytest.mark.parametrize("V", [2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_loss_is_that_of_prompt_losses(family, V):
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16)
     for L in [0, 1, 3, 6]:
         prompt, seqs, weights = draw(V, L)
         expected = predictor.prompt_losses([prompt], seqs)[0]
@@ -62,7 +53,7 @@ def test_loss_is_that_of_prompt_losses(family, V):
 @pytest.mark.parametrize("V", [2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradient_is_a_central_finite_difference(family, V):
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16)
     predictor.model.double()
     prompt, seqs, weights = draw(V, 4, seed=1)
     loss, grad = predictor.prompt_gradient(prompt, seqs, weights)
@@ -80,7 +71,7 @@ def test_gradient_is_a_central_finite_difference(family, V):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradient_rows_are_the_prompt_positions(family):
     V, L = 3, 3
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16)
     predictor.model.double()
     prompt, seqs, weights = draw(V, L, seed=2)
     loss, grad = predictor.prompt_gradient(prompt, seqs, weights)
@@ -111,7 +102,7 @@ def test_gradient_rows_are_the_prompt_positions(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_result_does_not_depend_on_the_batch_size(family, monkeypatch):
     V, L = 3, 2
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16)
     prompt, seqs, weights = draw(V, L, seed=4)
     loss, grad = predictor.prompt_gradient(prompt, seqs, weights)
     again = predictor.prompt_gradient(prompt, seqs, weights)

@@ -17,24 +17,11 @@ import torch
 from promptscape import prompts, seeding
 from promptscape.neural import base, families, scoring, trie
 
-from network_helpers import TINY_NETWORKS
+from network_helpers import scrambled_predictor
 
 FAMILIES = families.NEURAL_FAMILIES
 RTOL, ATOL = 1e-5, 1e-6
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def scrambled_predictor(family, V, **fields):
-    """An untrained tiny model with large random weights (so that prompts matter)."""
-    config = families.PredictorConfig(family=family, **{**TINY_NETWORKS[family], **fields},
-                                      steps=12, batch_size=8, sequence_length=16,
-                                      warmup_steps=2)
-    model = base.build_model(config, V)
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.7)
-    return scoring.NeuralPredictor(model, config, device="cpu")
 
 
 def default_predictor(family, V=2):
@@ -93,7 +80,7 @@ BUDGETS = [(1 << 17, None), (1, 1), (7, 3), (60, 8)]
 @pytest.mark.parametrize("V", [2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_complete_prompt_set_on_every_sequence_equals_brute_force(family, V):
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16, device="cpu")
     T, L_max = (5, 4) if V == 2 else (3, 3)
     prompt_list = prompts.all_prompts(L_max, V)
     seqs = every_sequence_shuffled(T, V, family)
@@ -111,7 +98,7 @@ def test_complete_prompt_set_on_every_sequence_equals_brute_force(family, V):
 @pytest.mark.parametrize("V", [2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_arbitrary_prompts_on_partial_sequence_sets_equal_brute_force(family, V):
-    predictor = scrambled_predictor(family, V)
+    predictor = scrambled_predictor(family, V, sequence_length=16, device="cpu")
     prompt_list = arbitrary_prompts(6, V, family)
     for T in [1, 2, 6]:
         seqs = some_sequences(T, V, family)
@@ -140,7 +127,7 @@ def test_default_size_networks_equal_brute_force(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_sequence_trie_and_extend_paths_agree_and_repeat_exactly(family):
-    predictor = scrambled_predictor(family, 2)
+    predictor = scrambled_predictor(family, 2, sequence_length=16, device="cpu")
     prompt_list = prompts.all_prompts(4, 2)[::-1]  # any order
     seqs = every_sequence_shuffled(6, 2, "paths")
     trie = predictor.prompt_losses(prompt_list, seqs)
@@ -155,7 +142,7 @@ def test_sequence_trie_and_extend_paths_agree_and_repeat_exactly(family):
 
 
 def test_degenerate_inputs():
-    predictor = scrambled_predictor("lstm", 2)
+    predictor = scrambled_predictor("lstm", 2, sequence_length=16, device="cpu")
     seqs = some_sequences(4, 2, "degenerate")
     assert predictor.prompt_losses([], seqs).shape == (0, len(seqs))
     assert predictor.prompt_losses(["01"], seqs[:0]).shape == (1, 0)
@@ -180,7 +167,7 @@ def test_sequence_trie_structure():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cuda_equals_cpu(family):
-    predictor = scrambled_predictor(family, 2)
+    predictor = scrambled_predictor(family, 2, sequence_length=16, device="cpu")
     prompt_list, seqs = prompts.all_prompts(3, 2), every_sequence_shuffled(5, 2, "cuda")
     on_cpu = predictor.prompt_losses(prompt_list, seqs)
     gpu = scoring.NeuralPredictor(predictor.model, predictor.config, device="cuda")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from promptscape import efficiency, logs, predictors
-from promptscape.pipeline import config, layout, plan
+from promptscape.study import config, layout
+from promptscape.pipeline import plan
 from promptscape.sources import build_source
 from workflow_helpers import REPO, TINY, load_config, planned_jobs, snakemake, write_config
 

@@ -10,24 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from promptscape.pipeline import config as config_lib
+from promptscape.study import config as config_lib
 from promptscape.neural import families, tuners
-from promptscape.pipeline import provenance, tables
+from promptscape.study import tables
+from promptscape.pipeline import provenance
 from promptscape import prior as prior_lib
 from promptscape import strategies as strategies_lib
-from promptscape.pipeline.stages import aggregate as aggregate_stage
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import edit_effects as edit_effects_stage
-from promptscape.pipeline.stages import edits as edits_stage
-from promptscape.pipeline.stages import efficiency as efficiency_stage
-from promptscape.pipeline.stages import figures as figures_stage
-from promptscape.pipeline.stages import landscape as landscape_stage
-from promptscape.pipeline.stages import prediction as prediction_stage
-from promptscape.pipeline.stages import prior as prior_stage
-from promptscape.pipeline.stages import search as search_stage
-from promptscape.pipeline.stages import strategies as strategies_stage
-from promptscape.pipeline.stages import training as training_stage
-from promptscape.pipeline.stages import tuning as tuning_stage
+from promptscape.pipeline.stages import aggregate_stage
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import edit_effects_stage
+from promptscape.pipeline.stages import edits_stage
+from promptscape.pipeline.stages import efficiency_stage
+from promptscape.pipeline.stages import figures_stage
+from promptscape.report import catalog
+from promptscape.pipeline.stages import landscape_stage
+from promptscape.pipeline.stages import prediction_stage
+from promptscape.pipeline.stages import prior_stage
+from promptscape.pipeline.stages import search_stage
+from promptscape.pipeline.stages import strategies_stage
+from promptscape.pipeline.stages import training_stage
+from promptscape.pipeline.stages import tuning_stage
 
 REPO = Path(__file__).resolve().parents[3]
 STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
@@ -35,13 +37,13 @@ STAGES = REPO / "src" / "promptscape" / "pipeline" / "stages"
 
 # ------------------------------------------------------------------ static closure
 def test_closure_follows_functions_not_modules():
-    reach = provenance.closure("promptscape.pipeline.stages.search:search_prompts")
+    reach = provenance.closure("promptscape.pipeline.stages.search_stage:search_prompts")
     assert "promptscape.search:empirical_losses" in reach
-    assert "promptscape.pipeline.tables:write" in reach
+    assert "promptscape.study.tables:write" in reach
     assert "promptscape.pipeline.stages.common:load_predictor" in reach
     # Neither unused functions of the modules it imports, nor the network code that
     # load_predictor imports inside its body (a family entry), nor any source kind.
-    assert "promptscape.pipeline.tables:read" not in reach
+    assert "promptscape.study.tables:read" not in reach
     assert not any(e.startswith("promptscape.neural.") and not e.startswith("promptscape.neural.families:")
                    for e in reach)
     assert not any(e.startswith(("promptscape.sources.coins:", "promptscape.sources.switching:"))
@@ -59,7 +61,7 @@ def test_a_class_counts_whole_with_its_promptscape_bases():
 def test_job_entries_add_the_declared_kinds_and_family_only():
     entries = provenance.job_entries("search_prompts", pretraining="coin_mixture", task="coin",
                                      family="bayes")
-    assert entries == ("promptscape.pipeline.stages.search:search_prompts",
+    assert entries == ("promptscape.pipeline.stages.search_stage:search_prompts",
                        "promptscape.predictors:BayesPredictor",
                        "promptscape.sources.coins:CoinMixture")
     with pytest.raises(ValueError, match="needs its task"):
@@ -122,7 +124,7 @@ EDITS = [
     ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)  # a comment\n", False),
     ("sources/base.py", "    spec = dict(spec)\n", "    spec = dict(spec)\n    spec = dict(spec)\n",
      True),
-    ("pipeline/tables.py", "def write(", "def unused():\n    return 1\n\n\ndef write(", False),
+    ("study/tables.py", "def write(", "def unused():\n    return 1\n\n\ndef write(", False),
     ("pipeline/stages/common.py", "    from promptscape.neural import checkpoints  #",
      "    from promptscape.neural import checkpoints, scoring  #", True),  # its own body
 ]
@@ -475,12 +477,12 @@ def traced(tmp_path_factory):
     # Figures: one figure per traced job (so each figure's declared code is held to what
     # drawing it runs), from every table the figures read (as a job of several reads).
     every_table = list(dict.fromkeys(x for paths in tables_of.values() for x in paths))
-    for figure in figures_stage.FIGURES:
+    for figure in catalog.FIGURES:
         run("plot_figures", figures_stage.plot_figures, {"figure": [figure]},
             figures=[figure], tables_in=every_table, directory=p("figures"),
             experiment="e", pretraining="bernmix", tasks=list(tasks), imd=imd,
             predictors=["bayes", "lstm", "transformer"], style=study.figures)
-    for figure in figures_stage.STUDY_FIGURES:
+    for figure in catalog.STUDY_FIGURES:
         run("plot_study_figures", figures_stage.plot_study_figures, {"figure": [figure]},
             figures=[figure], tables_in=[p("aggregate/reliability_prediction.parquet")],
             directory=p("study_figures"), experiments=["e"], style=study.figures)
@@ -525,8 +527,8 @@ def test_each_declared_member_is_needed_by_some_traced_job(traced, rule):
                 extra = families.FAMILIES[members["family"]].code
             elif member == "figure":
                 extra = tuple(e for name in members["figure"]
-                              for e in {**figures_stage.FIGURES,
-                                        **figures_stage.STUDY_FIGURES}[name].code)
+                              for e in {**catalog.FIGURES,
+                                        **catalog.STUDY_FIGURES}[name].code)
             elif member == "tuner":
                 extra = tuple(tuners.TUNERS[name].build for name in members["tuner"])
             else:

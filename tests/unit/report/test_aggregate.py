@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from promptscape.pipeline import tables
+from promptscape.study import checks, tables
 from promptscape.report import aggregate
 from promptscape.prompts import all_prompts
-from promptscape.pipeline.stages.aggregate import aggregate_search
-from promptscape.pipeline.stages.datasets import simulate_evaluation, simulate_tasks
-from promptscape.pipeline.stages.landscape import compute_landscape
-from promptscape.pipeline.stages.prediction import predict_reliability
-from promptscape.pipeline.stages.search import search_prompts
+from promptscape.pipeline.stages.aggregate_stage import aggregate_search
+from promptscape.pipeline.stages.datasets_stage import simulate_evaluation, simulate_tasks
+from promptscape.pipeline.stages.landscape_stage import compute_landscape
+from promptscape.pipeline.stages.prediction_stage import predict_reliability
+from promptscape.pipeline.stages.search_stage import search_prompts
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -434,12 +434,12 @@ def test_files_of_two_selections_cover_the_same_seeds_once_each(tmp_path):
     for first, last in GRID["seed_blocks"]:
         path = search_path(tmp_path, first, last, selection="pool")
         part = search[search["seed"].between(first, last)]
-        aggregate.verify_search_file(part, path, expected)
+        checks.verify_search_file(part, path, expected)
         tables.write(part, "search", path)
         pooled.append(str(path))
-    aggregate.verify_search_coverage(searches + pooled, expected)
+    checks.verify_search_coverage(searches + pooled, expected)
     with pytest.raises(ValueError, match=r"seeds 2-3 of selection pool$"):
-        aggregate.verify_search_coverage(searches + pooled[:1], expected)
+        checks.verify_search_coverage(searches + pooled[:1], expected)
 
 
 @pytest.mark.parametrize("column, value, where, message", [
@@ -499,10 +499,10 @@ def test_a_seed_covered_by_two_files_is_refused(tmp_path):
     extra = search_path(tmp_path, 2, 2)
     tables.write(search[search["seed"] == 2], "search", extra)
     expected = {**GRID, "seed_blocks": [[s, s] for s in range(SYN_SEEDS)]}
-    aggregate.verify_search_file(tables.read(extra, "search"), extra, expected)
+    checks.verify_search_file(tables.read(extra, "search"), extra, expected)
     with pytest.raises(ValueError, match=re.escape(str(extra)) + r": seed 2 appears twice: "
                        + re.escape(str(search_path(tmp_path, 2, 3))) + " covers it too$"):
-        aggregate.verify_search_coverage(searches + [str(extra)], expected)
+        checks.verify_search_coverage(searches + [str(extra)], expected)
 
 
 @pytest.mark.parametrize("gone, selections, message", [
@@ -663,19 +663,19 @@ def test_a_missing_landscape_is_refused(tmp_path):
 
 
 def test_path_fields_parse_the_artifact_patterns():
-    assert aggregate.path_fields("search", "/r/x/search/random/seeds4-7.parquet") == {
+    assert checks.path_fields("search", "/r/x/search/random/seeds4-7.parquet") == {
         "experiment": "x", "selection": "random", "first": 4, "last": 7}
-    assert aggregate.path_fields("search", "x/search/high_variance/seeds0-0.parquet") == {
+    assert checks.path_fields("search", "x/search/high_variance/seeds0-0.parquet") == {
         "experiment": "x", "selection": "high_variance", "first": 0, "last": 0}
-    assert aggregate.path_fields("task_data", "r/x/datasets/seeds4-7.parquet") == {
+    assert checks.path_fields("task_data", "r/x/datasets/seeds4-7.parquet") == {
         "experiment": "x", "first": 4, "last": 7}
-    assert aggregate.path_fields("landscape", "x/landscape/bayes/r0/t.parquet") == {
+    assert checks.path_fields("landscape", "x/landscape/bayes/r0/t.parquet") == {
         "experiment": "x", "predictor": "bayes", "replicate": 0, "task": "t"}
-    assert aggregate.path_fields("search", "x/search/random/seeds4.parquet") is None
-    assert aggregate.path_fields("search", "x/search/seeds4-7.parquet") is None
-    assert aggregate.path_fields("search", "x/search/random/N10/seeds4-7.parquet") is None
+    assert checks.path_fields("search", "x/search/random/seeds4.parquet") is None
+    assert checks.path_fields("search", "x/search/seeds4-7.parquet") is None
+    assert checks.path_fields("search", "x/search/random/N10/seeds4-7.parquet") is None
     # The layout before seed blocks held every predictor, task and N: no longer a search path.
-    assert aggregate.path_fields("search",
+    assert checks.path_fields("search",
                                  "x/search/bayes/r0/t/random/N10/seeds4-7.parquet") is None
 
 
@@ -718,7 +718,7 @@ def test_search_rows_are_aggregated_in_the_grid_order_whatever_files_they_came_i
     N as the config lists them, then seeds), not in the order of the files' rows (a
     block file sorts tasks by name): the reliability table of the batched layout is
     bit-identical to the one of a file per (predictor, task, N)."""
-    from promptscape.pipeline.stages.aggregate import _in_grid_order
+    from promptscape.pipeline.stages.aggregate_stage import _in_grid_order
 
     rows = pd.DataFrame({
         "predictor": ["bayes", "bayes", "bayes", "lstm"], "replicate": 0,
@@ -772,7 +772,7 @@ def test_within_epsilon_must_be_a_positive_finite_number(epsilon):
 def test_within_epsilon_default_is_the_schema_default():
     import yaml
 
-    from promptscape.pipeline import config as config_lib
+    from promptscape.study import config as config_lib
 
     with open(config_lib.SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)

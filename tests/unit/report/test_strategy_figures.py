@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import figures
 from promptscape.report.aggregate import wilson_interval
-from promptscape.pipeline.stages import figures as figures_stage
+from promptscape.pipeline.stages import figures_stage
+from promptscape.report import catalog
 from chart_helpers import layers
 
 STYLE = {"panel_width": 200, "panel_height": 170, "png_scale": 1, "font_size": 12,
@@ -252,19 +253,19 @@ def test_tooltips_carry_the_key_numbers(frame):
 
 
 def test_the_figure_is_registered_for_experiments_with_strategies():
-    spec = figures_stage.FIGURES["strategies"]
+    spec = catalog.FIGURES["strategies"]
     assert spec.builder == "strategies_chart" and spec.artifacts == "strategies"
     assert spec.strategies and not spec.selections
     assert hasattr(figures, spec.builder)
-    assert figures_stage.STRATEGY_FIGURES == ("strategies",)
+    assert catalog.STRATEGY_FIGURES == ("strategies",)
     flags = dict(neural=True, replicated=True, bayes=True, selections=True)
-    assert "strategies" in figures_stage.experiment_figures(**flags, strategies=True)
-    assert "strategies" not in figures_stage.experiment_figures(**flags)
-    assert "strategies" not in figures_stage.experiment_figures(
+    assert "strategies" in catalog.experiment_figures(**flags, strategies=True)
+    assert "strategies" not in catalog.experiment_figures(**flags)
+    assert "strategies" not in catalog.experiment_figures(
         neural=False, replicated=False, bayes=True)
     # Adding strategies adds that figure only.
-    assert (set(figures_stage.experiment_figures(**flags, strategies=True))
-            - set(figures_stage.experiment_figures(**flags))) == {"strategies"}
+    assert (set(catalog.experiment_figures(**flags, strategies=True))
+            - set(catalog.experiment_figures(**flags))) == {"strategies"}
 
 
 def test_plot_figure_draws_it_from_the_table(tmp_path, frame):

@@ -1,4 +1,5 @@
-"""Stage entry points, one module per workflow stage.
+"""Stage entry points, one module per workflow stage, `<stage>_stage.py` (named apart from
+the science module the stage calls, so that neither import needs an alias).
 
 Each stage reads its inputs, calls the science modules and writes one artifact through
 `tables.write`. Snakemake scripts call exactly one function here with the rule's named

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.neural.families import FAMILIES
 from promptscape.predictors import BayesPredictor, Predictor, TabulatedPredictor
 from promptscape.sources import build_source

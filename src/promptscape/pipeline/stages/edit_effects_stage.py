@@ -1,5 +1,5 @@
 """Stage `edit_effects`: the observational estimate of edit effects from the strategies'
-steps, judged against the exact landscape (issue 28); and how often hill climbing ends on
+steps, judged against the exact landscape; and how often hill climbing ends on
 local optima.
 
 An observational study of prompt optimisation sees the edits its optimisers made and the
@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from promptscape import edits
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.sources import build_source
 
 log = logging.getLogger("promptscape")

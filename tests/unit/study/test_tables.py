@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promptscape.pipeline import identity, tables
+from promptscape.study import identity, tables
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = list(tables.ARTIFACTS)
@@ -245,9 +245,9 @@ def test_read_refuses_a_file_of_another_artifact(tmp_path):
 # ------------------------------------------------------------------ docs
 def test_docs_artifacts_md_is_in_sync_with_the_schemas():
     docs = ROOT / "docs" / "artifacts.md"
-    assert docs.exists(), "run: python -m promptscape.pipeline.tables > docs/artifacts.md"
+    assert docs.exists(), "run: python -m promptscape.study.tables > docs/artifacts.md"
     assert docs.read_text(encoding="utf-8") == tables.markdown(), (
-        "docs/artifacts.md is stale; run: python -m promptscape.pipeline.tables > docs/artifacts.md")
+        "docs/artifacts.md is stale; run: python -m promptscape.study.tables > docs/artifacts.md")
 
 
 def test_markdown_documents_every_column_of_every_artifact():
@@ -299,7 +299,7 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
     import os
     import stat
 
-    from promptscape.pipeline import tables as tables_lib
+    from promptscape.study import tables as tables_lib
 
     old = os.umask(0o022)
     try:

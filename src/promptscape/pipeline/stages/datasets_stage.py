@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from promptscape import landscape, seeding
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 

@@ -663,7 +663,7 @@ def test_docs_sources_md_is_in_sync_with_the_registered_kinds():
 
     from promptscape.sources.base import markdown
 
-    path = Path(__file__).resolve().parents[2] / "docs" / "sources.md"
+    path = Path(__file__).resolve().parents[3] / "docs" / "sources.md"
     assert path.read_text() == markdown(), "regenerate: python -m promptscape.sources > docs/sources.md"
 
 

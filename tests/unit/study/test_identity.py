@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from promptscape.pipeline import arguments, identity, layout, tables
-from promptscape.pipeline import config as config_lib
+from promptscape.study import arguments, identity, layout, tables
+from promptscape.study import config as config_lib
 from workflow_helpers import TINY, load_config, write_config
 
 

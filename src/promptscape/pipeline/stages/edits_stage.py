@@ -1,5 +1,5 @@
 """Stage `analyse_edits`: exact edit effects, local structure and transfer regret of one
-experiment, from its landscapes (issue 28; the science is `promptscape.edits`).
+experiment, from its landscapes (the science is `promptscape.edits`).
 
 One job per experiment writes three aggregates:
 
@@ -31,7 +31,7 @@ import pandas as pd
 from promptscape import edits as edits_lib
 from promptscape import landscape as landscape_lib
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.report import aggregate
 from promptscape.sources import build_source
 

@@ -23,8 +23,8 @@ from promptscape.neural import checkpoints
 from promptscape.neural import optimum as optimum_lib
 from promptscape.neural import tuners as tuners_lib
 from promptscape.neural import tuning as tuning_lib
-from promptscape.pipeline import tables
-from promptscape.pipeline.stages.search import read_blocks
+from promptscape.study import tables
+from promptscape.pipeline.stages.search_stage import read_blocks
 from promptscape.sources import build_source
 
 log = logging.getLogger("promptscape")

@@ -10,10 +10,11 @@ import itertools
 import numpy as np
 import pytest
 
-from promptscape.pipeline import config as config_lib
+from promptscape.study import config as config_lib
 from promptscape.sources import build_source
 from promptscape.sources.base import in_meta_distribution
 from promptscape.validation import ConfigError
+from landscape_helpers import coin
 from workflow_helpers import REPO
 
 # One source of every kind (binary and ternary), as priors and as tasks.
@@ -42,16 +43,16 @@ def test_every_prior_decides_every_task(prior, task):
     assert in_meta_distribution(SOURCES[prior], SOURCES[task]) in (True, False)
 
 
-def coin(theta):
-    return build_source(dict(kind="coin", theta=theta))
+def coin_source(theta):
+    return build_source(coin(theta))
 
 
 def test_switching_holds_the_coins_that_never_switch_and_nothing_else():
     for prior in (SOURCES["switching"], SOURCES["switching_rates"]):
-        assert in_meta_distribution(prior, coin(0.7)) is True
-        assert in_meta_distribution(prior, coin(0.2)) is True
-        assert in_meta_distribution(prior, coin(0.9)) is False  # issue 26: coin_0.9 (IMD)
-        assert in_meta_distribution(prior, coin(0.5)) is False
+        assert in_meta_distribution(prior, coin_source(0.7)) is True
+        assert in_meta_distribution(prior, coin_source(0.2)) is True
+        assert in_meta_distribution(prior, coin_source(0.9)) is False  # coin_0.9 (IMD)
+        assert in_meta_distribution(prior, coin_source(0.5)) is False
         assert in_meta_distribution(
             prior, build_source(dict(kind="categorical", probs=[0.3, 0.7]))) is True
         # Distributions over its coin paths, not one of them.
@@ -64,10 +65,10 @@ def test_a_fixed_chain_holds_itself_and_the_coin_it_may_be():
     assert in_meta_distribution(chain, build_source(KINDS["markov"])) is True
     assert in_meta_distribution(
         chain, build_source(dict(kind="markov", transition=[0.1, 0.8]))) is False
-    assert in_meta_distribution(coin(0.5), build_source(KINDS["markov"])) is False
+    assert in_meta_distribution(coin_source(0.5), build_source(KINDS["markov"])) is False
     flat = build_source(dict(kind="markov", transition=[0.3, 0.3], initial=0.3))
-    assert in_meta_distribution(flat, coin(0.3)) is True
-    assert in_meta_distribution(flat, coin(0.4)) is False
+    assert in_meta_distribution(flat, coin_source(0.3)) is True
+    assert in_meta_distribution(flat, coin_source(0.4)) is False
 
 
 def hull_by_brute_force(topics, probs, steps=400):

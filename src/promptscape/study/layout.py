@@ -15,8 +15,8 @@ import os
 import re
 import string
 
-from promptscape.pipeline import tables
-from promptscape.pipeline.config import Experiment, Study
+from promptscape.study import tables
+from promptscape.study.config import Experiment, Study
 
 AGGREGATE_TABLES = ("selections", "reliability", "choices", "token_efficiency",
                     "reliability_prediction", "edits", "local_optima", "transfer")
@@ -213,7 +213,7 @@ def experiment_files(study: Study, exp: Experiment, artifact: str) -> list[str]:
     """Every file of `artifact` an experiment has, by the wildcards of its path: one per
     experiment (the aggregates, efficiency), per (predictor, replicate, task) (landscape,
     prediction), or per trained network replicate (training_curve, predictor_regret). What
-    a figure reads (`stages.figures.Figure.artifacts`) is found here."""
+    a figure reads (`report.catalog.Figure.artifacts`) is found here."""
     wildcards = set(tables.ARTIFACTS[artifact].wildcards)
     if wildcards == {"experiment"}:
         return [aggregate(study, exp, artifact)]

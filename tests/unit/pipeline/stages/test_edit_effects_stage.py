@@ -9,8 +9,8 @@ import pytest
 
 from promptscape import edits
 from promptscape import prompts as prompts_lib
-from promptscape.pipeline import tables
-from promptscape.pipeline.stages.edit_effects import edit_effects
+from promptscape.study import tables
+from promptscape.pipeline.stages.edit_effects_stage import edit_effects
 
 V, L, T = 2, 3, 4
 PROMPTS = prompts_lib.all_prompts(L, V)
@@ -120,7 +120,7 @@ def test_a_step_whose_edit_does_not_match_its_prompts_is_an_error(tmp_path):
 
 
 def test_hill_climb_summary_counts_the_missed_runs(tmp_path):
-    from promptscape.pipeline.stages.edit_effects import hill_climb_summary
+    from promptscape.pipeline.stages.edit_effects_stage import hill_climb_summary
 
     path = tmp_path / "ends.parquet"
     tables.write(pd.DataFrame({

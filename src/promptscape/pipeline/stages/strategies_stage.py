@@ -28,11 +28,11 @@ from promptscape import edits, prior, search, seeding
 from promptscape import landscape as landscape_lib
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape import strategies as strategies_lib
 from promptscape.pipeline.stages.common import load_predictor, vocab_size
-from promptscape.pipeline.stages.datasets import draw_datasets
+from promptscape.pipeline.stages.datasets_stage import draw_datasets
 
 log = logging.getLogger("promptscape")
 

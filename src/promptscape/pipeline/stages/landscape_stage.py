@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from promptscape import landscape, search
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 from promptscape.pipeline.stages.common import load_predictor, vocab_size

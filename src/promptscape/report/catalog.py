@@ -1,27 +1,18 @@
-"""Stages `plot_figures` and `plot_study_figures`: every figure of one experiment (of the
-whole study), each as SVG, PNG and HTML, in one job.
+"""The figure registry: `FIGURES` (per experiment) and `STUDY_FIGURES` (one each for the
+whole study) are the one owner of what a figure is: its chart builder, the artifacts it
+reads (the workflow's inputs, `promptscape.study.layout.experiment_files`), when an
+experiment has it (`Figure.applies`, for the workflow's targets and the cost plan) and its
+caption in the report (workflow/report/figure.rst shows it).
 
-The registry `FIGURES` is the one owner of what a figure is: its chart builder, the
-artifacts it reads (the workflow's inputs, `promptscape.pipeline.layout.experiment_files`),
-when an experiment has it (`Figure.applies`, for the workflow's targets and the cost plan)
-and its caption in the report (workflow/report/figure.rst shows it). It is light: the
-workflow imports it at parse time (every job, cluster jobs included), so it names each
-chart builder instead of importing it; `plot_figure` imports `promptscape.report.figures`
-(altair) and `promptscape.pipeline.tables` (pyarrow) when it runs.
-
-One job draws all of an experiment's figures: most of drawing one is starting Altair and
-vl-convert (seconds), which a job pays once. Each figure is drawn as on its own
-(`plot_figure`, from the files of its own artifacts), so the files do not depend on which
-other figures the job draws.
+It is light: the workflow imports it at parse time (every job, cluster jobs included), so
+it names each chart builder instead of importing it and imports nothing at module level but
+the standard library; `promptscape.pipeline.stages.figures_stage` draws the figures.
+``python -m promptscape.report.catalog`` prints docs/figures.md.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
-
-log = logging.getLogger("promptscape")
 
 
 @dataclass(frozen=True)
@@ -62,8 +53,8 @@ class Figure:
         imports (the code identity's per-job member of a job that draws it;
         promptscape.pipeline.provenance)."""
         return (f"promptscape.report.figures:{self.builder}", "promptscape.report.figures:save",
-                "promptscape.pipeline.tables:read", "promptscape.pipeline.tables:artifact_of",
-                "promptscape.pipeline.tables:first_replicate", "promptscape.pipeline.tables:random_selection")
+                "promptscape.study.tables:read", "promptscape.study.tables:artifact_of",
+                "promptscape.study.tables:first_replicate", "promptscape.study.tables:random_selection")
 
 
 FIGURES = {
@@ -271,84 +262,6 @@ def figures_of(study, exp) -> list[str]:
     return experiment_figures(**experiment_traits(study, exp))
 
 
-def plot_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
-                experiment: str, pretraining: str, tasks: list[str], imd: dict,
-                predictors: list[str], style: dict) -> None:
-    from promptscape.pipeline import tables  # altair and pyarrow: not at parse time
-    from promptscape.report import figures
-
-    spec = FIGURES[figure]
-    build = getattr(figures, spec.builder)
-    if isinstance(spec.artifacts, tuple):
-        frame = {name: tables.read([p for p in tables_in if tables.artifact_of(p) == name], name)
-                 for name in spec.artifacts}
-    else:
-        frame = tables.read(tables_in, spec.artifacts)
-    if not spec.all_replicates:
-        frame = ({name: tables.first_replicate(f) for name, f in frame.items()}
-                 if isinstance(frame, dict) else tables.first_replicate(frame))
-    if not spec.selections:
-        frame = ({name: tables.random_selection(f) for name, f in frame.items()}
-                 if isinstance(frame, dict) else tables.random_selection(frame))
-    title = {"text": spec.headline,
-             "subtitle": f"experiment {experiment}: pretraining {pretraining}"}
-    chart = build(frame, tasks=tasks, imd=imd, predictors=predictors, style=style, title=title)
-    figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
-    log.info("wrote the %s figure of %s", figure, experiment)
-
-
-def _of_artifacts(paths: list[str], spec: Figure) -> list[str]:
-    """The files among `paths` of the artifacts figure `spec` reads (each file's artifact
-    from its schema metadata, `tables.artifact_of`)."""
-    from promptscape.pipeline import tables  # pyarrow: not at parse time
-
-    return [p for p in paths if tables.artifact_of(p) in spec.tables]
-
-
-def plot_figures(*, figures: list[str], tables_in: list[str], directory: str,
-                 **settings) -> None:
-    """Every figure of one experiment (`figures`, its `figures_of`) in one process, each as
-    `directory`/<figure>.svg, .png and .html, drawn by `plot_figure` from the files of
-    `tables_in` of its own artifacts; `settings`: `plot_figure`'s experiment, pretraining,
-    tasks, imd, predictors and style."""
-    for figure in figures:
-        out = os.path.join(directory, figure)
-        plot_figure(figure=figure, tables_in=_of_artifacts(tables_in, FIGURES[figure]),
-                    svg=f"{out}.svg", png=f"{out}.png", html=f"{out}.html", **settings)
-
-
-def plot_study_figures(*, figures: list[str], tables_in: list[str], directory: str,
-                       **settings) -> None:
-    """Every figure of the whole study (`figures`, those of `STUDY_FIGURES`) in one process,
-    as `plot_figures` draws an experiment's (`plot_study_figure`; `settings`: its
-    experiments, style and configfiles)."""
-    for figure in figures:
-        out = os.path.join(directory, figure)
-        plot_study_figure(figure=figure,
-                          tables_in=_of_artifacts(tables_in, STUDY_FIGURES[figure]),
-                          svg=f"{out}.svg", png=f"{out}.png", html=f"{out}.html", **settings)
-
-
-def plot_study_figure(*, figure: str, tables_in: list[str], svg: str, png: str, html: str,
-                      experiments: list[str], style: dict,
-                      configfiles: list[str] = ()) -> None:
-    """One figure of the whole study (`STUDY_FIGURES`) from every experiment's tables
-    (replicate 0 of each predictor). Its subtitle names the experiments and the config
-    files that drew it: configs that share a results folder share its study figures, and
-    the figure says whose it is."""
-    from promptscape.pipeline import tables  # altair and pyarrow: not at parse time
-    from promptscape.report import figures
-
-    spec = STUDY_FIGURES[figure]
-    frame = tables.first_replicate(tables.read(tables_in, spec.artifacts))
-    drawn_for = f" (config {', '.join(configfiles)})" if configfiles else ""
-    title = {"text": spec.headline,
-             "subtitle": f"experiments {', '.join(experiments)}{drawn_for}"}
-    chart = getattr(figures, spec.builder)(frame, style=style, title=title)
-    figures.save(chart, svg=svg, png=png, html=html, scale=style["png_scale"])
-    log.info("wrote the study figure %s", figure)
-
-
 def _markdown_text(text: str) -> str:
     """A caption (reStructuredText prose) as Markdown prose: `*` and `|` literal."""
     return text.replace("*", "\\*").replace("|", "\\|")
@@ -382,8 +295,8 @@ def markdown() -> str:
         "caption (the text below, with the experiment's settings). One job per experiment "
         "(rule `plot_figures`) and one for the study (`plot_study_figures`) draw them. This "
         "page is generated from the registry (`FIGURES` and `STUDY_FIGURES` in "
-        "`src/promptscape/pipeline/stages/figures.py`) by "
-        "`python -m promptscape.pipeline.stages.figures`; a test keeps it in sync.", "",
+        "`src/promptscape/report/catalog.py`) by "
+        "`python -m promptscape.report.catalog`; a test keeps it in sync.", "",
         f"Every figure but {_names(every)} shows replicate 0 of each network, and every "
         f"figure but {_names(selections)} the search on D_N drawn from the task "
         "(`dataset_selection` random). A study figure shows the experiments of the config "

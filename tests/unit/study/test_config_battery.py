@@ -1,5 +1,5 @@
 """A battery of mistaken and unusual configs, as a new user would write them (issue 26): each
-is refused at parse by `promptscape.pipeline.config.load` with a named error (the message
+is refused at parse by `promptscape.study.config.load` with a named error (the message
 names the key at fault), or accepted where it is unusual but valid. No Snakemake run: the
 config module alone. Later work keeps this green."""
 
@@ -10,7 +10,7 @@ import copy
 import pytest
 
 from promptscape import landscape
-from promptscape.pipeline import config as config_lib
+from promptscape.study import config as config_lib
 from promptscape.validation import ConfigError
 
 DELETE = object()

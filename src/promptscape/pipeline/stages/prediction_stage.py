@@ -1,6 +1,6 @@
 """Stage `predict_reliability`: the predicted proportion correct of every N of one
 (predictor, replicate, task). It imports neither pandas nor torch (a network is read from
-its prompt-loss table where there is one); `stages.aggregate.aggregate_prediction` sets the
+its prompt-loss table where there is one); `stages.aggregate_stage.aggregate_prediction` sets the
 predictions beside the measured reliability."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import numpy as np
 
 from promptscape import landscape, seeding, theory
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape.sources import build_source
 from promptscape.pipeline.stages.common import load_predictor, vocab_size

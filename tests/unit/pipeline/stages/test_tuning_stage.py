@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from promptscape.neural import checkpoints, families
-from promptscape.pipeline.stages import datasets, landscape, search, training, tuning
+from promptscape.pipeline.stages import (datasets_stage, landscape_stage, search_stage,
+                                         training_stage, tuning_stage)
 from promptscape.sources import build_source
 
 PRE = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
@@ -25,28 +26,28 @@ def scene(tmp_path_factory):
     settings = families.PredictorConfig(family="lstm", hidden_size=8, embedding_dim=4, steps=30,
                                         batch_size=16, sequence_length=8).to_dict()
     model = root / "m" / "model.pt"
-    training.train_predictor(model=str(model), curve=str(root / "m" / "curve.parquet"),
+    training_stage.train_predictor(model=str(model), curve=str(root / "m" / "curve.parquet"),
                              checkpoint=str(root / "m" / "ckpt.pt"), name="lstm", identity="x",
                              source_name="bernmix", pretraining=PRE, settings=settings,
                              device="cpu")
-    datasets.simulate_tasks(output=str(root / "d.parquet"), experiment="e",
+    datasets_stage.simulate_tasks(output=str(root / "d.parquet"), experiment="e",
                             tasks={"coin_0.7": TASK}, task_length=T, dataset_sizes=[N], first=0,
                             last=2)
-    search.search_prompts(datasets=str(root / "d.parquet"), output=str(root / "s.parquet"),
+    search_stage.search_prompts(datasets=str(root / "d.parquet"), output=str(root / "s.parquet"),
                           predictors=[{"predictor": "lstm", "replicate": 0, "family": "lstm",
                                        "model": str(model)}],
                           pretraining=PRE, experiment="e", tasks=["coin_0.7"], task_length=T,
                           dataset_sizes=[N], first=0, last=2, max_prompt_length=L_MAX,
                           enumeration_budget=2**27, device="cpu")
     for name, size in (("a", 64), ("b", 80)):
-        datasets.simulate_evaluation(output=str(root / f"eval_{name}.parquet"), experiment="e",
+        datasets_stage.simulate_evaluation(output=str(root / f"eval_{name}.parquet"), experiment="e",
                                      task_name="coin_0.7", task=TASK, task_length=T, size=size)
     return root
 
 
 def run(scene, name, *, evaluation=None, budget=2**27, plan=PLAN):
     out = scene / f"{name}.parquet"
-    tuning.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
+    tuning_stage.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
                         evaluation=evaluation and str(scene / evaluation),
                         model=str(scene / "m" / "model.pt"), output=str(out), predictor="lstm",
                         replicate=0, pretraining=PRE, experiment="e", task_name="coin_0.7",
@@ -58,7 +59,7 @@ def run(scene, name, *, evaluation=None, budget=2**27, plan=PLAN):
 
 def landscape_of(scene):
     out = scene / "landscape.parquet"
-    landscape.compute_landscape(evaluation=str(scene / "eval_a.parquet"), output=str(out),
+    landscape_stage.compute_landscape(evaluation=str(scene / "eval_a.parquet"), output=str(out),
                                 predictor="lstm", family="lstm", pretraining=PRE, experiment="e",
                                 task_name="coin_0.7", task=TASK, task_length=T,
                                 max_prompt_length=L_MAX, enumeration_budget=2**27,
@@ -136,7 +137,7 @@ def optimum(scene, name, *, evaluation=None, budget=2**27, plan=OPTIMUM):
     out = scene / f"optimum_{name}.parquet"
     if not (scene / "landscape.parquet").exists():
         landscape_of(scene)
-    tuning.tune_optimum(model=str(scene / "m" / "model.pt"),
+    tuning_stage.tune_optimum(model=str(scene / "m" / "model.pt"),
                         landscape_file=str(scene / "landscape.parquet"),
                         evaluation=evaluation and str(scene / evaluation), output=str(out),
                         predictor="lstm", replicate=0, pretraining=PRE, experiment="e",
@@ -281,7 +282,7 @@ def test_init_optimum_starts_every_seed_at_the_hard_optimum_padded(scene):
     plan = {**PLAN, "init": "optimum", "prompt_length": 4,
             "tuners": {"soft_prompt": {}, "prefix": {}}, "steps": 2, "tuning_steps": [0, 2]}
     out = scene / "init_optimum.parquet"
-    tuning.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
+    tuning_stage.tune_network(datasets=str(scene / "d.parquet"), search_file=str(scene / "s.parquet"),
                         evaluation=None, model=str(scene / "m" / "model.pt"), output=str(out),
                         predictor="lstm", replicate=0, pretraining=PRE, experiment="e",
                         task_name="coin_0.7", task=TASK, task_length=T, N=N, block=(0, 2),
@@ -303,7 +304,7 @@ def test_the_held_out_split_is_seeded_disjoint_and_says_when_d_n_is_too_small():
     seeds = np.array([0, 1])
     inverse = np.array([[0, 1, 2, 3, 0, 1, 2, 3], [4, 4, 4, 4, 5, 5, 5, 5]])
     identity = ("lstm", 0, "e", "t", 8)
-    train_w, hold_w, held = tuning._holdout_split({"holdout": 0.25, "learning_rates": [0.1]},
+    train_w, hold_w, held = tuning_stage._holdout_split({"holdout": 0.25, "learning_rates": [0.1]},
                                                   inverse, 6, seeds, identity)
     assert held == 2
     np.testing.assert_allclose(train_w.sum(axis=1), 1)
@@ -312,10 +313,10 @@ def test_the_held_out_split_is_seeded_disjoint_and_says_when_d_n_is_too_small():
     # other 6 trained on (multiples of 1/6), together D_N's counts.
     np.testing.assert_allclose(hold_w * 2 + train_w * 6, np.stack(
         [np.bincount(row, minlength=6) for row in inverse]))
-    again = tuning._holdout_split({"holdout": 0.25, "learning_rates": [0.1]}, inverse, 6,
+    again = tuning_stage._holdout_split({"holdout": 0.25, "learning_rates": [0.1]}, inverse, 6,
                                   seeds, identity)
     np.testing.assert_array_equal(again[1], hold_w)
-    reason = tuning._holdout_split({"holdout": 0.05, "learning_rates": [0.1]}, inverse,
+    reason = tuning_stage._holdout_split({"holdout": 0.05, "learning_rates": [0.1]}, inverse,
                                    6, seeds, identity)
     assert isinstance(reason, str) and "N = 8" in reason
-    assert tuning._holdout_split(None, inverse, 6, seeds, identity) is None
+    assert tuning_stage._holdout_split(None, inverse, 6, seeds, identity) is None

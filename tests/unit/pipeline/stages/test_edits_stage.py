@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from promptscape import edits as edits_lib
-from promptscape.pipeline import tables
-from promptscape.pipeline.stages import datasets as datasets_stage
-from promptscape.pipeline.stages import edits as stage
-from promptscape.pipeline.stages import landscape as landscape_stage
+from promptscape.study import tables
+from promptscape.pipeline.stages import datasets_stage
+from promptscape.pipeline.stages import edits_stage
+from promptscape.pipeline.stages import landscape_stage
 
 T, L_MAX = 4, 3
 BERNMIX = {"kind": "coin_mixture", "thetas": [0.2, 0.7]}
@@ -49,7 +49,7 @@ def build(root, experiment, pretraining, predictors=("bayes",), max_length=L_MAX
 def analyse(root, experiment, paths, others=(), selections=None, max_length=L_MAX):
     out = {name: str(root / f"{experiment}/aggregate/{name}.parquet")
            for name in ("edits", "local_optima", "transfer")}
-    stage.analyse_edits(landscapes=paths, others=list(others), selections=selections,
+    edits_stage.analyse_edits(landscapes=paths, others=list(others), selections=selections,
                         experiment=experiment, tasks=TASKS, in_meta_distribution=IMD,
                         task_length=T, max_prompt_length=max_length, **out)
     return {name: tables.read(path, name) for name, path in out.items()}
@@ -179,8 +179,8 @@ def test_a_prompt_missing_from_the_target_landscape_names_both_experiments(bernm
     _, paths, _ = bernmix
     other = build(tmp_path, "longer", BETA)
     source = tables.read(other[0], "landscape")
-    own = stage.read_landscapes(paths[:1], L_MAX, 2)
-    foreign = stage.Landscape(source, other[0], L_MAX, 2)
+    own = edits_stage.read_landscapes(paths[:1], L_MAX, 2)
+    foreign = edits_stage.Landscape(source, other[0], L_MAX, 2)
     # The target landscape lost the source's optimal prompts (as if its L_max were shorter).
     best = foreign.prompts[int(np.flatnonzero(foreign.optimal)[0])]
     keep = np.array([p != best for p in own[0].prompts])
@@ -188,7 +188,7 @@ def test_a_prompt_missing_from_the_target_landscape_names_both_experiments(bernm
     own[0].kl, own[0].optimal = own[0].kl[keep], own[0].optimal[keep]
     with pytest.raises(ValueError, match="experiment 'longer'.*missing from the landscape of "
                                          "experiment 'bernmix'"):
-        stage.transfer_rows(own, [foreign], None, ["coin_0.7"])
+        edits_stage.transfer_rows(own, [foreign], None, ["coin_0.7"])
 
 
 def test_search_rows_score_each_seeds_pick_under_every_target(bernmix, tmp_path):
@@ -219,7 +219,7 @@ def test_a_landscape_of_another_prompt_space_is_an_error_naming_its_file(bernmix
     _, paths, _ = bernmix
     with pytest.raises(ValueError, match=f"{paths[0]}: its prompts are not the 31 prompts of "
                                          "length 0..4 over 2 symbols"):
-        stage.read_landscapes(paths[:1], 4, 2)
+        edits_stage.read_landscapes(paths[:1], 4, 2)
 
 
 def test_without_edits_every_kind_has_a_row_of_no_edges_and_one_local_optimum(tmp_path):
@@ -235,8 +235,8 @@ def test_transfer_across_pretraining_needs_one_prompt_space_and_task_length(tmp_
     """The tiny config's experiments share coin_0.7; with L_max made equal they still differ
     in T (6 and 5): a KL over 6 symbols is not comparable with one over 5, so no landscape
     crosses, and each left-out pair is counted with the reason."""
-    from promptscape.pipeline import config as config_lib
-    from promptscape.pipeline import layout
+    from promptscape.study import config as config_lib
+    from promptscape.study import layout
     from workflow_helpers import load_config, write_config
 
     config = load_config()

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from promptscape import seeding
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.neural import base, checkpoints, families, post_trainer, scoring, trainer
 from promptscape.neural.post_training import PostTraining
 from promptscape import prompts as prompts_lib

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from promptscape.pipeline import config as config_lib
-from promptscape.pipeline import layout, plan
+from promptscape.study import config as config_lib
+from promptscape.study import layout
+from promptscape.pipeline import plan
 from promptscape.validation import ConfigError
 
 CONFIG = {

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from promptscape import search, seeding
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape import prompts as prompts_lib
 from promptscape import selection as selection_lib
 from promptscape.pipeline.stages.common import load_predictor, vocab_size

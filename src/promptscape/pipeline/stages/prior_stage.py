@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from promptscape import prior
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.pipeline.stages.common import load_predictor
 from promptscape.sources import build_source
 

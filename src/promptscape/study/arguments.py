@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from promptscape.pipeline.config import Experiment, Study
+from promptscape.study.config import Experiment, Study
 
 
 def _get(wildcards, name: str) -> str:

@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 
 from promptscape.neural import tuners
-from promptscape.pipeline import tables
+from promptscape.study import checks, tables
 from promptscape.report import aggregate
 
 log = logging.getLogger("promptscape")
@@ -27,16 +27,16 @@ def aggregate_search(*, searches: list[str], landscapes: list[str], predictions:
     ``predictors``, ``replicates``, ``tasks``, ``selections``, ``dataset_sizes``,
     ``num_seeds`` and ``seed_blocks``.
     Every file read is verified against its own path and the grid first
-    (`aggregate.verify_search_file`, `aggregate.verify_landscape_file`), and the files
+    (`checks.verify_search_file`, `checks.verify_landscape_file`), and the files
     together must cover every (predictor, replicate, task, selection, N, seed) exactly once:
     anything else is a ValueError naming the file. `within_epsilon`:
     `landscape.within_epsilon` (nats).
     """
     found = _in_grid_order(
-        _read_verified(searches, "search", aggregate.verify_search_file, expected), expected)
-    aggregate.verify_search_coverage(searches, expected)
-    land = _read_verified(landscapes, "landscape", aggregate.verify_landscape_file, expected)
-    aggregate.verify_landscape_coverage(landscapes, expected)
+        _read_verified(searches, "search", checks.verify_search_file, expected), expected)
+    checks.verify_search_coverage(searches, expected)
+    land = _read_verified(landscapes, "landscape", checks.verify_landscape_file, expected)
+    checks.verify_landscape_coverage(landscapes, expected)
     unlabelled = sorted(set(found["task"]) - set(in_meta_distribution))
     if unlabelled:
         raise ValueError(f"tasks without an IMD/OOMD label: {unlabelled}")
@@ -90,8 +90,8 @@ def aggregate_strategies(*, runs: list[str], output: str, in_meta_distribution: 
     """The strategies table of one experiment from its strategy_runs files, each verified
     against its path and the grid (`layout.strategy_grid`), which together must cover every
     (predictor, task, N, seed) once."""
-    found = _read_verified(runs, "strategy_runs", aggregate.verify_strategy_file, expected)
-    aggregate.verify_strategy_coverage(runs, expected)
+    found = _read_verified(runs, "strategy_runs", checks.verify_strategy_file, expected)
+    checks.verify_strategy_coverage(runs, expected)
     table = aggregate.strategy_table(found, within_epsilon)
     table["in_meta_distribution"] = table["task"].map(in_meta_distribution).astype(bool)
     tables.write(table, "strategies", output)
@@ -118,9 +118,9 @@ def aggregate_prediction(*, predictions: list[str], reliability: str, output: st
     frames = []
     for path in predictions:
         frame = tables.read(path, "predicted_reliability")
-        aggregate.verify_prediction_file(frame, path, expected)
+        checks.verify_prediction_file(frame, path, expected)
         frames.append(frame)
-    aggregate.verify_prediction_coverage(predictions, expected)
+    checks.verify_prediction_coverage(predictions, expected)
     predicted = pd.concat(frames, ignore_index=True)
     measured = tables.random_selection(tables.read(reliability, "reliability"))
     merged = predicted.merge(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptscape.pipeline import config as config_lib
+from promptscape.study import config as config_lib
 from promptscape.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
