@@ -11,7 +11,7 @@ import pytest
 from promptscape import prompts as prompts_lib
 from promptscape import search
 from promptscape import strategies as st
-from promptscape.pipeline import tables
+from promptscape.study import tables
 from promptscape.predictors import BayesPredictor
 from promptscape.sources import build_source
 from promptscape.validation import ConfigError
@@ -108,8 +108,8 @@ T, BUDGET = 5, 10 ** 6
 
 
 def _landscape(tmp_path, length):
-    from promptscape.pipeline.stages.datasets import simulate_evaluation
-    from promptscape.pipeline.stages.landscape import compute_landscape
+    from promptscape.pipeline.stages.datasets_stage import simulate_evaluation
+    from promptscape.pipeline.stages.landscape_stage import compute_landscape
 
     evaluation = tmp_path / "eval.parquet"
     if not evaluation.exists():
@@ -124,7 +124,7 @@ def _landscape(tmp_path, length):
 
 
 def _strategies(tmp_path, tag, landscape, evaluation, landscape_length, length, strategies):
-    from promptscape.pipeline.stages.strategies import search_strategies
+    from promptscape.pipeline.stages.strategies_stage import search_strategies
 
     paths = {k: str(tmp_path / f"{tag}_{k}.parquet") for k in ("runs", "steps", "ends")}
     search_strategies(
@@ -191,7 +191,7 @@ def test_strategies_search_beyond_the_landscape_in_seconds(tmp_path):
     assert time.perf_counter() - start < 30
     assert set(runs["strategy"]) == set(STAGE_STRATEGIES)
     assert runs["prompt_length"].max() >= 2 and (runs["num_prompts"] == 1 + 27 + 27**2 + 27**3).all()
-    from promptscape.pipeline.stages.datasets import draw_datasets
+    from promptscape.pipeline.stages.datasets_stage import draw_datasets
 
     seqs = draw_datasets(TASK, T, 10, np.arange(3))
     predictor = BayesPredictor(build_source(PRETRAINING))
@@ -215,7 +215,7 @@ def test_strategies_search_beyond_the_landscape_in_seconds(tmp_path):
 def test_edit_effects_leave_out_steps_beyond_the_landscape(tmp_path, caplog):
     """The observational edit effects judge steps against the landscape's ΔKL: steps to or
     from prompts longer than its L_max are left out, with a log line, not an error."""
-    from promptscape.pipeline.stages.edit_effects import edit_effects
+    from promptscape.pipeline.stages.edit_effects_stage import edit_effects
 
     evaluation, land1 = _landscape(tmp_path, 1)
     _strategies(tmp_path, "long", land1, evaluation, 1, 2, ["hill_climb", "annealing"])

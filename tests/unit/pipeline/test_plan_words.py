@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from promptscape.pipeline import config, plan
+from promptscape.pipeline import plan
+from promptscape.study import config
 from workflow_helpers import REPO
 
 

@@ -167,7 +167,7 @@ def test_an_infinite_median_is_drawn_at_the_edge_and_says_so():
 
 def _edits_title(methods):
     """The edits figure's title text and y-axis titles as the figures stage makes them."""
-    from promptscape.pipeline.stages.figures import FIGURES
+    from promptscape.report.catalog import FIGURES
 
     table = edits_table()
     table["method"] = [methods[i % len(methods)] for i in range(len(table))]
