@@ -9,6 +9,7 @@ with identity.job(snakemake):
         model=snakemake.input.get("model"),
         table=snakemake.input.get("table"),
         prior_fit=snakemake.input.get("prior_fit"),
+        evaluation=snakemake.input.get("evaluation"),
         output=snakemake.output.runs,
         steps=snakemake.output.steps,
         hill_climb_ends=snakemake.output.hill_climb_ends,

@@ -10,8 +10,10 @@ import time
 
 # A job's fixed cost against its work (benchmarks/job_sizes.py reads this line): the wall
 # time from the process's start (the interpreter, Snakemake's script preamble, imports) and
-# the time from `setup` to the job's end (its own work).
-TIMING = "job timing: wall %.3f s, work %.3f s"
+# the time from `setup` to the job's end (its own work); and the process's CPU time (user +
+# system, its own and its finished children's), which other jobs on the cores do not inflate
+# as they do the wall time (the plan's rates are CPU seconds on one core).
+TIMING = "job timing: wall %.3f s, work %.3f s, cpu %.3f s"
 
 
 def _process_age() -> float:
@@ -29,7 +31,10 @@ def _process_age() -> float:
 
 
 def _log_timing(start: float) -> None:
-    logging.getLogger("promptscape").info(TIMING, _process_age(), time.monotonic() - start)
+    t = os.times()
+    logging.getLogger("promptscape").info(TIMING, _process_age(), time.monotonic() - start,
+                                          t.user + t.system + t.children_user
+                                          + t.children_system)
 
 
 def setup(path: str | None) -> logging.Logger:

@@ -23,7 +23,8 @@ from promptscape.predictors import Predictor
 
 def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndarray,
                      enumeration_budget: int, vocab_size: int,
-                     weights: np.ndarray | None = None) -> np.ndarray:
+                     weights: np.ndarray | None = None,
+                     decide_on: int | None = None) -> np.ndarray:
     """Empirical loss of every prompt on every dataset.
 
     Prompts that act alike (`Predictor.prompt_classes`: the count classes of an exchangeable
@@ -37,6 +38,10 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
     weights : (S, N) float, optional
         The weight of each sequence's loss (a selection method's, `promptscape.selection`);
         None for the plain mean.
+    decide_on : int, optional
+        The number of prompts whether to enumerate all V^T sequences is decided on
+        (`sequence_losses`; default these prompts): the strategies' on-demand batches pass
+        all the prompts they search, so that the choice does not depend on a batch's size.
 
     Returns
     -------
@@ -44,11 +49,12 @@ def empirical_losses(predictor: Predictor, prompts: list[str], datasets: np.ndar
     """
     S, N, T = datasets.shape
     first, inverse = predictor.prompt_classes(prompts)
+    count = len(prompts) if decide_on is None else decide_on
     table, index = sequence_losses(predictor, first, datasets.reshape(S * N, T),
-                                   enumeration_budget, vocab_size, decide_on=len(prompts))
+                                   enumeration_budget, vocab_size, decide_on=count)
     index = index.reshape(S, N)
     out = np.empty((S, len(first)))
-    if landscape.enumerates(len(prompts), T, enumeration_budget, vocab_size):
+    if landscape.enumerates(count, T, enumeration_budget, vocab_size):
         # The table covers all V^T sequences: L_N is its product with the dataset's weight
         # on each sequence (count / N, or the summed selection weights), one product per
         # seed over the same columns, so a seed's losses do not depend on its block.

@@ -89,12 +89,52 @@ class BudgetSpent(Exception):
     """Raised by the evaluator when a new evaluation would exceed the budget."""
 
 
+class LossCache:
+    """L_N of one dataset D_N on demand: `compute` (a list of prompts to their L_N, ``(n,)``)
+    is called once per batch of prompts not computed before, and every value is kept by
+    canonical index, so a revisit (by the same strategy or another on the same D_N) costs
+    nothing. The strategies' path where the prompts cannot be tabulated (more than the
+    landscape's L_max: 27^6 prompts of length 6); `computed` counts the prompts computed."""
+
+    def __init__(self, compute: Callable[[list[str]], np.ndarray], vocab_size: int):
+        self.compute = compute
+        self.vocab_size = int(vocab_size)
+        self.values: dict[int, float] = {}
+
+    @property
+    def computed(self) -> int:
+        return len(self.values)
+
+    def get(self, idx) -> np.ndarray:
+        """L_N of the prompts of canonical indices `idx`, computing the missing ones in one
+        batch (each once, in order of first appearance)."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        missing = list(dict.fromkeys(i for i in idx.tolist() if i not in self.values))
+        if missing:
+            prompts = [prompts_lib.prompt_at(i, self.vocab_size) for i in missing]
+            losses = np.asarray(self.compute(prompts), dtype=np.float64).reshape(-1)
+            if len(losses) != len(missing):
+                raise ValueError(f"{len(losses)} losses computed for {len(missing)} prompts")
+            self.values.update(zip(missing, losses.tolist()))
+        return np.fromiter((self.values[i] for i in idx.tolist()), dtype=np.float64,
+                           count=len(idx))
+
+
+# On demand, a strategy that draws among all prompts (random search, a restart's fallback)
+# lists them, as the table does, where they number at most this many (so that the on-demand
+# path makes the same draws as the tabulated one), and draws by rejection beyond.
+LISTED_PROMPTS = 1 << 22
+
+
 class Evaluator:
     """L_N by prompt, counting distinct prompts (and gradient computations) against a budget.
 
     `losses` ``(P,)`` holds L_N of every prompt in canonical order (the exhaustive table the
     strategy is scored against; the strategy reads it only through this object, paying for
-    each prompt it has not seen). `trail` lists the evaluations in order: a prompt's
+    each prompt it has not seen). Or, where the prompts are too many to tabulate, `cache`
+    (a `LossCache`) computes L_N of the prompts the strategy visits, in batches, on demand;
+    the strategy does the same either way (`losses` None). `trail` lists the evaluations in
+    order: a prompt's
     canonical index, or -1 for a gradient computation; `parents` beside it, the canonical
     index of the prompt each evaluation was proposed from (-1 where there is none: a start
     or restart, a prompt of exhaustive or random search, a gradient computation). The
@@ -102,15 +142,23 @@ class Evaluator:
     read, so it changes nothing a strategy does (the `strategy_steps` artifact).
     """
 
-    def __init__(self, losses: np.ndarray, vocab_size: int, max_length: int, budget: int):
-        self.losses = np.asarray(losses, dtype=np.float64)
+    def __init__(self, losses: np.ndarray | None, vocab_size: int, max_length: int,
+                 budget: int, cache: LossCache | None = None):
         self.vocab_size = int(vocab_size)
         self.max_length = int(max_length)
         self.num_prompts = prompts_lib.num_prompts(max_length, vocab_size)
-        if len(self.losses) != self.num_prompts:
-            raise ValueError(f"{len(self.losses)} losses for {self.num_prompts} prompts")
+        if (losses is None) == (cache is None):
+            raise ValueError("an Evaluator takes a table of losses or a LossCache, not both")
+        self.cache = cache
+        if losses is not None:
+            self.losses = np.asarray(losses, dtype=np.float64)
+            if len(self.losses) != self.num_prompts:
+                raise ValueError(f"{len(self.losses)} losses for {self.num_prompts} prompts")
+            self.seen = np.zeros(self.num_prompts, dtype=bool)
+        else:
+            self.losses = None
+            self._seen: set[int] = set()
         self.budget = int(budget)
-        self.seen = np.zeros(self.num_prompts, dtype=bool)
         self.trail: list[int] = []
         self.parents: list[int] = []
         self.prompts_seen = 0
@@ -130,23 +178,38 @@ class Evaluator:
     def index(self, prompt: str) -> int:
         return prompts_lib.prompt_index(prompt, self.vocab_size)
 
+    def is_seen(self, i: int) -> bool:
+        return bool(self.seen[i]) if self.losses is not None else int(i) in self._seen
+
+    def values(self, idx) -> np.ndarray:
+        """L_N of the prompts of canonical indices `idx` (on demand: computed where new)."""
+        if self.losses is not None:
+            return self.losses[idx]
+        return self.cache.get(idx)
+
+    def _mark(self, idx) -> None:
+        if self.losses is not None:
+            self.seen[idx] = True
+        else:
+            self._seen.update(np.asarray(idx, dtype=np.int64).reshape(-1).tolist())
+
     def __call__(self, prompt: str, parent: str | None = None) -> float:
         """L_N(prompt); a prompt not seen before costs one evaluation. `parent`: the prompt
         it was proposed from, if any (recorded only)."""
         i = self.index(prompt)
-        if self.seen[i]:
-            return float(self.losses[i])
+        if self.is_seen(i):
+            return float(self.values([i])[0])
         return self.at(i, -1 if parent is None else self.index(parent))
 
     def at(self, i: int, parent: int = -1) -> float:
-        if not self.seen[i]:
+        if not self.is_seen(i):
             if self.used >= self.budget:
                 raise BudgetSpent
-            self.seen[i] = True
+            self._mark(i)
             self.prompts_seen += 1
             self.trail.append(int(i))
             self.parents.append(int(parent))
-        return float(self.losses[i])
+        return float(self.values([i])[0])
 
     def many(self, prompts: list[str], parent: str | list | None = None) -> np.ndarray:
         """L_N of each prompt, in order; raises `BudgetSpent` at the first that does not fit
@@ -157,19 +220,27 @@ class Evaluator:
         offsets = self._offsets
         idx = np.fromiter((offsets[len(p)] + prompts_lib.prompt_value(p, V) for p in prompts),
                           dtype=np.int64, count=len(prompts))
-        fresh = np.flatnonzero(~self.seen[idx])
+        return self.many_at(idx, parent)
+
+    def many_at(self, idx: np.ndarray, parent: str | list | None = None) -> np.ndarray:
+        """`many` of the prompts of canonical indices `idx` ``(n,)`` int64."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.losses is not None:
+            fresh = np.flatnonzero(~self.seen[idx])
+        else:
+            fresh = np.flatnonzero([i not in self._seen for i in idx.tolist()])
         if len(fresh):
             _, first = np.unique(idx[fresh], return_index=True)
             fresh = fresh[np.sort(first)]  # each new prompt once, in order of appearance
             room = self.budget - self.used
             take = idx[fresh[:room]]
-            self.seen[take] = True
+            self._mark(take)
             self.prompts_seen += len(take)
             self.trail.extend(take.tolist())
             self.parents.extend(self._parent_indices(parent, fresh[:room]))
             if len(fresh) > room:
                 raise BudgetSpent
-        return self.losses[idx]
+        return self.values(idx)
 
     def _parent_indices(self, parent, positions: np.ndarray) -> list[int]:
         if parent is None:
@@ -192,7 +263,22 @@ class Evaluator:
         found = np.sort(trail[trail >= 0])
         if not len(found):
             raise ValueError(f"no prompt evaluated within a budget of {budget}")
-        return int(found[first_minimum(self.losses[found])]), int(len(trail))
+        return int(found[first_minimum(self.values(found))]), int(len(trail))
+
+    def unseen(self, first: int) -> np.ndarray:
+        """Canonical indices, less `first`, of the prompts from index `first` on not yet
+        evaluated, in order (the on-demand path lists them only up to `LISTED_PROMPTS`)."""
+        if self.losses is not None:
+            return np.flatnonzero(~self.seen[first:])
+        mask = np.ones(self.num_prompts - first, dtype=bool)
+        mine = np.fromiter((i - first for i in self._seen if i >= first), dtype=np.int64)
+        mask[mine] = False
+        return np.flatnonzero(mask)
+
+    def listed(self, first: int = 0) -> bool:
+        """Whether the prompts from index `first` on are listed when drawn among (always
+        from a table; on demand up to `LISTED_PROMPTS`), else drawn by rejection."""
+        return self.losses is not None or self.num_prompts - first <= LISTED_PROMPTS
 
 
 def first_minimum(losses: np.ndarray) -> int:
@@ -224,13 +310,25 @@ def fresh_start(evaluate: "Evaluator", rng: np.random.Generator, vocab_size: int
     yet evaluated, so that a restart late in a run does not climb a hill it has seen."""
     for _ in range(tries):
         prompt = random_prompt(rng, vocab_size, max_length, min_length)
-        if not evaluate.seen[evaluate.index(prompt)]:
+        if not evaluate.is_seen(evaluate.index(prompt)):
             return prompt
-    unseen = np.flatnonzero(~evaluate.seen[evaluate._offsets[min_length]:])
+    first = evaluate._offsets[min_length]
+    if not evaluate.listed(first):
+        # Too many prompts to list (on demand): uniform among the unseen by rejection.
+        for _ in range(REJECTION_TRIES):
+            i = int(rng.integers(first, evaluate.num_prompts))
+            if not evaluate.is_seen(i):
+                return prompts_lib.prompt_at(i, vocab_size)
+        return prompt
+    unseen = evaluate.unseen(first)
     if not len(unseen):
         return prompt
-    return prompts_lib.prompt_at(evaluate._offsets[min_length] + int(rng.choice(unseen)),
-                                 vocab_size)
+    return prompts_lib.prompt_at(first + int(rng.choice(unseen)), vocab_size)
+
+
+# Draws a rejection sampler makes before it gives up (never, unless nearly every prompt of
+# more than `LISTED_PROMPTS` has been evaluated).
+REJECTION_TRIES = 10_000
 
 
 def neighbours(prompt: str, vocab_size: int, max_length: int) -> list[str]:
@@ -293,8 +391,24 @@ def exhaustive(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradi
 
 
 def random_search(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
-    for i in rng.permutation(evaluate.num_prompts):
-        evaluate.at(int(i))
+    if evaluate.losses is not None:
+        for i in rng.permutation(evaluate.num_prompts):
+            evaluate.at(int(i))
+        return
+    # On demand, in batches (the same evaluations as one at a time: `Evaluator.many`).
+    if evaluate.listed():
+        order = rng.permutation(evaluate.num_prompts)
+        for a in range(0, len(order), RANDOM_BATCH):
+            evaluate.many_at(order[a:a + RANDOM_BATCH])
+        return
+    # Too many prompts to permute: uniform draws, a repeat free and skipped, which is
+    # drawing without replacement.
+    while not evaluate.exhausted:
+        evaluate.many_at(rng.integers(evaluate.num_prompts, size=RANDOM_BATCH))
+
+
+# Prompts random search evaluates at once on demand.
+RANDOM_BATCH = 256
 
 
 def beam(evaluate: Evaluator, vocab_size, max_length, rng, settings, gradient=None):
@@ -460,6 +574,9 @@ class Strategy:
     # Proposes prompts from a parent (edits, extensions, offspring): its steps are recorded
     # (`strategy_steps`). Exhaustive and random search draw every prompt without one.
     proposes: bool = True
+    # Runs on L_N computed on demand (`LossCache`), beyond the prompts a table holds:
+    # every strategy but those that need every prompt's L_N (exhaustive, surrogate).
+    on_demand: bool = True
     # A check of its complete settings together (defaults filled in): raises a ConfigError
     # naming the key given as its second argument.
     check: Callable[[dict, str], None] | None = None
@@ -498,7 +615,7 @@ STRATEGIES = {s.name: s for s in [
              {"max_budget": Setting(None, settings_lib.Check(
                  lambda v: v is None, "null: exhaustive search runs once, at the budget of "
                                       "all prompts"))},
-             exhaustive, exhaustive=True, proposes=False),
+             exhaustive, exhaustive=True, proposes=False, on_demand=False),
     Strategy("random", "uniform over all prompts, without replacement", {}, random_search,
              proposes=False),
     Strategy("beam", "extend symbol by symbol, keep the width best; widen and repeat",
@@ -522,7 +639,7 @@ STRATEGIES = {s.name: s for s in [
              {"max_budget": Setting(None, settings_lib.Check(
                  lambda v: v is None, "null: surrogate runs once, at the cost of its probe "
                                       "queries"))},
-             surrogate, needs_prior=True, proposes=False),
+             surrogate, needs_prior=True, proposes=False, on_demand=False),
 ]}
 
 
@@ -535,6 +652,18 @@ class Plan:
     # Queries of the prior read back that a surrogate strategy ranks by (its one budget);
     # None where no strategy needs it.
     probe_queries: int | None = None
+    # `strategy_max_prompt_length`: the longest prompt the strategies search, beyond the
+    # experiment's max_prompt_length (whose prompts the landscape and the search stage
+    # tabulate) where it is longer: L_N is then computed on demand. None: max_prompt_length.
+    max_length: int | None = None
+
+    def prompt_length(self, max_prompt_length: int) -> int:
+        """The longest prompt the strategies search, in an experiment of `max_prompt_length`."""
+        return max_prompt_length if self.max_length is None else self.max_length
+
+    def on_demand(self, max_prompt_length: int) -> bool:
+        """Whether the strategies search beyond the tabulated prompts (L_N on demand)."""
+        return self.prompt_length(max_prompt_length) > max_prompt_length
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -570,10 +699,13 @@ class Plan:
         return {name: self.settings(name) for name in self.names}
 
 
-def parse(strategies, budgets, where: str) -> Plan:
-    """`experiments.<name>.strategies` (a list of names, or a mapping of names to settings)
-    and `strategy_budgets` (a list of positive integers, given exactly when a strategy
-    besides exhaustive runs) as a `Plan`, or a `ConfigError` naming the key."""
+def parse(strategies, budgets, where: str, max_length: int | None = None,
+          max_prompt_length: int | None = None) -> Plan:
+    """`experiments.<name>.strategies` (a list of names, or a mapping of names to settings),
+    `strategy_budgets` (a list of positive integers, given exactly when a strategy
+    besides exhaustive runs) and `strategy_max_prompt_length` (`max_length`: None, or at
+    least the experiment's `max_prompt_length`) as a `Plan`, or a `ConfigError` naming the
+    key."""
     key = f"{where}.strategies"
     if strategies is None:
         strategies = [EXHAUSTIVE]
@@ -610,7 +742,28 @@ def parse(strategies, budgets, where: str) -> Plan:
         raise ConfigError(f"{budget_key} == {budgets}, but {key} runs exhaustive search "
                           f"only, which takes no budget: name the strategies to run at them "
                           f"({others}) or drop {budget_key}")
-    plan = Plan(tuple(out), tuple(sorted(budgets)))
+    length_key = f"{where}.strategy_max_prompt_length"
+    if max_length is not None:
+        if not (isinstance(max_length, int) and not isinstance(max_length, bool)
+                and max_length >= 0):
+            raise ConfigError(f"{length_key} == {max_length!r}, must be an integer >= 0")
+        if max_prompt_length is not None and max_length < max_prompt_length:
+            raise ConfigError(f"{length_key} == {max_length} is below max_prompt_length "
+                              f"{max_prompt_length}: the strategies search at least the "
+                              "prompts the landscape holds")
+        if max_prompt_length is not None and max_length > max_prompt_length:
+            whole = [n for n, _ in out if not STRATEGIES[n].on_demand]
+            if whole:
+                raise ConfigError(
+                    f"{key} names {', '.join(whole)}, which needs every prompt's L_N, but "
+                    f"{length_key} == {max_length} is beyond max_prompt_length "
+                    f"{max_prompt_length}, whose prompts alone are tabulated: drop "
+                    f"{', '.join(whole)} (exhaustive search up to max_prompt_length is the "
+                    "search stage)")
+            if not budgets:
+                raise ConfigError(f"{length_key} == {max_length} is given, but no strategy "
+                                  f"runs at budgets ({budget_key})")
+    plan = Plan(tuple(out), tuple(sorted(budgets)), max_length=max_length)
     for name in searching:
         if not plan.budgets_of(name, 0):
             raise ConfigError(f"{key}.{name}.max_budget == {plan.settings(name)['max_budget']} "
@@ -630,14 +783,17 @@ class Run:
     parents: np.ndarray
 
 
-def search_run(name: str, losses: np.ndarray, vocab_size: int, max_length: int,
+def search_run(name: str, losses: np.ndarray | None, vocab_size: int, max_length: int,
                budgets: tuple[int, ...], rng: np.random.Generator, settings: dict,
                gradient: Callable[[str], np.ndarray] | None = None,
-               guide: np.ndarray | None = None) -> Run:
+               guide: np.ndarray | None = None, cache: LossCache | None = None) -> Run:
     """`run`, with the run's trail of evaluations and their parents; `guide`: the
-    surrogate's L_N of every prompt (canonical order), for a strategy that `needs_prior`."""
+    surrogate's L_N of every prompt (canonical order), for a strategy that `needs_prior`;
+    `cache`: L_N on demand (`LossCache`) in place of the table `losses` (None)."""
     strategy = STRATEGIES[name]
-    evaluate = Evaluator(losses, vocab_size, max_length, max(budgets))
+    if cache is not None and not strategy.on_demand:
+        raise ValueError(f"{name} needs every prompt's L_N: it cannot run on demand")
+    evaluate = Evaluator(losses, vocab_size, max_length, max(budgets), cache)
     if strategy.needs_prior:
         # Its cost is the probe's queries, its budget: it evaluates nothing here.
         chosen = strategy.search(evaluate, vocab_size, max_length, rng, settings,

@@ -891,12 +891,23 @@ def get_strategy_inputs(wildcards):
     search reads; and its checkpoint where a strategy needs gradients. Nothing for Bayes.
     """
     exp = _strategy_experiment(wildcards)
+    on_demand = exp.search_strategies.on_demand(exp.max_prompt_length)
+    # Beyond the landscape's L_max, the KL of the longer prompts the strategies choose is
+    # computed on the task's evaluation set.
+    inputs = (
+        {
+            "evaluation": layout.pattern(STUDY, "evaluation_set").format(
+                experiment=exp.name, task=wildcards.task
+            )
+        }
+        if on_demand
+        else {}
+    )
     if not is_neural(wildcards.predictor):
-        return {}
-    inputs = {}
+        return inputs
     if is_tabulated(exp):
         inputs["table"] = layout.prompt_losses(STUDY, exp, wildcards.predictor, 0)
-    if exp.search_strategies.needs_gradient or not is_tabulated(exp):
+    if exp.search_strategies.needs_gradient or not is_tabulated(exp) or on_demand:
         inputs["model"] = layout.checkpoint(STUDY, exp, wildcards.predictor, 0)
     return inputs
 
@@ -928,6 +939,11 @@ def get_strategy_args(wildcards):
         "strategies",
         "budgets",
         *(["probe_queries"] if exp.search_strategies.needs_prior else []),
+        *(
+            ["strategy_max_prompt_length"]
+            if exp.search_strategies.on_demand(exp.max_prompt_length)
+            else []
+        ),
         replicate=0,
         N=int(wildcards.N),
         strategies=exp.search_strategies.to_dict(),
@@ -935,6 +951,11 @@ def get_strategy_args(wildcards):
         **(
             {"probe_queries": exp.search_strategies.probe_queries}
             if exp.search_strategies.needs_prior
+            else {}
+        ),
+        **(
+            {"strategy_max_prompt_length": exp.strategy_max_prompt_length}
+            if exp.search_strategies.on_demand(exp.max_prompt_length)
             else {}
         ),
     )

@@ -225,6 +225,41 @@ HELDOUT_SECONDS_PER_TOKEN = {"lstm": 2e-6, "transformer": 1.5e-5}
 # Seconds per strategy evaluation (seed x strategy x its largest budget): the strategies'
 # Python loops.
 STRATEGY_EVALUATION_SECONDS = 3e-5
+# Word sources (V = 27: word_stream, language_mixture) have their own rates where those
+# above, calibrated on the binary kinds, are off by more than a factor of 2: the exact word
+# Bayes predictor scores prompt classes in one vectorised pass per batch (`class_losses`),
+# its Monte Carlo prediction is a plain evaluation-set table, and a network's training step
+# also draws a word batch and its exact Bayes reference. Measured as CPU seconds (each
+# job's `logs.TIMING` line) on a reduced run of config/words.yaml (the six-language mixture
+# of 1000-word lists, T = 10, Bayes at L_max 3 and the networks at L_max 2, two tasks and
+# four seeds; 2026-12-07; docs/plan.md).
+WORD_EVALUATION_SECONDS = {
+    ("search_prompts", "bayes"): 1.4e-7,
+    ("compute_landscape", "bayes"): 9e-7, ("predict_reliability", "bayes"): 1e-6,
+    # A strategies job's L_N of every prompt up to L_max of its block (tabulated), as the
+    # search computes it.
+    ("search_strategies", "bayes"): 1.4e-7,
+    # Networks through the trie, by family (the Transformer 5 times the LSTM).
+    **{(rule, "lstm"): 1e-5 for rule in ("compute_landscape", "predict_reliability",
+                                         "search_strategies", "search_prompts")},
+    **{(rule, "transformer"): 5.4e-5 for rule in ("compute_landscape", "predict_reliability",
+                                                  "search_strategies", "search_prompts")},
+}
+WORD_TRAINING_SECONDS_PER_TOKEN = {"lstm": 1.55e-5, "transformer": 3.6e-5}
+# A held-out evaluation's token (the network's forward pass and the exact word Bayes
+# predictive of every position as its reference).
+WORD_HELDOUT_SECONDS_PER_TOKEN = {"lstm": 4e-5, "transformer": 5e-5}
+# Building a word pretraining source in a job (wordfreq's lists of its languages, their
+# prefix tables): 1.3 s CPU for six languages of 1000 words, in every job that scores
+# prompts or trains on it.
+WORD_SOURCE_SECONDS = 1.3
+WORD_SOURCE_RULES = ("train_predictor", "evaluate_predictor", "search_prompts",
+                     "search_selected", "search_strategies", "compute_landscape",
+                     "predict_reliability", "measure_efficiency")
+# Seconds per strategy evaluation computed on demand (beyond the landscape's L_max,
+# `strategy_max_prompt_length`): a longer prompt's L_N on one D_N, in the strategies'
+# batches (annealing's one at a time), under the word Bayes predictor.
+ON_DEMAND_EVALUATION_SECONDS = 3e-4
 # Seconds per token of a tuning step (forward, backward, update) and of scoring a tuned
 # network (forward), by family: the training and held-out rates (the same passes;
 # benchmarks/tuning_throughput.py measures tuning at 0.9-1.6 times the network's own
@@ -239,13 +274,40 @@ def _start(rule: str) -> float:
     return JOB_START_SECONDS + JOB_WORK_SECONDS.get(rule, 0.2)
 
 
+def _start_on(study, job: Job) -> float:
+    """`_start`, and building a word pretraining source where the job's rule does
+    (`WORD_SOURCE_RULES`)."""
+    seconds = _start(job.rule)
+    if job.rule in WORD_SOURCE_RULES and is_word_source(_pretraining(study, job.wildcards)):
+        seconds += WORD_SOURCE_SECONDS
+    return seconds
+
+
+def _pretraining(study, w: dict):
+    return (study.sources[w["source"]] if "source" in w
+            else study.experiments[w["experiment"]].pretraining)
+
+
+def is_word_source(source) -> bool:
+    """Whether `source` is a word source (V = 27), whose rates are `WORD_EVALUATION_SECONDS`
+    and `WORD_TRAINING_SECONDS_PER_TOKEN`."""
+    return source.kind in ("word_stream", "language_mixture")
+
+
+def _word_kind(study, predictor: str) -> str:
+    """The key of a predictor in `WORD_EVALUATION_SECONDS`: bayes, or the network's family."""
+    return study.family(predictor) if study.is_neural(predictor) else "bayes"
+
+
 def training_seconds(study, job: Job) -> float:
     """train_predictor: its steps' tokens at the family's training rate."""
     w = job.wildcards
     net = study.network(w["predictor"], w["source"])
     family = study.family(w["predictor"])
     tokens = net.steps * net.batch_size * net.sequence_length
-    return _start(job.rule) + tokens * TRAINING_SECONDS_PER_TOKEN.get(family, 2.1e-5)
+    rates = (WORD_TRAINING_SECONDS_PER_TOKEN if is_word_source(study.sources[w["source"]])
+             else TRAINING_SECONDS_PER_TOKEN)
+    return _start_on(study, job) + tokens * rates.get(family, 2.1e-5)
 
 
 def heldout_seconds(study, job: Job) -> float:
@@ -254,7 +316,9 @@ def heldout_seconds(study, job: Job) -> float:
     net = study.network(w["predictor"], w["source"])
     family = study.family(w["predictor"])
     tokens = study.training["heldout_size"] * net.sequence_length
-    return _start(job.rule) + tokens * HELDOUT_SECONDS_PER_TOKEN.get(family, 1.5e-5)
+    rates = (WORD_HELDOUT_SECONDS_PER_TOKEN if is_word_source(study.sources[w["source"]])
+             else HELDOUT_SECONDS_PER_TOKEN)
+    return _start_on(study, job) + tokens * rates.get(family, 1.5e-5)
 
 
 def post_training_seconds(study, job: Job) -> float:
@@ -286,14 +350,23 @@ def optimum_seconds(study, job: Job) -> float:
 
 
 def strategy_seconds(study, job: Job) -> float:
-    """search_strategies: every seed's runs at their largest budgets, in Python loops."""
+    """search_strategies: every seed's runs at their largest budgets, in Python loops (at
+    the on-demand rate where they search beyond the landscape), and on word sources the
+    table of L_N up to L_max, which the binary rates leave out."""
     w = job.wildcards
     exp = study.experiments[w["experiment"]]
     P = num_prompts(exp)
     runs = sum(max(exp.search_strategies.budgets_of(name, P), default=0)
                for name in exp.strategies)
     S = int(w["last"]) - int(w["first"]) + 1
-    return _start(job.rule) + S * runs * STRATEGY_EVALUATION_SECONDS
+    per_evaluation = (ON_DEMAND_EVALUATION_SECONDS
+                      if exp.search_strategies.on_demand(exp.max_prompt_length)
+                      else STRATEGY_EVALUATION_SECONDS)
+    seconds = _start_on(study, job) + S * runs * per_evaluation
+    if is_word_source(exp.pretraining):
+        seconds += job.evaluations * WORD_EVALUATION_SECONDS[
+            (job.rule, _word_kind(study, w["predictor"]))]
+    return seconds
 
 
 def _tabulated(study, exp, rule: str, predictor: str | None) -> bool:
@@ -814,7 +887,7 @@ def evaluation_seconds(study, job: Job) -> float:
     simulations and aggregates); a search or efficiency job of every predictor of the
     experiment at each one's own rate."""
     rule, w = job.rule, job.wildcards
-    seconds = _start(rule)
+    seconds = _start_on(study, job) if ("source" in w or "experiment" in w) else _start(rule)
     predictor = w.get("predictor")
     if predictor is None and rule in ("search_prompts", "search_selected",
                                       "measure_efficiency"):
@@ -830,7 +903,11 @@ def evaluation_seconds(study, job: Job) -> float:
                      else max(exp.dataset_sizes))
                 evals = (_search_cell(study, exp, rule, p, N, S)[0] * len(exp.tasks)
                          * len(exp.dataset_sizes))
-            seconds += evals * EVALUATION_SECONDS[(rule, kind)]
+            word = (rule, _word_kind(study, p))
+            if is_word_source(exp.pretraining) and word in WORD_EVALUATION_SECONDS:
+                seconds += evals * WORD_EVALUATION_SECONDS[word]
+            else:
+                seconds += evals * EVALUATION_SECONDS[(rule, kind)]
         return seconds
     if predictor is None:
         return seconds  # simulations, aggregates: no evaluations
@@ -838,4 +915,8 @@ def evaluation_seconds(study, job: Job) -> float:
         kind = study.family(predictor)
     else:
         kind = "neural" if study.is_neural(predictor) else "bayes"
+    exp = study.experiments.get(w.get("experiment"))
+    word = (rule, _word_kind(study, predictor))
+    if exp is not None and is_word_source(exp.pretraining) and word in WORD_EVALUATION_SECONDS:
+        return seconds + job.evaluations * WORD_EVALUATION_SECONDS[word]
     return seconds + job.evaluations * EVALUATION_SECONDS.get((rule, kind), 0.0)

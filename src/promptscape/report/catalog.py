@@ -170,12 +170,13 @@ FIGURES = {
             'exhaustive search picks from the same D_N. One column per task, one row per '
             'tuned network.')),
     "edits": Figure("edits_chart", "edits",
-                    "Which single edits of a prompt help: exact ΔKL by edit kind",
+                    "Which single edits of a prompt help",
         caption=(
-            'Which single edits of a prompt help, exactly: for every prompt of length 0 to '
+            'Which single edits of a prompt help: for every prompt of length 0 to '
             'L_max and every single edit of it (insert, delete, substitute, swap two '
             'neighbours) that stays within those lengths, ΔKL = KL(edited) − KL(prompt) from '
-            'the landscape, grouped by edit kind relative to the task (adds or removes its '
+            'the landscape (exact, or the evaluation-set estimate where the landscape is '
+            'estimated: the title says which, with the kind), grouped by edit kind relative to the task (adds or removes its '
             'most or least probable symbol, lengthens, shortens, reorders; table edits): the '
             'median (point, coloured by the share of edits that improve) and the 25-75% '
             'range (rule), symmetric log axis; negative helps. Kinds that need a tied most or '

@@ -414,6 +414,10 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
                         panels(regret, f"mean regret (log axis, floor "
                                        f"1e{int(np.log10(REGRET_FLOOR))}; rules: 25–75%)"),
                         panels(found, "found the empirical optimum (rules: Wilson 95%)"))
+    if "ground_truth" in frame and (frame["ground_truth"] == "best_known").any():
+        # Strategies beyond the landscape's L_max: no exhaustive ground truth there.
+        title = _titled(title, "scored against the best prompts known beyond the "
+                               "landscape (regret a lower bound)")
     return _configure(chart, style, title)
 
 
@@ -1125,16 +1129,47 @@ def _header(style) -> alt.Header:
     return alt.Header(labelFontSize=style["font_size"] + 1, labelFontWeight="bold")
 
 
+def edits_delta(methods) -> str:
+    """What the edits figure's ΔKL is, from its landscapes' methods (the edits table's
+    `method`): "exact ΔKL" where every landscape is exact (exact_counts,
+    exact_enumeration), "estimated ΔKL (evaluation set)" where every one is a Monte Carlo
+    estimate, and which is which where they differ.
+
+    >>> edits_delta(["exact_counts", "exact_enumeration"])
+    'exact ΔKL'
+    >>> edits_delta(["monte_carlo"])
+    'estimated ΔKL (evaluation set)'
+    """
+    methods = set(methods)
+    estimated = {m for m in methods if not str(m).startswith("exact")}
+    if not estimated:
+        return "exact ΔKL"
+    if estimated == methods:
+        return "estimated ΔKL (evaluation set)"
+    return "ΔKL, exact or estimated (evaluation set) by landscape"
+
+
+def _titled(title, detail: str):
+    """`title` (a string, or a dict with a ``text``) with `detail` added to its text."""
+    if isinstance(title, dict):
+        return {**title, "text": f"{title['text']}: {detail}"}
+    return f"{title}: {detail}"
+
+
 def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
-    """ΔKL by edit kind: per kind the median exact ΔKL (point, coloured by the share of its
+    """ΔKL by edit kind: per kind the median ΔKL (point, coloured by the share of its
     edits that improve) and its interquartile range (rule), on a symmetric log axis, with a
-    zero line; a column per task, a row per predictor. A kind a task has no rows for (a
+    zero line; a column per task, a row per predictor. The title and the axis say whether
+    the ΔKL is exact or the evaluation-set estimate (`edits_delta`, from the table's
+    `method`). A kind a task has no rows for (a
     tied most or least probable symbol) has no mark in that panel. An infinite median or
     quartile (edits to or from prompts the predictor calls impossible) is drawn at the edge
     of the axis, beyond every finite value, its point a triangle (legend: "infinite, drawn
     at the edge") and its tooltip saying inf."""
     from promptscape.edits import EDIT_KINDS
 
+    delta = edits_delta(frame["method"])
+    title = _titled(title, f"{delta} by edit kind")
     data = frame.copy()
     data["task_label"], order = task_labels(data, tasks, imd)
     data = data.dropna(subset=["delta_median"])
@@ -1161,7 +1196,7 @@ def edits_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) ->
     scale = alt.Scale(type="symlog", constant=1e-3)
     x = alt.X("edit_kind:N", sort=kinds, title="edit kind",
               axis=alt.Axis(labelAngle=-40, labelLimit=200))
-    y_title = "ΔKL (nats)"
+    y_title = f"{delta.split(' (')[0]} (nats)"
     kind = alt.Chart().transform_filter("datum.layer == 'kind'")
     iqr = kind.mark_rule(strokeWidth=2, color="#888").encode(
         x=x, y=alt.Y("delta_q25:Q", scale=scale, title=y_title), y2="delta_q75:Q")

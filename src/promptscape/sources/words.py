@@ -269,6 +269,7 @@ class _WordSource(Source):
         object.__setattr__(self, "_memo_start", {})
         object.__setattr__(self, "_memo_word", {})
         object.__setattr__(self, "_memo_support", {})
+        object.__setattr__(self, "_memo_sequences", {})
 
     @property
     def vocab_size(self) -> int:
@@ -514,6 +515,63 @@ class _WordSource(Source):
                 seen[key] = prompt  # the lexicographically first member
         return list(seen), list(seen.values())
 
+    def _sequence_parts(self, distinct: np.ndarray):
+        """What `class_losses` needs of the distinct task sequences alone, whatever the
+        prompts: each sequence's head (the letters before its first boundary, and whether it
+        has one: ``heads`` {key: index}, ``head_keys``, ``head_of`` (D,)), its tail's log
+        weight per language (D, K), the heads' out-of-vocabulary factor b(y, b) (Y, K), and
+        every split u | y of a list word or prefix whose y is a head (``splits`` {u: [(head,
+        language, log f)]}). Kept for the last sequences asked (the strategies ask again and
+        again on one D_N, a few prompts at a time)."""
+        key = (distinct.shape, distinct.tobytes())
+        memo = self._memo_sequences
+        if memo.get("key") == key:
+            return memo["parts"]
+        K = len(self._models)
+        D = len(distinct)
+        heads: dict[tuple[str, bool], int] = {}
+        head_of = np.empty(D, dtype=np.int64)
+        tail = np.zeros((D, K))
+        for r, seq in enumerate(distinct):
+            text = to_text(seq)
+            cut = text.find("_")
+            key_r = (text, False) if cut < 0 else (text[:cut], True)
+            head_of[r] = heads.setdefault(key_r, len(heads))
+            if cut >= 0:
+                rest = split_context(text[cut + 1:])
+                if rest is None:
+                    tail[r] = -np.inf
+                else:
+                    words, partial = rest
+                    tail[r] = sum((self.log_word(w) for w in words), np.zeros(K)) \
+                        + self.log_start(partial)
+        head_keys = list(heads)
+        stay = np.array([m._log_stay for m in self._models])
+        log_rho = np.array([m._log_rho for m in self._models])
+
+        def letters(text):
+            return np.array([sum(m._log_q[c] for c in text) for m in self._models])
+
+        def stays(k):
+            return np.zeros(K) if k == 0 else k * stay
+
+        b = np.array([stays(len(y) - 1) if y else -stay for y, _ in head_keys]).reshape(-1, K)
+        b = b + np.array([letters(y) + (log_rho if bound else 0.0)
+                          for y, bound in head_keys]).reshape(-1, K)
+        splits: dict[str, list[tuple[int, int, float]]] = {}
+        for l, model in enumerate(self._models):
+            for table, bound in ((model.frequency, True), (model.prefix, False)):
+                for text, f in table.items():
+                    for k in range(len(text) + 1):
+                        u, y = text[:k], text[k:]
+                        if (y, bound) in heads:
+                            splits.setdefault(u, []).append((heads[(y, bound)], l,
+                                                             math.log(f)))
+        parts = heads, head_keys, head_of, tail, b, splits
+        memo.clear()
+        memo.update(key=key, parts=parts)
+        return parts
+
     def class_losses(self, classes, seqs):
         """``-log P(x | s)`` for a prompt of each class on each sequence, ``(C, B)``.
 
@@ -537,23 +595,7 @@ class _WordSource(Source):
         distinct, inverse = np.unique(seqs, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         D = len(distinct)
-        heads: dict[tuple[str, bool], int] = {}
-        head_of = np.empty(D, dtype=np.int64)
-        tail = np.zeros((D, K))
-        for r, seq in enumerate(distinct):
-            text = to_text(seq)
-            cut = text.find("_")
-            key = (text, False) if cut < 0 else (text[:cut], True)
-            head_of[r] = heads.setdefault(key, len(heads))
-            if cut >= 0:
-                rest = split_context(text[cut + 1:])
-                if rest is None:
-                    tail[r] = -np.inf
-                else:
-                    words, partial = rest
-                    tail[r] = sum((self.log_word(w) for w in words), np.zeros(K)) \
-                        + self.log_start(partial)
-        head_keys = list(heads)
+        heads, head_keys, head_of, tail, b, splits = self._sequence_parts(distinct)
         # The classes: their words' weights A (C, K) and their partial words.
         live = [c for c, key in enumerate(classes) if key != IMPOSSIBLE]
         partials = sorted({classes[c][1] for c in live})
@@ -562,9 +604,9 @@ class _WordSource(Source):
         A = np.array([self._log_prior + sum((self.log_word(w) for w in classes[c][0]),
                                             np.zeros(K)) for c in live]).reshape(-1, K)
         norm_u = np.array([self.log_start(u) for u in partials]).reshape(-1, K)  # log S(u)
-        # The out-of-vocabulary factors a(u) (U, K) and b(y, b) (Y, K), and log beta.
+        # The out-of-vocabulary factor a(u) (U, K) (b(y, b) is the sequences': `_sequence_parts`)
+        # and log beta.
         stay = np.array([m._log_stay for m in self._models])
-        log_rho = np.array([m._log_rho for m in self._models])
         log_oov = np.array([m._log_oov for m in self._models])
         log_list = np.array([m._log_list for m in self._models])
 
@@ -575,19 +617,10 @@ class _WordSource(Source):
             return np.zeros(K) if k == 0 else k * stay
 
         a = np.array([stays(len(u)) + letters(u) for u in partials]).reshape(-1, K)
-        b = np.array([stays(len(y) - 1) if y else -stay for y, _ in head_keys]).reshape(-1, K)
-        b = b + np.array([letters(y) + (log_rho if bound else 0.0)
-                          for y, bound in head_keys]).reshape(-1, K)
         # The list terms: every split u | y of every list word (heads with a boundary) and
         # every list prefix (heads without one) whose u is a class's partial word.
-        entries: dict[tuple[int, int, int], float] = {}
-        for l, model in enumerate(self._models):
-            for table, bound in ((model.frequency, True), (model.prefix, False)):
-                for text, f in table.items():
-                    for k in range(len(text) + 1):
-                        u, y = text[:k], text[k:]
-                        if (y, bound) in heads and u in u_index:
-                            entries[(u_index[u], heads[(y, bound)], l)] = math.log(f)
+        entries: dict[tuple[int, int, int], float] = {
+            (u_index[u], y, l): value for u in partials for y, l, value in splits.get(u, ())}
         listed = sorted({i for i, _, _ in entries} | ({u_index[""]} if "" in u_index else set()))
         row_of = np.full(len(partials), -1, dtype=np.int64)
         row_of[listed] = np.arange(len(listed))

@@ -92,6 +92,12 @@ class Experiment:
         return self.strategies != (strategies_lib.EXHAUSTIVE,)
 
     @property
+    def strategy_max_prompt_length(self) -> int:
+        """The longest prompt the search strategies search (`strategy_max_prompt_length`;
+        default max_prompt_length)."""
+        return self.search_strategies.prompt_length(self.max_prompt_length)
+
+    @property
     def probe_length(self) -> int:
         """The longest probe context of rule probe_prior (`probe_length`)."""
         return probe_length(self.max_prompt_length, self.task_length)
@@ -504,7 +510,9 @@ def _experiment(name, exp, sources, models, where) -> Experiment:
             raise ConfigError(f"{where}.predictors[{i}] == {predictor!r}: not 'bayes' and not "
                               f"a model of `models`; models: {', '.join(models)}")
     search_strategies = strategies_lib.parse(exp["strategies"], exp["strategy_budgets"],
-                                             where=where)
+                                             where=where,
+                                             max_length=exp.get("strategy_max_prompt_length"),
+                                             max_prompt_length=exp["max_prompt_length"])
     if search_strategies.needs_prior:
         if not pretraining.exchangeable:
             raise ConfigError(

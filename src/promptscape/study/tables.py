@@ -475,17 +475,37 @@ ARTIFACTS = {a.name: a for a in [
          _PLEN,
          ("empirical_loss", _F, "L_N of the chosen prompt (nats)"),
          ("found_best", _B, "the chosen prompt attains the empirical minimum over all prompts "
-                            "(within the search's relative tie tolerance 1e-12)"),
-         ("correct", _B, "the chosen prompt is in the optimal class of the landscape"),
-         ("regret", _F, "KL(chosen) - KL(s*) (nats), as in selections"),
-         ("rank", _I, "rank of the chosen prompt in the landscape (0: the optimal class)"),
+                            "(within the search's relative tie tolerance 1e-12; best_known: "
+                            "the least L_N known on this D_N, over the prompts up to "
+                            "max_prompt_length and every prompt the job's strategies "
+                            "evaluated on it)"),
+         ("correct", _B, "the chosen prompt is in the optimal class of the landscape "
+                         "(best_known: the least known KL is not shown less than its KL by "
+                         "the landscape's rule)"),
+         ("regret", _F, "KL(chosen) - KL(s*) (nats), as in selections (best_known: minus the "
+                        "least known KL, over the landscape and every prompt the job's "
+                        "strategies chose: a lower bound of the regret)"),
+         ("rank", _I, "rank of the chosen prompt in the landscape (0: the optimal class); "
+                      "null where ground_truth is best_known", NULLABLE),
          ("evaluations", _I, "evaluations the strategy used up to this budget (at most the "
                              "budget; fewer where it stopped early, e.g. every prompt seen)"),
-         ("optimum_class_size", _I, "m: prompts attaining the empirical minimum on this D_N"),
-         ("num_prompts", _I, "P: prompts of length 0..L_max"),
+         ("optimum_class_size", _I, "m: prompts attaining the empirical minimum on this D_N "
+                                    "(best_known: of the known prompts)"),
+         ("num_prompts", _I, "P: prompts of length 0..L, L the strategies' longest prompt "
+                             "(strategy_max_prompt_length, default max_prompt_length)"),
          ("exhaustive_correct", _B, "exhaustive search's choice s_hat on this D_N is in the "
                                     "optimal class (so a failure here with found_best is "
-                                    "estimation error, without it search error)")),
+                                    "estimation error, without it search error; best_known: "
+                                    "s_hat up to max_prompt_length, by correct's rule)"),
+         ("kl", _F, "KL of the chosen prompt (nats): the landscape's, or beyond "
+                    "max_prompt_length computed by the landscape's method on the same "
+                    "outcomes (the evaluation set where it is estimated)"),
+         ("ground_truth", _S, "exhaustive: every prompt the strategies search is in the "
+                              "landscape and tabulated, and found_best, correct, regret, rank "
+                              "are exact as stated; best_known: the strategies search beyond "
+                              "max_prompt_length (strategy_max_prompt_length), no table "
+                              "holds every prompt, and they are scored against the best "
+                              "prompts known (docs/science.md)")),
         ("predictor", "replicate", "experiment", "task", "N", "seed", "strategy", "budget")),
     Artifact(
         "strategy_steps",
@@ -565,7 +585,12 @@ ARTIFACTS = {a.name: a for a in [
          ("both_errors", _I, "seeds where the strategy missed the empirical optimum and "
                              "exhaustive search's choice is not optimal either"),
          *_REGRET_STATS,
-         ("evaluations_mean", _F, "mean evaluations used")),
+         ("evaluations_mean", _F, "mean evaluations used"),
+         ("ground_truth", _S, "as in strategy_runs: exhaustive (every prompt searched is "
+                              "tabulated: the columns are exact as stated) or best_known (the "
+                              "strategies search beyond max_prompt_length: found_best, "
+                              "correct and the cells against the best prompts known, regret a "
+                              "lower bound, expected_found_best null)")),
         ("predictor", "replicate", "experiment", "task", "N", "strategy", "budget")),
     Artifact(
         "edit_effects", "{experiment}/aggregate/edit_effects.parquet",

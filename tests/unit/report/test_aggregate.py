@@ -756,7 +756,8 @@ def test_within_epsilon_against_a_hand_count_with_its_wilson_interval(epsilon, c
     assert math.isclose(row["within_epsilon_ci_low"], low, rel_tol=1e-10, abs_tol=1e-14)
     assert math.isclose(row["within_epsilon_ci_high"], high, rel_tol=1e-10, abs_tol=1e-14)
     runs = _cell(REGRETS, strategy="random", budget=10, evaluations=10, num_prompts=63,
-                 optimum_class_size=1, found_best=True, exhaustive_correct=True)
+                 optimum_class_size=1, found_best=True, exhaustive_correct=True,
+                 ground_truth="exhaustive")
     strat = aggregate.strategy_table(runs, epsilon).iloc[0]
     assert strat["within_epsilon_seeds"] == count and strat["within_epsilon"] == count / n
     assert strat["within_epsilon_ci_low"] == row["within_epsilon_ci_low"]
@@ -788,6 +789,23 @@ def test_a_prompt_tied_with_the_optimum_is_within_epsilon_even_where_the_tie_is_
     row = aggregate.reliability(frame, 1e-6).iloc[0]
     assert row["correct"] == 3 and row["within_epsilon_seeds"] == 3
     runs = _cell(regrets, strategy="random", budget=10, evaluations=10, num_prompts=63,
-                 optimum_class_size=1, found_best=True, exhaustive_correct=True
-                 ).assign(correct=[True, True, True, False])
+                 optimum_class_size=1, found_best=True, exhaustive_correct=True,
+                 ground_truth="exhaustive").assign(correct=[True, True, True, False])
     assert aggregate.strategy_table(runs, 1e-6).iloc[0]["within_epsilon_seeds"] == 3
+
+
+def test_strategies_beyond_the_landscape_carry_their_ground_truth_and_no_exact_law():
+    """Runs scored against the best prompts known (strategies beyond the landscape's L_max)
+    say so in the aggregate, and random search's exact law (which needs the true
+    empirical-optimum class) is left null; one cell never mixes the two."""
+    runs = _cell(REGRETS, strategy="random", budget=10, evaluations=10,
+                 num_prompts=27 ** 6, optimum_class_size=1, found_best=True,
+                 exhaustive_correct=True, ground_truth="best_known")
+    row = aggregate.strategy_table(runs, 1e-6).iloc[0]
+    assert row["ground_truth"] == "best_known" and math.isnan(row["expected_found_best"])
+    exact = aggregate.strategy_table(runs.assign(ground_truth="exhaustive", num_prompts=63),
+                                     1e-6).iloc[0]
+    assert exact["ground_truth"] == "exhaustive" and exact["expected_found_best"] > 0
+    mixed = runs.assign(ground_truth=["exhaustive"] + ["best_known"] * (len(runs) - 1))
+    with pytest.raises(ValueError, match="mix ground truths"):
+        aggregate.strategy_table(mixed, 1e-6)

@@ -163,3 +163,30 @@ def test_an_infinite_median_is_drawn_at_the_edge_and_says_so():
     assert drawn.loc[second, "delta_median_shown"] == "-inf"
     assert drawn.loc[first, "median_drawn"] == "infinite, drawn at the edge"
     assert (drawn.drop([first, second])["median_drawn"] == "finite").all()
+
+
+def _edits_title(methods):
+    """The edits figure's title text and y-axis titles as the figures stage makes them."""
+    from promptscape.report.catalog import FIGURES
+
+    table = edits_table()
+    table["method"] = [methods[i % len(methods)] for i in range(len(table))]
+    spec = figures.edits_chart(table, tasks=TASKS, imd=IMD, predictors=PREDICTORS,
+                               style=STYLE, title={"text": FIGURES["edits"].headline,
+                                                   "subtitle": "experiment e"}).to_dict()
+    axes = {layer["encoding"]["y"].get("title") for layer in spec["spec"]["layer"]
+            if "title" in layer["encoding"].get("y", {})}
+    return spec["title"]["text"], axes
+
+
+def test_the_edits_title_says_whether_the_delta_is_exact_or_estimated():
+    """A Monte Carlo landscape's ΔKL is an estimate on the evaluation set (the words
+    experiment's); the title once said "exact ΔKL" on every landscape."""
+    text, axes = _edits_title(["monte_carlo"])
+    assert "estimated ΔKL" in text and "exact" not in text
+    assert axes == {"estimated ΔKL (nats)"}
+    text, axes = _edits_title(["exact_counts", "exact_enumeration"])
+    assert "exact ΔKL" in text and "estimated" not in text
+    assert axes == {"exact ΔKL (nats)"}
+    text, _ = _edits_title(["exact_counts", "monte_carlo"])
+    assert "exact or estimated" in text

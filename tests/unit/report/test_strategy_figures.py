@@ -82,7 +82,7 @@ def _row(predictor, task, n, strategy, budget, used, good, estimation, search, b
             "found_best_exhaustive_correct": good, "estimation_error": estimation,
             "search_error": search, "both_errors": both, "regret_mean": regret,
             "regret_median": regret / 2, "regret_q25": regret / 4, "regret_q75": regret * 1.5,
-            "evaluations_mean": float(used)}
+            "evaluations_mean": float(used), "ground_truth": "exhaustive"}
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +308,13 @@ def test_save_writes_every_format(tmp_path, frame):
         assert path.stat().st_size > 0
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "budget (evaluations)" in paths["svg"].read_text()
+
+
+def test_the_title_says_when_the_strategies_are_scored_against_the_best_known(frame):
+    """Strategies beyond the landscape (ground_truth best_known) are scored against the
+    best prompts known, their regret a lower bound: the figure says so in its title."""
+    exact = chart(frame, title={"text": "t", "subtitle": "s"}).to_dict()["title"]["text"]
+    assert "best prompts known" not in exact
+    known = chart(frame.assign(ground_truth="best_known"),
+                  title={"text": "t", "subtitle": "s"}).to_dict()["title"]["text"]
+    assert "best prompts known" in known and "lower bound" in known

@@ -161,6 +161,17 @@ def _single_edits(path: str, edges: edits.Edges, index: pd.Series, vocab_size: i
     for key, rows in runs.indices.items():
         lost = seen[key]
         rank[rows] = np.searchsorted(lost, frame["parent_loss"].to_numpy()[rows]) / len(lost)
+    # Strategies that search beyond the landscape's L_max (strategy_max_prompt_length) step
+    # to prompts it does not hold, whose ΔKL it does not know: those steps are left out.
+    longest = len(index.index[-1]) if len(index) else 0
+    inside = ((frame["parent_prompt"].str.len() <= longest)
+              & (frame["prompt"].str.len() <= longest)).to_numpy()
+    if not inside.all():
+        log.info("%s: %d of %d steps with a parent reach beyond the landscape's prompts (length "
+                 "> %d) and are left out", path, int((~inside).sum()), len(frame), longest)
+        frame, rank = frame[inside].reset_index(drop=True), rank[inside]
+        if not len(frame):
+            return
     parent = index.reindex(frame["parent_prompt"]).to_numpy()
     child = index.reindex(frame["prompt"]).to_numpy()
     if np.isnan(parent.astype(float)).any() or np.isnan(child.astype(float)).any():
