@@ -11,6 +11,13 @@ the way (choosing them by the objective is legitimate: it is the population loss
 stops once the objective has not improved by more than `tolerance` (relative) for
 `patience` steps, the step at which it converged. Tuned modules are the tuners' own
 (`promptscape.neural.tuning`), one copy (S = 1) per start.
+
+`train_side_by_side` trains the S copies of one prompt-space Tuned (every learning rate and
+start of a tuner and K) in one loop: each copy at its own learning rate (`Adam`, torch's
+update with an (S,) learning rate), judged, kept and stopped exactly as `train` judges, keeps
+and stops it alone; a converged copy leaves the batch. The copies never meet (their
+parameters are separate and Adam is elementwise), so each copy's result is its sequential
+run's up to float rounding, at the cost of one loop instead of S.
 """
 
 from __future__ import annotations
@@ -124,6 +131,143 @@ def train(tuned: Tuned, objective, *, learning_rate: float, max_steps: int, pati
         (losses * w.float()).sum().backward()
         optimizer.step()
     return Run(best, best_step, converged, state)
+
+
+class Adam:
+    """torch.optim.Adam's update (betas, eps, bias correction; no weight decay, no amsgrad)
+    of parameters that hold S copies along an axis each (`dims`), with a learning rate per
+    copy (`learning_rates`, (S,)). `select` keeps some copies (their moments with them)."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], dims: dict[str, int],
+                 learning_rates, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.dims = dict(params), dict(dims)
+        self.learning_rates = torch.as_tensor(np.asarray(learning_rates, dtype=np.float64))
+        self.betas, self.eps, self.steps = betas, float(eps), 0
+        self.m = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.v = {n: torch.zeros_like(p) for n, p in self.params.items()}
+
+    def _along(self, values: torch.Tensor, name: str) -> torch.Tensor:
+        """(S,) values shaped to broadcast along parameter `name`'s copy axis."""
+        p = self.params[name]
+        shape = [1] * p.ndim
+        shape[self.dims[name]] = -1
+        return values.to(device=p.device, dtype=p.dtype).view(shape)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        b1, b2 = self.betas
+        correction2 = math.sqrt(1 - b2 ** self.steps)
+        step_size = self.learning_rates / (1 - b1 ** self.steps)  # float64, as torch's
+        for name, p in self.params.items():
+            if p.grad is None:
+                continue
+            g, m, v = p.grad, self.m[name], self.v[name]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / correction2).add_(self.eps)
+            p.sub_(self._along(step_size, name) * (m / denom))
+
+    def select(self, keep: torch.Tensor, params: dict[str, torch.nn.Parameter]) -> None:
+        """Keep copies `keep` (indices into the current ones); `params`: the parameters that
+        now hold them."""
+        self.learning_rates = self.learning_rates[keep.cpu()]
+        for name, p in params.items():
+            index = keep.to(p.device)
+            self.m[name] = self.m[name].index_select(self.dims[name], index)
+            self.v[name] = self.v[name].index_select(self.dims[name], index)
+        self.params = dict(params)
+
+
+def select_copies(tuned: Tuned, keep: torch.Tensor) -> dict[str, torch.nn.Parameter]:
+    """Replace each trainable parameter of `tuned` by its copies `keep` (in that order);
+    the new parameters."""
+    for name, p in trainable(tuned).items():
+        owner, _, attribute = name.rpartition(".")
+        module = tuned.get_submodule(owner) if owner else tuned
+        kept = p.detach().index_select(tuned.copy_dim, keep.to(p.device))
+        setattr(module, attribute, torch.nn.Parameter(kept))
+    tuned.seeds = len(keep)
+    return trainable(tuned)
+
+
+def train_side_by_side(tuned: Tuned, objective, *, learning_rates, max_steps: int,
+                       patience: int, tolerance: float, check_every: int = 1) -> list[Run]:
+    """`train` of each of `tuned`'s S copies, side by side: copy s at `learning_rates[s]`,
+    on `objective` (`Exact`: the same sum for every copy) or `objective[s]` (a list of S
+    `Sampled`, each drawing its own sequences, all judged on the same check sample). Each
+    copy's best objective, best step, state and convergence are decided as `train` decides
+    them for that copy alone; once converged, a copy leaves the batch. A Run per copy (its
+    state of one copy, as `train`'s); `tuned` is left holding the copies still running at
+    the end."""
+    S = tuned.seeds
+    rates = np.asarray(learning_rates, dtype=np.float64)
+    if rates.shape != (S,):
+        raise ValueError(f"learning_rates of shape {rates.shape}, not ({S},)")
+    sampled = isinstance(objective, (list, tuple))
+    if sampled:
+        if len(objective) != S or any(o.exact for o in objective):
+            raise ValueError(f"side by side: one Sampled objective per copy ({S}), or one Exact")
+        check = objective[0].check
+        if any(not torch.equal(o.check.x, check.x) for o in objective):
+            raise ValueError("side by side: every copy must be judged on the same check sample")
+        sizes = {o.batch_size for o in objective}
+        if len(sizes) != 1:
+            raise ValueError(f"side by side: batch sizes {sorted(sizes)} differ")
+    elif not objective.exact:
+        raise ValueError("side by side: a Sampled objective per copy (a list of S)")
+    dim = tuned.copy_dim
+    params = trainable(tuned)
+    adam = Adam(params, {n: dim for n in params}, rates)
+    active = np.arange(S)  # the original copy of each copy tuned holds now
+    best, best_step = np.full(S, math.inf), np.zeros(S, dtype=np.int64)
+    reference, improved = np.full(S, math.inf), np.zeros(S, dtype=np.int64)
+    converged: list[int | None] = [None] * S
+    state = {n: p.detach().clone() for n, p in params.items()}  # every copy's best
+    for step in range(max_steps + 1):
+        if sampled:
+            drawn = [objective[s].batch(step) for s in active]
+            x, w = torch.cat([d[0] for d in drawn]), drawn[0][1]  # (A, B, T), (1, B)
+        else:
+            x, w = objective.x[0], objective.w  # shared (U, T), (1, U)
+        losses = sequence_losses(tuned, x)  # (A, B)
+        values = None
+        if not sampled:
+            values = (losses.detach().double() * w).sum(1).cpu().numpy()
+        elif step % check_every == 0 or step == max_steps:
+            with torch.no_grad():
+                values = (sequence_losses(tuned, check.x[0]).double() * check.w).sum(1)
+            values = values.cpu().numpy()
+        done = np.zeros(len(active), dtype=bool)
+        if values is not None:
+            better = values < best[active]
+            if better.any():
+                here = torch.as_tensor(np.flatnonzero(better))
+                there = torch.as_tensor(active[better])
+                best[active[better]], best_step[active[better]] = values[better], step
+                for n, p in params.items():
+                    state[n].index_copy_(dim, there.to(p.device),
+                                         p.detach().index_select(dim, here.to(p.device)))
+            for a, s in enumerate(active):
+                if (not math.isfinite(reference[s])
+                        or values[a] < reference[s] - tolerance * abs(reference[s])):
+                    reference[s], improved[s] = values[a], step
+                elif step - improved[s] >= patience:
+                    converged[s], done[a] = step, True
+        if step == max_steps or done.all():
+            break
+        for p in params.values():
+            p.grad = None
+        (losses * w.float()).sum().backward()  # copies that just converged leave after it
+        adam.step()
+        if done.any():
+            keep = torch.as_tensor(np.flatnonzero(~done))
+            params = select_copies(tuned, keep)
+            adam.select(keep, params)
+            active = active[~done]
+    return [Run(float(best[s]), int(best_step[s]), converged[s],
+                {n: t.index_select(dim, torch.tensor([s], device=t.device)).clone()
+                 for n, t in state.items()}) for s in range(S)]
 
 
 def gradient_norm(tuned: Tuned, objective) -> float:

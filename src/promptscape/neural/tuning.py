@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 class Tuned(nn.Module):
     """A frozen base network and S copies of trainable parameters; ``forward`` -> (S, B, T, V)."""
 
+    # The axis of every trainable parameter along which its S copies lie.
+    copy_dim = 0
+
     def __init__(self, base: nn.Module):
         super().__init__()
         self.base = base
@@ -185,6 +188,8 @@ class LSTMPrefix(Tuned):
     state after BOS and a hard prompt (its `PAD` positions left out: a state holds a prompt
     of any length). The task is read after a second BOS, so at its start the prefix is not
     the hard prompt: it is the prompt followed by BOS."""
+
+    copy_dim = 1  # h0, c0: (layers, S, H)
 
     def __init__(self, base, prompts: torch.Tensor):
         super().__init__(base)

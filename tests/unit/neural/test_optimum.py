@@ -102,3 +102,88 @@ def test_a_sampled_objective_draws_fresh_sequences_at_every_step():
     assert run.steps in (0, 3, 6)
     kept = optimum.load(build("soft_prompt", model, [[1, 0]]), run.state)
     np.testing.assert_allclose(run.objective, target.value(kept), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ side by side
+def test_the_per_copy_adam_is_torchs_adam_at_each_copys_rate():
+    """One copy: torch.optim.Adam's iterates; S copies at S rates: each copy's own run."""
+    rng = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 4, 5, generator=rng)
+    grads = [torch.randn(3, 4, 5, generator=rng) for _ in range(12)]
+    rates = [0.3, 1e-3, 0.05]
+
+    def torch_run(s):
+        p = torch.nn.Parameter(start[s:s + 1].clone())
+        adam = torch.optim.Adam([p], lr=rates[s])
+        for g in grads:
+            p.grad = g[s:s + 1].clone()
+            adam.step()
+        return p.detach()
+
+    for dim in (0, 1):  # the copy axis first, or second (an LSTM prefix's (layers, S, H))
+        p = torch.nn.Parameter(start.clone().movedim(0, dim).contiguous())
+        ours = optimum.Adam({"p": p}, {"p": dim}, rates)
+        for g in grads:
+            p.grad = g.movedim(0, dim).contiguous()
+            ours.step()
+        for s in range(3):
+            torch.testing.assert_close(p.detach().select(dim, s)[None], torch_run(s),
+                                       rtol=1e-6, atol=1e-7)
+
+
+def copies(name, model, rows, rates):
+    """One Tuned of every (rate, start) copy, rate-major, and their (S,) rates."""
+    prompts = [r for _ in rates for r in rows]
+    return build(name, model, prompts), [r for r in rates for _ in rows]
+
+
+def assert_runs_equal(side, alone):
+    assert (side.steps, side.converged_step) == (alone.steps, alone.converged_step)
+    np.testing.assert_allclose(side.objective, alone.objective, rtol=1e-6)
+    assert side.state.keys() == alone.state.keys()
+    for n in side.state:
+        # float32 rounding, amplified along a path at a large rate (a Transformer prefix's
+        # keys and values of order 10): 1e-4 at most here
+        torch.testing.assert_close(side.state[n], alone.state[n], rtol=1e-3, atol=1e-4)
+
+
+def test_side_by_side_training_is_each_copys_sequential_run_exact():
+    """Every (rate, start) copy trained together: the same best objective, step, state and
+    convergence as `train` of that copy alone; a rate of ~0 converges first and leaves."""
+    settings = dict(max_steps=20, patience=4, tolerance=1e-4)
+    objective = optimum.Exact(SEQS, PROBS)
+    rows, rates = [[1, 0], [0, 0]], [1e-12, 0.05, 0.4]
+    # A parameter with its copies first (soft prompt), second (an LSTM prefix's state), and
+    # parameter lists (a Transformer prefix's keys and values).
+    for family, name in (("lstm", "soft_prompt"), ("lstm", "prefix"), ("transformer", "prefix")):
+        model = scrambled(family)
+        tuned, each = copies(name, model, rows, rates)
+        side = optimum.train_side_by_side(tuned, objective, learning_rates=each, **settings)
+        for s, (rate, row) in enumerate(zip(each, rows * len(rates))):
+            alone = optimum.train(build(name, model, [row]), objective, learning_rate=rate,
+                                  **settings)
+            assert_runs_equal(side[s], alone)
+        converged = [r.converged_step for r in side]
+        assert converged[0] == converged[1] == settings["patience"], (family, name)
+        assert len(set(converged)) > 1
+
+
+def test_side_by_side_training_is_each_copys_sequential_run_sampled():
+    """Sampled: each copy draws its own stream (seeded per copy) and all are judged on one
+    check sample; each copy's run is its sequential run."""
+    check = TASK.sample(100, T, np.random.default_rng(1))
+    rows, rates = [[1, 0], [0, 1]], [0.02, 0.2]
+    settings = dict(max_steps=12, patience=4, tolerance=1e-3, check_every=2)
+
+    def objective(s):
+        stream = np.random.default_rng(100 + s)
+        return optimum.Sampled(lambda n, step, g=stream: TASK.sample(n, T, g), 16, check)
+
+    model = scrambled("lstm")
+    tuned, each = copies("soft_prompt", model, rows, rates)
+    side = optimum.train_side_by_side(tuned, [objective(s) for s in range(len(each))],
+                                      learning_rates=each, **settings)
+    for s, (rate, row) in enumerate(zip(each, rows * len(rates))):
+        alone = optimum.train(build("soft_prompt", model, [row]), objective(s),
+                              learning_rate=rate, **settings)
+        assert_runs_equal(side[s], alone)
