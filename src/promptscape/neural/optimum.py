@@ -41,10 +41,28 @@ class Exact:
     def __init__(self, seqs: np.ndarray, probs: np.ndarray, device="cpu"):
         self.x = torch.as_tensor(np.asarray(seqs), device=device).long()[None]  # (1, U, T)
         self.w = torch.as_tensor(np.asarray(probs, dtype=np.float64), device=device)[None]
+        self._trie = self._leaf_w = None
 
     def batch(self, step: int):
         """The (1, B, T) sequences and (1, B) weights of step `step`'s loss."""
         return self.x, self.w
+
+    def losses(self, tuned: Tuned) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, U') losses of the distinct sequences under each copy of `tuned` and their
+        (1, U') probabilities: by a walk of the sequences' prefix trie where the tuned
+        network has one (`Tuned.trie_losses`: an LSTM's V^T sequences share most of their
+        prefixes, one state per node instead of one per position), else its forward."""
+        if self._trie is None or self._trie.vocab_size != tuned.vocab_size:
+            from promptscape.neural.trie import SequenceTrie
+
+            self._trie = SequenceTrie(self.x[0].cpu().numpy(), tuned.vocab_size, self.x.device)
+            leaves = torch.as_tensor(self._trie.leaves, device=self.x.device).long()
+            self._leaf_w = torch.zeros(len(self._trie.unique), dtype=torch.float64,
+                                       device=self.x.device).index_add_(0, leaves, self.w[0])[None]
+        losses = tuned.trie_losses(self._trie)
+        if losses is None:
+            return sequence_losses(tuned, self.x[0]), self.w
+        return losses, self._leaf_w
 
     def value(self, tuned: Tuned) -> float:
         with torch.no_grad():
@@ -107,8 +125,11 @@ def train(tuned: Tuned, objective, *, learning_rate: float, max_steps: int, pati
     state = {n: p.detach().clone() for n, p in params.items()}
     converged = None
     for step in range(max_steps + 1):
-        x, w = objective.batch(step)
-        losses = sequence_losses(tuned, x)  # (1, B)
+        if objective.exact:
+            losses, w = objective.losses(tuned)  # (1, U)
+        else:
+            x, w = objective.batch(step)
+            losses = sequence_losses(tuned, x)  # (1, B)
         value = None
         if objective.exact:
             value = float((losses.detach().double() * w).sum())
@@ -128,7 +149,7 @@ def train(tuned: Tuned, objective, *, learning_rate: float, max_steps: int, pati
                 converged = step
             break
         optimizer.zero_grad(set_to_none=True)
-        (losses * w.float()).sum().backward()
+        (losses * w.to(losses.dtype)).sum().backward()
         optimizer.step()
     return Run(best, best_step, converged, state)
 
@@ -228,9 +249,9 @@ def train_side_by_side(tuned: Tuned, objective, *, learning_rates, max_steps: in
         if sampled:
             drawn = [objective[s].batch(step) for s in active]
             x, w = torch.cat([d[0] for d in drawn]), drawn[0][1]  # (A, B, T), (1, B)
+            losses = sequence_losses(tuned, x)  # (A, B)
         else:
-            x, w = objective.x[0], objective.w  # shared (U, T), (1, U)
-        losses = sequence_losses(tuned, x)  # (A, B)
+            losses, w = objective.losses(tuned)  # (A, U), (1, U): the same sum for every copy
         values = None
         if not sampled:
             values = (losses.detach().double() * w).sum(1).cpu().numpy()
@@ -258,7 +279,7 @@ def train_side_by_side(tuned: Tuned, objective, *, learning_rates, max_steps: in
             break
         for p in params.values():
             p.grad = None
-        (losses * w.float()).sum().backward()  # copies that just converged leave after it
+        (losses * w.to(losses.dtype)).sum().backward()  # copies just converged leave after it
         adam.step()
         if done.any():
             keep = torch.as_tensor(np.flatnonzero(~done))
