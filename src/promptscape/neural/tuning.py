@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from promptscape.neural import base as base_lib
 from promptscape.neural import tuners
 from promptscape.neural.base import _with_bos
 
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- tuned modules
 class Tuned(nn.Module):
     """A frozen base network and S copies of trainable parameters; ``forward`` -> (S, B, T, V)."""
+
+    # The axis of every trainable parameter along which its S copies lie.
+    copy_dim = 0
 
     def __init__(self, base: nn.Module):
         super().__init__()
@@ -62,6 +66,26 @@ class Tuned(nn.Module):
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """(B, T) shared or (S, B, T) paired sequences -> (S, B, T, V) log-probs."""
         raise NotImplementedError
+
+    def start(self):
+        """The network's state (a `base.Prefix` of S rows) where every copy's task sequences
+        begin, with gradients, where a walk of a sequence trie can go on from it
+        (`trie_losses`); None: only ``forward``."""
+        return None
+
+    def trie_losses(self, trie) -> torch.Tensor | None:
+        """(S, n_T) float64 log loss of every distinct sequence of `trie`
+        (`promptscape.neural.trie.SequenceTrie`, leaf order) under each copy, by one walk of
+        their shared prefixes, differentiable: an LSTM's (a Transformer's walk stores keys
+        and values in place, which autograd cannot follow); None where there is none."""
+        if self.family != "lstm":
+            return None
+        prefix = self.start()
+        if prefix is None:
+            return None
+        cpu = prefix.log_probs.device.type == "cpu"
+        return self.base.trie_losses(prefix, trie, self.base.cpu_step_inputs if cpu else 1 << 16,
+                                     0)
 
 
 def _plain(base: nn.Module, seqs: torch.Tensor, seeds: int, call=None) -> torch.Tensor:
@@ -115,10 +139,13 @@ class PromptEmbeddings(Tuned):
     def inputs(self) -> torch.Tensor:  # (S, K, E)
         raise NotImplementedError
 
-    def forward(self, seqs):
+    def start(self):
         soft = self.inputs()
         bos = self.base.embed.weight[self.vocab_size].expand(soft.shape[0], 1, soft.shape[-1])
-        prefix = self.base.prefix_embedded(torch.cat([bos, soft], dim=1))
+        return self.base.prefix_embedded(torch.cat([bos, soft], dim=1))
+
+    def forward(self, seqs):
+        prefix = self.start()
         if seqs.ndim == 3:
             return _extend_paired(self.base, prefix, seqs)
         return self.base.extend(prefix, seqs)
@@ -186,6 +213,8 @@ class LSTMPrefix(Tuned):
     of any length). The task is read after a second BOS, so at its start the prefix is not
     the hard prompt: it is the prompt followed by BOS."""
 
+    copy_dim = 1  # h0, c0: (layers, S, H)
+
     def __init__(self, base, prompts: torch.Tensor):
         super().__init__(base)
         self.seeds = prompts.shape[0]
@@ -194,6 +223,12 @@ class LSTMPrefix(Tuned):
             h = torch.cat([state[0] for state in states], dim=1)  # (layers, S, H)
             c = torch.cat([state[1] for state in states], dim=1)
         self.h0, self.c0 = nn.Parameter(h.clone()), nn.Parameter(c.clone())
+
+    def start(self):
+        bos = torch.full((self.seeds, 1), self.vocab_size, dtype=torch.long,
+                         device=self.h0.device)
+        out, state = self.base.lstm(self.base.embed(bos), (self.h0, self.c0))
+        return base_lib.Prefix(state, F.log_softmax(self.base.unembed(out[:, -1]), dim=-1), 1)
 
     def forward(self, seqs):
         (B, T), S = seqs.shape[-2:], self.seeds

@@ -718,13 +718,16 @@ def _optimum_sequences(study, exp) -> int:
 def _optimum_tokens(study, w: dict) -> tuple[int, int]:
     """(tokens trained, tokens scored) of a tune_optimum job, at most: each trained tuner's
     max_steps over the objective's sequences at each learning rate and start, plus the K
-    prompt positions of prompt-space tuners; a score of each tuner's optimum and its
-    gradient."""
+    prompt positions of prompt-space tuners (an LSTM's on the exact objective: a state per
+    node of the sequences' prefix trie and the prompt, `optimum.Exact.losses`); a score of
+    each tuner's optimum and its gradient."""
     exp = study.experiments[w["experiment"]]
     plan, T = exp.tuning, exp.task_length
     settings = plan.optimum
     U = _optimum_sequences(study, exp)
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    walk = study.family(w["predictor"]) == "lstm" and enumerates(study, exp)
+    nodes = sum(min(exp.vocab_size ** t, U) for t in range(1, T))  # the trie's inner nodes
     trained = scored = 0
     lengths = sorted(set(settings["prompt_lengths"]) | {plan.prompt_length})
     for name, _ in plan.tuners:
@@ -736,14 +739,15 @@ def _optimum_tokens(study, w: dict) -> tuple[int, int]:
                 continue
             # Starts: the hard optimum and the best of length K, and the random ones.
             starts = 2 + settings["restarts"] if space == tuners.PROMPT else 1
-            trained += (len(settings["learning_rates"]) * starts * settings["max_steps"] * U
-                        * width)
+            step = nodes + K + 1 if walk and space == tuners.PROMPT else U * width
+            trained += len(settings["learning_rates"]) * starts * settings["max_steps"] * step
     return trained, scored
 
 
 def optimum_cost(study, rule: str, w: dict) -> Job:
     """The network, one step's activations with autograd (x3) over the objective's
-    sequences, a score's activations, and the full tuner's parameters and Adam moments."""
+    sequences for each of a prompt-space tuner's rates and starts (trained side by side), a
+    score's activations, and the full tuner's parameters and Adam moments."""
     exp, predictor = study.experiments[w["experiment"]], w["predictor"]
     net = study.network(predictor, exp.pretraining_name)
     per_token = families.family(net.family).activations_per_token
@@ -752,10 +756,11 @@ def optimum_cost(study, rule: str, w: dict) -> Job:
     K = max([exp.tuning.prompt_length, *exp.tuning.optimum["prompt_lengths"]])
     U = _optimum_sequences(study, exp)
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
-    train = 3 * min(U * (T + K), 1 << 17) * token_bytes
+    settings = exp.tuning.optimum
+    copies = len(settings["learning_rates"]) * (2 + settings["restarts"])
+    train = 3 * copies * min(U * (T + K), 1 << 17) * token_bytes
     score = min(B * (T + K), families.MAX_TOKENS) * token_bytes + B * F64
     trained, scored = _optimum_tokens(study, w)
-    settings = exp.tuning.optimum
     return Job(rule, w, trained + scored,
                TORCH_BASELINE_BYTES + max(train, score) + 4 * 64 * MB,
                f"{len(exp.tuning.tuners)} tuners x {len(settings['learning_rates'])} rates x "

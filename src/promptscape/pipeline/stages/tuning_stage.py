@@ -462,24 +462,36 @@ def _tuner_optimum(name, own, K, *, at_tuning_length, base, V, T, max_prompt_len
         prompt = torch.as_tensor(_padded(start, width)[None], device=torch_device)
         return tuning_lib.build(name, base, prompt, own, generator).to(torch_device)
 
+    def target(rate: float, j: int):
+        if objective is not None:
+            return objective
+        stream = seeding.numpy_generator("tuner_optimum_stream", *identity, name, K, rate, j)
+        return optimum_lib.Sampled(lambda n, step, g=stream: task_source.sample(n, T, g),
+                                   settings["batch_size"], check, torch_device)
+
+    training = dict(max_steps=settings["max_steps"], patience=settings["patience"],
+                    tolerance=settings["tolerance"], check_every=settings["check_every"])
     runs = {}  # (rate index, start index) -> Run
-    for i, rate in enumerate(rates):
-        for j, (_, start) in enumerate(starts):
-            tuned = built(start, j)
-            if rate is None:
-                runs[i, j] = optimum_lib.Run(0.0, 0, None, {})
-                continue
-            if objective is not None:
-                target = objective
-            else:
-                stream = seeding.numpy_generator("tuner_optimum_stream", *identity, name,
-                                                 K, rate, j)
-                target = optimum_lib.Sampled(lambda n, step, g=stream: task_source.sample(
-                    n, T, g), settings["batch_size"], check, torch_device)
-            runs[i, j] = optimum_lib.train(
-                tuned, target, learning_rate=rate, max_steps=settings["max_steps"],
-                patience=settings["patience"], tolerance=settings["tolerance"],
-                check_every=settings["check_every"])
+    pairs = [(i, j) for i in range(len(rates)) for j in range(len(starts))]
+    if rates[0] is None:  # none: nothing to train
+        runs = {key: optimum_lib.Run(0.0, 0, None, {}) for key in pairs}
+    elif prompt_space:
+        # Every (rate, start) a copy of one Tuned, trained side by side: each copy's run is
+        # its sequential run (`optimum.train_side_by_side`).
+        prompts = np.stack([_padded(starts[j][1], width) for _, j in pairs])
+        generator = torch.Generator().manual_seed(seeding.stable_seed(
+            "tuner_optimum", *identity, name, 0) % 2**63)
+        tuned = tuning_lib.build(name, base, torch.as_tensor(prompts, device=torch_device),
+                                 own, generator).to(torch_device)
+        side = optimum_lib.train_side_by_side(
+            tuned, objective if objective is not None else
+            [target(rates[i], j) for i, j in pairs],
+            learning_rates=[rates[i] for i, _ in pairs], **training)
+        runs = dict(zip(pairs, side))
+    else:
+        for i, j in pairs:
+            runs[i, j] = optimum_lib.train(built(starts[j][1], j), target(rates[i], j),
+                                           learning_rate=rates[i], **training)
     (i, j) = min(runs, key=lambda key: (runs[key].objective, key))
     best = runs[i, j]
     tuned = optimum_lib.load(built(starts[j][1], j), best.state)
