@@ -171,8 +171,8 @@ def main(argv=None) -> None:
         body = [
             "# Job sizes and run times",
             "",
-            "Written by `benchmarks/job_sizes.py` (do not edit by hand, but for the last "
-            "section, \"Test suite\", which it keeps): "
+            "Written by `benchmarks/job_sizes.py` (do not edit by hand, but for the sections "
+            "from \"Test suite\" on, which it keeps): "
             f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
             f"`{' '.join(['snakemake', '--cores', str(args.cores), *extra])}`, "
             f"from scratch, back to back; load average after: {' '.join(load)}.",
@@ -197,8 +197,8 @@ def main(argv=None) -> None:
             body += ["## Cost plans of other configs", "",
                      "Estimated, not run here (`python -m promptscape.pipeline.plan --configfile F`):",
                      ""] + [f"- {plan_totals(c)}" for c in args.plan] + [""]
-        # The hand-written "Test suite" section (CPU of the test suite, benchmarks/pytest_cpu.py)
-        # is kept as it is.
+        # The hand-written sections from "Test suite" on (CPU of the test suite,
+        # benchmarks/pytest_cpu.py; other measurements) are kept as they are.
         old = args.write.read_text() if args.write.exists() else ""
         kept = old[old.index(TEST_SUITE):] if TEST_SUITE in old else ""
         args.write.write_text("\n".join(body) + ("\n" + kept if kept else ""))
