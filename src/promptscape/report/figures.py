@@ -276,9 +276,9 @@ STRATEGY_DODGE = 0.04
 
 
 def _log_decades(values: np.ndarray) -> list[float]:
-    """The powers of ten spanning positive `values` (at least two)."""
-    low = int(np.floor(np.log10(float(np.min(values)))))
-    high = max(int(np.ceil(np.log10(float(np.max(values))))), low + 1)
+    """The powers of ten spanning the positive finite `values` (at least two; NaN left out)."""
+    low = int(np.floor(np.log10(float(np.nanmin(values)))))
+    high = max(int(np.ceil(np.log10(float(np.nanmax(values))))), low + 1)
     return [10.0**k for k in range(low, high + 1)]
 
 
@@ -314,8 +314,27 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
               for i, s in enumerate(searched)}
     data["budget_plot"] = data["budget"] * 10.0 ** data["strategy"].map(offset).fillna(0.0)
     data["expected_found_best"] = data["expected_found_best"].astype(float)  # NA to NaN
-    for column in ("regret_mean", "regret_q25", "regret_q75"):
+    regret_columns = ("regret_mean", "regret_q25", "regret_q75")
+    for column in regret_columns:
         data[f"{column}_plot"] = np.maximum(data[column].astype(float), REGRET_FLOOR)
+    # An inf regret (a strategy that chose a prompt its predictor calls impossible, KL = inf)
+    # is no point on a log axis: drawn at INFINITE_LIFT x the chart's largest finite regret,
+    # said in the subtitle; no inf reaches Vega (its tooltip value is left empty).
+    plotted = data[[f"{c}_plot" for c in regret_columns]].to_numpy(float)
+    infinite = np.isinf(plotted)
+    infinite_note = None
+    if infinite.any():
+        finite = plotted[np.isfinite(plotted)]
+        top = float(finite.max()) if finite.size else REGRET_FLOOR
+        for i, column in enumerate(regret_columns):
+            data[f"{column}_plot"] = data[f"{column}_plot"].where(~infinite[:, i],
+                                                                  top * INFINITE_LIFT)
+            data[column] = data[column].astype(float).where(~infinite[:, i], np.nan)
+        infinite_note = (f"regret = ∞ (a strategy chose a prompt its predictor calls "
+                         f"impossible) drawn at {INFINITE_LIFT:g} x the largest finite "
+                         f"regret: {int(infinite[:, 0].sum()):,} of {len(data):,} mean "
+                         f"regrets, {int(infinite[:, 1:].any(axis=1).sum()):,} quartile "
+                         "ranges")
 
     color = alt.Color("strategy_label:N", title="search strategy",
                       scale=alt.Scale(domain=[label[s] for s in names],
@@ -418,6 +437,8 @@ def strategies_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style,
         # Strategies beyond the landscape's L_max: no exhaustive ground truth there.
         title = _titled(title, "scored against the best prompts known beyond the "
                                "landscape (regret a lower bound)")
+    if infinite_note:
+        title = _noted(title, infinite_note)
     return _configure(chart, style, title)
 
 

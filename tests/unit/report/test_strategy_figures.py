@@ -318,3 +318,27 @@ def test_the_title_says_when_the_strategies_are_scored_against_the_best_known(fr
     known = chart(frame.assign(ground_truth="best_known"),
                   title={"text": "t", "subtitle": "s"}).to_dict()["title"]["text"]
     assert "best prompts known" in known and "lower bound" in known
+
+
+def test_an_infinite_regret_is_drawn_above_the_finite_ones_and_said(frame):
+    """A strategy that chose a prompt its predictor calls impossible has regret inf (word
+    sources): the figure is still drawn, the inf sits at INFINITE_LIFT x the largest finite
+    regret, the subtitle says how many, and no inf reaches Vega."""
+    data = frame.copy()
+    data["regret_mean"] = data["regret_mean"].astype(float)
+    data["regret_q75"] = data["regret_q75"].astype(float)
+    rows = data.index[data["strategy"] == "beam"][:2]
+    assert len(rows) == 2
+    data.loc[rows, "regret_mean"] = np.inf
+    data.loc[rows, "regret_q75"] = np.inf
+    spec = chart(data, title={"text": "t", "subtitle": "s"}).to_dict()
+    (dataset,) = spec["datasets"].values()
+    drawn = pd.DataFrame(dataset)
+    finite_top = drawn.loc[~drawn.index.isin(rows), "regret_q75_plot"].max()
+    lifted = drawn.loc[rows]
+    assert (lifted["regret_mean_plot"] == finite_top * figures.INFINITE_LIFT).all()
+    assert lifted["regret_mean"].isna().all()
+    assert np.isfinite(drawn.select_dtypes("number").to_numpy(float)[
+        ~np.isnan(drawn.select_dtypes("number").to_numpy(float))]).all()
+    subtitle = spec["title"]["subtitle"]
+    assert any("regret = ∞" in line and " 2 of " in line for line in subtitle), subtitle
