@@ -100,10 +100,7 @@ def search_strategies(*, landscape: str, output: str, steps: str, hill_climb_end
     names = list(plan.names)
     if plan.needs_gradient:
         if model is None:
-            skipped = [n for n in names if strategies_lib.STRATEGIES[n].needs_gradient]
-            log.warning("skipping %s for %s: the exact Bayes predictor has no gradient",
-                        ", ".join(skipped), predictor)
-            names = [n for n in names if n not in skipped]
+            names = _without_gradient(names, predictor)
         else:
             # Loaded at the first gradient computed: over two symbols GCG computes none
             # (`strategies.gradient_search`), and the job never imports torch.
@@ -412,10 +409,7 @@ def search_on_demand(*, landscape: str, output: str, steps: str, hill_climb_ends
     gradient_of = None
     if plan.needs_gradient:
         if model is None:
-            skipped = [n for n in names if strategies_lib.STRATEGIES[n].needs_gradient]
-            log.warning("skipping %s for %s: the exact Bayes predictor has no gradient",
-                        ", ".join(skipped), predictor)
-            names = [n for n in names if n not in skipped]
+            names = _without_gradient(names, predictor)
         else:
             network = functools.cache(lambda: scorer if table is None else longer())
             gradient_of = functools.partial(_gradient_on, network, seqs)
@@ -539,3 +533,12 @@ def _hill_climb_end_on_demand(cache, best: int, known: _Known, oracle: _KL, voca
             "prompt": [prompt], "found_best": [found_best],
             "local_optimum_empirical": [empirical], "local_optimum_exact": [exact],
             "decided_by": [rule.decided_by]}
+
+
+def _without_gradient(names: list[str], predictor: str) -> list[str]:
+    """`names` less the strategies that need a gradient, which the exact Bayes predictor
+    has none of (logged, not silent)."""
+    skipped = [n for n in names if strategies_lib.STRATEGIES[n].needs_gradient]
+    log.warning("skipping %s for %s: the exact Bayes predictor has no gradient",
+                ", ".join(skipped), predictor)
+    return [n for n in names if n not in skipped]
