@@ -149,6 +149,16 @@ def exact_sequences(task: Source, task_length: int, num_prompts: int,
     return None
 
 
+def below_resolution(kl: np.ndarray, resolution: float, method: str) -> np.ndarray:
+    """Whether each KL is reported as below resolution: an exact KL at most its floating-point
+    `resolution`. An estimate (``monte_carlo``) never is: it is a number with its standard
+    error, and it can be negative."""
+    kl = np.asarray(kl, dtype=np.float64)
+    if method == "monte_carlo":
+        return np.zeros(kl.shape, dtype=bool)
+    return kl <= resolution
+
+
 def choose_method(predictor: Predictor, task: Source, task_length: int, num_prompts: int,
                   enumeration_budget: int) -> str:
     """The first exact method that applies, else ``monte_carlo`` (see module doc)."""

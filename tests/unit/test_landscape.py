@@ -478,7 +478,27 @@ def test_every_landscape_the_stage_writes_has_rank_zero_equal_to_the_optimal_cla
         assert (land["kl_resolution"] == res).all() and 0 < res < 1e-9
         np.testing.assert_array_equal(land["rank"], landscape.dense_ranks(
             land["loss"].to_numpy(), tolerance=res))
-    np.testing.assert_array_equal(land["below_resolution"], land["kl"] <= land["kl_resolution"])
+    # Below resolution speaks of an exact KL's arithmetic; an estimate is never below it.
+    np.testing.assert_array_equal(land["below_resolution"], (land["kl"] <= land["kl_resolution"])
+                                  & (method != "monte_carlo"))
+
+
+def test_an_estimated_kl_is_a_number_with_its_standard_error_never_below_resolution():
+    """A Monte Carlo landscape can estimate a KL below 0 (the words run: `we_` on English,
+    -0.0029 +- 0.0042). It was marked below_resolution and the summary printed "below
+    resolution (< 1e-08)", a claim about arithmetic the estimate cannot make; it is the
+    estimate with its standard error."""
+    import pandas as pd
+
+    from promptscape.report import summary
+
+    kl = np.array([-0.002879, 1e-13, 0.5])
+    assert not landscape.below_resolution(kl, 1.2e-08, "monte_carlo").any()
+    for method in ("exact_counts", "exact_enumeration"):
+        assert landscape.below_resolution(kl, 1.2e-08, method).tolist() == [True, True, False]
+    row = pd.Series({"kl": -0.002879, "kl_se": 0.004218, "kl_resolution": 1.2e-08,
+                     "below_resolution": False, "method": "monte_carlo"})
+    assert summary.kl_shown(row) == "-0.002879 ± 0.0042"
 
 
 def test_evaluation_kl_a_block_of_prompts_at_a_time_equals_the_whole_gathered_estimate():
@@ -582,8 +602,8 @@ def test_a_kl_below_resolution_is_said_so_in_the_landscape_figure_and_the_summar
 
     style = {"panel_width": 100, "panel_height": 80, "font_size": 10,
              "predictor_colors": {"bayes": "#1f77b4"}}
-    frame = _figure_frame([True] * 4) | {"kl": [7.41e-13, 0.12, 0.3, 0.5],
-                                          "kl_resolution": 1.5e-12,
+    frame = _figure_frame([True] * 4) | {"kl": [7.41e-13, 0.12, 0.3, 0.5], "kl_se": 0.0,
+                                          "method": "exact_counts", "kl_resolution": 1.5e-12,
                                           "below_resolution": [True, False, False, False]}
     land = pd.DataFrame(frame)
     spec = figures.landscape_chart(land, tasks=["c5"], imd={"c5": False}, predictors=["bayes"],

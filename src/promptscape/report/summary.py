@@ -114,10 +114,13 @@ def _configured(frame: pd.DataFrame, exp: config_lib.Experiment, path: str) -> p
 
 
 def kl_shown(row, fmt: str = "{:.4g}") -> str:
-    """A landscape row's KL as the summary prints it: "below resolution (< r)" where the KL
-    is at most its floating-point resolution (`below_resolution`), else the number."""
+    """A landscape row's KL as the summary prints it: "below resolution (< r)" where an exact
+    KL is at most its floating-point resolution (`below_resolution`), an estimate with its
+    standard error ("0.0123 ± 0.004"), else the number."""
     if row["below_resolution"]:
         return f"below resolution (< {row['kl_resolution']:.1g})"
+    if row.get("method") == "monte_carlo" and np.isfinite(row["kl"]):
+        return f"{fmt.format(row['kl'])} ± {row['kl_se']:.2g}"
     return fmt.format(row["kl"])
 
 
@@ -157,8 +160,8 @@ def experiment_tables(study: config_lib.Study, exp: config_lib.Experiment) -> st
             label = f"{task} ({'IMD' if imd[task] else 'OOMD'})"
             top = best.loc[best["kl"].idxmin()]
             share = top["first_symbol_kl"] / top["kl"] if top["kl"] > 0 else 0.0
-            first = (f"{top['first_symbol_kl']:.3g} ({share:.0%})"
-                     if not top["below_resolution"] else "")
+            first = ("" if top["below_resolution"] else f"{top['first_symbol_kl']:.3g}"
+                     + (f" ({share:.0%})" if top["kl"] > 0 else ""))
             lines.append(f"| {label} | {predictor} | {names} | {kl_shown(top)} | {first} | "
                          f"{sub['method'].iloc[0]} | {correct} | {within} | {regret} |")
     out += lines + [""]

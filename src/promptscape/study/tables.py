@@ -407,8 +407,11 @@ ARTIFACTS = {a.name: a for a in [
                                 "every prompt of the landscape): exact KLs closer than it are "
                                 "tied; float64 for exact Bayes sums, float32 losses for "
                                 "networks (landscape.resolution, docs/science.md \"Ties\")")),
-         ("below_resolution", _B, ("kl <= kl_resolution: the KL is not told from 0 by the "
-                                   "arithmetic; reported as below resolution, not as a number")),
+         ("below_resolution", _B, ("kl <= kl_resolution where the KL is exact: it is not "
+                                   "told from 0 by the arithmetic; reported as below "
+                                   "resolution, not as a number. Never for monte_carlo: an "
+                                   "estimate is a number with its kl_se (it can be "
+                                   "negative)")),
          ("mc_kl", _F, "KL estimated on the evaluation set (a cross-check of kl)"),
          ("mc_kl_se", _F, "standard error of mc_kl"),
          _DECIDED_BY,

@@ -91,14 +91,15 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
         residuals, decided_by = [], landscape.KL_RESOLUTION
     loss, loss_se, kl, kl_se = (v[inverse] for v in (loss, loss_se, kl, kl_se))
     mc_kl, mc_kl_se = mc[2][inverse], mc[3][inverse]
-    below = kl <= kl_resolution
+    below = landscape.below_resolution(kl, kl_resolution, method)
     best = [p if p else "(empty)" for p, o in zip(prompts, optimal) if o]
     best_kl = float(kl[optimal].min())
     log.info("%s %s %s: method %s over %d prompts (%d classes); optimal class %s%s (%d not "
              "resolved from the best), KL %s (resolution %.2g nats)", predictor, experiment,
              task_name, method, len(prompts), len(first), best[:10],
              " ..." if len(best) > 10 else "", int((~resolved).sum()),
-             "below resolution" if best_kl <= kl_resolution else f"{best_kl:.6g} nats",
+             "below resolution" if below[optimal].any() and best_kl <= kl_resolution
+             else f"{best_kl:.6g} nats",
              kl_resolution)
     prediction = landscape.first_symbol_prediction(pred, first, V)  # (C, V)
     first_kl = landscape.first_symbol_kl(pred, first, task_source, prediction)[inverse]
