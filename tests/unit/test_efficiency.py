@@ -114,6 +114,23 @@ def test_landscape_optima_break_ties_to_the_shorter_then_lexicographic_prompt():
         assert np.isclose(row["exact_kl"], sub[sub["prompt_length"] == length]["kl"].min())
 
 
+def test_an_estimated_landscape_optimum_is_the_least_estimate_not_the_class_first():
+    """The optimal class of a Monte Carlo landscape spans the estimates' errors; its first
+    prompt in canonical order (here "aa", the words run's Portuguese case) can sit above the
+    best estimate and even above the empty prompt. The optimum up to each length is the least
+    estimate, so the efficiency table does not say the empty prompt matches it."""
+    land = pd.DataFrame({
+        "prompt": ["", "aa", "o_", "sr_"], "prompt_length": [0, 2, 2, 3],
+        "kl": [13.0, 13.26, 12.3, 12.26], "kl_se": [0.5, 0.6, 0.6, 0.6],
+        "rank": [1, 0, 0, 0], "method": "monte_carlo", "below_resolution": False})
+    optima = efficiency.landscape_optima(land)
+    assert optima["upto_prompt"].tolist() == ["", "o_", "sr_"]
+    np.testing.assert_allclose(optima["upto_kl"], [13.0, 12.3, 12.26])
+    # Exact KLs keep the rank, shorter, lexicographic rule.
+    exact = land.assign(method="exact_counts", kl=[0.2, 0.1, 0.1, 0.1], rank=[1, 0, 0, 0])
+    assert efficiency.landscape_optima(exact)["upto_prompt"].tolist() == ["", "aa", "aa"]
+
+
 def test_other_predictors_have_no_optimum_beyond_l_max():
     land = exhaustive_landscape(SWITCHING, coin(0.7), L_MAX)
     out = efficiency.optimal_by_length(land, range(6), None)
