@@ -114,6 +114,10 @@ class NetworkFamily(Protocol):
         `max_positions` token positions of state held."""
 
 
+    def differentiable_trie_losses(self, prefix: Prefix, trie: "SequenceTrie") -> torch.Tensor:
+        """`trie_losses` through which autograd follows `prefix` and the model's parameters
+        (a tuner's gradient): (P, n_T) float64, for the few prompts of a tuner's copies."""
+
 def _with_bos(tokens: torch.Tensor, bos: int) -> torch.Tensor:
     """(..., T) symbols -> (..., T + 1) tokens starting with the token `bos` (= V)."""
     bos = torch.full((*tokens.shape[:-1], 1), bos, dtype=torch.long, device=tokens.device)

@@ -110,6 +110,12 @@ class LSTMPredictor(nn.Module):
         loss = torch.zeros(P, 1, dtype=torch.float64, device=prefix.log_probs.device)
         return self._walk(prefix.cache, prefix.log_probs[:, None], loss, trie, 1, step_inputs)
 
+    def differentiable_trie_losses(self, prefix: Prefix, trie: SequenceTrie) -> torch.Tensor:
+        """`trie_losses` that autograd can follow (a tuned prompt's gradient): an LSTM's walk
+        already holds nothing in place."""
+        cpu = prefix.log_probs.device.type == "cpu"
+        return self.trie_losses(prefix, trie, self.cpu_step_inputs if cpu else 1 << 16, 0)
+
     def _walk(self, state, log_probs: torch.Tensor, loss: torch.Tensor, trie: SequenceTrie,
               t: int, step_inputs: int) -> torch.Tensor:
         """`trie_losses` from depth t - 1: its (h, c) `state` (layers, P n_{t-1}, H), its

@@ -19,11 +19,11 @@ and stops it alone; a converged copy leaves the batch. The copies never meet (th
 parameters are separate and Adam is elementwise), so each copy's result is its sequential
 run's up to float rounding, at the cost of one loop instead of S.
 
-Where the tuned network can walk a sequence trie with gradients (an LSTM's prompt-space
-tuners, `Tuned.trie_losses`), the exact objective's losses come from one walk of the task
+Where the tuner can walk a sequence trie with gradients (prompt-space tuners of either
+family, `Tuned.trie_losses`), the exact objective's losses come from one walk of the task
 sequences' prefix trie (`Exact.losses`): a state per distinct prefix instead of one per
-position (about 10 times fewer LSTM steps over the 1,024 sequences of T = 10 binary
-symbols), the same losses and gradients up to float rounding.
+position (1,023 inputs instead of 10,240 over the 1,024 sequences of T = 10 binary symbols),
+the same losses and gradients up to float rounding.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from promptscape.neural.tuning import Tuned, sequence_losses
+from promptscape.neural.tuning import TRIE_NODE_BUDGET, Tuned, sequence_losses
 
 
 class Exact:
@@ -56,8 +56,9 @@ class Exact:
     def losses(self, tuned: Tuned, max_tokens: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, U') losses of the distinct sequences under each copy of `tuned` and their
         (1, U') probabilities: by a walk of the sequences' prefix trie where the tuned
-        network has one (`Tuned.trie_losses`: an LSTM's V^T sequences share most of their
-        prefixes, one state per node instead of one per position), else its forward."""
+        tuner has one (`Tuned.trie_losses`: V^T sequences share most of their prefixes, one
+        state per node instead of one per position) within `tuning.TRIE_NODE_BUDGET`, else
+        its forward."""
         if self._trie is None or self._trie.vocab_size != tuned.vocab_size:
             from promptscape.neural.trie import SequenceTrie
 
@@ -65,7 +66,9 @@ class Exact:
             leaves = torch.as_tensor(self._trie.leaves, device=self.x.device).long()
             self._leaf_w = torch.zeros(len(self._trie.unique), dtype=torch.float64,
                                        device=self.x.device).index_add_(0, leaves, self.w[0])[None]
-        losses = tuned.trie_losses(self._trie)
+        losses = None
+        if tuned.seeds * (self._trie.internal + 1) <= TRIE_NODE_BUDGET:
+            losses = tuned.trie_losses(self._trie)
         if losses is None:
             return sequence_losses(tuned, self.x[0], max_tokens), self.w
         return losses, self._leaf_w

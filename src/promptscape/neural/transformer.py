@@ -245,6 +245,38 @@ class TransformerPredictor(nn.Module):
         return self._walk(prefix, store, prefix.log_probs[:, None], loss, trie, 1,
                           (step_inputs, max_positions))
 
+    def differentiable_trie_losses(self, prefix: Prefix, trie: SequenceTrie) -> torch.Tensor:
+        """`trie_losses` that autograd can follow (a tuned prompt's gradient): (P, n_T)
+        float64. The same depth-by-depth walk, one step per distinct prefix, but each depth's
+        keys and values are new tensors kept in a list instead of written in place, and all
+        P prompts and a depth's nodes go in one step (P is a tuner's few copies)."""
+        (P, V), Lp, T = prefix.log_probs.shape, prefix.length, trie.depth
+        self.check_context(Lp - 1 + T)
+        keys: list[list[torch.Tensor]] = [[] for _ in self.blocks]  # per layer, per depth
+        values: list[list[torch.Tensor]] = [[] for _ in self.blocks]
+        loss = torch.zeros(P, 1, dtype=torch.float64, device=prefix.log_probs.device)
+        log_probs = prefix.log_probs[:, None]
+        for t in range(1, T + 1):
+            loss = trie.losses(t, loss, log_probs)  # (P, n_t)
+            if t == T:
+                break
+            x = (self.embed(trie.symbols[t]) + self.positions.weight[Lp - 1 + t])[None]
+            for i, (block, (k_past, v_past)) in enumerate(zip(self.blocks, prefix.cache)):
+                ancestors = None
+                if t > 1 and trie.complete[t]:  # depth d's nodes in order: views, no copies
+                    ancestors = _Ancestors(keys[i], values[i], True)
+                elif t > 1:
+                    index = trie.ancestors[t]  # (n_t, t - 1) into depths 1..t - 1 in order
+                    ancestors = _Ancestors(*(
+                        torch.cat(kept, dim=2).index_select(2, index.reshape(-1))
+                        .view(kept[-1].shape[0], kept[-1].shape[1], *index.shape, -1)
+                        for kept in (keys[i], values[i])), False)
+                x, k, v = _trie_block(block, x, k_past, v_past, ancestors)
+                keys[i].append(k)
+                values[i].append(v)
+            log_probs = self._unembed(x)  # (P, n_t, V)
+        return loss
+
     def _walk(self, prefix: Prefix, store: list, log_probs: torch.Tensor, loss: torch.Tensor,
               trie: SequenceTrie, t: int, budget: tuple[int, int]) -> torch.Tensor:
         """`trie_losses` from depth t - 1: the prompts' `prefix`, the keys and values of the

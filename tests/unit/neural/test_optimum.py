@@ -200,14 +200,16 @@ def test_side_by_side_training_is_each_copys_sequential_run_sampled():
         assert_runs_equal(side[s], alone)
 
 
-def test_the_exact_objective_walks_the_sequence_trie_where_it_can_with_the_same_gradient():
-    """An LSTM's prompt-space tuners take the exact objective's losses from one walk of the
-    sequences' prefix trie: the same losses and gradients as the plain forward; a
-    Transformer's and a weight tuner's come from the forward."""
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_the_exact_objective_walks_the_sequence_trie_where_it_can_with_the_same_gradient(family):
+    """Prompt-space tuners of both families take the exact objective's losses from one walk
+    of the sequences' prefix trie: the same losses and gradients as the plain forward (a
+    Transformer's walk keeps each depth's keys and values as new tensors, so autograd
+    follows it); a weight tuner's come from the forward."""
     objective = optimum.Exact(SEQS, PROBS)
     x = torch.as_tensor(SEQS).long()
     w = objective.w.float()
-    model = scrambled("lstm")
+    model = scrambled(family)
     for name in ("soft_prompt", "simplex_prompt", "prefix"):
         walked, plain = (build(name, model, [[1, 0], [0, 1]]) for _ in range(2))
         losses, weights = objective.losses(walked)
@@ -220,6 +222,26 @@ def test_the_exact_objective_walks_the_sequence_trie_where_it_can_with_the_same_
         for (n, a), (_, b) in zip(optimum.trainable(walked).items(),
                                   optimum.trainable(plain).items()):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
-    assert build("soft_prompt", scrambled("transformer"), [[1, 0]]).trie_losses(
-        objective._trie) is None
     assert build("head", model, [[1, 0]]).trie_losses(objective._trie) is None
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_a_walk_of_an_incomplete_trie_gathers_ancestors_with_the_same_gradient(family):
+    """A data set's distinct sequences make a trie with missing branches: the Transformer's
+    walk gathers each node's ancestors by index instead of reading whole subtrees."""
+    from promptscape.neural.trie import SequenceTrie
+
+    seqs = SEQS[np.random.default_rng(3).choice(len(SEQS), len(SEQS) // 3, replace=False)]
+    trie = SequenceTrie(seqs, V, "cpu")
+    assert not all(trie.complete[1:])
+    model = scrambled(family)
+    walked, plain = (build("prefix", model, [[1, 0], [0, 1]]) for _ in range(2))
+    walk = walked.trie_losses(trie)
+    forward = tuning.sequence_losses(plain, trie.unique.long())
+    np.testing.assert_allclose(walk.detach().numpy(), forward.double().detach().numpy(),
+                               rtol=1e-5)
+    walk.sum().backward()
+    forward.sum().backward()
+    for (n, a), (_, b) in zip(optimum.trainable(walked).items(),
+                              optimum.trainable(plain).items()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)

@@ -154,6 +154,32 @@ def test_batched_seeds_equal_sequential_runs(family, name):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["soft_prompt", "simplex_prompt", "prefix"])
+def test_training_on_the_trie_walk_takes_the_steps_the_forward_takes(family, name, monkeypatch):
+    """Prompt-space tuners train on one walk of the data sets' prefix trie
+    (`TrieObjective`); with the walk's budget at 0 they train on the forward over every
+    position: the same losses after every step, to float32 rounding."""
+    model = scrambled(family)
+    rows = np.array([[1, 0, 1], [0, 0, 0]])
+    rng = np.random.default_rng(4)
+    weights = np.zeros((2, len(SEQS)))
+    for s in range(2):
+        np.add.at(weights[s], rng.integers(0, len(SEQS), 10), 0.1)
+    used = weights.sum(0) > 0
+    seqs, weights = SEQS[used], weights[:, used]
+    assert tuning.TrieObjective.build(build(name, model, rows), seqs, weights) is not None
+    walked = tuning.tune(build(name, model, rows), seqs, weights, steps=6, learning_rate=0.05,
+                         record_at=[0, 3, 6])
+    monkeypatch.setattr(tuning, "TRIE_NODE_BUDGET", 0)
+    assert tuning.TrieObjective.build(build(name, model, rows), seqs, weights) is None
+    forward = tuning.tune(build(name, model, rows), seqs, weights, steps=6, learning_rate=0.05,
+                          record_at=[0, 3, 6])
+    for a, b in zip(walked, forward):
+        np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-4)
+    assert (walked[-1].train_loss < walked[0].train_loss).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name", ["soft_prompt", "simplex_prompt", "prefix", "embedding", "head",
                                   "lora", "full"])
 def test_tuning_lowers_the_training_loss(family, name):
