@@ -1,8 +1,9 @@
 """CPU time of a tuner's optimum (`promptscape.neural.optimum`): every learning rate and start
 of one prompt-space tuner at one K trained side by side (`train_side_by_side`, one Tuned of
 S copies) against the same runs one after another (`train`), and against those runs on the
-forward pass over every sequence (`before`: as tune_optimum ran them before an LSTM's exact
-objective walked the sequences' prefix trie, `Exact.losses`).
+forward pass over every sequence (`before`: as tune_optimum ran them before the exact
+objective walked the sequences' prefix trie, `Exact.losses`), and side by side on the forward
+(as a Transformer's ran before its walk could carry gradients).
 
 The setting is config/tuning_paper.yaml's: binary tasks of T = 10 symbols, the exact
 objective over all 1,024 task sequences (coin(0.2)), 2 learning rates x 3 starts (S = 6
@@ -34,8 +35,8 @@ T, V = 10, 2
 class Forward(optimum.Exact):
     """The exact objective by the forward pass over every sequence, never the trie walk."""
 
-    def losses(self, tuned):
-        return tuning.sequence_losses(tuned, self.x[0]), self.w
+    def losses(self, tuned, max_tokens: int = 1 << 17):
+        return tuning.sequence_losses(tuned, self.x[0], max_tokens), self.w
 
 
 def main() -> None:
@@ -54,14 +55,14 @@ def main() -> None:
     settings = dict(max_steps=args.steps, patience=args.steps + 1, tolerance=0.0)
     print(f"torch threads {torch.get_num_threads()}, {len(rates)} rates x {starts} starts, "
           f"{args.steps} steps, exact objective over {len(seqs)} sequences of T = {T}")
-    print("| family | tuner | K | before CPU-s | sequential CPU-s | side by side CPU-s | "
-          "before / side by side |")
-    print("|---|---|---|---|---|---|---|")
+    print("| family | tuner | K | before CPU-s | sequential CPU-s | side by side, forward "
+          "CPU-s | side by side CPU-s | before / side by side | forward / walk, side by side |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for family in args.families.split(","):
         config = families.PredictorConfig(family=family, sequence_length=40)
         model = base.build_model(config, V).eval()
         for name in args.tuners.split(","):
-            own = dict(tuners.TUNERS[name].settings)
+            own = {k: v.default for k, v in tuners.TUNERS[name].settings.items()}
             for K in (int(k) for k in args.k.split(",")):
                 rng = np.random.default_rng(K)
                 rows = rng.integers(0, V, (starts, K))
@@ -84,11 +85,17 @@ def main() -> None:
                     made([row for _, row in pairs]), objective,
                     learning_rates=[rate for rate, _ in pairs], **settings)
                 together = time.process_time() - start
+                start = time.process_time()
+                optimum.train_side_by_side(
+                    made([row for _, row in pairs]), forward,
+                    learning_rates=[rate for rate, _ in pairs], **settings)
+                side_forward = time.process_time() - start
                 worst = max(abs(a.objective - b.objective) / abs(a.objective)
                             for a, b in zip(old + old, alone + side))
                 assert worst < 1e-5, f"side by side differs from sequential by {worst:.2e}"
                 print(f"| {family} | {name} | {K} | {before:.1f} | {sequential:.1f} | "
-                      f"{together:.1f} | {before / together:.2f} |", flush=True)
+                      f"{side_forward:.1f} | {together:.1f} | {before / together:.2f} | "
+                      f"{side_forward / together:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -661,15 +661,17 @@ def expected_distinct(task, T: int, N: int) -> float:
 
 
 def _tuning_tokens(study, w: dict) -> tuple[int, int]:
-    """(tokens trained, tokens scored) of a tune_network job: each tuner's steps over each
-    seed's distinct sequences (`expected_distinct`), plus the K prompt positions of
-    prompt-space tuners; a score of every seed at each recorded budget on all V^T sequences
-    (or the evaluation set), and the searched prompts."""
+    """(tokens trained, tokens scored) of a tune_network job: each weight tuner's steps over
+    each seed's distinct sequences (`expected_distinct`); a prompt-space tuner's steps over
+    the inner nodes of the prefix trie of all the job's seeds' sequences, for every seed, and
+    its K prompt positions (`tuning.TrieObjective`); a score of every seed at each recorded
+    budget on all V^T sequences (or the evaluation set), and the searched prompts."""
     exp = study.experiments[w["experiment"]]
     plan, T = exp.tuning, exp.task_length
     S = int(w["last"]) - int(w["first"]) + 1
     U = expected_distinct(exp.task(w["task"]).source, T, int(w["N"]))
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
+    nodes = sum(min(exp.vocab_size ** t, S * U) for t in range(1, T))  # the union trie's
     trained = scored = 0
     for name, _ in plan.tuners:
         space = tuners.TUNERS[name].space
@@ -677,11 +679,12 @@ def _tuning_tokens(study, w: dict) -> tuple[int, int]:
             scored += S * B * T
             continue
         width = T + (plan.prompt_length if space == tuners.PROMPT else 0)
-        trained += plan.steps * S * U * width
+        step = S * (nodes + plan.prompt_length + 1) if space == tuners.PROMPT else S * U * width
+        trained += plan.steps * step
         scored += len(plan.tuning_steps) * S * B * width
         if plan.selection is not None:
             # Each rate on the rest of D_N, then at most `steps` more on all of it.
-            trained += (len(plan.selection["learning_rates"]) + 1) * plan.steps * S * U * width
+            trained += (len(plan.selection["learning_rates"]) + 1) * plan.steps * step
             scored += len(plan.tuning_steps) * S * B * width
     return round(trained), scored + 2 * S * B * (T + exp.max_prompt_length)
 
@@ -718,15 +721,15 @@ def _optimum_sequences(study, exp) -> int:
 def _optimum_tokens(study, w: dict) -> tuple[int, int]:
     """(tokens trained, tokens scored) of a tune_optimum job, at most: each trained tuner's
     max_steps over the objective's sequences at each learning rate and start, plus the K
-    prompt positions of prompt-space tuners (an LSTM's on the exact objective: a state per
-    node of the sequences' prefix trie and the prompt, `optimum.Exact.losses`); a score of
-    each tuner's optimum and its gradient."""
+    prompt positions of prompt-space tuners (on the exact objective: a state per node of
+    the sequences' prefix trie and the prompt, `optimum.Exact.losses`); a score of each
+    tuner's optimum and its gradient."""
     exp = study.experiments[w["experiment"]]
     plan, T = exp.tuning, exp.task_length
     settings = plan.optimum
     U = _optimum_sequences(study, exp)
     B = num_sequences(exp) if enumerates(study, exp) else exp.evaluation_size
-    walk = study.family(w["predictor"]) == "lstm" and enumerates(study, exp)
+    walk = enumerates(study, exp)
     nodes = sum(min(exp.vocab_size ** t, U) for t in range(1, T))  # the trie's inner nodes
     trained = scored = 0
     lengths = sorted(set(settings["prompt_lengths"]) | {plan.prompt_length})
