@@ -288,8 +288,8 @@ def _holdout_rows(name, tuning, split, groups, train, score, add, own_distinct,
         projected=projected if simplex else None,
         projected_kl=score.prompts(projected)[0] if simplex else None, settings="holdout",
         rate=chosen_rate, chosen=chosen_steps, holdout=loss, path=path, **prompt_rows)
-    log.info("%s r%d %s N=%d: %s with settings chosen on held-out data: learning rates %s, "
-             "steps %s; median KL %.4g", *identity, name, chosen_rate.tolist(),
+    log.info("%s r%d %s %s N=%d: %s with settings chosen on held-out data: learning rates "
+             "%s, steps %s; median KL %.4g", *identity, name, chosen_rate.tolist(),
              chosen_steps.tolist(), float(np.median(kl)))
 
 

@@ -227,8 +227,11 @@ HOLDOUT = {**PLAN, "tuners": {"none": {}, "soft_prompt": {"learning_rate": 0.1},
            "selection": {"holdout": 0.25, "learning_rates": [0.01, 0.2]}}
 
 
-def test_settings_chosen_on_held_out_data(scene):
-    both = run(scene, "holdout", plan=HOLDOUT)
+def test_settings_chosen_on_held_out_data(scene, caplog):
+    with caplog.at_level("INFO", logger="promptscape"):
+        both = run(scene, "holdout", plan=HOLDOUT)
+    # The log line names the chosen settings (its format once took one argument too few).
+    assert "soft_prompt with settings chosen on held-out data: learning rates" in caplog.text
     fixed = run(scene, "fixed_only", plan={**HOLDOUT, "selection": None})
     # The fixed rows are those of a run without selection, at each tuner's own rate.
     keep = both[both["settings"] == "fixed"].reset_index(drop=True)
