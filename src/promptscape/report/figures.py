@@ -1049,6 +1049,11 @@ TUNING_SETTINGS = {"fixed": "fixed settings", "holdout": "settings chosen on hel
 N_INFINITY = "∞"
 
 
+# Short enough to sit under one panel: each column repeats it (a longer one, "dataset size N
+# (sequences); ∞: the tuner's own optimum", ran into its neighbour's).
+TUNING_X_TITLE = "N (∞: own optimum)"
+
+
 def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -> alt.Chart:
     """Tuned KL (log axis) against N (one position per dataset size, then N = ∞): per tuner
     and settings (fixed: solid; chosen on held-out data: dashed) its median over seeds
@@ -1088,7 +1093,7 @@ def tuning_chart(frame: pd.DataFrame, *, tasks, imd, predictors, style, title) -
     y = alt.Y("kl_median_plot:Q", scale=scale, title=y_title)
     x = alt.X("n_label:O", sort=[str(n) for n in sizes] + [N_INFINITY],
               scale=alt.Scale(domain=[str(n) for n in sizes] + [N_INFINITY]),
-              title="dataset size N (sequences); ∞: the tuner's own optimum",
+              title=TUNING_X_TITLE,
               axis=alt.Axis(labelAngle=0))
     color = alt.Color("tuner:N", sort=tuner_order, scale=alt.Scale(domain=tuner_order),
                       title="tuner (at its last step budget)",

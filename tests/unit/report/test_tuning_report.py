@@ -130,6 +130,8 @@ def test_with_one_n_the_figure_draws_every_mark_and_each_optimum_at_infinity():
     assert drawn["datum.layer == 'optimum'"]["mark"]["shape"] == "diamond"
     x = drawn["datum.layer == 'optimum'"]["encoding"]["x"]
     assert x["scale"]["domain"] == ["10", figures.N_INFINITY]
+    # Each column repeats the x title: it fits one panel (about 6 px a character).
+    assert 6 * len(x["title"]) < STYLE["panel_width"]
 
 
 def test_the_summary_reads_the_last_and_the_best_budget_and_each_tuners_optimum():
