@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from promptscape.neural.tuning import TRIE_NODE_BUDGET, Tuned, sequence_losses
+from promptscape.neural.tuning import Tuned, leaf_trie, sequence_losses, walk_fits
 
 
 class Exact:
@@ -57,18 +57,12 @@ class Exact:
         """(S, U') losses of the distinct sequences under each copy of `tuned` and their
         (1, U') probabilities: by a walk of the sequences' prefix trie where the tuned
         tuner has one (`Tuned.trie_losses`: V^T sequences share most of their prefixes, one
-        state per node instead of one per position) within `tuning.TRIE_NODE_BUDGET`, else
+        state per node instead of one per position) where `tuning.walk_fits`, else
         its forward."""
         if self._trie is None or self._trie.vocab_size != tuned.vocab_size:
-            from promptscape.neural.trie import SequenceTrie
-
-            self._trie = SequenceTrie(self.x[0].cpu().numpy(), tuned.vocab_size, self.x.device)
-            leaves = torch.as_tensor(self._trie.leaves, device=self.x.device).long()
-            self._leaf_w = torch.zeros(len(self._trie.unique), dtype=torch.float64,
-                                       device=self.x.device).index_add_(0, leaves, self.w[0])[None]
-        losses = None
-        if tuned.seeds * (self._trie.internal + 1) <= TRIE_NODE_BUDGET:
-            losses = tuned.trie_losses(self._trie)
+            self._trie, self._leaf_w = leaf_trie(self.x[0].cpu().numpy(), self.w.cpu().numpy(),
+                                                 tuned.vocab_size, self.x.device)
+        losses = tuned.trie_losses(self._trie) if walk_fits(tuned, self._trie) else None
         if losses is None:
             return sequence_losses(tuned, self.x[0], max_tokens), self.w
         return losses, self._leaf_w

@@ -401,6 +401,24 @@ def sequence_losses(tuned: Tuned, seqs: torch.Tensor, max_tokens: int = 1 << 17)
 TRIE_NODE_BUDGET = 1 << 20
 
 
+def leaf_trie(seqs, weights, vocab_size: int, device):
+    """The prefix trie of the (U, T) sequences `seqs` and their (S or 1, U) `weights` summed
+    onto its leaves: ``(SequenceTrie, (S or 1, n_T) float64)``."""
+    from promptscape.neural.trie import SequenceTrie
+
+    trie = SequenceTrie(np.asarray(seqs), vocab_size, device)
+    weights = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=device)
+    leaf_weights = torch.zeros(weights.shape[0], len(trie.unique), dtype=torch.float64,
+                               device=device).index_add_(1, trie.leaves, weights)
+    return trie, leaf_weights
+
+
+def walk_fits(tuned: Tuned, trie) -> bool:
+    """Whether a differentiable walk of `trie` for `tuned`'s copies is within
+    `TRIE_NODE_BUDGET`."""
+    return tuned.seeds * (trie.internal + 1) <= TRIE_NODE_BUDGET
+
+
 class TrieObjective:
     """``sum_u weights[s, u] l_s(seqs[u])`` for each copy s by one differentiable walk of the
     distinct sequences' prefix trie (`Tuned.trie_losses`): `losses` -> (S,) float64 with
@@ -413,20 +431,12 @@ class TrieObjective:
     @classmethod
     def build(cls, tuned: Tuned, seqs, weights) -> "TrieObjective | None":
         """`seqs` (U, T) and `weights` (S or 1, U); None where no walk applies."""
-        from promptscape.neural.trie import SequenceTrie
-
         with torch.no_grad():
             if tuned.start() is None:
                 return None
-        seqs = np.asarray(seqs)
-        device = next(tuned.parameters()).device
-        trie = SequenceTrie(seqs, tuned.vocab_size, device)
-        if tuned.seeds * (trie.internal + 1) > TRIE_NODE_BUDGET:
-            return None
-        weights = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=device)
-        leaf_weights = torch.zeros(weights.shape[0], len(trie.unique), dtype=torch.float64,
-                                   device=device).index_add_(1, trie.leaves, weights)
-        return cls(trie, leaf_weights)
+        trie, leaf_weights = leaf_trie(seqs, weights, tuned.vocab_size,
+                                       next(tuned.parameters()).device)
+        return cls(trie, leaf_weights) if walk_fits(tuned, trie) else None
 
     def losses(self, tuned: Tuned) -> torch.Tensor:
         return (tuned.trie_losses(self.trie) * self.leaf_weights).sum(1)

@@ -98,8 +98,7 @@ def compute_landscape(*, evaluation: str, output: str, predictor: str,
              "resolved from the best), KL %s (resolution %.2g nats)", predictor, experiment,
              task_name, method, len(prompts), len(first), best[:10],
              " ..." if len(best) > 10 else "", int((~resolved).sum()),
-             "below resolution" if below[optimal].any() and best_kl <= kl_resolution
-             else f"{best_kl:.6g} nats",
+             "below resolution" if below[optimal].any() else f"{best_kl:.6g} nats",
              kl_resolution)
     prediction = landscape.first_symbol_prediction(pred, first, V)  # (C, V)
     first_kl = landscape.first_symbol_kl(pred, first, task_source, prediction)[inverse]
