@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import resource
 import shutil
+import sys
 import time
 from collections import defaultdict
 
@@ -34,7 +35,11 @@ SHARED_RUNS = ("tiny_run", "neural_run", "selection_run", "strategies_run")
 def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    # The Snakemake commands of workflow_helpers.snakemake run in forks of a server process,
+    # which this process reaps only at its end: their CPU as the server reported it.
+    helpers = sys.modules.get("workflow_helpers")
+    forked = helpers.forked_cpu() if helpers is not None else 0.0
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + forked
 
 
 class CpuRecorder:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -42,13 +48,91 @@ def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
 def snakemake(workdir: Path, config: Path, *args: str, check: bool = True,
               timeout: int = 900, library: Path | None = None) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in `workdir` with `config`; with the
-    promptscape package of `library` (a copy of src/, see `edited_library`) if given."""
-    proc = subprocess.run(snakemake_command(workdir, config, *args), capture_output=True,
-                          text=True, timeout=timeout, env=environment(library))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
+    promptscape package of `library` (a copy of src/, see `edited_library`) if given. The
+    command runs as `python -m snakemake` would, in a fork of this process's Snakemake server
+    (tests/snakemake_server.py), which spares it Snakemake's imports."""
+    argv = snakemake_command(workdir, config, *args)[3:]
+    return _server().run(argv, env=environment(library), timeout=timeout, check=check)
+
+
+class _Server:
+    """This process's Snakemake server (tests/snakemake_server.py): started at the first
+    command, ended when the process exits."""
+
+    def __init__(self):
+        env = environment()
+        del env["PYTHONPATH"]  # the server imports no promptscape; each command gets its own
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
+            "snakemake_server.py"))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            bufsize=0, env=env, cwd=REPO)
+        self.pending = b""  # read from the server, not yet a whole reply
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """End the server (end of its input) and reap it, so that its CPU counts as this
+        process's children's."""
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def _reply(self, deadline: float | None) -> dict:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            if deadline is not None:
+                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise subprocess.TimeoutExpired(self.proc.args, 0)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"the Snakemake server ended ({self.proc.wait()})")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, argv: list[str], *, env: dict, timeout: float,
+            check: bool) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory(prefix="snakemake-output-") as folder:
+            out, err = Path(folder, "stdout"), Path(folder, "stderr")
+            self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(),
+                                              "stdout": str(out), "stderr": str(err)}
+                                             ).encode() + b"\n")
+            pid = self._reply(None)["pid"]
+            try:
+                done = self._reply(time.monotonic() + timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(pid, signal.SIGKILL)  # the command, its jobs and their children
+                except ProcessLookupError:  # it ended meanwhile
+                    pass
+                self._reply(None)
+                raise subprocess.TimeoutExpired([sys.executable, "-m", "snakemake", *argv],
+                                                timeout)
+            _forked_cpu[0] += done["cpu"]
+            proc = subprocess.CompletedProcess(
+                [sys.executable, "-m", "snakemake", *argv], done["returncode"],
+                out.read_text(errors="replace"), err.read_text(errors="replace"))
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                                 f"{proc.stderr[-4000:]}")
+        return proc
+
+
+_servers: list[_Server] = []
+_forked_cpu = [0.0]  # seconds of CPU of the commands the servers ran
+
+
+def _server() -> _Server:
+    if not _servers or _servers[0].proc.poll() is not None:
+        _servers[:] = [_Server()]
+    return _servers[0]
+
+
+def forked_cpu() -> float:
+    """CPU seconds of the commands `snakemake` ran in this process (in the server's forks,
+    which this process's resource usage does not count)."""
+    return _forked_cpu[0]
 
 
 def planned_jobs(workdir: Path, config: Path, library: Path | None = None) -> dict[str, int]:

@@ -1,0 +1,92 @@
+"""A Snakemake command line that starts in a fraction of a second: this process imports
+Snakemake (and collects its plugins) once, then runs each command it is sent in a fork of
+itself, as `python -m snakemake ARGS` would run it in a new process.
+
+A new Snakemake process spends about 1.5 CPU-seconds importing Snakemake, its plugins and
+their dependencies before it reads the Snakefile; the tests start about a hundred of them
+(mostly dry runs of a changed config, each about 2 CPU-seconds in all). A fork starts with
+those imports made. Nothing else is shared: this process never imports promptscape (a
+command may run an edited copy of it) and never runs a command itself, so every fork starts
+from the state the imports left, as a new process would, with the command's environment,
+working directory and `sys.path` (its PYTHONPATH first, as Python puts it).
+
+Used by `workflow_helpers.snakemake` (one server per test process, started at its first
+command). The protocol, one JSON object per line: a request {"argv", "env", "cwd", "stdout",
+"stderr"} on standard input; the replies {"pid"} when the fork starts and {"returncode",
+"cpu"} when it ends (`cpu`: user + system seconds of the fork and everything it waited for).
+End of input ends the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _warm() -> None:
+    """What `python -m snakemake` imports and collects before it reads a Snakefile."""
+    import snakemake.api  # noqa: F401
+    import snakemake.cli  # noqa: F401
+    import snakemake.dag  # noqa: F401
+    import snakemake.persistence  # noqa: F401
+    import snakemake.scheduling.job_scheduler  # noqa: F401
+    import snakemake.workflow  # noqa: F401
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+    from snakemake_interface_logger_plugins.registry import LoggerPluginRegistry
+    from snakemake_interface_report_plugins.registry import ReportPluginRegistry
+    from snakemake_interface_storage_plugins.registry import StoragePluginRegistry
+
+    for registry in (ExecutorPluginRegistry, LoggerPluginRegistry, ReportPluginRegistry,
+                     StoragePluginRegistry):
+        registry()
+    assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
+        "the server imported promptscape: a command could not run an edited copy"
+
+
+def _run(request: dict, base_path: list[str]) -> None:
+    """In the fork: the command as `python -m snakemake` runs it. Ends by raising SystemExit
+    with its exit status, which ends the fork as it ends a new process: through the exit
+    handlers (Snakemake's logging writes its last messages from a queue there)."""
+    os.setpgid(0, 0)  # its own process group, for the client's timeout to kill
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    python_path = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [request["cwd"], *python_path, *base_path]
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(stdin, 0)
+    os.close(stdin)
+    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(out, fd)
+        os.close(out)
+    sys.argv = ["snakemake", *request["argv"]]
+    from snakemake.cli import main
+
+    main(request["argv"])  # exits: SystemExit
+
+
+def serve() -> None:
+    # sys.path as a process started without PYTHONPATH has it, less the script's folder
+    # (sys.path[0], which `python -m` replaces by the working directory).
+    base_path = [p for p in sys.path[1:]
+                 if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    _warm()
+    replies = sys.stdout
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _run(request, base_path)  # never returns: it raises SystemExit
+            raise SystemExit(1)
+        replies.write(json.dumps({"pid": pid}) + "\n")
+        replies.flush()
+        _, status, usage = os.wait4(pid, 0)
+        replies.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status),
+                                  "cpu": usage.ru_utime + usage.ru_stime}) + "\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    serve()
