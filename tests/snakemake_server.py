@@ -8,7 +8,9 @@ their dependencies before it reads the Snakefile; the tests start about a hundre
 those imports made. Nothing else is shared: this process never imports promptscape (a
 command may run an edited copy of it) and never runs a command itself, so every fork starts
 from the state the imports left, as a new process would, with the command's environment,
-working directory and `sys.path` (its PYTHONPATH first, as Python puts it).
+working directory and `sys.path` (its PYTHONPATH first, as Python puts it). One difference
+remains: the forks share the server's string-hash seed, where new processes each draw one
+(the order of a set of strings, in Snakemake's own process only; its jobs are new processes).
 
 Used by `workflow_helpers.snakemake` (one server per test process, started at its first
 command). The protocol, one JSON object per line: a request {"argv", "env", "cwd", "stdout",
@@ -61,8 +63,12 @@ def _run(request: dict, base_path: list[str]) -> None:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(out, fd)
         os.close(out)
-    sys.argv = ["snakemake", *request["argv"]]
+    import snakemake
     from snakemake.cli import main
+
+    # As `python -m snakemake` sets it (argparse names the program after it).
+    sys.argv = [os.path.join(os.path.dirname(snakemake.__file__), "__main__.py"),
+                *request["argv"]]
 
     main(request["argv"])  # exits: SystemExit
 
