@@ -673,7 +673,17 @@ def save(chart: alt.Chart, *, svg: str, png: str, html: str, scale: float) -> No
     if renumbered != text:
         with open(svg, "w", encoding="utf-8", newline="") as out:
             out.write(renumbered)
-    write(spec, png, scale_factor=scale, **versions)
+    # The PNG from the SVG just drawn (vl-convert draws its PNGs so: the same bytes as
+    # `chart.save` writes, without laying the chart out a second time).
+    import vl_convert
+
+    png_bytes = vl_convert.svg_to_png(text, scale=scale, ppi=72)
+
+    def put(temp):
+        with open(temp, "wb") as out:
+            out.write(png_bytes)
+
+    files.atomic_write(png, put)
     with _cached_script_bundle():
         write(spec, html, inline=True, **versions)
 
