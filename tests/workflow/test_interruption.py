@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow_helpers import REPO, TINY, digests, environment, load_config, planned_jobs
+from workflow_helpers import (REPO, TINY, digests, environment, load_config, planned_jobs,
+                              snakemake, snakemake_command)
 
 pytestmark = pytest.mark.slow
 
@@ -56,18 +57,9 @@ SEARCHES = search_outputs(load_config())
 UNTIL_SEARCH = sorted(dataset_outputs(load_config()) + SEARCHES)
 
 
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(TINY), "--cores", "2", *args]
-
-
 def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True,
-                          timeout=600, cwd=REPO, env=environment())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
-    return proc
+    """A rerun, to its end (the interrupted runs are new processes: `start`)."""
+    return snakemake(workdir, TINY, *args, check=check, timeout=600)
 
 
 def _default_sigint() -> None:
@@ -80,7 +72,7 @@ def _default_sigint() -> None:
 def start(workdir: Path, log: Path) -> subprocess.Popen:
     """Snakemake in the background (its own session, so no signal reaches pytest)."""
     handle = open(log, "w")
-    return subprocess.Popen(snakemake_cmd(workdir, *UNTIL), stdout=handle,
+    return subprocess.Popen(snakemake_command(workdir, TINY, *UNTIL), stdout=handle,
                             stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
                             preexec_fn=_default_sigint, env=environment())
 
