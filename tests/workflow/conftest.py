@@ -15,7 +15,7 @@ that every file of its run is as it was after the run (contents and modification
 `fingerprint`), so a test that changed one fails there rather than misleading the tests
 after it.
 
-Under pytest-xdist (the suite's default, `-n auto --maxprocesses 2` in pyproject.toml) each
+Under pytest-xdist (the suite's default, `-n auto --maxprocesses 4` in pyproject.toml) each
 run is still made once per session: the first worker to collect starts it, under a file lock,
 in a folder all workers share; the run writes its exit status to `<name>.rc` when it ends,
 and every worker that needs it waits for that file. A worker that started a run waits for it
