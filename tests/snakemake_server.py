@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 
 
 def _warm() -> None:
@@ -44,6 +45,8 @@ def _warm() -> None:
         registry()
     assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
         "the server imported promptscape: a command could not run an edited copy"
+    # A fork copies this thread alone: another one's locks would stay held in the fork.
+    assert threading.active_count() == 1, f"threads at fork: {threading.enumerate()}"
 
 
 def _run(request: dict, base_path: list[str]) -> None:
