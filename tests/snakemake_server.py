@@ -21,6 +21,7 @@ End of input ends the server.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -55,10 +56,12 @@ def _run(request: dict, base_path: list[str]) -> None:
     handlers (Snakemake's logging writes its last messages from a queue there)."""
     os.setpgid(0, 0)  # its own process group, for the client's timeout to kill
     os.chdir(request["cwd"])
+    importlib.invalidate_caches()  # relative sys.path entries looked up from the server's
     os.environ.clear()
     os.environ.update(request["env"])
     python_path = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [request["cwd"], *python_path, *base_path]
+    # As Python builds it: a .pth file's folder already on the path is not added again.
+    sys.path[:] = [request["cwd"], *python_path, *(p for p in base_path if p not in python_path)]
     stdin = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
     os.close(stdin)
@@ -77,11 +80,12 @@ def _run(request: dict, base_path: list[str]) -> None:
 
 
 def serve() -> None:
-    # sys.path as a process started without PYTHONPATH has it, less the script's folder
-    # (sys.path[0], which `python -m` replaces by the working directory).
+    _warm()
+    # sys.path as a process started without PYTHONPATH has it after importing Snakemake
+    # (which appends its pip-deployments folder), less the script's folder (sys.path[0],
+    # which `python -m` replaces by the working directory).
     base_path = [p for p in sys.path[1:]
                  if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    _warm()
     replies = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
@@ -89,6 +93,10 @@ def serve() -> None:
         if pid == 0:
             _run(request, base_path)  # never returns: it raises SystemExit
             raise SystemExit(1)
+        try:  # its process group, set on both sides: it exists before the client can kill it
+            os.setpgid(pid, pid)
+        except (PermissionError, ProcessLookupError):  # the fork set it, or ended
+            pass
         replies.write(json.dumps({"pid": pid}) + "\n")
         replies.flush()
         _, status, usage = os.wait4(pid, 0)

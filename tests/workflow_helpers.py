@@ -91,24 +91,33 @@ class _Server:
         line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
+    def _send(self, request: dict) -> None:
+        data = json.dumps(request).encode() + b"\n"
+        while data:  # a raw pipe may take part of it
+            data = data[self.proc.stdin.write(data):]
+
     def run(self, argv: list[str], *, env: dict, timeout: float,
             check: bool) -> subprocess.CompletedProcess:
         with tempfile.TemporaryDirectory(prefix="snakemake-output-") as folder:
             out, err = Path(folder, "stdout"), Path(folder, "stderr")
-            self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(),
-                                              "stdout": str(out), "stderr": str(err)}
-                                             ).encode() + b"\n")
+            self._send({"argv": argv, "env": env, "cwd": os.getcwd(), "stdout": str(out),
+                        "stderr": str(err)})
             pid = self._reply(None)["pid"]
             try:
                 done = self._reply(time.monotonic() + timeout)
-            except subprocess.TimeoutExpired:
+            except BaseException as stop:  # a timeout, or the test stopped (Ctrl-C)
                 try:
                     os.killpg(pid, signal.SIGKILL)  # the command, its jobs and their children
                 except ProcessLookupError:  # it ended meanwhile
                     pass
-                self._reply(None)
-                raise subprocess.TimeoutExpired([sys.executable, "-m", "snakemake", *argv],
-                                                timeout)
+                try:
+                    self._reply(None)  # its end, before the next command's replies
+                except Exception:  # noqa: BLE001 (the server itself failed: a new one next)
+                    self.proc.kill()
+                if isinstance(stop, subprocess.TimeoutExpired):
+                    raise subprocess.TimeoutExpired(
+                        [sys.executable, "-m", "snakemake", *argv], timeout) from None
+                raise
             _forked_cpu[0] += done["cpu"]
             proc = subprocess.CompletedProcess(
                 [sys.executable, "-m", "snakemake", *argv], done["returncode"],
