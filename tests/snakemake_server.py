@@ -81,11 +81,10 @@ def _run(request: dict, base_path: list[str]) -> None:
 
 def serve() -> None:
     _warm()
-    # sys.path as a process started without PYTHONPATH has it after importing Snakemake
-    # (which appends its pip-deployments folder), less the script's folder (sys.path[0],
-    # which `python -m` replaces by the working directory).
-    base_path = [p for p in sys.path[1:]
-                 if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    # sys.path as a process started without PYTHONPATH (the client starts the server so) has
+    # it after importing Snakemake (which appends its pip-deployments folder), less the
+    # script's folder (sys.path[0], which `python -m` replaces by the working directory).
+    base_path = sys.path[1:]
     replies = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)

@@ -51,8 +51,8 @@ def snakemake(workdir: Path, config: Path, *args: str, check: bool = True,
     promptscape package of `library` (a copy of src/, see `edited_library`) if given. The
     command runs as `python -m snakemake` would, in a fork of this process's Snakemake server
     (tests/snakemake_server.py), which spares it Snakemake's imports."""
-    argv = snakemake_command(workdir, config, *args)[3:]
-    return _server().run(argv, env=environment(library), timeout=timeout, check=check)
+    return _server().run(snakemake_command(workdir, config, *args), env=environment(library),
+                         timeout=timeout, check=check)
 
 
 class _Server:
@@ -96,8 +96,11 @@ class _Server:
         while data:  # a raw pipe may take part of it
             data = data[self.proc.stdin.write(data):]
 
-    def run(self, argv: list[str], *, env: dict, timeout: float,
+    def run(self, command: list[str], *, env: dict, timeout: float,
             check: bool) -> subprocess.CompletedProcess:
+        """`command`: `python -m snakemake ARGS` (`snakemake_command`), run as its fork."""
+        assert command[1:3] == ["-m", "snakemake"], command
+        argv = command[3:]
         with tempfile.TemporaryDirectory(prefix="snakemake-output-") as folder:
             out, err = Path(folder, "stdout"), Path(folder, "stderr")
             self._send({"argv": argv, "env": env, "cwd": os.getcwd(), "stdout": str(out),
@@ -115,13 +118,12 @@ class _Server:
                 except Exception:  # noqa: BLE001 (the server itself failed: a new one next)
                     self.proc.kill()
                 if isinstance(stop, subprocess.TimeoutExpired):
-                    raise subprocess.TimeoutExpired(
-                        [sys.executable, "-m", "snakemake", *argv], timeout) from None
+                    raise subprocess.TimeoutExpired(command, timeout) from None
                 raise
             _forked_cpu[0] += done["cpu"]
-            proc = subprocess.CompletedProcess(
-                [sys.executable, "-m", "snakemake", *argv], done["returncode"],
-                out.read_text(errors="replace"), err.read_text(errors="replace"))
+            proc = subprocess.CompletedProcess(command, done["returncode"],
+                                               out.read_text(errors="replace"),
+                                               err.read_text(errors="replace"))
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                                  f"{proc.stderr[-4000:]}")
