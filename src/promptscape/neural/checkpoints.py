@@ -41,7 +41,15 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, config: Predic
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "curve": {name: list(curve[name]) for name in CURVE_COLUMNS},
     }
-    files.atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix=".pt.tmp")
+
+    def put(temp):
+        # Through a file object: torch names the records inside the archive after a path it
+        # is given (here the random temporary one), after nothing ("archive") for a file, so
+        # a rewrite is byte-identical.
+        with open(temp, "wb") as out:
+            torch.save(checkpoint, out)
+
+    files.atomic_write(path, put, suffix=".pt.tmp")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -146,6 +146,18 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
     assert checkpoints.load_source(path) == BERNMIX
 
 
+def test_a_checkpoint_written_twice_is_byte_identical(tmp_path):
+    """The archive's record names do not come from the temporary file it is written to."""
+    config = tiny_config("lstm")
+    model, curve = trainer.train(config, BERNMIX, progress=lambda line: None)
+    written = []
+    for name in ("first.pt", "second.pt"):
+        checkpoints.save_checkpoint(tmp_path / name, model=model, config=config,
+                                    source=BERNMIX, step=config.steps, curve=curve)
+        written.append((tmp_path / name).read_bytes())
+    assert written[0] == written[1]
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     path = tmp_path / "model.pt"
     trainer.train(tiny_config("lstm", steps=2), BERNMIX, progress=lambda line: None,
