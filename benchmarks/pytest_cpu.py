@@ -9,7 +9,9 @@ Each test's CPU is user + system time of pytest's process and of every child it 
 once Snakemake has ended), over its setup, call and teardown. The shared scenario runs of
 tests/workflow/conftest.py start in the background at collection and are reaped in their
 fixture's setup: this plugin books the CPU of those setups (the whole scenario run) under the
-fixture's name, not under the test that first asked for it. The terminal summary lists the
+fixture's name, not under the test that first asked for it. The jobs that the tests' job
+servers run (tests/job_server.py) are counted from the servers' `cpu.tsv`: a test's under the
+test, a shared run's under the run, the servers' imports apart. The terminal summary lists the
 slowest tests and the totals of the scenario runs, the unit tests (tests/unit and the doctests
 of src/) and the workflow tests; `--cpu-report` writes every row as tab-separated values.
 
@@ -21,6 +23,7 @@ are trusted as they are.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import sys
@@ -39,7 +42,24 @@ def _cpu() -> float:
     # which this process reaps only at its end: their CPU as the server reported it.
     helpers = sys.modules.get("workflow_helpers")
     forked = helpers.forked_cpu() if helpers is not None else 0.0
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + forked
+    return (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + forked
+            + _jobs_cpu().get("", 0.0))
+
+
+def _jobs_cpu() -> dict[str, float]:
+    """CPU seconds of the jobs the session's job servers ran (tests/job_server.py), by tag:
+    "" for a test's, a shared run's fixture name for its jobs, "server" for the servers'
+    imports. The servers are reaped only at the session's end."""
+    folder = os.environ.get("PROMPTSCAPE_TEST_JOB_SERVERS")
+    totals: dict[str, float] = defaultdict(float)
+    try:
+        with open(os.path.join(folder, "cpu.tsv")) as rows:
+            for row in rows:
+                tag, seconds = row.rstrip("\n").split("\t")
+                totals[tag] += float(seconds)
+    except (OSError, TypeError, ValueError):
+        pass
+    return totals
 
 
 class CpuRecorder:
@@ -55,7 +75,8 @@ class CpuRecorder:
         before = _cpu()
         yield
         if fixturedef.argname in SHARED_RUNS and fixturedef.argname not in self.runs:
-            self.runs[fixturedef.argname] = _cpu() - before
+            self.runs[fixturedef.argname] = (_cpu() - before
+                                             + _jobs_cpu().get(fixturedef.argname, 0.0))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -72,8 +93,12 @@ class CpuRecorder:
         return "unit tests"  # tests/unit and the doctests of src/
 
     def pytest_terminal_summary(self, terminalreporter):
-        total = _cpu() - self.start
+        jobs = _jobs_cpu()
+        total = (_cpu() - self.start + jobs.get("server", 0.0)
+                 + sum(jobs.get(name, 0.0) for name in SHARED_RUNS))
         parts: dict[str, float] = defaultdict(float)
+        if jobs.get("server"):
+            parts["job servers' imports"] = jobs["server"]
         for nodeid, seconds in self.tests.items():
             parts[self.part(nodeid)] += seconds
         for name, seconds in self.runs.items():

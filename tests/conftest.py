@@ -17,6 +17,8 @@ import tempfile
 
 import pytest
 
+import job_server
+
 # One OpenMP thread for torch (and OpenMP BLAS) in the test process and in everything it
 # starts, unless the caller chose a number. The tests run small tensors, where a second
 # thread gains nothing, and the shared scenario runs go on beside the unit tests: there
@@ -32,6 +34,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 if "PROMPTSCAPE_CACHE_DIR" not in os.environ:
     os.environ["PROMPTSCAPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="promptscape-identities-")
     atexit.register(shutil.rmtree, os.environ["PROMPTSCAPE_CACHE_DIR"], ignore_errors=True)
+
+
+# The job servers of this session (tests/job_server.py), which run the Snakemake jobs of the
+# tests' runs in forks of a process that imported their libraries once; made by the first
+# process of the session (xdist's workers inherit the folder) and ended at its exit.
+if job_server.VARIABLE not in os.environ:
+    _JOB_SERVERS = job_server.start_session()
+    atexit.register(job_server.end_session, _JOB_SERVERS)
+
+    def pytest_terminal_summary(terminalreporter) -> None:
+        terminalreporter.write_line(job_server.summary(_JOB_SERVERS))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

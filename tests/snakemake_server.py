@@ -13,7 +13,9 @@ remains: the forks share the server's string-hash seed, where new processes each
 (the order of a set of strings, in Snakemake's own process only; its jobs are new processes).
 
 Used by `workflow_helpers.snakemake` (one server per test process, started at its first
-command). The protocol, one JSON object per line: a request {"argv", "env", "cwd", "stdout",
+command). `python tests/snakemake_server.py --main ARGS` is `python -m snakemake ARGS` in a new
+process. Both run the job scripts through the session's job servers (tests/job_server.py)
+where the environment names them. The protocol, one JSON object per line: a request {"argv", "env", "cwd", "stdout",
 "stderr"} on standard input; the replies {"pid"} when the fork starts and {"returncode",
 "cpu"} when it ends (`cpu`: user + system seconds of the fork and everything it waited for).
 End of input ends the server.
@@ -26,6 +28,8 @@ import json
 import os
 import sys
 import threading
+
+import job_server
 
 
 def _warm() -> None:
@@ -69,14 +73,38 @@ def _run(request: dict, base_path: list[str]) -> None:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(out, fd)
         os.close(out)
+    _main(request["argv"])
+
+
+def _main(argv: list[str]) -> None:
+    """`python -m snakemake ARGV`, its job scripts run by the session's job servers
+    (tests/job_server.py) where the environment names their folder."""
     import snakemake
     from snakemake.cli import main
 
+    if job_server.VARIABLE in os.environ:
+        _scripts_on_job_servers()
     # As `python -m snakemake` sets it (argparse names the program after it).
-    sys.argv = [os.path.join(os.path.dirname(snakemake.__file__), "__main__.py"),
-                *request["argv"]]
+    sys.argv = [os.path.join(os.path.dirname(snakemake.__file__), "__main__.py"), *argv]
+    main(argv)  # exits: SystemExit
 
-    main(request["argv"])  # exits: SystemExit
+
+def _scripts_on_job_servers() -> None:
+    """Snakemake runs a `script:` job as `{sys.executable} SCRIPT` (without a conda env or a
+    container): here as `{job_server.command()} SCRIPT`. Nothing else Snakemake starts
+    changes (a `run:` job, a `shell:` command)."""
+    from snakemake.script import PythonScript
+
+    original = PythonScript.execute_script
+    python = job_server.command()
+
+    def execute_script(self, fname, edit=False):
+        if self.container_img is not None or self.conda_env is not None or self.env_modules:
+            return original(self, fname, edit)
+        self._execute_cmd("{py_exec} {fname:q}", py_exec=python, fname=fname,
+                          is_python_script=True)
+
+    PythonScript.execute_script = execute_script
 
 
 def serve() -> None:
@@ -105,4 +133,7 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--main"]:  # a new process: `python -m snakemake ARGS`, as above
+        sys.path[0] = os.getcwd()
+        _main(sys.argv[2:])
     serve()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+import job_server
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 TINY = REPO / "tests" / "data" / "tiny" / "config.yaml"
@@ -25,17 +27,25 @@ NEURAL = REPO / "tests" / "data" / "neural" / "config.yaml"
 STUBS = REPO / "tests" / "stubs"
 
 
-def environment(library: Path | None = None, **extra: str) -> dict[str, str]:
+def environment(library: Path | None = None, fresh_jobs: bool = False,
+                **extra: str) -> dict[str, str]:
     """os.environ for a subprocess (Snakemake, its jobs, a command line), with `extra`:
     - this tree's src/ first on PYTHONPATH, so that it imports the promptscape under test,
       not the one an editable install of another checkout points at (or only `library`, a
       copy of src/, see `edited_library`);
     - tests/stubs first on PATH: its `scontrol` spares every Snakemake process a wait of
-      about 9 s where no Slurm controller answers (see the stub)."""
+      about 9 s where no Slurm controller answers (see the stub);
+    - the folder of the session's job servers (tests/job_server.py), unless `fresh_jobs` or
+      `library`: a Snakemake process of `snakemake` or of the shared runs runs its jobs
+      there; without it, as new processes (an edited library's jobs so, which would each
+      need a server of their own)."""
     python_path = str(library) if library is not None else os.pathsep.join(
         filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
     path = os.pathsep.join(filter(None, [str(STUBS), os.environ.get("PATH")]))
-    return {**os.environ, "PYTHONPATH": python_path, "PATH": path, **extra}
+    env = {**os.environ, "PYTHONPATH": python_path, "PATH": path, **extra}
+    if fresh_jobs or library is not None:
+        env.pop(job_server.VARIABLE, None)
+    return env
 
 
 def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
@@ -46,13 +56,16 @@ def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
 
 
 def snakemake(workdir: Path, config: Path, *args: str, check: bool = True,
-              timeout: int = 900, library: Path | None = None) -> subprocess.CompletedProcess:
+              timeout: int = 900, library: Path | None = None,
+              fresh_jobs: bool = False) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in `workdir` with `config`; with the
     promptscape package of `library` (a copy of src/, see `edited_library`) if given. The
     command runs as `python -m snakemake` would, in a fork of this process's Snakemake server
-    (tests/snakemake_server.py), which spares it Snakemake's imports."""
-    return _server().run(snakemake_command(workdir, config, *args), env=environment(library),
-                         timeout=timeout, check=check)
+    (tests/snakemake_server.py), which spares it Snakemake's imports; its jobs run on the
+    session's job servers (tests/job_server.py), or as new processes with `fresh_jobs` (or
+    `library`)."""
+    return _server().run(snakemake_command(workdir, config, *args),
+                         env=environment(library, fresh_jobs), timeout=timeout, check=check)
 
 
 class _Server:

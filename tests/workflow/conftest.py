@@ -28,11 +28,14 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+
+import job_server
 
 from workflow_helpers import (NEURAL, REPO, TINY, environment, fingerprint,
                               snakemake_command)
@@ -67,12 +70,17 @@ def _start(config: pytest.Config, fixture: str) -> None:
             workdir.mkdir()
             # The run writes its exit status beside its folder when it ends, for whichever
             # worker waits for it.
-            command = (f"{shlex.join(snakemake_command(workdir, configfile))} "
+            # `python -m snakemake`, its jobs on the session's job servers
+            # (tests/snakemake_server.py, tests/job_server.py), their CPU under this name.
+            argv = [sys.executable, str(REPO / "tests" / "snakemake_server.py"), "--main",
+                    *snakemake_command(workdir, configfile)[3:]]
+            command = (f"{shlex.join(argv)} "
                        f"> {shlex.quote(str(root / (name + '.log')))} 2>&1; "
                        f"echo $? > {shlex.quote(str(root / (name + '.rc.tmp')))} && "
                        f"mv {shlex.quote(str(root / (name + '.rc.tmp')))} "
                        f"{shlex.quote(str(root / (name + '.rc')))}")
-            _owned[fixture] = subprocess.Popen(["sh", "-c", command], env=environment(),
+            _owned[fixture] = subprocess.Popen(["sh", "-c", command],
+                                               env=environment(**{job_server.TAG: fixture}),
                                                preexec_fn=lambda: os.nice(10),
                                                start_new_session=True)
     _started[fixture] = workdir

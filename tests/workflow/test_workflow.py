@@ -56,8 +56,11 @@ def test_dry_run_after_a_complete_run_has_nothing_to_do(tiny_run):
 
 def test_second_run_from_scratch_is_bit_identical(tiny_run, tmp_path):
     # Every Parquet artifact, rebuilt from scratch; the figures (SVG, PNG and HTML, more than
-    # half the run's CPU) are compared by no digest, so the rebuild leaves them out.
-    snakemake(tmp_path, TINY, "--omit-from", "plot_figures", "plot_study_figures")
+    # half the run's CPU) are compared by no digest, so the rebuild leaves them out. Its jobs
+    # are new processes, as a user's are: the shared run's ran on the tests' job servers,
+    # in forks that share a string-hash seed (tests/job_server.py).
+    snakemake(tmp_path, TINY, "--omit-from", "plot_figures", "plot_study_figures",
+              fresh_jobs=True)
     first, second = digests(tiny_run), digests(tmp_path)
     # datasets and searches (one per experiment and seed block), evaluation sets,
     # landscapes, efficiency (one per experiment), aggregates (3 + token efficiency +

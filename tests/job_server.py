@@ -1,0 +1,436 @@
+"""Job scripts that start in a fraction of a second: the interpreter of the Snakemake jobs in
+the tests, as a client of a server that imported the jobs' libraries once.
+
+A job of the workflow is a Python script (Snakemake's `script:`) run in a new process; before
+its own work it spends about 0.5 CPU-seconds importing numpy, pandas, pyarrow and Snakemake's
+script support, 1.5 more importing torch where it trains or scores a network, 1.2 more on
+torch's compiler stack at its first optimiser, 0.5 on Altair where it draws. The tests run
+about two hundred such jobs, most of them small, and those imports were a third of the
+suite's time. Here a server makes them once, and runs each job in a fork of itself.
+
+The client: the tests' Snakemake processes run their jobs' scripts with `command()` as the
+Python interpreter (in place of `sys.executable`, tests/snakemake_server.py), so a job starts as
+`python -I -S tests/job_server.py SCRIPT`: that connects to the server for its environment
+under the folder named by PROMPTSCAPE_TEST_JOB_SERVERS (starting it if none runs), hands it
+the script, its arguments, working directory, environment and standard streams, forwards the
+signals it receives to the job and exits with the job's status. Killed, it ends the job: the
+server kills the job when the client's connection closes first.
+
+The server (`python tests/job_server.py --serve SOCKET`) imports what the jobs import but
+never promptscape (each job imports its own, as a new process would) and starts no thread
+(a fork copies only the thread that forks). Each connection gets a fork, which forks the job
+and watches both: the job's exit status goes back to the client, the client's end (or a
+signal it forwards) goes to the job's process group. The job sets its environment, working
+directory, `sys.argv`, `sys.path` and standard streams as `python SCRIPT` would and runs the
+script as `__main__`; it ends as a new process ends (exit handlers, exit status, a traceback
+for an uncaught exception).
+
+One server per environment: the key is the environment but the variables pytest sets per
+test or worker (PYTEST_*) and a few that no library reads as it loads (`UNREAD_AT_START`),
+and the process's nice value. Thread counts (OMP_NUM_THREADS and
+the like, which Snakemake sets per job from its threads) and numpy's and torch's kernel
+choices (NPY_DISABLE_CPU_FEATURES, ATEN_CPU_CAPABILITY) are read when the libraries load, so
+a job gets a server that loaded them under its own values. What jobs of one server share,
+where new processes would each draw their own: the string-hash seed and the global random
+states of `random`, numpy and torch as they were after the imports (the workflow seeds its
+generators from artifact identities and draws from no global state; a test that rebuilds a
+run with new processes, `workflow_helpers.snakemake(fresh_jobs=True)`, compares the two).
+
+CPU: every job's user + system seconds (with its children's), and each server's import time,
+are appended to `cpu.tsv` in the folder (tab-separated: the job's PROMPTSCAPE_TEST_CPU_TAG,
+seconds), for benchmarks/pytest_cpu.py and the line the session ends with (`summary`). The
+servers are no process's children (they outlive the job that started them), so `time python
+-m pytest` does not count them: add that line's figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+
+VARIABLE = "PROMPTSCAPE_TEST_JOB_SERVERS"
+TAG = "PROMPTSCAPE_TEST_CPU_TAG"
+# Variables no library reads when it loads, which differ between the jobs of a session: the
+# CPU tag, the working directory the shell exports (sent apart), torch's compile cache folder
+# (torch sets it in os.environ, to its default, once a process has used it).
+UNREAD_AT_START = frozenset({TAG, "PWD", "OLDPWD", "_", "SHLVL", "TORCHINDUCTOR_CACHE_DIR"})
+IDLE_SECONDS = 600  # a server with no job for this long ends (a session killed before its end)
+START_SECONDS = 120  # a client waits this long for a server to start
+
+
+def command() -> str:
+    """The interpreter command line Snakemake should run job scripts with (its
+    `sys.executable`): this file as a client, in an interpreter that starts with nothing."""
+    return shlex.join([sys.executable, "-I", "-S", os.path.abspath(__file__)])
+
+
+def key(env: dict[str, str]) -> str:
+    """The server a job with environment `env` (and this process's nice value) runs on."""
+    kept = sorted((k, v) for k, v in env.items()
+                  if not k.startswith("PYTEST_") and k not in UNREAD_AT_START)
+    text = json.dumps([kept, os.nice(0)])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# -- the client ---------------------------------------------------------------------------
+
+def _send(conn: socket.socket, message: dict, fds: list[int] = ()) -> None:
+    data = json.dumps(message).encode() + b"\n"
+    if fds:
+        sent = socket.send_fds(conn, [data], list(fds))
+        data = data[sent:]
+    conn.sendall(data)
+
+
+def _lines(conn: socket.socket):
+    pending = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield json.loads(line)
+
+
+def _connect(folder: str, env: dict[str, str]) -> socket.socket:
+    name = key(env)
+    path = os.path.join(folder, f"{name}.sock")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        return conn
+    except OSError:
+        pass
+    import fcntl
+    import subprocess
+    import time
+
+    with open(os.path.join(folder, f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            conn.connect(path)
+            return conn
+        except OSError:
+            pass
+        with open(os.path.join(folder, f"{name}.log"), "ab") as log:
+            server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
+                                       path], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=log, start_new_session=True)
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                conn.connect(path)
+                return conn
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log = open(os.path.join(folder, f"{name}.log"), errors="replace").read()
+                    raise SystemExit(f"job server for {path} did not start "
+                                     f"({server.poll()}):\n{log[-4000:]}") from None
+                time.sleep(0.02)
+
+
+def client(argv: list[str]) -> None:
+    env = dict(os.environ)
+    conn = _connect(env[VARIABLE], env)
+    _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": env}, fds=[0, 1, 2])
+
+    def forward(signum, frame):
+        try:
+            _send(conn, {"signal": signum})
+        except OSError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    for reply in _lines(conn):
+        code = reply["returncode"]
+        if code < 0:  # died of a signal: so does this process, as its caller would see it
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        raise SystemExit(code)
+    raise SystemExit("job server: the connection ended before the job did")
+
+
+# -- the server ----------------------------------------------------------------------------
+
+def _warm() -> None:
+    """What the workflow's jobs import before their own code (Snakemake's script preamble,
+    the table and network libraries, the compiler stack torch's optimisers load, Altair)."""
+    import pickle  # noqa: F401
+
+    import altair  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow.dataset  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import snakemake.io  # noqa: F401
+    import snakemake.script  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401
+    import vl_convert  # noqa: F401
+    import yaml  # noqa: F401
+
+    del torch
+    assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
+        "the job server imported promptscape: a job could not run its own"
+    # A fork copies the forking thread alone. The native threads of these libraries
+    # (pyarrow's allocator starts one) are made safe by their fork handlers; a Python
+    # thread's locks would stay held in the fork.
+    import threading
+
+    assert threading.active_count() == 1, f"threads at fork: {threading.enumerate()}"
+    # The imports' objects out of the collector's reach: a job's collections would otherwise
+    # go through all of them, and write to (copy) every page that holds one.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def _cpu_line(folder: str, tag: str, seconds: float) -> None:
+    with open(os.path.join(folder, "cpu.tsv"), "a") as out:
+        out.write(f"{tag}\t{seconds:.3f}\n")
+
+
+def _job(request: dict, fds: list[int]):
+    """In the job's process: everything as `python SCRIPT ARGS` sets it; returns the
+    function that runs the script (at the top of the stack, so that it ends as a script)."""
+    os.setpgid(0, 0)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import importlib
+
+    importlib.invalidate_caches()
+    script, *args = request["argv"]
+    sys.argv = [script, *args]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    return script
+
+
+def _run_script(script: str) -> None:
+    import builtins
+    import types
+
+    with open(script, "rb") as source:
+        code = compile(source.read(), script, "exec")
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = builtins
+    main.__cached__ = None
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+        status = 0
+    except SystemExit as end:  # as the interpreter reads it
+        status = _exit_status(end)
+    except BaseException as error:  # noqa: BLE001 (printed, status 1, as for a script)
+        sys.excepthook(*sys.exc_info())
+        # Python ends a script stopped by Ctrl-C by SIGINT, for its caller to see.
+        status = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+    # The end of a script's process without tearing down the modules: that would write to
+    # every page the fork shares with the server (reference counts), which is most of the
+    # cost of a small job. What a job can leave to the end is done: its threads are joined,
+    # its exit handlers run (logging's flush among them), the script's globals cleared and
+    # its garbage collected, the standard streams flushed.
+    import atexit
+    import gc
+    import threading
+
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    main.__dict__.clear()  # the script's objects go first, as at an interpreter's end (a
+    gc.collect()  # file it left open is flushed and closed)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if status < 0:
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    os._exit(status)
+
+
+def _exit_status(end: SystemExit) -> int:
+    code = end.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _supervise(conn: socket.socket, folder: str):
+    """In the connection's fork: start the job, relay its end to the client and the client's
+    signals (or end) to it. Returns the script to run in the job's process, None here."""
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    while not data.endswith(b"\n"):
+        more = conn.recv(1 << 20)
+        if not more:
+            os._exit(1)
+        data += more
+    request = json.loads(data)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        return _job(request, fds)
+    for fd in fds:
+        os.close(fd)
+    try:
+        os.setpgid(pid, pid)
+    except (PermissionError, ProcessLookupError):
+        pass
+    import select
+
+    watch = os.pidfd_open(pid)
+    pending = b""
+    while True:
+        ready, _, _ = select.select([conn, watch], [], [])
+        if watch in ready:
+            break
+        chunk = conn.recv(4096)
+        if not chunk:  # the client ended (killed): so does the job
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            try:
+                os.killpg(pid, json.loads(line)["signal"])
+            except ProcessLookupError:
+                pass
+    _, status, usage = os.wait4(pid, 0)
+    _cpu_line(folder, request["env"].get(TAG, ""), usage.ru_utime + usage.ru_stime)
+    try:
+        _send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def serve(path: str):
+    """Run the server on the Unix socket `path`. Returns, in a job's process only, the
+    script to run."""
+    import resource
+    import time
+
+    folder = os.path.dirname(path)
+    _warm()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _cpu_line(folder, "server", usage.ru_utime + usage.ru_stime)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    temporary = f"{path}.{os.getpid()}"
+    listener.bind(temporary)
+    listener.listen(64)
+    with open(f"{path}.pid", "w") as out:
+        out.write(str(os.getpid()))
+    os.rename(temporary, path)  # clients connect once it accepts
+    listener.settimeout(5)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    running = set()
+    last = time.monotonic()
+    while os.path.isdir(folder):
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            conn = None
+        while running:  # reap the connections' forks that ended
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            running.discard(pid)
+        if conn is None:
+            if not running and time.monotonic() - last > IDLE_SECONDS:
+                break
+            continue
+        last = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            conn.settimeout(None)
+            return _supervise(conn, folder)
+        running.add(pid)
+        conn.close()
+    return None
+
+
+# -- the pytest session ---------------------------------------------------------------------
+
+def start_session() -> str:
+    """Make the folder of this session's servers, named in the environment, which every
+    process of the session inherits. Returns the folder."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ps-jobs-", dir="/tmp" if len(tempfile.gettempdir()) > 40
+                              else None)  # a socket's path has at most 107 bytes
+    os.environ[VARIABLE] = folder
+    return folder
+
+
+def summary(folder: str) -> str:
+    """What the servers of the session in `folder` did, from their `cpu.tsv`."""
+    servers, jobs = [], []
+    try:
+        with open(os.path.join(folder, "cpu.tsv")) as rows:
+            for row in rows:
+                tag, seconds = row.rstrip("\n").split("\t")
+                (servers if tag == "server" else jobs).append(float(seconds))
+    except OSError:
+        pass
+    return (f"job servers (tests/job_server.py): {len(servers)} started, "
+            f"{sum(servers):.1f} CPU-s of imports; {len(jobs)} jobs, "
+            f"{sum(jobs):.1f} CPU-s (not in this process's children's time)")
+
+
+def end_session(folder: str) -> None:
+    """End this session's servers and remove the folder."""
+    import shutil
+    import time
+
+    servers = []
+    for name in os.listdir(folder):
+        if name.endswith(".pid"):
+            with open(os.path.join(folder, name)) as pid_file:
+                servers.append(int(pid_file.read()))
+    for pid in servers:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    for pid in servers:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        script = serve(sys.argv[2])
+        if script is not None:  # in a job's process
+            _run_script(script)
+    else:
+        client(sys.argv[1:])
