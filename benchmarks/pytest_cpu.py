@@ -55,7 +55,7 @@ def _jobs_cpu() -> dict[str, float]:
     try:
         with open(os.path.join(folder, "cpu.tsv")) as rows:
             for row in rows:
-                tag, seconds = row.rstrip("\n").split("\t")
+                tag, seconds = row.rstrip("\n").split("\t")[:2]
                 totals[tag] += float(seconds)
     except (OSError, TypeError, ValueError):
         pass

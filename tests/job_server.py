@@ -2,9 +2,10 @@
 the tests, as a client of a server that imported the jobs' libraries once.
 
 A job of the workflow is a Python script (Snakemake's `script:`) run in a new process; before
-its own work it spends about 0.5 CPU-seconds importing numpy, pandas, pyarrow and Snakemake's
-script support, 1.5 more importing torch where it trains or scores a network, 1.2 more on
-torch's compiler stack at its first optimiser, 0.5 on Altair where it draws. The tests run
+its own work it spends about 0.5 CPU-seconds importing numpy, pandas, pyarrow, Snakemake's
+script support and promptscape, 1.5 more importing torch where it trains or scores a
+network, 1.2 more on torch's compiler stack at its first optimiser, 0.5 on Altair where it
+draws. The tests run
 about two hundred such jobs, most of them small, and those imports were a third of the
 suite's time. Here a server makes them once, and runs each job in a fork of itself.
 
@@ -16,9 +17,10 @@ the script, its arguments, working directory, environment and standard streams, 
 signals it receives to the job and exits with the job's status. Killed, it ends the job: the
 server kills the job when the client's connection closes first.
 
-The server (`python tests/job_server.py --serve SOCKET`) imports what the jobs import but
-never promptscape (each job imports its own, as a new process would) and starts no thread
-(a fork copies only the thread that forks). Each connection gets a fork, which forks the job
+The server (`python tests/job_server.py --serve SOCKET`) imports what the jobs import, the
+promptscape of its PYTHONPATH included (a test that runs an edited copy of the library runs
+its jobs as new processes, `workflow_helpers.environment`), and starts no thread (a fork
+copies only the thread that forks). Each connection gets a fork, which forks the job
 and watches both: the job's exit status goes back to the client, the client's end (or a
 signal it forwards) goes to the job's process group. The job sets its environment, working
 directory, `sys.argv`, `sys.path` and standard streams as `python SCRIPT` would and runs the
@@ -38,7 +40,7 @@ run with new processes, `workflow_helpers.snakemake(fresh_jobs=True)`, compares 
 
 CPU: every job's user + system seconds (with its children's), and each server's import time,
 are appended to `cpu.tsv` in the folder (tab-separated: the job's PROMPTSCAPE_TEST_CPU_TAG,
-seconds), for benchmarks/pytest_cpu.py and the line the session ends with (`summary`). The
+seconds, its script's file name), for benchmarks/pytest_cpu.py and the line the session ends with (`summary`). The
 servers are no process's children (they outlive the job that started them), so `time python
 -m pytest` does not count them: add that line's figures.
 """
@@ -161,8 +163,8 @@ def client(argv: list[str]) -> None:
 # -- the server ----------------------------------------------------------------------------
 
 def _warm() -> None:
-    """What the workflow's jobs import before their own code (Snakemake's script preamble,
-    the table and network libraries, the compiler stack torch's optimisers load, Altair)."""
+    """What the workflow's jobs import (Snakemake's script preamble, the table and network
+    libraries, the compiler stack torch's optimisers load, Altair, promptscape)."""
     import pickle  # noqa: F401
 
     import altair  # noqa: F401
@@ -178,8 +180,16 @@ def _warm() -> None:
     import yaml  # noqa: F401
 
     del torch
-    assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
-        "the job server imported promptscape: a job could not run its own"
+    # And the library itself, every module of it: the one its PYTHONPATH names (part of the
+    # server's key), as a job's would.
+    import importlib
+    import pkgutil
+
+    import promptscape
+
+    for module in pkgutil.walk_packages(promptscape.__path__, "promptscape."):
+        if not module.name.endswith(".__main__"):  # a command line, which runs on import
+            importlib.import_module(module.name)
     # A fork copies the forking thread alone. The native threads of these libraries
     # (pyarrow's allocator starts one) are made safe by their fork handlers; a Python
     # thread's locks would stay held in the fork.
@@ -194,9 +204,9 @@ def _warm() -> None:
     gc.freeze()
 
 
-def _cpu_line(folder: str, tag: str, seconds: float) -> None:
+def _cpu_line(folder: str, tag: str, seconds: float, script: str = "") -> None:
     with open(os.path.join(folder, "cpu.tsv"), "a") as out:
-        out.write(f"{tag}\t{seconds:.3f}\n")
+        out.write(f"{tag}\t{seconds:.3f}\t{os.path.basename(script)}\n")
 
 
 def _job(request: dict, fds: list[int]):
@@ -319,7 +329,8 @@ def _supervise(conn: socket.socket, folder: str):
             except ProcessLookupError:
                 pass
     _, status, usage = os.wait4(pid, 0)
-    _cpu_line(folder, request["env"].get(TAG, ""), usage.ru_utime + usage.ru_stime)
+    _cpu_line(folder, request["env"].get(TAG, ""), usage.ru_utime + usage.ru_stime,
+              request["argv"][0])
     try:
         _send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
     except OSError:
@@ -392,7 +403,7 @@ def summary(folder: str) -> str:
     try:
         with open(os.path.join(folder, "cpu.tsv")) as rows:
             for row in rows:
-                tag, seconds = row.rstrip("\n").split("\t")
+                tag, seconds = row.rstrip("\n").split("\t")[:2]
                 (servers if tag == "server" else jobs).append(float(seconds))
     except OSError:
         pass
