@@ -3,31 +3,36 @@ Snakemake (and collects its plugins) once, then runs each command it is sent in 
 itself, as `python -m snakemake ARGS` would run it in a new process.
 
 A new Snakemake process spends about 1.5 CPU-seconds importing Snakemake, its plugins and
-their dependencies before it reads the Snakefile; the tests start about a hundred of them
-(mostly dry runs of a changed config, each about 2 CPU-seconds in all). A fork starts with
-those imports made. Nothing else is shared: this process never imports promptscape (a
-command may run an edited copy of it) and never runs a command itself, so every fork starts
-from the state the imports left, as a new process would, with the command's environment,
-working directory and `sys.path` (its PYTHONPATH first, as Python puts it). One difference
-remains: the forks share the server's string-hash seed, where new processes each draw one
-(the order of a set of strings, in Snakemake's own process only; its jobs are new processes).
+their dependencies before it reads the Snakefile, and 0.16 more importing the promptscape
+modules the rule files import; the tests start about a hundred of them (mostly dry runs of a
+changed config, each about 2 CPU-seconds in all). A fork starts with those imports made:
+promptscape's from the src/ folder given by `--library` (`_preload`), which a command whose
+PYTHONPATH starts elsewhere (an edited copy of the library) forgets before it starts
+(`_purge_library`). Nothing else is shared: this process never runs a command itself, so
+every fork starts from the state the imports left, as a new process would, with the
+command's environment, working directory and `sys.path` (its PYTHONPATH first, as Python
+puts it). One difference remains: the forks share the server's string-hash seed, where new
+processes each draw one (the order of a set of strings, in Snakemake's own process only).
 
 Used by `workflow_helpers.snakemake` (one server per test process, started at its first
-command). `python tests/snakemake_server.py --main ARGS` is `python -m snakemake ARGS` in a new
-process. Both run the job scripts through the session's job servers (tests/job_server.py)
-where the environment names them. The protocol, one JSON object per line: a request {"argv", "env", "cwd", "stdout",
-"stderr"} on standard input; the replies {"pid"} when the fork starts and {"returncode",
-"cpu"} when it ends (`cpu`: user + system seconds of the fork and everything it waited for).
-End of input ends the server.
+command). `python tests/snakemake_server.py --main ARGS` is `python -m snakemake ARGS` in a
+new process. Both run the job scripts on the session's job servers (tests/job_server.py)
+where the environment names them. The protocol, one JSON object per line: a request
+{"argv", "env", "cwd", "stdout", "stderr"} on standard input; the replies {"pid"} when the
+fork starts and {"returncode", "cpu"} when it ends (`cpu`: user + system seconds of the fork
+and everything it waited for). End of input ends the server.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
+import re
 import sys
 import threading
+from pathlib import Path
 
 import job_server
 
@@ -49,7 +54,7 @@ def _warm() -> None:
                      StoragePluginRegistry):
         registry()
     assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
-        "the server imported promptscape: a command could not run an edited copy"
+        "Snakemake imported promptscape"
     # A fork copies this thread alone: another one's locks would stay held in the fork.
     assert threading.active_count() == 1, f"threads at fork: {threading.enumerate()}"
 
@@ -107,17 +112,50 @@ def _scripts_on_job_servers() -> None:
     PythonScript.execute_script = execute_script
 
 
-def serve() -> None:
+def _preload(library: str) -> None:
+    """Import the promptscape modules the workflow's rule files import at parse time, from
+    `library` (a src/ folder)."""
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    names = set()
+    for path in sorted(rules.glob("*.smk")):
+        for match in re.finditer(r"^\s*(?:from\s+(promptscape[\w.]*)\s+import\s+(\w+)|"
+                                 r"import\s+(promptscape[\w.]*))", path.read_text(), re.M):
+            module, name, plain = match.groups()
+            names.add(plain or module)
+            if module and importlib.util.find_spec(module) is not None:
+                names.add(f"{module}.{name}")  # a submodule, if it is one
+    sys.path.insert(0, library)
+    try:
+        for name in sorted(names):
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError:  # `from package import function`
+                pass
+    finally:
+        sys.path.remove(library)
+
+
+def _purge_library() -> None:
+    """Forget the preloaded promptscape (a command that runs another copy of it)."""
+    for name in [n for n in sys.modules if n.split(".")[0] == "promptscape"]:
+        del sys.modules[name]
+
+
+def serve(library: str | None = None) -> None:
     _warm()
     # sys.path as a process started without PYTHONPATH (the client starts the server so) has
     # it after importing Snakemake (which appends its pip-deployments folder), less the
     # script's folder (sys.path[0], which `python -m` replaces by the working directory).
     base_path = sys.path[1:]
+    if library is not None:
+        _preload(library)
     replies = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
+            if request["env"].get("PYTHONPATH", "").split(os.pathsep)[0] != library:
+                _purge_library()
             _run(request, base_path)  # never returns: it raises SystemExit
             raise SystemExit(1)
         try:  # its process group, set on both sides: it exists before the client can kill it
@@ -136,4 +174,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--main"]:  # a new process: `python -m snakemake ARGS`, as above
         sys.path[0] = os.getcwd()
         _main(sys.argv[2:])
-    serve()
+    serve(*sys.argv[2:3] if sys.argv[1:2] == ["--library"] else ())

@@ -74,9 +74,10 @@ class _Server:
 
     def __init__(self):
         env = environment()
-        del env["PYTHONPATH"]  # the server imports no promptscape; each command gets its own
+        del env["PYTHONPATH"]  # each command gets its own (the server preloads src/'s)
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
-            "snakemake_server.py"))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            "snakemake_server.py")), "--library", str(SRC)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             bufsize=0, env=env, cwd=REPO)
         self.pending = b""  # read from the server, not yet a whole reply
         atexit.register(self.close)
