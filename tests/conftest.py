@@ -38,8 +38,10 @@ if "PROMPTSCAPE_CACHE_DIR" not in os.environ:
 
 # The job servers of this session (tests/job_server.py), which run the Snakemake jobs of the
 # tests' runs in forks of a process that imported their libraries once; made by the first
-# process of the session (xdist's workers inherit the folder) and ended at its exit.
-if job_server.VARIABLE not in os.environ:
+# process of the session (xdist's workers inherit the folder) and ended at its exit. Where
+# they cannot run (not Linux), or with PROMPTSCAPE_TEST_JOB_SERVERS set empty, every job is
+# a new process.
+if job_server.AVAILABLE and job_server.VARIABLE not in os.environ:
     _JOB_SERVERS = job_server.start_session()
     atexit.register(job_server.end_session, _JOB_SERVERS)
 

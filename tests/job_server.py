@@ -55,7 +55,10 @@ import signal
 import socket
 import sys
 
-VARIABLE = "PROMPTSCAPE_TEST_JOB_SERVERS"
+VARIABLE = "PROMPTSCAPE_TEST_JOB_SERVERS"  # empty: no servers, every job a new process
+# What the servers need: fork, file descriptors passed over Unix sockets, pidfds (Linux).
+AVAILABLE = all(hasattr(os, name) for name in ("fork", "pidfd_open")) and hasattr(
+    socket, "send_fds")
 TAG = "PROMPTSCAPE_TEST_CPU_TAG"
 # Variables no library reads when it loads, which differ between the jobs of a session: the
 # CPU tag, the working directory the shell exports (sent apart), torch's compile cache folder
@@ -385,6 +388,11 @@ def serve(path: str):
 
 
 # -- the pytest session ---------------------------------------------------------------------
+
+def enabled(env=os.environ) -> bool:
+    """Whether the processes of environment `env` run their jobs on the servers."""
+    return bool(env.get(VARIABLE))
+
 
 def start_session() -> str:
     """Make the folder of this session's servers, named in the environment, which every

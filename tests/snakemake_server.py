@@ -87,7 +87,7 @@ def _main(argv: list[str]) -> None:
     import snakemake
     from snakemake.cli import main
 
-    if job_server.VARIABLE in os.environ:
+    if job_server.enabled():
         _scripts_on_job_servers()
     # As `python -m snakemake` sets it (argparse names the program after it).
     sys.argv = [os.path.join(os.path.dirname(snakemake.__file__), "__main__.py"), *argv]

@@ -43,7 +43,7 @@ def environment(library: Path | None = None, fresh_jobs: bool = False,
         filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
     path = os.pathsep.join(filter(None, [str(STUBS), os.environ.get("PATH")]))
     env = {**os.environ, "PYTHONPATH": python_path, "PATH": path, **extra}
-    if fresh_jobs or library is not None:
+    if fresh_jobs or library is not None or not job_server.enabled(env):
         env.pop(job_server.VARIABLE, None)
     return env
 

@@ -19,6 +19,11 @@ import pytest
 import job_server
 from workflow_helpers import SRC, environment
 
+# Not where the servers cannot run (not Linux) or were switched off
+# (PROMPTSCAPE_TEST_JOB_SERVERS set empty): there every job is a new process.
+needs_servers = pytest.mark.skipif(not job_server.enabled(),
+                                   reason="this session runs its jobs as new processes")
+
 SCRIPT = '''\
 import json, os, sys
 print("out", flush=True)
@@ -45,6 +50,7 @@ def _run(command: list[str], folder, **extra) -> tuple[subprocess.CompletedProce
     return proc, (folder / "seen.json").read_text(), (folder / "left_open.txt").read_text()
 
 
+@needs_servers
 @pytest.mark.parametrize("ending", ["normal", "exit", "raise", "message"])
 def test_a_script_run_by_a_server_ends_and_sees_what_it_does_in_a_new_process(ending,
                                                                                tmp_path):
@@ -67,6 +73,7 @@ def test_a_script_run_by_a_server_ends_and_sees_what_it_does_in_a_new_process(en
     assert results["new"][4] == "written, never closed"
 
 
+@needs_servers
 def test_the_job_dies_with_its_client_and_of_the_signals_it_receives(tmp_path):
     (tmp_path / "job.py").write_text(
         'import os, time\n'
@@ -112,7 +119,10 @@ def test_a_server_is_shared_by_environments_that_differ_in_pytests_variables_onl
 
 def test_the_session_runs_workflow_jobs_on_servers():
     """The suite's Snakemake commands use the servers (and the rebuild's `fresh_jobs` and an
-    edited library's do not)."""
+    edited library's do not), unless PROMPTSCAPE_TEST_JOB_SERVERS is set empty."""
+    if os.environ.get(job_server.VARIABLE) == "":  # switched off: no command uses them
+        assert job_server.VARIABLE not in environment()
+        return
     assert os.path.isdir(os.environ[job_server.VARIABLE])
     assert job_server.VARIABLE in environment()
     assert job_server.VARIABLE not in environment(fresh_jobs=True)
