@@ -5,9 +5,7 @@ and arbitrary prompt sets, complete and partial sequence sets with repeated and 
 rows, and budgets small enough to force every kind of chunk; then the benchmark's smoke run.
 """
 
-import os
-import subprocess
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -175,15 +173,21 @@ def test_cuda_equals_cpu(family):
                                rtol=RTOL, atol=1e-5)
 
 
-def test_benchmark_quick_mode_prints_its_ratios():
-    """The benchmark's smoke run, smaller still: L_max 3 in full and 5 sampled, T = 4."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "trie_scoring.py"), "--quick",
-         "--lengths", "3,5", "--task-length", "4", "--sample-from", "5",
-         "--sample-depth", "2", "--threads", "1", "--raw-tokens", "20000", "--in-process"],
-        capture_output=True, text=True, env=env, timeout=600, check=True)
-    out = result.stdout
+def test_benchmark_quick_mode_prints_its_ratios(capsys):
+    """The benchmark's smoke run, smaller still: L_max 3 in full and 5 sampled, T = 4 (in
+    this process, which has torch loaded already; its thread count is restored)."""
+    spec = importlib.util.spec_from_file_location("trie_scoring_benchmark",
+                                                  ROOT / "benchmarks" / "trie_scoring.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    threads = torch.get_num_threads()
+    try:
+        benchmark.main(["--quick", "--lengths", "3,5", "--task-length", "4", "--sample-from",
+                        "5", "--sample-depth", "2", "--threads", "1", "--raw-tokens", "20000",
+                        "--in-process"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
     assert out.count("speed-up: measured") == 4, out
     assert out.count("trie throughput / raw forward throughput") == 4, out
     assert "trie, extrapolated (x2)" in out and "peak memory (ru_maxrss)" in out, out
