@@ -213,8 +213,9 @@ def _cpu_line(folder: str, tag: str, seconds: float, script: str = "") -> None:
 
 
 def _job(request: dict, fds: list[int]):
-    """In the job's process: everything as `python SCRIPT ARGS` sets it; returns the
-    function that runs the script (at the top of the stack, so that it ends as a script)."""
+    """In the job's process: everything as `python SCRIPT ARGS` sets it (its process group,
+    signal handlers, standard streams, working directory, environment, `sys.argv`,
+    `sys.path[0]`); returns the script, which `_run_script` runs at the top of the stack."""
     os.setpgid(0, 0)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
