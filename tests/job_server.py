@@ -104,41 +104,44 @@ def _lines(conn: socket.socket):
             yield json.loads(line)
 
 
-def _connect(folder: str, env: dict[str, str]) -> socket.socket:
-    name = key(env)
-    path = os.path.join(folder, f"{name}.sock")
+def _try_connect(path: str) -> socket.socket | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
         return conn
     except OSError:
-        pass
+        conn.close()
+        return None
+
+
+def _connect(folder: str, env: dict[str, str]) -> socket.socket:
+    """A connection to the server of `env`, started (by one client at a time) if none runs."""
+    name = key(env)
+    path = os.path.join(folder, f"{name}.sock")
+    conn = _try_connect(path)
+    if conn is not None:
+        return conn
     import fcntl
     import subprocess
     import time
 
     with open(os.path.join(folder, f"{name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            conn.connect(path)
+        conn = _try_connect(path)  # another client started it meanwhile
+        if conn is not None:
             return conn
-        except OSError:
-            pass
         with open(os.path.join(folder, f"{name}.log"), "ab") as log:
             server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
                                        path], env=env, stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=log, start_new_session=True)
         deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                conn.connect(path)
-                return conn
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log = open(os.path.join(folder, f"{name}.log"), errors="replace").read()
-                    raise SystemExit(f"job server for {path} did not start "
-                                     f"({server.poll()}):\n{log[-4000:]}") from None
-                time.sleep(0.02)
+        while (conn := _try_connect(path)) is None:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log = open(os.path.join(folder, f"{name}.log"), errors="replace").read()
+                raise SystemExit(f"job server for {path} did not start "
+                                 f"({server.poll()}):\n{log[-4000:]}")
+            time.sleep(0.02)
+        return conn
 
 
 def client(argv: list[str]) -> None:
