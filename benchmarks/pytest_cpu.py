@@ -49,7 +49,8 @@ def _cpu() -> float:
 def _jobs_cpu() -> dict[str, float]:
     """CPU seconds of the jobs the session's job servers ran (tests/job_server.py), by tag:
     "" for a test's, a shared run's fixture name for its jobs, "server" for the servers'
-    imports. The servers are reaped only at the session's end."""
+    imports, "server end" for the rest of the servers' own (written when they end, before
+    this plugin's summary)."""
     folder = os.environ.get("PROMPTSCAPE_TEST_JOB_SERVERS")
     totals: dict[str, float] = defaultdict(float)
     try:
@@ -66,7 +67,8 @@ class CpuRecorder:
     def __init__(self, path: str | None):
         self.path = path
         self.tests: dict[str, float] = defaultdict(float)
-        self.runs: dict[str, float] = {}
+        self.runs: dict[str, float] = {}  # a shared run's Snakemake process (and its new ones)
+        self.run_jobs: dict[str, float] = {}  # its jobs on the job servers
         self.start = _cpu()
         self.wall = time.monotonic()
 
@@ -75,8 +77,9 @@ class CpuRecorder:
         before = _cpu()
         yield
         if fixturedef.argname in SHARED_RUNS and fixturedef.argname not in self.runs:
-            self.runs[fixturedef.argname] = (_cpu() - before
-                                             + _jobs_cpu().get(fixturedef.argname, 0.0))
+            # (_cpu() counts no shared run's jobs on the servers: they are the run's alone.)
+            self.runs[fixturedef.argname] = _cpu() - before
+            self.run_jobs[fixturedef.argname] = _jobs_cpu().get(fixturedef.argname, 0.0)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -94,15 +97,15 @@ class CpuRecorder:
 
     def pytest_terminal_summary(self, terminalreporter):
         jobs = _jobs_cpu()
-        total = (_cpu() - self.start + jobs.get("server", 0.0)
-                 + sum(jobs.get(name, 0.0) for name in SHARED_RUNS))
+        servers = jobs.get("server", 0.0) + jobs.get("server end", 0.0)
+        total = _cpu() - self.start + servers + sum(jobs.get(name, 0.0) for name in SHARED_RUNS)
         parts: dict[str, float] = defaultdict(float)
-        if jobs.get("server"):
-            parts["job servers' imports"] = jobs["server"]
+        if servers:
+            parts["job servers' own (imports, forks)"] = servers
         for nodeid, seconds in self.tests.items():
             parts[self.part(nodeid)] += seconds
         for name, seconds in self.runs.items():
-            parts[f"scenario run {name}"] += seconds
+            parts[f"scenario run {name}"] += seconds + self.run_jobs.get(name, 0.0)
         write = terminalreporter.write_line
         terminalreporter.section("CPU time (user + system, with waited-for children)")
         for nodeid, seconds in sorted(self.tests.items(), key=lambda kv: -kv[1])[:25]:
@@ -116,7 +119,7 @@ class CpuRecorder:
             with open(self.path, "w") as out:
                 out.write("kind\tname\tcpu_s\n")
                 for name, seconds in sorted(self.runs.items()):
-                    out.write(f"scenario\t{name}\t{seconds:.2f}\n")
+                    out.write(f"scenario\t{name}\t{seconds + self.run_jobs.get(name, 0):.2f}\n")
                 for nodeid, seconds in self.tests.items():
                     out.write(f"{self.part(nodeid)}\t{nodeid}\t{seconds:.2f}\n")
                 out.write(f"session\ttotal\t{total:.2f}\n")

@@ -45,7 +45,9 @@ if job_server.AVAILABLE and job_server.VARIABLE not in os.environ:
     _JOB_SERVERS = job_server.start_session()
     atexit.register(job_server.end_session, _JOB_SERVERS)
 
+    @pytest.hookimpl(tryfirst=True)  # before benchmarks/pytest_cpu.py reads the CPU lines
     def pytest_terminal_summary(terminalreporter) -> None:
+        job_server.stop_servers(_JOB_SERVERS)  # every test has ended
         terminalreporter.write_line(job_server.summary(_JOB_SERVERS))
 
 

@@ -32,17 +32,23 @@ test or worker (PYTEST_*) and a few that no library reads as it loads (`UNREAD_A
 and the process's nice value. Thread counts (OMP_NUM_THREADS and
 the like, which Snakemake sets per job from its threads) and numpy's and torch's kernel
 choices (NPY_DISABLE_CPU_FEATURES, ATEN_CPU_CAPABILITY) are read when the libraries load, so
-a job gets a server that loaded them under its own values. What jobs of one server share,
-where new processes would each draw their own: the string-hash seed and the global random
-states of `random`, numpy and torch as they were after the imports (the workflow seeds its
-generators from artifact identities and draws from no global state; a test that rebuilds a
-run with new processes, `workflow_helpers.snakemake(fresh_jobs=True)`, compares the two).
+a job gets a server that loaded them under its own values. Each job draws new seeds for
+the global random states of numpy and torch, as a new process does (`random` reseeds itself
+in a fork). What the jobs of one server share, where new processes would each draw their
+own, is the string-hash seed (the workflow's artifacts do not depend on it: a test rebuilds
+a run with new processes, `workflow_helpers.snakemake(fresh_jobs=True)`, and compares).
 
-CPU: every job's user + system seconds (with its children's), and each server's import time,
+Two things read differently: Snakemake's `benchmark:` files of a rule measure the client
+(its process tree is the shell's), not the job; and a job's logged wall time leaves out the
+imports it did not make.
+
+CPU: every job's user + system seconds (with its children's and its supervisor's), each
+server's import time, and at each server's end the rest of its own (accepting and forking)
 are appended to `cpu.tsv` in the folder (tab-separated: the job's PROMPTSCAPE_TEST_CPU_TAG,
-seconds, its script's file name), for benchmarks/pytest_cpu.py and the line the session ends with (`summary`). The
-servers are no process's children (they outlive the job that started them), so `time python
--m pytest` does not count them: add that line's figures.
+or "server" and "server end"; seconds; the job's script's file name), for
+benchmarks/pytest_cpu.py and the line the session ends with (`summary`). The servers are no
+process's children (they outlive the job that started them), so `time python -m pytest` does
+not count them: add that line's figures.
 """
 
 from __future__ import annotations
@@ -56,16 +62,30 @@ import socket
 import sys
 
 VARIABLE = "PROMPTSCAPE_TEST_JOB_SERVERS"  # empty: no servers, every job a new process
-# What the servers need: fork, file descriptors passed over Unix sockets, pidfds (Linux).
-AVAILABLE = all(hasattr(os, name) for name in ("fork", "pidfd_open")) and hasattr(
-    socket, "send_fds")
+
+
+def _available() -> bool:
+    """What the servers need: fork, file descriptors passed over Unix sockets, pidfds
+    (Linux 5.3 and later)."""
+    if not (hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(os, "pidfd_open")):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+AVAILABLE = _available()
 TAG = "PROMPTSCAPE_TEST_CPU_TAG"
 # Variables no library reads when it loads, which differ between the jobs of a session: the
 # CPU tag, the working directory the shell exports (sent apart), torch's compile cache folder
 # (torch sets it in os.environ, to its default, once a process has used it).
 UNREAD_AT_START = frozenset({TAG, "PWD", "OLDPWD", "_", "SHLVL", "TORCHINDUCTOR_CACHE_DIR"})
 IDLE_SECONDS = 600  # a server with no job for this long ends (a session killed before its end)
-START_SECONDS = 120  # a client waits this long for a server to start
+# A client waits this long for a server to start while the server lives: its imports take
+# about 4 CPU-s, which a server started at a low priority on busy cores gets slowly.
+START_SECONDS = 900
 
 
 def command() -> str:
@@ -160,17 +180,24 @@ def client(argv: list[str]) -> None:
     for reply in _lines(conn):
         code = reply["returncode"]
         if code < 0:  # died of a signal: so does this process, as its caller would see it
-            signal.signal(-code, signal.SIG_DFL)
-            os.kill(os.getpid(), -code)
+            _die_of(-code)
         raise SystemExit(code)
     raise SystemExit("job server: the connection ended before the job did")
 
 
 # -- the server ----------------------------------------------------------------------------
 
+def _die_of(signum: int) -> None:
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # (those have no handler to reset)
+        signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # a signal whose default is not to end the process
+
+
 def _warm() -> None:
     """What the workflow's jobs import (Snakemake's script preamble, the table and network
     libraries, the compiler stack torch's optimisers load, Altair, promptscape)."""
+    import ctypes  # noqa: F401 (the jobs' parent-death signal)
     import pickle  # noqa: F401
 
     import altair  # noqa: F401
@@ -210,6 +237,13 @@ def _warm() -> None:
     gc.freeze()
 
 
+def _own_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _cpu_line(folder: str, tag: str, seconds: float, script: str = "") -> None:
     with open(os.path.join(folder, "cpu.tsv"), "a") as out:
         out.write(f"{tag}\t{seconds:.3f}\t{os.path.basename(script)}\n")
@@ -220,6 +254,12 @@ def _job(request: dict, fds: list[int]):
     signal handlers, standard streams, working directory, environment, `sys.argv`,
     `sys.path[0]`); returns the script, which `_run_script` runs at the top of the stack."""
     os.setpgid(0, 0)
+    import ctypes
+
+    try:  # killed with its supervisor (PR_SET_PDEATHSIG), as it is with its client
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -235,6 +275,13 @@ def _job(request: dict, fds: list[int]):
     script, *args = request["argv"]
     sys.argv = [script, *args]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
+    # New seeds for the global random states, as a new process draws them (`random`
+    # reseeds itself after a fork).
+    import numpy
+    import torch
+
+    numpy.random.seed()
+    torch.seed()
     return script
 
 
@@ -242,8 +289,8 @@ def _run_script(script: str) -> None:
     import builtins
     import types
 
-    with open(script, "rb") as source:
-        code = compile(source.read(), script, "exec")
+    with open(script, "rb") as source:  # not under this file's `from __future__` imports
+        code = compile(source.read(), script, "exec", dont_inherit=True)
     main = types.ModuleType("__main__")
     main.__file__ = script
     main.__builtins__ = builtins
@@ -296,12 +343,13 @@ def _supervise(conn: socket.socket, folder: str):
     """In the connection's fork: start the job, relay its end to the client and the client's
     signals (or end) to it. Returns the script to run in the job's process, None here."""
     data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-    while not data.endswith(b"\n"):
+    while b"\n" not in data:
         more = conn.recv(1 << 20)
         if not more:
             os._exit(1)
         data += more
-    request = json.loads(data)
+    line, pending = data.split(b"\n", 1)  # a forwarded signal may follow at once
+    request = json.loads(line)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     pid = os.fork()
     if pid == 0:
@@ -316,8 +364,13 @@ def _supervise(conn: socket.socket, folder: str):
     import select
 
     watch = os.pidfd_open(pid)
-    pending = b""
     while True:
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            try:
+                os.killpg(pid, json.loads(line)["signal"])
+            except ProcessLookupError:
+                pass
         ready, _, _ = select.select([conn, watch], [], [])
         if watch in ready:
             break
@@ -329,15 +382,9 @@ def _supervise(conn: socket.socket, folder: str):
                 pass
             break
         pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            try:
-                os.killpg(pid, json.loads(line)["signal"])
-            except ProcessLookupError:
-                pass
     _, status, usage = os.wait4(pid, 0)
-    _cpu_line(folder, request["env"].get(TAG, ""), usage.ru_utime + usage.ru_stime,
-              request["argv"][0])
+    _cpu_line(folder, request["env"].get(TAG, ""),
+              usage.ru_utime + usage.ru_stime + _own_cpu(), request["argv"][0])
     try:
         _send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
     except OSError:
@@ -364,30 +411,43 @@ def serve(path: str):
     os.rename(temporary, path)  # clients connect once it accepts
     listener.settimeout(5)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server, imports = os.getpid(), usage.ru_utime + usage.ru_stime
     running = set()
     last = time.monotonic()
-    while os.path.isdir(folder):
-        try:
-            conn, _ = listener.accept()
-        except socket.timeout:
-            conn = None
-        while running:  # reap the connections' forks that ended
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+    try:
+        while os.path.isdir(folder):
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                conn = None
+            while running:  # reap the connections' forks that ended
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                running.discard(pid)
+            if conn is None:
+                if not running and time.monotonic() - last > IDLE_SECONDS:
+                    break
+                continue
+            last = time.monotonic()
+            pid = os.fork()
             if pid == 0:
-                break
-            running.discard(pid)
-        if conn is None:
-            if not running and time.monotonic() - last > IDLE_SECONDS:
-                break
-            continue
-        last = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            listener.close()
-            conn.settimeout(None)
-            return _supervise(conn, folder)
-        running.add(pid)
-        conn.close()
+                listener.close()
+                conn.settimeout(None)
+                return _supervise(conn, folder)  # the script, in a job's process
+            running.add(pid)
+            conn.close()
+    except SystemExit:  # SIGTERM: the session's end
+        pass
+    finally:
+        if os.getpid() == server:  # (not in a job, which returns through here)
+            for name in (path, f"{path}.pid"):
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+            if os.path.isdir(folder):
+                _cpu_line(folder, "server end", _own_cpu() - imports)
     return None
 
 
@@ -411,29 +471,32 @@ def start_session() -> str:
 
 def summary(folder: str) -> str:
     """What the servers of the session in `folder` did, from their `cpu.tsv`."""
-    servers, jobs = [], []
+    servers, ends, jobs = [], [], []
     try:
         with open(os.path.join(folder, "cpu.tsv")) as rows:
             for row in rows:
                 tag, seconds = row.rstrip("\n").split("\t")[:2]
-                (servers if tag == "server" else jobs).append(float(seconds))
+                {"server": servers, "server end": ends}.get(tag, jobs).append(float(seconds))
     except OSError:
         pass
     return (f"job servers (tests/job_server.py): {len(servers)} started, "
-            f"{sum(servers):.1f} CPU-s of imports; {len(jobs)} jobs, "
-            f"{sum(jobs):.1f} CPU-s (not in this process's children's time)")
+            f"{sum(servers):.1f} CPU-s of imports, {sum(ends):.1f} of accepting and forking; "
+            f"{len(jobs)} jobs, {sum(jobs):.1f} CPU-s (none of it in this process's "
+            f"children's time)")
 
 
-def end_session(folder: str) -> None:
-    """End this session's servers and remove the folder."""
-    import shutil
+def stop_servers(folder: str) -> None:
+    """End this session's servers (each writes its last CPU line) and wait for them."""
     import time
 
     servers = []
     for name in os.listdir(folder):
         if name.endswith(".pid"):
-            with open(os.path.join(folder, name)) as pid_file:
-                servers.append(int(pid_file.read()))
+            try:
+                with open(os.path.join(folder, name)) as pid_file:
+                    servers.append(int(pid_file.read()))
+            except (OSError, ValueError):  # a server that ended meanwhile
+                pass
     for pid in servers:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -447,6 +510,13 @@ def end_session(folder: str) -> None:
             except ProcessLookupError:
                 break
             time.sleep(0.02)
+
+
+def end_session(folder: str) -> None:
+    """End this session's servers and remove the folder."""
+    import shutil
+
+    stop_servers(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -114,18 +114,23 @@ def _scripts_on_job_servers() -> None:
 
 def _preload(library: str) -> None:
     """Import the promptscape modules the workflow's rule files import at parse time, from
-    `library` (a src/ folder)."""
+    `library` (a src/ folder), whatever else provides a promptscape (an editable install of
+    another checkout)."""
     rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
-    names = set()
-    for path in sorted(rules.glob("*.smk")):
-        for match in re.finditer(r"^\s*(?:from\s+(promptscape[\w.]*)\s+import\s+(\w+)|"
-                                 r"import\s+(promptscape[\w.]*))", path.read_text(), re.M):
-            module, name, plain = match.groups()
-            names.add(plain or module)
-            if module and importlib.util.find_spec(module) is not None:
-                names.add(f"{module}.{name}")  # a submodule, if it is one
     sys.path.insert(0, library)
     try:
+        import promptscape
+
+        assert Path(promptscape.__file__).resolve().is_relative_to(Path(library).resolve()), \
+            f"promptscape preloaded from {promptscape.__file__}, not from {library}"
+        names = set()
+        for path in sorted(rules.glob("*.smk")):
+            for match in re.finditer(r"^\s*(?:from\s+(promptscape[\w.]*)\s+import\s+(\w+)|"
+                                     r"import\s+(promptscape[\w.]*))", path.read_text(), re.M):
+                module, name, plain = match.groups()
+                names.add(plain or module)
+                if module and importlib.util.find_spec(module) is not None:
+                    names.add(f"{module}.{name}")  # a submodule, if it is one
         for name in sorted(names):
             try:
                 importlib.import_module(name)

@@ -7,11 +7,13 @@ are compared with a rebuild in new processes by test_workflow.py
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -26,13 +28,16 @@ needs_servers = pytest.mark.skipif(not job_server.enabled(),
 
 SCRIPT = '''\
 import json, os, sys
+import numpy, torch
+def annotated(x: print("annotation evaluated") or int): pass
 print("out", flush=True)
 print("err", file=sys.stderr)
 left_open = open("left_open.txt", "w")
 left_open.write("written, never closed")
-json.dump({"argv": sys.argv, "cwd": os.getcwd(), "variable": os.environ.get("SOME_VARIABLE"),
+json.dump({"argv": sys.argv, "cwd": os.getcwd(), "variable": os.environ.get("PYTEST_SOME_VARIABLE"),
            "path0": sys.path[0], "name": __name__, "file": __file__,
-           "main": sys.modules["__main__"].__dict__ is globals()},
+           "main": sys.modules["__main__"].__dict__ is globals(),
+           "seeds": [float(numpy.random.rand()), float(torch.rand(1))]},
           open("seen.json", "w"))
 ending = sys.argv[1]
 if ending == "exit":
@@ -44,10 +49,20 @@ if ending == "message":
 '''
 
 
-def _run(command: list[str], folder, **extra) -> tuple[subprocess.CompletedProcess, str, str]:
+# A job's environment as Snakemake makes it (a job of one thread), so that these scripts run
+# on the server the tests' jobs run on; a variable of pytest's, which no server's key reads.
+JOB_ENV = {**{name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                      "NUMEXPR_NUM_THREADS")},
+           **{name: tempfile.gettempdir() for name in ("TMPDIR", "TMP", "TEMPDIR", "TEMP")},
+           "PYTEST_SOME_VARIABLE": "set"}
+
+
+def _run(command: list[str], folder) -> tuple[subprocess.CompletedProcess, dict, str]:
     proc = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120,
-                          env=environment(SOME_VARIABLE="set", **extra))
-    return proc, (folder / "seen.json").read_text(), (folder / "left_open.txt").read_text()
+                          env=environment(**JOB_ENV))
+    seen = json.loads((folder / "seen.json").read_text().replace(str(folder), "<cwd>"))
+    return proc, seen, (folder / "left_open.txt").read_text()
 
 
 @needs_servers
@@ -57,20 +72,25 @@ def test_a_script_run_by_a_server_ends_and_sees_what_it_does_in_a_new_process(en
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "job.py").write_text(SCRIPT)
-    results = {}
+    results, seeds = {}, []
     for name, python in (("new", [sys.executable]),
-                         ("server", shlex.split(job_server.command()))):
-        folder = tmp_path / name
+                         ("server", shlex.split(job_server.command())),
+                         ("server again", shlex.split(job_server.command()))):
+        folder = tmp_path / name.replace(" ", "_")
         folder.mkdir()
         proc, seen, left_open = _run([*python, str(scripts / "job.py"), ending], folder)
+        seeds.append(seen.pop("seeds"))  # drawn anew in every process
         results[name] = (proc.returncode, proc.stdout,
                          # a traceback names the file and line of the script's frame only
                          [line for line in proc.stderr.splitlines()
                           if "job_server.py" not in line and "exec(code" not in line],
-                         seen.replace(str(folder), "<cwd>"), left_open)
-    assert results["server"] == results["new"]
+                         seen, left_open)
+    assert results["server"] == results["new"] == results["server again"]
     assert results["new"][0] == {"normal": 0, "exit": 3, "raise": 1, "message": 1}[ending]
+    assert results["new"][1].startswith("annotation evaluated\nout\n")
     assert results["new"][4] == "written, never closed"
+    for library, first, second in zip(("numpy", "torch"), seeds[1], seeds[2]):
+        assert first != second, f"two jobs of one server drew the same {library} numbers"
 
 
 @needs_servers
@@ -83,7 +103,7 @@ def test_the_job_dies_with_its_client_and_of_the_signals_it_receives(tmp_path):
         pid_file = tmp_path / "pid.txt"
         pid_file.unlink(missing_ok=True)
         client = subprocess.Popen([*shlex.split(job_server.command()), str(tmp_path / "job.py")],
-                                  cwd=tmp_path, env=environment())
+                                  cwd=tmp_path, env=environment(**JOB_ENV))
         deadline = time.monotonic() + 60
         while not pid_file.exists() or not pid_file.read_text():
             assert time.monotonic() < deadline and client.poll() is None
@@ -98,6 +118,18 @@ def test_the_job_dies_with_its_client_and_of_the_signals_it_receives(tmp_path):
         while _alive(job):
             assert time.monotonic() < deadline, f"job {job} outlived its client ({ending})"
             time.sleep(0.05)
+
+
+@needs_servers
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_job_killed_by_a_signal_kills_its_client_with_it(signum, tmp_path):
+    """As the shell that Snakemake started sees a new process die of it (SIGKILL from the
+    kernel's OOM killer among them)."""
+    (tmp_path / "job.py").write_text(f"import os\nos.kill(os.getpid(), {int(signum)})\n")
+    for python in ([sys.executable], shlex.split(job_server.command())):
+        proc = subprocess.run([*python, str(tmp_path / "job.py")], cwd=tmp_path,
+                              env=environment(**JOB_ENV), capture_output=True, timeout=120)
+        assert proc.returncode == -signum, (python, proc.stderr)
 
 
 def _alive(pid: int) -> bool:
@@ -119,8 +151,9 @@ def test_a_server_is_shared_by_environments_that_differ_in_pytests_variables_onl
 
 def test_the_session_runs_workflow_jobs_on_servers():
     """The suite's Snakemake commands use the servers (and the rebuild's `fresh_jobs` and an
-    edited library's do not), unless PROMPTSCAPE_TEST_JOB_SERVERS is set empty."""
-    if os.environ.get(job_server.VARIABLE) == "":  # switched off: no command uses them
+    edited library's do not), unless they cannot run or PROMPTSCAPE_TEST_JOB_SERVERS is set
+    empty."""
+    if not job_server.enabled():  # no command uses them
         assert job_server.VARIABLE not in environment()
         return
     assert os.path.isdir(os.environ[job_server.VARIABLE])
