@@ -51,15 +51,11 @@ def _jobs_cpu() -> dict[str, float]:
     "" for a test's, a shared run's fixture name for its jobs, "server" for the servers'
     imports, "server end" for the rest of the servers' own (written when they end, before
     this plugin's summary)."""
-    folder = os.environ.get("PROMPTSCAPE_TEST_JOB_SERVERS")
+    servers = sys.modules.get("job_server")  # imported by tests/conftest.py
     totals: dict[str, float] = defaultdict(float)
-    try:
-        with open(os.path.join(folder, "cpu.tsv")) as rows:
-            for row in rows:
-                tag, seconds = row.rstrip("\n").split("\t")[:2]
-                totals[tag] += float(seconds)
-    except (OSError, TypeError, ValueError):
-        pass
+    if servers is not None:
+        for tag, seconds in servers.cpu_rows(os.environ.get(servers.VARIABLE)):
+            totals[tag] += seconds
     return totals
 
 

@@ -249,11 +249,28 @@ def _cpu_line(folder: str, tag: str, seconds: float, script: str = "") -> None:
         out.write(f"{tag}\t{seconds:.3f}\t{os.path.basename(script)}\n")
 
 
-def _job(request: dict, fds: list[int]):
-    """In the job's process: everything as `python SCRIPT ARGS` sets it (its process group,
-    signal handlers, standard streams, working directory, environment, `sys.argv`,
-    `sys.path[0]`); returns the script, which `_run_script` runs at the top of the stack."""
+def enter(cwd: str, env: dict[str, str], streams: list[int]) -> None:
+    """In a fork that runs a request as a new process would (a job here, a Snakemake command
+    in tests/snakemake_server.py): its own process group (for its caller to signal or kill),
+    the file descriptors `streams` as its standard input, output and error, the request's
+    working directory and environment."""
+    import importlib
+
     os.setpgid(0, 0)
+    for target, fd in enumerate(streams):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(cwd)
+    importlib.invalidate_caches()  # relative sys.path entries looked up from the server's
+    os.environ.clear()
+    os.environ.update(env)
+
+
+def _job(request: dict, fds: list[int]):
+    """In the job's process: everything as `python SCRIPT ARGS` sets it (`enter`, its signal
+    handlers, `sys.argv`, `sys.path[0]`, new random seeds); returns the script, which
+    `_run_script` runs at the top of the stack."""
+    enter(request["cwd"], request["env"], fds)
     import ctypes
 
     try:  # killed with its supervisor (PR_SET_PDEATHSIG), as it is with its client
@@ -263,15 +280,6 @@ def _job(request: dict, fds: list[int]):
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    import importlib
-
-    importlib.invalidate_caches()
     script, *args = request["argv"]
     sys.argv = [script, *args]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
@@ -395,13 +403,12 @@ def _supervise(conn: socket.socket, folder: str):
 def serve(path: str):
     """Run the server on the Unix socket `path`. Returns, in a job's process only, the
     script to run."""
-    import resource
     import time
 
     folder = os.path.dirname(path)
     _warm()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    _cpu_line(folder, "server", usage.ru_utime + usage.ru_stime)
+    imports = _own_cpu()
+    _cpu_line(folder, "server", imports)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     temporary = f"{path}.{os.getpid()}"
     listener.bind(temporary)
@@ -411,7 +418,7 @@ def serve(path: str):
     os.rename(temporary, path)  # clients connect once it accepts
     listener.settimeout(5)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server, imports = os.getpid(), usage.ru_utime + usage.ru_stime
+    server = os.getpid()
     running = set()
     last = time.monotonic()
     try:
@@ -469,16 +476,21 @@ def start_session() -> str:
     return folder
 
 
+def cpu_rows(folder: str | None) -> list[tuple[str, float]]:
+    """The (tag, seconds) rows of the session's `cpu.tsv` so far (none without servers)."""
+    try:
+        with open(os.path.join(folder, "cpu.tsv")) as rows:
+            return [(tag, float(seconds)) for tag, seconds, *_ in
+                    (row.rstrip("\n").split("\t") for row in rows)]
+    except (OSError, TypeError):
+        return []
+
+
 def summary(folder: str) -> str:
     """What the servers of the session in `folder` did, from their `cpu.tsv`."""
     servers, ends, jobs = [], [], []
-    try:
-        with open(os.path.join(folder, "cpu.tsv")) as rows:
-            for row in rows:
-                tag, seconds = row.rstrip("\n").split("\t")[:2]
-                {"server": servers, "server end": ends}.get(tag, jobs).append(float(seconds))
-    except OSError:
-        pass
+    for tag, seconds in cpu_rows(folder):
+        {"server": servers, "server end": ends}.get(tag, jobs).append(seconds)
     return (f"job servers (tests/job_server.py): {len(servers)} started, "
             f"{sum(servers):.1f} CPU-s of imports, {sum(ends):.1f} of accepting and forking; "
             f"{len(jobs)} jobs, {sum(jobs):.1f} CPU-s (none of it in this process's "

@@ -63,21 +63,15 @@ def _run(request: dict, base_path: list[str]) -> None:
     """In the fork: the command as `python -m snakemake` runs it. Ends by raising SystemExit
     with its exit status, which ends the fork as it ends a new process: through the exit
     handlers (Snakemake's logging writes its last messages from a queue there)."""
-    os.setpgid(0, 0)  # its own process group, for the client's timeout to kill
-    os.chdir(request["cwd"])
-    importlib.invalidate_caches()  # relative sys.path entries looked up from the server's
-    os.environ.clear()
-    os.environ.update(request["env"])
+    # Its own process group, for the client's timeout to kill; no input, its output to the
+    # client's files.
+    streams = [os.open(os.devnull, os.O_RDONLY),
+               *(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                 for name in ("stdout", "stderr"))]
+    job_server.enter(request["cwd"], request["env"], streams)
     python_path = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     # As Python builds it: a .pth file's folder already on the path is not added again.
     sys.path[:] = [request["cwd"], *python_path, *(p for p in base_path if p not in python_path)]
-    stdin = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(stdin, 0)
-    os.close(stdin)
-    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(out, fd)
-        os.close(out)
     _main(request["argv"])
 
 
