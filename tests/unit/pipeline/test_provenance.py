@@ -478,7 +478,7 @@ def traced(tmp_path_factory):
     # drawing it runs), from every table the figures read (as a job of several reads).
     every_table = list(dict.fromkeys(x for paths in tables_of.values() for x in paths))
     # vl-convert's rendering (compiled code, which no trace sees) replaced by stand-ins: the
-    # same promptscape code runs, in a third of the time.
+    # same promptscape code runs, in about two thirds of the time.
     import vl_convert
 
     with pytest.MonkeyPatch.context() as patch:
