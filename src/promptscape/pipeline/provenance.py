@@ -409,33 +409,33 @@ def job_identity(rule: str, **members: str | None) -> str:
 def trace_calls(fn, *args, **kwargs) -> tuple[object, set[tuple[str, str]]]:
     """Call `fn`; return its result and the (module, qualname) of every promptscape
     function that ran in this thread meanwhile (nested functions, lambdas and
-    comprehensions under the qualname of their enclosing definition's code object)."""
-    root = str(ROOT) + "/"
-    seen: dict[object, tuple[str, str] | None] = {}
+    comprehensions under the qualname of their enclosing definition's code object).
 
-    def profile(frame, event, arg):
-        if event != "call":
-            return
-        code = frame.f_code
-        if code in seen:
-            return
-        path = code.co_filename
-        if not path.startswith(root):
-            seen[code] = None
-            return
-        rel = Path(path[len(root):]).with_suffix("")
-        parts = [PACKAGE, *rel.parts]
-        if parts[-1] == "__init__":
-            parts.pop()
-        seen[code] = (".".join(parts), code.co_qualname)
+    The calls are recorded by cProfile, whose hook is compiled code: a hook written in
+    Python ran for every call of every library (Altair's chart building is hundreds of
+    thousands) and made a traced job several times slower."""
+    import cProfile
 
     previous = sys.getprofile()
-    sys.setprofile(profile)
+    profiler = cProfile.Profile()
+    profiler.enable()
     try:
         result = fn(*args, **kwargs)
     finally:
+        profiler.disable()
         sys.setprofile(previous)
-    return result, {v for v in seen.values() if v is not None}
+    root = str(ROOT) + "/"
+    executed = set()
+    for entry in profiler.getstats():
+        code = entry.code  # a code object, or the name of a built-in function
+        if isinstance(code, str) or not code.co_filename.startswith(root):
+            continue
+        rel = Path(code.co_filename[len(root):]).with_suffix("")
+        parts = [PACKAGE, *rel.parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        executed.add((".".join(parts), code.co_qualname))
+    return result, executed
 
 
 def uncovered(executed: set[tuple[str, str]], entries) -> list[str]:
