@@ -213,6 +213,21 @@ def _warm() -> None:
     import yaml  # noqa: F401
 
     del torch
+    # What the jobs imported after their fork began: Snakemake's job-end report (tabulate,
+    # about 20 ms in every job), what Altair imports as it saves a chart, and SciPy, which
+    # the prior's and the edit analysis's functions import as they run (0.3 s in each).
+    import altair.utils.save  # noqa: F401
+    import narwhals._interchange.dataframe  # noqa: F401
+    import narwhals._pandas_like.dataframe  # noqa: F401
+    import narwhals._pandas_like.namespace  # noqa: F401
+    import narwhals.stable.v1._namespace  # noqa: F401
+    import pandas.core.methods.to_dict  # noqa: F401
+    import pandas.io.formats.string  # noqa: F401
+    import scipy.integrate  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.sparse.csgraph  # noqa: F401
+    import scipy.special  # noqa: F401
+    import tabulate  # noqa: F401
     # And the library itself, every module of it: the one its PYTHONPATH names (part of the
     # server's key), as a job's would.
     import importlib

@@ -45,6 +45,17 @@ def _warm() -> None:
     import snakemake.persistence  # noqa: F401
     import snakemake.scheduling.job_scheduler  # noqa: F401
     import snakemake.workflow  # noqa: F401
+    # What every command imported after its fork began (about 190 modules, 0.1 CPU-s):
+    # its arguments' dataclasses, its profiles and storage, the config's JSON schema, and
+    # smart_open (with requests), which Snakemake's reading of the Snakefile imports.
+    import argparse_dataclass  # noqa: F401
+    import graphlib  # noqa: F401
+    import jsonschema  # noqa: F401
+    import packaging.version  # noqa: F401
+    import platformdirs  # noqa: F401
+    import smart_open  # noqa: F401
+    import snakemake.profiles  # noqa: F401
+    import snakemake.storage  # noqa: F401
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
     from snakemake_interface_logger_plugins.registry import LoggerPluginRegistry
     from snakemake_interface_report_plugins.registry import ReportPluginRegistry
