@@ -3,6 +3,7 @@ synthetic strategies table written and read back through its schema."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -93,6 +94,19 @@ def frame(tmp_path_factory):
     return tables.read(path, "strategies")
 
 
+@pytest.fixture(scope="module")
+def drawn(frame):
+    """The figure's specification of the synthetic table, built once for the tests that
+    read it (building one is most of such a test)."""
+    return chart(frame).to_dict()
+
+
+@pytest.fixture
+def spec(drawn):
+    """A copy of `drawn` for one test."""
+    return copy.deepcopy(drawn)
+
+
 def chart(frame, **kwargs):
     return figures.strategies_chart(frame, **{**dict(tasks=TASKS, imd=IMD,
                                                      predictors=PREDICTORS, style=STYLE,
@@ -126,8 +140,7 @@ def test_the_synthetic_table_matches_the_schema(frame):
     assert (frame.loc[frame["strategy"] == "exhaustive", "budget"] == P).all()
 
 
-def test_three_blocks_faceted_by_task_n_and_predictor(frame):
-    spec = chart(frame).to_dict()
+def test_three_blocks_faceted_by_task_n_and_predictor(frame, spec):
     json.dumps(spec)
     blocks = spec["vconcat"]
     assert len(blocks) == 3
@@ -150,8 +163,7 @@ def test_three_blocks_faceted_by_task_n_and_predictor(frame):
     assert len(data) == len(frame)
 
 
-def test_budget_axis_is_log_and_colours_are_fixed_per_strategy(frame):
-    spec = chart(frame).to_dict()
+def test_budget_axis_is_log_and_colours_are_fixed_per_strategy(frame, spec):
     with_x = [lay for lay in layers(spec) if field(lay, "x")]
     assert with_x
     for lay in with_x:
@@ -185,8 +197,7 @@ def test_an_unknown_strategy_is_drawn_black(frame):
     assert scale["domain"][-1] == "novel" and scale["range"][-1] == "#000000"
 
 
-def test_exhaustive_is_the_ceiling_in_correct_and_regret(frame):
-    spec = chart(frame).to_dict()
+def test_exhaustive_is_the_ceiling_in_correct_and_regret(frame, spec):
     blocks = [layers(block) for block in spec["vconcat"]]
     exhaustive = "datum.strategy == 'exhaustive'"
     for block, y in zip(blocks[:2], ("proportion_correct", "regret_mean_plot")):
@@ -206,8 +217,7 @@ def test_exhaustive_is_the_ceiling_in_correct_and_regret(frame):
     assert not any(exhaustive in filters(lay) for lay in blocks[2])
 
 
-def test_expected_found_best_is_drawn_for_random_only(frame):
-    spec = chart(frame).to_dict()
+def test_expected_found_best_is_drawn_for_random_only(frame, spec):
     blocks = [layers(block) for block in spec["vconcat"]]
     theory = [lay for block in blocks for lay in block
               if field(lay, "y") == "expected_found_best"]
@@ -234,8 +244,7 @@ def test_expected_found_best_is_drawn_for_random_only(frame):
     assert np.allclose(random["expected_found_best"], expected)
 
 
-def test_regret_sits_on_the_floor(frame):
-    spec = chart(frame).to_dict()
+def test_regret_sits_on_the_floor(frame, spec):
     (dataset,) = spec["datasets"].values()
     data = pd.DataFrame(dataset)
     assert (data["regret_mean_plot"] >= figures.REGRET_FLOOR).all()
@@ -243,8 +252,7 @@ def test_regret_sits_on_the_floor(frame):
     assert zero.any() and (data.loc[zero, "regret_mean_plot"] == figures.REGRET_FLOOR).all()
 
 
-def test_tooltips_carry_the_key_numbers(frame):
-    spec = chart(frame).to_dict()
+def test_tooltips_carry_the_key_numbers(frame, spec):
     (line,) = [lay for lay in layers(spec["vconcat"][0]) if mark(lay) == "line"]
     tips = {t["field"] for t in line["encoding"]["tooltip"]}
     assert {"strategy", "budget", "proportion_correct", "ci_low", "ci_high",
