@@ -20,9 +20,12 @@ server kills the job when the client's connection closes first.
 The server (`python tests/job_server.py --serve SOCKET`) imports what the jobs import, the
 promptscape of its PYTHONPATH included (a test that runs an edited copy of the library runs
 its jobs as new processes, `workflow_helpers.environment`), and starts no thread (a fork
-copies only the thread that forks). Each connection gets a fork, which forks the job
-and watches both: the job's exit status goes back to the client, the client's end (or a
-signal it forwards) goes to the job's process group. The job sets its environment, working
+copies only the thread that forks). Each request gets a fork, the job; one loop of the
+server watches every job and its client: the job's exit status goes back to the client, the
+client's end (or a signal it forwards) goes to the job's process group. (A fork of the
+server costs about 25 ms of CPU, most of it copying and then freeing the page tables of its
+450 MB: a fork per connection that forked the job and watched it cost a job that much more.)
+The job sets its environment, working
 directory, `sys.argv`, `sys.path` and standard streams as `python SCRIPT` would and runs the
 script as `__main__`; it ends as a new process ends (exit handlers, exit status, a traceback
 for an uncaught exception).
@@ -42,7 +45,7 @@ Two things read differently: Snakemake's `benchmark:` files of a rule measure th
 (its process tree is the shell's), not the job; and a job's logged wall time leaves out the
 imports it did not make.
 
-CPU: every job's user + system seconds (with its children's and its supervisor's), each
+CPU: every job's user + system seconds (with its children's), each
 server's import time, and at each server's end the rest of its own (accepting and forking)
 are appended to `cpu.tsv` in the folder (tab-separated: the job's PROMPTSCAPE_TEST_CPU_TAG,
 or "server" and "server end"; seconds; the job's script's file name), for
@@ -288,7 +291,7 @@ def _job(request: dict, fds: list[int]):
     enter(request["cwd"], request["env"], fds)
     import ctypes
 
-    try:  # killed with its supervisor (PR_SET_PDEATHSIG), as it is with its client
+    try:  # killed with its server (PR_SET_PDEATHSIG), as it is with its client
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
@@ -362,62 +365,51 @@ def _exit_status(end: SystemExit) -> int:
     return 1
 
 
-def _supervise(conn: socket.socket, folder: str):
-    """In the connection's fork: start the job, relay its end to the client and the client's
-    signals (or end) to it. Returns the script to run in the job's process, None here."""
+def _request(conn: socket.socket) -> tuple[dict, list[int], bytes]:
+    """A client's request, its standard streams' file descriptors, and what followed it (a
+    signal forwarded at once)."""
+    conn.settimeout(60)  # a client sends its request as it connects
     data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
     while b"\n" not in data:
         more = conn.recv(1 << 20)
         if not more:
-            os._exit(1)
+            raise OSError("the client ended before its request")
         data += more
-    line, pending = data.split(b"\n", 1)  # a forwarded signal may follow at once
-    request = json.loads(line)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    pid = os.fork()
-    if pid == 0:
-        conn.close()
-        return _job(request, fds)
-    for fd in fds:
-        os.close(fd)
-    try:
-        os.setpgid(pid, pid)
-    except (PermissionError, ProcessLookupError):
-        pass
-    import select
+    conn.setblocking(True)
+    line, pending = data.split(b"\n", 1)
+    return json.loads(line), fds, pending
 
-    watch = os.pidfd_open(pid)
-    while True:
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
+
+class _Job:
+    """A running job, as the server watches it: its client's connection (None once the
+    client ended) and what the client sent that is not a whole line yet."""
+
+    def __init__(self, pid: int, conn: socket.socket, request: dict, pending: bytes):
+        self.pid, self.conn, self.pending = pid, conn, pending
+        self.tag, self.script = request["env"].get(TAG, ""), request["argv"][0]
+        self.watch = os.pidfd_open(pid)
+
+    def relay(self) -> None:
+        """Forward the whole lines received (signals) to the job's process group."""
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
             try:
-                os.killpg(pid, json.loads(line)["signal"])
+                os.killpg(self.pid, json.loads(line)["signal"])
             except ProcessLookupError:
                 pass
-        ready, _, _ = select.select([conn, watch], [], [])
-        if watch in ready:
-            break
-        chunk = conn.recv(4096)
-        if not chunk:  # the client ended (killed): so does the job
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        pending += chunk
-    _, status, usage = os.wait4(pid, 0)
-    _cpu_line(folder, request["env"].get(TAG, ""),
-              usage.ru_utime + usage.ru_stime + _own_cpu(), request["argv"][0])
-    try:
-        _send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
-    except OSError:
-        pass
-    os._exit(0)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def serve(path: str):
-    """Run the server on the Unix socket `path`. Returns, in a job's process only, the
-    script to run."""
+    """Run the server on the Unix socket `path`: accept requests, fork a job for each, and
+    watch every running job and its client in one loop (a job's end goes to its client, the
+    client's signals or end to the job). Returns, in a job's process only, the script to
+    run."""
+    import select
     import time
 
     folder = os.path.dirname(path)
@@ -431,34 +423,67 @@ def serve(path: str):
     with open(f"{path}.pid", "w") as out:
         out.write(str(os.getpid()))
     os.rename(temporary, path)  # clients connect once it accepts
-    listener.settimeout(5)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = os.getpid()
-    running = set()
+    jobs: dict[int, _Job] = {}  # by pidfd
     last = time.monotonic()
     try:
         while os.path.isdir(folder):
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                conn = None
-            while running:  # reap the connections' forks that ended
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-                running.discard(pid)
-            if conn is None:
-                if not running and time.monotonic() - last > IDLE_SECONDS:
+            conns = {job.conn: job for job in jobs.values() if job.conn is not None}
+            ready, _, _ = select.select([listener, *conns, *jobs], [], [], 5)
+            if not ready:
+                if not jobs and time.monotonic() - last > IDLE_SECONDS:
                     break
                 continue
             last = time.monotonic()
-            pid = os.fork()
-            if pid == 0:
-                listener.close()
-                conn.settimeout(None)
-                return _supervise(conn, folder)  # the script, in a job's process
-            running.add(pid)
-            conn.close()
+            for item in ready:
+                if item is listener:
+                    conn, _ = listener.accept()
+                    try:
+                        request, fds, pending = _request(conn)
+                    except (OSError, ValueError):
+                        conn.close()
+                        continue
+                    pid = os.fork()
+                    if pid == 0:  # the job: none of the server's sockets and pidfds
+                        listener.close()
+                        conn.close()
+                        for job in jobs.values():
+                            job.close()
+                            os.close(job.watch)
+                        return _job(request, fds)
+                    for fd in fds:
+                        os.close(fd)
+                    try:  # its process group, set on both sides (before a signal comes)
+                        os.setpgid(pid, pid)
+                    except (PermissionError, ProcessLookupError):
+                        pass
+                    job = _Job(pid, conn, request, pending)
+                    job.relay()
+                    jobs[job.watch] = job
+                elif item in conns:
+                    job = conns[item]
+                    chunk = job.conn.recv(4096)
+                    if chunk:
+                        job.pending += chunk
+                        job.relay()
+                    else:  # the client ended (killed): so does the job
+                        try:
+                            os.killpg(job.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                        job.close()
+                else:  # a job ended
+                    job = jobs.pop(item)
+                    os.close(job.watch)
+                    _, status, usage = os.wait4(job.pid, 0)
+                    _cpu_line(folder, job.tag, usage.ru_utime + usage.ru_stime, job.script)
+                    if job.conn is not None:
+                        try:
+                            _send(job.conn, {"returncode": os.waitstatus_to_exitcode(status)})
+                        except OSError:
+                            pass
+                    job.close()
     except SystemExit:  # SIGTERM: the session's end
         pass
     finally:
