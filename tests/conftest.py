@@ -11,6 +11,7 @@ the tiny config on every other config of the repository (a dry run each).
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -49,6 +50,16 @@ if job_server.AVAILABLE and job_server.VARIABLE not in os.environ:
     def pytest_terminal_summary(terminalreporter) -> None:
         job_server.stop_servers(_JOB_SERVERS)  # every test has ended
         terminalreporter.write_line(job_server.summary(_JOB_SERVERS))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Less of the collector's work in a test process: the objects of the libraries and test
+    modules imported by now (torch's, pandas', Altair's: about 340,000) are frozen out of its
+    reach, and it runs a few times less often. On the unit tests in one process it took 7.4
+    of 130 CPU-s, 3.0 so (timed by `gc.callbacks`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
