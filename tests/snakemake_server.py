@@ -18,7 +18,9 @@ Used by `workflow_helpers.snakemake` (one server per test process, started at it
 command). `python tests/snakemake_server.py --main ARGS` is `python -m snakemake ARGS` in a
 new process. Both run the job scripts on the session's job servers (tests/job_server.py)
 where the environment names them. The protocol, one JSON object per line: a request
-{"argv", "env", "cwd", "stdout", "stderr"} on standard input; the replies {"pid"} when the
+{"argv", "env", "cwd", "stdout", "stderr"} (the same path for both: one file), and "sigint"
+(true: SIGINT raises KeyboardInterrupt in the command, as in a process started with it
+handled by default) on standard input; the replies {"pid"} when the
 fork starts and {"returncode", "cpu"} when it ends (`cpu`: user + system seconds of the fork
 and everything it waited for). End of input ends the server.
 """
@@ -30,6 +32,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -76,9 +79,12 @@ def _run(request: dict, base_path: list[str]) -> None:
     handlers (Snakemake's logging writes its last messages from a queue there)."""
     # Its own process group, for the client's timeout to kill; no input, its output to the
     # client's files.
-    streams = [os.open(os.devnull, os.O_RDONLY),
-               *(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                 for name in ("stdout", "stderr"))]
+    output = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    streams = [os.open(os.devnull, os.O_RDONLY), output,
+               os.dup(output) if request["stderr"] == request["stdout"] else
+               os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+    if request.get("sigint"):  # Ctrl-C raises KeyboardInterrupt, even where this process
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # was started ignoring it
     job_server.enter(request["cwd"], request["env"], streams)
     python_path = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     # As Python builds it: a .pth file's folder already on the path is not added again.

@@ -80,6 +80,7 @@ class _Server:
             stdout=subprocess.PIPE,
             bufsize=0, env=env, cwd=REPO)
         self.pending = b""  # read from the server, not yet a whole reply
+        self.started: Started | None = None  # the command `start` started
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -110,10 +111,25 @@ class _Server:
         while data:  # a raw pipe may take part of it
             data = data[self.proc.stdin.write(data):]
 
+    def start(self, command: list[str], *, env: dict, log: Path) -> Started:
+        """`command` started as its fork, its output and errors to `log`; SIGINT raises
+        KeyboardInterrupt in it. Nothing else runs on this server until it has ended."""
+        assert command[1:3] == ["-m", "snakemake"], command
+        self._idle()
+        self._send({"argv": command[3:], "env": env, "cwd": os.getcwd(), "stdout": str(log),
+                    "stderr": str(log), "sigint": True})
+        self.started = Started(self, command, self._reply(None)["pid"])
+        return self.started
+
+    def _idle(self) -> None:
+        assert self.started is None or self.started.returncode is not None, \
+            "a command started in the background has not ended"
+
     def run(self, command: list[str], *, env: dict, timeout: float,
             check: bool) -> subprocess.CompletedProcess:
         """`command`: `python -m snakemake ARGS` (`snakemake_command`), run as its fork."""
         assert command[1:3] == ["-m", "snakemake"], command
+        self._idle()
         argv = command[3:]
         with tempfile.TemporaryDirectory(prefix="snakemake-output-") as folder:
             out, err = Path(folder, "stdout"), Path(folder, "stderr")
@@ -142,6 +158,48 @@ class _Server:
             raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                                  f"{proc.stderr[-4000:]}")
         return proc
+
+
+class Started:
+    """A command `start` ran in the background: what the tests use of a subprocess.Popen
+    (`pid`, its process group's too; `poll`, `wait`, `kill`, `returncode`)."""
+
+    def __init__(self, server: _Server, args: list[str], pid: int):
+        self.server, self.args, self.pid = server, args, pid
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                done = self.server._reply(None if timeout is None
+                                          else time.monotonic() + timeout)
+            except subprocess.TimeoutExpired:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            _forked_cpu[0] += done["cpu"]
+            self.returncode = done["returncode"]
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL to its process group (the command, its jobs and their children)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.wait()
+
+
+def start(workdir: Path, config: Path, *args: str, log: Path) -> Started:
+    """Snakemake in the background as `snakemake` runs it (a fork of this process's server,
+    in its own process group, its jobs on the job servers), its output and errors to `log`,
+    SIGINT handled as in a new Python process."""
+    return _server().start(snakemake_command(workdir, config, *args), env=environment(),
+                           log=log)
 
 
 _servers: list[_Server] = []

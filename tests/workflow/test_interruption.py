@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
+import workflow_helpers
 from workflow_helpers import (REPO, TINY, digests, environment, load_config, planned_jobs,
-                              snakemake, snakemake_command)
+                              snakemake)
 
 pytestmark = pytest.mark.slow
 
@@ -58,26 +59,18 @@ UNTIL_SEARCH = sorted(dataset_outputs(load_config()) + SEARCHES)
 
 
 def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """A rerun, to its end (the interrupted runs are new processes: `start`)."""
+    """A rerun, to its end (the interrupted runs start in the background: `start`)."""
     return snakemake(workdir, TINY, *args, check=check, timeout=600)
 
 
-def _default_sigint() -> None:
-    """In the child: SIGINT handled by default. A shell starts background commands with SIGINT
-    ignored, and Python keeps an inherited SIG_IGN (no KeyboardInterrupt), so under
-    `.ci/run &` Snakemake would never see the Ctrl-C this test sends."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def start(workdir: Path, log: Path) -> workflow_helpers.Started:
+    """Snakemake in the background, in a process group of its own (no signal sent to it
+    reaches pytest), SIGINT handled by default (a shell starts background commands with
+    SIGINT ignored, and under `.ci/run &` Snakemake would never see the Ctrl-C sent here)."""
+    return workflow_helpers.start(workdir, TINY, *UNTIL, log=log)
 
 
-def start(workdir: Path, log: Path) -> subprocess.Popen:
-    """Snakemake in the background (its own session, so no signal reaches pytest)."""
-    handle = open(log, "w")
-    return subprocess.Popen(snakemake_command(workdir, TINY, *UNTIL), stdout=handle,
-                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                            preexec_fn=_default_sigint, env=environment())
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float, what: str):
+def wait_for(condition, proc, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
