@@ -322,28 +322,57 @@ def _run_script(script: str) -> None:
     main.__builtins__ = builtins
     main.__cached__ = None
     sys.modules["__main__"] = main
+    status = outcome(lambda: exec(code, main.__dict__))
+
+    def clear_main():
+        import gc
+
+        main.__dict__.clear()  # the script's objects go first, as at an interpreter's end (a
+        gc.collect()  # file it left open is flushed and closed)
+
+    finish(status, clear_main)
+
+
+def outcome(program) -> int:
+    """Call `program` as the top of a process: the exit status the interpreter would end
+    with (a SystemExit's code, its message printed; 1 after printing the traceback of an
+    uncaught exception; -SIGINT, death by that signal, for KeyboardInterrupt)."""
     try:
-        exec(code, main.__dict__)
-        status = 0
+        program()
+        return 0
     except SystemExit as end:  # as the interpreter reads it
-        status = _exit_status(end)
+        code = end.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code & 0xFF
+        print(code, file=sys.stderr)
+        return 1
     except BaseException as error:  # noqa: BLE001 (printed, status 1, as for a script)
-        sys.excepthook(*sys.exc_info())
-        # Python ends a script stopped by Ctrl-C by SIGINT, for its caller to see.
-        status = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
-    # The end of a script's process without tearing down the modules: that would write to
-    # every page the fork shares with the server (reference counts), which is most of the
-    # cost of a small job. What a job can leave to the end is done: its threads are joined,
-    # its exit handlers run (logging's flush among them), the script's globals cleared and
-    # its garbage collected, the standard streams flushed.
+        trace = error.__traceback__  # from the first frame not of this file, as a new
+        while trace is not None and trace.tb_frame.f_code.co_filename == __file__:  # process
+            trace = trace.tb_next  # prints it
+        sys.excepthook(type(error), error.with_traceback(trace), trace)
+        # Python ends a program stopped by Ctrl-C by SIGINT, for its caller to see.
+        return -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+
+
+def finish(status: int, before_flush=None) -> None:
+    """End a fork that ran a request as a new process (a job here, a Snakemake command in
+    tests/snakemake_server.py) without tearing down its modules: that would write to every
+    page the fork shares with its server (reference counts, the collector's marks), which
+    was most of the cost of a small job and 0.3 CPU-s of every Snakemake command. What a
+    process leaves to its end is done, in the interpreter's order: its threads are joined,
+    its exit handlers run (logging's flush and Snakemake's last messages among them),
+    `before_flush` runs, the standard streams are flushed; then it exits with `status`, or
+    dies of signal -`status`."""
     import atexit
-    import gc
     import threading
 
     threading._shutdown()
     atexit._run_exitfuncs()
-    main.__dict__.clear()  # the script's objects go first, as at an interpreter's end (a
-    gc.collect()  # file it left open is flushed and closed)
+    if before_flush is not None:
+        before_flush()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -353,16 +382,6 @@ def _run_script(script: str) -> None:
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     os._exit(status)
-
-
-def _exit_status(end: SystemExit) -> int:
-    code = end.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
 
 
 def _request(conn: socket.socket) -> tuple[dict, list[int], bytes]:
