@@ -241,16 +241,20 @@ def _warm() -> None:
     for module in pkgutil.walk_packages(promptscape.__path__, "promptscape."):
         if not module.name.endswith(".__main__"):  # a command line, which runs on import
             importlib.import_module(module.name)
-    # A fork copies the forking thread alone. The native threads of these libraries
-    # (pyarrow's allocator starts one) are made safe by their fork handlers; a Python
-    # thread's locks would stay held in the fork.
+    ready_to_fork()
+
+
+def ready_to_fork() -> None:
+    """The end of a server's imports (here, and in tests/snakemake_server.py). A fork copies
+    the forking thread alone: the native threads of the libraries (pyarrow's allocator
+    starts one) are made safe by their fork handlers, but a Python thread's locks would stay
+    held in the fork, so there must be none. The imports' objects go out of the collector's
+    reach: a fork's collections would otherwise go through all of them, and write to (copy)
+    every page that holds one."""
+    import gc
     import threading
 
     assert threading.active_count() == 1, f"threads at fork: {threading.enumerate()}"
-    # The imports' objects out of the collector's reach: a job's collections would otherwise
-    # go through all of them, and write to (copy) every page that holds one.
-    import gc
-
     gc.collect()
     gc.freeze()
 

@@ -34,7 +34,6 @@ import os
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import job_server
@@ -69,8 +68,6 @@ def _warm() -> None:
         registry()
     assert not any(name.split(".")[0] == "promptscape" for name in sys.modules), \
         "Snakemake imported promptscape"
-    # A fork copies this thread alone: another one's locks would stay held in the fork.
-    assert threading.active_count() == 1, f"threads at fork: {threading.enumerate()}"
 
 
 def _run(request: dict, base_path: list[str]) -> None:
@@ -164,12 +161,7 @@ def serve(library: str | None = None) -> None:
     base_path = sys.path[1:]
     if library is not None:
         _preload(library)
-    # The imports' objects out of the collector's reach: a fork's collections would go
-    # through all of them and write to (copy) the pages that hold them.
-    import gc
-
-    gc.collect()
-    gc.freeze()
+    job_server.ready_to_fork()  # no thread; the imports frozen
     replies = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
